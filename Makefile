@@ -1,0 +1,48 @@
+# The two commands the README starts with:
+#   make demo   set up and run an example module under the embedded dev orchestrator
+#   make test   set up and run the whole test suite
+#
+# Both create .venv with the first python3 >= 3.11 on PATH (override with PYTHON=...).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+JOBS ?= 2
+TESTS ?= tests
+
+.PHONY: setup test demo lint format typecheck docs bench tox clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pywatt_twisted needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[test,dev]'
+	@touch $@
+
+test: setup
+	@bash tools/run-tests $(BIN)/python $(JOBS) $(TESTS)
+
+demo: setup
+	$(BIN)/python -m pywatt_twisted.cli dev --module=examples.counter.module --demo
+
+lint: setup
+	$(BIN)/ruff check src tests bench examples tools
+	$(BIN)/ruff format --check src tests bench examples tools
+
+format: setup
+	$(BIN)/ruff format src tests bench examples tools
+	$(BIN)/ruff check --fix src tests bench examples tools
+
+typecheck: setup
+	$(BIN)/mypy src/pywatt_twisted
+
+bench: setup
+	$(BIN)/python -m bench
+
+tox: setup
+	$(BIN)/tox
+
+clean:
+	rm -rf $(VENV) .tox build dist _trial_temp* src/*.egg-info

@@ -1,0 +1,43 @@
+"""
+pywatt_twisted: write PyWatt modules with Twisted.
+
+The public names for module authors are importable from here; they are loaded on first
+use so that importing the package (as twistd's plugin machinery does) stays cheap and
+never installs a reactor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+_LAZY = {
+    "pywatt_module": "pywatt_twisted.runtime.module",
+    "ModuleDefinition": "pywatt_twisted.runtime.module",
+    "AnnouncedEndpoint": "pywatt_twisted.runtime.module",
+    "AppState": "pywatt_twisted.runtime.state",
+    "Secret": "pywatt_twisted.runtime.secret",
+    "JwtConfig": "pywatt_twisted.web.jwt",
+    "PyWattError": "pywatt_twisted.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pywatt_twisted.errors import PyWattError
+    from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module
+    from pywatt_twisted.runtime.secret import Secret
+    from pywatt_twisted.runtime.state import AppState
+    from pywatt_twisted.web.jwt import JwtConfig
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'pywatt_twisted' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

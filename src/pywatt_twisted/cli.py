@@ -1,0 +1,46 @@
+"""
+The C{pywatt} command: C{pywatt dev ...} (the embedded orchestrator) and C{pywatt db ...}
+(the schema tool). Each subcommand lives with its layer and is imported only when used.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = """\
+usage: pywatt <command> [options]
+
+commands:
+  dev     run modules under the embedded development orchestrator
+  db      validate models, generate and apply database schemas
+
+Run 'pywatt <command> --help' for a command's options.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Entry point of the C{pywatt} console script.
+
+    @return: the process exit status (0 success, 1 failure, 2 bad usage).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "dev":
+        from pywatt_twisted.dev.cli import main as dev_main
+
+        return dev_main(rest)
+    if command == "db":
+        from pywatt_twisted.data.models.cli import main as db_main
+
+        return db_main(rest)
+    sys.stderr.write(f"pywatt: unknown command {command!r}\n\n{USAGE}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

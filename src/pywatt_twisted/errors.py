@@ -1,0 +1,130 @@
+# -*- test-case-name: tests.test_errors -*-
+"""
+The exception hierarchy of pywatt_twisted.
+
+Every error the library raises on purpose derives from L{PyWattError}. Messages say what
+was expected, what came, and what to do about it; none of them ever includes a secret
+value or a password.
+"""
+
+from __future__ import annotations
+
+
+class PyWattError(Exception):
+    """
+    Root of every error raised by pywatt_twisted.
+    """
+
+
+class ProtocolError(PyWattError):
+    """
+    Input that crossed the wire (a line, a frame, a JSON document) is not a valid PyWatt
+    message.
+
+    @ivar field: dotted path of the offending field (C{"tcp_channel.address"}), or
+        C{None} when the problem is not tied to one field.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        if field is not None:
+            message = f"{field}: {message}"
+        super().__init__(message)
+        self.field = field
+
+
+class FrameError(ProtocolError):
+    """
+    A channel frame is unusable (see L{FrameTooLarge} and L{UnsupportedFrameFormat}).
+    """
+
+
+class FrameTooLarge(FrameError):
+    """
+    A frame header announced, or an outgoing message needed, more bytes than the
+    configured maximum frame length. On receive, the connection must be aborted: the
+    stream cannot be trusted past such a header.
+
+    @ivar length: the length that was announced or needed.
+    @ivar limit: the configured maximum.
+    """
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(
+            f"frame of {length} bytes exceeds the maximum frame length of {limit} bytes"
+        )
+        self.length = length
+        self.limit = limit
+
+
+class UnsupportedFrameFormat(FrameError):
+    """
+    A frame carried a format byte this implementation cannot turn into JSON. The frame is
+    skipped (its length is known, so the stream stays in sync).
+    """
+
+
+class LineTooLong(ProtocolError):
+    """
+    A stdio line exceeded the maximum line length (1 MiB by default).
+    """
+
+
+class ConfigurationError(PyWattError):
+    """
+    The module, its options or its environment are configured wrongly.
+    """
+
+
+class ModuleLoadError(ConfigurationError):
+    """
+    C{--module} could not be imported, or it holds no (or several) module definitions.
+    """
+
+
+class BootstrapError(PyWattError):
+    """
+    The module could not complete its start-up (init, secrets, channels, bind, announce).
+    """
+
+
+class RequestTimeout(PyWattError):
+    """
+    A request that waits for a reply from the orchestrator or a peer got none in time.
+    """
+
+
+class SecretError(PyWattError):
+    """
+    A secret could not be fetched, parsed or converted. Never includes the value.
+    """
+
+
+class ChannelError(PyWattError):
+    """
+    A framed channel could not carry a message (down, queue full, TLS failure...).
+    """
+
+
+class RemoteError(PyWattError):
+    """
+    A peer answered a request with an error.
+
+    @ivar kind: the error kind the peer reported.
+    """
+
+    def __init__(self, message: str, kind: str = "remote_error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class DataError(PyWattError):
+    """
+    A database or cache operation failed. Never includes a password.
+    """
+
+
+class NotAvailable(PyWattError):
+    """
+    A feature was used that this module was not configured for (for example module-to-
+    module messaging without a channel).
+    """
