@@ -1,0 +1,727 @@
+# -*- test-case-name: tests.data.test_database -*-
+"""
+L{Database}: one API over PostgreSQL (psycopg 3), MySQL/MariaDB (PyMySQL) and SQLite
+(sqlite3), built on L{twisted.enterprise.adbapi.ConnectionPool}.
+
+Every call runs in the pool's thread pool on that thread's connection, inside a
+transaction that commits when the work returns and rolls back when it raises. Nothing
+blocks the reactor thread.
+
+Reconnection: a connection the server dropped (restart, C{pg_terminate_backend},
+MySQL C{KILL}) is detected when it is next used. If that happens on the I{first}
+statement of a transaction, nothing has reached the server yet in this transaction, so
+the pool opens a fresh connection and sends that statement again, transparently. If it
+happens later in a transaction, the transaction is lost: the call fails with
+L{DatabaseUnavailable} (the server has rolled the transaction back), the broken
+connection is thrown away, and the next call reconnects. A connection lost while
+committing also fails with L{DatabaseUnavailable}: the commit may or may not have been
+applied, and the message says so.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorCore, IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface, implementer
+
+from pywatt_twisted.data.database._config import DRIVERS, MEMORY, DatabaseConfig
+from pywatt_twisted.data.database._errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    IntegrityError,
+    QueryError,
+    TransactionClosed,
+)
+from pywatt_twisted.data.database._params import ParameterError, translate
+
+T = TypeVar("T")
+
+Row = dict[str, object]
+Params = Mapping[str, object] | None
+
+
+class IDatabase(Interface):
+    """
+    A SQL database reached without blocking the reactor. Parameters are always named
+    C{:name} placeholders with a mapping of values.
+    """
+
+    dialect = Attribute('C{"postgresql"}, C{"mysql"} or C{"sqlite"}.')
+    url_redacted = Attribute("The database URL with its password replaced by C{***}.")
+
+    def execute(sql: str, params: Params = None) -> Deferred[int]:
+        """
+        Run one statement in its own transaction; fire with the rows affected (-1 when
+        the driver does not know).
+        """
+
+    def query(sql: str, params: Params = None) -> Deferred[list[Row]]:
+        """
+        Run one query; fire with its rows as C{dict}s of column name -> value.
+        """
+
+    def query_one(sql: str, params: Params = None) -> Deferred[Row | None]:
+        """
+        Run one query; fire with its first row, or None when there is none.
+        """
+
+    def run_interaction(fn: Callable[..., Any], *args: Any, **kw: Any) -> Deferred[Any]:
+        """
+        Call C{fn(tx, *args, **kw)} in a pool thread with a L{SyncTransaction}; commit
+        when it returns, roll back when it raises; fire with its return value.
+        """
+
+    def transaction(fn: Callable[..., Any] | None = None, *args: Any, **kw: Any) -> Any:
+        """
+        With C{fn}: the same as L{run_interaction}. Without: an async context manager
+        giving an L{AsyncTransaction}.
+        """
+
+    def ping() -> Deferred[None]:
+        """
+        Check that the database answers; fail with L{DatabaseUnavailable} if not.
+        """
+
+    def health() -> dict[str, Any]:
+        """
+        Pool statistics and last error, for C{/health}.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Roll back open transactions, wait for running calls, close every connection.
+        """
+
+
+def _is_broken(dialect: str, conn: Any) -> bool:
+    """
+    Whether a driver connection can no longer be used.
+    """
+    if conn is None:
+        return True
+    if dialect == "postgresql":
+        return bool(conn.closed or conn.broken)
+    if dialect == "mysql":
+        return not conn.open
+    return False
+
+
+class SyncTransaction:
+    """
+    The transaction handed to a function run by L{Database.run_interaction}: it lives in
+    a pool thread and its methods block. Do not keep it after the function returns.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pool = db._pool
+        self._dialect = db.dialect
+        self._conn: Any = None
+        self._cursor: Any = None
+        self._statements = 0
+
+    # connection handling ------------------------------------------------------------
+
+    def _open(self) -> None:
+        """
+        Take this thread's connection (opening it if needed) and start a transaction.
+        """
+        try:
+            self._conn = self._pool.connect()
+            self._cursor = self._conn.cursor()
+            if self._dialect == "sqlite":
+                self._cursor.execute("BEGIN")
+        except Exception:
+            if self._conn is not None and _is_broken(self._dialect, self._conn):
+                self._reconnect()
+            else:
+                raise
+
+    def _reconnect(self) -> None:
+        self._discard()
+        self._db._count_reconnect()
+        self._conn = self._pool.connect()
+        self._cursor = self._conn.cursor()
+        if self._dialect == "sqlite":
+            self._cursor.execute("BEGIN")
+
+    def _discard(self) -> None:
+        """
+        Close and forget this thread's connection.
+        """
+        conn, self._conn, self._cursor = self._conn, None, None
+        if conn is not None and self._pool.connections.get(self._pool.threadID()) is conn:
+            self._pool.disconnect(conn)
+
+    def _commit(self) -> None:
+        if self._conn is None:
+            return
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+        self._conn.commit()
+
+    def _rollback(self) -> None:
+        """
+        Roll back; a connection that is broken or fails to roll back is thrown away.
+        """
+        if self._conn is None:
+            return
+        if _is_broken(self._dialect, self._conn):
+            self._discard()
+            return
+        try:
+            if self._cursor is not None:
+                self._cursor.close()
+                self._cursor = None
+            self._conn.rollback()
+        except Exception:
+            self._discard()
+
+    # statements ---------------------------------------------------------------------
+
+    def _run(self, sql: str, params: Params) -> Any:
+        statement = translate(sql, self._dialect)
+        bound = statement.bind(params)
+        if self._cursor is None:
+            self._open()
+        try:
+            self._cursor.execute(statement.sql, bound)
+        except Exception:
+            if self._statements == 0 and _is_broken(self._dialect, self._conn):
+                # nothing of this transaction reached the server: safe to resend
+                self._reconnect()
+                self._cursor.execute(statement.sql, bound)
+            else:
+                raise
+        self._statements += 1
+        return self._cursor
+
+    def execute(self, sql: str, params: Params = None) -> int:
+        """
+        Run a statement; return the rows affected (-1 when the driver does not know).
+        """
+        cursor = self._run(sql, params)
+        return int(cursor.rowcount)
+
+    def query(self, sql: str, params: Params = None) -> list[Row]:
+        """
+        Run a query; return every row as a C{dict}.
+        """
+        cursor = self._run(sql, params)
+        description = cursor.description
+        if description is None:
+            return []
+        columns = [d[0] for d in description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def query_one(self, sql: str, params: Params = None) -> Row | None:
+        """
+        Run a query; return its first row as a C{dict}, or None.
+        """
+        cursor = self._run(sql, params)
+        description = cursor.description
+        if description is None:
+            return None
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        # drain the rest so the connection is ready for the next statement
+        cursor.fetchall()
+        return dict(zip([d[0] for d in description], row, strict=True))
+
+
+class AsyncTransaction:
+    """
+    A transaction held open across reactor-side awaits:
+
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE ...", {...})
+            row = await tx.query_one("SELECT ...")
+
+    It occupies one pool thread (and that thread's connection) from C{__aenter__} to
+    C{__aexit__}; its statements run there one after another. Commits when the block
+    ends normally, rolls back when it raises. While it is open, other calls share the
+    remaining C{max_pool - 1} threads: with all of them held by open transactions that
+    wait on a call outside their transaction, the pool would wait forever, so do not
+    nest C{db.query} inside C{async with db.transaction()} with a full pool (use C{tx}).
+    """
+
+    _COMMIT = object()
+    _ROLLBACK = object()
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._requests: queue.SimpleQueue[tuple[Any, tuple[Any, ...], Deferred[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._state = "new"
+        self._finished: Deferred[None] | None = None
+
+    async def __aenter__(self) -> AsyncTransaction:
+        if self._state != "new":
+            raise TransactionClosed("expected a new transaction, got one already used")
+        if self._db._closed:
+            raise self._db._closed_error()
+        ready: Deferred[None] = Deferred()
+        self._state = "open"
+        self._db._open_transactions.add(self)
+        self._finished = self._db._track(
+            deferToThreadPool(self._db._reactor, self._db._pool.threadpool, self._loop, ready)
+        )
+        try:
+            await ready
+        except BaseException:
+            self._state = "done"
+            self._db._open_transactions.discard(self)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._state != "open":
+            return False
+        if exc_type is None:
+            await self.commit()
+        else:
+            await self.rollback()
+        return False
+
+    def _loop(self, ready: Deferred[None]) -> None:
+        """
+        Runs in a pool thread: open the transaction, then serve statements until a
+        commit or rollback arrives.
+        """
+        call = self._db._reactor.callFromThread
+        tx = SyncTransaction(self._db)
+        try:
+            tx._open()
+        except BaseException as e:
+            tx._rollback()
+            call(ready.errback, Failure(self._db._wrap(e, "open a transaction")))
+            return
+        call(ready.callback, None)
+        while True:
+            method, args, d = self._requests.get()
+            if method is self._COMMIT:
+                try:
+                    tx._commit()
+                except BaseException as e:
+                    tx._rollback()
+                    call(d.errback, Failure(self._db._wrap(e, "commit")))
+                else:
+                    call(d.callback, None)
+                return
+            if method is self._ROLLBACK:
+                tx._rollback()
+                call(d.callback, None)
+                return
+            try:
+                result = method(tx, *args)
+            except BaseException as e:
+                call(d.errback, Failure(self._db._wrap(e, "run a statement")))
+            else:
+                call(d.callback, result)
+
+    def _submit(self, method: Any, *args: Any) -> Deferred[Any]:
+        if self._state != "open":
+            return defer.fail(
+                TransactionClosed(
+                    "expected an open transaction, got one that already "
+                    f"{'finished' if self._state == 'done' else 'has not started'}; "
+                    "use it inside its async with block"
+                )
+            )
+        d: Deferred[Any] = Deferred()
+        self._requests.put((method, args, d))
+        return self._db._count(d)
+
+    def execute(self, sql: str, params: Params = None) -> Deferred[int]:
+        """
+        Run a statement in this transaction; fire with the rows affected.
+        """
+        return self._submit(SyncTransaction.execute, sql, params)
+
+    def query(self, sql: str, params: Params = None) -> Deferred[list[Row]]:
+        """
+        Run a query in this transaction; fire with its rows as C{dict}s.
+        """
+        return self._submit(SyncTransaction.query, sql, params)
+
+    def query_one(self, sql: str, params: Params = None) -> Deferred[Row | None]:
+        """
+        Run a query in this transaction; fire with its first row or None.
+        """
+        return self._submit(SyncTransaction.query_one, sql, params)
+
+    async def _end(self, how: object) -> None:
+        if self._state != "open":
+            return
+        self._state = "done"
+        d: Deferred[None] = Deferred()
+        self._requests.put((how, (), d))
+        try:
+            await d
+        finally:
+            self._db._open_transactions.discard(self)
+            if self._finished is not None:
+                await self._finished
+
+    def commit(self) -> Deferred[None]:
+        """
+        Commit now (the block's end then does nothing).
+        """
+        return Deferred.fromCoroutine(self._end(self._COMMIT))
+
+    def rollback(self) -> Deferred[None]:
+        """
+        Roll back now (the block's end then does nothing).
+        """
+        return Deferred.fromCoroutine(self._end(self._ROLLBACK))
+
+
+@implementer(IDatabase)
+class Database:
+    """
+    A pooled SQL database; see L{IDatabase} and the module docstring.
+
+    Create it with L{Database.from_url} (C{postgresql://}, C{mysql://},
+    C{sqlite:///path}, C{sqlite://:memory:}) or from a L{DatabaseConfig}.
+
+    @ivar config: the L{DatabaseConfig} in use.
+    """
+
+    def __init__(
+        self,
+        config: DatabaseConfig,
+        *,
+        reactor: Any = None,
+        name: str | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        if not (IReactorThreads.providedBy(reactor) and IReactorCore.providedBy(reactor)):
+            raise TypeError("Database needs a reactor providing IReactorThreads and IReactorCore")
+        self.config = config
+        self.name = name or config.dialect
+        self._reactor = reactor
+        min_pool, max_pool = config.min_pool, config.max_pool
+        if config.dialect == "sqlite" and config.database == MEMORY:
+            # every sqlite3 connection to :memory: is its own empty database: keep one
+            min_pool = max_pool = 1
+        self._pool = adbapi.ConnectionPool(
+            DRIVERS[config.dialect],
+            cp_min=min_pool,
+            cp_max=max_pool,
+            cp_reactor=reactor,
+            cp_name=f"pywatt-db-{self.name}",
+            **config.connect_kwargs(),
+        )
+        self._pool.threadpool.name = f"pywatt-db-{self.name}"
+        self._min_pool, self._max_pool = min_pool, max_pool
+        self._driver = self._pool.dbapi
+        self._closed = False
+        self._closing: Deferred[None] | None = None
+        self._in_flight = 0
+        self._idle: list[Deferred[None]] = []
+        self._open_transactions: set[AsyncTransaction] = set()
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.errors = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._shutdown_id = reactor.addSystemEventTrigger("before", "shutdown", self.close)
+
+    # construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_url(
+        cls,
+        url: object,
+        *,
+        min_pool: int = 1,
+        max_pool: int = 5,
+        connect_timeout: float = 10.0,
+        reactor: Any = None,
+        name: str | None = None,
+    ) -> Database:
+        """
+        Open a pool for a database URL (a string or a C{Secret}, typically the
+        C{DATABASE_URL} secret). Connections open lazily, on first use.
+
+        @raise pywatt_twisted.errors.ConfigurationError: on a malformed URL.
+        """
+        config = DatabaseConfig.from_url(
+            url, min_pool=min_pool, max_pool=max_pool, connect_timeout=connect_timeout
+        )
+        return cls(config, reactor=reactor, name=name)
+
+    @classmethod
+    def from_config(
+        cls, config: DatabaseConfig, *, reactor: Any = None, name: str | None = None
+    ) -> Database:
+        """
+        Open a pool for a L{DatabaseConfig}.
+        """
+        return cls(config, reactor=reactor, name=name)
+
+    @property
+    def dialect(self) -> str:
+        return self.config.dialect
+
+    @property
+    def url_redacted(self) -> str:
+        return self.config.url_redacted
+
+    def __repr__(self) -> str:
+        return f"<Database {self.url_redacted}>"
+
+    # bookkeeping ---------------------------------------------------------------------
+
+    def _track(self, d: Deferred[T]) -> Deferred[T]:
+        self._in_flight += 1
+
+        def done(result: object) -> object:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                waiters, self._idle = self._idle, []
+                for w in waiters:
+                    w.callback(None)
+            return result
+
+        return d.addBoth(done)
+
+    def _count(self, d: Deferred[T]) -> Deferred[T]:
+        self.calls += 1
+
+        def failed(f: Failure) -> Failure:
+            self.errors += 1
+            self.last_error = str(f.value)
+            return f
+
+        return d.addErrback(failed)
+
+    def _count_reconnect(self) -> None:
+        with self._lock:
+            self.reconnects += 1
+
+    def _closed_error(self) -> TransactionClosed:
+        return TransactionClosed(
+            f"expected an open database, got {self.url_redacted} already closed; "
+            "create a new Database"
+        )
+
+    def _scrub(self, text: str) -> str:
+        password = self.config.password
+        if password:
+            text = text.replace(password, "***")
+        return text
+
+    def _wrap(self, error: BaseException, doing: str) -> BaseException:
+        """
+        Turn a driver exception into a L{DatabaseError} subclass whose message names the
+        database (password redacted); other exceptions pass through unchanged.
+        """
+        if isinstance(error, DatabaseError):
+            return error
+        driver = self._driver
+        if not isinstance(error, driver.Error):
+            return error
+        detail = self._scrub(str(error).strip()) or "(no message)"
+        if self.dialect == "postgresql":
+            code = getattr(error, "sqlstate", None)
+        elif self.dialect == "mysql":
+            code = error.args[0] if error.args else None
+        else:
+            code = getattr(error, "sqlite_errorname", None)
+        kind = type(error).__name__
+        where = f"{self.dialect} database {self.url_redacted}"
+        if isinstance(error, driver.IntegrityError):
+            cls: type[DatabaseError] = IntegrityError
+            hint = "the data violates a constraint; fix the data or the constraint"
+        elif isinstance(error, driver.OperationalError | driver.InterfaceError) and (
+            self.dialect != "sqlite"
+        ):
+            cls = DatabaseUnavailable
+            if doing == "commit":
+                hint = (
+                    "the connection broke while committing, so the commit may or may not "
+                    "have been applied; check before retrying"
+                )
+            else:
+                hint = (
+                    "check that the server is running, reachable and accepts these "
+                    "credentials; the next call opens a new connection"
+                )
+        else:
+            cls = QueryError
+            hint = "check the SQL statement and its parameters"
+        wrapped = cls(
+            f"could not {doing} on {where}: {kind}: {detail}; {hint}",
+            dialect=self.dialect,
+            code=code,
+            driver_error=kind,
+        )
+        password = self.config.password
+        if not password or password not in str(error):
+            wrapped.__cause__ = error
+        wrapped.__suppress_context__ = True
+        return wrapped
+
+    # running work --------------------------------------------------------------------
+
+    def _in_thread(self, doing: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """
+        Runs in a pool thread: one transaction around C{fn}.
+        """
+        tx = SyncTransaction(self)
+        try:
+            result = fn(tx, *args, **kw)
+        except BaseException as e:
+            tx._rollback()
+            wrapped = self._wrap(e, doing)
+            if wrapped is e:
+                raise
+            raise wrapped
+        try:
+            tx._commit()
+        except BaseException as e:
+            tx._rollback()
+            wrapped = self._wrap(e, "commit")
+            if wrapped is e:
+                raise
+            raise wrapped
+        return result
+
+    def _run(self, doing: str, fn: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
+        if self._closed:
+            return defer.fail(self._closed_error())
+        d = deferToThreadPool(
+            self._reactor, self._pool.threadpool, self._in_thread, doing, fn, *args, **kw
+        )
+        return self._count(self._track(d))
+
+    def execute(self, sql: str, params: Params = None) -> Deferred[int]:
+        """
+        Run one statement in its own transaction; fire with the rows affected (-1 when
+        the driver does not know, e.g. SQLite for a C{SELECT}).
+        """
+        return self._run("execute a statement", SyncTransaction.execute, sql, params)
+
+    def query(self, sql: str, params: Params = None) -> Deferred[list[Row]]:
+        """
+        Run one query; fire with its rows as C{dict}s of column name -> value.
+        """
+        return self._run("run a query", SyncTransaction.query, sql, params)
+
+    def query_one(self, sql: str, params: Params = None) -> Deferred[Row | None]:
+        """
+        Run one query; fire with its first row as a C{dict}, or None.
+        """
+        return self._run("run a query", SyncTransaction.query_one, sql, params)
+
+    def run_interaction(self, fn: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
+        """
+        Call C{fn(tx, *args, **kw)} in a pool thread, where C{tx} is a
+        L{SyncTransaction} (blocking C{execute}, C{query}, C{query_one}). Commit when
+        it returns, roll back when it raises; fire with its return value or its
+        exception (driver errors become L{DatabaseError}s).
+        """
+        return self._run("run a transaction", fn, *args, **kw)
+
+    def transaction(self, fn: Callable[..., Any] | None = None, *args: Any, **kw: Any) -> Any:
+        """
+        C{await db.transaction(fn, ...)}: the same as L{run_interaction}.
+        C{async with db.transaction() as tx}: an L{AsyncTransaction}.
+        """
+        if fn is None:
+            if args or kw:
+                raise TypeError("transaction() without a function takes no arguments")
+            return AsyncTransaction(self)
+        return self.run_interaction(fn, *args, **kw)
+
+    def ping(self) -> Deferred[None]:
+        """
+        Run C{SELECT 1}; fire with None, or fail with L{DatabaseUnavailable} (or
+        another L{DatabaseError}) when the database does not answer.
+        """
+        d = self._run("ping", SyncTransaction.query_one, "SELECT 1")
+        return d.addCallback(lambda _: None)
+
+    # health and shutdown --------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """
+        Pool statistics for C{/health}: C{status} (C{"ok"}, C{"degraded"} after a
+        failed call until the next successful one is not tracked: it reports the last
+        error), C{dialect}, C{url} (redacted), C{pool} (C{min}, C{max}, C{open}
+        connections, C{in_flight} calls, C{transactions} open), C{calls}, C{errors},
+        C{reconnects}, C{last_error}.
+        """
+        return {
+            "status": "closed" if self._closed else "ok",
+            "name": self.name,
+            "dialect": self.dialect,
+            "url": self.url_redacted,
+            "pool": {
+                "min": self._min_pool,
+                "max": self._max_pool,
+                "open": len(self._pool.connections),
+                "in_flight": self._in_flight,
+                "transactions": len(self._open_transactions),
+            },
+            "calls": self.calls,
+            "errors": self.errors,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+        }
+
+    def close(self) -> Deferred[None]:
+        """
+        Refuse new calls, roll back open L{AsyncTransaction}s, wait for running calls,
+        then close every connection. Safe to call more than once.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = Deferred.fromCoroutine(self._close())
+        d: Deferred[None] = Deferred()
+        self._closing.addBoth(lambda r: (d.callback(None), r)[1])
+        return d
+
+    async def _close(self) -> None:
+        if self._shutdown_id is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._shutdown_id)
+            except (ValueError, KeyError):
+                pass
+            self._shutdown_id = None
+        for tx in list(self._open_transactions):
+            try:
+                await tx.rollback()
+            except Exception:
+                pass
+        if self._in_flight:
+            waiter: Deferred[None] = Deferred()
+            self._idle.append(waiter)
+            await waiter
+        self._pool.close()
+
+
+__all__ = [
+    "AsyncTransaction",
+    "Database",
+    "DatabaseConfig",
+    "IDatabase",
+    "ParameterError",
+    "SyncTransaction",
+]

@@ -1,0 +1,58 @@
+"""
+Errors of the database layer. All derive from L{pywatt_twisted.errors.DataError}; none
+of their messages ever includes a password.
+"""
+
+from __future__ import annotations
+
+from pywatt_twisted.errors import DataError
+
+
+class DatabaseError(DataError):
+    """
+    A database operation failed.
+
+    @ivar dialect: C{"postgresql"}, C{"mysql"} or C{"sqlite"}, when known.
+    @ivar code: the driver's error code (PostgreSQL SQLSTATE such as C{"23505"}, MySQL
+        error number such as C{1062}), or None.
+    @ivar driver_error: the class name of the driver's exception, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        dialect: str | None = None,
+        code: object = None,
+        driver_error: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.dialect = dialect
+        self.code = code
+        self.driver_error = driver_error
+
+
+class DatabaseUnavailable(DatabaseError):
+    """
+    The server could not be reached, refused the login, or dropped the connection. The
+    pool throws the broken connection away; the next call opens a new one.
+    """
+
+
+class QueryError(DatabaseError):
+    """
+    The server rejected a statement (syntax, unknown table, type mismatch...).
+    """
+
+
+class IntegrityError(QueryError):
+    """
+    A constraint was violated (unique key, foreign key, not null, check).
+    """
+
+
+class TransactionClosed(DatabaseError):
+    """
+    A statement was sent through a transaction that has already committed or rolled
+    back, or through a database that was closed.
+    """
