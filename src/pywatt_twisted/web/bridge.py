@@ -1,0 +1,608 @@
+# -*- test-case-name: tests.web.test_bridge -*-
+"""
+HTTP-over-IPC: answer an C{http_request} message from the orchestrator with the
+module's own resource tree, in memory, and turn the result into an C{http_response}.
+
+The bridge builds a real L{twisted.web.server.Request} (the site's own
+C{requestFactory}) on a small in-memory channel, L{_BridgeChannel}, that plays the
+part of L{twisted.web.http.HTTPChannel}: it hands out addresses, receives the status
+line, headers and body the request writes, pumps pull producers, and reports when
+the request is done. No bytes are serialised or parsed, no socket is opened, and the
+request walks exactly the same resources, Klein routes, error pages and metrics as a
+request that came in on the listening port. See C{docs/http.md} for why this was
+chosen over pumping bytes through C{HTTPChannel}.
+
+The bridge never fails: every outcome is an L{HttpResponse}. Malformed requests get
+400, too many requests in flight 503, a route that does not finish in time 504, a
+route that drops its connection 502; each with a JSON body
+C{{"error": {"kind": ..., "message": ...}}}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from io import BytesIO
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectionAborted
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import NO_BODY_CODES
+from twisted.web.http_headers import Headers
+from twisted.web.server import Site
+from zope.interface import Interface, implementer
+
+from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENT",
+    "DEFAULT_TIMEOUT",
+    "BridgeTimeout",
+    "HttpBridge",
+    "IHttpRequestHandler",
+    "MalformedHttpRequest",
+    "response_headers",
+]
+
+#: Default bound on requests in flight through one bridge.
+DEFAULT_MAX_CONCURRENT = 64
+
+#: Default seconds a route may take before the bridge answers 504.
+DEFAULT_TIMEOUT = 60.0
+
+_log = Logger(namespace="pywatt_twisted.web.bridge")
+
+# RFC 9110 token (methods, header names) and request-target characters (visible
+# ASCII, no space): anything else cannot have come from a real HTTP request line.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(r"/[\x21-\x7e]*")
+_BAD_VALUE_CHARS = re.compile(r"[\r\n\x00]")
+
+#: Response headers that describe the hop, not the message: dropped from bridged
+#: responses (the body always arrives whole, with a content-length).
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
+
+_JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
+
+
+class MalformedHttpRequest(PyWattError):
+    """
+    An C{http_request} message cannot be an HTTP request (bad method token, target
+    not starting with C{/}, CR/LF in a header...). The bridge answers it with 400.
+    """
+
+
+class BridgeTimeout(PyWattError):
+    """
+    A bridged request did not finish within the bridge's timeout (answered with
+    504); it is the reason the route's C{notifyFinish()} Deferred fails with.
+    """
+
+
+class IHttpRequestHandler(Interface):
+    """
+    Something that answers HTTP-over-IPC requests (the runtime dispatches
+    C{http_request} messages to one).
+    """
+
+    def handle(request: HttpRequest, transport: str = "stdio") -> Deferred[HttpResponse]:
+        """
+        Answer C{request}; the Deferred never fails.
+        """
+
+
+def _error_response(request_id: str, status: int, kind: str, message: str) -> HttpResponse:
+    body = json.dumps({"error": {"kind": kind, "message": message}}, separators=(",", ":")).encode(
+        "utf-8"
+    )
+    return HttpResponse(
+        request_id=request_id,
+        status_code=status,
+        headers={**_JSON_HEADERS, "content-length": str(len(body))},
+        body=body,
+    )
+
+
+def _decode(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def response_headers(headers: Headers, *, request_id: str = "") -> dict[str, str]:
+    """
+    Flatten response headers into the wire's single-valued map.
+
+    Names are lower-cased; repeated headers are joined with C{", "}; hop-by-hop
+    headers (C{connection}, C{keep-alive}, C{transfer-encoding}) are dropped. Several
+    C{Set-Cookie} headers cannot be joined (cookie attributes contain commas): the
+    last one is kept, as the original SDK did, and a warning names the cookies that
+    were dropped (names only, never values).
+    """
+    flat: dict[str, str] = {}
+    for raw_name, values in headers.getAllRawHeaders():
+        name = raw_name.lower()
+        if name in _HOP_BY_HOP or not values:
+            continue
+        if name == b"set-cookie" and len(values) > 1:
+            dropped = [_decode(value.split(b"=", 1)[0]).strip() for value in values[:-1]]
+            _log.warn(
+                "HTTP-over-IPC response {request_id} set {count} cookies; the wire carries "
+                "one Set-Cookie value, so only the last is kept (dropped: {dropped}). "
+                "Serve this route over direct HTTP to set several cookies.",
+                request_id=request_id,
+                count=len(values),
+                dropped=dropped,
+            )
+            values = values[-1:]
+        flat[_decode(name)] = ", ".join(_decode(value) for value in values)
+    return flat
+
+
+def _validate(request: Any) -> str | None:
+    """
+    Why C{request} cannot be an HTTP request, or C{None} when it can.
+    """
+    method = getattr(request, "method", None)
+    if not isinstance(method, str) or not _TOKEN.fullmatch(method):
+        return f"expected an HTTP method token such as 'GET', got {method!r}"
+    uri = getattr(request, "uri", None)
+    if not isinstance(uri, str) or not _TARGET.fullmatch(uri):
+        shown = uri if not isinstance(uri, str) or len(uri) <= 80 else uri[:80] + "..."
+        return (
+            "expected a request target that starts with '/' and contains only visible "
+            f"ASCII (percent-encode the rest), got {shown!r}"
+        )
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        headers = {}
+    if not isinstance(headers, Mapping):
+        return f"expected headers to be a map of names to strings, got {type(headers).__name__}"
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            return f"expected header names to be HTTP tokens, got {name!r}"
+        if not isinstance(value, str):
+            return (
+                f"expected the value of header {name!r} to be a string, got {type(value).__name__}"
+            )
+        if _BAD_VALUE_CHARS.search(value):
+            return f"header {name!r} contains CR, LF or NUL, which HTTP does not allow"
+    body = getattr(request, "body", None)
+    if body is not None and not isinstance(body, bytes | bytearray | memoryview):
+        return f"expected the body to be bytes or null, got {type(body).__name__}"
+    return None
+
+
+class _BridgeChannel:
+    """
+    The in-memory stand-in for L{twisted.web.http.HTTPChannel} behind one bridged
+    request: the request writes its response here instead of to a socket.
+
+    It is also the request's C{transport} (addresses, C{loseConnection}).
+    """
+
+    def __init__(self, bridge: HttpBridge, pending: _Pending) -> None:
+        self.site = bridge.site
+        self.factory = bridge.site
+        self.requestFactory = bridge.site.requestFactory
+        self.transport = self
+        self._bridge = bridge
+        self._pending = pending
+        self.request: Any = None
+        self.code = 200
+        self.headers: dict[str, str] | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self._producer: Any = None
+        self._pumping = False
+
+    # addresses
+
+    def getPeer(self) -> Any:
+        return self._bridge.peer
+
+    def getHost(self) -> Any:
+        return self._bridge.host
+
+    def isSecure(self) -> bool:
+        return False
+
+    # what Request writes
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
+        self.code = int(code)
+        self.headers = response_headers(headers, request_id=self._pending.request_id)
+
+    def write(self, data: bytes) -> None:
+        if self.request is not None and self.request.chunked:
+            # The only direct write of a chunked response is the terminating chunk.
+            return
+        self._append(data)
+
+    def writeSequence(self, data: Any) -> None:
+        if self.request is not None and self.request.chunked and len(data) == 4:
+            # (hex length, CRLF, payload, CRLF) from http.toChunk: keep the payload.
+            self._append(data[2])
+        else:
+            self._append(b"".join(data))
+
+    def _append(self, data: bytes) -> None:
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+            if self._producer is not None and not self._pumping:
+                self._bridge.reactor.callLater(0, self._pump, self._producer)
+
+    def requestDone(self, request: Any) -> None:
+        self._bridge._done(self._pending)
+
+    # producers
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self._producer = producer
+        if not streaming:
+            self._pump(producer)
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+
+    def _pump(self, producer: Any) -> None:
+        """
+        Feed a pull producer: like a transport with an always-empty buffer, ask for
+        more as long as it keeps writing. One that writes nothing is asked again when
+        it next writes.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._producer is producer and not self._pending.answered:
+                before = self.size
+                producer.resumeProducing()
+                if self.size == before:
+                    break
+        finally:
+            self._pumping = False
+
+    # connection control by the application
+
+    def loseConnection(self) -> None:
+        self._bridge._aborted(self._pending, "the route closed the connection")
+
+    def abortConnection(self) -> None:
+        self.loseConnection()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self._bridge._bad_body(self._pending)
+
+    def stopProducing(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            producer.stopProducing()
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+
+class _Pending:
+    """
+    Book-keeping for one bridged request.
+    """
+
+    __slots__ = ("answered", "channel", "request", "request_id", "result", "timer", "transport")
+
+    def __init__(self, request_id: str, transport: str, result: Deferred[HttpResponse]) -> None:
+        self.request_id = request_id
+        self.transport = transport
+        self.result = result
+        self.answered = False
+        self.channel: _BridgeChannel | None = None
+        self.request: Any = None
+        self.timer: Any = None
+
+
+@implementer(IHttpRequestHandler)
+class HttpBridge:
+    """
+    Answers HTTP-over-IPC requests with the resources of C{site}, in memory,
+    concurrently and bounded.
+
+    @ivar site: the site whose resource tree (and request factory) is used.
+    @ivar reactor: the clock for timeouts (C{callLater}).
+    @ivar max_concurrent: requests allowed in flight; one more gets 503 at once.
+    @ivar timeout: seconds before an unfinished request is answered with 504 and
+        its connection is reported lost to the route; C{None} for no limit.
+    @ivar host: the address C{request.getHost()} returns.
+    @ivar peer: the address C{request.getClientAddress()} returns.
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        reactor: Any,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        metrics: Any = None,
+        host: Any = None,
+        peer: Any = None,
+    ) -> None:
+        """
+        @param site: the module's site (a L{pywatt_twisted.web.site.PyWattSite}
+            normally; any L{Site} works).
+        @param reactor: provides C{callLater} for timeouts.
+        @param max_concurrent: the in-flight bound (at least 1).
+        @param timeout: seconds per request, or C{None}.
+        @param metrics: a L{pywatt_twisted.web.metrics.ModuleMetrics} for the
+            C{pywatt_ipc_requests_total} counter; by default the site's C{metrics}.
+        @param host: local address seen by resources (default C{127.0.0.1:0}; the
+            runtime passes the address the site is bound to).
+        @param peer: client address seen by resources (default C{127.0.0.1:0}: the
+            orchestrator, a local process).
+        """
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
+        self.site = site
+        self.reactor = reactor
+        self.max_concurrent = max_concurrent
+        self.timeout = timeout
+        self.metrics = metrics if metrics is not None else getattr(site, "metrics", None)
+        self.host = host if host is not None else IPv4Address("TCP", "127.0.0.1", 0)
+        self.peer = peer if peer is not None else IPv4Address("TCP", "127.0.0.1", 0)
+        self.accepting = True
+        self._in_flight: set[_Pending] = set()
+        self._drain_waiters: list[Deferred[None]] = []
+
+    @property
+    def in_flight(self) -> int:
+        """
+        How many bridged requests are being processed now.
+        """
+        return len(self._in_flight)
+
+    def drain(self) -> Deferred[None]:
+        """
+        A Deferred that fires once no bridged request is in flight (at once when none
+        is). It does not stop new requests; call L{stop_accepting} first for that.
+        """
+        if not self._in_flight:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    def stop_accepting(self) -> None:
+        """
+        Answer every new request with 503 (C{"stopping"}) from now on; requests
+        already in flight run to completion. Used for a graceful stop.
+        """
+        self.accepting = False
+
+    def handle(self, request: HttpRequest, transport: str = "stdio") -> Deferred[HttpResponse]:
+        """
+        Run C{request} through the site's resource tree and return its response.
+
+        @param request: the C{http_request} message.
+        @param transport: where it came from (C{"stdio"}, C{"tcp"}, C{"unix"}); only
+            used for metrics and logs, the caller replies on that transport.
+        @return: a Deferred that always fires with an L{HttpResponse} and never
+            fails; cancelling it aborts the request.
+        """
+        request_id = getattr(request, "request_id", "")
+        if not isinstance(request_id, str):
+            request_id = str(request_id)
+        try:
+            return self._handle(request, request_id, transport)
+        except Exception:
+            _log.failure(
+                "HTTP-over-IPC request {request_id} failed inside the bridge",
+                request_id=request_id,
+            )
+            self._count(transport, "error")
+            return succeed(
+                _error_response(
+                    request_id, 500, "internal_error", "the module failed to process the request"
+                )
+            )
+
+    def _count(self, transport: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.ipc_request(transport, outcome)
+
+    def _handle(
+        self, message: HttpRequest, request_id: str, transport: str
+    ) -> Deferred[HttpResponse]:
+        problem = _validate(message)
+        if problem is not None:
+            self._count(transport, "bad_request")
+            return succeed(_error_response(request_id, 400, "bad_request", problem))
+        if not self.accepting:
+            self._count(transport, "stopping")
+            return succeed(
+                _error_response(
+                    request_id, 503, "stopping", "the module is stopping; retry on another instance"
+                )
+            )
+        if len(self._in_flight) >= self.max_concurrent:
+            self._count(transport, "overloaded")
+            return succeed(
+                _error_response(
+                    request_id,
+                    503,
+                    "overloaded",
+                    f"{len(self._in_flight)} HTTP-over-IPC requests already in flight "
+                    f"(limit {self.max_concurrent}); retry later",
+                )
+            )
+
+        result: Deferred[HttpResponse] = Deferred(lambda _: self._cancelled(pending))
+        pending = _Pending(request_id, transport, result)
+        channel = _BridgeChannel(self, pending)
+        pending.channel = channel
+        web_request = self.site.requestFactory(channel)
+        channel.request = web_request
+        pending.request = web_request
+        self._in_flight.add(pending)
+
+        headers = web_request.requestHeaders
+        content_length: str | None = None
+        for name, value in (message.headers or {}).items():
+            lower = name.lower()
+            if lower == "content-length":
+                content_length = value
+                continue
+            if lower == "transfer-encoding":
+                # The body arrives whole; there is nothing left to de-chunk.
+                continue
+            headers.addRawHeader(name, value)
+        body = bytes(message.body) if message.body is not None else b""
+        if body or content_length is not None:
+            headers.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
+        content = BytesIO()
+        content.write(body)  # requestReceived() reads the length from tell()
+        web_request.content = content
+
+        if self.timeout is not None:
+            pending.timer = self.reactor.callLater(self.timeout, self._timed_out, pending)
+        try:
+            web_request.requestReceived(
+                message.method.encode("ascii"), message.uri.encode("ascii"), b"HTTP/1.1"
+            )
+        except Exception:
+            # Site.process() turns resource errors into a 500 page itself; this is
+            # for failures around it (request factory, argument parsing...).
+            _log.failure("HTTP-over-IPC request {request_id} raised", request_id=request_id)
+            self._answer(
+                pending,
+                _error_response(
+                    request_id, 500, "internal_error", "the module failed to process the request"
+                ),
+                "error",
+                abort=True,
+            )
+        return result
+
+    # outcomes
+
+    def _done(self, pending: _Pending) -> None:
+        channel = pending.channel
+        assert channel is not None
+        headers = channel.headers if channel.headers is not None else {}
+        body = b"".join(channel.chunks)
+        method = pending.request.method
+        if (
+            "content-length" not in headers
+            and method != b"HEAD"
+            and channel.code not in NO_BODY_CODES
+        ):
+            headers["content-length"] = str(len(body))
+        response = HttpResponse(
+            request_id=pending.request_id,
+            status_code=channel.code,
+            headers=headers,
+            body=body,
+        )
+        self._answer(pending, response, "completed")
+
+    def _timed_out(self, pending: _Pending) -> None:
+        pending.timer = None
+        self._answer(
+            pending,
+            _error_response(
+                pending.request_id,
+                504,
+                "timeout",
+                f"the route did not finish within {self.timeout:g} seconds",
+            ),
+            "timeout",
+            abort=True,
+            reason=BridgeTimeout(f"no response within {self.timeout:g} seconds"),
+        )
+
+    def _aborted(self, pending: _Pending, why: str) -> None:
+        self._answer(
+            pending,
+            _error_response(
+                pending.request_id,
+                502,
+                "connection_lost",
+                f"{why} before the response was complete",
+            ),
+            "aborted",
+            abort=True,
+        )
+
+    def _bad_body(self, pending: _Pending) -> None:
+        self._answer(
+            pending,
+            _error_response(
+                pending.request_id,
+                400,
+                "bad_request",
+                "the request body could not be parsed as the form its content-type declares",
+            ),
+            "bad_request",
+            abort=True,
+        )
+
+    def _cancelled(self, pending: _Pending) -> None:
+        if pending.answered:
+            return
+        self._finish_pending(pending, "aborted")
+        self._abort_request(pending, CancelledError("the caller cancelled the request"))
+
+    def _answer(
+        self,
+        pending: _Pending,
+        response: HttpResponse,
+        outcome: str,
+        *,
+        abort: bool = False,
+        reason: Exception | None = None,
+    ) -> None:
+        if pending.answered:
+            return
+        self._finish_pending(pending, outcome)
+        if abort:
+            self._abort_request(pending, reason or ConnectionAborted())
+        pending.result.callback(response)
+
+    def _finish_pending(self, pending: _Pending, outcome: str) -> None:
+        pending.answered = True
+        if pending.timer is not None and pending.timer.active():
+            pending.timer.cancel()
+        pending.timer = None
+        self._in_flight.discard(pending)
+        self._count(pending.transport, outcome)
+        if not self._in_flight and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _abort_request(self, pending: _Pending, reason: Exception) -> None:
+        """
+        Tell the route its connection is gone (what a real client disconnect does):
+        its C{notifyFinish()} Deferreds fail and Klein cancels the route's Deferred.
+        """
+        request = pending.request
+        channel = pending.channel
+        if channel is not None:
+            channel.stopProducing()
+        if request is None or request.finished or request._disconnected:
+            return
+        try:
+            request.connectionLost(Failure(reason))
+        except Exception:
+            _log.failure(
+                "aborting HTTP-over-IPC request {request_id} raised",
+                request_id=pending.request_id,
+            )

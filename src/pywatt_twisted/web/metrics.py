@@ -1,0 +1,244 @@
+# -*- test-case-name: tests.web.test_metrics -*-
+"""
+Prometheus metrics of one module: HTTP traffic, channel states, protocol messages and
+HTTP-over-IPC outcomes, rendered for C{GET /metrics}.
+
+Every L{ModuleMetrics} owns its own L{CollectorRegistry} (never the process-global
+C{prometheus_client.REGISTRY}), so two modules, or two tests, in one process never
+collide. The metric names are part of the public contract; see C{docs/http.md}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "METRICS_CONTENT_TYPE",
+    "STANDARD_METHODS",
+    "ModuleMetrics",
+]
+
+#: The C{Content-Type} of L{ModuleMetrics.render}: the Prometheus text format 0.0.4.
+METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+#: Methods recorded under their own name in the C{method} label; any other method token
+#: (clients may send any) is recorded as C{"other"} so label cardinality stays bounded.
+STANDARD_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+#: Latency buckets in seconds: sub-millisecond in-memory requests up to slow ones.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class _CallableCollector(Collector):
+    """
+    Adapt a plain callable returning metric families into a registry collector.
+    """
+
+    def __init__(self, produce: Callable[[], Iterable[Any]]) -> None:
+        self._produce = produce
+
+    def collect(self) -> Iterable[Any]:
+        return list(self._produce())
+
+    def describe(self) -> Iterable[Any]:
+        # Describing nothing keeps the registry from calling collect() at register
+        # time (the producer may not be ready yet) and skips name-clash checks.
+        return []
+
+
+class ModuleMetrics:
+    """
+    The metrics of one module, in a registry of its own.
+
+    Metric names (all prefixed C{pywatt_}):
+      - C{pywatt_http_requests_total{route,method,status}}: finished HTTP requests,
+        direct and bridged alike. C{route} is the Klein rule in announce style
+        (C{"/items/:id"}), C{"unmatched"} when no rule matched, the built-in path
+        for /health and /metrics, C{"other"} for plain resources; C{status} is the
+        numeric code, or C{"aborted"} when the connection went away first.
+      - C{pywatt_http_request_duration_seconds{route}}: latency histogram.
+      - C{pywatt_http_requests_in_flight}: requests being processed.
+      - C{pywatt_channel_state{channel,state}}: 1 for the channel's current state,
+        0 for every other state it has been in (a Prometheus "state set").
+      - C{pywatt_messages_received_total{transport,op}} and
+        C{pywatt_messages_sent_total{transport,op}}: protocol messages.
+      - C{pywatt_ipc_requests_total{transport,outcome}}: HTTP-over-IPC requests by the
+        transport they came on and how the bridge answered them.
+
+    @ivar registry: the registry every metric lives in; L{render} exposes it.
+    @ivar http_requests: the C{pywatt_http_requests_total} counter.
+    @ivar http_latency: the C{pywatt_http_request_duration_seconds} histogram.
+    @ivar http_in_flight: the C{pywatt_http_requests_in_flight} gauge.
+    @ivar channel_states: the C{pywatt_channel_state} gauge.
+    @ivar messages_received: the C{pywatt_messages_received_total} counter.
+    @ivar messages_sent: the C{pywatt_messages_sent_total} counter.
+    @ivar ipc_requests: the C{pywatt_ipc_requests_total} counter.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """
+        @param registry: where to register the metrics; a fresh registry when
+            C{None} (the default). Never pass C{prometheus_client.REGISTRY} unless
+            exactly one module lives in the process.
+        """
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.http_requests = Counter(
+            "pywatt_http_requests",
+            "HTTP requests served by the module (direct and HTTP-over-IPC).",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "pywatt_http_request_duration_seconds",
+            "Time from the request entering the resource tree to its last byte.",
+            ("route",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_in_flight = Gauge(
+            "pywatt_http_requests_in_flight",
+            "HTTP requests currently being processed.",
+            registry=self.registry,
+        )
+        self.channel_states = Gauge(
+            "pywatt_channel_state",
+            "1 for the current state of each channel, 0 for states it was in before.",
+            ("channel", "state"),
+            registry=self.registry,
+        )
+        self.messages_received = Counter(
+            "pywatt_messages_received",
+            "Protocol messages received from the orchestrator, by transport and op.",
+            ("transport", "op"),
+            registry=self.registry,
+        )
+        self.messages_sent = Counter(
+            "pywatt_messages_sent",
+            "Protocol messages sent to the orchestrator, by transport and op.",
+            ("transport", "op"),
+            registry=self.registry,
+        )
+        self.ipc_requests = Counter(
+            "pywatt_ipc_requests",
+            "HTTP-over-IPC requests by transport and outcome "
+            "(completed, bad_request, overloaded, stopping, timeout, aborted, error).",
+            ("transport", "outcome"),
+            registry=self.registry,
+        )
+        self._channel_seen: dict[str, set[str]] = {}
+
+    # HTTP
+
+    def request_started(self) -> None:
+        """
+        Count one more request in flight.
+        """
+        self.http_in_flight.inc()
+
+    def request_finished(self, route: str, method: str, status: str, seconds: float) -> None:
+        """
+        Record a finished (or aborted) request and take it out of the in-flight gauge.
+
+        @param route: the route label (bounded: a rule, never a raw path).
+        @param method: the request method; unknown tokens are recorded as C{"other"}.
+        @param status: the status code as text, or C{"aborted"}.
+        @param seconds: how long it took.
+        """
+        self.http_in_flight.dec()
+        if method not in STANDARD_METHODS:
+            method = "other"
+        self.http_requests.labels(route, method, status).inc()
+        self.http_latency.labels(route).observe(max(seconds, 0.0))
+
+    # Channels and messages
+
+    def channel_state(self, name: str, state: str) -> None:
+        """
+        Record that channel C{name} is now in C{state} (for example C{"connected"}).
+
+        The series for C{state} is set to 1 and every other state this channel has
+        reported before is set to 0, so C{pywatt_channel_state{channel="tcp"} == 1}
+        selects the current state.
+        """
+        seen = self._channel_seen.setdefault(name, set())
+        seen.add(state)
+        for other in seen:
+            self.channel_states.labels(name, other).set(1 if other == state else 0)
+
+    def message_in(self, transport: str, op: str) -> None:
+        """
+        Count one protocol message received on C{transport} (C{"stdio"}, C{"tcp"}...).
+        Pass only known op names (or C{"unknown"}) to keep the label set bounded.
+        """
+        self.messages_received.labels(transport, op).inc()
+
+    def message_out(self, transport: str, op: str) -> None:
+        """
+        Count one protocol message sent on C{transport}.
+        """
+        self.messages_sent.labels(transport, op).inc()
+
+    def ipc_request(self, transport: str, outcome: str) -> None:
+        """
+        Count one HTTP-over-IPC request answered by the bridge with C{outcome}.
+        """
+        self.ipc_requests.labels(transport, outcome).inc()
+
+    # Extension and exposition
+
+    def add_collector(self, collector: Collector | Callable[[], Iterable[Any]]) -> Collector:
+        """
+        Publish more metrics through this module's registry (the data layer uses
+        this for pool statistics).
+
+        @param collector: a C{prometheus_client} collector (anything with
+            C{collect()}), or a callable returning an iterable of metric families
+            (for example C{GaugeMetricFamily}) that is called on every scrape.
+        @return: the registered collector, for L{remove_collector}.
+        """
+        if not hasattr(collector, "collect"):
+            if not callable(collector):
+                raise TypeError(
+                    "add_collector expects a prometheus_client collector or a callable "
+                    f"returning metric families, got {type(collector).__name__}"
+                )
+            collector = _CallableCollector(collector)
+        self.registry.register(collector)  # type: ignore[arg-type]
+        return collector  # type: ignore[return-value]
+
+    def remove_collector(self, collector: Collector) -> None:
+        """
+        Stop publishing a collector added with L{add_collector}.
+        """
+        self.registry.unregister(collector)
+
+    def render(self) -> bytes:
+        """
+        The Prometheus text exposition (format 0.0.4) of every metric in the registry;
+        serve it with L{METRICS_CONTENT_TYPE}.
+        """
+        return generate_latest(self.registry)

@@ -1,0 +1,270 @@
+# -*- test-case-name: tests.web.test_site -*-
+"""
+The module's web site: the user's resource behind the built-in C{/health} and
+C{/metrics} routes, in a L{twisted.web.server.Site} that records per-request metrics
+and never writes an access log to stdout (stdout is the protocol channel).
+
+Direct HTTP (the listening port) and HTTP-over-IPC (L{pywatt_twisted.web.bridge})
+both go through the same L{PyWattSite}, so they see the same resources and are
+measured the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource, Resource, getChildForRequest
+from twisted.web.server import Request, Site
+
+from pywatt_twisted.web.discovery import METRICS_PATH, announced_path
+from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
+
+__all__ = [
+    "HEALTHY_STATUSES",
+    "ROUTE_ATTRIBUTE",
+    "PyWattRequest",
+    "PyWattSite",
+    "build_root_resource",
+    "route_label",
+]
+
+#: Health statuses answered with 200; every other status gets 503.
+HEALTHY_STATUSES = frozenset({"ok", "starting"})
+
+#: Request attribute through which a resource names its route label explicitly.
+ROUTE_ATTRIBUTE = "pywatt_route"
+
+_log = Logger(namespace="pywatt_twisted.web")
+
+try:
+    from klein.interfaces import IKleinRequest
+except ImportError:  # pragma: no cover - klein is a dependency
+    IKleinRequest = None  # type: ignore[assignment,misc]
+
+
+class _HealthResource(Resource):
+    """
+    C{GET health_path}: the runtime's status mapping as JSON.
+    """
+
+    isLeaf = True
+
+    def __init__(self, status: Callable[[], Mapping[str, object]]) -> None:
+        super().__init__()
+        self._status = status
+
+    def render_GET(self, request: Request) -> bytes:
+        report = dict(self._status())
+        healthy = report.get("status") in HEALTHY_STATUSES
+        request.setResponseCode(200 if healthy else 503)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return json.dumps(report, separators=(",", ":"), default=str).encode("utf-8")
+
+
+class _MetricsResource(Resource):
+    """
+    C{GET /metrics}: Prometheus text exposition.
+    """
+
+    isLeaf = True
+
+    def __init__(self, metrics: ModuleMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", METRICS_CONTENT_TYPE.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return self._metrics.render()
+
+
+class _RootResource(Resource):
+    """
+    Serves the built-ins on their exact paths (for C{GET}/C{HEAD}) and hands every
+    other request to the user's resource exactly as if it were the site root.
+    """
+
+    def __init__(
+        self,
+        app_resource: IResource,
+        builtins: dict[bytes, tuple[str, IResource]],
+    ) -> None:
+        super().__init__()
+        self._app = app_resource
+        self._builtins = builtins
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        if request.method in (b"GET", b"HEAD"):
+            builtin = self._builtins.get(request.path)
+            if builtin is not None:
+                label, resource = builtin
+                setattr(request, ROUTE_ATTRIBUTE, label)
+                return resource
+        # Undo the traversal step the site just made, then traverse the user's
+        # resource from its root: prepath/postpath end up exactly as they would
+        # with the user's resource as the site root.
+        request.postpath.insert(0, request.prepath.pop())
+        return getChildForRequest(self._app, request)
+
+    def render(self, request: Any) -> Any:
+        return self._app.render(request)
+
+
+def build_root_resource(
+    app_resource: IResource,
+    *,
+    health_path: str | None,
+    metrics: ModuleMetrics | None,
+    status: Callable[[], Mapping[str, object]],
+) -> IResource:
+    """
+    Put the built-in routes in front of the user's resource.
+
+      - C{GET health_path}: C{status()} as JSON (exactly the mapping it returns),
+        200 when its C{"status"} is C{"ok"} or C{"starting"}, 503 otherwise
+        (C{"stopping"}, C{"degraded"}, anything else).
+      - C{GET /metrics} (when C{metrics} is given): C{metrics.render()} with
+        content type C{text/plain; version=0.0.4; charset=utf-8}.
+      - Everything else, including other methods on those paths and paths that
+        merely start with them (C{/healthz}, C{/health/x}), goes to
+        C{app_resource} untouched. A user route on exactly C{GET health_path} is
+        shadowed by the built-in: pass C{health=None} to serve your own.
+
+    @param app_resource: the user's resource (for Klein, C{app.resource()}).
+    @param health_path: path of the health route, or C{None} to disable it.
+    @param metrics: the module's metrics, or C{None} to disable C{/metrics}.
+    @param status: called on every health request.
+    """
+    builtins: dict[bytes, tuple[str, IResource]] = {}
+    if metrics is not None:
+        builtins[METRICS_PATH.encode("ascii")] = (METRICS_PATH, _MetricsResource(metrics))
+    if health_path is not None:
+        if not health_path.startswith("/"):
+            from pywatt_twisted.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"health path must start with '/', got {health_path!r}; use e.g. '/health'"
+            )
+        builtins[health_path.encode("utf-8")] = (health_path, _HealthResource(status))
+    if not builtins:
+        return app_resource
+    return _RootResource(app_resource, builtins)
+
+
+def route_label(request: Any) -> str:
+    """
+    The bounded route label of a finished request, for metrics.
+
+    An explicit C{request.pywatt_route} wins (the built-ins set it). Otherwise, when
+    a Klein app handled the request, the rule it matched in announce style
+    (C{"/items/:id"}); C{"unmatched"} when no rule matched (404, 405, redirect); for
+    requests no Klein app saw, C{"unmatched"} for a 404 and C{"other"} for the rest.
+    Never the raw path, which would make the label set unbounded.
+    """
+    label = getattr(request, ROUTE_ATTRIBUTE, None)
+    if label:
+        return str(label)
+    mapper = None
+    if IKleinRequest is not None and hasattr(request, "getComponent"):
+        klein_request = request.getComponent(IKleinRequest)
+        mapper = getattr(klein_request, "mapper", None)
+    if mapper is None:
+        return "unmatched" if request.code == 404 else "other"
+    try:
+        rule, _ = mapper.match(return_rule=True)
+    except Exception:
+        return "unmatched"
+    return announced_path(rule.rule)
+
+
+class PyWattRequest(Request):
+    """
+    A L{twisted.web.server.Request} that reports itself to the site's
+    L{ModuleMetrics}: in flight from C{process()} until it finishes or its connection
+    is lost, then counted with route, method, status and latency.
+    """
+
+    def process(self) -> None:
+        site = self.channel.site
+        metrics = getattr(site, "metrics", None)
+        if metrics is not None:
+            clock = site.reactor
+            started = clock.seconds()
+            metrics.request_started()
+            self.notifyFinish().addBoth(self._record, metrics, clock, started)
+        super().process()
+
+    def _record(self, result: object, metrics: ModuleMetrics, clock: Any, started: float) -> None:
+        status = "aborted" if isinstance(result, Failure) else str(self.code)
+        try:
+            method = self.method.decode("ascii", "replace").upper()
+            metrics.request_finished(route_label(self), method, status, clock.seconds() - started)
+        except Exception:
+            _log.failure("recording metrics for {uri} failed", uri=_path_of(self))
+
+
+def _path_of(request: Any) -> str:
+    """
+    The request path without its query (which may carry tokens), for logs.
+    """
+    path = request.path if request.path is not None else request.uri.split(b"?", 1)[0]
+    return bytes(path).decode("utf-8", "replace")
+
+
+class PyWattSite(Site):
+    """
+    The module's site: a L{Site} that uses L{PyWattRequest} for metrics, hides
+    tracebacks, and sends its access log to C{twisted.logger} (debug level, path
+    without query string) instead of a file or stdout.
+
+    @ivar metrics: the L{ModuleMetrics} requests report to, or C{None}.
+    """
+
+    requestFactory = PyWattRequest
+    displayTracebacks = False
+
+    def __init__(
+        self,
+        resource: IResource,
+        metrics: ModuleMetrics | None = None,
+        reactor: Any = None,
+        *,
+        access_log: bool = True,
+    ) -> None:
+        """
+        @param resource: the root resource (usually from L{build_root_resource}).
+        @param metrics: where to record requests; C{None} records nothing.
+        @param reactor: clock for latency and connection timeouts; the global
+            reactor when C{None}.
+        @param access_log: emit one debug event per request on C{twisted.logger}.
+        """
+        super().__init__(resource, reactor=reactor)
+        self.metrics = metrics
+        self.access_log = access_log
+
+    def startFactory(self) -> None:
+        # No log file and no once-a-second timer for the cached log date: the access
+        # log goes through twisted.logger (see log()).
+        pass
+
+    def stopFactory(self) -> None:
+        pass
+
+    def log(self, request: Any) -> None:
+        """
+        Emit the access-log event for a finished request (never to stdout).
+        """
+        if not self.access_log:
+            return
+        _log.debug(
+            "{method} {path} {code} {length}",
+            method=request.method.decode("ascii", "replace"),
+            path=_path_of(request),
+            code=request.code,
+            length=request.sentLength,
+        )
