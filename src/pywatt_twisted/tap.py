@@ -1,18 +1,95 @@
+# -*- test-case-name: tests.test_tap -*-
 """
-twistd entry point for C{twistd pywatt --module=...}.
+twistd entry point: C{twistd -n pywatt --module=mymod}.
+
+The plugin file (C{twisted/plugins/pywatt_plugin.py}) names this module lazily, so none of
+this is imported when twistd merely lists its plugins.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.python import usage
+
+from pywatt_twisted.errors import ConfigurationError, ModuleLoadError
 
 
 class Options(usage.Options):
+    """
+    Options of C{twistd pywatt} and C{python -m pywatt_twisted}.
+    """
+
+    synopsis = "--module=pkg.mod[:attr] [--log-level=LEVEL]"
+    longdesc = (
+        "Run a PyWatt module: read the init line from stdin, fetch secrets, serve the "
+        "module's Klein app, announce it, and answer the orchestrator until shutdown. "
+        "stdout carries protocol lines only; logs go to stderr as JSON lines."
+    )
     optParameters = [
-        ["module", "m", None, "The module to run: pkg.mod or pkg.mod:attr."],
-        ["log-level", None, None, "Log level (default: $PYWATT_LOG_LEVEL, else info)."],
+        ["module", "m", None, "The module to run: pkg.mod (its single @pywatt_module) or pkg.mod:attr."],
+        ["log-level", None, None, "debug, info, warn, error or critical (default: $PYWATT_LOG_LEVEL, else info)."],
+        ["secret-timeout", None, None, "Seconds to wait for each secret (default 30).", float],
+        ["max-concurrent-requests", None, None, "HTTP-over-IPC requests in flight before 503 (default 64).", int],
+        ["request-timeout", None, None, "Seconds before an HTTP-over-IPC request gets 504 (default 60).", float],
+        ["shutdown-deadline", None, None, "Seconds in-flight requests get on a graceful stop (default 10).", float],
     ]
 
+    def postOptions(self) -> None:
+        from pywatt_twisted.runtime.config import RuntimeConfig
+        from pywatt_twisted.runtime.loader import load_module_definition
+        from pywatt_twisted.runtime.logging import level_from_environment
 
-def makeService(options: Options):  # type: ignore[no-untyped-def]
-    raise SystemExit("pywatt: the module runtime is not implemented yet")
+        if not self["module"]:
+            raise usage.UsageError("--module is required (pkg.mod or pkg.mod:attr)")
+        try:
+            self["level"] = level_from_environment(self["log-level"])
+            self["config"] = RuntimeConfig.from_environment(
+                secret_timeout=self["secret-timeout"],
+                max_concurrent_requests=self["max-concurrent-requests"],
+                request_timeout=self["request-timeout"],
+                shutdown_deadline=self["shutdown-deadline"],
+            )
+            self["definition"] = load_module_definition(self["module"])
+        except (ConfigurationError, ModuleLoadError) as e:
+            # stdout belongs to the protocol: report on stderr, as a JSON log line, and
+            # exit non-zero (twistd would print a UsageError to stdout).
+            _fatal(f"cannot start module {self['module']!r}: {e}")
+
+
+def _fatal(message: str) -> None:
+    import sys
+    import time
+
+    from twisted.logger import LogLevel
+
+    from pywatt_twisted.runtime.logging import event_as_json
+    from pywatt_twisted.runtime.redaction import default_redactor
+
+    event = {
+        "log_level": LogLevel.critical,
+        "log_format": "{error}",
+        "error": message,
+        "log_namespace": "pywatt_twisted.tap",
+        "log_time": time.time(),
+    }
+    line = event_as_json(event, default_redactor)
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+def makeService(options: Options) -> Any:
+    """
+    Build the module's service tree (see L{pywatt_twisted.runtime.process}).
+    """
+    from pywatt_twisted.runtime.process import build_process_service
+
+    parent = getattr(options, "parent", None)
+    if parent is not None and parent.get("nodaemon") and parent.get("pidfile") == "twistd.pid":
+        # Several modules run side by side from one directory; a pid file would make the
+        # second refuse to start.
+        parent["pidfile"] = ""
+    return build_process_service(
+        options["definition"], level=options["level"], config=options["config"]
+    )

@@ -1,0 +1,1 @@
+"""Runnable example modules for pywatt_twisted."""

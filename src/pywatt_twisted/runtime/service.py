@@ -1,0 +1,532 @@
+# -*- test-case-name: tests.runtime.test_service -*-
+"""
+L{ModuleService}: a module's whole life as a Twisted service.
+
+Bootstrap order (ARCHITECTURE.md section 2)::
+
+    init line -> startup secrets -> state_builder -> create_app -> bind the listen
+    address -> announce (with the address actually bound) -> run -> graceful stop
+
+Messages from the orchestrator are dispatched by type to one handler each; replies go
+back on the link (stdio or a channel) the message came in on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    ensureDeferred,
+    maybeDeferred,
+)
+from twisted.internet.endpoints import (
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    UNIXServerEndpoint,
+)
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource
+from zope.interface import implementer
+
+from pywatt_twisted.errors import BootstrapError, PyWattError
+from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.runtime.module import ModuleDefinition
+from pywatt_twisted.runtime.redaction import Redactor, default_redactor
+from pywatt_twisted.runtime.secrets import SecretClient
+from pywatt_twisted.runtime.state import AppState
+from pywatt_twisted.transport.interfaces import IMessageReceiver, IOrchestratorLink
+from pywatt_twisted.transport.stdio import StdioProtocol
+from pywatt_twisted.web.bridge import HttpBridge
+from pywatt_twisted.web.discovery import discover_endpoints
+from pywatt_twisted.web.metrics import ModuleMetrics
+from pywatt_twisted.web.site import PyWattSite, build_root_resource
+from pywatt_twisted.wire.init import InitBlob, TcpListen, UnixListen
+from pywatt_twisted.wire.messages import (
+    Announce,
+    Endpoint,
+    Heartbeat,
+    HttpRequest,
+    HttpResponse,
+    Init,
+    Rotated,
+    RotationAck,
+    SecretMessage,
+    Shutdown,
+    UnknownMessage,
+)
+
+STARTING = "starting"
+READY = "ok"
+STOPPING = "stopping"
+FAILED = "failed"
+
+
+def _is_klein(app: object) -> bool:
+    return hasattr(app, "resource") and hasattr(app, "url_map")
+
+
+async def _resolve(value: Any) -> Any:
+    """
+    Await a Deferred or a coroutine; return anything else as is.
+    """
+    if isinstance(value, Deferred):
+        return await value
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def describe_address(address: object) -> str:
+    """
+    Render a bound address the way the orchestrator expects it in C{announce.listen}:
+    C{ip:port}, C{[v6]:port}, or the socket path.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        return name.decode() if isinstance(name, bytes) else str(name)
+    return str(address)
+
+
+@implementer(IMessageReceiver)
+class ModuleService(MultiService):
+    """
+    Runs one module definition.
+
+    @param definition: what C{@pywatt_module} returned.
+    @param reactor: the reactor (tests pass a L{MemoryReactorClock}).
+    @param connect_stdio: C{callable(protocol)} connecting the stdio protocol to its
+        transport (C{StandardIO} in a process, a C{StringTransport} in tests).
+    @param stop_process: C{callable(exit_code)} ending the process; called after a
+        shutdown request (0) or a fatal start-up error (1).
+    @param on_module_id: called with the module id once the init blob is known (the log
+        observer uses it).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        definition: ModuleDefinition,
+        *,
+        reactor: Any,
+        connect_stdio: Callable[[Protocol], object],
+        stop_process: Callable[[int], object],
+        config: RuntimeConfig | None = None,
+        redactor: Redactor = default_redactor,
+        on_module_id: Callable[[str], object] | None = None,
+    ) -> None:
+        super().__init__()
+        self.definition = definition
+        self.reactor = reactor
+        self.config = config if config is not None else RuntimeConfig()
+        self.redactor = redactor
+        self._connect_stdio = connect_stdio
+        self._stop_process = stop_process
+        self._on_module_id = on_module_id
+        self.status = STARTING
+        self.exit_code: int | None = None
+        self.init: InitBlob | None = None
+        self.state: AppState | None = None
+        self.endpoints: tuple[Endpoint, ...] = ()
+        self.listen_address: str | None = None
+        self.metrics = ModuleMetrics()
+        self.site: PyWattSite | None = None
+        self.bridge: HttpBridge | None = None
+        self.port: IListeningPort | None = None
+        self.stdio: StdioProtocol | None = None
+        self.secrets: SecretClient | None = None
+        self._started_at = time.monotonic()
+        self._ready_waiters: list[Deferred[ModuleService]] = []
+        self._on_ready: list[Callable[[], object]] = []
+        self._ready_result: Failure | ModuleService | None = None
+        self._stopping: Deferred[None] | None = None
+        self._stop_requested = False
+
+    # -- IService ---------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._started_at = self.reactor.seconds() if hasattr(self.reactor, "seconds") else 0.0
+        self.stdio = StdioProtocol(self, max_line_length=self.config.max_line_length)
+        self.secrets = SecretClient(
+            self._send_to_orchestrator,
+            self.reactor,
+            timeout=self.config.secret_timeout,
+            redactor=self.redactor,
+        )
+        self._connect_stdio(self.stdio)
+
+    def stopService(self) -> Deferred[None]:
+        if self._stopping is None:
+            self._stopping = ensureDeferred(self._graceful_stop())
+        return self._stopping
+
+    def whenReady(self) -> Deferred[ModuleService]:
+        """
+        A Deferred that fires with this service once the module has announced, or fails
+        with the reason the start-up failed.
+        """
+        d: Deferred[ModuleService] = Deferred()
+        if isinstance(self._ready_result, Failure):
+            d.errback(self._ready_result)
+        elif self._ready_result is not None:
+            d.callback(self._ready_result)
+        else:
+            self._ready_waiters.append(d)
+        return d
+
+    # -- IMessageReceiver -------------------------------------------------------------------
+
+    def init_received(self, blob: InitBlob) -> None:
+        self.init = blob
+        if self._on_module_id is not None:
+            self._on_module_id(blob.module_id)
+        self.log.info(
+            "init received: module {module_id}, listen {listen}",
+            module_id=blob.module_id,
+            listen=str(blob.listen) if blob.listen is not None else None,
+        )
+        d = ensureDeferred(self._bootstrap(blob))
+        d.addErrback(self._bootstrap_failed)
+
+    def init_failed(self, reason: Exception) -> None:
+        self._bootstrap_failed(Failure(BootstrapError(f"cannot start: {reason}")))
+
+    def message_received(self, message: object, link: IOrchestratorLink) -> None:
+        self.metrics.message_in(link.name, _op_name(message))
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self.log.warn(
+                "no handler for {op} from {link}; ignoring it",
+                op=_op_name(message),
+                link=link.name,
+            )
+            return
+        handler(self, message, link)
+
+    def input_closed(self, link: IOrchestratorLink) -> None:
+        self.log.info("{link} input closed by the orchestrator; stopping", link=link.name)
+        self.request_stop()
+
+    # -- bootstrap --------------------------------------------------------------------------
+
+    async def _bootstrap(self, blob: InitBlob) -> None:
+        definition = self.definition
+        assert self.secrets is not None and self.stdio is not None
+        self.secrets.seed(blob.env)
+        secrets = await self.secrets.get_secrets(definition.secrets)
+        user_state = None
+        if definition.state_builder is not None:
+            user_state = await _resolve(definition.state_builder(blob, secrets))
+        state = AppState(blob, self.reactor, self.secrets, user_state=user_state)
+        self.state = state
+        app = await _resolve(definition.create_app(state))
+        if _is_klein(app):
+            resource = app.resource()
+        else:
+            resource = IResource(app, None)
+            if resource is None:
+                raise BootstrapError(
+                    f"create_app returned {type(app).__name__}; expected a klein.Klein app or "
+                    "a twisted.web IResource"
+                )
+        self.endpoints = self._endpoints_for(app)
+        root = build_root_resource(
+            resource,
+            health_path=definition.health,
+            metrics=self.metrics if definition.metrics else None,
+            status=self.health_status,
+        )
+        self.site = PyWattSite(root, metrics=self.metrics, reactor=self.reactor)
+        self.bridge = HttpBridge(
+            self.site,
+            reactor=self.reactor,
+            max_concurrent=self.config.max_concurrent_requests,
+            timeout=self.config.request_timeout,
+        )
+        if self._stop_requested:
+            raise BootstrapError("stop requested during start-up")
+        self.port = await self._listen(blob)
+        self.listen_address = describe_address(self.port.getHost())
+        announce = Announce(listen=self.listen_address, endpoints=self.endpoints)
+        self._send_to_orchestrator(announce)
+        self.status = READY
+        self.log.info(
+            "announced {listen} with {count} endpoint(s)",
+            listen=self.listen_address,
+            count=len(self.endpoints),
+        )
+        self._ready_result = self
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            waiter.callback(self)
+        pending, self._on_ready = self._on_ready, []
+        for call in pending:
+            call()
+
+    def _endpoints_for(self, app: object) -> tuple[Endpoint, ...]:
+        definition = self.definition
+        if definition.endpoints is None:
+            return tuple(
+                discover_endpoints(app, health_path=definition.health, metrics=definition.metrics)
+            )
+        endpoints = list(definition.endpoints)
+        paths = {e.path for e in endpoints}
+        if definition.health is not None and definition.health not in paths:
+            endpoints.append(Endpoint(path=definition.health, methods=("GET",)))
+        if definition.metrics and "/metrics" not in paths:
+            endpoints.append(Endpoint(path="/metrics", methods=("GET",)))
+        return tuple(endpoints)
+
+    async def _listen(self, blob: InitBlob) -> IListeningPort:
+        from twisted.web.server import Site  # noqa: F401  (keeps the import cost in one place)
+
+        listen = blob.listen
+        if isinstance(listen, TcpListen):
+            endpoint_class = TCP6ServerEndpoint if ":" in listen.host else TCP4ServerEndpoint
+            endpoint = endpoint_class(self.reactor, listen.port, interface=listen.host)
+        elif isinstance(listen, UnixListen):
+            _remove_stale_socket(listen.path)
+            endpoint = UNIXServerEndpoint(self.reactor, listen.path)
+        else:
+            raise BootstrapError(
+                "the init blob has no 'listen' address; give the module one (ip:port, port 0 "
+                "for any, or a Unix socket path)"
+            )
+        try:
+            return await endpoint.listen(self.site)
+        except Exception as e:
+            raise BootstrapError(f"cannot listen on {listen}: {e}") from e
+
+    def _bootstrap_failed(self, failure: Failure) -> None:
+        if self.status == FAILED:
+            return
+        self.status = FAILED
+        error = failure.value
+        if isinstance(error, PyWattError):
+            self.log.critical("module start-up failed: {error}", error=str(error))
+        else:
+            self.log.failure("module start-up failed", failure)
+        self._ready_result = failure
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)
+        self.exit_code = 1
+        self._stop_process(1)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _send_to_orchestrator(self, message: object) -> None:
+        assert self.stdio is not None
+        self.metrics.message_out("stdio", _op_name(message))
+        self.stdio.send(message)
+
+    def _on_heartbeat(self, message: Heartbeat, link: IOrchestratorLink) -> None:
+        self.metrics.message_out(link.name, "heartbeat_ack")
+        link.send_heartbeat_ack()
+
+    def _on_shutdown(self, message: Shutdown, link: IOrchestratorLink) -> None:
+        self.log.info("shutdown requested on {link}", link=link.name)
+        self.request_stop()
+
+    def _on_secret(self, message: SecretMessage, link: IOrchestratorLink) -> None:
+        assert self.secrets is not None
+        self.secrets.secret_received(message)
+
+    def _on_init(self, message: Init, link: IOrchestratorLink) -> None:
+        self.log.debug("ignoring a repeated init on {link}", link=link.name)
+
+    def _on_unknown(self, message: UnknownMessage, link: IOrchestratorLink) -> None:
+        self.log.warn("ignoring unknown op {op!r} from {link}", op=message.op, link=link.name)
+
+    def _on_http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
+        if self.bridge is None or self.status != READY:
+            if self.status in (STOPPING, FAILED):
+                self._reply_http(
+                    link,
+                    HttpResponse(
+                        request_id=message.request_id,
+                        status_code=503,
+                        headers={"content-type": "application/json"},
+                        body=b'{"error":"the module is stopping"}',
+                    ),
+                )
+                return
+            # Not announced yet: serve it as soon as the app is up.
+            self._on_ready.append(lambda: self._on_http_request(message, link))
+            return
+        d = self.bridge.handle(message, transport=link.name)
+        d.addCallback(lambda response: self._reply_http(link, response))
+        d.addErrback(
+            lambda f: self.log.failure("HTTP-over-IPC request {id} failed", f, id=message.request_id)
+        )
+
+    def _reply_http(self, link: IOrchestratorLink, response: HttpResponse) -> None:
+        self.metrics.message_out(link.name, "http_response")
+        link.send_http_response(response)
+
+    def _on_rotated(self, message: Rotated, link: IOrchestratorLink) -> None:
+        ensureDeferred(self._rotate(message, link)).addErrback(
+            lambda f: self.log.failure("rotation {id} failed", f, id=message.rotation_id)
+        )
+
+    async def _rotate(self, message: Rotated, link: IOrchestratorLink) -> None:
+        assert self.secrets is not None
+        if not self.definition.rotate:
+            self.log.info(
+                "rotation {id} ignored: this module was declared with rotate=False",
+                id=message.rotation_id,
+            )
+            link.send(RotationAck(rotation_id=message.rotation_id, status="success"))
+            return
+        used = [k for k in message.keys if k in self.secrets.known()]
+        try:
+            await self.secrets.refresh(used)
+        except Exception as e:
+            link.send(
+                RotationAck(
+                    rotation_id=message.rotation_id,
+                    status="error",
+                    message=f"re-fetching {', '.join(used)} failed: {e}",
+                )
+            )
+            return
+        failed = []
+        if self.state is not None:
+            for callback in self.state.rotation_callbacks:
+                try:
+                    await _resolve(callback(tuple(used)))
+                except Exception:
+                    self.log.failure(
+                        "on_rotation callback {cb} failed", cb=getattr(callback, "__name__", "?")
+                    )
+                    failed.append(getattr(callback, "__qualname__", repr(callback)))
+        if failed:
+            link.send(
+                RotationAck(
+                    rotation_id=message.rotation_id,
+                    status="error",
+                    message=f"on_rotation callback(s) failed: {', '.join(failed)}",
+                )
+            )
+        else:
+            link.send(RotationAck(rotation_id=message.rotation_id, status="success"))
+
+    _handlers: dict[type, Callable[[ModuleService, Any, IOrchestratorLink], None]] = {
+        Heartbeat: _on_heartbeat,
+        Shutdown: _on_shutdown,
+        SecretMessage: _on_secret,
+        Init: _on_init,
+        UnknownMessage: _on_unknown,
+        HttpRequest: _on_http_request,
+        Rotated: _on_rotated,
+    }
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health_status(self) -> dict[str, Any]:
+        """
+        The body of C{GET /health}.
+        """
+        now = self.reactor.seconds() if hasattr(self.reactor, "seconds") else time.monotonic()
+        return {
+            "status": self.status,
+            "module_id": self.init.module_id if self.init is not None else None,
+            "uptime_seconds": round(max(0.0, now - self._started_at), 3),
+            "listen": self.listen_address,
+            "channels": {},
+        }
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """
+        Ask for a graceful stop of the whole process (shutdown op, stdin EOF, SIGTERM).
+        """
+        if self._stop_requested:
+            return
+        self._stop_requested = True
+        if self.exit_code is None:
+            self.exit_code = 0
+        self._stop_process(self.exit_code)
+
+    async def _graceful_stop(self) -> None:
+        previous = self.status
+        self.status = STOPPING if previous != FAILED else FAILED
+        if self.bridge is not None:
+            self.bridge.stop_accepting()
+        if self.port is not None:
+            await maybeDeferred(self.port.stopListening)
+        waits: list[Deferred[Any]] = []
+        if self.bridge is not None:
+            waits.append(self.bridge.drain())
+        drain_site = getattr(self.site, "drain", None)
+        if drain_site is not None:
+            waits.append(drain_site())
+        if waits:
+            everything: Deferred[Any] = DeferredList(waits, consumeErrors=True)
+            deadline = self.config.shutdown_deadline
+            everything.addTimeout(deadline, self.reactor)
+            try:
+                await everything
+            except Exception:
+                self.log.warn(
+                    "requests still in flight after {deadline} s; stopping anyway",
+                    deadline=deadline,
+                )
+        if self.secrets is not None:
+            self.secrets.cancel_all("the module is stopping")
+        await super().stopService()
+        if self.stdio is not None:
+            flushed = self.stdio.flush()
+            flushed.addTimeout(5, self.reactor)
+            try:
+                await flushed
+            except Exception:
+                self.log.warn("stdout did not drain within 5 s")
+        self.log.info("stopped")
+
+
+def _op_name(message: object) -> str:
+    op = getattr(message, "op", None)
+    if isinstance(op, str):
+        return op
+    return type(message).__name__
+
+
+def _remove_stale_socket(path: str) -> None:
+    import socket
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+    else:
+        raise BootstrapError(f"another process is already listening on {path}")
+    finally:
+        probe.close()
+
+
+__all__ = ["ModuleService", "describe_address"]

@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.runtime.test_state -*-
+"""
+L{AppState}: what a module's C{create_app(state)} receives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pywatt_twisted.errors import NotAvailable
+from pywatt_twisted.runtime.secret import Secret
+
+if TYPE_CHECKING:
+    from pywatt_twisted.runtime.secrets import SecretClient
+    from pywatt_twisted.wire.init import InitBlob
+
+RotationCallback = Callable[[tuple[str, ...]], Any]
+RoutedHandler = Callable[[str, Any], Any]
+
+
+class AppState:
+    """
+    The module's view of its runtime.
+
+    @ivar init: the parsed init blob (L{InitBlob}).
+    @ivar module_id: from the init blob.
+    @ivar orchestrator_api: from the init blob.
+    @ivar auth_token: the init blob's C{auth_token} (kept here; never logged).
+    @ivar user_state: what C{state_builder} returned (C{None} without one).
+    @ivar reactor: the reactor in use (tests pass a fake one).
+    @ivar log: a L{Logger} whose output is redacted like every other log line.
+    """
+
+    def __init__(
+        self,
+        init: InitBlob,
+        reactor: Any,
+        secrets: SecretClient,
+        user_state: Any = None,
+        log: Logger | None = None,
+    ) -> None:
+        self.init = init
+        self.module_id = init.module_id
+        self.orchestrator_api = init.orchestrator_api
+        self.auth_token = init.auth_token
+        self.reactor = reactor
+        self.user_state = user_state
+        self.log = log if log is not None else Logger(namespace=f"pywatt.module.{init.module_id}")
+        self._secrets = secrets
+        self._rotation_callbacks: list[RotationCallback] = []
+        self._handlers: dict[str, RoutedHandler] = {}
+        self._messaging: Any = None
+
+    # -- secrets ------------------------------------------------------------------------
+
+    def secret(self, name: str) -> Secret:
+        """
+        The current cached value of a secret.
+
+        @raise SecretError: if the secret was never fetched.
+        """
+        return self._secrets.cached(name)
+
+    def get_secret(self, name: str, mode: str = "cache-first") -> Deferred[Secret]:
+        """
+        Fetch a secret: from the cache first (C{mode="cache-first"}), or always from the
+        orchestrator (C{mode="force-remote"}).
+        """
+        return self._secrets.get_secret(name, mode=mode)
+
+    def on_rotation(self, callback: RotationCallback) -> RotationCallback:
+        """
+        Register C{callback(names)} to run after a rotation was applied (the new values
+        are in the cache). It may return a Deferred; the C{rotation_ack} waits for it.
+        Usable as a decorator.
+        """
+        self._rotation_callbacks.append(callback)
+        return callback
+
+    @property
+    def rotation_callbacks(self) -> tuple[RotationCallback, ...]:
+        return tuple(self._rotation_callbacks)
+
+    # -- module-to-module messaging ---------------------------------------------------------
+
+    def handler(self, endpoint: str) -> Callable[[RoutedHandler], RoutedHandler]:
+        """
+        Decorator: register C{f(source_module_id, payload)} for routed requests to
+        C{endpoint}. Handlers may be registered before or after start.
+        """
+
+        def register(func: RoutedHandler) -> RoutedHandler:
+            self._handlers[endpoint] = func
+            return func
+
+        return register
+
+    @property
+    def handlers(self) -> dict[str, RoutedHandler]:
+        return self._handlers
+
+    def send_request(
+        self, target_module_id: str, endpoint: str, payload: Any, timeout: float = 30
+    ) -> Deferred[Any]:
+        """
+        Send a request to another module through the orchestrator; the Deferred fires with
+        its reply.
+        """
+        if self._messaging is None:
+            raise NotAvailable(
+                "module-to-module messaging is not available without a TCP or Unix-socket "
+                "channel in the init blob (tcp_channel / ipc_channel)"
+            )
+        return self._messaging.send_request(target_module_id, endpoint, payload, timeout)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    @property
+    def require_jwt(self) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """
+        Decorator for a Klein route that requires a valid bearer token.
+        """
+        guard = getattr(self, "_jwt_guard", None)
+        if guard is None:
+            raise NotAvailable(
+                "state.require_jwt is not available without jwt=JwtConfig(...) in "
+                "@pywatt_module"
+            )
+        return guard

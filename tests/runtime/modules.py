@@ -1,0 +1,85 @@
+"""
+Module definitions used by the runtime tests (in-process and as real processes).
+"""
+
+from __future__ import annotations
+
+import json
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.web.resource import Resource
+
+from pywatt_twisted import pywatt_module
+
+
+@pywatt_module(secrets=["API_KEY", "DB_PASSWORD"])
+def echo_app(state):
+    """
+    Routes that show exactly what the module received.
+    """
+    app = Klein()
+
+    @app.route("/echo", methods=["GET", "POST", "PUT"])
+    def echo(request):
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"x-echo", b"1")
+        return json.dumps(
+            {
+                "method": request.method.decode(),
+                "path": request.path.decode(),
+                "args": {k.decode(): [x.decode() for x in v] for k, v in request.args.items()},
+                "headers": {
+                    k.decode().lower(): v[-1].decode()
+                    for k, v in request.requestHeaders.getAllRawHeaders()
+                },
+                "body": request.content.read().decode("utf-8", "replace"),
+            }
+        ).encode()
+
+    @app.route("/items/<int:item_id>", methods=["GET"])
+    def item(request, item_id):
+        return json.dumps({"id": item_id}).encode()
+
+    @app.route("/slow", methods=["GET"])
+    def slow(request):
+        delay = float(request.args.get(b"delay", [b"0.2"])[0])
+        return deferLater(state.reactor, delay, lambda: b"slow done")
+
+    @app.route("/async", methods=["GET"])
+    async def async_route(request):
+        await deferLater(state.reactor, 0, lambda: None)
+        return b"async done"
+
+    @app.route("/key", methods=["GET"])
+    def key(request):
+        return state.secret("API_KEY").expose().encode()
+
+    @app.route("/hang", methods=["GET"])
+    def hang(request):
+        return Deferred()
+
+    @app.route("/print", methods=["GET"])
+    def printer(request):
+        print("a stray print() must not reach stdout")  # noqa: T201
+        return b"printed"
+
+    @app.route("/boom", methods=["GET"])
+    def boom(request):
+        raise RuntimeError("route exploded")
+
+    return app
+
+
+@pywatt_module(health=None, metrics=False)
+def plain_resource(state):
+    """
+    A module whose app is a plain twisted.web resource.
+    """
+    root = Resource()
+    leaf = Resource()
+    leaf.render_GET = lambda request: b"plain"  # type: ignore[method-assign]
+    leaf.isLeaf = True
+    root.putChild(b"plain", leaf)
+    return root
