@@ -1,0 +1,38 @@
+"""
+The model manager: declare tables once (attrs classes, dicts or a C{models.yaml}), generate
+their DDL for PostgreSQL, MySQL/MariaDB and SQLite, and keep a live database in step.
+
+See C{docs/models.md}.
+"""
+
+from pywatt_twisted.data.models.ddl import generate_ddl
+from pywatt_twisted.data.models.model import (
+    Check,
+    Field,
+    ForeignKey,
+    Index,
+    Model,
+    ModelValidationError,
+    Problem,
+    Schema,
+    column,
+    load_models,
+    model,
+)
+from pywatt_twisted.data.models.validate import validate
+
+__all__ = [
+    "Check",
+    "Field",
+    "ForeignKey",
+    "Index",
+    "Model",
+    "ModelValidationError",
+    "Problem",
+    "Schema",
+    "column",
+    "generate_ddl",
+    "load_models",
+    "model",
+    "validate",
+]
