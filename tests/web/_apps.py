@@ -169,6 +169,10 @@ def build_app(holds: Holds, clock: Any) -> Klein:
             {k.decode(): [v.decode() for v in vs] for k, vs in request.args.items()}
         ).encode()
 
+    @app.route("/health", methods=["POST"])
+    def health_post(request: Any) -> bytes:
+        return b"user-post"
+
     @app.route("/user-health", methods=["GET"])
     def user_health(request: Any) -> bytes:
         return b"user"

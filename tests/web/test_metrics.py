@@ -1,0 +1,127 @@
+"""
+Tests for L{pywatt_twisted.web.metrics.ModuleMetrics}.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
+
+
+class ModuleMetricsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.metrics = ModuleMetrics()
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+    def test_own_registry(self) -> None:
+        other = ModuleMetrics()
+        self.assertIsNot(self.metrics.registry, other.registry)
+        self.assertIsNot(self.metrics.registry, REGISTRY)
+        self.metrics.message_in("stdio", "init")
+        self.assertIsNone(
+            other.registry.get_sample_value(
+                "pywatt_messages_received_total", {"transport": "stdio", "op": "init"}
+            )
+        )
+        self.assertIsNone(
+            REGISTRY.get_sample_value(
+                "pywatt_messages_received_total", {"transport": "stdio", "op": "init"}
+            )
+        )
+
+    def test_given_registry(self) -> None:
+        registry = CollectorRegistry()
+        metrics = ModuleMetrics(registry)
+        self.assertIs(metrics.registry, registry)
+        metrics.ipc_request("tcp", "completed")
+        self.assertEqual(
+            registry.get_sample_value(
+                "pywatt_ipc_requests_total", {"transport": "tcp", "outcome": "completed"}
+            ),
+            1.0,
+        )
+
+    def test_requests(self) -> None:
+        self.metrics.request_started()
+        self.metrics.request_started()
+        self.assertEqual(self.value("pywatt_http_requests_in_flight"), 2.0)
+        self.metrics.request_finished("/a/:id", "GET", "200", 0.002)
+        self.metrics.request_finished("/a/:id", "PROPFIND", "405", 0.5)
+        self.assertEqual(self.value("pywatt_http_requests_in_flight"), 0.0)
+        self.assertEqual(
+            self.value("pywatt_http_requests_total", route="/a/:id", method="GET", status="200"),
+            1.0,
+        )
+        self.assertEqual(
+            self.value("pywatt_http_requests_total", route="/a/:id", method="other", status="405"),
+            1.0,
+        )
+        self.assertEqual(
+            self.value("pywatt_http_request_duration_seconds_count", route="/a/:id"), 2.0
+        )
+        self.assertEqual(
+            self.value("pywatt_http_request_duration_seconds_bucket", route="/a/:id", le="0.0025"),
+            1.0,
+        )
+
+    def test_channel_state(self) -> None:
+        self.metrics.channel_state("tcp", "connecting")
+        self.metrics.channel_state("tcp", "connected")
+        self.metrics.channel_state("unix", "failed")
+        self.assertEqual(self.value("pywatt_channel_state", channel="tcp", state="connected"), 1.0)
+        self.assertEqual(self.value("pywatt_channel_state", channel="tcp", state="connecting"), 0.0)
+        self.assertIsNone(self.value("pywatt_channel_state", channel="tcp", state="failed"))
+        self.assertEqual(self.value("pywatt_channel_state", channel="unix", state="failed"), 1.0)
+        self.metrics.channel_state("tcp", "connecting")
+        self.assertEqual(self.value("pywatt_channel_state", channel="tcp", state="connected"), 0.0)
+        self.assertEqual(self.value("pywatt_channel_state", channel="tcp", state="connecting"), 1.0)
+
+    def test_messages(self) -> None:
+        self.metrics.message_in("stdio", "heartbeat")
+        self.metrics.message_in("stdio", "heartbeat")
+        self.metrics.message_out("tcp", "announce")
+        self.assertEqual(
+            self.value("pywatt_messages_received_total", transport="stdio", op="heartbeat"), 2.0
+        )
+        self.assertEqual(
+            self.value("pywatt_messages_sent_total", transport="tcp", op="announce"), 1.0
+        )
+
+    def test_collector_callable(self) -> None:
+        size = [3]
+
+        def pool_stats() -> list[GaugeMetricFamily]:
+            family = GaugeMetricFamily("pywatt_db_pool_size", "connections", labels=["db"])
+            family.add_metric(["main"], size[0])
+            return [family]
+
+        collector = self.metrics.add_collector(pool_stats)
+        self.assertEqual(self.value("pywatt_db_pool_size", db="main"), 3.0)
+        size[0] = 5
+        self.assertIn(b'pywatt_db_pool_size{db="main"} 5.0', self.metrics.render())
+        self.metrics.remove_collector(collector)
+        self.assertNotIn(b"pywatt_db_pool_size", self.metrics.render())
+
+    def test_collector_object(self) -> None:
+        class Collector:
+            def collect(self) -> list[GaugeMetricFamily]:
+                return [GaugeMetricFamily("pywatt_cache_items", "items", value=7)]
+
+        self.metrics.add_collector(Collector())
+        self.assertEqual(self.value("pywatt_cache_items"), 7.0)
+
+    def test_collector_rejects_junk(self) -> None:
+        self.assertRaises(TypeError, self.metrics.add_collector, 42)
+
+    def test_render(self) -> None:
+        self.metrics.ipc_request("stdio", "timeout")
+        text = self.metrics.render().decode()
+        self.assertIn("# TYPE pywatt_ipc_requests_total counter", text)
+        self.assertIn('pywatt_ipc_requests_total{outcome="timeout",transport="stdio"} 1.0', text)
+        self.assertIn("# TYPE pywatt_http_request_duration_seconds histogram", text)
+        self.assertEqual(METRICS_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
