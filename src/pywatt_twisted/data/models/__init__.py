@@ -6,6 +6,7 @@ See C{docs/models.md}.
 """
 
 from pywatt_twisted.data.models.ddl import generate_ddl
+from pywatt_twisted.data.models.diff import Change, MigrationPlan
 from pywatt_twisted.data.models.model import (
     Check,
     Field,
@@ -19,20 +20,36 @@ from pywatt_twisted.data.models.model import (
     load_models,
     model,
 )
+from pywatt_twisted.data.models.sync import (
+    DestructiveChangeError,
+    MigrationError,
+    SyncReport,
+    introspect,
+    plan,
+    sync,
+)
 from pywatt_twisted.data.models.validate import validate
 
 __all__ = [
+    "Change",
     "Check",
+    "DestructiveChangeError",
     "Field",
     "ForeignKey",
     "Index",
+    "MigrationError",
+    "MigrationPlan",
     "Model",
     "ModelValidationError",
     "Problem",
     "Schema",
+    "SyncReport",
     "column",
     "generate_ddl",
+    "introspect",
     "load_models",
     "model",
+    "plan",
+    "sync",
     "validate",
 ]
