@@ -448,7 +448,7 @@ class HttpBridge:
         pending = _Pending(request_id, transport, result)
         channel = _BridgeChannel(self, pending)
         pending.channel = channel
-        web_request = self.site.requestFactory(channel)
+        web_request: Any = self.site.requestFactory(channel)  # type: ignore[no-untyped-call]
         channel.request = web_request
         pending.request = web_request
         self._in_flight.add(pending)
@@ -600,7 +600,7 @@ class HttpBridge:
         if request is None or request.finished or request._disconnected:
             return
         try:
-            request.connectionLost(Failure(reason))
+            request.connectionLost(Failure(reason))  # type: ignore[no-untyped-call]
         except Exception:
             _log.failure(
                 "aborting HTTP-over-IPC request {request_id} raised",

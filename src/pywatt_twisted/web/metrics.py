@@ -227,8 +227,8 @@ class ModuleMetrics:
                     f"returning metric families, got {type(collector).__name__}"
                 )
             collector = _CallableCollector(collector)
-        self.registry.register(collector)  # type: ignore[arg-type]
-        return collector  # type: ignore[return-value]
+        self.registry.register(collector)
+        return collector
 
     def remove_collector(self, collector: Collector) -> None:
         """

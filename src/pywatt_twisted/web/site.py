@@ -1,4 +1,5 @@
 # -*- test-case-name: tests.web.test_site -*-
+# mypy: disallow-untyped-calls=False
 """
 The module's web site: the user's resource behind the built-in C{/health} and
 C{/metrics} routes, in a L{twisted.web.server.Site} that records per-request metrics
@@ -57,7 +58,7 @@ class _HealthResource(Resource):
         super().__init__()
         self._status = status
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Any) -> bytes:
         report = dict(self._status())
         healthy = report.get("status") in HEALTHY_STATUSES
         request.setResponseCode(200 if healthy else 503)
@@ -77,7 +78,7 @@ class _MetricsResource(Resource):
         super().__init__()
         self._metrics = metrics
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Any) -> bytes:
         request.setHeader(b"Content-Type", METRICS_CONTENT_TYPE.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
         return self._metrics.render()
@@ -109,7 +110,8 @@ class _RootResource(Resource):
         # resource from its root: prepath/postpath end up exactly as they would
         # with the user's resource as the site root.
         request.postpath.insert(0, request.prepath.pop())
-        return getChildForRequest(self._app, request)
+        child: IResource = getChildForRequest(self._app, request)
+        return child
 
     def render(self, request: Any) -> Any:
         return self._app.render(request)
@@ -190,7 +192,8 @@ class PyWattRequest(Request):
     """
 
     def process(self) -> None:
-        site = self.channel.site
+        channel: Any = self.channel
+        site = channel.site
         metrics = getattr(site, "metrics", None)
         if metrics is not None:
             clock = site.reactor
