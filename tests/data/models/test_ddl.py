@@ -105,7 +105,8 @@ class SQLiteExecutionTests(SynchronousTestCase):
         self.db.execute("INSERT INTO wm_customers (name) VALUES ('ann')")
         self.db.execute("INSERT INTO wm_orders (customer_id) VALUES (1)")
         row = self.db.execute(
-            "SELECT total, ratio, status, note, paid, due, token, quantity, created_at FROM wm_orders"
+            "SELECT total, ratio, status, note, paid, due, token, quantity, created_at "
+            "FROM wm_orders"
         ).fetchone()
         self.assertEqual(
             row[:8],
@@ -227,7 +228,8 @@ class DetailTests(SynchronousTestCase):
         pg = generate_ddl(schema, "postgresql")
         self.assertTrue(
             pg.endswith(
-                'ALTER TABLE "a" ADD CONSTRAINT "fk_a_b_id" FOREIGN KEY ("b_id") REFERENCES "b" ("id");\n'
+                'ALTER TABLE "a" ADD CONSTRAINT "fk_a_b_id" FOREIGN KEY ("b_id") '
+                'REFERENCES "b" ("id");\n'
             ),
             pg,
         )

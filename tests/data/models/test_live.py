@@ -57,7 +57,9 @@ def prefixed(source: dict[str, Any], prefix: str) -> Schema:
         fields = []
         for f in m["fields"]:
             if isinstance(f.get("foreign_key"), dict):
-                f = dict(f, foreign_key=dict(f["foreign_key"], table=prefix + f["foreign_key"]["table"]))
+                f = dict(
+                    f, foreign_key=dict(f["foreign_key"], table=prefix + f["foreign_key"]["table"])
+                )
             fields.append(f)
         m["fields"] = fields
         models.append(m)
@@ -88,7 +90,9 @@ def people(prefix: str, *, version: int) -> Schema:
         fields.append({"name": "score", "type": "integer", "nullable": False, "default": 0})
         fields.append({"name": "email", "type": "varchar", "length": 100})
         indexes.append({"columns": ["name", "score"]})
-    return load_models({"models": [{"name": f"{prefix}people", "fields": fields, "indexes": indexes}]})
+    return load_models(
+        {"models": [{"name": f"{prefix}people", "fields": fields, "indexes": indexes}]}
+    )
 
 
 class LiveMixin:
@@ -167,9 +171,12 @@ class LiveMixin:
         customer = await self.db.query_one(f"SELECT id FROM {q}{self.prefix}wm_customers{q}")
         assert customer is not None
         await self.db.execute(
-            f"INSERT INTO {q}{self.prefix}wm_orders{q} (customer_id) VALUES (:c)", {"c": customer["id"]}
+            f"INSERT INTO {q}{self.prefix}wm_orders{q} (customer_id) VALUES (:c)",
+            {"c": customer["id"]},
         )
-        row = await self.db.query_one(f"SELECT status, note, quantity FROM {q}{self.prefix}wm_orders{q}")
+        row = await self.db.query_one(
+            f"SELECT status, note, quantity FROM {q}{self.prefix}wm_orders{q}"
+        )
         self.assertEqual(row, {"status": "new", "note": "it's a:note 100%", "quantity": -1})  # type: ignore[attr-defined]
 
     @deferred_test
@@ -192,7 +199,8 @@ class LiveMixin:
             kinds, ["add_column", "add_column", "create_index", "drop_column"]
         )
         self.assertEqual(  # type: ignore[attr-defined]
-            [c.description for c in pending.destructive], [f"drop column {self.prefix}people.legacy"]
+            [c.description for c in pending.destructive],
+            [f"drop column {self.prefix}people.legacy"],
         )
         error = await self.assertFailure(  # type: ignore[attr-defined]
             sync(self.db, v2), DestructiveChangeError

@@ -100,12 +100,12 @@ class Order:
     customer_id: int = column(
         foreign_key={"table": "customers", "column": "id", "on_delete": "cascade"}
     )
-    total: decimal.Decimal | None = column(precision=10, scale=2, default=0)
-    status: Status | None = column(default="new")
+    total: decimal.Decimal | None = column(precision=10, scale=2, default=0)  # noqa: RUF009
+    status: Status | None = column(default="new")  # noqa: RUF009
     email: str | None = attrs.field(
         default=None, metadata={"pywatt": {"type": "varchar", "length": 200, "unique": True}}
     )
-    created_at: datetime.datetime = column(default="now")
+    created_at: datetime.datetime = column(default="now")  # noqa: RUF009
     note: str | None = None
 
 

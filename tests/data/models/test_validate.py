@@ -249,5 +249,6 @@ class ValidateTests(SynchronousTestCase):
         )
         self.assertEqual(
             str(e),
-            "1 problem in the model definitions:\n  - t.s: an enum needs a non-empty list of 'values'",
+            "1 problem in the model definitions:\n"
+            "  - t.s: an enum needs a non-empty list of 'values'",
         )

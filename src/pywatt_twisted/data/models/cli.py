@@ -52,13 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     groups.required = True
 
     model = groups.add_parser("model", help="work with model files")
-    model_commands = model.add_subparsers(dest="command", metavar="{validate}", parser_class=_Parser)
+    model_commands = model.add_subparsers(
+        dest="command", metavar="{validate}", parser_class=_Parser
+    )
     model_commands.required = True
-    validate = model_commands.add_parser("validate", help="check a model file and print its problems")
+    validate = model_commands.add_parser(
+        "validate", help="check a model file and print its problems"
+    )
     validate.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
 
     schema = groups.add_parser("schema", help="generate DDL, compare with or apply to a database")
-    schema_commands = schema.add_subparsers(dest="command", metavar="{generate,diff,apply}", parser_class=_Parser)
+    schema_commands = schema.add_subparsers(
+        dest="command", metavar="{generate,diff,apply}", parser_class=_Parser
+    )
     schema_commands.required = True
     generate = schema_commands.add_parser("generate", help="print the DDL that creates the models")
     generate.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
@@ -71,11 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--output", "-o", help="write to this file instead of stdout")
 
-    url_help = "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
+    url_help = (
+        "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
+    )
     diff = schema_commands.add_parser("diff", help="show what apply would change; change nothing")
     diff.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
     diff.add_argument("--url", help=url_help)
-    diff.add_argument("--check", action="store_true", help="exit with status 1 when there are changes (for CI)")
+    diff.add_argument(
+        "--check", action="store_true", help="exit with status 1 when there are changes (for CI)"
+    )
     apply = schema_commands.add_parser("apply", help="bring the database in step with the models")
     apply.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
     apply.add_argument("--url", help=url_help)

@@ -243,7 +243,8 @@ class Dialect:
         pk = model.primary_key_columns
         if pk:
             out.append(
-                f"CONSTRAINT {self.quote(constraint_name('pk', model.name))} PRIMARY KEY ({self.quote_list(pk)})"
+                f"CONSTRAINT {self.quote(constraint_name('pk', model.name))} "
+                f"PRIMARY KEY ({self.quote_list(pk)})"
             )
         for f in model.fields:
             if f.foreign_key is not None and f.name not in deferred:
@@ -284,7 +285,8 @@ class Dialect:
 
     def create_index(self, table: str, name: str, index: Index) -> str:
         unique = "UNIQUE " if index.unique else ""
-        return f"CREATE {unique}INDEX {self.quote(name)} ON {self.quote(table)} ({self.quote_list(index.columns)})"
+        columns = self.quote_list(index.columns)
+        return f"CREATE {unique}INDEX {self.quote(name)} ON {self.quote(table)} ({columns})"
 
     def drop_index(self, table: str, name: str) -> str:
         return f"DROP INDEX {self.quote(name)}"
@@ -330,7 +332,8 @@ class Dialect:
 
     def add_check(self, table: str, name: str, expression: str) -> list[str]:
         return [
-            f"ALTER TABLE {self.quote(table)} ADD CONSTRAINT {self.quote(name)} CHECK ({expression})"
+            f"ALTER TABLE {self.quote(table)} ADD CONSTRAINT {self.quote(name)} "
+            f"CHECK ({expression})"
         ]
 
 
@@ -580,7 +583,7 @@ def creation_order(
     names = {m.name for m in models}
     out: list[tuple[Model, list[str]]] = []
     while pending:
-        for position, m in enumerate(pending):
+        for position, m in enumerate(pending):  # noqa: B007 - used after the loop
             needs = {
                 f.foreign_key.table
                 for f in m.fields

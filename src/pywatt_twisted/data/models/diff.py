@@ -36,7 +36,12 @@ from pywatt_twisted.data.models.ddl import (
     get_dialect,
     parse_default_sql,
 )
-from pywatt_twisted.data.models.introspect import INDEX_PREFIXES, ColumnInfo, DatabaseSchema, TableInfo
+from pywatt_twisted.data.models.introspect import (
+    INDEX_PREFIXES,
+    ColumnInfo,
+    DatabaseSchema,
+    TableInfo,
+)
 from pywatt_twisted.data.models.model import Field, Model, Schema
 
 #: Order in which kinds of change are applied.
@@ -131,7 +136,9 @@ class MigrationPlan:
         if self.destructive:
             summary.append(f"{len(self.destructive)} destructive (marked !)")
         if self.unsupported:
-            summary.append(f"{len(self.unsupported)} unsupported (marked ?), needing a manual migration")
+            summary.append(
+                f"{len(self.unsupported)} unsupported (marked ?), needing a manual migration"
+            )
         return "\n".join(lines) + "\n" + ", ".join(summary)
 
 
@@ -169,7 +176,9 @@ class _Differ:
     def add(self, change: Change) -> None:
         self.changes.append(change)
 
-    def unsupported_change(self, kind: str, table: str, target: str | None, description: str, reason: str) -> None:
+    def unsupported_change(
+        self, kind: str, table: str, target: str | None, description: str, reason: str
+    ) -> None:
         self.unsupported.append(Change(kind, table, target, description, (), False, reason))
 
     def run(self) -> MigrationPlan:
@@ -179,7 +188,15 @@ class _Differ:
         for m, deferred in creation_order(missing, existing=self.current.tables):
             if isinstance(self.d, SQLite):
                 deferred = []
-            self.add(Change("create_table", m.name, None, f"create table {m.name}", tuple(self.d.create_table(m, deferred))))
+            self.add(
+                Change(
+                    "create_table",
+                    m.name,
+                    None,
+                    f"create table {m.name}",
+                    tuple(self.d.create_table(m, deferred)),
+                )
+            )
             for name in deferred:
                 f = m.field(name)
                 assert f is not None
@@ -234,8 +251,20 @@ class _Differ:
         self.indexes(m, t)
         self.foreign_keys(m, t)
         self.checks(m, t)
-        if self.d.has_comments and (m.comment or None) != (t.comment or None) and m.comment is not None:
-            self.add(Change("comment", m.name, None, f"set the comment of table {m.name}", tuple(self.table_comment(m))))
+        if (
+            self.d.has_comments
+            and (m.comment or None) != (t.comment or None)
+            and m.comment is not None
+        ):
+            self.add(
+                Change(
+                    "comment",
+                    m.name,
+                    None,
+                    f"set the comment of table {m.name}",
+                    tuple(self.table_comment(m)),
+                )
+            )
 
     def table_comment(self, m: Model) -> list[str]:
         text = self.d.string_literal(m.comment or "")
@@ -247,7 +276,11 @@ class _Differ:
         where = f"{m.name}.{f.name}"
         if f.name in m.primary_key_columns or f.auto_increment:
             self.unsupported_change(
-                "add_column", m.name, f.name, f"add key column {where}", "adding a primary key column needs a manual migration"
+                "add_column",
+                m.name,
+                f.name,
+                f"add key column {where}",
+                "adding a primary key column needs a manual migration",
             )
             return
         if isinstance(self.d, SQLite):
@@ -269,18 +302,30 @@ class _Differ:
                     "SQLite cannot add a column whose default is the current time",
                 )
                 return
-        self.add(Change("add_column", m.name, f.name, f"add column {where} {self.d.sql_type(m, f)}", tuple(self.d.add_column(m, f))))
+        self.add(
+            Change(
+                "add_column",
+                m.name,
+                f.name,
+                f"add column {where} {self.d.sql_type(m, f)}",
+                tuple(self.d.add_column(m, f)),
+            )
+        )
 
     def column(self, m: Model, f: Field, info: ColumnInfo) -> None:
         where = f"{m.name}.{f.name}"
         want = self.d.stored_type(m, f)
         type_changed = want != info.type
         nullable_changed = f.nullable != info.nullable and f.name not in m.primary_key_columns
-        default_changed = canonical_default(f, f.default) != canonical_default(f, parse_default_sql(info.default, self.d))
+        default_changed = canonical_default(f, f.default) != canonical_default(
+            f, parse_default_sql(info.default, self.d)
+        )
         if f.auto_increment or info.auto_increment:
             default_changed = False
         comment_changed = (
-            self.d.has_comments and f.comment is not None and (f.comment or None) != (info.comment or None)
+            self.d.has_comments
+            and f.comment is not None
+            and (f.comment or None) != (info.comment or None)
         )
         if not (type_changed or nullable_changed or default_changed or comment_changed):
             return
@@ -311,18 +356,28 @@ class _Differ:
                 # the enum lives in a CHECK constraint: swap it, the column stays text
                 name = constraint_name("ck", m.name, f.name, "enum")
                 checks = dict(check_constraints(m, f, self.d))
-                statements += self.d.drop_check(m.name, name) + self.d.add_check(m.name, name, checks[name])
+                statements += self.d.drop_check(m.name, name) + self.d.add_check(
+                    m.name, name, checks[name]
+                )
                 type_only = info.type.kind == "enum" and want.kind == "enum"
                 if not type_only or nullable_changed or default_changed:
                     statements += self.d.alter_column(
-                        m, f, type_=not type_only, nullable=nullable_changed, default=default_changed
+                        m,
+                        f,
+                        type_=not type_only,
+                        nullable=nullable_changed,
+                        default=default_changed,
                     )
             else:
-                statements += self.d.alter_column(m, f, type_=type_changed, nullable=nullable_changed, default=default_changed)
+                statements += self.d.alter_column(
+                    m, f, type_=type_changed, nullable=nullable_changed, default=default_changed
+                )
         if comment_changed:
             if self.d.name == "mysql":
                 if not statements:
-                    statements += self.d.alter_column(m, f, type_=False, nullable=False, default=False)
+                    statements += self.d.alter_column(
+                        m, f, type_=False, nullable=False, default=False
+                    )
             else:
                 statements += self.d.column_comment_statements(m, f)
         self.add(
@@ -343,7 +398,13 @@ class _Differ:
         dropped_columns = {c.name for c in t.columns} - {f.name for f in m.fields}
         for name, index in all_indexes(m):
             found = next(
-                (i for i in have if i.columns == index.columns and i.unique == index.unique and i.name not in matched),
+                (
+                    i
+                    for i in have
+                    if i.columns == index.columns
+                    and i.unique == index.unique
+                    and i.name not in matched
+                ),
                 None,
             )
             if found is not None:
@@ -364,7 +425,15 @@ class _Differ:
                 continue  # not made by the model manager (MySQL names foreign key indexes fk_)
             if self.d.name == "postgresql" and set(i.columns) & dropped_columns:
                 continue  # dropping the column drops the index
-            self.add(Change("drop_index", m.name, i.name, f"drop index {i.name} on {m.name}", (self.d.drop_index(m.name, i.name),)))
+            self.add(
+                Change(
+                    "drop_index",
+                    m.name,
+                    i.name,
+                    f"drop index {i.name} on {m.name}",
+                    (self.d.drop_index(m.name, i.name),),
+                )
+            )
 
     def foreign_keys(self, m: Model, t: TableInfo) -> None:
         aliases = self.d.action_aliases
@@ -384,7 +453,8 @@ class _Differ:
                     n
                     for n, h in enumerate(have)
                     if n not in matched
-                    and (h.columns, h.table, h.ref_columns, norm(h.on_delete), norm(h.on_update)) == want
+                    and (h.columns, h.table, h.ref_columns, norm(h.on_delete), norm(h.on_update))
+                    == want
                 ),
                 None,
             )
@@ -398,24 +468,50 @@ class _Differ:
             description = f"add foreign key {m.name}.{f.name} -> {fk.table}.{fk.column}"
             if isinstance(self.d, SQLite):
                 self.unsupported_change(
-                    "add_foreign_key", m.name, f.name, description, "SQLite cannot add a foreign key to an existing table"
+                    "add_foreign_key",
+                    m.name,
+                    f.name,
+                    description,
+                    "SQLite cannot add a foreign key to an existing table",
                 )
                 continue
-            self.add(Change("add_foreign_key", m.name, fk_name(m, f), description, tuple(self.d.add_foreign_key(m, f))))
+            self.add(
+                Change(
+                    "add_foreign_key",
+                    m.name,
+                    fk_name(m, f),
+                    description,
+                    tuple(self.d.add_foreign_key(m, f)),
+                )
+            )
         dropped_columns = {c.name for c in t.columns} - {f.name for f in m.fields}
         for n, h in enumerate(have):
             if n in matched:
                 continue
-            description = f"drop foreign key {h.name or ''} {m.name}({', '.join(h.columns)}) -> {h.table}".replace("  ", " ")
+            label = f"{h.name} " if h.name else ""
+            columns = ", ".join(h.columns)
+            description = f"drop foreign key {label}{m.name}({columns}) -> {h.table}"
             if isinstance(self.d, SQLite):
                 if set(h.columns) & dropped_columns:
                     continue  # reported with the column
                 self.unsupported_change(
-                    "drop_foreign_key", m.name, h.name, description, "SQLite cannot drop a foreign key; rebuild the table by hand"
+                    "drop_foreign_key",
+                    m.name,
+                    h.name,
+                    description,
+                    "SQLite cannot drop a foreign key; rebuild the table by hand",
                 )
                 continue
             if h.name and h.name.startswith("fk_"):
-                self.add(Change("drop_foreign_key", m.name, h.name, description, tuple(self.d.drop_foreign_key(m.name, h.name))))
+                self.add(
+                    Change(
+                        "drop_foreign_key",
+                        m.name,
+                        h.name,
+                        description,
+                        tuple(self.d.drop_foreign_key(m.name, h.name)),
+                    )
+                )
 
     def checks(self, m: Model, t: TableInfo) -> None:
         want: dict[str, str] = {}
@@ -428,15 +524,33 @@ class _Differ:
         for name, expression in want.items():
             if name in have:
                 continue
-            if any(name in dict(check_constraints(m, f, self.d)) for f in m.fields if f.name in new_columns):
+            if any(
+                name in dict(check_constraints(m, f, self.d))
+                for f in m.fields
+                if f.name in new_columns
+            ):
                 continue  # comes with the new column
             if self._enum_swap(m, name):
                 continue
             description = f"add check {name} on {m.name}"
             if isinstance(self.d, SQLite):
-                self.unsupported_change("add_check", m.name, name, description, "SQLite cannot add a check to an existing table")
+                self.unsupported_change(
+                    "add_check",
+                    m.name,
+                    name,
+                    description,
+                    "SQLite cannot add a check to an existing table",
+                )
                 continue
-            self.add(Change("add_check", m.name, name, description, tuple(self.d.add_check(m.name, name, expression))))
+            self.add(
+                Change(
+                    "add_check",
+                    m.name,
+                    name,
+                    description,
+                    tuple(self.d.add_check(m.name, name, expression)),
+                )
+            )
         dropped_columns = {c.name for c in t.columns} - {f.name for f in m.fields}
         for name in sorted(have - set(want)):
             if not name.startswith("ck_"):
@@ -445,18 +559,32 @@ class _Differ:
                 continue  # goes with its column
             description = f"drop check {name} on {m.name}"
             if isinstance(self.d, SQLite):
-                self.unsupported_change("drop_check", m.name, name, description, "SQLite cannot drop a check; rebuild the table by hand")
+                self.unsupported_change(
+                    "drop_check",
+                    m.name,
+                    name,
+                    description,
+                    "SQLite cannot drop a check; rebuild the table by hand",
+                )
                 continue
-            self.add(Change("drop_check", m.name, name, description, tuple(self.d.drop_check(m.name, name))))
+            self.add(
+                Change(
+                    "drop_check", m.name, name, description, tuple(self.d.drop_check(m.name, name))
+                )
+            )
 
     def _enum_swap(self, m: Model, name: str) -> bool:
         return any(
-            c.kind == "alter_column" and c.table == m.name and name == constraint_name("ck", m.name, c.target or "", "enum")
+            c.kind == "alter_column"
+            and c.table == m.name
+            and name == constraint_name("ck", m.name, c.target or "", "enum")
             for c in self.changes
         )
 
 
-def diff(schema: Schema, current: DatabaseSchema, dialect: str | Dialect | None = None) -> MigrationPlan:
+def diff(
+    schema: Schema, current: DatabaseSchema, dialect: str | Dialect | None = None
+) -> MigrationPlan:
     """
     Compare models with an introspected database.
 

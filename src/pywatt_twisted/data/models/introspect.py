@@ -143,13 +143,20 @@ _PG_TYPES = {
     "json": "json",
     "uuid": "uuid",
 }
-_PG_ACTIONS = {"a": "no_action", "r": "restrict", "c": "cascade", "n": "set_null", "d": "set_default"}
+_PG_ACTIONS = {
+    "a": "no_action",
+    "r": "restrict",
+    "c": "cascade",
+    "n": "set_null",
+    "d": "set_default",
+}
 
 _PG_COLUMNS = """
 SELECT c.relname AS table_name, a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type, NOT a.attnotnull AS nullable,
        pg_get_expr(d.adbin, d.adrelid) AS default_sql, a.attidentity <> '' AS is_identity,
-       col_description(c.oid, a.attnum) AS comment, obj_description(c.oid, 'pg_class') AS table_comment
+       col_description(c.oid, a.attnum) AS comment,
+       obj_description(c.oid, 'pg_class') AS table_comment
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -201,7 +208,9 @@ def _pg_type(raw: str, enum_values: tuple[str, ...] | None) -> ColumnType:
     if base in ("character varying", "varchar") and numbers:
         return ColumnType("varchar", length=numbers[0])
     if base == "numeric" and numbers:
-        return ColumnType("decimal", precision=numbers[0], scale=numbers[1] if len(numbers) > 1 else 0)
+        return ColumnType(
+            "decimal", precision=numbers[0], scale=numbers[1] if len(numbers) > 1 else 0
+        )
     kind = _PG_TYPES.get(raw.strip().lower())
     if kind == "text" and enum_values is not None:
         return ColumnType("enum", values=enum_values)
@@ -221,7 +230,9 @@ def introspect_postgresql(tx: Transaction) -> DatabaseSchema:
         if row["is_primary"]:
             pk[row["table_name"]] = cols
         else:
-            indexes.setdefault(row["table_name"], []).append(IndexInfo(row["name"], cols, bool(row["is_unique"])))
+            indexes.setdefault(row["table_name"], []).append(
+                IndexInfo(row["name"], cols, bool(row["is_unique"]))
+            )
     fks: dict[str, list[ForeignKeyInfo]] = {}
     checks: dict[str, dict[str, str]] = {}
     for row in tx.query(_PG_CONSTRAINTS):
@@ -348,7 +359,9 @@ def introspect_mysql(tx: Transaction) -> DatabaseSchema:
         "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
     ):
         key = (_text(r["table_name"]), _text(r["name"]))
-        stats.setdefault(key, []).append((int(r["seq"]), _text(r["column_name"]), not int(r["non_unique"])))
+        stats.setdefault(key, []).append(
+            (int(r["seq"]), _text(r["column_name"]), not int(r["non_unique"]))
+        )
     pk: dict[str, tuple[str, ...]] = {}
     indexes: dict[str, list[IndexInfo]] = {}
     for (table, name), parts in stats.items():
@@ -359,7 +372,8 @@ def introspect_mysql(tx: Transaction) -> DatabaseSchema:
             indexes.setdefault(table, []).append(IndexInfo(name, cols, parts[0][2]))
     fk_rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in tx.query(
-        "SELECT k.TABLE_NAME AS table_name, k.CONSTRAINT_NAME AS name, k.COLUMN_NAME AS column_name, "
+        "SELECT k.TABLE_NAME AS table_name, k.CONSTRAINT_NAME AS name, "
+        "k.COLUMN_NAME AS column_name, "
         "k.REFERENCED_TABLE_NAME AS ref_table, k.REFERENCED_COLUMN_NAME AS ref_column, "
         "k.ORDINAL_POSITION AS position, c.DELETE_RULE AS on_delete, c.UPDATE_RULE AS on_update "
         "FROM information_schema.KEY_COLUMN_USAGE k "
@@ -442,7 +456,10 @@ def sqlite_checks(create_sql: str) -> dict[str, str]:
     """
     The named check constraints of a SQLite C{CREATE TABLE} (and columns added later).
     """
-    return {m.group(1).replace('""', '"'): _balanced(create_sql, m.end()) for m in _CONSTRAINT.finditer(create_sql)}
+    return {
+        m.group(1).replace('""', '"'): _balanced(create_sql, m.end())
+        for m in _CONSTRAINT.finditer(create_sql)
+    }
 
 
 def _sqlite_type(raw: str, enum_values: tuple[str, ...] | None, json_checked: bool) -> ColumnType:
@@ -496,11 +513,15 @@ def introspect_sqlite(tx: Transaction) -> DatabaseSchema:
                 continue
             cols = tuple(
                 c["name"]
-                for c in tx.query("SELECT * FROM pragma_index_info(:i) ORDER BY seqno", {"i": i["name"]})
+                for c in tx.query(
+                    "SELECT * FROM pragma_index_info(:i) ORDER BY seqno", {"i": i["name"]}
+                )
             )
             indexes.append(IndexInfo(i["name"], cols, bool(i["unique"])))
         fk_rows: dict[int, list[dict[str, Any]]] = {}
-        for r in tx.query("SELECT * FROM pragma_foreign_key_list(:t) ORDER BY id, seq", {"t": table}):
+        for r in tx.query(
+            "SELECT * FROM pragma_foreign_key_list(:t) ORDER BY id, seq", {"t": table}
+        ):
             fk_rows.setdefault(r["id"], []).append(r)
         fks = tuple(
             ForeignKeyInfo(

@@ -358,8 +358,8 @@ def _foreign_key(raw: Any, out: _Collector, model: str, where: str) -> ForeignKe
     if isinstance(raw, ForeignKey):
         return raw
     if isinstance(raw, str) and "." in raw:
-        table, _, column = raw.partition(".")
-        return ForeignKey(table, column)
+        target_table, _, target_column = raw.partition(".")
+        return ForeignKey(target_table, target_column)
     if not isinstance(raw, Mapping):
         out.add(model, where, f"'foreign_key' must be a mapping or 'table.column', got {raw!r}")
         return None

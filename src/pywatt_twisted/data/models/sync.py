@@ -42,7 +42,9 @@ class MigrationError(DataError):
         PostgreSQL and SQLite a failure rolls everything back).
     """
 
-    def __init__(self, message: str, changes: list[Change] | None = None, applied: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, changes: list[Change] | None = None, applied: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.changes = list(changes or ())
         self.applied = list(applied or ())
@@ -78,7 +80,10 @@ class SyncReport:
         if not self.changed:
             return "no changes: the database matches the models"
         n = len(self.plan.changes)
-        return f"applied {n} change{'s' if n != 1 else ''} ({len(self.applied)} statements):\n" + describe(self.plan.changes)
+        return (
+            f"applied {n} change{'s' if n != 1 else ''} ({len(self.applied)} statements):\n"
+            + describe(self.plan.changes)
+        )
 
 
 def _refuse(plan: MigrationPlan, allow_destructive: bool) -> None:
@@ -122,7 +127,9 @@ def _plan_in_transaction(tx: Any, schema: Schema, dialect: str) -> MigrationPlan
     return diff(schema, current, dialect)
 
 
-def _sync_in_transaction(tx: Any, schema: Schema, dialect: str, allow_destructive: bool) -> SyncReport:
+def _sync_in_transaction(
+    tx: Any, schema: Schema, dialect: str, allow_destructive: bool
+) -> SyncReport:
     d = get_dialect(dialect)
     _lock(tx, dialect)
     applied: list[str] = []
@@ -158,7 +165,8 @@ def introspect(db: Any) -> Deferred[DatabaseSchema]:
     @param db: a L{pywatt_twisted.data.Database}.
     @return: a Deferred firing with a L{DatabaseSchema}.
     """
-    return db.run_interaction(introspect_transaction, db.dialect)
+    result: Deferred[DatabaseSchema] = db.run_interaction(introspect_transaction, db.dialect)
+    return result
 
 
 def plan(db: Any, schema: Any) -> Deferred[MigrationPlan]:

@@ -142,7 +142,7 @@ def _check_default(model: Model, f: Field, errors: list[Problem]) -> None:
             bad("a finite decimal number")
         elif f.precision is not None:
             scale = f.scale or 0
-            sign, digits, exponent = d.as_tuple()
+            _, digits, exponent = d.as_tuple()
             assert isinstance(exponent, int)
             integer_digits = len(digits) + exponent if len(digits) + exponent > 0 else 0
             if integer_digits > f.precision - scale or -exponent > scale:
@@ -204,7 +204,8 @@ def _check_field(model: Model, f: Field, errors: list[Problem], warnings: list[P
                 errors,
                 name,
                 f.name,
-                f"varchar length {f.length} is outside 1..{MAX_VARCHAR}; use text for longer values",
+                f"varchar length {f.length} is outside 1..{MAX_VARCHAR}; "
+                "use text for longer values",
             )
     elif f.length is not None:
         _problem(errors, name, f.name, f"'length' applies only to varchar, not to {f.type}")
@@ -376,15 +377,16 @@ def _check_model(
         if not index.columns:
             _problem(errors, name, where, "an index needs at least one column")
         for column_name in index.columns:
-            f = model.field(column_name)
-            if f is None:
+            indexed = model.field(column_name)
+            if indexed is None:
                 _problem(errors, name, where, f"index on missing column {column_name!r}")
-            elif f.type in UNINDEXABLE:
+            elif indexed.type in UNINDEXABLE:
                 _problem(
                     errors,
                     name,
                     where,
-                    f"index on {f.type} column {column_name!r} is not portable; use varchar(n)",
+                    f"index on {indexed.type} column {column_name!r} is not portable; "
+                    "use varchar(n)",
                 )
         if len(set(index.columns)) != len(index.columns):
             _problem(errors, name, where, "an index repeats a column")

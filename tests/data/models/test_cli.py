@@ -1,0 +1,208 @@
+"""
+C{pywatt db} run as the real command (a subprocess), as a person or a CI script would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.services import require_service
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EVERYTHING = os.path.join(HERE, "everything.yaml")
+
+V1 = {
+    "models": [
+        {
+            "name": "cli_people",
+            "fields": [
+                {"name": "id", "type": "integer", "primary_key": True, "auto_increment": True},
+                {"name": "name", "type": "varchar", "length": 50, "nullable": False},
+                {"name": "legacy", "type": "text"},
+            ],
+        }
+    ]
+}
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pywatt_twisted.cli", "db", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+
+
+class CommandTests(SynchronousTestCase):
+    def write_models(self, source: dict[str, object], name: str = "models.yaml") -> str:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            if name.endswith(".json"):
+                json.dump(source, f)
+            else:
+                yaml.safe_dump(source, f)
+        return path
+
+    def test_help(self) -> None:
+        result = run("--help")
+        self.assertEqual(result.returncode, 0)
+        self.assertIn("usage: pywatt db", result.stdout)
+        self.assertIn("2 bad usage", result.stdout)
+
+    def test_no_arguments_is_bad_usage(self) -> None:
+        result = run()
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("usage: pywatt db", result.stderr)
+        self.assertEqual(result.stdout, "")
+
+    def test_unknown_dialect_is_bad_usage(self) -> None:
+        result = run("schema", "generate", "--models", EVERYTHING, "--dialect", "oracle")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("invalid choice: 'oracle'", result.stderr)
+
+    def test_missing_url_is_bad_usage(self) -> None:
+        result = run("schema", "diff", "--models", EVERYTHING)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("pass --url URL or set DATABASE_URL", result.stderr)
+
+    def test_validate_ok(self) -> None:
+        result = run("model", "validate", "--models", EVERYTHING)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertEqual(result.stdout, f"{EVERYTHING}: 3 models, valid\n")
+
+    def test_validate_problems(self) -> None:
+        path = self.write_models(
+            {
+                "models": [
+                    {
+                        "name": "t",
+                        "fields": [
+                            {"name": "id", "type": "integer", "primary_key": True},
+                            {"name": "s", "type": "enum"},
+                            {"name": "r", "type": "integer", "foreign_key": "nowhere.id"},
+                        ],
+                    }
+                ]
+            }
+        )
+        result = run("model", "validate", "--models", path)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stdout, "")
+        self.assertIn("pywatt db: error: 2 problems in the model definitions:", result.stderr)
+        self.assertIn("  - t.s: an enum needs a non-empty list of 'values'", result.stderr)
+        self.assertIn("  - t.r: foreign key to unknown table 'nowhere'", result.stderr)
+
+    def test_validate_warnings(self) -> None:
+        path = self.write_models(
+            {"models": [{"name": "log", "fields": [{"name": "order", "type": "text"}]}]}, "m.json"
+        )
+        result = run("model", "validate", "--models", path)
+        self.assertEqual(result.returncode, 0)
+        self.assertIn(
+            "pywatt db: warning: log.order: column name 'order' is a reserved", result.stderr
+        )
+
+    def test_validate_missing_file(self) -> None:
+        result = run("model", "validate", "--models", "/nonexistent/models.yaml")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("cannot read model file '/nonexistent/models.yaml'", result.stderr)
+
+    def test_generate_matches_golden(self) -> None:
+        for dialect, golden in (
+            ("postgres", "postgresql"),
+            ("mysql", "mysql"),
+            ("sqlite", "sqlite"),
+        ):
+            result = run("schema", "generate", "--models", EVERYTHING, "--dialect", dialect)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            with open(os.path.join(HERE, "golden", f"everything.{golden}.sql")) as f:
+                self.assertEqual(result.stdout, f.read())
+
+    def test_generate_to_file(self) -> None:
+        output = self.mktemp()
+        result = run("schema", "generate", "-m", EVERYTHING, "-d", "sqlite", "-o", output)
+        self.assertEqual((result.returncode, result.stdout), (0, ""))
+        with open(output) as f:
+            self.assertTrue(f.read().startswith('CREATE TABLE "wm_customers"'))
+
+    def test_diff_apply_sqlite(self) -> None:
+        """
+        diff shows the plan, apply applies it, then diff prints only the no-changes line;
+        a destructive change is refused (status 1) until --allow-destructive.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        url = "sqlite:///" + os.path.abspath(os.path.join(directory, "cli.db"))
+        v1 = self.write_models(V1)
+        result = run("schema", "diff", "--models", v1, "--url", url)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, "+ create table cli_people\n1 change\n")
+        self.assertEqual(
+            run("schema", "diff", "--models", v1, "--url", url, "--check").returncode, 1
+        )
+        result = run("schema", "apply", "--models", v1, "--url", url)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(
+            result.stdout, "applied 1 change (1 statements):\n  - create table cli_people\n"
+        )
+        result = run("schema", "diff", "--models", v1, "--url", url, "--check")
+        self.assertEqual(
+            (result.returncode, result.stdout, result.stderr),
+            (0, "no changes: the database matches the models\n", ""),
+        )
+        v2_source = yaml.safe_load(yaml.safe_dump(V1))
+        v2_source["models"][0]["fields"].pop()
+        v2 = self.write_models(v2_source)
+        result = run("schema", "apply", "--models", v2, "--url", url)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("destructive changes are not allowed", result.stderr)
+        self.assertIn("drop column cli_people.legacy", result.stderr)
+        result = run("schema", "apply", "--models", v2, "--url", url, "--allow-destructive")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("drop column cli_people.legacy", result.stdout)
+        # DATABASE_URL is the default for --url
+        result = run("schema", "diff", "--models", v2, env={"DATABASE_URL": url})
+        self.assertEqual(result.stdout, "no changes: the database matches the models\n")
+
+    def test_unreachable_database(self) -> None:
+        result = run(
+            "schema",
+            "diff",
+            "--models",
+            EVERYTHING,
+            "--url",
+            "postgresql://root:hunter2@127.0.0.1:1/test",
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("pywatt db: error:", result.stderr)
+        self.assertNotIn("hunter2", result.stderr + result.stdout)
+
+    def test_postgres_round_trip(self) -> None:
+        """
+        The real command against PostgreSQL: apply, then diff reports no changes.
+        """
+        url = require_service("postgres")
+        prefix = f"cli{os.getpid()}_"
+        source = {"models": [dict(V1["models"][0], name=prefix + "people")]}
+        path = self.write_models(source)
+        self.addCleanup(
+            subprocess.run,
+            ["psql", url, "-qc", f'DROP TABLE IF EXISTS "{prefix}people"'],
+            capture_output=True,
+        )
+        result = run("schema", "apply", "--models", path, "--url", url)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        result = run("schema", "diff", "--models", path, "--url", url)
+        self.assertEqual(result.stdout, "no changes: the database matches the models\n")
