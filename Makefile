@@ -9,6 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 JOBS ?= 2
 TESTS ?= tests
+DEMO_PORT ?= 8080
 
 .PHONY: setup test demo lint format typecheck docs bench tox clean
 
@@ -25,7 +26,7 @@ test: setup
 	@bash tools/run-tests $(BIN)/python $(JOBS) $(TESTS)
 
 demo: setup
-	$(BIN)/python -m pywatt_twisted.cli dev --module=examples.counter.module --demo
+	$(BIN)/pywatt dev --module=examples.counter.module --secrets-file=examples/counter/secrets.json --port=$(DEMO_PORT) --demo
 
 lint: setup
 	$(BIN)/ruff check src tests bench examples tools

@@ -219,6 +219,8 @@ class ModuleService(MultiService):
         handler(self, message, link)
 
     def input_closed(self, link: IOrchestratorLink) -> None:
+        if self._stop_requested:
+            return
         self.log.info("{link} input closed by the orchestrator; stopping", link=link.name)
         self.request_stop()
 

@@ -1,0 +1,163 @@
+# -*- test-case-name: tests.dev.test_dev_orchestrator -*-
+"""
+C{pywatt dev}: run modules under the embedded development orchestrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from pywatt_twisted.errors import ConfigurationError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pywatt dev",
+        description=(
+            "Run PyWatt modules locally under a development orchestrator: each module is "
+            "spawned as 'twistd -n pywatt --module=...', served secrets, watched with "
+            "heartbeats, restarted when it dies, and reachable through a front HTTP port at "
+            "/<module id>/<path>."
+        ),
+    )
+    parser.add_argument(
+        "--module",
+        "-m",
+        action="append",
+        required=True,
+        metavar="[ID=]PKG.MOD[:ATTR]",
+        help="a module to run (repeat for several); ID defaults to its last non-generic name",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="front HTTP port on 127.0.0.1 (0: any)")
+    parser.add_argument(
+        "--secrets-file",
+        metavar="FILE",
+        help="JSON object of secret names to values; edits are rotated into the modules",
+    )
+    parser.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds between heartbeats")
+    parser.add_argument(
+        "--heartbeat-timeout", type=float, default=15.0, help="seconds without an ack before a restart"
+    )
+    parser.add_argument("--stop-deadline", type=float, default=10.0, help="seconds to wait after shutdown before a kill")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="walk through a request, a rotation and its ack on the first module, then keep serving",
+    )
+    parser.add_argument("--demo-exit", action="store_true", help="like --demo, then stop")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as e:
+        return int(e.code or 0)
+    from twisted.internet import reactor
+
+    from pywatt_twisted.dev.orchestrator import DevOrchestrator
+    from pywatt_twisted.dev.supervisor import Console
+    from pywatt_twisted.runtime.providers import (
+        ChainedSecretProvider,
+        EnvironmentSecretProvider,
+        FileSecretProvider,
+        ISecretProvider,
+    )
+
+    console = Console()
+    demo = args.demo or args.demo_exit
+    secrets_file = args.secrets_file
+    workdir = None
+    if demo and secrets_file:
+        # The demo edits the secrets file to show a rotation: work on a copy.
+        workdir = tempfile.mkdtemp(prefix="pywatt-demo-")
+        copy = os.path.join(workdir, os.path.basename(secrets_file))
+        shutil.copyfile(secrets_file, copy)
+        secrets_file = copy
+        console.say("pywatt-dev", f"demo: using a copy of the secrets file: {copy}")
+    providers: list[ISecretProvider] = []
+    file_provider = None
+    try:
+        if secrets_file:
+            file_provider = FileSecretProvider(secrets_file, reactor, interval=0.5)
+            providers.append(file_provider)
+        providers.append(EnvironmentSecretProvider())
+        orchestrator = DevOrchestrator(
+            args.module,
+            reactor=reactor,
+            secrets=ChainedSecretProvider(providers),
+            console=console,
+            port=args.port,
+            supervisor_options={
+                "heartbeat_interval": args.heartbeat_interval,
+                "heartbeat_timeout": args.heartbeat_timeout,
+                "stop_deadline": args.stop_deadline,
+            },
+        )
+    except ConfigurationError as e:
+        sys.stderr.write(f"pywatt dev: {e}\n")
+        return 1
+
+    status: list[int] = [0]
+    stopping: list[bool] = []
+
+    def stop(code: int = 0) -> None:
+        if stopping:
+            return
+        stopping.append(True)
+        status[0] = code
+        console.say("pywatt-dev", "stopping every module")
+        d = orchestrator.stopService()
+        if file_provider is not None:
+            file_provider.stop()
+        d.addBoth(lambda _: reactor.stop())
+
+    def on_signal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(stop, 0)
+
+    async def run() -> None:
+        try:
+            await orchestrator.start()
+        except ConfigurationError as e:
+            console.say("pywatt-dev", str(e), "error")
+            stop(1)
+            return
+        if file_provider is not None:
+            file_provider.start()
+        if demo:
+            from pywatt_twisted.dev.demo import run_demo
+
+            try:
+                await run_demo(orchestrator, console, secrets_file)
+            except Exception as e:
+                console.say("pywatt-dev", f"demo failed: {e}", "error")
+                stop(1)
+                return
+            if args.demo_exit:
+                stop(0)
+                return
+        console.say("pywatt-dev", f"serving on {orchestrator.front_url}/ (Ctrl-C to stop)")
+
+    def started() -> None:
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        from twisted.internet.defer import ensureDeferred
+
+        ensureDeferred(run())
+
+    reactor.callWhenRunning(started)
+    reactor.run(installSignalHandlers=True)  # type: ignore[attr-defined]
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status[0]
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,183 @@
+# -*- test-case-name: tests.dev.test_front -*-
+"""
+The front HTTP port of C{pywatt dev}.
+
+Routing is by **module id in the path**: C{/<module_id>/<path>} is sent to module
+C{module_id} as C{/<path>} (query string kept). Only what the module announced is served:
+a path that matches no announced endpoint gets 404, a method the endpoint did not announce
+gets 405 with an C{Allow} header. Requests travel to the module as C{http_request} lines
+over its stdin (HTTP-over-IPC), exactly as an orchestrator may send them.
+
+C{/} shows a page listing the modules, their state, endpoints and channels;
+C{/_pywatt/modules} gives the same as JSON.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from pywatt_twisted.wire.messages import Endpoint
+
+
+def endpoint_matches(pattern: str, path: str) -> bool:
+    """
+    Whether C{path} matches an announced C{pattern} (C{:name} matches one segment; a
+    pattern ending in C{/} or C{/*} matches everything below it).
+    """
+    if pattern.endswith("/*"):
+        return path == pattern[:-2] or path.startswith(pattern[:-1])
+    if pattern.endswith("/") and pattern != "/":
+        return path.startswith(pattern)
+    want = pattern.strip("/").split("/")
+    have = path.strip("/").split("/")
+    if len(want) != len(have):
+        return False
+    return all(w.startswith(":") and h != "" or w == h for w, h in zip(want, have, strict=True))
+
+
+def allowed_methods(endpoints: tuple[Endpoint, ...], path: str) -> set[str] | None:
+    """
+    The methods announced for C{path}, or C{None} when no endpoint matches it.
+    """
+    methods: set[str] | None = None
+    for endpoint in endpoints:
+        if endpoint_matches(endpoint.path, path):
+            methods = (methods or set()) | {m.upper() for m in endpoint.methods}
+    if methods is not None and "GET" in methods:
+        methods.add("HEAD")
+    return methods
+
+
+class FrontResource(Resource):
+    """
+    The front port's root resource.
+
+    @param modules: C{callable()} returning the supervisors by module id.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, modules: Callable[[], Mapping[str, Any]]) -> None:
+        super().__init__()
+        self._modules = modules
+
+    def render(self, request: Request) -> Any:
+        segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        if not segments or segments == [""]:
+            return self._index(request)
+        if segments[0] == "_pywatt":
+            return self._json(request, 200, [m.describe() for m in self._modules().values()])
+        module_id = segments[0]
+        supervisor = self._modules().get(module_id)
+        if supervisor is None:
+            return self._json(
+                request,
+                404,
+                {"error": f"no module {module_id!r}", "modules": sorted(self._modules())},
+            )
+        path = "/" + "/".join(segments[1:])
+        method = request.method.decode("ascii", "replace").upper()
+        if supervisor.status != "running":
+            return self._json(
+                request, 503, {"error": f"module {module_id!r} is {supervisor.status}"}
+            )
+        allowed = allowed_methods(supervisor.endpoints, path)
+        if allowed is None:
+            return self._json(
+                request, 404, {"error": f"module {module_id!r} announced no endpoint for {path}"}
+            )
+        if method not in allowed:
+            request.setHeader(b"allow", ", ".join(sorted(allowed)).encode())
+            return self._json(
+                request,
+                405,
+                {"error": f"module {module_id!r} did not announce {method} {path}"},
+            )
+        uri = path
+        query = request.uri.partition(b"?")[2]
+        if query:
+            uri += "?" + query.decode("utf-8", "replace")
+        headers = {
+            k.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+            for k, values in request.requestHeaders.getAllRawHeaders()
+        }
+        body = request.content.read() if request.content is not None else b""
+        d = ensureDeferred(self._forward(request, supervisor, method, uri, headers, body or None))
+        d.addErrback(lambda f: self.log.failure("proxying to {m} failed", f, m=module_id))
+        return NOT_DONE_YET
+
+    async def _forward(
+        self,
+        request: Request,
+        supervisor: Any,
+        method: str,
+        uri: str,
+        headers: dict[str, str],
+        body: bytes | None,
+    ) -> None:
+        finished = []
+        request.notifyFinish().addBoth(finished.append)
+        try:
+            response = await supervisor.http(method, uri, headers, body)
+        except Exception as e:
+            if not finished:
+                request.write(self._json(request, 502, {"error": str(e)}))
+                request.finish()
+            return
+        if finished:
+            return
+        request.setResponseCode(response.status_code)
+        for name, value in response.headers.items():
+            if name.lower() in ("content-length", "transfer-encoding", "connection"):
+                continue
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        if response.body:
+            request.write(response.body)
+        request.finish()
+
+    def _json(self, request: Request, code: int, body: Any) -> bytes:
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(body, indent=2).encode() + b"\n"
+
+    def _index(self, request: Request) -> bytes:
+        rows = []
+        for module_id, supervisor in sorted(self._modules().items()):
+            info = supervisor.describe()
+            endpoints = "<br>".join(
+                html.escape(f"{' '.join(e['methods'])} {e['path']}")
+                + (f' <a href="/{module_id}{html.escape(e["path"])}">open</a>' if "GET" in e["methods"] and ":" not in e["path"] else "")
+                for e in info["endpoints"]
+            )
+            channels = ", ".join(f"{k}: {v}" for k, v in info["channels"].items())
+            rows.append(
+                "<tr>"
+                f"<td>{html.escape(module_id)}</td><td>{html.escape(info['status'])}</td>"
+                f"<td>{info['pid'] or ''}</td><td>{info['restarts']}</td>"
+                f"<td>{html.escape(info['listen'] or '')}</td><td>{endpoints}</td>"
+                f"<td>{html.escape(channels)}</td>"
+                "</tr>"
+            )
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        page = f"""<!doctype html>
+<html><head><title>pywatt dev</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:.4em;vertical-align:top}}
+table{{border-collapse:collapse}}</style></head>
+<body><h1>pywatt dev</h1>
+<p>Requests to <code>/&lt;module id&gt;/&lt;path&gt;</code> go to that module.
+JSON: <a href="/_pywatt/modules">/_pywatt/modules</a></p>
+<table><tr><th>module</th><th>state</th><th>pid</th><th>restarts</th><th>listen</th>
+<th>endpoints</th><th>channels</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""
+        return page.encode()

@@ -1,0 +1,500 @@
+# -*- test-case-name: tests.dev.test_dev_orchestrator -*-
+"""
+The orchestrator side of one module process in C{pywatt dev}: spawn it exactly as a real
+orchestrator would, speak its stdio protocol, watch it with heartbeats, restart it when
+it dies, and stop it gracefully.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessDone, ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pywatt_twisted.errors import LineTooLong, PyWattError, RequestTimeout
+from pywatt_twisted.runtime.providers import ISecretProvider
+from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
+from pywatt_twisted.wire.init import InitBlob, TcpListen
+from pywatt_twisted.wire.lines import LineDecoder
+from pywatt_twisted.wire.messages import (
+    Announce,
+    Endpoint,
+    GetSecret,
+    Heartbeat,
+    HeartbeatAck,
+    HttpRequest,
+    HttpResponse,
+    Rotated,
+    RotationAck,
+    SecretMessage,
+    Shutdown,
+)
+
+STARTING = "starting"
+RUNNING = "running"
+RESTARTING = "restarting"
+STOPPING = "stopping"
+STOPPED = "stopped"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """
+    A TCP port that is free right now on C{host}.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def module_command(module: str) -> list[str]:
+    """
+    The command a real orchestrator would run: C{twistd -n pywatt --module=...}, with the
+    twistd of this Python environment.
+    """
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    return [twistd, "-n", "pywatt", f"--module={module}"]
+
+
+class Console:
+    """
+    Where C{pywatt dev} tells a person what happens (stdout of the dev command).
+    """
+
+    def __init__(self, write: Callable[[str], object] | None = None) -> None:
+        self._write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+
+    def say(self, source: str, text: str, level: str = "info") -> None:
+        label = level.upper().ljust(5)
+        for line in text.splitlines() or [""]:
+            self._write(f"[{source}] {label} {line}\n")
+
+    def module_log(self, module_id: str, raw: bytes) -> None:
+        """
+        Show one stderr line of a module: JSON log lines in a readable form, anything else
+        as it is.
+        """
+        text = raw.decode("utf-8", "replace").rstrip()
+        if not text:
+            return
+        try:
+            record = json.loads(text)
+        except ValueError:
+            self.say(module_id, text, "log")
+            return
+        if not isinstance(record, dict):
+            self.say(module_id, text, "log")
+            return
+        message = str(record.get("message", ""))
+        if record.get("traceback"):
+            message += "\n" + str(record["traceback"])
+        self.say(module_id, message, str(record.get("level", "info")))
+
+
+class _ChildProtocol(ProcessProtocol):
+    def __init__(self, supervisor: ModuleSupervisor) -> None:
+        self.supervisor = supervisor
+        self._out = LineDecoder()
+        self._err = b""
+        self.ended: Deferred[int | None] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.supervisor._child_started(self)
+
+    def outReceived(self, data: bytes) -> None:
+        for line in self._out.feed(data):
+            if isinstance(line, LineTooLong):
+                self.supervisor.console.say(self.supervisor.module_id, str(line), "warn")
+                continue
+            self.supervisor._line_from_module(line)
+
+    def errReceived(self, data: bytes) -> None:
+        self._err += data
+        *lines, self._err = self._err.split(b"\n")
+        for line in lines:
+            self.supervisor.console.module_log(self.supervisor.module_id, line)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._err:
+            self.supervisor.console.module_log(self.supervisor.module_id, self._err)
+        code = 0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)
+        signal = getattr(reason.value, "signal", None)
+        self.supervisor._child_ended(self, code, signal)
+        self.ended.callback(code)
+
+    def send(self, message: Any) -> None:
+        if self.transport is not None:
+            self.transport.write(encode_line(message))
+
+
+class ModuleSupervisor:
+    """
+    Runs and watches one module.
+
+    @ivar module: the C{--module} value.
+    @ivar module_id: the id given in its init blob.
+    @ivar status: C{starting}, C{running}, C{restarting}, C{stopping} or C{stopped}.
+    @ivar endpoints: what its last announce listed.
+    @ivar listen: the address its last announce gave.
+    @ivar restarts: how many times it was restarted.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        module: str,
+        module_id: str,
+        *,
+        reactor: Any,
+        secrets: ISecretProvider,
+        console: Console,
+        env: Mapping[str, str] | None = None,
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 15.0,
+        stop_deadline: float = 10.0,
+        request_timeout: float = 30.0,
+        restart_initial: float = 0.5,
+        restart_max: float = 30.0,
+        command: Callable[[str], list[str]] = module_command,
+        on_announce: Callable[[ModuleSupervisor], object] | None = None,
+    ) -> None:
+        self.module = module
+        self.module_id = module_id
+        self.reactor = reactor
+        self.secrets = secrets
+        self.console = console
+        self.env = dict(env or {})
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.stop_deadline = stop_deadline
+        self.request_timeout = request_timeout
+        self.restart_initial = restart_initial
+        self.restart_max = restart_max
+        self._command = command
+        self._on_announce = on_announce
+        self.status = STOPPED
+        self.endpoints: tuple[Endpoint, ...] = ()
+        self.listen: str | None = None
+        self.pid: int | None = None
+        self.restarts = 0
+        self.used_secrets: set[str] = set()
+        self.last_ack: float | None = None
+        self.acks: list[RotationAck] = []
+        self._child: _ChildProtocol | None = None
+        self._pending_http: dict[str, Deferred[HttpResponse]] = {}
+        self._pending_rotations: dict[str, Deferred[RotationAck]] = {}
+        self._announced: list[Deferred[ModuleSupervisor]] = []
+        self._ack_waiters: list[Deferred[RotationAck]] = []
+        self._heartbeat: LoopingCall | None = None
+        self._restart_delay = restart_initial
+        self._restart_call: Any = None
+        self._wanted = False
+        self._started_at = 0.0
+
+    # -- life ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """
+        Spawn the module (and keep it running until L{stop}).
+        """
+        self._wanted = True
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._restart_call = None
+        self.status = STARTING if self.restarts == 0 else RESTARTING
+        self.listen = None
+        self.endpoints = ()
+        argv = self._command(self.module)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYWATT_SECRET_")}
+        # Like `python -m`, make modules in the current directory importable.
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.getcwd() + (os.pathsep + path if path else "")
+        env.update(self.env)
+        env["PYWATT_MODULE_ID"] = self.module_id
+        protocol = _ChildProtocol(self)
+        self._child = protocol
+        self.reactor.spawnProcess(
+            protocol, argv[0], argv, env=env, childFDs={0: "w", 1: "r", 2: "r"}
+        )
+
+    def init_blob(self) -> InitBlob:
+        return InitBlob(
+            orchestrator_api="http://127.0.0.1:0",
+            module_id=self.module_id,
+            env={},
+            listen=TcpListen("127.0.0.1", free_port()),
+        )
+
+    def _child_started(self, child: _ChildProtocol) -> None:
+        self.pid = getattr(child.transport, "pid", None)
+        self._started_at = self.reactor.seconds()
+        assert child.transport is not None
+        child.transport.write(encode_init(self.init_blob()) + b"\n")
+        self.console.say("pywatt-dev", f"started {self.module_id} ({self.module}) pid {self.pid}")
+
+    def _child_ended(self, child: _ChildProtocol, code: int | None, signal: int | None) -> None:
+        if child is not self._child:
+            return
+        self._child = None
+        self.pid = None
+        self._stop_heartbeats()
+        for request_id, d in list(self._pending_http.items()):
+            del self._pending_http[request_id]
+            d.errback(PyWattError(f"module {self.module_id} exited before answering"))
+        how = f"signal {signal}" if signal else f"status {code}"
+        if not self._wanted:
+            self.status = STOPPED
+            self.console.say("pywatt-dev", f"{self.module_id} stopped ({how})")
+            return
+        # It died on its own: restart with backoff (reset after a stable run).
+        if self.reactor.seconds() - self._started_at > 30:
+            self._restart_delay = self.restart_initial
+        delay = self._restart_delay
+        self._restart_delay = min(self._restart_delay * 2, self.restart_max)
+        self.restarts += 1
+        self.status = RESTARTING
+        self.console.say(
+            "pywatt-dev", f"{self.module_id} exited ({how}); restarting in {delay:g} s", "warn"
+        )
+        self._restart_call = self.reactor.callLater(delay, self._spawn)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop gracefully: C{shutdown}, then after the deadline a kill of this child only.
+        """
+        self._wanted = False
+        if self._restart_call is not None and self._restart_call.active():
+            self._restart_call.cancel()
+            self._restart_call = None
+        child = self._child
+        if child is None:
+            self.status = STOPPED
+            return succeed(None)
+        self.status = STOPPING
+        child.send(Shutdown())
+        ended = child.ended
+
+        def kill() -> None:
+            if self._child is child and child.transport is not None:
+                self.console.say(
+                    "pywatt-dev",
+                    f"{self.module_id} still running {self.stop_deadline:g} s after shutdown; killing it",
+                    "warn",
+                )
+                try:
+                    child.transport.signalProcess("KILL")
+                except ProcessExitedAlready:
+                    pass
+
+        timer = self.reactor.callLater(self.stop_deadline, kill)
+
+        def done(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+
+        return ended.addBoth(done)
+
+    def kill(self, signal: str = "KILL") -> None:
+        """
+        Send C{signal} to the module process (it will be restarted).
+        """
+        if self._child is not None and self._child.transport is not None:
+            self._child.transport.signalProcess(signal)
+
+    def when_rotation_acked(self) -> Deferred[RotationAck]:
+        """
+        Fires with the module's next C{rotation_ack}.
+        """
+        d: Deferred[RotationAck] = Deferred()
+        self._ack_waiters.append(d)
+        return d
+
+    def when_announced(self) -> Deferred[ModuleSupervisor]:
+        """
+        Fires at the module's next announce (at once if it is running).
+        """
+        if self.status == RUNNING:
+            return succeed(self)
+        d: Deferred[ModuleSupervisor] = Deferred()
+        self._announced.append(d)
+        return d
+
+    # -- protocol -------------------------------------------------------------------------------
+
+    def _line_from_module(self, line: bytes) -> None:
+        try:
+            message = decode_from_module(line)
+        except PyWattError as e:
+            self.console.say(self.module_id, f"invalid protocol line on stdout: {e}", "warn")
+            return
+        if isinstance(message, GetSecret):
+            self._answer_secret(message.name)
+        elif isinstance(message, Announce):
+            self.listen = message.listen
+            self.endpoints = tuple(message.endpoints)
+            self.status = RUNNING
+            self.last_ack = self.reactor.seconds()
+            self._start_heartbeats()
+            paths = ", ".join(
+                f"{'|'.join(e.methods)} {e.path}" + (f" (auth {e.auth})" if e.auth else "")
+                for e in self.endpoints
+            )
+            self.console.say("pywatt-dev", f"{self.module_id} announced {self.listen}: {paths}")
+            waiters, self._announced = self._announced, []
+            for d in waiters:
+                d.callback(self)
+            if self._on_announce is not None:
+                self._on_announce(self)
+        elif isinstance(message, HeartbeatAck):
+            self.last_ack = self.reactor.seconds()
+        elif isinstance(message, HttpResponse):
+            d = self._pending_http.pop(message.request_id, None)
+            if d is None:
+                self.console.say(
+                    self.module_id, f"response to unknown request {message.request_id}", "warn"
+                )
+            else:
+                d.callback(message)
+        elif isinstance(message, RotationAck):
+            self.acks.append(message)
+            text = f"rotation {message.rotation_id} acknowledged: {message.status}"
+            if message.message:
+                text += f" ({message.message})"
+            self.console.say(
+                "pywatt-dev", f"{self.module_id} {text}", "info" if message.status == "success" else "warn"
+            )
+            waiter = self._pending_rotations.pop(message.rotation_id, None)
+            if waiter is not None:
+                waiter.callback(message)
+            ack_waiters, self._ack_waiters = self._ack_waiters, []
+            for d in ack_waiters:
+                d.callback(message)
+        else:
+            self.console.say(
+                "pywatt-dev",
+                f"{self.module_id} sent {type(message).__name__}, which pywatt dev does not serve",
+                "warn",
+            )
+
+    def _answer_secret(self, name: str) -> None:
+        self.used_secrets.add(name)
+        value = self.secrets.get(name)
+        if value is None:
+            self.console.say(
+                "pywatt-dev",
+                f"{self.module_id} asked for secret {name!r}, which is neither in the secrets "
+                f"file nor in PYWATT_SECRET_{name}; it will time out",
+                "warn",
+            )
+            return
+        if self._child is not None:
+            self._child.send(SecretMessage(name=name, value=value))
+
+    def send(self, message: Any) -> None:
+        if self._child is None:
+            raise PyWattError(f"module {self.module_id} is not running")
+        self._child.send(message)
+
+    def http(self, method: str, uri: str, headers: Mapping[str, str], body: bytes | None) -> Deferred[HttpResponse]:
+        """
+        Send an C{http_request} over the module's stdin; fires with its C{HttpResponse}.
+        """
+        request_id = f"dev-{uuid.uuid4()}"
+        d: Deferred[HttpResponse] = Deferred()
+        self._pending_http[request_id] = d
+        try:
+            self.send(
+                HttpRequest(request_id=request_id, method=method, uri=uri, headers=dict(headers), body=body)
+            )
+        except PyWattError as e:
+            del self._pending_http[request_id]
+            d.errback(e)
+            return d
+
+        def expire() -> None:
+            waiter = self._pending_http.pop(request_id, None)
+            if waiter is not None:
+                waiter.errback(
+                    RequestTimeout(f"module {self.module_id} did not answer within {self.request_timeout:g} s")
+                )
+
+        timer = self.reactor.callLater(self.request_timeout, expire)
+        d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+        return d
+
+    def rotate(self, names: frozenset[str], rotation_id: str | None = None) -> Deferred[RotationAck] | None:
+        """
+        Tell the module that C{names} rotated, if it uses any of them. Fires with its ack.
+        """
+        used = sorted(names & self.used_secrets)
+        if not used or self._child is None:
+            return None
+        rotation_id = rotation_id or f"rot-{uuid.uuid4().hex[:8]}"
+        d: Deferred[RotationAck] = Deferred()
+        self._pending_rotations[rotation_id] = d
+        self.console.say("pywatt-dev", f"rotating {', '.join(used)} in {self.module_id} ({rotation_id})")
+        self._child.send(Rotated(keys=tuple(used), rotation_id=rotation_id))
+        return d
+
+    # -- heartbeats -------------------------------------------------------------------------------
+
+    def _start_heartbeats(self) -> None:
+        self._stop_heartbeats()
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = self.reactor
+        self._heartbeat.start(self.heartbeat_interval, now=False)
+
+    def _stop_heartbeats(self) -> None:
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
+        self._heartbeat = None
+
+    def _beat(self) -> None:
+        if self._child is None:
+            return
+        now = self.reactor.seconds()
+        if self.last_ack is not None and now - self.last_ack > self.heartbeat_timeout:
+            self.console.say(
+                "pywatt-dev",
+                f"{self.module_id} answered no heartbeat for {now - self.last_ack:.0f} s; killing it",
+                "warn",
+            )
+            self._stop_heartbeats()
+            self.kill("KILL")
+            return
+        self._child.send(Heartbeat())
+
+    def describe(self) -> dict[str, Any]:
+        """
+        What the status page shows.
+        """
+        return {
+            "module_id": self.module_id,
+            "module": self.module,
+            "status": self.status,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "listen": self.listen,
+            "endpoints": [
+                {"path": e.path, "methods": list(e.methods), "auth": e.auth} for e in self.endpoints
+            ],
+            "channels": {"stdio": "up" if self._child is not None else "down"},
+            "secrets": sorted(self.used_secrets),
+            "last_heartbeat_ack": self.last_ack,
+            "rotation_acks": [
+                {"rotation_id": a.rotation_id, "status": a.status, "message": a.message}
+                for a in self.acks[-10:]
+            ],
+        }
