@@ -4,6 +4,18 @@ MySQL/MariaDB, SQLite over C{twisted.enterprise.adbapi}) and L{Cache} (memory, f
 Redis, Memcached behind L{ICache}).
 """
 
+from pywatt_twisted.data.cache import (
+    Cache,
+    CacheError,
+    CacheUnavailable,
+    FileCache,
+    ICache,
+    InvalidKey,
+    InvalidTTL,
+    Lock,
+    MemoryCache,
+    SerializationError,
+)
 from pywatt_twisted.data.database import (
     AsyncTransaction,
     Database,
@@ -20,18 +32,39 @@ from pywatt_twisted.data.database import (
 )
 from pywatt_twisted.errors import DataError
 
+
+def __getattr__(name: str) -> object:
+    if name in ("RedisCache", "MemcachedCache"):
+        from pywatt_twisted.data import cache
+
+        return getattr(cache, name)
+    raise AttributeError(name)
+
+
 __all__ = [
     "AsyncTransaction",
+    "Cache",
+    "CacheError",
+    "CacheUnavailable",
     "DataError",
     "Database",
     "DatabaseCollector",
     "DatabaseConfig",
     "DatabaseError",
     "DatabaseUnavailable",
+    "FileCache",
+    "ICache",
     "IDatabase",
     "IntegrityError",
+    "InvalidKey",
+    "InvalidTTL",
+    "Lock",
+    "MemcachedCache",
+    "MemoryCache",
     "ParameterError",
     "QueryError",
+    "RedisCache",
+    "SerializationError",
     "SyncTransaction",
     "TransactionClosed",
 ]

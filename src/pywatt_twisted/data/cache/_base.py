@@ -1,0 +1,403 @@
+# -*- test-case-name: tests.data.test_cache -*-
+"""
+The cache interface (L{ICache}), the storage interface each backend implements
+(L{ICacheStore}), and L{StoreCache}, which turns a store into an L{ICache}: key and
+value rules, namespaces, locks, and C{cache_aside} are written once here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface, implementer
+
+from pywatt_twisted.data.cache._codec import (
+    decode_value,
+    encode_value,
+    validate_key,
+    validate_namespace,
+    validate_ttl,
+)
+from pywatt_twisted.data.cache._errors import CacheError, InvalidTTL
+
+#: prefix of the keys that hold locks, inside the cache's namespace
+LOCK_PREFIX = "__lock__."
+
+
+class ICache(Interface):
+    """
+    A key/value cache. Every method returns a L{Deferred}; none blocks the reactor.
+    Values are C{bytes} or JSON-able objects (see L{pywatt_twisted.data.cache._codec});
+    keys are validated the same way on every backend. C{ttl} is None (no expiry) or
+    a positive number of seconds.
+    """
+
+    namespace_prefix = Attribute("The prefix every key of this cache is stored under.")
+
+    def get(key: str) -> Deferred[object | None]:
+        """
+        Fire with the value, or None when the key is missing or expired.
+        """
+
+    def set(key: str, value: object, ttl: float | None = None) -> Deferred[None]:
+        """
+        Store a value, replacing any previous one.
+        """
+
+    def delete(key: str) -> Deferred[bool]:
+        """
+        Remove a key; fire with whether it existed.
+        """
+
+    def exists(key: str) -> Deferred[bool]:
+        """
+        Fire with whether the key holds a value.
+        """
+
+    def set_nx(key: str, value: object, ttl: float | None = None) -> Deferred[bool]:
+        """
+        Store only if the key is missing; fire with whether it was stored. Atomic.
+        """
+
+    def increment(key: str, delta: int = 1, ttl: float | None = None) -> Deferred[int]:
+        """
+        Add C{delta} to an integer value (a missing key counts as 0) and fire with the
+        result. Atomic. C{ttl} applies only when this call creates the key.
+        """
+
+    def get_many(keys: Iterable[str]) -> Deferred[dict[str, object]]:
+        """
+        Fire with a C{dict} of the keys that hold a value.
+        """
+
+    def set_many(mapping: Mapping[str, object], ttl: float | None = None) -> Deferred[None]:
+        """
+        Store several values (not atomically as a group).
+        """
+
+    def clear(namespace: str | None = None) -> Deferred[None]:
+        """
+        Remove every key of this cache's namespace, or of its sub-namespace
+        C{namespace} (the keys of C{cache.namespace(namespace)}).
+        """
+
+    def namespace(name: str) -> ICache:
+        """
+        A view of this cache whose keys live under C{name} (sharing its connection).
+        """
+
+    def lock(key: str, ttl: float, wait: float = 0.0) -> Deferred[Lock | None]:
+        """
+        Take the lock named C{key} for C{ttl} seconds: fire with a L{Lock} (holding a
+        random token) or, when someone else holds it after waiting up to C{wait}
+        seconds, None.
+        """
+
+    def cache_aside(
+        key: str, loader: Callable[[], Any], ttl: float | None = None
+    ) -> Deferred[object]:
+        """
+        Fire with the cached value, or call C{loader()} (a value, Deferred or
+        coroutine), store what it returns and fire with it. In this process only one
+        loader runs per key at a time: concurrent callers share its result.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Release connections. A namespace view's C{close} closes the shared store.
+        """
+
+
+class ICacheStore(Interface):
+    """
+    The raw storage a backend provides: full keys (C{str}) to encoded values
+    (C{bytes}). Every method returns a L{Deferred}. Implement this to add a backend;
+    wrap it in L{StoreCache} to get an L{ICache}.
+    """
+
+    clock = Attribute("The L{IReactorTime} used for lock waits.")
+
+    def prefix(parts: tuple[str, ...]) -> str | Deferred[str]:
+        """
+        The key prefix of a namespace path (C{("app", "users")}).
+        """
+
+    def get(key: str) -> Deferred[bytes | None]:
+        """Stored bytes, or None."""
+
+    def get_many(keys: list[str]) -> Deferred[dict[str, bytes]]:
+        """The keys that hold a value."""
+
+    def set(key: str, data: bytes, ttl: float | None) -> Deferred[None]:
+        """Store."""
+
+    def set_many(items: dict[str, bytes], ttl: float | None) -> Deferred[None]:
+        """Store several."""
+
+    def set_nx(key: str, data: bytes, ttl: float | None) -> Deferred[bool]:
+        """Store if missing, atomically."""
+
+    def delete(key: str) -> Deferred[bool]:
+        """Remove; whether it existed."""
+
+    def exists(key: str) -> Deferred[bool]:
+        """Whether it holds a value."""
+
+    def increment(key: str, delta: int, ttl: float | None) -> Deferred[int]:
+        """Atomic add to a decimal integer value."""
+
+    def compare_delete(key: str, data: bytes) -> Deferred[bool]:
+        """Remove only if it holds exactly C{data}, atomically."""
+
+    def clear(parts: tuple[str, ...]) -> Deferred[None]:
+        """Remove every key under a namespace path (all keys for C{()})."""
+
+    def close() -> Deferred[None]:
+        """Release resources."""
+
+
+@attrs.define(eq=False)
+class Lock:
+    """
+    A lock held in a cache until C{release()} or until its ttl runs out.
+
+    Use it as C{async with}: C{async with await cache.lock("job", ttl=30) as lock:} is
+    not possible when the lock may be None, so check first::
+
+        lock = await cache.lock("job", ttl=30)
+        if lock is not None:
+            async with lock:
+                ...
+
+    @ivar key: the lock's name (as given to C{lock()}).
+    @ivar token: the random token stored in the cache; release removes the lock only if
+        it still holds this token (so an expired lock taken over by someone else is
+        never released by its former holder).
+    @ivar ttl: seconds the lock lives without release.
+    """
+
+    key: str
+    token: str
+    ttl: float
+    _cache: StoreCache = attrs.field(repr=False)
+    _full_key: str = attrs.field(repr=False)
+    released: bool = False
+
+    def release(self) -> Deferred[bool]:
+        """
+        Release the lock; fire with whether it was still ours.
+        """
+        if self.released:
+            return defer.succeed(False)
+        self.released = True
+        store = self._cache._store
+        return store.compare_delete(self._full_key, encode_value(self.token))
+
+    async def __aenter__(self) -> Lock:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+
+def _decode(data: bytes | None) -> object | None:
+    return None if data is None else decode_value(data)
+
+
+@implementer(ICache)
+class StoreCache:
+    """
+    An L{ICache} over an L{ICacheStore}, for one namespace path.
+    """
+
+    def __init__(self, store: Any, parts: tuple[str, ...] = ()) -> None:
+        self._store = store
+        self._parts = parts
+
+    def __repr__(self) -> str:
+        ns = ":".join(self._parts) or "-"
+        return f"<{type(self).__name__} store={self._store!r} namespace={ns}>"
+
+    @property
+    def namespace_prefix(self) -> str:
+        prefix = self._store.prefix(self._parts)
+        return prefix if isinstance(prefix, str) else ":".join(self._parts)
+
+    @property
+    def clock(self) -> IReactorTime:
+        return self._store.clock
+
+    # key plumbing --------------------------------------------------------------------
+
+    def _with_key(self, key: str, fn: Callable[[str], Deferred[Any]]) -> Deferred[Any]:
+        prefix = self._store.prefix(self._parts)
+        if isinstance(prefix, Deferred):
+            return prefix.addCallback(lambda p: fn(validate_key(key, p)))
+        try:
+            full = validate_key(key, prefix)
+        except CacheError:
+            return defer.fail()
+        return fn(full)
+
+    def _with_keys(
+        self, keys: Iterable[str], fn: Callable[[list[str], str], Deferred[Any]]
+    ) -> Deferred[Any]:
+        prefix = self._store.prefix(self._parts)
+        keys = list(keys)
+
+        def go(p: str) -> Deferred[Any]:
+            return fn([validate_key(k, p) for k in keys], p)
+
+        if isinstance(prefix, Deferred):
+            return prefix.addCallback(go)
+        return defer.maybeDeferred(go, prefix)
+
+    # ICache --------------------------------------------------------------------------
+
+    def get(self, key: str) -> Deferred[object | None]:
+        return self._with_key(key, lambda k: self._store.get(k).addCallback(_decode))
+
+    def set(self, key: str, value: object, ttl: float | None = None) -> Deferred[None]:
+        try:
+            data = encode_value(value)
+            ttl = validate_ttl(ttl)
+        except CacheError:
+            return defer.fail()
+        return self._with_key(key, lambda k: self._store.set(k, data, ttl))
+
+    def delete(self, key: str) -> Deferred[bool]:
+        return self._with_key(key, self._store.delete)
+
+    def exists(self, key: str) -> Deferred[bool]:
+        return self._with_key(key, self._store.exists)
+
+    def set_nx(self, key: str, value: object, ttl: float | None = None) -> Deferred[bool]:
+        try:
+            data = encode_value(value)
+            ttl = validate_ttl(ttl)
+        except CacheError:
+            return defer.fail()
+        return self._with_key(key, lambda k: self._store.set_nx(k, data, ttl))
+
+    def increment(self, key: str, delta: int = 1, ttl: float | None = None) -> Deferred[int]:
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            return defer.fail(CacheError(f"expected an int delta, got {type(delta).__name__}"))
+        try:
+            ttl = validate_ttl(ttl)
+        except CacheError:
+            return defer.fail()
+        return self._with_key(key, lambda k: self._store.increment(k, delta, ttl))
+
+    def get_many(self, keys: Iterable[str]) -> Deferred[dict[str, object]]:
+        def fetch(full: list[str], prefix: str) -> Deferred[dict[str, object]]:
+            if not full:
+                return defer.succeed({})
+            cut = len(prefix)
+            return self._store.get_many(full).addCallback(
+                lambda found: {k[cut:]: decode_value(v) for k, v in found.items()}
+            )
+
+        return self._with_keys(keys, fetch)
+
+    def set_many(self, mapping: Mapping[str, object], ttl: float | None = None) -> Deferred[None]:
+        try:
+            encoded = [(k, encode_value(v)) for k, v in mapping.items()]
+            ttl = validate_ttl(ttl)
+        except CacheError:
+            return defer.fail()
+
+        def store(full: list[str], prefix: str) -> Deferred[None]:
+            if not full:
+                return defer.succeed(None)
+            items = {f: data for f, (_, data) in zip(full, encoded, strict=True)}
+            return self._store.set_many(items, ttl)
+
+        return self._with_keys([k for k, _ in encoded], store)
+
+    def clear(self, namespace: str | None = None) -> Deferred[None]:
+        parts = self._parts
+        if namespace is not None:
+            try:
+                parts = (*parts, validate_namespace(namespace))
+            except CacheError:
+                return defer.fail()
+        return self._store.clear(parts)
+
+    def namespace(self, name: str) -> StoreCache:
+        return StoreCache(self._store, (*self._parts, validate_namespace(name)))
+
+    def lock(self, key: str, ttl: float, wait: float = 0.0) -> Deferred[Lock | None]:
+        """
+        Take a lock (see L{ICache.lock}). While waiting, tries again every 50 ms (on
+        the store's clock).
+        """
+        try:
+            ttl_ = validate_ttl(ttl)
+            if ttl_ is None:
+                raise InvalidTTL("expected a lock ttl in seconds, got None")
+        except CacheError:
+            return defer.fail()
+        return Deferred.fromCoroutine(self._lock(LOCK_PREFIX + key, key, ttl_, wait))
+
+    async def _lock(self, lock_key: str, key: str, ttl: float, wait: float) -> Lock | None:
+        token = secrets.token_hex(16)
+        data = encode_value(token)
+        clock = self._store.clock
+        deadline = clock.seconds() + wait
+        prefix = self._store.prefix(self._parts)
+        if isinstance(prefix, Deferred):
+            prefix = await prefix
+        full = validate_key(lock_key, prefix)
+        while True:
+            if await self._store.set_nx(full, data, ttl):
+                return Lock(key, token, ttl, self, full)
+            remaining = deadline - clock.seconds()
+            if remaining <= 0:
+                return None
+            await task.deferLater(clock, min(0.05, remaining), lambda: None)
+
+    def cache_aside(
+        self, key: str, loader: Callable[[], Any], ttl: float | None = None
+    ) -> Deferred[object]:
+        try:
+            validate_ttl(ttl)
+        except CacheError:
+            return defer.fail()
+        inflight: dict[tuple[tuple[str, ...], str], list[Deferred[object]]]
+        inflight = self._store.inflight
+        slot = (self._parts, key)
+        waiter: Deferred[object] = Deferred()
+        waiters = inflight.get(slot)
+        if waiters is not None:
+            waiters.append(waiter)
+            return waiter
+        inflight[slot] = [waiter]
+
+        def finish(result: object) -> None:
+            for w in inflight.pop(slot, []):
+                if isinstance(result, Failure):
+                    w.errback(result)
+                else:
+                    w.callback(result)
+
+        Deferred.fromCoroutine(self._load(key, loader, ttl)).addBoth(finish)
+        return waiter
+
+    async def _load(self, key: str, loader: Callable[[], Any], ttl: float | None) -> object:
+        value = await self.get(key)
+        if value is not None:
+            return value
+        value = await defer.maybeDeferred(loader)
+        if value is not None:
+            await self.set(key, value, ttl)
+        return value
+
+    def close(self) -> Deferred[None]:
+        return self._store.close()

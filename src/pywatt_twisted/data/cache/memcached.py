@@ -1,0 +1,321 @@
+# -*- test-case-name: tests.data.test_cache -*-
+"""
+L{MemcachedCache}: an L{ICache} on Memcached through
+L{twisted.protocols.memcache.MemCacheProtocol}, kept connected by a
+L{twisted.application.internet.ClientService}.
+
+Namespaces: Memcached cannot list keys, so C{clear(namespace)} cannot find them. Instead
+every namespace has a version number stored under C{__nsv__:<path>}, and keys are stored
+as C{<ns>.<version>:<key>}; clearing a namespace increments its version, so its old keys
+are never read again and Memcached evicts them in time. Versions are cached in the
+process for C{namespace_check_interval} seconds (default 1): a C{clear} made by I{another}
+process is seen within that time; one made by this process at once. C{clear()} on a cache
+without a namespace sends C{flush_all}, which empties the whole server.
+
+Limits of Memcached that show through: counters are unsigned 64-bit (an C{increment}
+with a negative delta stops at 0), and a TTL is rounded up to whole seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import Factory
+from twisted.protocols.memcache import MemCacheProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pywatt_twisted.data.cache._base import ICacheStore, StoreCache
+from pywatt_twisted.data.cache._errors import CacheError, CacheUnavailable, InvalidKey
+
+_THIRTY_DAYS = 30 * 24 * 3600
+_VERSION_KEY = "__nsv__:"
+
+
+class _Factory(Factory):
+    def __init__(self, store: MemcachedStore) -> None:
+        self.store = store
+
+    def buildProtocol(self, addr: Any) -> MemCacheProtocol:
+        proto = MemCacheProtocol(timeOut=self.store.timeout)
+        proto.factory = self
+        store = self.store
+        lost = proto.connectionLost
+
+        def connection_lost(reason: Any) -> None:
+            if store._protocol is proto:
+                store._protocol = None
+            lost(reason)
+
+        proto.connectionLost = connection_lost  # type: ignore[method-assign]
+        return proto
+
+
+@implementer(ICacheStore)
+class MemcachedStore:
+    """
+    The storage behind L{MemcachedCache}.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 11211,
+        timeout: float = 10.0,
+        namespace_check_interval: float = 1.0,
+        clock: Any = None,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.inflight: dict[Any, Any] = {}
+        self.timeout = timeout
+        self.namespace_check_interval = namespace_check_interval
+        self.address = f"{host}:{port}"
+        self._protocol: MemCacheProtocol | None = None
+        self._versions: dict[tuple[str, ...], tuple[int, float]] = {}
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+        self._service = ClientService(
+            endpoint,
+            _Factory(self),
+            retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=5.0),
+            clock=reactor,
+        )
+        self._service.startService()
+
+    def __repr__(self) -> str:
+        return f"<MemcachedStore memcached://{self.address}>"
+
+    # connection -------------------------------------------------------------------------
+
+    async def _proto(self) -> MemCacheProtocol:
+        proto = self._protocol
+        if proto is not None and not proto._disconnected:
+            return proto
+        try:
+            proto = await self._service.whenConnected(failAfterFailures=1)
+        except Exception as e:
+            raise CacheUnavailable(
+                f"could not reach Memcached at {self.address}: {type(e).__name__}: {e}; "
+                "check that the server runs and the URL is right (the client keeps "
+                "reconnecting)"
+            ) from None
+        self._protocol = proto
+        return proto
+
+    def _fail(self, failure: Failure) -> Failure:
+        if failure.check(CacheError):
+            return failure
+        error = failure.value
+        raise CacheUnavailable(
+            f"Memcached at {self.address} failed: {type(error).__name__}: {error}"
+        )
+
+    def _call(self, name: str, *args: Any) -> Deferred[Any]:
+        proto = self._protocol
+        if proto is not None and not proto._disconnected:
+            return getattr(proto, name)(*args).addErrback(self._fail)
+
+        async def later() -> Any:
+            p = await self._proto()
+            return await getattr(p, name)(*args).addErrback(self._fail)
+
+        return Deferred.fromCoroutine(later())
+
+    # keys and namespaces -----------------------------------------------------------------
+
+    @staticmethod
+    def _k(key: str) -> bytes:
+        data = key.encode("utf-8")
+        if len(data) > MemCacheProtocol.MAX_KEY_LENGTH:
+            raise InvalidKey(
+                f"expected a Memcached key of at most {MemCacheProtocol.MAX_KEY_LENGTH} bytes "
+                f"with its versioned namespace prefix, got {len(data)}; use shorter keys"
+            )
+        return data
+
+    def _fresh(self, parts: tuple[str, ...]) -> int | None:
+        entry = self._versions.get(parts)
+        if entry is None or entry[1] <= self.clock.seconds():
+            return None
+        return entry[0]
+
+    def _build(self, parts: tuple[str, ...], versions: list[int]) -> str:
+        return "".join(f"{p}.{v}:" for p, v in zip(parts, versions, strict=True))
+
+    def prefix(self, parts: tuple[str, ...]) -> str | Deferred[str]:
+        if not parts:
+            return ""
+        paths = [parts[: i + 1] for i in range(len(parts))]
+        versions = [self._fresh(p) for p in paths]
+        if all(v is not None for v in versions):
+            return self._build(parts, versions)  # type: ignore[arg-type]
+        return Deferred.fromCoroutine(self._load_versions(parts, paths))
+
+    async def _load_versions(self, parts: tuple[str, ...], paths: list[tuple[str, ...]]) -> str:
+        keys = [self._k(_VERSION_KEY + ":".join(p)) for p in paths]
+        found = await self._call("getMultiple", keys)
+        versions = []
+        for path, key in zip(paths, keys, strict=True):
+            value = found.get(key, (0, None))[1]
+            if value is None:
+                # missing (never cleared, or evicted): start at a random version so
+                # that keys from before an eviction are not read again
+                await self._call("add", key, b"%d" % random.randint(1, 2**31))
+                value = (await self._call("get", key))[1]
+            version = int(value)
+            self._versions[path] = (version, self.clock.seconds() + self.namespace_check_interval)
+            versions.append(version)
+        return self._build(parts, versions)
+
+    # ICacheStore ------------------------------------------------------------------------
+
+    @staticmethod
+    def _expire(ttl: float | None) -> int:
+        if ttl is None:
+            return 0
+        seconds = max(1, math.ceil(ttl))
+        if seconds > _THIRTY_DAYS:
+            import time
+
+            return int(time.time()) + seconds
+        return seconds
+
+    def _guard(self, fn: Any, *args: Any) -> Deferred[Any]:
+        try:
+            return fn(*args)
+        except CacheError:
+            return defer.fail()
+
+    def get(self, key: str) -> Deferred[bytes | None]:
+        return self._guard(lambda: self._call("get", self._k(key)).addCallback(lambda r: r[1]))
+
+    def get_many(self, keys: list[str]) -> Deferred[dict[str, bytes]]:
+        def go() -> Deferred[dict[str, bytes]]:
+            raw = {self._k(k): k for k in keys}
+            return self._call("getMultiple", list(raw)).addCallback(
+                lambda found: {
+                    raw[k]: v[1] for k, v in found.items() if v[1] is not None and k in raw
+                }
+            )
+
+        return self._guard(go)
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> Deferred[None]:
+        return self._guard(
+            lambda: self._call("set", self._k(key), data, 0, self._expire(ttl)).addCallback(
+                lambda _: None
+            )
+        )
+
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Deferred[None]:
+        return defer.gatherResults(
+            [self.set(k, v, ttl) for k, v in items.items()], consumeErrors=True
+        ).addCallbacks(lambda _: None, lambda f: f.value.subFailure)
+
+    def set_nx(self, key: str, data: bytes, ttl: float | None) -> Deferred[bool]:
+        return self._guard(
+            lambda: self._call("add", self._k(key), data, 0, self._expire(ttl)).addCallback(bool)
+        )
+
+    def delete(self, key: str) -> Deferred[bool]:
+        return self._guard(lambda: self._call("delete", self._k(key)).addCallback(bool))
+
+    def exists(self, key: str) -> Deferred[bool]:
+        return self.get(key).addCallback(lambda v: v is not None)
+
+    def increment(self, key: str, delta: int, ttl: float | None) -> Deferred[int]:
+        return self._guard(lambda: Deferred.fromCoroutine(self._increment(key, delta, ttl)))
+
+    async def _increment(self, key: str, delta: int, ttl: float | None) -> int:
+        k = self._k(key)
+        for _ in range(5):
+            try:
+                if delta >= 0:
+                    result = await self._call("increment", k, delta)
+                else:
+                    result = await self._call("decrement", k, -delta)
+            except CacheUnavailable as e:
+                if "ClientError" in str(e):
+                    raise CacheError(
+                        f"expected an integer value at {key[:60]!r} to increment, got "
+                        "another type; delete it or use another key"
+                    ) from None
+                raise
+            if result is not False:
+                return int(result)
+            # missing: create it; if someone else created it meanwhile, increment again
+            start = max(delta, 0)
+            if await self._call("add", k, b"%d" % start, 0, self._expire(ttl)):
+                return start
+        raise CacheError(f"could not increment {key[:60]!r}: it kept disappearing")
+
+    def compare_delete(self, key: str, data: bytes) -> Deferred[bool]:
+        return self._guard(lambda: Deferred.fromCoroutine(self._compare_delete(key, data)))
+
+    async def _compare_delete(self, key: str, data: bytes) -> bool:
+        k = self._k(key)
+        _flags, cas, value = await self._call("get", k, True)
+        if value != data:
+            return False
+        # overwrite only if unchanged since the gets, with an already-past expiry
+        return bool(await self._call("checkAndSet", k, b"", cas, 0, -1))
+
+    def clear(self, parts: tuple[str, ...]) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._clear(parts))
+
+    async def _clear(self, parts: tuple[str, ...]) -> None:
+        if not parts:
+            await self._call("flushAll")
+            self._versions.clear()
+            return
+        key = self._k(_VERSION_KEY + ":".join(parts))
+        version = await self._call("increment", key, 1)
+        if version is False:
+            version = random.randint(1, 2**31)
+            await self._call("set", key, b"%d" % version)
+        now = self.clock.seconds()
+        for path in list(self._versions):
+            if path[: len(parts)] == parts:
+                del self._versions[path]
+        self._versions[parts] = (int(version), now + self.namespace_check_interval)
+
+    def close(self) -> Deferred[None]:
+        d = self._service.stopService()
+        return (d if d is not None else defer.succeed(None)).addCallback(lambda _: None)
+
+
+class MemcachedCache(StoreCache):
+    """
+    An L{ICache} on a Memcached server (see the module docstring for namespaces and
+    limits). Reconnects by itself after a drop.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 11211,
+        *,
+        namespace: str | None = None,
+        timeout: float = 10.0,
+        namespace_check_interval: float = 1.0,
+        clock: Any = None,
+        reactor: Any = None,
+    ) -> None:
+        store = MemcachedStore(
+            host=host,
+            port=port,
+            timeout=timeout,
+            namespace_check_interval=namespace_check_interval,
+            clock=clock,
+            reactor=reactor,
+        )
+        super().__init__(store, (namespace,) if namespace else ())

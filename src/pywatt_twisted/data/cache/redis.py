@@ -1,0 +1,229 @@
+# -*- test-case-name: tests.data.test_cache -*-
+"""
+L{RedisCache}: an L{ICache} on Redis through txredisapi (a lazy connection pool that
+reconnects by itself). Keys live under C{namespace:}; C{clear} walks them with C{SCAN}
+(never C{KEYS}); locks are C{SET NX PX} plus a Lua compare-and-delete.
+
+txredisapi schedules its timers on the global reactor; C{clock} is used for lock waits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import txredisapi
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pywatt_twisted.data.cache._base import ICacheStore, StoreCache
+from pywatt_twisted.data.cache._errors import CacheError, CacheUnavailable
+from pywatt_twisted.data.database._config import redact_url
+
+_COMPARE_DELETE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_INCREMENT_TTL = """
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) == -1 and tonumber(v) == tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v
+"""
+
+
+def _glob_escape(text: str) -> str:
+    for c in "\\*?[]":
+        text = text.replace(c, "\\" + c)
+    return text
+
+
+def _prefix(parts: tuple[str, ...]) -> str:
+    return "".join(p + ":" for p in parts)
+
+
+def _ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+@implementer(ICacheStore)
+class RedisStore:
+    """
+    The storage behind L{RedisCache}.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        db: int = 0,
+        password: str | None = None,
+        username: str | None = None,
+        poolsize: int = 4,
+        connect_timeout: float = 10.0,
+        reply_timeout: float | None = 30.0,
+        clock: Any = None,
+        url_redacted: str | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.inflight: dict[Any, Any] = {}
+        self.url_redacted = url_redacted or f"redis://{host}:{port}/{db}"
+        self._password = password
+        self._redis = txredisapi.lazyConnectionPool(
+            host=host,
+            port=port,
+            dbid=db,
+            poolsize=poolsize,
+            reconnect=True,
+            charset=None,
+            convertNumbers=False,
+            password=password,
+            username=username,
+            connectTimeout=connect_timeout,
+            replyTimeout=reply_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self.url_redacted}>"
+
+    def prefix(self, parts: tuple[str, ...]) -> str:
+        return _prefix(parts)
+
+    def _fail(self, failure: Failure) -> Failure:
+        error = failure.value
+        if isinstance(error, CacheError):
+            return failure
+        message = str(error)
+        if self._password:
+            message = message.replace(self._password, "***")
+        if isinstance(error, txredisapi.ResponseError):
+            raise CacheError(f"Redis at {self.url_redacted} refused the command: {message}")
+        raise CacheUnavailable(
+            f"could not reach Redis at {self.url_redacted}: {type(error).__name__}: {message};"
+            " check that the server runs and the URL is right (the pool keeps reconnecting)"
+        )
+
+    def _call(self, name: str, *args: Any, **kw: Any) -> Deferred[Any]:
+        try:
+            d = getattr(self._redis, name)(*args, **kw)
+        except Exception:
+            return defer.fail().addErrback(self._fail)
+        return d.addErrback(self._fail)
+
+    @staticmethod
+    def _k(key: str) -> bytes:
+        return key.encode("utf-8")
+
+    def get(self, key: str) -> Deferred[bytes | None]:
+        return self._call("get", self._k(key))
+
+    def get_many(self, keys: list[str]) -> Deferred[dict[str, bytes]]:
+        return self._call("mget", [self._k(k) for k in keys]).addCallback(
+            lambda values: {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+        )
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> Deferred[None]:
+        pexpire = None if ttl is None else _ms(ttl)
+        return self._call("set", self._k(key), data, pexpire=pexpire).addCallback(lambda _: None)
+
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Deferred[None]:
+        if ttl is None:
+            mapping = {self._k(k): v for k, v in items.items()}
+            return self._call("mset", mapping).addCallback(lambda _: None)
+        return defer.gatherResults(
+            [self.set(k, v, ttl) for k, v in items.items()], consumeErrors=True
+        ).addCallbacks(lambda _: None, lambda f: f.value.subFailure)
+
+    def set_nx(self, key: str, data: bytes, ttl: float | None) -> Deferred[bool]:
+        pexpire = None if ttl is None else _ms(ttl)
+        return self._call(
+            "set", self._k(key), data, pexpire=pexpire, only_if_not_exists=True
+        ).addCallback(lambda r: r is not None)
+
+    def delete(self, key: str) -> Deferred[bool]:
+        return self._call("delete", self._k(key)).addCallback(lambda n: int(n) > 0)
+
+    def exists(self, key: str) -> Deferred[bool]:
+        return self._call("exists", self._k(key)).addCallback(lambda n: int(n) > 0)
+
+    def increment(self, key: str, delta: int, ttl: float | None) -> Deferred[int]:
+        if ttl is None:
+            d = self._call("incrby", self._k(key), delta)
+        else:
+            d = self._call("eval", _INCREMENT_TTL, [self._k(key)], [delta, _ms(ttl)])
+
+        def not_int(f: Failure) -> Failure:
+            if f.check(CacheError) and "not an integer" in str(f.value):
+                raise CacheError(
+                    f"expected an integer value at {key[:60]!r} to increment, got another "
+                    "type; delete it or use another key"
+                )
+            return f
+
+        return d.addCallbacks(int, not_int)
+
+    def compare_delete(self, key: str, data: bytes) -> Deferred[bool]:
+        return self._call("eval", _COMPARE_DELETE, [self._k(key)], [data]).addCallback(
+            lambda n: int(n) > 0
+        )
+
+    def clear(self, parts: tuple[str, ...]) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._clear(parts))
+
+    async def _clear(self, parts: tuple[str, ...]) -> None:
+        pattern = _glob_escape(_prefix(parts)) + "*"
+        cursor: Any = 0
+        while True:
+            cursor, keys = await self._call("scan", cursor, pattern.encode(), 500)
+            if keys:
+                await self._call("delete", keys)
+            if int(cursor) == 0:
+                return
+
+    def close(self) -> Deferred[None]:
+        return self._redis.disconnect().addCallback(lambda _: None)
+
+
+class RedisCache(StoreCache):
+    """
+    An L{ICache} on a Redis server. Connects lazily (the first command waits for the
+    connection); reconnects by itself after a drop (the commands in flight fail with
+    L{CacheUnavailable}).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        db: int = 0,
+        *,
+        password: str | None = None,
+        username: str | None = None,
+        namespace: str | None = None,
+        poolsize: int = 4,
+        connect_timeout: float = 10.0,
+        reply_timeout: float | None = 30.0,
+        clock: Any = None,
+        url: str | None = None,
+    ) -> None:
+        store = RedisStore(
+            host=host,
+            port=port,
+            db=db,
+            password=password,
+            username=username,
+            poolsize=poolsize,
+            connect_timeout=connect_timeout,
+            reply_timeout=reply_timeout,
+            clock=clock,
+            url_redacted=redact_url(url) if url else None,
+        )
+        super().__init__(store, (namespace,) if namespace else ())

@@ -1,0 +1,450 @@
+"""
+One test suite for every L{pywatt_twisted.data.ICache} backend: memory and file (TTL
+driven by a L{Clock}), Redis and Memcached (real servers on loopback, short real TTLs).
+Every test works in its own random namespace, so parallel runs do not collide.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pywatt_twisted.data import (
+    Cache,
+    CacheError,
+    FileCache,
+    ICache,
+    InvalidKey,
+    InvalidTTL,
+    MemoryCache,
+    SerializationError,
+)
+from tests.services import require_service
+
+VALUES: list[Any] = [
+    b"raw \x00\xff bytes",
+    b"",
+    "text with unicode \u00e9\u2603",
+    "",
+    "123",
+    42,
+    -7,
+    0,
+    3.5,
+    True,
+    False,
+    [1, "two", None, {"three": [4]}],
+    {"nested": {"list": [1, 2], "s": "x"}, "n": None},
+]
+
+
+class CacheSuiteMixin:
+    """
+    The tests every backend must pass. Subclasses implement C{make(namespace)} and set
+    C{fake_clock} (a L{task.Clock}) or leave it None to use real time.
+    """
+
+    fake_clock: task.Clock | None = None
+    #: seconds a 1-second TTL may take to expire on this backend (Memcached counts in
+    #: whole seconds)
+    expiry_slack = 0.0
+
+    def make(self, namespace: str) -> Any:
+        raise NotImplementedError
+
+    def setUp(self) -> None:
+        self.ns = f"t{uuid.uuid4().hex[:12]}"
+        self.cache = self.make(self.ns)
+        self.addCleanup(self._cleanup)
+
+    async def _cleanup(self) -> None:
+        await self.cache.clear()
+        await self.cache.close()
+
+    async def _elapse(self, seconds: float) -> None:
+        if self.fake_clock is not None:
+            self.fake_clock.advance(seconds)
+        else:
+            await task.deferLater(reactor, seconds + self.expiry_slack, lambda: None)
+
+    async def _settle(self, d: defer.Deferred[Any]) -> Any:
+        """
+        Wait for C{d}, moving the fake clock (if any) in 50 ms steps meanwhile.
+        """
+        for _ in range(400):
+            if d.called:
+                break
+            if self.fake_clock is not None:
+                self.fake_clock.advance(0.05)
+            await task.deferLater(reactor, 0.005, lambda: None)
+        return await d
+
+    # values and keys ------------------------------------------------------------------
+
+    async def test_interface(self) -> None:
+        self.assertTrue(ICache.providedBy(self.cache))
+        self.assertTrue(ICache.providedBy(self.cache.namespace("sub")))
+
+    async def test_round_trip(self) -> None:
+        for i, value in enumerate(VALUES):
+            await self.cache.set(f"k{i}", value)
+        for i, value in enumerate(VALUES):
+            got = await self.cache.get(f"k{i}")
+            self.assertEqual(got, value)
+            self.assertIs(type(got), type(value))
+
+    async def test_missing(self) -> None:
+        self.assertIsNone(await self.cache.get("missing"))
+        self.assertFalse(await self.cache.exists("missing"))
+        self.assertFalse(await self.cache.delete("missing"))
+
+    async def test_overwrite_delete_exists(self) -> None:
+        await self.cache.set("k", b"1")
+        await self.cache.set("k", {"v": 2})
+        self.assertEqual(await self.cache.get("k"), {"v": 2})
+        self.assertTrue(await self.cache.exists("k"))
+        self.assertTrue(await self.cache.delete("k"))
+        self.assertFalse(await self.cache.exists("k"))
+        self.assertIsNone(await self.cache.get("k"))
+
+    async def test_set_nx(self) -> None:
+        self.assertTrue(await self.cache.set_nx("k", "first"))
+        self.assertFalse(await self.cache.set_nx("k", "second"))
+        self.assertEqual(await self.cache.get("k"), "first")
+        await self.cache.delete("k")
+        self.assertTrue(await self.cache.set_nx("k", "third"))
+
+    async def test_increment(self) -> None:
+        self.assertEqual(await self.cache.increment("c"), 1)
+        self.assertEqual(await self.cache.increment("c", 10), 11)
+        self.assertEqual(await self.cache.increment("c", -4), 7)
+        self.assertEqual(await self.cache.get("c"), 7)
+        await self.cache.set("d", 5)
+        self.assertEqual(await self.cache.increment("d"), 6)
+        await self.cache.set("s", "not a number")
+        with self.assertRaises(CacheError):
+            await self.cache.increment("s")
+        with self.assertRaises(CacheError):
+            await self.cache.increment("c", 1.5)
+
+    async def test_concurrent_increments(self) -> None:
+        results = await defer.gatherResults([self.cache.increment("c") for _ in range(50)])
+        self.assertEqual(sorted(results), list(range(1, 51)))
+        self.assertEqual(await self.cache.get("c"), 50)
+
+    async def test_many(self) -> None:
+        await self.cache.set_many({"a": 1, "b": b"two", "c": ["three"]})
+        got = await self.cache.get_many(["a", "b", "c", "missing"])
+        self.assertEqual(got, {"a": 1, "b": b"two", "c": ["three"]})
+        self.assertEqual(await self.cache.get_many([]), {})
+        await self.cache.set_many({})
+
+    async def test_invalid_keys(self) -> None:
+        for key in ("has space", "tab\tkey", "nl\n", "ctl\x01", "", "x" * 251, 5, b"bytes"):
+            with self.assertRaises(InvalidKey, msg=repr(key)):
+                await self.cache.get(key)
+            with self.assertRaises(InvalidKey, msg=repr(key)):
+                await self.cache.set(key, b"v")
+        # the namespace prefix counts towards the 250 bytes
+        with self.assertRaises(InvalidKey):
+            await self.cache.set("x" * (250 - len(self.ns)), b"v")
+        with self.assertRaises(InvalidKey):
+            await self.cache.get_many(["ok", "not ok"])
+        await self.cache.set("\u00e9:/-_.x", b"ok")
+        self.assertEqual(await self.cache.get("\u00e9:/-_.x"), b"ok")
+
+    async def test_invalid_values_and_ttls(self) -> None:
+        with self.assertRaises(SerializationError):
+            await self.cache.set("k", object())
+        with self.assertRaises(SerializationError):
+            await self.cache.set("k", float("nan"))
+        for ttl in (0, -1, "10", float("inf"), True):
+            with self.assertRaises(InvalidTTL, msg=repr(ttl)):
+                await self.cache.set("k", b"v", ttl=ttl)
+        self.assertFalse(await self.cache.exists("k"))
+
+    # TTL ------------------------------------------------------------------------------
+
+    async def test_ttl_expiry(self) -> None:
+        await self.cache.set("short", b"v", ttl=1)
+        await self.cache.set("long", b"v", ttl=100)
+        await self.cache.set("forever", b"v")
+        await self.cache.set_many({"m1": 1, "m2": 2}, ttl=1)
+        self.assertTrue(await self.cache.set_nx("nx", b"v", ttl=1))
+        self.assertEqual(await self.cache.increment("ctr", ttl=1), 1)
+        self.assertTrue(await self.cache.exists("short"))
+        await self._elapse(1.1)
+        self.assertIsNone(await self.cache.get("short"))
+        self.assertFalse(await self.cache.exists("nx"))
+        self.assertEqual(await self.cache.get_many(["m1", "m2", "long"]), {"long": b"v"})
+        self.assertEqual(await self.cache.get("forever"), b"v")
+        self.assertTrue(await self.cache.set_nx("nx", b"again", ttl=1))
+        self.assertEqual(await self.cache.increment("ctr"), 1)
+
+    # namespaces -----------------------------------------------------------------------
+
+    async def test_namespaces(self) -> None:
+        users = self.cache.namespace("users")
+        orders = self.cache.namespace("orders")
+        await users.set("1", "alice")
+        await orders.set("1", "order")
+        await self.cache.set("1", "root")
+        self.assertEqual(await users.get("1"), "alice")
+        self.assertEqual(await orders.get("1"), "order")
+        self.assertEqual(await self.cache.get("1"), "root")
+        await self.cache.clear("users")
+        self.assertIsNone(await users.get("1"))
+        self.assertEqual(await orders.get("1"), "order")
+        self.assertEqual(await self.cache.get("1"), "root")
+        await users.set("2", "bob")
+        self.assertEqual(await users.get("2"), "bob")
+        await self.cache.clear()
+        self.assertIsNone(await orders.get("1"))
+        self.assertIsNone(await users.get("2"))
+        self.assertIsNone(await self.cache.get("1"))
+        with self.assertRaises(InvalidKey):
+            self.cache.namespace("has:colon")
+
+    async def test_namespaces_isolated(self) -> None:
+        other = self.make(self.ns + "x")
+        self.addCleanup(other.close)
+        await self.cache.set("k", b"mine")
+        self.assertIsNone(await other.get("k"))
+        await other.clear()
+        self.assertEqual(await self.cache.get("k"), b"mine")
+
+    # locks ----------------------------------------------------------------------------
+
+    async def test_lock(self) -> None:
+        lock = await self.cache.lock("job", ttl=30)
+        self.assertIsNotNone(lock)
+        self.assertEqual(len(lock.token), 32)
+        self.assertIsNone(await self.cache.lock("job", ttl=30))
+        self.assertIsNotNone(await self.cache.lock("other-job", ttl=30))
+        self.assertTrue(await lock.release())
+        self.assertFalse(await lock.release())
+        again = await self.cache.lock("job", ttl=30)
+        self.assertIsNotNone(again)
+        async with again:
+            self.assertIsNone(await self.cache.lock("job", ttl=30))
+        self.assertIsNotNone(await self.cache.lock("job", ttl=30))
+
+    async def test_lock_expiry_and_token(self) -> None:
+        """
+        An expired lock can be taken by someone else, and its former holder's release
+        does not remove the new holder's lock.
+        """
+        old = await self.cache.lock("job", ttl=1)
+        await self._elapse(1.1)
+        new = await self.cache.lock("job", ttl=30)
+        self.assertIsNotNone(new)
+        self.assertFalse(await old.release())
+        self.assertIsNone(await self.cache.lock("job", ttl=30))
+        self.assertTrue(await new.release())
+
+    async def test_lock_contention(self) -> None:
+        holder = await self.cache.lock("job", ttl=30)
+        gave_up = self.cache.lock("job", ttl=30, wait=0.2)
+        self.assertIsNone(await self._settle(gave_up))
+        waiting = self.cache.lock("job", ttl=30, wait=10)
+        self.assertFalse(waiting.called)
+        await holder.release()
+        got = await self._settle(waiting)
+        self.assertIsNotNone(got)
+        self.assertNotEqual(got.token, holder.token)
+
+    async def test_lock_contention_many(self) -> None:
+        """
+        Of many concurrent attempts, exactly one wins.
+        """
+        results = await defer.gatherResults([self.cache.lock("job", ttl=30) for _ in range(20)])
+        self.assertEqual(sum(r is not None for r in results), 1)
+
+    # cache-aside ----------------------------------------------------------------------
+
+    async def test_cache_aside_single_loader(self) -> None:
+        calls = []
+        gate: defer.Deferred[str] = defer.Deferred()
+
+        def loader() -> defer.Deferred[str]:
+            calls.append(1)
+            return gate
+
+        waiters = [self.cache.cache_aside("k", loader, ttl=60) for _ in range(10)]
+        # let the first caller's get() finish and reach the loader
+        for _ in range(100):
+            if calls:
+                break
+            await task.deferLater(reactor, 0.005, lambda: None)
+        self.assertEqual(calls, [1])
+        gate.callback("loaded")
+        self.assertEqual(await defer.gatherResults(waiters), ["loaded"] * 10)
+        self.assertEqual(calls, [1])
+        self.assertEqual(await self.cache.get("k"), "loaded")
+        self.assertEqual(await self.cache.cache_aside("k", loader), "loaded")
+        self.assertEqual(calls, [1])
+
+    async def test_cache_aside_coroutine_and_failure(self) -> None:
+        async def good() -> dict[str, int]:
+            return {"n": 1}
+
+        self.assertEqual(await self.cache.cache_aside("k", good), {"n": 1})
+
+        def bad() -> None:
+            raise ZeroDivisionError()
+
+        waiters = [self.cache.cache_aside("bad", bad) for _ in range(3)]
+        for w in waiters:
+            with self.assertRaises(ZeroDivisionError):
+                await w
+        self.assertFalse(await self.cache.exists("bad"))
+        self.assertEqual(await self.cache.cache_aside("bad", lambda: b"fixed"), b"fixed")
+
+
+class MemoryCacheTests(CacheSuiteMixin, TestCase):
+    def make(self, namespace: str) -> Any:
+        if self.fake_clock is None:
+            self.fake_clock = task.Clock()
+            self.shared = MemoryCache(clock=self.fake_clock)
+        # namespaces of one process-local store, like the servers' shared keyspace
+        return self.shared.namespace(namespace)
+
+
+class FileCacheTests(CacheSuiteMixin, TestCase):
+    def make(self, namespace: str) -> Any:
+        if self.fake_clock is None:
+            self.fake_clock = task.Clock()
+            self.fake_clock.advance(1_700_000_000)
+            self.directory = self.mktemp()
+        return FileCache(self.directory, clock=self.fake_clock, namespace=namespace)
+
+
+class RedisCacheTests(CacheSuiteMixin, TestCase):
+    def make(self, namespace: str) -> Any:
+        return Cache.from_url(require_service("redis"), namespace=namespace)
+
+    async def test_server_killed_connection(self) -> None:
+        """
+        The server closes our connection; the next call reconnects and succeeds.
+        """
+        import txredisapi
+
+        cache = Cache.from_url(require_service("redis"), namespace=self.ns, poolsize=1)
+        self.addCleanup(cache.close)
+        await cache.set("k", b"v")
+        client_id = await cache._store._redis.execute_command("CLIENT", "ID")
+        admin = await txredisapi.Connection("127.0.0.1", 6379, charset=None)
+        self.addCleanup(admin.disconnect)
+        url = require_service("redis")
+        if "127.0.0.1:6379" not in url:
+            raise self.skipTest("kill test expects the default Redis address")
+        await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+        # give the reactor a turn to see the close, as a real caller would between calls
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(await cache.get("k"), b"v")
+
+
+class MemcachedCacheTests(CacheSuiteMixin, TestCase):
+    expiry_slack = 1.0
+
+    def make(self, namespace: str) -> Any:
+        return Cache.from_url(require_service("memcached"), namespace=namespace)
+
+    async def test_dropped_connection(self) -> None:
+        """
+        Memcached cannot kill a client, so drop ours; the next call reconnects.
+        """
+        await self.cache.set("k", b"v")
+        proto = self.cache._store._protocol
+        proto.transport.abortConnection()
+        await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(await self.cache.get("k"), b"v")
+        self.assertIsNot(self.cache._store._protocol, proto)
+
+    async def test_clear_seen_by_other_process(self) -> None:
+        other = Cache.from_url(
+            require_service("memcached"), namespace=self.ns, namespace_check_interval=0.1
+        )
+        self.addCleanup(other.close)
+        await self.cache.set("k", b"v")
+        self.assertEqual(await other.get("k"), b"v")
+        await self.cache.clear()
+        await task.deferLater(reactor, 0.15, lambda: None)
+        self.assertIsNone(await other.get("k"))
+
+
+class MemoryCacheBoundsTests(SynchronousTestCase):
+    """
+    LRU bounds of L{MemoryCache}, fully synchronous.
+    """
+
+    def _get(self, d: defer.Deferred[Any]) -> Any:
+        return self.successResultOf(d)
+
+    def test_max_entries_lru(self) -> None:
+        cache = MemoryCache(max_entries=3, clock=task.Clock())
+        for k in "abc":
+            self._get(cache.set(k, b"x"))
+        self._get(cache.get("a"))  # a is now most recent
+        self._get(cache.set("d", b"x"))
+        self.assertEqual(sorted(self._get(cache.get_many("abcd"))), ["a", "c", "d"])
+        self.assertEqual(cache.store.evictions, 1)
+
+    def test_max_bytes(self) -> None:
+        cache = MemoryCache(max_bytes=100, clock=task.Clock())
+        self._get(cache.set("a", b"x" * 40))
+        self._get(cache.set("b", b"x" * 40))
+        self._get(cache.set("c", b"x" * 40))
+        self.assertLessEqual(cache.store.bytes, 100)
+        self.assertIsNone(self._get(cache.get("a")))
+        self.failureResultOf(cache.set("big", b"x" * 200), CacheError)
+
+    def test_expired_evicted_first(self) -> None:
+        clock = task.Clock()
+        cache = MemoryCache(max_entries=2, clock=clock)
+        self._get(cache.set("old", b"x"))
+        self._get(cache.set("soon", b"x", ttl=1))
+        clock.advance(2)
+        self._get(cache.set("new", b"x"))
+        self.assertEqual(self._get(cache.get("old")), b"x")
+        self.assertEqual(cache.store.evictions, 0)
+
+    def test_bad_bounds(self) -> None:
+        self.assertRaises(CacheError, MemoryCache, max_entries=0)
+
+
+class FileCacheRestartTests(TestCase):
+    async def test_survives_restart(self) -> None:
+        directory = self.mktemp()
+        first = FileCache(directory)
+        await first.set("k", {"kept": True})
+        await first.set("gone", b"x", ttl=0.01)
+        await first.close()
+        await task.deferLater(reactor, 0.02, lambda: None)
+        second = FileCache(directory)
+        self.assertEqual(await second.get("k"), {"kept": True})
+        self.assertIsNone(await second.get("gone"))
+        names = os.listdir(directory)
+        self.assertFalse([n for n in names if n.startswith(".tmp-")], names)
+
+
+class FromUrlTests(SynchronousTestCase):
+    def test_schemes(self) -> None:
+        from pywatt_twisted.errors import ConfigurationError
+
+        memory = Cache.from_url("memory://?max_entries=5", clock=task.Clock())
+        self.assertEqual(memory.store.max_entries, 5)
+        self.assertIsInstance(Cache.from_url(f"file://{os.path.abspath(self.mktemp())}"), FileCache)
+        for bad in ("ftp://x", "file://relative/dir", "memory://?max_entries=x", 5):
+            self.assertRaises(ConfigurationError, Cache.from_url, bad)
+
+    def test_bad_url_redacted(self) -> None:
+        from pywatt_twisted.errors import ConfigurationError
+
+        with self.assertRaises(ConfigurationError) as c:
+            Cache.from_url("rediss://:hunter2@h:1/0")
+        self.assertNotIn("hunter2", str(c.exception))
