@@ -250,6 +250,49 @@ class SiteMetricsTests(SynchronousTestCase):
         self.assertEqual(route_label(R()), "/custom")
 
 
+class DrainTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.holds = Holds()
+        self.site = build_site(build_app(self.holds, self.clock), self.clock)
+
+    def test_idle_drains_at_once(self) -> None:
+        self.assertEqual(self.site.in_flight, 0)
+        self.assertIsNone(self.successResultOf(self.site.drain()))
+
+    def test_drain_waits_for_direct_and_bridged(self) -> None:
+        from pywatt_twisted.web.bridge import HttpBridge
+        from pywatt_twisted.wire.messages import HttpRequest
+
+        transport, _ = direct_exchange(self.site, b"GET /held/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        bridged = HttpBridge(self.site, reactor=self.clock).handle(
+            HttpRequest(request_id="b", method="GET", uri="/held/b", headers={}, body=None)
+        )
+        self.assertEqual(self.site.in_flight, 2)
+        drained = self.site.drain()
+        self.holds.release("a")
+        self.assertEqual(parse_response(transport.value())[0], 200)
+        self.assertNoResult(drained)
+        self.holds.release("b")
+        self.successResultOf(bridged)
+        self.assertIsNone(self.successResultOf(drained))
+        self.assertEqual(self.site.in_flight, 0)
+
+    def test_lost_connection_counts_as_done(self) -> None:
+        _, protocol = direct_exchange(self.site, b"GET /held/c HTTP/1.1\r\nHost: x\r\n\r\n")
+        drained = self.site.drain()
+        self.assertNoResult(drained)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(drained)
+
+    def test_tracked_without_metrics(self) -> None:
+        site = build_site(build_app(self.holds, self.clock), self.clock, metrics=False)
+        direct_exchange(site, b"GET /held/d HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(site.in_flight, 1)
+        self.holds.release("d")
+        self.assertEqual(site.in_flight, 0)
+
+
 class SiteBehaviourTests(SynchronousTestCase):
     def test_no_tracebacks(self) -> None:
         site = build_site(build_app(Holds(), Clock()), Clock())

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
@@ -186,29 +187,33 @@ def route_label(request: Any) -> str:
 
 class PyWattRequest(Request):
     """
-    A L{twisted.web.server.Request} that reports itself to the site's
-    L{ModuleMetrics}: in flight from C{process()} until it finishes or its connection
-    is lost, then counted with route, method, status and latency.
+    A L{twisted.web.server.Request} that reports itself to its L{PyWattSite}: in
+    flight from C{process()} until it finishes or its connection is lost (for
+    L{PyWattSite.drain}), then counted in the site's L{ModuleMetrics} with route,
+    method, status and latency.
     """
 
     def process(self) -> None:
         channel: Any = self.channel
         site = channel.site
-        metrics = getattr(site, "metrics", None)
-        if metrics is not None:
-            clock = site.reactor
-            started = clock.seconds()
-            metrics.request_started()
-            self.notifyFinish().addBoth(self._record, metrics, clock, started)
+        track = getattr(site, "_request_started", None)
+        if track is not None:
+            track(self)
         super().process()
 
-    def _record(self, result: object, metrics: ModuleMetrics, clock: Any, started: float) -> None:
-        status = "aborted" if isinstance(result, Failure) else str(self.code)
+    def _finished(
+        self, result: object, site: PyWattSite, metrics: ModuleMetrics | None, started: float
+    ) -> None:
         try:
-            method = self.method.decode("ascii", "replace").upper()
-            metrics.request_finished(route_label(self), method, status, clock.seconds() - started)
+            if metrics is not None:
+                status = "aborted" if isinstance(result, Failure) else str(self.code)
+                method = self.method.decode("ascii", "replace").upper()
+                seconds = site.reactor.seconds() - started
+                metrics.request_finished(route_label(self), method, status, seconds)
         except Exception:
             _log.failure("recording metrics for {uri} failed", uri=_path_of(self))
+        finally:
+            site._request_finished(self)
 
 
 def _path_of(request: Any) -> str:
@@ -224,6 +229,9 @@ class PyWattSite(Site):
     The module's site: a L{Site} that uses L{PyWattRequest} for metrics, hides
     tracebacks, and sends its access log to C{twisted.logger} (debug level, path
     without query string) instead of a file or stdout.
+
+    Requests in flight (direct and bridged) are tracked for a graceful stop: see
+    L{in_flight} and L{drain}.
 
     @ivar metrics: the L{ModuleMetrics} requests report to, or C{None}.
     """
@@ -249,6 +257,40 @@ class PyWattSite(Site):
         super().__init__(resource, reactor=reactor)
         self.metrics = metrics
         self.access_log = access_log
+        self._in_flight: set[PyWattRequest] = set()
+        self._drain_waiters: list[Deferred[None]] = []
+
+    @property
+    def in_flight(self) -> int:
+        """
+        Requests (direct and bridged) being processed now.
+        """
+        return len(self._in_flight)
+
+    def drain(self) -> Deferred[None]:
+        """
+        A Deferred that fires once no request (direct or bridged) is being processed;
+        at once when none is. Stop the listening port first so no new ones arrive.
+        """
+        if not self._in_flight:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    def _request_started(self, request: PyWattRequest) -> None:
+        self._in_flight.add(request)
+        started = self.reactor.seconds()
+        if self.metrics is not None:
+            self.metrics.request_started()
+        request.notifyFinish().addBoth(request._finished, self, self.metrics, started)
+
+    def _request_finished(self, request: PyWattRequest) -> None:
+        self._in_flight.discard(request)
+        if not self._in_flight and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def startFactory(self) -> None:
         # No log file and no once-a-second timer for the cached log date: the access
