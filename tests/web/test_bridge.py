@@ -205,6 +205,44 @@ class RoutingTests(BridgeTestCase):
         self.assertEqual(response.body, content)
         self.assertEqual(response.headers["content-length"], str(len(content)))
 
+    def test_push_producer_left_to_push(self) -> None:
+        """
+        A streaming (push) producer writes on its own; the bridge never asks it for
+        data, and collects what it writes until the request finishes.
+        """
+        calls: list[str] = []
+
+        class Pusher:
+            def resumeProducing(self) -> None:
+                calls.append("resume")
+
+            def pauseProducing(self) -> None:
+                calls.append("pause")
+
+            def stopProducing(self) -> None:
+                calls.append("stop")
+
+        @self.app.route("/push", methods=["GET"])
+        def push(req: Any) -> Any:
+            producer = Pusher()
+            req.registerProducer(producer, True)
+            req.write(b"a")
+            done = self.holds.get("push")
+
+            def end(_: object) -> bytes:
+                req.write(b"b")
+                req.unregisterProducer()
+                return b"c"
+
+            return done.addCallback(end)
+
+        d = self.bridge.handle(request("GET", "/push"))
+        self.clock.advance(0)
+        self.holds.release("push")
+        self.assertEqual(self.successResultOf(d).body, b"abc")
+        self.assertEqual(calls, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
 
 class AsynchronousRouteTests(BridgeTestCase):
     def test_deferred_route(self) -> None:

@@ -200,6 +200,7 @@ class _BridgeChannel:
         self.chunks: list[bytes] = []
         self.size = 0
         self._producer: Any = None
+        self._pull = False
         self._pumping = False
 
     # addresses
@@ -236,7 +237,8 @@ class _BridgeChannel:
         if data:
             self.chunks.append(data)
             self.size += len(data)
-            if self._producer is not None and not self._pumping:
+            if self._producer is not None and self._pull and not self._pumping:
+                # A pull producer that paused itself wrote again: ask for more soon.
                 self._bridge.reactor.callLater(0, self._pump, self._producer)
 
     def requestDone(self, request: Any) -> None:
@@ -246,7 +248,8 @@ class _BridgeChannel:
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self._producer = producer
-        if not streaming:
+        self._pull = not streaming
+        if self._pull:
             self._pump(producer)
 
     def unregisterProducer(self) -> None:
