@@ -114,6 +114,8 @@ class ModuleService(MultiService):
         shutdown request (0) or a fatal start-up error (1).
     @param on_module_id: called with the module id once the init blob is known (the log
         observer uses it).
+    @param listen_reactor: the reactor the listen address is bound on (default:
+        C{reactor}).
     """
 
     log = Logger()
@@ -128,8 +130,12 @@ class ModuleService(MultiService):
         config: RuntimeConfig | None = None,
         redactor: Redactor = default_redactor,
         on_module_id: Callable[[str], object] | None = None,
+        listen_reactor: Any = None,
     ) -> None:
         super().__init__()
+        # Where the listen address is bound (the testing toolkit binds on a memory reactor
+        # while time runs on the real one).
+        self.listen_reactor = listen_reactor if listen_reactor is not None else reactor
         self.definition = definition
         self.reactor = reactor
         self.config = config if config is not None else RuntimeConfig()
@@ -300,10 +306,10 @@ class ModuleService(MultiService):
         listen = blob.listen
         if isinstance(listen, TcpListen):
             endpoint_class = TCP6ServerEndpoint if ":" in listen.host else TCP4ServerEndpoint
-            endpoint = endpoint_class(self.reactor, listen.port, interface=listen.host)
+            endpoint = endpoint_class(self.listen_reactor, listen.port, interface=listen.host)
         elif isinstance(listen, UnixListen):
             _remove_stale_socket(listen.path)
-            endpoint = UNIXServerEndpoint(self.reactor, listen.path)
+            endpoint = UNIXServerEndpoint(self.listen_reactor, listen.path)
         else:
             raise BootstrapError(
                 "the init blob has no 'listen' address; give the module one (ip:port, port 0 "
