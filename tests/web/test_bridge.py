@@ -11,6 +11,8 @@ import os
 import tempfile
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
@@ -480,6 +482,40 @@ class MalformedRequestTests(BridgeTestCase):
         self.assertEqual(self.error_of(response)["kind"], "internal_error")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(self.bridge.in_flight, 0)
+
+
+class NeverFailsTests(BridgeTestCase):
+    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        method=st.one_of(st.sampled_from(["GET", "POST", "HEAD", "PUT"]), st.text(max_size=8)),
+        uri=st.one_of(
+            st.text(max_size=30).map(lambda t: "/" + t),
+            st.text(max_size=30),
+            st.sampled_from(["/echo?a=1", "/items/1", "/health", "/metrics", "/%zz", "/?&=&"]),
+        ),
+        headers=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4),
+        body=st.one_of(st.none(), st.binary(max_size=64)),
+    )
+    def test_any_message_gets_an_answer(
+        self, method: str, uri: str, headers: dict[str, str], body: bytes | None
+    ) -> None:
+        """
+        Whatever the message holds, handle() does not raise and answers with the
+        request id and a status code; 400s carry a JSON error.
+        """
+        d = self.bridge.handle(request(method, uri, headers, body, request_id="any"))
+        results: list[HttpResponse] = []
+        d.addCallback(results.append)
+        if not results:  # a held route (e.g. /held/x): let it go
+            d.cancel()
+            self.failureResultOf(d)
+            return
+        (response,) = results
+        self.assertEqual(response.request_id, "any")
+        self.assertTrue(100 <= response.status_code <= 599)
+        if response.status_code == 400 and response.headers.get("server") is None:
+            self.assertEqual(self.error_of(response)["kind"], "bad_request")
+        self.flushLoggedErrors()
 
 
 class HeaderTests(BridgeTestCase):
