@@ -454,7 +454,6 @@ class HttpBridge:
         web_request: Any = self.site.requestFactory(channel)  # type: ignore[no-untyped-call]
         channel.request = web_request
         pending.request = web_request
-        self._in_flight.add(pending)
 
         headers = web_request.requestHeaders
         content_length: str | None = None
@@ -474,6 +473,9 @@ class HttpBridge:
         content.write(body)  # requestReceived() reads the length from tell()
         web_request.content = content
 
+        # Nothing above can leave state behind if it raises (handle() answers 500);
+        # from here on the request is in flight until _answer() or cancellation.
+        self._in_flight.add(pending)
         if self.timeout is not None:
             pending.timer = self.reactor.callLater(self.timeout, self._timed_out, pending)
         try:
