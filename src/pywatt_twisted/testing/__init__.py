@@ -1,1 +1,14 @@
-"""pywatt_twisted.testing"""
+"""
+Testing tools for module authors (trial), shipped with the library like treq's
+C{treq.testing}:
+
+- L{FakeOrchestrator}: runs a module definition in memory and plays the orchestrator.
+- C{pywatt_twisted.testing.strategies}: hypothesis strategies for protocol values (needs
+  hypothesis, from the C{test} extra).
+
+See C{docs/testing.md}.
+"""
+
+from pywatt_twisted.testing.orchestrator import FakeModule, FakeOrchestrator, FakeResponse
+
+__all__ = ["FakeModule", "FakeOrchestrator", "FakeResponse"]

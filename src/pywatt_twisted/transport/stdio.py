@@ -65,7 +65,8 @@ class StdioProtocol(Protocol):
         self._decoder = LineDecoder(max_line_length)
         self._have_init = False
         self._input_closed = False
-        self._write_closed: Deferred[None] | None = None
+        self._flush_waiters: list[Deferred[None]] = []
+        self._closing = False
         self._write_done = False
         self.source = os.environ.get("PYWATT_MODULE_ID", "unknown_module")
 
@@ -132,9 +133,9 @@ class StdioProtocol(Protocol):
 
     def _write_finished(self) -> None:
         self._write_done = True
-        if self._write_closed is not None:
-            d, self._write_closed = self._write_closed, None
-            d.callback(None)
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     # -- output -----------------------------------------------------------------------------
 
@@ -159,15 +160,15 @@ class StdioProtocol(Protocol):
         """
         if self._write_done or self.transport is None:
             return succeed(None)
-        if self._write_closed is None:
-            self._write_closed = Deferred()
+        d: Deferred[None] = Deferred()
+        self._flush_waiters.append(d)
+        if not self._closing:
+            self._closing = True
             lose = getattr(self.transport, "loseWriteConnection", None)
             if lose is not None:
                 lose()
             else:
                 self.transport.loseConnection()
-        d: Deferred[None] = Deferred()
-        self._write_closed.addBoth(lambda r: (d.callback(None), r)[1])
         return d
 
 

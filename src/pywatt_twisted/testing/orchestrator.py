@@ -1,0 +1,334 @@
+# -*- test-case-name: tests.testing.test_fake_orchestrator -*-
+"""
+L{FakeOrchestrator}: run a module definition in the test's own process, with no sockets
+and no subprocess, and play the orchestrator's part: the init line, secrets, heartbeats,
+HTTP-over-IPC, rotation and shutdown. Everything the module sends is recorded.
+
+Like treq's C{StubTreq}, it uses the real code paths: the module's stdio protocol, its
+bootstrap and its HTTP bridge all run for real; only the bytes stay in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
+
+from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
+from pywatt_twisted.runtime.providers import ISecretProvider, MemorySecretProvider
+from pywatt_twisted.runtime.redaction import Redactor
+from pywatt_twisted.runtime.service import ModuleService
+from pywatt_twisted.runtime.state import AppState
+from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
+from pywatt_twisted.wire.init import InitBlob, ListenAddress, parse_listen
+from pywatt_twisted.wire.lines import LineDecoder
+from pywatt_twisted.wire.messages import (
+    Announce,
+    GetSecret,
+    Heartbeat,
+    HeartbeatAck,
+    HttpRequest,
+    HttpResponse,
+    Rotated,
+    RotationAck,
+    SecretMessage,
+    Shutdown,
+)
+
+
+@frozen
+class FakeResponse:
+    """
+    A module's answer to L{FakeModule.request}.
+
+    @ivar code: the HTTP status code.
+    @ivar headers: response headers (lower-case names).
+    @ivar body: the body bytes.
+    """
+
+    code: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def text(self, encoding: str = "utf-8") -> str:
+        return self.body.decode(encoding)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _OrchestratorSide(StringTransport):
+    """
+    The module's stdout, read by the fake orchestrator as it is written.
+    """
+
+    def __init__(self, orchestrator: FakeOrchestrator) -> None:
+        super().__init__()
+        self._orchestrator = orchestrator
+        self._decoder = LineDecoder()
+        self.protocol: Any = None
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        for line in self._decoder.feed(data):
+            if isinstance(line, bytes):
+                self._orchestrator._received(decode_from_module(line))
+
+    def loseWriteConnection(self) -> None:
+        self.disconnecting = True
+        protocol = self.protocol
+        if protocol is not None:
+            protocol.writeConnectionLost()
+
+
+class FakeModule:
+    """
+    A module started by L{FakeOrchestrator.start}.
+
+    @ivar service: its L{ModuleService}.
+    @ivar state: its L{AppState}.
+    """
+
+    def __init__(self, orchestrator: FakeOrchestrator, service: ModuleService) -> None:
+        self._orchestrator = orchestrator
+        self.service = service
+
+    @property
+    def state(self) -> AppState:
+        assert self.service.state is not None
+        return self.service.state
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | Any = None,
+        json_body: Any = None,
+    ) -> Deferred[FakeResponse]:
+        """
+        Send an HTTP request through HTTP-over-IPC (an C{http_request} on stdin) and fire
+        with the module's real response. C{json_body} is encoded and sets content-type.
+        """
+        headers = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers.setdefault("content-type", "application/json")
+        if isinstance(body, str):
+            body = body.encode()
+        request_id = f"fake-{uuid.uuid4()}"
+        d = self._orchestrator._expect_http(request_id)
+        self._orchestrator.send(
+            HttpRequest(request_id=request_id, method=method, uri=path, headers=headers, body=body)
+        )
+        return d
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop the module (as after a C{shutdown}); fires when it has stopped.
+        """
+        return self._orchestrator.shutdown()
+
+
+class FakeOrchestrator:
+    """
+    An in-memory orchestrator for trial tests.
+
+    @param secrets: secret values to serve (a mapping or an L{ISecretProvider}).
+    @param reactor: the module's reactor: a L{MemoryReactorClock} by default (advance it
+        to move time), or the real reactor. Listening always happens on a memory reactor:
+        no real port is opened.
+    @param module_id: the id in the init blob.
+    @param env: the init blob's C{env}.
+    @param listen: the init blob's listen address.
+    @param auto_secrets: answer C{get_secret} at once from C{secrets} (default). Turn it
+        off to script replies with L{answer_secret}.
+
+    @ivar sent: every message the module sent, decoded, in order.
+    @ivar announcement: the module's L{Announce} (C{None} before it).
+    @ivar acks: every L{RotationAck} it sent.
+    @ivar secret_requests: names of every C{get_secret} it sent.
+    @ivar heartbeat_acks: how many heartbeat acks it sent.
+    @ivar exit_codes: exit statuses the module asked for (0 after shutdown).
+    """
+
+    def __init__(
+        self,
+        secrets: Mapping[str, str] | ISecretProvider | None = None,
+        *,
+        reactor: Any = None,
+        module_id: str = "test-module",
+        env: Mapping[str, str] | None = None,
+        listen: str | ListenAddress = "127.0.0.1:0",
+        config: RuntimeConfig | None = None,
+        auto_secrets: bool = True,
+    ) -> None:
+        if secrets is None or isinstance(secrets, Mapping):
+            self.secrets: ISecretProvider = MemorySecretProvider(dict(secrets or {}))
+        else:
+            self.secrets = secrets
+        self.reactor = reactor if reactor is not None else MemoryReactorClock()
+        self.listen_reactor = MemoryReactor()
+        self.module_id = module_id
+        self.env = dict(env or {})
+        self.listen = parse_listen(listen) if isinstance(listen, str) else listen
+        self.config = config or RuntimeConfig()
+        self.auto_secrets = auto_secrets
+        self.redactor = Redactor()
+        self.sent: list[Any] = []
+        self.announcement: Announce | None = None
+        self.acks: list[RotationAck] = []
+        self.secret_requests: list[str] = []
+        self.heartbeat_acks = 0
+        self.exit_codes: list[int] = []
+        self.module: FakeModule | None = None
+        self._http: dict[str, Deferred[FakeResponse]] = {}
+        self._acks: dict[str, Deferred[RotationAck]] = {}
+        self._heartbeats: list[Deferred[None]] = []
+        self._transport: _OrchestratorSide | None = None
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def init_blob(self) -> InitBlob:
+        return InitBlob(
+            orchestrator_api="http://127.0.0.1:9900",
+            module_id=self.module_id,
+            env=self.env,
+            listen=self.listen,
+        )
+
+    def start(self, module: ModuleDefinition | Callable[[AppState], Any]) -> Deferred[FakeModule]:
+        """
+        Start C{module} (a definition, or a bare C{create_app} function): the init line,
+        its secrets, its announce. Fires with a L{FakeModule} once it has announced.
+        """
+        definition = module if isinstance(module, ModuleDefinition) else pywatt_module(module)
+        if self.module is not None:
+            raise PyWattError("this FakeOrchestrator already runs a module; make another one")
+        transport = self._transport = _OrchestratorSide(self)
+
+        def connect(protocol: Any) -> None:
+            transport.protocol = protocol
+            protocol.makeConnection(transport)
+
+        service = ModuleService(
+            definition,
+            reactor=self.reactor,
+            connect_stdio=connect,
+            stop_process=self.exit_codes.append,
+            config=self.config,
+            redactor=self.redactor,
+            listen_reactor=self.listen_reactor,
+        )
+        self.module = FakeModule(self, service)
+        service.startService()
+        ready = service.whenReady()
+        self.send_line(encode_init(self.init_blob()))
+        fake = self.module
+        return ready.addCallback(lambda _: fake)
+
+    # -- orchestrator -> module ------------------------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        """
+        Write an orchestrator-to-module message to the module's stdin.
+        """
+        self.send_line(encode_line(message).rstrip(b"\n"))
+
+    def send_line(self, line: bytes) -> None:
+        """
+        Write raw bytes (plus a newline) to the module's stdin.
+        """
+        if self.module is None or self.module.service.stdio is None:
+            raise PyWattError("no module is running; call start() first")
+        self.module.service.stdio.dataReceived(line + b"\n")
+
+    def answer_secret(self, name: str, value: str, rotation_id: str | None = None) -> None:
+        """
+        Send a C{secret} message (for tests that script secret replies).
+        """
+        self.send(SecretMessage(name=name, value=value, rotation_id=rotation_id))
+
+    def heartbeat(self) -> Deferred[None]:
+        """
+        Send a heartbeat; fires when the module acknowledged it.
+        """
+        d: Deferred[None] = Deferred()
+        self._heartbeats.append(d)
+        self.send(Heartbeat())
+        return d
+
+    def rotate(
+        self, values: Mapping[str, str], rotation_id: str | None = None
+    ) -> Deferred[RotationAck]:
+        """
+        Change secret values and send C{rotated} for them; the module re-fetches what it
+        uses and acknowledges. Fires with its L{RotationAck} (also appended to L{acks}).
+        """
+        if isinstance(self.secrets, MemorySecretProvider):
+            self.secrets.update(values)
+        rotation_id = rotation_id or f"rot-{uuid.uuid4().hex[:8]}"
+        d: Deferred[RotationAck] = Deferred()
+        self._acks[rotation_id] = d
+        self.send(Rotated(keys=tuple(values), rotation_id=rotation_id))
+        return d
+
+    def shutdown(self) -> Deferred[None]:
+        """
+        Send C{shutdown} and stop the module's service; fires when it has stopped.
+        """
+        if self.module is None:
+            return succeed(None)
+        self.send(Shutdown())
+        service = self.module.service
+        if not service.running:
+            return succeed(None)
+        return service.stopService()
+
+    # -- module -> orchestrator ------------------------------------------------------------------
+
+    def _expect_http(self, request_id: str) -> Deferred[FakeResponse]:
+        d: Deferred[FakeResponse] = Deferred()
+        self._http[request_id] = d
+        return d
+
+    def _received(self, message: Any) -> None:
+        self.sent.append(message)
+        if isinstance(message, GetSecret):
+            self.secret_requests.append(message.name)
+            if self.auto_secrets:
+                value = self.secrets.get(message.name)
+                if value is not None:
+                    self.reactor_call(lambda: self.answer_secret(message.name, value))
+        elif isinstance(message, Announce):
+            self.announcement = message
+        elif isinstance(message, RotationAck):
+            self.acks.append(message)
+            waiter = self._acks.pop(message.rotation_id, None)
+            if waiter is not None:
+                waiter.callback(message)
+        elif isinstance(message, HeartbeatAck):
+            self.heartbeat_acks += 1
+            if self._heartbeats:
+                self._heartbeats.pop(0).callback(None)
+        elif isinstance(message, HttpResponse):
+            waiter_http = self._http.pop(message.request_id, None)
+            if waiter_http is not None:
+                waiter_http.callback(
+                    FakeResponse(
+                        code=message.status_code,
+                        headers=dict(message.headers),
+                        body=message.body or b"",
+                    )
+                )
+
+    def reactor_call(self, call: Callable[[], object]) -> None:
+        # Answer after the module's write returns, as a real orchestrator would.
+        call()

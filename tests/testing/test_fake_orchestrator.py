@@ -1,0 +1,119 @@
+"""
+Tests for L{pywatt_twisted.testing.FakeOrchestrator}.
+"""
+
+from __future__ import annotations
+
+from klein import Klein
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pywatt_twisted import pywatt_module
+from pywatt_twisted.errors import SecretError
+from pywatt_twisted.runtime.providers import MemorySecretProvider
+from pywatt_twisted.testing import FakeOrchestrator
+from pywatt_twisted.wire.messages import Announce
+
+
+@pywatt_module(secrets=["TOKEN"])
+def token_app(state):
+    app = Klein()
+
+    @app.route("/token", methods=["GET"])
+    def token(request):
+        return state.secret("TOKEN").expose()
+
+    @app.route("/later", methods=["GET"])
+    def later(request):
+        return deferLater(state.reactor, 5, lambda: b"later")
+
+    @app.route("/echo", methods=["POST"])
+    def echo(request):
+        request.setHeader(b"content-type", b"application/json")
+        return request.content.read()
+
+    return app
+
+
+class SynchronousFakeTests(SynchronousTestCase):
+    def test_start_request_rotate(self) -> None:
+        orch = FakeOrchestrator(secrets={"TOKEN": "t-1"})
+        module = self.successResultOf(orch.start(token_app))
+        self.assertIsInstance(orch.announcement, Announce)
+        self.assertEqual(orch.secret_requests, ["TOKEN"])
+        response = self.successResultOf(module.request("GET", "/token"))
+        self.assertEqual((response.code, response.text()), (200, "t-1"))
+        ack = self.successResultOf(orch.rotate({"TOKEN": "t-2"}))
+        self.assertEqual(ack.status, "success")
+        self.assertEqual(orch.acks[-1], ack)
+        self.assertEqual(self.successResultOf(module.request("GET", "/token")).text(), "t-2")
+
+    def test_clock_drives_time(self) -> None:
+        orch = FakeOrchestrator(secrets={"TOKEN": "x"})
+        module = self.successResultOf(orch.start(token_app))
+        d = module.request("GET", "/later")
+        self.assertNoResult(d)
+        orch.reactor.advance(5)
+        self.assertEqual(self.successResultOf(d).body, b"later")
+
+    def test_json_body(self) -> None:
+        orch = FakeOrchestrator(secrets={"TOKEN": "x"})
+        module = self.successResultOf(orch.start(token_app))
+        response = self.successResultOf(module.request("POST", "/echo", json_body={"a": 1}))
+        self.assertEqual(response.json(), {"a": 1})
+        self.assertEqual(response.headers["content-type"], "application/json")
+
+    def test_missing_secret_times_out(self) -> None:
+        orch = FakeOrchestrator(secrets={})
+        d = orch.start(token_app)
+        orch.reactor.advance(30)
+        self.failureResultOf(d, SecretError)
+        self.assertEqual(orch.exit_codes, [1])
+
+    def test_scripted_secrets(self) -> None:
+        orch = FakeOrchestrator(auto_secrets=False)
+        d = orch.start(token_app)
+        self.assertNoResult(d)
+        orch.answer_secret("TOKEN", "scripted")
+        module = self.successResultOf(d)
+        self.assertEqual(module.state.secret("TOKEN").expose(), "scripted")
+
+    def test_heartbeat_and_shutdown(self) -> None:
+        orch = FakeOrchestrator(secrets={"TOKEN": "x"})
+        self.successResultOf(orch.start(token_app))
+        self.successResultOf(orch.heartbeat())
+        self.assertEqual(orch.heartbeat_acks, 1)
+        self.successResultOf(orch.shutdown())
+        self.assertEqual(orch.exit_codes, [0])
+        self.assertEqual(orch.reactor.getDelayedCalls(), [])
+
+    def test_plain_function_and_provider(self) -> None:
+        provider = MemorySecretProvider({"TOKEN": "p"})
+
+        def create_app(state):
+            app = Klein()
+
+            @app.route("/")
+            def root(request):
+                return b"root"
+
+            return app
+
+        orch = FakeOrchestrator(provider)
+        module = self.successResultOf(orch.start(create_app))
+        self.assertEqual(self.successResultOf(module.request("GET", "/")).body, b"root")
+
+    def test_no_real_port(self) -> None:
+        orch = FakeOrchestrator(secrets={"TOKEN": "x"})
+        self.successResultOf(orch.start(token_app))
+        self.assertEqual(len(orch.listen_reactor.tcpServers), 1)
+
+
+class RealReactorFakeTests(TestCase):
+    async def test_real_reactor(self) -> None:
+        orch = FakeOrchestrator(secrets={"TOKEN": "r"}, reactor=reactor)
+        module = await orch.start(token_app)
+        response = await module.request("GET", "/token")
+        self.assertEqual(response.text(), "r")
+        await orch.shutdown()
