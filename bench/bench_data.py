@@ -1,0 +1,255 @@
+"""
+Data layer benchmark: C{.venv/bin/python -m bench data} (add C{--quick} for a short run).
+
+For each backend it measures our API and the raw client library used directly, in the
+same run, and prints both with the ratio (raw rate / our rate; 1.0 means no overhead,
+the target is <= 1.3):
+
+    - caches: C{set} + C{get} pairs per second, one at a time (latency-bound) and 50 in
+      flight (throughput). Raw clients: txredisapi (Redis), MemCacheProtocol
+      (Memcached), a C{dict} behind C{defer.succeed} (memory), and C{open}/C{os.replace}
+      in the reactor thread pool (file).
+    - databases: C{SELECT :x} round trips per second, one at a time and 16 in flight.
+      Raw client: the same driver through C{adbapi.ConnectionPool.runQuery} (the
+      non-blocking way to use it from Twisted), plus the driver called synchronously in
+      a loop for reference (it would block the reactor, so it is not a usable baseline,
+      but it shows the cost of the thread hop that any non-blocking use pays).
+
+A backend whose server is not reachable is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+
+SERVICES = {
+    "postgresql": ("PYWATT_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test", 5432),
+    "mysql": ("PYWATT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test", 3306),
+    "redis": ("PYWATT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", 6379),
+    "memcached": ("PYWATT_TEST_MEMCACHED_URL", "memcached://127.0.0.1:11211", 11211),
+}
+
+
+def _url(name: str) -> str | None:
+    variable, default, port = SERVICES[name]
+    url = os.environ.get(variable, default)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return url
+    except OSError:
+        return None
+
+
+async def _rate(op: Callable[[int], Awaitable[Any]], n: int, concurrency: int) -> float:
+    """
+    Operations per second of C{op(i)} for i in range(n), C{concurrency} at a time.
+    """
+    for i in range(min(n // 10, 200)):  # warm up
+        await op(i)
+    start = time.perf_counter()
+    if concurrency == 1:
+        for i in range(n):
+            await op(i)
+    else:
+        for base in range(0, n, concurrency):
+            await defer.gatherResults(
+                [defer.ensureDeferred(op(i)) for i in range(base, min(base + concurrency, n))]
+            )
+    return n / (time.perf_counter() - start)
+
+
+def _row(label: str, ours: float, raw: float, raw_name: str) -> None:
+    print(
+        f"  {label:<34} ours {ours:>9.0f}/s   {raw_name} {raw:>9.0f}/s   ratio {raw / ours:5.2f}x",
+        flush=True,
+    )
+
+
+# caches -----------------------------------------------------------------------------
+
+
+async def _bench_cache(name: str, ours: Any, raw_set: Any, raw_get: Any, n: int) -> None:
+    print(f"cache {name}:", flush=True)
+
+    async def our_pair(i: int) -> None:
+        await ours.set(f"k{i % 100}", b"v" * 100)
+        await ours.get(f"k{i % 100}")
+
+    async def raw_pair(i: int) -> None:
+        await raw_set(f"benchraw:k{i % 100}", b"v" * 100)
+        await raw_get(f"benchraw:k{i % 100}")
+
+    for concurrency in (1, 50):
+        # alternate to spread machine noise over both
+        r1 = await _rate(raw_pair, n, concurrency)
+        o1 = await _rate(our_pair, n, concurrency)
+        r2 = await _rate(raw_pair, n, concurrency)
+        o2 = await _rate(our_pair, n, concurrency)
+        _row(
+            f"set+get pairs, {concurrency} in flight",
+            max(o1, o2),
+            max(r1, r2),
+            "raw",
+        )
+    await ours.clear()
+    await ours.close()
+
+
+async def bench_caches(reactor: Any, n: int) -> None:
+    from pywatt_twisted.data import Cache
+
+    store: dict[str, bytes] = {}
+
+    await _bench_cache(
+        "memory",
+        Cache.from_url("memory://", namespace="bench"),
+        lambda k, v: defer.succeed(store.__setitem__(k, v)),
+        lambda k: defer.succeed(store.get(k)),
+        n * 5,
+    )
+
+    directory = tempfile.mkdtemp(prefix="pywatt-bench-")
+    pool = reactor.getThreadPool()
+
+    def write(k: str, v: bytes) -> None:
+        tmp = os.path.join(directory, f".tmp-{k}")
+        with open(tmp, "wb") as f:
+            f.write(v)
+        os.replace(tmp, os.path.join(directory, k))
+
+    def read(k: str) -> bytes:
+        with open(os.path.join(directory, k), "rb") as f:
+            return f.read()
+
+    from twisted.internet.threads import deferToThreadPool
+
+    await _bench_cache(
+        "file",
+        Cache.from_url(f"file://{directory}", namespace="bench"),
+        lambda k, v: deferToThreadPool(reactor, pool, write, k, v),
+        lambda k: deferToThreadPool(reactor, pool, read, k),
+        n // 2,
+    )
+
+    url = _url("redis")
+    if url is None:
+        print("cache redis: skipped (no server)")
+    else:
+        import txredisapi
+
+        raw = txredisapi.lazyConnectionPool(
+            "127.0.0.1", 6379, poolsize=4, charset=None, convertNumbers=False
+        )
+        await _bench_cache(
+            "redis",
+            Cache.from_url(url, namespace="bench"),
+            lambda k, v: raw.set(k.encode(), v),
+            lambda k: raw.get(k.encode()),
+            n,
+        )
+        await raw.disconnect()
+
+    url = _url("memcached")
+    if url is None:
+        print("cache memcached: skipped (no server)")
+    else:
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from twisted.protocols.memcache import MemCacheProtocol
+
+        proto = await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", 11211), MemCacheProtocol()
+        )
+        await _bench_cache(
+            "memcached",
+            Cache.from_url(url, namespace="bench"),
+            lambda k, v: proto.set(k.encode(), v),
+            lambda k: proto.get(k.encode()),
+            n,
+        )
+        proto.transport.loseConnection()
+
+
+# databases ------------------------------------------------------------------------------
+
+
+async def _bench_database(name: str, url: str, n: int) -> None:
+    from twisted.enterprise import adbapi
+
+    from pywatt_twisted.data import Database
+
+    print(f"database {name}:", flush=True)
+    db = Database.from_url(url, max_pool=4)
+    kw = db.config.connect_kwargs()
+    raw_pool = adbapi.ConnectionPool(db._pool.dbapiName, cp_min=1, cp_max=4, **kw)
+    raw_sql = "SELECT ? AS x" if name == "sqlite" else "SELECT %(x)s AS x"
+
+    async def ours(i: int) -> Any:
+        return await db.query_one("SELECT :x AS x", {"x": i})
+
+    async def raw(i: int) -> Any:
+        arg: Any = (i,) if name == "sqlite" else {"x": i}
+        return await raw_pool.runQuery(raw_sql, arg)
+
+    for concurrency in (1, 16):
+        r1 = await _rate(raw, n, concurrency)
+        o1 = await _rate(ours, n, concurrency)
+        r2 = await _rate(raw, n, concurrency)
+        o2 = await _rate(ours, n, concurrency)
+        _row(f"SELECT round trips, {concurrency} in flight", max(o1, o2), max(r1, r2), "adbapi")
+
+    # the driver alone, blocking, for reference
+    conn = raw_pool.dbapi.connect(**kw)
+    cur = conn.cursor()
+    arg0: Any = (1,) if name == "sqlite" else {"x": 1}
+    start = time.perf_counter()
+    for _ in range(n):
+        cur.execute(raw_sql, arg0)
+        cur.fetchall()
+        conn.commit()
+    blocking = n / (time.perf_counter() - start)
+    conn.close()
+    o = await _rate(ours, n, 1)
+    _row("SELECT vs blocking driver (ref.)", o, blocking, "sync  ")
+    raw_pool.close()
+    await db.close()
+
+
+async def bench_databases(reactor: Any, n: int) -> None:
+    path = os.path.join(tempfile.mkdtemp(prefix="pywatt-bench-"), "bench.db")
+    for name in ("sqlite", "postgresql", "mysql"):
+        url = f"sqlite://{path}" if name == "sqlite" else _url(name)
+        if url is None:
+            print(f"database {name}: skipped (no server)")
+            continue
+        await _bench_database(name, url, n)
+
+
+def main(argv: list[str]) -> int:
+    n = 500 if "--quick" in argv else 3000
+
+    async def run(reactor: Any) -> None:
+        await bench_caches(reactor, n)
+        await bench_databases(reactor, n)
+
+    def start(reactor: Any) -> Deferred[None]:
+        return Deferred.fromCoroutine(run(reactor))
+
+    try:
+        task.react(start)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""A module that uses a database and a cache, both from secrets."""
