@@ -155,6 +155,7 @@ class ModuleService(MultiService):
         self.port: IListeningPort | None = None
         self.stdio: StdioProtocol | None = None
         self.secrets: SecretClient | None = None
+        self.database: Any = None
         self._started_at = time.monotonic()
         self._ready_waiters: list[Deferred[ModuleService]] = []
         self._on_ready: list[Callable[[], object]] = []
@@ -242,6 +243,8 @@ class ModuleService(MultiService):
             user_state = await _resolve(definition.state_builder(blob, secrets))
         state = AppState(blob, self.reactor, self.secrets, user_state=user_state)
         self.state = state
+        if definition.database is not None:
+            await self._open_database(definition.database, secrets[definition.database], state)
         app = await _resolve(definition.create_app(state))
         if _is_klein(app):
             resource = app.resource()
@@ -285,6 +288,34 @@ class ModuleService(MultiService):
         pending, self._on_ready = self._on_ready, []
         for call in pending:
             call()
+
+    async def _open_database(self, secret_name: str, url: Any, state: AppState) -> None:
+        """
+        Open the database named by the C{database=} secret, expose it as
+        C{state.database}, publish its pool on /health and /metrics, and sync the
+        module's models to it (before the announce).
+        """
+        from pywatt_twisted.data import Database, DatabaseCollector
+        from pywatt_twisted.errors import DataError
+
+        try:
+            db = Database.from_url(url.expose(), reactor=self.reactor)
+        except (DataError, ValueError) as e:
+            raise BootstrapError(f"cannot use the database URL in secret {secret_name!r}: {e}") from e
+        self.database = db
+        state.database = db
+        self.metrics.add_collector(DatabaseCollector(db))
+        if self.definition.models is None:
+            return
+        from pywatt_twisted.data.models import ModelValidationError, sync
+
+        try:
+            report = await sync(db, self.definition.models)
+        except (ModelValidationError, DataError) as e:
+            raise BootstrapError(f"the database schema could not be brought in step: {e}") from e
+        self.log.info(
+            "database schema in step ({count} statement(s) applied)", count=len(report.applied)
+        )
 
     def _endpoints_for(self, app: object) -> tuple[Endpoint, ...]:
         definition = self.definition
@@ -330,11 +361,11 @@ class ModuleService(MultiService):
         else:
             self.log.failure("module start-up failed", failure)
         self._ready_result = failure
+        self.exit_code = 1
+        self._stop_process(1)
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
             waiter.errback(failure)
-        self.exit_code = 1
-        self._stop_process(1)
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -457,6 +488,7 @@ class ModuleService(MultiService):
             "uptime_seconds": round(max(0.0, now - self._started_at), 3),
             "listen": self.listen_address,
             "channels": {},
+            **({"database": self.database.health()} if self.database is not None else {}),
         }
 
     # -- stopping ---------------------------------------------------------------------------
@@ -499,6 +531,11 @@ class ModuleService(MultiService):
         if self.secrets is not None:
             self.secrets.cancel_all("the module is stopping")
         await super().stopService()
+        if self.database is not None:
+            try:
+                await self.database.close()
+            except Exception:
+                self.log.failure("closing the database failed")
         if self.stdio is not None:
             flushed = self.stdio.flush()
             flushed.addTimeout(5, self.reactor)

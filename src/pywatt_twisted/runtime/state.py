@@ -54,6 +54,9 @@ class AppState:
         self._rotation_callbacks: list[RotationCallback] = []
         self._handlers: dict[str, RoutedHandler] = {}
         self._messaging: Any = None
+        #: the module's L{pywatt_twisted.data.Database} when it was declared with
+        #: C{database="SECRET_NAME"} (C{None} otherwise).
+        self.database: Any = None
 
     # -- secrets ------------------------------------------------------------------------
 
