@@ -68,6 +68,7 @@ def line(obj: dict[str, Any]) -> bytes:
 
 
 class RoundTripTests(SynchronousTestCase):
+    @settings(deadline=None)
     @given(orchestrator_messages())
     def test_orchestrator_messages(self, message: OrchestratorMessage) -> None:
         """
@@ -79,6 +80,7 @@ class RoundTripTests(SynchronousTestCase):
         self.assertTrue(encoded.endswith(b"\n"))
         self.assertEqual(decode_from_orchestrator(encoded), message)
 
+    @settings(deadline=None)
     @given(module_messages())
     def test_module_messages(self, message: ModuleMessage) -> None:
         """
@@ -87,6 +89,7 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(decode_from_module(encode(message)), message)
         self.assertEqual(encode_line(message).count(b"\n"), 1)
 
+    @settings(deadline=None)
     @given(module_envelopes())
     def test_module_envelopes(self, envelope: Envelope) -> None:
         """
@@ -94,6 +97,7 @@ class RoundTripTests(SynchronousTestCase):
         """
         self.assertEqual(decode_envelope_from_module(encode(envelope)), envelope)
 
+    @settings(deadline=None)
     @given(orchestrator_envelopes())
     def test_orchestrator_envelopes(self, envelope: Envelope) -> None:
         """
@@ -103,7 +107,7 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(decode_envelope_from_orchestrator(encode(envelope)), envelope)
         self.assertEqual(decode_from_orchestrator(encode(envelope)), envelope.content)
 
-    @settings(max_examples=50)
+    @settings(max_examples=50, deadline=None)
     @given(orchestrator_messages())
     def test_stdlib_backend(self, message: OrchestratorMessage) -> None:
         """
@@ -126,6 +130,7 @@ class RoundTripTests(SynchronousTestCase):
 
 
 class FuzzTests(SynchronousTestCase):
+    @settings(deadline=None)
     @given(st.binary(max_size=200))
     def test_bytes_only_protocol_errors(self, data: bytes) -> None:
         """
@@ -137,6 +142,7 @@ class FuzzTests(SynchronousTestCase):
             except ProtocolError:
                 pass
 
+    @settings(deadline=None)
     @given(json_values(max_leaves=20), st.sampled_from(sorted(ORCHESTRATOR_OPS | MODULE_OPS)))
     def test_json_with_known_op(self, value: Any, op: str) -> None:
         """

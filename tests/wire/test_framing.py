@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import struct
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -173,6 +173,7 @@ class DecoderTests(SynchronousTestCase):
             [Frame(1, b"xyz")],
         )
 
+    @settings(deadline=None)
     @given(st.data(), frame_streams())
     def test_any_chunking(self, data: st.DataObject, stream: list[Frame]) -> None:
         """
@@ -184,6 +185,7 @@ class DecoderTests(SynchronousTestCase):
         self.assertEqual(feed_all(decoder, chunks), stream)
         self.assertEqual(decoder.buffered, 0)
 
+    @settings(deadline=None)
     @given(st.data(), frame_streams(), frames(max_payload=64))
     def test_truncated(self, data: st.DataObject, stream: list[Frame], last: Frame) -> None:
         """
@@ -198,6 +200,7 @@ class DecoderTests(SynchronousTestCase):
         self.assertEqual(feed_all(decoder, chunks), stream)
         self.assertEqual(decoder.buffered, cut)
 
+    @settings(deadline=None)
     @given(st.data(), frame_streams(), frame_streams())
     def test_oversize_mid_stream(
         self, data: st.DataObject, before: list[Frame], after: list[Frame]
@@ -218,6 +221,7 @@ class DecoderTests(SynchronousTestCase):
         self.assertIsInstance(out[-1], FrameTooLarge)
         self.assertTrue(decoder.failed)
 
+    @settings(deadline=None)
     @given(st.data(), st.lists(frames(formats=st.integers(0, 255)), max_size=6))
     def test_bad_formats_are_values(self, data: st.DataObject, stream: list[Frame]) -> None:
         """

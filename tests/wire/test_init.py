@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -110,6 +110,7 @@ class ListenTests(SynchronousTestCase):
         self.assertIsNone(listen_warning(parse_listen("127.0.0.1:1")))
         self.assertIsNone(listen_warning(None))
 
+    @settings(deadline=None)
     @given(listen_addresses())
     def test_round_trip(self, address: TcpListen | UnixListen) -> None:
         """
@@ -117,6 +118,7 @@ class ListenTests(SynchronousTestCase):
         """
         self.assertEqual(parse_listen(str(address)), address)
 
+    @settings(deadline=None)
     @given(st.text())
     def test_never_crashes(self, text: str) -> None:
         """
@@ -274,6 +276,7 @@ class InitBlobEncodeTests(SynchronousTestCase):
         """
         self.assertNotIn("tok-secret", repr(InitBlob("a", "b", auth_token="tok-secret")))
 
+    @settings(deadline=None)
     @given(init_blobs())
     def test_round_trip(self, value: InitBlob) -> None:
         """

@@ -4,7 +4,7 @@ Tests for L{pywatt_twisted.wire.lines}.
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -92,6 +92,7 @@ class LineDecoderTests(SynchronousTestCase):
             self.assertEqual(decoder.buffered, 0)
         self.assertEqual(decoder.feed(b"tail\nnext\n"), [b"next"])
 
+    @settings(deadline=None)
     @given(
         st.data(),
         st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=10),
@@ -111,6 +112,7 @@ class LineDecoderTests(SynchronousTestCase):
         self.assertEqual(comparable(out), reference(stream, limit))
         self.assertEqual(decoder.buffered, 0)
 
+    @settings(deadline=None)
     @given(st.data(), st.binary(max_size=80))
     def test_arbitrary_bytes(self, data: st.DataObject, stream: bytes) -> None:
         """
