@@ -1,1 +1,4 @@
-"""Benchmarks: each bench_*.py module prints its results next to a baseline measured in the same run."""
+"""
+Benchmarks: each bench_*.py module prints its results next to a baseline measured in the
+same run.
+"""

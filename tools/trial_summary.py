@@ -8,16 +8,14 @@ import sys
 
 
 def summarise(text: str) -> str:
-    match = None
-    for match in re.finditer(r"^(PASSED|FAILED) \(([^)]*)\)\s*$", text, re.M):
-        pass
-    if match is None:
+    matches = list(re.finditer(r"^(PASSED|FAILED) \(([^)]*)\)\s*$", text, re.M))
+    if not matches:
         return "tests: 0 passed, 0 failed"
     counts = dict.fromkeys(
         ("successes", "failures", "errors", "skips", "expectedFailures", "unexpectedSuccesses"),
         0,
     )
-    for part in match.group(2).split(","):
+    for part in matches[-1].group(2).split(","):
         key, _, value = part.strip().partition("=")
         if key in counts:
             counts[key] = int(value)

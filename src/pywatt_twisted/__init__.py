@@ -25,11 +25,11 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pywatt_twisted.errors import PyWattError
-    from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module
-    from pywatt_twisted.runtime.secret import Secret
-    from pywatt_twisted.runtime.state import AppState
-    from pywatt_twisted.web.jwt import JwtConfig
+    from pywatt_twisted.errors import PyWattError  # noqa: F401
+    from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module  # noqa: F401
+    from pywatt_twisted.runtime.secret import Secret  # noqa: F401
+    from pywatt_twisted.runtime.state import AppState  # noqa: F401
+    from pywatt_twisted.web.jwt import JwtConfig  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -27,12 +27,40 @@ class Options(usage.Options):
         "stdout carries protocol lines only; logs go to stderr as JSON lines."
     )
     optParameters = [
-        ["module", "m", None, "The module to run: pkg.mod (its single @pywatt_module) or pkg.mod:attr."],
-        ["log-level", None, None, "debug, info, warn, error or critical (default: $PYWATT_LOG_LEVEL, else info)."],
+        [
+            "module",
+            "m",
+            None,
+            "The module to run: pkg.mod (its single @pywatt_module) or pkg.mod:attr.",
+        ],
+        [
+            "log-level",
+            None,
+            None,
+            "debug, info, warn, error or critical (default: $PYWATT_LOG_LEVEL, else info).",
+        ],
         ["secret-timeout", None, None, "Seconds to wait for each secret (default 30).", float],
-        ["max-concurrent-requests", None, None, "HTTP-over-IPC requests in flight before 503 (default 64).", int],
-        ["request-timeout", None, None, "Seconds before an HTTP-over-IPC request gets 504 (default 60).", float],
-        ["shutdown-deadline", None, None, "Seconds in-flight requests get on a graceful stop (default 10).", float],
+        [
+            "max-concurrent-requests",
+            None,
+            None,
+            "HTTP-over-IPC requests in flight before 503 (default 64).",
+            int,
+        ],
+        [
+            "request-timeout",
+            None,
+            None,
+            "Seconds before an HTTP-over-IPC request gets 504 (default 60).",
+            float,
+        ],
+        [
+            "shutdown-deadline",
+            None,
+            None,
+            "Seconds in-flight requests get on a graceful stop (default 10).",
+            float,
+        ],
     ]
 
     def postOptions(self) -> None:

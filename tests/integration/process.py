@@ -99,9 +99,11 @@ class ModuleProcess(ProcessProtocol):
 
     def expect_http(self, request_id: str, timeout: float = 20) -> Deferred[Any]:
         return self.expect(
-            lambda x: isinstance(x, dict)
-            and isinstance(x.get("content"), dict)
-            and x["content"].get("request_id") == request_id,
+            lambda x: (
+                isinstance(x, dict)
+                and isinstance(x.get("content"), dict)
+                and x["content"].get("request_id") == request_id
+            ),
             timeout,
         )
 
@@ -152,7 +154,7 @@ class ModuleProcess(ProcessProtocol):
         elif reason.check(ProcessTerminated):
             self.exit_code = reason.value.exitCode
             self.exit_signal = reason.value.signal
-        for predicate, d in self._waiters:
+        for _, d in self._waiters:
             d.errback(
                 AssertionError(
                     f"process ended (code {self.exit_code}, signal {self.exit_signal}) "
@@ -167,7 +169,9 @@ async def _value(v: Any) -> Any:
     return v
 
 
-def init_blob(module_id: str = "itest", listen: str = "127.0.0.1:0", **extra: Any) -> dict[str, Any]:
+def init_blob(
+    module_id: str = "itest", listen: str = "127.0.0.1:0", **extra: Any
+) -> dict[str, Any]:
     blob = {
         "orchestrator_api": "http://127.0.0.1:9900",
         "module_id": module_id,

@@ -37,7 +37,7 @@ class _UnixEndpoints:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def endpointForURI(self, uri):  # noqa: N802
+    def endpointForURI(self, uri):
         return UNIXClientEndpoint(reactor, self.path)
 
 
@@ -194,7 +194,7 @@ class ModuleProcessTests(TestCase):
         self.assertTrue(any("SIGTERM" in r["message"] for r in proc.stderr_records()))
 
     async def test_python_dash_m(self) -> None:
-        proc, announce = await self.start(command=python_m_command)
+        proc, _ = await self.start(command=python_m_command)
         proc.send(http_line("m1", "GET", "/items/2"))
         reply = await proc.expect_http("m1")
         self.assertEqual(bytes(reply["content"]["body"]), b'{"id": 2}')

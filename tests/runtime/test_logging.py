@@ -8,7 +8,7 @@ import io
 import json
 import logging as stdlib_logging
 
-from twisted.logger import LogLevel, LogPublisher, Logger
+from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 

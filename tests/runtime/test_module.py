@@ -36,7 +36,10 @@ class DecoratorTests(SynchronousTestCase):
         self.assertIsInstance(app, ModuleDefinition)
 
     def test_keywords(self) -> None:
-        endpoints = [AnnouncedEndpoint(path="/x", methods=["GET"]), {"path": "/y", "methods": ["POST"]}]
+        endpoints = [
+            AnnouncedEndpoint(path="/x", methods=["GET"]),
+            {"path": "/y", "methods": ["POST"]},
+        ]
 
         @pywatt_module(secrets=["A"], rotate=False, endpoints=endpoints, health=None, metrics=False)
         def app(state):
@@ -86,10 +89,22 @@ class LoaderTests(SynchronousTestCase):
 
     def test_errors(self) -> None:
         self.fake_module("pw_fake_none", x=1)
-        self.assertIn("no @pywatt_module", str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_fake_none")))
-        self.assertIn("no attribute", str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_fake_none:y")))
-        self.assertIn("not a module definition", str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_fake_none:x")))
-        self.assertIn("cannot import", str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_no_such_mod_zz")))
+        self.assertIn(
+            "no @pywatt_module",
+            str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_fake_none")),
+        )
+        self.assertIn(
+            "no attribute",
+            str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_fake_none:y")),
+        )
+        self.assertIn(
+            "not a module definition",
+            str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_fake_none:x")),
+        )
+        self.assertIn(
+            "cannot import",
+            str(self.assertRaises(ModuleLoadError, load_module_definition, "pw_no_such_mod_zz")),
+        )
         self.assertRaises(ModuleLoadError, load_module_definition, "  ")
 
     def test_import_error_inside_module(self) -> None:

@@ -50,7 +50,7 @@ class ModuleDatabaseTests(TestCase):
         return path, f"sqlite:///{path}"
 
     async def test_schema_synced_before_announce(self) -> None:
-        path, url = self.url()
+        _, url = self.url()
         orch = FakeOrchestrator(secrets={"DATABASE_URL": url}, reactor=reactor)
         module = await orch.start(notes_app)
         self.addCleanup(orch.shutdown)
@@ -65,7 +65,9 @@ class ModuleDatabaseTests(TestCase):
     async def test_destructive_change_fails_bootstrap(self) -> None:
         path, url = self.url()
         with sqlite3.connect(path) as conn:
-            conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, old TEXT)")
+            conn.execute(
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, old TEXT)"
+            )
         orch = FakeOrchestrator(secrets={"DATABASE_URL": url}, reactor=reactor)
         with self.assertRaises(BootstrapError) as caught:
             await orch.start(notes_app)

@@ -19,7 +19,7 @@ class SecretTests(SynchronousTestCase):
         self.assertEqual(str(s), "[REDACTED]")
         self.assertNotIn("value-123", repr(s))
         self.assertEqual(f"{s}", "[REDACTED]")
-        self.assertEqual("%s" % (s,), "[REDACTED]")
+        self.assertEqual("{}".format(s), "[REDACTED]")  # noqa: UP032
         self.assertRaises(TypeError, json.dumps, {"k": s})
         self.assertRaises(TypeError, pickle.dumps, s)
         self.assertEqual(s.expose(), "value-123")

@@ -167,7 +167,7 @@ class BootstrapTests(SynchronousTestCase):
         path = self.mktemp() + ".sock"
         h = started(listen=path)
         h.answer_secrets(SECRETS)
-        announce = [x for x in h.sent() if x.get("op") == "announce"][0]
+        announce = next(x for x in h.sent() if x.get("op") == "announce")
         self.assertEqual(announce["listen"], path)
         self.assertEqual(h.reactor.unixServers[0][0], path)
 
@@ -311,7 +311,9 @@ class DispatchTests(SynchronousTestCase):
         for i in range(3):
             h.feed(http(f"h{i}", "GET", "/hang"))
         (reply,) = h.new()
-        self.assertEqual((reply["content"]["request_id"], reply["content"]["status_code"]), ("h2", 503))
+        self.assertEqual(
+            (reply["content"]["request_id"], reply["content"]["status_code"]), ("h2", 503)
+        )
 
     def test_shutdown_requests_stop(self) -> None:
         h = self.ready()
@@ -350,7 +352,9 @@ class DispatchTests(SynchronousTestCase):
         self.assertEqual(h.new(), [{"op": "get_secret", "name": "API_KEY"}])
         # The old value stays visible until the new one is in.
         self.assertEqual(h.service.state.secret("API_KEY").expose(), "k-1234567")
-        h.feed(line({"op": "secret", "name": "API_KEY", "value": "k-new-1", "rotation_id": "rot-1"}))
+        h.feed(
+            line({"op": "secret", "name": "API_KEY", "value": "k-new-1", "rotation_id": "rot-1"})
+        )
         self.assertEqual(calls, [(("API_KEY",), "k-new-1")])
         self.assertEqual(
             h.new(), [{"op": "rotation_ack", "rotation_id": "rot-1", "status": "success"}]

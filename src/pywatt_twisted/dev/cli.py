@@ -35,21 +35,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[ID=]PKG.MOD[:ATTR]",
         help="a module to run (repeat for several); ID defaults to its last non-generic name",
     )
-    parser.add_argument("--port", type=int, default=8080, help="front HTTP port on 127.0.0.1 (0: any)")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="front HTTP port on 127.0.0.1 (0: any)"
+    )
     parser.add_argument(
         "--secrets-file",
         metavar="FILE",
         help="JSON object of secret names to values; edits are rotated into the modules",
     )
-    parser.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds between heartbeats")
     parser.add_argument(
-        "--heartbeat-timeout", type=float, default=15.0, help="seconds without an ack before a restart"
+        "--heartbeat-interval", type=float, default=5.0, help="seconds between heartbeats"
     )
-    parser.add_argument("--stop-deadline", type=float, default=10.0, help="seconds to wait after shutdown before a kill")
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=15.0,
+        help="seconds without an ack before a restart",
+    )
+    parser.add_argument(
+        "--stop-deadline",
+        type=float,
+        default=10.0,
+        help="seconds to wait after shutdown before a kill",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="walk through a request, a rotation and its ack on the first module, then keep serving",
+        help="show a request, a rotation and its ack on the first module, then keep serving",
     )
     parser.add_argument("--demo-exit", action="store_true", help="like --demo, then stop")
     return parser

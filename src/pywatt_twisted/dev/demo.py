@@ -21,11 +21,15 @@ from pywatt_twisted.dev.supervisor import Console
 async def _show(console: Console, method: str, url: str, **kw: Any) -> tuple[int, bytes]:
     response = await treq.request(method, url, persistent=False, **kw)
     body = await response.content()
-    console.say("demo", f"{method} {url} -> {response.code} {body.decode('utf-8', 'replace').strip()}")
+    console.say(
+        "demo", f"{method} {url} -> {response.code} {body.decode('utf-8', 'replace').strip()}"
+    )
     return response.code, body
 
 
-async def run_demo(orchestrator: DevOrchestrator, console: Console, secrets_file: str | None) -> None:
+async def run_demo(
+    orchestrator: DevOrchestrator, console: Console, secrets_file: str | None
+) -> None:
     """
     Walk through what an orchestrator does with the first module.
     """
@@ -35,7 +39,9 @@ async def run_demo(orchestrator: DevOrchestrator, console: Console, secrets_file
     supervisor = next(iter(orchestrator.supervisors.values()))
     module_id = supervisor.module_id
     paths = {e.path: e.methods for e in supervisor.endpoints}
-    console.say("demo", f"{module_id} announced {len(paths)} endpoint(s): {', '.join(sorted(paths))}")
+    console.say(
+        "demo", f"{module_id} announced {len(paths)} endpoint(s): {', '.join(sorted(paths))}"
+    )
 
     await _show(console, "GET", f"{base}/{module_id}/health")
     has_counter = "/count" in paths and "POST" in paths["/count"]
@@ -43,7 +49,11 @@ async def run_demo(orchestrator: DevOrchestrator, console: Console, secrets_file
         await _show(console, "GET", f"{base}/{module_id}/count")
         key = orchestrator.secrets.get("API_KEY") or ""
         await _show(
-            console, "POST", f"{base}/{module_id}/count", headers={"x-api-key": key}, data=b'{"by": 2}'
+            console,
+            "POST",
+            f"{base}/{module_id}/count",
+            headers={"x-api-key": key},
+            data=b'{"by": 2}',
         )
     if secrets_file is None:
         console.say("demo", "no --secrets-file: skipping the rotation step")

@@ -40,7 +40,7 @@ def endpoint_matches(pattern: str, path: str) -> bool:
     have = path.strip("/").split("/")
     if len(want) != len(have):
         return False
-    return all(w.startswith(":") and h != "" or w == h for w, h in zip(want, have, strict=True))
+    return all((w.startswith(":") and h != "") or w == h for w, h in zip(want, have, strict=True))
 
 
 def allowed_methods(endpoints: tuple[Endpoint, ...], path: str) -> set[str] | None:
@@ -155,7 +155,11 @@ class FrontResource(Resource):
             info = supervisor.describe()
             endpoints = "<br>".join(
                 html.escape(f"{' '.join(e['methods'])} {e['path']}")
-                + (f' <a href="/{module_id}{html.escape(e["path"])}">open</a>' if "GET" in e["methods"] and ":" not in e["path"] else "")
+                + (
+                    f' <a href="/{module_id}{html.escape(e["path"])}">open</a>'
+                    if "GET" in e["methods"] and ":" not in e["path"]
+                    else ""
+                )
                 for e in info["endpoints"]
             )
             channels = ", ".join(f"{k}: {v}" for k, v in info["channels"].items())
@@ -170,14 +174,14 @@ class FrontResource(Resource):
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         page = f"""<!doctype html>
 <html><head><title>pywatt dev</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:.4em;vertical-align:top}}
-table{{border-collapse:collapse}}</style></head>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.4em;vertical-align:top}}</style></head>
 <body><h1>pywatt dev</h1>
 <p>Requests to <code>/&lt;module id&gt;/&lt;path&gt;</code> go to that module.
 JSON: <a href="/_pywatt/modules">/_pywatt/modules</a></p>
 <table><tr><th>module</th><th>state</th><th>pid</th><th>restarts</th><th>listen</th>
 <th>endpoints</th><th>channels</th></tr>
-{''.join(rows)}
+{"".join(rows)}
 </table></body></html>
 """
         return page.encode()

@@ -290,7 +290,8 @@ class ModuleSupervisor:
             if self._child is child and child.transport is not None:
                 self.console.say(
                     "pywatt-dev",
-                    f"{self.module_id} still running {self.stop_deadline:g} s after shutdown; killing it",
+                    f"{self.module_id} still running {self.stop_deadline:g} s after shutdown; "
+                    "killing it",
                     "warn",
                 )
                 try:
@@ -373,7 +374,9 @@ class ModuleSupervisor:
             if message.message:
                 text += f" ({message.message})"
             self.console.say(
-                "pywatt-dev", f"{self.module_id} {text}", "info" if message.status == "success" else "warn"
+                "pywatt-dev",
+                f"{self.module_id} {text}",
+                "info" if message.status == "success" else "warn",
             )
             waiter = self._pending_rotations.pop(message.rotation_id, None)
             if waiter is not None:
@@ -407,7 +410,9 @@ class ModuleSupervisor:
             raise PyWattError(f"module {self.module_id} is not running")
         self._child.send(message)
 
-    def http(self, method: str, uri: str, headers: Mapping[str, str], body: bytes | None) -> Deferred[HttpResponse]:
+    def http(
+        self, method: str, uri: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Deferred[HttpResponse]:
         """
         Send an C{http_request} over the module's stdin; fires with its C{HttpResponse}.
         """
@@ -416,7 +421,9 @@ class ModuleSupervisor:
         self._pending_http[request_id] = d
         try:
             self.send(
-                HttpRequest(request_id=request_id, method=method, uri=uri, headers=dict(headers), body=body)
+                HttpRequest(
+                    request_id=request_id, method=method, uri=uri, headers=dict(headers), body=body
+                )
             )
         except PyWattError as e:
             del self._pending_http[request_id]
@@ -427,14 +434,18 @@ class ModuleSupervisor:
             waiter = self._pending_http.pop(request_id, None)
             if waiter is not None:
                 waiter.errback(
-                    RequestTimeout(f"module {self.module_id} did not answer within {self.request_timeout:g} s")
+                    RequestTimeout(
+                        f"module {self.module_id} did not answer within {self.request_timeout:g} s"
+                    )
                 )
 
         timer = self.reactor.callLater(self.request_timeout, expire)
         d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
         return d
 
-    def rotate(self, names: frozenset[str], rotation_id: str | None = None) -> Deferred[RotationAck] | None:
+    def rotate(
+        self, names: frozenset[str], rotation_id: str | None = None
+    ) -> Deferred[RotationAck] | None:
         """
         Tell the module that C{names} rotated, if it uses any of them. Fires with its ack.
         """
@@ -444,7 +455,9 @@ class ModuleSupervisor:
         rotation_id = rotation_id or f"rot-{uuid.uuid4().hex[:8]}"
         d: Deferred[RotationAck] = Deferred()
         self._pending_rotations[rotation_id] = d
-        self.console.say("pywatt-dev", f"rotating {', '.join(used)} in {self.module_id} ({rotation_id})")
+        self.console.say(
+            "pywatt-dev", f"rotating {', '.join(used)} in {self.module_id} ({rotation_id})"
+        )
         self._child.send(Rotated(keys=tuple(used), rotation_id=rotation_id))
         return d
 
@@ -468,7 +481,8 @@ class ModuleSupervisor:
         if self.last_ack is not None and now - self.last_ack > self.heartbeat_timeout:
             self.console.say(
                 "pywatt-dev",
-                f"{self.module_id} answered no heartbeat for {now - self.last_ack:.0f} s; killing it",
+                f"{self.module_id} answered no heartbeat for {now - self.last_ack:.0f} s; "
+                "killing it",
                 "warn",
             )
             self._stop_heartbeats()

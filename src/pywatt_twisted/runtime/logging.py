@@ -26,9 +26,9 @@ from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
     LogEvent,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     eventAsText,
     formatEvent,
     globalLogPublisher,
@@ -93,9 +93,7 @@ def _jsonable(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def event_as_json(
-    event: LogEvent, redactor: Redactor, module_id: str | None = None
-) -> str:
+def event_as_json(event: LogEvent, redactor: Redactor, module_id: str | None = None) -> str:
     """
     Render one log event as a redacted JSON object on one line (no trailing newline).
     """
@@ -104,9 +102,9 @@ def event_as_json(
     if not message and "log_failure" not in event and "log_format" not in event:
         message = eventAsText(event, includeTimestamp=False, includeSystem=False)
     record: dict[str, Any] = {
-        "timestamp": datetime.fromtimestamp(event.get("log_time", 0.0), UTC).isoformat(
-            timespec="microseconds"
-        ).replace("+00:00", "Z"),
+        "timestamp": datetime.fromtimestamp(event.get("log_time", 0.0), UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z"),
         "level": getattr(level, "name", str(level)),
         "message": redactor.redact(message),
         "namespace": event.get("log_namespace", "-"),
@@ -239,7 +237,7 @@ def stderr_text_stream() -> IO[str]:
     A line-buffered text stream on file descriptor 2 that survives C{sys.stderr} being
     replaced by twistd's logging redirection.
     """
-    return open(os.dup(2), "w", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+    return open(os.dup(2), "w", encoding="utf-8", errors="replace", buffering=1)
 
 
 __all__ = [

@@ -22,8 +22,7 @@ def _names(value: Sequence[str] | None) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         raise ConfigurationError(
-            f"secrets must be a list of names, got the string {value!r}; "
-            f"write secrets=[{value!r}]"
+            f"secrets must be a list of names, got the string {value!r}; write secrets=[{value!r}]"
         )
     names = tuple(value)
     for name in names:

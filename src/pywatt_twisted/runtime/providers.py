@@ -132,7 +132,9 @@ class EnvironmentSecretProvider:
 
     def names(self) -> frozenset[str]:
         return frozenset(
-            k[len(self.prefix) :] for k in self._env() if k.startswith(self.prefix) and k != self.prefix
+            k[len(self.prefix) :]
+            for k in self._env()
+            if k.startswith(self.prefix) and k != self.prefix
         )
 
     def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:

@@ -140,7 +140,9 @@ class SecretClient:
                 self._fail(name, SecretError(f"could not request secret {name!r}: {e}"))
         return d
 
-    def get_secrets(self, names: Iterable[str], mode: str = CACHE_FIRST) -> Deferred[dict[str, Secret]]:
+    def get_secrets(
+        self, names: Iterable[str], mode: str = CACHE_FIRST
+    ) -> Deferred[dict[str, Secret]]:
         """
         Fetch several secrets at once (requests go out together; replies may come in any
         order). Fails with one L{SecretError} naming every secret that did not arrive.
@@ -152,9 +154,7 @@ class SecretClient:
             missing = [n for n, (ok, _) in zip(ordered, results, strict=True) if not ok]
             if missing:
                 reasons = "; ".join(
-                    str(r.value)
-                    for (ok, r) in results
-                    if not ok and isinstance(r, Failure)
+                    str(r.value) for (ok, r) in results if not ok and isinstance(r, Failure)
                 )
                 raise SecretError(
                     f"secret(s) {', '.join(repr(m) for m in missing)} not received: {reasons}"

@@ -301,7 +301,9 @@ class ModuleService(MultiService):
         try:
             db = Database.from_url(url.expose(), reactor=self.reactor)
         except (DataError, ValueError) as e:
-            raise BootstrapError(f"cannot use the database URL in secret {secret_name!r}: {e}") from e
+            raise BootstrapError(
+                f"cannot use the database URL in secret {secret_name!r}: {e}"
+            ) from e
         self.database = db
         state.database = db
         self.metrics.add_collector(DatabaseCollector(db))
@@ -411,7 +413,9 @@ class ModuleService(MultiService):
         d = self.bridge.handle(message, transport=link.name)
         d.addCallback(lambda response: self._reply_http(link, response))
         d.addErrback(
-            lambda f: self.log.failure("HTTP-over-IPC request {id} failed", f, id=message.request_id)
+            lambda f: self.log.failure(
+                "HTTP-over-IPC request {id} failed", f, id=message.request_id
+            )
         )
 
     def _reply_http(self, link: IOrchestratorLink, response: HttpResponse) -> None:

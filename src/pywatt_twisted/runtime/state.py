@@ -130,7 +130,6 @@ class AppState:
         guard = getattr(self, "_jwt_guard", None)
         if guard is None:
             raise NotAvailable(
-                "state.require_jwt is not available without jwt=JwtConfig(...) in "
-                "@pywatt_module"
+                "state.require_jwt is not available without jwt=JwtConfig(...) in @pywatt_module"
             )
         return guard
