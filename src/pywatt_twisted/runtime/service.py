@@ -242,6 +242,10 @@ class ModuleService(MultiService):
         if definition.state_builder is not None:
             user_state = await _resolve(definition.state_builder(blob, secrets))
         state = AppState(blob, self.reactor, self.secrets, user_state=user_state)
+        if definition.jwt is not None:
+            from pywatt_twisted.web.jwt import install_jwt_guard
+
+            install_jwt_guard(state, definition.jwt)
         self.state = state
         if definition.database is not None:
             await self._open_database(definition.database, secrets[definition.database], state)

@@ -54,6 +54,8 @@ class AppState:
         self._rotation_callbacks: list[RotationCallback] = []
         self._handlers: dict[str, RoutedHandler] = {}
         self._messaging: Any = None
+        # Set by pywatt_twisted.web.jwt.install_jwt_guard when the module has jwt=...
+        self._jwt_guard: Any = None
         #: the module's L{pywatt_twisted.data.Database} when it was declared with
         #: C{database="SECRET_NAME"} (C{None} otherwise).
         self.database: Any = None
@@ -125,9 +127,16 @@ class AppState:
     @property
     def require_jwt(self) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """
-        Decorator for a Klein route that requires a valid bearer token.
+        Decorator for a Klein route that requires a valid bearer token: without one the
+        request is answered 401 with a JSON body; with one the view runs with the claims
+        in C{request.jwt_claims}, and the route is announced with C{auth="jwt"}.
+
+        Put it between C{@app.route(...)} (above) and the function (below); see
+        L{pywatt_twisted.web.jwt}.
+
+        @raise NotAvailable: when the module was declared without C{jwt=JwtConfig(...)}.
         """
-        guard = getattr(self, "_jwt_guard", None)
+        guard = self._jwt_guard
         if guard is None:
             raise NotAvailable(
                 "state.require_jwt is not available without jwt=JwtConfig(...) in @pywatt_module"
