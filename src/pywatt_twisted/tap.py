@@ -8,6 +8,7 @@ this is imported when twistd merely lists its plugins.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.python import usage
@@ -114,7 +115,8 @@ def makeService(options: Options) -> Any:
     from pywatt_twisted.runtime.process import build_process_service
 
     parent = getattr(options, "parent", None)
-    if parent is not None and parent.get("nodaemon") and parent.get("pidfile") == "twistd.pid":
+    default_pidfile = os.path.abspath("twistd.pid")
+    if parent is not None and parent.get("nodaemon") and parent.get("pidfile") == default_pidfile:
         # Several modules run side by side from one directory; a pid file would make the
         # second refuse to start.
         parent["pidfile"] = ""

@@ -179,6 +179,23 @@ class ModuleProcessTests(TestCase):
         self.assertEqual(await proc.ended, 0)
         self.assert_clean_streams(proc)
 
+    async def test_no_pid_file_so_modules_can_share_a_directory(self) -> None:
+        directory = self.mktemp_dir()
+        first = ModuleProcess.spawn(twistd_command(ECHO), path=directory)
+        self.addCleanup(self._kill, first)
+        second = ModuleProcess.spawn(twistd_command(ECHO), path=directory)
+        self.addCleanup(self._kill, second)
+        for proc in (first, second):
+            proc.send(init_blob())
+            for name, value in SECRETS.items():
+                proc.send({"op": "secret", "name": name, "value": value})
+        await first.expect_op("announce")
+        await second.expect_op("announce")
+        self.assertEqual(os.listdir(directory), [])
+        first.close_stdin()
+        second.close_stdin()
+        self.assertEqual([await first.ended, await second.ended], [0, 0])
+
     async def test_sigterm_exits_zero_after_in_flight_request(self) -> None:
         proc, _ = await self.start()
         proc.send(http_line("inflight", "GET", "/slow?delay=0.5"))

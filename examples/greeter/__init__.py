@@ -1,0 +1,1 @@
+"""The greeter module: a second example, whose answer comes from a rotatable secret."""
