@@ -133,7 +133,7 @@ def main(argv: Sequence[str]) -> int:
         d.addBoth(lambda _: reactor.stop())
 
     def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(stop, 0)
+        reactor.callFromThread(stop, 0)  # type: ignore[attr-defined]
 
     async def run() -> None:
         try:
@@ -166,7 +166,7 @@ def main(argv: Sequence[str]) -> int:
         ensureDeferred(run())
 
     reactor.callWhenRunning(started)
-    reactor.run(installSignalHandlers=True)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)
     return status[0]

@@ -67,7 +67,7 @@ async def run_demo(
     old = values[name]
     new = f"rotated-{random_secrets.token_hex(4)}"
     acked: Deferred[Any] = Deferred()
-    wanted = []
+    wanted: list[bool] = []
 
     def watch(names: frozenset[str]) -> None:
         if name in names and not wanted:

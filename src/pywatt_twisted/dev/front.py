@@ -71,7 +71,7 @@ class FrontResource(Resource):
         self._modules = modules
 
     def render(self, request: Request) -> Any:
-        segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        segments = [s.decode("utf-8", "replace") for s in request.postpath or []]
         if not segments or segments == [""]:
             return self._index(request)
         if segments[0] == "_pywatt":
@@ -124,8 +124,8 @@ class FrontResource(Resource):
         headers: dict[str, str],
         body: bytes | None,
     ) -> None:
-        finished = []
-        request.notifyFinish().addBoth(finished.append)
+        finished: list[object] = []
+        request.notifyFinish().addBoth(lambda result: finished.append(result))
         try:
             response = await supervisor.http(method, uri, headers, body)
         except Exception as e:

@@ -89,7 +89,7 @@ class DevOrchestrator(Service):
     @property
     def front_url(self) -> str:
         assert self.front_port is not None
-        return f"http://127.0.0.1:{self.front_port.getHost().port}"
+        return f"http://127.0.0.1:{self.front_port.getHost().port}"  # type: ignore[attr-defined]
 
     async def start(self) -> None:
         """

@@ -354,20 +354,20 @@ class ModuleSupervisor:
             )
             self.console.say("pywatt-dev", f"{self.module_id} announced {self.listen}: {paths}")
             waiters, self._announced = self._announced, []
-            for d in waiters:
-                d.callback(self)
+            for announced in waiters:
+                announced.callback(self)
             if self._on_announce is not None:
                 self._on_announce(self)
         elif isinstance(message, HeartbeatAck):
             self.last_ack = self.reactor.seconds()
         elif isinstance(message, HttpResponse):
-            d = self._pending_http.pop(message.request_id, None)
-            if d is None:
+            http_waiter = self._pending_http.pop(message.request_id, None)
+            if http_waiter is None:
                 self.console.say(
                     self.module_id, f"response to unknown request {message.request_id}", "warn"
                 )
             else:
-                d.callback(message)
+                http_waiter.callback(message)
         elif isinstance(message, RotationAck):
             self.acks.append(message)
             text = f"rotation {message.rotation_id} acknowledged: {message.status}"
@@ -382,8 +382,8 @@ class ModuleSupervisor:
             if waiter is not None:
                 waiter.callback(message)
             ack_waiters, self._ack_waiters = self._ack_waiters, []
-            for d in ack_waiters:
-                d.callback(message)
+            for ack_waiter in ack_waiters:
+                ack_waiter.callback(message)
         else:
             self.console.say(
                 "pywatt-dev",

@@ -47,11 +47,11 @@ class RuntimeConfig:
             ("request_timeout", "PYWATT_REQUEST_TIMEOUT", float),
             ("shutdown_deadline", "PYWATT_SHUTDOWN_DEADLINE", float),
         ):
-            raw = overrides.get(field_name)
-            if raw is None and env.get(variable):
-                raw = env[variable]
+            raw: float | int | None = overrides.get(field_name)
+            text = env.get(variable)
+            if raw is None and text:
                 try:
-                    raw = kind(raw)
+                    raw = kind(text)
                 except ValueError:
                     raise ConfigurationError(
                         f"{variable} must be a {kind.__name__}, got {env[variable]!r}"

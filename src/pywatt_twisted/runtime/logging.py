@@ -20,7 +20,7 @@ import os
 import traceback as tb
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -202,7 +202,7 @@ class _TwistedLoggerHandler(stdlib_logging.Handler):
             message = str(record.msg)
         if record.exc_info and record.exc_info[0] is not None:
             message = message + "\n" + "".join(tb.format_exception(*record.exc_info))
-        Logger(namespace=record.name, observer=self._publisher).emit(
+        Logger(namespace=record.name, observer=cast(ILogObserver, self._publisher)).emit(
             level, "{stdlib_message}", stdlib_message=message
         )
 

@@ -72,7 +72,8 @@ def build_process_service(
     def connect_stdio(protocol: Protocol) -> None:
         from twisted.internet.stdio import StandardIO
 
-        StandardIO(protocol, stdin=0, stdout=protocol_fd, reactor=reactor)
+        # (mypy reads the Windows signature of StandardIO)
+        StandardIO(protocol, stdin=0, stdout=protocol_fd, reactor=reactor)  # type: ignore[call-arg]
 
     def set_module_id(module_id: str) -> None:
         json_observer.module_id = module_id

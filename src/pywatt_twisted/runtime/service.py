@@ -341,6 +341,7 @@ class ModuleService(MultiService):
         from twisted.web.server import Site  # noqa: F401  (keeps the import cost in one place)
 
         listen = blob.listen
+        endpoint: TCP4ServerEndpoint | TCP6ServerEndpoint | UNIXServerEndpoint
         if isinstance(listen, TcpListen):
             endpoint_class = TCP6ServerEndpoint if ":" in listen.host else TCP4ServerEndpoint
             endpoint = endpoint_class(self.listen_reactor, listen.port, interface=listen.host)

@@ -5,6 +5,8 @@ actions).
 
 from __future__ import annotations
 
+from typing import Any
+
 from zope.interface import Attribute, Interface
 
 
@@ -16,7 +18,7 @@ class IOrchestratorLink(Interface):
 
     name = Attribute("'stdio', 'tcp' or 'ipc'")
 
-    def send(message: object) -> None:
+    def send(message: Any) -> None:
         """
         Send a module-to-orchestrator message in this link's shape (a bare line on stdout,
         an envelope in a frame on a channel).
@@ -27,7 +29,7 @@ class IOrchestratorLink(Interface):
         Acknowledge a heartbeat that came in on this link.
         """
 
-    def send_http_response(response: object) -> None:
+    def send_http_response(response: Any) -> None:
         """
         Send the reply to an C{http_request} that came in on this link.
         """
@@ -38,7 +40,7 @@ class IMessageReceiver(Interface):
     What a transport hands decoded messages to.
     """
 
-    def init_received(blob: object) -> None:
+    def init_received(blob: Any) -> None:
         """
         The init blob (the first stdin line) arrived and parsed.
         """
@@ -48,7 +50,7 @@ class IMessageReceiver(Interface):
         The first stdin line was missing (EOF), too long or invalid.
         """
 
-    def message_received(message: object, link: IOrchestratorLink) -> None:
+    def message_received(message: Any, link: IOrchestratorLink) -> None:
         """
         An orchestrator-to-module message arrived on C{link}.
         """
