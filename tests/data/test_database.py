@@ -401,7 +401,7 @@ class ErrorWrappingTests(SynchronousTestCase):
         import sqlite3
 
         db = Database.from_url("sqlite://:memory:")
-        self.addCleanup(db._pool.close)
+        self.addCleanup(db.close)
         db.config = db.config.__class__(dialect="sqlite", database=":memory:", password="hunter2")
         wrapped = db._wrap(sqlite3.OperationalError("bad hunter2 here"), "run a query")
         self.assertIsInstance(wrapped, DatabaseError)
@@ -411,6 +411,6 @@ class ErrorWrappingTests(SynchronousTestCase):
 
     def test_other_errors_pass_through(self) -> None:
         db = Database.from_url("sqlite://:memory:")
-        self.addCleanup(db._pool.close)
+        self.addCleanup(db.close)
         error = KeyError("x")
         self.assertIs(db._wrap(error, "x"), error)

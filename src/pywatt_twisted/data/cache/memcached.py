@@ -101,15 +101,15 @@ class MemcachedStore:
         if proto is not None and not proto._disconnected:
             return proto
         try:
-            proto = await self._service.whenConnected(failAfterFailures=1)
+            connected: Any = await self._service.whenConnected(failAfterFailures=1)
         except Exception as e:
             raise CacheUnavailable(
                 f"could not reach Memcached at {self.address}: {type(e).__name__}: {e}; "
                 "check that the server runs and the URL is right (the client keeps "
                 "reconnecting)"
             ) from None
-        self._protocol = proto
-        return proto
+        self._protocol = connected
+        return connected  # type: ignore[no-any-return]
 
     def _fail(self, failure: Failure) -> Failure:
         if failure.check(CacheError):

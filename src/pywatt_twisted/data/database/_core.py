@@ -695,7 +695,12 @@ class Database:
             self._closed = True
             self._closing = Deferred.fromCoroutine(self._close())
         d: Deferred[None] = Deferred()
-        self._closing.addBoth(lambda r: (d.callback(None), r)[1])
+
+        def done(result: object) -> object:
+            d.callback(None)
+            return result
+
+        self._closing.addBoth(done)
         return d
 
     async def _close(self) -> None:
@@ -714,7 +719,9 @@ class Database:
             waiter: Deferred[None] = Deferred()
             self._idle.append(waiter)
             await waiter
-        self._pool.close()
+        if not self._pool.threadpool.joined:
+            # (joined: the pool was already stopped, e.g. by adbapi's own shutdown trigger)
+            self._pool.close()
 
 
 __all__ = [
