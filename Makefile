@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 JOBS ?= 2
-TESTS ?= tests
+TESTS ?= tests examples
 DEMO_PORT ?= 8080
 
 .PHONY: setup test demo lint format typecheck docs bench tox clean
