@@ -62,6 +62,55 @@ class Options(usage.Options):
             "Seconds in-flight requests get on a graceful stop (default 10).",
             float,
         ],
+        [
+            "channel-preference",
+            None,
+            None,
+            "Channel order for sends: ipc,tcp (default) or tcp,ipc.",
+        ],
+        [
+            "channel-required-timeout",
+            None,
+            None,
+            "Seconds required channels get to connect before start-up fails (default 30).",
+            float,
+        ],
+        [
+            "channel-connect-timeout",
+            None,
+            None,
+            "Seconds per channel connection attempt (default 30).",
+            float,
+        ],
+        [
+            "channel-queue-size",
+            None,
+            None,
+            "Messages that may wait for a channel to come up (default 1000).",
+            int,
+        ],
+        [
+            "channel-queue-deadline",
+            None,
+            None,
+            "Seconds a message may wait for a channel (default 30).",
+            float,
+        ],
+        [
+            "channel-liveness",
+            None,
+            None,
+            "Reconnect a channel silent for this many seconds (default 0: off).",
+            float,
+        ],
+        ["identify", None, None, "Send identify first on connect: tcp (default), all or off."],
+        [
+            "max-frame-length",
+            None,
+            None,
+            "Channel frame cap in bytes, both directions (default 16777216).",
+            int,
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -78,6 +127,14 @@ class Options(usage.Options):
                 max_concurrent_requests=self["max-concurrent-requests"],
                 request_timeout=self["request-timeout"],
                 shutdown_deadline=self["shutdown-deadline"],
+                channel_preference=self["channel-preference"],
+                channel_required_timeout=self["channel-required-timeout"],
+                channel_connect_timeout=self["channel-connect-timeout"],
+                channel_queue_size=self["channel-queue-size"],
+                channel_queue_deadline=self["channel-queue-deadline"],
+                channel_liveness_deadline=self["channel-liveness"],
+                identify=self["identify"],
+                max_frame_length=self["max-frame-length"],
             )
             self["definition"] = load_module_definition(self["module"])
         except (ConfigurationError, ModuleLoadError) as e:

@@ -1,0 +1,568 @@
+# -*- test-case-name: tests.transport.test_channel -*-
+"""
+The framed channel transport (PROTOCOL.md section 4), shared by TCP and Unix sockets.
+
+One L{ChannelProtocol} per connection, built by a L{ChannelFactory}. The module is the
+client. The protocol:
+
+  - is full duplex: reading and writing share no lock and never wait for each other
+    (PROTOCOL.md gap G4). Frames are read with the wire layer's L{FrameDecoder} and
+    written with one C{write} each;
+  - enforces the frame cap in both directions: an outgoing message that does not fit
+    fails its caller with L{MessageTooLarge}; an incoming header announcing more than
+    the cap aborts the connection before a byte of its payload is buffered;
+  - is a push producer for its transport: when the orchestrator reads slower than the
+    module writes and the transport's buffer fills, the protocol stops reading
+    requests and tells its listener (the channel manager) to stop writing to it, so a
+    slow orchestrator cannot make the module buffer without bound;
+  - sends the identify envelope (PROTOCOL.md 2.5) first on every connection when
+    configured, and only then reports itself ready. Over TLS, "ready" waits for the
+    handshake;
+  - optionally aborts a connection that stayed silent for longer than a liveness
+    deadline (the manager then reconnects).
+
+Decoded messages, readiness, pause/resume and loss go to an L{IChannelListener}. The
+protocol is also the L{IOrchestratorLink} of its connection: replies to a message go
+back on the connection it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import define, frozen
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+from pywatt_twisted.errors import ChannelError, FrameTooLarge, ProtocolError
+from pywatt_twisted.transport.interfaces import IOrchestratorLink
+from pywatt_twisted.wire import _json
+from pywatt_twisted.wire.codec import decode_from_orchestrator, encode_envelope
+from pywatt_twisted.wire.framing import (
+    DEFAULT_MAX_FRAME_LENGTH,
+    FORMAT_AUTO,
+    Frame,
+    FrameDecoder,
+    frame_header,
+    frame_json,
+)
+from pywatt_twisted.wire.messages import (
+    HeartbeatAck,
+    HttpResponse,
+    Identify,
+    Metadata,
+)
+
+__all__ = [
+    "ChannelClosed",
+    "ChannelCounters",
+    "ChannelFactory",
+    "ChannelProtocol",
+    "ChannelSettings",
+    "IChannelListener",
+    "LivenessTimeout",
+    "MessageTooLarge",
+    "encode_channel_frame",
+]
+
+_log = Logger()
+
+
+class MessageTooLarge(FrameTooLarge, ChannelError):
+    """
+    An outgoing message does not fit in one frame. Nothing was sent.
+
+    @ivar op: the op of the message.
+    """
+
+    def __init__(self, op: str, length: int, limit: int) -> None:
+        super().__init__(length, limit)
+        self.op = op
+        self.args = (
+            f"cannot send {op}: its frame of {length} bytes exceeds the maximum frame "
+            f"length of {limit} bytes; send less data per message, or raise the limit "
+            "(PYWATT_MAX_FRAME_LENGTH / --max-frame-length) on both sides",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ChannelClosed(ChannelError):
+    """
+    A channel connection went away (or was never up) when a message had to go on it.
+    """
+
+
+class LivenessTimeout(ChannelError):
+    """
+    A channel carried no traffic from the orchestrator for longer than the liveness
+    deadline; the module aborted the connection and reconnects.
+    """
+
+
+def encode_channel_frame(message: object, max_frame_length: int, metadata: Any = None) -> bytes:
+    """
+    The full frame (header and payload) of C{message} in its module -> orchestrator
+    envelope.
+
+    @raise MessageTooLarge: if the payload is longer than C{max_frame_length}.
+    """
+    payload = encode_envelope(message, None, metadata)  # type: ignore[arg-type]
+    length = len(payload)
+    if length > max_frame_length:
+        raise MessageTooLarge(_op(message), length, max_frame_length)
+    return frame_header(length) + payload
+
+
+def _op(message: object) -> str:
+    op = getattr(message, "op", None)
+    return op if isinstance(op, str) else type(message).__name__
+
+
+@frozen
+class ChannelSettings:
+    """
+    What a channel connection needs to know.
+
+    @ivar name: C{"tcp"} or C{"ipc"}; the link name seen by the runtime and in metrics.
+    @ivar address: the address, for log lines and errors.
+    @ivar module_id: this module's id (for identify).
+    @ivar max_frame_length: the frame cap, both directions.
+    @ivar identify: whether to send identify as the first frame of each connection.
+    @ivar identify_properties: C{metadata.properties} of identify (C{None}: omitted).
+    @ivar liveness_deadline: seconds without inbound traffic before the connection is
+        aborted; C{None} turns the check off.
+    @ivar tls: the connection runs over TLS: ready only after the handshake.
+    @ivar tls_settle: over TLS, seconds (or the first inbound bytes) before a
+        connection counts as accepted by the peer; frames written before that are
+        handed back to the listener if TLS then fails (a TLS 1.3 server rejects a
+        client certificate only after the client considers the handshake done).
+    """
+
+    name: str
+    address: str
+    module_id: str
+    max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH
+    identify: bool = True
+    identify_properties: Mapping[str, object] | None = None
+    liveness_deadline: float | None = None
+    tls: bool = False
+    tls_settle: float = 1.0
+
+
+@define
+class ChannelCounters:
+    """
+    Traffic counters of one channel across its connections.
+    """
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    bad_frames: int = 0
+
+
+class IChannelListener(Interface):
+    """
+    Who a L{ChannelProtocol} reports to (the channel manager).
+    """
+
+    def channel_ready(protocol: ChannelProtocol) -> None:
+        """
+        The connection is up (TLS handshake done) and identify was written.
+        """
+
+    def channel_writable(protocol: ChannelProtocol, writable: bool) -> None:
+        """
+        The transport's buffer filled (C{False}) or drained (C{True}).
+        """
+
+    def channel_message(protocol: ChannelProtocol, message: object) -> None:
+        """
+        A decoded orchestrator -> module message arrived.
+        """
+
+    def channel_problem(protocol: ChannelProtocol, error: Exception) -> None:
+        """
+        A frame was skipped (bad format byte, invalid JSON...); the connection stays up.
+        """
+
+    def channel_lost(protocol: ChannelProtocol, reason: Failure, unconfirmed: list[bytes]) -> None:
+        """
+        The connection is gone. C{unconfirmed} holds frames (full frames, header
+        included) written with L{ChannelProtocol.write_frame} that provably never
+        reached the peer's application (TLS failed before the peer accepted the
+        connection); the listener should send them again.
+        """
+
+    def channel_undeliverable(protocol: ChannelProtocol, message: object) -> None:
+        """
+        A reply (C{send}, C{send_http_response}) was made on a connection that is
+        already gone; the listener should deliver it another way or fail loudly.
+        """
+
+
+@implementer(IOrchestratorLink, IPushProducer, IHandshakeListener)
+class ChannelProtocol(Protocol):
+    """
+    One framed channel connection, module side. See the module docstring.
+
+    @ivar ready: the connection is usable (connected, TLS done, identify written).
+    @ivar paused: the transport asked us to stop writing.
+    @ivar abort_reason: why this side aborted the connection, if it did.
+    """
+
+    log = _log
+
+    def __init__(
+        self,
+        settings: ChannelSettings,
+        listener: IChannelListener,
+        clock: IReactorTime,
+        counters: ChannelCounters | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.listener = listener
+        self.clock = clock
+        self.counters = counters if counters is not None else ChannelCounters()
+        self._max = settings.max_frame_length
+        self._decoder = FrameDecoder(settings.max_frame_length)
+        self.ready = False
+        self.paused = False
+        self.lost = False
+        self.abort_reason: Exception | None = None
+        self._warned_auto = False
+        self._last_in = 0.0
+        self._liveness: Any = None
+        self._settle: Any = None
+        self._unconfirmed: list[bytes] | None = [] if settings.tls else None
+
+    # -- connection -------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        _set_no_delay(transport)
+        transport.registerProducer(self, True)
+        self._last_in = self.clock.seconds()
+        deadline = self.settings.liveness_deadline
+        if deadline:
+            self._liveness = self.clock.callLater(deadline, self._check_liveness)
+        if not self.settings.tls:
+            self._become_ready()
+
+    def handshakeCompleted(self) -> None:
+        if self.settings.tls and not self.lost and not self.ready:
+            self._settle = self.clock.callLater(self.settings.tls_settle, self._confirm)
+            self._become_ready()
+
+    def _become_ready(self) -> None:
+        if self.settings.identify:
+            module_id = self.settings.module_id
+            metadata = Metadata(source=module_id, properties=self.settings.identify_properties)
+            try:
+                self._write(encode_channel_frame(Identify(module_id), self._max, metadata))
+            except MessageTooLarge as e:
+                self.log.error(
+                    "{channel}: cannot send identify: {error}", channel=self.name, error=e
+                )
+        self.ready = True
+        self.listener.channel_ready(self)
+
+    def _confirm(self) -> None:
+        self._settle = None
+        self._unconfirmed = None
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self.lost:
+            return
+        if reason is None:
+            reason = Failure(ChannelClosed("connection lost"))
+        self.lost = True
+        self.ready = False
+        for name in ("_liveness", "_settle"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
+        unconfirmed: list[bytes] = []
+        if self._unconfirmed and _is_tls_failure(reason):
+            unconfirmed = self._unconfirmed
+        self._unconfirmed = None
+        self.listener.channel_lost(self, reason, unconfirmed)
+
+    def abort(self, error: Exception) -> None:
+        """
+        Abort the connection at once (discarding unsent bytes), recording C{error} as
+        the reason.
+        """
+        if self.lost:
+            return
+        if self.abort_reason is None:
+            self.abort_reason = error
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    # -- liveness -----------------------------------------------------------------------
+
+    def _check_liveness(self) -> None:
+        self._liveness = None
+        deadline = self.settings.liveness_deadline
+        if deadline is None or self.lost:
+            return
+        idle = self.clock.seconds() - self._last_in
+        if idle >= deadline:
+            self.log.warn(
+                "{channel} ({address}): no traffic from the orchestrator for {idle:.1f} s "
+                "(liveness deadline {deadline} s); aborting the connection to reconnect. "
+                "Frames still in its send buffer are lost with it.",
+                channel=self.name,
+                address=self.settings.address,
+                idle=idle,
+                deadline=deadline,
+            )
+            self.abort(
+                LivenessTimeout(
+                    f"no traffic from the orchestrator for {deadline} s (liveness deadline); "
+                    "reconnecting"
+                )
+            )
+            return
+        self._liveness = self.clock.callLater(deadline - idle, self._check_liveness)
+
+    # -- input --------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.lost:
+            return
+        if self._liveness is not None:
+            self._last_in = self.clock.seconds()
+        if self._unconfirmed is not None and self.ready:
+            self._confirm_now()
+        self.counters.bytes_in += len(data)
+        items = self._decoder.feed(data)
+        for item in items:
+            if self.lost or self.abort_reason is not None:
+                return
+            if type(item) is Frame:
+                self._frame(item)
+            elif isinstance(item, FrameTooLarge):
+                self.counters.bad_frames += 1
+                self.log.error(
+                    "{channel} ({address}): {error}; aborting the connection (the stream "
+                    "cannot be trusted past that header) and reconnecting",
+                    channel=self.name,
+                    address=self.settings.address,
+                    error=str(item),
+                )
+                self.abort(item)
+                return
+            else:
+                self.counters.bad_frames += 1
+                self.log.warn(
+                    "{channel}: skipping a frame: {error}", channel=self.name, error=str(item)
+                )
+                self.listener.channel_problem(self, item)  # type: ignore[arg-type]
+
+    def _confirm_now(self) -> None:
+        if self._settle is not None and self._settle.active():
+            self._settle.cancel()
+        self._confirm()
+
+    def _frame(self, frame: Frame) -> None:
+        counters = self.counters
+        counters.frames_in += 1
+        try:
+            if frame.format == FORMAT_AUTO and not self._warned_auto:
+                self._warned_auto = True
+                self.log.warn(
+                    "{channel}: the orchestrator sends frames with format byte 0 (the Python "
+                    "SDK's JSON code); reading them as JSON",
+                    channel=self.name,
+                )
+            message = decode_from_orchestrator(frame_json(frame))
+        except (ProtocolError, _json.JSONDecodeError, ValueError) as e:
+            counters.bad_frames += 1
+            self.log.warn(
+                "{channel}: skipping an undecodable frame ({n} bytes): {error}",
+                channel=self.name,
+                n=len(frame.payload),
+                error=str(e),
+            )
+            self.listener.channel_problem(self, e)
+            return
+        try:
+            self.listener.channel_message(self, message)
+        except Exception:
+            self.log.failure("{channel}: handling {op} failed", channel=self.name, op=_op(message))
+
+    # -- output -------------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """
+        Ready, connected and not paused: new frames may be written now.
+        """
+        return self.ready and not self.paused and not self.lost
+
+    def _write(self, frame: bytes) -> None:
+        counters = self.counters
+        counters.frames_out += 1
+        counters.bytes_out += len(frame)
+        transport = self.transport
+        assert transport is not None
+        if len(frame) > 65536:
+            transport.writeSequence([frame[:5], memoryview(frame)[5:]])  # type: ignore[list-item]
+        else:
+            transport.write(frame)
+
+    def write_frame(self, frame: bytes) -> None:
+        """
+        Write one complete frame produced by L{encode_channel_frame}.
+
+        @raise ChannelClosed: if the connection is gone or not ready yet.
+        """
+        if self.lost or not self.ready:
+            raise ChannelClosed(f"the {self.name} channel connection is not up")
+        if self._unconfirmed is not None:
+            self._unconfirmed.append(frame)
+        self._write(frame)
+
+    def write_message(self, message: object) -> None:
+        """
+        Envelope, frame and write C{message}.
+
+        @raise MessageTooLarge: if it does not fit in a frame (nothing is written).
+        @raise ChannelClosed: if the connection is gone.
+        """
+        self.write_frame(encode_channel_frame(message, self._max))
+
+    # -- IOrchestratorLink -------------------------------------------------------------
+
+    def send(self, message: object) -> None:
+        """
+        Send a reply on this connection; if it is gone, hand it to the listener.
+        """
+        if self.lost or not self.ready:
+            self.listener.channel_undeliverable(self, message)
+            return
+        try:
+            self.write_message(message)
+        except MessageTooLarge as e:
+            self.log.error("{channel}: {error}", channel=self.name, error=str(e))
+
+    def send_heartbeat_ack(self) -> None:
+        if self.lost or not self.ready:
+            self.log.debug(
+                "{channel}: heartbeat ack not sent: its connection is gone", channel=self.name
+            )
+            return
+        self.write_message(HeartbeatAck())
+
+    def send_http_response(self, response: HttpResponse) -> None:
+        if self.lost or not self.ready:
+            self.listener.channel_undeliverable(self, response)
+            return
+        try:
+            self.write_message(response)
+        except MessageTooLarge as e:
+            self.log.error(
+                "{channel}: the response to {id} does not fit in a frame ({error}); "
+                "answering 502 instead",
+                channel=self.name,
+                id=response.request_id,
+                error=str(e),
+            )
+            self.write_message(
+                HttpResponse(
+                    request_id=response.request_id,
+                    status_code=502,
+                    headers={"content-type": "application/json"},
+                    body=_json.dumps(
+                        {
+                            "error": "response too large for a channel frame",
+                            "length": e.length,
+                            "max_frame_length": e.limit,
+                        }
+                    ),
+                )
+            )
+
+    # -- IPushProducer -------------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        if self.paused or self.lost:
+            return
+        self.paused = True
+        transport = self.transport
+        if transport is not None:
+            # Stop reading requests while the orchestrator is not reading our replies.
+            transport.pauseProducing()
+        self.listener.channel_writable(self, False)
+
+    def resumeProducing(self) -> None:
+        if not self.paused or self.lost:
+            return
+        self.paused = False
+        transport = self.transport
+        if transport is not None:
+            transport.resumeProducing()
+        self.listener.channel_writable(self, True)
+
+    def stopProducing(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<ChannelProtocol {self.name} {self.settings.address}>"
+
+
+def _set_no_delay(transport: Any) -> None:
+    # Through TLS wrappers down to the socket: frames are small and latency-bound.
+    for _ in range(4):
+        setter = getattr(transport, "setTcpNoDelay", None)
+        if setter is not None:
+            try:
+                setter(True)
+            except Exception:
+                pass
+            return
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return
+
+
+def _is_tls_failure(reason: Failure) -> bool:
+    from pywatt_twisted.transport.tls import is_tls_failure
+
+    return is_tls_failure(reason)
+
+
+class ChannelFactory(Factory):
+    """
+    Builds L{ChannelProtocol}s for one channel, all reporting to one listener and
+    counting into one L{ChannelCounters}.
+    """
+
+    def __init__(
+        self,
+        settings: ChannelSettings,
+        listener: IChannelListener,
+        clock: IReactorTime,
+        counters: ChannelCounters | None = None,
+    ) -> None:
+        self.settings = settings
+        self.listener = listener
+        self.clock = clock
+        self.counters = counters if counters is not None else ChannelCounters()
+
+    def buildProtocol(self, addr: object) -> ChannelProtocol:
+        protocol = ChannelProtocol(self.settings, self.listener, self.clock, self.counters)
+        protocol.factory = self
+        return protocol
