@@ -39,6 +39,7 @@ from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from pywatt_twisted.errors import BootstrapError, PyWattError
+from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, EndpointFactory
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.module import ModuleDefinition
 from pywatt_twisted.runtime.redaction import Redactor, default_redactor
@@ -116,6 +117,8 @@ class ModuleService(MultiService):
         observer uses it).
     @param listen_reactor: the reactor the listen address is bound on (default:
         C{reactor}).
+    @param channel_endpoints: C{(spec, tls_options) -> endpoint} for the framed
+        channels (tests pass fakes); real TCP/Unix endpoints when C{None}.
     """
 
     log = Logger()
@@ -131,6 +134,7 @@ class ModuleService(MultiService):
         redactor: Redactor = default_redactor,
         on_module_id: Callable[[str], object] | None = None,
         listen_reactor: Any = None,
+        channel_endpoints: EndpointFactory | None = None,
     ) -> None:
         super().__init__()
         # Where the listen address is bound (the testing toolkit binds on a memory reactor
@@ -155,6 +159,8 @@ class ModuleService(MultiService):
         self.port: IListeningPort | None = None
         self.stdio: StdioProtocol | None = None
         self.secrets: SecretClient | None = None
+        self.channels: ChannelManager | None = None
+        self._channel_endpoints = channel_endpoints
         self.database: Any = None
         self._started_at = time.monotonic()
         self._ready_waiters: list[Deferred[ModuleService]] = []
@@ -238,6 +244,7 @@ class ModuleService(MultiService):
         assert self.secrets is not None and self.stdio is not None
         self.secrets.seed(blob.env)
         secrets = await self.secrets.get_secrets(definition.secrets)
+        self._start_channels(blob)
         user_state = None
         if definition.state_builder is not None:
             user_state = await _resolve(definition.state_builder(blob, secrets))
@@ -275,6 +282,9 @@ class ModuleService(MultiService):
         )
         if self._stop_requested:
             raise BootstrapError("stop requested during start-up")
+        if self.channels is not None:
+            # Required channels must be up before the module announces (bounded).
+            await self.channels.when_required_ready()
         self.port = await self._listen(blob)
         self.listen_address = describe_address(self.port.getHost())
         announce = Announce(listen=self.listen_address, endpoints=self.endpoints)
@@ -323,6 +333,24 @@ class ModuleService(MultiService):
             "database schema in step ({count} statement(s) applied)", count=len(report.applied)
         )
 
+    def _start_channels(self, blob: InitBlob) -> None:
+        """
+        Start the init blob's channels (if any): they connect in the background while the
+        app is built; required ones are awaited before the listen/announce step.
+        """
+        if blob.tcp_channel is None and blob.ipc_channel is None:
+            return
+        self.channels = ChannelManager.from_init(
+            blob,
+            receiver=self.message_received,
+            clock=self.reactor,
+            reactor=self.reactor,
+            endpoint_factory=self._channel_endpoints,
+            options=ChannelOptions.from_config(self.config),
+            metrics=self.metrics,
+        )
+        self.channels.startService()
+
     def _endpoints_for(self, app: object) -> tuple[Endpoint, ...]:
         definition = self.definition
         if definition.endpoints is None:
@@ -369,6 +397,9 @@ class ModuleService(MultiService):
             self.log.failure("module start-up failed", failure)
         self._ready_result = failure
         self.exit_code = 1
+        if self.channels is not None:
+            # No reconnect timers may outlive a failed start.
+            self.channels.stopService()
         self._stop_process(1)
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
@@ -496,7 +527,10 @@ class ModuleService(MultiService):
             "module_id": self.init.module_id if self.init is not None else None,
             "uptime_seconds": round(max(0.0, now - self._started_at), 3),
             "listen": self.listen_address,
-            "channels": {},
+            "channels": self.channels.health() if self.channels is not None else {},
+            **(
+                {"channel_queue": self.channels.queue_health()} if self.channels is not None else {}
+            ),
             **({"database": self.database.health()} if self.database is not None else {}),
         }
 
@@ -545,6 +579,9 @@ class ModuleService(MultiService):
                 await self.database.close()
             except Exception:
                 self.log.failure("closing the database failed")
+        if self.channels is not None:
+            # Last: replies to requests that came in on a channel went out above.
+            await self.channels.stopService()
         if self.stdio is not None:
             flushed = self.stdio.flush()
             flushed.addTimeout(5, self.reactor)
