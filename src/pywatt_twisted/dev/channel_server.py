@@ -421,7 +421,7 @@ class EphemeralPKI:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
 
         def name(common: str) -> x509.Name:
