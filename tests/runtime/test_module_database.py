@@ -58,7 +58,7 @@ class ModuleDatabaseTests(TestCase):
         response = await module.request("POST", "/notes", body=b"first")
         self.assertEqual((response.code, response.text()), (200, "1"))
         health = module.service.health_status()
-        self.assertEqual(health["database"]["dialect"], "sqlite")
+        self.assertEqual([d["dialect"] for d in health["databases"]], ["sqlite"])
         metrics = await module.request("GET", "/metrics")
         self.assertIn("pywatt_db_pool", metrics.text())
 
@@ -79,3 +79,28 @@ class ModuleDatabaseTests(TestCase):
         with sqlite3.connect(path) as conn:
             columns = [r[1] for r in conn.execute("PRAGMA table_info(notes)")]
         self.assertIn("old", columns)
+
+
+class RegisteredDatabaseTests(TestCase):
+    async def test_register_database(self) -> None:
+        from pywatt_twisted.data import Database
+
+        path = os.path.abspath(self.mktemp()) + ".db"
+        opened = []
+
+        @pywatt_module
+        def app(state):
+            db = Database.from_url(f"sqlite:///{path}", reactor=state.reactor)
+            opened.append(db)
+            state.register_database(db)
+            return Klein()
+
+        orch = FakeOrchestrator(reactor=reactor)
+        module = await orch.start(app)
+        self.addCleanup(opened[0].close)
+        self.addCleanup(orch.shutdown)
+        await opened[0].ping()
+        health = module.service.health_status()
+        self.assertEqual([d["dialect"] for d in health["databases"]], ["sqlite"])
+        metrics = await module.request("GET", "/metrics")
+        self.assertIn("pywatt_db_calls_total", metrics.text())

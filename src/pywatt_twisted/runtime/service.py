@@ -162,6 +162,7 @@ class ModuleService(MultiService):
         self.channels: ChannelManager | None = None
         self._channel_endpoints = channel_endpoints
         self.database: Any = None
+        self.databases: list[Any] = []
         self._started_at = time.monotonic()
         self._ready_waiters: list[Deferred[ModuleService]] = []
         self._on_ready: list[Callable[[], object]] = []
@@ -249,6 +250,7 @@ class ModuleService(MultiService):
         if definition.state_builder is not None:
             user_state = await _resolve(definition.state_builder(blob, secrets))
         state = AppState(blob, self.reactor, self.secrets, user_state=user_state)
+        state._register_database = self.register_database
         if definition.jwt is not None:
             from pywatt_twisted.web.jwt import install_jwt_guard
 
@@ -309,7 +311,7 @@ class ModuleService(MultiService):
         C{state.database}, publish its pool on /health and /metrics, and sync the
         module's models to it (before the announce).
         """
-        from pywatt_twisted.data import Database, DatabaseCollector
+        from pywatt_twisted.data import Database
         from pywatt_twisted.errors import DataError
 
         try:
@@ -320,7 +322,7 @@ class ModuleService(MultiService):
             ) from e
         self.database = db
         state.database = db
-        self.metrics.add_collector(DatabaseCollector(db))
+        self.register_database(db)
         if self.definition.models is None:
             return
         from pywatt_twisted.data.models import ModelValidationError, sync
@@ -350,6 +352,17 @@ class ModuleService(MultiService):
             metrics=self.metrics,
         )
         self.channels.startService()
+
+    def register_database(self, db: Any) -> None:
+        """
+        Publish a database's pool on C{/health} (C{databases}) and C{/metrics}.
+        """
+        from pywatt_twisted.data import DatabaseCollector
+
+        if any(known is db for known in self.databases):
+            return
+        self.databases.append(db)
+        self.metrics.add_collector(DatabaseCollector(db))
 
     def _endpoints_for(self, app: object) -> tuple[Endpoint, ...]:
         definition = self.definition
@@ -531,7 +544,7 @@ class ModuleService(MultiService):
             **(
                 {"channel_queue": self.channels.queue_health()} if self.channels is not None else {}
             ),
-            **({"database": self.database.health()} if self.database is not None else {}),
+            **({"databases": [db.health() for db in self.databases]} if self.databases else {}),
         }
 
     # -- stopping ---------------------------------------------------------------------------

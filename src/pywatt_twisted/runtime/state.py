@@ -59,6 +59,7 @@ class AppState:
         #: the module's L{pywatt_twisted.data.Database} when it was declared with
         #: C{database="SECRET_NAME"} (C{None} otherwise).
         self.database: Any = None
+        self._register_database: Callable[[Any], None] | None = None
 
     # -- secrets ------------------------------------------------------------------------
 
@@ -89,6 +90,17 @@ class AppState:
     @property
     def rotation_callbacks(self) -> tuple[RotationCallback, ...]:
         return tuple(self._rotation_callbacks)
+
+    def register_database(self, db: Any) -> Any:
+        """
+        Publish a L{pywatt_twisted.data.Database} the module opened itself on C{/health}
+        and C{/metrics} (the one named by C{database=} is published already). Closing it
+        stays the module's job. Returns C{db}.
+        """
+        if self._register_database is None:
+            raise NotAvailable("register_database is available once the module has started")
+        self._register_database(db)
+        return db
 
     # -- module-to-module messaging ---------------------------------------------------------
 
