@@ -480,20 +480,29 @@ class ChannelProtocol(Protocol):
                 id=response.request_id,
                 error=str(e),
             )
-            self.write_message(
-                HttpResponse(
-                    request_id=response.request_id,
-                    status_code=502,
-                    headers={"content-type": "application/json"},
-                    body=_json.dumps(
-                        {
-                            "error": "response too large for a channel frame",
-                            "length": e.length,
-                            "max_frame_length": e.limit,
-                        }
-                    ),
+            try:
+                self.write_message(
+                    HttpResponse(
+                        request_id=response.request_id,
+                        status_code=502,
+                        headers={"content-type": "application/json"},
+                        body=_json.dumps(
+                            {
+                                "error": "response too large for a channel frame",
+                                "length": e.length,
+                                "max_frame_length": e.limit,
+                            }
+                        ),
+                    )
                 )
-            )
+            except MessageTooLarge:
+                self.log.error(
+                    "{channel}: even a 502 for {id} does not fit in a {limit}-byte frame; "
+                    "the orchestrator gets no reply to it",
+                    channel=self.name,
+                    id=response.request_id,
+                    limit=self._max,
+                )
 
     # -- IPushProducer -------------------------------------------------------------------
 

@@ -1,0 +1,390 @@
+"""
+Tests for L{pywatt_twisted.transport.channel}: one framed channel connection, module side.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted.errors import ChannelError, FrameTooLarge
+from pywatt_twisted.transport.channel import (
+    ChannelClosed,
+    ChannelFactory,
+    ChannelProtocol,
+    ChannelSettings,
+    LivenessTimeout,
+    MessageTooLarge,
+    encode_channel_frame,
+)
+from pywatt_twisted.wire.framing import FORMAT_AUTO, FORMAT_BASE64, frame_header
+from pywatt_twisted.wire.messages import (
+    EncodedPayload,
+    Heartbeat,
+    HeartbeatAck,
+    HttpRequest,
+    HttpResponse,
+    RouteToModule,
+    Shutdown,
+)
+from tests.transport.fakes import RecordingListener, frame, frames_of, ops_of
+
+
+def connect(
+    settings: ChannelSettings | None = None, clock: Clock | None = None
+) -> tuple[ChannelProtocol, StringTransportWithDisconnection, RecordingListener, Clock]:
+    settings = settings or ChannelSettings("tcp", "127.0.0.1:9901", "demo")
+    clock = clock or Clock()
+    listener = RecordingListener()
+    protocol = ChannelFactory(settings, listener, clock).buildProtocol(None)
+    transport = StringTransportWithDisconnection()
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return protocol, transport, listener, clock
+
+
+class IdentifyTests(SynchronousTestCase):
+    def test_identify_is_the_first_frame(self) -> None:
+        """
+        The recommended identify envelope (PROTOCOL.md 2.5, vector
+        identify_recommended_tcp) is written on connect, before the protocol is ready.
+        """
+        protocol, transport, listener, _ = connect()
+        [identify] = frames_of(transport.value())
+        self.assertEqual(
+            identify["content"], {"op": "identify", "identify": "demo", "module_id": "demo"}
+        )
+        self.assertEqual(identify["metadata"], {"source": "demo"})
+        self.assertEqual(list(identify), ["id", "content", "metadata"])
+        self.assertEqual(listener.ready, [protocol])
+        self.assertTrue(protocol.writable)
+
+    def test_identify_off(self) -> None:
+        _, transport, listener, _ = connect(
+            ChannelSettings("ipc", "/tmp/x.sock", "demo", identify=False)
+        )
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(listener.ready), 1)
+
+    def test_identify_carries_properties(self) -> None:
+        """
+        The auth token (security level Token) rides in metadata.properties.
+        """
+        _, transport, _, _ = connect(
+            ChannelSettings(
+                "tcp", "127.0.0.1:1", "demo", identify_properties={"auth_token": "tok-1"}
+            )
+        )
+        [identify] = frames_of(transport.value())
+        self.assertEqual(
+            identify["metadata"], {"source": "demo", "properties": {"auth_token": "tok-1"}}
+        )
+
+    def test_tls_waits_for_handshake(self) -> None:
+        """
+        Over TLS nothing is written and the channel is not ready until the handshake
+        completed.
+        """
+        protocol, transport, listener, _ = connect(
+            ChannelSettings("tcp", "127.0.0.1:1", "demo", tls=True)
+        )
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(listener.ready, [])
+        self.assertFalse(protocol.writable)
+        self.assertRaises(ChannelClosed, protocol.write_message, HeartbeatAck())
+        protocol.handshakeCompleted()
+        self.assertEqual(ops_of(transport.value()), ["identify"])
+        self.assertEqual(listener.ready, [protocol])
+
+
+class ReceiveTests(SynchronousTestCase):
+    def test_bare_and_enveloped(self) -> None:
+        protocol, _, listener, _ = connect()
+        protocol.dataReceived(
+            frame({"op": "heartbeat"})
+            + frame({"id": "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f", "content": {"op": "shutdown"}})
+        )
+        self.assertEqual(listener.messages, [Heartbeat(), Shutdown()])
+
+    def test_accepted_formats(self) -> None:
+        """
+        Format 3 (base64 of JSON), 2 carrying JSON and 0 (leniently) are read.
+        """
+        protocol, _, listener, _ = connect()
+        text = b'{"op":"heartbeat"}'
+        protocol.dataReceived(
+            frame(base64.b64encode(text), FORMAT_BASE64) + frame(text, 2) + frame(text, FORMAT_AUTO)
+        )
+        self.assertEqual(listener.messages, [Heartbeat()] * 3)
+
+    def test_bad_frames_are_skipped(self) -> None:
+        """
+        An unknown format byte, invalid JSON and a JSON non-message are each skipped
+        with a problem report; the connection stays up and later frames are read.
+        """
+        protocol, transport, listener, _ = connect()
+        protocol.dataReceived(
+            frame(b"xx", 9) + frame(b"not json") + frame({"no": "op"}) + frame({"op": "heartbeat"})
+        )
+        self.assertEqual(listener.messages, [Heartbeat()])
+        self.assertEqual(len(listener.problems), 3)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(protocol.counters.bad_frames, 3)
+        self.flushLoggedErrors()
+
+    def test_oversize_header_aborts_without_buffering(self) -> None:
+        """
+        A header announcing 1 GiB against a 1 MiB cap aborts the connection at once;
+        not one payload byte is held, and frames after it are never read.
+        """
+        protocol, transport, listener, _ = connect(
+            ChannelSettings("tcp", "a", "demo", max_frame_length=1 << 20)
+        )
+        protocol.dataReceived(frame_header(1 << 30) + b"x" * 100 + frame({"op": "heartbeat"}))
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(listener.messages, [])
+        self.assertIsInstance(protocol.abort_reason, FrameTooLarge)
+        self.assertEqual(protocol._decoder.buffered, 0)
+        [(_reason, unconfirmed)] = listener.lost
+        self.assertEqual(unconfirmed, [])
+        self.assertTrue(protocol.lost)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
+    def test_any_chunking(self, cuts: list[int]) -> None:
+        """
+        Whatever the transport's read sizes, the same messages come out in order.
+        """
+        protocol, _, listener, _ = connect()
+        messages = [
+            {
+                "op": "http_request",
+                "request_id": f"r{i}",
+                "method": "GET",
+                "uri": f"/{i}",
+                "headers": {},
+                "body": None,
+            }
+            for i in range(5)
+        ]
+        stream = b"".join(frame(m) for m in messages)
+        pos = 0
+        for cut in cuts:
+            protocol.dataReceived(stream[pos : pos + cut])
+            pos += cut
+        protocol.dataReceived(stream[pos:])
+        self.assertEqual([m.request_id for m in listener.messages], [f"r{i}" for i in range(5)])
+
+
+class SendTests(SynchronousTestCase):
+    def test_full_duplex(self) -> None:
+        """
+        Writing needs nothing from the read side: with half an inbound frame
+        buffered, a reply is written at once (PROTOCOL.md gap G4).
+        """
+        protocol, transport, listener, _ = connect()
+        transport.clear()
+        whole = frame({"op": "heartbeat"})
+        protocol.dataReceived(whole[:7])
+        protocol.send_heartbeat_ack()
+        self.assertEqual(ops_of(transport.value()), ["heartbeat_ack"])
+        protocol.dataReceived(whole[7:])
+        self.assertEqual(listener.messages, [Heartbeat()])
+
+    def test_heartbeat_ack_matches_vector(self) -> None:
+        protocol, transport, _, _ = connect()
+        transport.clear()
+        protocol.send_heartbeat_ack()
+        [ack] = frames_of(transport.value())
+        self.assertEqual(ack["content"], {"op": "heartbeat_ack"})
+        self.assertEqual(ack["metadata"], {})
+        self.assertEqual(transport.value()[4], 1)
+
+    def test_oversize_outgoing_fails_caller(self) -> None:
+        """
+        A message that does not fit raises MessageTooLarge, naming the op and the
+        sizes; nothing is written.
+        """
+        protocol, transport, _, _ = connect(
+            ChannelSettings("tcp", "a", "demo", max_frame_length=200)
+        )
+        transport.clear()
+        message = RouteToModule(
+            "peer", "ep", __import__("uuid").uuid4(), EncodedPayload(b"x" * 500)
+        )
+        with self.assertRaises(MessageTooLarge) as e:
+            protocol.write_message(message)
+        self.assertIsInstance(e.exception, ChannelError)
+        self.assertIsInstance(e.exception, FrameTooLarge)
+        self.assertIn("route_to_module", str(e.exception))
+        self.assertIn("200", str(e.exception))
+        self.assertEqual(transport.value(), b"")
+        self.assertRaises(MessageTooLarge, encode_channel_frame, message, 200)
+
+    def test_oversize_http_response_becomes_502(self) -> None:
+        """
+        An HTTP response too large for a frame is answered with a 502 the orchestrator
+        can correlate, never silently dropped.
+        """
+        protocol, transport, _, _ = connect(
+            ChannelSettings("tcp", "a", "demo", max_frame_length=800)
+        )
+        transport.clear()
+        protocol.send_http_response(HttpResponse("req-9", 200, {}, b"y" * 1000))
+        [reply] = frames_of(transport.value())
+        self.assertEqual(reply["content"]["request_id"], "req-9")
+        self.assertEqual(reply["content"]["status_code"], 502)
+        body = json.loads(bytes(reply["content"]["body"]))
+        self.assertEqual(body["max_frame_length"], 800)
+        self.flushLoggedErrors()
+
+    def test_reply_after_loss_is_handed_back(self) -> None:
+        """
+        A reply on a connection that is gone goes to the listener (which reroutes
+        it); a heartbeat ack for a dead connection is not sent anywhere.
+        """
+        protocol, transport, listener, _ = connect()
+        transport.loseConnection()
+        response = HttpResponse("r", 200, {}, b"ok")
+        protocol.send_http_response(response)
+        protocol.send(HeartbeatAck())
+        protocol.send_heartbeat_ack()
+        self.assertEqual(listener.undeliverable, [response, HeartbeatAck()])
+        self.assertRaises(ChannelClosed, protocol.write_frame, b"x")
+
+
+class FlowControlTests(SynchronousTestCase):
+    def test_registered_as_streaming_producer(self) -> None:
+        protocol, transport, _, _ = connect()
+        self.assertIs(transport.producer, protocol)
+        self.assertTrue(transport.streaming)
+
+    def test_pause_stops_reading_and_reports(self) -> None:
+        """
+        When the transport's buffer fills, the protocol stops reading requests and
+        tells the manager to stop writing; on resume both start again.
+        """
+        protocol, transport, listener, _ = connect()
+        protocol.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        self.assertFalse(protocol.writable)
+        self.assertEqual(listener.writable, [False])
+        protocol.pauseProducing()
+        self.assertEqual(listener.writable, [False])
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        self.assertTrue(protocol.writable)
+        self.assertEqual(listener.writable, [False, True])
+
+
+class LivenessTests(SynchronousTestCase):
+    def settings(self) -> ChannelSettings:
+        return ChannelSettings("tcp", "a", "demo", liveness_deadline=10.0)
+
+    def test_silence_aborts(self) -> None:
+        protocol, transport, _listener, clock = connect(self.settings())
+        clock.advance(9.9)
+        self.assertFalse(transport.disconnected)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnected)
+        self.assertIsInstance(protocol.abort_reason, LivenessTimeout)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_traffic_postpones(self) -> None:
+        protocol, transport, _, clock = connect(self.settings())
+        for _ in range(5):
+            clock.advance(6)
+            protocol.dataReceived(frame({"op": "heartbeat"}))
+        self.assertFalse(transport.disconnected)
+        clock.advance(9)
+        self.assertFalse(transport.disconnected)
+        clock.advance(1)
+        self.assertTrue(transport.disconnected)
+
+    def test_no_timer_left_after_loss(self) -> None:
+        _protocol, transport, _, clock = connect(self.settings())
+        transport.loseConnection()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_off_by_default(self) -> None:
+        _, transport, _, clock = connect()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(3600)
+        self.assertFalse(transport.disconnected)
+
+
+class TlsUnconfirmedTests(SynchronousTestCase):
+    """
+    Frames written on a TLS connection before the peer proved it accepted it come back
+    to the listener if TLS then fails (TLS 1.3 rejects a client certificate after the
+    client's handshake is done).
+    """
+
+    def tls(
+        self,
+    ) -> tuple[ChannelProtocol, StringTransportWithDisconnection, RecordingListener, Clock]:
+        protocol, transport, listener, clock = connect(
+            ChannelSettings("tcp", "a", "demo", tls=True, tls_settle=1.0)
+        )
+        protocol.handshakeCompleted()
+        return protocol, transport, listener, clock
+
+    def ssl_failure(self) -> Failure:
+        from OpenSSL.SSL import Error
+
+        return Failure(Error([("SSL routines", "", "tlsv13 alert certificate required")]))
+
+    def test_returned_on_tls_failure(self) -> None:
+        protocol, _, listener, clock = self.tls()
+        one = encode_channel_frame(HeartbeatAck(), 1 << 20)
+        protocol.write_frame(one)
+        protocol.connectionLost(self.ssl_failure())
+        [(_, unconfirmed)] = listener.lost
+        self.assertEqual(unconfirmed, [one])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_not_returned_on_plain_loss(self) -> None:
+        protocol, _, listener, _ = self.tls()
+        protocol.write_frame(encode_channel_frame(HeartbeatAck(), 1 << 20))
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(listener.lost[0][1], [])
+
+    def test_confirmed_by_inbound_data_or_time(self) -> None:
+        protocol, _, listener, clock = self.tls()
+        protocol.dataReceived(frame({"op": "heartbeat"}))
+        protocol.write_frame(encode_channel_frame(HeartbeatAck(), 1 << 20))
+        protocol.connectionLost(self.ssl_failure())
+        self.assertEqual(listener.lost[0][1], [])
+        protocol, _, listener, clock = self.tls()
+        clock.advance(1.0)
+        protocol.write_frame(encode_channel_frame(HeartbeatAck(), 1 << 20))
+        protocol.connectionLost(self.ssl_failure())
+        self.assertEqual(listener.lost[0][1], [])
+
+
+class HttpRequestShapeTests(SynchronousTestCase):
+    def test_http_request_decoded(self) -> None:
+        protocol, _, listener, _ = connect()
+        protocol.dataReceived(
+            frame(
+                {
+                    "op": "http_request",
+                    "request_id": "req-1",
+                    "method": "POST",
+                    "uri": "/x?y=1",
+                    "headers": {"a": "b"},
+                    "body": [104, 105],
+                }
+            )
+        )
+        self.assertEqual(
+            listener.messages, [HttpRequest("req-1", "POST", "/x?y=1", {"a": "b"}, b"hi")]
+        )
