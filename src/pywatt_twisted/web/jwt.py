@@ -37,6 +37,7 @@ Rules (RFC 8725 in short):
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import math
@@ -142,17 +143,22 @@ def _algorithms(value: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _optional_text(what: str) -> Callable[[Any], str | None]:
-    def convert(value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(
-                f"JwtConfig.{what} must be a non-empty string or None, got {value!r}"
-            )
-        return value
+def _optional_text(what: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"JwtConfig.{what} must be a non-empty string or None, got {value!r}"
+        )
+    return value
 
-    return convert
+
+def _audience(value: Any) -> str | None:
+    return _optional_text("audience", value)
+
+
+def _issuer(value: Any) -> str | None:
+    return _optional_text("issuer", value)
 
 
 def _secret_name(value: Any) -> str:
@@ -194,8 +200,8 @@ class JwtConfig:
 
     secret: str = field(default="JWT_SECRET", converter=_secret_name)
     algorithms: tuple[str, ...] = field(default=("HS256",), converter=_algorithms)
-    audience: str | None = field(default=None, converter=_optional_text("audience"))
-    issuer: str | None = field(default=None, converter=_optional_text("issuer"))
+    audience: str | None = field(default=None, converter=_audience)
+    issuer: str | None = field(default=None, converter=_issuer)
     leeway: float = field(default=0, converter=_leeway)
 
     @property
@@ -357,10 +363,7 @@ class JwtGuard:
         @raise JwtRejected: with the reason, when it is not accepted.
         """
         config = self.config
-        try:
-            header = pyjwt.get_unverified_header(token)
-        except pyjwt.PyJWTError:
-            raise JwtRejected("the token is malformed") from None
+        header = _unverified_header(token)
         if "crit" in header:
             raise JwtRejected(
                 "the token names critical header extensions (crit) this module does not understand"
@@ -453,6 +456,28 @@ class JwtGuard:
         return json.dumps(
             {"error": "invalid_token", "error_description": rejected.description}
         ).encode("utf-8")
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """
+    The JOSE header of a compact JWS, decoded without any check (PyJWT refuses some
+    headers while parsing them, which would hide the reason).
+
+    @raise JwtRejected: when it is not three dot-separated parts with a JSON object as
+        the header.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0]:
+        raise JwtRejected("the token is malformed")
+    segment = parts[0]
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        raise JwtRejected("the token is malformed") from None
+    if not isinstance(header, dict):
+        raise JwtRejected("the token is malformed")
+    return header
 
 
 def _text(value: Any) -> str:
