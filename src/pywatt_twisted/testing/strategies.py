@@ -191,7 +191,8 @@ def listen_addresses() -> st.SearchStrategy[ListenAddress]:
 
 
 def _hostnames() -> st.SearchStrategy[str]:
-    return st.from_regex(r"[a-z][a-z0-9-]{0,12}(\.[a-z]{2,6})?", fullmatch=True)
+    # A host name label never ends with a hyphen (RFC 1123), and the decoder says so.
+    return st.from_regex(r"[a-z]([a-z0-9-]{0,11}[a-z0-9])?(\.[a-z]{2,6})?", fullmatch=True)
 
 
 def init_blobs() -> st.SearchStrategy[InitBlob]:
