@@ -26,11 +26,6 @@ from pywatt_twisted import pywatt_module
 from pywatt_twisted.data import Database
 
 
-def open_database(init, secrets):
-    # The same secret the bootstrap synced the models to.
-    return Database.from_url(secrets["DATABASE_URL"])
-
-
 def _json(request, status: int, body: object) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
@@ -40,11 +35,11 @@ def _json(request, status: int, body: object) -> bytes:
 @pywatt_module(
     models=MODELS,  # or "examples/models_module/models.yaml"
     database="DATABASE_URL",  # the secret holding the database URL
-    state_builder=open_database,
 )
 def create_app(state):
     app = Klein()
-    db: Database = state.user_state
+    # Opened from the DATABASE_URL secret and already in step with MODELS.
+    db: Database = state.database
 
     @app.route("/notes", methods=["GET"])
     async def list_notes(request):

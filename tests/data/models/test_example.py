@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted.data.models import load_models, validate
 
@@ -69,3 +69,24 @@ class ExampleTests(SynchronousTestCase):
             timeout=120,
         )
         self.assertEqual(diff.stdout, "no changes: the database matches the models\n", diff.stderr)
+
+
+class ExampleModuleTests(TestCase):
+    async def test_tables_created_at_start_up(self) -> None:
+        from examples.models_module.module import create_app
+        from twisted.internet import reactor
+
+        from pywatt_twisted.testing import FakeOrchestrator
+
+        path = os.path.abspath(self.mktemp()) + ".db"
+        orch = FakeOrchestrator(secrets={"DATABASE_URL": f"sqlite:///{path}"}, reactor=reactor)
+        module = await orch.start(create_app)
+        self.addCleanup(orch.shutdown)
+        created = await module.request(
+            "POST", "/notes", json_body={"email": "ada@example.org", "title": "first"}
+        )
+        self.assertEqual(created.code, 201, created.text())
+        listed = await module.request("GET", "/notes")
+        self.assertEqual(
+            [(n["title"], n["email"]) for n in listed.json()], [("first", "ada@example.org")]
+        )
