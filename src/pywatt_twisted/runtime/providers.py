@@ -128,6 +128,8 @@ class EnvironmentSecretProvider:
         return os.environ if self._environ is None else self._environ
 
     def get(self, name: str) -> str | None:
+        if not name:
+            return None
         return self._env().get(self.prefix + name)
 
     def names(self) -> frozenset[str]:
@@ -194,12 +196,14 @@ class FileSecretProvider:
         self._subscribers = _Subscribers()
         self._loop: LoopingCall | None = None
 
-    def _file_stamp(self) -> tuple[float, int] | None:
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        # Nanosecond mtime, size and inode: an editor's atomic replace (new inode) or a
+        # same-size edit within one second are both seen.
         try:
             st = os.stat(self.path)
         except OSError:
             return None
-        return (st.st_mtime, st.st_size)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def get(self, name: str) -> str | None:
         return self._values.get(name)
@@ -226,7 +230,7 @@ class FileSecretProvider:
 
     def check(self) -> None:
         """
-        Reload if the file's modification time or size changed.
+        Reload if the file's modification time, size or inode changed.
         """
         stamp = self._file_stamp()
         if stamp != self._stamp:
