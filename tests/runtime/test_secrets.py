@@ -6,6 +6,7 @@ in L{pywatt_twisted.runtime.service} (re-fetch, C{on_rotation} callbacks, C{rota
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -453,3 +454,49 @@ class RotationFlowTests(SynchronousTestCase):
         self.assertEqual(
             h.new(), [{"op": "rotation_ack", "rotation_id": "rot-7", "status": "success"}]
         )
+
+
+class EscapedFormsTests(SynchronousTestCase):
+    """
+    A value must be redacted however it reaches a log line: inside the repr of a
+    container, of bytes, of an exception holding its repr, or JSON-escaped.
+    """
+
+    VALUE = 'we{ird}\'s "val\\ue" é-42'
+
+    def redactor(self) -> Redactor:
+        r = Redactor()
+        r.add(self.VALUE)
+        return r
+
+    def test_every_escaped_form(self) -> None:
+        r = self.redactor()
+        v = self.VALUE
+        for text in (
+            v,
+            repr(v),
+            repr([v]),
+            repr({"k": v, v: 1}),
+            repr(v.encode()),
+            repr([v.encode()]),
+            repr(ValueError(f"bad {v!r}")),
+            json.dumps(v),
+            json.dumps(v, ensure_ascii=False),
+            json.dumps(repr(v)),
+        ):
+            redacted = r.redact(text)
+            self.assertIn(REDACTED, redacted, text)
+            self.assertNotIn("ird}", redacted, text)
+
+    def test_plain_values_have_one_form(self) -> None:
+        from pywatt_twisted.runtime.redaction import variants
+
+        self.assertEqual(variants("plain-Value_123"), {"plain-Value_123"})
+        self.assertEqual(len(Redactor()), 0)
+        r = self.redactor()
+        self.assertEqual(len(r), 1, "len() counts values, not forms")
+
+    def test_text_without_values_untouched(self) -> None:
+        r = self.redactor()
+        text = "we{ird} is not the value, nor is val\\ue"
+        self.assertEqual(r.redact(text), text)

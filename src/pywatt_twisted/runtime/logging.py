@@ -124,13 +124,14 @@ def event_as_json(event: LogEvent, redactor: Redactor, module_id: str | None = N
             continue
         if key == "message" or key == "time":
             continue
+        name = redactor.redact(key)
         if _jsonable(value):
-            record[key] = redactor.redact_value(value)
+            record[name] = redactor.redact_value(value)
         else:
             try:
-                record[key] = redactor.redact(repr(value))
+                record[name] = redactor.redact(repr(value))
             except Exception:
-                record[key] = "<unrepresentable>"
+                record[name] = "<unrepresentable>"
     return json.dumps(record, ensure_ascii=False, default=lambda o: redactor.redact(str(o)))
 
 

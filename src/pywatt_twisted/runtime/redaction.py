@@ -5,6 +5,7 @@ The process-wide registry of secret values that must never reach a log line.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable
@@ -13,10 +14,64 @@ from typing import Any
 from pywatt_twisted.runtime.secret import REDACTED, Secret
 
 
+def _python_escape(text: str, escape_single: bool) -> str:
+    """
+    C{text} as it appears inside a Python C{repr()} of a string: backslashes doubled,
+    non-printable characters escaped, and the single quote escaped when the repr is
+    single-quoted and the string also holds a double quote.
+    """
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "'":
+            out.append("\\'" if escape_single else "'")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
+
+
+def _bytes_escape(text: str, escape_single: bool) -> str:
+    """
+    C{text} as it appears inside the C{repr()} of its UTF-8 bytes.
+    """
+    inner = repr(("'\"" if escape_single else "").encode() + text.encode("utf-8", "replace"))
+    return inner[2 + (3 if escape_single else 0) : -1]
+
+
+def _escape_forms(text: str) -> set[str]:
+    forms = {
+        _python_escape(text, True),
+        _python_escape(text, False),
+        _bytes_escape(text, True),
+        _bytes_escape(text, False),
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+    }
+    return forms
+
+
+def variants(value: str) -> set[str]:
+    """
+    The forms in which C{value} can show up in a log line: as is, and escaped once or
+    twice the way C{repr()} (of a string, of bytes, of a container or an exception that
+    holds one) or JSON would escape it.
+    """
+    first = _escape_forms(value)
+    result = {value} | first
+    for form in first:
+        result |= _escape_forms(form)
+    return {v for v in result if v}
+
+
 class Redactor:
     """
     Replaces every registered secret value, wherever it occurs in a text (also as a
-    substring), with C{[REDACTED]}.
+    substring), with C{[REDACTED]}: the value as is, and its escaped forms (see
+    L{variants}), so that a C{repr()} of an object, an exception or a container holding
+    the value is redacted too.
 
     Values are only ever added: a value that was rotated away stays redacted, since old
     log readers may still hold it. Thread-safe (stdlib logging may call from threads).
@@ -24,6 +79,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
@@ -38,8 +94,9 @@ class Redactor:
             if text in self._values:
                 return
             self._values.add(text)
+            self._forms |= variants(text)
             # Longest first, so a value that contains another is replaced whole.
-            ordered = sorted(self._values, key=len, reverse=True)
+            ordered = sorted(self._forms, key=lambda v: (-len(v), v))
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
     def add_all(self, values: Iterable[str | Secret]) -> None:
