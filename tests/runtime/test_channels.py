@@ -440,35 +440,6 @@ class QueueTests(SynchronousTestCase):
         self.assertEqual(rig.clock.getDelayedCalls(), [])
         self.assertEqual({c.state for c in rig.manager.channels.values()}, {STOPPED})
 
-    def test_requeue_unconfirmed_tls_frames_first(self) -> None:
-        """
-        Frames a TLS failure handed back go out first on the next connection.
-        """
-        from OpenSSL.SSL import Error
-        from twisted.python.failure import Failure
-
-        rig = Rig(TCP).start()
-        connection = rig.up("tcp")
-        # As a TLS connection after its handshake, before the peer proved it accepted us.
-        connection.channel._unconfirmed = []
-        self.successResultOf(rig.manager.send(route(1)))
-        later = rig.manager.send(route(2))
-        self.successResultOf(later)
-        connection.transport.connected = False
-        connection.protocol.connectionLost(Failure(Error([("SSL", "", "certificate required")])))
-        third = rig.manager.send(route(3))
-        self.assertNoResult(third)
-        rig.clock.advance(0.1)
-        again = rig.up("tcp")
-        self.successResultOf(third)
-        frames = again.written()
-        self.assertEqual(
-            [f["content"].get("target_endpoint", f["content"]["op"]) for f in frames],
-            ["identify", "ep1", "ep2", "ep3"],
-        )
-        self.flushLoggedErrors()
-        rig.stop()
-
 
 class LivenessTests(SynchronousTestCase):
     def test_silent_connection_is_replaced(self) -> None:

@@ -54,7 +54,7 @@ class RecordingListener:
         self.writable: list[bool] = []
         self.messages: list[object] = []
         self.problems: list[Exception] = []
-        self.lost: list[tuple[Failure, list[bytes]]] = []
+        self.lost: list[Failure] = []
         self.undeliverable: list[object] = []
 
     def channel_ready(self, protocol: ChannelProtocol) -> None:
@@ -69,10 +69,8 @@ class RecordingListener:
     def channel_problem(self, protocol: ChannelProtocol, error: Exception) -> None:
         self.problems.append(error)
 
-    def channel_lost(
-        self, protocol: ChannelProtocol, reason: Failure, unconfirmed: list[bytes]
-    ) -> None:
-        self.lost.append((reason, unconfirmed))
+    def channel_lost(self, protocol: ChannelProtocol, reason: Failure) -> None:
+        self.lost.append(reason)
 
     def channel_undeliverable(self, protocol: ChannelProtocol, message: object) -> None:
         self.undeliverable.append(message)

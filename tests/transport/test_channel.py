@@ -9,7 +9,6 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
@@ -102,6 +101,7 @@ class IdentifyTests(SynchronousTestCase):
         self.assertRaises(ChannelClosed, protocol.write_message, HeartbeatAck())
         protocol.handshakeCompleted()
         self.assertEqual(ops_of(transport.value()), ["identify"])
+        protocol.dataReceived(frame({"op": "heartbeat"}))
         self.assertEqual(listener.ready, [protocol])
 
 
@@ -153,8 +153,7 @@ class ReceiveTests(SynchronousTestCase):
         self.assertEqual(listener.messages, [])
         self.assertIsInstance(protocol.abort_reason, FrameTooLarge)
         self.assertEqual(protocol._decoder.buffered, 0)
-        [(_reason, unconfirmed)] = listener.lost
-        self.assertEqual(unconfirmed, [])
+        self.assertEqual(len(listener.lost), 1)
         self.assertTrue(protocol.lost)
 
     @settings(max_examples=60, deadline=None)
@@ -321,53 +320,46 @@ class LivenessTests(SynchronousTestCase):
         self.assertFalse(transport.disconnected)
 
 
-class TlsUnconfirmedTests(SynchronousTestCase):
+class TlsReadinessTests(SynchronousTestCase):
     """
-    Frames written on a TLS connection before the peer proved it accepted it come back
-    to the listener if TLS then fails (TLS 1.3 rejects a client certificate after the
-    client's handshake is done).
+    Over TLS, identify goes out when the handshake is done, but the channel is ready
+    only once the peer proved it accepted the connection (TLS 1.3 rejects a client
+    certificate after the client's handshake completed).
     """
 
     def tls(
         self,
     ) -> tuple[ChannelProtocol, StringTransportWithDisconnection, RecordingListener, Clock]:
         protocol, transport, listener, clock = connect(
-            ChannelSettings("tcp", "a", "demo", tls=True, tls_settle=1.0)
+            ChannelSettings("tcp", "a", "demo", tls=True, tls_settle=0.5)
         )
         protocol.handshakeCompleted()
         return protocol, transport, listener, clock
 
-    def ssl_failure(self) -> Failure:
-        from OpenSSL.SSL import Error
-
-        return Failure(Error([("SSL routines", "", "tlsv13 alert certificate required")]))
-
-    def test_returned_on_tls_failure(self) -> None:
-        protocol, _, listener, clock = self.tls()
-        one = encode_channel_frame(HeartbeatAck(), 1 << 20)
-        protocol.write_frame(one)
-        protocol.connectionLost(self.ssl_failure())
-        [(_, unconfirmed)] = listener.lost
-        self.assertEqual(unconfirmed, [one])
+    def test_identify_then_ready_after_settle(self) -> None:
+        protocol, transport, listener, clock = self.tls()
+        self.assertEqual(ops_of(transport.value()), ["identify"])
+        self.assertEqual(listener.ready, [])
+        self.assertFalse(protocol.writable)
+        clock.advance(0.5)
+        self.assertEqual(listener.ready, [protocol])
         self.assertEqual(clock.getDelayedCalls(), [])
 
-    def test_not_returned_on_plain_loss(self) -> None:
-        protocol, _, listener, _ = self.tls()
-        protocol.write_frame(encode_channel_frame(HeartbeatAck(), 1 << 20))
-        protocol.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(listener.lost[0][1], [])
-
-    def test_confirmed_by_inbound_data_or_time(self) -> None:
+    def test_ready_at_first_inbound_bytes(self) -> None:
         protocol, _, listener, clock = self.tls()
         protocol.dataReceived(frame({"op": "heartbeat"}))
-        protocol.write_frame(encode_channel_frame(HeartbeatAck(), 1 << 20))
-        protocol.connectionLost(self.ssl_failure())
-        self.assertEqual(listener.lost[0][1], [])
+        self.assertEqual(listener.ready, [protocol])
+        self.assertEqual(listener.messages, [Heartbeat()])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_rejected_before_settle_never_ready(self) -> None:
+        from OpenSSL.SSL import Error
+
         protocol, _, listener, clock = self.tls()
-        clock.advance(1.0)
-        protocol.write_frame(encode_channel_frame(HeartbeatAck(), 1 << 20))
-        protocol.connectionLost(self.ssl_failure())
-        self.assertEqual(listener.lost[0][1], [])
+        protocol.connectionLost(Failure(Error([("SSL routines", "", "certificate required")])))
+        self.assertEqual(listener.ready, [])
+        self.assertEqual(len(listener.lost), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class HttpRequestShapeTests(SynchronousTestCase):

@@ -219,7 +219,7 @@ class ChannelOptions:
     initial_delay: float = 0.1
     max_delay: float = 30.0
     jitter: float = 0.5
-    tls_settle: float = 1.0
+    tls_settle: float = 0.5
     stop_grace: float = 5.0
 
     def __attrs_post_init__(self) -> None:
@@ -318,6 +318,7 @@ class _Channel:
         self.state = STOPPED
         self.protocol: ChannelProtocol | None = None
         self.service: ClientService | None = None
+        self.factory: ChannelFactory | None = None
         self.ready_once = False
         self.connects = 0
         self.disconnects = 0
@@ -542,6 +543,7 @@ class ChannelManager(MultiService):
             self._check_required()
             return
         factory = ChannelFactory(channel.settings, self, self.clock, channel.counters)
+        channel.factory = factory
         policy = backoff_policy(
             self.options.initial_delay,
             self.options.max_delay,
@@ -576,6 +578,10 @@ class ChannelManager(MultiService):
             ),
             "stopping",
         )
+        for channel in self.channels.values():
+            if channel.factory is not None:
+                for protocol in list(channel.factory.live):
+                    protocol.close()
         stops = [c.service.stopService() for c in self.channels.values() if c.service is not None]
         self.running = False
         timer = self.clock.callLater(self.options.stop_grace, self._abort_all)
@@ -592,8 +598,9 @@ class ChannelManager(MultiService):
 
     def _abort_all(self) -> None:
         for channel in self.channels.values():
-            p = channel.protocol
-            if p is not None and not p.lost:
+            if channel.factory is None:
+                continue
+            for p in list(channel.factory.live):
                 self.log.warn(
                     "{channel} channel did not close within {grace} s; aborting it",
                     channel=channel.name,
@@ -853,9 +860,7 @@ class ChannelManager(MultiService):
     def channel_problem(self, protocol: ChannelProtocol, error: Exception) -> None:
         self.channels[protocol.name].error(f"skipped a frame: {error}", type(error).__name__)
 
-    def channel_lost(
-        self, protocol: ChannelProtocol, reason: Failure, unconfirmed: list[bytes]
-    ) -> None:
+    def channel_lost(self, protocol: ChannelProtocol, reason: Failure) -> None:
         channel = self.channels[protocol.name]
         was_current = channel.protocol is protocol
         if was_current:
@@ -881,14 +886,6 @@ class ChannelManager(MultiService):
         )
         if was_current or protocol.ready:
             channel.set_state(BACKOFF)
-        for frame in reversed(unconfirmed):
-            self._enqueue(_Queued(frame, "frame", None, None), front=True)
-        if unconfirmed:
-            self.log.warn(
-                "{channel}: {n} frame(s) written before TLS failed were queued again",
-                channel=channel.name,
-                n=len(unconfirmed),
-            )
         self._flush()
 
     def channel_undeliverable(self, protocol: ChannelProtocol, message: object) -> None:

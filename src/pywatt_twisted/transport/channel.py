@@ -16,8 +16,11 @@ client. The protocol:
     requests and tells its listener (the channel manager) to stop writing to it, so a
     slow orchestrator cannot make the module buffer without bound;
   - sends the identify envelope (PROTOCOL.md 2.5) first on every connection when
-    configured, and only then reports itself ready. Over TLS, "ready" waits for the
-    handshake;
+    configured, and only then reports itself ready. Over TLS it writes identify once the
+    handshake is done, and reports ready only once the peer has shown it accepted the
+    connection (its first bytes, or C{tls_settle} seconds without an alert): a TLS 1.3
+    server rejects a client certificate I{after} the client's handshake completed, and
+    frames written in between would be lost;
   - optionally aborts a connection that stayed silent for longer than a liveness
     deadline (the manager then reconnects).
 
@@ -138,10 +141,8 @@ class ChannelSettings:
     @ivar liveness_deadline: seconds without inbound traffic before the connection is
         aborted; C{None} turns the check off.
     @ivar tls: the connection runs over TLS: ready only after the handshake.
-    @ivar tls_settle: over TLS, seconds (or the first inbound bytes) before a
-        connection counts as accepted by the peer; frames written before that are
-        handed back to the listener if TLS then fails (a TLS 1.3 server rejects a
-        client certificate only after the client considers the handshake done).
+    @ivar tls_settle: over TLS, seconds after the handshake (or until the peer's first
+        bytes) before the connection counts as accepted and becomes ready.
     """
 
     name: str
@@ -152,7 +153,7 @@ class ChannelSettings:
     identify_properties: Mapping[str, object] | None = None
     liveness_deadline: float | None = None
     tls: bool = False
-    tls_settle: float = 1.0
+    tls_settle: float = 0.5
 
 
 @define
@@ -193,12 +194,9 @@ class IChannelListener(Interface):
         A frame was skipped (bad format byte, invalid JSON...); the connection stays up.
         """
 
-    def channel_lost(protocol: ChannelProtocol, reason: Failure, unconfirmed: list[bytes]) -> None:
+    def channel_lost(protocol: ChannelProtocol, reason: Failure) -> None:
         """
-        The connection is gone. C{unconfirmed} holds frames (full frames, header
-        included) written with L{ChannelProtocol.write_frame} that provably never
-        reached the peer's application (TLS failed before the peer accepted the
-        connection); the listener should send them again.
+        The connection is gone (whether or not it was ever ready).
         """
 
     def channel_undeliverable(protocol: ChannelProtocol, message: object) -> None:
@@ -242,7 +240,6 @@ class ChannelProtocol(Protocol):
         self._last_in = 0.0
         self._liveness: Any = None
         self._settle: Any = None
-        self._unconfirmed: list[bytes] | None = [] if settings.tls else None
 
     # -- connection -------------------------------------------------------------------
 
@@ -259,11 +256,21 @@ class ChannelProtocol(Protocol):
             self._become_ready()
 
     def handshakeCompleted(self) -> None:
-        if self.settings.tls and not self.lost and not self.ready:
-            self._settle = self.clock.callLater(self.settings.tls_settle, self._confirm)
-            self._become_ready()
+        if not self.settings.tls or self.lost or self.ready or self._settle is not None:
+            return
+        self._identify()
+        self._settle = self.clock.callLater(self.settings.tls_settle, self._settled)
+
+    def _settled(self) -> None:
+        self._settle = None
+        if not self.lost and not self.ready:
+            self._ready()
 
     def _become_ready(self) -> None:
+        self._identify()
+        self._ready()
+
+    def _identify(self) -> None:
         if self.settings.identify:
             module_id = self.settings.module_id
             metadata = Metadata(source=module_id, properties=self.settings.identify_properties)
@@ -273,12 +280,10 @@ class ChannelProtocol(Protocol):
                 self.log.error(
                     "{channel}: cannot send identify: {error}", channel=self.name, error=e
                 )
+
+    def _ready(self) -> None:
         self.ready = True
         self.listener.channel_ready(self)
-
-    def _confirm(self) -> None:
-        self._settle = None
-        self._unconfirmed = None
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self.lost:
@@ -292,11 +297,25 @@ class ChannelProtocol(Protocol):
             if call is not None and call.active():
                 call.cancel()
             setattr(self, name, None)
-        unconfirmed: list[bytes] = []
-        if self._unconfirmed and _is_tls_failure(reason):
-            unconfirmed = self._unconfirmed
-        self._unconfirmed = None
-        self.listener.channel_lost(self, reason, unconfirmed)
+        factory = getattr(self, "factory", None)
+        if isinstance(factory, ChannelFactory):
+            factory.live.discard(self)
+        self.listener.channel_lost(self, reason)
+
+    def close(self) -> None:
+        """
+        Close cleanly: unregister as the transport's producer first (a TLS transport
+        only sends its close alert once no producer is registered), then lose the
+        connection once the buffered frames are written.
+        """
+        if self.lost or self.transport is None:
+            return
+        if getattr(self.transport, "producer", self) is not None:
+            try:
+                self.transport.unregisterProducer()
+            except Exception:
+                pass
+        self.transport.loseConnection()
 
     def abort(self, error: Exception) -> None:
         """
@@ -344,8 +363,13 @@ class ChannelProtocol(Protocol):
             return
         if self._liveness is not None:
             self._last_in = self.clock.seconds()
-        if self._unconfirmed is not None and self.ready:
-            self._confirm_now()
+        if self._settle is not None:
+            # Over TLS: the peer's first bytes prove it accepted the connection.
+            self._settle.cancel()
+            self._settle = None
+            self._ready()
+            if self.lost:
+                return
         self.counters.bytes_in += len(data)
         items = self._decoder.feed(data)
         for item in items:
@@ -370,11 +394,6 @@ class ChannelProtocol(Protocol):
                     "{channel}: skipping a frame: {error}", channel=self.name, error=str(item)
                 )
                 self.listener.channel_problem(self, item)  # type: ignore[arg-type]
-
-    def _confirm_now(self) -> None:
-        if self._settle is not None and self._settle.active():
-            self._settle.cancel()
-        self._confirm()
 
     def _frame(self, frame: Frame) -> None:
         counters = self.counters
@@ -431,8 +450,6 @@ class ChannelProtocol(Protocol):
         """
         if self.lost or not self.ready:
             raise ChannelClosed(f"the {self.name} channel connection is not up")
-        if self._unconfirmed is not None:
-            self._unconfirmed.append(frame)
         self._write(frame)
 
     def write_message(self, message: object) -> None:
@@ -547,16 +564,12 @@ def _set_no_delay(transport: Any) -> None:
             return
 
 
-def _is_tls_failure(reason: Failure) -> bool:
-    from pywatt_twisted.transport.tls import is_tls_failure
-
-    return is_tls_failure(reason)
-
-
 class ChannelFactory(Factory):
     """
     Builds L{ChannelProtocol}s for one channel, all reporting to one listener and
     counting into one L{ChannelCounters}.
+
+    @ivar live: the protocols built and not yet disconnected.
     """
 
     def __init__(
@@ -570,8 +583,10 @@ class ChannelFactory(Factory):
         self.listener = listener
         self.clock = clock
         self.counters = counters if counters is not None else ChannelCounters()
+        self.live: set[ChannelProtocol] = set()
 
     def buildProtocol(self, addr: object) -> ChannelProtocol:
         protocol = ChannelProtocol(self.settings, self.listener, self.clock, self.counters)
         protocol.factory = self
+        self.live.add(protocol)
         return protocol

@@ -172,18 +172,33 @@ def is_tls_failure(reason: Failure | BaseException | None) -> bool:
     Whether a connection was lost because of TLS (handshake, verification, alert).
     """
     from OpenSSL.SSL import Error as SSLError
+    from service_identity import CertificateError, VerificationError
 
     if reason is None:
         return False
     value = reason.value if isinstance(reason, Failure) else reason
-    return isinstance(value, SSLError | ChannelTlsError)
+    return isinstance(value, SSLError | ChannelTlsError | VerificationError | CertificateError)
 
 
 def describe_tls_failure(reason: Failure | BaseException) -> str:
     """
     A one-line description of a TLS failure, from OpenSSL's error queue entries.
     """
+    from service_identity import VerificationError
+
     value = reason.value if isinstance(reason, Failure) else reason
+    if isinstance(value, VerificationError):
+        names = []
+        for error in value.errors:
+            mismatched = getattr(error, "mismatched_id", None)
+            name = getattr(mismatched, "hostname", None) or getattr(mismatched, "ip", None)
+            if isinstance(name, bytes):
+                name = name.decode("ascii", "replace")
+            names.append(str(name) if name is not None else type(error).__name__)
+        return (
+            "TLS failed: the orchestrator's certificate is not valid for "
+            f"{', '.join(names)} (set PYWATT_TLS_SERVER_NAME to a name the certificate holds)"
+        )
     args = getattr(value, "args", ())
     parts: list[str] = []
     if args and isinstance(args[0], list):
