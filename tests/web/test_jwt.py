@@ -697,3 +697,30 @@ async def _kill(proc: ModuleProcess) -> None:
         except Exception:
             pass
         await proc.ended
+
+
+class DocsExampleTests(TestCase):
+    """
+    The test shown in docs/auth.md, kept runnable: the example module under the
+    in-memory FakeOrchestrator.
+    """
+
+    async def test_me(self) -> None:
+        from examples.auth.mint_token import mint
+        from examples.auth.module import create_app
+
+        from pywatt_twisted.testing import FakeOrchestrator
+
+        orch = FakeOrchestrator(secrets={"JWT_SECRET": KEY})
+        module = await orch.start(create_app)
+        token = mint(KEY, "alice")
+        ok = await module.request("GET", "/me", headers={"authorization": f"Bearer {token}"})
+        self.assertEqual(ok.json()["sub"], "alice")
+        refused = await module.request("GET", "/me")
+        self.assertEqual(refused.code, 401)
+        self.assertEqual(refused.headers["www-authenticate"], "Bearer")
+        await orch.rotate({"JWT_SECRET": NEW_KEY})
+        self.assertEqual(orch.acks[-1].status, "success")
+        again = await module.request("GET", "/me", headers={"authorization": f"Bearer {token}"})
+        self.assertEqual(again.code, 401)
+        await orch.shutdown()
