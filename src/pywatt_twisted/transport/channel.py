@@ -572,6 +572,8 @@ class ChannelFactory(Factory):
     @ivar live: the protocols built and not yet disconnected.
     """
 
+    noisy = False  # the manager logs connects and losses itself
+
     def __init__(
         self,
         settings: ChannelSettings,
