@@ -724,3 +724,37 @@ class DocsExampleTests(TestCase):
         again = await module.request("GET", "/me", headers={"authorization": f"Bearer {token}"})
         self.assertEqual(again.code, 401)
         await orch.shutdown()
+
+
+class ClassBasedAppTests(TestCase):
+    """
+    The guard on a method of a class-based Klein app (C{self, request}), in memory.
+    """
+
+    async def test_method_route(self) -> None:
+        from treq.testing import StubTreq
+
+        from pywatt_twisted.runtime.secret import Secret
+
+        guard = JwtGuard(JwtConfig(), lambda: Secret("JWT_SECRET", KEY))
+
+        class Api:
+            app = Klein()
+
+            def __init__(self) -> None:
+                self.greeting = "hello"
+
+            @app.route("/me", methods=["GET"])
+            @guard
+            def me(self, request):
+                return f"{self.greeting} {request.jwt_claims['sub']}".encode()
+
+        stub = StubTreq(Api().app.resource())
+        token = hs_token(claims(iss=None, aud=None))
+        ok = await stub.get(
+            "http://module/me", headers={b"authorization": [f"Bearer {token}".encode()]}
+        )
+        self.assertEqual((ok.code, await ok.content()), (200, b"hello alice"))
+        refused = await stub.get("http://module/me")
+        self.assertEqual(refused.code, 401)
+        self.assertEqual(json.loads(await refused.content())["error"], "invalid_token")
