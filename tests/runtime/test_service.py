@@ -419,3 +419,23 @@ class DescribeAddressTests(SynchronousTestCase):
 
 
 __all__ = ["ModuleService"]
+
+
+class RedactionAtTheEdgesTests(SynchronousTestCase):
+    def test_invalid_line_is_not_logged_verbatim(self) -> None:
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        h = started()
+        h.feed(b'{"op":"secret","name":"X","value":"never-registered-9","rotation_id":5}\n')
+        text = repr(events)
+        self.assertNotIn("never-registered-9", text)
+        self.assertTrue(any("invalid stdin line" in e.get("log_format", "") for e in events))
+
+    def test_auth_token_is_redacted(self) -> None:
+        h = Harness(echo_app)
+        h.start()
+        h.feed(line({**json.loads(init_line()), "auth_token": "tok-secret-77"}))
+        self.assertEqual(h.redactor.redact("a tok-secret-77 b"), "a [REDACTED] b")

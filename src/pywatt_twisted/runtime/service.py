@@ -207,6 +207,8 @@ class ModuleService(MultiService):
 
     def init_received(self, blob: InitBlob) -> None:
         self.init = blob
+        if blob.auth_token:
+            self.redactor.add(blob.auth_token)
         if self._on_module_id is not None:
             self._on_module_id(blob.module_id)
         self.log.info(

@@ -92,10 +92,12 @@ class StdioProtocol(Protocol):
             try:
                 message = decode_from_orchestrator(item)
             except ProtocolError as e:
+                # The line itself is not shown: it may carry a secret value that was never
+                # registered for redaction (a malformed 'secret' line, say).
                 self.log.warn(
-                    "skipping invalid stdin line ({error}): {line}",
+                    "skipping an invalid stdin line of {size} bytes: {error}",
                     error=str(e),
-                    line=_preview(item),
+                    size=len(item),
                 )
                 continue
             try:
@@ -170,8 +172,3 @@ class StdioProtocol(Protocol):
             else:
                 self.transport.loseConnection()
         return d
-
-
-def _preview(line: bytes, limit: int = 200) -> str:
-    text = line[:limit].decode("utf-8", "replace")
-    return text + ("..." if len(line) > limit else "")
