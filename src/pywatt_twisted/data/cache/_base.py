@@ -120,6 +120,16 @@ class ICacheStore(Interface):
     The raw storage a backend provides: full keys (C{str}) to encoded values
     (C{bytes}). Every method returns a L{Deferred}. Implement this to add a backend;
     wrap it in L{StoreCache} to get an L{ICache}.
+
+    Two optional attributes let L{StoreCache} skip work on the hot paths (a store
+    without them works the same, only slower):
+
+        - C{static_prefix = True}: C{prefix(parts)} returns a C{str} that depends only
+          on C{parts}, so a L{StoreCache} computes it once instead of on every call.
+        - C{get_now(key) -> bytes | None} and C{set_now(key, data, ttl) -> None}:
+          synchronous forms of C{get} and C{set} (raising L{CacheError}) for stores
+          that never wait, such as an in-process one; L{StoreCache} then answers with
+          an already-fired L{Deferred} instead of chaining a callback.
     """
 
     clock = Attribute("The L{IReactorTime} used for lock waits.")
@@ -220,6 +230,14 @@ class StoreCache:
     def __init__(self, store: Any, parts: tuple[str, ...] = ()) -> None:
         self._store = store
         self._parts = parts
+        # the hot paths (get, set) read these instead of asking the store every time
+        self._static: str | None = (
+            store.prefix(parts) if getattr(store, "static_prefix", False) else None
+        )
+        self._get_now: Callable[[str], bytes | None] | None = getattr(store, "get_now", None)
+        self._set_now: Callable[[str, bytes, float | None], None] | None = getattr(
+            store, "set_now", None
+        )
 
     def __repr__(self) -> str:
         ns = ":".join(self._parts) or "-"
@@ -236,20 +254,27 @@ class StoreCache:
 
     # key plumbing --------------------------------------------------------------------
 
-    def _with_key(self, key: str, fn: Callable[[str], Deferred[Any]]) -> Deferred[Any]:
-        prefix = self._store.prefix(self._parts)
+    def _prefix(self) -> str | Deferred[str]:
+        prefix = self._static
+        return self._store.prefix(self._parts) if prefix is None else prefix
+
+    def _with_key(self, key: str, fn: Callable[..., Deferred[Any]], *args: Any) -> Deferred[Any]:
+        """
+        Call C{fn(full_key, *args)} once the key is checked and prefixed.
+        """
+        prefix = self._prefix()
         if isinstance(prefix, Deferred):
-            return prefix.addCallback(lambda p: fn(validate_key(key, p)))
+            return prefix.addCallback(lambda p: fn(validate_key(key, p), *args))
         try:
             full = validate_key(key, prefix)
         except CacheError:
             return defer.fail()
-        return fn(full)
+        return fn(full, *args)
 
     def _with_keys(
         self, keys: Iterable[str], fn: Callable[[list[str], str], Deferred[Any]]
     ) -> Deferred[Any]:
-        prefix = self._store.prefix(self._parts)
+        prefix = self._prefix()
         keys = list(keys)
 
         def go(p: str) -> Deferred[Any]:
@@ -259,18 +284,54 @@ class StoreCache:
             return prefix.addCallback(go)
         return defer.maybeDeferred(go, prefix)
 
+    def _get_under(self, prefix: str, key: str) -> Deferred[object | None]:
+        return self._store.get(validate_key(key, prefix)).addCallback(_decode)
+
+    def _set_under(self, prefix: str, key: str, data: bytes, ttl: float | None) -> Deferred[None]:
+        return self._store.set(validate_key(key, prefix), data, ttl)
+
     # ICache --------------------------------------------------------------------------
 
+    # get and set are the hot paths: written out in full, without closures, and with
+    # no Deferred chained on a store that answers synchronously.
+
     def get(self, key: str) -> Deferred[object | None]:
-        return self._with_key(key, lambda k: self._store.get(k).addCallback(_decode))
+        prefix = self._static
+        if prefix is None:
+            prefix = self._store.prefix(self._parts)
+            if isinstance(prefix, Deferred):
+                return prefix.addCallback(self._get_under, key)
+        try:
+            full = validate_key(key, prefix)
+            get_now = self._get_now
+            if get_now is not None:
+                data = get_now(full)
+                return defer.succeed(None if data is None else decode_value(data))
+        except CacheError:
+            return defer.fail()
+        return self._store.get(full).addCallback(_decode)
 
     def set(self, key: str, value: object, ttl: float | None = None) -> Deferred[None]:
         try:
             data = encode_value(value)
-            ttl = validate_ttl(ttl)
+            if ttl is not None:
+                ttl = validate_ttl(ttl)
         except CacheError:
             return defer.fail()
-        return self._with_key(key, lambda k: self._store.set(k, data, ttl))
+        prefix = self._static
+        if prefix is None:
+            prefix = self._store.prefix(self._parts)
+            if isinstance(prefix, Deferred):
+                return prefix.addCallback(self._set_under, key, data, ttl)
+        try:
+            full = validate_key(key, prefix)
+            set_now = self._set_now
+            if set_now is not None:
+                set_now(full, data, ttl)
+                return defer.succeed(None)
+        except CacheError:
+            return defer.fail()
+        return self._store.set(full, data, ttl)
 
     def delete(self, key: str) -> Deferred[bool]:
         return self._with_key(key, self._store.delete)
@@ -284,7 +345,7 @@ class StoreCache:
             ttl = validate_ttl(ttl)
         except CacheError:
             return defer.fail()
-        return self._with_key(key, lambda k: self._store.set_nx(k, data, ttl))
+        return self._with_key(key, self._store.set_nx, data, ttl)
 
     def increment(self, key: str, delta: int = 1, ttl: float | None = None) -> Deferred[int]:
         if isinstance(delta, bool) or not isinstance(delta, int):
@@ -293,7 +354,7 @@ class StoreCache:
             ttl = validate_ttl(ttl)
         except CacheError:
             return defer.fail()
-        return self._with_key(key, lambda k: self._store.increment(k, delta, ttl))
+        return self._with_key(key, self._store.increment, delta, ttl)
 
     def get_many(self, keys: Iterable[str]) -> Deferred[dict[str, object]]:
         def fetch(full: list[str], prefix: str) -> Deferred[dict[str, object]]:
@@ -351,7 +412,7 @@ class StoreCache:
         data = encode_value(token)
         clock = self._store.clock
         deadline = clock.seconds() + wait
-        prefix = self._store.prefix(self._parts)
+        prefix = self._prefix()
         if isinstance(prefix, Deferred):
             prefix = await prefix
         full = validate_key(lock_key, prefix)

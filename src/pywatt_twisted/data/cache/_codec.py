@@ -87,6 +87,18 @@ def validate_key(key: object, prefix: str = "") -> str:
 
     @raise InvalidKey: with what was wrong and what is allowed.
     """
+    # Fast path, taken by every ordinary key: a printable str without spaces has no
+    # whitespace or control character (str.isprintable is False for every other
+    # whitespace and for all of U+0000-U+001F and U+007F), and an ASCII full key's
+    # UTF-8 size is its length. Anything else gets the detailed check below.
+    if isinstance(key, str) and key and key.isprintable() and " " not in key:
+        full = prefix + key
+        if (len(full) if full.isascii() else len(full.encode("utf-8"))) <= MAX_KEY_BYTES:
+            return full
+    return _check_key(key, prefix)
+
+
+def _check_key(key: object, prefix: str) -> str:
     if not isinstance(key, str):
         raise InvalidKey(f"expected a cache key as str, got {type(key).__name__}")
     if not key:

@@ -28,6 +28,9 @@ class MemoryStore:
     Expired entries are dropped when read, and first when room is needed.
     """
 
+    #: prefix() depends only on the namespace path (see L{ICacheStore})
+    static_prefix = True
+
     def __init__(
         self, max_entries: int | None = None, max_bytes: int | None = None, clock: Any = None
     ) -> None:
@@ -65,38 +68,52 @@ class MemoryStore:
         self._data.move_to_end(key)
         return data
 
+    #: the synchronous read L{StoreCache} uses (see L{ICacheStore})
+    get_now = _live
+
     def _remove(self, key: str) -> bool:
         entry = self._data.pop(key, None)
         if entry is None:
             return False
-        self.bytes -= self._size(key, entry[0])
+        self.bytes -= len(key) + len(entry[0])
         return True
 
     def _store(self, key: str, data: bytes, ttl: float | None) -> None:
-        size = self._size(key, data)
-        if self.max_bytes is not None and size > self.max_bytes:
+        # the hot path of every set: the size rules of _size and _remove written inline
+        size = len(key) + len(data)
+        max_bytes = self.max_bytes
+        if max_bytes is not None and size > max_bytes:
             raise CacheError(
-                f"expected an entry of at most max_bytes={self.max_bytes} bytes, got "
+                f"expected an entry of at most max_bytes={max_bytes} bytes, got "
                 f"{size} bytes for key {key[:40]!r}; raise max_bytes or store less"
             )
-        self._remove(key)
-        expires = None if ttl is None else self.clock.seconds() + ttl
-        self._data[key] = (data, expires)
+        entries = self._data
+        old = entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(key) + len(old[0])
+        entries[key] = (data, None if ttl is None else self.clock.seconds() + ttl)
         self.bytes += size
-        self._shrink()
+        max_entries = self.max_entries
+        if (max_entries is not None and len(entries) > max_entries) or (
+            max_bytes is not None and self.bytes > max_bytes
+        ):
+            self._shrink()
+
+    #: the synchronous write L{StoreCache} uses (see L{ICacheStore})
+    set_now = _store
+
+    def _over(self) -> bool:
+        return (self.max_entries is not None and len(self._data) > self.max_entries) or (
+            self.max_bytes is not None and self.bytes > self.max_bytes
+        )
 
     def _shrink(self) -> None:
-        def over() -> bool:
-            return (self.max_entries is not None and len(self._data) > self.max_entries) or (
-                self.max_bytes is not None and self.bytes > self.max_bytes
-            )
-
-        if not over():
+        if not self._over():
             return
         now = self.clock.seconds()
         for key in [k for k, (_, e) in self._data.items() if e is not None and e <= now]:
             self._remove(key)
-        while over():
+        while self._over():
             key = next(iter(self._data))
             self._remove(key)
             self.evictions += 1
