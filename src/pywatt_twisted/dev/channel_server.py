@@ -21,7 +21,7 @@ from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, UNIXServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
@@ -102,6 +102,9 @@ class ModuleConnection(Protocol):
                 return
             if not isinstance(item, Frame):
                 self.bad_frames.append(item)
+                continue
+            raw_hook = self.server.on_frame
+            if raw_hook is not None and raw_hook(self, item):
                 continue
             try:
                 envelope = decode_envelope_from_module(frame_json(item))
@@ -262,8 +265,10 @@ class ChannelServer:
     Accepts module channel connections (see the module docstring).
 
     @param on_message: C{hook(connection, envelope) -> bool}, called for every message
-        before waiters see it; returning C{True} consumes it (a benchmark's echo, the
-        dev orchestrator's dispatch).
+        before waiters see it; returning C{True} consumes it (the dev orchestrator's
+        dispatch).
+    @param on_frame: C{hook(connection, frame) -> bool}, called for every frame before
+        it is decoded; returning C{True} consumes it (forwarding, benchmarks).
     @ivar connections: the connections currently open, oldest first.
     """
 
@@ -274,11 +279,13 @@ class ChannelServer:
         clock: Any = None,
         max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         on_message: Callable[[ModuleConnection, Envelope], bool] | None = None,
+        on_frame: Callable[[ModuleConnection, Frame], bool] | None = None,
     ) -> None:
         self.reactor = reactor
         self.clock = clock if clock is not None else reactor
         self.max_frame_length = max_frame_length
         self.on_message = on_message
+        self.on_frame = on_frame
         self.ports: list[IListeningPort] = []
         self.connections: list[ModuleConnection] = []
         self.accepted = 0
@@ -292,12 +299,13 @@ class ChannelServer:
         Listen on TCP (with TLS when C{tls} is a server context factory, see
         L{server_tls_options}); fires with the bound C{"ip:port"}.
         """
-        endpoint: Any
+        factory: Any = _ConnectionFactory(self, "tls" if tls is not None else "tcp")
         if tls is not None:
-            endpoint = SSL4ServerEndpoint(self.reactor, port, tls, interface=interface)
-        else:
-            endpoint = TCP4ServerEndpoint(self.reactor, port, interface=interface)
-        d = endpoint.listen(_ConnectionFactory(self, "tls" if tls is not None else "tcp"))
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            # TLS write batching runs on this server's clock, not the global reactor.
+            factory = TLSMemoryBIOFactory(tls, False, factory, clock=self.clock)
+        d = TCP4ServerEndpoint(self.reactor, port, interface=interface).listen(factory)
 
         def bound(listening: IListeningPort) -> str:
             self.ports.append(listening)

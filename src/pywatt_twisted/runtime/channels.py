@@ -33,7 +33,6 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     UNIXClientEndpoint,
-    wrapClientTLS,
 )
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
@@ -264,10 +263,29 @@ def default_endpoint_factory(reactor: Any, connect_timeout: float) -> EndpointFa
             kind = TCP6ClientEndpoint if ":" in spec.host else TCP4ClientEndpoint
             endpoint = kind(reactor, spec.host, spec.port, timeout=connect_timeout)
         if tls_options is not None:
-            endpoint = wrapClientTLS(tls_options, endpoint)
+            endpoint = _TlsClientEndpoint(endpoint, tls_options, reactor)
         return endpoint
 
     return build
+
+
+@implementer(IStreamClientEndpoint)
+class _TlsClientEndpoint:
+    """
+    Like C{wrapClientTLS}, but the TLS layer schedules its write batching on the
+    given reactor instead of the global one.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint, options: Any, clock: Any) -> None:
+        self._endpoint = endpoint
+        self._options = options
+        self._clock = clock
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        tls = TLSMemoryBIOFactory(self._options, True, factory, clock=self._clock)
+        return self._endpoint.connect(tls).addCallback(lambda p: p.wrappedProtocol)
 
 
 @implementer(IStreamClientEndpoint)

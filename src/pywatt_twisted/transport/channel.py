@@ -31,6 +31,7 @@ back on the connection it came from.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,7 @@ from zope.interface import Interface, implementer
 from pywatt_twisted.errors import ChannelError, FrameTooLarge, ProtocolError
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
 from pywatt_twisted.wire import _json
-from pywatt_twisted.wire.codec import decode_from_orchestrator, encode_envelope
+from pywatt_twisted.wire.codec import decode_from_orchestrator, to_json_object
 from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_AUTO,
@@ -53,12 +54,7 @@ from pywatt_twisted.wire.framing import (
     frame_header,
     frame_json,
 )
-from pywatt_twisted.wire.messages import (
-    HeartbeatAck,
-    HttpResponse,
-    Identify,
-    Metadata,
-)
+from pywatt_twisted.wire.messages import HeartbeatAck, HttpResponse, Identify
 
 __all__ = [
     "ChannelClosed",
@@ -70,9 +66,11 @@ __all__ = [
     "LivenessTimeout",
     "MessageTooLarge",
     "encode_channel_frame",
+    "envelope_id",
 ]
 
 _log = Logger()
+_dumps = _json.dumps
 
 
 class MessageTooLarge(FrameTooLarge, ChannelError):
@@ -108,14 +106,41 @@ class LivenessTimeout(ChannelError):
     """
 
 
-def encode_channel_frame(message: object, max_frame_length: int, metadata: Any = None) -> bytes:
+_getrandbits = random.getrandbits
+_UUID4_CLEAR = 0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF
+_UUID4_SET = 0x00000000000040008000000000000000
+
+
+def envelope_id() -> str:
+    """
+    A random version-4 UUID in its lowercase hyphenated form, for envelope ids.
+
+    Envelope ids only correlate and de-duplicate frames; they are not secrets, so they
+    come from C{random.getrandbits} (about 3x cheaper than C{uuid.uuid4()}, which reads
+    the OS's entropy pool and builds a UUID object per call).
+    """
+    h = "%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def encode_channel_frame(
+    message: object, max_frame_length: int, metadata: Mapping[str, object] | None = None
+) -> bytes:
     """
     The full frame (header and payload) of C{message} in its module -> orchestrator
-    envelope.
+    envelope C{{"id": uuid4, "content": message, "metadata": metadata or {}}} (the
+    Rust form, PROTOCOL.md 4.3).
 
+    @param metadata: the envelope's metadata object, keys already in wire form.
     @raise MessageTooLarge: if the payload is longer than C{max_frame_length}.
     """
-    payload = encode_envelope(message, None, metadata)  # type: ignore[arg-type]
+    payload = _dumps(
+        {
+            "id": envelope_id(),
+            "content": to_json_object(message),  # type: ignore[arg-type]
+            "metadata": {} if metadata is None else metadata,
+        }
+    )
     length = len(payload)
     if length > max_frame_length:
         raise MessageTooLarge(_op(message), length, max_frame_length)
@@ -273,7 +298,9 @@ class ChannelProtocol(Protocol):
     def _identify(self) -> None:
         if self.settings.identify:
             module_id = self.settings.module_id
-            metadata = Metadata(source=module_id, properties=self.settings.identify_properties)
+            metadata: dict[str, object] = {"source": module_id}
+            if self.settings.identify_properties is not None:
+                metadata["properties"] = dict(self.settings.identify_properties)
             try:
                 self._write(encode_channel_frame(Identify(module_id), self._max, metadata))
             except MessageTooLarge as e:
