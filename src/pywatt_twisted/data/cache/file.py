@@ -48,6 +48,9 @@ class FileStore:
     The storage behind L{FileCache}.
     """
 
+    #: prefix() depends only on the namespace path (see L{ICacheStore})
+    static_prefix = True
+
     def __init__(
         self, directory: str, clock: Any = None, reactor: Any = None, fsync: bool = False
     ) -> None:
