@@ -244,8 +244,9 @@ class ModuleConnection(Protocol):
         """
         Reset the connection at once.
         """
-        if self.transport is not None:
-            self.transport.abortConnection()
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
 
 
 class _ConnectionFactory(Factory):
@@ -309,7 +310,7 @@ class ChannelServer:
 
         def bound(listening: IListeningPort) -> str:
             self.ports.append(listening)
-            host = listening.getHost()
+            host: Any = listening.getHost()
             return f"{host.host}:{host.port}"
 
         return d.addCallback(bound)

@@ -285,7 +285,8 @@ class _TlsClientEndpoint:
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         tls = TLSMemoryBIOFactory(self._options, True, factory, clock=self._clock)
-        return self._endpoint.connect(tls).addCallback(lambda p: p.wrappedProtocol)
+        d: Deferred[Any] = self._endpoint.connect(tls)
+        return d.addCallback(lambda p: p.wrappedProtocol)
 
 
 @implementer(IStreamClientEndpoint)

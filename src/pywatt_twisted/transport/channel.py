@@ -269,7 +269,7 @@ class ChannelProtocol(Protocol):
     # -- connection -------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        transport = self.transport
+        transport: Any = self.transport
         assert transport is not None
         _set_no_delay(transport)
         transport.registerProducer(self, True)
@@ -335,14 +335,15 @@ class ChannelProtocol(Protocol):
         only sends its close alert once no producer is registered), then lose the
         connection once the buffered frames are written.
         """
-        if self.lost or self.transport is None:
+        transport: Any = self.transport
+        if self.lost or transport is None:
             return
-        if getattr(self.transport, "producer", self) is not None:
+        if getattr(transport, "producer", self) is not None:
             try:
-                self.transport.unregisterProducer()
+                transport.unregisterProducer()
             except Exception:
                 pass
-        self.transport.loseConnection()
+        transport.loseConnection()
 
     def abort(self, error: Exception) -> None:
         """
@@ -353,8 +354,9 @@ class ChannelProtocol(Protocol):
             return
         if self.abort_reason is None:
             self.abort_reason = error
-        if self.transport is not None:
-            self.transport.abortConnection()
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
 
     # -- liveness -----------------------------------------------------------------------
 
@@ -464,10 +466,7 @@ class ChannelProtocol(Protocol):
         counters.bytes_out += len(frame)
         transport = self.transport
         assert transport is not None
-        if len(frame) > 65536:
-            transport.writeSequence([frame[:5], memoryview(frame)[5:]])  # type: ignore[list-item]
-        else:
-            transport.write(frame)
+        transport.write(frame)
 
     def write_frame(self, frame: bytes) -> None:
         """
@@ -554,7 +553,7 @@ class ChannelProtocol(Protocol):
         if self.paused or self.lost:
             return
         self.paused = True
-        transport = self.transport
+        transport: Any = self.transport
         if transport is not None:
             # Stop reading requests while the orchestrator is not reading our replies.
             transport.pauseProducing()
@@ -564,7 +563,7 @@ class ChannelProtocol(Protocol):
         if not self.paused or self.lost:
             return
         self.paused = False
-        transport = self.transport
+        transport: Any = self.transport
         if transport is not None:
             transport.resumeProducing()
         self.listener.channel_writable(self, True)

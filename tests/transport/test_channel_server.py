@@ -1,0 +1,177 @@
+"""
+Tests for L{pywatt_twisted.dev.channel_server} (the orchestrator's end of the
+channels), and end-to-end behaviour of the module's channels against it over real
+loopback sockets: a slow orchestrator, a restarting one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+
+from twisted.internet import reactor
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pywatt_twisted.dev.channel_server import ChannelServer, ModuleConnection
+from pywatt_twisted.errors import RequestTimeout
+from pywatt_twisted.runtime.channels import (
+    CONNECTED,
+    PAUSED,
+    ChannelManager,
+    ChannelOptions,
+    ChannelQueueFull,
+    ChannelSpec,
+)
+from pywatt_twisted.transport.channel import encode_channel_frame
+from pywatt_twisted.wire.framing import frame_header
+from pywatt_twisted.wire.messages import (
+    EncodedPayload,
+    HeartbeatAck,
+    HttpResponse,
+    RouteToModule,
+)
+from tests.transport.fakes import frames_of
+
+
+def wired(server: ChannelServer) -> tuple[ModuleConnection, StringTransportWithDisconnection]:
+    connection = ModuleConnection(server)
+    transport = StringTransportWithDisconnection()
+    transport.protocol = connection
+    connection.makeConnection(transport)
+    return connection, transport
+
+
+class ModuleConnectionTests(SynchronousTestCase):
+    def test_heartbeat_waits_for_the_ack(self) -> None:
+        server = ChannelServer(None, clock=Clock())
+        connection, transport = wired(server)
+        d = connection.heartbeat()
+        self.assertEqual(frames_of(transport.value()), [{"op": "heartbeat"}])
+        self.assertNoResult(d)
+        connection.dataReceived(encode_channel_frame(HeartbeatAck(), 1 << 20))
+        self.assertEqual(self.successResultOf(d).content, HeartbeatAck())
+
+    def test_http_request_correlates_by_id(self) -> None:
+        server = ChannelServer(None, clock=Clock())
+        connection, transport = wired(server)
+        first = connection.http_request("GET", "/a", request_id="r1")
+        second = connection.http_request("GET", "/b", request_id="r2")
+        connection.dataReceived(
+            encode_channel_frame(HttpResponse("r2", 201, {}, b"two"), 1 << 20)
+            + encode_channel_frame(HttpResponse("r1", 200, {}, b"one"), 1 << 20)
+        )
+        self.assertEqual(self.successResultOf(first).body, b"one")
+        self.assertEqual(self.successResultOf(second).status_code, 201)
+        requests = frames_of(transport.value())
+        self.assertEqual([r["uri"] for r in requests], ["/a", "/b"])
+
+    def test_expect_times_out_and_fails_on_close(self) -> None:
+        clock = Clock()
+        server = ChannelServer(None, clock=clock)
+        connection, transport = wired(server)
+        d = connection.expect_op("identify", timeout=2)
+        clock.advance(2)
+        self.failureResultOf(d, RequestTimeout)
+        d = connection.expect_op("identify")
+        transport.loseConnection()
+        self.failureResultOf(d)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertIsNotNone(connection.close_reason)
+
+    def test_bogus_header_and_oversize_from_module(self) -> None:
+        server = ChannelServer(None, clock=Clock(), max_frame_length=100)
+        connection, transport = wired(server)
+        connection.send_bogus_header(1 << 30)
+        self.assertEqual(transport.value(), frame_header(1 << 30))
+        connection.dataReceived(frame_header(1000))
+        self.assertTrue(transport.disconnected)
+
+    def test_next_connection_by_listener(self) -> None:
+        clock = Clock()
+        server = ChannelServer(None, clock=clock)
+        waiting = server.next_connection("ipc", timeout=5)
+        connections = {}
+        for listener in ("tcp", "ipc"):
+            connection = ModuleConnection(server)
+            connection.listener = listener  # what the listener's factory sets
+            connection.makeConnection(StringTransportWithDisconnection())
+            connections[listener] = connection
+        self.assertIs(self.successResultOf(waiting), connections["ipc"])
+        self.assertIs(self.successResultOf(server.next_connection()), connections["tcp"])
+        late = server.next_connection(timeout=5)
+        clock.advance(5)
+        self.failureResultOf(late, RequestTimeout)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+def big_route(n: int) -> RouteToModule:
+    return RouteToModule("peer", "ep", uuid.UUID(int=n), EncodedPayload(b"z" * 60_000))
+
+
+class SlowOrchestratorTests(TestCase):
+    """
+    Over a real Unix socket: an orchestrator that stops reading cannot make the
+    module buffer without bound.
+    """
+
+    timeout = 30
+
+    async def test_backpressure_then_recovery(self) -> None:
+        directory = tempfile.mkdtemp(prefix="pwfc")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "o.sock")
+        server = ChannelServer(reactor)
+        self.addCleanup(server.stop)
+        await server.listen_unix(path)
+        manager = ChannelManager(
+            [ChannelSpec("ipc", path, required=True, path=path)],
+            module_id="fc",
+            receiver=lambda m, link: link.send_heartbeat_ack(),
+            clock=reactor,
+            reactor=reactor,
+            options=ChannelOptions(queue_size=20),
+        )
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        await manager.when_required_ready()
+        connection = await server.next_connection("ipc")
+        connection.transport.pauseProducing()  # the orchestrator stops reading
+
+        sent = 0
+        while manager.channels["ipc"].state == CONNECTED and sent < 2000:
+            manager.send(big_route(sent))
+            sent += 1
+            if sent % 20 == 0:
+                await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(manager.channels["ipc"].state, PAUSED)
+        self.assertLess(sent, 2000, "the transport never pushed back")
+        # While paused, new messages wait in the bounded queue; past it they fail.
+        waiting = [manager.send(big_route(10_000 + i)) for i in range(20)]
+        for d in waiting:
+            self.assertNoResult(d)
+        overflow = manager.send(big_route(99_999))
+        self.assertIsInstance(self.failureResultOf(overflow).value, ChannelQueueFull)
+        # The module also stopped reading from this orchestrator.
+        module_side = manager.channels["ipc"].protocol
+        assert module_side is not None
+        self.assertTrue(module_side.paused)
+
+        connection.transport.resumeProducing()  # it reads again: everything arrives
+        for d in waiting:
+            await d
+        total = sent + len(waiting)
+        while len(connection.received) < total:
+            await deferLater(reactor, 0.02, lambda: None)
+        routes = [e.content for e in connection.received if isinstance(e.content, RouteToModule)]
+        self.assertEqual(len(routes), total)
+        self.assertEqual(
+            [r.request_id.int for r in routes],
+            list(range(sent)) + [10_000 + i for i in range(20)],
+        )
+        self.assertEqual(manager.channels["ipc"].state, CONNECTED)
+        ack = await connection.heartbeat()
+        self.assertEqual(ack.content, HeartbeatAck())
