@@ -34,7 +34,7 @@ import socket
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from twisted.internet import defer, task
@@ -58,7 +58,7 @@ def _url(name: str) -> str | None:
         return None
 
 
-async def _rate(op: Callable[[int], Awaitable[Any]], n: int, concurrency: int) -> float:
+async def _rate(op: Callable[[int], Coroutine[Any, Any, Any]], n: int, concurrency: int) -> float:
     """
     Operations per second of C{op(i)} for i in range(n), C{concurrency} at a time.
     """
@@ -140,7 +140,7 @@ async def _bench_cache(
         await ours.set(f"k{i % 100}", b"v" * 100)
         await ours.get(f"k{i % 100}")
 
-    def pair(set_: Any, get_: Any) -> Callable[[int], Awaitable[None]]:
+    def pair(set_: Any, get_: Any) -> Callable[[int], Coroutine[Any, Any, None]]:
         async def raw_pair(i: int) -> None:
             await set_(f"benchraw:k{i % 100}", b"v" * 100)
             await get_(f"benchraw:k{i % 100}")
@@ -171,17 +171,17 @@ async def bench_caches(reactor: Any, n: int) -> None:
     store: dict[str, bytes] = {}
     lru = LruDict(reactor)
 
+    def dict_set(k: str, v: bytes) -> Deferred[None]:
+        store[k] = v
+        return defer.succeed(None)
+
     await _bench_cache(
         "memory (raw: LruDict, an LRU dict with TTLs)",
         Cache.from_url("memory://", namespace="bench", clock=reactor),
         lru.set,
         lru.get,
         n * 5,
-        reference=(
-            "dict",
-            lambda k, v: defer.succeed(store.__setitem__(k, v)),
-            lambda k: defer.succeed(store.get(k)),
-        ),
+        reference=("dict", dict_set, lambda k: defer.succeed(store.get(k))),
     )
 
     directory = tempfile.mkdtemp(prefix="pywatt-bench-")
