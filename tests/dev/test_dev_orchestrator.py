@@ -153,6 +153,12 @@ class DevOrchestratorTests(TestCase):
         code, body = await self.get(f"{base}/_pywatt/modules")
         states = {m["module_id"]: m["status"] for m in json.loads(body)}
         self.assertEqual(states, {"counter": "running", "greeter": "running"})
+        # Each module connected to the TCP and Unix-socket channels pywatt dev serves.
+        await proto.wait_for(r"counter identified as 'counter' on tcp")
+        for module in json.loads((await self.get(f"{base}/_pywatt/modules"))[1]):
+            channels = module["channels"]
+            self.assertTrue(channels["tcp"].startswith("up"), channels)
+            self.assertTrue(channels["ipc"].startswith("up"), channels)
         code, body = await self.get(f"{base}/")
         self.assertIn(b"greeter", body)
 

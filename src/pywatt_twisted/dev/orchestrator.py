@@ -15,9 +15,18 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.web.server import Site
 
 from pywatt_twisted.dev.front import FrontResource
-from pywatt_twisted.dev.supervisor import Console, ModuleSupervisor
+from pywatt_twisted.dev.supervisor import Console, ModuleSupervisor, routing_error
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.runtime.providers import ISecretProvider
+from pywatt_twisted.wire.messages import (
+    RoutedModuleMessage,
+    RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
+)
+
+#: how long an undelivered module-to-module reply is remembered
+ROUTE_TIMEOUT = 120.0
 
 _GENERIC_NAMES = {"module", "modules", "app", "main", "service", "mod"}
 
@@ -84,6 +93,11 @@ class DevOrchestrator(Service):
             )
         if not self.supervisors:
             raise ConfigurationError("pywatt dev needs at least one --module")
+        for supervisor in self.supervisors.values():
+            supervisor.router = self.route
+            supervisor.on_exit = self._module_exited
+        # request id -> (requester, target module id, expiry timer)
+        self._routes: dict[Any, tuple[ModuleSupervisor, str, Any]] = {}
         self._unsubscribe = secrets.subscribe(self.secrets_changed)
 
     @property
@@ -108,6 +122,7 @@ class DevOrchestrator(Service):
             ) from e
         self.console.say("pywatt-dev", f"front port: {self.front_url}/ (module id in the path)")
         for supervisor in self.supervisors.values():
+            await supervisor.prepare()
             supervisor.start()
 
     def startService(self) -> None:
@@ -118,6 +133,16 @@ class DevOrchestrator(Service):
         self._unsubscribe()
         stops = [s.stop() for s in self.supervisors.values()]
         d = DeferredList(stops, consumeErrors=True)
+        d.addCallback(
+            lambda _: DeferredList(
+                [ensureDeferred(s.close_channels()) for s in self.supervisors.values()],
+                consumeErrors=True,
+            )
+        )
+        for _, _, timer in self._routes.values():
+            if timer.active():
+                timer.cancel()
+        self._routes.clear()
         if self.front_port is not None:
             port = self.front_port
             d.addCallback(lambda _: port.stopListening())
@@ -140,3 +165,96 @@ class DevOrchestrator(Service):
             if d is not None:
                 acks.append(d)
         return acks
+
+    # -- module-to-module routing ------------------------------------------------------------
+
+    def route(self, source: ModuleSupervisor, message: Any, reply: Any) -> None:
+        """
+        Route C{route_to_module} to its target as C{routed_module_message} (TCP channel
+        first, then the Unix socket), and the target's reply (the A3 extension) back to
+        the requester as C{routed_module_response}. Anything undeliverable is answered
+        with an error reply at once.
+        """
+        if isinstance(message, RouteToModule):
+            target = self.supervisors.get(message.target_module_id)
+            if target is None:
+                reply(
+                    routing_error(
+                        message.target_module_id,
+                        message.request_id,
+                        "unknown_module",
+                        f"no module {message.target_module_id!r} runs under pywatt dev "
+                        f"(modules: {', '.join(sorted(self.supervisors))})",
+                    )
+                )
+                return
+            connection = target.channel(prefer=("tcp", "ipc"))
+            if connection is None:
+                reply(
+                    routing_error(
+                        message.target_module_id,
+                        message.request_id,
+                        "unavailable",
+                        f"module {target.module_id!r} has no channel connected ({target.status})",
+                    )
+                )
+                return
+            timer = self.reactor.callLater(
+                ROUTE_TIMEOUT, self._routes.pop, message.request_id, None
+            )
+            self._routes[message.request_id] = (source, target.module_id, timer)
+            connection.send(
+                RoutedModuleMessage(
+                    source_module_id=source.module_id,
+                    original_request_id=message.request_id,
+                    payload=message.payload,
+                    target_endpoint=message.target_endpoint,
+                )
+            )
+        elif isinstance(message, RoutedModuleReply):
+            entry = self._routes.pop(message.request_id, None)
+            if entry is None:
+                self.console.say(
+                    "pywatt-dev",
+                    f"{source.module_id} replied to unknown or expired request "
+                    f"{message.request_id}",
+                    "warn",
+                )
+                return
+            requester, _, timer = entry
+            if timer.active():
+                timer.cancel()
+            self._deliver(
+                requester,
+                RoutedModuleResponse(
+                    source_module_id=source.module_id,
+                    request_id=message.request_id,
+                    payload=message.payload,
+                ),
+            )
+
+    def _deliver(self, requester: ModuleSupervisor, response: RoutedModuleResponse) -> None:
+        try:
+            requester.send_preferred(response, prefer=("tcp", "ipc"))
+        except Exception as e:
+            self.console.say(
+                "pywatt-dev", f"could not deliver a reply to {requester.module_id}: {e}", "warn"
+            )
+
+    def _module_exited(self, target: ModuleSupervisor) -> None:
+        # Requests the module was handling will never be answered: say so now.
+        for request_id, (requester, target_id, timer) in list(self._routes.items()):
+            if target_id != target.module_id:
+                continue
+            del self._routes[request_id]
+            if timer.active():
+                timer.cancel()
+            self._deliver(
+                requester,
+                routing_error(
+                    target_id,
+                    request_id,
+                    "target_exited",
+                    f"module {target_id!r} exited before replying",
+                ),
+            )

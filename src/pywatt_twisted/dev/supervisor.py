@@ -25,18 +25,23 @@ from twisted.python.failure import Failure
 from pywatt_twisted.errors import LineTooLong, PyWattError, RequestTimeout
 from pywatt_twisted.runtime.providers import ISecretProvider
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
-from pywatt_twisted.wire.init import InitBlob, TcpListen
+from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfig, TcpListen
 from pywatt_twisted.wire.lines import LineDecoder
 from pywatt_twisted.wire.messages import (
     Announce,
+    EncodedPayload,
     Endpoint,
     GetSecret,
     Heartbeat,
     HeartbeatAck,
     HttpRequest,
     HttpResponse,
+    Identify,
     Rotated,
     RotationAck,
+    RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
     SecretMessage,
     Shutdown,
 )
@@ -201,6 +206,39 @@ class ModuleSupervisor:
         self._restart_call: Any = None
         self._wanted = False
         self._started_at = 0.0
+        # The module's framed channels: the orchestrator serves them, the module connects.
+        from pywatt_twisted.dev.channel_server import ChannelServer
+
+        self.channels = ChannelServer(reactor, on_message=self._from_channel)
+        self.tcp_address: str | None = None
+        self.ipc_path: str | None = None
+        self._socket_dir: str | None = None
+        #: C{router(supervisor, message, reply)} for module-to-module messages; set by
+        #: the orchestrator.
+        self.router: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
+        #: called with this supervisor whenever its process ends
+        self.on_exit: Callable[[ModuleSupervisor], object] | None = None
+
+    async def prepare(self) -> None:
+        """
+        Listen on the module's TCP and Unix-socket channels (before the first spawn).
+        """
+        import tempfile
+
+        self.tcp_address = await self.channels.listen_tcp(0, "127.0.0.1")
+        # AF_UNIX paths are short: keep the socket in a fresh directory under /tmp.
+        self._socket_dir = tempfile.mkdtemp(prefix="pywatt-dev-")
+        self.ipc_path = await self.channels.listen_unix(
+            os.path.join(self._socket_dir, f"{self.module_id}.sock")
+        )
+
+    async def close_channels(self) -> None:
+        await self.channels.stop()
+        if self._socket_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -235,6 +273,15 @@ class ModuleSupervisor:
             module_id=self.module_id,
             env={},
             listen=TcpListen("127.0.0.1", free_port()),
+            tcp_channel=(
+                None
+                if self.tcp_address is None
+                else TcpChannelConfig(
+                    host=self.tcp_address.rpartition(":")[0],
+                    port=int(self.tcp_address.rpartition(":")[2]),
+                )
+            ),
+            ipc_channel=None if self.ipc_path is None else IpcChannelConfig(self.ipc_path),
         )
 
     def _child_started(self, child: _ChildProtocol) -> None:
@@ -248,6 +295,8 @@ class ModuleSupervisor:
         if child is not self._child:
             return
         self._child = None
+        if self.on_exit is not None:
+            self.on_exit(self)
         self.pid = None
         self._stop_heartbeats()
         for request_id, d in list(self._pending_http.items()):
@@ -340,8 +389,39 @@ class ModuleSupervisor:
         except PyWattError as e:
             self.console.say(self.module_id, f"invalid protocol line on stdout: {e}", "warn")
             return
+        self._from_module(message, self._send_stdio)
+
+    def _send_stdio(self, message: Any) -> None:
+        if self._child is not None:
+            self._child.send(message)
+
+    def _from_channel(self, connection: Any, envelope: Any) -> bool:
+        self._from_module(envelope.content, connection.send, connection.listener)
+        return True
+
+    def _from_module(self, message: Any, reply: Callable[[Any], None], link: str = "stdio") -> None:
+        """
+        Handle one message from the module; C{reply} answers on the link it came on.
+        """
         if isinstance(message, GetSecret):
-            self._answer_secret(message.name)
+            self._answer_secret(message.name, reply)
+        elif isinstance(message, Identify):
+            self.console.say(
+                "pywatt-dev", f"{self.module_id} identified as {message.module_id!r} on {link}"
+            )
+        elif isinstance(message, RouteToModule | RoutedModuleReply):
+            if self.router is None:
+                if isinstance(message, RouteToModule):
+                    reply(
+                        routing_error(
+                            message.target_module_id,
+                            message.request_id,
+                            "unavailable",
+                            "module-to-module routing is off",
+                        )
+                    )
+                return
+            self.router(self, message, reply)
         elif isinstance(message, Announce):
             self.listen = message.listen
             self.endpoints = tuple(message.endpoints)
@@ -391,7 +471,7 @@ class ModuleSupervisor:
                 "warn",
             )
 
-    def _answer_secret(self, name: str) -> None:
+    def _answer_secret(self, name: str, reply: Callable[[Any], None]) -> None:
         self.used_secrets.add(name)
         value = self.secrets.get(name)
         if value is None:
@@ -402,25 +482,48 @@ class ModuleSupervisor:
                 "warn",
             )
             return
-        if self._child is not None:
-            self._child.send(SecretMessage(name=name, value=value))
+        reply(SecretMessage(name=name, value=value))
 
     def send(self, message: Any) -> None:
         if self._child is None:
             raise PyWattError(f"module {self.module_id} is not running")
         self._child.send(message)
 
+    def channel(self, prefer: tuple[str, ...] = ("ipc", "tcp")) -> Any:
+        """
+        An open channel connection of the module (the first kind in C{prefer} that is
+        connected), or C{None}.
+        """
+        for kind in prefer:
+            for connection in reversed(self.channels.connections):
+                if connection.listener == kind and not connection.lost:
+                    return connection
+        return None
+
+    def send_preferred(self, message: Any, prefer: tuple[str, ...] = ("ipc", "tcp")) -> str:
+        """
+        Send on a channel when one is up (Unix socket first), else on stdin. Returns the
+        link used.
+        """
+        connection = self.channel(prefer)
+        if connection is not None:
+            connection.send(message)
+            return str(connection.listener)
+        self.send(message)
+        return "stdio"
+
     def http(
         self, method: str, uri: str, headers: Mapping[str, str], body: bytes | None
     ) -> Deferred[HttpResponse]:
         """
-        Send an C{http_request} over the module's stdin; fires with its C{HttpResponse}.
+        Send an C{http_request} to the module (on its Unix-socket or TCP channel when
+        connected, else on stdin); fires with its C{HttpResponse}.
         """
         request_id = f"dev-{uuid.uuid4()}"
         d: Deferred[HttpResponse] = Deferred()
         self._pending_http[request_id] = d
         try:
-            self.send(
+            self.send_preferred(
                 HttpRequest(
                     request_id=request_id, method=method, uri=uri, headers=dict(headers), body=body
                 )
@@ -488,7 +591,17 @@ class ModuleSupervisor:
             self._stop_heartbeats()
             self.kill("KILL")
             return
+        # Every link gets a heartbeat; an ack on any of them shows the module is alive.
         self._child.send(Heartbeat())
+        for connection in list(self.channels.connections):
+            if not connection.lost:
+                connection.send(Heartbeat())
+
+    def _channel_state(self, kind: str, address: str | None) -> str:
+        if address is None:
+            return "off"
+        connected = any(c.listener == kind and not c.lost for c in self.channels.connections)
+        return f"up ({address})" if connected else f"down ({address})"
 
     def describe(self) -> dict[str, Any]:
         """
@@ -504,7 +617,11 @@ class ModuleSupervisor:
             "endpoints": [
                 {"path": e.path, "methods": list(e.methods), "auth": e.auth} for e in self.endpoints
             ],
-            "channels": {"stdio": "up" if self._child is not None else "down"},
+            "channels": {
+                "stdio": "up" if self._child is not None else "down",
+                "tcp": self._channel_state("tcp", self.tcp_address),
+                "ipc": self._channel_state("ipc", self.ipc_path),
+            },
             "secrets": sorted(self.used_secrets),
             "last_heartbeat_ack": self.last_ack,
             "rotation_acks": [
@@ -512,3 +629,17 @@ class ModuleSupervisor:
                 for a in self.acks[-10:]
             ],
         }
+
+
+def routing_error(
+    target_module_id: str, request_id: uuid.UUID, kind: str, message: str
+) -> RoutedModuleResponse:
+    """
+    The reply to a C{route_to_module} the orchestrator could not deliver: a
+    C{routed_module_response} whose payload is C{{"error": {"kind", "message"}}}.
+    """
+    return RoutedModuleResponse(
+        source_module_id=target_module_id,
+        request_id=request_id,
+        payload=EncodedPayload.from_json({"error": {"kind": kind, "message": message}}),
+    )

@@ -1,0 +1,127 @@
+"""
+Module-to-module routing in the dev orchestrator, with stand-in supervisors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted.dev.orchestrator import ROUTE_TIMEOUT, DevOrchestrator
+from pywatt_twisted.dev.supervisor import Console
+from pywatt_twisted.runtime.providers import MemorySecretProvider
+from pywatt_twisted.wire.messages import (
+    EncodedPayload,
+    RoutedModuleMessage,
+    RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
+)
+
+
+class FakeConnection:
+    def __init__(self, kind: str) -> None:
+        self.listener = kind
+        self.sent: list[Any] = []
+        self.lost = False
+
+    def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+def orchestrator() -> tuple[DevOrchestrator, Clock, list[str]]:
+    clock = Clock()
+    lines: list[str] = []
+    dev = DevOrchestrator(
+        ["orders=examples.counter.module", "inventory=examples.greeter.module"],
+        reactor=clock,
+        secrets=MemorySecretProvider(),
+        console=Console(lines.append),
+        port=0,
+    )
+    for supervisor in dev.supervisors.values():
+        supervisor.status = "running"
+    return dev, clock, lines
+
+
+def attach(dev: DevOrchestrator, module_id: str, kind: str) -> FakeConnection:
+    connection = FakeConnection(kind)
+    dev.supervisors[module_id].channels.connections.append(connection)  # type: ignore[arg-type]
+    return connection
+
+
+def request(target: str = "inventory") -> RouteToModule:
+    return RouteToModule(
+        target_module_id=target,
+        target_endpoint="get_stock",
+        request_id=uuid.uuid4(),
+        payload=EncodedPayload.from_json({"id": "x", "content": {"sku": "A1"}, "metadata": {}}),
+    )
+
+
+class RoutingTests(SynchronousTestCase):
+    def test_request_and_reply_are_routed(self) -> None:
+        dev, clock, _ = orchestrator()
+        orders_tcp = attach(dev, "orders", "tcp")
+        inventory_ipc = attach(dev, "inventory", "ipc")
+        inventory_tcp = attach(dev, "inventory", "tcp")
+        message = request()
+        dev.route(dev.supervisors["orders"], message, orders_tcp.send)
+        # TCP is preferred for module-to-module traffic.
+        self.assertEqual(inventory_ipc.sent, [])
+        (delivered,) = inventory_tcp.sent
+        self.assertEqual(
+            delivered,
+            RoutedModuleMessage("orders", message.request_id, message.payload, "get_stock"),
+        )
+        reply = RoutedModuleReply(
+            "inventory", message.request_id, "orders", EncodedPayload.from_json({"in_stock": 7})
+        )
+        dev.route(dev.supervisors["inventory"], reply, inventory_tcp.send)
+        (response,) = orders_tcp.sent
+        self.assertEqual(
+            response, RoutedModuleResponse("inventory", message.request_id, reply.payload)
+        )
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_unknown_target_gets_an_error_reply(self) -> None:
+        dev, _, _ = orchestrator()
+        replies: list[Any] = []
+        message = request("nobody")
+        dev.route(dev.supervisors["orders"], message, replies.append)
+        (reply,) = replies
+        self.assertEqual(reply.request_id, message.request_id)
+        self.assertEqual(reply.payload.json()["error"]["kind"], "unknown_module")
+
+    def test_target_without_channel(self) -> None:
+        dev, _, _ = orchestrator()
+        replies: list[Any] = []
+        dev.route(dev.supervisors["orders"], request(), replies.append)
+        self.assertEqual(replies[0].payload.json()["error"]["kind"], "unavailable")
+
+    def test_target_exit_fails_pending_requests_at_once(self) -> None:
+        dev, clock, _ = orchestrator()
+        orders_tcp = attach(dev, "orders", "tcp")
+        attach(dev, "inventory", "tcp")
+        message = request()
+        dev.route(dev.supervisors["orders"], message, orders_tcp.send)
+        dev._module_exited(dev.supervisors["inventory"])
+        (reply,) = orders_tcp.sent
+        self.assertEqual(reply.request_id, message.request_id)
+        self.assertEqual(reply.payload.json()["error"]["kind"], "target_exited")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_unanswered_routes_expire(self) -> None:
+        dev, clock, lines = orchestrator()
+        orders_tcp = attach(dev, "orders", "tcp")
+        inventory_tcp = attach(dev, "inventory", "tcp")
+        message = request()
+        dev.route(dev.supervisors["orders"], message, orders_tcp.send)
+        clock.advance(ROUTE_TIMEOUT)
+        late = RoutedModuleReply("inventory", message.request_id, "orders", message.payload)
+        dev.route(dev.supervisors["inventory"], late, inventory_tcp.send)
+        self.assertEqual(orders_tcp.sent, [])
+        self.assertTrue(any("unknown or expired" in line for line in lines))
