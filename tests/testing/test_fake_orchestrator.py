@@ -117,3 +117,46 @@ class RealReactorFakeTests(TestCase):
         response = await module.request("GET", "/token")
         self.assertEqual(response.text(), "r")
         await orch.shutdown()
+
+
+class FakeChannelTests(SynchronousTestCase):
+    def start(self) -> tuple[FakeOrchestrator, object]:
+        orch = FakeOrchestrator(secrets={"TOKEN": "c-1"}, channels=("tcp", "ipc"))
+        module = self.successResultOf(orch.start(token_app))
+        return orch, module
+
+    def test_module_connects_both_channels_and_identifies(self) -> None:
+        orch, _ = self.start()
+        tcp, ipc = orch.connection("tcp"), orch.connection("ipc")
+        self.assertIsNotNone(tcp)
+        self.assertIsNotNone(ipc)
+        self.assertEqual(tcp.identify.module_id, "test-module")
+        self.assertIsNone(ipc.identify)  # identify goes on TCP only by default
+
+    def test_requests_and_heartbeats_on_channels(self) -> None:
+        orch, module = self.start()
+        for via in ("tcp", "ipc"):
+            response = self.successResultOf(module.request("GET", "/token", via=via))
+            self.assertEqual(response.text(), "c-1")
+            self.successResultOf(orch.heartbeat(via=via))
+        self.assertEqual(orch.heartbeat_acks, 2)
+
+    def test_drop_and_reconnect(self) -> None:
+        orch, module = self.start()
+        first = orch.connection("tcp")
+        orch.drop_channel("tcp", refuse=True)
+        self.assertIsNone(orch.connection("tcp"))
+        # The other channel keeps serving while TCP is down.
+        self.assertEqual(self.successResultOf(module.request("GET", "/token", via="ipc")).code, 200)
+        self.assertNotEqual(module.service.health_status()["channels"]["tcp"]["state"], "connected")
+        orch.restore_channel("tcp")
+        orch.reactor.advance(31)  # past the longest backoff
+        second = orch.connection("tcp")
+        self.assertIsNotNone(second)
+        self.assertIsNot(second, first)
+        self.assertEqual(second.identify.module_id, "test-module")
+        self.successResultOf(orch.shutdown())
+        self.assertEqual(orch.reactor.getDelayedCalls(), [])
+
+    def test_unknown_channel_kind(self) -> None:
+        self.assertRaises(ValueError, FakeOrchestrator, channels=("udp",))

@@ -315,6 +315,14 @@ class ChannelServer:
 
         return d.addCallback(bound)
 
+    def connection_factory(self, listener: str) -> Factory:
+        """
+        The factory of this server's connections for a C{listener} kind (C{"tcp"},
+        C{"tls"}, C{"ipc"}), for serving over a transport of your own (the testing
+        toolkit connects modules to it in memory).
+        """
+        return _ConnectionFactory(self, listener)
+
     def listen_unix(self, path: str) -> Deferred[str]:
         """
         Listen on a Unix socket; fires with the path.

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 
+from pywatt_twisted.dev.channel_server import ChannelServer, ModuleConnection
 from pywatt_twisted.errors import PyWattError
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
@@ -26,8 +27,15 @@ from pywatt_twisted.runtime.providers import ISecretProvider, MemorySecretProvid
 from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.runtime.service import ModuleService
 from pywatt_twisted.runtime.state import AppState
+from pywatt_twisted.testing.memory_channels import MemoryChannelEndpoint
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
-from pywatt_twisted.wire.init import InitBlob, ListenAddress, parse_listen
+from pywatt_twisted.wire.init import (
+    InitBlob,
+    IpcChannelConfig,
+    ListenAddress,
+    TcpChannelConfig,
+    parse_listen,
+)
 from pywatt_twisted.wire.lines import LineDecoder
 from pywatt_twisted.wire.messages import (
     Announce,
@@ -112,10 +120,12 @@ class FakeModule:
         headers: Mapping[str, str] | None = None,
         body: bytes | str | Any = None,
         json_body: Any = None,
+        via: str = "stdio",
     ) -> Deferred[FakeResponse]:
         """
-        Send an HTTP request through HTTP-over-IPC (an C{http_request} on stdin) and fire
-        with the module's real response. C{json_body} is encoded and sets content-type.
+        Send an HTTP request through HTTP-over-IPC (an C{http_request} on stdin, or on
+        the C{"tcp"} / C{"ipc"} channel with C{via}) and fire with the module's real
+        response. C{json_body} is encoded and sets content-type.
         """
         headers = dict(headers or {})
         if json_body is not None:
@@ -126,7 +136,8 @@ class FakeModule:
         request_id = f"fake-{uuid.uuid4()}"
         d = self._orchestrator._expect_http(request_id)
         self._orchestrator.send(
-            HttpRequest(request_id=request_id, method=method, uri=path, headers=headers, body=body)
+            HttpRequest(request_id=request_id, method=method, uri=path, headers=headers, body=body),
+            via=via,
         )
         return d
 
@@ -150,6 +161,8 @@ class FakeOrchestrator:
     @param listen: the init blob's listen address.
     @param auto_secrets: answer C{get_secret} at once from C{secrets} (default). Turn it
         off to script replies with L{answer_secret}.
+    @param channels: framed channels to offer in the init blob, C{"tcp"} and/or C{"ipc"};
+        the module connects to them in memory (see L{connection}, L{drop_channel}).
 
     @ivar sent: every message the module sent, decoded, in order.
     @ivar announcement: the module's L{Announce} (C{None} before it).
@@ -169,6 +182,7 @@ class FakeOrchestrator:
         listen: str | ListenAddress = "127.0.0.1:0",
         config: RuntimeConfig | None = None,
         auto_secrets: bool = True,
+        channels: Sequence[str] = (),
     ) -> None:
         if secrets is None or isinstance(secrets, Mapping):
             self.secrets: ISecretProvider = MemorySecretProvider(dict(secrets or {}))
@@ -193,15 +207,28 @@ class FakeOrchestrator:
         self._acks: dict[str, Deferred[RotationAck]] = {}
         self._heartbeats: list[Deferred[None]] = []
         self._transport: _OrchestratorSide | None = None
+        unknown = set(channels) - {"tcp", "ipc"}
+        if unknown:
+            raise ValueError(f"channels are 'tcp' and 'ipc', got {sorted(unknown)}")
+        self.channel_server = ChannelServer(self.reactor, on_message=self._from_channel)
+        addresses = {"tcp": "127.0.0.1:9901", "ipc": f"/fake/pywatt-{module_id}.sock"}
+        self.endpoints = {
+            kind: MemoryChannelEndpoint(self.channel_server, kind, addresses[kind])
+            for kind in channels
+        }
 
     # -- starting ---------------------------------------------------------------------------
 
     def init_blob(self) -> InitBlob:
+        tcp = self.endpoints.get("tcp")
+        ipc = self.endpoints.get("ipc")
         return InitBlob(
             orchestrator_api="http://127.0.0.1:9900",
             module_id=self.module_id,
             env=self.env,
             listen=self.listen,
+            tcp_channel=None if tcp is None else TcpChannelConfig("127.0.0.1", 9901),
+            ipc_channel=None if ipc is None else IpcChannelConfig(ipc.address),
         )
 
     def start(self, module: ModuleDefinition | Callable[[AppState], Any]) -> Deferred[FakeModule]:
@@ -226,6 +253,7 @@ class FakeOrchestrator:
             config=self.config,
             redactor=self.redactor,
             listen_reactor=self.listen_reactor,
+            channel_endpoints=lambda spec, tls: self.endpoints[spec.name],
         )
         self.module = FakeModule(self, service)
         service.startService()
@@ -236,11 +264,52 @@ class FakeOrchestrator:
 
     # -- orchestrator -> module ------------------------------------------------------------------
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any, via: str = "stdio") -> None:
         """
-        Write an orchestrator-to-module message to the module's stdin.
+        Send an orchestrator-to-module message on the module's stdin (or on its C{"tcp"}
+        / C{"ipc"} channel with C{via}).
         """
-        self.send_line(encode_line(message).rstrip(b"\n"))
+        if via == "stdio":
+            self.send_line(encode_line(message).rstrip(b"\n"))
+            return
+        connection = self.connection(via)
+        if connection is None:
+            raise PyWattError(f"the module has no {via} channel connected")
+        connection.send(message)
+
+    # -- channels ---------------------------------------------------------------------------
+
+    def connection(self, kind: str) -> ModuleConnection | None:
+        """
+        The module's open channel connection of C{kind} (C{"tcp"} or C{"ipc"}), if any.
+        """
+        endpoint = self.endpoints.get(kind)
+        if endpoint is None:
+            return None
+        live = [c for c in endpoint.connections if not c.lost]
+        return live[-1] if live else None
+
+    def drop_channel(self, kind: str, *, refuse: bool = False) -> None:
+        """
+        Close the module's C{kind} channel, as an orchestrator restart would. With
+        C{refuse}, reconnects are refused until L{restore_channel} (to test failover).
+        The module reconnects with its backoff: advance the clock to let it.
+        """
+        endpoint = self.endpoints[kind]
+        endpoint.blocked = refuse
+        connection = self.connection(kind)
+        if connection is not None:
+            connection.drop()
+
+    def restore_channel(self, kind: str) -> None:
+        """
+        Accept connects on C{kind} again.
+        """
+        self.endpoints[kind].blocked = False
+
+    def _from_channel(self, connection: ModuleConnection, envelope: Any) -> bool:
+        self._received(envelope.content, connection.send)
+        return True
 
     def send_line(self, line: bytes) -> None:
         """
@@ -256,13 +325,14 @@ class FakeOrchestrator:
         """
         self.send(SecretMessage(name=name, value=value, rotation_id=rotation_id))
 
-    def heartbeat(self) -> Deferred[None]:
+    def heartbeat(self, via: str = "stdio") -> Deferred[None]:
         """
-        Send a heartbeat; fires when the module acknowledged it.
+        Send a heartbeat (on stdin, or on a channel with C{via}); fires when the module
+        acknowledged it.
         """
         d: Deferred[None] = Deferred()
         self._heartbeats.append(d)
-        self.send(Heartbeat())
+        self.send(Heartbeat(), via=via)
         return d
 
     def rotate(
@@ -290,7 +360,7 @@ class FakeOrchestrator:
         service = self.module.service
         if not service.running:
             return succeed(None)
-        return service.stopService()
+        return service.stopService().addCallback(lambda _: self.channel_server.stop())
 
     # -- module -> orchestrator ------------------------------------------------------------------
 
@@ -299,14 +369,15 @@ class FakeOrchestrator:
         self._http[request_id] = d
         return d
 
-    def _received(self, message: Any) -> None:
+    def _received(self, message: Any, reply: Callable[[Any], None] | None = None) -> None:
         self.sent.append(message)
         if isinstance(message, GetSecret):
             self.secret_requests.append(message.name)
             if self.auto_secrets:
                 value = self.secrets.get(message.name)
                 if value is not None:
-                    self.reactor_call(lambda: self.answer_secret(message.name, value))
+                    answer = SecretMessage(name=message.name, value=value)
+                    (reply or self.send)(answer)
         elif isinstance(message, Announce):
             self.announcement = message
         elif isinstance(message, RotationAck):
@@ -328,7 +399,3 @@ class FakeOrchestrator:
                         body=message.body or b"",
                     )
                 )
-
-    def reactor_call(self, call: Callable[[], object]) -> None:
-        # Answer after the module's write returns, as a real orchestrator would.
-        call()
