@@ -552,8 +552,36 @@ INTROSPECTORS = {
 }
 
 
+#: attempts at a PostgreSQL introspection that races with another session's DDL
+PG_INTROSPECTION_ATTEMPTS = 3
+
+
+def _dropped_meanwhile(error: Exception) -> bool:
+    # pg_get_expr / pg_get_constraintdef / obj_description on a table another session
+    # dropped after the catalog scan saw it (SQLSTATE XX000).
+    text = f"{error} {getattr(error, 'driver_error', '')}"
+    return "could not open relation with OID" in text
+
+
 def introspect_transaction(tx: Transaction, dialect: str) -> DatabaseSchema:
     """
     Introspect through a blocking transaction (inside C{Database.run_interaction}).
+
+    On PostgreSQL the catalog functions fail when another session drops a table while
+    they read it; the introspection then runs again (inside a savepoint, so the
+    transaction stays usable), up to L{PG_INTROSPECTION_ATTEMPTS} times.
     """
-    return INTROSPECTORS[dialect](tx)
+    if dialect != "postgresql":
+        return INTROSPECTORS[dialect](tx)
+    for attempt in range(1, PG_INTROSPECTION_ATTEMPTS + 1):
+        tx.execute("SAVEPOINT pywatt_introspect")
+        try:
+            schema = introspect_postgresql(tx)
+        except Exception as e:
+            if attempt == PG_INTROSPECTION_ATTEMPTS or not _dropped_meanwhile(e):
+                raise
+            tx.execute("ROLLBACK TO SAVEPOINT pywatt_introspect")
+            continue
+        tx.execute("RELEASE SAVEPOINT pywatt_introspect")
+        return schema
+    raise AssertionError("unreachable")
