@@ -5,12 +5,15 @@ functions read it.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.data.models import introspect
 from pywatt_twisted.errors import DataError
+
+# (the package exports a function of the same name as the module)
+introspect = importlib.import_module("pywatt_twisted.data.models.introspect")
 
 
 class RecordingTransaction:
