@@ -2,9 +2,9 @@
 Testing tools for module authors (trial), shipped with the library like treq's
 C{treq.testing}:
 
-- L{FakeOrchestrator}: runs a module definition in memory and plays the orchestrator.
-- C{pywatt_twisted.testing.strategies}: hypothesis strategies for protocol values (needs
-  hypothesis, from the C{test} extra).
+  - L{FakeOrchestrator}: runs a module definition in memory and plays the orchestrator.
+  - C{pywatt_twisted.testing.strategies}: hypothesis strategies for protocol values
+    (needs hypothesis, from the C{test} extra).
 
 See C{docs/testing.md}.
 """

@@ -242,7 +242,7 @@ class SyncTransaction:
 
 class AsyncTransaction:
     """
-    A transaction held open across reactor-side awaits:
+    A transaction held open across reactor-side awaits::
 
         async with db.transaction() as tx:
             await tx.execute("UPDATE ...", {...})

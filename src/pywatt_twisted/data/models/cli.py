@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.data.models.test_cli -*-
 """
-C{pywatt db}: the schema tool.
+C{pywatt db}: the schema tool::
 
     pywatt db model validate --models models.yaml
     pywatt db schema generate --models models.yaml --dialect postgres [--output schema.sql]
