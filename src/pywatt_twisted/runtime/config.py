@@ -40,6 +40,9 @@ class RuntimeConfig:
         (C{PYWATT_IDENTIFY}).
     @ivar max_frame_length: the channel frame cap in bytes, both directions
         (C{PYWATT_MAX_FRAME_LENGTH}).
+    @ivar routed_replies: answer C{routed_module_message}s with the
+        C{routed_module_response} extension (PROTOCOL.md A3; C{PYWATT_ROUTED_REPLIES},
+        on by default, C{0}/C{off} turns it off).
     """
 
     secret_timeout: float = 30.0
@@ -55,6 +58,7 @@ class RuntimeConfig:
     channel_liveness_deadline: float | None = None
     identify: str = "tcp"
     max_frame_length: int = 16 * 1024 * 1024
+    routed_replies: bool = True
 
     @classmethod
     def from_environment(
@@ -141,4 +145,25 @@ def _channel_values(
                 f"PYWATT_IDENTIFY / --identify must be tcp, all or off, got {raw!r}"
             )
         values["identify"] = mode
+    raw = overrides.get("routed_replies")
+    if raw is None:
+        raw = env.get("PYWATT_ROUTED_REPLIES") or None
+    if raw is not None:
+        flag = _flag(raw)
+        if flag is None:
+            raise ConfigurationError(
+                f"PYWATT_ROUTED_REPLIES must be 1/on/true or 0/off/false, got {raw!r}"
+            )
+        values["routed_replies"] = flag
     return values
+
+
+def _flag(raw: object) -> bool | None:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "on", "true", "yes"):
+        return True
+    if text in ("0", "off", "false", "no"):
+        return False
+    return None

@@ -41,6 +41,7 @@ from zope.interface import implementer
 from pywatt_twisted.errors import BootstrapError, PyWattError
 from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, EndpointFactory
 from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.runtime.messaging import RoutedMessaging, error_reply
 from pywatt_twisted.runtime.module import ModuleDefinition
 from pywatt_twisted.runtime.redaction import Redactor, default_redactor
 from pywatt_twisted.runtime.secrets import SecretClient
@@ -61,6 +62,8 @@ from pywatt_twisted.wire.messages import (
     Init,
     Rotated,
     RotationAck,
+    RoutedModuleMessage,
+    RoutedModuleResponse,
     SecretMessage,
     Shutdown,
     UnknownMessage,
@@ -160,6 +163,7 @@ class ModuleService(MultiService):
         self.stdio: StdioProtocol | None = None
         self.secrets: SecretClient | None = None
         self.channels: ChannelManager | None = None
+        self.messaging: RoutedMessaging | None = None
         self._channel_endpoints = channel_endpoints
         self.database: Any = None
         self.databases: list[Any] = []
@@ -253,6 +257,16 @@ class ModuleService(MultiService):
             user_state = await _resolve(definition.state_builder(blob, secrets))
         state = AppState(blob, self.reactor, self.secrets, user_state=user_state)
         state._register_database = self.register_database
+        self.messaging = RoutedMessaging(
+            module_id=blob.module_id,
+            clock=self.reactor,
+            handlers=state.handlers,
+            channels=self.channels,
+            max_frame_length=self.config.max_frame_length,
+            redact=self.redactor.redact,
+            replies=self.config.routed_replies,
+        )
+        state._messaging = self.messaging
         if definition.jwt is not None:
             from pywatt_twisted.web.jwt import install_jwt_guard
 
@@ -473,6 +487,34 @@ class ModuleService(MultiService):
         self.metrics.message_out(link.name, "http_response")
         link.send_http_response(response)
 
+    def _on_routed_message(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
+        if self.messaging is None or self.status != READY:
+            if self.status in (STOPPING, FAILED) or self._stop_requested:
+                module_id = self.init.module_id if self.init is not None else "?"
+                self.metrics.message_out(link.name, RoutedModuleMessage.op)
+                link.send(
+                    error_reply(
+                        module_id,
+                        message,
+                        "unavailable",
+                        f"module {module_id!r} is stopping and takes no more requests",
+                    )
+                )
+                return
+            # Handlers are registered by create_app: dispatch once the module is up.
+            self._on_ready.append(lambda: self._on_routed_message(message, link))
+            return
+        self.messaging.message_received(message, link)
+
+    def _on_routed_response(self, message: RoutedModuleResponse, link: IOrchestratorLink) -> None:
+        if self.messaging is None:
+            self.log.warn(
+                "ignoring routed_module_response {id}: no request was sent yet",
+                id=str(message.request_id),
+            )
+            return
+        self.messaging.response_received(message)
+
     def _on_rotated(self, message: Rotated, link: IOrchestratorLink) -> None:
         ensureDeferred(self._rotate(message, link)).addErrback(
             lambda f: self.log.failure("rotation {id} failed", f, id=message.rotation_id)
@@ -528,6 +570,8 @@ class ModuleService(MultiService):
         UnknownMessage: _on_unknown,
         HttpRequest: _on_http_request,
         Rotated: _on_rotated,
+        RoutedModuleMessage: _on_routed_message,
+        RoutedModuleResponse: _on_routed_response,
     }
 
     # -- health -----------------------------------------------------------------------------
@@ -547,6 +591,7 @@ class ModuleService(MultiService):
                 {"channel_queue": self.channels.queue_health()} if self.channels is not None else {}
             ),
             **({"databases": [db.health() for db in self.databases]} if self.databases else {}),
+            **({"messaging": self.messaging.health()} if self.messaging is not None else {}),
         }
 
     # -- stopping ---------------------------------------------------------------------------
@@ -575,6 +620,9 @@ class ModuleService(MultiService):
         drain_site = getattr(self.site, "drain", None)
         if drain_site is not None:
             waits.append(drain_site())
+        if self.messaging is not None:
+            # Handlers still running get the same deadline as HTTP requests.
+            waits.append(self.messaging.drain())
         if waits:
             everything: Deferred[Any] = DeferredList(waits, consumeErrors=True)
             deadline = self.config.shutdown_deadline
@@ -588,6 +636,8 @@ class ModuleService(MultiService):
                 )
         if self.secrets is not None:
             self.secrets.cancel_all("the module is stopping")
+        if self.messaging is not None:
+            self.messaging.stop()
         await super().stopService()
         if self.database is not None:
             try:

@@ -108,6 +108,11 @@ class AppState:
         """
         Decorator: register C{f(source_module_id, payload)} for routed requests to
         C{endpoint}. Handlers may be registered before or after start.
+
+        C{payload} is the request's content (unwrapped from its envelope). What C{f}
+        returns (a JSON-serialisable value, a Deferred of one, or a coroutine) is the
+        reply; an exception becomes an error reply (a L{RemoteError
+        <pywatt_twisted.errors.RemoteError>} raised by C{f} keeps its C{kind}).
         """
 
         def register(func: RoutedHandler) -> RoutedHandler:
@@ -124,15 +129,32 @@ class AppState:
         self, target_module_id: str, endpoint: str, payload: Any, timeout: float = 30
     ) -> Deferred[Any]:
         """
-        Send a request to another module through the orchestrator; the Deferred fires with
-        its reply.
+        Send a request to C{endpoint} of another module through the orchestrator (over the
+        TCP channel, else the Unix-socket one).
+
+        @param payload: any JSON-serialisable value; the peer's handler gets it as is.
+        @param timeout: seconds to wait for the reply.
+        @return: a Deferred that fires with the peer's reply, or fails with
+            L{RemoteError<pywatt_twisted.errors.RemoteError>} (the peer's handler raised,
+            the endpoint or module is unknown, or the module went away),
+            L{RequestTimeout<pywatt_twisted.errors.RequestTimeout>}, a
+            L{ChannelError<pywatt_twisted.errors.ChannelError>}, or L{NotAvailable} (no
+            channel). Cancel it to stop waiting.
         """
+        return self._messaging_or_fail().send_request(target_module_id, endpoint, payload, timeout)
+
+    def send_message(self, target_module_id: str, endpoint: str, payload: Any) -> Deferred[None]:
+        """
+        Send C{payload} to C{endpoint} of another module without waiting for a reply (its
+        handler runs; nothing is sent back). Fires once the message was written to a
+        channel.
+        """
+        return self._messaging_or_fail().send_message(target_module_id, endpoint, payload)
+
+    def _messaging_or_fail(self) -> Any:
         if self._messaging is None:
-            raise NotAvailable(
-                "module-to-module messaging is not available without a TCP or Unix-socket "
-                "channel in the init blob (tcp_channel / ipc_channel)"
-            )
-        return self._messaging.send_request(target_module_id, endpoint, payload, timeout)
+            raise NotAvailable("module-to-module messaging is available once the module runs")
+        return self._messaging
 
     # -- HTTP ---------------------------------------------------------------------------------
 

@@ -1,0 +1,623 @@
+"""
+Tests for module-to-module messaging (L{pywatt_twisted.runtime.messaging}), through a
+real L{ModuleService} whose channels are connected in memory to a L{FakeOrchestrator}.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted import pywatt_module
+from pywatt_twisted.errors import (
+    ChannelError,
+    NotAvailable,
+    ProtocolError,
+    RemoteError,
+    RequestTimeout,
+)
+from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.runtime.messaging import (
+    PayloadError,
+    decode_reply,
+    error_payload,
+    unwrap_request,
+)
+from pywatt_twisted.testing import FakeOrchestrator
+from pywatt_twisted.wire.messages import (
+    EncodedPayload,
+    RoutedModuleMessage,
+    RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
+)
+
+
+def plain_app(state: Any) -> Klein:
+    return Klein()
+
+
+class OutOfStock(RemoteError):
+    pass
+
+
+@pywatt_module(secrets=["API_KEY"])
+def inventory_app(state: Any) -> Klein:
+    stock = {"A1": 7}
+
+    @state.handler("get_stock")
+    def get_stock(source: str, payload: Any) -> Any:
+        return {"sku": payload["sku"], "in_stock": stock.get(payload["sku"], 0), "from": source}
+
+    @state.handler("slow")
+    def slow(source: str, payload: Any) -> Deferred[Any]:
+        return deferLater(state.reactor, 5, lambda: {"slow": payload})
+
+    @state.handler("coro")
+    async def coro(source: str, payload: Any) -> Any:
+        await deferLater(state.reactor, 1, lambda: None)
+        return ["coro", payload]
+
+    @state.handler("boom")
+    def boom(source: str, payload: Any) -> Any:
+        raise ValueError(f"cannot use key {state.secret('API_KEY').expose()}")
+
+    @state.handler("reserve")
+    def reserve(source: str, payload: Any) -> Any:
+        raise OutOfStock("only 0 left", kind="out_of_stock")
+
+    @state.handler("weird")
+    def weird(source: str, payload: Any) -> Any:
+        return object()
+
+    return Klein()
+
+
+def envelope(content: Any, endpoint: str | None = None, **properties: Any) -> EncodedPayload:
+    metadata: dict[str, Any] = {}
+    if endpoint is not None:
+        properties["target_endpoint"] = endpoint
+    if properties:
+        metadata["properties"] = properties
+    return EncodedPayload.from_json(
+        {"id": str(uuid.uuid4()), "content": content, "metadata": metadata}
+    )
+
+
+def routed(payload: EncodedPayload, target_endpoint: str | None = None) -> RoutedModuleMessage:
+    return RoutedModuleMessage(
+        source_module_id="orders",
+        original_request_id=uuid.uuid4(),
+        payload=payload,
+        target_endpoint=target_endpoint,
+    )
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def texts(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events]
+
+
+class RequesterTests(SynchronousTestCase):
+    """
+    C{state.send_request} / C{send_message} and the replies.
+    """
+
+    def start(self, channels: tuple[str, ...] = ("tcp", "ipc")) -> tuple[FakeOrchestrator, Any]:
+        orch = FakeOrchestrator(module_id="orders", channels=channels)
+        module = self.successResultOf(orch.start(plain_app))
+        self.addCleanup(lambda: orch.shutdown())
+        return orch, module
+
+    def routes(self, orch: FakeOrchestrator, kind: str) -> list[RouteToModule]:
+        connection = orch.connection(kind)
+        assert connection is not None
+        return [e.content for e in connection.received if isinstance(e.content, RouteToModule)]
+
+    def test_request_on_tcp_and_reply(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {"sku": "A1"})
+        # TCP is preferred for routing, though the default channel preference is ipc.
+        self.assertEqual(self.routes(orch, "ipc"), [])
+        (request,) = self.routes(orch, "tcp")
+        self.assertEqual(
+            (request.target_module_id, request.target_endpoint), ("inventory", "get_stock")
+        )
+        self.assertEqual(request.request_id.version, 4)
+        inner = request.payload.json()
+        self.assertEqual(inner["content"], {"sku": "A1"})
+        self.assertEqual(inner["metadata"]["properties"], {"target_endpoint": "get_stock"})
+        self.assertEqual(inner["metadata"]["source"], "orders")
+        uuid.UUID(inner["id"])
+        self.assertNoResult(d)
+        orch.send(
+            RoutedModuleResponse(
+                "inventory", request.request_id, EncodedPayload.from_json({"in_stock": 7})
+            ),
+            via="tcp",
+        )
+        self.assertEqual(self.successResultOf(d), {"in_stock": 7})
+        messaging = module.service.messaging
+        self.assertEqual(len(messaging.pending), 0)
+        health = module.service.health_status()["messaging"]
+        self.assertEqual((health["requests_sent"], health["replies_received"]), (1, 1))
+
+    def test_enveloped_reply_is_unwrapped(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {"sku": "A1"})
+        (request,) = self.routes(orch, "tcp")
+        orch.send(
+            RoutedModuleResponse("inventory", request.request_id, envelope({"in_stock": 3})),
+            via="ipc",  # a reply may come back on any channel
+        )
+        self.assertEqual(self.successResultOf(d), {"in_stock": 3})
+
+    def test_hundred_concurrent_requests_answered_out_of_order(self) -> None:
+        orch, module = self.start()
+        ds = [module.state.send_request("inventory", "double", {"n": i}) for i in range(100)]
+        requests = self.routes(orch, "tcp")
+        self.assertEqual(len(requests), 100)
+        self.assertEqual(len({r.request_id for r in requests}), 100)
+        self.assertEqual(len(module.service.messaging.pending), 100)
+        shuffled = list(requests)
+        random.Random(7).shuffle(shuffled)
+        for i, request in enumerate(shuffled):
+            n = request.payload.json()["content"]["n"]
+            orch.send(
+                RoutedModuleResponse(
+                    "inventory", request.request_id, EncodedPayload.from_json({"twice": 2 * n})
+                ),
+                via="tcp" if i % 2 else "ipc",
+            )
+            if i == 49:
+                # Half answered: exactly those fired.
+                fired = [d.called for d in ds]
+                self.assertEqual(fired.count(True), 50)
+        self.assertEqual(
+            [self.successResultOf(d) for d in ds], [{"twice": 2 * i} for i in range(100)]
+        )
+        self.assertEqual(len(module.service.messaging.pending), 0)
+
+    def test_timeout_fails_and_cleans_up(self) -> None:
+        orch, module = self.start()
+        messaging = module.service.messaging
+        slow = module.state.send_request("inventory", "get_stock", {}, timeout=10)
+        fast = module.state.send_request("inventory", "get_stock", {}, timeout=2)
+        orch.reactor.advance(2)
+        failure = self.failureResultOf(fast, RequestTimeout)
+        self.assertIn("within 2 s", str(failure.value))
+        self.assertIn("'inventory'", str(failure.value))
+        self.assertNoResult(slow)
+        self.assertEqual(len(messaging.pending), 1)
+        orch.reactor.advance(8)
+        self.failureResultOf(slow, RequestTimeout)
+        self.assertEqual(len(messaging.pending), 0)
+        self.assertIsNone(messaging.pending._timer)
+        self.assertEqual(module.service.health_status()["messaging"]["timeouts"], 2)
+
+    def test_late_reply_after_timeout_is_ignored_with_a_log_line(self) -> None:
+        orch, module = self.start()
+        messaging = module.service.messaging
+        captured = Captured()
+        messaging.log = Logger(observer=captured)
+        d = module.state.send_request("inventory", "get_stock", {}, timeout=1)
+        (request,) = self.routes(orch, "tcp")
+        orch.reactor.advance(1)
+        self.failureResultOf(d, RequestTimeout)
+        orch.send(
+            RoutedModuleResponse("inventory", request.request_id, EncodedPayload.from_json(1)),
+            via="tcp",
+        )
+        self.assertEqual(messaging.replies_ignored, 1)
+        (text,) = captured.texts()
+        self.assertIn(str(request.request_id), text)
+        self.assertIn("no request waits", text)
+
+    def test_duplicate_and_unknown_replies_are_ignored(self) -> None:
+        orch, module = self.start()
+        messaging = module.service.messaging
+        captured = Captured()
+        messaging.log = Logger(observer=captured)
+        d = module.state.send_request("inventory", "get_stock", {})
+        (request,) = self.routes(orch, "tcp")
+        reply = RoutedModuleResponse("inventory", request.request_id, EncodedPayload.from_json(1))
+        orch.send(reply, via="tcp")
+        orch.send(reply, via="tcp")
+        orch.send(
+            RoutedModuleResponse("inventory", uuid.uuid4(), EncodedPayload.from_json(2)), via="tcp"
+        )
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(messaging.replies_ignored, 2)
+        self.assertEqual(len(captured.events), 2)
+        self.assertTrue(all(e["log_level"].name == "warn" for e in captured.events))
+
+    def test_error_reply_is_a_remote_error(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "reserve", {})
+        (request,) = self.routes(orch, "tcp")
+        orch.send(
+            RoutedModuleResponse(
+                "inventory", request.request_id, error_payload("out_of_stock", "only 0 left")
+            ),
+            via="tcp",
+        )
+        failure = self.failureResultOf(d, RemoteError)
+        self.assertEqual(failure.value.kind, "out_of_stock")
+        self.assertIn("inventory/reserve", str(failure.value))
+        self.assertIn("only 0 left", str(failure.value))
+
+    def test_an_error_key_among_others_is_a_normal_reply(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {})
+        (request,) = self.routes(orch, "tcp")
+        value = {"error": {"message": "domain value"}, "ok": True}
+        orch.send(
+            RoutedModuleResponse("inventory", request.request_id, EncodedPayload.from_json(value)),
+            via="tcp",
+        )
+        self.assertEqual(self.successResultOf(d), value)
+
+    def test_non_json_reply(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {})
+        (request,) = self.routes(orch, "tcp")
+        orch.send(
+            RoutedModuleResponse("inventory", request.request_id, EncodedPayload(b"{nope", "Json")),
+            via="tcp",
+        )
+        self.failureResultOf(d, ProtocolError)
+
+    def test_unix_socket_when_tcp_is_down(self) -> None:
+        orch, module = self.start()
+        orch.drop_channel("tcp", refuse=True)
+        d = module.state.send_request("inventory", "get_stock", {"sku": "A1"})
+        (request,) = self.routes(orch, "ipc")
+        orch.send(
+            RoutedModuleResponse("inventory", request.request_id, EncodedPayload.from_json(5)),
+            via="ipc",
+        )
+        self.assertEqual(self.successResultOf(d), 5)
+
+    def test_unix_socket_only(self) -> None:
+        orch, module = self.start(channels=("ipc",))
+        d = module.state.send_request("inventory", "get_stock", {})
+        self.assertEqual(len(self.routes(orch, "ipc")), 1)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+
+    def test_timeout_while_queued_withdraws_the_request(self) -> None:
+        orch, module = self.start()
+        orch.drop_channel("tcp", refuse=True)
+        orch.drop_channel("ipc", refuse=True)
+        d = module.state.send_request("inventory", "get_stock", {}, timeout=5)
+        channels = module.service.channels
+        self.assertEqual(channels.queued, 1)
+        orch.reactor.advance(5)
+        self.failureResultOf(d, RequestTimeout)
+        self.assertEqual(channels.queued, 0)
+        orch.restore_channel("tcp")
+        orch.reactor.advance(31)
+        self.assertEqual(self.routes(orch, "tcp"), [])
+
+    def test_queued_request_is_sent_when_a_channel_comes_back(self) -> None:
+        orch, module = self.start()
+        orch.drop_channel("tcp", refuse=True)
+        orch.drop_channel("ipc", refuse=True)
+        d = module.state.send_request("inventory", "get_stock", {}, timeout=60)
+        orch.restore_channel("tcp")
+        orch.reactor.advance(31)
+        (request,) = self.routes(orch, "tcp")
+        orch.send(
+            RoutedModuleResponse("inventory", request.request_id, EncodedPayload.from_json(9)),
+            via="tcp",
+        )
+        self.assertEqual(self.successResultOf(d), 9)
+
+    def test_cancel_forgets_the_request(self) -> None:
+        _, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {})
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(len(module.service.messaging.pending), 0)
+
+    def test_queue_full_fails_at_once(self) -> None:
+        orch = FakeOrchestrator(
+            module_id="orders",
+            channels=("tcp",),
+            config=RuntimeConfig(channel_queue_size=1),
+        )
+        module = self.successResultOf(orch.start(plain_app))
+        orch.drop_channel("tcp", refuse=True)
+        module.state.send_request("inventory", "a", {})
+        d = module.state.send_request("inventory", "b", {})
+        self.failureResultOf(d, ChannelError)
+        self.assertEqual(len(module.service.messaging.pending), 1)
+
+    def test_without_channels(self) -> None:
+        orch = FakeOrchestrator(module_id="orders")
+        module = self.successResultOf(orch.start(plain_app))
+        failure = self.failureResultOf(
+            module.state.send_request("inventory", "get_stock", {}), NotAvailable
+        )
+        self.assertIn("tcp_channel", str(failure.value))
+        self.failureResultOf(module.state.send_message("inventory", "x", {}), NotAvailable)
+
+    def test_payload_must_be_json(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {"when": object()})
+        failure = self.failureResultOf(d, PayloadError)
+        self.assertIn("JSON-serialisable", str(failure.value))
+        self.assertEqual(self.routes(orch, "tcp"), [])
+        self.assertEqual(len(module.service.messaging.pending), 0)
+
+    def test_send_message_asks_for_no_reply(self) -> None:
+        orch, module = self.start()
+        self.successResultOf(module.state.send_message("inventory", "restock", {"sku": "A1"}))
+        (request,) = self.routes(orch, "tcp")
+        properties = request.payload.json()["metadata"]["properties"]
+        self.assertEqual(properties, {"target_endpoint": "restock", "no_reply": True})
+        self.assertEqual(len(module.service.messaging.pending), 0)
+
+    def test_stop_abandons_waiting_requests(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {})
+        self.successResultOf(orch.shutdown())
+        self.failureResultOf(d, NotAvailable)
+        self.assertEqual(orch.reactor.getDelayedCalls(), [])
+
+
+class HandlerTests(SynchronousTestCase):
+    """
+    Inbound C{routed_module_message}s, dispatched to C{state.handler}s.
+    """
+
+    def start(self, app: Any = inventory_app, **kw: Any) -> tuple[FakeOrchestrator, Any]:
+        orch = FakeOrchestrator(
+            secrets={"API_KEY": "sekrit-42"}, module_id="inventory", channels=("tcp", "ipc"), **kw
+        )
+        module = self.successResultOf(orch.start(app))
+        return orch, module
+
+    def replies(self, orch: FakeOrchestrator, kind: str) -> list[RoutedModuleReply]:
+        connection = orch.connection(kind)
+        assert connection is not None
+        return [e.content for e in connection.received if isinstance(e.content, RoutedModuleReply)]
+
+    def ask(
+        self, orch: FakeOrchestrator, payload: EncodedPayload, via: str = "tcp", **kw: Any
+    ) -> RoutedModuleMessage:
+        message = routed(payload, **kw)
+        orch.send(message, via=via)
+        return message
+
+    def test_reply_on_the_channel_the_request_came_from(self) -> None:
+        orch, _ = self.start()
+        message = self.ask(orch, envelope({"sku": "A1"}, "get_stock"), via="ipc")
+        self.assertEqual(self.replies(orch, "tcp"), [])
+        (reply,) = self.replies(orch, "ipc")
+        self.assertEqual(
+            (reply.source_module_id, reply.request_id, reply.target_module_id),
+            ("inventory", message.original_request_id, "orders"),
+        )
+        # The reply payload is the bare result JSON.
+        self.assertEqual(reply.payload.json(), {"sku": "A1", "in_stock": 7, "from": "orders"})
+
+    def test_deferred_and_coroutine_handlers(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, envelope(1, "slow"))
+        self.ask(orch, envelope(2, "coro"))
+        self.assertEqual(self.replies(orch, "tcp"), [])
+        orch.reactor.advance(1)
+        self.assertEqual([r.payload.json() for r in self.replies(orch, "tcp")], [["coro", 2]])
+        orch.reactor.advance(4)
+        self.assertEqual(self.replies(orch, "tcp")[-1].payload.json(), {"slow": 1})
+
+    def test_exception_becomes_a_redacted_error_reply(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, envelope({}, "boom"))
+        (reply,) = self.replies(orch, "tcp")
+        error = reply.payload.json()["error"]
+        self.assertEqual(error["kind"], "handler_error")
+        self.assertIn("ValueError", error["message"])
+        self.assertNotIn("sekrit-42", error["message"])
+        self.assertIn("[REDACTED]", error["message"])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_remote_error_keeps_its_kind(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, envelope({}, "reserve"))
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(
+            reply.payload.json(), {"error": {"kind": "out_of_stock", "message": "only 0 left"}}
+        )
+        self.flushLoggedErrors(OutOfStock)
+
+    def test_unknown_endpoint(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, envelope({}, "nope"))
+        (reply,) = self.replies(orch, "tcp")
+        error = reply.payload.json()["error"]
+        self.assertEqual(error["kind"], "unknown_endpoint")
+        self.assertIn("'nope'", error["message"])
+        self.assertIn("get_stock", error["message"])
+
+    def test_unserialisable_result(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, envelope({}, "weird"))
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(reply.payload.json()["error"]["kind"], "bad_reply")
+
+    def test_payload_not_json(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, EncodedPayload(b"\xff not json", "Json"), target_endpoint="get_stock")
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(reply.payload.json()["error"]["kind"], "bad_request")
+
+    def test_top_level_target_endpoint_and_bare_payload(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, EncodedPayload.from_json({"sku": "A1"}), target_endpoint="get_stock")
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(reply.payload.json()["in_stock"], 7)
+
+    def test_envelope_endpoint_wins_over_top_level(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, envelope({"sku": "A1"}, "get_stock"), target_endpoint="nope")
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(reply.payload.json()["in_stock"], 7)
+
+    def test_no_endpoint(self) -> None:
+        orch, _ = self.start()
+        self.ask(orch, envelope({"sku": "A1"}))
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(reply.payload.json()["error"]["kind"], "no_endpoint")
+
+    def test_no_endpoint_with_one_handler_uses_it(self) -> None:
+        def single(state: Any) -> Klein:
+            state.handler("only")(lambda source, payload: {"echo": payload})
+            return Klein()
+
+        orch, _ = self.start(single)
+        self.ask(orch, envelope("hi"))
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(reply.payload.json(), {"echo": "hi"})
+
+    def test_handler_registered_after_start(self) -> None:
+        orch, module = self.start(plain_app)
+        self.ask(orch, envelope(1, "late"))
+        first = self.replies(orch, "tcp")[0].payload.json()["error"]["kind"]
+        self.assertEqual(first, "unknown_endpoint")
+        module.state.handler("late")(lambda source, payload: payload + 1)
+        self.ask(orch, envelope(1, "late"))
+        self.assertEqual(self.replies(orch, "tcp")[1].payload.json(), 2)
+
+    def test_request_before_the_module_is_ready_waits_for_it(self) -> None:
+        gate: Deferred[None] = Deferred()
+
+        @pywatt_module(state_builder=lambda init, secrets: gate)
+        def gated(state: Any) -> Klein:
+            state.handler("ping")(lambda source, payload: "pong")
+            return Klein()
+
+        orch = FakeOrchestrator(module_id="inventory", channels=("tcp",))
+        started = orch.start(gated)
+        # The channels connect while the state builder runs; a request arrives early.
+        self.ask(orch, envelope(None, "ping"))
+        self.assertEqual(self.replies(orch, "tcp"), [])
+        gate.callback(None)
+        self.successResultOf(started)
+        (reply,) = self.replies(orch, "tcp")
+        self.assertEqual(reply.payload.json(), "pong")
+
+    def test_notification_runs_the_handler_and_sends_no_reply(self) -> None:
+        calls: list[Any] = []
+
+        def app(state: Any) -> Klein:
+            state.handler("restock")(lambda source, payload: calls.append((source, payload)))
+            state.handler("other")(lambda source, payload: None)
+            return Klein()
+
+        orch, _ = self.start(app)
+        self.ask(orch, envelope({"sku": "A1"}, "restock", no_reply=True))
+        self.ask(orch, envelope({"sku": "A1"}, "missing", no_reply=True))
+        self.assertEqual(calls, [("orders", {"sku": "A1"})])
+        self.assertEqual(self.replies(orch, "tcp"), [])
+
+    def test_replies_can_be_turned_off(self) -> None:
+        orch, module = self.start(config=RuntimeConfig(routed_replies=False))
+        self.ask(orch, envelope({"sku": "A1"}, "get_stock"))
+        self.assertEqual(self.replies(orch, "tcp"), [])
+        self.assertEqual(module.service.messaging.requests_handled, 1)
+
+    def test_stop_waits_for_running_handlers(self) -> None:
+        orch, module = self.start()
+        connection = orch.connection("tcp")
+        self.ask(orch, envelope(1, "slow"))
+        stopped = module.service.stopService()
+        self.assertNoResult(stopped)
+        orch.reactor.advance(5)
+        self.successResultOf(stopped)
+        (reply,) = [
+            e.content for e in connection.received if isinstance(e.content, RoutedModuleReply)
+        ]
+        self.assertEqual(reply.payload.json(), {"slow": 1})
+
+    def test_health_lists_handlers(self) -> None:
+        orch, module = self.start()
+        self.ask(orch, envelope({"sku": "A1"}, "get_stock"))
+        health = module.service.health_status()["messaging"]
+        self.assertEqual(
+            health["handlers"], ["boom", "coro", "get_stock", "reserve", "slow", "weird"]
+        )
+        self.assertEqual(health["requests_handled"], 1)
+
+
+class TwoModulesTests(SynchronousTestCase):
+    """
+    A request from one in-memory module to another, relayed by the test as the
+    orchestrator would relay it.
+    """
+
+    def test_round_trip(self) -> None:
+        orders = FakeOrchestrator(module_id="orders", channels=("tcp",))
+        inventory = FakeOrchestrator(
+            secrets={"API_KEY": "k"},
+            module_id="inventory",
+            channels=("ipc",),
+            reactor=orders.reactor,
+        )
+        orders_module = self.successResultOf(orders.start(plain_app))
+        self.successResultOf(inventory.start(inventory_app))
+        d = orders_module.state.send_request("inventory", "get_stock", {"sku": "A1"})
+        (route,) = [
+            e.content
+            for e in orders.connection("tcp").received
+            if isinstance(e.content, RouteToModule)
+        ]
+        inventory.send(
+            RoutedModuleMessage("orders", route.request_id, route.payload, route.target_endpoint),
+            via="ipc",
+        )
+        (reply,) = [
+            e.content
+            for e in inventory.connection("ipc").received
+            if isinstance(e.content, RoutedModuleReply)
+        ]
+        orders.send(
+            RoutedModuleResponse(reply.source_module_id, reply.request_id, reply.payload),
+            via="tcp",
+        )
+        self.assertEqual(self.successResultOf(d), {"sku": "A1", "in_stock": 7, "from": "orders"})
+
+
+class DecodingTests(SynchronousTestCase):
+    def test_decode_reply(self) -> None:
+        self.assertEqual(decode_reply(EncodedPayload.from_json([1, 2])), [1, 2])
+        self.assertEqual(decode_reply(envelope({"a": 1})), {"a": 1})
+        # An object with content but no id is a bare reply.
+        self.assertEqual(decode_reply(EncodedPayload.from_json({"content": 1})), {"content": 1})
+        base64 = EncodedPayload(b"eyJhIjoxfQ==", "Base64")
+        self.assertEqual(decode_reply(base64), {"a": 1})
+
+    def test_unwrap_request(self) -> None:
+        self.assertEqual(unwrap_request(envelope(5, "x", no_reply=True), None), (5, "x", True))
+        self.assertEqual(unwrap_request(EncodedPayload.from_json(5), "top"), (5, "top", False))
+        payload = EncodedPayload(
+            json.dumps({"id": "1", "content": 3, "metadata": None}).encode(), "Json"
+        )
+        self.assertEqual(unwrap_request(payload, None), (3, None, False))
