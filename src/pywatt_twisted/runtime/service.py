@@ -41,8 +41,10 @@ from zope.interface import implementer
 from pywatt_twisted.errors import BootstrapError, PyWattError
 from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, EndpointFactory
 from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.runtime.discovery import ServiceClient
 from pywatt_twisted.runtime.messaging import RoutedMessaging, error_reply
 from pywatt_twisted.runtime.module import ModuleDefinition
+from pywatt_twisted.runtime.ports import PortNegotiator
 from pywatt_twisted.runtime.redaction import Redactor, default_redactor
 from pywatt_twisted.runtime.secrets import SecretClient
 from pywatt_twisted.runtime.state import AppState
@@ -55,16 +57,21 @@ from pywatt_twisted.web.site import PyWattSite, build_root_resource
 from pywatt_twisted.wire.init import InitBlob, TcpListen, UnixListen
 from pywatt_twisted.wire.messages import (
     Announce,
+    DiscoverServiceProvidersResponse,
     Endpoint,
     Heartbeat,
     HttpRequest,
     HttpResponse,
     Init,
+    PortResponse,
+    RegisterServiceProviderResponse,
     Rotated,
     RotationAck,
     RoutedModuleMessage,
     RoutedModuleResponse,
     SecretMessage,
+    ServiceOperationResult,
+    ServiceResponse,
     Shutdown,
     UnknownMessage,
 )
@@ -164,6 +171,8 @@ class ModuleService(MultiService):
         self.secrets: SecretClient | None = None
         self.channels: ChannelManager | None = None
         self.messaging: RoutedMessaging | None = None
+        self.service_client: ServiceClient | None = None
+        self.port_negotiator: PortNegotiator | None = None
         self._channel_endpoints = channel_endpoints
         self.database: Any = None
         self.databases: list[Any] = []
@@ -186,6 +195,7 @@ class ModuleService(MultiService):
             timeout=self.config.secret_timeout,
             redactor=self.redactor,
         )
+        self.port_negotiator = PortNegotiator(self._send_to_orchestrator, self.reactor)
         self._connect_stdio(self.stdio)
 
     def stopService(self) -> Deferred[None]:
@@ -267,6 +277,14 @@ class ModuleService(MultiService):
             replies=self.config.routed_replies,
         )
         state._messaging = self.messaging
+        self.service_client = ServiceClient(
+            send_stdio=self._send_to_orchestrator,
+            clock=self.reactor,
+            channels=self.channels,
+            max_frame_length=self.config.max_frame_length,
+        )
+        state._services = self.service_client
+        state._ports = self.port_negotiator
         if definition.jwt is not None:
             from pywatt_twisted.web.jwt import install_jwt_guard
 
@@ -406,10 +424,13 @@ class ModuleService(MultiService):
             _remove_stale_socket(listen.path)
             endpoint = UNIXServerEndpoint(self.listen_reactor, listen.path)
         else:
-            raise BootstrapError(
-                "the init blob has no 'listen' address; give the module one (ip:port, port 0 "
-                "for any, or a Unix socket path)"
-            )
+            # No listen address: ask the orchestrator for a port (PROTOCOL.md 6.6), and
+            # never make one up when it does not answer.
+            assert self.port_negotiator is not None
+            self.log.info("the init blob has no 'listen' address; asking for a port")
+            port = await self.port_negotiator.request_port()
+            listen = TcpListen("127.0.0.1", port)
+            endpoint = TCP4ServerEndpoint(self.listen_reactor, port, interface="127.0.0.1")
         try:
             return await endpoint.listen(self.site)
         except Exception as e:
@@ -426,6 +447,9 @@ class ModuleService(MultiService):
             self.log.failure("module start-up failed", failure)
         self._ready_result = failure
         self.exit_code = 1
+        for client in (self.messaging, self.service_client, self.port_negotiator):
+            if client is not None:
+                client.stop("the module failed to start")
         if self.channels is not None:
             # No reconnect timers may outlive a failed start.
             self.channels.stopService()
@@ -515,6 +539,16 @@ class ModuleService(MultiService):
             return
         self.messaging.response_received(message)
 
+    def _on_service_reply(self, message: Any, link: IOrchestratorLink) -> None:
+        if self.service_client is None:
+            self.log.warn("ignoring {op}: no request was sent yet", op=_op_name(message))
+            return
+        self.service_client.response_received(message)
+
+    def _on_port_response(self, message: PortResponse, link: IOrchestratorLink) -> None:
+        assert self.port_negotiator is not None
+        self.port_negotiator.response_received(message)
+
     def _on_rotated(self, message: Rotated, link: IOrchestratorLink) -> None:
         ensureDeferred(self._rotate(message, link)).addErrback(
             lambda f: self.log.failure("rotation {id} failed", f, id=message.rotation_id)
@@ -572,6 +606,11 @@ class ModuleService(MultiService):
         Rotated: _on_rotated,
         RoutedModuleMessage: _on_routed_message,
         RoutedModuleResponse: _on_routed_response,
+        RegisterServiceProviderResponse: _on_service_reply,
+        DiscoverServiceProvidersResponse: _on_service_reply,
+        ServiceResponse: _on_service_reply,
+        ServiceOperationResult: _on_service_reply,
+        PortResponse: _on_port_response,
     }
 
     # -- health -----------------------------------------------------------------------------
@@ -638,6 +677,10 @@ class ModuleService(MultiService):
             self.secrets.cancel_all("the module is stopping")
         if self.messaging is not None:
             self.messaging.stop()
+        if self.service_client is not None:
+            self.service_client.stop()
+        if self.port_negotiator is not None:
+            self.port_negotiator.stop()
         await super().stopService()
         if self.database is not None:
             try:

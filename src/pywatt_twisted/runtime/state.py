@@ -5,7 +5,7 @@ L{AppState}: what a module's C{create_app(state)} receives.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -54,6 +54,8 @@ class AppState:
         self._rotation_callbacks: list[RotationCallback] = []
         self._handlers: dict[str, RoutedHandler] = {}
         self._messaging: Any = None
+        self._services: Any = None
+        self._ports: Any = None
         # Set by pywatt_twisted.web.jwt.install_jwt_guard when the module has jwt=...
         self._jwt_guard: Any = None
         #: the module's L{pywatt_twisted.data.Database} when it was declared with
@@ -150,6 +152,79 @@ class AppState:
         channel.
         """
         return self._messaging_or_fail().send_message(target_module_id, endpoint, payload)
+
+    # -- service discovery, proxied services, ports --------------------------------------------
+
+    def register_service_provider(
+        self,
+        service_type: Any,
+        name: str,
+        address: str,
+        version: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Deferred[str | None]:
+        """
+        Offer a service to other modules (PROTOCOL.md 6.8).
+
+        @param service_type: a L{ServiceType<pywatt_twisted.wire.messages.ServiceType>}
+            or a name (C{"Database"}, C{"Cache"}, C{"Jwt"}, C{"custom:search"}).
+        @return: a Deferred that fires with the provider id the orchestrator gave, or
+            fails with L{RemoteError<pywatt_twisted.errors.RemoteError>} (refused) or
+            L{RequestTimeout<pywatt_twisted.errors.RequestTimeout>} (30 s by default).
+        """
+        return self._client("_services").register_service_provider(
+            service_type, name, address, version=version, metadata=metadata, timeout=timeout
+        )
+
+    def discover_service_providers(
+        self, service_type: Any, all_providers: bool = False, timeout: float | None = None
+    ) -> Deferred[list[Any]]:
+        """
+        Find providers of a service type (PROTOCOL.md 6.8): fires with a list of
+        L{ServiceProviderInfo<pywatt_twisted.wire.messages.ServiceProviderInfo>}.
+        """
+        return self._client("_services").discover_service_providers(
+            service_type, all_providers=all_providers, timeout=timeout
+        )
+
+    def service_request(
+        self, service_type: Any, config: Any = None, timeout: float | None = None
+    ) -> Deferred[str]:
+        """
+        Ask the orchestrator for a proxied connection to a service (PROTOCOL.md 6.9):
+        fires with its connection id.
+        """
+        return self._client("_services").service_request(service_type, config, timeout=timeout)
+
+    def service_operation(
+        self,
+        connection_id: str,
+        service_type: Any,
+        operation: str,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> Deferred[Any]:
+        """
+        Run an operation on a proxied connection (PROTOCOL.md 6.9): fires with its result.
+        """
+        return self._client("_services").service_operation(
+            connection_id, service_type, operation, params, timeout=timeout
+        )
+
+    def request_port(self, specific_port: int | None = None) -> Deferred[int]:
+        """
+        Ask the orchestrator for a port (C{specific_port}, or any), for a listener the
+        module opens itself (PROTOCOL.md 6.6). Fires with the port allocated; fails
+        when the orchestrator refuses or does not answer (no port is made up).
+        """
+        return self._client("_ports").request_port(specific_port)
+
+    def _client(self, name: str) -> Any:
+        client = getattr(self, name)
+        if client is None:
+            raise NotAvailable(f"{name.strip('_')} is available once the module runs")
+        return client
 
     def _messaging_or_fail(self) -> Any:
         if self._messaging is None:

@@ -1,0 +1,433 @@
+# -*- test-case-name: tests.runtime.test_discovery -*-
+"""
+Service provider registration and discovery (PROTOCOL.md 6.8) and proxied services
+(6.9), with correlation and a timeout on every wait.
+
+B{Discovery}: C{register_service_provider} and C{discover_service_providers} go out on
+the module's channel (TCP first, enveloped with C{metadata.id}), or on stdout without
+one. Their replies carry no correlation id, so they are correlated first-in-first-out
+B{per op with one request outstanding}: a second call of the same op waits (within its
+own timeout) until the first one was answered or timed out. A reply that arrives with
+nothing outstanding is logged and ignored.
+
+B{Proxied services}: C{service_request} goes out on stdout and its C{service_response}
+is matched by C{id}. C{service_operation_result} has no id: it is matched to the oldest
+outstanding operation on the connection its echoed C{params} names (PROTOCOL.md 6.9),
+else to the oldest outstanding operation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError
+from pywatt_twisted.runtime.correlation import CorrelationTable
+from pywatt_twisted.transport.channel import encode_channel_frame
+from pywatt_twisted.wire.messages import (
+    DiscoverServiceProviders,
+    DiscoverServiceProvidersResponse,
+    RegisterServiceProvider,
+    RegisterServiceProviderResponse,
+    ServiceOperation,
+    ServiceOperationResult,
+    ServiceProviderInfo,
+    ServiceRequest,
+    ServiceResponse,
+    ServiceType,
+)
+
+__all__ = ["DEFAULT_SERVICE_TIMEOUT", "ServiceClient", "ServiceType", "service_type"]
+
+#: seconds every discovery and proxy call waits for its reply unless told otherwise
+DEFAULT_SERVICE_TIMEOUT = 30.0
+
+_ID_PREFIX = {"Database": "db", "Cache": "cache", "Jwt": "jwt", "Custom": "custom"}
+
+
+def service_type(value: ServiceType | str) -> ServiceType:
+    """
+    A L{ServiceType} from itself or a name: C{"Database"}, C{"cache"}, C{"Jwt"},
+    C{"Custom(x)"} or C{"custom:x"} (both wire shapes and the display form).
+
+    @raise ValueError: for anything else.
+    """
+    if isinstance(value, ServiceType):
+        return value
+    from pywatt_twisted.errors import ProtocolError
+    from pywatt_twisted.wire.codec import _service_type_value
+
+    try:
+        return _service_type_value(value, "service_type")
+    except ProtocolError as e:
+        raise ValueError(str(e)) from None
+
+
+class _Fifo:
+    """
+    Calls of one op whose replies are correlated first in, first out: only the head is
+    on the wire.
+    """
+
+    def __init__(self) -> None:
+        self.keys: deque[int] = deque()
+        self.sent_head: int | None = None
+
+
+class ServiceClient:
+    """
+    The module's client for discovery and proxied services.
+
+    @param send_stdio: writes a message to stdout.
+    @param channels: the module's L{ChannelManager}, or C{None}: discovery then goes on
+        stdout.
+    @param clock: the clock timeouts run on.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        send_stdio: Callable[[object], object],
+        clock: IReactorTime,
+        channels: Any = None,
+        max_frame_length: int = 16 * 1024 * 1024,
+        default_timeout: float = DEFAULT_SERVICE_TIMEOUT,
+    ) -> None:
+        self._send_stdio = send_stdio
+        self.channels = channels
+        self.clock = clock
+        self.max_frame_length = max_frame_length
+        self.default_timeout = default_timeout
+        self._seq = 0
+        # (op, seq) for FIFO ops; ("service_response", id); ("operation", seq)
+        self.pending: CorrelationTable[tuple[str, Any]] = CorrelationTable(
+            clock, on_discard=self._discarded
+        )
+        self._fifos: dict[str, _Fifo] = {
+            RegisterServiceProviderResponse.op: _Fifo(),
+            DiscoverServiceProvidersResponse.op: _Fifo(),
+        }
+        self._operations: deque[int] = deque()
+        self.stopping = False
+        self.ignored = 0
+
+    # -- discovery (6.8) ---------------------------------------------------------------
+
+    def register_service_provider(
+        self,
+        service_type_: ServiceType | str,
+        name: str,
+        address: str,
+        version: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Deferred[str | None]:
+        """
+        Offer a service to other modules. Fires with the provider id the orchestrator
+        gave it (C{None} if it gave none), or fails with L{RemoteError} (C{kind}
+        C{"rejected"}) when the orchestrator refused it, or L{RequestTimeout}.
+        """
+        try:
+            kind = service_type(service_type_)
+        except ValueError as e:
+            return fail(e)
+        message = RegisterServiceProvider(
+            service_type=kind,
+            name=name,
+            version=version,
+            address=address,
+            metadata=None if metadata is None else dict(metadata),
+        )
+        d = self._fifo_call(
+            RegisterServiceProviderResponse.op,
+            message,
+            timeout,
+            f"registering {kind} provider {name!r}",
+        )
+        return d.addCallback(self._registered, kind, name)
+
+    def _registered(
+        self, response: RegisterServiceProviderResponse, kind: ServiceType, name: str
+    ) -> str | None:
+        if not response.success:
+            raise RemoteError(
+                f"the orchestrator refused to register {kind} provider {name!r}: "
+                f"{response.error or 'no reason given'}",
+                kind="rejected",
+            )
+        return response.provider_id
+
+    def discover_service_providers(
+        self,
+        service_type_: ServiceType | str,
+        all_providers: bool = False,
+        timeout: float | None = None,
+    ) -> Deferred[list[ServiceProviderInfo]]:
+        """
+        Find providers of a service type. Fires with a list of L{ServiceProviderInfo}
+        (possibly empty), or fails with L{RemoteError} or L{RequestTimeout}.
+
+        @param all_providers: ask for every provider, unhealthy ones included (the
+            orchestrator may otherwise answer with healthy ones only).
+        """
+        try:
+            kind = service_type(service_type_)
+        except ValueError as e:
+            return fail(e)
+        message = DiscoverServiceProviders(service_type=kind, all_providers=all_providers)
+        d = self._fifo_call(
+            DiscoverServiceProvidersResponse.op, message, timeout, f"discovering {kind} providers"
+        )
+        return d.addCallback(self._discovered, kind)
+
+    def _discovered(
+        self, response: DiscoverServiceProvidersResponse, kind: ServiceType
+    ) -> list[ServiceProviderInfo]:
+        if not response.success:
+            raise RemoteError(
+                f"discovering {kind} providers failed: {response.error or 'no reason given'}",
+                kind="discovery_failed",
+            )
+        return list(response.providers)
+
+    def _fifo_call(
+        self, reply_op: str, message: object, timeout: float | None, what: str
+    ) -> Deferred[Any]:
+        problem = self._problem(what)
+        if problem is not None:
+            return fail(problem)
+        timeout = self.default_timeout if timeout is None else timeout
+        self._seq += 1
+        key = (reply_op, self._seq)
+        d = self.pending.add(
+            key,
+            timeout,
+            f"{what}: no {reply_op} within {timeout:g} s; the orchestrator may not serve "
+            "service discovery",
+            context=message,
+        )
+        self._fifos[reply_op].keys.append(self._seq)
+        self._send_head(reply_op)
+        return d
+
+    def _send_head(self, reply_op: str) -> None:
+        fifo = self._fifos[reply_op]
+        while fifo.keys and fifo.sent_head != fifo.keys[0]:
+            seq = fifo.keys[0]
+            key = (reply_op, seq)
+            if key not in self.pending:
+                fifo.keys.popleft()
+                continue
+            fifo.sent_head = seq
+            message = self.pending.context(key)
+            sent = self._send_discovery(message)
+            sent.addErrback(self._send_failed, key)
+
+    def _send_failed(self, failure: Any, key: tuple[str, Any]) -> None:
+        if self.pending.fail(key, failure.value):
+            self._discarded(key)
+
+    def _send_discovery(self, message: object) -> Deferred[None]:
+        if self.channels is None:
+            try:
+                self._send_stdio(message)
+            except Exception as e:
+                return fail(e)
+            return succeed(None)
+        try:
+            frame = encode_channel_frame(
+                message, self.max_frame_length, metadata={"id": str(uuid.uuid4())}
+            )
+        except ChannelError as e:
+            return fail(e)
+        op = getattr(message, "op", "?")
+        sent: Deferred[None] = self.channels.send_frame(frame, op, prefer="tcp")
+        return sent
+
+    def _fifo_reply(self, reply_op: str, response: object) -> None:
+        fifo = self._fifos[reply_op]
+        head = fifo.sent_head
+        if head is None or not fifo.keys or fifo.keys[0] != head:
+            self._ignore(reply_op, "no request of that kind is outstanding")
+            return
+        fifo.keys.popleft()
+        fifo.sent_head = None
+        self.pending.resolve((reply_op, head), response)
+        self._send_head(reply_op)
+
+    # -- proxied services (6.9) --------------------------------------------------------
+
+    def service_request(
+        self,
+        service_type_: ServiceType | str,
+        config: Any = None,
+        timeout: float | None = None,
+    ) -> Deferred[str]:
+        """
+        Ask the orchestrator for a proxied connection to a service (C{config} is the
+        backend configuration object). Fires with the connection id to pass to
+        L{service_operation}, or fails with L{RemoteError} (C{kind}
+        C{"service_refused"}) or L{RequestTimeout}.
+        """
+        try:
+            kind = service_type(service_type_)
+        except ValueError as e:
+            return fail(e)
+        problem = self._problem(f"a {kind} service request")
+        if problem is not None:
+            return fail(problem)
+        timeout = self.default_timeout if timeout is None else timeout
+        request_id = f"{_ID_PREFIX[kind.kind]}_request_{uuid.uuid4()}"
+        d = self.pending.add(
+            ("service_response", request_id),
+            timeout,
+            f"no service_response to {request_id} ({kind}) within {timeout:g} s; the "
+            "orchestrator may not proxy this service",
+            context=kind,
+        )
+        try:
+            self._send_stdio(ServiceRequest(id=request_id, service_type=kind, config=config))
+        except Exception as e:
+            self.pending.fail(("service_response", request_id), e)
+        return d.addCallback(self._connected, kind)
+
+    def _connected(self, response: ServiceResponse, kind: ServiceType) -> str:
+        if not response.success:
+            raise RemoteError(
+                f"the orchestrator refused a {kind} connection: "
+                f"{response.error or 'no reason given'}",
+                kind="service_refused",
+            )
+        if not response.connection_id:
+            raise RemoteError(
+                f"the orchestrator accepted a {kind} connection but gave no connection_id",
+                kind="service_refused",
+            )
+        return response.connection_id
+
+    def service_operation(
+        self,
+        connection_id: str,
+        service_type_: ServiceType | str,
+        operation: str,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> Deferred[Any]:
+        """
+        Run C{operation} with C{params} on a proxied connection. Fires with the
+        operation's C{result}, or fails with L{RemoteError} (C{kind}
+        C{"operation_failed"}) or L{RequestTimeout}.
+        """
+        try:
+            kind = service_type(service_type_)
+        except ValueError as e:
+            return fail(e)
+        problem = self._problem(f"{kind} operation {operation!r}")
+        if problem is not None:
+            return fail(problem)
+        timeout = self.default_timeout if timeout is None else timeout
+        message = ServiceOperation(
+            connection_id=connection_id, service_type=kind, operation=operation, params=params
+        )
+        self._seq += 1
+        seq = self._seq
+        d = self.pending.add(
+            ("operation", seq),
+            timeout,
+            f"no service_operation_result for {kind} operation {operation!r} on "
+            f"{connection_id} within {timeout:g} s",
+            context=message,
+        )
+        self._operations.append(seq)
+        try:
+            self._send_stdio(message)
+        except Exception as e:
+            self.pending.fail(("operation", seq), e)
+        return d.addCallback(self._operated, message)
+
+    def _operated(self, result: ServiceOperationResult, message: ServiceOperation) -> Any:
+        if not result.success:
+            raise RemoteError(
+                f"{message.service_type} operation {message.operation!r} on "
+                f"{message.connection_id} failed: {result.error or 'no reason given'}",
+                kind="operation_failed",
+            )
+        return result.result
+
+    def _operation_for(self, result: ServiceOperationResult) -> int | None:
+        live = [seq for seq in self._operations if ("operation", seq) in self.pending]
+        self._operations = deque(live)
+        if not live:
+            return None
+        echo = result.params
+        if echo is not None:
+            same_connection = [
+                seq
+                for seq in live
+                if self.pending.context(("operation", seq)).connection_id == echo.connection_id
+            ]
+            exact = [
+                seq
+                for seq in same_connection
+                if self.pending.context(("operation", seq)).operation == echo.operation
+            ]
+            if exact:
+                return exact[0]
+            if same_connection:
+                return same_connection[0]
+            return None
+        return live[0]
+
+    # -- replies -------------------------------------------------------------------------
+
+    def response_received(self, message: object) -> None:
+        """
+        A reply arrived (on stdin or a channel): hand it to the call it answers.
+        """
+        if isinstance(message, RegisterServiceProviderResponse | DiscoverServiceProvidersResponse):
+            self._fifo_reply(message.op, message)
+        elif isinstance(message, ServiceResponse):
+            if not self.pending.resolve(("service_response", message.id), message):
+                self._ignore(message.op, f"no service_request {message.id!r} is outstanding")
+        elif isinstance(message, ServiceOperationResult):
+            seq = self._operation_for(message)
+            if seq is None:
+                self._ignore(message.op, "no matching service_operation is outstanding")
+                return
+            self._operations.remove(seq)
+            self.pending.resolve(("operation", seq), message)
+
+    def _ignore(self, op: str, why: str) -> None:
+        self.ignored += 1
+        self.log.warn("ignoring {op}: {why}", op=op, why=why)
+
+    def _discarded(self, key: tuple[str, Any]) -> None:
+        op, seq = key
+        fifo = self._fifos.get(op)
+        if fifo is not None:
+            if fifo.sent_head == seq:
+                fifo.sent_head = None
+            self._send_head(op)
+
+    def _problem(self, what: str) -> NotAvailable | None:
+        if self.stopping:
+            return NotAvailable(f"{what} was not sent: the module is stopping")
+        return None
+
+    def stop(self, reason: str = "the module is stopping") -> None:
+        """
+        Fail every outstanding call.
+        """
+        self.stopping = True
+        self.pending.fail_all(lambda key, entry: NotAvailable(f"{key[0]} abandoned: {reason}"))
+
+    def health(self) -> Mapping[str, Any]:
+        return {"pending": len(self.pending), "timeouts": self.pending.timeouts}
