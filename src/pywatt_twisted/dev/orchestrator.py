@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from attrs import evolve
 from twisted.application.service import Service
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -19,10 +20,15 @@ from pywatt_twisted.dev.supervisor import Console, ModuleSupervisor, routing_err
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.runtime.providers import ISecretProvider
 from pywatt_twisted.wire.messages import (
+    DiscoverServiceProviders,
+    DiscoverServiceProvidersResponse,
+    RegisterServiceProvider,
+    RegisterServiceProviderResponse,
     RoutedModuleMessage,
     RoutedModuleReply,
     RoutedModuleResponse,
     RouteToModule,
+    ServiceProviderInfo,
 )
 
 #: how long an undelivered module-to-module reply is remembered
@@ -95,7 +101,10 @@ class DevOrchestrator(Service):
             raise ConfigurationError("pywatt dev needs at least one --module")
         for supervisor in self.supervisors.values():
             supervisor.router = self.route
+            supervisor.discovery = self.discover
             supervisor.on_exit = self._module_exited
+        #: service providers the modules registered, by provider id
+        self.providers: dict[str, ServiceProviderInfo] = {}
         # request id -> (requester, target module id, expiry timer)
         self._routes: dict[Any, tuple[ModuleSupervisor, str, Any]] = {}
         self._unsubscribe = secrets.subscribe(self.secrets_changed)
@@ -241,7 +250,46 @@ class DevOrchestrator(Service):
                 "pywatt-dev", f"could not deliver a reply to {requester.module_id}: {e}", "warn"
             )
 
+    # -- service discovery -------------------------------------------------------------------
+
+    def discover(self, source: ModuleSupervisor, message: Any, reply: Any) -> None:
+        """
+        Answer C{register_service_provider} (the provider id is C{module/type/name}, so a
+        restarted module that registers again replaces its entry) and
+        C{discover_service_providers} (healthy providers; with C{all_providers}, also
+        those whose module is down).
+        """
+        if isinstance(message, RegisterServiceProvider):
+            provider_id = f"{source.module_id}/{message.service_type}/{message.name}"
+            self.providers[provider_id] = ServiceProviderInfo(
+                provider_id=provider_id,
+                module_id=source.module_id,
+                service_type=message.service_type,
+                name=message.name,
+                version=message.version,
+                address=message.address,
+                metadata=dict(message.metadata or {}),
+                is_healthy=True,
+            )
+            self.console.say(
+                "pywatt-dev",
+                f"{source.module_id} provides {message.service_type} {message.name!r} at "
+                f"{message.address}",
+            )
+            reply(RegisterServiceProviderResponse(True, provider_id, None))
+        elif isinstance(message, DiscoverServiceProviders):
+            found = [
+                p
+                for p in self.providers.values()
+                if p.service_type == message.service_type
+                and (p.is_healthy or message.all_providers)
+            ]
+            reply(DiscoverServiceProvidersResponse(True, tuple(found), None))
+
     def _module_exited(self, target: ModuleSupervisor) -> None:
+        for provider_id, info in list(self.providers.items()):
+            if info.module_id == target.module_id and info.is_healthy:
+                self.providers[provider_id] = evolve(info, is_healthy=False)
         # Requests the module was handling will never be answered: say so now.
         for request_id, (requester, target_id, timer) in list(self._routes.items()):
             if target_id != target.module_id:

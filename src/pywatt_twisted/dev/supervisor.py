@@ -29,6 +29,8 @@ from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfi
 from pywatt_twisted.wire.lines import LineDecoder
 from pywatt_twisted.wire.messages import (
     Announce,
+    DiscoverServiceProviders,
+    DiscoverServiceProvidersResponse,
     EncodedPayload,
     Endpoint,
     GetSecret,
@@ -37,12 +39,20 @@ from pywatt_twisted.wire.messages import (
     HttpRequest,
     HttpResponse,
     Identify,
+    PortRequest,
+    PortResponse,
+    RegisterServiceProvider,
+    RegisterServiceProviderResponse,
     Rotated,
     RotationAck,
     RoutedModuleReply,
     RoutedModuleResponse,
     RouteToModule,
     SecretMessage,
+    ServiceOperation,
+    ServiceOperationResult,
+    ServiceRequest,
+    ServiceResponse,
     Shutdown,
 )
 
@@ -218,6 +228,9 @@ class ModuleSupervisor:
         self.router: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
         #: called with this supervisor whenever its process ends
         self.on_exit: Callable[[ModuleSupervisor], object] | None = None
+        #: C{discovery(supervisor, message, reply)} for service registration and
+        #: discovery; set by the orchestrator.
+        self.discovery: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
 
     async def prepare(self) -> None:
         """
@@ -422,6 +435,37 @@ class ModuleSupervisor:
                     )
                 return
             self.router(self, message, reply)
+        elif isinstance(message, RegisterServiceProvider | DiscoverServiceProviders):
+            if self.discovery is not None:
+                self.discovery(self, message, reply)
+            elif isinstance(message, RegisterServiceProvider):
+                reply(RegisterServiceProviderResponse(False, None, "service discovery is off"))
+            else:
+                reply(DiscoverServiceProvidersResponse(False, (), "service discovery is off"))
+        elif isinstance(message, PortRequest):
+            self._answer_port(message, reply)
+        elif isinstance(message, ServiceRequest):
+            self.console.say(
+                "pywatt-dev",
+                f"{self.module_id} asked for a proxied {message.service_type} service; "
+                "pywatt dev does not proxy services (refused)",
+                "warn",
+            )
+            reply(
+                ServiceResponse(
+                    message.id,
+                    message.service_type,
+                    False,
+                    "pywatt dev does not proxy services; connect to the service directly",
+                    None,
+                )
+            )
+        elif isinstance(message, ServiceOperation):
+            reply(
+                ServiceOperationResult(
+                    False, None, "pywatt dev does not proxy services", params=message
+                )
+            )
         elif isinstance(message, Announce):
             self.listen = message.listen
             self.endpoints = tuple(message.endpoints)
@@ -483,6 +527,27 @@ class ModuleSupervisor:
             )
             return
         reply(SecretMessage(name=name, value=value))
+
+    def _answer_port(self, message: PortRequest, reply: Callable[[Any], None]) -> None:
+        """
+        Allocate a free loopback port (the one asked for when it is free).
+        """
+        wanted = message.specific_port
+        port: int | None = None
+        if wanted:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", wanted))
+                    port = wanted
+                except OSError:
+                    port = None
+            if port is None:
+                reply(PortResponse(message.request_id, False, 0, f"port {wanted} is in use"))
+                return
+        else:
+            port = free_port()
+        self.console.say("pywatt-dev", f"{self.module_id} was given port {port}")
+        reply(PortResponse(message.request_id, True, port))
 
     def send(self, message: Any) -> None:
         if self._child is None:

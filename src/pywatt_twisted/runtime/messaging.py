@@ -61,6 +61,7 @@ __all__ = [
     "decode_reply",
     "error_payload",
     "error_reply",
+    "request_payload",
     "unwrap_request",
 ]
 
@@ -95,6 +96,40 @@ def error_reply(
         target_module_id=message.source_module_id,
         payload=error_payload(kind, text),
     )
+
+
+def request_payload(
+    content: Any,
+    endpoint: str,
+    source: str | None = None,
+    no_reply: bool = False,
+    timestamp: int | None = None,
+) -> EncodedPayload:
+    """
+    The payload of a routed request: the JSON envelope C{{"id", "content", "metadata":
+    {"timestamp"?, "source"?, "properties": {"target_endpoint", "no_reply"?}}}} that
+    carries C{endpoint} through the orchestrator (tests use it to play a requester).
+
+    @raise PayloadError: if C{content} is not JSON-serialisable.
+    """
+    properties: dict[str, object] = {"target_endpoint": endpoint}
+    if no_reply:
+        properties["no_reply"] = True
+    metadata: dict[str, object] = {}
+    if timestamp is not None:
+        metadata["timestamp"] = timestamp
+    if source is not None:
+        metadata["source"] = source
+    metadata["properties"] = properties
+    try:
+        return EncodedPayload.from_json(
+            {"id": envelope_id(), "content": content, "metadata": metadata}
+        )
+    except (TypeError, ValueError) as e:
+        raise PayloadError(
+            f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
+            f"numbers, booleans, None); got {type(content).__name__}: {e}"
+        ) from None
 
 
 def _error_object(value: Any) -> tuple[str, str] | None:
@@ -218,26 +253,9 @@ class RoutedMessaging:
         request_id: uuid.UUID,
         no_reply: bool,
     ) -> tuple[bytes, str]:
-        properties: dict[str, object] = {"target_endpoint": endpoint}
-        if no_reply:
-            properties["no_reply"] = True
-        inner = {
-            "id": envelope_id(),
-            "content": payload,
-            "metadata": {
-                "timestamp": int(self.clock.seconds()),
-                "source": self.module_id,
-                "properties": properties,
-            },
-        }
-        try:
-            encoded = EncodedPayload.from_json(inner)
-        except (TypeError, ValueError) as e:
-            raise PayloadError(
-                f"the payload for {target_module_id}/{endpoint} must be JSON-serialisable "
-                f"(dicts, lists, strings, numbers, booleans, None); got {type(payload).__name__}"
-                f": {e}"
-            ) from None
+        encoded = request_payload(
+            payload, endpoint, self.module_id, no_reply, int(self.clock.seconds())
+        )
         message = RouteToModule(
             target_module_id=target_module_id,
             target_endpoint=endpoint,
@@ -433,6 +451,17 @@ class RoutedMessaging:
         self.requests_handled += 1
         try:
             result = await _resolve(handler(source, content))
+        except RemoteError as e:
+            # A deliberate error answer (out of stock, not found...): no traceback.
+            self.log.info(
+                "handler for {endpoint!r} answered {source} with an error ({kind}): {text}",
+                endpoint=endpoint,
+                source=source,
+                kind=e.kind,
+                text=str(e),
+            )
+            self._answer_error(message, link, no_reply, e.kind, self._redact(str(e)))
+            return
         except Exception as e:
             self.log.failure(
                 "handler for {endpoint!r} failed on a request from {source}",
@@ -440,9 +469,8 @@ class RoutedMessaging:
                 endpoint=endpoint,
                 source=source,
             )
-            kind = e.kind if isinstance(e, RemoteError) else "handler_error"
-            text = str(e) if isinstance(e, RemoteError) else f"{type(e).__name__}: {e}"
-            self._answer_error(message, link, no_reply, kind, self._redact(text))
+            text = f"{type(e).__name__}: {e}"
+            self._answer_error(message, link, no_reply, "handler_error", self._redact(text))
             return
         if no_reply:
             return
