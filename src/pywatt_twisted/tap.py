@@ -111,6 +111,13 @@ class Options(usage.Options):
             "Channel frame cap in bytes, both directions (default 16777216).",
             int,
         ],
+        [
+            "routed-replies",
+            None,
+            None,
+            "Answer routed module messages with the routed_module_response extension: "
+            "on (default) or off.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -135,6 +142,7 @@ class Options(usage.Options):
                 channel_liveness_deadline=self["channel-liveness"],
                 identify=self["identify"],
                 max_frame_length=self["max-frame-length"],
+                routed_replies=self["routed-replies"],
             )
             self["definition"] = load_module_definition(self["module"])
         except (ConfigurationError, ModuleLoadError) as e:

@@ -622,3 +622,23 @@ class DecodingTests(SynchronousTestCase):
             json.dumps({"id": "1", "content": 3, "metadata": None}).encode(), "Json"
         )
         self.assertEqual(unwrap_request(payload, None), (3, None, False))
+
+
+class ConfigTests(SynchronousTestCase):
+    def test_routed_replies_setting(self) -> None:
+        from pywatt_twisted.errors import ConfigurationError
+
+        self.assertTrue(RuntimeConfig.from_environment({}).routed_replies)
+        env = {"PYWATT_ROUTED_REPLIES": "off"}
+        self.assertFalse(RuntimeConfig.from_environment(env).routed_replies)
+        self.assertTrue(RuntimeConfig.from_environment(env, routed_replies="on").routed_replies)
+        self.assertRaises(
+            ConfigurationError, RuntimeConfig.from_environment, {"PYWATT_ROUTED_REPLIES": "maybe"}
+        )
+
+    def test_twistd_option(self) -> None:
+        from pywatt_twisted.tap import Options
+
+        options = Options()
+        options.parseOptions(["--module=examples.orders.module", "--routed-replies=off"])
+        self.assertFalse(options["config"].routed_replies)

@@ -1,0 +1,353 @@
+"""
+Module-to-module request/reply round trips through C{pywatt dev}, next to a raw Twisted
+relay with the same shape.
+
+Run: C{.venv/bin/python -m bench messaging} (add C{--quick} for a short run).
+
+Ours: C{pywatt dev} runs two real module processes, C{requester} and C{responder}
+(defined below). The requester's C{GET /bench?seconds=S&inflight=N} route keeps N
+C{state.send_request("responder", "echo", {...})} calls in flight for S seconds and
+reports how many replies came back. Each round trip is: C{route_to_module} enveloped on
+the requester's TCP channel -> the dev orchestrator decodes it and sends
+C{routed_module_message} on the responder's TCP channel -> the responder unwraps the
+payload envelope, runs the handler, replies with C{routed_module_response} -> the dev
+orchestrator routes it back -> the requester decodes it and fires the caller's Deferred
+from its correlation table (with a 30 s timeout per request). Three processes, two
+hops each way, JSON with full validation at every step.
+
+The baseline: the same three-process shape with raw Twisted, nothing else. A client
+process sends 4-byte-length-prefixed frames (C{Int32StringReceiver}) of the same size
+as our request to a relay process, which forwards each frame to an echo process and
+each echo back to the client by connection (FIFO, no parsing, no ids, no timeouts).
+
+Each is measured with 1 request in flight (round trips per second) and with 64 in flight
+(replies per second), best of two runs. The machines here are noisy: read the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import deque
+from typing import Any
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAYLOAD = {"query": "stock", "sku": "A1", "quantity": 1}
+IN_FLIGHT = 64
+ROUNDS = 2
+
+
+# -- the two modules (run by pywatt dev as requester=... and responder=...) ---------------
+
+
+def _requester_app(state: Any) -> Any:
+    from klein import Klein
+    from twisted.internet.defer import DeferredList
+
+    app = Klein()
+
+    @app.route("/bench", methods=["GET"])
+    async def bench(request: Any) -> bytes:
+        seconds = float(request.args.get(b"seconds", [b"2"])[0])
+        inflight = int(request.args.get(b"inflight", [b"1"])[0])
+        reactor = state.reactor
+        done = [0]
+        deadline = reactor.seconds() + seconds
+
+        async def worker() -> None:
+            while reactor.seconds() < deadline:
+                await state.send_request("responder", "echo", PAYLOAD)
+                done[0] += 1
+
+        # Warm up the path once before timing.
+        await state.send_request("responder", "echo", PAYLOAD)
+        started = reactor.seconds()
+        from twisted.internet.defer import Deferred
+
+        await DeferredList(
+            [Deferred.fromCoroutine(worker()) for _ in range(inflight)], fireOnOneErrback=True
+        )
+        elapsed = reactor.seconds() - started
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({"replies": done[0], "seconds": elapsed}).encode()
+
+    return app
+
+
+def _responder_app(state: Any) -> Any:
+    from klein import Klein
+
+    state.handler("echo")(lambda source, payload: payload)
+    return Klein()
+
+
+def _definitions() -> tuple[Any, Any]:
+    from pywatt_twisted import pywatt_module
+
+    return (
+        pywatt_module(health="/health", metrics=False)(_requester_app),
+        pywatt_module(health="/health", metrics=False)(_responder_app),
+    )
+
+
+requester, responder = _definitions()
+
+
+# -- ours: through pywatt dev ---------------------------------------------------------------
+
+
+class _Console:
+    """
+    The output of a child process, read by a thread, searchable.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.text = ""
+        self._lock = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            with self._lock:
+                self.text += raw.decode("utf-8", "replace")
+                self._lock.notify_all()
+        with self._lock:
+            self._lock.notify_all()
+
+    def wait_for(self, regex: str, timeout: float = 60.0) -> re.Match[str]:
+        pattern = re.compile(regex)
+        end = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                match = pattern.search(self.text)
+                if match:
+                    return match
+                left = end - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    raise RuntimeError(f"no {regex!r} in the output:\n{self.text[-3000:]}")
+                self._lock.wait(min(left, 0.5))
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWATT_")}
+    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    # The requester logs nothing per request; keep the module logs quiet anyway.
+    env["PYWATT_LOG_LEVEL"] = "warn"
+    return env
+
+
+def start_dev() -> tuple[subprocess.Popen[bytes], _Console, str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "pywatt_twisted.cli",
+        "dev",
+        "--module=requester=bench.bench_messaging:requester",
+        "--module=responder=bench.bench_messaging:responder",
+        "--port=0",
+    ]
+    process = subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    console = _Console(process)
+    try:
+        base = console.wait_for(r"front port: (http://127\.0\.0\.1:\d+)/").group(1)
+        for module_id in ("requester", "responder"):
+            console.wait_for(rf"{module_id} announced")
+            console.wait_for(rf"{module_id} identified as '{module_id}' on tcp")
+    except Exception:
+        process.kill()
+        raise
+    return process, console, base
+
+
+def stop_dev(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def bench_ours(base: str, seconds: float, inflight: int) -> float:
+    url = f"{base}/requester/bench?seconds={seconds}&inflight={inflight}"
+    with urllib.request.urlopen(url, timeout=seconds + 25) as response:
+        result = json.loads(response.read())
+    return float(result["replies"] / result["seconds"])
+
+
+# -- the baseline: client -> relay -> echo, raw Int32StringReceiver ------------------------
+
+_RELAY_CODE = r"""
+import sys
+from collections import deque
+from twisted.internet import reactor
+from twisted.internet.protocol import ClientFactory, Factory
+from twisted.protocols.basic import Int32StringReceiver
+
+role = sys.argv[1]
+
+class Echo(Int32StringReceiver):
+    MAX_LENGTH = 1 << 24
+    def stringReceived(self, data):
+        self.sendString(data)
+
+class Upstream(Int32StringReceiver):
+    MAX_LENGTH = 1 << 24
+    def connectionMade(self):
+        self.factory.relay.upstream = self
+        for frame in self.factory.relay.backlog:
+            self.sendString(frame)
+        self.factory.relay.backlog.clear()
+    def stringReceived(self, data):
+        self.factory.relay.clients.popleft().sendString(data)
+
+class RelayState:
+    def __init__(self):
+        self.upstream = None
+        self.backlog = []
+        self.clients = deque()
+
+class Relay(Int32StringReceiver):
+    MAX_LENGTH = 1 << 24
+    def stringReceived(self, data):
+        state = self.factory.state
+        state.clients.append(self)
+        if state.upstream is None:
+            state.backlog.append(data)
+        else:
+            state.upstream.sendString(data)
+
+if role == "echo":
+    f = Factory.forProtocol(Echo)
+    port = reactor.listenTCP(0, f, interface="127.0.0.1")
+    print(port.getHost().port, flush=True)
+elif role == "relay":
+    state = RelayState()
+    up = ClientFactory.forProtocol(Upstream)
+    up.relay = state
+    reactor.connectTCP("127.0.0.1", int(sys.argv[2]), up)
+    f = Factory.forProtocol(Relay)
+    f.state = state
+    port = reactor.listenTCP(0, f, interface="127.0.0.1")
+    print(port.getHost().port, flush=True)
+reactor.run()
+"""
+
+
+def _spawn(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RELAY_CODE, *args], stdout=subprocess.PIPE, cwd=PROJECT_ROOT
+    )
+    assert process.stdout is not None
+    return process, int(process.stdout.readline())
+
+
+def bench_raw(relay_port: int, frame_size: int, seconds: float, inflight: int) -> float:
+    from twisted.internet.defer import Deferred
+    from twisted.internet.protocol import ClientFactory
+    from twisted.protocols.basic import Int32StringReceiver
+
+    from bench.bench_channel import fresh_reactor, run
+
+    class Client(Int32StringReceiver):
+        MAX_LENGTH = 1 << 24
+
+        def connectionMade(self) -> None:
+            self.waiting: deque[Deferred[bytes]] = deque()
+            self.factory.ready.callback(self)  # type: ignore[attr-defined]
+
+        def stringReceived(self, data: bytes) -> None:
+            self.waiting.popleft().callback(data)
+
+        def ask(self, data: bytes) -> Deferred[bytes]:
+            d: Deferred[bytes] = Deferred()
+            self.waiting.append(d)
+            self.sendString(data)
+            return d
+
+    async def measure(reactor: Any) -> float:
+        from twisted.internet.defer import DeferredList
+
+        factory = ClientFactory.forProtocol(Client)
+        factory.ready = Deferred()  # type: ignore[attr-defined]
+        connector = reactor.connectTCP("127.0.0.1", relay_port, factory)
+        client = await factory.ready  # type: ignore[attr-defined]
+        frame = b"x" * frame_size
+        await client.ask(frame)
+        done = [0]
+        deadline = time.monotonic() + seconds
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                await client.ask(frame)
+                done[0] += 1
+
+        started = time.monotonic()
+        await DeferredList(
+            [Deferred.fromCoroutine(worker()) for _ in range(inflight)], fireOnOneErrback=True
+        )
+        elapsed = time.monotonic() - started
+        connector.disconnect()
+        return done[0] / elapsed
+
+    return float(run(fresh_reactor(), measure))
+
+
+def _request_frame_size() -> int:
+    import uuid
+
+    from pywatt_twisted.runtime.messaging import request_payload
+    from pywatt_twisted.transport.channel import encode_channel_frame
+    from pywatt_twisted.wire.messages import RouteToModule
+
+    message = RouteToModule(
+        "responder", "echo", uuid.uuid4(), request_payload(PAYLOAD, "echo", "requester", False, 1)
+    )
+    return len(encode_channel_frame(message, 1 << 24)) - 5
+
+
+def main(argv: list[str]) -> int:
+    seconds = 1.0 if "--quick" in argv else 3.0
+    frame_size = _request_frame_size()
+    print(
+        "module-to-module request/reply through pywatt dev (3 processes: requester -> dev "
+        "-> responder and back, TCP channels) vs a raw Int32StringReceiver relay of the same "
+        f"shape and frame size ({frame_size} bytes); {seconds:g} s per measurement, best of "
+        f"{ROUNDS}"
+    )
+    echo, echo_port = _spawn("echo")
+    relay, relay_port = _spawn("relay", str(echo_port))
+    dev, _, base = start_dev()
+    rows = []
+    try:
+        for inflight in (1, IN_FLIGHT):
+            raws, ours = [], []
+            for _ in range(ROUNDS):
+                raws.append(bench_raw(relay_port, frame_size, seconds, inflight))
+                ours.append(bench_ours(base, seconds, inflight))
+            rows.append((inflight, max(raws), max(ours)))
+    finally:
+        stop_dev(dev)
+        for process in (relay, echo):
+            process.kill()
+            process.wait()
+    print(f"{'in flight':>9} {'raw/s':>10} {'ours/s':>10} {'ratio':>6}")
+    for inflight, raw, ours in rows:
+        print(f"{inflight:>9} {raw:>10.0f} {ours:>10.0f} {ours / raw:>6.2f}")
+    return 0
