@@ -43,6 +43,11 @@ class RuntimeConfig:
     @ivar routed_replies: answer C{routed_module_message}s with the
         C{routed_module_response} extension (PROTOCOL.md A3; C{PYWATT_ROUTED_REPLIES},
         on by default, C{0}/C{off} turns it off).
+    @ivar registration_address: C{host:port} of a registration-protocol service
+        (PROTOCOL.md 6.10) to register with (C{PYWATT_REGISTRATION_ADDRESS}); C{None}, the
+        default, turns the client off.
+    @ivar registration_heartbeat: seconds between registration heartbeats
+        (C{PYWATT_REGISTRATION_HEARTBEAT}).
     """
 
     secret_timeout: float = 30.0
@@ -59,6 +64,8 @@ class RuntimeConfig:
     identify: str = "tcp"
     max_frame_length: int = 16 * 1024 * 1024
     routed_replies: bool = True
+    registration_address: str | None = None
+    registration_heartbeat: float = 30.0
 
     @classmethod
     def from_environment(
@@ -79,6 +86,7 @@ class RuntimeConfig:
             ("channel_queue_size", "PYWATT_CHANNEL_QUEUE_SIZE", int),
             ("channel_queue_deadline", "PYWATT_CHANNEL_QUEUE_DEADLINE", float),
             ("max_frame_length", "PYWATT_MAX_FRAME_LENGTH", int),
+            ("registration_heartbeat", "PYWATT_REGISTRATION_HEARTBEAT", float),
         ):
             raw = overrides.get(field_name)
             if isinstance(raw, str):
@@ -155,6 +163,16 @@ def _channel_values(
                 f"PYWATT_ROUTED_REPLIES must be 1/on/true or 0/off/false, got {raw!r}"
             )
         values["routed_replies"] = flag
+    raw = overrides.get("registration_address")
+    if raw is None:
+        raw = env.get("PYWATT_REGISTRATION_ADDRESS") or None
+    if raw is not None:
+        host, _, port = str(raw).strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"PYWATT_REGISTRATION_ADDRESS must be host:port (e.g. 127.0.0.1:9901), got {raw!r}"
+            )
+        values["registration_address"] = f"{host}:{int(port)}"
     return values
 
 

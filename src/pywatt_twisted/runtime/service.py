@@ -174,6 +174,9 @@ class ModuleService(MultiService):
         self.service_client: ServiceClient | None = None
         self.port_negotiator: PortNegotiator | None = None
         self._channel_endpoints = channel_endpoints
+        #: C{address -> endpoint} for the registration client (tests replace it)
+        self.registration_endpoint: Callable[[str], Any] | None = None
+        self.registration: Any = None
         self.database: Any = None
         self.databases: list[Any] = []
         self._started_at = time.monotonic()
@@ -331,6 +334,8 @@ class ModuleService(MultiService):
             listen=self.listen_address,
             count=len(self.endpoints),
         )
+        if self.config.registration_address is not None:
+            self._start_registration(blob, self.config.registration_address)
         self._ready_result = self
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
@@ -386,6 +391,46 @@ class ModuleService(MultiService):
             metrics=self.metrics,
         )
         self.channels.startService()
+
+    def _start_registration(self, blob: InitBlob, address: str) -> None:
+        """
+        Register with the registration-protocol service (PROTOCOL.md 6.10) while the
+        module runs: a child service, stopped (and unregistered) with the module.
+        """
+        from pywatt_twisted.runtime.registration import (
+            RegistrationClient,
+            RegistrationService,
+            capabilities_for,
+        )
+        from pywatt_twisted.wire.registration import ModuleInfo
+
+        if self.registration_endpoint is not None:
+            endpoint = self.registration_endpoint(address)
+        else:
+            from twisted.internet.endpoints import TCP4ClientEndpoint
+
+            host, _, port = address.rpartition(":")
+            endpoint = TCP4ClientEndpoint(self.reactor, host, int(port), timeout=30)
+        client = RegistrationClient(
+            endpoint, self.reactor, max_frame_length=self.config.max_frame_length
+        )
+        from pywatt_twisted import __version__
+
+        info = ModuleInfo(
+            name=blob.module_id,
+            version=__version__,
+            description=f"PyWatt module {blob.module_id}",
+            metadata={"listen": self.listen_address or ""},
+        )
+        handlers = self.state.handlers if self.state is not None else {}
+        self.registration = RegistrationService(
+            client,
+            info,
+            capabilities=lambda: capabilities_for(self.endpoints, handlers),
+            health=self.health_status,
+            interval=self.config.registration_heartbeat,
+        )
+        self.registration.setServiceParent(self)
 
     def register_database(self, db: Any) -> None:
         """
