@@ -20,16 +20,20 @@ _LAZY = {
     "Secret": "pywatt_twisted.runtime.secret",
     "JwtConfig": "pywatt_twisted.web.jwt",
     "PyWattError": "pywatt_twisted.errors",
+    "RemoteError": "pywatt_twisted.errors",
+    "RequestTimeout": "pywatt_twisted.errors",
+    "ServiceType": "pywatt_twisted.wire.messages",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pywatt_twisted.errors import PyWattError  # noqa: F401
+    from pywatt_twisted.errors import PyWattError, RemoteError, RequestTimeout  # noqa: F401
     from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module  # noqa: F401
     from pywatt_twisted.runtime.secret import Secret  # noqa: F401
     from pywatt_twisted.runtime.state import AppState  # noqa: F401
     from pywatt_twisted.web.jwt import JwtConfig  # noqa: F401
+    from pywatt_twisted.wire.messages import ServiceType  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -33,6 +33,8 @@ INDEX_PREFIXES = ("ix_", "ux_", "uq_")
 class Transaction(Protocol):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int: ...
+
 
 @frozen
 class ColumnInfo:
