@@ -458,8 +458,6 @@ class ModuleService(MultiService):
         return tuple(endpoints)
 
     async def _listen(self, blob: InitBlob) -> IListeningPort:
-        from twisted.web.server import Site  # noqa: F401  (keeps the import cost in one place)
-
         listen = blob.listen
         endpoint: TCP4ServerEndpoint | TCP6ServerEndpoint | UNIXServerEndpoint
         if isinstance(listen, TcpListen):
