@@ -14,81 +14,11 @@ import tempfile
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from tests.dev.process import DevProcess, alive, start_dev
 from tests.integration.process import PROJECT_ROOT, child_environment
-
-
-class DevProcess(ProcessProtocol):
-    """
-    A running C{pywatt dev}; C{output} is its console text.
-    """
-
-    def __init__(self) -> None:
-        self.output = ""
-        self.ended: Deferred[int | None] = Deferred()
-        self.exit_code: int | None = None
-        self._waiters: list[tuple[re.Pattern[str], int, Deferred[re.Match[str]]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data.decode("utf-8", "replace")
-        for entry in list(self._waiters):
-            pattern, start, d = entry
-            match = pattern.search(self.output, start)
-            if match:
-                self._waiters.remove(entry)
-                d.callback(match)
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Failure) -> None:
-        if reason.check(ProcessDone):
-            self.exit_code = 0
-        elif reason.check(ProcessTerminated):
-            self.exit_code = reason.value.exitCode
-        for _, _, d in self._waiters:
-            d.errback(AssertionError(f"pywatt dev ended; output:\n{self.output[-5000:]}"))
-        self._waiters = []
-        self.ended.callback(self.exit_code)
-
-    def wait_for(self, regex: str, after: int = 0, timeout: float = 30) -> Deferred[re.Match[str]]:
-        pattern = re.compile(regex)
-        match = pattern.search(self.output, after)
-        d: Deferred[re.Match[str]] = Deferred()
-        if match:
-            d.callback(match)
-            return d
-        self._waiters.append((pattern, after, d))
-
-        def expire() -> None:
-            for entry in list(self._waiters):
-                if entry[2] is d:
-                    self._waiters.remove(entry)
-                    d.errback(
-                        AssertionError(f"no {regex!r} within {timeout} s:\n{self.output[-5000:]}")
-                    )
-
-        timer = reactor.callLater(timeout, expire)
-        d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
-        return d
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is gone for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 class DevOrchestratorTests(TestCase):
@@ -100,32 +30,15 @@ class DevOrchestratorTests(TestCase):
         secrets_file = os.path.join(workdir, "secrets.json")
         with open(secrets_file, "w") as f:
             json.dump(secrets, f)
-        proto = DevProcess()
-        argv = [
-            sys.executable,
-            "-m",
-            "pywatt_twisted.cli",
-            "dev",
+        proto, base = await start_dev(
+            self,
             "--module=examples.counter.module",
             "--module=examples.greeter.module",
             f"--secrets-file={secrets_file}",
-            "--port=0",
-            "--heartbeat-interval=0.5",
-            "--heartbeat-timeout=5",
-            "--stop-deadline=5",
-        ]
-        env = child_environment(PYTHONUNBUFFERED="1")
-        reactor.spawnProcess(proto, argv[0], argv, env=env, path=PROJECT_ROOT)
-        self.addCleanup(self._stop, proto)
-        match = await proto.wait_for(r"front port: (http://127\.0\.0\.1:\d+)/")
+        )
         await proto.wait_for(r"counter announced")
         await proto.wait_for(r"greeter announced")
-        return proto, match.group(1), secrets_file
-
-    async def _stop(self, proto: DevProcess) -> None:
-        if proto.exit_code is None:
-            proto.transport.signalProcess("INT")
-            await proto.ended
+        return proto, base, secrets_file
 
     async def get(self, url: str, **kw) -> tuple[int, bytes]:
         response = await treq.request(kw.pop("method", "GET"), url, persistent=False, **kw)
@@ -189,7 +102,7 @@ class DevOrchestratorTests(TestCase):
         self.assertIn("counter stopped (status 0)", proto.output)
         self.assertIn("greeter stopped (status 0)", proto.output)
         await deferLater(reactor, 0.2, lambda: None)
-        self.assertEqual([p for p in children if _alive(p)], [])
+        self.assertEqual([p for p in children if alive(p)], [])
 
     async def test_demo_runs_to_the_end(self) -> None:
         proto = DevProcess()

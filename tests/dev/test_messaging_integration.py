@@ -9,48 +9,26 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 
 import treq
-from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
-from tests.dev.test_dev_orchestrator import DevProcess
-from tests.integration.process import PROJECT_ROOT, child_environment
+from tests.dev.process import DevProcess, start_dev
 
 
 class MessagingIntegrationTests(TestCase):
     timeout = 120
 
     async def start_dev(self) -> tuple[DevProcess, str]:
-        proto = DevProcess()
-        argv = [
-            sys.executable,
-            "-m",
-            "pywatt_twisted.cli",
-            "dev",
-            "--module=examples.inventory.module",
-            "--module=examples.orders.module",
-            "--port=0",
-            "--heartbeat-interval=0.5",
-            "--heartbeat-timeout=5",
-            "--stop-deadline=5",
-        ]
-        env = child_environment(PYTHONUNBUFFERED="1")
-        reactor.spawnProcess(proto, argv[0], argv, env=env, path=PROJECT_ROOT)
-        self.addCleanup(self._stop, proto)
-        match = await proto.wait_for(r"front port: (http://127\.0\.0\.1:\d+)/")
+        proto, base = await start_dev(
+            self, "--module=examples.inventory.module", "--module=examples.orders.module"
+        )
         for module_id in ("inventory", "orders"):
             await proto.wait_for(rf"{module_id} announced")
             await proto.wait_for(rf"{module_id} identified as '{module_id}' on tcp")
-        return proto, match.group(1)
-
-    async def _stop(self, proto: DevProcess) -> None:
-        if proto.exit_code is None:
-            proto.transport.signalProcess("INT")
-            await proto.ended
+        return proto, base
 
     async def call(self, url: str, **kw) -> tuple[int, object]:
         response = await treq.request(kw.pop("method", "GET"), url, persistent=False, **kw)
