@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import tempfile
 
 import treq
@@ -22,7 +21,6 @@ from zope.interface import implementer
 
 from tests.integration.process import (
     ModuleProcess,
-    child_environment,
     init_blob,
     python_m_command,
     twistd_command,
@@ -234,6 +232,3 @@ class ModuleProcessTests(TestCase):
         self.assertEqual(await proc.ended, 1)
         self.assertEqual(proc.stdout, b"")
         self.assertTrue(any(r["level"] == "critical" for r in proc.stderr_records()))
-
-
-__all__ = ["ModuleProcessTests", "child_environment", "signal"]

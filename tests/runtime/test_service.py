@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import BootstrapError, SecretError
 from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.service import READY, ModuleService, describe_address
+from pywatt_twisted.runtime.service import READY, describe_address
 from tests.runtime.helpers import Harness, init_line, line
 from tests.runtime.modules import echo_app, plain_resource
 
@@ -171,7 +171,7 @@ class BootstrapTests(SynchronousTestCase):
         self.assertEqual(announce["listen"], path)
         self.assertEqual(h.reactor.unixServers[0][0], path)
 
-    def test_plain_resource_and_explicit_options(self) -> None:
+    def test_plain_resource_with_health_and_metrics_off_announces_nothing(self) -> None:
         h = started(plain_resource)
         self.assertEqual(h.service.status, READY)
         (announce,) = h.sent()
@@ -416,9 +416,6 @@ class DescribeAddressTests(SynchronousTestCase):
         self.assertEqual(describe_address(IPv4Address("TCP", "127.0.0.1", 80)), "127.0.0.1:80")
         self.assertEqual(describe_address(IPv6Address("TCP", "::1", 80)), "[::1]:80")
         self.assertEqual(describe_address(UNIXAddress(b"/tmp/x.sock")), "/tmp/x.sock")
-
-
-__all__ = ["ModuleService"]
 
 
 class RedactionAtTheEdgesTests(SynchronousTestCase):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -179,7 +178,7 @@ class ModuleService(MultiService):
         self.registration: Any = None
         self.database: Any = None
         self.databases: list[Any] = []
-        self._started_at = time.monotonic()
+        self._started_at = 0.0
         self._ready_waiters: list[Deferred[ModuleService]] = []
         self._on_ready: list[Callable[[], object]] = []
         self._ready_result: Failure | ModuleService | None = None
@@ -190,7 +189,7 @@ class ModuleService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        self._started_at = self.reactor.seconds() if hasattr(self.reactor, "seconds") else 0.0
+        self._started_at = self.reactor.seconds()
         self.stdio = StdioProtocol(self, max_line_length=self.config.max_line_length)
         self.secrets = SecretClient(
             self._send_to_orchestrator,
@@ -662,7 +661,7 @@ class ModuleService(MultiService):
         """
         The body of C{GET /health}.
         """
-        now = self.reactor.seconds() if hasattr(self.reactor, "seconds") else time.monotonic()
+        now = self.reactor.seconds()
         return {
             "status": self.status,
             "module_id": self.init.module_id if self.init is not None else None,
