@@ -16,6 +16,12 @@ from twisted.python import usage
 from pywatt_twisted.errors import ConfigurationError, ModuleLoadError
 
 
+def _setting_parameters() -> list[list[Any]]:
+    from pywatt_twisted.runtime.config import option_parameters
+
+    return option_parameters()
+
+
 class Options(usage.Options):
     """
     Options of C{twistd pywatt} and C{python -m pywatt_twisted}.
@@ -40,88 +46,11 @@ class Options(usage.Options):
             None,
             "debug, info, warn, error or critical (default: $PYWATT_LOG_LEVEL, else info).",
         ],
-        ["secret-timeout", None, None, "Seconds to wait for each secret (default 30).", float],
-        [
-            "max-concurrent-requests",
-            None,
-            None,
-            "HTTP-over-IPC requests in flight before 503 (default 64).",
-            int,
-        ],
-        [
-            "request-timeout",
-            None,
-            None,
-            "Seconds before an HTTP-over-IPC request gets 504 (default 60).",
-            float,
-        ],
-        [
-            "shutdown-deadline",
-            None,
-            None,
-            "Seconds in-flight requests get on a graceful stop (default 10).",
-            float,
-        ],
-        [
-            "channel-preference",
-            None,
-            None,
-            "Channel order for sends: ipc,tcp (default) or tcp,ipc.",
-        ],
-        [
-            "channel-required-timeout",
-            None,
-            None,
-            "Seconds required channels get to connect before start-up fails (default 30).",
-            float,
-        ],
-        [
-            "channel-connect-timeout",
-            None,
-            None,
-            "Seconds per channel connection attempt (default 30).",
-            float,
-        ],
-        [
-            "channel-queue-size",
-            None,
-            None,
-            "Messages that may wait for a channel to come up (default 1000).",
-            int,
-        ],
-        [
-            "channel-queue-deadline",
-            None,
-            None,
-            "Seconds a message may wait for a channel (default 30).",
-            float,
-        ],
-        [
-            "channel-liveness",
-            None,
-            None,
-            "Reconnect a channel silent for this many seconds (default 0: off).",
-            float,
-        ],
-        ["identify", None, None, "Send identify first on connect: tcp (default), all or off."],
-        [
-            "max-frame-length",
-            None,
-            None,
-            "Channel frame cap in bytes, both directions (default 16777216).",
-            int,
-        ],
-        [
-            "routed-replies",
-            None,
-            None,
-            "Answer routed module messages with the routed_module_response extension: "
-            "on (default) or off.",
-        ],
+        *_setting_parameters(),
     ]
 
     def postOptions(self) -> None:
-        from pywatt_twisted.runtime.config import RuntimeConfig
+        from pywatt_twisted.runtime.config import SETTINGS, RuntimeConfig
         from pywatt_twisted.runtime.loader import load_module_definition
         from pywatt_twisted.runtime.logging import level_from_environment
 
@@ -130,19 +59,7 @@ class Options(usage.Options):
         try:
             self["level"] = level_from_environment(self["log-level"])
             self["config"] = RuntimeConfig.from_environment(
-                secret_timeout=self["secret-timeout"],
-                max_concurrent_requests=self["max-concurrent-requests"],
-                request_timeout=self["request-timeout"],
-                shutdown_deadline=self["shutdown-deadline"],
-                channel_preference=self["channel-preference"],
-                channel_required_timeout=self["channel-required-timeout"],
-                channel_connect_timeout=self["channel-connect-timeout"],
-                channel_queue_size=self["channel-queue-size"],
-                channel_queue_deadline=self["channel-queue-deadline"],
-                channel_liveness_deadline=self["channel-liveness"],
-                identify=self["identify"],
-                max_frame_length=self["max-frame-length"],
-                routed_replies=self["routed-replies"],
+                **{st.field: self[st.option] for st in SETTINGS if st.in_options}
             )
             self["definition"] = load_module_definition(self["module"])
         except (ConfigurationError, ModuleLoadError) as e:

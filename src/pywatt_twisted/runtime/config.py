@@ -1,53 +1,30 @@
 """
 Runtime settings that are not part of the module definition: timeouts and limits, from
 twistd options or C{PYWATT_*} environment variables.
+
+Every setting is declared once, in L{SETTINGS}: its field on L{RuntimeConfig}, its
+environment variable, its twistd option and its help text all come from that one row.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from attrs import frozen
+from attrs import fields, frozen
 
 from pywatt_twisted.errors import ConfigurationError
+
+MiB = 1024 * 1024
 
 
 @frozen
 class RuntimeConfig:
     """
-    @ivar secret_timeout: seconds to wait for each C{secret} reply (C{PYWATT_SECRET_TIMEOUT}).
-    @ivar max_concurrent_requests: HTTP-over-IPC requests in flight before new ones get
-        503 (C{PYWATT_MAX_CONCURRENT_REQUESTS}).
-    @ivar request_timeout: seconds an HTTP-over-IPC request may take before a 504
-        (C{PYWATT_REQUEST_TIMEOUT}).
-    @ivar shutdown_deadline: seconds in-flight requests get to finish on a graceful stop
-        (C{PYWATT_SHUTDOWN_DEADLINE}).
-    @ivar max_line_length: the longest stdin line accepted, in bytes.
-    @ivar channel_preference: the order in which healthy channels carry sends
-        (C{PYWATT_CHANNEL_PREFERENCE}, e.g. C{"ipc,tcp"}, the default).
-    @ivar channel_required_timeout: seconds C{required} channels get to connect before
-        start-up fails (C{PYWATT_CHANNEL_REQUIRED_TIMEOUT}).
-    @ivar channel_connect_timeout: seconds per connection attempt
-        (C{PYWATT_CHANNEL_CONNECT_TIMEOUT}).
-    @ivar channel_queue_size: messages that may wait for a channel to come up
-        (C{PYWATT_CHANNEL_QUEUE_SIZE}).
-    @ivar channel_queue_deadline: seconds a message may wait for a channel
-        (C{PYWATT_CHANNEL_QUEUE_DEADLINE}).
-    @ivar channel_liveness_deadline: abort and reconnect a channel silent for this many
-        seconds; C{None} (C{PYWATT_CHANNEL_LIVENESS=0}, the default) turns it off.
-    @ivar identify: where identify is sent on connect: C{tcp}, C{all} or C{off}
-        (C{PYWATT_IDENTIFY}).
-    @ivar max_frame_length: the channel frame cap in bytes, both directions
-        (C{PYWATT_MAX_FRAME_LENGTH}).
-    @ivar routed_replies: answer C{routed_module_message}s with the
-        C{routed_module_response} extension (PROTOCOL.md A3; C{PYWATT_ROUTED_REPLIES},
-        on by default, C{0}/C{off} turns it off).
-    @ivar registration_address: C{host:port} of a registration-protocol service
-        (PROTOCOL.md 6.10) to register with (C{PYWATT_REGISTRATION_ADDRESS}); C{None}, the
-        default, turns the client off.
-    @ivar registration_heartbeat: seconds between registration heartbeats
-        (C{PYWATT_REGISTRATION_HEARTBEAT}).
+    The module process's limits and timeouts. L{SETTINGS} documents each field with its
+    environment variable and twistd option; C{docs/reliability.md} says what happens when
+    a limit is reached.
     """
 
     secret_timeout: float = 30.0
@@ -62,118 +39,279 @@ class RuntimeConfig:
     channel_queue_deadline: float = 30.0
     channel_liveness_deadline: float | None = None
     identify: str = "tcp"
-    max_frame_length: int = 16 * 1024 * 1024
+    max_frame_length: int = 16 * MiB
     routed_replies: bool = True
     registration_address: str | None = None
     registration_heartbeat: float = 30.0
+    # Reliability limits (docs/reliability.md).
+    stdout_high_water: int = 4 * MiB
+    stdout_low_water: int | None = None
+    channel_high_water: int = 4 * MiB
+    channel_queue_bytes: int = 64 * MiB
+    handler_max_concurrent: int = 64
+    handler_queue_size: int = 1000
+    handler_timeout: float = 30.0
+    log_buffer_bytes: int = 1 * MiB
+    tls_handshake_timeout: float = 10.0
+    channel_healthy_after: float = 10.0
+    redaction_history: int = 3
+    max_body_size: int = 16 * MiB
+    http_header_timeout: float = 30.0
+    http_idle_timeout: float = 60.0
+    max_header_size: int = 16 * 1024
+
+    def __attrs_post_init__(self) -> None:
+        if self.stdout_low_water is not None and self.stdout_low_water >= self.stdout_high_water:
+            raise ConfigurationError(
+                f"stdout low-water mark ({self.stdout_low_water} bytes) must be below the "
+                f"high-water mark ({self.stdout_high_water} bytes)"
+            )
+
+    @property
+    def stdout_resume_below(self) -> int:
+        """
+        The stdout low-water mark in bytes: C{stdout_low_water}, or a quarter of the
+        high-water mark when it is not set.
+        """
+        if self.stdout_low_water is None:
+            return self.stdout_high_water // 4
+        return self.stdout_low_water
 
     @classmethod
     def from_environment(
-        cls, environ: Mapping[str, str] | None = None, **overrides: float | int | str | None
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
     ) -> RuntimeConfig:
         """
         Build a config from C{PYWATT_*} variables; explicit C{overrides} (not None) win.
+        Override keys are field names (C{max_body_size}) or twistd option names
+        (C{max-body-size}).
+
+        @raise ConfigurationError: a value that does not parse or is out of range, naming
+            the variable or option and what it expects.
         """
         env = os.environ if environ is None else environ
-        values: dict[str, float | int] = {}
-        for field_name, variable, kind in (
-            ("secret_timeout", "PYWATT_SECRET_TIMEOUT", float),
-            ("max_concurrent_requests", "PYWATT_MAX_CONCURRENT_REQUESTS", int),
-            ("request_timeout", "PYWATT_REQUEST_TIMEOUT", float),
-            ("shutdown_deadline", "PYWATT_SHUTDOWN_DEADLINE", float),
-            ("channel_required_timeout", "PYWATT_CHANNEL_REQUIRED_TIMEOUT", float),
-            ("channel_connect_timeout", "PYWATT_CHANNEL_CONNECT_TIMEOUT", float),
-            ("channel_queue_size", "PYWATT_CHANNEL_QUEUE_SIZE", int),
-            ("channel_queue_deadline", "PYWATT_CHANNEL_QUEUE_DEADLINE", float),
-            ("max_frame_length", "PYWATT_MAX_FRAME_LENGTH", int),
-            ("registration_heartbeat", "PYWATT_REGISTRATION_HEARTBEAT", float),
-        ):
-            raw = overrides.get(field_name)
-            if isinstance(raw, str):
-                raw = kind(raw)
-            text = env.get(variable)
-            if raw is None and text:
-                try:
-                    raw = kind(text)
-                except ValueError:
-                    raise ConfigurationError(
-                        f"{variable} must be a {kind.__name__}, got {env[variable]!r}"
-                    ) from None
-            if raw is not None:
-                if raw <= 0:
-                    raise ConfigurationError(f"{field_name} must be positive, got {raw!r}")
-                values[field_name] = kind(raw)
-        values.update(_channel_values(env, overrides))  # type: ignore[arg-type]
+        given = {k.replace("-", "_"): v for k, v in overrides.items()}
+        unknown = set(given) - {s.field for s in SETTINGS}
+        if unknown:
+            raise TypeError(f"unknown RuntimeConfig settings: {sorted(unknown)}")
+        values: dict[str, object] = {}
+        for setting in SETTINGS:
+            raw = given.get(setting.field)
+            source = f"--{setting.option}"
+            if raw is None:
+                text = env.get(setting.variable)
+                if text is None or text == "":
+                    continue
+                raw, source = text, setting.variable
+            values[setting.field] = setting.parse(raw, source)
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _channel_values(
-    env: Mapping[str, str], overrides: Mapping[str, float | int | str | None]
-) -> dict[str, object]:
-    """
-    The channel settings that are not plain positive numbers: preference, liveness
-    (0 turns it off) and identify.
-    """
-    values: dict[str, object] = {}
-    raw = overrides.get("channel_preference")
-    if raw is None:
-        raw = env.get("PYWATT_CHANNEL_PREFERENCE") or None
-    if raw is not None:
-        names = tuple(n.strip().lower() for n in str(raw).split(",") if n.strip())
-        if (
-            not names
-            or any(n not in ("tcp", "ipc") for n in names)
-            or len(set(names)) != len(names)
-        ):
-            raise ConfigurationError(
-                "PYWATT_CHANNEL_PREFERENCE / --channel-preference must list tcp and/or ipc, "
-                f"comma-separated, each once (e.g. 'ipc,tcp'), got {raw!r}"
-            )
-        values["channel_preference"] = names + tuple(n for n in ("ipc", "tcp") if n not in names)
-    raw = overrides.get("channel_liveness_deadline")
-    if raw is None and env.get("PYWATT_CHANNEL_LIVENESS"):
-        raw = env["PYWATT_CHANNEL_LIVENESS"]
-    if raw is not None:
+def _positive(kind: type) -> Callable[[object, str], object]:
+    def parse(raw: object, source: str) -> object:
         try:
-            seconds = float(raw)
-        except ValueError:
+            value = kind(raw)
+        except (TypeError, ValueError):
             raise ConfigurationError(
-                f"PYWATT_CHANNEL_LIVENESS must be a number of seconds (0: off), got {raw!r}"
+                f"{source} must be {'an integer' if kind is int else 'a number'}, got {raw!r}"
             ) from None
-        if seconds < 0:
-            raise ConfigurationError(f"channel liveness must be 0 (off) or positive, got {raw!r}")
-        values["channel_liveness_deadline"] = seconds or None
-    raw = overrides.get("identify")
-    if raw is None:
-        raw = env.get("PYWATT_IDENTIFY") or None
-    if raw is not None:
-        mode = str(raw).strip().lower()
-        if mode not in ("tcp", "all", "off"):
-            raise ConfigurationError(
-                f"PYWATT_IDENTIFY / --identify must be tcp, all or off, got {raw!r}"
-            )
-        values["identify"] = mode
-    raw = overrides.get("routed_replies")
-    if raw is None:
-        raw = env.get("PYWATT_ROUTED_REPLIES") or None
-    if raw is not None:
-        flag = _flag(raw)
-        if flag is None:
-            raise ConfigurationError(
-                f"PYWATT_ROUTED_REPLIES must be 1/on/true or 0/off/false, got {raw!r}"
-            )
-        values["routed_replies"] = flag
-    raw = overrides.get("registration_address")
-    if raw is None:
-        raw = env.get("PYWATT_REGISTRATION_ADDRESS") or None
-    if raw is not None:
-        host, _, port = str(raw).strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigurationError(
-                f"PYWATT_REGISTRATION_ADDRESS must be host:port (e.g. 127.0.0.1:9901), got {raw!r}"
-            )
-        values["registration_address"] = f"{host}:{int(port)}"
-    return values
+        if value <= 0:
+            raise ConfigurationError(f"{source} must be positive, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _preference(raw: object, source: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in str(raw).split(",") if n.strip())
+    if not names or any(n not in ("tcp", "ipc") for n in names) or len(set(names)) != len(names):
+        raise ConfigurationError(
+            "PYWATT_CHANNEL_PREFERENCE / --channel-preference must list tcp and/or ipc, "
+            f"comma-separated, each once (e.g. 'ipc,tcp'), got {raw!r}"
+        )
+    return names + tuple(n for n in ("ipc", "tcp") if n not in names)
+
+
+def _liveness(raw: object, source: str) -> float | None:
+    try:
+        seconds = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"PYWATT_CHANNEL_LIVENESS must be a number of seconds (0: off), got {raw!r}"
+        ) from None
+    if seconds < 0:
+        raise ConfigurationError(f"channel liveness must be 0 (off) or positive, got {raw!r}")
+    return seconds or None
+
+
+def _identify(raw: object, source: str) -> str:
+    mode = str(raw).strip().lower()
+    if mode not in ("tcp", "all", "off"):
+        raise ConfigurationError(
+            f"PYWATT_IDENTIFY / --identify must be tcp, all or off, got {raw!r}"
+        )
+    return mode
+
+
+def _routed_replies(raw: object, source: str) -> bool:
+    flag = _flag(raw)
+    if flag is None:
+        raise ConfigurationError(
+            f"PYWATT_ROUTED_REPLIES must be 1/on/true or 0/off/false, got {raw!r}"
+        )
+    return flag
+
+
+def _address(raw: object, source: str) -> str:
+    host, _, port = str(raw).strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(
+            f"PYWATT_REGISTRATION_ADDRESS must be host:port (e.g. 127.0.0.1:9901), got {raw!r}"
+        )
+    return f"{host}:{int(port)}"
+
+
+@frozen
+class Setting:
+    """
+    One runtime setting: the L{RuntimeConfig} field, its environment variable, its twistd
+    option, its help text, and the parser that turns a string (or a typed value) into the
+    field's value, raising L{ConfigurationError} naming C{source} when it cannot.
+    """
+
+    field: str
+    variable: str
+    option: str
+    help: str
+    parse: Callable[[object, str], Any]
+    #: In C{twistd pywatt --help}; the registration settings are environment-only.
+    in_options: bool = True
+
+    @property
+    def default(self) -> object:
+        return {f.name: f.default for f in fields(RuntimeConfig)}[self.field]
+
+
+def _s(
+    field: str, help: str, parse: Callable[[object, str], Any], in_options: bool = True
+) -> Setting:
+    return Setting(
+        field=field,
+        variable="PYWATT_" + field.upper(),
+        option=field.replace("_", "-"),
+        help=help,
+        parse=parse,
+        in_options=in_options,
+    )
+
+
+_int = _positive(int)
+_float = _positive(float)
+
+#: Every runtime setting, once. C{tap.Options} and L{RuntimeConfig.from_environment} read it.
+SETTINGS: tuple[Setting, ...] = (
+    _s("secret_timeout", "Seconds to wait for each secret.", _float),
+    _s("max_concurrent_requests", "HTTP-over-IPC requests in flight before 503.", _int),
+    _s("request_timeout", "Seconds before an HTTP-over-IPC request gets 504.", _float),
+    _s("shutdown_deadline", "Seconds in-flight requests get on a graceful stop.", _float),
+    _s("max_line_length", "The longest stdin line accepted, in bytes.", _int),
+    _s("channel_preference", "Channel order for sends: ipc,tcp or tcp,ipc.", _preference),
+    _s(
+        "channel_required_timeout",
+        "Seconds required channels get to connect before start-up fails.",
+        _float,
+    ),
+    _s("channel_connect_timeout", "Seconds per channel connection attempt.", _float),
+    _s("channel_queue_size", "Messages that may wait for a channel to come up.", _int),
+    _s("channel_queue_deadline", "Seconds a message may wait for a channel.", _float),
+    Setting(
+        field="channel_liveness_deadline",
+        variable="PYWATT_CHANNEL_LIVENESS",
+        option="channel-liveness",
+        help="Reconnect a channel silent for this many seconds (0: off).",
+        parse=_liveness,
+    ),
+    _s("identify", "Send identify first on connect: tcp, all or off.", _identify),
+    _s("max_frame_length", "Channel frame cap in bytes, both directions.", _int),
+    _s(
+        "routed_replies",
+        "Answer routed module messages with the routed_module_response extension: on or off.",
+        _routed_replies,
+    ),
+    _s(
+        "registration_address",
+        "host:port of a registration-protocol service to register with.",
+        _address,
+        in_options=False,
+    ),
+    _s("registration_heartbeat", "Seconds between registration heartbeats.", _float, False),
+    _s(
+        "stdout_high_water",
+        "Unsent stdout bytes above which the module stops reading stdin.",
+        _int,
+    ),
+    _s(
+        "stdout_low_water",
+        "Unsent stdout bytes below which stdin reading resumes (unset: a quarter of the "
+        "high-water mark).",
+        _int,
+    ),
+    _s(
+        "channel_high_water",
+        "Unsent bytes on a channel above which it stops reading new work from it.",
+        _int,
+    ),
+    _s("channel_queue_bytes", "Bytes that may wait for a channel to come up.", _int),
+    _s(
+        "handler_max_concurrent",
+        "Routed module-to-module handler calls running at once before they queue.",
+        _int,
+    ),
+    _s(
+        "handler_queue_size",
+        "Routed handler calls that may wait for a slot before 'overloaded' replies.",
+        _int,
+    ),
+    _s("handler_timeout", "Default seconds a routed handler may take.", _float),
+    _s(
+        "log_buffer_bytes",
+        "Bytes of log lines buffered for a stderr that is not drained before lines drop.",
+        _int,
+    ),
+    _s("tls_handshake_timeout", "Seconds a channel's TLS handshake may take.", _float),
+    _s(
+        "channel_healthy_after",
+        "Seconds a channel must stay up before its reconnect backoff resets.",
+        _float,
+    ),
+    _s("redaction_history", "Past values per secret still redacted after rotation.", _int),
+    _s("max_body_size", "Largest HTTP request body in bytes (413 above it).", _int),
+    _s("http_header_timeout", "Seconds a client gets to send a request's headers.", _float),
+    _s("http_idle_timeout", "Seconds an idle HTTP connection is kept open.", _float),
+    _s("max_header_size", "Largest HTTP request header block in bytes (431 above it).", _int),
+)
+
+
+def option_parameters() -> list[list[Any]]:
+    """
+    The C{optParameters} rows of C{twistd pywatt} for L{SETTINGS}, each help text ending
+    with its default and its environment variable. Values are parsed by
+    L{RuntimeConfig.from_environment}, so options arrive as strings.
+    """
+    rows: list[list[Any]] = []
+    for s in SETTINGS:
+        if not s.in_options:
+            continue
+        default = s.default
+        shown = ",".join(default) if isinstance(default, tuple) else default  # type: ignore[arg-type]
+        if s.field == "channel_liveness_deadline":
+            shown = "0: off"
+        elif isinstance(default, bool):
+            shown = "on" if default else "off"
+        elif default is None:
+            shown = "unset"
+        rows.append([s.option, None, None, f"{s.help} (default {shown}; ${s.variable})"])
+    return rows
 
 
 def _flag(raw: object) -> bool | None:
