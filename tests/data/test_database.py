@@ -7,25 +7,35 @@ L{tests.services.require_service}).
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry, generate_latest
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from pywatt_twisted.data import (
     Database,
     DatabaseCollector,
+    DatabaseConfig,
     DatabaseError,
     DatabaseUnavailable,
     IDatabase,
     IntegrityError,
     ParameterError,
     QueryError,
+    StatementInterrupted,
     TransactionClosed,
 )
 from pywatt_twisted.errors import DataError
+from tests.data import fakedbapi
 from tests.services import require_service
 
 
@@ -292,15 +302,168 @@ class DatabaseSuiteMixin:
             row = await via.query_one("SELECT CONNECTION_ID() AS id")
         return int(row["id"])
 
-    async def _kill(self, connection_id: int) -> None:
+    async def _kill(self, connection_id: int, *, query_only: bool = False) -> None:
+        """
+        Kill one server connection of this test (by its id), or with C{query_only} only
+        cancel the statement it runs. Killing waits until the connection is gone.
+        """
         admin = Database.from_url(self.url())
         try:
             if self.db.dialect == "postgresql":
-                await admin.query("SELECT pg_terminate_backend(:id)", {"id": connection_id})
+                if query_only:
+                    sql = "SELECT pg_cancel_backend(:id) AS done"
+                else:
+                    # the timeout makes it wait until the backend has exited
+                    sql = "SELECT pg_terminate_backend(:id, 10000) AS done"
+                row = await admin.query_one(sql, {"id": connection_id})
+                assert row is not None and row["done"], f"could not kill {connection_id}"
             else:
-                await admin.execute(f"KILL {int(connection_id)}")
+                what = "QUERY" if query_only else "CONNECTION"
+                await admin.execute(f"KILL {what} {int(connection_id)}")
         finally:
             await admin.close()
+
+    async def _wait_running(self, connection_id: int, marker: str) -> None:
+        """
+        Wait (10 s at most) until the server connection C{connection_id} runs a
+        statement containing C{marker}.
+        """
+        if self.db.dialect == "postgresql":
+            sql = (
+                "SELECT count(*) AS c FROM pg_stat_activity "
+                "WHERE pid = :id AND state = 'active' AND query LIKE :m"
+            )
+        else:
+            sql = (
+                "SELECT count(*) AS c FROM information_schema.PROCESSLIST "
+                "WHERE ID = :id AND INFO LIKE :m"
+            )
+        for _ in range(200):
+            row = await self.db.query_one(sql, {"id": connection_id, "m": f"%{marker}%"})
+            if row is not None and int(row["c"]):  # type: ignore[call-overload]
+                return
+            await deferLater(reactor, 0.05, lambda: None)
+        self.fail(f"connection {connection_id} never ran a statement with {marker}")  # type: ignore[attr-defined]
+
+    def _slow_insert(self, id: int) -> str:
+        """
+        An C{INSERT ... SELECT} of row C{id} that sleeps 30 s when run by the server
+        connection C{:victim}, and not at all on any other connection (so a re-run on a
+        new connection is quick).
+        """
+        if self.db.dialect == "postgresql":
+            sleep = (
+                "EXISTS (SELECT 1 FROM pg_sleep(CASE WHEN pg_backend_pid() = :victim "
+                "THEN 30 ELSE 0 END))"
+            )
+            source = ""
+        else:
+            sleep = "SLEEP(CASE WHEN CONNECTION_ID() = :victim THEN 30 ELSE 0 END) = 0"
+            source = " FROM DUAL"
+        return f"INSERT INTO {self.table} (id, name) SELECT {int(id)}, 'slow'{source} WHERE {sleep}"
+
+    async def _one_connection_db(self) -> tuple[Database, int]:
+        if not self.server:
+            raise self.skipTest("no server connection to kill")  # type: ignore[attr-defined]
+        db = Database.from_url(self.url(), max_pool=1)
+        self.addCleanup(db.close)
+        return db, await self._connection_id(db)
+
+    async def test_killed_statement_not_replayed(self) -> None:
+        """
+        A statement whose connection is killed while it runs fails with
+        L{StatementInterrupted}, is not run again (no row), and the next call opens a
+        new connection and works.
+        """
+        db, victim = await self._one_connection_db()
+        d = db.execute(self._slow_insert(1), {"victim": victim})
+        await self._wait_running(victim, self.table)
+        await self._kill(victim)
+        with self.assertRaises(StatementInterrupted) as c:
+            await d
+        self.assertTrue(c.exception.connection_lost)
+        self.assertIn("outcome is unknown", str(c.exception))
+        self.assertIn(self.db.dialect, str(c.exception))
+        self.assertEqual(await self._count(), 0)
+        self.assertNotEqual(await self._connection_id(db), victim)
+        await db.execute(f"INSERT INTO {self.table} (id, name) VALUES (2, 'b')")
+        self.assertEqual(await self._count(), 1)
+        self.assertEqual(db.interrupted, 1)
+
+    async def test_cancelled_statement_not_replayed(self) -> None:
+        """
+        A statement the server cancels (C{KILL QUERY}, C{pg_cancel_backend}) fails with
+        L{StatementInterrupted}, even with C{idempotent=True}; no row; the connection
+        stays in use.
+        """
+        db, victim = await self._one_connection_db()
+        d = db.execute(self._slow_insert(1), {"victim": victim}, idempotent=True)
+        await self._wait_running(victim, self.table)
+        await self._kill(victim, query_only=True)
+        with self.assertRaises(StatementInterrupted) as c:
+            await d
+        self.assertFalse(c.exception.connection_lost)
+        self.assertEqual(await self._count(), 0)
+        self.assertEqual(await self._connection_id(db), victim)
+        self.assertEqual(db.retries, 0)
+
+    async def test_killed_idempotent_statement_retried_once(self) -> None:
+        """
+        With C{idempotent=True}, a statement whose connection is killed while it runs
+        runs once more on a new connection: the call succeeds with one row.
+        """
+        db, victim = await self._one_connection_db()
+        d = db.execute(self._slow_insert(1), {"victim": victim}, idempotent=True)
+        await self._wait_running(victim, self.table)
+        await self._kill(victim)
+        self.assertEqual(await d, 1)
+        self.assertEqual(await self._count(), 1)
+        self.assertEqual(db.retries, 1)
+        self.assertEqual(db.errors, 0)
+        self.assertNotEqual(await self._connection_id(db), victim)
+
+    async def test_killed_transaction_fails_whole(self) -> None:
+        """
+        A transaction whose first statement is killed while it runs fails whole: the
+        statement is not re-sent, the rest does not run, no row lands.
+        """
+        db, victim = await self._one_connection_db()
+        slow = self._slow_insert(1)
+        table = self.table
+
+        def work(tx: Any) -> None:
+            tx.execute(slow, {"victim": victim})
+            tx.execute(f"INSERT INTO {table} (id, name) VALUES (2, 'b')")
+
+        d = db.transaction(work)
+        await self._wait_running(victim, self.table)
+        await self._kill(victim)
+        with self.assertRaises(StatementInterrupted) as c:
+            await d
+        self.assertIn("whole transaction failed", str(c.exception))
+        self.assertEqual(await self._count(), 0)
+        self.assertEqual(await db.execute(f"INSERT INTO {table} (id, name) VALUES (3, 'c')"), 1)
+
+    async def test_killed_async_transaction_fails_whole(self) -> None:
+        """
+        In an C{async with} transaction, a statement killed while it runs fails; the
+        statements after it are refused (not run on a new connection); the block's end
+        raises instead of committing; no row of it lands.
+        """
+        db, _ = await self._one_connection_db()
+        with self.assertRaises(StatementInterrupted):
+            async with db.transaction() as tx:
+                await tx.execute(f"INSERT INTO {self.table} (id, name) VALUES (1, 'a')")
+                victim = await self._connection_id(tx)
+                d = tx.execute(self._slow_insert(2), {"victim": victim})
+                await self._wait_running(victim, self.table)
+                await self._kill(victim)
+                with self.assertRaises(StatementInterrupted):
+                    await d
+                with self.assertRaises(TransactionClosed):
+                    await tx.execute(f"INSERT INTO {self.table} (id, name) VALUES (3, 'c')")
+        self.assertEqual(await self._count(), 0)
+        self.assertNotEqual(await self._connection_id(db), victim)
 
     async def test_killed_connection_next_call_reconnects(self) -> None:
         if not self.server:
@@ -414,3 +577,317 @@ class ErrorWrappingTests(SynchronousTestCase):
         self.addCleanup(db.close)
         error = KeyError("x")
         self.assertIs(db._wrap(error, "x"), error)
+
+
+@implementer(IReactorThreads)
+class _ThreadlessReactor(MemoryReactorClock):
+    """
+    A memory reactor whose "threads" are the calling thread, so that L{Database} calls
+    run to completion synchronously.
+    """
+
+    def callFromThread(self, f: Any, *args: Any, **kw: Any) -> None:
+        f(*args, **kw)
+
+    def callInThread(self, f: Any, *args: Any, **kw: Any) -> None:
+        f(*args, **kw)
+
+    def getThreadPool(self) -> Any:
+        raise NotImplementedError
+
+    def suggestThreadPoolSize(self, size: int) -> None:
+        pass
+
+
+class _InlineThreadPool:
+    """
+    Runs the work handed to C{callInThreadWithCallback} at once, in the calling thread.
+    """
+
+    name = "inline"
+    joined = False
+
+    def callInThreadWithCallback(self, onResult: Any, f: Any, *args: Any, **kw: Any) -> None:
+        try:
+            result = f(*args, **kw)
+        except BaseException:
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
+
+    def stop(self) -> None:
+        self.joined = True
+
+
+class InterruptionTests(SynchronousTestCase):
+    """
+    What a L{Database} does when a connection dies or a statement is cancelled at a
+    chosen moment, with the scripted driver L{tests.data.fakedbapi} (psycopg-shaped, so
+    the dialect is C{postgresql}): a statement that reached the server is never sent
+    again unless the call is C{idempotent=True}.
+    """
+
+    def setUp(self) -> None:
+        from pywatt_twisted.data.database import _core
+
+        self.server = fakedbapi.FakeServer()
+        self.patch(fakedbapi, "server", self.server)
+        self.patch(_core, "DRIVERS", {"postgresql": "tests.data.fakedbapi"})
+        self.reactor = _ThreadlessReactor()
+        config = DatabaseConfig(dialect="postgresql", database="fake", host="127.0.0.1")
+        self.db = Database.from_config(config, reactor=self.reactor, name="fake")
+        self.db._pool.threadpool = _InlineThreadPool()  # type: ignore[assignment]
+        self.log: list[dict[str, Any]] = []
+        observer = self.log.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def _interrupted(self, d: defer.Deferred[Any]) -> StatementInterrupted:
+        error = self.failureResultOf(d, StatementInterrupted).value
+        assert isinstance(error, StatementInterrupted)
+        return error
+
+    def test_lost_statement_not_replayed(self) -> None:
+        """
+        A statement whose connection dies after it was sent fails with
+        L{StatementInterrupted} (a L{DatabaseUnavailable}) saying the outcome is
+        unknown; it reached the server once, and the next call opens a new connection.
+        """
+        self.server.plan = ["lost"]
+        error = self._interrupted(self.db.execute("INSERT 1"))
+        self.assertIsInstance(error, DatabaseUnavailable)
+        self.assertTrue(error.connection_lost)
+        self.assertIn("fake", str(error))
+        self.assertIn("outcome is unknown", str(error))
+        self.assertIn("not run again", str(error))
+        self.assertIn("idempotent=True", str(error))
+        self.assertEqual(self.server.sent, ["INSERT 1"])
+        self.assertEqual(self.server.committed, [])
+        self.assertEqual(len(self.server.connections), 1)
+        self.assertEqual(self.db.health()["interrupted"], 1)
+        self.assertEqual(self.db.health()["retries"], 0)
+        warnings = [e for e in self.log if "outcome is unknown" in str(e.get("error"))]
+        self.assertEqual(len(warnings), 1)
+
+        self.assertEqual(self.successResultOf(self.db.execute("INSERT 2")), 1)
+        self.assertEqual(self.server.sent, ["INSERT 1", "INSERT 2"])
+        self.assertEqual(self.server.committed, ["INSERT 2"])
+        self.assertEqual(len(self.server.connections), 2)
+
+    def test_lost_query_not_replayed(self) -> None:
+        """
+        Reads follow the same rule: a C{SELECT} can have side effects.
+        """
+        self.server.plan = ["lost"]
+        self._interrupted(self.db.query("SELECT f()"))
+        self.server.plan = ["lost"]
+        self._interrupted(self.db.query_one("SELECT f()"))
+        self.assertEqual(self.server.sent, ["SELECT f()", "SELECT f()"])
+
+    def test_idempotent_retried_once(self) -> None:
+        """
+        With C{idempotent=True}, a statement whose connection died runs once more on a
+        new connection and the call succeeds.
+        """
+        self.server.plan = ["lost"]
+        self.assertEqual(self.successResultOf(self.db.execute("UPSERT", idempotent=True)), 1)
+        self.assertEqual(self.server.sent, ["UPSERT", "UPSERT"])
+        self.assertEqual(self.server.committed, ["UPSERT"])
+        self.assertEqual(len(self.server.connections), 2)
+        self.assertEqual(self.db.retries, 1)
+        self.assertEqual(self.db.errors, 0)
+        retried = [e for e in self.log if "once more" in str(e.get("log_format"))]
+        self.assertEqual(len(retried), 1)
+
+    def test_idempotent_query_retried(self) -> None:
+        self.server.plan = ["lost"]
+        self.assertEqual(
+            self.successResultOf(self.db.query_one("SELECT 2", idempotent=True)), {"n": 2}
+        )
+
+    def test_idempotent_retried_only_once(self) -> None:
+        """
+        A second lost connection fails the call: exactly two sends, never more.
+        """
+        self.server.plan = ["lost", "lost", "ok"]
+        error = self._interrupted(self.db.execute("UPSERT", idempotent=True))
+        self.assertTrue(error.connection_lost)
+        self.assertEqual(self.server.sent, ["UPSERT", "UPSERT"])
+        self.assertEqual(self.server.committed, [])
+
+    def test_cancelled_not_retried(self) -> None:
+        """
+        A statement the server cancelled fails with L{StatementInterrupted}
+        (C{connection_lost} false), even when idempotent; the connection is kept.
+        """
+        self.server.plan = ["cancelled"]
+        error = self._interrupted(self.db.execute("UPDATE", idempotent=True))
+        self.assertFalse(error.connection_lost)
+        self.assertEqual(error.code, "57014")
+        self.assertIn("cancelled", str(error))
+        self.assertEqual(self.server.sent, ["UPDATE"])
+        self.successResultOf(self.db.execute("UPDATE 2"))
+        self.assertEqual(len(self.server.connections), 1)
+
+    def test_lost_commit_not_replayed(self) -> None:
+        """
+        A connection lost while committing (the commit applied, its reply lost) fails
+        the call, saying the commit may or may not have happened; nothing is re-run.
+        """
+        self.server.commit_plan = ["lost"]
+        error = self._interrupted(self.db.execute("INSERT 1"))
+        self.assertIn("may or may not have been committed", str(error))
+        self.assertEqual(self.server.sent, ["INSERT 1"])
+        self.assertEqual(self.server.committed, ["INSERT 1"])
+
+    def test_lost_commit_idempotent_retried(self) -> None:
+        self.server.commit_plan = ["lost"]
+        self.successResultOf(self.db.execute("UPSERT", idempotent=True))
+        self.assertEqual(self.server.committed, ["UPSERT", "UPSERT"])
+
+    def test_known_dead_replaced_before_sending(self) -> None:
+        """
+        A pooled connection the driver already marked closed is replaced before
+        anything is sent on it: the call succeeds, the statement is sent once.
+        """
+        self.successResultOf(self.db.execute("INSERT 1"))
+        self.server.connections[0].lose()
+        self.successResultOf(self.db.execute("INSERT 2"))
+        self.assertEqual(self.server.sent, ["INSERT 1", "INSERT 2"])
+        self.assertEqual(len(self.server.connections), 2)
+        self.assertEqual(self.db.reconnects, 1)
+        self.assertEqual(self.db.errors, 0)
+
+    def test_ordinary_error_is_not_an_interruption(self) -> None:
+        self.server.plan = ["error"]
+        error = self.failureResultOf(self.db.execute("SELEKT", idempotent=True), QueryError).value
+        self.assertNotIsInstance(error, StatementInterrupted)
+        self.assertEqual(self.server.sent, ["SELEKT"])
+        self.assertEqual(len(self.server.connections), 1)
+
+    def test_transaction_fails_whole(self) -> None:
+        """
+        In a transaction, a lost connection fails the whole transaction: no statement
+        is re-sent, later statements are refused (not run on a new connection), and
+        the transaction does not commit even if the function swallows the error.
+        """
+        refused: list[BaseException] = []
+
+        def work(tx: Any) -> str:
+            tx.execute("INSERT 1")
+            try:
+                tx.execute("INSERT 2")
+            except StatementInterrupted:
+                pass
+            try:
+                tx.execute("INSERT 3")
+            except TransactionClosed as e:
+                refused.append(e)
+            return "done"
+
+        self.server.plan = ["ok", "lost"]
+        error = self._interrupted(self.db.transaction(work))
+        self.assertIn("whole transaction failed", str(error))
+        self.assertEqual(len(refused), 1)
+        self.assertIn("interrupted", str(refused[0]))
+        self.assertEqual(self.server.sent, ["INSERT 1", "INSERT 2"])
+        self.assertEqual(self.server.committed, [])
+        self.assertEqual(len(self.server.connections), 1)
+
+    def test_transaction_first_statement_not_replayed(self) -> None:
+        """
+        Even the first statement of a transaction is not sent again once sent.
+        """
+
+        def work(tx: Any) -> None:
+            tx.execute("INSERT 1")
+            tx.execute("INSERT 2")
+
+        self.server.plan = ["lost"]
+        self._interrupted(self.db.run_interaction(work))
+        self.assertEqual(self.server.sent, ["INSERT 1"])
+        self.assertEqual(self.server.committed, [])
+
+    def test_ping_retries(self) -> None:
+        self.server.plan = ["lost"]
+        self.assertIsNone(self.successResultOf(self.db.ping()))
+        self.assertEqual(self.server.sent, ["SELECT 1", "SELECT 1"])
+
+
+class InterruptionClassificationTests(SynchronousTestCase):
+    """
+    L{_core._interruption} tells a lost connection and a cancelled statement from an
+    ordinary error, per backend; L{_core._known_dead} spots a closed idle socket.
+    """
+
+    def test_mysql(self) -> None:
+        import pymysql
+
+        from pywatt_twisted.data.database._core import CANCELLED, LOST, _interruption
+
+        class Conn:
+            open = True
+
+        for number, expected in [
+            (2013, LOST),
+            (2006, LOST),
+            (1927, LOST),
+            (1317, CANCELLED),
+            (1969, CANCELLED),
+            (1062, None),
+            (1064, None),
+        ]:
+            error = pymysql.err.OperationalError(number, "x")
+            self.assertEqual(_interruption("mysql", error, Conn()), expected, number)
+        closed = Conn()
+        closed.open = False
+        self.assertEqual(_interruption("mysql", pymysql.err.InterfaceError(0, ""), closed), LOST)
+
+    def test_postgresql(self) -> None:
+        from pywatt_twisted.data.database._core import CANCELLED, LOST, _interruption
+
+        class Conn:
+            closed = False
+            broken = False
+
+        def error(state: str | None) -> Exception:
+            e = fakedbapi.OperationalError("x")
+            e.sqlstate = state
+            return e
+
+        for state, expected in [
+            ("57P01", LOST),
+            ("08006", LOST),
+            ("57014", CANCELLED),
+            ("23505", None),
+            (None, None),
+        ]:
+            self.assertEqual(_interruption("postgresql", error(state), Conn()), expected)
+        broken = Conn()
+        broken.broken = True
+        self.assertEqual(_interruption("postgresql", error(None), broken), LOST)
+
+    def test_sqlite_never(self) -> None:
+        import sqlite3
+
+        from pywatt_twisted.data.database._core import _interruption
+
+        self.assertIsNone(_interruption("sqlite", sqlite3.OperationalError("interrupted"), None))
+
+    def test_known_dead_socket(self) -> None:
+        """
+        An idle connection whose server closed the socket is known dead; an idle one
+        with nothing waiting is not.
+        """
+        from pywatt_twisted.data.database._core import _known_dead
+
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+
+        class Conn:
+            open = True
+            _sock = ours
+
+        self.assertFalse(_known_dead("mysql", Conn()))
+        theirs.close()
+        self.assertTrue(_known_dead("mysql", Conn()))

@@ -27,6 +27,7 @@ from pywatt_twisted.data.database import (
     IntegrityError,
     ParameterError,
     QueryError,
+    StatementInterrupted,
     SyncTransaction,
     TransactionClosed,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "QueryError",
     "RedisCache",
     "SerializationError",
+    "StatementInterrupted",
     "SyncTransaction",
     "TransactionClosed",
 ]

@@ -15,6 +15,7 @@ from pywatt_twisted.data.database._errors import (
     DatabaseUnavailable,
     IntegrityError,
     QueryError,
+    StatementInterrupted,
     TransactionClosed,
 )
 from pywatt_twisted.data.database._metrics import DatabaseCollector
@@ -31,6 +32,7 @@ __all__ = [
     "IntegrityError",
     "ParameterError",
     "QueryError",
+    "StatementInterrupted",
     "SyncTransaction",
     "TransactionClosed",
     "TranslatedStatement",

@@ -7,20 +7,26 @@ Every call runs in the pool's thread pool on that thread's connection, inside a
 transaction that commits when the work returns and rolls back when it raises. Nothing
 blocks the reactor thread.
 
-Reconnection: a connection the server dropped (restart, C{pg_terminate_backend},
-MySQL C{KILL}) is detected when it is next used. If that happens on the I{first}
-statement of a transaction, nothing has reached the server yet in this transaction, so
-the pool opens a fresh connection and sends that statement again, transparently. If it
-happens later in a transaction, the transaction is lost: the call fails with
-L{DatabaseUnavailable} (the server has rolled the transaction back), the broken
-connection is thrown away, and the next call reconnects. A connection lost while
-committing also fails with L{DatabaseUnavailable}: the commit may or may not have been
-applied, and the message says so.
+Reconnection, and no silent re-run: a statement that may have reached the server is
+never sent again on its own. Before the first statement of a transaction, a pooled
+connection already known to be dead (the driver marked it closed, or the server closed
+its socket while it sat idle) is replaced: nothing was sent on it, so that is safe and
+the call goes on. Once a statement was sent, a connection lost before its reply (server
+killed it, network cut, restart) or a statement the server cancelled fails the call with
+L{StatementInterrupted}: the whole transaction is over (nothing more of it runs, it does
+not commit), the broken connection is thrown away and the next call opens a new one.
+Only C{execute}/C{query}/C{query_one} called with C{idempotent=True} (and L{ping}) are
+run again, once, on a new connection, after a lost connection.
+
+C{twisted.enterprise.adbapi} provides only the thread pool and the per-thread
+connections here (C{connect}/C{disconnect}); its C{runInteraction} and C{cp_reconnect}
+machinery are not used, so nothing below this module re-runs work either.
 """
 
 from __future__ import annotations
 
 import queue
+import select
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -30,6 +36,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
@@ -39,6 +46,7 @@ from pywatt_twisted.data.database._errors import (
     DatabaseUnavailable,
     IntegrityError,
     QueryError,
+    StatementInterrupted,
     TransactionClosed,
 )
 from pywatt_twisted.data.database._params import ParameterError, translate
@@ -58,20 +66,26 @@ class IDatabase(Interface):
     dialect = Attribute('C{"postgresql"}, C{"mysql"} or C{"sqlite"}.')
     url_redacted = Attribute("The database URL with its password replaced by C{***}.")
 
-    def execute(sql: str, params: Params = None) -> Deferred[int]:
+    def execute(sql: str, params: Params = None, *, idempotent: bool = False) -> Deferred[int]:
         """
         Run one statement in its own transaction; fire with the rows affected (-1 when
-        the driver does not know).
+        the driver does not know). Interrupted after it was sent, it fails with
+        L{StatementInterrupted}, unless C{idempotent} is true: then it runs once more on
+        a new connection.
         """
 
-    def query(sql: str, params: Params = None) -> Deferred[list[Row]]:
+    def query(sql: str, params: Params = None, *, idempotent: bool = False) -> Deferred[list[Row]]:
         """
-        Run one query; fire with its rows as C{dict}s of column name -> value.
+        Run one query; fire with its rows as C{dict}s of column name -> value. The same
+        rule as L{execute} for interruptions.
         """
 
-    def query_one(sql: str, params: Params = None) -> Deferred[Row | None]:
+    def query_one(
+        sql: str, params: Params = None, *, idempotent: bool = False
+    ) -> Deferred[Row | None]:
         """
-        Run one query; fire with its first row, or None when there is none.
+        Run one query; fire with its first row, or None when there is none. The same
+        rule as L{execute} for interruptions.
         """
 
     def run_interaction(fn: Callable[..., Any], *args: Any, **kw: Any) -> Deferred[Any]:
@@ -115,32 +129,135 @@ def _is_broken(dialect: str, conn: Any) -> bool:
     return False
 
 
+#: The outcomes of L{_interruption}: the connection died (outcome unknown), or the
+#: server cancelled the statement (rolled back).
+LOST = "lost"
+CANCELLED = "cancelled"
+
+#: MySQL/MariaDB error numbers meaning the connection is gone: 2006 server gone away,
+#: 2013 lost connection during query, 2055 lost connection (client side); 1053 server
+#: shutdown, 1927 connection killed (MariaDB), 4031 idle session timeout (MySQL 8).
+_MYSQL_LOST = frozenset({1053, 1927, 2006, 2013, 2055, 4031})
+#: ... meaning the server cancelled the statement: 1317 query interrupted (C{KILL
+#: QUERY}), 1969 C{max_statement_time} (MariaDB), 3024 C{max_execution_time} (MySQL).
+_MYSQL_CANCELLED = frozenset({1317, 1969, 3024})
+#: PostgreSQL SQLSTATEs meaning the connection is gone (besides class 08): 57P01
+#: admin shutdown (C{pg_terminate_backend}), 57P02 crash shutdown, 57P03 cannot connect
+#: now, 57P05 idle session timeout.
+_PG_LOST = frozenset({"57P01", "57P02", "57P03", "57P05"})
+#: 57014 query cancelled (C{pg_cancel_backend}, C{statement_timeout}).
+_PG_CANCELLED = frozenset({"57014"})
+
+
+def _interruption(dialect: str, error: BaseException, conn: Any) -> str | None:
+    """
+    Whether a driver error raised by a statement (or a commit) that was sent means the
+    statement was interrupted: L{LOST} when the connection died, L{CANCELLED} when the
+    server cancelled it, None for an ordinary error (the connection is fine). SQLite has
+    no server connection: always None.
+    """
+    if dialect == "sqlite":
+        return None
+    if _is_broken(dialect, conn):
+        return LOST
+    if dialect == "postgresql":
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str):
+            if state.startswith("08") or state in _PG_LOST:
+                return LOST
+            if state in _PG_CANCELLED:
+                return CANCELLED
+        return None
+    number = error.args[0] if error.args else None
+    if number in _MYSQL_LOST:
+        return LOST
+    if number in _MYSQL_CANCELLED:
+        return CANCELLED
+    return None
+
+
+def _socket_fd(dialect: str, conn: Any) -> int | None:
+    """
+    The file descriptor of a driver connection's socket, or None when unknown.
+    """
+    try:
+        if dialect == "postgresql":
+            fd = int(conn.pgconn.socket)
+        elif dialect == "mysql":
+            sock = getattr(conn, "_sock", None)
+            if sock is None:
+                return None
+            fd = int(sock.fileno())
+        else:
+            return None
+    except Exception:
+        return None
+    return fd if fd >= 0 else None
+
+
+def _readable(fd: int) -> bool:
+    """
+    Whether a socket has input (or end of file, or an error) waiting, without blocking.
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def _known_dead(dialect: str, conn: Any) -> bool:
+    """
+    Whether an idle connection is known to be unusable before anything is sent on it:
+    the driver marked it closed, or its socket has input waiting. Between transactions
+    the server sends nothing unasked, so input there is the server closing the
+    connection (or announcing so); at worst a healthy connection is replaced.
+    """
+    if _is_broken(dialect, conn):
+        return True
+    fd = _socket_fd(dialect, conn)
+    return fd is not None and _readable(fd)
+
+
 class SyncTransaction:
     """
     The transaction handed to a function run by L{Database.run_interaction}: it lives in
     a pool thread and its methods block. Do not keep it after the function returns.
+
+    Once one of its statements is interrupted (L{StatementInterrupted}), the
+    transaction is over: later statements fail with L{TransactionClosed} and it does
+    not commit.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, single: bool = False) -> None:
         self._db = db
         self._pool = db._pool
         self._dialect = db.dialect
+        self._single = single
         self._conn: Any = None
         self._cursor: Any = None
         self._statements = 0
+        # whether anything of this transaction was sent on self._conn
+        self._sent = False
+        self._interrupted: StatementInterrupted | None = None
 
     # connection handling ------------------------------------------------------------
 
     def _open(self) -> None:
         """
-        Take this thread's connection (opening it if needed) and start a transaction.
+        Take this thread's connection (opening it if needed) and start a transaction. A
+        connection already known to be dead is replaced: nothing was sent on it.
         """
         try:
             self._conn = self._pool.connect()
+            if _known_dead(self._dialect, self._conn):
+                self._reconnect()
+                return
             self._cursor = self._conn.cursor()
             if self._dialect == "sqlite":
                 self._cursor.execute("BEGIN")
         except Exception:
+            # cursor() refused by a connection that turned out closed: nothing was sent
             if self._conn is not None and _is_broken(self._dialect, self._conn):
                 self._reconnect()
             else:
@@ -163,12 +280,38 @@ class SyncTransaction:
             self._pool.disconnect(conn)
 
     def _commit(self) -> None:
+        """
+        Commit; an interrupted transaction raises its L{StatementInterrupted} instead.
+        """
+        if self._interrupted is not None:
+            raise self._interrupted
         if self._conn is None:
             return
         if self._cursor is not None:
             self._cursor.close()
             self._cursor = None
-        self._conn.commit()
+        try:
+            self._conn.commit()
+        except Exception as e:
+            self._interrupt(e, "commit")
+            raise
+
+    def _interrupt(self, error: BaseException, doing: str) -> None:
+        """
+        If C{error}, raised by something sent to the server, means the statement was
+        interrupted, end this transaction and raise L{StatementInterrupted}; a lost
+        connection is thrown away so the next call opens a new one. Otherwise return.
+        """
+        if not isinstance(error, self._db._driver.Error):
+            return
+        kind = _interruption(self._dialect, error, self._conn)
+        if kind is None:
+            return
+        if kind == LOST:
+            self._discard()
+            self._db._count_reconnect()
+        self._interrupted = self._db._interrupted_error(error, kind, doing, single=self._single)
+        raise self._interrupted
 
     def _rollback(self) -> None:
         """
@@ -190,19 +333,26 @@ class SyncTransaction:
     # statements ---------------------------------------------------------------------
 
     def _run(self, sql: str, params: Params) -> Any:
+        if self._interrupted is not None:
+            raise TransactionClosed(
+                "expected a transaction that can go on, got one whose statement was "
+                f"interrupted ({self._interrupted.driver_error}); nothing more of it runs "
+                "and it will not commit: start a new transaction"
+            )
         statement = translate(sql, self._dialect)
         bound = statement.bind(params)
         if self._cursor is None:
             self._open()
+        elif not self._sent and _known_dead(self._dialect, self._conn):
+            # (an async transaction opened a while ago) nothing was sent on it yet
+            self._reconnect()
+        self._sent = True
         try:
             self._cursor.execute(statement.sql, bound)
-        except Exception:
-            if self._statements == 0 and _is_broken(self._dialect, self._conn):
-                # nothing of this transaction reached the server: safe to resend
-                self._reconnect()
-                self._cursor.execute(statement.sql, bound)
-            else:
-                raise
+        except Exception as e:
+            # sent, so never sent again: an interruption ends the transaction
+            self._interrupt(e, "run a statement")
+            raise
         self._statements += 1
         return self._cursor
 
@@ -301,7 +451,7 @@ class AsyncTransaction:
         commit or rollback arrives.
         """
         call = self._db._reactor.callFromThread
-        tx = SyncTransaction(self._db)
+        tx = SyncTransaction(self._db, single=False)
         try:
             tx._open()
         except BaseException as e:
@@ -397,7 +547,11 @@ class Database:
     C{sqlite:///path}, C{sqlite://:memory:}) or from a L{DatabaseConfig}.
 
     @ivar config: the L{DatabaseConfig} in use.
+    @ivar interrupted: calls that failed with L{StatementInterrupted}.
+    @ivar retries: C{idempotent=True} calls run again after a lost connection.
     """
+
+    _log = Logger()
 
     def __init__(
         self,
@@ -425,6 +579,8 @@ class Database:
             cp_max=max_pool,
             cp_reactor=reactor,
             cp_name=f"pywatt-db-{self.name}",
+            # never re-open a cursor on a new connection in the middle of work
+            cp_reconnect=False,
             **config.connect_kwargs(),
         )
         self._pool.threadpool.name = f"pywatt-db-{self.name}"
@@ -439,6 +595,8 @@ class Database:
         self.calls = 0
         self.errors = 0
         self.reconnects = 0
+        self.interrupted = 0
+        self.retries = 0
         self.last_error: str | None = None
         self._shutdown_id = reactor.addSystemEventTrigger("before", "shutdown", self.close)
 
@@ -507,6 +665,9 @@ class Database:
         def failed(f: Failure) -> Failure:
             self.errors += 1
             self.last_error = str(f.value)
+            if isinstance(f.value, StatementInterrupted):
+                self.interrupted += 1
+                self._log.warn("Database {name}: {error}", name=self.name, error=str(f.value))
             return f
 
         return d.addErrback(failed)
@@ -514,6 +675,10 @@ class Database:
     def _count_reconnect(self) -> None:
         with self._lock:
             self.reconnects += 1
+
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
 
     def _closed_error(self) -> TransactionClosed:
         return TransactionClosed(
@@ -527,6 +692,77 @@ class Database:
             text = text.replace(password, "***")
         return text
 
+    def _code(self, error: BaseException) -> object:
+        """
+        The driver's error code: SQLSTATE, MySQL error number or SQLite error name.
+        """
+        if self.dialect == "postgresql":
+            return getattr(error, "sqlstate", None)
+        if self.dialect == "mysql":
+            return error.args[0] if error.args else None
+        return getattr(error, "sqlite_errorname", None)
+
+    def _interrupted_error(
+        self, error: BaseException, kind: str, doing: str, *, single: bool
+    ) -> StatementInterrupted:
+        """
+        The L{StatementInterrupted} for a driver error that interrupted a statement
+        (C{kind} L{LOST} or L{CANCELLED}) or a commit (C{doing} is C{"commit"}).
+
+        @param single: whether the call was one statement (C{execute}, C{query},
+            C{query_one}), which C{idempotent=True} could retry, rather than a
+            transaction.
+        """
+        detail = self._scrub(str(error).strip()) or "(no message)"
+        kind_name = type(error).__name__
+        where = f"{self.dialect} database {self.url_redacted}"
+        if kind == LOST:
+            if doing == "commit":
+                what = (
+                    f"the connection was lost while committing ({kind_name}: {detail}), so "
+                    "the transaction may or may not have been committed: the outcome is "
+                    "unknown"
+                )
+            else:
+                what = (
+                    f"the connection was lost while the statement was running ({kind_name}: "
+                    f"{detail}); the server rolls back the uncommitted transaction, but the "
+                    "statement may have had effects outside it: the outcome is unknown"
+                )
+            if single:
+                again = (
+                    "it was not run again; check before retrying, or pass idempotent=True "
+                    "for a statement that is safe to run twice"
+                )
+            else:
+                again = (
+                    "the whole transaction failed and nothing of it was run again; check "
+                    "before running it again"
+                )
+            hint = f"{again}; the next call opens a new connection"
+        else:
+            what = (
+                f"the server cancelled the statement ({kind_name}: {detail}; KILL QUERY, "
+                "pg_cancel_backend or a statement timeout)"
+            )
+            hint = (
+                "it was rolled back with its whole transaction and not run again"
+                if not single
+                else "it was rolled back and not run again"
+            )
+        interrupted = StatementInterrupted(
+            f"could not {doing} on {where}: {what}; {hint}",
+            connection_lost=kind == LOST,
+            dialect=self.dialect,
+            code=self._code(error),
+            driver_error=kind_name,
+        )
+        password = self.config.password
+        if not password or password not in str(error):
+            interrupted.__cause__ = error
+        interrupted.__suppress_context__ = True
+        return interrupted
+
     def _wrap(self, error: BaseException, doing: str) -> BaseException:
         """
         Turn a driver exception into a L{DatabaseError} subclass whose message names the
@@ -538,12 +774,7 @@ class Database:
         if not isinstance(error, driver.Error):
             return error
         detail = self._scrub(str(error).strip()) or "(no message)"
-        if self.dialect == "postgresql":
-            code = getattr(error, "sqlstate", None)
-        elif self.dialect == "mysql":
-            code = error.args[0] if error.args else None
-        else:
-            code = getattr(error, "sqlite_errorname", None)
+        code = self._code(error)
         kind = type(error).__name__
         where = f"{self.dialect} database {self.url_redacted}"
         if isinstance(error, driver.IntegrityError):
@@ -580,11 +811,47 @@ class Database:
 
     # running work --------------------------------------------------------------------
 
-    def _in_thread(self, doing: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    def _in_thread(
+        self,
+        doing: str,
+        idempotent: bool,
+        single: bool,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kw: dict[str, Any],
+    ) -> T:
         """
-        Runs in a pool thread: one transaction around C{fn}.
+        Runs in a pool thread: one transaction around C{fn}; when it is C{idempotent}
+        and its connection is lost, once more in a new transaction on a new connection.
+        Never again otherwise: see the module docstring.
         """
-        tx = SyncTransaction(self)
+        try:
+            return self._attempt(doing, single, fn, args, kw)
+        except StatementInterrupted as e:
+            if not (idempotent and e.connection_lost):
+                raise
+            self._count_retry()
+            self._reactor.callFromThread(
+                self._log.info,
+                "Database {name}: the connection was lost during a call made with "
+                "idempotent=True; running it once more on a new connection ({error})",
+                name=self.name,
+                error=str(e),
+            )
+        return self._attempt(doing, single, fn, args, kw)
+
+    def _attempt(
+        self,
+        doing: str,
+        single: bool,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kw: dict[str, Any],
+    ) -> T:
+        """
+        Runs in a pool thread: one transaction around C{fn}, once.
+        """
+        tx = SyncTransaction(self, single=single)
         try:
             result = fn(tx, *args, **kw)
         except BaseException as e:
@@ -603,32 +870,77 @@ class Database:
             raise wrapped
         return result
 
-    def _run(self, doing: str, fn: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
+    def _run(
+        self,
+        doing: str,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kw: dict[str, Any],
+        *,
+        idempotent: bool = False,
+        single: bool = True,
+    ) -> Deferred[T]:
         if self._closed:
             return defer.fail(self._closed_error())
         d = deferToThreadPool(
-            self._reactor, self._pool.threadpool, self._in_thread, doing, fn, *args, **kw
+            self._reactor,
+            self._pool.threadpool,
+            self._in_thread,
+            doing,
+            idempotent,
+            single,
+            fn,
+            args,
+            kw,
         )
         return self._count(self._track(d))
 
-    def execute(self, sql: str, params: Params = None) -> Deferred[int]:
+    def execute(
+        self, sql: str, params: Params = None, *, idempotent: bool = False
+    ) -> Deferred[int]:
         """
         Run one statement in its own transaction; fire with the rows affected (-1 when
         the driver does not know, e.g. SQLite for a C{SELECT}).
-        """
-        return self._run("execute a statement", SyncTransaction.execute, sql, params)
 
-    def query(self, sql: str, params: Params = None) -> Deferred[list[Row]]:
+        A statement is never silently sent twice: interrupted after it was sent (the
+        connection died, or the server cancelled it), the call fails with
+        L{StatementInterrupted} and the next call opens a new connection.
+
+        @param idempotent: the statement is safe to run twice (C{UPDATE ... SET x =
+            5}, an upsert...): after a lost connection, run it once more on a new
+            connection instead of failing.
+        """
+        return self._run(
+            "execute a statement",
+            SyncTransaction.execute,
+            (sql, params),
+            {},
+            idempotent=idempotent,
+        )
+
+    def query(
+        self, sql: str, params: Params = None, *, idempotent: bool = False
+    ) -> Deferred[list[Row]]:
         """
         Run one query; fire with its rows as C{dict}s of column name -> value.
-        """
-        return self._run("run a query", SyncTransaction.query, sql, params)
 
-    def query_one(self, sql: str, params: Params = None) -> Deferred[Row | None]:
+        Not retried either unless C{idempotent} is true (see L{execute}): a C{SELECT}
+        can have side effects (functions, C{nextval}, C{FOR UPDATE}...).
         """
-        Run one query; fire with its first row as a C{dict}, or None.
+        return self._run(
+            "run a query", SyncTransaction.query, (sql, params), {}, idempotent=idempotent
+        )
+
+    def query_one(
+        self, sql: str, params: Params = None, *, idempotent: bool = False
+    ) -> Deferred[Row | None]:
         """
-        return self._run("run a query", SyncTransaction.query_one, sql, params)
+        Run one query; fire with its first row as a C{dict}, or None. The same retry
+        rule as L{query}.
+        """
+        return self._run(
+            "run a query", SyncTransaction.query_one, (sql, params), {}, idempotent=idempotent
+        )
 
     def run_interaction(self, fn: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
         """
@@ -636,8 +948,12 @@ class Database:
         L{SyncTransaction} (blocking C{execute}, C{query}, C{query_one}). Commit when
         it returns, roll back when it raises; fire with its return value or its
         exception (driver errors become L{DatabaseError}s).
+
+        A transaction is never run again: one whose statement or commit is interrupted
+        fails whole with L{StatementInterrupted} (if C{fn} catches it, the rest of its
+        statements fail with L{TransactionClosed} and the transaction does not commit).
         """
-        return self._run("run a transaction", fn, *args, **kw)
+        return self._run("run a transaction", fn, args, kw, single=False)
 
     def transaction(self, fn: Callable[..., Any] | None = None, *args: Any, **kw: Any) -> Any:
         """
@@ -655,7 +971,7 @@ class Database:
         Run C{SELECT 1}; fire with None, or fail with L{DatabaseUnavailable} (or
         another L{DatabaseError}) when the database does not answer.
         """
-        d = self._run("ping", SyncTransaction.query_one, "SELECT 1")
+        d = self._run("ping", SyncTransaction.query_one, ("SELECT 1",), {}, idempotent=True)
         return d.addCallback(lambda _: None)
 
     # health and shutdown --------------------------------------------------------------
@@ -666,7 +982,8 @@ class Database:
         failed call until the next successful one is not tracked: it reports the last
         error), C{dialect}, C{url} (redacted), C{pool} (C{min}, C{max}, C{open}
         connections, C{in_flight} calls, C{transactions} open), C{calls}, C{errors},
-        C{reconnects}, C{last_error}.
+        C{reconnects}, C{interrupted} (calls failed with L{StatementInterrupted}),
+        C{retries} (C{idempotent=True} calls run again), C{last_error}.
         """
         return {
             "status": "closed" if self._closed else "ok",
@@ -683,6 +1000,8 @@ class Database:
             "calls": self.calls,
             "errors": self.errors,
             "reconnects": self.reconnects,
+            "interrupted": self.interrupted,
+            "retries": self.retries,
             "last_error": self.last_error,
         }
 

@@ -39,6 +39,37 @@ class DatabaseUnavailable(DatabaseError):
     """
 
 
+class StatementInterrupted(DatabaseUnavailable):
+    """
+    A statement (or the commit of its transaction) was interrupted after it was sent to
+    the server, and it was B{not} run again.
+
+    With C{connection_lost} true (the server killed the connection, the network broke,
+    the server restarted) the outcome is unknown: the statement may or may not have been
+    applied, and a commit may or may not have happened. With it false the server
+    cancelled the statement (MySQL C{KILL QUERY}, PostgreSQL C{pg_cancel_backend}, a
+    statement timeout) and rolled it back. Either way the whole transaction it belonged
+    to is over; the next call opens a new connection when needed. Calls made with
+    C{idempotent=True} are retried once on a new connection instead, after a lost
+    connection only.
+
+    @ivar connection_lost: whether the connection died (outcome unknown) rather than
+        the server cancelling the statement (not applied).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connection_lost: bool = True,
+        dialect: str | None = None,
+        code: object = None,
+        driver_error: str | None = None,
+    ) -> None:
+        super().__init__(message, dialect=dialect, code=code, driver_error=driver_error)
+        self.connection_lost = connection_lost
+
+
 class QueryError(DatabaseError):
     """
     The server rejected a statement (syntax, unknown table, type mismatch...).

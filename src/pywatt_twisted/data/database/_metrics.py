@@ -20,7 +20,9 @@ class DatabaseCollector(Collector):
     Metrics (label C{database} is the L{Database}'s name, by default its dialect):
     C{pywatt_db_pool_connections} (open connections), C{pywatt_db_pool_max_connections},
     C{pywatt_db_pool_in_flight} (calls running or queued), C{pywatt_db_open_transactions},
-    C{pywatt_db_calls_total}, C{pywatt_db_errors_total}, C{pywatt_db_reconnects_total}.
+    C{pywatt_db_calls_total}, C{pywatt_db_errors_total}, C{pywatt_db_reconnects_total},
+    C{pywatt_db_interrupted_total} (calls failed with C{StatementInterrupted}),
+    C{pywatt_db_retries_total} (C{idempotent=True} calls run again).
     """
 
     def __init__(self, db: Any) -> None:
@@ -51,6 +53,12 @@ class DatabaseCollector(Collector):
         yield counter("pywatt_db_calls", "Database calls made", h["calls"])
         yield counter("pywatt_db_errors", "Database calls that failed", h["errors"])
         yield counter("pywatt_db_reconnects", "Connections replaced after a drop", h["reconnects"])
+        yield counter(
+            "pywatt_db_interrupted",
+            "Database calls failed because a sent statement was interrupted",
+            h["interrupted"],
+        )
+        yield counter("pywatt_db_retries", "idempotent=True database calls run again", h["retries"])
 
     def describe(self) -> Iterator[Metric]:
         # collect() touches no I/O, so registering may call it; describe() lets
