@@ -832,6 +832,18 @@ class HandlerLimitTests(SynchronousTestCase):
         self.assertEqual(module.service.messaging.overloaded, 1)
         self.assertEqual(len(self.captured.texts()), 1)
 
+    def test_unreported_overloads_are_logged_on_stop(self) -> None:
+        hanging = Hanging()
+        orch, module = self.start(hanging, handler_max_concurrent=1, handler_queue_size=1)
+        for i in range(4):
+            self.ask(orch, i)
+        self.assertEqual(len(self.captured.texts()), 1)
+        module.service.messaging.stop()
+        self.assertEqual(len(self.captured.texts()), 2)
+        self.assertIn("1 request(s) answered 'overloaded'", self.captured.texts()[1])
+        self.assertIn("2 in all", self.captured.texts()[1])
+        self.assertIsNone(module.service.messaging._overload_flush)
+
     def test_queue_is_bounded_by_payload_bytes(self) -> None:
         hanging = Hanging()
         orch, module = self.start(hanging, handler_max_concurrent=1, handler_queue_bytes=1000)

@@ -318,6 +318,8 @@ class RoutedMessaging:
         self._overload_unlogged = 0
         self._overload_logged_at: float | None = None
         self._overload_flush: IDelayedCall | None = None
+        #: the limit of the last overload: C{(setting, value, unit)}
+        self._overload_limit: tuple[str, int, str] = ("handler_queue_size", queue_size, "calls")
         #: counters, for /health
         self.requests_sent = 0
         self.replies_received = 0
@@ -551,12 +553,14 @@ class RoutedMessaging:
         )
 
     def _log_overload(self, limit: str, value: int, unit: str) -> None:
+        self._overload_limit = (limit, value, unit)
         now = self.clock.seconds()
         last = self._overload_logged_at
         if last is not None and now - last < OVERLOAD_LOG_INTERVAL:
             if self._overload_flush is None:
                 self._overload_flush = self.clock.callLater(
-                    last + OVERLOAD_LOG_INTERVAL - now, self._flush_overload, limit, value, unit
+                    last + OVERLOAD_LOG_INTERVAL - now,
+                    lambda: self._flush_overload(*self._overload_limit),
                 )
             return
         self._flush_overload(limit, value, unit)
@@ -780,9 +784,11 @@ class RoutedMessaging:
         Fail every waiting request: nothing will answer them any more.
         """
         self.stopping = True
-        if self._overload_flush is not None:
-            self._overload_flush.cancel()
-            self._overload_flush = None
+        flush, self._overload_flush = self._overload_flush, None
+        if flush is not None and flush.active():
+            # Report the overloads not logged yet now rather than never.
+            flush.cancel()
+            self._flush_overload(*self._overload_limit)
         self.pending.fail_all(
             lambda key, entry: NotAvailable(
                 f"the request to {entry.context[0]}/{entry.context[1]} ({key}) was abandoned: "
