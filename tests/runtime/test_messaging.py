@@ -642,3 +642,296 @@ class ConfigTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["--module=examples.orders.module", "--routed-replies=off"])
         self.assertFalse(options["config"].routed_replies)
+
+
+class Hanging:
+    """
+    Handlers that never finish on their own: each call's Deferred is kept, and its
+    cancellation recorded.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+        self.cancelled: list[Any] = []
+        self.waiting: list[Deferred[Any]] = []
+
+    def __call__(self, source: str, payload: Any) -> Deferred[Any]:
+        self.calls.append(payload)
+        d: Deferred[Any] = Deferred(lambda _: self.cancelled.append(payload))
+        self.waiting.append(d)
+        return d
+
+
+class HandlerLimitTests(SynchronousTestCase):
+    """
+    The in-flight bound, the bounded queue with C{overloaded} beyond it, and the
+    per-handler timeout with C{deadline_exceeded} (EXTENSIONS.md X4).
+    """
+
+    def start(
+        self, hanging: Hanging, timeouts: dict[str, float] | None = None, **config: Any
+    ) -> tuple[FakeOrchestrator, Any]:
+        def app(state: Any) -> Klein:
+            state.handler("hang")(hanging)
+            for endpoint, seconds in (timeouts or {}).items():
+                state.handler(endpoint, timeout=seconds)(hanging)
+            return Klein()
+
+        orch = FakeOrchestrator(
+            module_id="inventory", channels=("tcp",), config=RuntimeConfig(**config)
+        )
+        module = self.successResultOf(orch.start(app))
+        self.captured = Captured()
+        module.service.messaging.log = Logger(observer=self.captured)
+        return orch, module
+
+    def errors(self, orch: FakeOrchestrator) -> list[tuple[str, str]]:
+        connection = orch.connection("tcp")
+        assert connection is not None
+        replies = [
+            e.content for e in connection.received if isinstance(e.content, RoutedModuleReply)
+        ]
+        return [
+            (r.payload.json()["error"]["kind"], r.payload.json()["error"]["message"])
+            for r in replies
+        ]
+
+    def ask(self, orch: FakeOrchestrator, content: Any, endpoint: str = "hang") -> None:
+        orch.send(routed(envelope(content, endpoint)), via="tcp")
+
+    def test_hundred_thousand_messages_at_once_are_bounded(self) -> None:
+        """
+        100k routed messages at once to handlers that never finish: the defaults hold
+        64 running and 1000 queued (their payload bytes counted), and answer the rest
+        C{overloaded} at once, logging it once (then once a second with a count).
+        """
+        hanging = Hanging()
+        orch, module = self.start(hanging)
+        messaging = module.service.messaging
+        for i in range(100_000):
+            self.ask(orch, i)
+        self.assertEqual(len(hanging.calls), 64)
+        self.assertEqual((messaging.running, messaging.queued), (64, 1000))
+        size = len(envelope(0, "hang").data)  # every queued payload holds a few bytes
+        self.assertTrue(0 < messaging.queued_bytes <= 1000 * (size + 8))
+        self.assertEqual(messaging.queued_bytes, sum(s for _, _, s in messaging._queue))
+        self.assertEqual(module.service._on_ready, [])
+        errors = self.errors(orch)
+        self.assertEqual(len(errors), 100_000 - 1064)
+        self.assertEqual({kind for kind, _ in errors}, {"overloaded"})
+        self.assertIn("(limit 64)", errors[0][1])
+        self.assertIn("handler_queue_size limit 1000", errors[0][1])
+        self.assertEqual(messaging.overloaded, 100_000 - 1064)
+        (line,) = self.captured.texts()
+        self.assertIn("1 request(s) answered 'overloaded'", line)
+        self.assertIn("--handler-queue-size / PYWATT_HANDLER_QUEUE_SIZE", line)
+        # The rest are summed up a second later, in one line.
+        orch.reactor.advance(1)
+        self.assertEqual(len(self.captured.texts()), 2)
+        self.assertIn(f"{100_000 - 1065} request(s)", self.captured.texts()[1])
+        health = module.service.health_status()["messaging"]
+        self.assertEqual(
+            (health["handlers_running"], health["handlers_queued"], health["overloaded"]),
+            (64, 1000, 100_000 - 1064),
+        )
+
+    def test_timeout_cancels_replies_and_starts_the_next(self) -> None:
+        """
+        At the default 30 s the handler's Deferred is cancelled, the requester gets
+        C{deadline_exceeded} naming the handler and its timeout, and the freed slot
+        takes the next queued call.
+        """
+        hanging = Hanging()
+        orch, module = self.start(hanging, handler_max_concurrent=1, handler_queue_size=1)
+        messaging = module.service.messaging
+        self.ask(orch, "a")
+        self.ask(orch, "b")
+        self.ask(orch, "c")
+        self.assertEqual(hanging.calls, ["a"])
+        self.assertEqual([kind for kind, _ in self.errors(orch)], ["overloaded"])
+        orch.reactor.advance(29.9)
+        self.assertEqual(hanging.cancelled, [])
+        orch.reactor.advance(0.1)
+        self.assertEqual(hanging.cancelled, ["a"])
+        kind, text = self.errors(orch)[1]
+        self.assertEqual(kind, "deadline_exceeded")
+        self.assertIn("'hang'", text)
+        self.assertIn("30 s", text)
+        self.assertEqual(hanging.calls, ["a", "b"])
+        self.assertEqual((messaging.running, messaging.queued), (1, 0))
+        self.assertEqual(messaging.handler_timeouts_hit, 1)
+        self.assertTrue(any("PYWATT_HANDLER_TIMEOUT" in t for t in self.captured.texts()))
+        # "b" has a timeout of its own, from when it started.
+        orch.reactor.advance(30)
+        self.assertEqual(hanging.cancelled, ["a", "b"])
+        self.assertEqual(
+            [kind for kind, _ in self.errors(orch)],
+            ["overloaded", "deadline_exceeded", "deadline_exceeded"],
+        )
+        self.assertEqual(messaging.running, 0)
+        self.assertEqual(module.service.messaging._overload_flush, None)
+
+    def test_per_handler_timeout_and_configured_default(self) -> None:
+        hanging = Hanging()
+        orch, _ = self.start(hanging, timeouts={"quick": 2}, handler_timeout=5)
+        self.ask(orch, "slow-one", "hang")
+        self.ask(orch, "quick-one", "quick")
+        orch.reactor.advance(2)
+        self.assertEqual(hanging.cancelled, ["quick-one"])
+        ((kind, text),) = self.errors(orch)
+        self.assertEqual(kind, "deadline_exceeded")
+        self.assertIn("'quick'", text)
+        self.assertIn("2 s", text)
+        orch.reactor.advance(3)
+        self.assertEqual(hanging.cancelled, ["quick-one", "slow-one"])
+        self.assertIn("5 s", self.errors(orch)[1][1])
+
+    def test_a_handler_that_finishes_in_time_keeps_its_reply(self) -> None:
+        hanging = Hanging()
+        orch, _ = self.start(hanging)
+        self.ask(orch, "a")
+        orch.reactor.advance(29)
+        hanging.waiting[0].callback({"done": True})
+        orch.reactor.advance(10)
+        connection = orch.connection("tcp")
+        (reply,) = [
+            e.content for e in connection.received if isinstance(e.content, RoutedModuleReply)
+        ]
+        self.assertEqual(reply.payload.json(), {"done": True})
+        self.assertEqual(hanging.cancelled, [])
+        self.assertEqual(orch.reactor.getDelayedCalls(), [])
+
+    def test_coroutine_handler_is_cancelled_at_its_timeout(self) -> None:
+        inner: list[Deferred[None]] = []
+        cancelled: list[bool] = []
+
+        def app(state: Any) -> Klein:
+            @state.handler("coro", timeout=3)
+            async def coro(source: str, payload: Any) -> Any:
+                d: Deferred[None] = Deferred(lambda _: cancelled.append(True))
+                inner.append(d)
+                await d
+                return "never"
+
+            return Klein()
+
+        orch = FakeOrchestrator(module_id="inventory", channels=("tcp",))
+        self.successResultOf(orch.start(app))
+        self.ask(orch, 1, "coro")
+        orch.reactor.advance(3)
+        self.assertEqual(cancelled, [True])
+        self.assertEqual(self.errors(orch)[0][0], "deadline_exceeded")
+
+    def test_overloaded_notification_is_dropped_and_counted(self) -> None:
+        hanging = Hanging()
+        orch, module = self.start(hanging, handler_max_concurrent=1, handler_queue_size=1)
+        self.ask(orch, "a")
+        self.ask(orch, "b")
+        orch.send(routed(envelope("c", "hang", no_reply=True)), via="tcp")
+        self.assertEqual(self.errors(orch), [])
+        self.assertEqual(module.service.messaging.overloaded, 1)
+        self.assertEqual(len(self.captured.texts()), 1)
+
+    def test_unreported_overloads_are_logged_on_stop(self) -> None:
+        hanging = Hanging()
+        orch, module = self.start(hanging, handler_max_concurrent=1, handler_queue_size=1)
+        for i in range(4):
+            self.ask(orch, i)
+        self.assertEqual(len(self.captured.texts()), 1)
+        module.service.messaging.stop()
+        self.assertEqual(len(self.captured.texts()), 2)
+        self.assertIn("1 request(s) answered 'overloaded'", self.captured.texts()[1])
+        self.assertIn("2 in all", self.captured.texts()[1])
+        self.assertIsNone(module.service.messaging._overload_flush)
+
+    def test_queue_is_bounded_by_payload_bytes(self) -> None:
+        hanging = Hanging()
+        orch, module = self.start(hanging, handler_max_concurrent=1, handler_queue_bytes=1000)
+        messaging = module.service.messaging
+        self.ask(orch, "running")
+        self.ask(orch, "x" * 600)
+        self.ask(orch, "y" * 600)
+        self.assertEqual(messaging.queued, 1)
+        self.assertTrue(600 < messaging.queued_bytes <= 1000)
+        ((kind, text),) = self.errors(orch)
+        self.assertEqual(kind, "overloaded")
+        self.assertIn("handler_queue_bytes limit 1000 bytes", text)
+        (line,) = self.captured.texts()
+        self.assertIn("--handler-queue-bytes / PYWATT_HANDLER_QUEUE_BYTES", line)
+        # An empty queue takes one call whatever its size.
+        hanging.waiting[0].callback(None)
+        self.assertEqual((messaging.queued, messaging.queued_bytes), (0, 0))
+        self.ask(orch, "z" * 2000)
+        self.assertEqual(messaging.queued, 1)
+
+    def test_requests_before_ready_are_bounded(self) -> None:
+        gate: Deferred[None] = Deferred()
+        hanging = Hanging()
+
+        @pywatt_module(state_builder=lambda init, secrets: gate)
+        def gated(state: Any) -> Klein:
+            state.handler("hang")(hanging)
+            return Klein()
+
+        orch = FakeOrchestrator(
+            module_id="inventory",
+            channels=("tcp",),
+            config=RuntimeConfig(handler_max_concurrent=2, handler_queue_size=3),
+        )
+        started = orch.start(gated)
+        for i in range(7):
+            self.ask(orch, i)
+        self.assertEqual(len(self.errors(orch)), 2)
+        self.assertEqual({kind for kind, _ in self.errors(orch)}, {"overloaded"})
+        self.assertEqual(len(orch.module.service._on_ready), 5)
+        gate.callback(None)
+        module = self.successResultOf(started)
+        self.assertEqual(hanging.calls, [0, 1])
+        self.assertEqual(module.service.messaging.queued, 3)
+        self.assertEqual(len(self.errors(orch)), 2)
+
+    def test_metrics(self) -> None:
+        hanging = Hanging()
+        orch, module = self.start(hanging, handler_max_concurrent=1, handler_queue_size=1)
+        for i in range(3):
+            self.ask(orch, i)
+        orch.reactor.advance(30)
+        text = module.service.metrics.render().decode()
+        self.assertIn("pywatt_routed_handlers_running 1.0", text)
+        self.assertIn("pywatt_routed_handlers_queued 0.0", text)
+        self.assertIn("pywatt_routed_handler_overloaded_total 1.0", text)
+        self.assertIn("pywatt_routed_handler_timeouts_total 1.0", text)
+        self.assertIn("pywatt_routed_handler_queue_bytes 0.0", text)
+
+    def test_stop_waits_for_queued_calls(self) -> None:
+        hanging = Hanging()
+        orch, module = self.start(hanging, handler_max_concurrent=1)
+        self.ask(orch, "a")
+        self.ask(orch, "b")
+        stopped = module.service.stopService()
+        hanging.waiting[0].callback(1)
+        self.assertNoResult(stopped)
+        self.assertEqual(hanging.calls, ["a", "b"])
+        hanging.waiting[1].callback(2)
+        self.successResultOf(stopped)
+
+    def test_handler_timeout_must_be_positive(self) -> None:
+        hanging = Hanging()
+        _, module = self.start(hanging)
+        self.assertRaises(ValueError, module.state.handler, "x", timeout=0)
+        # Registering again without a timeout goes back to the default.
+        module.state.handler("y", timeout=4)(hanging)
+        self.assertEqual(module.state.handler_timeouts, {"y": 4.0})
+        module.state.handler("y")(hanging)
+        self.assertEqual(module.state.handler_timeouts, {})
+
+    def test_settings(self) -> None:
+        config = RuntimeConfig.from_environment(
+            {"PYWATT_HANDLER_QUEUE_BYTES": "4096", "PYWATT_HANDLER_TIMEOUT": "2.5"},
+            handler_max_concurrent="8",
+        )
+        self.assertEqual(
+            (config.handler_queue_bytes, config.handler_timeout, config.handler_max_concurrent),
+            (4096, 2.5, 8),
+        )
+        self.assertEqual(RuntimeConfig().handler_queue_bytes, 64 * 1024 * 1024)

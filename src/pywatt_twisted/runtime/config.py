@@ -50,6 +50,7 @@ class RuntimeConfig:
     channel_queue_bytes: int = 64 * MiB
     handler_max_concurrent: int = 64
     handler_queue_size: int = 1000
+    handler_queue_bytes: int = 64 * MiB
     handler_timeout: float = 30.0
     log_buffer_bytes: int = 1 * MiB
     tls_handshake_timeout: float = 10.0
@@ -270,6 +271,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "handler_queue_size",
         "Routed handler calls that may wait for a slot before 'overloaded' replies.",
+        _int,
+    ),
+    _s(
+        "handler_queue_bytes",
+        "Payload bytes of routed handler calls waiting for a slot before 'overloaded' replies.",
         _int,
     ),
     _s("handler_timeout", "Default seconds a routed handler may take.", _float),

@@ -21,6 +21,17 @@ reply, sent as the A3 extension C{routed_module_response} on the channel the req
 came from. An exception, an unknown endpoint or an unreadable payload gets an error
 reply C{{"error": {"kind", "message"}}}; nothing is dropped silently.
 
+B{Handler limits} (EXTENSIONS.md X4): at most C{max_concurrent} handler calls run at
+once; more wait in a FIFO queue bounded by count (C{queue_size}) and by the payload bytes
+it holds (C{queue_bytes}); beyond it a request is answered C{overloaded} at once (a
+notification is dropped), and the overload is logged (the first one, then at most once a
+second with a count) naming the limit and the option that raises it. Each handler call
+that returns a Deferred or a coroutine has a timeout (the handler's own, else the
+module's default): when it passes, the call's Deferred is cancelled, the requester gets a
+C{deadline_exceeded} error reply naming the handler and its timeout (X4 has no separate
+timeout kind), and the slot goes to the next queued call. A handler that returns a plain
+value runs to completion synchronously and cannot be timed out.
+
 B{Notifications} (L{RoutedMessaging.send_message}): the same request with
 C{metadata.properties.no_reply = true}; the handler runs and no reply is sent.
 """
@@ -29,11 +40,12 @@ from __future__ import annotations
 
 import inspect
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -55,6 +67,10 @@ from pywatt_twisted.wire.messages import (
 )
 
 __all__ = [
+    "DEFAULT_HANDLER_MAX_CONCURRENT",
+    "DEFAULT_HANDLER_QUEUE_BYTES",
+    "DEFAULT_HANDLER_QUEUE_SIZE",
+    "DEFAULT_HANDLER_TIMEOUT",
     "DEFAULT_REQUEST_TIMEOUT",
     "PayloadError",
     "RoutedMessaging",
@@ -67,6 +83,18 @@ __all__ = [
 
 #: seconds C{send_request} waits for a reply unless told otherwise (as in the Rust SDK)
 DEFAULT_REQUEST_TIMEOUT = 30.0
+
+#: handler calls running at once (C{--handler-max-concurrent})
+DEFAULT_HANDLER_MAX_CONCURRENT = 64
+#: handler calls waiting for a slot (C{--handler-queue-size})
+DEFAULT_HANDLER_QUEUE_SIZE = 1000
+#: payload bytes of the calls waiting for a slot (C{--handler-queue-bytes})
+DEFAULT_HANDLER_QUEUE_BYTES = 64 * 1024 * 1024
+#: seconds a handler call may take unless its handler says otherwise (C{--handler-timeout})
+DEFAULT_HANDLER_TIMEOUT = 30.0
+
+#: seconds between two log lines about overload (the first one is logged at once)
+OVERLOAD_LOG_INTERVAL = 1.0
 
 RoutedHandler = Callable[[str, Any], Any]
 
@@ -188,10 +216,28 @@ def unwrap_request(
     return value, endpoint, no_reply
 
 
-async def _resolve(value: Any) -> Any:
-    if isinstance(value, Deferred) or inspect.isawaitable(value):
-        return await value
-    return value
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def _as_deferred(value: Any) -> Deferred[Any] | None:
+    """
+    C{value} as a Deferred when it is one, a coroutine or another awaitable (cancelling
+    the Deferred of a coroutine cancels what it awaits); C{None} for a plain value.
+    """
+    if isinstance(value, Deferred):
+        return value
+    if inspect.iscoroutine(value):
+        return Deferred.fromCoroutine(value)
+    if inspect.isawaitable(value):
+        return Deferred.fromCoroutine(_await(value))
+    return None
+
+
+class _HandlerTimedOut(Exception):
+    """
+    A handler call outlived its timeout (internal: becomes a C{deadline_exceeded} reply).
+    """
 
 
 class RoutedMessaging:
@@ -210,6 +256,15 @@ class RoutedMessaging:
         secrets).
     @param replies: send the A3 reply extension (on by default); when off, handlers run
         and their results are only logged.
+    @param max_concurrent: handler calls running at once (at least 1).
+    @param queue_size: handler calls that may wait for a slot; one more is answered
+        C{overloaded} (at least 1).
+    @param queue_bytes: payload bytes the waiting calls may hold; a call that would
+        exceed it is answered C{overloaded}, except that an empty queue always takes one.
+    @param handler_timeout: seconds a handler call may take when its handler has no
+        timeout of its own.
+    @param handler_timeouts: endpoint -> seconds, the per-handler timeouts
+        (C{state.handler(endpoint, timeout=...)}); read at dispatch time.
     """
 
     log = Logger()
@@ -224,7 +279,20 @@ class RoutedMessaging:
         max_frame_length: int = 16 * 1024 * 1024,
         redact: Callable[[str], str] = lambda text: text,
         replies: bool = True,
+        max_concurrent: int = DEFAULT_HANDLER_MAX_CONCURRENT,
+        queue_size: int = DEFAULT_HANDLER_QUEUE_SIZE,
+        queue_bytes: int = DEFAULT_HANDLER_QUEUE_BYTES,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+        handler_timeouts: dict[str, float] | None = None,
     ) -> None:
+        for name, value in (
+            ("max_concurrent", max_concurrent),
+            ("queue_size", queue_size),
+            ("queue_bytes", queue_bytes),
+            ("handler_timeout", handler_timeout),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
         self.module_id = module_id
         self.clock = clock
         self.handlers: dict[str, RoutedHandler] = handlers if handlers is not None else {}
@@ -232,16 +300,36 @@ class RoutedMessaging:
         self.max_frame_length = max_frame_length
         self._redact = redact
         self.replies = replies
+        self.max_concurrent = max_concurrent
+        self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.handler_timeout = handler_timeout
+        self.handler_timeouts: dict[str, float] = (
+            handler_timeouts if handler_timeouts is not None else {}
+        )
         self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(clock)
         self._in_flight: set[Deferred[None]] = set()
+        #: handler calls waiting for a slot, oldest first, with their payload sizes
+        self._queue: deque[tuple[RoutedModuleMessage, Any, int]] = deque()
+        #: payload bytes held by C{_queue}
+        self.queued_bytes = 0
         self._drain_waiters: list[Deferred[None]] = []
         self.stopping = False
+        self._overload_unlogged = 0
+        self._overload_logged_at: float | None = None
+        self._overload_flush: IDelayedCall | None = None
+        #: the limit of the last overload: C{(setting, value, unit)}
+        self._overload_limit: tuple[str, int, str] = ("handler_queue_size", queue_size, "calls")
         #: counters, for /health
         self.requests_sent = 0
         self.replies_received = 0
         self.replies_ignored = 0
         self.requests_handled = 0
         self.error_replies_sent = 0
+        #: requests answered C{overloaded} (and notifications dropped) at the queue bound
+        self.overloaded = 0
+        #: handler calls cancelled at their timeout
+        self.handler_timeouts_hit = 0
 
     # -- requester ------------------------------------------------------------------------
 
@@ -319,8 +407,6 @@ class RoutedMessaging:
         return d
 
     def _send_failed(self, failure: Failure, request_id: uuid.UUID) -> None:
-        from twisted.internet.defer import CancelledError
-
         if failure.check(CancelledError):
             return
         self.pending.fail(request_id, failure.value)
@@ -382,25 +468,130 @@ class RoutedMessaging:
 
     # -- handler side ---------------------------------------------------------------------
 
+    @property
+    def running(self) -> int:
+        """
+        Handler calls running now (at most C{max_concurrent}).
+        """
+        return len(self._in_flight)
+
+    @property
+    def queued(self) -> int:
+        """
+        Handler calls waiting for a slot (at most C{queue_size}).
+        """
+        return len(self._queue)
+
     def message_received(self, message: RoutedModuleMessage, link: Any) -> None:
         """
-        A C{routed_module_message} arrived on C{link}: run its handler and reply on the
-        same link.
+        A C{routed_module_message} arrived on C{link}: run its handler (or queue it while
+        C{max_concurrent} calls run, or answer C{overloaded} when the queue is full too)
+        and reply on the same link.
         """
+        if len(self._in_flight) < self.max_concurrent and not self._queue:
+            self._start(message, link)
+            return
+        size = len(message.payload.data)
+        if len(self._queue) >= self.queue_size:
+            self._overload(message, link, "handler_queue_size", self.queue_size, "calls")
+            return
+        if self._queue and self.queued_bytes + size > self.queue_bytes:
+            self._overload(message, link, "handler_queue_bytes", self.queue_bytes, "bytes")
+            return
+        self._queue.append((message, link, size))
+        self.queued_bytes += size
+
+    def _start(self, message: RoutedModuleMessage, link: Any) -> None:
         d = Deferred.fromCoroutine(self._handle(message, link))
         if d.called:
+            # Answered synchronously: the slot was never taken (a caller draining the
+            # queue goes on with the next one; no recursion).
             return
         self._in_flight.add(d)
 
         def done(result: object) -> object:
             self._in_flight.discard(d)
-            if not self._in_flight:
-                waiters, self._drain_waiters = self._drain_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
+            self._next()
             return result
 
         d.addBoth(done)
+
+    def _next(self) -> None:
+        """
+        A slot is free: start queued calls while there are slots; wake drain waiters once
+        nothing runs or waits.
+        """
+        while self._queue and len(self._in_flight) < self.max_concurrent:
+            message, link, size = self._queue.popleft()
+            self.queued_bytes -= size
+            self._start(message, link)
+        if not self._in_flight and not self._queue:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _overload(
+        self, message: RoutedModuleMessage, link: Any, limit: str, value: int, unit: str
+    ) -> None:
+        self.overloaded += 1
+        self._overload_unlogged += 1
+        self._log_overload(limit, value, unit)
+        try:
+            _, endpoint, no_reply = unwrap_request(message.payload, message.target_endpoint)
+        except ValueError:
+            endpoint, no_reply = message.target_endpoint, False
+        if no_reply:
+            return
+        self.refuse(
+            message,
+            link,
+            "overloaded",
+            f"module {self.module_id!r} is overloaded: {len(self._in_flight)} routed handler "
+            f"calls running (limit {self.max_concurrent}) and {len(self._queue)} queued "
+            f"({self.queued_bytes} payload bytes; {limit} limit {value} {unit}); the request "
+            f"to {endpoint!r} was not run, retry later",
+        )
+
+    def _log_overload(self, limit: str, value: int, unit: str) -> None:
+        self._overload_limit = (limit, value, unit)
+        now = self.clock.seconds()
+        last = self._overload_logged_at
+        if last is not None and now - last < OVERLOAD_LOG_INTERVAL:
+            if self._overload_flush is None:
+                self._overload_flush = self.clock.callLater(
+                    last + OVERLOAD_LOG_INTERVAL - now,
+                    lambda: self._flush_overload(*self._overload_limit),
+                )
+            return
+        self._flush_overload(limit, value, unit)
+
+    def _flush_overload(self, limit: str, value: int, unit: str) -> None:
+        if self._overload_flush is not None and self._overload_flush.active():
+            self._overload_flush.cancel()
+        self._overload_flush = None
+        count, self._overload_unlogged = self._overload_unlogged, 0
+        if not count:
+            return
+        self._overload_logged_at = self.clock.seconds()
+        option = limit.replace("_", "-")
+        self.log.warn(
+            "routed handlers overloaded: {count} request(s) answered 'overloaded' (or "
+            "notifications dropped) since the last report, {total} in all; "
+            "{running} running (handler_max_concurrent {max_concurrent}), {queued} queued; "
+            "the {limit} limit of {value} {unit} was reached: raise it with --{option} / "
+            "PYWATT_{variable} (or --handler-max-concurrent / "
+            "PYWATT_HANDLER_MAX_CONCURRENT) if the module can take more",
+            count=count,
+            total=self.overloaded,
+            running=len(self._in_flight),
+            max_concurrent=self.max_concurrent,
+            queued=len(self._queue),
+            limit=limit,
+            value=value,
+            unit=unit,
+            option=option,
+            variable=limit.upper(),
+        )
 
     def refuse(self, message: RoutedModuleMessage, link: Any, kind: str, text: str) -> None:
         """
@@ -449,8 +640,29 @@ class RoutedMessaging:
             )
             return
         self.requests_handled += 1
+        timeout = self.handler_timeouts.get(endpoint, self.handler_timeout)
         try:
-            result = await _resolve(handler(source, content))
+            result = handler(source, content)
+            work = _as_deferred(result)
+            if work is not None:
+                result = await self._within(work, endpoint, timeout)
+        except _HandlerTimedOut:
+            self.handler_timeouts_hit += 1
+            text = (
+                f"the handler for {endpoint!r} of module {self.module_id!r} did not finish "
+                f"within its timeout of {timeout:g} s and was cancelled"
+            )
+            self.log.warn(
+                "{text} (request {request_id} from {source}); raise it with "
+                "state.handler({endpoint!r}, timeout=...) or, for every handler, "
+                "--handler-timeout / PYWATT_HANDLER_TIMEOUT",
+                text=text,
+                request_id=str(message.original_request_id),
+                source=source,
+                endpoint=endpoint,
+            )
+            self._answer_error(message, link, no_reply, "deadline_exceeded", text)
+            return
         except RemoteError as e:
             # A deliberate error answer (out of stock, not found...): no traceback.
             self.log.info(
@@ -486,6 +698,39 @@ class RoutedMessaging:
             )
             return
         self._reply(link, message, payload)
+
+    def _within(self, work: Deferred[Any], endpoint: str, timeout: float) -> Deferred[Any]:
+        """
+        A Deferred that fires as C{work} does, or fails with L{_HandlerTimedOut} after
+        C{timeout} seconds; then C{work} is cancelled and whatever it fires with later is
+        ignored (a failure other than the cancellation is logged).
+        """
+        outcome: Deferred[Any] = Deferred()
+
+        def expire() -> None:
+            # Answer first (the slot is freed and the next call starts), then cancel.
+            outcome.errback(_HandlerTimedOut())
+            work.cancel()
+
+        timer = self.clock.callLater(timeout, expire)
+
+        def finished(result: object) -> None:
+            if timer.active():
+                timer.cancel()
+            if not outcome.called:
+                if isinstance(result, Failure):
+                    outcome.errback(result)
+                else:
+                    outcome.callback(result)
+            elif isinstance(result, Failure) and not result.check(CancelledError):
+                self.log.failure(
+                    "the handler for {endpoint!r} failed after its timeout",
+                    result,
+                    endpoint=endpoint,
+                )
+
+        work.addBoth(finished)
+        return outcome
 
     def _answer_error(
         self, message: RoutedModuleMessage, link: Any, no_reply: bool, kind: str, text: str
@@ -525,10 +770,10 @@ class RoutedMessaging:
 
     def drain(self) -> Deferred[None]:
         """
-        Fires once no handler is running (at once when none is).
+        Fires once no handler is running or queued (at once when none is).
         """
         d: Deferred[None] = Deferred()
-        if not self._in_flight:
+        if not self._in_flight and not self._queue:
             d.callback(None)
         else:
             self._drain_waiters.append(d)
@@ -539,6 +784,11 @@ class RoutedMessaging:
         Fail every waiting request: nothing will answer them any more.
         """
         self.stopping = True
+        flush, self._overload_flush = self._overload_flush, None
+        if flush is not None and flush.active():
+            # Report the overloads not logged yet now rather than never.
+            flush.cancel()
+            self._flush_overload(*self._overload_limit)
         self.pending.fail_all(
             lambda key, entry: NotAvailable(
                 f"the request to {entry.context[0]}/{entry.context[1]} ({key}) was abandoned: "
@@ -559,4 +809,41 @@ class RoutedMessaging:
             "timeouts": self.pending.timeouts,
             "requests_handled": self.requests_handled,
             "error_replies_sent": self.error_replies_sent,
+            "handlers_running": len(self._in_flight),
+            "handlers_queued": len(self._queue),
+            "handler_queue_bytes": self.queued_bytes,
+            "overloaded": self.overloaded,
+            "handler_timeouts": self.handler_timeouts_hit,
         }
+
+    def collect(self) -> list[Any]:
+        """
+        The handler-side metric families, for L{ModuleMetrics.add_collector
+        <pywatt_twisted.web.metrics.ModuleMetrics.add_collector>}.
+        """
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        running = GaugeMetricFamily(
+            "pywatt_routed_handlers_running", "Routed handler calls running now."
+        )
+        running.add_metric([], len(self._in_flight))
+        queued = GaugeMetricFamily(
+            "pywatt_routed_handlers_queued", "Routed handler calls waiting for a slot."
+        )
+        queued.add_metric([], len(self._queue))
+        queued_bytes = GaugeMetricFamily(
+            "pywatt_routed_handler_queue_bytes",
+            "Payload bytes of the routed handler calls waiting for a slot.",
+        )
+        queued_bytes.add_metric([], self.queued_bytes)
+        overloaded = CounterMetricFamily(
+            "pywatt_routed_handler_overloaded",
+            "Routed requests answered 'overloaded' (and notifications dropped) at the queue bound.",
+        )
+        overloaded.add_metric([], self.overloaded)
+        timeouts = CounterMetricFamily(
+            "pywatt_routed_handler_timeouts",
+            "Routed handler calls cancelled at their timeout ('deadline_exceeded' replies).",
+        )
+        timeouts.add_metric([], self.handler_timeouts_hit)
+        return [running, queued, queued_bytes, overloaded, timeouts]

@@ -181,6 +181,9 @@ class ModuleService(MultiService):
         self._started_at = 0.0
         self._ready_waiters: list[Deferred[ModuleService]] = []
         self._on_ready: list[Callable[[], object]] = []
+        #: routed messages in C{_on_ready}, and those refused 'overloaded' meanwhile
+        self._routed_waiting = 0
+        self._routed_early_overloaded = 0
         self._ready_result: Failure | ModuleService | None = None
         self._stopping: Deferred[None] | None = None
         self._stop_requested = False
@@ -277,7 +280,13 @@ class ModuleService(MultiService):
             max_frame_length=self.config.max_frame_length,
             redact=self.redactor.redact,
             replies=self.config.routed_replies,
+            max_concurrent=self.config.handler_max_concurrent,
+            queue_size=self.config.handler_queue_size,
+            queue_bytes=self.config.handler_queue_bytes,
+            handler_timeout=self.config.handler_timeout,
+            handler_timeouts=state.handler_timeouts,
         )
+        self.metrics.add_collector(self.messaging.collect)
         state._messaging = self.messaging
         self.service_client = ServiceClient(
             send_stdio=self._send_to_orchestrator,
@@ -567,10 +576,50 @@ class ModuleService(MultiService):
                     )
                 )
                 return
-            # Handlers are registered by create_app: dispatch once the module is up.
-            self._on_ready.append(lambda: self._on_routed_message(message, link))
+            # Handlers are registered by create_app: dispatch once the module is up. As
+            # many wait as could run or queue then; more are answered 'overloaded' now.
+            limit = self.config.handler_max_concurrent + self.config.handler_queue_size
+            if self._routed_waiting >= limit:
+                self._refuse_early(message, link, limit)
+                return
+            self._routed_waiting += 1
+            self._on_ready.append(lambda: self._dispatch_early(message, link))
             return
         self.messaging.message_received(message, link)
+
+    def _dispatch_early(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
+        self._routed_waiting -= 1
+        if self._routed_early_overloaded:
+            self.log.warn(
+                "{count} routed request(s) were answered 'overloaded' while the module started",
+                count=self._routed_early_overloaded,
+            )
+            self._routed_early_overloaded = 0
+        self._on_routed_message(message, link)
+
+    def _refuse_early(
+        self, message: RoutedModuleMessage, link: IOrchestratorLink, limit: int
+    ) -> None:
+        module_id = self.init.module_id if self.init is not None else "?"
+        if not self._routed_early_overloaded:
+            self.log.warn(
+                "routed handlers overloaded while starting: {limit} requests already wait "
+                "for the module to start (handler_max_concurrent + handler_queue_size); "
+                "answering more 'overloaded' (raise --handler-queue-size / "
+                "PYWATT_HANDLER_QUEUE_SIZE if the module can take more)",
+                limit=limit,
+            )
+        self._routed_early_overloaded += 1
+        self.metrics.message_out(link.name, RoutedModuleMessage.op)
+        link.send(
+            error_reply(
+                module_id,
+                message,
+                "overloaded",
+                f"module {module_id!r} is starting and {limit} routed requests already wait "
+                "for it (handler_max_concurrent + handler_queue_size); retry later",
+            )
+        )
 
     def _on_routed_response(self, message: RoutedModuleResponse, link: IOrchestratorLink) -> None:
         if self.messaging is None:

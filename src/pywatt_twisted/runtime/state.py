@@ -53,6 +53,7 @@ class AppState:
         self._secrets = secrets
         self._rotation_callbacks: list[RotationCallback] = []
         self._handlers: dict[str, RoutedHandler] = {}
+        self._handler_timeouts: dict[str, float] = {}
         self._messaging: Any = None
         self._services: Any = None
         self._ports: Any = None
@@ -106,7 +107,9 @@ class AppState:
 
     # -- module-to-module messaging ---------------------------------------------------------
 
-    def handler(self, endpoint: str) -> Callable[[RoutedHandler], RoutedHandler]:
+    def handler(
+        self, endpoint: str, *, timeout: float | None = None
+    ) -> Callable[[RoutedHandler], RoutedHandler]:
         """
         Decorator: register C{f(source_module_id, payload)} for routed requests to
         C{endpoint}. Handlers may be registered before or after start.
@@ -115,10 +118,24 @@ class AppState:
         returns (a JSON-serialisable value, a Deferred of one, or a coroutine) is the
         reply; an exception becomes an error reply (a L{RemoteError
         <pywatt_twisted.errors.RemoteError>} raised by C{f} keeps its C{kind}).
+
+        @param timeout: seconds a call of C{f} that returns a Deferred or a coroutine may
+            take; when it passes, the Deferred is cancelled and the requester gets a
+            C{deadline_exceeded} error reply. C{None} (the default): the module's
+            C{--handler-timeout} / C{PYWATT_HANDLER_TIMEOUT} (30 s unless set).
+        @raise ValueError: if C{timeout} is not positive.
         """
+        if timeout is not None and not timeout > 0:
+            raise ValueError(
+                f"the timeout of handler {endpoint!r} must be positive, got {timeout!r}"
+            )
 
         def register(func: RoutedHandler) -> RoutedHandler:
             self._handlers[endpoint] = func
+            if timeout is None:
+                self._handler_timeouts.pop(endpoint, None)
+            else:
+                self._handler_timeouts[endpoint] = float(timeout)
             return func
 
         return register
@@ -126,6 +143,13 @@ class AppState:
     @property
     def handlers(self) -> dict[str, RoutedHandler]:
         return self._handlers
+
+    @property
+    def handler_timeouts(self) -> dict[str, float]:
+        """
+        Endpoint -> seconds, for the handlers registered with their own C{timeout=}.
+        """
+        return self._handler_timeouts
 
     def send_request(
         self, target_module_id: str, endpoint: str, payload: Any, timeout: float = 30
