@@ -77,6 +77,26 @@ class JsonLinesObserverTests(SynchronousTestCase):
         self.assertIn("[REDACTED]", records[1]["message"])
         self.assertEqual(records[2]["nested"], {"deep": ["a [REDACTED] b"]})
 
+    def test_field_names_never_rewritten(self) -> None:
+        """
+        Field names are not data: a secret value that is also a field name ("user", or
+        a long value) leaves the name alone and redacts the values.
+        """
+        c = Captured()
+        c.redactor.add(Secret("DB_USER", "user"))
+        c.redactor.add(Secret("LONG", "long_field_name"))
+        c.log.info(
+            "login {user}",
+            user="user",
+            long_field_name="long_field_name",
+            cfg={"user": "user", "host": "db"},
+        )
+        (record,) = c.records()
+        self.assertEqual(record["message"], "login [REDACTED]")
+        self.assertEqual(record["user"], "[REDACTED]")
+        self.assertEqual(record["long_field_name"], "[REDACTED]")
+        self.assertEqual(record["cfg"], {"user": "[REDACTED]", "host": "db"})
+
     def test_values_added_later_are_redacted(self) -> None:
         c = Captured()
         c.log.info("before {v}", v="rotated-later-1")
@@ -156,10 +176,10 @@ class LevelTests(SynchronousTestCase):
 class RedactorTests(SynchronousTestCase):
     def test_longest_first_and_empty_ignored(self) -> None:
         r = Redactor()
-        r.add("abc")
-        r.add("abcdef")
+        r.add("abcdefgh")
+        r.add("abcdefghijkl")
         r.add("")
-        self.assertEqual(r.redact("xabcdefx abc"), "x[REDACTED]x [REDACTED]")
+        self.assertEqual(r.redact("xabcdefghijklx abcdefgh"), "x[REDACTED]x [REDACTED]")
         self.assertEqual(len(r), 2)
 
     def test_regex_characters_are_literal(self) -> None:

@@ -275,6 +275,24 @@ class RefreshTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(self.values(f), ("a-newer", "b-new"))
 
+    def test_failed_refresh_keeps_the_value_in_use_in_the_redaction_history(self) -> None:
+        """
+        A value that arrived for a refresh that then failed goes to the redactor's
+        history, not the value the module still uses: one rotation later (history 1)
+        the old, still used value is redacted as the previous one.
+        """
+        f = Fixture(timeout=5)
+        f.redactor.set_history(1)
+        f.client.seed({"A": "a-old-value", "B": "b-old-value"})
+        d = f.client.refresh(["A", "B"])
+        f.reply("A", "a-new-unused")
+        f.clock.advance(5)
+        self.failureResultOf(d, SecretError)
+        self.assertEqual(f.client.cached("A").expose(), "a-old-value")
+        f.reply("A", "a-later-value")
+        self.assertEqual(f.redactor.redact("a-old-value"), REDACTED)
+        self.assertEqual(f.redactor.redact("a-later-value"), REDACTED)
+
     def test_refresh_nothing(self) -> None:
         f = self.seeded()
         self.assertEqual(self.successResultOf(f.client.refresh([])), ())

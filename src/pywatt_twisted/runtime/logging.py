@@ -124,7 +124,9 @@ def event_as_json(event: LogEvent, redactor: Redactor, module_id: str | None = N
             continue
         if key == "message" or key == "time":
             continue
-        name = redactor.redact(key)
+        # Field names are chosen by code, not data: never rewritten (a short secret
+        # "user" must not turn a field named user into [REDACTED]).
+        name = key
         if _jsonable(value):
             record[name] = redactor.redact_value(value)
         else:

@@ -238,7 +238,11 @@ class SecretClient:
 
         def discard(f: Failure) -> Failure:
             for name in wanted:
-                self._staged.pop(name, None)
+                staged = self._staged.pop(name, None)
+                if staged is not None and name in self._cache:
+                    # The value in use stays the redactor's current one; the value that
+                    # arrived for nothing becomes history, not the other way round.
+                    self._redactor.add(self._cache[name])
             return f
 
         return d.addCallbacks(swap, discard)

@@ -153,6 +153,7 @@ class ModuleService(MultiService):
         self.reactor = reactor
         self.config = config if config is not None else RuntimeConfig()
         self.redactor = redactor
+        redactor.set_history(self.config.redaction_history)
         self._connect_stdio = connect_stdio
         self._stop_process = stop_process
         self._on_module_id = on_module_id
