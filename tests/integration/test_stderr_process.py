@@ -10,7 +10,8 @@ import json
 import os
 
 import treq
-from twisted.internet import threads
+from twisted.internet import reactor, threads
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.integration.process import (
@@ -24,13 +25,21 @@ from tests.integration.test_module_process import ECHO, SECRETS, http_line
 LOG_BUFFER = 16 * 1024
 
 
-def _read_to_eof(fd: int) -> bytes:
-    chunks = []
+def _read_to_eof(fd: int, chunks: list[bytes]) -> None:
     while True:
         chunk = os.read(fd, 65536)
         if not chunk:
-            return b"".join(chunks)
+            return
         chunks.append(chunk)
+
+
+def _records(chunks: list[bytes]) -> list[dict]:
+    data = b"".join(list(chunks))
+    return [json.loads(x) for x in data[: data.rfind(b"\n") + 1].splitlines() if x.strip()]
+
+
+def _notices(records: list[dict]) -> list[dict]:
+    return [r for r in records if "dropped" in r and "buffer_bytes" in r]
 
 
 class UnreadStderrTests(TestCase):
@@ -75,11 +84,18 @@ class UnreadStderrTests(TestCase):
 
         # Now read stderr: once it drains, one line says how many lines were dropped,
         # and the stream is still whole JSON lines.
-        stderr = threads.deferToThread(_read_to_eof, read_end)
+        chunks: list[bytes] = []
+        stderr = threads.deferToThread(_read_to_eof, read_end, chunks)
+        for _ in range(400):
+            if _notices(_records(chunks)):
+                break
+            await deferLater(reactor, 0.05)
+        # Only after the notice: the buffer is empty again, so the stop lines fit.
         proc.send({"op": "shutdown"})
         self.assertEqual(await proc.ended, 0)
-        records = [json.loads(x) for x in (await stderr).splitlines() if x.strip()]
-        notices = [r for r in records if "dropped" in r and "buffer_bytes" in r]
+        await stderr
+        records = _records(chunks)
+        notices = _notices(records)
         self.assertTrue(notices, records[-5:])
         self.assertIn("PYWATT_LOG_BUFFER_BYTES", notices[0]["message"])
         self.assertEqual(notices[0]["buffer_bytes"], LOG_BUFFER)
