@@ -54,8 +54,16 @@ class ModuleProcess(ProcessProtocol):
 
     @classmethod
     def spawn(
-        cls, argv: Sequence[str], env: dict[str, str] | None = None, path: str | None = None
+        cls,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        path: str | None = None,
+        stderr_fd: int | None = None,
     ) -> ModuleProcess:
+        """
+        @param stderr_fd: a descriptor of this process to give the child as its stderr
+            (then L{stderr} stays empty); a pipe read here when C{None}.
+        """
         proto = cls()
         reactor.spawnProcess(
             proto,
@@ -63,7 +71,7 @@ class ModuleProcess(ProcessProtocol):
             list(argv),
             env=env if env is not None else child_environment(),
             path=path,
-            childFDs={0: "w", 1: "r", 2: "r"},
+            childFDs={0: "w", 1: "r", 2: "r" if stderr_fd is None else stderr_fd},
         )
         return proto
 

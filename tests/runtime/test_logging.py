@@ -7,7 +7,10 @@ from __future__ import annotations
 import io
 import json
 import logging as stdlib_logging
+import os
+import time
 
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,13 +18,17 @@ from twisted.trial.unittest import SynchronousTestCase
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.runtime.logging import (
     JsonLinesObserver,
+    StderrWriter,
     bridge_stdlib_logging,
+    dropped_lines_event,
     filtered,
     level_from_environment,
+    open_nonblocking_stderr,
     parse_log_level,
 )
 from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.runtime.secret import Secret
+from pywatt_twisted.web.metrics import ModuleMetrics
 
 
 class Captured:
@@ -186,3 +193,198 @@ class RedactorTests(SynchronousTestCase):
         r = Redactor()
         r.add("a.b*c")
         self.assertEqual(r.redact("a.b*c axbbc"), "[REDACTED] axbbc")
+
+
+def _pipe(test: SynchronousTestCase) -> tuple[int, int]:
+    """
+    A pipe with both ends non-blocking, closed at cleanup.
+    """
+    r, w = os.pipe()
+    for fd in (r, w):
+        os.set_blocking(fd, False)
+        test.addCleanup(_close_quietly, fd)
+    return r, w
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _fill(fd: int) -> None:
+    """
+    Write to a non-blocking pipe until it takes no more.
+    """
+    while True:
+        try:
+            os.write(fd, b"#" * 65536)
+        except BlockingIOError:
+            return
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class StderrWriterTests(SynchronousTestCase):
+    """
+    L{StderrWriter} never blocks: a bounded buffer, then drops counted and reported
+    once stderr drains.
+    """
+
+    def setUp(self) -> None:
+        self.r, self.w = _pipe(self)
+        self.reactor = MemoryReactor()
+        self.writer = StderrWriter(self.w, self.reactor, max_buffer=1000, in_io_thread=lambda: True)
+        self.writer.notice = lambda count: f"NOTICE dropped {count}"
+
+    def lines(self, n: int, tag: str = "line") -> list[bytes]:
+        return [f"{tag} {i:04} ".encode().ljust(99, b".") + b"\n" for i in range(n)]
+
+    def test_writes_at_once_when_the_pipe_has_room(self) -> None:
+        self.assertTrue(self.writer.write_line(b"hello\n"))
+        self.assertEqual(_read_all(self.r), b"hello\n")
+        self.assertEqual(self.reactor.getWriters(), [])
+        self.assertEqual(self.writer.dropped_total, 0)
+
+    def test_full_pipe_buffers_up_to_the_bound_then_drops(self) -> None:
+        _fill(self.w)
+        results = [self.writer.write_line(x) for x in self.lines(50)]
+        self.assertEqual(results, [True] * 10 + [False] * 40)
+        self.assertEqual(self.writer.buffered, 1000)
+        self.assertEqual(self.writer.dropped_total, 40)
+        self.assertEqual(self.reactor.getWriters(), [self.writer])
+
+    def test_one_dropped_line_once_stderr_drains(self) -> None:
+        _fill(self.w)
+        for x in self.lines(50):
+            self.writer.write_line(x)
+        # Still full: nothing changes, no notice yet.
+        self.writer.doWrite()
+        self.assertEqual(self.writer.buffered, 1000)
+        # The reader catches up.
+        _read_all(self.r)
+        self.writer.doWrite()
+        out = _read_all(self.r).splitlines()
+        self.assertEqual(out, [x.rstrip(b"\n") for x in self.lines(10)] + [b"NOTICE dropped 40"])
+        self.assertEqual(self.reactor.getWriters(), [])
+        self.assertEqual(self.writer.buffered, 0)
+        # Later lines go straight out; the notice is not repeated; the total stays.
+        self.writer.write_line(b"after\n")
+        self.writer.doWrite()
+        self.assertEqual(_read_all(self.r), b"after\n")
+        self.assertEqual(self.writer.dropped_total, 40)
+
+    def test_notice_is_a_json_line_naming_the_setting(self) -> None:
+        observer = JsonLinesObserver(self.writer, Redactor(), module_id="m9")
+        self.writer.notice = lambda count: observer.render(dropped_lines_event(count, 1000, 0.0))
+        log = Logger(namespace="t", observer=observer)
+        _fill(self.w)
+        for i in range(100):
+            log.info("event {i}", i=i)
+        dropped = self.writer.dropped_total
+        self.assertGreater(dropped, 0)
+        _read_all(self.r)
+        self.writer.doWrite()
+        records = [json.loads(x) for x in _read_all(self.r).splitlines()]
+        notice = records[-1]
+        self.assertEqual(notice["level"], "warn")
+        self.assertEqual(notice["dropped"], dropped)
+        self.assertEqual(notice["buffer_bytes"], 1000)
+        self.assertEqual(notice["module_id"], "m9")
+        self.assertIn("--log-buffer-bytes / PYWATT_LOG_BUFFER_BYTES", notice["message"])
+        self.assertEqual([r["i"] for r in records[:-1]], list(range(len(records) - 1)))
+
+    def test_line_longer_than_the_buffer_is_dropped_when_blocked(self) -> None:
+        _fill(self.w)
+        self.assertFalse(self.writer.write_line(b"x" * 2000 + b"\n"))
+        self.assertEqual(self.writer.buffered, 0)
+        self.assertEqual(self.writer.dropped_total, 1)
+
+    def test_reader_gone(self) -> None:
+        os.close(self.r)
+        self.assertFalse(self.writer.write_line(b"nobody\n"))
+        self.assertFalse(self.writer.write_line(b"nobody\n"))
+        self.assertEqual(self.writer.dropped_total, 2)
+        self.assertEqual(self.reactor.getWriters(), [])
+
+    def test_from_another_thread_the_reactor_is_told_through_call_from_thread(self) -> None:
+        calls: list[tuple[object, ...]] = []
+        self.reactor.callFromThread = lambda f, *a: calls.append((f, *a))  # type: ignore[attr-defined]
+        writer = StderrWriter(self.w, self.reactor, 1000, in_io_thread=lambda: False)
+        _fill(self.w)
+        writer.write_line(b"from a thread\n")
+        self.assertEqual(calls, [(self.reactor.addWriter, writer)])
+
+    def test_final_flush_writes_what_is_left(self) -> None:
+        _fill(self.w)
+        for x in self.lines(5):
+            self.writer.write_line(x)
+        _read_all(self.r)
+        self.writer.flush_final(timeout=5)
+        self.assertEqual(_read_all(self.r), b"".join(self.lines(5)))
+
+    def test_final_flush_never_hangs(self) -> None:
+        """
+        With a reader that never reads, the final flush gives up after its timeout.
+        """
+        _fill(self.w)
+        self.writer.write_line(b"stuck\n")
+        started = time.monotonic()
+        self.writer.flush_final(timeout=0.05)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertEqual(self.writer.buffered, 6)
+
+    def test_final_flush_restores_blocking_mode(self) -> None:
+        writer = StderrWriter(self.w, self.reactor, 1000, restore_blocking=True)
+        writer.flush_final(timeout=0)
+        self.assertTrue(os.get_blocking(self.w))
+
+
+class OpenNonBlockingStderrTests(SynchronousTestCase):
+    def test_pipe_gets_a_description_of_its_own(self) -> None:
+        """
+        For a pipe, the non-blocking descriptor does not change the blocking mode of
+        the original one (nor of the process at the other end).
+        """
+        r, w = os.pipe()
+        self.addCleanup(_close_quietly, r)
+        self.addCleanup(_close_quietly, w)
+        fd, shared = open_nonblocking_stderr(w)
+        self.addCleanup(os.close, fd)
+        self.assertFalse(shared)
+        self.assertFalse(os.get_blocking(fd))
+        self.assertTrue(os.get_blocking(w))
+        os.write(fd, b"through\n")
+        self.assertEqual(os.read(r, 100), b"through\n")
+
+    def test_file_is_duplicated(self) -> None:
+        with open(self.mktemp(), "wb") as f:
+            fd, shared = open_nonblocking_stderr(f.fileno())
+            self.addCleanup(os.close, fd)
+            self.assertTrue(shared)
+            self.assertFalse(os.get_blocking(fd))
+
+
+class LogDropMetricTests(SynchronousTestCase):
+    def test_pywatt_log_dropped_total(self) -> None:
+        _, w = _pipe(self)
+        writer = StderrWriter(w, MemoryReactor(), 10, in_io_thread=lambda: True)
+        metrics = ModuleMetrics()
+        metrics.watch_log_drops(lambda: writer.dropped_total)
+        self.assertIn(b"pywatt_log_dropped_total 0.0", metrics.render())
+        _fill(w)
+        for _ in range(3):
+            writer.write_line(b"0123456789abcdef\n")
+        self.assertIn(b"pywatt_log_dropped_total 3.0", metrics.render())
+        self.assertIn(b"# TYPE pywatt_log_dropped_total counter", metrics.render())

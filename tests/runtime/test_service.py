@@ -436,3 +436,36 @@ class RedactionAtTheEdgesTests(SynchronousTestCase):
         h.start()
         h.feed(line({**json.loads(init_line()), "auth_token": "tok-secret-77"}))
         self.assertEqual(h.redactor.redact("a tok-secret-77 b"), "a [REDACTED] b")
+
+
+class StdoutBackpressureConfigTests(SynchronousTestCase):
+    def test_stdio_gets_the_marks_and_clock_from_the_config(self) -> None:
+        """
+        The stdio protocol is built with the configured stdout marks and the service's
+        reactor as its clock.
+        """
+        h = Harness(echo_app, RuntimeConfig(stdout_high_water=8000, stdout_low_water=1000))
+        h.start()
+        stdio = h.service.stdio
+        assert stdio is not None
+        self.assertEqual((stdio.high_water, stdio.low_water), (8000, 1000))
+        self.assertIs(h.transport.producer, stdio)
+        h.feed(init_line())
+        h.feed(b"not json\n" * 10)
+
+        def reports() -> list[object]:
+            return [
+                c
+                for c in h.reactor.getDelayedCalls()
+                if getattr(c.func, "__name__", "") == "_report_invalid_lines"
+            ]
+
+        self.assertEqual(len(reports()), 1)
+        h.reactor.advance(1)
+        self.assertEqual(reports(), [])
+
+    def test_default_low_water(self) -> None:
+        h = Harness(echo_app, RuntimeConfig(stdout_high_water=8000))
+        h.start()
+        assert h.service.stdio is not None
+        self.assertEqual(h.service.stdio.low_water, 2000)

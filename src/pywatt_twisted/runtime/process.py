@@ -1,12 +1,14 @@
 # -*- test-case-name: tests.integration.test_process -*-
 """
 Wiring a L{ModuleService} into a real process: stdout claimed for the protocol, JSON logs
-on stderr, C{StandardIO}, signal handling and the exit status. Used by C{twistd pywatt}
+on stderr (written without blocking, see L{StderrWriter}), C{StandardIO}, signal handling
+and the exit status. Used by C{twistd pywatt}
 (L{pywatt_twisted.tap}) and C{python -m pywatt_twisted}.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -19,9 +21,10 @@ from twisted.logger import ILogObserver, Logger, LogLevel
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.logging import (
     JsonLinesObserver,
+    StderrWriter,
     bridge_stdlib_logging,
+    dropped_lines_event,
     filtered,
-    stderr_text_stream,
 )
 from pywatt_twisted.runtime.module import ModuleDefinition
 from pywatt_twisted.runtime.service import ModuleService
@@ -65,7 +68,14 @@ def build_process_service(
 
         reactor = default_reactor
     protocol_fd = claim_stdout()
-    json_observer = JsonLinesObserver(stderr_text_stream())
+    log_writer = StderrWriter.for_stderr(reactor, config.log_buffer_bytes)
+    json_observer = JsonLinesObserver(log_writer)
+    log_writer.notice = lambda count: json_observer.render(
+        dropped_lines_event(count, config.log_buffer_bytes, reactor.seconds())
+    )
+    # Logging goes on after the reactor stopped (twistd's last lines): what is still
+    # buffered at exit gets a bounded last chance.
+    atexit.register(log_writer.flush_final)
     observer = filtered(json_observer, level)
     bridge_stdlib_logging(level)
 
@@ -85,7 +95,7 @@ def build_process_service(
         if not shutdown_code:
             shutdown_code.append(code)
             if code != 0:
-                reactor.addSystemEventTrigger("after", "shutdown", _exit_now, code)
+                reactor.addSystemEventTrigger("after", "shutdown", _exit_now, code, log_writer)
         if reactor.running:
             reactor.stop()
         else:
@@ -99,6 +109,7 @@ def build_process_service(
         config=config,
         on_module_id=set_module_id,
     )
+    module.metrics.watch_log_drops(lambda: log_writer.dropped_total)
 
     def on_signal(signum: int, frame: Any) -> None:
         reactor.callFromThread(_signalled, module, signum)
@@ -118,7 +129,9 @@ def _signalled(module: ModuleService, signum: int) -> None:
     module.request_stop()
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int, log_writer: StderrWriter) -> None:
+    # os._exit skips atexit: flush the logs here.
+    log_writer.flush_final()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

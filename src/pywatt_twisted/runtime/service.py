@@ -194,7 +194,13 @@ class ModuleService(MultiService):
     def startService(self) -> None:
         super().startService()
         self._started_at = self.reactor.seconds()
-        self.stdio = StdioProtocol(self, max_line_length=self.config.max_line_length)
+        self.stdio = StdioProtocol(
+            self,
+            max_line_length=self.config.max_line_length,
+            high_water=self.config.stdout_high_water,
+            low_water=self.config.stdout_resume_below,
+            clock=self.reactor,
+        )
         self.secrets = SecretClient(
             self._send_to_orchestrator,
             self.reactor,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
@@ -88,6 +89,8 @@ class ModuleMetrics:
         C{pywatt_messages_sent_total{transport,op}}: protocol messages.
       - C{pywatt_ipc_requests_total{transport,outcome}}: HTTP-over-IPC requests by the
         transport they came on and how the bridge answered them.
+      - C{pywatt_log_dropped_total}: log lines dropped because stderr was not read and
+        the log buffer was full (in a module process; see L{watch_log_drops}).
 
     @ivar registry: the registry every metric lives in; L{render} exposes it.
     @ivar http_requests: the C{pywatt_http_requests_total} counter.
@@ -207,6 +210,26 @@ class ModuleMetrics:
         Count one HTTP-over-IPC request answered by the bridge with C{outcome}.
         """
         self.ipc_requests.labels(transport, outcome).inc()
+
+    def watch_log_drops(self, total: Callable[[], int]) -> Collector:
+        """
+        Publish C{pywatt_log_dropped_total}, read from C{total} on every scrape: log lines
+        dropped because stderr was not read and the log buffer was full.
+
+        @param total: the count so far (L{pywatt_twisted.runtime.logging.StderrWriter}'s
+            C{dropped_total}).
+        @return: the registered collector.
+        """
+
+        def produce() -> Iterable[Any]:
+            yield CounterMetricFamily(
+                "pywatt_log_dropped",
+                "Log lines dropped because stderr was not read and the log buffer "
+                "(--log-buffer-bytes) was full.",
+                value=total(),
+            )
+
+        return self.add_collector(produce)
 
     # Extension and exposition
 
