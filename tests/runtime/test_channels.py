@@ -619,6 +619,8 @@ class HealthTests(SynchronousTestCase):
         self.assertEqual(health["ipc"]["state"], BACKOFF)
         self.assertEqual(health["ipc"]["connect_failures"], 1)
         self.assertIn("refused", health["ipc"]["last_error"])
+        self.assertEqual((health["tcp"]["read_pauses"], health["tcp"]["unsent_bytes"]), (0, 0))
+        self.assertEqual(rig.manager.queue_health()["bytes"], 0)
         self.assertAlmostEqual(health["ipc"]["retry_in_seconds"], 0.1)
         self.assertEqual(rig.received, [(Heartbeat(), "tcp")])
         text = rig.metrics.render().decode()
@@ -627,6 +629,7 @@ class HealthTests(SynchronousTestCase):
         self.assertIn('pywatt_channel_frames_total{channel="tcp",direction="in"} 1.0', text)
         self.assertIn('pywatt_channel_connect_failures_total{channel="ipc"} 1.0', text)
         self.assertIn("pywatt_channel_queue_depth 0.0", text)
+        self.assertIn("pywatt_channel_queue_bytes 0.0", text)
         self.assertIn('pywatt_channel_last_error_timestamp_seconds{channel="ipc"', text)
         rig.stop()
         self.assertNotIn("pywatt_channel_frames_total", rig.metrics.render().decode())
@@ -641,9 +644,27 @@ class OptionsTests(SynchronousTestCase):
                 "PYWATT_IDENTIFY": "all",
                 "PYWATT_CHANNEL_QUEUE_SIZE": "5",
                 "PYWATT_MAX_FRAME_LENGTH": "4096",
+                "PYWATT_CHANNEL_HIGH_WATER": "65536",
+                "PYWATT_CHANNEL_QUEUE_BYTES": "1000000",
+                "PYWATT_TLS_HANDSHAKE_TIMEOUT": "2.5",
+                "PYWATT_CHANNEL_HEALTHY_AFTER": "7",
             }
         )
         options = ChannelOptions.from_config(config)
+        self.assertEqual(
+            (
+                options.high_water,
+                options.queue_bytes,
+                options.tls_handshake_timeout,
+                options.healthy_after,
+            ),
+            (65536, 1_000_000, 2.5, 7.0),
+        )
+        settings = Rig(TCP, options=options).manager.channels["tcp"].settings
+        self.assertEqual(
+            (settings.high_water, settings.tls_handshake_timeout, settings.healthy_after),
+            (65536, 2.5, 7.0),
+        )
         self.assertEqual(options.preference, ("tcp", "ipc"))
         self.assertEqual(options.liveness_deadline, 20.0)
         self.assertEqual(options.identify, "all")

@@ -25,6 +25,7 @@ from pywatt_twisted.transport.channel import (
     MessageTooLarge,
     encode_channel_frame,
 )
+from pywatt_twisted.transport.tls import TlsHandshakeTimeout, is_tls_failure
 from pywatt_twisted.wire.framing import FORMAT_AUTO, FORMAT_BASE64, frame_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
@@ -35,7 +36,6 @@ from pywatt_twisted.wire.messages import (
     RouteToModule,
     Shutdown,
 )
-from pywatt_twisted.transport.tls import TlsHandshakeTimeout, is_tls_failure
 from tests.transport.fakes import (
     BufferedTransport,
     RecordingListener,
@@ -447,9 +447,7 @@ class BackpressureTests(SynchronousTestCase):
 
     def test_bad_marks_refused(self) -> None:
         self.assertRaises(ValueError, ChannelSettings, "tcp", "a", "d", high_water=0)
-        self.assertRaises(
-            ValueError, ChannelSettings, "tcp", "a", "d", high_water=10, low_water=10
-        )
+        self.assertRaises(ValueError, ChannelSettings, "tcp", "a", "d", high_water=10, low_water=10)
         self.assertEqual(ChannelSettings("tcp", "a", "d", high_water=100).resume_below, 25)
 
 

@@ -48,7 +48,6 @@ from zope.interface import implementer
 
 from pywatt_twisted.errors import BootstrapError, ChannelError, ConfigurationError
 from pywatt_twisted.transport.channel import (
-    MiB,
     ChannelClosed,
     ChannelCounters,
     ChannelFactory,
@@ -56,6 +55,7 @@ from pywatt_twisted.transport.channel import (
     ChannelSettings,
     IChannelListener,
     MessageTooLarge,
+    MiB,
     encode_channel_frame,
 )
 from pywatt_twisted.transport.tls import (
