@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
+from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import BootstrapError, ChannelError, ConfigurationError
@@ -31,7 +32,7 @@ from pywatt_twisted.runtime.channels import (
     backoff_policy,
 )
 from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.transport.channel import MessageTooLarge
+from pywatt_twisted.transport.channel import MessageTooLarge, encode_channel_frame
 from pywatt_twisted.transport.tls import TlsMaterial
 from pywatt_twisted.web.metrics import ModuleMetrics
 from pywatt_twisted.wire.codec import decode_init
@@ -186,11 +187,72 @@ class ReconnectTests(SynchronousTestCase):
             connection = rig.up("tcp")
             [identify] = connection.written()
             self.assertEqual(identify["content"]["op"], "identify")
+            connection.receive({"op": "heartbeat"})  # healthy: the backoff resets
             connection.drop()
             self.assertEqual(rig.manager.channels["tcp"].state, BACKOFF)
             rig.clock.advance(0.1)
         self.assertEqual(rig.manager.channels["tcp"].connects, 3)
         self.assertEqual(rig.manager.channels["tcp"].disconnects, 3)
+        rig.stop()
+
+    def retry_delay(self, rig: Rig) -> float:
+        [retry] = rig.clock.getDelayedCalls()
+        return round(retry.getTime() - rig.clock.seconds(), 6)
+
+    def test_unhealthy_connections_keep_the_backoff_growing(self) -> None:
+        """
+        A connection that opens and dies before it is healthy (no inbound message,
+        less than healthy_after seconds up: a TLS rejection, a peer that closes at
+        once) does not reset the delay: it keeps growing, up to the maximum.
+        """
+        rig = Rig(TCP, options=ChannelOptions(healthy_after=10.0, max_delay=1.0)).start()
+        delays = []
+        for _ in range(6):
+            connection = rig.up("tcp")
+            rig.clock.advance(9.0)
+            connection.drop()
+            delays.append(self.retry_delay(rig))
+            rig.clock.advance(delays[-1])
+        self.assertEqual(delays, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+        channel = rig.manager.channels["tcp"]
+        self.assertEqual(channel.failures_in_a_row, 6)
+        self.assertEqual(channel.connects, 6)
+        rig.stop()
+
+    def test_refusals_and_unhealthy_connections_share_the_count(self) -> None:
+        rig = Rig(TCP).start()
+        endpoint = rig.endpoints["tcp"]
+        endpoint.fail()
+        self.assertEqual(self.retry_delay(rig), 0.1)
+        rig.clock.advance(0.1)
+        rig.up("tcp").drop()
+        self.assertEqual(self.retry_delay(rig), 0.2)
+        rig.clock.advance(0.2)
+        endpoint.fail()
+        self.assertEqual(self.retry_delay(rig), 0.4)
+        rig.stop()
+
+    def test_healthy_connection_resets_the_backoff(self) -> None:
+        """
+        After a connection carried a message, or stayed up healthy_after seconds, the
+        next retry starts again at 100 ms.
+        """
+        rig = Rig(TCP, options=ChannelOptions(healthy_after=10.0)).start()
+        for _ in range(3):
+            rig.up("tcp").drop()
+            rig.clock.advance(self.retry_delay(rig))
+        connection = rig.up("tcp")
+        connection.receive({"op": "heartbeat"})
+        connection.drop()
+        self.assertEqual(self.retry_delay(rig), 0.1)
+        rig.clock.advance(0.1)
+        for _ in range(2):
+            rig.up("tcp").drop()
+            rig.clock.advance(self.retry_delay(rig))
+        connection = rig.up("tcp")
+        rig.clock.advance(10.0)
+        connection.drop()
+        self.assertEqual(self.retry_delay(rig), 0.1)
         rig.stop()
 
     def test_identify_mode_all_and_off(self) -> None:
@@ -398,6 +460,75 @@ class QueueTests(SynchronousTestCase):
         self.failureResultOf(a, ChannelUnavailable)
         self.failureResultOf(b, ChannelUnavailable)
 
+    def test_bounded_in_bytes(self) -> None:
+        """
+        The queue counts bytes as well as messages: a message that would take it over
+        queue_bytes fails at once with ChannelQueueFull naming the limit and how to
+        raise it, logged once until the queue empties; the queued ones are delivered
+        in order.
+        """
+        frame_size = len(encode_channel_frame(route(0, 1000), 1 << 30))
+        small_size = len(encode_channel_frame(route(5, 1), 1 << 30))
+        limit = 3 * frame_size + small_size
+        rig = Rig(TCP, options=ChannelOptions(queue_bytes=limit)).start()
+        events: list[dict[str, Any]] = []
+        rig.manager.log = Logger(observer=events.append)
+        queued = [rig.manager.send(route(n, 1000)) for n in range(3)]
+        self.assertEqual(rig.manager.queued_bytes, 3 * frame_size)
+        over = rig.manager.send(route(3, 1000))
+        error = self.failureResultOf(over, ChannelQueueFull).value
+        self.assertIn("PYWATT_CHANNEL_QUEUE_BYTES", str(error))
+        self.assertIn(f"queue bytes {limit}", str(error))
+        self.failureResultOf(rig.manager.send(route(4, 1000)), ChannelQueueFull)
+        small = rig.manager.send(route(5, 1))  # still fits in bytes
+        self.assertNoResult(small)
+        logged = [e for e in events if "PYWATT_CHANNEL_QUEUE_BYTES" in str(e.get("error"))]
+        self.assertEqual(len(logged), 1)
+        self.assertEqual(rig.manager.queue_health()["rejected"], 2)
+        self.assertEqual(rig.manager.queue_health()["bytes_limit"], limit)
+        connection = rig.up("tcp")
+        for d in [*queued, small]:
+            self.successResultOf(d)
+        self.assertEqual(
+            [endpoint_of(m) for m in connection.written()[1:]], ["ep0", "ep1", "ep2", "ep5"]
+        )
+        self.assertEqual(rig.manager.queued_bytes, 0)
+        self.assertEqual(rig.manager.queue_health()["bytes"], 0)
+        rig.stop()
+
+    def test_bytes_released_on_expiry_and_cancel(self) -> None:
+        rig = Rig(TCP, options=ChannelOptions(queue_deadline=2.0)).start()
+        first = rig.manager.send(route(1))
+        second = rig.manager.send(route(2))
+        self.assertGreater(rig.manager.queued_bytes, 0)
+        second.cancel()
+        self.failureResultOf(second)
+        rig.clock.advance(2.0)
+        self.failureResultOf(first, ChannelUnavailable)
+        self.assertEqual(rig.manager.queued_bytes, 0)
+        rig.stop()
+
+    def test_message_bound_is_logged_once(self) -> None:
+        rig = Rig(TCP, options=ChannelOptions(queue_size=1)).start()
+        events: list[dict[str, Any]] = []
+        rig.manager.log = Logger(observer=events.append)
+        waiting = rig.manager.send(route(1))
+        for n in range(3):
+            self.failureResultOf(rig.manager.send(route(n)), ChannelQueueFull)
+        logged = [e for e in events if "PYWATT_CHANNEL_QUEUE_SIZE" in str(e.get("error"))]
+        self.assertEqual(len(logged), 1)
+        rig.up("tcp")
+        self.successResultOf(waiting)
+        rig.manager.send(route(4))  # sent at once
+        self.assertEqual(rig.manager.queued, 0)
+        rig.manager.channels["tcp"].protocol.pauseProducing()  # type: ignore[union-attr]
+        pending = rig.manager.send(route(5))
+        self.failureResultOf(rig.manager.send(route(6)), ChannelQueueFull)
+        logged = [e for e in events if "PYWATT_CHANNEL_QUEUE_SIZE" in str(e.get("error"))]
+        self.assertEqual(len(logged), 2, "logged again once the queue emptied and refilled")
+        rig.stop()
+        self.failureResultOf(pending, ChannelUnavailable)
+
     def test_deadline(self) -> None:
         rig = Rig(TCP, options=ChannelOptions(queue_deadline=2.0)).start()
         d = rig.manager.send(route(1))
@@ -488,6 +619,8 @@ class HealthTests(SynchronousTestCase):
         self.assertEqual(health["ipc"]["state"], BACKOFF)
         self.assertEqual(health["ipc"]["connect_failures"], 1)
         self.assertIn("refused", health["ipc"]["last_error"])
+        self.assertEqual((health["tcp"]["read_pauses"], health["tcp"]["unsent_bytes"]), (0, 0))
+        self.assertEqual(rig.manager.queue_health()["bytes"], 0)
         self.assertAlmostEqual(health["ipc"]["retry_in_seconds"], 0.1)
         self.assertEqual(rig.received, [(Heartbeat(), "tcp")])
         text = rig.metrics.render().decode()
@@ -496,6 +629,7 @@ class HealthTests(SynchronousTestCase):
         self.assertIn('pywatt_channel_frames_total{channel="tcp",direction="in"} 1.0', text)
         self.assertIn('pywatt_channel_connect_failures_total{channel="ipc"} 1.0', text)
         self.assertIn("pywatt_channel_queue_depth 0.0", text)
+        self.assertIn("pywatt_channel_queue_bytes 0.0", text)
         self.assertIn('pywatt_channel_last_error_timestamp_seconds{channel="ipc"', text)
         rig.stop()
         self.assertNotIn("pywatt_channel_frames_total", rig.metrics.render().decode())
@@ -510,9 +644,27 @@ class OptionsTests(SynchronousTestCase):
                 "PYWATT_IDENTIFY": "all",
                 "PYWATT_CHANNEL_QUEUE_SIZE": "5",
                 "PYWATT_MAX_FRAME_LENGTH": "4096",
+                "PYWATT_CHANNEL_HIGH_WATER": "65536",
+                "PYWATT_CHANNEL_QUEUE_BYTES": "1000000",
+                "PYWATT_TLS_HANDSHAKE_TIMEOUT": "2.5",
+                "PYWATT_CHANNEL_HEALTHY_AFTER": "7",
             }
         )
         options = ChannelOptions.from_config(config)
+        self.assertEqual(
+            (
+                options.high_water,
+                options.queue_bytes,
+                options.tls_handshake_timeout,
+                options.healthy_after,
+            ),
+            (65536, 1_000_000, 2.5, 7.0),
+        )
+        settings = Rig(TCP, options=options).manager.channels["tcp"].settings
+        self.assertEqual(
+            (settings.high_water, settings.tls_handshake_timeout, settings.healthy_after),
+            (65536, 2.5, 7.0),
+        )
         self.assertEqual(options.preference, ("tcp", "ipc"))
         self.assertEqual(options.liveness_deadline, 20.0)
         self.assertEqual(options.identify, "all")

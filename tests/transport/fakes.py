@@ -154,3 +154,43 @@ class FakeEndpoint:
     def fail(self, error: Exception | None = None) -> None:
         _factory, d = self.pending.pop(0)
         d.errback(error or ConnectionRefusedError("connection refused"))
+
+
+class BufferedTransport(StringTransportWithDisconnection):
+    """
+    A transport whose peer reads only when the test says so, with the write-buffer
+    flow control of Twisted's real transports (C{FileDescriptor}): it pauses its
+    streaming producer when more than C{bufferSize} bytes wait, and resumes it once
+    the peer read them all. What waits is measurable: C{len(transport.value())}.
+    Its own C{producerState} says whether the protocol paused I{reading} it.
+    """
+
+    def __init__(self, bufferSize: int) -> None:
+        super().__init__()
+        self.bufferSize = bufferSize
+        self.producerPaused = False
+        self.delivered = b""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if (
+            self.producer is not None
+            and self.streaming
+            and not self.producerPaused
+            and len(self.value()) > self.bufferSize
+        ):
+            self.producerPaused = True
+            self.producer.pauseProducing()
+
+    def drain(self) -> bytes:
+        """
+        The peer reads everything buffered; the producer is resumed as a real
+        transport would once its buffer is empty.
+        """
+        data = self.value()
+        self.delivered += data
+        self.clear()
+        if self.producerPaused and self.producer is not None:
+            self.producerPaused = False
+            self.producer.resumeProducing()
+        return data

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -24,6 +25,7 @@ from pywatt_twisted.transport.channel import (
     MessageTooLarge,
     encode_channel_frame,
 )
+from pywatt_twisted.transport.tls import TlsHandshakeTimeout, is_tls_failure
 from pywatt_twisted.wire.framing import FORMAT_AUTO, FORMAT_BASE64, frame_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
@@ -34,7 +36,13 @@ from pywatt_twisted.wire.messages import (
     RouteToModule,
     Shutdown,
 )
-from tests.transport.fakes import RecordingListener, frame, frames_of, ops_of
+from tests.transport.fakes import (
+    BufferedTransport,
+    RecordingListener,
+    frame,
+    frames_of,
+    ops_of,
+)
 
 
 def connect(
@@ -266,22 +274,254 @@ class FlowControlTests(SynchronousTestCase):
         self.assertIs(transport.producer, protocol)
         self.assertTrue(transport.streaming)
 
-    def test_pause_stops_reading_and_reports(self) -> None:
+    def test_transport_pause_stops_new_sends(self) -> None:
         """
-        When the transport's buffer fills, the protocol stops reading requests and
-        tells the manager to stop writing; on resume both start again.
+        When the transport's buffer fills, the protocol tells the manager to stop
+        routing new sends to it (and resumes that on drain); it keeps reading until
+        its own outbox passes the high-water mark.
         """
         protocol, transport, listener, _ = connect()
         protocol.pauseProducing()
-        self.assertEqual(transport.producerState, "paused")
         self.assertFalse(protocol.writable)
         self.assertEqual(listener.writable, [False])
+        self.assertEqual(transport.producerState, "producing")
         protocol.pauseProducing()
         self.assertEqual(listener.writable, [False])
         protocol.resumeProducing()
-        self.assertEqual(transport.producerState, "producing")
         self.assertTrue(protocol.writable)
         self.assertEqual(listener.writable, [False, True])
+
+
+def request(n: int) -> bytes:
+    return frame(
+        {
+            "op": "http_request",
+            "request_id": f"req-{n}",
+            "method": "GET",
+            "uri": "/big",
+            "headers": {},
+            "body": [],
+        }
+    )
+
+
+def reply(n: int, size: int) -> bytes:
+    return frame({"op": "http_response", "request_id": f"req-{n}", "pad": "x" * size})
+
+
+class ReplyingListener(RecordingListener):
+    """
+    Answers each HTTP request at once with a large frame, as a handler would.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.protocol: ChannelProtocol | None = None
+
+    def channel_message(self, protocol: ChannelProtocol, message: object) -> None:
+        super().channel_message(protocol, message)
+        assert isinstance(message, HttpRequest)
+        protocol.write_frame(reply(int(message.request_id[4:]), self.size))
+
+
+class BackpressureTests(SynchronousTestCase):
+    """
+    A peer that does not read its replies: the bytes the channel holds stay bounded
+    by its high-water mark, and it takes no new work until they drain.
+    """
+
+    HIGH = 2000
+    REPLY = 200  # the reply frame is a little larger
+
+    def connect(
+        self, transport_buffer: int = 100
+    ) -> tuple[ChannelProtocol, BufferedTransport, ReplyingListener]:
+        settings = ChannelSettings("tcp", "a", "demo", identify=False, high_water=self.HIGH)
+        listener = ReplyingListener(self.REPLY)
+        protocol = ChannelFactory(settings, listener, Clock()).buildProtocol(None)
+        transport = BufferedTransport(transport_buffer)
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        return protocol, transport, listener
+
+    def test_pauses_reading_above_high_water_resumes_below_low_water(self) -> None:
+        """
+        Forty requests arrive in one read; each is answered with a large reply. Once
+        the unsent replies pass the high-water mark the channel pauses reading its
+        transport and dispatches none of the requests already read; as the peer reads,
+        it resumes only at or below a quarter of the mark. All forty replies arrive,
+        in order, and the bytes held never exceed the mark by more than one reply.
+        """
+        protocol, transport, listener = self.connect()
+        events: list[dict[str, object]] = []
+        protocol.log = Logger(observer=events.append)
+        frame_size = len(reply(0, self.REPLY))
+        paused_at: list[int] = []
+        resumed_at: list[int] = []
+        pause, resume = transport.pauseProducing, transport.resumeProducing
+
+        def record_pause() -> None:
+            paused_at.append(protocol.buffered)
+            pause()
+
+        def record_resume() -> None:
+            resumed_at.append(protocol.buffered)
+            resume()
+
+        transport.pauseProducing = record_pause  # type: ignore[method-assign]
+        transport.resumeProducing = record_resume  # type: ignore[method-assign]
+        protocol.dataReceived(b"".join(request(n) for n in range(40)))
+
+        # Reply 0 fills the transport; the next ones wait in the outbox until one
+        # takes it over the mark: no more requests are taken.
+        over = self.HIGH // frame_size + 1
+        self.assertEqual(len(listener.messages), 1 + over)
+        self.assertEqual(transport.producerState, "paused")
+        self.assertTrue(protocol.reading_paused)
+        self.assertEqual(protocol.buffered, over * frame_size)
+        self.assertEqual(listener.writable, [False])
+
+        # Data still delivered while paused (a TLS record already read) queues
+        # behind what was read before.
+        protocol.dataReceived(request(40))
+        self.assertEqual(len(listener.messages), 1 + over)
+
+        peak = 0
+        while transport.value():
+            peak = max(peak, protocol.buffered + len(transport.value()))
+            self.assertLessEqual(protocol.buffered, self.HIGH + frame_size)
+            self.assertEqual(transport.producerState == "paused", protocol.reading_paused)
+            transport.drain()
+        # In-process bound: the channel's outbox plus the transport's buffer.
+        self.assertLessEqual(peak, self.HIGH + 100 + 2 * frame_size)
+        self.assertTrue(paused_at and resumed_at)
+        self.assertTrue(all(b > self.HIGH for b in paused_at), paused_at)
+        self.assertTrue(all(b <= self.HIGH // 4 for b in resumed_at), resumed_at)
+        self.assertEqual(len(paused_at), len(resumed_at))
+        ids = [f["request_id"] for f in frames_of(transport.delivered)]
+        self.assertEqual(ids, [f"req-{n}" for n in range(41)])
+        self.assertEqual([m.request_id for m in listener.messages], ids)  # type: ignore[attr-defined]
+        self.assertEqual(protocol.buffered, 0)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(protocol.counters.read_pauses, len(paused_at))
+        warnings = [e for e in events if "PYWATT_CHANNEL_HIGH_WATER" in str(e["log_format"])]
+        self.assertEqual(len(warnings), 1, "the bound is logged once per connection")
+
+    def test_counts_bytes_not_frames(self) -> None:
+        """
+        Many small replies never pause reading; the mark is in bytes.
+        """
+        protocol, transport, listener = self.connect()
+        listener.size = 1
+        protocol.pauseProducing()  # the transport is full
+        protocol.dataReceived(b"".join(request(n) for n in range(20)))
+        self.assertEqual(len(listener.messages), 20)
+        self.assertFalse(protocol.reading_paused)
+        self.assertLess(protocol.buffered, self.HIGH)
+        self.assertEqual(transport.value(), b"")
+        transport.producerPaused = True
+        transport.drain()
+        while transport.value():
+            transport.drain()
+        ids = [f["request_id"] for f in frames_of(transport.delivered)]
+        self.assertEqual(ids, [f"req-{n}" for n in range(20)])
+
+    def test_close_flushes_the_outbox(self) -> None:
+        protocol, transport, _ = self.connect()
+        protocol.dataReceived(request(0) + request(1))
+        self.assertGreater(protocol.buffered, 0)
+        protocol.close()
+        ids = [f["request_id"] for f in frames_of(transport.value())]
+        self.assertEqual(ids, ["req-0", "req-1"])
+        self.assertEqual(protocol.buffered, 0)
+
+    def test_loss_releases_everything(self) -> None:
+        protocol, transport, listener = self.connect()
+        protocol.dataReceived(b"".join(request(n) for n in range(40)))
+        transport.loseConnection()
+        self.assertEqual(protocol.buffered, 0)
+        self.assertEqual(len(protocol._held), 0)
+        transport.drain()
+        self.assertEqual(len(listener.messages), 2 + self.HIGH // len(reply(0, self.REPLY)))
+
+    def test_bad_marks_refused(self) -> None:
+        self.assertRaises(ValueError, ChannelSettings, "tcp", "a", "d", high_water=0)
+        self.assertRaises(ValueError, ChannelSettings, "tcp", "a", "d", high_water=10, low_water=10)
+        self.assertEqual(ChannelSettings("tcp", "a", "d", high_water=100).resume_below, 25)
+
+
+class HealthyTests(SynchronousTestCase):
+    """
+    Whether a connection proved usable (the manager resets its backoff only then).
+    """
+
+    def test_one_inbound_message_makes_it_healthy(self) -> None:
+        protocol, transport, _, _ = connect()
+        self.assertFalse(protocol.healthy)
+        protocol.dataReceived(frame({"op": "heartbeat"}))
+        self.assertTrue(protocol.healthy)
+        transport.loseConnection()
+        self.assertTrue(protocol.healthy)
+
+    def test_dies_at_once_not_healthy(self) -> None:
+        protocol, transport, _, clock = connect()
+        clock.advance(9.9)
+        transport.loseConnection()
+        self.assertFalse(protocol.healthy)
+        clock.advance(100)
+        self.assertFalse(protocol.healthy, "counted until the loss, not until now")
+
+    def test_up_long_enough_is_healthy(self) -> None:
+        protocol, transport, _, clock = connect(
+            ChannelSettings("tcp", "a", "demo", healthy_after=3.0)
+        )
+        clock.advance(3.0)
+        self.assertTrue(protocol.healthy)
+        transport.loseConnection()
+        self.assertTrue(protocol.healthy)
+
+    def test_tls_rejected_after_handshake_not_healthy(self) -> None:
+        """
+        Over TLS, bytes before the connection is accepted do not count, and a
+        connection that is never ready is never healthy however long it lasted.
+        """
+        protocol, transport, _, clock = connect(
+            ChannelSettings("tcp", "a", "demo", tls=True, tls_settle=60, healthy_after=1)
+        )
+        protocol.handshakeCompleted()
+        clock.advance(30)
+        transport.loseConnection()
+        self.assertFalse(protocol.healthy)
+
+
+class TlsHandshakeTimeoutTests(SynchronousTestCase):
+    def settings(self) -> ChannelSettings:
+        return ChannelSettings("tcp", "a", "demo", tls=True, tls_handshake_timeout=10.0)
+
+    def test_stalled_handshake_aborts(self) -> None:
+        protocol, transport, listener, clock = connect(self.settings())
+        clock.advance(9.9)
+        self.assertFalse(transport.disconnected)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnected)
+        self.assertIsInstance(protocol.abort_reason, TlsHandshakeTimeout)
+        self.assertIn("PYWATT_TLS_HANDSHAKE_TIMEOUT", str(protocol.abort_reason))
+        self.assertTrue(is_tls_failure(protocol.abort_reason))
+        self.assertEqual(listener.ready, [])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_completed_handshake_cancels(self) -> None:
+        protocol, transport, _, clock = connect(self.settings())
+        clock.advance(5)
+        protocol.handshakeCompleted()
+        clock.advance(60)
+        self.assertFalse(transport.disconnected)
+        self.assertIsNone(protocol.abort_reason)
+
+    def test_plaintext_has_no_handshake_timer(self) -> None:
+        _, _, _, clock = connect(ChannelSettings("tcp", "a", "demo", tls_handshake_timeout=1.0))
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class LivenessTests(SynchronousTestCase):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -269,3 +270,80 @@ class LoopbackTlsTests(MaterialMixin, TestCase):
     def test_pki_files_are_private(self) -> None:
         paths = self.files()
         self.assertEqual(os.stat(paths["client_key"]).st_mode & 0o777, 0o600)
+
+
+class _Stalled(Protocol):
+    """
+    Accepts a TCP connection and never answers: a TLS server stuck before the
+    handshake. Records when each connection arrived and a Deferred for its end.
+    """
+
+    def __init__(
+        self, accepted: list[tuple[float, Deferred[None]]], arrivals: list[Deferred[None]]
+    ):
+        self.accepted = accepted
+        self.arrivals = arrivals
+        self.gone: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        index = len(self.accepted)
+        self.accepted.append((reactor.seconds(), self.gone))  # type: ignore[attr-defined]
+        if index < len(self.arrivals):
+            self.arrivals[index].callback(None)
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.gone.callback(None)
+
+
+class StalledHandshakeTests(MaterialMixin, TestCase):
+    """
+    A real TCP listener on 127.0.0.1 that accepts and never answers the TLS
+    handshake: the channel aborts each attempt after C{tls_handshake_timeout} and
+    retries with growing delays (the attempts never count as healthy).
+    """
+
+    timeout = 30
+
+    async def test_stalled_handshake_is_retried_with_backoff(self) -> None:
+        accepted: list[tuple[float, Deferred[None]]] = []
+        arrivals: list[Deferred[None]] = [Deferred() for _ in range(3)]
+        factory = Factory.forProtocol(lambda: _Stalled(accepted, arrivals))
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        address = f"127.0.0.1:{port.getHost().port}"
+        spec = ChannelSpec("tcp", address, tls=True, host="127.0.0.1", port=port.getHost().port)
+        paths = self.files()
+        timeout = 0.3
+        manager = ChannelManager(
+            [spec],
+            module_id="stalled",
+            receiver=lambda message, link: None,
+            clock=reactor,
+            reactor=reactor,
+            options=ChannelOptions(tls_handshake_timeout=timeout),
+            security_level=SecurityLevel.NONE,
+            tls_material=TlsMaterial(paths["ca"]),
+            random=lambda: 0.0,  # no jitter: delays 0.1, 0.2, 0.4...
+        )
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        channel = manager.channels["tcp"]
+        for n, arrival in enumerate(arrivals):
+            await arrival
+            # Each new attempt follows n failed ones; none reset the count.
+            self.assertEqual(channel.failures_in_a_row, n)
+            self.assertEqual(channel.connects, 0)
+        # The module aborted each connection; the server saw it close.
+        for _, gone in accepted[:2]:
+            await gone
+        times = [t for t, _ in accepted]
+        # Attempt k+1 starts no earlier than the timeout plus the k-th backoff delay
+        # (0.1 s, then 0.2 s) after attempt k: the delays grow, they are not reset.
+        margin = 0.05
+        self.assertGreaterEqual(times[1] - times[0], timeout + 0.1 - margin)
+        self.assertGreaterEqual(times[2] - times[1], timeout + 0.2 - margin)
+        self.assertIn("did not complete within 0.3 s", channel.last_error or "")
+        self.assertIn("PYWATT_TLS_HANDSHAKE_TIMEOUT", channel.last_error or "")
+        self.assertGreaterEqual(channel.connect_failures, 2)
+        await manager.stopService()
+        self.flushLoggedErrors()

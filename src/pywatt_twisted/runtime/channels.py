@@ -5,14 +5,21 @@ C{tcp_channel} and C{ipc_channel}), as a L{MultiService} with one L{ClientServic
 channel.
 
   - B{Reconnection}: exponential backoff with jitter, 100 ms doubling to 30 s
-    (L{backoff_policy}), for ever, for every channel.
+    (L{backoff_policy}), for ever, for every channel. The delay goes back to 100 ms
+    only after a I{healthy} connection (ready and one full inbound message, or
+    C{healthy_after} seconds up): one that opens and dies before that (a TLS
+    rejection, a handshake that times out after C{tls_handshake_timeout}) keeps the
+    delays growing.
   - B{Required channels} must be up before the module announces
     (L{ChannelManager.when_required_ready}, bounded by C{required_timeout}); optional
     ones connect in the background.
   - B{Failover}: L{ChannelManager.send} writes to the first ready, writable channel in
     the preference order (Unix socket first by default). With none, the message waits
-    in a bounded queue until a channel comes up, or its Deferred fails (queue full,
-    deadline passed, module stopping). Nothing is dropped silently.
+    in a queue bounded in messages and in bytes until a channel comes up, or its
+    Deferred fails (queue full, deadline passed, module stopping). Nothing is dropped
+    silently.
+  - B{Backpressure}: a channel whose orchestrator does not read takes no new sends;
+    past C{high_water} unsent bytes it stops reading new work (L{ChannelProtocol}).
   - B{On every (re)connect}: identify first (by the protocol), then the queued frames.
   - B{Health}: per-channel state, counters and last error for C{/health}
     (L{ChannelManager.health}) and C{/metrics} (a collector on L{ModuleMetrics}).
@@ -48,6 +55,7 @@ from pywatt_twisted.transport.channel import (
     ChannelSettings,
     IChannelListener,
     MessageTooLarge,
+    MiB,
     encode_channel_frame,
 )
 from pywatt_twisted.transport.tls import (
@@ -205,6 +213,13 @@ class ChannelOptions:
     @ivar identify: C{"tcp"} (identify on the TCP channel only), C{"all"} or C{"off"}.
     @ivar max_frame_length: the frame cap, both directions.
     @ivar stop_grace: seconds connections get to flush on stop before being aborted.
+    @ivar queue_bytes: bytes of frames that may wait for a channel; more fail at once.
+    @ivar high_water: unsent bytes held by a connection above which it stops reading
+        new work from the orchestrator (resuming at a quarter of it).
+    @ivar tls_handshake_timeout: seconds a TLS handshake may take before the
+        connection is aborted and retried with backoff.
+    @ivar healthy_after: seconds a ready connection must stay up (unless it carried an
+        inbound message first) before its loss resets the reconnect backoff.
     """
 
     preference: tuple[str, ...] = ("ipc", "tcp")
@@ -220,6 +235,10 @@ class ChannelOptions:
     jitter: float = 0.5
     tls_settle: float = 0.5
     stop_grace: float = 5.0
+    queue_bytes: int = 64 * MiB
+    high_water: int = 4 * MiB
+    tls_handshake_timeout: float = 10.0
+    healthy_after: float = 10.0
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "preference", _preference(self.preference))
@@ -242,6 +261,10 @@ class ChannelOptions:
             liveness_deadline=config.channel_liveness_deadline,
             identify=config.identify,
             max_frame_length=config.max_frame_length,
+            queue_bytes=config.channel_queue_bytes,
+            high_water=config.channel_high_water,
+            tls_handshake_timeout=config.tls_handshake_timeout,
+            healthy_after=config.channel_healthy_after,
         )
 
 
@@ -347,6 +370,10 @@ class _Channel:
         self.last_error_at: float | None = None
         self.connected_since: float | None = None
         self.next_retry: float | None = None
+        #: Failures since the last healthy connection: the backoff step. Unlike
+        #: ClientService's own count, a connection that opened but never became
+        #: healthy does not reset it.
+        self.failures_in_a_row = 0
 
     @property
     def writable(self) -> bool:
@@ -406,6 +433,8 @@ class _Channel:
             "bytes_in": c.bytes_in,
             "bytes_out": c.bytes_out,
             "bad_frames": c.bad_frames,
+            "read_pauses": c.read_pauses,
+            "unsent_bytes": self.protocol.buffered if self.protocol is not None else 0,
             "last_error": self.last_error,
             "last_error_age_seconds": (
                 round(now - self.last_error_at, 3) if self.last_error_at is not None else None
@@ -477,6 +506,8 @@ class ChannelManager(MultiService):
         self.stopping = False
         self._started_at: float | None = None
         self._queue: deque[_Queued] = deque()
+        self._queued_bytes = 0
+        self._queue_full_logged = False
         self._flushing = False
         self.queue_rejected = 0
         self.queue_expired = 0
@@ -522,6 +553,9 @@ class ChannelManager(MultiService):
             liveness_deadline=self.options.liveness_deadline,
             tls=spec.tls,
             tls_settle=self.options.tls_settle,
+            tls_handshake_timeout=self.options.tls_handshake_timeout,
+            high_water=self.options.high_water,
+            healthy_after=self.options.healthy_after,
         )
 
     # -- IService -----------------------------------------------------------------------
@@ -571,7 +605,10 @@ class ChannelManager(MultiService):
         )
 
         def retry(attempt: int) -> float:
-            delay = policy(attempt)
+            # ClientService's attempt count restarts whenever a connection opens; ours
+            # restarts only after a healthy one (see channel_lost).
+            channel.failures_in_a_row += 1
+            delay = policy(channel.failures_in_a_row)
             channel.next_retry = self.clock.seconds() + delay
             if channel.state != FAILED and not self.stopping:
                 channel.set_state(BACKOFF)
@@ -741,13 +778,18 @@ class ChannelManager(MultiService):
                 self.sent_direct += 1
                 return succeed(None)
         if len(self._queue) >= self.options.queue_size:
-            self.queue_rejected += 1
-            return fail(
-                ChannelQueueFull(
-                    f"cannot send {op}: no channel is up ({self._states()}) and "
-                    f"{len(self._queue)} messages already wait for one (queue size "
-                    f"{self.options.queue_size}); retry later or raise PYWATT_CHANNEL_QUEUE_SIZE"
-                )
+            return self._queue_full(
+                f"cannot send {op}: no channel is up ({self._states()}) and "
+                f"{len(self._queue)} messages already wait for one (queue size "
+                f"{self.options.queue_size}); retry later or raise PYWATT_CHANNEL_QUEUE_SIZE "
+                "/ --channel-queue-size"
+            )
+        if self._queued_bytes + len(frame) > self.options.queue_bytes:
+            return self._queue_full(
+                f"cannot send {op} ({len(frame)} bytes): no channel is up ({self._states()}) "
+                f"and {self._queued_bytes} bytes already wait for one (queue bytes "
+                f"{self.options.queue_bytes}); retry later or raise PYWATT_CHANNEL_QUEUE_BYTES "
+                "/ --channel-queue-bytes"
             )
         item = _Queued(frame, op, None, prefer)
         d: Deferred[None] = Deferred(lambda _: self._cancel(item))
@@ -755,13 +797,34 @@ class ChannelManager(MultiService):
         self._enqueue(item)
         return d
 
+    def _queue_full(self, text: str) -> Deferred[None]:
+        """
+        Fail a send the full queue cannot take; log it once until the queue empties.
+        """
+        self.queue_rejected += 1
+        if not self._queue_full_logged:
+            self._queue_full_logged = True
+            self.log.error(
+                "{error} (further sends refused while the queue is full are not logged; "
+                "their Deferreds fail)",
+                error=text,
+            )
+        return fail(ChannelQueueFull(text))
+
     def _enqueue(self, item: _Queued, front: bool = False) -> None:
         item.timer = self.clock.callLater(self.options.queue_deadline, self._expire, item)
         if front:
             self._queue.appendleft(item)
         else:
             self._queue.append(item)
+        self._queued_bytes += len(item.frame)
         self._flush()
+
+    def _dequeued(self, item: _Queued) -> None:
+        self._queued_bytes -= len(item.frame)
+        if not self._queue:
+            self._queued_bytes = 0
+            self._queue_full_logged = False
 
     def _states(self) -> str:
         if not self.channels:
@@ -794,6 +857,7 @@ class ChannelManager(MultiService):
                 if channel is None:
                     return
                 queue.popleft()
+                self._dequeued(item)
                 if item.timer is not None and item.timer.active():
                     item.timer.cancel()
                 assert channel.protocol is not None
@@ -810,6 +874,7 @@ class ChannelManager(MultiService):
             self._queue.remove(item)
         except ValueError:
             return
+        self._dequeued(item)
         self.queue_expired += 1
         error = ChannelUnavailable(
             f"{item.op} was not sent: no channel came up within "
@@ -826,11 +891,14 @@ class ChannelManager(MultiService):
             self._queue.remove(item)
         except ValueError:
             return
+        self._dequeued(item)
         if item.timer is not None and item.timer.active():
             item.timer.cancel()
 
     def _fail_queue(self, make_error: Callable[[_Queued], Exception], reason: str) -> None:
         queue, self._queue = self._queue, deque()
+        self._queued_bytes = 0
+        self._queue_full_logged = False
         for item in queue:
             if item.timer is not None and item.timer.active():
                 item.timer.cancel()
@@ -846,6 +914,13 @@ class ChannelManager(MultiService):
         Messages waiting for a channel.
         """
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """
+        Bytes of the frames waiting for a channel.
+        """
+        return self._queued_bytes
 
     # -- IChannelListener ---------------------------------------------------------------
 
@@ -889,6 +964,8 @@ class ChannelManager(MultiService):
         elif not self.stopping:
             # Connected at the socket level but never became ready (TLS failed).
             channel.connect_failures += 1
+        if protocol.healthy:
+            channel.failures_in_a_row = 0
         if self.stopping:
             return
         cause: Failure | BaseException = (
@@ -935,6 +1012,8 @@ class ChannelManager(MultiService):
         return {
             "queued": len(self._queue),
             "limit": self.options.queue_size,
+            "bytes": self._queued_bytes,
+            "bytes_limit": self.options.queue_bytes,
             "rejected": self.queue_rejected,
             "expired": self.queue_expired,
         }
@@ -988,6 +1067,10 @@ class ChannelManager(MultiService):
             "pywatt_channel_queue_depth", "Messages waiting for a channel to come up."
         )
         queue.add_metric([], len(self._queue))
+        queue_bytes = GaugeMetricFamily(
+            "pywatt_channel_queue_bytes", "Bytes of messages waiting for a channel to come up."
+        )
+        queue_bytes.add_metric([], self._queued_bytes)
         queue_failures = CounterMetricFamily(
             "pywatt_channel_queue_failures",
             "Messages that failed without being sent, by reason (full, expired).",
@@ -1004,6 +1087,7 @@ class ChannelManager(MultiService):
             bad,
             last_error,
             queue,
+            queue_bytes,
             queue_failures,
         ]
 

@@ -11,16 +11,24 @@ client. The protocol:
   - enforces the frame cap in both directions: an outgoing message that does not fit
     fails its caller with L{MessageTooLarge}; an incoming header announcing more than
     the cap aborts the connection before a byte of its payload is buffered;
-  - is a push producer for its transport: when the orchestrator reads slower than the
-    module writes and the transport's buffer fills, the protocol stops reading
-    requests and tells its listener (the channel manager) to stop writing to it, so a
-    slow orchestrator cannot make the module buffer without bound;
+  - is a push producer for its transport, and bounds what it buffers for a slow
+    orchestrator: when the transport's buffer fills, the protocol tells its listener
+    (the channel manager) to stop routing new sends to it, and keeps the frames still
+    written to it (replies, identify) in its own outbox, counted in bytes
+    (L{ChannelProtocol.buffered}). Above C{high_water} unsent bytes it stops taking
+    new inbound work: it pauses reading its transport and holds frames already read
+    until the outbox drains to C{low_water}; then it resumes, in order, dropping
+    nothing;
   - sends the identify envelope (PROTOCOL.md 2.5) first on every connection when
     configured, and only then reports itself ready. Over TLS it writes identify once the
     handshake is done, and reports ready only once the peer has shown it accepted the
     connection (its first bytes, or C{tls_settle} seconds without an alert): a TLS 1.3
     server rejects a client certificate I{after} the client's handshake completed, and
-    frames written in between would be lost;
+    frames written in between would be lost. A handshake that does not complete
+    within C{tls_handshake_timeout} aborts the connection (L{TlsHandshakeTimeout});
+  - knows whether it proved usable (L{ChannelProtocol.healthy}: ready and one full
+    inbound message, or C{healthy_after} seconds up), so the manager resets its
+    reconnect backoff only after a connection that really worked;
   - optionally aborts a connection that stayed silent for longer than a liveness
     deadline (the manager then reconnects).
 
@@ -32,7 +40,8 @@ back on the connection it came from.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import define, frozen
@@ -42,8 +51,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from pywatt_twisted.errors import ChannelError, FrameTooLarge, ProtocolError
+from pywatt_twisted.errors import ChannelError, FrameError, FrameTooLarge, ProtocolError
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
+from pywatt_twisted.transport.tls import TlsHandshakeTimeout
 from pywatt_twisted.wire import _json
 from pywatt_twisted.wire.codec import decode_from_orchestrator, to_json_object
 from pywatt_twisted.wire.framing import (
@@ -71,6 +81,8 @@ __all__ = [
 
 _log = Logger()
 _dumps = _json.dumps
+
+MiB = 1024 * 1024
 
 
 class MessageTooLarge(FrameTooLarge, ChannelError):
@@ -168,6 +180,14 @@ class ChannelSettings:
     @ivar tls: the connection runs over TLS: ready only after the handshake.
     @ivar tls_settle: over TLS, seconds after the handshake (or until the peer's first
         bytes) before the connection counts as accepted and becomes ready.
+    @ivar tls_handshake_timeout: over TLS, seconds from the TCP connect to the end of
+        the handshake before the connection is aborted; C{None} turns it off.
+    @ivar high_water: unsent outbound bytes held by the connection above which it
+        stops reading its transport (no new inbound work).
+    @ivar low_water: unsent bytes at or below which reading resumes; C{None}: a
+        quarter of C{high_water}.
+    @ivar healthy_after: seconds a ready connection must stay up to count as healthy
+        without an inbound message.
     """
 
     name: str
@@ -179,6 +199,26 @@ class ChannelSettings:
     liveness_deadline: float | None = None
     tls: bool = False
     tls_settle: float = 0.5
+    tls_handshake_timeout: float | None = 10.0
+    high_water: int = 4 * MiB
+    low_water: int | None = None
+    healthy_after: float = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.high_water <= 0:
+            raise ValueError(f"high_water must be positive, got {self.high_water!r}")
+        if self.low_water is not None and not 0 <= self.low_water < self.high_water:
+            raise ValueError(
+                f"low_water must be within [0, high_water), got {self.low_water!r} "
+                f"(high_water {self.high_water!r})"
+            )
+
+    @property
+    def resume_below(self) -> int:
+        """
+        The low-water mark in effect: C{low_water}, or a quarter of C{high_water}.
+        """
+        return self.high_water // 4 if self.low_water is None else self.low_water
 
 
 @define
@@ -192,6 +232,7 @@ class ChannelCounters:
     bytes_in: int = 0
     bytes_out: int = 0
     bad_frames: int = 0
+    read_pauses: int = 0
 
 
 class IChannelListener(Interface):
@@ -206,7 +247,8 @@ class IChannelListener(Interface):
 
     def channel_writable(protocol: ChannelProtocol, writable: bool) -> None:
         """
-        The transport's buffer filled (C{False}) or drained (C{True}).
+        The transport's buffer filled (C{False}: route new sends elsewhere; frames
+        still written go to the protocol's bounded outbox) or drained (C{True}).
         """
 
     def channel_message(protocol: ChannelProtocol, message: object) -> None:
@@ -237,7 +279,14 @@ class ChannelProtocol(Protocol):
     One framed channel connection, module side. See the module docstring.
 
     @ivar ready: the connection is usable (connected, TLS done, identify written).
-    @ivar paused: the transport asked us to stop writing.
+    @ivar paused: the transport asked us to stop writing: frames written now wait in
+        the outbox.
+    @ivar reading_paused: the outbox holds more than C{high_water} bytes: the
+        transport is not read and read frames are held until it drains.
+    @ivar buffered: bytes of frames in the outbox (written by the module, not yet
+        handed to the transport).
+    @ivar ready_at: when the connection became ready.
+    @ivar exchanged: a full inbound message arrived once the connection was ready.
     @ivar abort_reason: why this side aborted the connection, if it did.
     """
 
@@ -259,12 +308,23 @@ class ChannelProtocol(Protocol):
         self._decoder = FrameDecoder(settings.max_frame_length)
         self.ready = False
         self.paused = False
+        self.reading_paused = False
         self.lost = False
         self.abort_reason: Exception | None = None
+        self.buffered = 0
+        self.ready_at: float | None = None
+        self.lost_at: float | None = None
+        self.exchanged = False
+        self._high = settings.high_water
+        self._low = settings.resume_below
+        self._outbox: deque[bytes] = deque()
+        self._held: deque[Frame | FrameError] = deque()
+        self._warned_high_water = False
         self._warned_auto = False
         self._last_in = 0.0
         self._liveness: Any = None
         self._settle: Any = None
+        self._handshake: Any = None
 
     # -- connection -------------------------------------------------------------------
 
@@ -279,8 +339,29 @@ class ChannelProtocol(Protocol):
             self._liveness = self.clock.callLater(deadline, self._check_liveness)
         if not self.settings.tls:
             self._become_ready()
+        elif self.settings.tls_handshake_timeout:
+            self._handshake = self.clock.callLater(
+                self.settings.tls_handshake_timeout, self._handshake_timed_out
+            )
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake = None
+        if self.lost:
+            return
+        self.abort(
+            TlsHandshakeTimeout(
+                f"the TLS handshake with {self.settings.address} did not complete within "
+                f"{self.settings.tls_handshake_timeout:g} s (tls_handshake_timeout); retrying "
+                "with backoff. Raise PYWATT_TLS_HANDSHAKE_TIMEOUT / --tls-handshake-timeout "
+                "if the orchestrator is just slow"
+            )
+        )
 
     def handshakeCompleted(self) -> None:
+        if self._handshake is not None:
+            if self._handshake.active():
+                self._handshake.cancel()
+            self._handshake = None
         if not self.settings.tls or self.lost or self.ready or self._settle is not None:
             return
         self._identify()
@@ -310,7 +391,22 @@ class ChannelProtocol(Protocol):
 
     def _ready(self) -> None:
         self.ready = True
+        self.ready_at = self.clock.seconds()
         self.listener.channel_ready(self)
+
+    @property
+    def healthy(self) -> bool:
+        """
+        Whether the connection proved usable: it became ready and then either carried
+        one full inbound message or stayed up C{healthy_after} seconds. One that opens
+        and dies before that (a TLS rejection, a peer that closes at once) is not.
+        """
+        if self.exchanged:
+            return True
+        if self.ready_at is None:
+            return False
+        end = self.lost_at if self.lost_at is not None else self.clock.seconds()
+        return end - self.ready_at >= self.settings.healthy_after
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self.lost:
@@ -318,8 +414,13 @@ class ChannelProtocol(Protocol):
         if reason is None:
             reason = Failure(ChannelClosed("connection lost"))
         self.lost = True
+        self.lost_at = self.clock.seconds()
         self.ready = False
-        for name in ("_liveness", "_settle"):
+        # Unsent frames and unread requests go with the connection.
+        self._outbox.clear()
+        self.buffered = 0
+        self._held.clear()
+        for name in ("_liveness", "_settle", "_handshake"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -338,6 +439,11 @@ class ChannelProtocol(Protocol):
         transport: Any = self.transport
         if self.lost or transport is None:
             return
+        # The outbox goes out before the close, like the transport's own buffer.
+        outbox, self._outbox = self._outbox, deque()
+        self.buffered = 0
+        for frame in outbox:
+            transport.write(frame)
         if getattr(transport, "producer", self) is not None:
             try:
                 transport.unregisterProducer()
@@ -401,28 +507,50 @@ class ChannelProtocol(Protocol):
                 return
         self.counters.bytes_in += len(data)
         items = self._decoder.feed(data)
-        for item in items:
+        if self._held or self.reading_paused:
+            # Keep the order: what was read before goes first.
+            self._held.extend(items)
+            self._dispatch_held()
+            return
+        self._dispatch(items)
+
+    def _dispatch(self, items: Sequence[Frame | FrameError]) -> None:
+        for index, item in enumerate(items):
             if self.lost or self.abort_reason is not None:
                 return
-            if type(item) is Frame:
-                self._frame(item)
-            elif isinstance(item, FrameTooLarge):
-                self.counters.bad_frames += 1
-                self.log.error(
-                    "{channel} ({address}): {error}; aborting the connection (the stream "
-                    "cannot be trusted past that header) and reconnecting",
-                    channel=self.name,
-                    address=self.settings.address,
-                    error=str(item),
-                )
-                self.abort(item)
+            self._item(item)
+            if self.reading_paused:
+                # Replies are piling up: take no new work until they drain.
+                self._held.extend(items[index + 1 :])
                 return
-            else:
-                self.counters.bad_frames += 1
-                self.log.warn(
-                    "{channel}: skipping a frame: {error}", channel=self.name, error=str(item)
-                )
-                self.listener.channel_problem(self, item)  # type: ignore[arg-type]
+
+    def _dispatch_held(self) -> None:
+        held = self._held
+        while held and not self.reading_paused:
+            if self.lost or self.abort_reason is not None:
+                held.clear()
+                return
+            self._item(held.popleft())
+
+    def _item(self, item: Frame | FrameError) -> None:
+        if type(item) is Frame:
+            self._frame(item)
+        elif isinstance(item, FrameTooLarge):
+            self.counters.bad_frames += 1
+            self.log.error(
+                "{channel} ({address}): {error}; aborting the connection (the stream "
+                "cannot be trusted past that header) and reconnecting",
+                channel=self.name,
+                address=self.settings.address,
+                error=str(item),
+            )
+            self.abort(item)
+        else:
+            self.counters.bad_frames += 1
+            self.log.warn(
+                "{channel}: skipping a frame: {error}", channel=self.name, error=str(item)
+            )
+            self.listener.channel_problem(self, item)  # type: ignore[arg-type]
 
     def _frame(self, frame: Frame) -> None:
         counters = self.counters
@@ -446,6 +574,8 @@ class ChannelProtocol(Protocol):
             )
             self.listener.channel_problem(self, e)
             return
+        if not self.exchanged:
+            self.exchanged = self.ready
         try:
             self.listener.channel_message(self, message)
         except Exception:
@@ -464,9 +594,65 @@ class ChannelProtocol(Protocol):
         counters = self.counters
         counters.frames_out += 1
         counters.bytes_out += len(frame)
+        if self.paused or self._outbox:
+            self._hold(frame)
+            return
         transport = self.transport
         assert transport is not None
         transport.write(frame)
+
+    def _hold(self, frame: bytes) -> None:
+        """
+        Keep C{frame} until the transport drains; past the high-water mark, stop
+        reading new work.
+        """
+        self._outbox.append(frame)
+        self.buffered += len(frame)
+        if self.buffered > self._high and not self.reading_paused and not self.lost:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        self.reading_paused = True
+        self.counters.read_pauses += 1
+        if not self._warned_high_water:
+            self._warned_high_water = True
+            self.log.warn(
+                "{channel} ({address}): {buffered} bytes wait for the orchestrator to read "
+                "them, above the channel high-water mark of {high} bytes; not reading new "
+                "work on this connection until they drain to {low} bytes (logged once per "
+                "connection). Raise PYWATT_CHANNEL_HIGH_WATER / --channel-high-water to "
+                "buffer more.",
+                channel=self.name,
+                address=self.settings.address,
+                buffered=self.buffered,
+                high=self._high,
+                low=self._low,
+            )
+        transport: Any = self.transport
+        if transport is not None:
+            transport.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        self.reading_paused = False
+        transport: Any = self.transport
+        if transport is not None:
+            transport.resumeProducing()
+        self._dispatch_held()
+
+    def _drain(self) -> None:
+        """
+        Hand the outbox to the transport until it is empty or the transport pauses us
+        again; resume reading once it is at or below the low-water mark.
+        """
+        outbox = self._outbox
+        transport = self.transport
+        while outbox and not self.paused and not self.lost:
+            frame = outbox.popleft()
+            self.buffered -= len(frame)
+            assert transport is not None
+            transport.write(frame)  # may pause us at once
+        if self.reading_paused and self.buffered <= self._low and not self.lost:
+            self._resume_reading()
 
     def write_frame(self, frame: bytes) -> None:
         """
@@ -550,23 +736,25 @@ class ChannelProtocol(Protocol):
     # -- IPushProducer -------------------------------------------------------------------
 
     def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full: new frames wait in the outbox, and the
+        listener routes new sends elsewhere.
+        """
         if self.paused or self.lost:
             return
         self.paused = True
-        transport: Any = self.transport
-        if transport is not None:
-            # Stop reading requests while the orchestrator is not reading our replies.
-            transport.pauseProducing()
         self.listener.channel_writable(self, False)
 
     def resumeProducing(self) -> None:
+        """
+        The transport drained: hand it the outbox, then take new sends again.
+        """
         if not self.paused or self.lost:
             return
         self.paused = False
-        transport: Any = self.transport
-        if transport is not None:
-            transport.resumeProducing()
-        self.listener.channel_writable(self, True)
+        self._drain()
+        if not self.paused and not self.lost:
+            self.listener.channel_writable(self, True)
 
     def stopProducing(self) -> None:
         pass

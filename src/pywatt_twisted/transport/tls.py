@@ -34,6 +34,7 @@ from pywatt_twisted.wire.init import SecurityLevel
 __all__ = [
     "ChannelTlsError",
     "TlsConfigurationError",
+    "TlsHandshakeTimeout",
     "TlsMaterial",
     "client_tls_options",
     "describe_tls_failure",
@@ -51,6 +52,14 @@ class ChannelTlsError(ChannelError):
 class TlsConfigurationError(ChannelTlsError, ConfigurationError):
     """
     TLS is required for a channel but its material is missing or unreadable.
+    """
+
+
+class TlsHandshakeTimeout(ChannelTlsError):
+    """
+    The orchestrator accepted the TCP connection but did not complete the TLS
+    handshake within C{tls_handshake_timeout}; the module aborted the connection and
+    retries with backoff.
     """
 
 
