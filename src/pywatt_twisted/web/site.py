@@ -474,8 +474,9 @@ class PyWattHTTPChannel(HTTPChannel):
 
     def _lingerEnded(self) -> None:
         self._lingerCall = None
-        if self.transport is not None:
-            self.transport.abortConnection()
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
 
     def _limitReached(self, limit: str, detail: str) -> None:
         site = getattr(self, "site", None)
