@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from pywatt_twisted.errors import BootstrapError, SecretError
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.service import READY, describe_address
+from pywatt_twisted.transport.interfaces import IOrchestratorLink
+from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 from tests.runtime.helpers import Harness, init_line, line
 from tests.runtime.modules import echo_app, plain_resource
 
@@ -407,6 +411,92 @@ class DispatchTests(SynchronousTestCase):
         h.feed(http("2", "GET", "/metrics"))
         text = bytes(h.new()[-1]["content"]["body"]).decode()
         self.assertIn("/items/:item_id", text)
+
+
+@implementer(IOrchestratorLink)
+class FakeChannelLink:
+    """
+    A channel link whose connection can be lost while a request is served.
+    """
+
+    name = "tcp"
+
+    def __init__(self) -> None:
+        self.lost = False
+        self.responses: list[HttpResponse] = []
+
+    def send(self, message: object) -> None:
+        pass
+
+    def send_heartbeat_ack(self) -> None:
+        pass
+
+    def send_http_response(self, response: HttpResponse) -> None:
+        self.responses.append(response)
+
+
+class HttpLimitsAndCutOffRepliesTests(SynchronousTestCase):
+    def ready(self, **kw) -> Harness:
+        h = started(**kw)
+        h.answer_secrets(SECRETS)
+        h.new()
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        return h
+
+    def warnings(self) -> list[dict]:
+        return [e for e in self.events if e.get("log_level") == LogLevel.warn]
+
+    def test_limits_reach_the_site_and_the_bridge(self) -> None:
+        config = RuntimeConfig(
+            max_body_size=10, max_header_size=2048, http_header_timeout=5, http_idle_timeout=7
+        )
+        h = self.ready(config=config)
+        site, bridge = h.service.site, h.service.bridge
+        assert site is not None and bridge is not None
+        self.assertEqual(
+            (site.max_body_size, site.max_header_size, site.header_timeout, site.timeOut),
+            (10, 2048, 5, 7),
+        )
+        self.assertEqual(bridge.max_body_size, 10)
+        h.feed(http("big", "POST", "/echo", body=b"x" * 11))
+        (reply,) = h.new()
+        self.assertEqual(
+            (reply["content"]["request_id"], reply["content"]["status_code"]), ("big", 413)
+        )
+
+    def test_reply_for_a_lost_channel_is_logged_with_its_request_id(self) -> None:
+        h = self.ready()
+        link = FakeChannelLink()
+        h.service.message_received(
+            HttpRequest(request_id="cut-1", method="GET", uri="/slow?delay=2", headers={}),
+            link,
+        )
+        link.lost = True
+        h.reactor.advance(2)
+        [warning] = self.warnings()
+        self.assertEqual((warning["id"], warning["link"], warning["status"]), ("cut-1", "tcp", 200))
+        # Still handed to the link: a channel offers it to the other channels.
+        self.assertEqual([r.request_id for r in link.responses], ["cut-1"])
+
+    def test_reply_on_a_live_channel_logs_nothing(self) -> None:
+        h = self.ready()
+        link = FakeChannelLink()
+        h.service.message_received(
+            HttpRequest(request_id="ok-1", method="GET", uri="/items/1", headers={}), link
+        )
+        self.assertEqual(self.warnings(), [])
+        self.assertEqual([r.status_code for r in link.responses], [200])
+
+    def test_reply_after_stdout_closed_is_logged_with_its_request_id(self) -> None:
+        h = self.ready()
+        h.feed(http("cut-2", "GET", "/slow?delay=2"))
+        assert h.service.stdio is not None
+        h.service.stdio.writeConnectionLost()
+        h.reactor.advance(2)
+        ids = [e.get("id") for e in self.warnings()]
+        self.assertIn("cut-2", ids)
 
 
 class DescribeAddressTests(SynchronousTestCase):

@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 from twisted.web.static import File
@@ -369,6 +370,36 @@ class LimitTests(BridgeTestCase):
 
     def test_max_concurrent_must_be_positive(self) -> None:
         self.assertRaises(ValueError, HttpBridge, self.site, reactor=self.clock, max_concurrent=0)
+
+    def test_body_above_max_body_size_is_413_and_never_reaches_the_route(self) -> None:
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        bridge = HttpBridge(self.site, reactor=self.clock, max_body_size=10)
+        response = self.successResultOf(
+            bridge.handle(request("GET", "/held/big", body=b"x" * 11, request_id="big-1"), "tcp")
+        )
+        self.assertEqual((response.request_id, response.status_code), ("big-1", 413))
+        error = self.error_of(response)
+        self.assertEqual(error["kind"], "body_too_large")
+        self.assertIn("11 bytes; the limit is 10 bytes", error["message"])
+        self.assertNotIn("big", self.holds.waiting)
+        self.assertEqual(bridge.in_flight, 0)
+        self.assertEqual(self.ipc_count("tcp", "too_large"), 1)
+        [warning] = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(warning["request_id"], "big-1")
+        self.assertIn("PYWATT_MAX_BODY_SIZE", warning["log_format"])
+
+    def test_body_at_max_body_size_is_served(self) -> None:
+        bridge = HttpBridge(self.site, reactor=self.clock, max_body_size=10)
+        response = self.successResultOf(bridge.handle(request("POST", "/echo", body=b"x" * 10)))
+        self.assertEqual(response.status_code, 200)
+        assert response.body is not None
+        self.assertEqual(base64.b64decode(json.loads(response.body)["body"]), b"x" * 10)
+
+    def test_default_max_body_size_is_16_mib(self) -> None:
+        self.assertEqual(self.bridge.max_body_size, 16 * 1024 * 1024)
+        self.assertRaises(ValueError, HttpBridge, self.site, reactor=self.clock, max_body_size=0)
 
     def test_drain(self) -> None:
         self.successResultOf(self.bridge.drain())

@@ -32,6 +32,7 @@ from pywatt_twisted.runtime.service import READY, ModuleService
 from pywatt_twisted.web.jwt import (
     MAX_LEEWAY,
     JwtGuard,
+    JwtRejected,
     check_key,
     looks_like_public_key,
 )
@@ -485,6 +486,11 @@ class JwtHttpTests(TestCase):
     async def test_missing_exp(self) -> None:
         await self.assert_rejected(hs_token(claims(exp=None)), why="'exp'")
 
+    async def test_time_claims_that_are_not_numbers(self) -> None:
+        # Each is signed with the right key: only the claim's type is wrong.
+        for name, value in [("exp", "tomorrow"), ("nbf", []), ("iat", "x"), ("iat", True)]:
+            await self.assert_rejected(hs_token(claims(**{name: value})), why=f"{name} claim")
+
     async def test_wrong_issuer(self) -> None:
         await self.assert_rejected(hs_token(claims(iss="https://evil.test")), why="issuer")
         # Exact comparison: neither a prefix nor a superstring passes.
@@ -758,3 +764,59 @@ class ClassBasedAppTests(TestCase):
         refused = await stub.get("http://module/me")
         self.assertEqual(refused.code, 401)
         self.assertEqual(json.loads(await refused.content())["error"], "invalid_token")
+
+
+class TimeClaimTypeTests(SynchronousTestCase):
+    """
+    C{exp}, C{nbf} and C{iat} must be JSON numbers; PyJWT lets numeric strings and
+    booleans (ints in Python) through, the guard does not.
+    """
+
+    def setUp(self) -> None:
+        from pywatt_twisted.runtime.secret import Secret
+
+        self.guard = JwtGuard(JwtConfig(), lambda: Secret("JWT_SECRET", KEY))
+        self.now = int(time.time())
+
+    def refused(self, **overrides: Any) -> str:
+        token = hs_token(claims(iss=None, aud=None, **overrides))
+        with self.assertRaises(JwtRejected) as raised:
+            self.guard.verify_token(token)
+        return raised.exception.description
+
+    def test_not_numbers_refused(self) -> None:
+        later = self.now + 600
+        cases: list[tuple[str, Any]] = [
+            ("exp", "tomorrow"),
+            ("exp", str(later)),  # PyJWT accepts a numeric string
+            ("exp", True),
+            ("exp", [later]),
+            ("nbf", []),
+            ("nbf", False),  # PyJWT accepts it: False == 0
+            ("nbf", str(self.now)),
+            ("iat", "x"),
+            ("iat", True),  # PyJWT accepts it: True == 1
+            ("iat", {"t": self.now}),
+        ]
+        for name, value in cases:
+            with self.subTest(claim=name, value=value):
+                self.assertEqual(
+                    self.refused(**{name: value}),
+                    f"the token's {name} claim is not a number of seconds since the epoch",
+                )
+
+    def test_null_time_claim_refused(self) -> None:
+        token = hs_token({"sub": "alice", "exp": self.now + 600, "nbf": None})
+        with self.assertRaises(JwtRejected) as raised:
+            self.guard.verify_token(token)
+        self.assertIn("nbf claim", raised.exception.description)
+
+    def test_numbers_accepted(self) -> None:
+        payload = claims(iss=None, aud=None, exp=self.now + 600.5, nbf=self.now - 1, iat=self.now)
+        self.assertEqual(self.guard.verify_token(hs_token(payload)), payload)
+
+    def test_bad_signature_wins_over_claim_types(self) -> None:
+        token = hs_token(claims(iss=None, aud=None, exp="tomorrow"), key=OTHER_KEY)
+        with self.assertRaises(JwtRejected) as raised:
+            self.guard.verify_token(token)
+        self.assertIn("signature", raised.exception.description)

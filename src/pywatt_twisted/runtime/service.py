@@ -96,6 +96,14 @@ async def _resolve(value: Any) -> Any:
     return value
 
 
+def _link_closed(link: IOrchestratorLink) -> bool:
+    """
+    Whether C{link} can no longer write: a channel whose connection is lost (C{lost}),
+    or stdio whose stdout is closed.
+    """
+    return bool(getattr(link, "lost", False) or getattr(link, "_write_done", False))
+
+
 def describe_address(address: object) -> str:
     """
     Render a bound address the way the orchestrator expects it in C{announce.listen}:
@@ -327,12 +335,21 @@ class ModuleService(MultiService):
             metrics=self.metrics if definition.metrics else None,
             status=self.health_status,
         )
-        self.site = PyWattSite(root, metrics=self.metrics, reactor=self.reactor)
+        self.site = PyWattSite(
+            root,
+            metrics=self.metrics,
+            reactor=self.reactor,
+            max_body_size=self.config.max_body_size,
+            max_header_size=self.config.max_header_size,
+            header_timeout=self.config.http_header_timeout,
+            idle_timeout=self.config.http_idle_timeout,
+        )
         self.bridge = HttpBridge(
             self.site,
             reactor=self.reactor,
             max_concurrent=self.config.max_concurrent_requests,
             timeout=self.config.request_timeout,
+            max_body_size=self.config.max_body_size,
         )
         if self._stop_requested:
             raise BootstrapError("stop requested during start-up")
@@ -566,6 +583,17 @@ class ModuleService(MultiService):
         )
 
     def _reply_http(self, link: IOrchestratorLink, response: HttpResponse) -> None:
+        if _link_closed(link):
+            # The reply is still handed to the link (a channel offers it to the other
+            # channels), but it cannot arrive the way the request came: say which one.
+            self.log.warn(
+                "the reply to HTTP-over-IPC request {id} (status {status}) cannot go back on "
+                "{link}, where the request came from: its connection closed while the "
+                "request was being served",
+                id=response.request_id,
+                status=response.status_code,
+                link=link.name,
+            )
         self.metrics.message_out(link.name, "http_response")
         link.send_http_response(response)
 

@@ -13,8 +13,9 @@ request that came in on the listening port. See C{docs/http.md} for why this was
 chosen over pumping bytes through C{HTTPChannel}.
 
 The bridge never fails: every outcome is an L{HttpResponse}. Malformed requests get
-400, too many requests in flight 503, a route that does not finish in time 504, a
-route that drops its connection 502; each with a JSON body
+400, a body above C{max_body_size} 413, too many requests in flight 503, a route
+that does not finish in time 504, a route that drops its connection 502; each with
+a JSON body
 C{{"error": {"kind": ..., "message": ...}}}.
 """
 
@@ -40,6 +41,7 @@ from pywatt_twisted.errors import PyWattError
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
 __all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_CONCURRENT",
     "DEFAULT_TIMEOUT",
     "BridgeTimeout",
@@ -54,6 +56,10 @@ DEFAULT_MAX_CONCURRENT = 64
 
 #: Default seconds a route may take before the bridge answers 504.
 DEFAULT_TIMEOUT = 60.0
+
+#: Default largest request body in bytes; a larger one is answered 413
+#: (C{--max-body-size}, C{PYWATT_MAX_BODY_SIZE}: the same limit as direct HTTP).
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 
 _log = Logger(namespace="pywatt_twisted.web.bridge")
 
@@ -326,6 +332,8 @@ class HttpBridge:
         its connection is reported lost to the route; C{None} for no limit.
     @ivar host: the address C{request.getHost()} returns.
     @ivar peer: the address C{request.getClientAddress()} returns.
+    @ivar max_body_size: the largest request body in bytes; a larger one is answered
+        413 and never reaches the route.
     """
 
     def __init__(
@@ -338,6 +346,7 @@ class HttpBridge:
         metrics: Any = None,
         host: Any = None,
         peer: Any = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         """
         @param site: the module's site (a L{pywatt_twisted.web.site.PyWattSite}
@@ -351,12 +360,16 @@ class HttpBridge:
             runtime passes the address the site is bound to).
         @param peer: client address seen by resources (default C{127.0.0.1:0}: the
             orchestrator, a local process).
+        @param max_body_size: bodies above this many bytes get 413 (at least 1).
         """
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
+        if max_body_size < 1:
+            raise ValueError(f"max_body_size must be at least 1, got {max_body_size}")
         self.site = site
         self.reactor = reactor
         self.max_concurrent = max_concurrent
+        self.max_body_size = max_body_size
         self.timeout = timeout
         self.metrics = metrics if metrics is not None else getattr(site, "metrics", None)
         self.host = host if host is not None else IPv4Address("TCP", "127.0.0.1", 0)
@@ -428,6 +441,27 @@ class HttpBridge:
         if problem is not None:
             self._count(transport, "bad_request")
             return succeed(_error_response(request_id, 400, "bad_request", problem))
+        size = len(message.body) if message.body is not None else 0
+        if size > self.max_body_size:
+            _log.warn(
+                "HTTP-over-IPC request {request_id} ({method} {path}) refused with 413: its "
+                "body is {size} bytes, above the max_body_size limit of {limit} bytes; raise "
+                "it with --max-body-size / PYWATT_MAX_BODY_SIZE",
+                request_id=request_id,
+                method=message.method,
+                path=message.uri.split("?", 1)[0],
+                size=size,
+                limit=self.max_body_size,
+            )
+            self._count(transport, "too_large")
+            return succeed(
+                _error_response(
+                    request_id,
+                    413,
+                    "body_too_large",
+                    f"the request body is {size} bytes; the limit is {self.max_body_size} bytes",
+                )
+            )
         if not self.accepting:
             self._count(transport, "stopping")
             return succeed(

@@ -25,7 +25,9 @@ Rules (RFC 8725 in short):
     rotation takes effect at once and the old key stops working;
   - an C{HS*} configuration whose secret looks like a public key (PEM, SSH, JWK) is
     refused: that is the classic algorithm-confusion set-up;
-  - C{exp} is required; C{nbf} and C{iat} are checked when present; C{iss} and C{aud}
+  - C{exp} is required; C{nbf} and C{iat} are checked when present; each must be a
+    JSON number (a string such as C{"tomorrow"} or C{"1700000000"}, a list, C{null} or
+    a boolean is refused: C{true} is not a time); C{iss} and C{aud}
     are required and compared exactly when configured; a small leeway (at most
     L{MAX_LEEWAY} seconds) absorbs clock skew;
   - a token with a C{crit} header is refused: no extension is understood here;
@@ -393,10 +395,22 @@ class JwtGuard:
             )
             raise JwtRejected("the token cannot be verified by this module now") from None
         except pyjwt.PyJWTError as e:
+            if not isinstance(e, pyjwt.InvalidSignatureError | pyjwt.InvalidAlgorithmError):
+                # PyJWT reports a time claim of the wrong type as a malformed token, or
+                # (for true, i.e. 1) as expired: say what is wrong, but only about a
+                # payload whose signature verifies.
+                problem = self._signed_time_claim_problem(token, key)
+                if problem is not None:
+                    raise JwtRejected(problem) from None
             raise JwtRejected(_reason(e)) from None
         except (ValueError, TypeError):
             # A key the crypto backend cannot load, or a claim of a strange type.
             raise JwtRejected("the token is not accepted") from None
+        # PyJWT lets some non-numbers through (numeric strings, booleans, which are
+        # ints in Python): every time claim present must be a real JSON number.
+        problem = _time_claim_problem(claims)
+        if problem is not None:
+            raise JwtRejected(problem)
         # Belt and braces: exact comparisons whatever the PyJWT version does.
         if config.issuer is not None and claims.get("iss") != config.issuer:
             raise JwtRejected(_reason(pyjwt.InvalidIssuerError()))
@@ -406,6 +420,18 @@ class JwtGuard:
             if not isinstance(auds, list) or config.audience not in auds:
                 raise JwtRejected(_reason(pyjwt.InvalidAudienceError()))
         return claims
+
+    def _signed_time_claim_problem(self, token: str, key: str) -> str | None:
+        """
+        L{_time_claim_problem} of C{token}'s payload once its signature verifies with
+        C{key}; C{None} when it does not verify or its time claims are numbers.
+        """
+        try:
+            payload = pyjwt.PyJWS().decode(token, key, algorithms=list(self.config.algorithms))
+            claims = json.loads(payload)
+        except (pyjwt.PyJWTError, ValueError, TypeError, RecursionError):
+            return None
+        return _time_claim_problem(claims)
 
     def verify(self, request: Any) -> dict[str, Any]:
         """
@@ -478,6 +504,30 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise JwtRejected("the token is malformed")
     return header
+
+
+#: The claims that hold a NumericDate (RFC 7519 section 2).
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _time_claim_problem(claims: Any) -> str | None:
+    """
+    Why a time claim of C{claims} is not a NumericDate (a finite JSON number; never a
+    boolean, a string, a list or C{null}), or C{None} when all that are present are.
+    """
+    if not isinstance(claims, dict):
+        return None
+    for name in _TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            return f"the token's {name} claim is not a number of seconds since the epoch"
+    return None
 
 
 def _text(value: Any) -> str:

@@ -8,6 +8,11 @@ and never writes an access log to stdout (stdout is the protocol channel).
 Direct HTTP (the listening port) and HTTP-over-IPC (L{pywatt_twisted.web.bridge})
 both go through the same L{PyWattSite}, so they see the same resources and are
 measured the same way.
+
+Connections on the listening port are served by L{PyWattHTTPChannel}, which bounds
+what a client may make the module hold: the request body (413), the header block
+(431, or 414 for a request line alone), the time to send the headers (408) and an
+idle connection.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 
@@ -26,8 +33,13 @@ from pywatt_twisted.web.discovery import METRICS_PATH, announced_path
 from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
 
 __all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_HEADER_SIZE",
     "HEALTHY_STATUSES",
     "ROUTE_ATTRIBUTE",
+    "PyWattHTTPChannel",
     "PyWattRequest",
     "PyWattSite",
     "build_root_resource",
@@ -39,6 +51,26 @@ HEALTHY_STATUSES = frozenset({"ok", "starting"})
 
 #: Request attribute through which a resource names its route label explicitly.
 ROUTE_ATTRIBUTE = "pywatt_route"
+
+#: Default largest request body, in bytes (C{--max-body-size}, C{PYWATT_MAX_BODY_SIZE}).
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+
+#: Default largest request line plus headers, in bytes (C{--max-header-size},
+#: C{PYWATT_MAX_HEADER_SIZE}).
+DEFAULT_MAX_HEADER_SIZE = 16 * 1024
+
+#: Default seconds from a request's first byte until all its headers are in
+#: (C{--http-header-timeout}, C{PYWATT_HTTP_HEADER_TIMEOUT}).
+DEFAULT_HEADER_TIMEOUT = 30.0
+
+#: Default seconds a connection may stay silent between requests
+#: (C{--http-idle-timeout}, C{PYWATT_HTTP_IDLE_TIMEOUT}).
+DEFAULT_IDLE_TIMEOUT = 60.0
+
+#: Seconds a refused connection keeps reading (and discarding) what the client still
+#: sends after the refusal was written, so that the client reads the refusal instead of
+#: a connection reset; then the connection is aborted.
+REFUSAL_LINGER = 5.0
 
 _log = Logger(namespace="pywatt_twisted.web")
 
@@ -224,6 +256,256 @@ def _path_of(request: Any) -> str:
     return bytes(path).decode("utf-8", "replace")
 
 
+#: What each limit is called in logs: its setting, twistd option and variable.
+_LIMIT_SETTINGS = {
+    "max_body_size": "--max-body-size / PYWATT_MAX_BODY_SIZE",
+    "max_header_size": "--max-header-size / PYWATT_MAX_HEADER_SIZE",
+    "http_header_timeout": "--http-header-timeout / PYWATT_HTTP_HEADER_TIMEOUT",
+    "http_idle_timeout": "--http-idle-timeout / PYWATT_HTTP_IDLE_TIMEOUT",
+}
+
+
+class PyWattHTTPChannel(HTTPChannel):
+    """
+    The HTTP/1.1 connection behind the listening port: L{HTTPChannel} with bounds on
+    what one client can make the module hold, each answered with a status and a JSON
+    body C{{"error": {"kind": ..., "message": ...}}} before the connection is closed:
+
+      - a C{Content-Length} above L{maxBodySize}: 413 as soon as the headers are in,
+        before any of the body is read (or spooled to a temporary file);
+      - a chunked body that grows past L{maxBodySize}: 413 when it does;
+      - a request line plus headers above C{totalHeadersSize} bytes: 431 (414 when the
+        request line alone is too long);
+      - headers not complete L{headerTimeout} seconds after the request's first byte:
+        408, however often the client sends a byte (a slow-loris client resets the
+        idle timer with every byte, not this one);
+      - a header line starting with a space or tab (obsolete line folding, RFC 9112
+        section 5.2): 400;
+      - C{timeOut} (the idle timeout, from L{HTTPChannel}): a connection with no
+        request in progress is closed; one that stalls in the middle of sending a body
+        gets 408.
+
+    After a refusal the connection's write side is closed and what the client still
+    sends is read and discarded for L{REFUSAL_LINGER} seconds, so that the client
+    reads the answer rather than a connection reset. The site sets the limits (see
+    L{PyWattSite.buildProtocol}) and logs each kind of refusal (L{PyWattSite.limit_reached}).
+
+    @ivar maxBodySize: the largest request body, in bytes.
+    @ivar headerTimeout: seconds from a request's first byte until all its headers
+        are in, or C{None} for no limit.
+    """
+
+    maxBodySize: int = DEFAULT_MAX_BODY_SIZE
+    headerTimeout: float | None = DEFAULT_HEADER_TIMEOUT
+    totalHeadersSize = DEFAULT_MAX_HEADER_SIZE
+    MAX_LENGTH = DEFAULT_MAX_HEADER_SIZE
+
+    _refused = False
+    _headerCall: IDelayedCall | None = None
+    _lingerCall: IDelayedCall | None = None
+    _bodyReceived = 0
+
+    # -- reading ------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            # Lingering after a refusal: read and drop, without resetting any timer.
+            return
+        if (
+            data
+            and self._headerCall is None
+            and self.headerTimeout is not None
+            and self.line_mode
+            and not self._handlingRequest
+        ):
+            # The first byte of a request: its headers must all be in by the deadline.
+            self._headerCall = self.callLater(self.headerTimeout, self._headersTimedOut)
+        super().dataReceived(data)
+
+    def _inHeaders(self) -> bool:
+        """
+        Whether the request line has been parsed and its headers are being read
+        (L{HTTPChannel} sets C{_command} then and deletes it once the request is in).
+        """
+        return hasattr(self, "_command")
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._headersTooLarge()
+            return
+        if self._inHeaders() and line[:1] in (b" ", b"\t"):
+            self._refuse(
+                400,
+                b"Bad Request",
+                "bad_request",
+                "a header line starts with a space or tab (obsolete line folding); "
+                "send each header on a single line",
+            )
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._headersTooLarge()
+
+    def allHeadersReceived(self) -> None:
+        self._cancelHeaderTimer()
+        if self.length is not None and self.length > self.maxBodySize:
+            self._bodyTooLarge(f"the request declares a body of {self.length} bytes")
+            return
+        super().allHeadersReceived()
+        decoder = self._transferDecoder
+        if self.length is None and decoder is not None:
+            # Chunked: the size is only known as the chunks arrive; count them.
+            self._bodyReceived = 0
+            deliver = decoder.dataCallback
+            limit = self.maxBodySize
+
+            def counted(data: bytes) -> None:
+                if self._refused:
+                    return
+                self._bodyReceived += len(data)
+                if self._bodyReceived > limit:
+                    self._bodyTooLarge(
+                        f"the chunked request body passed {limit} bytes "
+                        f"({self._bodyReceived} so far)"
+                    )
+                    return
+                deliver(data)
+
+            decoder.dataCallback = counted
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        if self._refused:
+            return
+        super().allContentReceived()
+
+    # -- limits -------------------------------------------------------------------------
+
+    def _headersTooLarge(self) -> None:
+        limit = self.totalHeadersSize
+        if self._inHeaders():
+            self._refuse(
+                431,
+                b"Request Header Fields Too Large",
+                "header_too_large",
+                f"the request line and headers exceed {limit} bytes",
+                "max_header_size",
+            )
+        else:
+            self._refuse(
+                414,
+                b"URI Too Long",
+                "uri_too_long",
+                f"the request line exceeds {limit} bytes",
+                "max_header_size",
+            )
+
+    def _bodyTooLarge(self, what: str) -> None:
+        self._refuse(
+            413,
+            b"Content Too Large",
+            "body_too_large",
+            f"{what}; the limit is {self.maxBodySize} bytes",
+            "max_body_size",
+        )
+
+    def _headersTimedOut(self) -> None:
+        self._headerCall = None
+        self._refuse(
+            408,
+            b"Request Timeout",
+            "timeout",
+            f"the request headers were not complete within {self.headerTimeout:g} seconds",
+            "http_header_timeout",
+        )
+
+    def timeoutConnection(self) -> None:
+        """
+        The idle timeout: close a connection between requests quietly; answer 408 to
+        one that stalled in the middle of a request body.
+        """
+        if not self.line_mode and not self._handlingRequest and not self._refused:
+            self._refuse(
+                408,
+                b"Request Timeout",
+                "timeout",
+                f"the request body stalled for {self.timeOut:g} seconds",
+                "http_idle_timeout",
+            )
+            return
+        self._limitReached("http_idle_timeout", f"idle for {self.timeOut:g} seconds")
+        super().timeoutConnection()
+
+    def _refuse(
+        self, code: int, phrase: bytes, kind: str, message: str, limit: str | None = None
+    ) -> None:
+        """
+        Answer the request being read with C{code} and a JSON error body, then close.
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self._cancelHeaderTimer()
+        self.setTimeout(None)
+        if limit is not None:
+            self._limitReached(limit, message)
+        body = json.dumps(
+            {"error": {"kind": kind, "message": message}}, separators=(",", ":")
+        ).encode("utf-8")
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (code, phrase, len(body), body)
+        )
+        self._networkProducer.unregisterProducer()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None and ITCPTransport.providedBy(self.transport):
+            half_close()
+            self._lingerCall = self.callLater(REFUSAL_LINGER, self._lingerEnded)
+        else:
+            self.transport.loseConnection()
+
+    def _lingerEnded(self) -> None:
+        self._lingerCall = None
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def _limitReached(self, limit: str, detail: str) -> None:
+        site = getattr(self, "site", None)
+        report = getattr(site, "limit_reached", None)
+        if report is not None:
+            report(limit, detail, _peer(self.transport))
+
+    def _cancelHeaderTimer(self) -> None:
+        if self._headerCall is not None:
+            if self._headerCall.active():
+                self._headerCall.cancel()
+            self._headerCall = None
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._cancelHeaderTimer()
+        if self._lingerCall is not None:
+            if self._lingerCall.active():
+                self._lingerCall.cancel()
+            self._lingerCall = None
+        super().connectionLost(reason)
+
+
+def _peer(transport: Any) -> str:
+    try:
+        return str(transport.getPeer())
+    except Exception:
+        return "?"
+
+
 class PyWattSite(Site):
     """
     The module's site: a L{Site} that uses L{PyWattRequest} for metrics, hides
@@ -233,11 +515,18 @@ class PyWattSite(Site):
     Requests in flight (direct and bridged) are tracked for a graceful stop: see
     L{in_flight} and L{drain}.
 
+    Connections on the listening port are L{PyWattHTTPChannel}s with this site's
+    limits.
+
     @ivar metrics: the L{ModuleMetrics} requests report to, or C{None}.
+    @ivar max_body_size: the largest request body in bytes, direct or bridged.
+    @ivar max_header_size: the largest request line plus headers in bytes.
+    @ivar header_timeout: seconds a client has to send a request's headers.
     """
 
     requestFactory = PyWattRequest
     displayTracebacks = False
+    protocol = PyWattHTTPChannel  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -246,6 +535,10 @@ class PyWattSite(Site):
         reactor: Any = None,
         *,
         access_log: bool = True,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         """
         @param resource: the root resource (usually from L{build_root_resource}).
@@ -253,12 +546,66 @@ class PyWattSite(Site):
         @param reactor: clock for latency and connection timeouts; the global
             reactor when C{None}.
         @param access_log: emit one debug event per request on C{twisted.logger}.
+        @param max_body_size: bodies above this many bytes get 413.
+        @param max_header_size: a request line plus headers above this many bytes
+            gets 431.
+        @param header_timeout: seconds from a request's first byte until its headers
+            are in before 408; C{None} for no limit.
+        @param idle_timeout: seconds a connection may stay silent; C{None} for none.
         """
-        super().__init__(resource, reactor=reactor)
+        super().__init__(resource, reactor=reactor, timeout=idle_timeout)  # type: ignore[arg-type]
         self.metrics = metrics
         self.access_log = access_log
+        self.max_body_size = max_body_size
+        self.max_header_size = max_header_size
+        self.header_timeout = header_timeout
         self._in_flight: set[PyWattRequest] = set()
         self._drain_waiters: list[Deferred[None]] = []
+        self._limits_logged: set[str] = set()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """
+        A L{PyWattHTTPChannel} with this site's limits.
+        """
+        channel = super().buildProtocol(addr)
+        if isinstance(channel, PyWattHTTPChannel):
+            channel.maxBodySize = self.max_body_size
+            channel.totalHeadersSize = self.max_header_size
+            channel.MAX_LENGTH = self.max_header_size
+            channel.headerTimeout = self.header_timeout
+        return channel
+
+    def limit_reached(self, limit: str, detail: str, peer: str = "?") -> None:
+        """
+        Log that a connection hit C{limit} (a L{RuntimeConfig} field name): a warning
+        naming the option and variable that raise it the first time for each limit,
+        debug events after that (a misbehaving client must not flood the log). The
+        idle timeout is routine and only ever logged at debug level.
+
+        @param limit: C{"max_body_size"}, C{"max_header_size"},
+            C{"http_header_timeout"} or C{"http_idle_timeout"}.
+        @param detail: what happened, for the log line.
+        @param peer: the client's address.
+        """
+        setting = _LIMIT_SETTINGS.get(limit, limit)
+        if limit == "http_idle_timeout" or limit in self._limits_logged:
+            _log.debug(
+                "HTTP connection from {peer} closed at the {limit} limit: {detail}",
+                peer=peer,
+                limit=limit,
+                detail=detail,
+            )
+            return
+        self._limits_logged.add(limit)
+        _log.warn(
+            "HTTP request from {peer} refused at the {limit} limit: {detail}. Raise it "
+            "with {setting} if legitimate clients need more (further refusals at this "
+            "limit are logged at debug level).",
+            peer=peer,
+            limit=limit,
+            detail=detail,
+            setting=setting,
+        )
 
     @property
     def in_flight(self) -> int:
