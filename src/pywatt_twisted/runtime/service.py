@@ -32,7 +32,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from zope.interface import implementer
@@ -251,7 +251,8 @@ class ModuleService(MultiService):
         handler(self, message, link)
 
     def input_closed(self, link: IOrchestratorLink) -> None:
-        if self._stop_requested:
+        if self._stop_requested or self.status == FAILED:
+            # A failed start is already stopping the process.
             return
         self.log.info("{link} input closed by the orchestrator; stopping", link=link.name)
         self.request_stop()
@@ -483,10 +484,10 @@ class ModuleService(MultiService):
             return
         self.status = FAILED
         error = failure.value
-        if isinstance(error, PyWattError):
-            self.log.critical("module start-up failed: {error}", error=str(error))
-        else:
-            self.log.failure("module start-up failed", failure)
+        # One critical line a person can act on; the traceback only at debug level.
+        text = str(error) if isinstance(error, PyWattError) else f"{type(error).__name__}: {error}"
+        self.log.critical("module start-up failed: {error}", error=text)
+        self.log.failure("module start-up failure details", failure, LogLevel.debug)
         self._ready_result = failure
         self.exit_code = 1
         for client in (self.messaging, self.service_client, self.port_negotiator):
