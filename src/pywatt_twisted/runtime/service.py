@@ -32,7 +32,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from zope.interface import implementer
@@ -487,7 +487,7 @@ class ModuleService(MultiService):
         # One critical line a person can act on; the traceback only at debug level.
         text = str(error) if isinstance(error, PyWattError) else f"{type(error).__name__}: {error}"
         self.log.critical("module start-up failed: {error}", error=text)
-        self.log.failure("module start-up failure details", failure, LogLevel.debug)
+        self.log.debug("module start-up failure details", traceback=failure.getTraceback())
         self._ready_result = failure
         self.exit_code = 1
         for client in (self.messaging, self.service_client, self.port_negotiator):
