@@ -63,7 +63,8 @@ STOPPING = "stopping"
 STOPPED = "stopped"
 CRASHED = "crashed"
 
-#: log levels whose lines a failed start repeats at each restart (collapsed by the console)
+#: log levels whose lines (with any line carrying a traceback) a failed start repeats at
+#: each restart: the console collapses them
 _ERROR_LEVELS = frozenset({"error", "critical"})
 
 
@@ -243,6 +244,7 @@ class ModuleSupervisor:
         # Error lines of the current run, those of the previous failed run, and how many
         # runs in a row repeated them.
         self._run_errors: list[str] = []
+        self._run_error: str | None = None
         self._run_repeated = False
         self._previous_errors: frozenset[str] = frozenset()
         self._repeats = 0
@@ -308,6 +310,7 @@ class ModuleSupervisor:
         protocol = _ChildProtocol(self)
         self._child = protocol
         self._run_errors = []
+        self._run_error = None
         self._run_repeated = False
         self.reactor.spawnProcess(
             protocol, argv[0], argv, env=env, childFDs={0: "w", 1: "r", 2: "r"}
@@ -386,8 +389,11 @@ class ModuleSupervisor:
         if parsed is None:
             return
         level, text = parsed
-        if child is self._child and self.status != RUNNING and level in _ERROR_LEVELS:
+        failing = level in _ERROR_LEVELS or "\nTraceback (most recent call last)" in text
+        if child is self._child and self.status != RUNNING and failing:
             self._run_errors.append(text)
+            if level in _ERROR_LEVELS:
+                self._run_error = text.splitlines()[0]
             if text in self._previous_errors:
                 self._run_repeated = True
                 return
@@ -403,7 +409,7 @@ class ModuleSupervisor:
             self._previous_errors = frozenset()
             self._repeats = 0
             return
-        self.last_error = errors[-1].splitlines()[0]
+        self.last_error = self._run_error or errors[-1].splitlines()[0]
         if self._run_repeated:
             self._repeats += 1
             self.console.say(self.module_id, f"same error as before, x{self._repeats}", "error")
