@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pywatt_twisted.data.models.cli import main as db_main
 
         return db_main(rest)
-    close = difflib.get_close_matches(command, COMMANDS + ("--version", "--help"), n=1)
+    close = difflib.get_close_matches(command, (*COMMANDS, "--version", "--help"), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     sys.stderr.write(f"pywatt: unknown command {command!r}{hint}\n\n{USAGE}")
     return 2

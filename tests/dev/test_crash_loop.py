@@ -143,7 +143,7 @@ class CrashLoopTests(SynchronousTestCase):
         """
         Failures further apart than the window keep being restarted.
         """
-        sup, clock, lines = supervisor(crash_limit=2, crash_window=10)
+        sup, clock, _ = supervisor(crash_limit=2, crash_window=10)
         sup.start()
         for _ in range(4):
             clock.advance(11)
