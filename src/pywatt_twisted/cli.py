@@ -5,11 +5,13 @@ The C{pywatt} command: C{pywatt dev ...} (the embedded orchestrator) and C{pywat
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Sequence
 
 USAGE = """\
 usage: pywatt <command> [options]
+       pywatt --version
 
 commands:
   dev     run modules under the embedded development orchestrator
@@ -17,6 +19,8 @@ commands:
 
 Run 'pywatt <command> --help' for a command's options.
 """
+
+COMMANDS = ("dev", "db")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if args else 2
+    if args[0] in ("--version", "-V"):
+        from pywatt_twisted import __version__
+
+        sys.stdout.write(f"pywatt {__version__}\n")
+        return 0
     command, rest = args[0], args[1:]
     if command == "dev":
         from pywatt_twisted.dev.cli import main as dev_main
@@ -38,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pywatt_twisted.data.models.cli import main as db_main
 
         return db_main(rest)
-    sys.stderr.write(f"pywatt: unknown command {command!r}\n\n{USAGE}")
+    close = difflib.get_close_matches(command, (*COMMANDS, "--version", "--help"), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    sys.stderr.write(f"pywatt: unknown command {command!r}{hint}\n\n{USAGE}")
     return 2
 
 

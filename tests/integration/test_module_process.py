@@ -232,3 +232,36 @@ class ModuleProcessTests(TestCase):
         self.assertEqual(await proc.ended, 1)
         self.assertEqual(proc.stdout, b"")
         self.assertTrue(any(r["level"] == "critical" for r in proc.stderr_records()))
+
+    async def _failed_start(self, *extra: str) -> ModuleProcess:
+        proc = ModuleProcess.spawn(
+            twistd_command("tests.runtime.modules:failing_start", *extra), path=self.mktemp_dir()
+        )
+        proc.send(init_blob())
+        self.assertEqual(await proc.ended, 1)
+        self.assertEqual(proc.stdout, b"")
+        return proc
+
+    async def test_failed_start_is_one_critical_line(self) -> None:
+        """
+        A module whose start fails logs one critical line naming the error and exits 1:
+        no traceback at the default level and no second C{ReactorNotRunning} failure.
+        """
+        proc = await self._failed_start()
+        self.assertNotIn(b"ReactorNotRunning", proc.stderr)
+        self.assertNotIn(b"Traceback", proc.stderr)
+        critical = [r for r in proc.stderr_records() if r["level"] in ("critical", "error")]
+        self.assertEqual(
+            [r["message"] for r in critical],
+            ["module start-up failed: RuntimeError: database host not configured"],
+        )
+
+    async def test_failed_start_traceback_at_debug_level(self) -> None:
+        """
+        With C{--log-level=debug} the traceback of a failed start follows as a debug line.
+        """
+        proc = await self._failed_start("--log-level=debug")
+        self.assertNotIn(b"ReactorNotRunning", proc.stderr)
+        (debug,) = [r for r in proc.stderr_records() if r.get("traceback")]
+        self.assertEqual(debug["level"], "debug")
+        self.assertIn("database host not configured", debug["traceback"])

@@ -83,3 +83,15 @@ def plain_resource(state):
     leaf.isLeaf = True
     root.putChild(b"plain", leaf)
     return root
+
+
+def _failing_state(init, secrets):
+    raise RuntimeError("database host not configured")
+
+
+@pywatt_module(state_builder=_failing_state)
+def failing_start(state):
+    """
+    A module that can never start: its state builder raises.
+    """
+    return Klein()

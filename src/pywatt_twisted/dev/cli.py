@@ -14,11 +14,28 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from pywatt_twisted.cliparse import Parser
+from pywatt_twisted.dev.supervisor import Console
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.runtime.providers import FileSecretProvider
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pywatt dev",
         description=(
             "Run PyWatt modules locally under a development orchestrator: each module is "
@@ -59,12 +76,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait after shutdown before a kill",
     )
     parser.add_argument(
+        "--crash-limit",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="a module that fails N times within --crash-window seconds is marked crashed "
+        "and no longer restarted",
+    )
+    parser.add_argument(
+        "--crash-window",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the window of --crash-limit",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="run the modules at log level debug (shows the traceback of a failed start)",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="show a request, a rotation and its ack on the first module, then keep serving",
     )
     parser.add_argument("--demo-exit", action="store_true", help="like --demo, then stop")
     return parser
+
+
+def secrets_file_provider(path: str, reactor: Any, console: Console) -> FileSecretProvider:
+    """
+    The provider of C{--secrets-file}: polled twice a second on C{reactor}; an edit that
+    makes the file invalid is reported on the console (the file, the line and column,
+    what is wrong) and the last good values stay.
+
+    @raise ConfigurationError: the file is missing or invalid at start.
+    """
+    return FileSecretProvider(
+        path,
+        reactor,
+        interval=0.5,
+        # The dev console is where a person looks: the log is not shown there.
+        report=lambda level, text: console.say("pywatt-dev", text, level),
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -76,11 +130,9 @@ def main(argv: Sequence[str]) -> int:
     from twisted.internet import reactor
 
     from pywatt_twisted.dev.orchestrator import DevOrchestrator
-    from pywatt_twisted.dev.supervisor import Console
     from pywatt_twisted.runtime.providers import (
         ChainedSecretProvider,
         EnvironmentSecretProvider,
-        FileSecretProvider,
         ISecretProvider,
     )
 
@@ -99,7 +151,7 @@ def main(argv: Sequence[str]) -> int:
     file_provider = None
     try:
         if secrets_file:
-            file_provider = FileSecretProvider(secrets_file, reactor, interval=0.5)
+            file_provider = secrets_file_provider(secrets_file, reactor, console)
             providers.append(file_provider)
         providers.append(EnvironmentSecretProvider())
         orchestrator = DevOrchestrator(
@@ -112,6 +164,9 @@ def main(argv: Sequence[str]) -> int:
                 "heartbeat_interval": args.heartbeat_interval,
                 "heartbeat_timeout": args.heartbeat_timeout,
                 "stop_deadline": args.stop_deadline,
+                "crash_limit": args.crash_limit,
+                "crash_window": args.crash_window,
+                **({"env": {"PYWATT_LOG_LEVEL": "debug"}} if args.debug else {}),
             },
         )
     except ConfigurationError as e:

@@ -87,9 +87,10 @@ class FrontResource(Resource):
         path = "/" + "/".join(segments[1:])
         method = request.method.decode("ascii", "replace").upper()
         if supervisor.status != "running":
-            return self._json(
-                request, 503, {"error": f"module {module_id!r} is {supervisor.status}"}
-            )
+            error = f"module {module_id!r} is {supervisor.status}"
+            if getattr(supervisor, "last_error", None) and supervisor.status == "crashed":
+                error += f": {supervisor.last_error}"
+            return self._json(request, 503, {"error": error})
         allowed = allowed_methods(supervisor.endpoints, path)
         if allowed is None:
             return self._json(

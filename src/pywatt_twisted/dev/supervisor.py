@@ -61,6 +61,11 @@ RUNNING = "running"
 RESTARTING = "restarting"
 STOPPING = "stopping"
 STOPPED = "stopped"
+CRASHED = "crashed"
+
+#: log levels whose lines (with any line carrying a traceback) a failed start repeats at
+#: each restart: the console collapses them
+_ERROR_LEVELS = frozenset({"error", "critical"})
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -99,21 +104,30 @@ class Console:
         Show one stderr line of a module: JSON log lines in a readable form, anything else
         as it is.
         """
-        text = raw.decode("utf-8", "replace").rstrip()
-        if not text:
-            return
-        try:
-            record = json.loads(text)
-        except ValueError:
-            self.say(module_id, text, "log")
-            return
-        if not isinstance(record, dict):
-            self.say(module_id, text, "log")
-            return
-        message = str(record.get("message", ""))
-        if record.get("traceback"):
-            message += "\n" + str(record["traceback"])
-        self.say(module_id, message, str(record.get("level", "info")))
+        parsed = parse_module_log(raw)
+        if parsed is not None:
+            self.say(module_id, parsed[1], parsed[0])
+
+
+def parse_module_log(raw: bytes) -> tuple[str, str] | None:
+    """
+    One stderr line of a module as C{(level, text)}: a JSON log line's level and its
+    message (followed by its traceback, if any); anything else as level C{log}, as it is.
+    C{None} for an empty line.
+    """
+    text = raw.decode("utf-8", "replace").rstrip()
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return ("log", text)
+    if not isinstance(record, dict):
+        return ("log", text)
+    message = str(record.get("message", ""))
+    if record.get("traceback"):
+        message += "\n" + str(record["traceback"])
+    return (str(record.get("level", "info")), message)
 
 
 class _ChildProtocol(ProcessProtocol):
@@ -137,11 +151,11 @@ class _ChildProtocol(ProcessProtocol):
         self._err += data
         *lines, self._err = self._err.split(b"\n")
         for line in lines:
-            self.supervisor.console.module_log(self.supervisor.module_id, line)
+            self.supervisor._module_log(self, line)
 
     def processEnded(self, reason: Failure) -> None:
         if self._err:
-            self.supervisor.console.module_log(self.supervisor.module_id, self._err)
+            self.supervisor._module_log(self, self._err)
         code = 0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)
         signal = getattr(reason.value, "signal", None)
         self.supervisor._child_ended(self, code, signal)
@@ -158,7 +172,11 @@ class ModuleSupervisor:
 
     @ivar module: the C{--module} value.
     @ivar module_id: the id given in its init blob.
-    @ivar status: C{starting}, C{running}, C{restarting}, C{stopping} or C{stopped}.
+    @ivar status: C{starting}, C{running}, C{restarting}, C{stopping}, C{stopped} or
+        C{crashed} (it failed C{crash_limit} times within C{crash_window} seconds and is
+        not restarted until L{start} is called again).
+    @ivar last_error: the first line of the last error the module logged before it
+        exited, or C{None}.
     @ivar endpoints: what its last announce listed.
     @ivar listen: the address its last announce gave.
     @ivar restarts: how many times it was restarted.
@@ -181,6 +199,8 @@ class ModuleSupervisor:
         request_timeout: float = 30.0,
         restart_initial: float = 0.5,
         restart_max: float = 30.0,
+        crash_limit: int = 5,
+        crash_window: float = 30.0,
         command: Callable[[str], list[str]] = module_command,
         on_announce: Callable[[ModuleSupervisor], object] | None = None,
     ) -> None:
@@ -196,6 +216,8 @@ class ModuleSupervisor:
         self.request_timeout = request_timeout
         self.restart_initial = restart_initial
         self.restart_max = restart_max
+        self.crash_limit = crash_limit
+        self.crash_window = crash_window
         self._command = command
         self._on_announce = on_announce
         self.status = STOPPED
@@ -216,6 +238,16 @@ class ModuleSupervisor:
         self._restart_call: Any = None
         self._wanted = False
         self._started_at = 0.0
+        # Crash-loop detection: when the recent unwanted exits happened.
+        self._failures: list[float] = []
+        self.last_error: str | None = None
+        # Error lines of the current run, those of the previous failed run, and how many
+        # runs in a row repeated them.
+        self._run_errors: list[str] = []
+        self._run_error: str | None = None
+        self._run_repeated = False
+        self._previous_errors: frozenset[str] = frozenset()
+        self._repeats = 0
         # The module's framed channels: the orchestrator serves them, the module connects.
         from pywatt_twisted.dev.channel_server import ChannelServer
 
@@ -260,6 +292,7 @@ class ModuleSupervisor:
         Spawn the module (and keep it running until L{stop}).
         """
         self._wanted = True
+        self._failures = []
         self._spawn()
 
     def _spawn(self) -> None:
@@ -276,6 +309,9 @@ class ModuleSupervisor:
         env["PYWATT_MODULE_ID"] = self.module_id
         protocol = _ChildProtocol(self)
         self._child = protocol
+        self._run_errors = []
+        self._run_error = None
+        self._run_repeated = False
         self.reactor.spawnProcess(
             protocol, argv[0], argv, env=env, childFDs={0: "w", 1: "r", 2: "r"}
         )
@@ -320,9 +356,20 @@ class ModuleSupervisor:
             self.status = STOPPED
             self.console.say("pywatt-dev", f"{self.module_id} stopped ({how})")
             return
-        # It died on its own: restart with backoff (reset after a stable run).
-        if self.reactor.seconds() - self._started_at > 30:
+        self._note_errors()
+        # It died on its own: restart with backoff (reset after a stable run), unless it
+        # keeps failing (a crash loop).
+        now = self.reactor.seconds()
+        if now - self._started_at > 30:
             self._restart_delay = self.restart_initial
+        if now - self._started_at > self.crash_window:
+            # It ran for a while: this is not a crash loop.
+            self._failures = []
+        self._failures = [t for t in self._failures if now - t <= self.crash_window]
+        self._failures.append(now)
+        if len(self._failures) >= self.crash_limit:
+            self._crashed(how)
+            return
         delay = self._restart_delay
         self._restart_delay = min(self._restart_delay * 2, self.restart_max)
         self.restarts += 1
@@ -331,6 +378,58 @@ class ModuleSupervisor:
             "pywatt-dev", f"{self.module_id} exited ({how}); restarting in {delay:g} s", "warn"
         )
         self._restart_call = self.reactor.callLater(delay, self._spawn)
+
+    def _module_log(self, child: _ChildProtocol, raw: bytes) -> None:
+        """
+        Show one stderr line of C{child}. Before it announced, an error line that the
+        previous failed run logged too is not shown again: the run's end shows one
+        "same error as before" line instead.
+        """
+        parsed = parse_module_log(raw)
+        if parsed is None:
+            return
+        level, text = parsed
+        failing = level in _ERROR_LEVELS or "\nTraceback (most recent call last)" in text
+        if child is self._child and self.status != RUNNING and failing:
+            self._run_errors.append(text)
+            if level in _ERROR_LEVELS:
+                self._run_error = text.splitlines()[0]
+            if text in self._previous_errors:
+                self._run_repeated = True
+                return
+        self.console.say(self.module_id, text, level)
+
+    def _note_errors(self) -> None:
+        """
+        At the end of a failed run: remember its errors, and tell once that they repeat
+        those of the previous run.
+        """
+        errors, self._run_errors = self._run_errors, []
+        if not errors:
+            self._previous_errors = frozenset()
+            self._repeats = 0
+            return
+        self.last_error = self._run_error or errors[-1].splitlines()[0]
+        if self._run_repeated:
+            self._repeats += 1
+            self.console.say(self.module_id, f"same error as before, x{self._repeats}", "error")
+        else:
+            self._repeats = 1
+        self._previous_errors = frozenset(errors)
+
+    def _crashed(self, how: str) -> None:
+        self.status = CRASHED
+        self._failures = []
+        error = self.last_error or f"it exited with {how}"
+        self.console.say(
+            "pywatt-dev",
+            f"{self.module_id} crashed: it failed {self.crash_limit} times within "
+            f"{self.crash_window:g} s, so it is not restarted.\n"
+            f"error: {error}\n"
+            "hint: fix the error, then restart pywatt dev (Ctrl-C stops it); the limit is "
+            f"--crash-limit={self.crash_limit} --crash-window={self.crash_window:g}",
+            "error",
+        )
 
     def stop(self) -> Deferred[None]:
         """
@@ -678,6 +777,7 @@ class ModuleSupervisor:
             "status": self.status,
             "pid": self.pid,
             "restarts": self.restarts,
+            "error": self.last_error if self.status == CRASHED else None,
             "listen": self.listen,
             "endpoints": [
                 {"path": e.path, "methods": list(e.methods), "auth": e.auth} for e in self.endpoints

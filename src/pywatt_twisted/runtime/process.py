@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from twisted.application.service import IServiceCollection, MultiService
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.protocol import Protocol
 from twisted.logger import ILogObserver, Logger, LogLevel
 
@@ -97,7 +98,11 @@ def build_process_service(
             if code != 0:
                 reactor.addSystemEventTrigger("after", "shutdown", _exit_now, code, log_writer)
         if reactor.running:
-            reactor.stop()
+            try:
+                reactor.stop()
+            except ReactorNotRunning:
+                # Already stopping (a failed start, then stdin closing at shutdown).
+                pass
         else:
             reactor.callWhenRunning(reactor.stop)
 

@@ -182,13 +182,30 @@ class FileSecretProvider:
 
     L{start} polls the file every C{interval} seconds on C{clock}; a change becomes a
     notification of the names whose values changed. A file that becomes invalid is
-    reported in the log and ignored: the last good values stay.
+    reported once (to C{report}, else to the log) and ignored: the last good values
+    stay until a valid edit.
+
+    @ivar problem: what is wrong with the file now (it names the file, and for a JSON
+        error the line and column), or C{None} while it is valid.
     """
 
     log = Logger()
 
-    def __init__(self, path: str, clock: IReactorTime, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: IReactorTime,
+        interval: float = 1.0,
+        report: Callable[[str, str], object] | None = None,
+    ) -> None:
+        """
+        @param report: called with C{(level, text)}, one line of text, when an edit makes
+            the file invalid (C{error}) and when it is valid again (C{info}); by default
+            these go to the log.
+        """
         self.path = path
+        self._report = report
+        self.problem: str | None = None
         self._clock = clock
         self.interval = interval
         self._values = read_secrets_file(path)
@@ -221,8 +238,18 @@ class FileSecretProvider:
         try:
             new = read_secrets_file(self.path)
         except ConfigurationError as e:
-            self.log.error("keeping the previous secrets: {error}", error=str(e))
+            self.problem = str(e)
+            if self._report is not None:
+                self._report("error", f"{e}; keeping the previous secrets until it is fixed")
+            else:
+                self.log.error("keeping the previous secrets: {error}", error=str(e))
             return frozenset()
+        if self.problem is not None:
+            self.problem = None
+            if self._report is not None:
+                self._report("info", f"secrets file {self.path} is valid again")
+            else:
+                self.log.info("secrets file {path} is valid again", path=self.path)
         changed = _diff(self._values, new)
         self._values = new
         self._subscribers.notify(changed)

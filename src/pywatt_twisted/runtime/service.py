@@ -269,7 +269,8 @@ class ModuleService(MultiService):
         handler(self, message, link)
 
     def input_closed(self, link: IOrchestratorLink) -> None:
-        if self._stop_requested:
+        if self._stop_requested or self.status == FAILED:
+            # A failed start is already stopping the process.
             return
         self.log.info("{link} input closed by the orchestrator; stopping", link=link.name)
         self.request_stop()
@@ -516,10 +517,10 @@ class ModuleService(MultiService):
             return
         self.status = FAILED
         error = failure.value
-        if isinstance(error, PyWattError):
-            self.log.critical("module start-up failed: {error}", error=str(error))
-        else:
-            self.log.failure("module start-up failed", failure)
+        # One critical line a person can act on; the traceback only at debug level.
+        text = str(error) if isinstance(error, PyWattError) else f"{type(error).__name__}: {error}"
+        self.log.critical("module start-up failed: {error}", error=text)
+        self.log.debug("module start-up failure details", traceback=failure.getTraceback())
         self._ready_result = failure
         self.exit_code = 1
         for client in (self.messaging, self.service_client, self.port_negotiator):

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.services import require_service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 EVERYTHING = os.path.join(HERE, "everything.yaml")
 
 V1 = {
@@ -60,6 +61,54 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0)
         self.assertIn("usage: pywatt db", result.stdout)
         self.assertIn("2 bad usage", result.stdout)
+
+    def test_help_shows_defaults_and_module_models(self) -> None:
+        result = run("schema", "generate", "--help")
+        self.assertEqual(result.returncode, 0)
+        text = " ".join(result.stdout.split())
+        self.assertIn("PKG.MOD:ATTR naming what a module passes as models=", text)
+        self.assertIn("@pywatt_module(models=...)", text)
+
+    def test_unknown_option_suggests_the_closest(self) -> None:
+        result = run("schema", "generate", "--models", EVERYTHING, "--dialekt", "sqlite")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(
+            "pywatt db: error: unrecognized arguments: --dialekt (did you mean --dialect?)",
+            result.stderr,
+        )
+
+    def test_models_of_a_module(self) -> None:
+        """
+        C{--models} takes what a module takes as C{models=}: attrs classes named as
+        C{pkg.mod:attr}, a single class, a module definition, or the module itself.
+        """
+        env = {"PYTHONPATH": PROJECT_ROOT}
+        for spec in (
+            "tests.data.models.cli_module:MODELS",
+            "tests.data.models.cli_module:Person",
+            "tests.data.models.cli_module:app",
+            "tests.data.models.cli_module",
+        ):
+            result = run("schema", "generate", "--models", spec, "--dialect", "sqlite", env=env)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn('CREATE TABLE "cli_attrs_people"', result.stdout)
+            self.assertIn('"name" VARCHAR(50) NOT NULL', result.stdout)
+        result = run("model", "validate", "--models", "tests.data.models.cli_module", env=env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_models_of_a_module_errors(self) -> None:
+        env = {"PYTHONPATH": PROJECT_ROOT}
+        result = run("model", "validate", "-m", "tests.data.models.cli_module:Nope", env=env)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            result.stderr,
+            "pywatt db: error: --models tests.data.models.cli_module:Nope: "
+            "'tests.data.models.cli_module' has no 'Nope'\n",
+        )
+        # A missing model file is still a missing file, not a module to import.
+        result = run("model", "validate", "-m", "missing-models.yaml")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("cannot read model file 'missing-models.yaml'", result.stderr)
 
     def test_no_arguments_is_bad_usage(self) -> None:
         result = run()

@@ -7,7 +7,10 @@ C{pywatt db}: the schema tool::
     pywatt db schema diff  --models models.yaml --url URL [--check]
     pywatt db schema apply --models models.yaml --url URL [--allow-destructive]
 
-C{--url} defaults to the C{DATABASE_URL} environment variable. Exit status: 0 success,
+C{--models} is a model file, C{pkg.mod:attr} naming what a module passes as C{models=}
+(attrs classes, a list, a L{Schema <pywatt_twisted.data.models.Schema>} or a dict), or
+C{pkg.mod} whose C{@pywatt_module(models=...)} is used. C{--url} defaults to the
+C{DATABASE_URL} environment variable. Exit status: 0 success,
 1 a validation or database error (or, with C{diff --check}, pending changes), 2 bad usage.
 Results go to stdout, errors and warnings to stderr; no message ever shows a password.
 """
@@ -16,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.cliparse import Parser
+from pywatt_twisted.errors import ConfigurationError, PyWattError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -33,13 +38,72 @@ class _UsageError(Exception):
         self.usage = usage
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(Parser):
     """
     An ArgumentParser that raises instead of exiting, so C{main} returns the status.
     """
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(message, self.format_usage())
+
+
+MODELS_HELP = (
+    "a model file (.yaml, .yml or .json); or PKG.MOD:ATTR naming what a module passes as "
+    "models= (attrs classes, a list of them, a Schema or a dict); or PKG.MOD, whose "
+    "@pywatt_module(models=...) is used"
+)
+
+#: C{pkg.mod} or C{pkg.mod:attr}
+_PYTHON_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w.]*)?$")
+
+
+def models_source(spec: str) -> Any:
+    """
+    What C{--models} names, ready for C{load_models}: a file path as it is; otherwise
+    the Python object C{pkg.mod:attr} names (a module definition gives its C{models}), or
+    the C{models} of the single C{@pywatt_module} in C{pkg.mod}. The current directory is
+    importable, as with C{pywatt dev}.
+
+    @raise ConfigurationError: the name cannot be imported, or names no models.
+    """
+    if (
+        os.path.exists(spec)
+        or spec.endswith((".yaml", ".yml", ".json"))
+        or not _PYTHON_NAME.match(spec)
+    ):
+        return spec
+    from pywatt_twisted.runtime.loader import load_module_definition
+    from pywatt_twisted.runtime.module import ModuleDefinition
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        definition = load_module_definition(module_name)
+        if definition.models is None:
+            raise ConfigurationError(
+                f"the module definition in {module_name!r} has no models=...; name the "
+                "models with --models pkg.mod:attr, or give a model file"
+            )
+        return definition.models
+    try:
+        import importlib
+
+        value: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigurationError(
+            f"--models {spec}: cannot import {module_name!r} ({e}); is it on PYTHONPATH?"
+        ) from None
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ConfigurationError(f"--models {spec}: {module_name!r} has no {attr!r}") from None
+    if isinstance(value, ModuleDefinition):
+        if value.models is None:
+            raise ConfigurationError(f"--models {spec}: this module definition has no models=...")
+        return value.models
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = model_commands.add_parser(
         "validate", help="check a model file and print its problems"
     )
-    validate.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
+    validate.add_argument("--models", "-m", required=True, help=MODELS_HELP)
 
     schema = groups.add_parser("schema", help="generate DDL, compare with or apply to a database")
     schema_commands = schema.add_subparsers(
@@ -67,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema_commands.required = True
     generate = schema_commands.add_parser("generate", help="print the DDL that creates the models")
-    generate.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
+    generate.add_argument("--models", "-m", required=True, help=MODELS_HELP)
     generate.add_argument(
         "--dialect",
         "-d",
@@ -81,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
     )
     diff = schema_commands.add_parser("diff", help="show what apply would change; change nothing")
-    diff.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
+    diff.add_argument("--models", "-m", required=True, help=MODELS_HELP)
     diff.add_argument("--url", help=url_help)
     diff.add_argument(
         "--check", action="store_true", help="exit with status 1 when there are changes (for CI)"
     )
     apply = schema_commands.add_parser("apply", help="bring the database in step with the models")
-    apply.add_argument("--models", "-m", required=True, help="model file (.yaml, .yml or .json)")
+    apply.add_argument("--models", "-m", required=True, help=MODELS_HELP)
     apply.add_argument("--url", help=url_help)
     apply.add_argument(
         "--allow-destructive",
@@ -109,7 +173,7 @@ def _warn(warnings: Sequence[Any]) -> None:
 def _load(path: str) -> Any:
     from pywatt_twisted.data.models import load_models, validate
 
-    schema = load_models(path)
+    schema = load_models(models_source(path))
     _warn(validate(schema))
     return schema
 
