@@ -123,6 +123,20 @@ class DataError(PyWattError):
     """
 
 
+class BackendUnavailable(DataError):
+    """
+    A backend the module depends on (a database, a cache server) cannot be reached, or
+    stopped answering in time. The library's own types for it (C{DatabaseUnavailable},
+    C{CacheUnavailable}) derive from this class; an HTTP route that lets one escape is
+    answered C{503 Service Unavailable} with a JSON body instead of a 500.
+
+    @ivar backend: what was unavailable, for the 503 body (C{"database"},
+        C{"cache"}).
+    """
+
+    backend = "backend"
+
+
 class NotAvailable(PyWattError):
     """
     A feature was used that this module was not configured for (for example module-to-

@@ -32,7 +32,7 @@ class FromUrlTests(SynchronousTestCase):
         kw = c.connect_kwargs()
         self.assertEqual(kw["dbname"], "app")
         self.assertEqual(kw["sslmode"], "require")
-        self.assertEqual(kw["connect_timeout"], 10)
+        self.assertEqual(kw["connect_timeout"], 5)
 
     def test_mysql(self) -> None:
         c = DatabaseConfig.from_url("mariadb://root@127.0.0.1/test", connect_timeout=0.5)

@@ -25,6 +25,9 @@ from twisted.internet.defer import (
     ensureDeferred,
     maybeDeferred,
 )
+from twisted.internet.defer import (
+    TimeoutError as DeferredTimeout,
+)
 from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
@@ -37,6 +40,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from zope.interface import implementer
 
+from pywatt_twisted.data._resources import Resources, found_in, start_collecting
 from pywatt_twisted.errors import BootstrapError, PyWattError
 from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, EndpointFactory
 from pywatt_twisted.runtime.config import RuntimeConfig
@@ -187,6 +191,8 @@ class ModuleService(MultiService):
         self.registration: Any = None
         self.database: Any = None
         self.databases: list[Any] = []
+        #: the databases and caches the module opened, closed when it stops
+        self.resources = Resources()
         self._started_at = 0.0
         self._ready_waiters: list[Deferred[ModuleService]] = []
         self._on_ready: list[Callable[[], object]] = []
@@ -280,12 +286,16 @@ class ModuleService(MultiService):
     async def _bootstrap(self, blob: InitBlob) -> None:
         definition = self.definition
         assert self.secrets is not None and self.stdio is not None
+        # databases opened from here on (state_builder, create_app) are closed at stop
+        start_collecting(self.resources)
         self.secrets.seed(blob.env)
         secrets = await self.secrets.get_secrets(definition.secrets)
         self._start_channels(blob)
         user_state = None
         if definition.state_builder is not None:
             user_state = await _resolve(definition.state_builder(blob, secrets))
+            for resource in found_in(user_state):
+                self.resources.add(resource)
         state = AppState(blob, self.reactor, self.secrets, user_state=user_state)
         state._register_database = self.register_database
         self.messaging = RoutedMessaging(
@@ -396,6 +406,9 @@ class ModuleService(MultiService):
         state.database = db
         self.register_database(db)
         if self.definition.models is None:
+            # Not needed to start: a server that is down is reported (one WARNING from
+            # the Database, "unavailable" on /health) without holding the start-up.
+            db.ping().addErrback(lambda _: None)
             return
         from pywatt_twisted.data.models import ModelValidationError, sync
 
@@ -471,6 +484,7 @@ class ModuleService(MultiService):
         """
         from pywatt_twisted.data import DatabaseCollector
 
+        self.resources.add(db)
         if any(known is db for known in self.databases):
             return
         self.databases.append(db)
@@ -702,6 +716,12 @@ class ModuleService(MultiService):
                 )
             )
             return
+        problems = []
+        database_secret = self.definition.database
+        if database_secret in used and self.database is not None:
+            problem = await self._rotate_database(database_secret)
+            if problem is not None:
+                problems.append(problem)
         failed = []
         if self.state is not None:
             for callback in self.state.rotation_callbacks:
@@ -713,15 +733,34 @@ class ModuleService(MultiService):
                     )
                     failed.append(getattr(callback, "__qualname__", repr(callback)))
         if failed:
+            problems.append(f"on_rotation callback(s) failed: {', '.join(failed)}")
+        if problems:
             link.send(
                 RotationAck(
                     rotation_id=message.rotation_id,
                     status="error",
-                    message=f"on_rotation callback(s) failed: {', '.join(failed)}",
+                    message="; ".join(problems),
                 )
             )
         else:
             link.send(RotationAck(rotation_id=message.rotation_id, status="success"))
+
+    async def _rotate_database(self, secret_name: str) -> str | None:
+        """
+        Move the C{database=} database to the rotated URL (see L{Database.use_url
+        <pywatt_twisted.data.Database.use_url>}); return None, or why it still uses the
+        old one (no password in it).
+        """
+        assert self.secrets is not None
+        try:
+            await self.database.use_url(self.secrets.cached(secret_name))
+        except Exception as e:
+            reason = self.redactor.redact(
+                f"the database in secret {secret_name!r} still uses its old value: {e}"
+            )
+            self.log.error("rotation: {reason}", reason=reason)
+            return reason
+        return None
 
     _handlers: dict[type, Callable[[ModuleService, Any, IOrchestratorLink], None]] = {
         Heartbeat: _on_heartbeat,
@@ -774,6 +813,7 @@ class ModuleService(MultiService):
         self._stop_process(self.exit_code)
 
     async def _graceful_stop(self) -> None:
+        stop_by = self.reactor.seconds() + self.config.shutdown_deadline
         previous = self.status
         self.status = STOPPING if previous != FAILED else FAILED
         if self.bridge is not None:
@@ -800,6 +840,8 @@ class ModuleService(MultiService):
                     "requests still in flight after {deadline} s; stopping anyway",
                     deadline=deadline,
                 )
+        if self.state is not None:
+            await self._run_stop_hooks(stop_by)
         if self.secrets is not None:
             self.secrets.cancel_all("the module is stopping")
         if self.messaging is not None:
@@ -809,11 +851,7 @@ class ModuleService(MultiService):
         if self.port_negotiator is not None:
             self.port_negotiator.stop()
         await super().stopService()
-        if self.database is not None:
-            try:
-                await self.database.close()
-            except Exception:
-                self.log.failure("closing the database failed")
+        await self._close_resources(stop_by)
         if self.channels is not None:
             # Last: replies to requests that came in on a channel went out above.
             await self.channels.stopService()
@@ -825,6 +863,64 @@ class ModuleService(MultiService):
             except Exception:
                 self.log.warn("stdout did not drain within 5 s")
         self.log.info("stopped")
+
+    def _remaining(self, stop_by: float) -> float:
+        """
+        Seconds left before C{stop_by}, at least L{MIN_STOP_STEP}.
+        """
+        return max(stop_by - self.reactor.seconds(), MIN_STOP_STEP)
+
+    async def _bounded(self, d: Deferred[Any], stop_by: float, what: str) -> None:
+        """
+        Wait for C{d} at most until C{stop_by} (at least L{MIN_STOP_STEP}); log a
+        failure or a timeout (naming C{what} and the setting to raise) and return.
+        """
+        seconds = self._remaining(stop_by)
+        d.addTimeout(seconds, self.reactor)
+        try:
+            await d
+        except DeferredTimeout:
+            self.log.warn(
+                "{what} did not finish within {seconds:.1f} s (what was left of the "
+                "shutdown deadline, --shutdown-deadline / PYWATT_SHUTDOWN_DEADLINE, now "
+                "{deadline} s); cancelled, the stop goes on",
+                what=what,
+                seconds=seconds,
+                deadline=self.config.shutdown_deadline,
+            )
+        except Exception:
+            self.log.failure("{what} failed; the stop goes on", what=what)
+
+    async def _run_stop_hooks(self, stop_by: float) -> None:
+        """
+        Run the C{state.on_stop} hooks, last registered first, each bounded.
+        """
+        assert self.state is not None
+        for hook in reversed(self.state.stop_hooks):
+            name = getattr(hook, "__qualname__", None) or repr(hook)
+            await self._bounded(maybeDeferred(hook), stop_by, f"on_stop hook {name}")
+
+    async def _close_resources(self, stop_by: float) -> None:
+        """
+        Close every database and cache the module opened (last opened first), each
+        bounded by what is left of the shutdown deadline.
+        """
+        for resource in reversed(list(self.resources)):
+            await self._bounded(
+                maybeDeferred(resource.close), stop_by, f"closing {_describe(resource)}"
+            )
+
+
+#: Seconds each stop step (an on_stop hook, closing a database) gets at least, even
+#: when the drain used the whole shutdown deadline.
+MIN_STOP_STEP = 1.0
+
+
+def _describe(resource: object) -> str:
+    url = getattr(resource, "url_redacted", None)
+    if isinstance(url, str):
+        return f"the database {url}"
+    return type(resource).__name__
 
 
 def _op_name(message: object) -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pywatt_twisted.wire.init import InitBlob
 
 RotationCallback = Callable[[tuple[str, ...]], Any]
+StopHook = Callable[[], Any]
 RoutedHandler = Callable[[str, Any], Any]
 
 
@@ -52,6 +53,7 @@ class AppState:
         self.log = log if log is not None else Logger(namespace=f"pywatt.module.{init.module_id}")
         self._secrets = secrets
         self._rotation_callbacks: list[RotationCallback] = []
+        self._stop_hooks: list[StopHook] = []
         self._handlers: dict[str, RoutedHandler] = {}
         self._handler_timeouts: dict[str, float] = {}
         self._messaging: Any = None
@@ -97,13 +99,40 @@ class AppState:
     def register_database(self, db: Any) -> Any:
         """
         Publish a L{pywatt_twisted.data.Database} the module opened itself on C{/health}
-        and C{/metrics} (the one named by C{database=} is published already). Closing it
-        stays the module's job. Returns C{db}.
+        and C{/metrics} (the one named by C{database=} is published already); it is
+        closed when the module stops, after the C{on_stop} hooks. Returns C{db}.
         """
         if self._register_database is None:
             raise NotAvailable("register_database is available once the module has started")
         self._register_database(db)
         return db
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def on_stop(self, hook: StopHook) -> StopHook:
+        """
+        Register C{hook()} to run when the module stops: after the requests and routed
+        messages in flight were answered (or the shutdown deadline passed), before the
+        databases and caches the module opened are closed. It may return a Deferred or
+        a coroutine, which is waited for.
+
+        Hooks run one at a time, the last registered first; each gets what is left of
+        the shutdown deadline (C{--shutdown-deadline}, C{PYWATT_SHUTDOWN_DEADLINE}; at
+        least 1 s): one still running then is cancelled and a WARNING names it. A hook
+        that raises is logged and the others still run. Usable as a decorator.
+
+        Databases and caches created while C{state_builder} and C{create_app} run
+        (with C{Database.from_url}, ...), found in what C{state_builder} returned, or
+        passed to L{register_database} are closed after the hooks without one.
+        """
+        if not callable(hook):
+            raise TypeError(f"on_stop takes a callable, got {hook!r}")
+        self._stop_hooks.append(hook)
+        return hook
+
+    @property
+    def stop_hooks(self) -> tuple[StopHook, ...]:
+        return tuple(self._stop_hooks)
 
     # -- module-to-module messaging ---------------------------------------------------------
 

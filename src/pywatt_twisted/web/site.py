@@ -29,6 +29,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 
+from pywatt_twisted.errors import BackendUnavailable
 from pywatt_twisted.web.discovery import METRICS_PATH, announced_path
 from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
 
@@ -232,6 +233,39 @@ class PyWattRequest(Request):
         if track is not None:
             track(self)
         super().process()
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        """
+        Answer a route that raised: a L{BackendUnavailable} (the database or the cache
+        cannot be reached) gets C{503} with a JSON body naming the backend, so clients
+        and the orchestrator know to retry later; anything else gets Twisted's C{500}.
+        The backend logs its own WARNING when it becomes unavailable; the 503 is logged
+        here at info with the error (no password: the library's errors never hold one).
+        """
+        if not reason.check(BackendUnavailable) or self.startedWriting or self.finished:
+            result: Failure = super().processingFailed(reason)
+            return result
+        error = reason.value
+        backend = getattr(error, "backend", "backend")
+        _log.info(
+            "{method} {path} answered 503: {error}",
+            method=self.method.decode("ascii", "replace"),
+            path=_path_of(self),
+            error=str(error),
+        )
+        body = json.dumps(
+            {
+                "error": "backend_unavailable",
+                "backend": backend,
+                "message": f"the {backend} this module uses is unavailable; try again later",
+            }
+        ).encode("utf-8")
+        self.setResponseCode(503)
+        self.setHeader(b"Content-Type", b"application/json")
+        self.setHeader(b"Content-Length", b"%d" % (len(body),))
+        self.write(body)
+        self.finish()
+        return reason
 
     def _finished(
         self, result: object, site: PyWattSite, metrics: ModuleMetrics | None, started: float

@@ -4,7 +4,7 @@ Errors of the cache layer; all derive from L{pywatt_twisted.errors.DataError}.
 
 from __future__ import annotations
 
-from pywatt_twisted.errors import DataError
+from pywatt_twisted.errors import BackendUnavailable, DataError
 
 
 class CacheError(DataError):
@@ -26,10 +26,13 @@ class SerializationError(CacheError, TypeError):
     """
 
 
-class CacheUnavailable(CacheError):
+class CacheUnavailable(CacheError, BackendUnavailable):
     """
-    The cache server could not be reached or dropped the connection.
+    The cache server could not be reached or dropped the connection. Escaping an HTTP
+    route, it is answered C{503} (see L{BackendUnavailable}).
     """
+
+    backend = "cache"
 
 
 class InvalidTTL(CacheError, ValueError):

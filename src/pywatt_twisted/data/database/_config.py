@@ -60,7 +60,15 @@ class DatabaseConfig:
         (C{sslmode}, C{application_name}, C{charset}, C{unix_socket}...), as strings.
     @ivar min_pool: connections (threads) kept ready.
     @ivar max_pool: most connections open at once; extra calls queue.
-    @ivar connect_timeout: seconds allowed to open a connection.
+    @ivar connect_timeout: seconds allowed to open a connection (5 by default; URL
+        option C{?connect_timeout=N}). A server that does not answer in time makes the
+        call fail with L{DatabaseUnavailable}.
+    @ivar statement_timeout: seconds a statement may run before the server cancels it
+        (30 by default; URL option C{?statement_timeout=N}; None for no limit). Enforced
+        server-side (PostgreSQL C{statement_timeout}, MariaDB C{max_statement_time},
+        MySQL C{max_execution_time}, which bounds C{SELECT}s only), so a cancelled
+        statement does not keep running; MySQL/MariaDB connections also stop waiting
+        for a reply C{statement_timeout + 5} seconds after sending. SQLite has no limit.
     """
 
     dialect: str = attrs.field(validator=attrs.validators.in_(tuple(DRIVERS)))
@@ -72,7 +80,8 @@ class DatabaseConfig:
     options: dict[str, str] = attrs.field(factory=dict)
     min_pool: int = 1
     max_pool: int = 5
-    connect_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    statement_timeout: float | None = 30.0
 
     def __attrs_post_init__(self) -> None:
         if self.max_pool < 1 or self.min_pool < 0 or self.min_pool > self.max_pool:
@@ -84,11 +93,20 @@ class DatabaseConfig:
             raise ConfigurationError(
                 f"expected connect_timeout > 0 seconds, got {self.connect_timeout!r}"
             )
+        if self.statement_timeout is not None and not self.statement_timeout > 0:
+            raise ConfigurationError(
+                "expected statement_timeout > 0 seconds (or None for no limit), got "
+                f"{self.statement_timeout!r}"
+            )
 
     @classmethod
     def from_url(cls, url: object, **overrides: Any) -> DatabaseConfig:
         """
         Parse a database URL.
+
+        The query string may set C{connect_timeout} and C{statement_timeout} (seconds;
+        C{statement_timeout=0} or C{none} for no limit); an explicit keyword wins over
+        the URL. Other query options go to the driver.
 
         Forms: C{postgresql://user:pass@host:port/db?sslmode=require} (also
         C{postgres://}), C{mysql://user:pass@host:port/db} (also C{mariadb://}),
@@ -120,6 +138,7 @@ class DatabaseConfig:
                 f"{redact_url(text)!r}"
             )
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        overrides = _timeouts_from(options, overrides, redact_url(text))
         database = unquote(parts.path.lstrip("/"))
         if not database:
             raise ConfigurationError(
@@ -142,6 +161,7 @@ class DatabaseConfig:
         rest = text.partition(":")[2]
         rest, _, query = rest.partition("?")
         options = dict(parse_qsl(query, keep_blank_values=True))
+        overrides = _timeouts_from(options, overrides, text)
         if rest.startswith("//"):
             rest = rest[2:]
         if rest in (MEMORY, "/" + MEMORY):
@@ -154,6 +174,15 @@ class DatabaseConfig:
         else:
             path = unquote(rest)
         return cls(dialect="sqlite", database=path, options=options, **overrides)
+
+    @property
+    def address(self) -> str:
+        """
+        Where the server is, for messages: C{host:port}, or the SQLite path.
+        """
+        if self.dialect == "sqlite":
+            return self.database
+        return f"{self.host}:{self.port or _DEFAULT_PORTS[self.dialect]}"
 
     @property
     def url_redacted(self) -> str:
@@ -207,12 +236,22 @@ class DatabaseConfig:
             if self.password is not None:
                 kw["password"] = self.password
             kw.update(self.options)
+            if self.statement_timeout is not None:
+                # server-side, from the first statement on; the URL's own "options"
+                # come after, so a -c statement_timeout there wins
+                ms = max(1, int(self.statement_timeout * 1000))
+                kw["options"] = f"-c statement_timeout={ms} {kw.get('options', '')}".strip()
             return kw
         kw = {
             "host": self.host,
             "port": self.port or _DEFAULT_PORTS["mysql"],
             "database": self.database,
             "connect_timeout": max(1, math.ceil(timeout)),
+            # covers the server greeting and login too: a server that accepts the TCP
+            # connection but never answers fails within connect_timeout; once the
+            # connection is open the wait for a reply becomes statement_timeout + 5 s
+            "read_timeout": timeout,
+            "write_timeout": timeout,
             "charset": "utf8mb4",
             "autocommit": False,
         }
@@ -222,6 +261,40 @@ class DatabaseConfig:
             kw["password"] = self.password
         kw.update(self.options)
         return kw
+
+
+def _seconds(name: str, value: str, url: str) -> float | None:
+    """
+    A timeout from a URL option: seconds, or None for C{0}/C{none} (statement_timeout).
+    """
+    if name == "statement_timeout" and value.strip().lower() in ("0", "none", ""):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigurationError(
+            f"expected {name} in seconds (a positive number) in the database URL, got "
+            f"{name}={value!r} in {url!r}"
+        )
+    return seconds
+
+
+def _timeouts_from(options: dict[str, str], overrides: dict[str, Any], url: str) -> dict[str, Any]:
+    """
+    Move C{connect_timeout} and C{statement_timeout} from URL options into the fields
+    (a keyword given explicitly, not None, wins).
+    """
+    overrides = dict(overrides)
+    for name in ("connect_timeout", "statement_timeout"):
+        if name in options:
+            value = _seconds(name, options.pop(name), url)
+            if overrides.get(name) is None:
+                overrides[name] = value
+        if name in overrides and overrides[name] is None and name == "connect_timeout":
+            del overrides[name]
+    return overrides
 
 
 def redact_url(url: str) -> str:

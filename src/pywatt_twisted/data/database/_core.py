@@ -219,6 +219,57 @@ def _known_dead(dialect: str, conn: Any) -> bool:
     return fd is not None and _readable(fd)
 
 
+#: Seconds a MySQL/MariaDB connection waits for a reply beyond the statement timeout
+#: (the server cancels the statement first; this catches a server that went silent).
+REPLY_GRACE = 5.0
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _mysql_timeout(conn: Any, cursor: Any, seconds: float | None) -> None:
+    """
+    Set a MySQL/MariaDB connection's statement timeout: server-side (MariaDB
+    C{max_statement_time}, MySQL C{max_execution_time}; 0 is no limit) and the client's
+    wait for a reply (C{seconds + REPLY_GRACE}, forever when None).
+    """
+    if getattr(conn, "_pywatt_mariadb", True):
+        value = f"{seconds:.3f}" if seconds is not None else "0"
+        cursor.execute(f"SET SESSION max_statement_time = {value}")
+    else:
+        value = str(_ms(seconds)) if seconds is not None else "0"
+        cursor.execute(f"SET SESSION max_execution_time = {value}")
+    reply = seconds + REPLY_GRACE if seconds is not None else None
+    # PyMySQL applies these on every read/write of the socket
+    conn._read_timeout = reply
+    conn._write_timeout = reply
+
+
+def _on_connect(config: DatabaseConfig, conn: Any) -> None:
+    """
+    C{cp_openfun}: give a new connection the configured statement timeout (a
+    connection whose set-up fails is closed, not leaked).
+    """
+    if config.dialect != "mysql":
+        # PostgreSQL gets it at connect time (DatabaseConfig.connect_kwargs)
+        return
+    try:
+        conn._pywatt_mariadb = "mariadb" in str(conn.get_server_info()).lower()
+        cursor = conn.cursor()
+        try:
+            _mysql_timeout(conn, cursor, config.statement_timeout)
+        finally:
+            cursor.close()
+        conn.commit()
+    except BaseException:
+        try:
+            conn.close()
+        except Exception:
+            pass
+        raise
+
+
 class SyncTransaction:
     """
     The transaction handed to a function run by L{Database.run_interaction}: it lives in
@@ -229,11 +280,21 @@ class SyncTransaction:
     not commit.
     """
 
-    def __init__(self, db: Database, *, single: bool = False) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        single: bool = False,
+        pool: adbapi.ConnectionPool | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self._db = db
-        self._pool = db._pool
+        # the pool the call was submitted to (after a rotation, calls already queued
+        # finish on the old pool, whose thread this is)
+        self._pool = pool if pool is not None else db._pool
         self._dialect = db.dialect
         self._single = single
+        self._timeout = timeout
         self._conn: Any = None
         self._cursor: Any = None
         self._statements = 0
@@ -249,13 +310,14 @@ class SyncTransaction:
         connection already known to be dead is replaced: nothing was sent on it.
         """
         try:
-            self._conn = self._pool.connect()
+            self._conn = self._connect()
             if _known_dead(self._dialect, self._conn):
                 self._reconnect()
                 return
             self._cursor = self._conn.cursor()
-            if self._dialect == "sqlite":
-                self._cursor.execute("BEGIN")
+            self._begin()
+        except DatabaseUnavailable:
+            raise
         except Exception:
             # cursor() refused by a connection that turned out closed: nothing was sent
             if self._conn is not None and _is_broken(self._dialect, self._conn):
@@ -266,10 +328,29 @@ class SyncTransaction:
     def _reconnect(self) -> None:
         self._discard()
         self._db._count_reconnect()
-        self._conn = self._pool.connect()
+        self._conn = self._connect()
         self._cursor = self._conn.cursor()
+        self._begin()
+
+    def _connect(self) -> Any:
+        """
+        This thread's connection, opened (within C{connect_timeout}) if needed; a
+        driver error becomes L{DatabaseUnavailable} with C{connecting} set.
+        """
+        try:
+            return self._pool.connect()
+        except self._db._driver.Error as e:
+            raise self._db._connect_error(e) from None
+
+    def _begin(self) -> None:
+        """
+        Start the transaction (SQLite) and apply a per-call statement timeout
+        (PostgreSQL: C{SET LOCAL}, undone when the transaction ends).
+        """
         if self._dialect == "sqlite":
             self._cursor.execute("BEGIN")
+        elif self._dialect == "postgresql" and self._timeout is not None:
+            self._cursor.execute(f"SET LOCAL statement_timeout = {_ms(self._timeout)}")
 
     def _discard(self) -> None:
         """
@@ -347,12 +428,18 @@ class SyncTransaction:
             # (an async transaction opened a while ago) nothing was sent on it yet
             self._reconnect()
         self._sent = True
+        per_call = self._dialect == "mysql" and self._timeout is not None
+        if per_call:
+            _mysql_timeout(self._conn, self._cursor, self._timeout)
         try:
             self._cursor.execute(statement.sql, bound)
         except Exception as e:
             # sent, so never sent again: an interruption ends the transaction
             self._interrupt(e, "run a statement")
             raise
+        finally:
+            if per_call and not _is_broken(self._dialect, self._conn):
+                _mysql_timeout(self._conn, self._cursor, self._db.config.statement_timeout)
         self._statements += 1
         return self._cursor
 
@@ -425,11 +512,12 @@ class AsyncTransaction:
         ready: Deferred[None] = Deferred()
         self._state = "open"
         self._db._open_transactions.add(self)
+        pool = self._db._pool
         self._finished = self._db._track(
-            deferToThreadPool(self._db._reactor, self._db._pool.threadpool, self._loop, ready)
+            deferToThreadPool(self._db._reactor, pool.threadpool, self._loop, ready, pool), pool
         )
         try:
-            await ready
+            await self._db._count(ready)
         except BaseException:
             self._state = "done"
             self._db._open_transactions.discard(self)
@@ -445,13 +533,13 @@ class AsyncTransaction:
             await self.rollback()
         return False
 
-    def _loop(self, ready: Deferred[None]) -> None:
+    def _loop(self, ready: Deferred[None], pool: adbapi.ConnectionPool) -> None:
         """
         Runs in a pool thread: open the transaction, then serve statements until a
         commit or rollback arrives.
         """
         call = self._db._reactor.callFromThread
-        tx = SyncTransaction(self._db, single=False)
+        tx = SyncTransaction(self._db, single=False, pool=pool)
         try:
             tx._open()
         except BaseException as e:
@@ -568,28 +656,24 @@ class Database:
             raise TypeError("Database needs a reactor providing IReactorThreads and IReactorCore")
         self.config = config
         self.name = name or config.dialect
-        self._reactor = reactor
-        min_pool, max_pool = config.min_pool, config.max_pool
-        if config.dialect == "sqlite" and config.database == MEMORY:
-            # every sqlite3 connection to :memory: is its own empty database: keep one
-            min_pool = max_pool = 1
-        self._pool = adbapi.ConnectionPool(
-            DRIVERS[config.dialect],
-            cp_min=min_pool,
-            cp_max=max_pool,
-            cp_reactor=reactor,
-            cp_name=f"pywatt-db-{self.name}",
-            # never re-open a cursor on a new connection in the middle of work
-            cp_reconnect=False,
-            **config.connect_kwargs(),
-        )
-        self._pool.threadpool.name = f"pywatt-db-{self.name}"
-        self._min_pool, self._max_pool = min_pool, max_pool
+        self._reactor: Any = reactor
+        # every password this Database used, scrubbed from driver messages
+        self._passwords: set[str] = set()
+        self._pool = self._make_pool(config)
         self._driver = self._pool.dbapi
         self._closed = False
         self._closing: Deferred[None] | None = None
         self._in_flight = 0
+        # calls running or queued per pool (a rotation closes the old pool once its
+        # count is zero), and who waits for that
+        self._pool_in_flight: dict[int, int] = {}
+        self._pool_idle: dict[int, list[Deferred[None]]] = {}
         self._idle: list[Deferred[None]] = []
+        #: when the server could not be reached: (reactor time of the first failure,
+        #: reactor time before which calls fail at once); None while it is reachable
+        self._down: tuple[float, float] | None = None
+        # old pools closing once their calls finish (after use_url)
+        self._retiring: set[adbapi.ConnectionPool] = set()
         self._open_transactions: set[AsyncTransaction] = set()
         self._lock = threading.Lock()
         self.calls = 0
@@ -599,6 +683,34 @@ class Database:
         self.retries = 0
         self.last_error: str | None = None
         self._shutdown_id = reactor.addSystemEventTrigger("before", "shutdown", self.close)
+        from pywatt_twisted.data._resources import track
+
+        track(self)
+
+    def _make_pool(self, config: DatabaseConfig) -> adbapi.ConnectionPool:
+        """
+        A connection pool for C{config}; its connections get the statement timeout.
+        """
+        if config.password:
+            self._passwords.add(config.password)
+        min_pool, max_pool = config.min_pool, config.max_pool
+        if config.dialect == "sqlite" and config.database == MEMORY:
+            # every sqlite3 connection to :memory: is its own empty database: keep one
+            min_pool = max_pool = 1
+        pool = adbapi.ConnectionPool(
+            DRIVERS[config.dialect],
+            cp_min=min_pool,
+            cp_max=max_pool,
+            cp_reactor=self._reactor,
+            cp_name=f"pywatt-db-{self.name}",
+            # never re-open a cursor on a new connection in the middle of work
+            cp_reconnect=False,
+            cp_openfun=lambda conn: _on_connect(config, conn),
+            **config.connect_kwargs(),
+        )
+        pool.threadpool.name = f"pywatt-db-{self.name}"
+        self._min_pool, self._max_pool = min_pool, max_pool
+        return pool
 
     # construction -------------------------------------------------------------------
 
@@ -609,19 +721,28 @@ class Database:
         *,
         min_pool: int = 1,
         max_pool: int = 5,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
         reactor: Any = None,
         name: str | None = None,
     ) -> Database:
         """
         Open a pool for a database URL (a string or a C{Secret}, typically the
-        C{DATABASE_URL} secret). Connections open lazily, on first use.
+        C{DATABASE_URL} secret). Connections open lazily, on first use: a server that
+        is down does not stop this, the calls fail with L{DatabaseUnavailable}.
 
+        @param connect_timeout: seconds to open a connection; default: the URL's
+            C{?connect_timeout=}, else 5.
+        @param statement_timeout: seconds a statement may run; default: the URL's
+            C{?statement_timeout=} (C{0} for no limit), else 30.
         @raise pywatt_twisted.errors.ConfigurationError: on a malformed URL.
         """
-        config = DatabaseConfig.from_url(
-            url, min_pool=min_pool, max_pool=max_pool, connect_timeout=connect_timeout
-        )
+        overrides: dict[str, Any] = {"min_pool": min_pool, "max_pool": max_pool}
+        if connect_timeout is not None:
+            overrides["connect_timeout"] = connect_timeout
+        if statement_timeout is not None:
+            overrides["statement_timeout"] = statement_timeout
+        config = DatabaseConfig.from_url(url, **overrides)
         return cls(config, reactor=reactor, name=name)
 
     @classmethod
@@ -646,11 +767,18 @@ class Database:
 
     # bookkeeping ---------------------------------------------------------------------
 
-    def _track(self, d: Deferred[T]) -> Deferred[T]:
+    def _track(self, d: Deferred[T], pool: adbapi.ConnectionPool) -> Deferred[T]:
         self._in_flight += 1
+        key = id(pool)
+        self._pool_in_flight[key] = self._pool_in_flight.get(key, 0) + 1
 
         def done(result: object) -> object:
             self._in_flight -= 1
+            self._pool_in_flight[key] -= 1
+            if self._pool_in_flight[key] == 0:
+                del self._pool_in_flight[key]
+                for w in self._pool_idle.pop(key, []):
+                    w.callback(None)
             if self._in_flight == 0:
                 waiters, self._idle = self._idle, []
                 for w in waiters:
@@ -659,8 +787,24 @@ class Database:
 
         return d.addBoth(done)
 
+    def _pool_drained(self, pool: adbapi.ConnectionPool) -> Deferred[None]:
+        """
+        Fires once no call submitted to C{pool} is running or queued.
+        """
+        key = id(pool)
+        if not self._pool_in_flight.get(key):
+            return defer.succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._pool_idle.setdefault(key, []).append(waiter)
+        return waiter
+
     def _count(self, d: Deferred[T]) -> Deferred[T]:
         self.calls += 1
+
+        def succeeded(result: T) -> T:
+            if self._down is not None:
+                self._up()
+            return result
 
         def failed(f: Failure) -> Failure:
             self.errors += 1
@@ -668,9 +812,84 @@ class Database:
             if isinstance(f.value, StatementInterrupted):
                 self.interrupted += 1
                 self._log.warn("Database {name}: {error}", name=self.name, error=str(f.value))
+            elif isinstance(f.value, DatabaseUnavailable) and f.value.connecting:
+                self._went_down(f.value)
             return f
 
-        return d.addErrback(failed)
+        return d.addCallbacks(succeeded, failed)
+
+    # availability ----------------------------------------------------------------------
+
+    def _went_down(self, error: DatabaseUnavailable) -> None:
+        """
+        A connection could not be opened: from now until C{connect_timeout} seconds
+        later calls fail at once (one WARNING the first time, none again until a call
+        succeeds).
+        """
+        now = self._reactor.seconds()
+        first = self._down is None
+        since = now if self._down is None else self._down[0]
+        self._down = (since, now + self.config.connect_timeout)
+        if first:
+            self._log.warn(
+                "Database {name} ({dialect} at {address}) is unavailable: {error}. Calls "
+                "fail with DatabaseUnavailable (HTTP 503 when a route lets it escape) "
+                "until it answers again; /health shows it. Raise ?connect_timeout= in the "
+                "database URL if the server is only slow to accept connections.",
+                name=self.name,
+                dialect=self.dialect,
+                address=self.config.address,
+                error=str(error),
+            )
+
+    def _up(self) -> None:
+        assert self._down is not None
+        since = self._down[0]
+        self._down = None
+        self._log.info(
+            "Database {name} ({dialect} at {address}) is available again after {seconds:.1f} s",
+            name=self.name,
+            dialect=self.dialect,
+            address=self.config.address,
+            seconds=self._reactor.seconds() - since,
+        )
+
+    def _fail_fast(self) -> DatabaseUnavailable | None:
+        """
+        The error for a call made while the server is known to be unreachable and the
+        next connection attempt is not due yet, else None.
+        """
+        if self._down is None:
+            return None
+        now = self._reactor.seconds()
+        since, retry_at = self._down
+        if now >= retry_at:
+            return None
+        error = DatabaseUnavailable(
+            f"expected the {self.dialect} database {self.url_redacted} to answer, but it "
+            f"has been unreachable for {now - since:.1f} s ({self.last_error}); failing "
+            f"at once, the next connection attempt is in {retry_at - now:.1f} s",
+            dialect=self.dialect,
+        )
+        error.connecting = True
+        return error
+
+    def _connect_error(self, error: BaseException) -> DatabaseUnavailable:
+        """
+        The L{DatabaseUnavailable} for a driver error raised while opening a connection.
+        """
+        detail = self._scrub(str(error).strip()) or "(no message)"
+        wrapped = DatabaseUnavailable(
+            f"could not connect to the {self.dialect} database {self.url_redacted} "
+            f"(connect_timeout={self.config.connect_timeout:g} s): "
+            f"{type(error).__name__}: {detail}; check that the server is running, "
+            "reachable from this module and accepts these credentials",
+            dialect=self.dialect,
+            code=self._code(error),
+            driver_error=type(error).__name__,
+        )
+        wrapped.connecting = True
+        return wrapped
 
     def _count_reconnect(self) -> None:
         with self._lock:
@@ -687,8 +906,10 @@ class Database:
         )
 
     def _scrub(self, text: str) -> str:
-        password = self.config.password
-        if password:
+        passwords = set(self._passwords)
+        if self.config.password:
+            passwords.add(self.config.password)
+        for password in passwords:
             text = text.replace(password, "***")
         return text
 
@@ -757,8 +978,7 @@ class Database:
             code=self._code(error),
             driver_error=kind_name,
         )
-        password = self.config.password
-        if not password or password not in str(error):
+        if self._scrub(str(error)) == str(error):
             interrupted.__cause__ = error
         interrupted.__suppress_context__ = True
         return interrupted
@@ -803,8 +1023,7 @@ class Database:
             code=code,
             driver_error=kind,
         )
-        password = self.config.password
-        if not password or password not in str(error):
+        if self._scrub(str(error)) == str(error):
             wrapped.__cause__ = error
         wrapped.__suppress_context__ = True
         return wrapped
@@ -813,6 +1032,8 @@ class Database:
 
     def _in_thread(
         self,
+        pool: adbapi.ConnectionPool,
+        timeout: float | None,
         doing: str,
         idempotent: bool,
         single: bool,
@@ -826,7 +1047,7 @@ class Database:
         Never again otherwise: see the module docstring.
         """
         try:
-            return self._attempt(doing, single, fn, args, kw)
+            return self._attempt(pool, timeout, doing, single, fn, args, kw)
         except StatementInterrupted as e:
             if not (idempotent and e.connection_lost):
                 raise
@@ -838,10 +1059,12 @@ class Database:
                 name=self.name,
                 error=str(e),
             )
-        return self._attempt(doing, single, fn, args, kw)
+        return self._attempt(pool, timeout, doing, single, fn, args, kw)
 
     def _attempt(
         self,
+        pool: adbapi.ConnectionPool,
+        timeout: float | None,
         doing: str,
         single: bool,
         fn: Callable[..., T],
@@ -851,7 +1074,7 @@ class Database:
         """
         Runs in a pool thread: one transaction around C{fn}, once.
         """
-        tx = SyncTransaction(self, single=single)
+        tx = SyncTransaction(self, single=single, pool=pool, timeout=timeout)
         try:
             result = fn(tx, *args, **kw)
         except BaseException as e:
@@ -879,13 +1102,27 @@ class Database:
         *,
         idempotent: bool = False,
         single: bool = True,
+        timeout: float | None = None,
+        pool: adbapi.ConnectionPool | None = None,
     ) -> Deferred[T]:
         if self._closed:
             return defer.fail(self._closed_error())
+        if timeout is not None and not timeout > 0:
+            return defer.fail(ValueError(f"expected timeout > 0 seconds, got {timeout!r}"))
+        probe = pool is not None
+        if pool is None:
+            pool = self._pool
+            fast = self._fail_fast()
+            if fast is not None:
+                self.calls += 1
+                self.errors += 1
+                return defer.fail(fast)
         d = deferToThreadPool(
             self._reactor,
-            self._pool.threadpool,
+            pool.threadpool,
             self._in_thread,
+            pool,
+            timeout,
             doing,
             idempotent,
             single,
@@ -893,10 +1130,18 @@ class Database:
             args,
             kw,
         )
-        return self._count(self._track(d))
+        if probe:
+            # a pool not in use yet (use_url): its failure says nothing about this one
+            return self._track(d, pool)
+        return self._count(self._track(d, pool))
 
     def execute(
-        self, sql: str, params: Params = None, *, idempotent: bool = False
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        idempotent: bool = False,
+        timeout: float | None = None,
     ) -> Deferred[int]:
         """
         Run one statement in its own transaction; fire with the rows affected (-1 when
@@ -909,6 +1154,9 @@ class Database:
         @param idempotent: the statement is safe to run twice (C{UPDATE ... SET x =
             5}, an upsert...): after a lost connection, run it once more on a new
             connection instead of failing.
+        @param timeout: seconds this statement may run before the server cancels it
+            (L{StatementInterrupted} with C{connection_lost} false; not run again);
+            default: the database's C{statement_timeout}. Not applied on SQLite.
         """
         return self._run(
             "execute a statement",
@@ -916,30 +1164,52 @@ class Database:
             (sql, params),
             {},
             idempotent=idempotent,
+            timeout=timeout,
         )
 
     def query(
-        self, sql: str, params: Params = None, *, idempotent: bool = False
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        idempotent: bool = False,
+        timeout: float | None = None,
     ) -> Deferred[list[Row]]:
         """
         Run one query; fire with its rows as C{dict}s of column name -> value.
 
         Not retried either unless C{idempotent} is true (see L{execute}): a C{SELECT}
-        can have side effects (functions, C{nextval}, C{FOR UPDATE}...).
+        can have side effects (functions, C{nextval}, C{FOR UPDATE}...). C{timeout} as
+        for L{execute}.
         """
         return self._run(
-            "run a query", SyncTransaction.query, (sql, params), {}, idempotent=idempotent
+            "run a query",
+            SyncTransaction.query,
+            (sql, params),
+            {},
+            idempotent=idempotent,
+            timeout=timeout,
         )
 
     def query_one(
-        self, sql: str, params: Params = None, *, idempotent: bool = False
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        idempotent: bool = False,
+        timeout: float | None = None,
     ) -> Deferred[Row | None]:
         """
         Run one query; fire with its first row as a C{dict}, or None. The same retry
-        rule as L{query}.
+        and timeout rules as L{query}.
         """
         return self._run(
-            "run a query", SyncTransaction.query_one, (sql, params), {}, idempotent=idempotent
+            "run a query",
+            SyncTransaction.query_one,
+            (sql, params),
+            {},
+            idempotent=idempotent,
+            timeout=timeout,
         )
 
     def run_interaction(self, fn: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
@@ -966,27 +1236,115 @@ class Database:
             return AsyncTransaction(self)
         return self.run_interaction(fn, *args, **kw)
 
-    def ping(self) -> Deferred[None]:
+    def ping(self, timeout: float | None = None) -> Deferred[None]:
         """
         Run C{SELECT 1}; fire with None, or fail with L{DatabaseUnavailable} (or
-        another L{DatabaseError}) when the database does not answer.
+        another L{DatabaseError}) when the database does not answer. Opening a
+        connection is bounded by C{connect_timeout}, the statement by C{timeout}
+        (default: C{statement_timeout}).
         """
-        d = self._run("ping", SyncTransaction.query_one, ("SELECT 1",), {}, idempotent=True)
+        d = self._run(
+            "ping", SyncTransaction.query_one, ("SELECT 1",), {}, idempotent=True, timeout=timeout
+        )
         return d.addCallback(lambda _: None)
+
+    def use_url(self, url: object) -> Deferred[None]:
+        """
+        Switch to a new URL (a rotated C{DATABASE_URL}): open a pool for it and ping
+        it (within C{connect_timeout} and C{statement_timeout}); if it answers, new
+        calls go to the new pool, calls already running finish on the old one, which is
+        closed once they have. If it does not, nothing changes and the returned
+        Deferred fails with L{DatabaseUnavailable} (or
+        L{ConfigurationError<pywatt_twisted.errors.ConfigurationError>} for a malformed
+        URL), its message naming the new URL with the password redacted.
+
+        The pool sizes and timeouts stay those of the current configuration unless the
+        new URL sets C{connect_timeout}/C{statement_timeout} itself.
+        """
+        return Deferred.fromCoroutine(self._use_url(url))
+
+    async def _use_url(self, url: object) -> None:
+        if self._closed:
+            raise self._closed_error()
+        old_config = self.config
+        config = DatabaseConfig.from_url(
+            url,
+            min_pool=old_config.min_pool,
+            max_pool=old_config.max_pool,
+            connect_timeout=old_config.connect_timeout,
+            statement_timeout=old_config.statement_timeout,
+        )
+        if config.dialect != old_config.dialect:
+            from pywatt_twisted.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"expected a {old_config.dialect} URL for the new value of the database "
+                f"{self.name}, got {config.url_redacted} ({config.dialect})"
+            )
+        new_pool = self._make_pool(config)
+        if not self._reactor.running:
+            new_pool.start()
+        probe = self._run(
+            "ping",
+            SyncTransaction.query_one,
+            ("SELECT 1",),
+            {},
+            pool=new_pool,
+        )
+        try:
+            await probe
+        except Exception as e:
+            new_pool.close()
+            # the new pool is not in use: its failure says nothing about the old one
+            raise DatabaseUnavailable(
+                f"the new database URL {config.url_redacted} cannot be used, so "
+                f"{old_config.url_redacted} stays in use: {e}",
+                dialect=config.dialect,
+            ) from None
+        old_pool, self._pool, self.config = self._pool, new_pool, config
+        self._log.info(
+            "Database {name}: now using {new} (was {old}); the old connections close once "
+            "their running calls finish",
+            name=self.name,
+            new=config.url_redacted,
+            old=old_config.url_redacted,
+        )
+        self._retire(old_pool)
+
+    def _retire(self, pool: adbapi.ConnectionPool) -> None:
+        """
+        Close a pool no longer in use once the calls submitted to it have finished.
+        """
+
+        def close(_: object) -> None:
+            if not pool.threadpool.joined:
+                pool.close()
+
+        self._retiring.add(pool)
+        d = self._pool_drained(pool)
+        d.addCallback(close)
+        d.addErrback(lambda f: self._log.failure("closing an old database pool failed", f))
+        d.addBoth(lambda _: self._retiring.discard(pool))
 
     # health and shutdown --------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         """
-        Pool statistics for C{/health}: C{status} (C{"ok"}, C{"degraded"} after a
-        failed call until the next successful one is not tracked: it reports the last
-        error), C{dialect}, C{url} (redacted), C{pool} (C{min}, C{max}, C{open}
-        connections, C{in_flight} calls, C{transactions} open), C{calls}, C{errors},
-        C{reconnects}, C{interrupted} (calls failed with L{StatementInterrupted}),
-        C{retries} (C{idempotent=True} calls run again), C{last_error}.
+        Pool statistics for C{/health}: C{status} (C{"ok"}; C{"unavailable"} from a
+        failed connection attempt until a call succeeds again, with
+        C{unavailable_seconds}; C{"closed"}), C{dialect}, C{url} (redacted), C{pool}
+        (C{min}, C{max}, C{open} connections, C{in_flight} calls, C{transactions}
+        open), C{calls}, C{errors}, C{reconnects}, C{interrupted} (calls failed with
+        L{StatementInterrupted}), C{retries} (C{idempotent=True} calls run again), C{last_error}.
         """
+        if self._closed:
+            status = "closed"
+        elif self._down is not None:
+            status = "unavailable"
+        else:
+            status = "ok"
         return {
-            "status": "closed" if self._closed else "ok",
+            "status": status,
             "name": self.name,
             "dialect": self.dialect,
             "url": self.url_redacted,
@@ -1003,6 +1361,11 @@ class Database:
             "interrupted": self.interrupted,
             "retries": self.retries,
             "last_error": self.last_error,
+            **(
+                {"unavailable_seconds": round(self._reactor.seconds() - self._down[0], 3)}
+                if self._down is not None and not self._closed
+                else {}
+            ),
         }
 
     def close(self) -> Deferred[None]:
@@ -1038,9 +1401,11 @@ class Database:
             waiter: Deferred[None] = Deferred()
             self._idle.append(waiter)
             await waiter
-        if not self._pool.threadpool.joined:
-            # (joined: the pool was already stopped, e.g. by adbapi's own shutdown trigger)
-            self._pool.close()
+        for pool in (*self._retiring, self._pool):
+            if not pool.threadpool.joined:
+                # (joined: the pool was already stopped, e.g. by adbapi's own shutdown
+                # trigger)
+                pool.close()
 
 
 __all__ = [

@@ -5,7 +5,7 @@ of their messages ever includes a password.
 
 from __future__ import annotations
 
-from pywatt_twisted.errors import DataError
+from pywatt_twisted.errors import BackendUnavailable, DataError
 
 
 class DatabaseError(DataError):
@@ -32,11 +32,19 @@ class DatabaseError(DataError):
         self.driver_error = driver_error
 
 
-class DatabaseUnavailable(DatabaseError):
+class DatabaseUnavailable(DatabaseError, BackendUnavailable):
     """
-    The server could not be reached, refused the login, or dropped the connection. The
-    pool throws the broken connection away; the next call opens a new one.
+    The server could not be reached (within C{connect_timeout}), refused the login, or
+    dropped the connection. The pool throws the broken connection away; the next call
+    opens a new one. Escaping an HTTP route, it is answered C{503} (see
+    L{BackendUnavailable <pywatt_twisted.errors.BackendUnavailable>}).
+
+    @ivar connecting: whether a new connection could not be opened (the server is
+        down, unreachable or refused the login), rather than an open one breaking.
     """
+
+    backend = "database"
+    connecting = False
 
 
 class StatementInterrupted(DatabaseUnavailable):
