@@ -530,7 +530,7 @@ class SQLiteFileTests(DatabaseSuiteMixin, TestCase):
     def url(self) -> str:
         if not hasattr(self, "_path"):
             self._path = os.path.abspath(self.mktemp()) + ".db"
-        return f"sqlite://{self._path}"
+        return f"sqlite:///{self._path}"
 
 
 class SQLiteMemoryTests(DatabaseSuiteMixin, TestCase):

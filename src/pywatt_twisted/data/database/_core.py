@@ -544,7 +544,8 @@ class Database:
     A pooled SQL database; see L{IDatabase} and the module docstring.
 
     Create it with L{Database.from_url} (C{postgresql://}, C{mysql://},
-    C{sqlite:///path}, C{sqlite://:memory:}) or from a L{DatabaseConfig}.
+    C{sqlite:///relative.db}, C{sqlite:////absolute.db}, C{sqlite://}) or from a
+    L{DatabaseConfig}.
 
     @ivar config: the L{DatabaseConfig} in use.
     @ivar interrupted: calls that failed with L{StatementInterrupted}.
