@@ -293,7 +293,7 @@ async def _bench_database(name: str, url: str, n: int) -> None:
 async def bench_databases(reactor: Any, n: int) -> None:
     path = os.path.join(tempfile.mkdtemp(prefix="pywatt-bench-"), "bench.db")
     for name in ("sqlite", "postgresql", "mysql"):
-        url = f"sqlite://{path}" if name == "sqlite" else _url(name)
+        url = f"sqlite:///{path}" if name == "sqlite" else _url(name)
         if url is None:
             print(f"database {name}: skipped (no server)")
             continue

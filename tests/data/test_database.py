@@ -530,7 +530,7 @@ class SQLiteFileTests(DatabaseSuiteMixin, TestCase):
     def url(self) -> str:
         if not hasattr(self, "_path"):
             self._path = os.path.abspath(self.mktemp()) + ".db"
-        return f"sqlite://{self._path}"
+        return f"sqlite:///{self._path}"
 
 
 class SQLiteMemoryTests(DatabaseSuiteMixin, TestCase):
@@ -577,6 +577,45 @@ class ErrorWrappingTests(SynchronousTestCase):
         self.addCleanup(db.close)
         error = KeyError("x")
         self.assertIs(db._wrap(error, "x"), error)
+
+
+class FakeReactorTests(SynchronousTestCase):
+    """
+    A real L{Database} on a memory reactor (what a C{SynchronousTestCase} with
+    C{FakeOrchestrator} gives) is refused with an error that says what to use instead.
+    """
+
+    def assertSaysUseTestCase(self, message: str) -> None:
+        self.assertIn("need a real, running reactor", message)
+        self.assertIn("MemoryReactorClock", message)
+        self.assertIn("twisted.trial.unittest.TestCase (not SynchronousTestCase)", message)
+        self.assertIn("FakeOrchestrator(..., reactor=reactor)", message)
+
+    def test_from_url(self) -> None:
+        with self.assertRaises(TypeError) as c:
+            Database.from_url("sqlite://", reactor=MemoryReactorClock())
+        self.assertSaysUseTestCase(str(c.exception))
+
+    def test_module_database_under_fake_orchestrator(self) -> None:
+        """
+        The mistake as a module author makes it: C{@pywatt_module(database=...)} started
+        by C{FakeOrchestrator} in a C{SynchronousTestCase}; C{start()} fails with it.
+        """
+        from klein import Klein
+
+        from pywatt_twisted import pywatt_module
+        from pywatt_twisted.testing import FakeOrchestrator
+
+        @pywatt_module(secrets=["DATABASE_URL"], database="DATABASE_URL")
+        def create_app(state: Any) -> Klein:
+            return Klein()
+
+        orch = FakeOrchestrator(secrets={"DATABASE_URL": "sqlite://"})
+        failure = self.failureResultOf(orch.start(create_app))
+        self.assertSaysUseTestCase(failure.getErrorMessage())
+        # the start-up failure is also logged (on stderr, as JSON, in a real process)
+        (logged,) = self.flushLoggedErrors(TypeError)
+        self.assertSaysUseTestCase(logged.getErrorMessage())
 
 
 @implementer(IReactorThreads)

@@ -42,13 +42,54 @@ class FromUrlTests(SynchronousTestCase):
         self.assertNotIn("password", kw)
 
     def test_sqlite(self) -> None:
-        self.assertEqual(DatabaseConfig.from_url("sqlite:///tmp/x.db").database, "/tmp/x.db")
+        self.assertEqual(DatabaseConfig.from_url("sqlite:////tmp/x.db").database, "/tmp/x.db")
         self.assertEqual(DatabaseConfig.from_url("sqlite:rel/x.db").database, "rel/x.db")
-        for url in ("sqlite://:memory:", "sqlite:///:memory:", "sqlite::memory:"):
+        for url in ("sqlite://", "sqlite://:memory:", "sqlite:///:memory:", "sqlite::memory:"):
             self.assertEqual(DatabaseConfig.from_url(url).database, ":memory:", url)
-        kw = DatabaseConfig.from_url("sqlite:///tmp/x.db").connect_kwargs()
+        kw = DatabaseConfig.from_url("sqlite:////tmp/x.db").connect_kwargs()
         self.assertIs(kw["check_same_thread"], False)
-        self.assertRaises(ConfigurationError, DatabaseConfig.from_url, "sqlite://")
+
+    def test_sqlite_three_slashes_is_relative(self) -> None:
+        """
+        C{sqlite:///notes.db} is C{notes.db} in the working directory, as in SQLAlchemy
+        (it used to be C{/notes.db}, at the root of the filesystem); four slashes make
+        an absolute path; C{sqlite:notes.db} and C{sqlite:/abs.db} work too.
+        """
+        cases = {
+            "sqlite:///notes.db": "notes.db",
+            "sqlite:///data/notes.db?timeout=5": "data/notes.db",
+            "sqlite:////var/lib/notes.db": "/var/lib/notes.db",
+            "sqlite:notes.db": "notes.db",
+            "sqlite:/var/lib/notes.db": "/var/lib/notes.db",
+            "sqlite:///my%20notes.db": "my notes.db",
+        }
+        for url, path in cases.items():
+            self.assertEqual(DatabaseConfig.from_url(url).database, path, url)
+
+    def test_sqlite_relative_file_lands_in_working_directory(self) -> None:
+        """
+        Opening C{sqlite:///notes.db} creates C{notes.db} in the current directory.
+        """
+        import os
+        import sqlite3
+
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        old = os.getcwd()
+        os.chdir(work)
+        self.addCleanup(os.chdir, old)
+        sqlite3.connect(**DatabaseConfig.from_url("sqlite:///notes.db").connect_kwargs()).close()
+        self.assertEqual(os.listdir(work), ["notes.db"])
+
+    def test_sqlite_host_is_refused_with_the_fix(self) -> None:
+        """
+        C{sqlite://notes.db} (a host, no path) says which URL was meant.
+        """
+        with self.assertRaises(ConfigurationError) as c:
+            DatabaseConfig.from_url("sqlite://notes.db")
+        self.assertIn("sqlite:///notes.db", str(c.exception))
+        self.assertIn("relative to the working directory", str(c.exception))
+        self.assertIn("sqlite:////absolute/path.db", str(c.exception))
 
     def test_secret(self) -> None:
         c = DatabaseConfig.from_url(_Secret("mysql://a:b@h/d"))
@@ -87,10 +128,16 @@ class RedactTests(SynchronousTestCase):
         c = DatabaseConfig.from_url("postgresql://u:hunter2@h:5/d?sslmode=disable")
         self.assertEqual(c.url_redacted, "postgresql://u:***@h:5/d?sslmode=disable")
         self.assertEqual(DatabaseConfig.from_url("mysql://u@h/d").url_redacted, "mysql://u@h/d")
-        self.assertEqual(
-            DatabaseConfig.from_url("sqlite:///a/b.db").url_redacted, "sqlite:///a/b.db"
-        )
-        self.assertEqual(DatabaseConfig.from_url("sqlite:a.db").url_redacted, "sqlite:a.db")
+        # SQLAlchemy's form, which reads back as the same path
+        for url, redacted in (
+            ("sqlite:///a/b.db", "sqlite:///a/b.db"),
+            ("sqlite:a.db", "sqlite:///a.db"),
+            ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
+            ("sqlite://", "sqlite://:memory:"),
+        ):
+            c = DatabaseConfig.from_url(url)
+            self.assertEqual(c.url_redacted, redacted, url)
+            self.assertEqual(DatabaseConfig.from_url(c.url_redacted).database, c.database)
 
     def test_redact_url(self) -> None:
         self.assertEqual(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0")

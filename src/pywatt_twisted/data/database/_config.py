@@ -110,7 +110,10 @@ class DatabaseConfig:
 
         Forms: C{postgresql://user:pass@host:port/db?sslmode=require} (also
         C{postgres://}), C{mysql://user:pass@host:port/db} (also C{mariadb://}),
-        C{sqlite:///absolute/path.db}, C{sqlite:relative/path.db}, C{sqlite://:memory:}.
+        and SQLite in SQLAlchemy's convention: C{sqlite:///relative/path.db} (relative to
+        the working directory), C{sqlite:////absolute/path.db}, also
+        C{sqlite:relative/path.db} and C{sqlite:/absolute/path.db}; C{sqlite://} and
+        C{sqlite:///:memory:} (or C{sqlite://:memory:}) for an in-memory database.
         User and password are percent-decoded.
 
         @param url: a string or a C{Secret} holding one.
@@ -163,13 +166,24 @@ class DatabaseConfig:
         options = dict(parse_qsl(query, keep_blank_values=True))
         overrides = _timeouts_from(options, overrides, text)
         if rest.startswith("//"):
+            # sqlite://<host>/<path>, as SQLAlchemy reads it: no host, and the one slash
+            # after it is the separator, so sqlite:///notes.db is the relative notes.db
             rest = rest[2:]
-        if rest in (MEMORY, "/" + MEMORY):
+            if rest.startswith("/"):
+                rest = rest[1:] or MEMORY
+            elif rest not in ("", MEMORY):
+                raise ConfigurationError(
+                    f"expected no host in a SQLite URL, got {text!r}: write "
+                    f"sqlite:///{rest} for {rest!r} relative to the working directory, "
+                    f"or sqlite:////absolute/path.db"
+                )
+            rest = rest or MEMORY
+        if rest == MEMORY:
             path = MEMORY
         elif not rest:
             raise ConfigurationError(
-                "expected a SQLite URL with a path (sqlite:///absolute/path.db, "
-                f"sqlite:relative.db) or sqlite://:memory:, got {text!r}"
+                "expected a SQLite URL with a path (sqlite:///relative/path.db, "
+                f"sqlite:////absolute/path.db, sqlite:relative.db) or sqlite://, got {text!r}"
             )
         else:
             path = unquote(rest)
@@ -190,9 +204,8 @@ class DatabaseConfig:
         The URL of this configuration with the password replaced by C{***}.
         """
         if self.dialect == "sqlite":
-            base = "sqlite://:memory:" if self.database == MEMORY else f"sqlite://{self.database}"
-            if self.database != MEMORY and not self.database.startswith("/"):
-                base = f"sqlite:{self.database}"
+            # the SQLAlchemy form: one slash more than the path has
+            base = "sqlite://:memory:" if self.database == MEMORY else f"sqlite:///{self.database}"
         else:
             auth = ""
             if self.user is not None:

@@ -632,7 +632,8 @@ class Database:
     A pooled SQL database; see L{IDatabase} and the module docstring.
 
     Create it with L{Database.from_url} (C{postgresql://}, C{mysql://},
-    C{sqlite:///path}, C{sqlite://:memory:}) or from a L{DatabaseConfig}.
+    C{sqlite:///relative.db}, C{sqlite:////absolute.db}, C{sqlite://}) or from a
+    L{DatabaseConfig}.
 
     @ivar config: the L{DatabaseConfig} in use.
     @ivar interrupted: calls that failed with L{StatementInterrupted}.
@@ -653,7 +654,14 @@ class Database:
 
             reactor = global_reactor
         if not (IReactorThreads.providedBy(reactor) and IReactorCore.providedBy(reactor)):
-            raise TypeError("Database needs a reactor providing IReactorThreads and IReactorCore")
+            # typically FakeOrchestrator's MemoryReactorClock in a SynchronousTestCase
+            raise TypeError(
+                f"Database calls run in a thread pool and need a real, running reactor "
+                f"(IReactorThreads and IReactorCore), not {type(reactor).__name__}. In "
+                f"tests, use twisted.trial.unittest.TestCase (not SynchronousTestCase) "
+                f"with the real reactor: FakeOrchestrator(..., reactor=reactor) and "
+                f"async def tests (see docs/testing.md)"
+            )
         self.config = config
         self.name = name or config.dialect
         self._reactor: Any = reactor
