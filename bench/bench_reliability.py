@@ -60,7 +60,7 @@ class Module:
             stderr=self.stderr,
             env=env,
             cwd=ROOT,
-            bufsize=0,
+            bufsize=1024 * 1024,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin: IO[bytes] = self.proc.stdin
@@ -69,6 +69,7 @@ class Module:
 
     def send(self, obj: Any) -> None:
         self.stdin.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+        self.stdin.flush()
 
     def lines(self) -> Iterator[dict[str, Any]]:
         for raw in self.stdout:
@@ -122,9 +123,11 @@ def writer(module: Module, lines: Callable[[], Iterator[bytes]]) -> threading.Th
             batch.append(line)
             if len(batch) >= 64:
                 module.stdin.write(b"".join(batch))
+                module.stdin.flush()
                 batch = []
         if batch:
             module.stdin.write(b"".join(batch))
+        module.stdin.flush()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -224,7 +227,10 @@ SCENARIOS: dict[str, tuple[Callable[[Module, int], str], int]] = {
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    print(f"{'scenario':<18} {'count':>7} {'idle MiB':>9} {'peak MiB':>9} {'ratio':>6}  target")
+    print(
+        f"{'scenario':<18} {'count':>7} {'idle MiB':>9} {'peak MiB':>9} {'ratio':>6}  target",
+        flush=True,
+    )
     worst = 0.0
     for name, (run, count) in SCENARIOS.items():
         n = count // 10 if quick else count

@@ -610,12 +610,19 @@ class FakeReactorTests(SynchronousTestCase):
         def create_app(state: Any) -> Klein:
             return Klein()
 
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         orch = FakeOrchestrator(secrets={"DATABASE_URL": "sqlite://"})
         failure = self.failureResultOf(orch.start(create_app))
         self.assertSaysUseTestCase(failure.getErrorMessage())
-        # the start-up failure is also logged (on stderr, as JSON, in a real process)
-        (logged,) = self.flushLoggedErrors(TypeError)
-        self.assertSaysUseTestCase(logged.getErrorMessage())
+        # the start-up failure is also logged, as one critical line (on stderr, as JSON,
+        # in a real process)
+        (logged,) = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.critical]
+        self.assertTrue(logged.startswith("module start-up failed: TypeError: "), logged)
+        self.assertSaysUseTestCase(logged)
 
 
 @implementer(IReactorThreads)
