@@ -630,7 +630,9 @@ class RedisPoolUnitTests(SynchronousTestCase):
 
 
 class MemcachedCacheTests(CacheSuiteMixin, TestCase):
-    expiry_slack = 1.0
+    #: TTLs are whole seconds plus one (so an item lives at least its TTL, up to two
+    #: seconds more), and the server's clock ticks once a second
+    expiry_slack = 2.0
 
     def make(self, namespace: str) -> Any:
         return Cache.from_url(require_service("memcached"), namespace=namespace)
@@ -656,6 +658,21 @@ class MemcachedCacheTests(CacheSuiteMixin, TestCase):
         await self.cache.clear()
         await task.deferLater(reactor, 0.15, lambda: None)
         self.assertIsNone(await other.get("k"))
+
+
+class MemcachedExpiryTests(SynchronousTestCase):
+    def test_at_least_ttl(self) -> None:
+        """
+        Memcached's clock ticks in whole seconds, so an expiry of C{n} may end after
+        C{n - 1} seconds (a 1-second item was seen gone 10 ms after its C{set}): one
+        second is added to the rounded-up TTL.
+        """
+        from pywatt_twisted.data.cache.memcached import MemcachedStore
+
+        self.assertEqual(MemcachedStore._expire(None), 0)
+        self.assertEqual(MemcachedStore._expire(0.001), 2)
+        self.assertEqual(MemcachedStore._expire(1), 2)
+        self.assertEqual(MemcachedStore._expire(1.5), 3)
 
 
 class MemoryCacheBoundsTests(SynchronousTestCase):
