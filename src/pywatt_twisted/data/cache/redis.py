@@ -216,9 +216,8 @@ class _PoolFactory(txredisapi.RedisFactory):
 
     def _no_connection(self, result: object, timeout: float) -> Failure:
         message = (
-            f"no usable connection within connect_timeout={timeout:g} s (the pool keeps"
-            " reconnecting; raise it with the connect_timeout option of the URL,"
-            " e.g. ?connect_timeout=30)"
+            f"no usable connection within connect_timeout={timeout:g} s (raise it with"
+            " the connect_timeout option of the URL, e.g. ?connect_timeout=30)"
         )
         if not self._wait_logged:
             self._wait_logged = True
@@ -390,9 +389,14 @@ class RedisStore:
 
 class RedisCache(StoreCache):
     """
-    An L{ICache} on a Redis server. Connects lazily (the first command waits for the
-    connection); reconnects by itself after a drop (the commands in flight fail with
-    L{CacheUnavailable}).
+    An L{ICache} on a Redis server. Connects lazily (the first command waits for a
+    connection); reconnects by itself, with growing backoff, after a drop or a failed
+    C{AUTH}/C{SELECT} (the commands in flight fail with L{CacheUnavailable}).
+
+    @param poolsize: the number of connections.
+    @param connect_timeout: seconds to open a connection, and the longest a command
+        waits for a usable one (then it fails with L{CacheUnavailable}).
+    @param reply_timeout: seconds to wait for a reply; then the connection is dropped.
     """
 
     def __init__(
