@@ -591,6 +591,21 @@ class RedisPoolUnitTests(SynchronousTestCase):
         proto.connectionLost(Failure(error.ConnectionDone()))
         self.assertEqual(self.messages(), [])
 
+    def test_close_fails_waiting_commands(self) -> None:
+        """
+        Closing the cache fails the commands waiting for a connection at once, and
+        leaves no timer behind.
+        """
+        import txredisapi
+
+        factory = self.factory()
+        waiting = factory.handler.get(b"k")
+        self.successResultOf(factory.disconnect())
+        failure = self.failureResultOf(waiting, txredisapi.ConnectionError)
+        self.assertIn("closed", str(failure.value))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.messages(), [])
+
     def test_ready_deferred_handled(self) -> None:
         """
         An error put into the pool's ready Deferred (which no caller of a lazy pool

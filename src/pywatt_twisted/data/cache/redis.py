@@ -155,6 +155,8 @@ class _PoolFactory(txredisapi.RedisFactory):
         self._problem: str | None = None
         #: whether a command has hit C{connect_wait} since the last usable connection
         self._wait_logged = False
+        #: the commands waiting for a usable connection (their Deferreds)
+        self._waiting: set[Deferred[Any]] = set()
         # the "pool complete" Deferred the handler keeps: nobody else waits on it, so
         # any error put into it must not end up as an unhandled error at collection
         self.deferred.addErrback(self._pool_failed)
@@ -212,7 +214,28 @@ class _PoolFactory(txredisapi.RedisFactory):
         d: Deferred[Any] = super().getConnection(peek)
         if d.called:
             return d
-        return d.addTimeout(self.connect_wait, self.clock, onTimeoutCancel=self._no_connection)
+        self._waiting.add(d)
+        d.addTimeout(self.connect_wait, self.clock, onTimeoutCancel=self._no_connection)
+        d.addErrback(self._closed_while_waiting)
+        d.addBoth(self._done_waiting, d)
+        return d
+
+    def _done_waiting(self, result: object, d: Deferred[Any]) -> object:
+        self._waiting.discard(d)
+        return result
+
+    def _closed_while_waiting(self, failure: Failure) -> None:
+        failure.trap(defer.CancelledError)
+        raise txredisapi.ConnectionError("the cache was closed while this command waited")
+
+    def disconnect(self) -> Deferred[None]:
+        """
+        Close the pool; the commands still waiting for a connection fail at once.
+        """
+        for d in list(self._waiting):
+            d.cancel()
+        result: Deferred[None] = super().disconnect()
+        return result
 
     def _no_connection(self, result: object, timeout: float) -> Failure:
         message = (
