@@ -282,8 +282,9 @@ class CacheSuiteMixin:
             return gate
 
         waiters = [self.cache.cache_aside("k", loader, ttl=60) for _ in range(10)]
-        # let the first caller's get() finish and reach the loader
-        for _ in range(100):
+        # let the first caller's get() finish and reach the loader (on a fresh Redis or
+        # Memcached cache that get() opens the connection first: allow seconds, not 0.5 s)
+        for _ in range(2000):
             if calls:
                 break
             await task.deferLater(reactor, 0.005, lambda: None)
