@@ -6,11 +6,18 @@ Every test works in its own random namespace, so parallel runs do not collide.
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, error, reactor, task
+from twisted.internet.testing import StringTransport
+from twisted.python import log
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted.data import (
@@ -275,8 +282,9 @@ class CacheSuiteMixin:
             return gate
 
         waiters = [self.cache.cache_aside("k", loader, ttl=60) for _ in range(10)]
-        # let the first caller's get() finish and reach the loader
-        for _ in range(100):
+        # let the first caller's get() finish and reach the loader (on a fresh Redis or
+        # Memcached cache that get() opens the connection first: allow seconds, not 0.5 s)
+        for _ in range(2000):
             if calls:
                 break
             await task.deferLater(reactor, 0.005, lambda: None)
@@ -327,29 +335,320 @@ class RedisCacheTests(CacheSuiteMixin, TestCase):
     def make(self, namespace: str) -> Any:
         return Cache.from_url(require_service("redis"), namespace=namespace)
 
-    async def test_server_killed_connection(self) -> None:
+    async def _admin(self) -> Any:
         """
-        The server closes our connection; the next call reconnects and succeeds.
+        A separate connection to the test server, to kill our own connections with.
         """
         import txredisapi
 
-        cache = Cache.from_url(require_service("redis"), namespace=self.ns, poolsize=1)
-        self.addCleanup(cache.close)
-        await cache.set("k", b"v")
-        client_id = await cache._store._redis.execute_command("CLIENT", "ID")
-        admin = await txredisapi.Connection("127.0.0.1", 6379, charset=None)
+        parts = urlsplit(require_service("redis"))
+        admin = await txredisapi.Connection(
+            parts.hostname or "127.0.0.1", parts.port or 6379, reconnect=False, charset=None
+        )
         self.addCleanup(admin.disconnect)
-        url = require_service("redis")
-        if "127.0.0.1:6379" not in url:
-            raise self.skipTest("kill test expects the default Redis address")
-        await admin.execute_command("CLIENT", "KILL", "ID", client_id)
-        # give the reactor a turn to see the close, as a real caller would between calls
-        await task.deferLater(reactor, 0.05, lambda: None)
+        return admin
+
+    async def _until(self, what: str, condition: Callable[[], bool], seconds: float = 10.0) -> None:
+        """
+        Wait (in real time, bounded) for C{condition()}; fail naming C{what}.
+        """
+        for _ in range(int(seconds / 0.01)):
+            if condition():
+                return
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.fail(f"timed out after {seconds} s waiting for {what}")
+
+    def _fast_backoff(self, cache: Any) -> Any:
+        """
+        Shrink the pool's reconnect delays (no jitter) and record each one it uses.
+        """
+        factory = cache._store._redis._factory
+        factory.initialDelay = 0.02
+        factory.maxDelay = 5.0
+        factory.jitter = 0
+        factory.delays = []
+        policy = factory.retryDelay
+
+        def recording(attempt: int) -> float:
+            delay = policy(attempt)
+            factory.delays.append(delay)
+            return delay
+
+        factory.retryDelay = recording
+        return factory
+
+    async def test_server_kills_pool_connections(self) -> None:
+        """
+        The server closes every connection of the pool (killed by their own ids, no
+        one else's); the pool reconnects and the next calls succeed, with no error
+        logged or left unhandled.
+        """
+        admin = await self._admin()
+        cache = Cache.from_url(require_service("redis"), namespace=self.ns, poolsize=2)
+        self.addCleanup(cache.close)
+        factory = self._fast_backoff(cache)
+        await cache.set("k", b"v")
+        await self._until("a full pool", lambda: factory.size == 2)
+        old = list(factory.pool)
+        ids = [await proto.execute_command("CLIENT", "ID") for proto in old]
+        lost = [proto.whenDisconnected() for proto in old]
+        for client_id in ids:
+            await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+        await defer.gatherResults(lost)
+        await self._until(
+            "two new connections",
+            lambda: factory.size == 2 and not set(factory.pool) & set(old),
+        )
         self.assertEqual(await cache.get("k"), b"v")
+        await cache.set("k2", b"v2")
+        self.assertEqual(await cache.get("k2"), b"v2")
+        # an error put into a Deferred nobody handles is logged when it is collected;
+        # collect now so that trial sees it in this test
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    async def test_handshake_cut_reconnects_with_backoff(self) -> None:
+        """
+        The server closes new connections before they answer C{SELECT}: txredisapi
+        stopped reconnecting for good on the first one. The pool keeps reconnecting,
+        waiting longer after each failed connection, and works once the server lets
+        a connection through.
+        """
+        admin = await self._admin()
+        url = require_service("redis")
+        # database 1: database 0 sends no SELECT, so that handshake cannot be cut
+        url = urlunsplit(urlsplit(url)._replace(path="/1"))
+        cache = Cache.from_url(url, namespace=self.ns, poolsize=1)
+        self.addCleanup(cache.close)
+        factory = self._fast_backoff(cache)
+        cut = 3
+        attempts: list[Any] = []
+        build = factory.buildProtocol
+
+        async def kill_then_handshake(proto: Any, handshake: Callable[[], None]) -> None:
+            port = proto.transport.getHost().port
+            # find our connection by its local port (the server may not have accepted
+            # it yet), then kill it by id: only this test's connection
+            client_id = None
+            for _ in range(500):
+                listing = await admin.execute_command("CLIENT", "LIST")
+                for line in listing.decode().splitlines():
+                    fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+                    if fields.get("addr", "").endswith(f":{port}"):
+                        client_id = fields["id"]
+                if client_id is not None:
+                    break
+                await task.deferLater(reactor, 0.01, lambda: None)
+            self.assertIsNotNone(client_id, f"no connection from local port {port}")
+            await admin.execute_command("CLIENT", "KILL", "ID", client_id)
+            # the server has closed it: the SELECT this sends is never answered
+            handshake()
+            proto.transport.resumeProducing()
+
+        def held(addr: Any) -> Any:
+            proto = build(addr)
+            attempts.append(proto)
+            if len(attempts) <= cut:
+                handshake = proto.connectionMade
+
+                def made() -> None:
+                    proto.transport.pauseProducing()
+                    defer.ensureDeferred(kill_then_handshake(proto, handshake)).addErrback(log.err)
+
+                proto.connectionMade = made
+            return proto
+
+        factory.buildProtocol = held
+        first = cache.get("k")
+        # txredisapi stopped after the first cut connection: no second attempt, ever
+        await self._until(f"{cut + 1} connection attempts", lambda: len(attempts) > cut)
+        self.assertEqual(await first, None)
+        await cache.set("k", b"v")
+        self.assertEqual(await cache.get("k"), b"v")
+        self.assertEqual(len(attempts), cut + 1)
+        # one delay per cut connection, each longer than the one before
+        self.assertEqual(len(factory.delays), cut)
+        self.assertEqual(factory.delays, sorted(set(factory.delays)))
+        self.assertAlmostEqual(factory.delays[0], 0.02)
+        self.assertAlmostEqual(factory.delays[-1], 0.02 * math.e ** (cut - 1))
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class RedisPoolUnitTests(SynchronousTestCase):
+    """
+    The pool's handshake, ready Deferred and wait bound, on L{StringTransport}s and a
+    L{task.Clock} (no server).
+    """
+
+    def setUp(self) -> None:
+        import txredisapi
+
+        # txredisapi hands ready connections to the pool with a callLater(0) on the
+        # global reactor: keep that off the real reactor
+        self.reactor = task.Clock()
+        self.patch(txredisapi, "reactor", self.reactor)
+        self.clock = task.Clock()
+        self.events: list[dict[str, Any]] = []
+
+    def factory(self, db: int = 0, password: str | None = None) -> Any:
+        from twisted.logger import Logger
+
+        from pywatt_twisted.data.cache.redis import _PoolFactory
+
+        factory = _PoolFactory(
+            db=db,
+            password=password,
+            username=None,
+            poolsize=1,
+            reply_timeout=None,
+            connect_wait=10.0,
+            clock=self.clock,
+            url_redacted=f"redis://127.0.0.1:6379/{db}",
+        )
+        factory.log = Logger(observer=self.events.append)
+        return factory
+
+    def connect(self, factory: Any) -> tuple[Any, StringTransport]:
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def messages(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events]
+
+    def test_db0_sends_no_select(self) -> None:
+        """
+        Database 0 is every connection's default: nothing is sent, the connection is
+        ready at once.
+        """
+        proto, transport = self.connect(self.factory(db=0))
+        self.assertEqual(transport.value(), b"")
+        self.assertIs(self.successResultOf(proto.whenConnected()), proto)
+
+    def test_select_other_db(self) -> None:
+        proto, transport = self.connect(self.factory(db=3))
+        self.assertEqual(transport.value(), b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n")
+        ready = proto.whenConnected()
+        self.assertNoResult(ready)
+        proto.dataReceived(b"+OK\r\n")
+        self.assertIs(self.successResultOf(ready), proto)
+
+    def test_auth_without_select(self) -> None:
+        proto, transport = self.connect(self.factory(db=0, password="pw"))
+        self.assertEqual(transport.value(), b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n")
+        proto.dataReceived(b"+OK\r\n")
+        self.assertIs(self.successResultOf(proto.whenConnected()), proto)
+
+    def test_select_lost_keeps_reconnecting(self) -> None:
+        """
+        A connection lost during C{SELECT} (txredisapi called C{stopTrying()} then,
+        and errbacked the pool's ready Deferred) closes only that connection: the pool
+        is not stopped, the ready Deferred still waits, the problem is logged once,
+        and its end is logged when a connection works again.
+        """
+        factory = self.factory(db=3)
+        for _ in range(2):
+            proto, _transport = self.connect(factory)
+            proto.connectionLost(Failure(error.ConnectionDone()))
+        self.assertFalse(factory.stopped)
+        self.assertNoResult(factory.handler._connected)
+        [problem] = self.messages()
+        self.assertIn("redis://127.0.0.1:6379/3: SELECT 3 failed", problem)
+        self.assertIn("Lost connection", problem)
+        self.assertIn("reconnecting", problem)
+        proto, _ = self.connect(factory)
+        proto.dataReceived(b"+OK\r\n")
+        self.assertEqual(
+            self.messages()[1:], ["Redis at redis://127.0.0.1:6379/3: connected again"]
+        )
+
+    def test_select_refused_closes_connection(self) -> None:
+        factory = self.factory(db=99)
+        proto, transport = self.connect(factory)
+        proto.dataReceived(b"-ERR DB index is out of range\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(factory.stopped)
+        self.assertNoResult(proto.whenConnected())
+        self.assertIn("DB index is out of range", self.messages()[0])
+
+    def test_auth_failure_redacts_password(self) -> None:
+        factory = self.factory(password="hunter2")
+        proto, transport = self.connect(factory)
+        proto.dataReceived(b"-WRONGPASS hunter2 is wrong\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(factory.stopped)
+        [problem] = self.messages()
+        self.assertIn("AUTH failed", problem)
+        self.assertNotIn("hunter2", problem)
+
+    def test_handshake_cut_by_close_is_quiet(self) -> None:
+        factory = self.factory(db=3)
+        proto, _ = self.connect(factory)
+        self.successResultOf(factory.disconnect())
+        proto.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(self.messages(), [])
+
+    def test_close_fails_waiting_commands(self) -> None:
+        """
+        Closing the cache fails the commands waiting for a connection at once, and
+        leaves no timer behind.
+        """
+        import txredisapi
+
+        factory = self.factory()
+        waiting = factory.handler.get(b"k")
+        self.successResultOf(factory.disconnect())
+        failure = self.failureResultOf(waiting, txredisapi.ConnectionError)
+        self.assertIn("closed", str(failure.value))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.messages(), [])
+
+    def test_ready_deferred_handled(self) -> None:
+        """
+        An error put into the pool's ready Deferred (which no caller of a lazy pool
+        holds) is logged as a warning, never left unhandled.
+        """
+        factory = self.factory()
+        ready = factory.handler._connected
+        factory.connectionError("Redis error: boom")
+        self.assertIsNone(self.successResultOf(ready))
+        self.assertIn("boom", self.messages()[0])
+
+    def test_connection_wait_bounded(self) -> None:
+        """
+        A command waits at most C{connect_timeout} for a usable connection, then fails
+        naming the option; the bound is logged once per outage.
+        """
+        import txredisapi
+
+        factory = self.factory()
+        first = factory.handler.get(b"k")
+        second = factory.handler.set(b"k", b"v")
+        self.clock.advance(9.9)
+        self.assertNoResult(first)
+        self.clock.advance(0.1)
+        for d in (first, second):
+            failure = self.failureResultOf(d, txredisapi.ConnectionError)
+            self.assertIn("connect_timeout=10", str(failure.value))
+        [logged] = self.messages()
+        self.assertIn("connect_timeout", logged)
+        # a connection that turns up later serves the next command at once
+        proto, transport = self.connect(factory)
+        self.reactor.advance(0)
+        third = factory.handler.get(b"k")
+        self.assertEqual(transport.value(), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+        proto.dataReceived(b"$1\r\nv\r\n")
+        self.assertEqual(self.successResultOf(third), b"v")
 
 
 class MemcachedCacheTests(CacheSuiteMixin, TestCase):
-    expiry_slack = 1.0
+    #: TTLs are whole seconds plus one (so an item lives at least its TTL, up to two
+    #: seconds more), and the server's clock ticks once a second
+    expiry_slack = 2.0
 
     def make(self, namespace: str) -> Any:
         return Cache.from_url(require_service("memcached"), namespace=namespace)
@@ -375,6 +674,21 @@ class MemcachedCacheTests(CacheSuiteMixin, TestCase):
         await self.cache.clear()
         await task.deferLater(reactor, 0.15, lambda: None)
         self.assertIsNone(await other.get("k"))
+
+
+class MemcachedExpiryTests(SynchronousTestCase):
+    def test_at_least_ttl(self) -> None:
+        """
+        Memcached's clock ticks in whole seconds, so an expiry of C{n} may end after
+        C{n - 1} seconds (a 1-second item was seen gone 10 ms after its C{set}): one
+        second is added to the rounded-up TTL.
+        """
+        from pywatt_twisted.data.cache.memcached import MemcachedStore
+
+        self.assertEqual(MemcachedStore._expire(None), 0)
+        self.assertEqual(MemcachedStore._expire(0.001), 2)
+        self.assertEqual(MemcachedStore._expire(1), 2)
+        self.assertEqual(MemcachedStore._expire(1.5), 3)
 
 
 class MemoryCacheBoundsTests(SynchronousTestCase):

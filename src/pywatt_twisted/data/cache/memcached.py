@@ -13,7 +13,9 @@ process is seen within that time; one made by this process at once. C{clear()} o
 without a namespace sends C{flush_all}, which empties the whole server.
 
 Limits of Memcached that show through: counters are unsigned 64-bit (an C{increment}
-with a negative delta stops at 0), and a TTL is rounded up to whole seconds.
+with a negative delta stops at 0), and a TTL is rounded up to whole seconds plus one
+(Memcached's clock ticks in whole seconds: the item lives at least C{ttl}, at most two
+seconds more).
 """
 
 from __future__ import annotations
@@ -194,9 +196,15 @@ class MemcachedStore:
 
     @staticmethod
     def _expire(ttl: float | None) -> int:
+        """
+        The Memcached expiry for C{ttl} seconds. Memcached's clock ticks in whole
+        seconds, so an item stored with expiry C{n} lives between C{n - 1} and C{n}
+        seconds (a 1-second item can be gone a few milliseconds later, a lock taken
+        for 1 second too); one second is added so the item lives at least C{ttl}.
+        """
         if ttl is None:
             return 0
-        seconds = max(1, math.ceil(ttl))
+        seconds = math.ceil(ttl) + 1
         if seconds > _THIRTY_DAYS:
             import time
 

@@ -4,7 +4,13 @@ L{RedisCache}: an L{ICache} on Redis through txredisapi (a lazy connection pool 
 reconnects by itself). Keys live under C{namespace:}; C{clear} walks them with C{SCAN}
 (never C{KEYS}); locks are C{SET NX PX} plus a Lua compare-and-delete.
 
-txredisapi schedules its timers on the global reactor; C{clock} is used for lock waits.
+The pool is txredisapi's, with our own connection handshake (L{_PoolProtocol}): no
+C{SELECT} for database 0, and a failed C{AUTH}/C{SELECT} (a connection lost in the
+middle, a timeout, a refusal) drops only that connection and lets the pool reconnect
+with growing backoff, where txredisapi would stop reconnecting for good.
+
+txredisapi schedules its connection and reply timers on the global reactor; C{clock}
+is used for lock waits and for the bound on waiting for a usable connection.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 import txredisapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -56,6 +64,194 @@ def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
+class _PoolProtocol(txredisapi.RedisProtocol):
+    """
+    A pool connection that runs the C{AUTH}/C{SELECT} handshake itself.
+
+    txredisapi's own handshake calls C{factory.stopTrying()} when either command fails,
+    for any reason: a connection the server closes during C{SELECT 0} stops the whole
+    pool from ever reconnecting, and the error is also put into the pool's ready
+    L{Deferred}, which nobody handles. Here the factory is built without a password
+    and database (so txredisapi's handshake does nothing) and this class does the
+    handshake from L{_PoolFactory}'s settings; a failure closes this connection only.
+    """
+
+    factory: _PoolFactory
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        if factory.auth_password is None and not factory.select_db:
+            # nothing to negotiate: ready at once (txredisapi's connectionMade marks it)
+            super().connectionMade()
+            return
+        Deferred.fromCoroutine(self._handshake())
+
+    async def _handshake(self) -> None:
+        factory = self.factory
+        step = "AUTH"
+        try:
+            if factory.auth_password is not None:
+                reply = await self.auth(factory.auth_password, factory.auth_username)
+                if isinstance(reply, Exception):
+                    raise reply
+            if factory.select_db:
+                step = f"SELECT {factory.select_db}"
+                reply = await self.select(factory.select_db)
+                if isinstance(reply, Exception):
+                    raise reply
+        except Exception as e:
+            factory.handshake_failed(self, step, e)
+            return
+        super().connectionMade()
+
+
+class _PoolFactory(txredisapi.RedisFactory):
+    """
+    txredisapi's lazy, reconnecting pool factory with L{_PoolProtocol} connections, a
+    handled ready L{Deferred}, and a bound on how long a command waits for a usable
+    connection.
+
+    @ivar select_db: the database to C{SELECT} on connect (0 sends nothing).
+    @ivar connect_wait: seconds a command waits for a usable connection before it
+        fails (the C{connect_timeout} option).
+    """
+
+    protocol = _PoolProtocol
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        db: int,
+        password: str | None,
+        username: str | None,
+        poolsize: int,
+        reply_timeout: float | None,
+        connect_wait: float,
+        clock: Any,
+        url_redacted: str,
+    ) -> None:
+        # no password or dbid for txredisapi: _PoolProtocol does the handshake
+        super().__init__(
+            url_redacted,
+            None,
+            poolsize,
+            isLazy=True,
+            handler=txredisapi.ConnectionHandler,
+            charset=None,
+            password=None,
+            replyTimeout=reply_timeout,
+            convertNumbers=False,
+            username=None,
+        )
+        self.reconnect = True
+        self.select_db = db
+        self.auth_password = password
+        self.auth_username = username
+        self.connect_wait = connect_wait
+        self.clock = clock
+        self.url_redacted = url_redacted
+        #: the handshake problem last logged (each distinct one is logged once)
+        self._problem: str | None = None
+        #: whether a command has hit C{connect_wait} since the last usable connection
+        self._wait_logged = False
+        #: the commands waiting for a usable connection (their Deferreds)
+        self._waiting: set[Deferred[Any]] = set()
+        # the "pool complete" Deferred the handler keeps: nobody else waits on it, so
+        # any error put into it must not end up as an unhandled error at collection
+        self.deferred.addErrback(self._pool_failed)
+
+    def _secret_free(self, text: str) -> str:
+        if self.auth_password:
+            text = text.replace(self.auth_password, "***")
+        return text
+
+    def _pool_failed(self, failure: Failure) -> None:
+        self.log.warn(
+            "Redis at {url}: {error}",
+            url=self.url_redacted,
+            error=self._secret_free(failure.getErrorMessage()),
+        )
+
+    def handshake_failed(self, proto: _PoolProtocol, step: str, error: Exception) -> None:
+        """
+        The handshake of C{proto} failed: close that connection and let its pool slot
+        reconnect (after a delay that grows while new connections keep failing).
+        """
+        proto.transport.loseConnection()
+        if self.disconnectCalled:
+            # we are closing: the handshake was cut short on purpose
+            return
+        problem = f"{step} failed on a new connection: {type(error).__name__}: {error}"
+        problem = self._secret_free(problem)
+        if problem != self._problem:
+            self._problem = problem
+            self.log.warn(
+                "Redis at {url}: {problem}; dropping that connection and reconnecting"
+                " (backoff from {initial} s up to {max} s between attempts)",
+                url=self.url_redacted,
+                problem=problem,
+                initial=self.initialDelay,
+                max=self.maxDelay,
+            )
+
+    def buildProtocol(self, addr: Any) -> _PoolProtocol:
+        proto: _PoolProtocol = super().buildProtocol(addr)
+        proto.whenConnected().addCallback(self._usable)
+        return proto
+
+    def _usable(self, proto: _PoolProtocol) -> None:
+        if self._problem is not None:
+            self.log.info("Redis at {url}: connected again", url=self.url_redacted)
+            self._problem = None
+        self._wait_logged = False
+
+    def getConnection(self, peek: bool = False) -> Deferred[Any]:
+        """
+        A usable connection of the pool, waiting at most C{connect_wait} seconds for
+        one while the pool (re)connects.
+        """
+        d: Deferred[Any] = super().getConnection(peek)
+        if d.called:
+            return d
+        self._waiting.add(d)
+        d.addTimeout(self.connect_wait, self.clock, onTimeoutCancel=self._no_connection)
+        d.addErrback(self._closed_while_waiting)
+        d.addBoth(self._done_waiting, d)
+        return d
+
+    def _done_waiting(self, result: object, d: Deferred[Any]) -> object:
+        self._waiting.discard(d)
+        return result
+
+    def _closed_while_waiting(self, failure: Failure) -> None:
+        failure.trap(defer.CancelledError)
+        raise txredisapi.ConnectionError("the cache was closed while this command waited")
+
+    def disconnect(self) -> Deferred[None]:
+        """
+        Close the pool; the commands still waiting for a connection fail at once.
+        """
+        for d in list(self._waiting):
+            d.cancel()
+        result: Deferred[None] = super().disconnect()
+        return result
+
+    def _no_connection(self, result: object, timeout: float) -> Failure:
+        message = (
+            f"no usable connection within connect_timeout={timeout:g} s (raise it with"
+            " the connect_timeout option of the URL, e.g. ?connect_timeout=30)"
+        )
+        if not self._wait_logged:
+            self._wait_logged = True
+            self.log.warn(
+                "Redis at {url}: a command found {message}",
+                url=self.url_redacted,
+                message=message,
+            )
+        return Failure(txredisapi.ConnectionError(message))
+
+
 @implementer(ICacheStore)
 class RedisStore:
     """
@@ -78,25 +274,29 @@ class RedisStore:
         clock: Any = None,
         url_redacted: str | None = None,
     ) -> None:
+        from twisted.internet import reactor
+
         if clock is None:
-            from twisted.internet import reactor as clock
+            clock = reactor
         self.clock = clock
         self.inflight: dict[Any, Any] = {}
         self.url_redacted = url_redacted or f"redis://{host}:{port}/{db}"
         self._password = password
-        self._redis = txredisapi.lazyConnectionPool(
-            host=host,
-            port=port,
-            dbid=db,
-            poolsize=poolsize,
-            reconnect=True,
-            charset=None,
-            convertNumbers=False,
+        self._factory = _PoolFactory(
+            db=db,
             password=password,
             username=username,
-            connectTimeout=connect_timeout,
-            replyTimeout=reply_timeout,
+            poolsize=poolsize,
+            reply_timeout=reply_timeout,
+            connect_wait=connect_timeout,
+            clock=clock,
+            url_redacted=self.url_redacted,
         )
+        # like txredisapi's own pools: connections on the global reactor
+        self._factory.startConnecting(
+            HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+        )
+        self._redis = self._factory.handler
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.url_redacted}>"
@@ -212,9 +412,14 @@ class RedisStore:
 
 class RedisCache(StoreCache):
     """
-    An L{ICache} on a Redis server. Connects lazily (the first command waits for the
-    connection); reconnects by itself after a drop (the commands in flight fail with
-    L{CacheUnavailable}).
+    An L{ICache} on a Redis server. Connects lazily (the first command waits for a
+    connection); reconnects by itself, with growing backoff, after a drop or a failed
+    C{AUTH}/C{SELECT} (the commands in flight fail with L{CacheUnavailable}).
+
+    @param poolsize: the number of connections.
+    @param connect_timeout: seconds to open a connection, and the longest a command
+        waits for a usable one (then it fails with L{CacheUnavailable}).
+    @param reply_timeout: seconds to wait for a reply; then the connection is dropped.
     """
 
     def __init__(
