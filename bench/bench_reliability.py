@@ -154,7 +154,7 @@ def stdout_not_read(module: Module, count: int) -> str:
     writer_stalled = thread.is_alive()
     replies = 0
     for raw in module.stdout:  # 256 KiB lines: count them, do not parse them
-        if b'"request_id"' in raw[:200] or b'"http_response"' in raw[:200]:
+        if raw.startswith(b'{"content":{"body":'):
             replies += 1
             if replies == count:
                 break
