@@ -137,6 +137,23 @@ class BackendUnavailable(DataError):
     backend = "backend"
 
 
+class RouteReturnError(PyWattError, TypeError):
+    """
+    An HTTP route (or a Klein error handler) returned a value that cannot be sent as a
+    response: a type Klein does not send (an C{int}, a C{set}, a C{tuple}, an object), or
+    a C{dict}/C{list} holding something JSON cannot represent. The request is answered
+    C{500} with a JSON body and the module logs one ERROR line with the same message.
+
+    @ivar route: the route, as C{"GET /items/<int:item_id> (get_item)"}.
+    @ivar type_name: the type that could not be sent.
+    """
+
+    def __init__(self, message: str, route: str, type_name: str) -> None:
+        super().__init__(message)
+        self.route = route
+        self.type_name = type_name
+
+
 class NotAvailable(PyWattError):
     """
     A feature was used that this module was not configured for (for example module-to-

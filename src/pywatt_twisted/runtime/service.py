@@ -56,7 +56,7 @@ from pywatt_twisted.transport.stdio import StdioProtocol
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.web.discovery import discover_endpoints
 from pywatt_twisted.web.metrics import ModuleMetrics
-from pywatt_twisted.web.site import PyWattSite, build_root_resource
+from pywatt_twisted.web.site import PyWattSite, build_root_resource, klein_resource
 from pywatt_twisted.wire.init import InitBlob, TcpListen, UnixListen
 from pywatt_twisted.wire.messages import (
     Announce,
@@ -331,7 +331,7 @@ class ModuleService(MultiService):
             await self._open_database(definition.database, secrets[definition.database], state)
         app = await _resolve(definition.create_app(state))
         if _is_klein(app):
-            resource = app.resource()
+            resource = klein_resource(app)
         else:
             resource = IResource(app, None)
             if resource is None:
