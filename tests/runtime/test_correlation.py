@@ -16,7 +16,11 @@ from pywatt_twisted.errors import NotAvailable, RequestTimeout, SecretError
 from pywatt_twisted.runtime.correlation import CorrelationTable, FifoCalls, Pending
 
 
-class CorrelationTableTests(SynchronousTestCase):
+class _TableTestCase(SynchronousTestCase):
+    """
+    A table on a clock that records the keys it discards.
+    """
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.discarded: list[object] = []
@@ -24,6 +28,18 @@ class CorrelationTableTests(SynchronousTestCase):
             self.clock, on_discard=self.discarded.append
         )
 
+    def assertCancelledAndGone(self, d: Deferred[Any], key: str) -> None:
+        """
+        C{d} failed with L{CancelledError}, and its entry left the table, discarded,
+        leaving no timer behind.
+        """
+        self.failureResultOf(d, CancelledError)
+        self.assertNotIn(key, self.table)
+        self.assertEqual(self.discarded, [key])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class CorrelationTableTests(_TableTestCase):
     def test_resolve_fires_and_leaves_no_timer(self) -> None:
         d = self.table.add("a", 30, "no reply to a")
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
@@ -68,10 +84,7 @@ class CorrelationTableTests(SynchronousTestCase):
     def test_cancel_removes_the_entry(self) -> None:
         d = self.table.add("a", 30, "x")
         d.cancel()
-        self.failureResultOf(d, CancelledError)
-        self.assertNotIn("a", self.table)
-        self.assertEqual(self.discarded, ["a"])
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertCancelledAndGone(d, "a")
 
     def test_duplicate_key_is_refused(self) -> None:
         self.table.add("a", 30, "x")
@@ -135,17 +148,10 @@ class CorrelationTableTests(SynchronousTestCase):
         self.assertEqual(self.discarded, [], "an answered entry is not discarded")
 
 
-class SharedWaitersTests(SynchronousTestCase):
+class SharedWaitersTests(_TableTestCase):
     """
     L{CorrelationTable.join}: several callers share one request under a key.
     """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.discarded: list[object] = []
-        self.table: CorrelationTable[str] = CorrelationTable(
-            self.clock, on_discard=self.discarded.append
-        )
 
     def test_one_request_for_all(self) -> None:
         first, new = self.table.join("A", 10, "x")
@@ -174,10 +180,7 @@ class SharedWaitersTests(SynchronousTestCase):
         self.assertIn("A", self.table)
         self.assertEqual(self.discarded, [])
         second.cancel()
-        self.failureResultOf(second, CancelledError)
-        self.assertNotIn("A", self.table)
-        self.assertEqual(self.discarded, ["A"])
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertCancelledAndGone(second, "A")
 
     def test_a_waiter_cancelling_another_while_fired(self) -> None:
         """
@@ -306,6 +309,14 @@ class FifoCallsTests(SynchronousTestCase):
             return fail(OSError(f"cannot send {message}"))
         return succeed(None)
 
+    def assertSentThenAnswered(self, sent: list[str], d: Deferred[Any]) -> None:
+        """
+        C{sent} went out, and a reply on C{discover} answers C{d}.
+        """
+        self.assertEqual(self.sent, sent)
+        self.assertTrue(self.calls.reply("discover", "r"))
+        self.assertEqual(self.successResultOf(d), "r")
+
     def test_one_on_the_wire_per_line(self) -> None:
         first = self.calls.call("discover", 30, "x", "d1")
         second = self.calls.call("discover", 30, "x", "d2")
@@ -332,9 +343,7 @@ class FifoCallsTests(SynchronousTestCase):
         second = self.calls.call("discover", 30, "x", "d2")
         self.clock.advance(5)
         self.failureResultOf(first, RequestTimeout)
-        self.assertEqual(self.sent, ["d1", "d2"])
-        self.calls.reply("discover", "r")
-        self.assertEqual(self.successResultOf(second), "r")
+        self.assertSentThenAnswered(["d1", "d2"], second)
 
     def test_queued_calls_time_out_on_their_own(self) -> None:
         first = self.calls.call("discover", 30, "x", "d1")
@@ -366,9 +375,7 @@ class FifoCallsTests(SynchronousTestCase):
         first = self.calls.call("discover", 30, "x", "d1")
         self.assertEqual(str(self.failureResultOf(first, OSError).value), "cannot send d1")
         second = self.calls.call("discover", 30, "x", "d2")
-        self.assertEqual(self.sent, ["d1", "d2"])
-        self.calls.reply("discover", "r")
-        self.assertEqual(self.successResultOf(second), "r")
+        self.assertSentThenAnswered(["d1", "d2"], second)
 
     def test_stopped_table(self) -> None:
         on_wire = self.calls.call("discover", 30, "x", "d1")
