@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted.errors import LineTooLong, PyWattError, RequestTimeout
+from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.runtime.providers import ISecretProvider
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
 from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfig, TcpListen
@@ -229,8 +230,9 @@ class ModuleSupervisor:
         self.last_ack: float | None = None
         self.acks: list[RotationAck] = []
         self._child: _ChildProtocol | None = None
-        self._pending_http: dict[str, Deferred[HttpResponse]] = {}
-        self._pending_rotations: dict[str, Deferred[RotationAck]] = {}
+        # request id -> the caller of http(); rotation id -> the caller of rotate()
+        self._pending_http: CorrelationTable[str] = CorrelationTable(reactor)
+        self._pending_rotations: CorrelationTable[str] = CorrelationTable(reactor)
         self._announced: list[Deferred[ModuleSupervisor]] = []
         self._ack_waiters: list[Deferred[RotationAck]] = []
         self._heartbeat: LoopingCall | None = None
@@ -348,9 +350,9 @@ class ModuleSupervisor:
             self.on_exit(self)
         self.pid = None
         self._stop_heartbeats()
-        for request_id, d in list(self._pending_http.items()):
-            del self._pending_http[request_id]
-            d.errback(PyWattError(f"module {self.module_id} exited before answering"))
+        self._pending_http.fail_all(
+            lambda *_: PyWattError(f"module {self.module_id} exited before answering")
+        )
         how = f"signal {signal}" if signal else f"status {code}"
         if not self._wanted:
             self.status = STOPPED
@@ -584,13 +586,10 @@ class ModuleSupervisor:
         elif isinstance(message, HeartbeatAck):
             self.last_ack = self.reactor.seconds()
         elif isinstance(message, HttpResponse):
-            http_waiter = self._pending_http.pop(message.request_id, None)
-            if http_waiter is None:
+            if not self._pending_http.resolve(message.request_id, message):
                 self.console.say(
                     self.module_id, f"response to unknown request {message.request_id}", "warn"
                 )
-            else:
-                http_waiter.callback(message)
         elif isinstance(message, RotationAck):
             self.acks.append(message)
             text = f"rotation {message.rotation_id} acknowledged: {message.status}"
@@ -601,9 +600,7 @@ class ModuleSupervisor:
                 f"{self.module_id} {text}",
                 "info" if message.status == "success" else "warn",
             )
-            waiter = self._pending_rotations.pop(message.rotation_id, None)
-            if waiter is not None:
-                waiter.callback(message)
+            self._pending_rotations.resolve(message.rotation_id, message)
             ack_waiters, self._ack_waiters = self._ack_waiters, []
             for ack_waiter in ack_waiters:
                 ack_waiter.callback(message)
@@ -684,8 +681,11 @@ class ModuleSupervisor:
         connected, else on stdin); fires with its C{HttpResponse}.
         """
         request_id = f"dev-{uuid.uuid4()}"
-        d: Deferred[HttpResponse] = Deferred()
-        self._pending_http[request_id] = d
+        d: Deferred[HttpResponse] = self._pending_http.add(
+            request_id,
+            self.request_timeout,
+            f"module {self.module_id} did not answer within {self.request_timeout:g} s",
+        )
         try:
             self.send_preferred(
                 HttpRequest(
@@ -693,40 +693,37 @@ class ModuleSupervisor:
                 )
             )
         except PyWattError as e:
-            del self._pending_http[request_id]
-            d.errback(e)
-            return d
-
-        def expire() -> None:
-            waiter = self._pending_http.pop(request_id, None)
-            if waiter is not None:
-                waiter.errback(
-                    RequestTimeout(
-                        f"module {self.module_id} did not answer within {self.request_timeout:g} s"
-                    )
-                )
-
-        timer = self.reactor.callLater(self.request_timeout, expire)
-        d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+            self._pending_http.fail(request_id, e)
         return d
 
     def rotate(
         self, names: frozenset[str], rotation_id: str | None = None
-    ) -> Deferred[RotationAck] | None:
+    ) -> Deferred[RotationAck | None] | None:
         """
-        Tell the module that C{names} rotated, if it uses any of them. Fires with its ack.
+        Tell the module that C{names} rotated, if it uses any of them. Fires with its ack,
+        or with C{None} when none came within C{request_timeout} seconds (said on the
+        console).
         """
         used = sorted(names & self.used_secrets)
         if not used or self._child is None:
             return None
         rotation_id = rotation_id or f"rot-{uuid.uuid4().hex[:8]}"
-        d: Deferred[RotationAck] = Deferred()
-        self._pending_rotations[rotation_id] = d
+        d: Deferred[RotationAck | None] = self._pending_rotations.add(
+            rotation_id,
+            self.request_timeout,
+            f"{self.module_id} did not acknowledge rotation {rotation_id} within "
+            f"{self.request_timeout:g} s",
+        )
+        d.addErrback(self._rotation_unacked)
         self.console.say(
             "pywatt-dev", f"rotating {', '.join(used)} in {self.module_id} ({rotation_id})"
         )
         self._child.send(Rotated(keys=tuple(used), rotation_id=rotation_id))
         return d
+
+    def _rotation_unacked(self, failure: Failure) -> None:
+        failure.trap(RequestTimeout)
+        self.console.say("pywatt-dev", str(failure.value), "warn")
 
     # -- heartbeats -------------------------------------------------------------------------------
 

@@ -1,71 +1,124 @@
 # -*- test-case-name: tests.runtime.test_correlation -*-
 """
-L{CorrelationTable}: requests that wait for a reply, by key, each with a deadline.
+The one request/response correlation primitive: requests that wait for a reply, each
+with a deadline on an injected clock.
 
-Every request that waits for a reply has a timeout (ARCHITECTURE.md section 2). Giving
-each one its own C{DelayedCall} costs a noticeable share of a round trip at tens of
-thousands of requests per second, so the table keeps its deadlines in a heap and runs
-B{one} timer, set for the earliest live deadline. Resolved entries leave the heap lazily
-(the heap is rebuilt when stale entries outnumber live ones), and the timer is cancelled
-as soon as the table is empty, so an idle table leaves no timer behind.
+L{CorrelationTable} keeps, by key, the callers waiting for a reply. Every request that
+waits for a reply has a timeout (ARCHITECTURE.md section 2). Giving each one its own
+C{DelayedCall} costs a noticeable share of a round trip at tens of thousands of requests
+per second, so the table keeps its deadlines in a heap and runs B{one} timer, set for the
+earliest live deadline. Resolved entries leave the heap lazily (the heap is rebuilt when
+stale entries outnumber live ones), and the timer is cancelled as soon as the table is
+empty, so an idle table leaves no timer behind.
+
+What the table offers, for every client of the orchestrator:
+  - L{CorrelationTable.add}: one caller per key (a request id);
+  - L{CorrelationTable.join}: callers sharing one request under a key (secrets by name);
+  - a C{retry} hook that, at a deadline, sends the same request again and waits longer
+    instead of failing (port negotiation);
+  - L{CorrelationTable.oldest}: the oldest waiting key (that matches), for replies that
+    carry no id;
+  - cancelling a caller's Deferred frees its place (the entry when it was the last one);
+  - L{CorrelationTable.stop} fails every waiter and refuses new ones.
+
+L{FifoCalls} builds on it for replies that carry no id at all: per line (one kind of
+reply), first in, first out, with only the oldest call on the wire.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
-from pywatt_twisted.errors import RequestTimeout
+from pywatt_twisted.errors import NotAvailable, RequestTimeout
 
 K = TypeVar("K", bound=Hashable)
+L = TypeVar("L", bound=Hashable)
 
-__all__ = ["CorrelationTable", "Pending"]
+__all__ = ["CorrelationTable", "FifoCalls", "Pending"]
 
 
 class Pending:
     """
-    One waiting request.
+    One waiting request, and the callers waiting for its reply.
 
-    @ivar deferred: fires with the reply (or fails).
+    @ivar waiters: the callers' Deferreds (one, unless they share it: L{CorrelationTable.join}).
     @ivar deadline: when it times out (clock seconds).
     @ivar context: whatever the caller stored with it (used to decode the reply).
-    @ivar describe: the text of its L{RequestTimeout}.
+    @ivar describe: the text of its timeout error.
     """
 
-    __slots__ = ("context", "deadline", "deferred", "describe", "seq")
+    __slots__ = ("context", "deadline", "describe", "seq", "waiters")
 
-    def __init__(
-        self, deferred: Deferred[Any], deadline: float, context: Any, describe: str, seq: int
-    ) -> None:
-        self.deferred = deferred
+    def __init__(self, deadline: float, context: Any, describe: str, seq: int) -> None:
+        self.waiters: list[Deferred[Any]] = []
         self.deadline = deadline
         self.context = context
         self.describe = describe
         self.seq = seq
 
+    def callback(self, value: Any) -> None:
+        """
+        Fire every waiter with C{value} (the entry has left its table).
+        """
+        for waiter in self.waiters:
+            if not waiter.called:  # a waiter's callback may cancel another one
+                waiter.callback(value)
+
+    def errback(self, error: BaseException | Failure) -> None:
+        """
+        Fail every waiter with C{error} (the entry has left its table).
+        """
+        for waiter in self.waiters:
+            if not waiter.called:
+                waiter.errback(error)
+
+
+def _abandoned(key: Any, context: Any, reason: str) -> BaseException:
+    return NotAvailable(f"request {key!r} abandoned: {reason}")
+
 
 class CorrelationTable(Generic[K]):
     """
-    Requests waiting for replies, by key.
+    Requests waiting for replies, by key (see the module docstring).
 
     @param clock: the clock deadlines are measured and enforced on.
     @param on_discard: called with the key of an entry that left the table without a
-        reply (timed out or cancelled by its caller), after it left.
+        reply (timed out or cancelled by its last caller), after it left.
+    @param timeout_error: makes the error a timed-out entry fails with, from its
+        C{describe} text.
+    @param retry: called with C{(key, entry)} when an entry's deadline passed: it may
+        send the request again and return the seconds to wait once more, or return
+        C{None} to let the entry time out.
+    @param abandoned: makes the error of the waiters that L{stop} fails, from the key,
+        the context and the reason.
     """
 
     def __init__(
-        self, clock: IReactorTime, on_discard: Callable[[K], object] | None = None
+        self,
+        clock: IReactorTime,
+        on_discard: Callable[[K], object] | None = None,
+        *,
+        timeout_error: Callable[[str], BaseException] = RequestTimeout,
+        retry: Callable[[K, Pending], float | None] | None = None,
+        abandoned: Callable[[K, Any, str], BaseException] = _abandoned,
     ) -> None:
         self.clock = clock
         self._on_discard = on_discard
+        self._timeout_error = timeout_error
+        self._retry = retry
+        self._abandoned = abandoned
         self._entries: dict[K, Pending] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._seq = 0
         self._timer: IDelayedCall | None = None
+        self._stop_reason: str | None = None
         #: how many entries timed out since the table was made
         self.timeouts = 0
 
@@ -81,6 +134,13 @@ class CorrelationTable(Generic[K]):
         """
         return iter(list(self._entries))
 
+    @property
+    def stopped(self) -> bool:
+        """
+        Whether L{stop} was called: the table takes no new requests.
+        """
+        return self._stop_reason is not None
+
     def context(self, key: K) -> Any:
         """
         The context stored with C{key}.
@@ -89,36 +149,70 @@ class CorrelationTable(Generic[K]):
         """
         return self._entries[key].context
 
+    def oldest(self, match: Callable[[K, Any], bool] | None = None) -> K | None:
+        """
+        The oldest waiting key (for which C{match(key, context)} is true, if given), or
+        C{None}: how a reply that carries no id finds its request.
+        """
+        for key, entry in self._entries.items():
+            if match is None or match(key, entry.context):
+                return key
+        return None
+
+    # -- waiting --------------------------------------------------------------------------
+
     def add(self, key: K, timeout: float, describe: str, context: Any = None) -> Deferred[Any]:
         """
         Wait for a reply under C{key} for at most C{timeout} seconds.
 
-        @param describe: the message of the L{RequestTimeout} the Deferred fails with
-            when no reply came in time (say what was asked, and what to do).
+        @param describe: the message of the error the Deferred fails with when no reply
+            came in time (say what was asked, and what to do).
         @raise KeyError: if something already waits under C{key}.
-        @return: a Deferred that fires with what L{pop}'s caller gives it, or fails with
-            L{RequestTimeout}. Cancelling it removes the entry.
+        @return: a Deferred that fires with what L{resolve}'s caller gives it, or fails
+            with the timeout error (L{RequestTimeout} unless told otherwise).
+            Cancelling it removes the entry. Once the table is stopped, it has failed
+            already.
         """
         if key in self._entries:
             raise KeyError(f"a request already waits under {key!r}")
-        d: Deferred[Any] = Deferred(lambda _: self._cancelled(key))
+        if self._stop_reason is not None:
+            return fail(self._abandoned(key, context, self._stop_reason))
         deadline = self.clock.seconds() + timeout
         self._seq += 1
-        self._entries[key] = Pending(d, deadline, context, describe, self._seq)
+        entry = self._entries[key] = Pending(deadline, context, describe, self._seq)
         heapq.heappush(self._heap, (deadline, self._seq, key))
-        timer = self._timer
-        if timer is None:
-            self._timer = self.clock.callLater(max(0.0, timeout), self._expire)
-        elif deadline < timer.getTime():
-            timer.reset(max(0.0, timeout))
+        self._arm(deadline)
         if len(self._heap) > 2 * len(self._entries) + 64:
             self._compact()
+        return self._waiter(key, entry)
+
+    def join(
+        self, key: K, timeout: float, describe: str, context: Any = None
+    ) -> tuple[Deferred[Any], bool]:
+        """
+        Wait for the reply under C{key}, sharing the request already waiting there (its
+        deadline, description and context stay), or making one like L{add}.
+
+        @return: the caller's own Deferred, and whether the request is new (then the
+            caller sends it). Cancelling the Deferred leaves the others waiting; the
+            entry goes with its last waiter.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            return self.add(key, timeout, describe, context), self._stop_reason is None
+        return self._waiter(key, entry), False
+
+    def _waiter(self, key: K, entry: Pending) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred(lambda d: self._cancelled(key, entry, d))
+        entry.waiters.append(d)
         return d
+
+    # -- answering ------------------------------------------------------------------------
 
     def pop(self, key: K) -> Pending | None:
         """
         Take the entry waiting under C{key} out of the table (the caller fires its
-        Deferred), or C{None} when nothing waits under it.
+        waiters), or C{None} when nothing waits under it.
         """
         entry = self._entries.pop(key, None)
         if entry is not None and not self._entries:
@@ -127,39 +221,66 @@ class CorrelationTable(Generic[K]):
 
     def resolve(self, key: K, value: Any) -> bool:
         """
-        Fire the Deferred waiting under C{key} with C{value}; C{False} if none waits.
+        Fire the waiters under C{key} with C{value}; C{False} if none waits.
         """
         entry = self.pop(key)
         if entry is None:
             return False
-        entry.deferred.callback(value)
+        entry.callback(value)
         return True
 
-    def fail(self, key: K, error: BaseException) -> bool:
+    def fail(self, key: K, error: BaseException | Failure) -> bool:
         """
-        Fail the Deferred waiting under C{key} with C{error}; C{False} if none waits.
+        Fail the waiters under C{key} with C{error}; C{False} if none waits.
         """
         entry = self.pop(key)
         if entry is None:
             return False
-        entry.deferred.errback(error)
+        entry.errback(error)
         return True
 
     def fail_all(self, make_error: Callable[[K, Pending], BaseException]) -> int:
         """
-        Fail every waiting request (the module is stopping); returns how many.
+        Fail every waiting request (the peer went away); returns how many. New requests
+        are still taken.
         """
         entries, self._entries = self._entries, {}
         self._idle()
         for key, entry in entries.items():
-            entry.deferred.errback(make_error(key, entry))
+            entry.errback(make_error(key, entry))
         return len(entries)
+
+    def stop(self, reason: str) -> int:
+        """
+        Fail every waiting request with the C{abandoned} error for C{reason}, and fail
+        every later one at once the same way (the module is stopping). Returns how many
+        waited.
+        """
+        self._stop_reason = reason
+        return self.fail_all(lambda key, entry: self._abandoned(key, entry.context, reason))
 
     # -- internals ------------------------------------------------------------------------
 
-    def _cancelled(self, key: K) -> None:
-        if self.pop(key) is not None and self._on_discard is not None:
+    def _cancelled(self, key: K, entry: Pending, d: Deferred[Any]) -> None:
+        if self._entries.get(key) is not entry:
+            return  # it left the table and its waiters are being fired
+        entry.waiters.remove(d)
+        if entry.waiters:
+            return
+        self.pop(key)
+        if self._on_discard is not None:
             self._on_discard(key)
+
+    def _arm(self, deadline: float) -> None:
+        """
+        Make sure the timer runs by C{deadline}.
+        """
+        timer = self._timer
+        delay = max(0.0, deadline - self.clock.seconds())
+        if timer is None:
+            self._timer = self.clock.callLater(delay, self._expire)
+        elif deadline < timer.getTime():
+            timer.reset(delay)
 
     def _idle(self) -> None:
         self._heap.clear()
@@ -171,27 +292,128 @@ class CorrelationTable(Generic[K]):
         self._heap = [(e.deadline, e.seq, k) for k, e in self._entries.items()]
         heapq.heapify(self._heap)
 
+    def _drop_stale(self) -> None:
+        """
+        Drop the heap's head items that no longer stand for a waiting entry (answered,
+        or re-armed, already).
+        """
+        heap = self._heap
+        entries = self._entries
+        while heap:
+            _, seq, key = heap[0]
+            entry = entries.get(key)
+            if entry is not None and entry.seq == seq:
+                return
+            heapq.heappop(heap)
+
+    def _due(self, now: float) -> list[tuple[K, Pending]]:
+        """
+        Take the entries whose deadline passed off the heap (they stay in the table).
+        """
+        heap = self._heap
+        due: list[tuple[K, Pending]] = []
+        while True:
+            self._drop_stale()
+            if not heap or heap[0][0] > now:
+                return due
+            key = heapq.heappop(heap)[2]
+            due.append((key, self._entries[key]))
+
     def _expire(self) -> None:
         self._timer = None
         now = self.clock.seconds()
-        heap = self._heap
         entries = self._entries
         expired: list[tuple[K, Pending]] = []
-        while heap:
-            deadline, seq, key = heap[0]
-            entry = entries.get(key)
-            if entry is None or entry.seq != seq:
-                heapq.heappop(heap)  # answered already
-                continue
-            if deadline > now:
-                break
-            heapq.heappop(heap)
+        for key, entry in self._due(now):
+            if self._retry is not None:
+                wait = self._retry(key, entry)
+                if entries.get(key) is not entry:
+                    continue  # the retry failed it
+                if wait is not None:
+                    self._seq += 1
+                    entry.deadline, entry.seq = now + wait, self._seq
+                    heapq.heappush(self._heap, (entry.deadline, entry.seq, key))
+                    continue
+            # All of them leave before any caller hears of it.
             del entries[key]
             expired.append((key, entry))
-        if heap:
-            self._timer = self.clock.callLater(max(0.0, heap[0][0] - now), self._expire)
+        if not entries:
+            self._idle()
+        else:
+            self._drop_stale()  # so the timer is set for a live deadline
+            self._arm(self._heap[0][0])
         self.timeouts += len(expired)
         for key, entry in expired:
-            entry.deferred.errback(RequestTimeout(entry.describe))
+            entry.errback(self._timeout_error(entry.describe))
             if self._on_discard is not None:
                 self._on_discard(key)
+
+
+class FifoCalls(Generic[L]):
+    """
+    Calls whose replies carry no id, correlated first in, first out per line (one line
+    per kind of reply): only the oldest call of a line is on the wire, and the next one
+    goes out once it was answered, timed out, failed or cancelled. Each call waits for
+    at most its own timeout, queued or not.
+
+    @param table: where the calls wait, under C{(line, sequence number)} keys; other
+        kinds of keys may share it.
+    @param send: sends a call's message (its context); returns a Deferred that fails
+        when it could not be sent (the call then fails with that error).
+    """
+
+    def __init__(
+        self, table: CorrelationTable[tuple[L, int]], send: Callable[[Any], Deferred[None]]
+    ) -> None:
+        self._table = table
+        self._send = send
+        self._seq = 0
+        self._queues: dict[L, deque[int]] = {}
+        self._on_wire: dict[L, int] = {}
+
+    def call(self, line: L, timeout: float, describe: str, message: Any) -> Deferred[Any]:
+        """
+        Queue C{message} on C{line}; it is sent when it reaches the head.
+
+        @return: a Deferred that fires with the reply given to L{reply}, or fails (see
+            L{CorrelationTable.add}).
+        """
+        self._seq += 1
+        key = (line, self._seq)
+        d = self._table.add(key, timeout, describe, context=message)
+        if d.called:
+            return d  # the table is stopped
+        d.addBoth(self._done, key)
+        self._queues.setdefault(line, deque()).append(self._seq)
+        self._advance(line)
+        return d
+
+    def reply(self, line: L, value: Any) -> bool:
+        """
+        A reply for C{line} came: fire the call on the wire with it. C{False} (and
+        nothing happens) when no call of that line is on the wire.
+        """
+        seq = self._on_wire.get(line)
+        if seq is None:
+            return False
+        return self._table.resolve((line, seq), value)
+
+    def _done(self, result: Any, key: tuple[L, int]) -> Any:
+        line, seq = key
+        if self._on_wire.get(line) == seq:
+            del self._on_wire[line]
+        self._advance(line)
+        return result
+
+    def _advance(self, line: L) -> None:
+        queue = self._queues.get(line)
+        while queue and line not in self._on_wire:
+            key = (line, queue[0])
+            if key not in self._table:
+                queue.popleft()  # answered, timed out, failed or cancelled
+                continue
+            self._on_wire[line] = queue[0]
+            self._send(self._table.context(key)).addErrback(self._send_failed, key)
+
+    def _send_failed(self, failure: Failure, key: tuple[L, int]) -> None:
+        self._table.fail(key, failure.value)

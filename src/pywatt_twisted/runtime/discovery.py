@@ -19,7 +19,6 @@ else to the oldest outstanding operation.
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError
-from pywatt_twisted.runtime.correlation import CorrelationTable
+from pywatt_twisted.runtime.correlation import CorrelationTable, FifoCalls
 from pywatt_twisted.transport.channel import encode_channel_frame
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,
@@ -69,15 +68,8 @@ def service_type(value: ServiceType | str) -> ServiceType:
         raise ValueError(str(e)) from None
 
 
-class _Fifo:
-    """
-    Calls of one op whose replies are correlated first in, first out: only the head is
-    on the wire.
-    """
-
-    def __init__(self) -> None:
-        self.keys: deque[int] = deque()
-        self.sent_head: int | None = None
+def _abandoned(key: tuple[str, Any], context: Any, reason: str) -> NotAvailable:
+    return NotAvailable(f"{key[0]} abandoned: {reason}")
 
 
 class ServiceClient:
@@ -107,16 +99,13 @@ class ServiceClient:
         self.max_frame_length = max_frame_length
         self.default_timeout = default_timeout
         self._seq = 0
-        # (op, seq) for FIFO ops; ("service_response", id); ("operation", seq)
+        # (reply op, seq) for the discovery ops; ("service_response", id);
+        # ("operation", seq)
         self.pending: CorrelationTable[tuple[str, Any]] = CorrelationTable(
-            clock, on_discard=self._discarded
+            clock, abandoned=_abandoned
         )
-        self._fifos: dict[str, _Fifo] = {
-            RegisterServiceProviderResponse.op: _Fifo(),
-            DiscoverServiceProvidersResponse.op: _Fifo(),
-        }
-        self._operations: deque[int] = deque()
-        self.stopping = False
+        # Discovery replies carry no id: first in, first out per reply op.
+        self._discovery: FifoCalls[str] = FifoCalls(self.pending, self._send_discovery)
         self.ignored = 0
 
     # -- discovery (6.8) ---------------------------------------------------------------
@@ -205,35 +194,13 @@ class ServiceClient:
         if problem is not None:
             return fail(problem)
         timeout = self.default_timeout if timeout is None else timeout
-        self._seq += 1
-        key = (reply_op, self._seq)
-        d = self.pending.add(
-            key,
+        return self._discovery.call(
+            reply_op,
             timeout,
             f"{what}: no {reply_op} within {timeout:g} s; the orchestrator may not serve "
             "service discovery",
-            context=message,
+            message,
         )
-        self._fifos[reply_op].keys.append(self._seq)
-        self._send_head(reply_op)
-        return d
-
-    def _send_head(self, reply_op: str) -> None:
-        fifo = self._fifos[reply_op]
-        while fifo.keys and fifo.sent_head != fifo.keys[0]:
-            seq = fifo.keys[0]
-            key = (reply_op, seq)
-            if key not in self.pending:
-                fifo.keys.popleft()
-                continue
-            fifo.sent_head = seq
-            message = self.pending.context(key)
-            sent = self._send_discovery(message)
-            sent.addErrback(self._send_failed, key)
-
-    def _send_failed(self, failure: Any, key: tuple[str, Any]) -> None:
-        if self.pending.fail(key, failure.value):
-            self._discarded(key)
 
     def _send_discovery(self, message: object) -> Deferred[None]:
         if self.channels is None:
@@ -251,17 +218,6 @@ class ServiceClient:
         op = getattr(message, "op", "?")
         sent: Deferred[None] = self.channels.send_frame(frame, op, prefer="tcp")
         return sent
-
-    def _fifo_reply(self, reply_op: str, response: object) -> None:
-        fifo = self._fifos[reply_op]
-        head = fifo.sent_head
-        if head is None or not fifo.keys or fifo.keys[0] != head:
-            self._ignore(reply_op, "no request of that kind is outstanding")
-            return
-        fifo.keys.popleft()
-        fifo.sent_head = None
-        self.pending.resolve((reply_op, head), response)
-        self._send_head(reply_op)
 
     # -- proxied services (6.9) --------------------------------------------------------
 
@@ -346,7 +302,6 @@ class ServiceClient:
             f"{connection_id} within {timeout:g} s",
             context=message,
         )
-        self._operations.append(seq)
         try:
             self._send_stdio(message)
         except Exception as e:
@@ -362,29 +317,21 @@ class ServiceClient:
             )
         return result.result
 
-    def _operation_for(self, result: ServiceOperationResult) -> int | None:
-        live = [seq for seq in self._operations if ("operation", seq) in self.pending]
-        self._operations = deque(live)
-        if not live:
-            return None
+    def _operation_for(self, result: ServiceOperationResult) -> tuple[str, Any] | None:
         echo = result.params
-        if echo is not None:
-            same_connection = [
-                seq
-                for seq in live
-                if self.pending.context(("operation", seq)).connection_id == echo.connection_id
-            ]
-            exact = [
-                seq
-                for seq in same_connection
-                if self.pending.context(("operation", seq)).operation == echo.operation
-            ]
-            if exact:
-                return exact[0]
-            if same_connection:
-                return same_connection[0]
-            return None
-        return live[0]
+        if echo is None:
+            return self.pending.oldest(lambda key, _: key[0] == "operation")
+        return self.pending.oldest(
+            lambda key, message: (
+                key[0] == "operation"
+                and message.connection_id == echo.connection_id
+                and message.operation == echo.operation
+            )
+        ) or self.pending.oldest(
+            lambda key, message: (
+                key[0] == "operation" and message.connection_id == echo.connection_id
+            )
+        )
 
     # -- replies -------------------------------------------------------------------------
 
@@ -393,32 +340,31 @@ class ServiceClient:
         A reply arrived (on stdin or a channel): hand it to the call it answers.
         """
         if isinstance(message, RegisterServiceProviderResponse | DiscoverServiceProvidersResponse):
-            self._fifo_reply(message.op, message)
+            if not self._discovery.reply(message.op, message):
+                self._ignore(message.op, "no request of that kind is outstanding")
         elif isinstance(message, ServiceResponse):
             if not self.pending.resolve(("service_response", message.id), message):
                 self._ignore(message.op, f"no service_request {message.id!r} is outstanding")
         elif isinstance(message, ServiceOperationResult):
-            seq = self._operation_for(message)
-            if seq is None:
+            key = self._operation_for(message)
+            if key is None:
                 self._ignore(message.op, "no matching service_operation is outstanding")
                 return
-            self._operations.remove(seq)
-            self.pending.resolve(("operation", seq), message)
+            self.pending.resolve(key, message)
 
     def _ignore(self, op: str, why: str) -> None:
         self.ignored += 1
         self.log.warn("ignoring {op}: {why}", op=op, why=why)
 
-    def _discarded(self, key: tuple[str, Any]) -> None:
-        op, seq = key
-        fifo = self._fifos.get(op)
-        if fifo is not None:
-            if fifo.sent_head == seq:
-                fifo.sent_head = None
-            self._send_head(op)
+    @property
+    def stopping(self) -> bool:
+        """
+        Whether L{stop} was called: no more calls go out.
+        """
+        return self.pending.stopped
 
     def _problem(self, what: str) -> NotAvailable | None:
-        if self.stopping:
+        if self.pending.stopped:
             return NotAvailable(f"{what} was not sent: the module is stopping")
         return None
 
@@ -426,8 +372,7 @@ class ServiceClient:
         """
         Fail every outstanding call.
         """
-        self.stopping = True
-        self.pending.fail_all(lambda key, entry: NotAvailable(f"{key[0]} abandoned: {reason}"))
+        self.pending.stop(reason)
 
     def health(self) -> Mapping[str, Any]:
         return {"pending": len(self.pending), "timeouts": self.pending.timeouts}

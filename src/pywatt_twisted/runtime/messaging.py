@@ -234,6 +234,10 @@ def _as_deferred(value: Any) -> Deferred[Any] | None:
     return None
 
 
+def _abandoned_request(key: uuid.UUID, context: tuple[str, str], reason: str) -> NotAvailable:
+    return NotAvailable(f"the request to {context[0]}/{context[1]} ({key}) was abandoned: {reason}")
+
+
 class _HandlerTimedOut(Exception):
     """
     A handler call outlived its timeout (internal: becomes a C{deadline_exceeded} reply).
@@ -307,7 +311,9 @@ class RoutedMessaging:
         self.handler_timeouts: dict[str, float] = (
             handler_timeouts if handler_timeouts is not None else {}
         )
-        self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(clock)
+        self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
+            clock, abandoned=_abandoned_request
+        )
         self._in_flight: set[Deferred[None]] = set()
         #: handler calls waiting for a slot, oldest first, with their payload sizes
         self._queue: deque[tuple[RoutedModuleMessage, Any, int]] = deque()
@@ -450,7 +456,7 @@ class RoutedMessaging:
         try:
             value = decode_reply(message.payload)
         except ValueError as e:
-            entry.deferred.errback(
+            entry.errback(
                 ProtocolError(
                     f"the reply of module {message.source_module_id!r} to {endpoint!r} is not "
                     f"JSON ({e}); expected the bare reply JSON or an envelope"
@@ -460,11 +466,9 @@ class RoutedMessaging:
         error = _error_object(value)
         if error is not None:
             kind, text = error
-            entry.deferred.errback(
-                RemoteError(f"{target}/{endpoint} failed ({kind}): {text}", kind=kind)
-            )
+            entry.errback(RemoteError(f"{target}/{endpoint} failed ({kind}): {text}", kind=kind))
             return
-        entry.deferred.callback(value)
+        entry.callback(value)
 
     # -- handler side ---------------------------------------------------------------------
 
@@ -789,12 +793,7 @@ class RoutedMessaging:
             # Report the overloads not logged yet now rather than never.
             flush.cancel()
             self._flush_overload(*self._overload_limit)
-        self.pending.fail_all(
-            lambda key, entry: NotAvailable(
-                f"the request to {entry.context[0]}/{entry.context[1]} ({key}) was abandoned: "
-                f"{reason}"
-            )
-        )
+        self.pending.stop(reason)
 
     def health(self) -> Mapping[str, Any]:
         """

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, fail
@@ -27,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pywatt_twisted.errors import BootstrapError, NotAvailable, RequestTimeout
+from pywatt_twisted.runtime.correlation import CorrelationTable, Pending
 from pywatt_twisted.wire.messages import PortRequest, PortResponse
 
 __all__ = [
@@ -75,11 +75,15 @@ class RetryPolicy:
 
 
 class _Negotiation:
-    def __init__(self, request: PortRequest, d: Deferred[int]) -> None:
+    """
+    A C{port_request} and how many times it was sent.
+    """
+
+    __slots__ = ("attempt", "request")
+
+    def __init__(self, request: PortRequest) -> None:
         self.request = request
-        self.deferred = d
         self.attempt = 0
-        self.timer: Any = None
 
 
 class PortNegotiator:
@@ -101,11 +105,25 @@ class PortNegotiator:
         self._send = send
         self.clock = clock
         self.policy = policy
-        self._waiting: dict[str, _Negotiation] = {}
-        self.stopping = False
+        # request id -> the caller waiting for its port_response
+        self._waiting: CorrelationTable[str] = CorrelationTable(
+            clock,
+            timeout_error=PortNegotiationTimeout,
+            retry=self._retry,
+            abandoned=lambda key, negotiation, reason: NotAvailable(
+                f"port_request abandoned: {reason}"
+            ),
+        )
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+    @property
+    def stopping(self) -> bool:
+        """
+        Whether L{stop} was called: no more requests go out.
+        """
+        return self._waiting.stopped
 
     def request_port(self, specific_port: int | None = None) -> Deferred[int]:
         """
@@ -118,74 +136,61 @@ class PortNegotiator:
         if specific_port is not None and not 0 < specific_port < 65536:
             return fail(ValueError(f"specific_port must be 1-65535 or None, got {specific_port}"))
         request = PortRequest(request_id=str(uuid.uuid4()), specific_port=specific_port)
-        d: Deferred[int] = Deferred(lambda _: self._forget(request.request_id))
-        negotiation = _Negotiation(request, d)
-        self._waiting[request.request_id] = negotiation
-        self._attempt(negotiation)
+        wanted = f"port {specific_port}" if specific_port else "any port"
+        d: Deferred[int] = self._waiting.add(
+            request.request_id,
+            self.policy.wait(0),
+            f"the orchestrator answered none of {self.policy.attempts} port_request "
+            f"attempts for {wanted} (request {request.request_id}, {self.policy.total:g} s in "
+            "all); give the module a 'listen' address in its init blob, or check that the "
+            "orchestrator serves port negotiation",
+            context=_Negotiation(request),
+        )
+        self._send_request(request)
         return d
 
-    def _attempt(self, negotiation: _Negotiation) -> None:
-        wait = self.policy.wait(negotiation.attempt)
-        negotiation.timer = self.clock.callLater(wait, self._timed_out, negotiation)
-        if negotiation.attempt:
-            self.log.warn(
-                "no port_response to {id} yet; asking again (attempt {n} of {total})",
-                id=negotiation.request.request_id,
-                n=negotiation.attempt + 1,
-                total=self.policy.attempts,
-            )
+    def _send_request(self, request: PortRequest) -> None:
         try:
-            self._send(negotiation.request)
+            self._send(request)
         except Exception as e:
-            self._finish(negotiation.request.request_id).errback(e)
+            self._waiting.fail(request.request_id, e)
 
-    def _timed_out(self, negotiation: _Negotiation) -> None:
-        negotiation.timer = None
+    def _retry(self, request_id: str, entry: Pending) -> float | None:
+        """
+        An attempt got no answer in time: send the same request again, or give up.
+        """
+        negotiation: _Negotiation = entry.context
         negotiation.attempt += 1
-        if negotiation.attempt < self.policy.attempts:
-            self._attempt(negotiation)
-            return
-        wanted = negotiation.request.specific_port
-        self._finish(negotiation.request.request_id).errback(
-            PortNegotiationTimeout(
-                f"the orchestrator answered none of {self.policy.attempts} port_request "
-                f"attempts for {'port ' + str(wanted) if wanted else 'any port'} (request "
-                f"{negotiation.request.request_id}, {self.policy.total:g} s in all); give the "
-                "module a 'listen' address in its init blob, or check that the orchestrator "
-                "serves port negotiation"
-            )
+        if negotiation.attempt >= self.policy.attempts:
+            return None
+        self.log.warn(
+            "no port_response to {id} yet; asking again (attempt {n} of {total})",
+            id=request_id,
+            n=negotiation.attempt + 1,
+            total=self.policy.attempts,
         )
-
-    def _finish(self, request_id: str) -> Deferred[int]:
-        negotiation = self._waiting.pop(request_id)
-        if negotiation.timer is not None and negotiation.timer.active():
-            negotiation.timer.cancel()
-        negotiation.timer = None
-        return negotiation.deferred
-
-    def _forget(self, request_id: str) -> None:
-        if request_id in self._waiting:
-            self._finish(request_id)
+        self._send_request(negotiation.request)
+        return self.policy.wait(negotiation.attempt)
 
     def response_received(self, response: PortResponse) -> None:
         """
         A C{port_response} arrived: fire the request it answers.
         """
-        request_id = response.request_id
-        if request_id not in self._waiting and request_id == WILDCARD_REQUEST_ID and self._waiting:
-            request_id = next(iter(self._waiting))
-        if request_id not in self._waiting:
+        request_id: str | None = response.request_id
+        if request_id not in self._waiting and request_id == WILDCARD_REQUEST_ID:
+            request_id = self._waiting.oldest()
+        entry = None if request_id is None else self._waiting.pop(request_id)
+        if entry is None:
             self.log.warn(
                 "ignoring port_response {id}: no port_request with that id is outstanding "
                 "(answered already, timed out, or never sent)",
                 id=response.request_id,
             )
             return
-        negotiation = self._waiting[request_id]
-        d = self._finish(request_id)
+        negotiation: _Negotiation = entry.context
         if not response.success or response.port == 0:
             wanted = negotiation.request.specific_port
-            d.errback(
+            entry.errback(
                 PortNegotiationFailed(
                     f"the orchestrator refused to allocate "
                     f"{'port ' + str(wanted) if wanted else 'a port'}: "
@@ -200,9 +205,10 @@ class PortNegotiator:
                 wanted=negotiation.request.specific_port,
                 port=response.port,
             )
-        d.callback(response.port)
+        entry.callback(response.port)
 
     def stop(self, reason: str = "the module is stopping") -> None:
-        for request_id in list(self._waiting):
-            self._finish(request_id).errback(NotAvailable(f"port_request abandoned: {reason}"))
-        self.stopping = True
+        """
+        Fail every outstanding request, and send no more.
+        """
+        self._waiting.stop(reason)

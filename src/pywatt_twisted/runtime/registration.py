@@ -19,7 +19,6 @@ and is opened again by the next request.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,7 +30,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pywatt_twisted.errors import ChannelError, ProtocolError, RemoteError, RequestTimeout
+from pywatt_twisted.errors import ChannelError, ProtocolError, RemoteError
+from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.wire.framing import Frame, FrameDecoder, frame_header, frame_json
 from pywatt_twisted.wire.registration import (
     Capabilities,
@@ -108,7 +108,10 @@ class RegistrationClient:
         self.module: RegisteredModule | None = None
         self._protocol: _RegistrationProtocol | None = None
         self._lock = DeferredLock()
-        self._waiting: deque[Deferred[bytes]] = deque()
+        self._seq = 0
+        # The request on the wire (the lock keeps it to one): responses carry no id, the
+        # next frame answers it.
+        self._waiting: CorrelationTable[int] = CorrelationTable(clock)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -118,15 +121,16 @@ class RegistrationClient:
     def _lost(self, protocol: _RegistrationProtocol, reason: Failure | None) -> None:
         if self._protocol is protocol:
             self._protocol = None
-        waiting, self._waiting = self._waiting, deque()
-        for d in waiting:
-            d.errback(ChannelError("the registration connection closed before the response"))
+        self._waiting.fail_all(
+            lambda *_: ChannelError("the registration connection closed before the response")
+        )
 
     def _frame(self, payload: bytes) -> None:
-        if not self._waiting:
+        waiting = self._waiting.oldest()
+        if waiting is None:
             self.log.warn("registration: ignoring a response nothing waits for")
             return
-        self._waiting.popleft().callback(payload)
+        self._waiting.resolve(waiting, payload)
 
     async def _ensure_connected(self) -> _RegistrationProtocol:
         if self._protocol is None:
@@ -154,24 +158,26 @@ class RegistrationClient:
         await self._lock.acquire()
         try:
             protocol = await self._ensure_connected()
-            d: Deferred[bytes] = Deferred()
-            self._waiting.append(d)
-            protocol.send(encode_registration_request(request))
-            d.addTimeout(self.timeout, self.clock)
+            self._seq += 1
+            d: Deferred[bytes] = self._waiting.add(
+                self._seq,
+                self.timeout,
+                f"no {request.request_type} response from the registration service "
+                f"within {self.timeout:g} s",
+            )
+            try:
+                protocol.send(encode_registration_request(request))
+            except Exception as e:
+                self._waiting.fail(self._seq, e)
             try:
                 payload = await d
-            except Exception as e:
-                if d in self._waiting:
-                    self._waiting.remove(d)
-                if isinstance(e, ChannelError):
-                    raise
+            except ChannelError:
+                raise
+            except Exception:
                 # The response may still come: a later one would be taken for the next
                 # request's, so start over on a fresh connection.
                 self.close()
-                raise RequestTimeout(
-                    f"no {request.request_type} response from the registration service "
-                    f"within {self.timeout:g} s"
-                ) from None
+                raise
             response = decode_registration_response(payload)
         finally:
             self._lock.release()

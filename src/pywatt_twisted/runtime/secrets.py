@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted.errors import SecretError
+from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.runtime.redaction import Redactor, default_redactor
 from pywatt_twisted.runtime.secret import Secret
 from pywatt_twisted.wire.messages import GetSecret, SecretMessage
@@ -28,14 +29,6 @@ from pywatt_twisted.wire.messages import GetSecret, SecretMessage
 CACHE_FIRST = "cache-first"
 FORCE_REMOTE = "force-remote"
 DEFAULT_SECRET_TIMEOUT = 30.0
-
-
-class _Pending:
-    __slots__ = ("timer", "waiters")
-
-    def __init__(self) -> None:
-        self.waiters: list[Deferred[Secret]] = []
-        self.timer: IDelayedCall | None = None
 
 
 class SecretClient:
@@ -59,7 +52,8 @@ class SecretClient:
         self.timeout = timeout
         self._redactor = redactor
         self._cache: dict[str, Secret] = {}
-        self._pending: dict[str, _Pending] = {}
+        # name -> the callers waiting for it: they share one request
+        self._pending: CorrelationTable[str] = CorrelationTable(clock, timeout_error=SecretError)
         self._used: set[str] = set()
         # name -> new value held back until its whole rotation is in (see refresh)
         self._staged: dict[str, Secret | None] = {}
@@ -118,26 +112,17 @@ class SecretClient:
         return self._request(name)
 
     def _request(self, name: str) -> Deferred[Secret]:
-        pending = self._pending.get(name)
-        first = pending is None
-        if pending is None:
-            pending = self._pending[name] = _Pending()
-
-        def cancel(d: Deferred[Secret]) -> None:
-            entry = self._pending.get(name)
-            if entry is not None and d in entry.waiters:
-                entry.waiters.remove(d)
-                if not entry.waiters:
-                    self._forget(name)
-
-        d: Deferred[Secret] = Deferred(cancel)
-        pending.waiters.append(d)
+        d, first = self._pending.join(
+            name,
+            self.timeout,
+            f"no reply for secret {name!r} within {self.timeout:g} s; does the "
+            "orchestrator know this secret?",
+        )
         if first:
-            pending.timer = self._clock.callLater(self.timeout, self._timed_out, name)
             try:
                 self._send(GetSecret(name=name))
             except Exception as e:
-                self._fail(name, SecretError(f"could not request secret {name!r}: {e}"))
+                self._pending.fail(name, SecretError(f"could not request secret {name!r}: {e}"))
         return d
 
     def get_secrets(
@@ -174,40 +159,15 @@ class SecretClient:
             self._staged[message.name] = secret
         else:
             self._store(secret)
-        pending = self._forget(message.name)
-        if pending is not None:
-            for waiter in pending.waiters:
-                waiter.callback(secret)
-
-    def _forget(self, name: str) -> _Pending | None:
-        pending = self._pending.pop(name, None)
-        if pending is not None and pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
-        return pending
-
-    def _timed_out(self, name: str) -> None:
-        if name in self._pending:
-            self._pending[name].timer = None
-        self._fail(
-            name,
-            SecretError(
-                f"no reply for secret {name!r} within {self.timeout:g} s; does the "
-                "orchestrator know this secret?"
-            ),
-        )
-
-    def _fail(self, name: str, error: Exception) -> None:
-        pending = self._forget(name)
-        if pending is not None:
-            for waiter in pending.waiters:
-                waiter.errback(Failure(error))
+        self._pending.resolve(message.name, secret)
 
     def cancel_all(self, reason: str) -> None:
         """
         Fail every outstanding request (the module is stopping).
         """
-        for name in list(self._pending):
-            self._fail(name, SecretError(f"secret {name!r} not received: {reason}"))
+        self._pending.fail_all(
+            lambda name, _: SecretError(f"secret {name!r} not received: {reason}")
+        )
 
     @property
     def outstanding(self) -> frozenset[str]:
