@@ -93,7 +93,7 @@ class Availability:
                 url=self.url_redacted,
                 backend=self.backend,
                 address=self.address,
-                error=str(error),
+                error=str(error).rstrip("."),
                 hint=self.hint,
             )
 

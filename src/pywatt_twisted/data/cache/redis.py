@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import txredisapi
 from twisted.internet import defer
@@ -85,6 +86,14 @@ _HINT = (
     "Raise ?connect_timeout= (opening a connection) or ?reply_timeout= (a command) in "
     "the cache URL if the server is only slow."
 )
+
+
+def _server_url(url: str) -> str:
+    """
+    C{url} without its password and its options (the query string): what messages
+    name the server by.
+    """
+    return redact_url(urlunsplit(urlsplit(url)._replace(query="", fragment="")))
 
 
 class _NoConnection(txredisapi.ConnectionError):
@@ -261,9 +270,7 @@ class _PoolFactory(txredisapi.RedisFactory):
             # the other connections of the pool still serve the commands
             return
         if self.availability is not None:
-            self.availability.failed(
-                CacheUnavailable(f"Redis at {self.url_redacted}: {problem}"), connecting=True
-            )
+            self.availability.failed(CacheUnavailable(problem), connecting=True)
         self._fail_waiting(_NoConnection(problem))
 
     def _fail_waiting(self, error: Exception) -> None:
@@ -379,7 +386,8 @@ class RedisStore:
         )
         # like txredisapi's own pools: connections on the global reactor
         endpoint = HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
-        self._factory.startConnecting(ReportingEndpoint(endpoint, self._factory.connect_failed))
+        self._endpoint = ReportingEndpoint(endpoint, self._factory.connect_failed)
+        self._factory.startConnecting(self._endpoint)
         self._redis = self._factory.handler
 
     def __repr__(self) -> str:
@@ -546,7 +554,7 @@ class RedisCache(StoreCache):
             connect_timeout=connect_timeout,
             reply_timeout=reply_timeout,
             clock=clock,
-            url_redacted=redact_url(url) if url else None,
+            url_redacted=_server_url(url) if url else None,
         )
         super().__init__(store, (namespace,) if namespace else ())
         track(self)
