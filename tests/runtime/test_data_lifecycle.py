@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from klein import Klein
 from twisted.internet import defer, reactor
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
@@ -223,3 +223,160 @@ class DatabaseRotationTests(TestCase):
         self.assertNotIn("bad-pw", ack.message)
         self.assertEqual((await module.request("GET", "/name")).text(), "after")
         self.assertEqual(module.service.health_status()["databases"][0]["status"], "ok")
+
+
+class CacheDownAtStartTests(TestCase):
+    """
+    A module whose Redis cache (made in C{create_app}) cannot be reached starts; the
+    log says so once, C{/health} shows it, a route using it answers 503 at once.
+    """
+
+    async def test_module_starts_routes_answer_503_health_shows_it(self) -> None:
+        require_service("redis")
+        log = LogCapture(self)
+        port = closed_port()
+        url = f"redis://:pw-hidden@127.0.0.1:{port}/0?connect_timeout=2"
+
+        @pywatt_module(secrets=["CACHE_URL"])
+        def app(state: Any) -> Klein:
+            cache = Cache.from_url(state.secret("CACHE_URL"), namespace="pywatt-cache-down")
+            web = Klein()
+
+            @web.route("/value")
+            async def value(request: Any) -> bytes:
+                return json.dumps(await cache.get("k")).encode()
+
+            return web
+
+        orch = FakeOrchestrator(secrets={"CACHE_URL": url}, reactor=reactor)
+        module = await orch.start(app)
+        self.addCleanup(orch.shutdown)
+        self.assertIsNotNone(orch.announcement)
+
+        response = await module.request("GET", "/value")
+        self.assertEqual(response.code, 503)
+        self.assertEqual(
+            response.json(),
+            {
+                "error": "backend_unavailable",
+                "backend": "cache",
+                "message": "the cache this module uses is unavailable; try again later",
+            },
+        )
+        warnings = [w for w in log.lines(LogLevel.warn) if "is unavailable" in w]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn(
+            f"Cache redis://:***@127.0.0.1:{port}/0 (Redis at 127.0.0.1:{port}) is unavailable",
+            warnings[0],
+        )
+        self.assertIn("Raise ?connect_timeout=", warnings[0])
+        answered = [line for line in log.lines(LogLevel.info) if "answered 503" in line]
+        self.assertEqual(len(answered), 1, answered)
+        self.assertIn(
+            f"GET /value answered 503: could not reach Redis at redis://:***@127.0.0.1:{port}/0",
+            answered[0],
+        )
+
+        health = module.service.health_status()
+        [cache] = health["caches"]
+        self.assertEqual(
+            (cache["status"], cache["backend"], cache["url"]),
+            ("unavailable", "redis", f"redis://:***@127.0.0.1:{port}/0"),
+        )
+        self.assertIn("ConnectionRefusedError", cache["last_error"])
+        text = json.dumps(health) + " ".join(e and formatEvent(e) for e in log.events)
+        self.assertNotIn("pw-hidden", text)
+
+
+class CacheClosedAtStopTests(TestCase):
+    async def test_redis_cache_from_create_app_closed(self) -> None:
+        """
+        A Redis cache made in C{create_app} (and not returned, registered or closed
+        by the module) is closed when the module stops: its connections are gone from
+        the server and nothing reconnects.
+        """
+        import txredisapi
+
+        url = require_service("redis")
+        caches: list[Any] = []
+
+        @pywatt_module()
+        def app(state: Any) -> Klein:
+            caches.append(Cache.from_url(url, namespace="pywatt-cache-closed", poolsize=2))
+            return Klein()
+
+        orch = FakeOrchestrator(reactor=reactor)
+        module = await orch.start(app)
+        cache = caches[0]
+        await cache.set("k", "v")
+        self.assertEqual([c["status"] for c in module.service.health_status()["caches"]], ["ok"])
+        factory = cache._store._redis._factory
+        for _ in range(500):
+            if factory.size == 2:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        ports = {proto.transport.getHost().port for proto in factory.pool}
+        self.assertEqual(len(ports), 2)
+        attempts: list[Any] = []
+        endpoint = cache._store._endpoint
+        connect = endpoint.connect
+
+        def counting(factory_: Any) -> Any:
+            attempts.append(factory_)
+            return connect(factory_)
+
+        self.patch(endpoint, "connect", counting)
+
+        await orch.shutdown()
+
+        self.assertEqual(cache.health()["status"], "closed")
+        self.assertEqual(factory.size, 0)
+        self.assertTrue(all(not slot.service.running for slot in factory.slots))
+        admin = await txredisapi.Connection(
+            urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 6379, reconnect=False
+        )
+        self.addCleanup(admin.disconnect)
+        listing = await admin.execute_command("CLIENT", "LIST")
+        ours = [
+            line
+            for line in str(listing).splitlines()
+            if any(f"addr=127.0.0.1:{port} " in line + " " for port in ports)
+        ]
+        self.assertEqual(ours, [])
+        # past the pool's first reconnect delay: still no attempt
+        await deferLater(reactor, factory.initialDelay + 0.2, lambda: None)
+        self.assertEqual(attempts, [])
+
+    async def test_registered_cache_on_health_and_closed(self) -> None:
+        """
+        A cache opened before the module starts is published on C{/health} and
+        closed at stop once passed to C{state.register_cache}.
+        """
+        cache = MemcachedLike()
+
+        @pywatt_module()
+        def app(state: Any) -> Klein:
+            self.assertIs(state.register_cache(cache), cache)
+            return Klein()
+
+        orch = FakeOrchestrator(reactor=reactor)
+        module = await orch.start(app)
+        self.assertEqual(module.service.health_status()["caches"], [cache.health()])
+        await orch.shutdown()
+        self.assertTrue(cache.closed)
+
+
+class MemcachedLike:
+    """
+    A cache opened outside the module's start-up (not tracked).
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "closed" if self.closed else "ok", "backend": "memcached"}
+
+    def close(self) -> defer.Deferred[None]:
+        self.closed = True
+        return defer.succeed(None)

@@ -191,6 +191,9 @@ class ModuleService(MultiService):
         self.registration: Any = None
         self.database: Any = None
         self.databases: list[Any] = []
+        #: the caches passed to C{state.register_cache} (those the module opened while
+        #: starting are on /health too: see L{caches_on_health})
+        self.caches: list[Any] = []
         #: the databases and caches the module opened, closed when it stops
         self.resources = Resources()
         self._started_at = 0.0
@@ -298,6 +301,7 @@ class ModuleService(MultiService):
                 self.resources.add(resource)
         state = AppState(blob, self.reactor, self.secrets, user_state=user_state)
         state._register_database = self.register_database
+        state._register_cache = self.register_cache
         self.messaging = RoutedMessaging(
             module_id=blob.module_id,
             clock=self.reactor,
@@ -489,6 +493,32 @@ class ModuleService(MultiService):
             return
         self.databases.append(db)
         self.metrics.add_collector(DatabaseCollector(db))
+
+    def register_cache(self, cache: Any) -> None:
+        """
+        Publish a cache on C{/health} (C{caches}) and close it when the module stops.
+        """
+        self.resources.add(cache)
+        if not any(known is cache for known in self.caches):
+            self.caches.append(cache)
+
+    def caches_on_health(self) -> list[Any]:
+        """
+        The caches C{/health} reports: those registered, then those the module opened
+        while starting (one per cache server connection: namespace views of one cache
+        count once).
+        """
+        from pywatt_twisted.data.cache import ICache
+
+        shown: list[Any] = []
+        stores: list[Any] = []
+        for cache in [*self.caches, *(r for r in self.resources if ICache.providedBy(r))]:
+            store = getattr(cache, "_store", cache)
+            if any(known is store for known in stores) or not hasattr(cache, "health"):
+                continue
+            stores.append(store)
+            shown.append(cache)
+        return shown
 
     def _endpoints_for(self, app: object) -> tuple[Endpoint, ...]:
         definition = self.definition
@@ -786,6 +816,7 @@ class ModuleService(MultiService):
         The body of C{GET /health}.
         """
         now = self.reactor.seconds()
+        caches = self.caches_on_health()
         return {
             "status": self.status,
             "module_id": self.init.module_id if self.init is not None else None,
@@ -796,6 +827,7 @@ class ModuleService(MultiService):
                 {"channel_queue": self.channels.queue_health()} if self.channels is not None else {}
             ),
             **({"databases": [db.health() for db in self.databases]} if self.databases else {}),
+            **({"caches": [cache.health() for cache in caches]} if caches else {}),
             **({"messaging": self.messaging.health()} if self.messaging is not None else {}),
         }
 
@@ -917,6 +949,12 @@ MIN_STOP_STEP = 1.0
 
 
 def _describe(resource: object) -> str:
+    from pywatt_twisted.data.cache import ICache
+
+    if ICache.providedBy(resource):
+        health = getattr(resource, "health", None)
+        url = health().get("url") if callable(health) else None
+        return f"the cache {url}" if isinstance(url, str) else type(resource).__name__
     url = getattr(resource, "url_redacted", None)
     if isinstance(url, str):
         return f"the database {url}"

@@ -65,6 +65,7 @@ class AppState:
         #: C{database="SECRET_NAME"} (C{None} otherwise).
         self.database: Any = None
         self._register_database: Callable[[Any], None] | None = None
+        self._register_cache: Callable[[Any], None] | None = None
 
     # -- secrets ------------------------------------------------------------------------
 
@@ -107,6 +108,19 @@ class AppState:
         self._register_database(db)
         return db
 
+    def register_cache(self, cache: Any) -> Any:
+        """
+        Publish a cache (an L{pywatt_twisted.data.ICache}) the module opened itself on
+        C{/health} (C{caches}: C{"unavailable"} while its server cannot be reached); it
+        is closed when the module stops, after the C{on_stop} hooks. Caches created
+        while C{state_builder} and C{create_app} run are published and closed without
+        this. Returns C{cache}.
+        """
+        if self._register_cache is None:
+            raise NotAvailable("register_cache is available once the module has started")
+        self._register_cache(cache)
+        return cache
+
     # -- stopping ---------------------------------------------------------------------------
 
     def on_stop(self, hook: StopHook) -> StopHook:
@@ -123,7 +137,8 @@ class AppState:
 
         Databases and caches created while C{state_builder} and C{create_app} run
         (with C{Database.from_url}, ...), found in what C{state_builder} returned, or
-        passed to L{register_database} are closed after the hooks without one.
+        passed to L{register_database} or L{register_cache} are closed after the hooks
+        without one.
         """
         if not callable(hook):
             raise TypeError(f"on_stop takes a callable, got {hook!r}")

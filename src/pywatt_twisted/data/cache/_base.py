@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
+from pywatt_twisted.data.cache._availability import Availability
 from pywatt_twisted.data.cache._codec import (
     decode_value,
     encode_value,
@@ -25,7 +26,7 @@ from pywatt_twisted.data.cache._codec import (
     validate_namespace,
     validate_ttl,
 )
-from pywatt_twisted.data.cache._errors import CacheError, InvalidTTL
+from pywatt_twisted.data.cache._errors import CacheError, CacheUnavailable, InvalidTTL
 
 #: prefix of the keys that hold locks, inside the cache's namespace
 LOCK_PREFIX = "__lock__."
@@ -41,48 +42,63 @@ class ICache(Interface):
 
     namespace_prefix = Attribute("The prefix every key of this cache is stored under.")
 
-    def get(key: str) -> Deferred[object | None]:
+    def get(key: str, *, timeout: float | None = None) -> Deferred[object | None]:
         """
         Fire with the value, or None when the key is missing or expired.
+
+        Every method that talks to the server takes C{timeout=}: seconds this call
+        may take in all, waiting for a connection included (then it fails with
+        L{CacheUnavailable}); C{None} leaves only the cache's own limits (its URL's
+        C{connect_timeout} and command timeout).
         """
 
-    def set(key: str, value: object, ttl: float | None = None) -> Deferred[None]:
+    def set(
+        key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[None]:
         """
         Store a value, replacing any previous one.
         """
 
-    def delete(key: str) -> Deferred[bool]:
+    def delete(key: str, *, timeout: float | None = None) -> Deferred[bool]:
         """
         Remove a key; fire with whether it existed.
         """
 
-    def exists(key: str) -> Deferred[bool]:
+    def exists(key: str, *, timeout: float | None = None) -> Deferred[bool]:
         """
         Fire with whether the key holds a value.
         """
 
-    def set_nx(key: str, value: object, ttl: float | None = None) -> Deferred[bool]:
+    def set_nx(
+        key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[bool]:
         """
         Store only if the key is missing; fire with whether it was stored. Atomic.
         """
 
-    def increment(key: str, delta: int = 1, ttl: float | None = None) -> Deferred[int]:
+    def increment(
+        key: str, delta: int = 1, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[int]:
         """
         Add C{delta} to an integer value (a missing key counts as 0) and fire with the
         result. Atomic. C{ttl} applies only when this call creates the key.
         """
 
-    def get_many(keys: Iterable[str]) -> Deferred[dict[str, object]]:
+    def get_many(
+        keys: Iterable[str], *, timeout: float | None = None
+    ) -> Deferred[dict[str, object]]:
         """
         Fire with a C{dict} of the keys that hold a value.
         """
 
-    def set_many(mapping: Mapping[str, object], ttl: float | None = None) -> Deferred[None]:
+    def set_many(
+        mapping: Mapping[str, object], ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[None]:
         """
         Store several values (not atomically as a group).
         """
 
-    def clear(namespace: str | None = None) -> Deferred[None]:
+    def clear(namespace: str | None = None, *, timeout: float | None = None) -> Deferred[None]:
         """
         Remove every key of this cache's namespace, or of its sub-namespace
         C{namespace} (the keys of C{cache.namespace(namespace)}).
@@ -114,6 +130,13 @@ class ICache(Interface):
         Release connections. A namespace view's C{close} closes the shared store.
         """
 
+    def health() -> dict[str, Any]:
+        """
+        For C{/health}: C{status} (C{"ok"}; C{"unavailable"}, with
+        C{unavailable_seconds}, while the server cannot be reached; C{"closed"}),
+        C{backend}, C{url} (no password), C{namespace}, C{last_error}.
+        """
+
 
 class ICacheStore(Interface):
     """
@@ -130,6 +153,11 @@ class ICacheStore(Interface):
           synchronous forms of C{get} and C{set} (raising L{CacheError}) for stores
           that never wait, such as an in-process one; L{StoreCache} then answers with
           an already-fired L{Deferred} instead of chaining a callback.
+
+    A store with a server to lose has an C{availability} attribute (an
+    L{Availability}): L{StoreCache} then fails calls at once during an outage (see
+    L{pywatt_twisted.data.cache._availability}). C{url_redacted} and C{backend}, when
+    present, name the store in messages and on C{/health}.
     """
 
     clock = Attribute("The L{IReactorTime} used for lock waits.")
@@ -217,6 +245,21 @@ class Lock:
         await self.release()
 
 
+def _valid_timeout(timeout: object) -> float:
+    """
+    C{timeout} as seconds, if it is a positive finite number.
+
+    @raise CacheError: if it is not.
+    """
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout < float("inf")
+    ):
+        raise CacheError(f"expected timeout= as a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
 def _decode(data: bytes | None) -> object | None:
     return None if data is None else decode_value(data)
 
@@ -238,6 +281,7 @@ class StoreCache:
         self._set_now: Callable[[str, bytes, float | None], None] | None = getattr(
             store, "set_now", None
         )
+        self._availability: Availability | None = getattr(store, "availability", None)
 
     def __repr__(self) -> str:
         ns = ":".join(self._parts) or "-"
@@ -290,12 +334,80 @@ class StoreCache:
     def _set_under(self, prefix: str, key: str, data: bytes, ttl: float | None) -> Deferred[None]:
         return self._store.set(validate_key(key, prefix), data, ttl)
 
+    # availability and per-call timeouts ----------------------------------------------
+
+    def _guarded(
+        self, fn: Callable[..., Deferred[Any]], timeout: float | None, *args: Any
+    ) -> Deferred[Any]:
+        """
+        Call C{fn(*args)} unless the server is known to be down (then fail at once),
+        within C{timeout} seconds if given. A call let through during an outage ends
+        it when it succeeds.
+        """
+        avail = self._availability
+        if timeout is not None:
+            try:
+                timeout = _valid_timeout(timeout)
+            except CacheError:
+                return defer.fail()
+        if avail is not None and avail.down is not None:
+            error = avail.blocked()
+            if error is not None:
+                return defer.fail(error)
+            d = avail.watch(fn(*args))
+        else:
+            d = fn(*args)
+        if timeout is None or d.called:
+            return d
+        return self._within(d, timeout)
+
+    def _within(self, d: Deferred[Any], timeout: float) -> Deferred[Any]:
+        """
+        A L{Deferred} with C{d}'s result, or failing with L{CacheUnavailable} after
+        C{timeout} seconds. C{d} itself is not cancelled (a reply that comes later is
+        read and dropped, so the connection stays in step).
+        """
+        out: Deferred[Any] = Deferred()
+
+        def expire() -> None:
+            out.errback(
+                CacheUnavailable(
+                    f"the cache {self._name()} did not answer within timeout={timeout:g} s "
+                    "(the timeout= of this call)"
+                )
+            )
+
+        timer = self._store.clock.callLater(timeout, expire)
+
+        def deliver(result: object) -> None:
+            if not timer.active():
+                return None  # the caller has had the timeout; drop this result
+            timer.cancel()
+            if isinstance(result, Failure):
+                out.errback(result)
+            else:
+                out.callback(result)
+            return None
+
+        d.addBoth(deliver)
+        return out
+
+    def _name(self) -> str:
+        url = getattr(self._store, "url_redacted", None)
+        return url if isinstance(url, str) else repr(self._store)
+
     # ICache --------------------------------------------------------------------------
 
     # get and set are the hot paths: written out in full, without closures, and with
     # no Deferred chained on a store that answers synchronously.
 
-    def get(self, key: str) -> Deferred[object | None]:
+    def get(self, key: str, *, timeout: float | None = None) -> Deferred[object | None]:
+        avail = self._availability
+        if timeout is not None or (avail is not None and avail.down is not None):
+            return self._guarded(self._get, timeout, key)
+        return self._get(key)
+
+    def _get(self, key: str) -> Deferred[object | None]:
         prefix = self._static
         if prefix is None:
             prefix = self._store.prefix(self._parts)
@@ -311,7 +423,15 @@ class StoreCache:
             return defer.fail()
         return self._store.get(full).addCallback(_decode)
 
-    def set(self, key: str, value: object, ttl: float | None = None) -> Deferred[None]:
+    def set(
+        self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[None]:
+        avail = self._availability
+        if timeout is not None or (avail is not None and avail.down is not None):
+            return self._guarded(self._set, timeout, key, value, ttl)
+        return self._set(key, value, ttl)
+
+    def _set(self, key: str, value: object, ttl: float | None) -> Deferred[None]:
         try:
             data = encode_value(value)
             if ttl is not None:
@@ -333,13 +453,18 @@ class StoreCache:
             return defer.fail()
         return self._store.set(full, data, ttl)
 
-    def delete(self, key: str) -> Deferred[bool]:
-        return self._with_key(key, self._store.delete)
+    def delete(self, key: str, *, timeout: float | None = None) -> Deferred[bool]:
+        return self._guarded(self._with_key, timeout, key, self._store.delete)
 
-    def exists(self, key: str) -> Deferred[bool]:
-        return self._with_key(key, self._store.exists)
+    def exists(self, key: str, *, timeout: float | None = None) -> Deferred[bool]:
+        return self._guarded(self._with_key, timeout, key, self._store.exists)
 
-    def set_nx(self, key: str, value: object, ttl: float | None = None) -> Deferred[bool]:
+    def set_nx(
+        self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[bool]:
+        return self._guarded(self._set_nx, timeout, key, value, ttl)
+
+    def _set_nx(self, key: str, value: object, ttl: float | None) -> Deferred[bool]:
         try:
             data = encode_value(value)
             ttl = validate_ttl(ttl)
@@ -347,7 +472,12 @@ class StoreCache:
             return defer.fail()
         return self._with_key(key, self._store.set_nx, data, ttl)
 
-    def increment(self, key: str, delta: int = 1, ttl: float | None = None) -> Deferred[int]:
+    def increment(
+        self, key: str, delta: int = 1, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[int]:
+        return self._guarded(self._increment, timeout, key, delta, ttl)
+
+    def _increment(self, key: str, delta: int, ttl: float | None) -> Deferred[int]:
         if isinstance(delta, bool) or not isinstance(delta, int):
             return defer.fail(CacheError(f"expected an int delta, got {type(delta).__name__}"))
         try:
@@ -356,7 +486,12 @@ class StoreCache:
             return defer.fail()
         return self._with_key(key, self._store.increment, delta, ttl)
 
-    def get_many(self, keys: Iterable[str]) -> Deferred[dict[str, object]]:
+    def get_many(
+        self, keys: Iterable[str], *, timeout: float | None = None
+    ) -> Deferred[dict[str, object]]:
+        return self._guarded(self._get_many, timeout, keys)
+
+    def _get_many(self, keys: Iterable[str]) -> Deferred[dict[str, object]]:
         def fetch(full: list[str], prefix: str) -> Deferred[dict[str, object]]:
             if not full:
                 return defer.succeed({})
@@ -367,7 +502,16 @@ class StoreCache:
 
         return self._with_keys(keys, fetch)
 
-    def set_many(self, mapping: Mapping[str, object], ttl: float | None = None) -> Deferred[None]:
+    def set_many(
+        self,
+        mapping: Mapping[str, object],
+        ttl: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Deferred[None]:
+        return self._guarded(self._set_many, timeout, mapping, ttl)
+
+    def _set_many(self, mapping: Mapping[str, object], ttl: float | None) -> Deferred[None]:
         try:
             encoded = [(k, encode_value(v)) for k, v in mapping.items()]
             ttl = validate_ttl(ttl)
@@ -382,7 +526,12 @@ class StoreCache:
 
         return self._with_keys([k for k, _ in encoded], store)
 
-    def clear(self, namespace: str | None = None) -> Deferred[None]:
+    def clear(
+        self, namespace: str | None = None, *, timeout: float | None = None
+    ) -> Deferred[None]:
+        return self._guarded(self._clear, timeout, namespace)
+
+    def _clear(self, namespace: str | None) -> Deferred[None]:
         parts = self._parts
         if namespace is not None:
             try:
@@ -405,7 +554,9 @@ class StoreCache:
                 raise InvalidTTL("expected a lock ttl in seconds, got None")
         except CacheError:
             return defer.fail()
-        return Deferred.fromCoroutine(self._lock(LOCK_PREFIX + key, key, ttl_, wait))
+        return self._guarded(
+            lambda: Deferred.fromCoroutine(self._lock(LOCK_PREFIX + key, key, ttl_, wait)), None
+        )
 
     async def _lock(self, lock_key: str, key: str, ttl: float, wait: float) -> Lock | None:
         token = secrets.token_hex(16)
@@ -461,4 +612,24 @@ class StoreCache:
         return value
 
     def close(self) -> Deferred[None]:
+        if self._availability is not None:
+            self._availability.closed = True
         return self._store.close()
+
+    def health(self) -> dict[str, Any]:
+        """
+        See L{ICache.health}.
+        """
+        store = self._store
+        avail = self._availability
+        if avail is not None:
+            state = avail.health()
+        else:
+            state = {"status": "closed" if getattr(store, "closed", False) else "ok"}
+        return {
+            "status": state.pop("status"),
+            "backend": getattr(store, "backend", type(store).__name__),
+            "url": self._name(),
+            "namespace": ":".join(self._parts) or None,
+            **state,
+        }

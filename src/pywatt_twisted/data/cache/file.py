@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
+from pywatt_twisted.data._resources import track
 from pywatt_twisted.data.cache._base import ICacheStore, StoreCache
 from pywatt_twisted.data.cache._errors import CacheError
 
@@ -50,6 +51,7 @@ class FileStore:
 
     #: prefix() depends only on the namespace path (see L{ICacheStore})
     static_prefix = True
+    backend = "file"
 
     def __init__(
         self, directory: str, clock: Any = None, reactor: Any = None, fsync: bool = False
@@ -59,6 +61,7 @@ class FileStore:
         self.reactor = reactor
         self.clock = clock if clock is not None else reactor
         self.directory = os.path.abspath(directory)
+        self.url_redacted = f"file://{self.directory}"
         self.fsync = fsync
         self.inflight: dict[Any, Any] = {}
         self._lock = threading.Lock()
@@ -256,3 +259,4 @@ class FileCache(StoreCache):
     ) -> None:
         store = FileStore(directory, clock=clock, reactor=reactor, fsync=fsync)
         super().__init__(store, (namespace,) if namespace else ())
+        track(self)

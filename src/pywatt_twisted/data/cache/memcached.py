@@ -12,6 +12,13 @@ process for C{namespace_check_interval} seconds (default 1): a C{clear} made by 
 process is seen within that time; one made by this process at once. C{clear()} on a cache
 without a namespace sends C{flush_all}, which empties the whole server.
 
+Availability (see L{pywatt_twisted.data.cache._availability}): a failed connection
+attempt (refused, or not made within C{connect_timeout}) fails the calls waiting for the
+connection at once, and later ones too until a connection is made; a command without a
+reply within C{timeout} fails and drops the connection. Either marks the cache
+unavailable (one WARNING, C{/health}) and calls fail at once for C{connect_timeout}
+seconds.
+
 Limits of Memcached that show through: counters are unsigned 64-bit (an C{increment}
 with a negative delta stops at 0), and a TTL is rounded up to whole seconds plus one
 (Memcached's clock ticks in whole seconds: the item lives at least C{ttl}, at most two
@@ -27,13 +34,19 @@ from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import Factory
 from twisted.protocols.memcache import MemCacheProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pywatt_twisted.data._resources import track
+from pywatt_twisted.data.cache._availability import (
+    Availability,
+    ReportingEndpoint,
+    report_failure,
+)
 from pywatt_twisted.data.cache._base import ICacheStore, StoreCache
 from pywatt_twisted.data.cache._errors import CacheError, CacheUnavailable, InvalidKey
 
@@ -46,6 +59,16 @@ _value = itemgetter(1)
 
 def _none(_: object) -> None:
     return None
+
+
+#: defaults of the C{connect_timeout} and C{timeout} options, in seconds
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = 5.0
+
+_HINT = (
+    "Raise ?connect_timeout= (opening a connection) or ?timeout= (a command) in the "
+    "cache URL if the server is only slow."
+)
 
 
 class _Factory(Factory):
@@ -61,6 +84,8 @@ class _Factory(Factory):
         def connection_lost(reason: Any) -> None:
             if store._protocol is proto:
                 store._protocol = None
+            # MemCacheProtocol leaves its reply timer running after a disconnection
+            proto.setTimeout(None)
             lost(reason)
 
         proto.connectionLost = connection_lost  # type: ignore[method-assign]
@@ -73,14 +98,17 @@ class MemcachedStore:
     The storage behind L{MemcachedCache}.
     """
 
+    backend = "memcached"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
         port: int = 11211,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         namespace_check_interval: float = 1.0,
         clock: Any = None,
         reactor: Any = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -88,17 +116,34 @@ class MemcachedStore:
         self.clock = clock if clock is not None else reactor
         self.inflight: dict[Any, Any] = {}
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.namespace_check_interval = namespace_check_interval
         self.address = f"{host}:{port}"
+        self.url_redacted = f"memcached://{self.address}"
+        self.availability = Availability(
+            backend="Memcached",
+            url_redacted=self.url_redacted,
+            address=self.address,
+            retry_after=connect_timeout,
+            clock=self.clock,
+            hint=_HINT,
+        )
+        #: why the last connection attempt failed, until a connection is made: while
+        #: it is set and there is no connection, calls fail at once with it
+        self._connect_error: str | None = None
+        #: calls waiting for the connection (fired from the endpoint's result, not
+        #: from ClientService.whenConnected, whose waiters run in the middle of its
+        #: state machine, where closing the cache would be refused)
+        self._waiters: list[Deferred[MemCacheProtocol]] = []
         self._protocol: MemCacheProtocol | None = None
         self._versions: dict[tuple[str, ...], tuple[int, float]] = {}
         # the built prefix of each path and when its first version goes stale, so the
         # hot path does one dict lookup and one clock read (emptied whenever _versions
         # loses entries)
         self._prefixes: dict[tuple[str, ...], tuple[str, float]] = {}
-        endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
         self._service = ClientService(
-            endpoint,
+            ReportingEndpoint(endpoint, self._connect_failed, self._connected),
             _Factory(self),
             retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=5.0),
             clock=reactor,
@@ -110,27 +155,71 @@ class MemcachedStore:
 
     # connection -------------------------------------------------------------------------
 
+    def _connected(self, proto: MemCacheProtocol) -> None:
+        self._connect_error = None
+        self._protocol = proto
+        self.availability.connected()
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(proto)
+
+    def _connect_failed(self, failure: Failure) -> None:
+        """
+        A connection attempt failed: mark the cache unavailable; calls waiting for the
+        connection fail (C{whenConnected(failAfterFailures=1)}), and later ones fail at
+        once until a connection is made.
+        """
+        if self.availability.closed:
+            return
+        self._connect_error = report_failure(failure)
+        error = self._unreachable(self._connect_error)
+        self.availability.failed(error, connecting=True)
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.errback(error)
+
+    def _unreachable(self, problem: str) -> CacheUnavailable:
+        return CacheUnavailable(
+            f"could not reach Memcached at {self.url_redacted} "
+            f"(connect_timeout={self.connect_timeout:g} s): {problem}; check that the "
+            "server runs and the URL is right (the client keeps reconnecting)"
+        )
+
     async def _proto(self) -> MemCacheProtocol:
         proto = self._protocol
         if proto is not None and not proto._disconnected:
             return proto
+        if self._connect_error is not None:
+            raise self._unreachable(self._connect_error)
+        waiting: Deferred[MemCacheProtocol] = Deferred()
+        self._waiters.append(waiting)
+        # bounded even while the client waits out its backoff between attempts
+        waiting.addTimeout(self.connect_timeout, self.reactor)
         try:
-            connected: Any = await self._service.whenConnected(failAfterFailures=1)
-        except Exception as e:
-            raise CacheUnavailable(
-                f"could not reach Memcached at {self.address}: {type(e).__name__}: {e}; "
-                "check that the server runs and the URL is right (the client keeps "
-                "reconnecting)"
-            ) from None
-        self._protocol = connected
-        return connected  # type: ignore[no-any-return]
+            return await waiting
+        except TimeoutError:
+            if waiting in self._waiters:
+                self._waiters.remove(waiting)
+            unavailable = self._unreachable(
+                f"no connection within connect_timeout={self.connect_timeout:g} s"
+            )
+            self.availability.failed(unavailable, connecting=True)
+            raise unavailable from None
 
     def _fail(self, failure: Failure) -> Failure:
         if failure.check(CacheError):
             return failure
         error = failure.value
+        if isinstance(error, TimeoutError):
+            unavailable = CacheUnavailable(
+                f"Memcached at {self.url_redacted} did not answer within timeout="
+                f"{self.timeout:g} s; the connection was dropped (raise it with the timeout "
+                "option of the URL, e.g. ?timeout=30)"
+            )
+            self.availability.failed(unavailable, connecting=False)
+            raise unavailable
         raise CacheUnavailable(
-            f"Memcached at {self.address} failed: {type(error).__name__}: {error}"
+            f"Memcached at {self.url_redacted} failed: {type(error).__name__}: {error}"
         )
 
     def _call(self, name: str, *args: Any) -> Deferred[Any]:
@@ -327,14 +416,23 @@ class MemcachedStore:
         self._versions[parts] = (int(version), now + self.namespace_check_interval)
 
     def close(self) -> Deferred[None]:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(CacheUnavailable(f"the cache {self.url_redacted} was closed"))
         d = self._service.stopService()
         return (d if d is not None else defer.succeed(None)).addCallback(lambda _: None)
 
 
 class MemcachedCache(StoreCache):
     """
-    An L{ICache} on a Memcached server (see the module docstring for namespaces and
-    limits). Reconnects by itself after a drop.
+    An L{ICache} on a Memcached server (see the module docstring for namespaces,
+    availability and limits). Reconnects by itself after a drop. Created while a
+    module starts, it is closed when the module stops.
+
+    @param timeout: seconds a command waits for its reply; then it fails and the
+        connection is dropped.
+    @param connect_timeout: seconds to open a connection, and how long calls fail at
+        once after a failure.
     """
 
     def __init__(
@@ -343,7 +441,8 @@ class MemcachedCache(StoreCache):
         port: int = 11211,
         *,
         namespace: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         namespace_check_interval: float = 1.0,
         clock: Any = None,
         reactor: Any = None,
@@ -352,8 +451,10 @@ class MemcachedCache(StoreCache):
             host=host,
             port=port,
             timeout=timeout,
+            connect_timeout=connect_timeout,
             namespace_check_interval=namespace_check_interval,
             clock=clock,
             reactor=reactor,
         )
         super().__init__(store, (namespace,) if namespace else ())
+        track(self)

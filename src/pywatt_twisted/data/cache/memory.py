@@ -13,6 +13,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from pywatt_twisted.data._resources import track
 from pywatt_twisted.data.cache._base import ICacheStore, StoreCache
 from pywatt_twisted.data.cache._errors import CacheError
 
@@ -30,6 +31,7 @@ class MemoryStore:
 
     #: prefix() depends only on the namespace path (see L{ICacheStore})
     static_prefix = True
+    backend = "memory"
 
     def __init__(
         self, max_entries: int | None = None, max_bytes: int | None = None, clock: Any = None
@@ -40,6 +42,7 @@ class MemoryStore:
             if bound is not None and (not isinstance(bound, int) or bound < 1):
                 raise CacheError(f"expected {name} as None or an int >= 1, got {bound!r}")
         self.clock = clock
+        self.url_redacted = "memory://"
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.inflight: dict[Any, Any] = {}
@@ -216,6 +219,7 @@ class MemoryCache(StoreCache):
     ) -> None:
         store = MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
         super().__init__(store, (namespace,) if namespace else ())
+        track(self)
 
     @property
     def store(self) -> MemoryStore:

@@ -9,6 +9,13 @@ C{SELECT} for database 0, and a failed C{AUTH}/C{SELECT} (a connection lost in t
 middle, a timeout, a refusal) drops only that connection and lets the pool reconnect
 with growing backoff, where txredisapi would stop reconnecting for good.
 
+Availability (see L{pywatt_twisted.data.cache._availability}): a failed connection
+attempt (refused, timed out, a failed handshake) fails the commands waiting for a
+connection at once, and later ones too while no connection is open or being opened; a
+command without a reply within C{reply_timeout} fails and drops its connection. Either
+marks the cache unavailable (one WARNING, C{/health}) and calls fail at once for
+C{connect_timeout} seconds.
+
 txredisapi schedules its connection and reply timers on the global reactor; C{clock}
 is used for lock waits and for the bound on waiting for a usable connection.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import txredisapi
 from twisted.internet import defer
@@ -26,6 +34,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pywatt_twisted.data._resources import track
+from pywatt_twisted.data.cache._availability import (
+    Availability,
+    ReportingEndpoint,
+    report_failure,
+)
 from pywatt_twisted.data.cache._base import ICacheStore, StoreCache
 from pywatt_twisted.data.cache._errors import CacheError, CacheUnavailable
 from pywatt_twisted.data.database._config import redact_url
@@ -62,6 +76,31 @@ def _none(_: object) -> None:
 
 def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
+
+
+#: defaults of the C{connect_timeout} and C{reply_timeout} options, in seconds
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_REPLY_TIMEOUT = 5.0
+
+_HINT = (
+    "Raise ?connect_timeout= (opening a connection) or ?reply_timeout= (a command) in "
+    "the cache URL if the server is only slow."
+)
+
+
+def _server_url(url: str) -> str:
+    """
+    C{url} without its password and its options (the query string): what messages
+    name the server by.
+    """
+    return redact_url(urlunsplit(urlsplit(url)._replace(query="", fragment="")))
+
+
+class _NoConnection(txredisapi.ConnectionError):
+    """
+    No usable connection: the last connection attempt failed, or none turned up
+    within C{connect_timeout}.
+    """
 
 
 class _PoolProtocol(txredisapi.RedisProtocol):
@@ -130,6 +169,7 @@ class _PoolFactory(txredisapi.RedisFactory):
         connect_wait: float,
         clock: Any,
         url_redacted: str,
+        availability: Availability | None = None,
     ) -> None:
         # no password or dbid for txredisapi: _PoolProtocol does the handshake
         super().__init__(
@@ -151,10 +191,14 @@ class _PoolFactory(txredisapi.RedisFactory):
         self.connect_wait = connect_wait
         self.clock = clock
         self.url_redacted = url_redacted
+        self.availability = availability
+        #: why the last connection attempt failed, until a connection is made again:
+        #: while it is set and the pool is empty, commands fail at once with it
+        self._connect_error: str | None = None
+        #: the error given to the waiting commands failed at once (see L{_fail_waiting})
+        self._waiting_error: Exception | None = None
         #: the handshake problem last logged (each distinct one is logged once)
         self._problem: str | None = None
-        #: whether a command has hit C{connect_wait} since the last usable connection
-        self._wait_logged = False
         #: the commands waiting for a usable connection (their Deferreds)
         self._waiting: set[Deferred[Any]] = set()
         # the "pool complete" Deferred the handler keeps: nobody else waits on it, so
@@ -184,6 +228,7 @@ class _PoolFactory(txredisapi.RedisFactory):
             return
         problem = f"{step} failed on a new connection: {type(error).__name__}: {error}"
         problem = self._secret_free(problem)
+        self._cannot_connect(problem)
         if problem != self._problem:
             self._problem = problem
             self.log.warn(
@@ -197,6 +242,8 @@ class _PoolFactory(txredisapi.RedisFactory):
 
     def buildProtocol(self, addr: Any) -> _PoolProtocol:
         proto: _PoolProtocol = super().buildProtocol(addr)
+        # a connection is being made: commands wait for it (up to connect_wait)
+        self._connect_error = None
         proto.whenConnected().addCallback(self._usable)
         return proto
 
@@ -204,13 +251,50 @@ class _PoolFactory(txredisapi.RedisFactory):
         if self._problem is not None:
             self.log.info("Redis at {url}: connected again", url=self.url_redacted)
             self._problem = None
-        self._wait_logged = False
+        self._connect_error = None
+        if self.availability is not None:
+            self.availability.connected()
+
+    def connect_failed(self, failure: Failure) -> None:
+        """
+        A connection attempt failed (refused, timed out): the commands waiting for a
+        connection fail at once, and so do new ones until a connection is made.
+        """
+        if self.disconnectCalled:
+            return
+        self._cannot_connect(f"could not connect: {self._secret_free(report_failure(failure))}")
+
+    def _cannot_connect(self, problem: str) -> None:
+        self._connect_error = problem
+        if self.size:
+            # the other connections of the pool still serve the commands
+            return
+        if self.availability is not None:
+            self.availability.failed(CacheUnavailable(problem), connecting=True)
+        self._fail_waiting(_NoConnection(problem))
+
+    def _fail_waiting(self, error: Exception) -> None:
+        """
+        Fail every command waiting for a connection with C{error}.
+        """
+        self._waiting_error = error
+        try:
+            for d in list(self._waiting):
+                d.cancel()
+        finally:
+            self._waiting_error = None
 
     def getConnection(self, peek: bool = False) -> Deferred[Any]:
         """
         A usable connection of the pool, waiting at most C{connect_wait} seconds for
         one while the pool (re)connects.
         """
+        if not self.size and self._connect_error is not None and not self.disconnectCalled:
+            return defer.fail(
+                _NoConnection(
+                    f"{self._connect_error} (the pool keeps reconnecting in the background)"
+                )
+            )
         d: Deferred[Any] = super().getConnection(peek)
         if d.called:
             return d
@@ -226,6 +310,8 @@ class _PoolFactory(txredisapi.RedisFactory):
 
     def _closed_while_waiting(self, failure: Failure) -> None:
         failure.trap(defer.CancelledError)
+        if self._waiting_error is not None:
+            raise self._waiting_error
         raise txredisapi.ConnectionError("the cache was closed while this command waited")
 
     def disconnect(self) -> Deferred[None]:
@@ -238,18 +324,13 @@ class _PoolFactory(txredisapi.RedisFactory):
         return result
 
     def _no_connection(self, result: object, timeout: float) -> Failure:
-        message = (
-            f"no usable connection within connect_timeout={timeout:g} s (raise it with"
-            " the connect_timeout option of the URL, e.g. ?connect_timeout=30)"
-        )
-        if not self._wait_logged:
-            self._wait_logged = True
-            self.log.warn(
-                "Redis at {url}: a command found {message}",
-                url=self.url_redacted,
-                message=message,
+        # logged once per outage by the cache's Availability (the store's _fail)
+        return Failure(
+            _NoConnection(
+                f"no usable connection within connect_timeout={timeout:g} s (raise it with"
+                " the connect_timeout option of the URL, e.g. ?connect_timeout=30)"
             )
-        return Failure(txredisapi.ConnectionError(message))
+        )
 
 
 @implementer(ICacheStore)
@@ -260,6 +341,7 @@ class RedisStore:
 
     #: prefix() depends only on the namespace path (see L{ICacheStore})
     static_prefix = True
+    backend = "redis"
 
     def __init__(
         self,
@@ -269,8 +351,8 @@ class RedisStore:
         password: str | None = None,
         username: str | None = None,
         poolsize: int = 4,
-        connect_timeout: float = 10.0,
-        reply_timeout: float | None = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        reply_timeout: float | None = DEFAULT_REPLY_TIMEOUT,
         clock: Any = None,
         url_redacted: str | None = None,
     ) -> None:
@@ -281,7 +363,16 @@ class RedisStore:
         self.clock = clock
         self.inflight: dict[Any, Any] = {}
         self.url_redacted = url_redacted or f"redis://{host}:{port}/{db}"
+        self.reply_timeout = reply_timeout
         self._password = password
+        self.availability = Availability(
+            backend="Redis",
+            url_redacted=self.url_redacted,
+            address=f"{host}:{port}",
+            retry_after=connect_timeout,
+            clock=clock,
+            hint=_HINT,
+        )
         self._factory = _PoolFactory(
             db=db,
             password=password,
@@ -291,11 +382,12 @@ class RedisStore:
             connect_wait=connect_timeout,
             clock=clock,
             url_redacted=self.url_redacted,
+            availability=self.availability,
         )
         # like txredisapi's own pools: connections on the global reactor
-        self._factory.startConnecting(
-            HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
-        )
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+        self._endpoint = ReportingEndpoint(endpoint, self._factory.connect_failed)
+        self._factory.startConnecting(self._endpoint)
         self._redis = self._factory.handler
 
     def __repr__(self) -> str:
@@ -313,10 +405,21 @@ class RedisStore:
             message = message.replace(self._password, "***")
         if isinstance(error, txredisapi.ResponseError):
             raise CacheError(f"Redis at {self.url_redacted} refused the command: {message}")
-        raise CacheUnavailable(
+        if isinstance(error, txredisapi.TimeoutError):
+            unavailable = CacheUnavailable(
+                f"Redis at {self.url_redacted} did not answer within "
+                f"reply_timeout={self.reply_timeout:g} s; the connection was dropped (raise "
+                "it with the reply_timeout option of the URL, e.g. ?reply_timeout=30)"
+            )
+            self.availability.failed(unavailable, connecting=False)
+            raise unavailable
+        unavailable = CacheUnavailable(
             f"could not reach Redis at {self.url_redacted}: {type(error).__name__}: {message};"
             " check that the server runs and the URL is right (the pool keeps reconnecting)"
         )
+        if isinstance(error, _NoConnection):
+            self.availability.failed(unavailable, connecting=True)
+        raise unavailable
 
     def _call(self, name: str, *args: Any, **kw: Any) -> Deferred[Any]:
         try:
@@ -414,12 +517,16 @@ class RedisCache(StoreCache):
     """
     An L{ICache} on a Redis server. Connects lazily (the first command waits for a
     connection); reconnects by itself, with growing backoff, after a drop or a failed
-    C{AUTH}/C{SELECT} (the commands in flight fail with L{CacheUnavailable}).
+    C{AUTH}/C{SELECT} (the commands in flight fail with L{CacheUnavailable}). While the
+    server cannot be reached, calls fail at once with L{CacheUnavailable} (see the
+    module docstring). Created while a module starts, it is closed when the module
+    stops.
 
     @param poolsize: the number of connections.
-    @param connect_timeout: seconds to open a connection, and the longest a command
-        waits for a usable one (then it fails with L{CacheUnavailable}).
-    @param reply_timeout: seconds to wait for a reply; then the connection is dropped.
+    @param connect_timeout: seconds to open a connection, the longest a command
+        waits for a usable one, and how long calls fail at once after a failure.
+    @param reply_timeout: seconds to wait for a reply; then the command fails and its
+        connection is dropped (C{None}: no limit).
     """
 
     def __init__(
@@ -432,8 +539,8 @@ class RedisCache(StoreCache):
         username: str | None = None,
         namespace: str | None = None,
         poolsize: int = 4,
-        connect_timeout: float = 10.0,
-        reply_timeout: float | None = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        reply_timeout: float | None = DEFAULT_REPLY_TIMEOUT,
         clock: Any = None,
         url: str | None = None,
     ) -> None:
@@ -447,6 +554,7 @@ class RedisCache(StoreCache):
             connect_timeout=connect_timeout,
             reply_timeout=reply_timeout,
             clock=clock,
-            url_redacted=redact_url(url) if url else None,
+            url_redacted=_server_url(url) if url else None,
         )
         super().__init__(store, (namespace,) if namespace else ())
+        track(self)
