@@ -13,6 +13,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -48,11 +49,17 @@ MODULE_UUID = uuid.UUID("7e57ab1e-0000-4000-8000-000000000001")
 
 
 class _Transport(StringTransport):
+    aborted = False
+
     def loseConnection(self) -> None:
         super().loseConnection()
         if self.protocol is not None:
             protocol, self.protocol = self.protocol, None
             protocol.connectionLost(Failure(ConnectionDone()))
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.loseConnection()
 
 
 class FakeRegistry:
@@ -177,6 +184,27 @@ class ClientTests(SynchronousTestCase):
         d = self.client.heartbeat(HealthStatus.HEALTHY)
         self.registry.connections[0].loseConnection()
         self.failureResultOf(d, ChannelError)
+
+    def test_oversize_frame_aborts_the_connection(self) -> None:
+        """
+        A header announcing more than the frame cap aborts the registration connection
+        at once (the stream cannot be trusted past it): the request in flight fails
+        now instead of waiting for its timeout, and the next request reconnects.
+        """
+        errors: list[str] = []
+        self.client.log = Logger(observer=lambda event: errors.append(event["log_format"]))
+        self.register()
+        d = self.client.heartbeat(HealthStatus.HEALTHY)
+        transport = self.registry.connections[0]
+        assert transport.protocol is not None
+        transport.protocol.dataReceived(frame_header(self.client.max_frame_length + 1))
+        self.assertTrue(transport.aborted)
+        self.failureResultOf(d, ChannelError)
+        self.assertEqual(len([e for e in errors if "aborting the connection" in e]), 1)
+        again = self.client.heartbeat(HealthStatus.HEALTHY)
+        self.assertEqual(len(self.registry.connections), 2)
+        self.registry.respond(HeartbeatResponse(True, HealthStatus.HEALTHY))
+        self.successResultOf(again)
 
     def test_cannot_connect(self) -> None:
         self.registry.refuse = True

@@ -17,10 +17,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ChannelError, FrameTooLarge
 from pywatt_twisted.transport.channel import (
+    PHASE_STEPS,
     ChannelClosed,
     ChannelFactory,
     ChannelProtocol,
     ChannelSettings,
+    ConnectionPhase,
     LivenessTimeout,
     MessageTooLarge,
     encode_channel_frame,
@@ -620,3 +622,33 @@ class HttpRequestShapeTests(SynchronousTestCase):
         self.assertEqual(
             listener.messages, [HttpRequest("req-1", "POST", "/x?y=1", {"a": "b"}, b"hi")]
         )
+
+
+class ConnectionPhaseTests(SynchronousTestCase):
+    """
+    A connection's life is one L{ConnectionPhase}, stepped only along L{PHASE_STEPS}.
+    """
+
+    def test_plain_connection_is_ready_at_once(self) -> None:
+        protocol, transport, _, _ = connect()
+        self.assertIs(protocol.phase, ConnectionPhase.READY)
+        transport.loseConnection()
+        self.assertIs(protocol.phase, ConnectionPhase.LOST)
+        self.assertEqual((protocol.ready, protocol.lost), (False, True))
+
+    def test_tls_steps_through_handshake_and_settling(self) -> None:
+        settings = ChannelSettings("tcp", "127.0.0.1:9901", "demo", tls=True, tls_settle=0.5)
+        protocol, _, listener, clock = connect(settings)
+        self.assertIs(protocol.phase, ConnectionPhase.HANDSHAKING)
+        protocol.handshakeCompleted()
+        self.assertIs(protocol.phase, ConnectionPhase.SETTLING)
+        protocol.handshakeCompleted()  # a second one changes nothing
+        self.assertIs(protocol.phase, ConnectionPhase.SETTLING)
+        clock.advance(0.5)
+        self.assertIs(protocol.phase, ConnectionPhase.READY)
+        self.assertEqual(listener.ready, [protocol])
+
+    def test_no_step_outside_the_table(self) -> None:
+        protocol, _, _, _ = connect()
+        self.assertRaises(RuntimeError, protocol._enter, ConnectionPhase.HANDSHAKING)
+        self.assertEqual(PHASE_STEPS[ConnectionPhase.LOST], frozenset())

@@ -24,17 +24,17 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pywatt_twisted.errors import FrameTooLarge, ProtocolError, RequestTimeout
+from pywatt_twisted.errors import FrameError, FrameTooLarge, ProtocolError, RequestTimeout
+from pywatt_twisted.transport.framed import FramedProtocol
 from pywatt_twisted.wire.codec import decode_envelope_from_module, encode
 from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_JSON,
     Frame,
-    FrameDecoder,
     encode_frame,
     frame_header,
     frame_json,
@@ -59,9 +59,10 @@ def _op_is(op: str) -> Predicate:
     return lambda envelope: getattr(envelope.content, "op", None) == op
 
 
-class ModuleConnection(Protocol):
+class ModuleConnection(FramedProtocol):
     """
-    One module connected to a L{ChannelServer}.
+    One module connected to a L{ChannelServer} (a L{FramedProtocol}: an oversize
+    frame header aborts the connection).
 
     @ivar received: every envelope the module sent, in order.
     @ivar closed: fires (with C{None}) when the connection is gone.
@@ -70,9 +71,9 @@ class ModuleConnection(Protocol):
     """
 
     def __init__(self, server: ChannelServer) -> None:
+        super().__init__(server.max_frame_length)
         self.server = server
         self.clock = server.clock
-        self._decoder = FrameDecoder(server.max_frame_length)
         self.received: list[Envelope] = []
         self.bad_frames: list[Exception] = []
         self._unclaimed: list[Envelope] = []
@@ -93,25 +94,27 @@ class ModuleConnection(Protocol):
                 pass
         self.server._connected(self)
 
-    def dataReceived(self, data: bytes) -> None:
-        for item in self._decoder.feed(data):
-            if isinstance(item, FrameTooLarge):
-                self.bad_frames.append(item)
-                _log.error("module sent an oversize frame header: {e}", e=str(item))
-                self.abort()
-                return
-            if not isinstance(item, Frame):
-                self.bad_frames.append(item)
-                continue
-            raw_hook = self.server.on_frame
-            if raw_hook is not None and raw_hook(self, item):
-                continue
-            try:
-                envelope = decode_envelope_from_module(frame_json(item))
-            except (ProtocolError, ValueError) as e:
-                self.bad_frames.append(e)
-                continue
-            self._deliver(envelope)
+    def frameTooLong(self, error: FrameTooLarge) -> None:
+        self.bad_frames.append(error)
+        _log.error("module sent an oversize frame header: {e}", e=str(error))
+        self.abortWith(error)
+
+    def frameSkipped(self, error: FrameError) -> None:
+        self.bad_frames.append(error)
+
+    def outputClosed(self) -> bool:
+        return self.lost
+
+    def frameReceived(self, frame: Frame) -> None:
+        raw_hook = self.server.on_frame
+        if raw_hook is not None and raw_hook(self, frame):
+            return
+        try:
+            envelope = decode_envelope_from_module(frame_json(frame))
+        except (ProtocolError, ValueError) as e:
+            self.bad_frames.append(e)
+            return
+        self._deliver(envelope)
 
     def _deliver(self, envelope: Envelope) -> None:
         self.received.append(envelope)

@@ -26,13 +26,20 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pywatt_twisted.errors import ChannelError, ProtocolError, RemoteError
+from pywatt_twisted.errors import (
+    ChannelError,
+    FrameError,
+    FrameTooLarge,
+    ProtocolError,
+    RemoteError,
+)
 from pywatt_twisted.runtime.correlation import CorrelationTable
-from pywatt_twisted.wire.framing import Frame, FrameDecoder, frame_header, frame_json
+from pywatt_twisted.transport.framed import FramedProtocol
+from pywatt_twisted.wire.framing import Frame, frame_header, frame_json
 from pywatt_twisted.wire.registration import (
     Capabilities,
     CapabilitiesRequest,
@@ -60,27 +67,39 @@ class RegistrationError(RemoteError):
     """
 
 
-class _RegistrationProtocol(Protocol):
+class _RegistrationProtocol(FramedProtocol):
+    """
+    The registration connection: a L{FramedProtocol}, so an oversize frame header
+    aborts it (the request in flight then fails) instead of wedging the stream.
+    """
+
     def __init__(self, client: RegistrationClient) -> None:
+        super().__init__(client.max_frame_length)
         self.client = client
-        self.decoder = FrameDecoder(client.max_frame_length)
 
     def connectionMade(self) -> None:
         self.client._connected(self)
 
-    def dataReceived(self, data: bytes) -> None:
-        for item in self.decoder.feed(data):
-            if isinstance(item, Frame):
-                self.client._frame(frame_json(item))
-            else:
-                self.client.log.warn("registration: skipped a frame: {e}", e=str(item))
+    def frameReceived(self, frame: Frame) -> None:
+        self.client._frame(frame_json(frame))
+
+    def frameSkipped(self, error: FrameError) -> None:
+        self.client.log.warn("registration: skipped a frame: {e}", e=str(error))
+
+    def frameTooLong(self, error: FrameTooLarge) -> None:
+        self.client.log.error(
+            "registration: {error}; aborting the connection (the stream cannot be trusted "
+            "past that header). Raise PYWATT_MAX_FRAME_LENGTH / --max-frame-length if the "
+            "registration service really sends frames that large",
+            error=str(error),
+        )
+        self.abortWith(error)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.client._lost(self, reason)
 
     def send(self, payload: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(frame_header(len(payload)) + payload)
+        self.transmit(frame_header(len(payload)) + payload)
 
 
 class RegistrationClient:

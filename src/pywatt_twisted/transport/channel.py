@@ -3,7 +3,9 @@
 The framed channel transport (PROTOCOL.md section 4), shared by TCP and Unix sockets.
 
 One L{ChannelProtocol} per connection, built by a L{ChannelFactory}. The module is the
-client. The protocol:
+client. The protocol is a L{FramedProtocol} (the framing, the oversize abort and the
+flow control are shared with every framed connection) whose life is one explicit
+L{ConnectionPhase}. It:
 
   - is full duplex: reading and writing share no lock and never wait for each other
     (PROTOCOL.md gap G4). Frames are read with the wire layer's L{FrameDecoder} and
@@ -40,18 +42,19 @@ back on the connection it came from.
 from __future__ import annotations
 
 import random
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Any
 
 from attrs import define, frozen
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from pywatt_twisted.errors import ChannelError, FrameError, FrameTooLarge, ProtocolError
+from pywatt_twisted.transport.framed import FramedProtocol
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
 from pywatt_twisted.transport.tls import TlsHandshakeTimeout
 from pywatt_twisted.wire import _json
@@ -60,7 +63,6 @@ from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_AUTO,
     Frame,
-    FrameDecoder,
     frame_header,
     frame_json,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "ChannelFactory",
     "ChannelProtocol",
     "ChannelSettings",
+    "ConnectionPhase",
     "IChannelListener",
     "LivenessTimeout",
     "MessageTooLarge",
@@ -273,12 +276,68 @@ class IChannelListener(Interface):
         """
 
 
+class ConnectionPhase(Enum):
+    """
+    Where one channel connection is in its life. The only steps are those of
+    L{PHASE_STEPS}; L{ChannelProtocol} takes them in one method.
+    """
+
+    CONNECTING = "connecting"
+    """Built; the transport is not connected yet."""
+    HANDSHAKING = "handshaking"
+    """Over TLS: connected, the handshake is under way (bounded by its timeout)."""
+    SETTLING = "settling"
+    """Over TLS: handshake done and identify written; waiting for the peer to accept."""
+    READY = "ready"
+    """Usable: identify written, the listener was told."""
+    LOST = "lost"
+    """The connection is gone (whether or not it was ever ready)."""
+
+
+PHASE_STEPS: Mapping[ConnectionPhase, frozenset[ConnectionPhase]] = {
+    ConnectionPhase.CONNECTING: frozenset(
+        {ConnectionPhase.HANDSHAKING, ConnectionPhase.READY, ConnectionPhase.LOST}
+    ),
+    ConnectionPhase.HANDSHAKING: frozenset({ConnectionPhase.SETTLING, ConnectionPhase.LOST}),
+    ConnectionPhase.SETTLING: frozenset({ConnectionPhase.READY, ConnectionPhase.LOST}),
+    ConnectionPhase.READY: frozenset({ConnectionPhase.LOST}),
+    ConnectionPhase.LOST: frozenset(),
+}
+"""The phases each phase may step to."""
+
+
+class _Timer:
+    """
+    One optional delayed call of a connection, cancelled cleanly.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._call: Any = None
+
+    @property
+    def pending(self) -> bool:
+        return self._call is not None
+
+    def start(self, delay: float, f: Callable[[], object]) -> None:
+        def fire() -> None:
+            self._call = None
+            f()
+
+        self._call = self._clock.callLater(delay, fire)
+
+    def cancel(self) -> None:
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+
 @implementer(IOrchestratorLink, IPushProducer, IHandshakeListener)
-class ChannelProtocol(Protocol):
+class ChannelProtocol(FramedProtocol):
     """
     One framed channel connection, module side. See the module docstring.
 
-    @ivar ready: the connection is usable (connected, TLS done, identify written).
+    @ivar phase: where the connection is (L{ConnectionPhase}).
     @ivar paused: the transport asked us to stop writing: frames written now wait in
         the outbox.
     @ivar reading_paused: the outbox holds more than C{high_water} bytes: the
@@ -299,32 +358,57 @@ class ChannelProtocol(Protocol):
         clock: IReactorTime,
         counters: ChannelCounters | None = None,
     ) -> None:
+        super().__init__(settings.max_frame_length, settings.high_water, settings.resume_below)
         self.settings = settings
         self.name = settings.name
         self.listener = listener
         self.clock = clock
         self.counters = counters if counters is not None else ChannelCounters()
         self._max = settings.max_frame_length
-        self._decoder = FrameDecoder(settings.max_frame_length)
-        self.ready = False
-        self.paused = False
-        self.reading_paused = False
-        self.lost = False
-        self.abort_reason: Exception | None = None
-        self.buffered = 0
+        self.phase = ConnectionPhase.CONNECTING
         self.ready_at: float | None = None
         self.lost_at: float | None = None
         self.exchanged = False
-        self._high = settings.high_water
-        self._low = settings.resume_below
-        self._outbox: deque[bytes] = deque()
-        self._held: deque[Frame | FrameError] = deque()
         self._warned_high_water = False
         self._warned_auto = False
         self._last_in = 0.0
-        self._liveness: Any = None
-        self._settle: Any = None
-        self._handshake: Any = None
+        self._liveness = _Timer(clock)
+        self._settle = _Timer(clock)
+        self._handshake = _Timer(clock)
+
+    # -- phase ------------------------------------------------------------------------
+
+    def _enter(self, phase: ConnectionPhase) -> None:
+        """
+        Step to C{phase}: the one place the connection's phase changes.
+        """
+        if phase not in PHASE_STEPS[self.phase]:
+            raise RuntimeError(f"{self!r}: no step from {self.phase.name} to {phase.name}")
+        self.phase = phase
+        if phase is ConnectionPhase.READY:
+            self.ready_at = self.clock.seconds()
+            self.listener.channel_ready(self)
+        elif phase is ConnectionPhase.LOST:
+            self.lost_at = self.clock.seconds()
+            for timer in (self._liveness, self._settle, self._handshake):
+                timer.cancel()
+
+    @property
+    def ready(self) -> bool:
+        """
+        The connection is usable (connected, TLS done, identify written).
+        """
+        return self.phase is ConnectionPhase.READY
+
+    @property
+    def lost(self) -> bool:
+        """
+        The connection is gone.
+        """
+        return self.phase is ConnectionPhase.LOST
+
+    def outputClosed(self) -> bool:
+        return self.phase is ConnectionPhase.LOST
 
     # -- connection -------------------------------------------------------------------
 
@@ -332,49 +416,37 @@ class ChannelProtocol(Protocol):
         transport: Any = self.transport
         assert transport is not None
         _set_no_delay(transport)
-        transport.registerProducer(self, True)
+        self.registerAsProducer()
         self._last_in = self.clock.seconds()
         deadline = self.settings.liveness_deadline
         if deadline:
-            self._liveness = self.clock.callLater(deadline, self._check_liveness)
+            self._liveness.start(deadline, self._check_liveness)
         if not self.settings.tls:
-            self._become_ready()
-        elif self.settings.tls_handshake_timeout:
-            self._handshake = self.clock.callLater(
-                self.settings.tls_handshake_timeout, self._handshake_timed_out
-            )
-
-    def _handshake_timed_out(self) -> None:
-        self._handshake = None
-        if self.lost:
+            self._identify()
+            self._enter(ConnectionPhase.READY)
             return
-        self.abort(
-            TlsHandshakeTimeout(
-                f"the TLS handshake with {self.settings.address} did not complete within "
-                f"{self.settings.tls_handshake_timeout:g} s (tls_handshake_timeout); retrying "
-                "with backoff. Raise PYWATT_TLS_HANDSHAKE_TIMEOUT / --tls-handshake-timeout "
-                "if the orchestrator is just slow"
+        self._enter(ConnectionPhase.HANDSHAKING)
+        timeout = self.settings.tls_handshake_timeout
+        if timeout:
+            self._handshake.start(
+                timeout,
+                lambda: self.abort(
+                    TlsHandshakeTimeout(
+                        f"the TLS handshake with {self.settings.address} did not complete "
+                        f"within {timeout:g} s (tls_handshake_timeout); retrying with "
+                        "backoff. Raise PYWATT_TLS_HANDSHAKE_TIMEOUT / "
+                        "--tls-handshake-timeout if the orchestrator is just slow"
+                    )
+                ),
             )
-        )
 
     def handshakeCompleted(self) -> None:
-        if self._handshake is not None:
-            if self._handshake.active():
-                self._handshake.cancel()
-            self._handshake = None
-        if not self.settings.tls or self.lost or self.ready or self._settle is not None:
+        self._handshake.cancel()
+        if self.phase is not ConnectionPhase.HANDSHAKING:
             return
         self._identify()
-        self._settle = self.clock.callLater(self.settings.tls_settle, self._settled)
-
-    def _settled(self) -> None:
-        self._settle = None
-        if not self.lost and not self.ready:
-            self._ready()
-
-    def _become_ready(self) -> None:
-        self._identify()
-        self._ready()
+        self._enter(ConnectionPhase.SETTLING)
+        self._settle.start(self.settings.tls_settle, lambda: self._enter(ConnectionPhase.READY))
 
     def _identify(self) -> None:
         if self.settings.identify:
@@ -388,11 +460,6 @@ class ChannelProtocol(Protocol):
                 self.log.error(
                     "{channel}: cannot send identify: {error}", channel=self.name, error=e
                 )
-
-    def _ready(self) -> None:
-        self.ready = True
-        self.ready_at = self.clock.seconds()
-        self.listener.channel_ready(self)
 
     @property
     def healthy(self) -> bool:
@@ -413,18 +480,9 @@ class ChannelProtocol(Protocol):
             return
         if reason is None:
             reason = Failure(ChannelClosed("connection lost"))
-        self.lost = True
-        self.lost_at = self.clock.seconds()
-        self.ready = False
+        self._enter(ConnectionPhase.LOST)
         # Unsent frames and unread requests go with the connection.
-        self._outbox.clear()
-        self.buffered = 0
-        self._held.clear()
-        for name in ("_liveness", "_settle", "_handshake"):
-            call = getattr(self, name)
-            if call is not None and call.active():
-                call.cancel()
-            setattr(self, name, None)
+        self.dropBuffers()
         factory = getattr(self, "factory", None)
         if isinstance(factory, ChannelFactory):
             factory.live.discard(self)
@@ -440,10 +498,7 @@ class ChannelProtocol(Protocol):
         if self.lost or transport is None:
             return
         # The outbox goes out before the close, like the transport's own buffer.
-        outbox, self._outbox = self._outbox, deque()
-        self.buffered = 0
-        for frame in outbox:
-            transport.write(frame)
+        self.flushOutbox()
         if getattr(transport, "producer", self) is not None:
             try:
                 transport.unregisterProducer()
@@ -456,103 +511,66 @@ class ChannelProtocol(Protocol):
         Abort the connection at once (discarding unsent bytes), recording C{error} as
         the reason.
         """
-        if self.lost:
-            return
-        if self.abort_reason is None:
-            self.abort_reason = error
-        transport: Any = self.transport
-        if transport is not None:
-            transport.abortConnection()
-
-    # -- liveness -----------------------------------------------------------------------
+        if not self.lost:
+            self.abortWith(error)
 
     def _check_liveness(self) -> None:
-        self._liveness = None
         deadline = self.settings.liveness_deadline
         if deadline is None or self.lost:
             return
         idle = self.clock.seconds() - self._last_in
-        if idle >= deadline:
-            self.log.warn(
-                "{channel} ({address}): no traffic from the orchestrator for {idle:.1f} s "
-                "(liveness deadline {deadline} s); aborting the connection to reconnect. "
-                "Frames still in its send buffer are lost with it.",
-                channel=self.name,
-                address=self.settings.address,
-                idle=idle,
-                deadline=deadline,
-            )
-            self.abort(
-                LivenessTimeout(
-                    f"no traffic from the orchestrator for {deadline} s (liveness deadline); "
-                    "reconnecting"
-                )
-            )
+        if idle < deadline:
+            self._liveness.start(deadline - idle, self._check_liveness)
             return
-        self._liveness = self.clock.callLater(deadline - idle, self._check_liveness)
+        self.log.warn(
+            "{channel} ({address}): no traffic from the orchestrator for {idle:.1f} s "
+            "(liveness deadline {deadline} s); aborting the connection to reconnect. "
+            "Frames still in its send buffer are lost with it.",
+            channel=self.name,
+            address=self.settings.address,
+            idle=idle,
+            deadline=deadline,
+        )
+        self.abort(
+            LivenessTimeout(
+                f"no traffic from the orchestrator for {deadline} s (liveness deadline); "
+                "reconnecting"
+            )
+        )
 
     # -- input --------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         if self.lost:
             return
-        if self._liveness is not None:
+        if self._liveness.pending:
             self._last_in = self.clock.seconds()
-        if self._settle is not None:
+        if self.phase is ConnectionPhase.SETTLING:
             # Over TLS: the peer's first bytes prove it accepted the connection.
             self._settle.cancel()
-            self._settle = None
-            self._ready()
+            self._enter(ConnectionPhase.READY)
             if self.lost:
                 return
         self.counters.bytes_in += len(data)
-        items = self._decoder.feed(data)
-        if self._held or self.reading_paused:
-            # Keep the order: what was read before goes first.
-            self._held.extend(items)
-            self._dispatch_held()
-            return
-        self._dispatch(items)
+        super().dataReceived(data)
 
-    def _dispatch(self, items: Sequence[Frame | FrameError]) -> None:
-        for index, item in enumerate(items):
-            if self.lost or self.abort_reason is not None:
-                return
-            self._item(item)
-            if self.reading_paused:
-                # Replies are piling up: take no new work until they drain.
-                self._held.extend(items[index + 1 :])
-                return
+    def frameTooLong(self, error: FrameTooLarge) -> None:
+        self.counters.bad_frames += 1
+        self.log.error(
+            "{channel} ({address}): {error}; aborting the connection (the stream "
+            "cannot be trusted past that header) and reconnecting",
+            channel=self.name,
+            address=self.settings.address,
+            error=str(error),
+        )
+        self.abort(error)
 
-    def _dispatch_held(self) -> None:
-        held = self._held
-        while held and not self.reading_paused:
-            if self.lost or self.abort_reason is not None:
-                held.clear()
-                return
-            self._item(held.popleft())
+    def frameSkipped(self, error: FrameError) -> None:
+        self.counters.bad_frames += 1
+        self.log.warn("{channel}: skipping a frame: {error}", channel=self.name, error=str(error))
+        self.listener.channel_problem(self, error)
 
-    def _item(self, item: Frame | FrameError) -> None:
-        if type(item) is Frame:
-            self._frame(item)
-        elif isinstance(item, FrameTooLarge):
-            self.counters.bad_frames += 1
-            self.log.error(
-                "{channel} ({address}): {error}; aborting the connection (the stream "
-                "cannot be trusted past that header) and reconnecting",
-                channel=self.name,
-                address=self.settings.address,
-                error=str(item),
-            )
-            self.abort(item)
-        else:
-            self.counters.bad_frames += 1
-            self.log.warn(
-                "{channel}: skipping a frame: {error}", channel=self.name, error=str(item)
-            )
-            self.listener.channel_problem(self, item)  # type: ignore[arg-type]
-
-    def _frame(self, frame: Frame) -> None:
+    def frameReceived(self, frame: Frame) -> None:
         counters = self.counters
         counters.frames_in += 1
         try:
@@ -588,31 +606,15 @@ class ChannelProtocol(Protocol):
         """
         Ready, connected and not paused: new frames may be written now.
         """
-        return self.ready and not self.paused and not self.lost
+        return self.ready and not self.paused
 
     def _write(self, frame: bytes) -> None:
         counters = self.counters
         counters.frames_out += 1
         counters.bytes_out += len(frame)
-        if self.paused or self._outbox:
-            self._hold(frame)
-            return
-        transport = self.transport
-        assert transport is not None
-        transport.write(frame)
+        self.transmit(frame)
 
-    def _hold(self, frame: bytes) -> None:
-        """
-        Keep C{frame} until the transport drains; past the high-water mark, stop
-        reading new work.
-        """
-        self._outbox.append(frame)
-        self.buffered += len(frame)
-        if self.buffered > self._high and not self.reading_paused and not self.lost:
-            self._pause_reading()
-
-    def _pause_reading(self) -> None:
-        self.reading_paused = True
+    def highWaterReached(self) -> None:
         self.counters.read_pauses += 1
         if not self._warned_high_water:
             self._warned_high_water = True
@@ -625,34 +627,15 @@ class ChannelProtocol(Protocol):
                 channel=self.name,
                 address=self.settings.address,
                 buffered=self.buffered,
-                high=self._high,
-                low=self._low,
+                high=self.settings.high_water,
+                low=self.settings.resume_below,
             )
-        transport: Any = self.transport
-        if transport is not None:
-            transport.pauseProducing()
 
-    def _resume_reading(self) -> None:
-        self.reading_paused = False
-        transport: Any = self.transport
-        if transport is not None:
-            transport.resumeProducing()
-        self._dispatch_held()
-
-    def _drain(self) -> None:
+    def writabilityChanged(self, writable: bool) -> None:
         """
-        Hand the outbox to the transport until it is empty or the transport pauses us
-        again; resume reading once it is at or below the low-water mark.
+        Tell the listener to route new sends elsewhere (C{False}) or here again.
         """
-        outbox = self._outbox
-        transport = self.transport
-        while outbox and not self.paused and not self.lost:
-            frame = outbox.popleft()
-            self.buffered -= len(frame)
-            assert transport is not None
-            transport.write(frame)  # may pause us at once
-        if self.reading_paused and self.buffered <= self._low and not self.lost:
-            self._resume_reading()
+        self.listener.channel_writable(self, writable)
 
     def write_frame(self, frame: bytes) -> None:
         """
@@ -660,7 +643,7 @@ class ChannelProtocol(Protocol):
 
         @raise ChannelClosed: if the connection is gone or not ready yet.
         """
-        if self.lost or not self.ready:
+        if not self.ready:
             raise ChannelClosed(f"the {self.name} channel connection is not up")
         self._write(frame)
 
@@ -732,32 +715,6 @@ class ChannelProtocol(Protocol):
                     id=response.request_id,
                     limit=self._max,
                 )
-
-    # -- IPushProducer -------------------------------------------------------------------
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's buffer is full: new frames wait in the outbox, and the
-        listener routes new sends elsewhere.
-        """
-        if self.paused or self.lost:
-            return
-        self.paused = True
-        self.listener.channel_writable(self, False)
-
-    def resumeProducing(self) -> None:
-        """
-        The transport drained: hand it the outbox, then take new sends again.
-        """
-        if not self.paused or self.lost:
-            return
-        self.paused = False
-        self._drain()
-        if not self.paused and not self.lost:
-            self.listener.channel_writable(self, True)
-
-    def stopProducing(self) -> None:
-        pass
 
     def __repr__(self) -> str:
         return f"<ChannelProtocol {self.name} {self.settings.address}>"

@@ -1,0 +1,39 @@
+# -*- test-case-name: tests.link -*-
+"""
+The link layer: the module's framed channels to the orchestrator as one service.
+
+Below it, L{pywatt_twisted.transport} turns bytes into messages on one connection;
+here, L{ChannelManager} keeps the configured channels connected (endpoints, TLS,
+backoff), tracks each one's state as one explicit state machine
+(L{ChannelStateMachine}), chooses the channel a send goes to (L{FailoverChoice}),
+holds what cannot go yet in a bounded L{OutboundQueue}, and waits for the required
+channels (L{RequiredChannels}).
+"""
+
+from pywatt_twisted.link.channel import LinkChannel
+from pywatt_twisted.link.choice import FailoverChoice
+from pywatt_twisted.link.endpoints import EndpointFactory, default_endpoint_factory
+from pywatt_twisted.link.manager import ChannelManager
+from pywatt_twisted.link.options import ChannelOptions, ChannelSpec, backoff_policy
+from pywatt_twisted.link.queue import ChannelQueueFull, ChannelUnavailable, OutboundQueue
+from pywatt_twisted.link.required import RequiredChannelFailed, RequiredChannels
+from pywatt_twisted.link.state import ChannelEvent, ChannelState, ChannelStateMachine
+
+__all__ = [
+    "ChannelEvent",
+    "ChannelManager",
+    "ChannelOptions",
+    "ChannelQueueFull",
+    "ChannelSpec",
+    "ChannelState",
+    "ChannelStateMachine",
+    "ChannelUnavailable",
+    "EndpointFactory",
+    "FailoverChoice",
+    "LinkChannel",
+    "OutboundQueue",
+    "RequiredChannelFailed",
+    "RequiredChannels",
+    "backoff_policy",
+    "default_endpoint_factory",
+]

@@ -1,0 +1,151 @@
+"""
+Tests for L{pywatt_twisted.transport.framed.FramedProtocol}, the base of every framed
+connection.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted.errors import FrameError, FrameTooLarge
+from pywatt_twisted.transport.framed import FramedProtocol
+from pywatt_twisted.wire.framing import Frame, encode_frame, frame_header
+from tests.transport.fakes import BufferedTransport
+
+
+class Recorder(FramedProtocol):
+    """
+    Records what the base hands to its hooks; may write a reply per frame.
+    """
+
+    def __init__(self, max_frame_length: int = 100, high_water: int | None = None) -> None:
+        super().__init__(max_frame_length, high_water)
+        self.frames: list[bytes] = []
+        self.skipped: list[FrameError] = []
+        self.writability: list[bool] = []
+        self.high_water_hits = 0
+        self.reply: bytes | None = None
+
+    def frameReceived(self, frame: Frame) -> None:
+        self.frames.append(frame.payload)
+        if self.reply is not None:
+            self.transmit(self.reply)
+
+    def frameSkipped(self, error: FrameError) -> None:
+        self.skipped.append(error)
+
+    def writabilityChanged(self, writable: bool) -> None:
+        self.writability.append(writable)
+
+    def highWaterReached(self) -> None:
+        self.high_water_hits += 1
+
+
+class AbortingTransport(StringTransport):
+    aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+class ReadingTests(SynchronousTestCase):
+    def connect(self, protocol: FramedProtocol) -> AbortingTransport:
+        transport = AbortingTransport()
+        protocol.makeConnection(transport)
+        return transport
+
+    def test_frames_across_any_chunking(self) -> None:
+        p = Recorder()
+        self.connect(p)
+        data = encode_frame(b'{"a":1}') + encode_frame(b"[]") + encode_frame(b'"x"')
+        for i in range(len(data)):
+            p.dataReceived(data[i : i + 1])
+        self.assertEqual(p.frames, [b'{"a":1}', b"[]", b'"x"'])
+
+    def test_unknown_format_is_skipped(self) -> None:
+        p = Recorder()
+        self.connect(p)
+        p.dataReceived(encode_frame(b"zz", 9) + encode_frame(b"ok"))
+        self.assertEqual(len(p.skipped), 1)
+        self.assertEqual(p.frames, [b"ok"])
+
+    def test_oversize_header_aborts_before_buffering(self) -> None:
+        """
+        The default C{frameTooLong} aborts with the error as the reason; frames after
+        the bad header are never dispatched.
+        """
+        p = Recorder(max_frame_length=10)
+        transport = self.connect(p)
+        p.dataReceived(encode_frame(b"ok") + frame_header(11) + b"x" * 5)
+        self.assertTrue(transport.aborted)
+        self.assertIsInstance(p.abort_reason, FrameTooLarge)
+        self.assertEqual(p.frames, [b"ok"])
+        p.dataReceived(encode_frame(b"later"))
+        self.assertEqual(p.frames, [b"ok"])
+
+    def test_first_abort_reason_wins(self) -> None:
+        p = Recorder()
+        self.connect(p)
+        first, second = ValueError("first"), ValueError("second")
+        p.abortWith(first)
+        p.abortWith(second)
+        self.assertIs(p.abort_reason, first)
+
+
+class FlowControlTests(SynchronousTestCase):
+    def connect(self, protocol: FramedProtocol, buffer: int = 10) -> BufferedTransport:
+        transport = BufferedTransport(buffer)
+        protocol.makeConnection(transport)
+        protocol.registerAsProducer()
+        return transport
+
+    def test_not_a_producer_unless_registered(self) -> None:
+        p = Recorder()
+        transport = StringTransport()
+        p.makeConnection(transport)
+        self.assertIsNone(transport.producer)
+
+    def test_paused_transport_fills_the_outbox_then_drains_in_order(self) -> None:
+        p = Recorder()
+        transport = self.connect(p, buffer=4)
+        p.transmit(b"12345")  # over the buffer: the transport pauses us
+        self.assertEqual((p.paused, p.writability), (True, [False]))
+        p.transmit(b"abc")
+        p.transmit(b"def")
+        self.assertEqual(p.buffered, 6)
+        self.assertEqual(transport.value(), b"12345")
+        transport.drain()
+        self.assertEqual(transport.delivered + transport.value(), b"12345abcdef")
+        self.assertEqual(p.buffered, 0)
+
+    def test_high_water_pauses_reading_and_holds_frames_in_order(self) -> None:
+        """
+        Above the high-water mark the transport is no longer read and decoded frames
+        wait; once the outbox drains to the low-water mark they are dispatched in
+        order, none dropped.
+        """
+        p = Recorder(high_water=8)
+        p.reply = b"r" * 5
+        transport = self.connect(p, buffer=4)
+        p.dataReceived(b"".join(encode_frame(b"%d" % i) for i in range(5)))
+        # 1st reply pauses the transport, 2nd and 3rd go to the outbox (10 > 8).
+        self.assertEqual(p.frames, [b"0", b"1", b"2"])
+        self.assertTrue(p.reading_paused)
+        self.assertEqual(p.high_water_hits, 1)
+        self.assertEqual(transport.producerState, "paused")
+        p.dataReceived(encode_frame(b"5"))
+        self.assertEqual(p.frames, [b"0", b"1", b"2"])
+        while p.reading_paused or p.buffered:
+            transport.drain()
+        self.assertEqual(p.frames, [b"%d" % i for i in range(6)])
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_flush_outbox_ignores_the_pause(self) -> None:
+        p = Recorder()
+        transport = self.connect(p, buffer=1)
+        p.transmit(b"ab")
+        p.transmit(b"cd")
+        p.flushOutbox()
+        self.assertEqual(transport.value(), b"abcd")
+        self.assertEqual(p.buffered, 0)
