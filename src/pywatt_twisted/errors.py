@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_errors -*-
+# -*- test-case-name: tests.wire.test_framing -*-
 """
 The exception hierarchy of pywatt_twisted.
 

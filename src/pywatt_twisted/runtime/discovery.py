@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError
 from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.transport.channel import encode_channel_frame
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,
     DiscoverServiceProvidersResponse,
@@ -98,7 +99,7 @@ class ServiceClient:
         send_stdio: Callable[[object], object],
         clock: IReactorTime,
         channels: Any = None,
-        max_frame_length: int = 16 * 1024 * 1024,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         default_timeout: float = DEFAULT_SERVICE_TIMEOUT,
     ) -> None:
         self._send_stdio = send_stdio

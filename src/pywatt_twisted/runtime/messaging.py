@@ -58,6 +58,7 @@ from pywatt_twisted.errors import (
 )
 from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.transport.channel import encode_channel_frame, envelope_id
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
     RoutedModuleMessage,
@@ -276,7 +277,7 @@ class RoutedMessaging:
         clock: IReactorTime,
         handlers: dict[str, RoutedHandler] | None = None,
         channels: Any = None,
-        max_frame_length: int = 16 * 1024 * 1024,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         redact: Callable[[str], str] = lambda text: text,
         replies: bool = True,
         max_concurrent: int = DEFAULT_HANDLER_MAX_CONCURRENT,

@@ -32,7 +32,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted.errors import ChannelError, ProtocolError, RemoteError, RequestTimeout
-from pywatt_twisted.wire.framing import Frame, FrameDecoder, frame_header, frame_json
+from pywatt_twisted.wire.framing import (
+    DEFAULT_MAX_FRAME_LENGTH,
+    Frame,
+    FrameDecoder,
+    frame_header,
+    frame_json,
+)
 from pywatt_twisted.wire.registration import (
     Capabilities,
     CapabilitiesRequest,
@@ -99,7 +105,7 @@ class RegistrationClient:
         endpoint: IStreamClientEndpoint,
         clock: IReactorTime,
         timeout: float = 30.0,
-        max_frame_length: int = 16 * 1024 * 1024,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
     ) -> None:
         self.endpoint = endpoint
         self.clock = clock
