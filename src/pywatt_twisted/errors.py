@@ -105,6 +105,26 @@ class ChannelError(PyWattError):
     """
 
 
+class MessageTooLarge(FrameTooLarge, ChannelError):
+    """
+    An outgoing message does not fit in one frame. Nothing was sent.
+
+    @ivar op: the op of the message.
+    """
+
+    def __init__(self, op: str, length: int, limit: int) -> None:
+        super().__init__(length, limit)
+        self.op = op
+        self.args = (
+            f"cannot send {op}: its frame of {length} bytes exceeds the maximum frame "
+            f"length of {limit} bytes; send less data per message, or raise the limit "
+            "(PYWATT_MAX_FRAME_LENGTH / --max-frame-length) on both sides",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class RemoteError(PyWattError):
     """
     A peer answered a request with an error.

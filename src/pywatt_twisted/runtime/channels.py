@@ -46,7 +46,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pywatt_twisted.errors import BootstrapError, ChannelError, ConfigurationError
+from pywatt_twisted.errors import (
+    BootstrapError,
+    ChannelError,
+    ConfigurationError,
+    MessageTooLarge,
+)
 from pywatt_twisted.transport.channel import (
     ChannelClosed,
     ChannelCounters,
@@ -54,9 +59,7 @@ from pywatt_twisted.transport.channel import (
     ChannelProtocol,
     ChannelSettings,
     IChannelListener,
-    MessageTooLarge,
     MiB,
-    encode_channel_frame,
 )
 from pywatt_twisted.transport.tls import (
     TlsConfigurationError,
@@ -65,6 +68,7 @@ from pywatt_twisted.transport.tls import (
     describe_tls_failure,
     is_tls_failure,
 )
+from pywatt_twisted.wire.envelope import encode_channel_frame
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.init import InitBlob, SecurityLevel
 

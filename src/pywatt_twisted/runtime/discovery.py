@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError
 from pywatt_twisted.runtime.correlation import CorrelationTable
-from pywatt_twisted.transport.channel import encode_channel_frame
+from pywatt_twisted.wire.envelope import correlated_metadata, encode_channel_frame
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,
@@ -245,7 +245,7 @@ class ServiceClient:
             return succeed(None)
         try:
             frame = encode_channel_frame(
-                message, self.max_frame_length, metadata={"id": str(uuid.uuid4())}
+                message, self.max_frame_length, metadata=correlated_metadata()
             )
         except ChannelError as e:
             return fail(e)
