@@ -17,6 +17,7 @@ from typing import Any
 from pywatt_twisted.cliparse import Parser
 from pywatt_twisted.dev.supervisor import Console
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.runtime.logging import LOG_LEVEL_VARIABLE
 from pywatt_twisted.runtime.providers import FileSecretProvider
 
 
@@ -143,7 +144,8 @@ def _supervisor_options(args: argparse.Namespace) -> dict[str, Any]:
         "stop_deadline": args.stop_deadline,
         "crash_limit": args.crash_limit,
         "crash_window": args.crash_window,
-        **({"env": {"PYWATT_LOG_LEVEL": "debug"}} if args.debug else {}),
+        # --debug is the modules' own log-level setting, set the way they read it.
+        **({"env": {LOG_LEVEL_VARIABLE: "debug"}} if args.debug else {}),
     }
 
 
