@@ -99,6 +99,12 @@ class SecretError(PyWattError):
     """
 
 
+class PayloadError(PyWattError, ValueError):
+    """
+    A payload to send cannot be encoded as JSON (the message was not sent).
+    """
+
+
 class ChannelError(PyWattError):
     """
     A framed channel could not carry a message (down, queue full, TLS failure...).

@@ -10,7 +10,7 @@ import uuid
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import ChannelError, FrameTooLarge, MessageTooLarge
+from pywatt_twisted.errors import ChannelError, FrameTooLarge, MessageTooLarge, PayloadError
 from pywatt_twisted.wire.envelope import (
     correlated_metadata,
     encode_channel_frame,
@@ -92,7 +92,9 @@ class RoutedEnvelopeTests(SynchronousTestCase):
         self.assertEqual(unwrap_routed_request(payload, "top"), ([1], "top", False))
 
     def test_not_serialisable(self) -> None:
-        self.assertRaises((TypeError, ValueError), routed_request_payload, object(), "ep")
+        error = self.assertRaises(PayloadError, routed_request_payload, object(), "ep")
+        self.assertIsInstance(error, ValueError)
+        self.assertIn("'ep'", str(error))
 
     def test_reply_content(self) -> None:
         self.assertEqual(routed_reply_content(EncodedPayload.from_json([1])), [1])

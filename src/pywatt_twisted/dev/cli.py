@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from attrs import define
+
 from pywatt_twisted.cliparse import Parser
 from pywatt_twisted.dev.supervisor import Console
 from pywatt_twisted.errors import ConfigurationError
@@ -149,6 +151,7 @@ def _supervisor_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@define
 class _DevRun:
     """
     One C{pywatt dev} run on the reactor: start the orchestrator (and the demo), stop
@@ -157,25 +160,15 @@ class _DevRun:
     @ivar status: the exit status of the run.
     """
 
-    def __init__(
-        self,
-        reactor: Any,
-        orchestrator: Any,
-        console: Console,
-        file_provider: FileSecretProvider | None,
-        demo: bool,
-        demo_exit: bool,
-        secrets_file: str | None,
-    ) -> None:
-        self.reactor = reactor
-        self.orchestrator = orchestrator
-        self.console = console
-        self.file_provider = file_provider
-        self.demo = demo
-        self.demo_exit = demo_exit
-        self.secrets_file = secrets_file
-        self.status = 0
-        self._stopping = False
+    reactor: Any
+    orchestrator: Any
+    console: Console
+    file_provider: FileSecretProvider | None
+    demo: bool
+    demo_exit: bool
+    secrets_file: str | None
+    status: int = 0
+    _stopping: bool = False
 
     def stop(self, code: int = 0) -> None:
         if self._stopping:

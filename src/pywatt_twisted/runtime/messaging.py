@@ -52,8 +52,8 @@ from twisted.python.failure import Failure
 from pywatt_twisted.errors import (
     ChannelError,
     NotAvailable,
+    PayloadError,
     ProtocolError,
-    PyWattError,
     RemoteError,
 )
 from pywatt_twisted.runtime.correlation import CorrelationTable
@@ -105,12 +105,6 @@ OVERLOAD_LOG_INTERVAL = 1.0
 RoutedHandler = Callable[[str, Any], Any]
 
 
-class PayloadError(PyWattError, ValueError):
-    """
-    A payload to send cannot be encoded as JSON (the message was not sent).
-    """
-
-
 def error_payload(kind: str, message: str) -> EncodedPayload:
     """
     The payload of an error reply: C{{"error": {"kind": kind, "message": message}}}.
@@ -132,26 +126,9 @@ def error_reply(
     )
 
 
-def request_payload(
-    content: Any,
-    endpoint: str,
-    source: str | None = None,
-    no_reply: bool = False,
-    timestamp: int | None = None,
-) -> EncodedPayload:
-    """
-    The payload of a routed request (L{routed_request_payload}): the envelope that
-    carries C{endpoint} through the orchestrator (tests use it to play a requester).
-
-    @raise PayloadError: if C{content} is not JSON-serialisable.
-    """
-    try:
-        return routed_request_payload(content, endpoint, source, no_reply, timestamp)
-    except (TypeError, ValueError) as e:
-        raise PayloadError(
-            f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
-            f"numbers, booleans, None); got {type(content).__name__}: {e}"
-        ) from None
+#: The payload of a routed request (see L{routed_request_payload}; tests use it to play a
+#: requester).
+request_payload = routed_request_payload
 
 
 def _error_object(value: Any) -> tuple[str, str] | None:

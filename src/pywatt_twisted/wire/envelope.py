@@ -20,7 +20,7 @@ import random
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pywatt_twisted.errors import MessageTooLarge
+from pywatt_twisted.errors import MessageTooLarge, PayloadError
 from pywatt_twisted.wire import _json
 from pywatt_twisted.wire.codec import to_json_object
 from pywatt_twisted.wire.framing import frame_header
@@ -120,8 +120,7 @@ def routed_request_payload(
     {"timestamp"?, "source"?, "properties": {"target_endpoint", "no_reply"?}}}} that
     carries C{endpoint} through the orchestrator.
 
-    @raise TypeError: if C{content} is not JSON-serialisable.
-    @raise ValueError: if C{content} is not JSON-serialisable.
+    @raise PayloadError: if C{content} is not JSON-serialisable.
     """
     properties: dict[str, object] = {"target_endpoint": endpoint}
     if no_reply:
@@ -132,7 +131,15 @@ def routed_request_payload(
     if source is not None:
         metadata["source"] = source
     metadata["properties"] = properties
-    return EncodedPayload.from_json({"id": envelope_id(), "content": content, "metadata": metadata})
+    try:
+        return EncodedPayload.from_json(
+            {"id": envelope_id(), "content": content, "metadata": metadata}
+        )
+    except (TypeError, ValueError) as e:
+        raise PayloadError(
+            f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
+            f"numbers, booleans, None); got {type(content).__name__}: {e}"
+        ) from None
 
 
 def _is_envelope(value: object) -> bool:
