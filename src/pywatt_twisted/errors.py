@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_errors -*-
+# -*- test-case-name: tests.wire.test_framing -*-
 """
 The exception hierarchy of pywatt_twisted.
 
@@ -99,10 +99,36 @@ class SecretError(PyWattError):
     """
 
 
+class PayloadError(PyWattError, ValueError):
+    """
+    A payload to send cannot be encoded as JSON (the message was not sent).
+    """
+
+
 class ChannelError(PyWattError):
     """
     A framed channel could not carry a message (down, queue full, TLS failure...).
     """
+
+
+class MessageTooLarge(FrameTooLarge, ChannelError):
+    """
+    An outgoing message does not fit in one frame. Nothing was sent.
+
+    @ivar op: the op of the message.
+    """
+
+    def __init__(self, op: str, length: int, limit: int) -> None:
+        super().__init__(length, limit)
+        self.op = op
+        self.args = (
+            f"cannot send {op}: its frame of {length} bytes exceeds the maximum frame "
+            f"length of {limit} bytes; send less data per message, or raise the limit "
+            "(PYWATT_MAX_FRAME_LENGTH / --max-frame-length) on both sides",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class RemoteError(PyWattError):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.integration.test_module_process -*-
 """
 twistd entry point: C{twistd -n pywatt --module=mymod}.
 

@@ -160,3 +160,16 @@ class FakeChannelTests(SynchronousTestCase):
 
     def test_unknown_channel_kind(self) -> None:
         self.assertRaises(ValueError, FakeOrchestrator, channels=("udp",))
+
+
+class FakeSettingsTests(SynchronousTestCase):
+    def test_channel_server_uses_the_modules_frame_cap(self) -> None:
+        """
+        The fake's orchestrator side caps channel frames with the same
+        C{max_frame_length} setting as the module it runs, not a default of its own.
+        """
+        from pywatt_twisted.runtime.config import RuntimeConfig
+
+        fake = FakeOrchestrator(config=RuntimeConfig(max_frame_length=4096), channels=["tcp"])
+        self.assertEqual(fake.channel_server.max_frame_length, 4096)
+        self.assertEqual(FakeOrchestrator().channel_server.max_frame_length, 16 * 1024 * 1024)

@@ -5,7 +5,6 @@ Tests for L{pywatt_twisted.transport.channel}: one framed channel connection, mo
 from __future__ import annotations
 
 import base64
-import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -238,22 +237,23 @@ class SendTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
         self.assertRaises(MessageTooLarge, encode_channel_frame, message, 200)
 
-    def test_oversize_http_response_becomes_502(self) -> None:
+    def test_oversize_http_response_is_reported(self) -> None:
         """
-        An HTTP response too large for a frame is answered with a 502 the orchestrator
-        can correlate, never silently dropped.
+        An HTTP response too large for a frame is not written: the transport reports it
+        with L{MessageTooLarge} (the HTTP layer answers 502 instead, see
+        L{tests.web.test_bridge.SendHttpReplyTests}).
         """
         protocol, transport, _, _ = connect(
             ChannelSettings("tcp", "a", "demo", max_frame_length=800)
         )
         transport.clear()
-        protocol.send_http_response(HttpResponse("req-9", 200, {}, b"y" * 1000))
-        [reply] = frames_of(transport.value())
-        self.assertEqual(reply["content"]["request_id"], "req-9")
-        self.assertEqual(reply["content"]["status_code"], 502)
-        body = json.loads(bytes(reply["content"]["body"]))
-        self.assertEqual(body["max_frame_length"], 800)
-        self.flushLoggedErrors()
+        error = self.assertRaises(
+            MessageTooLarge,
+            protocol.send_http_response,
+            HttpResponse("req-9", 200, {}, b"y" * 1000),
+        )
+        self.assertEqual((error.op, error.limit), ("http_response", 800))
+        self.assertEqual(transport.value(), b"")
 
     def test_reply_after_loss_is_handed_back(self) -> None:
         """

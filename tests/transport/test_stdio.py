@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -333,3 +334,35 @@ class InvalidLineReportTests(SynchronousTestCase):
         self.proto.dataReceived(b'{"op":"secret","name":"X","value":"hunter22"\n' * 3)
         self.clock.advance(1)
         self.assertNotIn("hunter22", repr(self.events))
+
+
+class SourceTests(SynchronousTestCase):
+    """
+    The C{metadata.source} of HTTP responses on stdout comes from what the protocol was
+    handed, then from the init blob; the protocol never reads the environment.
+    """
+
+    def response_source(self, proto: StdioProtocol) -> Any:
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.send_http_response(HttpResponse("r", 200, {}, b""))
+        return json.loads(transport.value().splitlines()[-1])["metadata"]["source"]
+
+    def test_handed_source_not_environment(self) -> None:
+        self.patch(os, "environ", {"PYWATT_MODULE_ID": "from-environment"})
+        self.assertEqual(
+            self.response_source(StdioProtocol(EchoReceiver(0), clock=Clock())),
+            "unknown_module",
+        )
+        self.assertEqual(
+            self.response_source(StdioProtocol(EchoReceiver(0), clock=Clock(), source="given")),
+            "given",
+        )
+
+    def test_init_blob_names_the_source(self) -> None:
+        proto = StdioProtocol(EchoReceiver(0), clock=Clock(), source="given")
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(INIT)
+        proto.send_http_response(HttpResponse("r", 200, {}, b""))
+        self.assertEqual(json.loads(transport.value().splitlines()[-1])["metadata"]["source"], "bp")

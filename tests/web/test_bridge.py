@@ -24,6 +24,8 @@ from pywatt_twisted.web.bridge import (
     HttpBridge,
     IHttpRequestHandler,
     response_headers,
+    send_http_reply,
+    too_large_response,
 )
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 from tests.web._apps import Holds, build_app, build_site, direct_exchange, parse_response
@@ -619,3 +621,82 @@ class DirectEquivalenceInMemoryTests(BridgeTestCase):
             for name in ("content-type", "location", "x-item", "allow", "x-multi"):
                 if name in headers:
                     self.assertEqual(bridged.headers[name], ", ".join(headers[name]), uri)
+
+
+class SendHttpReplyTests(SynchronousTestCase):
+    """
+    L{send_http_reply}: an HTTP-over-IPC reply too large for the frame of the channel it
+    goes back on becomes a 502 the orchestrator can correlate.
+    """
+
+    def connect(self, max_frame_length: int) -> tuple[Any, Any]:
+        from twisted.internet.testing import StringTransportWithDisconnection
+
+        from pywatt_twisted.transport.channel import ChannelFactory, ChannelSettings
+        from tests.transport.fakes import RecordingListener
+
+        settings = ChannelSettings("tcp", "a", "demo", max_frame_length=max_frame_length)
+        protocol = ChannelFactory(settings, RecordingListener(), Clock()).buildProtocol(None)
+        transport = StringTransportWithDisconnection()
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        transport.clear()
+        return protocol, transport
+
+    def replies(self, transport: Any) -> list[dict[str, Any]]:
+        from tests.transport.fakes import frames_of
+
+        return [f["content"] for f in frames_of(transport.value())]
+
+    def test_fitting_response_is_sent_as_is(self) -> None:
+        protocol, transport = self.connect(800)
+        send_http_reply(protocol, HttpResponse("req-1", 200, {}, b"ok"))
+        [reply] = self.replies(transport)
+        self.assertEqual((reply["request_id"], reply["status_code"]), ("req-1", 200))
+
+    def test_oversize_response_becomes_502(self) -> None:
+        """
+        An HTTP response too large for a frame is answered with a 502 naming the length
+        and the cap, never silently dropped; the substitution is logged.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        protocol, transport = self.connect(800)
+        send_http_reply(protocol, HttpResponse("req-9", 200, {}, b"y" * 1000))
+        [reply] = self.replies(transport)
+        self.assertEqual(reply["request_id"], "req-9")
+        self.assertEqual(reply["status_code"], 502)
+        self.assertEqual(reply["headers"], {"content-type": "application/json"})
+        body = json.loads(bytes(reply["body"]))
+        self.assertEqual(body["error"], "response too large for a channel frame")
+        self.assertEqual(body["max_frame_length"], 800)
+        self.assertGreater(body["length"], 800)
+        [logged] = [e for e in events if e.get("log_level") == LogLevel.error]
+        self.assertIn("answering 502 instead", logged["log_format"])
+        self.assertEqual(logged["id"], "req-9")
+
+    def test_502_too_large_is_logged(self) -> None:
+        """
+        When even the 502 does not fit, nothing is written and both failures are logged.
+        """
+        protocol, transport = self.connect(60)  # (identify does not fit either)
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        send_http_reply(protocol, HttpResponse("req-9", 200, {}, b"y" * 1000))
+        self.assertEqual(transport.value(), b"")
+        errors = [e["log_format"] for e in events if e.get("log_level") == LogLevel.error]
+        self.assertEqual(len(errors), 2)
+        self.assertIn("even a 502", errors[1])
+
+    def test_too_large_response(self) -> None:
+        from pywatt_twisted.errors import MessageTooLarge
+
+        response = too_large_response("r", MessageTooLarge("http_response", 900, 800))
+        self.assertEqual(response.status_code, 502)
+        self.assertEqual(
+            response.body,
+            b'{"error":"response too large for a channel frame","length":900,'
+            b'"max_frame_length":800}',
+        )

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.runtime.test_on_stop -*-
+# -*- test-case-name: tests.runtime.test_data_lifecycle -*-
 """
 The databases and caches a module opened, so that its service closes them when it
 stops without the module having to remember to.

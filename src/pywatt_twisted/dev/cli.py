@@ -14,9 +14,12 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from attrs import define
+
 from pywatt_twisted.cliparse import Parser
 from pywatt_twisted.dev.supervisor import Console
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.runtime.logging import LOG_LEVEL_VARIABLE
 from pywatt_twisted.runtime.providers import FileSecretProvider
 
 
@@ -121,6 +124,99 @@ def secrets_file_provider(path: str, reactor: Any, console: Console) -> FileSecr
     )
 
 
+def _demo_copy(secrets_file: str, console: Console) -> tuple[str, str]:
+    """
+    The demo edits the secrets file to show a rotation: it works on a copy, in a
+    temporary directory. Returns C{(directory, copy)}.
+    """
+    workdir = tempfile.mkdtemp(prefix="pywatt-demo-")
+    copy = os.path.join(workdir, os.path.basename(secrets_file))
+    shutil.copyfile(secrets_file, copy)
+    console.say("pywatt-dev", f"demo: using a copy of the secrets file: {copy}")
+    return workdir, copy
+
+
+def _supervisor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """
+    The L{ModuleSupervisor} keyword arguments that C{pywatt dev}'s options set.
+    """
+    return {
+        "heartbeat_interval": args.heartbeat_interval,
+        "heartbeat_timeout": args.heartbeat_timeout,
+        "stop_deadline": args.stop_deadline,
+        "crash_limit": args.crash_limit,
+        "crash_window": args.crash_window,
+        # --debug is the modules' own log-level setting, set the way they read it.
+        **({"env": {LOG_LEVEL_VARIABLE: "debug"}} if args.debug else {}),
+    }
+
+
+@define
+class _DevRun:
+    """
+    One C{pywatt dev} run on the reactor: start the orchestrator (and the demo), stop
+    everything on a signal, a failed start or the end of C{--demo-exit}.
+
+    @ivar status: the exit status of the run.
+    """
+
+    reactor: Any
+    orchestrator: Any
+    console: Console
+    file_provider: FileSecretProvider | None
+    demo: bool
+    demo_exit: bool
+    secrets_file: str | None
+    status: int = 0
+    _stopping: bool = False
+
+    def stop(self, code: int = 0) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.status = code
+        self.console.say("pywatt-dev", "stopping every module")
+        d = self.orchestrator.stopService()
+        if self.file_provider is not None:
+            self.file_provider.stop()
+        d.addBoth(lambda _: self.reactor.stop())
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.stop, 0)
+
+    async def run(self) -> None:
+        try:
+            await self.orchestrator.start()
+        except ConfigurationError as e:
+            self.console.say("pywatt-dev", str(e), "error")
+            self.stop(1)
+            return
+        if self.file_provider is not None:
+            self.file_provider.start()
+        if self.demo:
+            from pywatt_twisted.dev.demo import run_demo
+
+            try:
+                await run_demo(self.orchestrator, self.console, self.secrets_file)
+            except Exception as e:
+                self.console.say("pywatt-dev", f"demo failed: {e}", "error")
+                self.stop(1)
+                return
+            if self.demo_exit:
+                self.stop(0)
+                return
+        self.console.say(
+            "pywatt-dev", f"serving on {self.orchestrator.front_url}/ (Ctrl-C to stop)"
+        )
+
+    def started(self) -> None:
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGTERM, self.on_signal)
+        from twisted.internet.defer import ensureDeferred
+
+        ensureDeferred(self.run())
+
+
 def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     try:
@@ -141,12 +237,7 @@ def main(argv: Sequence[str]) -> int:
     secrets_file = args.secrets_file
     workdir = None
     if demo and secrets_file:
-        # The demo edits the secrets file to show a rotation: work on a copy.
-        workdir = tempfile.mkdtemp(prefix="pywatt-demo-")
-        copy = os.path.join(workdir, os.path.basename(secrets_file))
-        shutil.copyfile(secrets_file, copy)
-        secrets_file = copy
-        console.say("pywatt-dev", f"demo: using a copy of the secrets file: {copy}")
+        workdir, secrets_file = _demo_copy(secrets_file, console)
     providers: list[ISecretProvider] = []
     file_provider = None
     try:
@@ -160,71 +251,25 @@ def main(argv: Sequence[str]) -> int:
             secrets=ChainedSecretProvider(providers),
             console=console,
             port=args.port,
-            supervisor_options={
-                "heartbeat_interval": args.heartbeat_interval,
-                "heartbeat_timeout": args.heartbeat_timeout,
-                "stop_deadline": args.stop_deadline,
-                "crash_limit": args.crash_limit,
-                "crash_window": args.crash_window,
-                **({"env": {"PYWATT_LOG_LEVEL": "debug"}} if args.debug else {}),
-            },
+            supervisor_options=_supervisor_options(args),
         )
     except ConfigurationError as e:
         sys.stderr.write(f"pywatt dev: {e}\n")
         return 1
-
-    status: list[int] = [0]
-    stopping: list[bool] = []
-
-    def stop(code: int = 0) -> None:
-        if stopping:
-            return
-        stopping.append(True)
-        status[0] = code
-        console.say("pywatt-dev", "stopping every module")
-        d = orchestrator.stopService()
-        if file_provider is not None:
-            file_provider.stop()
-        d.addBoth(lambda _: reactor.stop())
-
-    def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(stop, 0)  # type: ignore[attr-defined]
-
-    async def run() -> None:
-        try:
-            await orchestrator.start()
-        except ConfigurationError as e:
-            console.say("pywatt-dev", str(e), "error")
-            stop(1)
-            return
-        if file_provider is not None:
-            file_provider.start()
-        if demo:
-            from pywatt_twisted.dev.demo import run_demo
-
-            try:
-                await run_demo(orchestrator, console, secrets_file)
-            except Exception as e:
-                console.say("pywatt-dev", f"demo failed: {e}", "error")
-                stop(1)
-                return
-            if args.demo_exit:
-                stop(0)
-                return
-        console.say("pywatt-dev", f"serving on {orchestrator.front_url}/ (Ctrl-C to stop)")
-
-    def started() -> None:
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        from twisted.internet.defer import ensureDeferred
-
-        ensureDeferred(run())
-
-    reactor.callWhenRunning(started)
+    run = _DevRun(
+        reactor,
+        orchestrator,
+        console,
+        file_provider,
+        demo,
+        args.demo_exit,
+        secrets_file,
+    )
+    reactor.callWhenRunning(run.started)
     reactor.run()  # type: ignore[attr-defined]
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)
-    return status[0]
+    return run.status
 
 
 __all__ = ["build_parser", "main"]

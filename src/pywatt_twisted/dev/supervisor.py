@@ -524,92 +524,122 @@ class ModuleSupervisor:
                 "pywatt-dev", f"{self.module_id} identified as {message.module_id!r} on {link}"
             )
         elif isinstance(message, RouteToModule | RoutedModuleReply):
-            if self.router is None:
-                if isinstance(message, RouteToModule):
-                    reply(
-                        routing_error(
-                            message.target_module_id,
-                            message.request_id,
-                            "unavailable",
-                            "module-to-module routing is off",
-                        )
-                    )
-                return
-            self.router(self, message, reply)
+            self._route(message, reply)
         elif isinstance(message, RegisterServiceProvider | DiscoverServiceProviders):
-            if self.discovery is not None:
-                self.discovery(self, message, reply)
-            elif isinstance(message, RegisterServiceProvider):
-                reply(RegisterServiceProviderResponse(False, None, "service discovery is off"))
-            else:
-                reply(DiscoverServiceProvidersResponse(False, (), "service discovery is off"))
+            self._discover(message, reply)
         elif isinstance(message, PortRequest):
             self._answer_port(message, reply)
-        elif isinstance(message, ServiceRequest):
-            self.console.say(
-                "pywatt-dev",
-                f"{self.module_id} asked for a proxied {message.service_type} service; "
-                "pywatt dev does not proxy services (refused)",
-                "warn",
-            )
-            reply(
-                ServiceResponse(
-                    message.id,
-                    message.service_type,
-                    False,
-                    "pywatt dev does not proxy services; connect to the service directly",
-                    None,
-                )
-            )
-        elif isinstance(message, ServiceOperation):
-            reply(
-                ServiceOperationResult(
-                    False, None, "pywatt dev does not proxy services", params=message
-                )
-            )
+        elif isinstance(message, ServiceRequest | ServiceOperation):
+            self._refuse_service(message, reply)
         elif isinstance(message, Announce):
-            self.listen = message.listen
-            self.endpoints = tuple(message.endpoints)
-            self.status = RUNNING
-            self.last_ack = self.reactor.seconds()
-            self._start_heartbeats()
-            paths = ", ".join(
-                f"{'|'.join(e.methods)} {e.path}" + (f" (auth {e.auth})" if e.auth else "")
-                for e in self.endpoints
-            )
-            self.console.say("pywatt-dev", f"{self.module_id} announced {self.listen}: {paths}")
-            waiters, self._announced = self._announced, []
-            for announced in waiters:
-                announced.callback(self)
-            if self._on_announce is not None:
-                self._on_announce(self)
+            self._on_announced(message)
         elif isinstance(message, HeartbeatAck):
             self.last_ack = self.reactor.seconds()
         elif isinstance(message, HttpResponse):
-            if not self._pending_http.resolve(message.request_id, message):
-                self.console.say(
-                    self.module_id, f"response to unknown request {message.request_id}", "warn"
-                )
+            self._on_http_response(message)
         elif isinstance(message, RotationAck):
-            self.acks.append(message)
-            text = f"rotation {message.rotation_id} acknowledged: {message.status}"
-            if message.message:
-                text += f" ({message.message})"
-            self.console.say(
-                "pywatt-dev",
-                f"{self.module_id} {text}",
-                "info" if message.status == "success" else "warn",
-            )
-            self._pending_rotations.resolve(message.rotation_id, message)
-            ack_waiters, self._ack_waiters = self._ack_waiters, []
-            for ack_waiter in ack_waiters:
-                ack_waiter.callback(message)
+            self._on_rotation_ack(message)
         else:
             self.console.say(
                 "pywatt-dev",
                 f"{self.module_id} sent {type(message).__name__}, which pywatt dev does not serve",
                 "warn",
             )
+
+    def _route(
+        self, message: RouteToModule | RoutedModuleReply, reply: Callable[[Any], None]
+    ) -> None:
+        if self.router is None:
+            if isinstance(message, RouteToModule):
+                reply(
+                    routing_error(
+                        message.target_module_id,
+                        message.request_id,
+                        "unavailable",
+                        "module-to-module routing is off",
+                    )
+                )
+            return
+        self.router(self, message, reply)
+
+    def _discover(
+        self,
+        message: RegisterServiceProvider | DiscoverServiceProviders,
+        reply: Callable[[Any], None],
+    ) -> None:
+        if self.discovery is not None:
+            self.discovery(self, message, reply)
+        elif isinstance(message, RegisterServiceProvider):
+            reply(RegisterServiceProviderResponse(False, None, "service discovery is off"))
+        else:
+            reply(DiscoverServiceProvidersResponse(False, (), "service discovery is off"))
+
+    def _refuse_service(
+        self, message: ServiceRequest | ServiceOperation, reply: Callable[[Any], None]
+    ) -> None:
+        """
+        pywatt dev proxies no services: refuse, saying so.
+        """
+        if isinstance(message, ServiceOperation):
+            reply(
+                ServiceOperationResult(
+                    False, None, "pywatt dev does not proxy services", params=message
+                )
+            )
+            return
+        self.console.say(
+            "pywatt-dev",
+            f"{self.module_id} asked for a proxied {message.service_type} service; "
+            "pywatt dev does not proxy services (refused)",
+            "warn",
+        )
+        reply(
+            ServiceResponse(
+                message.id,
+                message.service_type,
+                False,
+                "pywatt dev does not proxy services; connect to the service directly",
+                None,
+            )
+        )
+
+    def _on_announced(self, message: Announce) -> None:
+        self.listen = message.listen
+        self.endpoints = tuple(message.endpoints)
+        self.status = RUNNING
+        self.last_ack = self.reactor.seconds()
+        self._start_heartbeats()
+        paths = ", ".join(
+            f"{'|'.join(e.methods)} {e.path}" + (f" (auth {e.auth})" if e.auth else "")
+            for e in self.endpoints
+        )
+        self.console.say("pywatt-dev", f"{self.module_id} announced {self.listen}: {paths}")
+        waiters, self._announced = self._announced, []
+        for announced in waiters:
+            announced.callback(self)
+        if self._on_announce is not None:
+            self._on_announce(self)
+
+    def _on_http_response(self, message: HttpResponse) -> None:
+        if not self._pending_http.resolve(message.request_id, message):
+            self.console.say(
+                self.module_id, f"response to unknown request {message.request_id}", "warn"
+            )
+
+    def _on_rotation_ack(self, message: RotationAck) -> None:
+        self.acks.append(message)
+        text = f"rotation {message.rotation_id} acknowledged: {message.status}"
+        if message.message:
+            text += f" ({message.message})"
+        self.console.say(
+            "pywatt-dev",
+            f"{self.module_id} {text}",
+            "info" if message.status == "success" else "warn",
+        )
+        self._pending_rotations.resolve(message.rotation_id, message)
+        ack_waiters, self._ack_waiters = self._ack_waiters, []
+        for ack_waiter in ack_waiters:
+            ack_waiter.callback(message)
 
     def _answer_secret(self, name: str, reply: Callable[[Any], None]) -> None:
         self.used_secrets.add(name)

@@ -15,6 +15,7 @@ from typing import Any
 from attrs import fields, frozen
 
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 
 MiB = 1024 * 1024
 
@@ -39,7 +40,7 @@ class RuntimeConfig:
     channel_queue_deadline: float = 30.0
     channel_liveness_deadline: float | None = None
     identify: str = "tcp"
-    max_frame_length: int = 16 * MiB
+    max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH
     routed_replies: bool = True
     registration_address: str | None = None
     registration_heartbeat: float = 30.0

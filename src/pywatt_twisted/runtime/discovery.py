@@ -28,7 +28,8 @@ from twisted.logger import Logger
 
 from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError
 from pywatt_twisted.runtime.correlation import CorrelationTable, FifoCalls
-from pywatt_twisted.transport.channel import encode_channel_frame
+from pywatt_twisted.wire.envelope import correlated_metadata, encode_channel_frame
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,
     DiscoverServiceProvidersResponse,
@@ -90,7 +91,7 @@ class ServiceClient:
         send_stdio: Callable[[object], object],
         clock: IReactorTime,
         channels: Any = None,
-        max_frame_length: int = 16 * 1024 * 1024,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         default_timeout: float = DEFAULT_SERVICE_TIMEOUT,
     ) -> None:
         self._send_stdio = send_stdio
@@ -211,7 +212,7 @@ class ServiceClient:
             return succeed(None)
         try:
             frame = encode_channel_frame(
-                message, self.max_frame_length, metadata={"id": str(uuid.uuid4())}
+                message, self.max_frame_length, metadata=correlated_metadata()
             )
         except ChannelError as e:
             return fail(e)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.runtime.test_loader -*-
+# -*- test-case-name: tests.runtime.test_module -*-
 """
 Finding the module definition named by C{--module=pkg.mod} or C{--module=pkg.mod:attr}.
 """

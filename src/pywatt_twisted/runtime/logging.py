@@ -83,6 +83,10 @@ def parse_log_level(name: str | None, default: str = "info") -> LogLevel:
         ) from None
 
 
+#: The environment variable of the log level (C{--log-level} wins over it).
+LOG_LEVEL_VARIABLE = "PYWATT_LOG_LEVEL"
+
+
 def level_from_environment(explicit: str | None = None) -> LogLevel:
     """
     The log level: C{explicit} (from C{--log-level}), else C{PYWATT_LOG_LEVEL}, else
@@ -90,8 +94,8 @@ def level_from_environment(explicit: str | None = None) -> LogLevel:
     """
     if explicit:
         return parse_log_level(explicit)
-    if os.environ.get("PYWATT_LOG_LEVEL"):
-        return parse_log_level(os.environ["PYWATT_LOG_LEVEL"])
+    if os.environ.get(LOG_LEVEL_VARIABLE):
+        return parse_log_level(os.environ[LOG_LEVEL_VARIABLE])
     rust = os.environ.get("RUST_LOG", "").strip().lower()
     if rust in _LEVELS or rust == "trace":
         return parse_log_level(rust)
@@ -529,6 +533,7 @@ class StderrWriter:
 
 __all__ = [
     "FINAL_FLUSH_SECONDS",
+    "LOG_LEVEL_VARIABLE",
     "JsonLinesObserver",
     "StderrWriter",
     "TextStream",

@@ -52,12 +52,18 @@ from twisted.python.failure import Failure
 from pywatt_twisted.errors import (
     ChannelError,
     NotAvailable,
+    PayloadError,
     ProtocolError,
-    PyWattError,
     RemoteError,
 )
 from pywatt_twisted.runtime.correlation import CorrelationTable
-from pywatt_twisted.transport.channel import encode_channel_frame, envelope_id
+from pywatt_twisted.wire.envelope import (
+    encode_channel_frame,
+    routed_reply_content,
+    routed_request_payload,
+    unwrap_routed_request,
+)
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
     RoutedModuleMessage,
@@ -99,12 +105,6 @@ OVERLOAD_LOG_INTERVAL = 1.0
 RoutedHandler = Callable[[str, Any], Any]
 
 
-class PayloadError(PyWattError, ValueError):
-    """
-    A payload to send cannot be encoded as JSON (the message was not sent).
-    """
-
-
 def error_payload(kind: str, message: str) -> EncodedPayload:
     """
     The payload of an error reply: C{{"error": {"kind": kind, "message": message}}}.
@@ -126,38 +126,9 @@ def error_reply(
     )
 
 
-def request_payload(
-    content: Any,
-    endpoint: str,
-    source: str | None = None,
-    no_reply: bool = False,
-    timestamp: int | None = None,
-) -> EncodedPayload:
-    """
-    The payload of a routed request: the JSON envelope C{{"id", "content", "metadata":
-    {"timestamp"?, "source"?, "properties": {"target_endpoint", "no_reply"?}}}} that
-    carries C{endpoint} through the orchestrator (tests use it to play a requester).
-
-    @raise PayloadError: if C{content} is not JSON-serialisable.
-    """
-    properties: dict[str, object] = {"target_endpoint": endpoint}
-    if no_reply:
-        properties["no_reply"] = True
-    metadata: dict[str, object] = {}
-    if timestamp is not None:
-        metadata["timestamp"] = timestamp
-    if source is not None:
-        metadata["source"] = source
-    metadata["properties"] = properties
-    try:
-        return EncodedPayload.from_json(
-            {"id": envelope_id(), "content": content, "metadata": metadata}
-        )
-    except (TypeError, ValueError) as e:
-        raise PayloadError(
-            f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
-            f"numbers, booleans, None); got {type(content).__name__}: {e}"
-        ) from None
+#: The payload of a routed request (see L{routed_request_payload}; tests use it to play a
+#: requester).
+request_payload = routed_request_payload
 
 
 def _error_object(value: Any) -> tuple[str, str] | None:
@@ -177,43 +148,11 @@ def _error_object(value: Any) -> tuple[str, str] | None:
     return (kind if type(kind) is str and kind else "remote_error"), message
 
 
-def decode_reply(payload: EncodedPayload) -> Any:
-    """
-    Decode the payload of a C{routed_module_response} (PROTOCOL.md 6.7, leniently): the
-    JSON value, unwrapped when it is an envelope C{{"id", "content", ...}}.
+#: The content of a C{routed_module_response} payload (see L{routed_reply_content}).
+decode_reply = routed_reply_content
 
-    @raise ValueError: if the payload is not JSON.
-    """
-    value = payload.json()
-    if type(value) is dict and "content" in value and "id" in value:
-        return value["content"]
-    return value
-
-
-def unwrap_request(
-    payload: EncodedPayload, top_level_endpoint: str | None
-) -> tuple[Any, str | None, bool]:
-    """
-    The C{(content, endpoint, no_reply)} of a C{routed_module_message}'s payload.
-
-    The endpoint comes from the envelope's C{metadata.properties.target_endpoint}, else
-    from C{top_level_endpoint}. A payload that is not an envelope is the content itself.
-
-    @raise ValueError: if the payload is not JSON.
-    """
-    value = payload.json()
-    endpoint = top_level_endpoint
-    no_reply = False
-    if type(value) is dict and "content" in value and "id" in value:
-        metadata = value.get("metadata")
-        properties = metadata.get("properties") if type(metadata) is dict else None
-        if type(properties) is dict:
-            named = properties.get("target_endpoint")
-            if type(named) is str and named:
-                endpoint = named
-            no_reply = properties.get("no_reply") is True
-        return value["content"], endpoint, no_reply
-    return value, endpoint, no_reply
+#: The C{(content, endpoint, no_reply)} of a routed request (see L{unwrap_routed_request}).
+unwrap_request = unwrap_routed_request
 
 
 async def _await(value: Any) -> Any:
@@ -280,7 +219,7 @@ class RoutedMessaging:
         clock: IReactorTime,
         handlers: dict[str, RoutedHandler] | None = None,
         channels: Any = None,
-        max_frame_length: int = 16 * 1024 * 1024,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         redact: Callable[[str], str] = lambda text: text,
         replies: bool = True,
         max_concurrent: int = DEFAULT_HANDLER_MAX_CONCURRENT,

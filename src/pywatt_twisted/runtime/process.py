@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_process -*-
+# -*- test-case-name: tests.integration.test_stderr_process -*-
 """
 Wiring a L{ModuleService} into a real process: stdout claimed for the protocol, JSON logs
 on stderr (written without blocking, see L{StderrWriter}), C{StandardIO}, signal handling

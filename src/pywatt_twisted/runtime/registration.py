@@ -39,7 +39,7 @@ from pywatt_twisted.errors import (
 )
 from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.transport.framed import FramedProtocol
-from pywatt_twisted.wire.framing import Frame, frame_header, frame_json
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, frame_header, frame_json
 from pywatt_twisted.wire.registration import (
     Capabilities,
     CapabilitiesRequest,
@@ -118,7 +118,7 @@ class RegistrationClient:
         endpoint: IStreamClientEndpoint,
         clock: IReactorTime,
         timeout: float = 30.0,
-        max_frame_length: int = 16 * 1024 * 1024,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
     ) -> None:
         self.endpoint = endpoint
         self.clock = clock

@@ -53,7 +53,7 @@ from pywatt_twisted.runtime.secrets import SecretClient
 from pywatt_twisted.runtime.state import AppState
 from pywatt_twisted.transport.interfaces import IMessageReceiver, IOrchestratorLink
 from pywatt_twisted.transport.stdio import StdioProtocol
-from pywatt_twisted.web.bridge import HttpBridge
+from pywatt_twisted.web.bridge import HttpBridge, send_http_reply
 from pywatt_twisted.web.discovery import discover_endpoints
 from pywatt_twisted.web.metrics import ModuleMetrics
 from pywatt_twisted.web.site import PyWattSite, build_root_resource, klein_resource
@@ -217,6 +217,7 @@ class ModuleService(MultiService):
             high_water=self.config.stdout_high_water,
             low_water=self.config.stdout_resume_below,
             clock=self.reactor,
+            source=os.environ.get("PYWATT_MODULE_ID", "unknown_module"),
         )
         self.secrets = SecretClient(
             self._send_to_orchestrator,
@@ -640,7 +641,7 @@ class ModuleService(MultiService):
                 link=link.name,
             )
         self.metrics.message_out(link.name, "http_response")
-        link.send_http_response(response)
+        send_http_reply(link, response, self.log)
 
     def _on_routed_message(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
         if self.messaging is None or self.status != READY:

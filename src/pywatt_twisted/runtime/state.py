@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.runtime.test_state -*-
+# -*- test-case-name: tests.runtime.test_service -*-
 """
 L{AppState}: what a module's C{create_app(state)} receives.
 """

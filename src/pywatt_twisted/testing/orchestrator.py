@@ -210,7 +210,12 @@ class FakeOrchestrator:
         unknown = set(channels) - {"tcp", "ipc"}
         if unknown:
             raise ValueError(f"channels are 'tcp' and 'ipc', got {sorted(unknown)}")
-        self.channel_server = ChannelServer(self.reactor, on_message=self._from_channel)
+        # The orchestrator side caps frames as the module does (one setting, both ends).
+        self.channel_server = ChannelServer(
+            self.reactor,
+            on_message=self._from_channel,
+            max_frame_length=self.config.max_frame_length,
+        )
         addresses = {"tcp": "127.0.0.1:9901", "ipc": f"/fake/pywatt-{module_id}.sock"}
         self.endpoints = {
             kind: MemoryChannelEndpoint(self.channel_server, kind, addresses[kind])

@@ -41,7 +41,6 @@ back on the connection it came from.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
@@ -53,17 +52,28 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from pywatt_twisted.errors import ChannelError, FrameError, FrameTooLarge, ProtocolError
+from pywatt_twisted.errors import (
+    ChannelError,
+    FrameError,
+    FrameTooLarge,
+    MessageTooLarge,
+    ProtocolError,
+)
 from pywatt_twisted.transport.framed import FramedProtocol
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
 from pywatt_twisted.transport.tls import TlsHandshakeTimeout
 from pywatt_twisted.wire import _json
-from pywatt_twisted.wire.codec import decode_from_orchestrator, to_json_object
+from pywatt_twisted.wire.codec import decode_from_orchestrator
+from pywatt_twisted.wire.envelope import (
+    encode_channel_frame,
+    envelope_id,
+    identify_metadata,
+    op_name,
+)
 from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_AUTO,
     Frame,
-    frame_header,
     frame_json,
 )
 from pywatt_twisted.wire.messages import HeartbeatAck, HttpResponse, Identify
@@ -83,29 +93,8 @@ __all__ = [
 ]
 
 _log = Logger()
-_dumps = _json.dumps
 
 MiB = 1024 * 1024
-
-
-class MessageTooLarge(FrameTooLarge, ChannelError):
-    """
-    An outgoing message does not fit in one frame. Nothing was sent.
-
-    @ivar op: the op of the message.
-    """
-
-    def __init__(self, op: str, length: int, limit: int) -> None:
-        super().__init__(length, limit)
-        self.op = op
-        self.args = (
-            f"cannot send {op}: its frame of {length} bytes exceeds the maximum frame "
-            f"length of {limit} bytes; send less data per message, or raise the limit "
-            "(PYWATT_MAX_FRAME_LENGTH / --max-frame-length) on both sides",
-        )
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class ChannelClosed(ChannelError):
@@ -119,52 +108,6 @@ class LivenessTimeout(ChannelError):
     A channel carried no traffic from the orchestrator for longer than the liveness
     deadline; the module aborted the connection and reconnects.
     """
-
-
-_getrandbits = random.getrandbits
-_UUID4_CLEAR = 0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF
-_UUID4_SET = 0x00000000000040008000000000000000
-
-
-def envelope_id() -> str:
-    """
-    A random version-4 UUID in its lowercase hyphenated form, for envelope ids.
-
-    Envelope ids only correlate and de-duplicate frames; they are not secrets, so they
-    come from C{random.getrandbits} (about 3x cheaper than C{uuid.uuid4()}, which reads
-    the OS's entropy pool and builds a UUID object per call).
-    """
-    h = "%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def encode_channel_frame(
-    message: object, max_frame_length: int, metadata: Mapping[str, object] | None = None
-) -> bytes:
-    """
-    The full frame (header and payload) of C{message} in its module -> orchestrator
-    envelope C{{"id": uuid4, "content": message, "metadata": metadata or {}}} (the
-    Rust form, PROTOCOL.md 4.3).
-
-    @param metadata: the envelope's metadata object, keys already in wire form.
-    @raise MessageTooLarge: if the payload is longer than C{max_frame_length}.
-    """
-    payload = _dumps(
-        {
-            "id": envelope_id(),
-            "content": to_json_object(message),  # type: ignore[arg-type]
-            "metadata": {} if metadata is None else metadata,
-        }
-    )
-    length = len(payload)
-    if length > max_frame_length:
-        raise MessageTooLarge(_op(message), length, max_frame_length)
-    return frame_header(length) + payload
-
-
-def _op(message: object) -> str:
-    op = getattr(message, "op", None)
-    return op if isinstance(op, str) else type(message).__name__
 
 
 @frozen
@@ -451,9 +394,7 @@ class ChannelProtocol(FramedProtocol):
     def _identify(self) -> None:
         if self.settings.identify:
             module_id = self.settings.module_id
-            metadata: dict[str, object] = {"source": module_id}
-            if self.settings.identify_properties is not None:
-                metadata["properties"] = dict(self.settings.identify_properties)
+            metadata = identify_metadata(module_id, self.settings.identify_properties)
             try:
                 self._write(encode_channel_frame(Identify(module_id), self._max, metadata))
             except MessageTooLarge as e:
@@ -597,7 +538,9 @@ class ChannelProtocol(FramedProtocol):
         try:
             self.listener.channel_message(self, message)
         except Exception:
-            self.log.failure("{channel}: handling {op} failed", channel=self.name, op=_op(message))
+            self.log.failure(
+                "{channel}: handling {op} failed", channel=self.name, op=op_name(message)
+            )
 
     # -- output -------------------------------------------------------------------------
 
@@ -679,42 +622,18 @@ class ChannelProtocol(FramedProtocol):
         self.write_message(HeartbeatAck())
 
     def send_http_response(self, response: HttpResponse) -> None:
+        """
+        Send the reply to an C{http_request}; if the connection is gone, hand it to the
+        listener.
+
+        @raise MessageTooLarge: if it does not fit in a frame (nothing is written); the
+            HTTP layer answers it otherwise (see
+            L{pywatt_twisted.web.bridge.send_http_reply}).
+        """
         if self.lost or not self.ready:
             self.listener.channel_undeliverable(self, response)
             return
-        try:
-            self.write_message(response)
-        except MessageTooLarge as e:
-            self.log.error(
-                "{channel}: the response to {id} does not fit in a frame ({error}); "
-                "answering 502 instead",
-                channel=self.name,
-                id=response.request_id,
-                error=str(e),
-            )
-            try:
-                self.write_message(
-                    HttpResponse(
-                        request_id=response.request_id,
-                        status_code=502,
-                        headers={"content-type": "application/json"},
-                        body=_json.dumps(
-                            {
-                                "error": "response too large for a channel frame",
-                                "length": e.length,
-                                "max_frame_length": e.limit,
-                            }
-                        ),
-                    )
-                )
-            except MessageTooLarge:
-                self.log.error(
-                    "{channel}: even a 502 for {id} does not fit in a {limit}-byte frame; "
-                    "the orchestrator gets no reply to it",
-                    channel=self.name,
-                    id=response.request_id,
-                    limit=self._max,
-                )
+        self.write_message(response)
 
     def __repr__(self) -> str:
         return f"<ChannelProtocol {self.name} {self.settings.address}>"

@@ -32,6 +32,9 @@ class IOrchestratorLink(Interface):
     def send_http_response(response: Any) -> None:
         """
         Send the reply to an C{http_request} that came in on this link.
+
+        @raise pywatt_twisted.errors.MessageTooLarge: if the link's frame cannot hold it
+            (nothing was sent; the HTTP layer answers otherwise).
         """
 
 

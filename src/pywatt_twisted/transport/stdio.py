@@ -88,6 +88,7 @@ class StdioProtocol(Protocol):
         high_water: int = DEFAULT_HIGH_WATER,
         low_water: int | None = None,
         clock: Any = None,
+        source: str = "unknown_module",
     ) -> None:
         """
         @param receiver: gets the decoded messages.
@@ -97,6 +98,8 @@ class StdioProtocol(Protocol):
             C{high_water} when C{None}.
         @param clock: an L{IReactorTime} for the invalid-line report (the global reactor
             when C{None}).
+        @param source: the module id for the C{metadata.source} of HTTP responses until
+            the init blob names it (the service passes C{$PYWATT_MODULE_ID}).
         """
         if low_water is None:
             low_water = high_water // 4
@@ -116,7 +119,7 @@ class StdioProtocol(Protocol):
         self._closing = False
         self._lose_called = False
         self._write_done = False
-        self.source = os.environ.get("PYWATT_MODULE_ID", "unknown_module")
+        self.source = source
         # input
         self._lines: deque[bytes | LineTooLong] = deque()
         self._eof = False

@@ -37,7 +37,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 from zope.interface import Interface, implementer
 
-from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.errors import MessageTooLarge, PyWattError
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
 __all__ = [
@@ -49,6 +49,8 @@ __all__ = [
     "IHttpRequestHandler",
     "MalformedHttpRequest",
     "response_headers",
+    "send_http_reply",
+    "too_large_response",
 ]
 
 #: Default bound on requests in flight through one bridge.
@@ -112,6 +114,54 @@ def _error_response(request_id: str, status: int, kind: str, message: str) -> Ht
         headers={**_JSON_HEADERS, "content-length": str(len(body))},
         body=body,
     )
+
+
+def too_large_response(request_id: str, error: MessageTooLarge) -> HttpResponse:
+    """
+    The 502 that replaces a response too large for the frame of the link it must go
+    back on, so the orchestrator can still correlate an answer to C{request_id}.
+    """
+    return HttpResponse(
+        request_id=request_id,
+        status_code=502,
+        headers={"content-type": "application/json"},
+        body=json.dumps(
+            {
+                "error": "response too large for a channel frame",
+                "length": error.length,
+                "max_frame_length": error.limit,
+            },
+            separators=(",", ":"),
+        ).encode("utf-8"),
+    )
+
+
+def send_http_reply(link: Any, response: HttpResponse, log: Logger = _log) -> None:
+    """
+    Send C{response} on C{link} (an C{IOrchestratorLink}). One that does not fit in the
+    link's frame is answered with L{too_large_response} instead, and logged: never
+    silently dropped.
+    """
+    try:
+        link.send_http_response(response)
+    except MessageTooLarge as e:
+        log.error(
+            "{channel}: the response to {id} does not fit in a frame ({error}); "
+            "answering 502 instead",
+            channel=link.name,
+            id=response.request_id,
+            error=str(e),
+        )
+        try:
+            link.send_http_response(too_large_response(response.request_id, e))
+        except MessageTooLarge:
+            log.error(
+                "{channel}: even a 502 for {id} does not fit in a {limit}-byte frame; "
+                "the orchestrator gets no reply to it",
+                channel=link.name,
+                id=response.request_id,
+                limit=e.limit,
+            )
 
 
 def _decode(value: bytes) -> str:

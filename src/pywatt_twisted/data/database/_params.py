@@ -98,6 +98,114 @@ def _dollar_tag(sql: str, i: int) -> str | None:
     return sql[i : j + 1]
 
 
+def _unterminated(what: str, start: int) -> ParameterError:
+    return ParameterError(
+        f"expected the {what} that starts at character {start} of the statement to "
+        "be closed, but the statement ended first; close it"
+    )
+
+
+def _string_end(sql: str, i: int, dialect: str) -> int:
+    """
+    The end of the string literal at C{i} (C{'...'}, or a PostgreSQL C{E'...'}):
+    C{''} is an escaped quote; a backslash escapes in MySQL strings and C{E''} strings.
+    """
+    backslash = dialect == "mysql" or sql[i] != "'"
+    j = i + (1 if sql[i] == "'" else 2)
+    n = len(sql)
+    while True:
+        if j >= n:
+            raise _unterminated("string literal", i)
+        if backslash and sql[j] == "\\":
+            j += 2
+            continue
+        if sql[j] == "'":
+            if j + 1 < n and sql[j + 1] == "'":
+                j += 2
+                continue
+            return j + 1
+        j += 1
+
+
+def _identifier_end(sql: str, i: int) -> int:
+    """
+    The end of the quoted identifier at C{i} (C{"..."} or C{`...`}, the quote doubled to
+    escape it).
+    """
+    quote = sql[i]
+    j = i + 1
+    n = len(sql)
+    while True:
+        if j >= n:
+            raise _unterminated("quoted identifier", i)
+        if sql[j] == quote:
+            if j + 1 < n and sql[j + 1] == quote:
+                j += 2
+                continue
+            return j + 1
+        j += 1
+
+
+def _colon_end(sql: str, i: int) -> tuple[int, bool]:
+    """
+    The end of what starts with the C{:} at C{i}, and whether it is a C{:name}
+    placeholder (a run of colons, as in a cast C{x::int}, never is).
+    """
+    n = len(sql)
+    j = i + 1
+    if j < n and sql[j] == ":":
+        while j < n and sql[j] == ":":
+            j += 1
+        return j, False
+    if j < n and _is_name_start(sql[j]):
+        while j < n and _is_name_char(sql[j]):
+            j += 1
+        return j, True
+    return j, False
+
+
+def _token_end(sql: str, i: int, dialect: str) -> tuple[int, bool]:
+    """
+    The end of the token that starts at C{sql[i]} (a string, quoted identifier, comment,
+    dollar-quoted string, colon run or run of ordinary text), and whether it is a
+    placeholder.
+
+    @raise ParameterError: on an unterminated string, identifier or comment.
+    """
+    c = sql[i]
+    n = len(sql)
+    after_name = i > 0 and _is_name_char(sql[i - 1])
+    if c == "'" or (
+        c in "eE" and dialect == "postgresql" and sql.startswith("'", i + 1) and not after_name
+    ):
+        return _string_end(sql, i, dialect), False
+    if c == '"' or (c == "`" and dialect in ("mysql", "sqlite")):
+        return _identifier_end(sql, i), False
+    if (c == "-" and sql.startswith("--", i)) or (c == "#" and dialect == "mysql"):
+        j = sql.find("\n", i)
+        return (n if j == -1 else j + 1), False
+    if c == "/" and sql.startswith("/*", i):
+        j = sql.find("*/", i + 2)
+        if j == -1:
+            raise _unterminated("comment", i)
+        return j + 2, False
+    if c == "$" and dialect == "postgresql" and not after_name:
+        tag = _dollar_tag(sql, i)
+        if tag is None:
+            return i + 1, False
+        j = sql.find(tag, i + len(tag))
+        if j == -1:
+            raise _unterminated("dollar-quoted string", i)
+        return j + len(tag), False
+    if c == ":":
+        return _colon_end(sql, i)
+    # a run of ordinary characters, copied in one go
+    j = i + 1
+    while j < n and sql[j] not in "'\"`-#/$:eE":
+        j += 1
+    return j, False
+
+
 @functools.lru_cache(maxsize=1024)
 def translate(sql: str, dialect: str) -> TranslatedStatement:
     """
@@ -115,107 +223,14 @@ def translate(sql: str, dialect: str) -> TranslatedStatement:
     out: list[str] = []
     names: list[str] = []
     i = 0
-    n = len(sql)
-
-    def emit(text: str) -> None:
-        out.append(text.replace("%", "%%") if pyformat else text)
-
-    def unterminated(what: str, start: int) -> ParameterError:
-        return ParameterError(
-            f"expected the {what} that starts at character {start} of the statement to "
-            "be closed, but the statement ended first; close it"
-        )
-
-    while i < n:
-        c = sql[i]
-        if c == "'" or (
-            c in "eE"
-            and dialect == "postgresql"
-            and i + 1 < n
-            and sql[i + 1] == "'"
-            and (i == 0 or not _is_name_char(sql[i - 1]))
-        ):
-            # string literal; '' is an escaped quote; backslash escapes in MySQL
-            # strings and PostgreSQL E'' strings
-            start = i
-            backslash = dialect == "mysql" or c != "'"
-            j = i + (1 if c == "'" else 2)
-            while True:
-                if j >= n:
-                    raise unterminated("string literal", start)
-                if backslash and sql[j] == "\\":
-                    j += 2
-                    continue
-                if sql[j] == "'":
-                    if j + 1 < n and sql[j + 1] == "'":
-                        j += 2
-                        continue
-                    j += 1
-                    break
-                j += 1
-            emit(sql[start:j])
-            i = j
-        elif c == '"' or (c == "`" and dialect == "mysql") or (c == "`" and dialect == "sqlite"):
-            start = i
-            j = i + 1
-            while True:
-                if j >= n:
-                    raise unterminated("quoted identifier", start)
-                if sql[j] == c:
-                    if j + 1 < n and sql[j + 1] == c:
-                        j += 2
-                        continue
-                    j += 1
-                    break
-                j += 1
-            emit(sql[start:j])
-            i = j
-        elif (c == "-" and sql.startswith("--", i)) or (c == "#" and dialect == "mysql"):
-            j = sql.find("\n", i)
-            j = n if j == -1 else j + 1
-            emit(sql[i:j])
-            i = j
-        elif c == "/" and sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            if j == -1:
-                raise unterminated("comment", i)
-            emit(sql[i : j + 2])
-            i = j + 2
-        elif c == "$" and dialect == "postgresql" and (i == 0 or not _is_name_char(sql[i - 1])):
-            tag = _dollar_tag(sql, i)
-            if tag is None:
-                emit(c)
-                i += 1
-                continue
-            j = sql.find(tag, i + len(tag))
-            if j == -1:
-                raise unterminated("dollar-quoted string", i)
-            emit(sql[i : j + len(tag)])
-            i = j + len(tag)
-        elif c == ":":
-            if i + 1 < n and sql[i + 1] == ":":
-                # a cast (x::int), or a run of colons: never a placeholder
-                j = i
-                while j < n and sql[j] == ":":
-                    j += 1
-                emit(sql[i:j])
-                i = j
-            elif i + 1 < n and _is_name_start(sql[i + 1]):
-                j = i + 1
-                while j < n and _is_name_char(sql[j]):
-                    j += 1
-                name = sql[i + 1 : j]
-                names.append(name)
-                out.append(f"%({name})s" if pyformat else sql[i:j])
-                i = j
-            else:
-                emit(c)
-                i += 1
+    while i < len(sql):
+        j, placeholder = _token_end(sql, i, dialect)
+        if placeholder:
+            name = sql[i + 1 : j]
+            names.append(name)
+            out.append(f"%({name})s" if pyformat else sql[i:j])
         else:
-            # copy a run of ordinary characters in one go
-            j = i + 1
-            while j < n and sql[j] not in "'\"`-#/$:eE":
-                j += 1
-            emit(sql[i:j])
-            i = j
+            text = sql[i:j]
+            out.append(text.replace("%", "%%") if pyformat else text)
+        i = j
     return TranslatedStatement("".join(out), tuple(names))

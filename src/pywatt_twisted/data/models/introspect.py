@@ -316,29 +316,59 @@ def _mysql_type(raw: str, json_checked: bool) -> ColumnType:
     return ColumnType(kind or f"other:{raw}")
 
 
-def introspect_mysql(tx: Transaction) -> DatabaseSchema:
-    comments = {
-        _text(r["name"]): _text(r["comment"]) or None
-        for r in tx.query(
-            "SELECT TABLE_NAME AS name, TABLE_COMMENT AS comment FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
-        )
-    }
+_MY_TABLES = (
+    "SELECT TABLE_NAME AS name, TABLE_COMMENT AS comment FROM information_schema.TABLES "
+    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+)
+_MY_CHECKS = (
+    "SELECT TABLE_NAME AS table_name, CONSTRAINT_NAME AS name, CHECK_CLAUSE AS clause "
+    "FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()"
+)
+_MY_COLUMNS = (
+    "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS name, COLUMN_TYPE AS type, "
+    "IS_NULLABLE AS nullable, COLUMN_DEFAULT AS default_sql, EXTRA AS extra, "
+    "COLUMN_COMMENT AS comment FROM information_schema.COLUMNS "
+    "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"
+)
+_MY_INDEXES = (
+    "SELECT TABLE_NAME AS table_name, INDEX_NAME AS name, NON_UNIQUE AS non_unique, "
+    "SEQ_IN_INDEX AS seq, COLUMN_NAME AS column_name FROM information_schema.STATISTICS "
+    "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
+)
+_MY_FOREIGN_KEYS = (
+    "SELECT k.TABLE_NAME AS table_name, k.CONSTRAINT_NAME AS name, "
+    "k.COLUMN_NAME AS column_name, "
+    "k.REFERENCED_TABLE_NAME AS ref_table, k.REFERENCED_COLUMN_NAME AS ref_column, "
+    "k.ORDINAL_POSITION AS position, c.DELETE_RULE AS on_delete, c.UPDATE_RULE AS on_update "
+    "FROM information_schema.KEY_COLUMN_USAGE k "
+    "JOIN information_schema.REFERENTIAL_CONSTRAINTS c "
+    "ON c.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND c.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+    "AND c.TABLE_NAME = k.TABLE_NAME "
+    "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
+    "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+)
+
+
+def _mysql_checks(tx: Transaction) -> dict[str, dict[str, str]]:
+    """
+    C{{table: {check name: clause}}}.
+    """
     checks: dict[str, dict[str, str]] = {}
-    for r in tx.query(
-        "SELECT TABLE_NAME AS table_name, CONSTRAINT_NAME AS name, CHECK_CLAUSE AS clause "
-        "FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()"
-    ):
+    for r in tx.query(_MY_CHECKS):
         checks.setdefault(_text(r["table_name"]), {})[_text(r["name"])] = _text(r["clause"])
+    return checks
+
+
+def _mysql_columns(
+    tx: Transaction, tables: Mapping[str, object], checks: Mapping[str, Mapping[str, str]]
+) -> dict[str, list[ColumnInfo]]:
+    """
+    C{{table: [column, ...]}} in column order, for the base tables in C{tables}.
+    """
     columns: dict[str, list[ColumnInfo]] = {}
-    for r in tx.query(
-        "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS name, COLUMN_TYPE AS type, "
-        "IS_NULLABLE AS nullable, COLUMN_DEFAULT AS default_sql, EXTRA AS extra, "
-        "COLUMN_COMMENT AS comment FROM information_schema.COLUMNS "
-        "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"
-    ):
+    for r in tx.query(_MY_COLUMNS):
         table, name = _text(r["table_name"]), _text(r["name"])
-        if table not in comments:
+        if table not in tables:
             continue  # a view
         raw_type = _text(r["type"])
         clause = checks.get(table, {}).get(name, "")
@@ -354,12 +384,17 @@ def introspect_mysql(tx: Transaction) -> DatabaseSchema:
                 comment=_text(r["comment"]) or None,
             )
         )
+    return columns
+
+
+def _mysql_indexes(
+    tx: Transaction,
+) -> tuple[dict[str, tuple[str, ...]], dict[str, list[IndexInfo]]]:
+    """
+    C{({table: primary key columns}, {table: [other index, ...]})}.
+    """
     stats: dict[tuple[str, str], list[tuple[int, str, bool]]] = {}
-    for r in tx.query(
-        "SELECT TABLE_NAME AS table_name, INDEX_NAME AS name, NON_UNIQUE AS non_unique, "
-        "SEQ_IN_INDEX AS seq, COLUMN_NAME AS column_name FROM information_schema.STATISTICS "
-        "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
-    ):
+    for r in tx.query(_MY_INDEXES):
         key = (_text(r["table_name"]), _text(r["name"]))
         stats.setdefault(key, []).append(
             (int(r["seq"]), _text(r["column_name"]), not int(r["non_unique"]))
@@ -372,19 +407,15 @@ def introspect_mysql(tx: Transaction) -> DatabaseSchema:
             pk[table] = cols
         else:
             indexes.setdefault(table, []).append(IndexInfo(name, cols, parts[0][2]))
+    return pk, indexes
+
+
+def _mysql_foreign_keys(tx: Transaction) -> dict[str, list[ForeignKeyInfo]]:
+    """
+    C{{table: [foreign key, ...]}}, each key's columns in order.
+    """
     fk_rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in tx.query(
-        "SELECT k.TABLE_NAME AS table_name, k.CONSTRAINT_NAME AS name, "
-        "k.COLUMN_NAME AS column_name, "
-        "k.REFERENCED_TABLE_NAME AS ref_table, k.REFERENCED_COLUMN_NAME AS ref_column, "
-        "k.ORDINAL_POSITION AS position, c.DELETE_RULE AS on_delete, c.UPDATE_RULE AS on_update "
-        "FROM information_schema.KEY_COLUMN_USAGE k "
-        "JOIN information_schema.REFERENTIAL_CONSTRAINTS c "
-        "ON c.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND c.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
-        "AND c.TABLE_NAME = k.TABLE_NAME "
-        "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
-        "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
-    ):
+    for r in tx.query(_MY_FOREIGN_KEYS):
         fk_rows.setdefault((_text(r["table_name"]), _text(r["name"])), []).append(r)
     fks: dict[str, list[ForeignKeyInfo]] = {}
     for (table, name), rows in fk_rows.items():
@@ -398,6 +429,15 @@ def introspect_mysql(tx: Transaction) -> DatabaseSchema:
                 _action(_text(rows[0]["on_update"])),
             )
         )
+    return fks
+
+
+def introspect_mysql(tx: Transaction) -> DatabaseSchema:
+    comments = {_text(r["name"]): _text(r["comment"]) or None for r in tx.query(_MY_TABLES)}
+    checks = _mysql_checks(tx)
+    columns = _mysql_columns(tx, comments, checks)
+    pk, indexes = _mysql_indexes(tx)
+    fks = _mysql_foreign_keys(tx)
     tables = {
         table: TableInfo(
             name=table,

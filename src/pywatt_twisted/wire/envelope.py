@@ -1,0 +1,185 @@
+# -*- test-case-name: tests.wire.test_envelope -*-
+"""
+Building the envelopes a module sends, as plain values (no I/O):
+
+  - the channel envelope C{{"id", "content", "metadata"}} of PROTOCOL.md 4.3, framed
+    (L{encode_channel_frame}), with the metadata of identify (L{identify_metadata}) or
+    of a request the orchestrator correlates by C{metadata.id}
+    (L{correlated_metadata});
+  - the routed envelope: the opaque payload of a C{route_to_module} request, which
+    carries the target endpoint in C{metadata.properties.target_endpoint} through the
+    orchestrator (L{routed_request_payload}), and how a routed request or reply payload
+    is read back (L{unwrap_routed_request}, L{routed_reply_content}).
+
+Transports move the bytes these functions return; they build no envelopes themselves.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pywatt_twisted.errors import MessageTooLarge, PayloadError
+from pywatt_twisted.wire import _json
+from pywatt_twisted.wire.codec import to_json_object
+from pywatt_twisted.wire.framing import frame_header
+from pywatt_twisted.wire.messages import EncodedPayload
+
+__all__ = [
+    "correlated_metadata",
+    "encode_channel_frame",
+    "envelope_id",
+    "identify_metadata",
+    "op_name",
+    "routed_reply_content",
+    "routed_request_payload",
+    "unwrap_routed_request",
+]
+
+_getrandbits = random.getrandbits
+_UUID4_CLEAR: Final = 0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF
+_UUID4_SET: Final = 0x00000000000040008000000000000000
+_dumps = _json.dumps
+
+
+def envelope_id() -> str:
+    """
+    A random version-4 UUID in its lowercase hyphenated form, for envelope ids.
+
+    Envelope ids only correlate and de-duplicate frames; they are not secrets, so they
+    come from C{random.getrandbits} (about 3x cheaper than C{uuid.uuid4()}, which reads
+    the OS's entropy pool and builds a UUID object per call).
+    """
+    h = "%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def op_name(message: object) -> str:
+    """
+    The op of C{message} (C{"route_to_module"}), or its class name when it has none.
+    """
+    op = getattr(message, "op", None)
+    return op if isinstance(op, str) else type(message).__name__
+
+
+def encode_channel_frame(
+    message: object, max_frame_length: int, metadata: Mapping[str, object] | None = None
+) -> bytes:
+    """
+    The full frame (header and payload) of C{message} in its module -> orchestrator
+    envelope C{{"id": uuid4, "content": message, "metadata": metadata or {}}} (the
+    Rust form, PROTOCOL.md 4.3).
+
+    @param metadata: the envelope's metadata object, keys already in wire form.
+    @raise MessageTooLarge: if the payload is longer than C{max_frame_length}.
+    """
+    payload = _dumps(
+        {
+            "id": envelope_id(),
+            "content": to_json_object(message),  # type: ignore[arg-type]
+            "metadata": {} if metadata is None else metadata,
+        }
+    )
+    length = len(payload)
+    if length > max_frame_length:
+        raise MessageTooLarge(op_name(message), length, max_frame_length)
+    return frame_header(length) + payload
+
+
+def identify_metadata(
+    module_id: str, properties: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """
+    The metadata of the identify envelope (PROTOCOL.md 2.5): C{{"source": module_id}},
+    plus C{properties} when given.
+    """
+    metadata: dict[str, object] = {"source": module_id}
+    if properties is not None:
+        metadata["properties"] = dict(properties)
+    return metadata
+
+
+def correlated_metadata() -> dict[str, object]:
+    """
+    Metadata carrying a fresh C{id}, for requests the orchestrator answers by
+    C{metadata.id} (service discovery).
+    """
+    return {"id": envelope_id()}
+
+
+def routed_request_payload(
+    content: Any,
+    endpoint: str,
+    source: str | None = None,
+    no_reply: bool = False,
+    timestamp: int | None = None,
+) -> EncodedPayload:
+    """
+    The payload of a routed request: the JSON envelope C{{"id", "content", "metadata":
+    {"timestamp"?, "source"?, "properties": {"target_endpoint", "no_reply"?}}}} that
+    carries C{endpoint} through the orchestrator.
+
+    @raise PayloadError: if C{content} is not JSON-serialisable.
+    """
+    properties: dict[str, object] = {"target_endpoint": endpoint}
+    if no_reply:
+        properties["no_reply"] = True
+    metadata: dict[str, object] = {}
+    if timestamp is not None:
+        metadata["timestamp"] = timestamp
+    if source is not None:
+        metadata["source"] = source
+    metadata["properties"] = properties
+    try:
+        return EncodedPayload.from_json(
+            {"id": envelope_id(), "content": content, "metadata": metadata}
+        )
+    except (TypeError, ValueError) as e:
+        raise PayloadError(
+            f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
+            f"numbers, booleans, None); got {type(content).__name__}: {e}"
+        ) from None
+
+
+def _is_envelope(value: object) -> bool:
+    return type(value) is dict and "content" in value and "id" in value
+
+
+def routed_reply_content(payload: EncodedPayload) -> Any:
+    """
+    The content of a C{routed_module_response} payload (PROTOCOL.md 6.7, leniently):
+    the JSON value, unwrapped when it is an envelope C{{"id", "content", ...}}.
+
+    @raise ValueError: if the payload is not JSON.
+    """
+    value = payload.json()
+    if _is_envelope(value):
+        return value["content"]
+    return value
+
+
+def unwrap_routed_request(
+    payload: EncodedPayload, top_level_endpoint: str | None
+) -> tuple[Any, str | None, bool]:
+    """
+    The C{(content, endpoint, no_reply)} of a C{routed_module_message}'s payload.
+
+    The endpoint comes from the envelope's C{metadata.properties.target_endpoint}, else
+    from C{top_level_endpoint}. A payload that is not an envelope is the content itself.
+
+    @raise ValueError: if the payload is not JSON.
+    """
+    value = payload.json()
+    endpoint = top_level_endpoint
+    no_reply = False
+    if _is_envelope(value):
+        metadata = value.get("metadata")
+        properties = metadata.get("properties") if type(metadata) is dict else None
+        if type(properties) is dict:
+            named = properties.get("target_endpoint")
+            if type(named) is str and named:
+                endpoint = named
+            no_reply = properties.get("no_reply") is True
+        return value["content"], endpoint, no_reply
+    return value, endpoint, no_reply

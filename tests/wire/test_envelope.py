@@ -1,0 +1,103 @@
+"""
+Tests for L{pywatt_twisted.wire.envelope}: the envelopes a module sends, built as plain
+values.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted.errors import ChannelError, FrameTooLarge, MessageTooLarge, PayloadError
+from pywatt_twisted.wire.envelope import (
+    correlated_metadata,
+    encode_channel_frame,
+    envelope_id,
+    identify_metadata,
+    op_name,
+    routed_reply_content,
+    routed_request_payload,
+    unwrap_routed_request,
+)
+from pywatt_twisted.wire.framing import FORMAT_JSON, Frame, FrameDecoder
+from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck, Identify
+
+
+def decode(frame: bytes) -> dict[str, object]:
+    [item] = FrameDecoder(1 << 30).feed(frame)
+    assert isinstance(item, Frame) and item.format == FORMAT_JSON
+    value = json.loads(item.payload)
+    assert isinstance(value, dict)
+    return value
+
+
+class ChannelEnvelopeTests(SynchronousTestCase):
+    def test_envelope_id_is_a_uuid4(self) -> None:
+        value = envelope_id()
+        parsed = uuid.UUID(value)
+        self.assertEqual((str(parsed), parsed.version), (value, 4))
+        self.assertNotEqual(value, envelope_id())
+
+    def test_frame_is_the_rust_envelope(self) -> None:
+        """
+        C{{"id", "content", "metadata"}} in that order, the metadata as given.
+        """
+        envelope = decode(encode_channel_frame(HeartbeatAck(), 1000, {"source": "m"}))
+        self.assertEqual(list(envelope), ["id", "content", "metadata"])
+        self.assertEqual(envelope["content"], {"op": "heartbeat_ack"})
+        self.assertEqual(envelope["metadata"], {"source": "m"})
+        self.assertEqual(decode(encode_channel_frame(HeartbeatAck(), 1000))["metadata"], {})
+
+    def test_too_large(self) -> None:
+        error = self.assertRaises(MessageTooLarge, encode_channel_frame, Identify("m" * 200), 100)
+        self.assertIsInstance(error, ChannelError)
+        self.assertIsInstance(error, FrameTooLarge)
+        self.assertEqual((error.op, error.limit), ("identify", 100))
+        self.assertIn("--max-frame-length", str(error))
+
+    def test_identify_metadata(self) -> None:
+        self.assertEqual(identify_metadata("m"), {"source": "m"})
+        self.assertEqual(
+            identify_metadata("m", {"k": "v"}), {"source": "m", "properties": {"k": "v"}}
+        )
+
+    def test_correlated_metadata(self) -> None:
+        [(key, value)] = correlated_metadata().items()
+        self.assertEqual((key, uuid.UUID(str(value)).version), ("id", 4))
+
+    def test_op_name(self) -> None:
+        self.assertEqual(op_name(HeartbeatAck()), "heartbeat_ack")
+        self.assertEqual(op_name(object()), "object")
+
+
+class RoutedEnvelopeTests(SynchronousTestCase):
+    def test_request_round_trip(self) -> None:
+        payload = routed_request_payload({"n": 1}, "ep", source="a", no_reply=True, timestamp=7)
+        value = payload.json()
+        self.assertEqual(list(value), ["id", "content", "metadata"])
+        self.assertEqual(
+            value["metadata"],
+            {
+                "timestamp": 7,
+                "source": "a",
+                "properties": {"target_endpoint": "ep", "no_reply": True},
+            },
+        )
+        self.assertEqual(unwrap_routed_request(payload, None), ({"n": 1}, "ep", True))
+
+    def test_bare_request(self) -> None:
+        payload = EncodedPayload.from_json([1])
+        self.assertEqual(unwrap_routed_request(payload, "top"), ([1], "top", False))
+
+    def test_not_serialisable(self) -> None:
+        error = self.assertRaises(PayloadError, routed_request_payload, object(), "ep")
+        self.assertIsInstance(error, ValueError)
+        self.assertIn("'ep'", str(error))
+
+    def test_reply_content(self) -> None:
+        self.assertEqual(routed_reply_content(EncodedPayload.from_json([1])), [1])
+        self.assertEqual(
+            routed_reply_content(EncodedPayload.from_json({"id": "x", "content": 2})), 2
+        )
