@@ -1,6 +1,7 @@
 """
 The C{pywatt} command: C{pywatt dev ...} (the embedded orchestrator), C{pywatt db ...}
-(the schema tool) and C{pywatt new NAME} (a new module project). Each subcommand lives with its layer and is imported only when used.
+(the schema tool) and C{pywatt new NAME} (a new module project). Each subcommand lives
+with its layer and is imported only when used.
 """
 
 from __future__ import annotations

@@ -229,7 +229,9 @@ def plan(options: ProjectOptions) -> dict[str, str]:
     return files
 
 
-def generate(options: ProjectOptions, directory: str | os.PathLike[str], force: bool = False) -> list[str]:
+def generate(
+    options: ProjectOptions, directory: str | os.PathLike[str], force: bool = False
+) -> list[str]:
     """
     Write the project into C{directory} (created if missing).
 
