@@ -282,6 +282,10 @@ def check_command(words: list[str]) -> str | None:
             from pywatt_twisted.data.models.cli import build_parser as db_parser
 
             _parse_argparse(db_parser, args[1:])
+        elif program == "pywatt" and args[:1] == ["new"]:
+            from pywatt_twisted.scaffold import build_parser as new_parser
+
+            _parse_argparse(new_parser, args[1:])
         elif program == "twistd":
             if "pywatt" not in args:
                 return None
@@ -430,6 +434,8 @@ class ExtractionTests(SynchronousTestCase):
     def test_unknown_option_is_found(self) -> None:
         self.assertIsNone(check_command(["pywatt", "dev", "--module=m", "--port=8080"]))
         self.assertIn("--prot", check_command(["pywatt", "dev", "--module=m", "--prot=1"]) or "")
+        self.assertIsNone(check_command(["pywatt", "new", "demo-mod", "--with=jwt"]))
+        self.assertIn("--with", check_command(["pywatt", "new", "demo-mod", "--with=nope"]) or "")
         self.assertIsNone(check_command(["twistd", "-n", "pywatt", "--module=m"]))
         self.assertIsNotNone(check_command(["twistd", "-n", "pywatt", "--nodule=m"]))
         self.assertIsNotNone(check_command(["python", "-m", "pywatt_twisted", "--nope"]))

@@ -83,3 +83,11 @@ class WheelTests(TestCase):
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertIn("pywatt_twisted/wire/codec.py", names)
         self.assertIn("pywatt_twisted/py.typed", names)
+        # the templates of pywatt new, dotfile and nested ones included
+        for template in (
+            "README.md.tmpl",
+            "gitignore.tmpl",
+            "src/__package__/module.py.tmpl",
+            "tests/test_module.py.tmpl",
+        ):
+            self.assertIn(f"pywatt_twisted/_templates/new/{template}", names)

@@ -1,6 +1,7 @@
 """
-The C{pywatt} command: C{pywatt dev ...} (the embedded orchestrator) and C{pywatt db ...}
-(the schema tool). Each subcommand lives with its layer and is imported only when used.
+The C{pywatt} command: C{pywatt dev ...} (the embedded orchestrator), C{pywatt db ...}
+(the schema tool) and C{pywatt new NAME} (a new module project). Each subcommand lives
+with its layer and is imported only when used.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ usage: pywatt <command> [options]
 commands:
   dev     run modules under the embedded development orchestrator
   db      validate models, generate and apply database schemas
+  new     create a ready project for one module (pywatt new NAME)
 
 Run 'pywatt <command> --help' for a command's options.
 """
 
-COMMANDS = ("dev", "db")
+COMMANDS = ("dev", "db", "new")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pywatt_twisted.data.models.cli import main as db_main
 
         return db_main(rest)
+    if command == "new":
+        from pywatt_twisted.scaffold import main as new_main
+
+        return new_main(rest)
     close = difflib.get_close_matches(command, (*COMMANDS, "--version", "--help"), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     sys.stderr.write(f"pywatt: unknown command {command!r}{hint}\n\n{USAGE}")
