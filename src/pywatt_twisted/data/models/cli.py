@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="{model,schema}", parser_class=_Parser)
     groups.required = True
 
-    model = groups.add_parser("model", help="work with model files")
+    model = groups.add_parser(
+        "model", help="validate models, generate them from a database, drop their tables"
+    )
     model_commands = model.add_subparsers(
         dest="command", metavar="{validate,generate,drop}", parser_class=_Parser
     )
