@@ -3,11 +3,14 @@
 C{pywatt db}: the schema tool::
 
     pywatt db model validate --models models.yaml
+    pywatt db model generate --url URL [--table NAME ...] [--output models.py]
+    pywatt db model drop     --models models.yaml --url URL [--yes]
     pywatt db schema generate --models models.yaml --dialect postgres [--output schema.sql]
     pywatt db schema diff  --models models.yaml --url URL [--check]
     pywatt db schema apply --models models.yaml --url URL [--allow-destructive]
 
-C{--models} is a model file, C{pkg.mod:attr} naming what a module passes as C{models=}
+C{--models} is a model file, a Python file (C{models.py}, its C{MODELS}, or
+C{models.py:ATTR}), C{pkg.mod:attr} naming what a module passes as C{models=}
 (attrs classes, a list, a L{Schema <pywatt_twisted.data.models.Schema>} or a dict), or
 C{pkg.mod} whose C{@pywatt_module(models=...)} is used. C{--url} defaults to the
 C{DATABASE_URL} environment variable. Exit status: 0 success,
@@ -48,7 +51,9 @@ class _Parser(Parser):
 
 
 MODELS_HELP = (
-    "a model file (.yaml, .yml or .json); or PKG.MOD:ATTR naming what a module passes as "
+    "a model file (.yaml, .yml or .json); or a Python file (models.py uses its MODELS, "
+    "models.py:ATTR another name), such as model generate writes; or PKG.MOD:ATTR "
+    "naming what a module passes as "
     "models= (attrs classes, a list of them, a Schema or a dict); or PKG.MOD, whose "
     "@pywatt_module(models=...) is used"
 )
@@ -66,6 +71,9 @@ def models_source(spec: str) -> Any:
 
     @raise ConfigurationError: the name cannot be imported, or names no models.
     """
+    path, _, path_attr = spec.partition(":") if ".py:" in spec else (spec, "", "")
+    if path.endswith(".py"):
+        return _python_file_models(path, path_attr or "MODELS")
     if (
         os.path.exists(spec)
         or spec.endswith((".yaml", ".yml", ".json"))
@@ -106,6 +114,37 @@ def models_source(spec: str) -> Any:
     return value
 
 
+def _python_file_models(path: str, attr: str) -> Any:
+    """
+    The models a Python file defines (what C{model generate} writes): its C{attr}.
+    """
+    import importlib.util
+
+    from pywatt_twisted.runtime.module import ModuleDefinition
+
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"--models {path}: no such file")
+    name = "pywatt_models_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so that string annotations resolve
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ConfigurationError(f"--models {path}: cannot run it: {e}") from None
+    value = getattr(module, attr, None)
+    if value is None:
+        raise ConfigurationError(
+            f"--models {path}: it defines no {attr}; name the models with {path}:ATTR"
+        )
+    if isinstance(value, ModuleDefinition):
+        if value.models is None:
+            raise ConfigurationError(f"--models {path}: this module definition has no models=...")
+        return value.models
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pywatt db",
@@ -115,15 +154,51 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="{model,schema}", parser_class=_Parser)
     groups.required = True
 
-    model = groups.add_parser("model", help="work with model files")
+    model = groups.add_parser(
+        "model", help="validate models, generate them from a database, drop their tables"
+    )
     model_commands = model.add_subparsers(
-        dest="command", metavar="{validate}", parser_class=_Parser
+        dest="command", metavar="{validate,generate,drop}", parser_class=_Parser
     )
     model_commands.required = True
     validate = model_commands.add_parser(
         "validate", help="check a model file and print its problems"
     )
     validate.add_argument("--models", "-m", required=True, help=MODELS_HELP)
+    url_help = (
+        "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
+    )
+    model_generate = model_commands.add_parser(
+        "generate",
+        help="write Python models (@model attrs classes and MODELS) from a live database",
+        description="Read the tables of a live database and write the Python models that "
+        "describe them: one @model attrs class per table and a MODELS list, ready for "
+        "@pywatt_module(models=MODELS) and --models FILE.py. Applying them to an empty "
+        "database and running 'schema diff' against the source database shows no changes.",
+    )
+    model_generate.add_argument("--url", help=url_help)
+    model_generate.add_argument(
+        "--table",
+        "-t",
+        action="append",
+        metavar="NAME",
+        help="a table to describe (repeatable; default: every table); the tables it "
+        "references are included too",
+    )
+    model_generate.add_argument("--output", "-o", help="write to this file instead of stdout")
+    model_drop = model_commands.add_parser(
+        "drop",
+        help="drop the models' tables (only those) from a database; needs --yes",
+        description="Drop the tables of the models, dependents first, and nothing else. "
+        "Without --yes it only lists what it would drop and exits with status 1.",
+    )
+    model_drop.add_argument("--models", "-m", required=True, help=MODELS_HELP)
+    model_drop.add_argument("--url", help=url_help)
+    model_drop.add_argument(
+        "--yes",
+        action="store_true",
+        help="really drop them (the data is lost); without it nothing is dropped",
+    )
 
     schema = groups.add_parser("schema", help="generate DDL, compare with or apply to a database")
     schema_commands = schema.add_subparsers(
@@ -141,9 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--output", "-o", help="write to this file instead of stdout")
 
-    url_help = (
-        "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
-    )
     diff = schema_commands.add_parser("diff", help="show what apply would change; change nothing")
     diff.add_argument("--models", "-m", required=True, help=MODELS_HELP)
     diff.add_argument("--url", help=url_help)
@@ -239,8 +311,114 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return EXIT_OK  # pragma: no cover - react always exits
 
 
+def _url(args: argparse.Namespace) -> str:
+    url = args.url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise _UsageError("no database: pass --url URL or set DATABASE_URL", "")
+    # The URL is parsed before the reactor starts so a malformed one is a plain error.
+    from pywatt_twisted.data.database import DatabaseConfig
+
+    DatabaseConfig.from_url(url)
+    return url
+
+
+def _react(main: Any, *args: Any) -> int:
+    from twisted.internet import task
+
+    try:
+        task.react(main, args)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return EXIT_OK  # pragma: no cover - react always exits
+
+
+def generate_source(tx: Any, dialect: str, tables: Sequence[str]) -> tuple[str, list[Any]]:
+    """
+    The Python models of a database's tables, and the warnings (in a pool thread).
+    """
+    from pywatt_twisted.data.models.generate import (
+        check_expressions,
+        load_source,
+        models_from_database,
+        python_source,
+    )
+    from pywatt_twisted.data.models.introspect import introspect_transaction
+    from pywatt_twisted.data.models.validate import validate
+
+    generated = models_from_database(
+        introspect_transaction(tx, dialect), tables, check_expressions(tx, dialect)
+    )
+    warnings = list(generated.warnings) + validate(generated.schema)
+    source = python_source(generated.schema, f"a {dialect} database")
+    if load_source(source) != generated.schema:  # pragma: no cover - a generator bug
+        raise PyWattError("internal error: the generated source does not load back as read")
+    return source, warnings
+
+
+async def _model_generate(reactor: Any, args: argparse.Namespace, url: str) -> None:
+    from pywatt_twisted.data import Database
+
+    db = Database.from_url(url, min_pool=1, max_pool=1, reactor=reactor)
+    code = EXIT_OK
+    try:
+        source, warnings = await db.run_interaction(
+            generate_source, db.dialect, list(args.table or ())
+        )
+        _warn(warnings)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(source)
+        else:
+            sys.stdout.write(source)
+    except PyWattError as e:
+        _err(str(e))
+        code = EXIT_ERROR
+    except OSError as e:
+        _err(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
+        code = EXIT_ERROR
+    finally:
+        await db.close()
+    raise SystemExit(code)
+
+
+def _cmd_model_generate(args: argparse.Namespace) -> int:
+    return _react(_model_generate, args, _url(args))
+
+
+async def _model_drop(reactor: Any, args: argparse.Namespace, schema: Any, url: str) -> None:
+    from pywatt_twisted.data import Database
+    from pywatt_twisted.data.models.drop import drop
+
+    db = Database.from_url(url, min_pool=1, max_pool=1, reactor=reactor)
+    code = EXIT_OK
+    try:
+        result = await drop(db, schema, execute=args.yes)
+        if args.yes:
+            n = len(result.tables)
+            sys.stdout.write(f"{result}\ndropped {n} table{'s' if n != 1 else ''}\n")
+        else:
+            sys.stdout.write(f"would drop, dependents first:\n{result}\n")
+            if result.tables:
+                _err("nothing was dropped: pass --yes to drop these tables and their data")
+                code = EXIT_ERROR
+    except PyWattError as e:
+        _err(str(e))
+        code = EXIT_ERROR
+    finally:
+        await db.close()
+    raise SystemExit(code)
+
+
+def _cmd_model_drop(args: argparse.Namespace) -> int:
+    url = _url(args)
+    schema = _load(args.models)
+    return _react(_model_drop, args, schema, url)
+
+
 COMMANDS = {
     ("model", "validate"): _cmd_validate,
+    ("model", "generate"): _cmd_model_generate,
+    ("model", "drop"): _cmd_model_drop,
     ("schema", "generate"): _cmd_generate,
     ("schema", "diff"): _cmd_live,
     ("schema", "apply"): _cmd_live,
