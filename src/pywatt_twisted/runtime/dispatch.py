@@ -93,12 +93,6 @@ class OpDispatcher:
         for call in pending:
             call()
 
-    def _ready(self) -> bool:
-        return self.service.status_machine.current is ModuleStatus.READY
-
-    def _accepting(self) -> bool:
-        return self.service.status_machine.accepting
-
     def _module_id(self) -> str:
         return self.parts.module_id or "?"
 
@@ -121,9 +115,9 @@ class OpDispatcher:
     # -- HTTP-over-IPC ----------------------------------------------------------------------
 
     def _on_http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
-        bridge = self.parts.bridge
-        if bridge is None or not self._ready():
-            if not self._accepting():
+        bridge, status = self.parts.bridge, self.service.status_machine
+        if bridge is None or status.current is not ModuleStatus.READY:
+            if not status.accepting:
                 self._reply_http(
                     link,
                     HttpResponse(
@@ -163,9 +157,9 @@ class OpDispatcher:
     # -- routed module messages -------------------------------------------------------------
 
     def _on_routed_message(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
-        messaging = self.parts.messaging
-        if messaging is None or not self._ready():
-            if not self._accepting() or self.service.lifecycle.stop_requested:
+        messaging, status = self.parts.messaging, self.service.status_machine
+        if messaging is None or status.current is not ModuleStatus.READY:
+            if not status.accepting or self.service.lifecycle.stop_requested:
                 module_id = self._module_id()
                 self._send_routed_error(
                     link,
