@@ -734,7 +734,7 @@ class ServiceWiringTests(SynchronousTestCase):
     ) -> tuple[Harness, dict[str, FakeEndpoint]]:
         endpoints = {"tcp": FakeEndpoint("tcp"), "ipc": FakeEndpoint("ipc")}
         harness = Harness(echo_app, config)
-        harness.service._channel_endpoints = lambda spec, tls: endpoints[spec.name]
+        harness.service.channel_endpoints = lambda spec, tls: endpoints[spec.name]
         return harness, endpoints
 
     def start(self, harness: Harness, **channels: Any) -> None:

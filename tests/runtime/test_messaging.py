@@ -715,7 +715,7 @@ class HandlerLimitTests(SynchronousTestCase):
         size = len(envelope(0, "hang").data)  # every queued payload holds a few bytes
         self.assertTrue(0 < messaging.queued_bytes <= 1000 * (size + 8))
         self.assertEqual(messaging.queued_bytes, sum(s for _, _, s in messaging._queue))
-        self.assertEqual(module.service._on_ready, [])
+        self.assertEqual(module.service.dispatcher.held, [])
         errors = self.errors(orch)
         self.assertEqual(len(errors), 100_000 - 1064)
         self.assertEqual({kind for kind, _ in errors}, {"overloaded"})
@@ -883,7 +883,7 @@ class HandlerLimitTests(SynchronousTestCase):
             self.ask(orch, i)
         self.assertEqual(len(self.errors(orch)), 2)
         self.assertEqual({kind for kind, _ in self.errors(orch)}, {"overloaded"})
-        self.assertEqual(len(orch.module.service._on_ready), 5)
+        self.assertEqual(len(orch.module.service.dispatcher.held), 5)
         gate.callback(None)
         module = self.successResultOf(started)
         self.assertEqual(hanging.calls, [0, 1])

@@ -15,10 +15,11 @@ from zope.interface import implementer
 from pywatt_twisted.errors import BootstrapError, SecretError
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.service import READY, describe_address
+from pywatt_twisted.runtime.status import ModuleStatus
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 from tests.runtime.helpers import Harness, init_line, line
-from tests.runtime.modules import echo_app, plain_resource
+from tests.runtime.modules import echo_app, failing_start, plain_resource
 
 SECRETS = {"API_KEY": "k-1234567", "DB_PASSWORD": "pw-987654"}
 
@@ -559,3 +560,61 @@ class StdoutBackpressureConfigTests(SynchronousTestCase):
         h.start()
         assert h.service.stdio is not None
         self.assertEqual(h.service.stdio.low_water, 2000)
+
+
+class StatusThroughLifeTests(SynchronousTestCase):
+    """
+    The module status (L{pywatt_twisted.runtime.status}) as the service moves it.
+    """
+
+    def stop(self, h: Harness) -> None:
+        stopped = h.service.stopService()
+        assert h.service.stdio is not None
+        h.service.stdio.connectionLost(None)
+        self.successResultOf(stopped)
+
+    def test_clean_life(self) -> None:
+        h = started()
+        self.assertIs(h.service.status, ModuleStatus.STARTING)
+        self.assertEqual(h.service.health_status()["status"], "starting")
+        h.answer_secrets(SECRETS)
+        self.assertIs(h.service.status, ModuleStatus.READY)
+        self.assertEqual(h.service.health_status()["status"], "ok")
+        self.stop(h)
+        self.assertIs(h.service.status, ModuleStatus.STOPPED)
+        self.assertEqual(h.service.health_status()["status"], "stopped")
+
+    def test_failed_start_stays_failed_through_the_stop(self) -> None:
+        h = started(definition=failing_start)
+        self.assertIs(h.service.status, ModuleStatus.FAILED)
+        self.assertEqual((h.exits, h.service.exit_code), ([1], 1))
+        self.stop(h)
+        self.assertIs(h.service.status, ModuleStatus.FAILED)
+
+    def test_stop_before_ready_holds_no_request(self) -> None:
+        """
+        A stop that begins while the module starts refuses the HTTP-over-IPC requests
+        that arrive then (503) instead of holding them for a ready that never comes.
+        """
+        h = started()
+        stopped = h.service.stopService()
+        # The stop cancelled the start-up's secret requests: STOPPING -> FAILED.
+        self.assertIs(h.service.status, ModuleStatus.FAILED)
+        h.feed(http("late", "GET", "/items/1"))
+        self.assertEqual(h.service.dispatcher.held, [])
+        replies = [m["content"] for m in h.new() if "content" in m]
+        self.assertEqual([(r["request_id"], r["status_code"]) for r in replies], [("late", 503)])
+        assert h.service.stdio is not None
+        h.service.stdio.connectionLost(None)
+        self.successResultOf(stopped)
+
+    def test_requests_after_the_stop_are_refused(self) -> None:
+        h = started()
+        h.answer_secrets(SECRETS)
+        self.stop(h)
+        link = FakeChannelLink()
+        h.service.message_received(
+            HttpRequest(request_id="after", method="GET", uri="/items/1", headers={}), link
+        )
+        self.assertEqual(h.service.dispatcher.held, [])
+        self.assertEqual([r.status_code for r in link.responses], [503])

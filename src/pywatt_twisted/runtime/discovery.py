@@ -42,6 +42,7 @@ from pywatt_twisted.wire.messages import (
     ServiceResponse,
     ServiceType,
 )
+from pywatt_twisted.wire.ops import op_name
 
 __all__ = ["DEFAULT_SERVICE_TIMEOUT", "ServiceClient", "ServiceType", "service_type"]
 
@@ -216,8 +217,7 @@ class ServiceClient:
             )
         except ChannelError as e:
             return fail(e)
-        op = getattr(message, "op", "?")
-        sent: Deferred[None] = self.channels.send_frame(frame, op, prefer="tcp")
+        sent: Deferred[None] = self.channels.send_frame(frame, op_name(message), prefer="tcp")
         return sent
 
     # -- proxied services (6.9) --------------------------------------------------------

@@ -49,6 +49,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import (
     ChannelError,
     NotAvailable,
@@ -253,12 +254,12 @@ class RoutedMessaging:
         self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
             clock, abandoned=_abandoned_request
         )
-        self._in_flight: set[Deferred[None]] = set()
+        #: running handler calls; drained once none runs and none is queued
+        self._in_flight: InFlight[Deferred[None]] = InFlight(idle=lambda: not self._queue)
         #: handler calls waiting for a slot, oldest first, with their payload sizes
         self._queue: deque[tuple[RoutedModuleMessage, Any, int]] = deque()
         #: payload bytes held by C{_queue}
         self.queued_bytes = 0
-        self._drain_waiters: list[Deferred[None]] = []
         self.stopping = False
         self._overload_unlogged = 0
         self._overload_logged_at: float | None = None
@@ -450,28 +451,19 @@ class RoutedMessaging:
             # Answered synchronously: the slot was never taken (a caller draining the
             # queue goes on with the next one; no recursion).
             return
-        self._in_flight.add(d)
+        self._in_flight.track(d).addBoth(self._next)
 
-        def done(result: object) -> object:
-            self._in_flight.discard(d)
-            self._next()
-            return result
-
-        d.addBoth(done)
-
-    def _next(self) -> None:
+    def _next(self, result: object = None) -> object:
         """
         A slot is free: start queued calls while there are slots; wake drain waiters once
-        nothing runs or waits.
+        nothing runs or waits. Passes C{result} through (a callback of a finished call).
         """
         while self._queue and len(self._in_flight) < self.max_concurrent:
             message, link, size = self._queue.popleft()
             self.queued_bytes -= size
             self._start(message, link)
-        if not self._in_flight and not self._queue:
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        self._in_flight.check()
+        return result
 
     def _overload(
         self, message: RoutedModuleMessage, link: Any, limit: str, value: int, unit: str
@@ -715,12 +707,7 @@ class RoutedMessaging:
         """
         Fires once no handler is running or queued (at once when none is).
         """
-        d: Deferred[None] = Deferred()
-        if not self._in_flight and not self._queue:
-            d.callback(None)
-        else:
-            self._drain_waiters.append(d)
-        return d
+        return self._in_flight.drained()
 
     def stop(self, reason: str = "the module is stopping") -> None:
         """

@@ -37,6 +37,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 from zope.interface import Interface, implementer
 
+from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import MessageTooLarge, PyWattError
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
@@ -425,8 +426,7 @@ class HttpBridge:
         self.host = host if host is not None else IPv4Address("TCP", "127.0.0.1", 0)
         self.peer = peer if peer is not None else IPv4Address("TCP", "127.0.0.1", 0)
         self.accepting = True
-        self._in_flight: set[_Pending] = set()
-        self._drain_waiters: list[Deferred[None]] = []
+        self._in_flight: InFlight[_Pending] = InFlight()
 
     @property
     def in_flight(self) -> int:
@@ -440,11 +440,7 @@ class HttpBridge:
         A Deferred that fires once no bridged request is in flight (at once when none
         is). It does not stop new requests; call L{stop_accepting} first for that.
         """
-        if not self._in_flight:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._drain_waiters.append(waiter)
-        return waiter
+        return self._in_flight.drained()
 
     def stop_accepting(self) -> None:
         """
@@ -670,12 +666,8 @@ class HttpBridge:
         if pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
         pending.timer = None
-        self._in_flight.discard(pending)
         self._count(pending.transport, outcome)
-        if not self._in_flight and self._drain_waiters:
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        self._in_flight.discard(pending)
 
     def _abort_request(self, pending: _Pending, reason: Exception) -> None:
         """

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -32,6 +32,7 @@ from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 from twisted.web.template import Element, Tag, TagLoader
 
+from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import BackendUnavailable, RouteReturnError
 from pywatt_twisted.web.discovery import METRICS_PATH, announced_path
 from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
@@ -838,8 +839,7 @@ class PyWattSite(Site):
         self.max_body_size = max_body_size
         self.max_header_size = max_header_size
         self.header_timeout = header_timeout
-        self._in_flight: set[PyWattRequest] = set()
-        self._drain_waiters: list[Deferred[None]] = []
+        self._in_flight: InFlight[PyWattRequest] = InFlight()
         self._limits_logged: set[str] = set()
 
     def buildProtocol(self, addr: Any) -> Any:
@@ -898,11 +898,7 @@ class PyWattSite(Site):
         A Deferred that fires once no request (direct or bridged) is being processed;
         at once when none is. Stop the listening port first so no new ones arrive.
         """
-        if not self._in_flight:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._drain_waiters.append(waiter)
-        return waiter
+        return self._in_flight.drained()
 
     def _request_started(self, request: PyWattRequest) -> None:
         self._in_flight.add(request)
@@ -913,10 +909,6 @@ class PyWattSite(Site):
 
     def _request_finished(self, request: PyWattRequest) -> None:
         self._in_flight.discard(request)
-        if not self._in_flight and self._drain_waiters:
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
 
     def startFactory(self) -> None:
         # No log file and no once-a-second timer for the cached log date: the access
