@@ -25,6 +25,7 @@ from pywatt_twisted.wire import _json
 from pywatt_twisted.wire.codec import to_json_object
 from pywatt_twisted.wire.framing import frame_header
 from pywatt_twisted.wire.messages import EncodedPayload
+from pywatt_twisted.wire.ops import op_name
 
 __all__ = [
     "correlated_metadata",
@@ -53,14 +54,6 @@ def envelope_id() -> str:
     """
     h = "%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def op_name(message: object) -> str:
-    """
-    The op of C{message} (C{"route_to_module"}), or its class name when it has none.
-    """
-    op = getattr(message, "op", None)
-    return op if isinstance(op, str) else type(message).__name__
 
 
 def encode_channel_frame(
