@@ -278,6 +278,38 @@ class DispatchTests(SynchronousTestCase):
         self.assertEqual(lines[0]["op"], "announce")
         self.assertEqual(lines[1]["content"]["request_id"], "early")
 
+    def test_http_requests_held_before_ready_are_bounded(self) -> None:
+        """
+        Before the module is ready at most C{max_concurrent_requests} HTTP-over-IPC
+        requests wait for it; more are answered 503 at once (one warning naming the
+        option), and the held ones are served once it is up.
+        """
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        h = started(config=RuntimeConfig(max_concurrent_requests=2))
+        h.new()
+        for i in range(5):
+            h.feed(http(f"early{i}", "GET", "/items/3"))
+        refused = h.new()
+        self.assertEqual(
+            [(r["content"]["request_id"], r["content"]["status_code"]) for r in refused],
+            [("early2", 503), ("early3", 503), ("early4", 503)],
+        )
+        self.assertEqual(len(h.service.dispatcher.held), 2)
+        warnings = [
+            e for e in events if "wait for the module to start" in str(e.get("log_format", ""))
+        ]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("--max-concurrent-requests", warnings[0]["log_format"])
+        h.answer_secrets(SECRETS)
+        lines = h.new()
+        self.assertEqual(lines[0]["op"], "announce")
+        self.assertEqual(
+            [(r["content"]["request_id"], r["content"]["status_code"]) for r in lines[1:]],
+            [("early0", 200), ("early1", 200)],
+        )
+
     def test_deferred_route(self) -> None:
         h = self.ready()
         h.feed(http("s", "GET", "/slow?delay=2"))

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["OpDispatcher"]
 
 _STOPPING_BODY = b'{"error":"the module is stopping"}'
+_STARTING_BODY = (
+    b'{"error":"overloaded","message":"too many requests wait for the module to start"}'
+)
 
 
 def _link_closed(link: IOrchestratorLink) -> bool:
@@ -70,6 +73,9 @@ class OpDispatcher:
         #: routed messages in C{held}, and those refused 'overloaded' meanwhile
         self._routed_waiting = 0
         self._routed_early_overloaded = 0
+        #: HTTP-over-IPC requests in C{held}, and those refused 503 meanwhile
+        self._http_waiting = 0
+        self._http_early_refused = 0
 
     def dispatch(self, message: object, link: IOrchestratorLink) -> None:
         """
@@ -129,8 +135,14 @@ class OpDispatcher:
                     ),
                 )
                 return
-            # Not announced yet: serve it as soon as the app is up.
-            self.held.append(lambda: self._on_http_request(message, link))
+            # Not announced yet: serve it as soon as the app is up. As many wait as could
+            # be in flight then; more are answered 503 now.
+            limit = self.service.config.max_concurrent_requests
+            if self._http_waiting >= limit:
+                self._refuse_http_early(message, link, limit)
+                return
+            self._http_waiting += 1
+            self.held.append(lambda: self._serve_http_early(message, link))
             return
         d = bridge.handle(message, transport=link.name)
         d.addCallback(lambda response: self._reply_http(link, response))
@@ -180,6 +192,36 @@ class OpDispatcher:
             self.held.append(lambda: self._dispatch_early(message, link))
             return
         messaging.message_received(message, link)
+
+    def _serve_http_early(self, message: HttpRequest, link: IOrchestratorLink) -> None:
+        self._http_waiting -= 1
+        if self._http_early_refused:
+            self.log.warn(
+                "{count} HTTP-over-IPC request(s) were answered 503 while the module started",
+                count=self._http_early_refused,
+            )
+            self._http_early_refused = 0
+        self._on_http_request(message, link)
+
+    def _refuse_http_early(self, message: HttpRequest, link: IOrchestratorLink, limit: int) -> None:
+        if not self._http_early_refused:
+            self.log.warn(
+                "HTTP-over-IPC request {id} answered 503: {limit} requests already wait for "
+                "the module to start (the in-flight limit; raise it with "
+                "--max-concurrent-requests / PYWATT_MAX_CONCURRENT_REQUESTS)",
+                id=message.request_id,
+                limit=limit,
+            )
+        self._http_early_refused += 1
+        self._reply_http(
+            link,
+            HttpResponse(
+                request_id=message.request_id,
+                status_code=503,
+                headers={"content-type": "application/json", "retry-after": "1"},
+                body=_STARTING_BODY,
+            ),
+        )
 
     def _dispatch_early(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
         self._routed_waiting -= 1
