@@ -55,6 +55,8 @@ class Answer(LineReceiver):
     delimiter = b"\n"
     def lineReceived(self, line):
         self.sendLine(json.dumps({"op": "announce", "got": json.loads(line)}).encode())
+    def connectionLost(self, reason):
+        reactor.stop()
 
 stdio.StandardIO(Answer())
 reactor.run()
