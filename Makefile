@@ -10,8 +10,9 @@ BIN := $(VENV)/bin
 JOBS ?= 2
 TESTS ?= tests examples
 DEMO_PORT ?= 8080
+BENCH ?=
 
-.PHONY: setup test demo lint format typecheck docs bench tox clean
+.PHONY: setup test demo lint format typecheck docs bench bench-check tox clean
 
 setup: $(VENV)/.installed
 
@@ -39,8 +40,13 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy src/pywatt_twisted
 
+# Every bench, 3 runs each, medians; rewrites the table in bench/README.md.
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --record $(BENCH)
+
+# Quick runs; fails when a ratio is more than 20% worse than the recorded one.
+bench-check: setup
+	$(BIN)/python -m bench --check --quick $(BENCH)
 
 tox: setup
 	$(BIN)/tox

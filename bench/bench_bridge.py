@@ -30,6 +30,7 @@ from typing import Any
 from klein import Klein
 from twisted.internet.protocol import ClientFactory, Protocol
 
+from bench.record import row
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.web.metrics import ModuleMetrics
 from pywatt_twisted.web.site import PyWattSite, build_root_resource
@@ -254,6 +255,14 @@ def main(argv: list[str]) -> int:
             gc.collect()
             wired = bench_bridge_wire(bridge, workload, in_flight, seconds)
             worst = min(worst, wired / direct)
+            row(
+                "bridge",
+                f"HTTP over IPC (wire), {name}, {in_flight} in flight, vs direct HTTP",
+                wired,
+                direct,
+                unit="req/s",
+                target=">= 0.70",
+            )
             print(
                 f"{name:<18} {in_flight:>9} {direct:>9.0f} {bridged:>9.0f} "
                 f"{bridged / direct:>6.2f} {wired:>12.0f} {wired / direct:>6.2f}"

@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from bench.record import row
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 1.5
 
@@ -247,6 +249,15 @@ def main(argv: list[str]) -> int:
         ratio = peak / idle
         worst = max(worst, ratio)
         verdict = "ok" if ratio < TARGET else "OVER"
+        row(
+            "reliability",
+            f"peak RSS under {name}, vs idle RSS",
+            peak / 1024,
+            idle / 1024,
+            unit="MiB",
+            target=f"< {TARGET}",
+            better="lower",
+        )
         print(
             f"{name:<18} {n:>7} {idle / 1024:>9.1f} {peak / 1024:>9.1f} {ratio:>6.2f}  "
             f"< {TARGET} {verdict}  ({detail}; {elapsed:.1f} s)",

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from twisted.protocols.basic import Int32StringReceiver
 
+from bench.record import row
 from pywatt_twisted.wire import _json
 from pywatt_twisted.wire.codec import (
     decode_from_module,
@@ -138,6 +139,14 @@ def bench_frames(quick: bool) -> dict[int, float]:
             else (f"{size // 1024} KiB" if size >= 1024 else f"{size} B")
         )
         print(f"  {label:>7} x {count:<7} ours     {_rate(count, size, ours)}")
+        row(
+            "wire",
+            f"frame decode, {label} frames, vs Int32StringReceiver",
+            count * size / ours / MiB,
+            count * size / base / MiB,
+            unit="MB/s",
+            target=">= 3" if size >= 16 * MiB else ">= 0.67",
+        )
         print(f"  {'':>7}   {'':<7} baseline {_rate(count, size, base)}")
         print(f"  {'':>7}   {'':<7} ratio    baseline time / ours = {base / ours:.2f}x")
         print(
@@ -201,6 +210,14 @@ def bench_codec(quick: bool) -> None:
         finally:
             _json.dumps, _json.loads = saved
         print(f"  {name}")
+        row(
+            "wire",
+            f"codec decode, {name}, {_json.BACKEND} vs stdlib json",
+            count / fast_dec,
+            count / slow_dec,
+            unit="msg/s",
+            target="-",
+        )
         print(
             f"    encode {count / fast_enc:>10,.0f} msg/s ({_json.BACKEND}) "
             f"{count / slow_enc:>10,.0f} msg/s (json)  ratio {slow_enc / fast_enc:.2f}x"

@@ -53,6 +53,61 @@ class PluginTests(TestCase):
         self.assertEqual(out, "[] False")
 
 
+class LazyImportTests(TestCase):
+    """
+    What a module pays for at start-up: the runtime does not load the data layer (its
+    backends, their drivers) unless the module uses it.
+    """
+
+    def _loaded(self, code: str, prefixes: tuple[str, ...]) -> list[str]:
+        code += f";import sys;print(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.strip()
+        return list(eval(out))
+
+    def test_runtime_does_not_load_the_data_layer(self) -> None:
+        loaded = self._loaded(
+            "import pywatt_twisted.runtime.process, pywatt_twisted.tap",
+            (
+                "pywatt_twisted.data.",
+                "psycopg",
+                "pymysql",
+                "txredisapi",
+                "yaml",
+                "hypothesis",
+                "treq",
+                "jwt",
+            ),
+        )
+        self.assertEqual(loaded, ["pywatt_twisted.data._resources"])
+
+    def test_finding_resources_does_not_load_the_data_layer(self) -> None:
+        """
+        The service looks for databases and caches in every module's state; a state
+        that holds none must not make it import them.
+        """
+        loaded = self._loaded(
+            "from pywatt_twisted.data._resources import found_in;"
+            "assert found_in({'n': 1, 'o': object()}) == []",
+            ("pywatt_twisted.data.",),
+        )
+        self.assertEqual(loaded, ["pywatt_twisted.data._resources"])
+
+    def test_data_names_load_on_first_use(self) -> None:
+        import pywatt_twisted.data as data
+
+        for name in data.__all__:
+            self.assertIsNotNone(getattr(data, name), name)
+        from pywatt_twisted.data import Database
+        from pywatt_twisted.data.database import Database as Defined
+
+        self.assertIs(Database, Defined)
+        self.assertIn("Database", dir(data))
+        with self.assertRaises(AttributeError):
+            data.NoSuchName  # noqa: B018
+
+
 class WheelTests(TestCase):
     def test_wheel_ships_plugin_without_twisted_package_files(self) -> None:
         if not os.path.exists(os.path.join(PROJECT_ROOT, "pyproject.toml")):

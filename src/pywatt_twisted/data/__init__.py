@@ -2,44 +2,101 @@
 Data access for PyWatt modules, without blocking the reactor: L{Database} (PostgreSQL,
 MySQL/MariaDB, SQLite over C{twisted.enterprise.adbapi}) and L{Cache} (memory, file,
 Redis, Memcached behind L{ICache}).
+
+The names are imported when first used (C{from pywatt_twisted.data import Database}
+works as always): the runtime imports this package for its resource tracking, and a
+module that uses no database or cache should not pay for loading them at start-up.
 """
 
-from pywatt_twisted.data.cache import (
-    Cache,
-    CacheError,
-    CacheUnavailable,
-    FileCache,
-    ICache,
-    InvalidKey,
-    InvalidTTL,
-    Lock,
-    MemoryCache,
-    SerializationError,
-)
-from pywatt_twisted.data.database import (
-    AsyncTransaction,
-    Database,
-    DatabaseCollector,
-    DatabaseConfig,
-    DatabaseError,
-    DatabaseUnavailable,
-    IDatabase,
-    IntegrityError,
-    ParameterError,
-    QueryError,
-    StatementInterrupted,
-    SyncTransaction,
-    TransactionClosed,
-)
-from pywatt_twisted.errors import DataError
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pywatt_twisted.data.cache import (
+        Cache,
+        CacheError,
+        CacheUnavailable,
+        FileCache,
+        ICache,
+        InvalidKey,
+        InvalidTTL,
+        Lock,
+        MemoryCache,
+        SerializationError,
+    )
+    from pywatt_twisted.data.cache.memcached import MemcachedCache
+    from pywatt_twisted.data.cache.redis import RedisCache
+    from pywatt_twisted.data.database import (
+        AsyncTransaction,
+        Database,
+        DatabaseCollector,
+        DatabaseConfig,
+        DatabaseError,
+        DatabaseUnavailable,
+        IDatabase,
+        IntegrityError,
+        ParameterError,
+        QueryError,
+        StatementInterrupted,
+        SyncTransaction,
+        TransactionClosed,
+    )
+    from pywatt_twisted.errors import DataError
+
+# name -> the module that defines it, imported on first use
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "Cache",
+            "CacheError",
+            "CacheUnavailable",
+            "FileCache",
+            "ICache",
+            "InvalidKey",
+            "InvalidTTL",
+            "Lock",
+            "MemcachedCache",
+            "MemoryCache",
+            "RedisCache",
+            "SerializationError",
+        ),
+        "pywatt_twisted.data.cache",
+    ),
+    **dict.fromkeys(
+        (
+            "AsyncTransaction",
+            "Database",
+            "DatabaseCollector",
+            "DatabaseConfig",
+            "DatabaseError",
+            "DatabaseUnavailable",
+            "IDatabase",
+            "IntegrityError",
+            "ParameterError",
+            "QueryError",
+            "StatementInterrupted",
+            "SyncTransaction",
+            "TransactionClosed",
+        ),
+        "pywatt_twisted.data.database",
+    ),
+    "DataError": "pywatt_twisted.errors",
+}
 
 
 def __getattr__(name: str) -> object:
-    if name in ("RedisCache", "MemcachedCache"):
-        from pywatt_twisted.data import cache
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return getattr(cache, name)
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = [

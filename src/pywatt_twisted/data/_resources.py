@@ -16,6 +16,7 @@ process (tests) each collect their own.
 from __future__ import annotations
 
 import contextvars
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -79,11 +80,20 @@ def track(resource: Any) -> None:
         resources.add(resource)
 
 
-def _closeable(value: object) -> bool:
-    from pywatt_twisted.data.cache import ICache
-    from pywatt_twisted.data.database import IDatabase
+# Where IDatabase and ICache are defined. Nothing can provide one before its module is
+# imported, so a module that loaded neither does not load them here (at start-up).
+_INTERFACES = (
+    ("pywatt_twisted.data.database._core", "IDatabase"),
+    ("pywatt_twisted.data.cache._base", "ICache"),
+)
 
-    return bool(IDatabase.providedBy(value) or ICache.providedBy(value))
+
+def _closeable(value: object) -> bool:
+    for module_name, interface in _INTERFACES:
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, interface).providedBy(value):
+            return True
+    return False
 
 
 def found_in(value: object) -> list[Any]:
