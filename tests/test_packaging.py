@@ -14,6 +14,8 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.source_tree import copy_source_tree
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -113,6 +115,7 @@ class WheelTests(TestCase):
         if not os.path.exists(os.path.join(PROJECT_ROOT, "pyproject.toml")):
             raise SkipTest("not running from a source checkout")
         out = os.path.abspath(self.mktemp())
+        source = copy_source_tree(os.path.join(out, "source"))
         result = subprocess.run(
             [
                 sys.executable,
@@ -124,7 +127,7 @@ class WheelTests(TestCase):
                 "--quiet",
                 "--wheel-dir",
                 out,
-                PROJECT_ROOT,
+                source,
             ],
             capture_output=True,
             text=True,

@@ -24,8 +24,9 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from pywatt_twisted.scaffold import ProjectOptions, generate
 from tests.dev.process import DevProcess, stop_dev
-from tests.integration.process import PROJECT_ROOT, child_environment
+from tests.integration.process import child_environment
 from tests.services import require_service
+from tests.source_tree import copy_source_tree
 from tests.test_scaffold import OPTION_SETS, _options
 
 #: the projects' real-server URLs, per option set (variable suffix -> service name)
@@ -65,8 +66,9 @@ def fresh_venv(workdir: str) -> str:
         path = os.path.join(workdir, "venv")
         _run([sys.executable, "-m", "venv", path], cwd=workdir)
         python = os.path.join(path, "bin", "python")
+        source = copy_source_tree(os.path.join(workdir, "source"))
         _run(
-            [python, "-m", "pip", "install", "--quiet", f"{PROJECT_ROOT}[postgres,mysql]"],
+            [python, "-m", "pip", "install", "--quiet", f"{source}[postgres,mysql]"],
             cwd=workdir,
             env=_clean_env(),
         )
