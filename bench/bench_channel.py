@@ -42,8 +42,8 @@ from twisted.internet.protocol import ClientFactory, Factory
 from twisted.protocols.basic import Int32StringReceiver
 
 from bench.record import row
-from pywatt_twisted.dev.channel_server import ChannelServer, EphemeralPKI, ModuleConnection
 from pywatt_twisted.errors import RequestTimeout
+from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI, ModuleConnection
 from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, ChannelSpec
 from pywatt_twisted.transport.channel import encode_channel_frame
 from pywatt_twisted.transport.tls import TlsMaterial

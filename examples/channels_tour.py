@@ -27,7 +27,7 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
-from pywatt_twisted.dev.channel_server import ChannelServer, EphemeralPKI
+from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI
 from pywatt_twisted.wire.messages import Shutdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

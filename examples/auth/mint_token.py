@@ -17,7 +17,7 @@ import time
 import jwt
 
 from examples.auth.module import AUDIENCE, ISSUER
-from pywatt_twisted.runtime.providers import (
+from pywatt_twisted.orchestrator import (
     ChainedSecretProvider,
     EnvironmentSecretProvider,
     FileSecretProvider,

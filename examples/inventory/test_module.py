@@ -12,7 +12,7 @@ import uuid
 from twisted.trial.unittest import SynchronousTestCase
 
 from examples.inventory.module import STOCK_SERVICE, create_app
-from pywatt_twisted.runtime.messaging import request_payload
+from pywatt_twisted import request_payload
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import (
     RegisterServiceProvider,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from examples.orders.module import create_app
-from pywatt_twisted.runtime.messaging import error_payload
+from pywatt_twisted import error_payload
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProvidersResponse,

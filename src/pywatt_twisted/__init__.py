@@ -23,12 +23,16 @@ _LAZY = {
     "RemoteError": "pywatt_twisted.errors",
     "RequestTimeout": "pywatt_twisted.errors",
     "ServiceType": "pywatt_twisted.wire.messages",
+    # Module-to-module payloads, for tests that play another module.
+    "request_payload": "pywatt_twisted.runtime.messaging",
+    "error_payload": "pywatt_twisted.runtime.messaging",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pywatt_twisted.errors import PyWattError, RemoteError, RequestTimeout  # noqa: F401
+    from pywatt_twisted.runtime.messaging import error_payload, request_payload  # noqa: F401
     from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module  # noqa: F401
     from pywatt_twisted.runtime.secret import Secret  # noqa: F401
     from pywatt_twisted.runtime.state import AppState  # noqa: F401

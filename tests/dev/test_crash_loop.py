@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.dev.front import FrontResource
 from pywatt_twisted.dev.supervisor import CRASHED, RESTARTING, Console, ModuleSupervisor
-from pywatt_twisted.runtime.providers import MemorySecretProvider
+from pywatt_twisted.orchestrator import MemorySecretProvider
 
 ERROR = json.dumps(
     {

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.dev.orchestrator import ROUTE_TIMEOUT, DevOrchestrator
 from pywatt_twisted.dev.supervisor import Console
-from pywatt_twisted.runtime.providers import MemorySecretProvider
+from pywatt_twisted.orchestrator import MemorySecretProvider
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
     RoutedModuleMessage,

@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from pywatt_twisted.dev.channel_server import ChannelServer, EphemeralPKI, ModuleConnection
+from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI, ModuleConnection
 from pywatt_twisted.wire.messages import HttpRequest, Identify, Shutdown
 from tests.integration.process import ModuleProcess, child_environment, init_blob, twistd_command
 

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted import pywatt_module
 from pywatt_twisted.errors import SecretError
-from pywatt_twisted.runtime.providers import MemorySecretProvider
+from pywatt_twisted.orchestrator import MemorySecretProvider
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import Announce
 

@@ -16,8 +16,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pywatt_twisted.dev.channel_server import ChannelServer, EphemeralPKI
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI
 from pywatt_twisted.runtime.channels import (
     CONNECTED,
     ChannelManager,

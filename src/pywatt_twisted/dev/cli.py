@@ -19,8 +19,8 @@ from attrs import define
 from pywatt_twisted.cliparse import Parser
 from pywatt_twisted.dev.supervisor import Console
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.orchestrator.providers import FileSecretProvider
 from pywatt_twisted.runtime.logging import LOG_LEVEL_VARIABLE
-from pywatt_twisted.runtime.providers import FileSecretProvider
 
 
 def _positive_int(text: str) -> int:
@@ -226,7 +226,7 @@ def main(argv: Sequence[str]) -> int:
     from twisted.internet import reactor
 
     from pywatt_twisted.dev.orchestrator import DevOrchestrator
-    from pywatt_twisted.runtime.providers import (
+    from pywatt_twisted.orchestrator.providers import (
         ChainedSecretProvider,
         EnvironmentSecretProvider,
         ISecretProvider,

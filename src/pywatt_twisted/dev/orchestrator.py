@@ -18,7 +18,7 @@ from twisted.web.server import Site
 from pywatt_twisted.dev.front import FrontResource
 from pywatt_twisted.dev.supervisor import Console, ModuleSupervisor, routing_error
 from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.runtime.providers import ISecretProvider
+from pywatt_twisted.orchestrator.providers import ISecretProvider
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,
     DiscoverServiceProvidersResponse,

@@ -23,8 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted.errors import LineTooLong, PyWattError, RequestTimeout
+from pywatt_twisted.orchestrator.providers import ISecretProvider
 from pywatt_twisted.runtime.correlation import CorrelationTable
-from pywatt_twisted.runtime.providers import ISecretProvider
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
 from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfig, TcpListen
 from pywatt_twisted.wire.lines import LineDecoder
@@ -251,7 +251,7 @@ class ModuleSupervisor:
         self._previous_errors: frozenset[str] = frozenset()
         self._repeats = 0
         # The module's framed channels: the orchestrator serves them, the module connects.
-        from pywatt_twisted.dev.channel_server import ChannelServer
+        from pywatt_twisted.orchestrator.channel_server import ChannelServer
 
         self.channels = ChannelServer(reactor, on_message=self._from_channel)
         self.tcp_address: str | None = None

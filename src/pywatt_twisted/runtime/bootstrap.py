@@ -23,7 +23,7 @@ from twisted.web.resource import IResource
 
 from pywatt_twisted.data._resources import found_in, start_collecting
 from pywatt_twisted.errors import BootstrapError, PyWattError
-from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions
+from pywatt_twisted.link import ChannelManager, ChannelOptions
 from pywatt_twisted.runtime.discovery import ServiceClient
 from pywatt_twisted.runtime.listen import describe_address, listen
 from pywatt_twisted.runtime.messaging import RoutedMessaging

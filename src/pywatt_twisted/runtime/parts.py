@@ -20,7 +20,7 @@ from pywatt_twisted.web.metrics import ModuleMetrics
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
 
-    from pywatt_twisted.runtime.channels import ChannelManager
+    from pywatt_twisted.link import ChannelManager
     from pywatt_twisted.runtime.discovery import ServiceClient
     from pywatt_twisted.runtime.messaging import RoutedMessaging
     from pywatt_twisted.runtime.ports import PortNegotiator

@@ -31,8 +31,8 @@ from zope.interface import implementer
 
 from pywatt_twisted.data._resources import Resources
 from pywatt_twisted.errors import BootstrapError
+from pywatt_twisted.link import ChannelManager, EndpointFactory
 from pywatt_twisted.runtime.bootstrap import Bootstrap
-from pywatt_twisted.runtime.channels import ChannelManager, EndpointFactory
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.discovery import ServiceClient
 from pywatt_twisted.runtime.dispatch import OpDispatcher

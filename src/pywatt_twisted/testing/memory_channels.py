@@ -23,7 +23,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pywatt_twisted.dev.channel_server import ChannelServer, ModuleConnection
+from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
 
 
 @implementer(ITransport)

@@ -19,11 +19,11 @@ from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 
-from pywatt_twisted.dev.channel_server import ChannelServer, ModuleConnection
 from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
+from pywatt_twisted.orchestrator.providers import ISecretProvider, MemorySecretProvider
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
-from pywatt_twisted.runtime.providers import ISecretProvider, MemorySecretProvider
 from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.runtime.service import ModuleService
 from pywatt_twisted.runtime.state import AppState

@@ -46,7 +46,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt as pyjwt
 from attrs import field, frozen
@@ -54,8 +54,12 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pywatt_twisted.errors import ConfigurationError, PyWattError, SecretError
-from pywatt_twisted.runtime.secret import Secret
 from pywatt_twisted.web.discovery import mark_auth
+
+if TYPE_CHECKING:  # pragma: no cover
+    # Only for the annotation: at run time web/ imports nothing from runtime/ (no
+    # runtime <-> web package cycle); the caller hands in the key function.
+    from pywatt_twisted.runtime.secret import Secret
 
 __all__ = [
     "MAX_LEEWAY",

@@ -1,0 +1,39 @@
+# -*- test-case-name: tests.orchestrator.test_package -*-
+"""
+The orchestrator's side of the protocol, shared by C{pywatt dev} (L{pywatt_twisted.dev})
+and the test toolkit (L{pywatt_twisted.testing}):
+
+  - L{ChannelServer} and L{ModuleConnection}: the listener for the modules' framed
+    channels (TCP and/or Unix socket, TLS optional) and one accepted connection.
+  - L{EphemeralPKI} and L{server_tls_options}: throw-away certificates for TLS on
+    loopback.
+  - The secret providers (L{ISecretProvider}, L{MemorySecretProvider},
+    L{EnvironmentSecretProvider}, L{FileSecretProvider}, L{ChainedSecretProvider}):
+    where an orchestrator's secrets come from.
+
+A module never imports this package: it is what plays the other end.
+"""
+
+from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
+from pywatt_twisted.orchestrator.pki import EphemeralPKI, server_tls_options
+from pywatt_twisted.orchestrator.providers import (
+    ChainedSecretProvider,
+    EnvironmentSecretProvider,
+    FileSecretProvider,
+    ISecretProvider,
+    MemorySecretProvider,
+    read_secrets_file,
+)
+
+__all__ = [
+    "ChainedSecretProvider",
+    "ChannelServer",
+    "EnvironmentSecretProvider",
+    "EphemeralPKI",
+    "FileSecretProvider",
+    "ISecretProvider",
+    "MemorySecretProvider",
+    "ModuleConnection",
+    "read_secrets_file",
+    "server_tls_options",
+]
