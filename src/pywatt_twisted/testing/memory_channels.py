@@ -71,7 +71,8 @@ class _PumpedTransport(FakeTransport):
         if not self.disconnecting:
             for end in (self, self.peer_transport):
                 if end is not None:
-                    end.disconnectReason = ConnectionLost("aborted")
+                    # iosim types it as ConnectionDone, the clean-close default
+                    end.disconnectReason = ConnectionLost("aborted")  # type: ignore[assignment]
         super().abortConnection()
         self._run()
 
