@@ -36,6 +36,19 @@ def token_app(state):
     return app
 
 
+def root_app(state):
+    """
+    A plain C{create_app} function (no decorator) with one route, C{/}.
+    """
+    app = Klein()
+
+    @app.route("/")
+    def root(request):
+        return b"root"
+
+    return app
+
+
 class SynchronousFakeTests(SynchronousTestCase):
     def test_start_request_rotate(self) -> None:
         orch = FakeOrchestrator(secrets={"TOKEN": "t-1"})
@@ -90,18 +103,8 @@ class SynchronousFakeTests(SynchronousTestCase):
 
     def test_plain_function_and_provider(self) -> None:
         provider = MemorySecretProvider({"TOKEN": "p"})
-
-        def create_app(state):
-            app = Klein()
-
-            @app.route("/")
-            def root(request):
-                return b"root"
-
-            return app
-
         orch = FakeOrchestrator(provider)
-        module = self.successResultOf(orch.start(create_app))
+        module = self.successResultOf(orch.start(root_app))
         self.assertEqual(self.successResultOf(module.request("GET", "/")).body, b"root")
 
     def test_no_real_port(self) -> None:
@@ -283,7 +286,7 @@ class FakeChannelControlTests(SynchronousTestCase):
 
     def test_refuse_keeps_the_live_connection(self) -> None:
         orch = FakeOrchestrator(channels=("tcp",))
-        module = self.successResultOf(orch.start(token_app_free))
+        module = self.successResultOf(orch.start(root_app))
         first = orch.connection("tcp")
         orch.refuse_channel("tcp")
         self.assertIs(orch.connection("tcp"), first)
@@ -299,7 +302,7 @@ class FakeChannelControlTests(SynchronousTestCase):
         from twisted.test.iosim import FakeTransport, IOPump
 
         orch = FakeOrchestrator(channels=("tcp",))
-        self.successResultOf(orch.start(token_app_free))
+        self.successResultOf(orch.start(root_app))
         (pump,) = orch.endpoints["tcp"].pumps
         self.assertIsInstance(pump, IOPump)
         self.assertIsInstance(orch.connection("tcp").transport, FakeTransport)
@@ -308,22 +311,12 @@ class FakeChannelControlTests(SynchronousTestCase):
         from twisted.internet.error import ConnectionDone, ConnectionLost
 
         orch = FakeOrchestrator(channels=("tcp", "ipc"))
-        self.successResultOf(orch.start(token_app_free))
+        self.successResultOf(orch.start(root_app))
         tcp, ipc = orch.connection("tcp"), orch.connection("ipc")
         tcp.abort()
         ipc.drop()
         self.assertTrue(tcp.close_reason.check(ConnectionLost))
         self.assertTrue(ipc.close_reason.check(ConnectionDone))
-
-
-def token_app_free(state):
-    app = Klein()
-
-    @app.route("/")
-    def root(request):
-        return b"root"
-
-    return app
 
 
 class FakeSettingsTests(SynchronousTestCase):
