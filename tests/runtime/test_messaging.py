@@ -419,14 +419,15 @@ class HandlerTests(SynchronousTestCase):
         self.assertEqual(reply.payload.json(), {"sku": "A1", "in_stock": 7, "from": "orders"})
 
     def test_deferred_and_coroutine_handlers(self) -> None:
-        orch, _ = self.start()
-        self.ask(orch, envelope(1, "slow"))
-        self.ask(orch, envelope(2, "coro"))
-        self.assertEqual(self.replies(orch, "tcp"), [])
+        orch, module = self.start()
+        slow, coro = module.call("slow", 1), module.call("coro", 2)
+        self.assertNoResult(slow)
+        self.assertNoResult(coro)
         orch.reactor.advance(1)
-        self.assertEqual([r.payload.json() for r in self.replies(orch, "tcp")], [["coro", 2]])
+        self.assertEqual(self.successResultOf(coro), ["coro", 2])
+        self.assertNoResult(slow)
         orch.reactor.advance(4)
-        self.assertEqual(self.replies(orch, "tcp")[-1].payload.json(), {"slow": 1})
+        self.assertEqual(self.successResultOf(slow), {"slow": 1})
 
     def test_exception_becomes_a_redacted_error_reply(self) -> None:
         orch, _ = self.start()
@@ -450,19 +451,16 @@ class HandlerTests(SynchronousTestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_unknown_endpoint(self) -> None:
-        orch, _ = self.start()
-        self.ask(orch, envelope({}, "nope"))
-        (reply,) = self.replies(orch, "tcp")
-        error = reply.payload.json()["error"]
-        self.assertEqual(error["kind"], "unknown_endpoint")
-        self.assertIn("'nope'", error["message"])
-        self.assertIn("get_stock", error["message"])
+        _, module = self.start()
+        error = self.failureResultOf(module.call("nope", {}), RemoteError).value
+        self.assertEqual(error.kind, "unknown_endpoint")
+        self.assertIn("'nope'", str(error))
+        self.assertIn("get_stock", str(error))
 
     def test_unserialisable_result(self) -> None:
-        orch, _ = self.start()
-        self.ask(orch, envelope({}, "weird"))
-        (reply,) = self.replies(orch, "tcp")
-        self.assertEqual(reply.payload.json()["error"]["kind"], "bad_reply")
+        _, module = self.start()
+        error = self.failureResultOf(module.call("weird", {}), RemoteError).value
+        self.assertEqual(error.kind, "bad_reply")
 
     def test_payload_not_json(self) -> None:
         orch, _ = self.start()

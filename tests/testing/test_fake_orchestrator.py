@@ -10,10 +10,10 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted import pywatt_module
-from pywatt_twisted.errors import SecretError
+from pywatt_twisted.errors import PyWattError, RemoteError, RequestTimeout, SecretError
 from pywatt_twisted.orchestrator import MemorySecretProvider
 from pywatt_twisted.testing import FakeOrchestrator
-from pywatt_twisted.wire.messages import Announce
+from pywatt_twisted.wire.messages import Announce, RoutedModuleReply
 
 
 @pywatt_module(secrets=["TOKEN"])
@@ -32,6 +32,19 @@ def token_app(state):
     def echo(request):
         request.setHeader(b"content-type", b"application/json")
         return request.content.read()
+
+    return app
+
+
+def root_app(state):
+    """
+    A plain C{create_app} function (no decorator) with one route, C{/}.
+    """
+    app = Klein()
+
+    @app.route("/")
+    def root(request):
+        return b"root"
 
     return app
 
@@ -90,18 +103,8 @@ class SynchronousFakeTests(SynchronousTestCase):
 
     def test_plain_function_and_provider(self) -> None:
         provider = MemorySecretProvider({"TOKEN": "p"})
-
-        def create_app(state):
-            app = Klein()
-
-            @app.route("/")
-            def root(request):
-                return b"root"
-
-            return app
-
         orch = FakeOrchestrator(provider)
-        module = self.successResultOf(orch.start(create_app))
+        module = self.successResultOf(orch.start(root_app))
         self.assertEqual(self.successResultOf(module.request("GET", "/")).body, b"root")
 
     def test_no_real_port(self) -> None:
@@ -160,6 +163,160 @@ class FakeChannelTests(SynchronousTestCase):
 
     def test_unknown_channel_kind(self) -> None:
         self.assertRaises(ValueError, FakeOrchestrator, channels=("udp",))
+
+
+def routed_app(state):
+    """
+    A module with routed handlers: C{echo} answers at once, C{slow} after 5 s, C{fail}
+    raises, C{out} answers with a deliberate L{RemoteError}, C{note} records.
+    """
+    state.notes = []
+
+    @state.handler("echo")
+    def echo(source, content):
+        return {"from": source, "content": content}
+
+    @state.handler("slow")
+    def slow(source, content):
+        return deferLater(state.reactor, 5, lambda: "done")
+
+    @state.handler("fail")
+    def fail(source, content):
+        raise ValueError("broken")
+
+    @state.handler("out")
+    def out(source, content):
+        raise RemoteError("none left", kind="out_of_stock")
+
+    @state.handler("note")
+    def note(source, content):
+        state.notes.append(content)
+        return "ignored"
+
+    return Klein()
+
+
+class FakeCallTests(SynchronousTestCase):
+    """
+    L{FakeModule.call} and L{FakeModule.notify}: a routed handler called as another
+    module, with no wire message built by the test.
+    """
+
+    def start(self, channels: tuple[str, ...] = ("tcp", "ipc")) -> tuple[FakeOrchestrator, object]:
+        orch = FakeOrchestrator(module_id="inventory", channels=channels)
+        return orch, self.successResultOf(orch.start(routed_app))
+
+    def test_call_fires_with_the_reply(self) -> None:
+        orch, module = self.start()
+        reply = self.successResultOf(module.call("echo", {"a": 1}, source="orders"))
+        self.assertEqual(reply, {"from": "orders", "content": {"a": 1}})
+        # It went as a real orchestrator delivers it: on TCP, the endpoint in the payload.
+        (request,) = [m for m in self.received(orch, "tcp") if isinstance(m, RoutedModuleReply)]
+        self.assertEqual(request.target_module_id, "orders")
+
+    def received(self, orch: FakeOrchestrator, kind: str) -> list[object]:
+        return [e.content for e in orch.connection(kind).received]
+
+    def test_via_each_link(self) -> None:
+        for channels, via in (((), None), ((), "stdio"), (("ipc",), None), (("tcp", "ipc"), "ipc")):
+            _, module = self.start(channels)
+            self.assertEqual(self.successResultOf(module.call("echo", 1, via=via))["content"], 1)
+
+    def test_default_link_is_tcp_then_ipc_then_stdin(self) -> None:
+        orch, _ = self.start()
+        self.assertEqual(orch.routing_link(), "tcp")
+        orch.drop_channel("tcp", refuse=True)
+        self.assertEqual(orch.routing_link(), "ipc")
+        orch.drop_channel("ipc", refuse=True)
+        self.assertEqual(orch.routing_link(), "stdio")
+
+    def test_error_replies_are_remote_errors(self) -> None:
+        _, module = self.start()
+        for endpoint, kind in (
+            ("fail", "handler_error"),
+            ("out", "out_of_stock"),
+            ("nope", "unknown_endpoint"),
+        ):
+            failure = self.failureResultOf(module.call(endpoint, {}), RemoteError)
+            self.assertEqual(failure.value.kind, kind)
+            self.assertIn(f"inventory/{endpoint} failed ({kind})", str(failure.value))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_clock_drives_the_handler(self) -> None:
+        orch, module = self.start()
+        d = module.call("slow", None)
+        self.assertNoResult(d)
+        orch.reactor.advance(5)
+        self.assertEqual(self.successResultOf(d), "done")
+
+    def test_call_times_out(self) -> None:
+        orch, module = self.start()
+        d = module.call("slow", None, timeout=2)
+        orch.reactor.advance(2)
+        self.failureResultOf(d, RequestTimeout)
+
+    def test_call_on_a_missing_channel_fails(self) -> None:
+        orch, module = self.start(("tcp",))
+        self.failureResultOf(module.call("echo", 1, via="ipc"), PyWattError)
+        self.assertEqual(len(orch.calls), 0)
+
+    def test_notify_runs_the_handler_without_reply(self) -> None:
+        orch, module = self.start()
+        module.notify("note", {"n": 1}, source="orders")
+        self.assertEqual(module.state.notes, [{"n": 1}])
+        self.assertFalse(
+            [m for m in self.received(orch, "tcp") if isinstance(m, RoutedModuleReply)]
+        )
+
+    def test_shutdown_drains_then_refuses_calls(self) -> None:
+        orch, module = self.start()
+        d = module.call("slow", None)
+        stopped = orch.shutdown()
+        orch.reactor.advance(5)  # the running handler finishes within the drain
+        self.assertEqual(self.successResultOf(d), "done")
+        self.successResultOf(stopped)
+        self.failureResultOf(module.call("echo", 1), PyWattError)
+        self.assertEqual(orch.reactor.getDelayedCalls(), [])
+
+
+class FakeChannelControlTests(SynchronousTestCase):
+    """
+    L{FakeOrchestrator.refuse_channel} and the iosim connections under the channels.
+    """
+
+    def test_refuse_keeps_the_live_connection(self) -> None:
+        orch = FakeOrchestrator(channels=("tcp",))
+        module = self.successResultOf(orch.start(root_app))
+        first = orch.connection("tcp")
+        orch.refuse_channel("tcp")
+        self.assertIs(orch.connection("tcp"), first)
+        first.drop()
+        orch.reactor.advance(31)
+        self.assertIsNone(orch.connection("tcp"))  # refused while refusing
+        orch.restore_channel("tcp")
+        orch.reactor.advance(31)
+        self.assertIsNotNone(orch.connection("tcp"))
+        self.assertEqual(self.successResultOf(module.request("GET", "/", via="tcp")).code, 200)
+
+    def test_channels_are_iosim_connections(self) -> None:
+        from twisted.test.iosim import FakeTransport, IOPump
+
+        orch = FakeOrchestrator(channels=("tcp",))
+        self.successResultOf(orch.start(root_app))
+        (pump,) = orch.endpoints["tcp"].pumps
+        self.assertIsInstance(pump, IOPump)
+        self.assertIsInstance(orch.connection("tcp").transport, FakeTransport)
+
+    def test_abort_is_a_lost_connection(self) -> None:
+        from twisted.internet.error import ConnectionDone, ConnectionLost
+
+        orch = FakeOrchestrator(channels=("tcp", "ipc"))
+        self.successResultOf(orch.start(root_app))
+        tcp, ipc = orch.connection("tcp"), orch.connection("ipc")
+        tcp.abort()
+        ipc.drop()
+        self.assertTrue(tcp.close_reason.check(ConnectionLost))
+        self.assertTrue(ipc.close_reason.check(ConnectionDone))
 
 
 class FakeSettingsTests(SynchronousTestCase):

@@ -1,101 +1,80 @@
 # -*- test-case-name: tests.testing.test_fake_orchestrator -*-
 """
-In-memory framed channels for L{pywatt_twisted.testing.FakeOrchestrator}: a client
-endpoint that connects a module's channel protocol straight to an orchestrator-side
-L{ChannelServer} connection, with no socket. Bytes written on one side are delivered to
-the other at once.
+In-memory framed channels for L{pywatt_twisted.testing.FakeOrchestrator}, built on
+C{twisted.test.iosim}: a client endpoint that connects a module's channel protocol to
+an orchestrator-side L{ChannelServer} connection through a pair of iosim
+C{FakeTransport}s and an C{IOPump}, with no socket.
+
+The pump runs by itself: every write, close or abort pumps the pair until nothing is
+left to move, so bytes written on one side have reached the other when the call that
+wrote them returns (no test has to call C{flush()}), and time never moves (the pump does
+not advance the module's clock).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.interfaces import (
-    IAddress,
-    IProtocol,
-    IProtocolFactory,
-    IStreamClientEndpoint,
-    ITransport,
-)
-from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.test.iosim import FakeTransport, IOPump
 from zope.interface import implementer
 
 from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
 
+__all__ = ["MemoryChannelEndpoint"]
 
-@implementer(ITransport)
-class _PipeEnd:
+
+class _AutoPump(IOPump):
     """
-    One end of an in-memory connection (enough of C{ITCPTransport} for the channel
-    protocols: write, close, producers, addresses).
+    An C{IOPump} that its transports run whenever they wrote or closed (see the module
+    docstring); re-entrant calls (a protocol writing while it receives) are picked up by
+    the run already in progress.
     """
 
-    def __init__(self, host: IAddress, peer: IAddress) -> None:
-        self.host = host
-        self.peer = peer
-        self.protocol: IProtocol | None = None
-        self.other: _PipeEnd | None = None
-        self.disconnected = False
-        self.disconnecting = False
-        self.producer: Any = None
-        self.paused = False
+    _running = False
 
-    # ITransport
-    def write(self, data: bytes) -> None:
-        if self.disconnected or self.other is None or self.other.protocol is None:
+    def run(self) -> None:
+        if self._running:
             return
-        if data:
-            self.other.protocol.dataReceived(data)
+        self._running = True
+        try:
+            while self.pump(advanceClock=False):
+                pass
+        finally:
+            self._running = False
 
-    def writeSequence(self, data: Any) -> None:
-        self.write(b"".join(data))
+
+class _PumpedTransport(FakeTransport):
+    """
+    An iosim C{FakeTransport} that runs its pump after each write or close, and whose
+    C{abortConnection} reports C{ConnectionLost} to both ends (a clean close reports
+    C{ConnectionDone}).
+    """
+
+    pump: _AutoPump | None = None
+    peer_transport: _PumpedTransport | None = None
+
+    def _run(self) -> None:
+        if self.pump is not None:
+            self.pump.run()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self._run()
 
     def loseConnection(self) -> None:
-        self._close(Failure(ConnectionDone("closed cleanly")))
+        super().loseConnection()
+        self._run()
 
     def abortConnection(self) -> None:
-        self._close(Failure(ConnectionLost("aborted")))
-
-    def _close(self, reason: Failure) -> None:
-        if self.disconnected:
-            return
-        self.disconnecting = True
-        ends = [self, self.other] if self.other is not None else [self]
-        for end in ends:
-            end.disconnected = True
-        for end in ends:
-            if end.producer is not None:
-                end.producer = None
-            if end.protocol is not None:
-                end.protocol.connectionLost(reason)
-
-    def getPeer(self) -> IAddress:
-        return self.peer
-
-    def getHost(self) -> IAddress:
-        return self.host
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        pass
-
-    # IConsumer / IProducer
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-
-    def stopProducing(self) -> None:
-        self.loseConnection()
+        if not self.disconnecting:
+            for end in (self, self.peer_transport):
+                if end is not None:
+                    # iosim types it as ConnectionDone, the clean-close default
+                    end.disconnectReason = ConnectionLost("aborted")  # type: ignore[assignment]
+        super().abortConnection()
+        self._run()
 
 
 @implementer(IStreamClientEndpoint)
@@ -103,6 +82,9 @@ class MemoryChannelEndpoint:
     """
     Connects a module's channel to C{server} in memory, as a connection of kind
     C{listener}; refuses while C{blocked} is true.
+
+    @ivar connections: the orchestrator side of every connection made, oldest first.
+    @ivar pumps: the iosim C{IOPump} of each of them, in the same order.
     """
 
     def __init__(self, server: ChannelServer, listener: str, address: str) -> None:
@@ -111,6 +93,7 @@ class MemoryChannelEndpoint:
         self.address = address
         self.blocked = False
         self.connections: list[ModuleConnection] = []
+        self.pumps: list[IOPump] = []
 
     def _addresses(self) -> tuple[IAddress, IAddress]:
         if self.listener == "ipc":
@@ -128,11 +111,15 @@ class MemoryChannelEndpoint:
             return fail(ConnectionRefusedError("the factory built no protocol"))
         server = self.server.connection_factory(self.listener).buildProtocol(client_host)
         assert isinstance(server, ModuleConnection)
-        client_end = _PipeEnd(client_host, server_host)
-        server_end = _PipeEnd(server_host, client_host)
-        client_end.other, server_end.other = server_end, client_end
-        client_end.protocol, server_end.protocol = client, server
-        server.makeConnection(server_end)
+        client_io = _PumpedTransport(client, False, client_host, server_host)
+        server_io = _PumpedTransport(server, True, server_host, client_host)
+        client_io.peer_transport, server_io.peer_transport = server_io, client_io
+        pump = _AutoPump(client, server, client_io, server_io, False)
+        # The orchestrator side is up first, as an accepted connection would be.
+        server.makeConnection(server_io)
         self.connections.append(server)
-        client.makeConnection(client_end)
+        self.pumps.append(pump)
+        client.makeConnection(client_io)
+        client_io.pump = server_io.pump = pump
+        pump.run()
         return succeed(client)

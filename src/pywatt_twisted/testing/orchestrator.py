@@ -19,16 +19,19 @@ from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 
-from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.errors import PyWattError, RemoteError
 from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
 from pywatt_twisted.orchestrator.providers import ISecretProvider, MemorySecretProvider
 from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.runtime.correlation import CorrelationTable, Pending
+from pywatt_twisted.runtime.messaging import _error_object
 from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
 from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.runtime.service import ModuleService
 from pywatt_twisted.runtime.state import AppState
 from pywatt_twisted.testing.memory_channels import MemoryChannelEndpoint
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
+from pywatt_twisted.wire.envelope import routed_reply_content, routed_request_payload
 from pywatt_twisted.wire.init import (
     InitBlob,
     IpcChannelConfig,
@@ -46,6 +49,8 @@ from pywatt_twisted.wire.messages import (
     HttpResponse,
     Rotated,
     RotationAck,
+    RoutedModuleMessage,
+    RoutedModuleReply,
     SecretMessage,
     Shutdown,
 )
@@ -141,6 +146,63 @@ class FakeModule:
         )
         return d
 
+    def call(
+        self,
+        endpoint: str,
+        payload: Any,
+        *,
+        source: str = "other-module",
+        via: str | None = None,
+        timeout: float = 30.0,
+    ) -> Deferred[Any]:
+        """
+        Call the module's routed handler C{endpoint} with C{payload} as module C{source}
+        would (C{send_request}): a C{routed_module_message} whose payload envelope names
+        the endpoint, on C{via} (C{"tcp"}, C{"ipc"} or C{"stdio"}; by default the TCP
+        channel, else the Unix socket, else stdin).
+
+        @return: a Deferred that fires with the handler's reply (decoded JSON), or fails
+            with L{RemoteError} (its C{kind} is the error reply's: C{handler_error},
+            C{unknown_endpoint}, C{overloaded}...) or with L{RequestTimeout} after
+            C{timeout} seconds of the module's clock without a reply.
+        """
+        request_id = uuid.uuid4()
+        d = self._orchestrator.calls.add(
+            request_id,
+            timeout,
+            f"no reply from module {self._orchestrator.module_id!r} to {endpoint!r} "
+            f"within {timeout:g} s",
+            context=endpoint,
+        )
+        try:
+            self._send_routed(endpoint, payload, source, via, request_id, no_reply=False)
+        except PyWattError as e:
+            self._orchestrator.calls.fail(request_id, e)
+        return d
+
+    def notify(
+        self, endpoint: str, payload: Any, *, source: str = "other-module", via: str | None = None
+    ) -> None:
+        """
+        Send C{payload} to the routed handler C{endpoint} as a notification from module
+        C{source} (C{send_message}: the handler runs and sends no reply).
+        """
+        self._send_routed(endpoint, payload, source, via, uuid.uuid4(), no_reply=True)
+
+    def _send_routed(
+        self,
+        endpoint: str,
+        payload: Any,
+        source: str,
+        via: str | None,
+        request_id: uuid.UUID,
+        no_reply: bool,
+    ) -> None:
+        orchestrator = self._orchestrator
+        wrapped = routed_request_payload(payload, endpoint, source, no_reply)
+        message = RoutedModuleMessage(source, request_id, wrapped)
+        orchestrator.send(message, via=via or orchestrator.routing_link())
+
     def stop(self) -> Deferred[None]:
         """
         Stop the module (as after a C{shutdown}); fires when it has stopped.
@@ -170,6 +232,7 @@ class FakeOrchestrator:
     @ivar secret_requests: names of every C{get_secret} it sent.
     @ivar heartbeat_acks: how many heartbeat acks it sent.
     @ivar exit_codes: exit statuses the module asked for (0 after shutdown).
+    @ivar calls: the routed calls of L{FakeModule.call} waiting for their reply.
     """
 
     def __init__(
@@ -206,6 +269,7 @@ class FakeOrchestrator:
         self._http: dict[str, Deferred[FakeResponse]] = {}
         self._acks: dict[str, Deferred[RotationAck]] = {}
         self._heartbeats: list[Deferred[None]] = []
+        self.calls: CorrelationTable[uuid.UUID] = CorrelationTable(self.reactor)
         self._transport: _OrchestratorSide | None = None
         unknown = set(channels) - {"tcp", "ipc"}
         if unknown:
@@ -306,11 +370,29 @@ class FakeOrchestrator:
         if connection is not None:
             connection.drop()
 
+    def refuse_channel(self, kind: str) -> None:
+        """
+        Refuse the module's connects on C{kind} from now on, without closing the live
+        connection (it stays up until L{drop_channel}); L{restore_channel} accepts them
+        again.
+        """
+        self.endpoints[kind].blocked = True
+
     def restore_channel(self, kind: str) -> None:
         """
         Accept connects on C{kind} again.
         """
         self.endpoints[kind].blocked = False
+
+    def routing_link(self) -> str:
+        """
+        Where a real orchestrator delivers routed messages: the TCP channel if one is
+        connected, else the Unix socket, else stdin (C{"tcp"}, C{"ipc"} or C{"stdio"}).
+        """
+        for kind in ("tcp", "ipc"):
+            if self.connection(kind) is not None:
+                return kind
+        return "stdio"
 
     def _from_channel(self, connection: ModuleConnection, envelope: Any) -> bool:
         self._received(envelope.content, connection.send)
@@ -365,7 +447,11 @@ class FakeOrchestrator:
         service = self.module.service
         if not service.running:
             return succeed(None)
-        return service.stopService().addCallback(lambda _: self.channel_server.stop())
+        stopped = service.stopService().addCallback(lambda _: self.channel_server.stop())
+        return stopped.addCallback(lambda _: self._stopped())
+
+    def _stopped(self) -> None:
+        self.calls.stop("the fake orchestrator shut the module down")
 
     # -- module -> orchestrator ------------------------------------------------------------------
 
@@ -394,6 +480,10 @@ class FakeOrchestrator:
             self.heartbeat_acks += 1
             if self._heartbeats:
                 self._heartbeats.pop(0).callback(None)
+        elif isinstance(message, RoutedModuleReply):
+            call = self.calls.pop(message.request_id)
+            if call is not None:
+                self._answer_call(call, message)
         elif isinstance(message, HttpResponse):
             waiter_http = self._http.pop(message.request_id, None)
             if waiter_http is not None:
@@ -404,3 +494,12 @@ class FakeOrchestrator:
                         body=message.body or b"",
                     )
                 )
+
+    def _answer_call(self, call: Pending, reply: RoutedModuleReply) -> None:
+        value = routed_reply_content(reply.payload)
+        error = _error_object(value)
+        if error is None:
+            call.callback(value)
+            return
+        kind, text = error
+        call.errback(RemoteError(f"{self.module_id}/{call.context} failed ({kind}): {text}", kind))
