@@ -71,6 +71,12 @@ def routes(app: Klein, later: dict[str, Deferred[Any]]) -> None:
     def count(request: Any, n: int) -> Any:
         return n
 
+    @app.route("/not-done-yet", methods=["GET"])
+    def not_done_yet(request: Any) -> Any:
+        from twisted.web.server import NOT_DONE_YET
+
+        return NOT_DONE_YET
+
     @app.route("/tags", methods=["GET", "POST"])
     def tag_set(request: Any) -> Any:
         return {"a", "b"}
@@ -262,6 +268,21 @@ class DirectAndBridgedTests(SynchronousTestCase):
             "template element, or None",
             "int",
             "GET /count/<int:n> (count)",
+        )
+
+    def test_not_done_yet(self) -> None:
+        """
+        Klein finishes the request when a route returns, so C{NOT_DONE_YET} (the int 1)
+        from a route would cut the response short: it is refused with a hint.
+        """
+        self.assertRefused(
+            "/not-done-yet",
+            "GET /not-done-yet (not_done_yet) returned an int, which cannot be sent as a "
+            "response: twisted.web.server.NOT_DONE_YET is for a Resource's render(); a Klein "
+            "route that writes with request.write() later returns a Deferred that fires when "
+            "it is done (or a Resource whose render() returns NOT_DONE_YET)",
+            "int",
+            "GET /not-done-yet (not_done_yet)",
         )
 
     def test_set(self) -> None:

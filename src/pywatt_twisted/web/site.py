@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.iweb import IRenderable
 from twisted.web.resource import IResource, Resource, getChildForRequest
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.template import Element, Tag, TagLoader
 
 from pywatt_twisted._inflight import InFlight
@@ -341,6 +341,12 @@ def _sendable(value: Any, request: Any, where: Callable[[], str]) -> Any:
         hint = (
             "a tuple is not (body, status) here: call request.setResponseCode(...) and "
             "return the body; return a list to send a JSON array"
+        )
+    elif value is NOT_DONE_YET:
+        hint = (
+            "twisted.web.server.NOT_DONE_YET is for a Resource's render(); a Klein route "
+            "that writes with request.write() later returns a Deferred that fires when it "
+            "is done (or a Resource whose render() returns NOT_DONE_YET)"
         )
     else:
         hint = _SENDABLE
