@@ -1,0 +1,298 @@
+# -*- test-case-name: tests.web.test_http_limits -*-
+"""
+The HTTP/1.1 connection behind the module's listening port, L{PyWattHTTPChannel}: it
+bounds what a client may make the module hold: the request body (413), the header block
+(431, or 414 for a request line alone), the time to send the headers (408) and an idle
+connection, and refuses obsolete line folding (400).
+
+L{pywatt_twisted.web.site.PyWattSite} sets the limits on each connection and logs the
+refusals; the names here are re-exported from L{pywatt_twisted.web.site}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_HEADER_SIZE",
+    "REFUSAL_LINGER",
+    "PyWattHTTPChannel",
+]
+
+#: Default largest request body, in bytes (C{--max-body-size}, C{PYWATT_MAX_BODY_SIZE}).
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+
+#: Default largest request line plus headers, in bytes (C{--max-header-size},
+#: C{PYWATT_MAX_HEADER_SIZE}).
+DEFAULT_MAX_HEADER_SIZE = 16 * 1024
+
+#: Default seconds from a request's first byte until all its headers are in
+#: (C{--http-header-timeout}, C{PYWATT_HTTP_HEADER_TIMEOUT}).
+DEFAULT_HEADER_TIMEOUT = 30.0
+
+#: Default seconds a connection may stay silent between requests
+#: (C{--http-idle-timeout}, C{PYWATT_HTTP_IDLE_TIMEOUT}).
+DEFAULT_IDLE_TIMEOUT = 60.0
+
+#: Seconds a refused connection keeps reading (and discarding) what the client still
+#: sends after the refusal was written, so that the client reads the refusal instead of
+#: a connection reset; then the connection is aborted.
+REFUSAL_LINGER = 5.0
+
+
+#: What each limit is called in logs: its setting, twistd option and variable.
+_LIMIT_SETTINGS = {
+    "max_body_size": "--max-body-size / PYWATT_MAX_BODY_SIZE",
+    "max_header_size": "--max-header-size / PYWATT_MAX_HEADER_SIZE",
+    "http_header_timeout": "--http-header-timeout / PYWATT_HTTP_HEADER_TIMEOUT",
+    "http_idle_timeout": "--http-idle-timeout / PYWATT_HTTP_IDLE_TIMEOUT",
+}
+
+
+class PyWattHTTPChannel(HTTPChannel):
+    """
+    The HTTP/1.1 connection behind the listening port: L{HTTPChannel} with bounds on
+    what one client can make the module hold, each answered with a status and a JSON
+    body C{{"error": {"kind": ..., "message": ...}}} before the connection is closed:
+
+      - a C{Content-Length} above L{maxBodySize}: 413 as soon as the headers are in,
+        before any of the body is read (or spooled to a temporary file);
+      - a chunked body that grows past L{maxBodySize}: 413 when it does;
+      - a request line plus headers above C{totalHeadersSize} bytes: 431 (414 when the
+        request line alone is too long);
+      - headers not complete L{headerTimeout} seconds after the request's first byte:
+        408, however often the client sends a byte (a slow-loris client resets the
+        idle timer with every byte, not this one);
+      - a header line starting with a space or tab (obsolete line folding, RFC 9112
+        section 5.2): 400;
+      - C{timeOut} (the idle timeout, from L{HTTPChannel}): a connection with no
+        request in progress is closed; one that stalls in the middle of sending a body
+        gets 408.
+
+    After a refusal the connection's write side is closed and what the client still
+    sends is read and discarded for L{REFUSAL_LINGER} seconds, so that the client
+    reads the answer rather than a connection reset. The site sets the limits (see
+    L{PyWattSite.buildProtocol}) and logs each kind of refusal (L{PyWattSite.limit_reached}).
+
+    @ivar maxBodySize: the largest request body, in bytes.
+    @ivar headerTimeout: seconds from a request's first byte until all its headers
+        are in, or C{None} for no limit.
+    """
+
+    maxBodySize: int = DEFAULT_MAX_BODY_SIZE
+    headerTimeout: float | None = DEFAULT_HEADER_TIMEOUT
+    totalHeadersSize = DEFAULT_MAX_HEADER_SIZE
+    MAX_LENGTH = DEFAULT_MAX_HEADER_SIZE
+
+    _refused = False
+    _headerCall: IDelayedCall | None = None
+    _lingerCall: IDelayedCall | None = None
+    _bodyReceived = 0
+
+    # -- reading ------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            # Lingering after a refusal: read and drop, without resetting any timer.
+            return
+        if (
+            data
+            and self._headerCall is None
+            and self.headerTimeout is not None
+            and self.line_mode
+            and not self._handlingRequest
+        ):
+            # The first byte of a request: its headers must all be in by the deadline.
+            self._headerCall = self.callLater(self.headerTimeout, self._headersTimedOut)
+        super().dataReceived(data)
+
+    def _inHeaders(self) -> bool:
+        """
+        Whether the request line has been parsed and its headers are being read
+        (L{HTTPChannel} sets C{_command} then and deletes it once the request is in).
+        """
+        return hasattr(self, "_command")
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._headersTooLarge()
+            return
+        if self._inHeaders() and line[:1] in (b" ", b"\t"):
+            self._refuse(
+                400,
+                b"Bad Request",
+                "bad_request",
+                "a header line starts with a space or tab (obsolete line folding); "
+                "send each header on a single line",
+            )
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._headersTooLarge()
+
+    def allHeadersReceived(self) -> None:
+        self._cancelHeaderTimer()
+        if self.length is not None and self.length > self.maxBodySize:
+            self._bodyTooLarge(f"the request declares a body of {self.length} bytes")
+            return
+        super().allHeadersReceived()
+        decoder = self._transferDecoder
+        if self.length is None and decoder is not None:
+            # Chunked: the size is only known as the chunks arrive; count them.
+            self._bodyReceived = 0
+            deliver = decoder.dataCallback
+            limit = self.maxBodySize
+
+            def counted(data: bytes) -> None:
+                if self._refused:
+                    return
+                self._bodyReceived += len(data)
+                if self._bodyReceived > limit:
+                    self._bodyTooLarge(
+                        f"the chunked request body passed {limit} bytes "
+                        f"({self._bodyReceived} so far)"
+                    )
+                    return
+                deliver(data)
+
+            decoder.dataCallback = counted
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        if self._refused:
+            return
+        super().allContentReceived()
+
+    # -- limits -------------------------------------------------------------------------
+
+    def _headersTooLarge(self) -> None:
+        limit = self.totalHeadersSize
+        if self._inHeaders():
+            self._refuse(
+                431,
+                b"Request Header Fields Too Large",
+                "header_too_large",
+                f"the request line and headers exceed {limit} bytes",
+                "max_header_size",
+            )
+        else:
+            self._refuse(
+                414,
+                b"URI Too Long",
+                "uri_too_long",
+                f"the request line exceeds {limit} bytes",
+                "max_header_size",
+            )
+
+    def _bodyTooLarge(self, what: str) -> None:
+        self._refuse(
+            413,
+            b"Content Too Large",
+            "body_too_large",
+            f"{what}; the limit is {self.maxBodySize} bytes",
+            "max_body_size",
+        )
+
+    def _headersTimedOut(self) -> None:
+        self._headerCall = None
+        self._refuse(
+            408,
+            b"Request Timeout",
+            "timeout",
+            f"the request headers were not complete within {self.headerTimeout:g} seconds",
+            "http_header_timeout",
+        )
+
+    def timeoutConnection(self) -> None:
+        """
+        The idle timeout: close a connection between requests quietly; answer 408 to
+        one that stalled in the middle of a request body.
+        """
+        if not self.line_mode and not self._handlingRequest and not self._refused:
+            self._refuse(
+                408,
+                b"Request Timeout",
+                "timeout",
+                f"the request body stalled for {self.timeOut:g} seconds",
+                "http_idle_timeout",
+            )
+            return
+        self._limitReached("http_idle_timeout", f"idle for {self.timeOut:g} seconds")
+        super().timeoutConnection()
+
+    def _refuse(
+        self, code: int, phrase: bytes, kind: str, message: str, limit: str | None = None
+    ) -> None:
+        """
+        Answer the request being read with C{code} and a JSON error body, then close.
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self._cancelHeaderTimer()
+        self.setTimeout(None)
+        if limit is not None:
+            self._limitReached(limit, message)
+        body = json.dumps(
+            {"error": {"kind": kind, "message": message}}, separators=(",", ":")
+        ).encode("utf-8")
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (code, phrase, len(body), body)
+        )
+        self._networkProducer.unregisterProducer()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None and ITCPTransport.providedBy(self.transport):
+            half_close()
+            self._lingerCall = self.callLater(REFUSAL_LINGER, self._lingerEnded)
+        else:
+            self.transport.loseConnection()
+
+    def _lingerEnded(self) -> None:
+        self._lingerCall = None
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def _limitReached(self, limit: str, detail: str) -> None:
+        site = getattr(self, "site", None)
+        report = getattr(site, "limit_reached", None)
+        if report is not None:
+            report(limit, detail, _peer(self.transport))
+
+    def _cancelHeaderTimer(self) -> None:
+        if self._headerCall is not None:
+            if self._headerCall.active():
+                self._headerCall.cancel()
+            self._headerCall = None
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._cancelHeaderTimer()
+        if self._lingerCall is not None:
+            if self._lingerCall.active():
+                self._lingerCall.cancel()
+            self._lingerCall = None
+        super().connectionLost(reason)
+
+
+def _peer(transport: Any) -> str:
+    try:
+        return str(transport.getPeer())
+    except Exception:
+        return "?"
