@@ -279,7 +279,7 @@ def check_command(words: list[str]) -> str | None:
 
             _parse_argparse(dev_parser, args[1:])
         elif program == "pywatt" and args[:1] == ["db"]:
-            from pywatt_twisted.data.models.cli import build_parser as db_parser
+            from pywatt_twisted._dbcli import build_parser as db_parser
 
             _parse_argparse(db_parser, args[1:])
         elif program == "pywatt" and args[:1] == ["new"]:

@@ -71,8 +71,6 @@ UNITS: dict[str, str] = {
     "pywatt_twisted.runtime": "process",
     "pywatt_twisted.web": "web",
     "pywatt_twisted.data": "data",
-    # 'pywatt db': a command-line front end that loads the user's module definition.
-    "pywatt_twisted.data.models.cli": "cli",
     "pywatt_twisted.orchestrator": "orchestrator",
     "pywatt_twisted.dev": "dev",
     # (argument-parsing helper shared by the commands; the lowest user is dev.cli)
@@ -80,6 +78,8 @@ UNITS: dict[str, str] = {
     "pywatt_twisted.testing": "testing",
     "pywatt_twisted.tap": "tap",
     "pywatt_twisted.cli": "cli",
+    # 'pywatt db': a command-line front end that loads the user's module definition.
+    "pywatt_twisted._dbcli": "cli",
     "pywatt_twisted.__main__": "cli",
     "pywatt_twisted.scaffold": "cli",
 }
@@ -90,6 +90,7 @@ SHIMS: dict[str, str] = {
     "pywatt_twisted.runtime.channels": "link",
     "pywatt_twisted.runtime.providers": "orchestrator",
     "pywatt_twisted.dev.channel_server": "orchestrator",
+    "pywatt_twisted.data.models.cli": "cli",
 }
 
 

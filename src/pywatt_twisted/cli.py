@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return dev_main(rest)
     if command == "db":
-        from pywatt_twisted.data.models.cli import main as db_main
+        from pywatt_twisted._dbcli import main as db_main
 
         return db_main(rest)
     if command == "new":

@@ -255,3 +255,19 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         result = run("schema", "diff", "--models", path, "--url", url)
         self.assertEqual(result.stdout, "no changes: the database matches the models\n")
+
+
+class OldPathTests(SynchronousTestCase):
+    def test_old_import_path_reexports_the_command(self) -> None:
+        """
+        C{pywatt_twisted.data.models.cli} (the command's old home) still gives the
+        same names as L{pywatt_twisted._dbcli}, where the command now lives.
+        """
+        from pywatt_twisted import _dbcli
+        from pywatt_twisted.data.models import cli as old
+
+        for name in old.__all__:
+            self.assertIs(getattr(old, name), getattr(_dbcli, name))
+        self.assertIs(old.main, _dbcli.main)
+        self.assertIs(old.models_source, _dbcli.models_source)
+        self.assertIs(old.build_parser, _dbcli.build_parser)

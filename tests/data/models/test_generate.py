@@ -26,6 +26,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pywatt_twisted._dbcli import models_source
 from pywatt_twisted.data import Database
 from pywatt_twisted.data.models import (
     MigrationError,
@@ -35,7 +36,6 @@ from pywatt_twisted.data.models import (
     plan,
     sync,
 )
-from pywatt_twisted.data.models.cli import models_source
 from pywatt_twisted.data.models.drop import drop_plan
 from pywatt_twisted.data.models.generate import load_source, models_from_database, python_source
 from pywatt_twisted.data.models.introspect import (
