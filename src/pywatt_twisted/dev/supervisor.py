@@ -3,59 +3,70 @@
 The orchestrator side of one module process in C{pywatt dev}: spawn it exactly as a real
 orchestrator would, speak its stdio protocol, watch it with heartbeats, restart it when
 it dies, and stop it gracefully.
+
+The concerns live in private modules, and their public names are re-exported here: the
+process and its command in L{pywatt_twisted.dev._child}, the console in
+L{pywatt_twisted.dev._console}, crash-loop accounting in
+L{pywatt_twisted.dev._restarts}, the answers to the module's requests in
+L{pywatt_twisted.dev._answers}, the heartbeats in L{pywatt_twisted.dev._heartbeats}.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import sys
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ProcessDone, ProcessExitedAlready
-from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import LoopingCall
+from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pywatt_twisted.errors import LineTooLong, PyWattError, RequestTimeout
+from pywatt_twisted.dev._answers import ModuleAnswers, routing_error
+from pywatt_twisted.dev._child import _ChildProtocol, free_port, module_command
+from pywatt_twisted.dev._console import Console, parse_module_log
+from pywatt_twisted.dev._heartbeats import Heartbeats
+from pywatt_twisted.dev._restarts import RestartPolicy, RunErrors
+from pywatt_twisted.errors import PyWattError, RequestTimeout
 from pywatt_twisted.orchestrator.providers import ISecretProvider
 from pywatt_twisted.runtime.correlation import CorrelationTable
-from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
+from pywatt_twisted.wire.codec import decode_from_module, encode_init
 from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfig, TcpListen
-from pywatt_twisted.wire.lines import LineDecoder
 from pywatt_twisted.wire.messages import (
     Announce,
     DiscoverServiceProviders,
-    DiscoverServiceProvidersResponse,
-    EncodedPayload,
     Endpoint,
     GetSecret,
-    Heartbeat,
     HeartbeatAck,
     HttpRequest,
     HttpResponse,
     Identify,
     PortRequest,
-    PortResponse,
     RegisterServiceProvider,
-    RegisterServiceProviderResponse,
     Rotated,
     RotationAck,
     RoutedModuleReply,
-    RoutedModuleResponse,
     RouteToModule,
-    SecretMessage,
     ServiceOperation,
-    ServiceOperationResult,
     ServiceRequest,
-    ServiceResponse,
     Shutdown,
 )
+
+__all__ = [
+    "CRASHED",
+    "RESTARTING",
+    "RUNNING",
+    "STARTING",
+    "STOPPED",
+    "STOPPING",
+    "Console",
+    "ModuleSupervisor",
+    "free_port",
+    "module_command",
+    "parse_module_log",
+    "routing_error",
+]
 
 STARTING = "starting"
 RUNNING = "running"
@@ -63,108 +74,6 @@ RESTARTING = "restarting"
 STOPPING = "stopping"
 STOPPED = "stopped"
 CRASHED = "crashed"
-
-#: log levels whose lines (with any line carrying a traceback) a failed start repeats at
-#: each restart: the console collapses them
-_ERROR_LEVELS = frozenset({"error", "critical"})
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """
-    A TCP port that is free right now on C{host}.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def module_command(module: str) -> list[str]:
-    """
-    The command a real orchestrator would run: C{twistd -n pywatt --module=...}, with the
-    twistd of this Python environment.
-    """
-    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    return [twistd, "-n", "pywatt", f"--module={module}"]
-
-
-class Console:
-    """
-    Where C{pywatt dev} tells a person what happens (stdout of the dev command).
-    """
-
-    def __init__(self, write: Callable[[str], object] | None = None) -> None:
-        self._write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-
-    def say(self, source: str, text: str, level: str = "info") -> None:
-        label = level.upper().ljust(5)
-        for line in text.splitlines() or [""]:
-            self._write(f"[{source}] {label} {line}\n")
-
-    def module_log(self, module_id: str, raw: bytes) -> None:
-        """
-        Show one stderr line of a module: JSON log lines in a readable form, anything else
-        as it is.
-        """
-        parsed = parse_module_log(raw)
-        if parsed is not None:
-            self.say(module_id, parsed[1], parsed[0])
-
-
-def parse_module_log(raw: bytes) -> tuple[str, str] | None:
-    """
-    One stderr line of a module as C{(level, text)}: a JSON log line's level and its
-    message (followed by its traceback, if any); anything else as level C{log}, as it is.
-    C{None} for an empty line.
-    """
-    text = raw.decode("utf-8", "replace").rstrip()
-    if not text:
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return ("log", text)
-    if not isinstance(record, dict):
-        return ("log", text)
-    message = str(record.get("message", ""))
-    if record.get("traceback"):
-        message += "\n" + str(record["traceback"])
-    return (str(record.get("level", "info")), message)
-
-
-class _ChildProtocol(ProcessProtocol):
-    def __init__(self, supervisor: ModuleSupervisor) -> None:
-        self.supervisor = supervisor
-        self._out = LineDecoder()
-        self._err = b""
-        self.ended: Deferred[int | None] = Deferred()
-
-    def connectionMade(self) -> None:
-        self.supervisor._child_started(self)
-
-    def outReceived(self, data: bytes) -> None:
-        for line in self._out.feed(data):
-            if isinstance(line, LineTooLong):
-                self.supervisor.console.say(self.supervisor.module_id, str(line), "warn")
-                continue
-            self.supervisor._line_from_module(line)
-
-    def errReceived(self, data: bytes) -> None:
-        self._err += data
-        *lines, self._err = self._err.split(b"\n")
-        for line in lines:
-            self.supervisor._module_log(self, line)
-
-    def processEnded(self, reason: Failure) -> None:
-        if self._err:
-            self.supervisor._module_log(self, self._err)
-        code = 0 if reason.check(ProcessDone) else getattr(reason.value, "exitCode", None)
-        signal = getattr(reason.value, "signal", None)
-        self.supervisor._child_ended(self, code, signal)
-        self.ended.callback(code)
-
-    def send(self, message: Any) -> None:
-        if self.transport is not None:
-            self.transport.write(encode_line(message))
 
 
 class ModuleSupervisor:
@@ -215,10 +124,9 @@ class ModuleSupervisor:
         self.heartbeat_timeout = heartbeat_timeout
         self.stop_deadline = stop_deadline
         self.request_timeout = request_timeout
-        self.restart_initial = restart_initial
-        self.restart_max = restart_max
-        self.crash_limit = crash_limit
-        self.crash_window = crash_window
+        self._restart_policy = RestartPolicy(
+            restart_initial, restart_max, crash_limit, crash_window
+        )
         self._command = command
         self._on_announce = on_announce
         self.status = STOPPED
@@ -235,21 +143,12 @@ class ModuleSupervisor:
         self._pending_rotations: CorrelationTable[str] = CorrelationTable(reactor)
         self._announced: list[Deferred[ModuleSupervisor]] = []
         self._ack_waiters: list[Deferred[RotationAck]] = []
-        self._heartbeat: LoopingCall | None = None
-        self._restart_delay = restart_initial
+        self._heartbeats = Heartbeats(self)
         self._restart_call: Any = None
         self._wanted = False
         self._started_at = 0.0
-        # Crash-loop detection: when the recent unwanted exits happened.
-        self._failures: list[float] = []
-        self.last_error: str | None = None
-        # Error lines of the current run, those of the previous failed run, and how many
-        # runs in a row repeated them.
-        self._run_errors: list[str] = []
-        self._run_error: str | None = None
-        self._run_repeated = False
-        self._previous_errors: frozenset[str] = frozenset()
-        self._repeats = 0
+        self._run_errors = RunErrors()
+        self._answers = ModuleAnswers(self)
         # The module's framed channels: the orchestrator serves them, the module connects.
         from pywatt_twisted.orchestrator.channel_server import ChannelServer
 
@@ -294,7 +193,7 @@ class ModuleSupervisor:
         Spawn the module (and keep it running until L{stop}).
         """
         self._wanted = True
-        self._failures = []
+        self._restart_policy.reset()
         self._spawn()
 
     def _spawn(self) -> None:
@@ -311,9 +210,7 @@ class ModuleSupervisor:
         env["PYWATT_MODULE_ID"] = self.module_id
         protocol = _ChildProtocol(self)
         self._child = protocol
-        self._run_errors = []
-        self._run_error = None
-        self._run_repeated = False
+        self._run_errors.new_run()
         self.reactor.spawnProcess(
             protocol, argv[0], argv, env=env, childFDs={0: "w", 1: "r", 2: "r"}
         )
@@ -349,7 +246,7 @@ class ModuleSupervisor:
         if self.on_exit is not None:
             self.on_exit(self)
         self.pid = None
-        self._stop_heartbeats()
+        self._heartbeats.stop()
         self._pending_http.fail_all(
             lambda *_: PyWattError(f"module {self.module_id} exited before answering")
         )
@@ -358,22 +255,17 @@ class ModuleSupervisor:
             self.status = STOPPED
             self.console.say("pywatt-dev", f"{self.module_id} stopped ({how})")
             return
-        self._note_errors()
+        self._run_errors.run_failed(lambda text: self.console.say(self.module_id, text, "error"))
         # It died on its own: restart with backoff (reset after a stable run), unless it
         # keeps failing (a crash loop).
-        now = self.reactor.seconds()
-        if now - self._started_at > 30:
-            self._restart_delay = self.restart_initial
-        if now - self._started_at > self.crash_window:
-            # It ran for a while: this is not a crash loop.
-            self._failures = []
-        self._failures = [t for t in self._failures if now - t <= self.crash_window]
-        self._failures.append(now)
-        if len(self._failures) >= self.crash_limit:
-            self._crashed(how)
+        delay = self._restart_policy.exited(self.reactor.seconds(), self._started_at)
+        if delay is None:
+            self.status = CRASHED
+            error = self.last_error or f"it exited with {how}"
+            self.console.say(
+                "pywatt-dev", self._restart_policy.crashed_message(self.module_id, error), "error"
+            )
             return
-        delay = self._restart_delay
-        self._restart_delay = min(self._restart_delay * 2, self.restart_max)
         self.restarts += 1
         self.status = RESTARTING
         self.console.say(
@@ -391,47 +283,16 @@ class ModuleSupervisor:
         if parsed is None:
             return
         level, text = parsed
-        failing = level in _ERROR_LEVELS or "\nTraceback (most recent call last)" in text
-        if child is self._child and self.status != RUNNING and failing:
-            self._run_errors.append(text)
-            if level in _ERROR_LEVELS:
-                self._run_error = text.splitlines()[0]
-            if text in self._previous_errors:
-                self._run_repeated = True
-                return
+        if child is self._child and self.status != RUNNING and self._run_errors.hide(level, text):
+            return
         self.console.say(self.module_id, text, level)
 
-    def _note_errors(self) -> None:
+    @property
+    def last_error(self) -> str | None:
         """
-        At the end of a failed run: remember its errors, and tell once that they repeat
-        those of the previous run.
+        The first line of the last error the module logged before it exited, or C{None}.
         """
-        errors, self._run_errors = self._run_errors, []
-        if not errors:
-            self._previous_errors = frozenset()
-            self._repeats = 0
-            return
-        self.last_error = self._run_error or errors[-1].splitlines()[0]
-        if self._run_repeated:
-            self._repeats += 1
-            self.console.say(self.module_id, f"same error as before, x{self._repeats}", "error")
-        else:
-            self._repeats = 1
-        self._previous_errors = frozenset(errors)
-
-    def _crashed(self, how: str) -> None:
-        self.status = CRASHED
-        self._failures = []
-        error = self.last_error or f"it exited with {how}"
-        self.console.say(
-            "pywatt-dev",
-            f"{self.module_id} crashed: it failed {self.crash_limit} times within "
-            f"{self.crash_window:g} s, so it is not restarted.\n"
-            f"error: {error}\n"
-            "hint: fix the error, then restart pywatt dev (Ctrl-C stops it); the limit is "
-            f"--crash-limit={self.crash_limit} --crash-window={self.crash_window:g}",
-            "error",
-        )
+        return self._run_errors.last_error
 
     def stop(self) -> Deferred[None]:
         """
@@ -518,19 +379,19 @@ class ModuleSupervisor:
         Handle one message from the module; C{reply} answers on the link it came on.
         """
         if isinstance(message, GetSecret):
-            self._answer_secret(message.name, reply)
+            self._answers.secret(message.name, reply)
         elif isinstance(message, Identify):
             self.console.say(
                 "pywatt-dev", f"{self.module_id} identified as {message.module_id!r} on {link}"
             )
         elif isinstance(message, RouteToModule | RoutedModuleReply):
-            self._route(message, reply)
+            self._answers.route(message, reply)
         elif isinstance(message, RegisterServiceProvider | DiscoverServiceProviders):
-            self._discover(message, reply)
+            self._answers.discover(message, reply)
         elif isinstance(message, PortRequest):
-            self._answer_port(message, reply)
+            self._answers.port(message, reply)
         elif isinstance(message, ServiceRequest | ServiceOperation):
-            self._refuse_service(message, reply)
+            self._answers.refuse_service(message, reply)
         elif isinstance(message, Announce):
             self._on_announced(message)
         elif isinstance(message, HeartbeatAck):
@@ -546,69 +407,12 @@ class ModuleSupervisor:
                 "warn",
             )
 
-    def _route(
-        self, message: RouteToModule | RoutedModuleReply, reply: Callable[[Any], None]
-    ) -> None:
-        if self.router is None:
-            if isinstance(message, RouteToModule):
-                reply(
-                    routing_error(
-                        message.target_module_id,
-                        message.request_id,
-                        "unavailable",
-                        "module-to-module routing is off",
-                    )
-                )
-            return
-        self.router(self, message, reply)
-
-    def _discover(
-        self,
-        message: RegisterServiceProvider | DiscoverServiceProviders,
-        reply: Callable[[Any], None],
-    ) -> None:
-        if self.discovery is not None:
-            self.discovery(self, message, reply)
-        elif isinstance(message, RegisterServiceProvider):
-            reply(RegisterServiceProviderResponse(False, None, "service discovery is off"))
-        else:
-            reply(DiscoverServiceProvidersResponse(False, (), "service discovery is off"))
-
-    def _refuse_service(
-        self, message: ServiceRequest | ServiceOperation, reply: Callable[[Any], None]
-    ) -> None:
-        """
-        pywatt dev proxies no services: refuse, saying so.
-        """
-        if isinstance(message, ServiceOperation):
-            reply(
-                ServiceOperationResult(
-                    False, None, "pywatt dev does not proxy services", params=message
-                )
-            )
-            return
-        self.console.say(
-            "pywatt-dev",
-            f"{self.module_id} asked for a proxied {message.service_type} service; "
-            "pywatt dev does not proxy services (refused)",
-            "warn",
-        )
-        reply(
-            ServiceResponse(
-                message.id,
-                message.service_type,
-                False,
-                "pywatt dev does not proxy services; connect to the service directly",
-                None,
-            )
-        )
-
     def _on_announced(self, message: Announce) -> None:
         self.listen = message.listen
         self.endpoints = tuple(message.endpoints)
         self.status = RUNNING
         self.last_ack = self.reactor.seconds()
-        self._start_heartbeats()
+        self._heartbeats.start()
         paths = ", ".join(
             f"{'|'.join(e.methods)} {e.path}" + (f" (auth {e.auth})" if e.auth else "")
             for e in self.endpoints
@@ -640,40 +444,6 @@ class ModuleSupervisor:
         ack_waiters, self._ack_waiters = self._ack_waiters, []
         for ack_waiter in ack_waiters:
             ack_waiter.callback(message)
-
-    def _answer_secret(self, name: str, reply: Callable[[Any], None]) -> None:
-        self.used_secrets.add(name)
-        value = self.secrets.get(name)
-        if value is None:
-            self.console.say(
-                "pywatt-dev",
-                f"{self.module_id} asked for secret {name!r}, which is neither in the secrets "
-                f"file nor in PYWATT_SECRET_{name}; it will time out",
-                "warn",
-            )
-            return
-        reply(SecretMessage(name=name, value=value))
-
-    def _answer_port(self, message: PortRequest, reply: Callable[[Any], None]) -> None:
-        """
-        Allocate a free loopback port (the one asked for when it is free).
-        """
-        wanted = message.specific_port
-        port: int | None = None
-        if wanted:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("127.0.0.1", wanted))
-                    port = wanted
-                except OSError:
-                    port = None
-            if port is None:
-                reply(PortResponse(message.request_id, False, 0, f"port {wanted} is in use"))
-                return
-        else:
-            port = free_port()
-        self.console.say("pywatt-dev", f"{self.module_id} was given port {port}")
-        reply(PortResponse(message.request_id, True, port))
 
     def send(self, message: Any) -> None:
         if self._child is None:
@@ -755,38 +525,7 @@ class ModuleSupervisor:
         failure.trap(RequestTimeout)
         self.console.say("pywatt-dev", str(failure.value), "warn")
 
-    # -- heartbeats -------------------------------------------------------------------------------
-
-    def _start_heartbeats(self) -> None:
-        self._stop_heartbeats()
-        self._heartbeat = LoopingCall(self._beat)
-        self._heartbeat.clock = self.reactor
-        self._heartbeat.start(self.heartbeat_interval, now=False)
-
-    def _stop_heartbeats(self) -> None:
-        if self._heartbeat is not None and self._heartbeat.running:
-            self._heartbeat.stop()
-        self._heartbeat = None
-
-    def _beat(self) -> None:
-        if self._child is None:
-            return
-        now = self.reactor.seconds()
-        if self.last_ack is not None and now - self.last_ack > self.heartbeat_timeout:
-            self.console.say(
-                "pywatt-dev",
-                f"{self.module_id} answered no heartbeat for {now - self.last_ack:.0f} s; "
-                "killing it",
-                "warn",
-            )
-            self._stop_heartbeats()
-            self.kill("KILL")
-            return
-        # Every link gets a heartbeat; an ack on any of them shows the module is alive.
-        self._child.send(Heartbeat())
-        for connection in list(self.channels.connections):
-            if not connection.lost:
-                connection.send(Heartbeat())
+    # -- status ------------------------------------------------------------------------------------
 
     def _channel_state(self, kind: str, address: str | None) -> str:
         if address is None:
@@ -821,17 +560,3 @@ class ModuleSupervisor:
                 for a in self.acks[-10:]
             ],
         }
-
-
-def routing_error(
-    target_module_id: str, request_id: uuid.UUID, kind: str, message: str
-) -> RoutedModuleResponse:
-    """
-    The reply to a C{route_to_module} the orchestrator could not deliver: a
-    C{routed_module_response} whose payload is C{{"error": {"kind", "message"}}}.
-    """
-    return RoutedModuleResponse(
-        source_module_id=target_module_id,
-        request_id=request_id,
-        payload=EncodedPayload.from_json({"error": {"kind": kind, "message": message}}),
-    )
