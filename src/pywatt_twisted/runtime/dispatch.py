@@ -57,6 +57,24 @@ def _link_closed(link: IOrchestratorLink) -> bool:
     return bool(getattr(link, "lost", False) or getattr(link, "_write_done", False))
 
 
+class _EarlyHold:
+    """
+    The messages of one kind held until the module is ready: how many wait, and how
+    many were refused since the last one was released (reported then, in one line).
+    """
+
+    def __init__(self, summary: str) -> None:
+        self.summary = summary
+        self.waiting = 0
+        self.refused = 0
+
+    def released(self, log: Any) -> None:
+        self.waiting -= 1
+        if self.refused:
+            log.warn(self.summary, count=self.refused)
+            self.refused = 0
+
+
 class OpDispatcher:
     """
     Dispatches one module service's incoming messages.
@@ -70,12 +88,12 @@ class OpDispatcher:
         self.log = service.log
         self.rotation = SecretRotation(service)
         self.held: list[Callable[[], object]] = []
-        #: routed messages in C{held}, and those refused 'overloaded' meanwhile
-        self._routed_waiting = 0
-        self._routed_early_overloaded = 0
-        #: HTTP-over-IPC requests in C{held}, and those refused 503 meanwhile
-        self._http_waiting = 0
-        self._http_early_refused = 0
+        self._early_routed = _EarlyHold(
+            "{count} routed request(s) were answered 'overloaded' while the module started"
+        )
+        self._early_http = _EarlyHold(
+            "{count} HTTP-over-IPC request(s) were answered 503 while the module started"
+        )
 
     def dispatch(self, message: object, link: IOrchestratorLink) -> None:
         """
@@ -137,12 +155,14 @@ class OpDispatcher:
                 return
             # Not announced yet: serve it as soon as the app is up. As many wait as could
             # be in flight then; more are answered 503 now.
-            limit = self.service.config.max_concurrent_requests
-            if self._http_waiting >= limit:
-                self._refuse_http_early(message, link, limit)
-                return
-            self._http_waiting += 1
-            self.held.append(lambda: self._serve_http_early(message, link))
+            self._hold_until_ready(
+                self._early_http,
+                self.service.config.max_concurrent_requests,
+                message,
+                link,
+                self._on_http_request,
+                self._refuse_http_early,
+            )
             return
         d = bridge.handle(message, transport=link.name)
         d.addCallback(lambda response: self._reply_http(link, response))
@@ -184,27 +204,47 @@ class OpDispatcher:
             # Handlers are registered by create_app: dispatch once the module is up. As
             # many wait as could run or queue then; more are answered 'overloaded' now.
             config = self.service.config
-            limit = config.handler_max_concurrent + config.handler_queue_size
-            if self._routed_waiting >= limit:
-                self._refuse_early(message, link, limit)
-                return
-            self._routed_waiting += 1
-            self.held.append(lambda: self._dispatch_early(message, link))
+            self._hold_until_ready(
+                self._early_routed,
+                config.handler_max_concurrent + config.handler_queue_size,
+                message,
+                link,
+                self._on_routed_message,
+                self._refuse_early,
+            )
             return
         messaging.message_received(message, link)
 
-    def _serve_http_early(self, message: HttpRequest, link: IOrchestratorLink) -> None:
-        self._http_waiting -= 1
-        if self._http_early_refused:
-            self.log.warn(
-                "{count} HTTP-over-IPC request(s) were answered 503 while the module started",
-                count=self._http_early_refused,
-            )
-            self._http_early_refused = 0
-        self._on_http_request(message, link)
+    def _hold_until_ready(
+        self,
+        hold: _EarlyHold,
+        limit: int,
+        message: Any,
+        link: IOrchestratorLink,
+        handle: Callable[[Any, IOrchestratorLink], object],
+        refuse: Callable[[Any, IOrchestratorLink, int, bool], object],
+    ) -> None:
+        """
+        Hold C{message} until the module is ready, when C{handle} gets it; with C{limit}
+        of its kind already held, C{refuse} answers it now (told whether it is the first
+        refusal since the last release, which is the one to log).
+        """
+        if hold.waiting >= limit:
+            refuse(message, link, limit, not hold.refused)
+            hold.refused += 1
+            return
+        hold.waiting += 1
 
-    def _refuse_http_early(self, message: HttpRequest, link: IOrchestratorLink, limit: int) -> None:
-        if not self._http_early_refused:
+        def later() -> None:
+            hold.released(self.log)
+            handle(message, link)
+
+        self.held.append(later)
+
+    def _refuse_http_early(
+        self, message: HttpRequest, link: IOrchestratorLink, limit: int, first: bool
+    ) -> None:
+        if first:
             self.log.warn(
                 "HTTP-over-IPC request {id} answered 503: {limit} requests already wait for "
                 "the module to start (the in-flight limit; raise it with "
@@ -212,7 +252,6 @@ class OpDispatcher:
                 id=message.request_id,
                 limit=limit,
             )
-        self._http_early_refused += 1
         self._reply_http(
             link,
             HttpResponse(
@@ -223,20 +262,10 @@ class OpDispatcher:
             ),
         )
 
-    def _dispatch_early(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
-        self._routed_waiting -= 1
-        if self._routed_early_overloaded:
-            self.log.warn(
-                "{count} routed request(s) were answered 'overloaded' while the module started",
-                count=self._routed_early_overloaded,
-            )
-            self._routed_early_overloaded = 0
-        self._on_routed_message(message, link)
-
     def _refuse_early(
-        self, message: RoutedModuleMessage, link: IOrchestratorLink, limit: int
+        self, message: RoutedModuleMessage, link: IOrchestratorLink, limit: int, first: bool
     ) -> None:
-        if not self._routed_early_overloaded:
+        if first:
             self.log.warn(
                 "routed handlers overloaded while starting: {limit} requests already wait "
                 "for the module to start (handler_max_concurrent + handler_queue_size); "
@@ -244,7 +273,6 @@ class OpDispatcher:
                 "PYWATT_HANDLER_QUEUE_SIZE if the module can take more)",
                 limit=limit,
             )
-        self._routed_early_overloaded += 1
         self._send_routed_error(
             link,
             message,
