@@ -60,6 +60,7 @@ from pywatt_twisted.errors import (
 from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
+    error_object,
     routed_reply_content,
     routed_request_payload,
     unwrap_routed_request,
@@ -130,23 +131,6 @@ def error_reply(
 #: The payload of a routed request (see L{routed_request_payload}; tests use it to play a
 #: requester).
 request_payload = routed_request_payload
-
-
-def _error_object(value: Any) -> tuple[str, str] | None:
-    """
-    C{(kind, message)} when C{value} is an error reply (an object whose only key is
-    C{error}, holding an object with a string C{message}); C{None} otherwise.
-    """
-    if type(value) is not dict or len(value) != 1:
-        return None
-    error = value.get("error")
-    if type(error) is not dict:
-        return None
-    message = error.get("message")
-    if type(message) is not str:
-        return None
-    kind = error.get("kind")
-    return (kind if type(kind) is str and kind else "remote_error"), message
 
 
 #: The content of a C{routed_module_response} payload (see L{routed_reply_content}).
@@ -403,7 +387,7 @@ class RoutedMessaging:
                 )
             )
             return
-        error = _error_object(value)
+        error = error_object(value)
         if error is not None:
             kind, text = error
             entry.errback(RemoteError(f"{target}/{endpoint} failed ({kind}): {text}", kind=kind))

@@ -24,14 +24,13 @@ from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConn
 from pywatt_twisted.orchestrator.providers import ISecretProvider, MemorySecretProvider
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.correlation import CorrelationTable, Pending
-from pywatt_twisted.runtime.messaging import _error_object
 from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
 from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.runtime.service import ModuleService
 from pywatt_twisted.runtime.state import AppState
 from pywatt_twisted.testing.memory_channels import MemoryChannelEndpoint
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
-from pywatt_twisted.wire.envelope import routed_reply_content, routed_request_payload
+from pywatt_twisted.wire.envelope import error_object, routed_reply_content, routed_request_payload
 from pywatt_twisted.wire.init import (
     InitBlob,
     IpcChannelConfig,
@@ -497,7 +496,7 @@ class FakeOrchestrator:
 
     def _answer_call(self, call: Pending, reply: RoutedModuleReply) -> None:
         value = routed_reply_content(reply.payload)
-        error = _error_object(value)
+        error = error_object(value)
         if error is None:
             call.callback(value)
             return

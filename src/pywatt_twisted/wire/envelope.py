@@ -31,6 +31,7 @@ __all__ = [
     "correlated_metadata",
     "encode_channel_frame",
     "envelope_id",
+    "error_object",
     "identify_metadata",
     "op_name",
     "routed_reply_content",
@@ -176,3 +177,20 @@ def unwrap_routed_request(
             no_reply = properties.get("no_reply") is True
         return value["content"], endpoint, no_reply
     return value, endpoint, no_reply
+
+
+def error_object(value: Any) -> tuple[str, str] | None:
+    """
+    C{(kind, message)} when C{value} is an error reply (an object whose only key is
+    C{error}, holding an object with a string C{message}); C{None} otherwise.
+    """
+    if type(value) is not dict or len(value) != 1:
+        return None
+    error = value.get("error")
+    if type(error) is not dict:
+        return None
+    message = error.get("message")
+    if type(message) is not str:
+        return None
+    kind = error.get("kind")
+    return (kind if type(kind) is str and kind else "remote_error"), message
