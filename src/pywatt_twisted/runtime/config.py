@@ -216,7 +216,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("max_concurrent_requests", "HTTP-over-IPC requests in flight before 503.", _int),
     _s("request_timeout", "Seconds before an HTTP-over-IPC request gets 504.", _float),
     _s("shutdown_deadline", "Seconds in-flight requests get on a graceful stop.", _float),
-    _s("max_line_length", "The longest stdin line accepted, in bytes.", _int),
+    _s(
+        "max_line_length",
+        "The longest init line (the first stdin line) accepted, in bytes; later stdin and "
+        "stdout lines may be as long as --max-frame-length.",
+        _int,
+    ),
     _s("channel_preference", "Channel order for sends: ipc,tcp or tcp,ipc.", _preference),
     _s(
         "channel_required_timeout",
@@ -234,7 +239,12 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_liveness,
     ),
     _s("identify", "Send identify first on connect: tcp, all or off.", _identify),
-    _s("max_frame_length", "Channel frame cap in bytes, both directions.", _int),
+    _s(
+        "max_frame_length",
+        "Channel frame cap in bytes, both directions; also the cap on stdin/stdout lines "
+        "after the init line.",
+        _int,
+    ),
     _s(
         "routed_replies",
         "Answer routed module messages with the routed_module_response extension: on or off.",

@@ -18,13 +18,14 @@ from pywatt_twisted.runtime.messaging import error_reply
 from pywatt_twisted.runtime.rotation import SecretRotation
 from pywatt_twisted.runtime.status import ModuleStatus
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
-from pywatt_twisted.web.bridge import send_http_reply
+from pywatt_twisted.web.bridge import line_too_long_response, send_http_reply
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProvidersResponse,
     Heartbeat,
     HttpRequest,
     HttpResponse,
     Init,
+    OversizedHttpRequest,
     PortResponse,
     RegisterServiceProviderResponse,
     Rotated,
@@ -171,6 +172,12 @@ class OpDispatcher:
                 "HTTP-over-IPC request {id} failed", f, id=message.request_id
             )
         )
+
+    def _on_oversized_http_request(
+        self, message: OversizedHttpRequest, link: IOrchestratorLink
+    ) -> None:
+        # The transport discarded the line (and logged it with the request id).
+        self._reply_http(link, line_too_long_response(message.request_id, message.length_limit))
 
     def _reply_http(self, link: IOrchestratorLink, response: HttpResponse) -> None:
         if _link_closed(link):
@@ -322,6 +329,7 @@ class OpDispatcher:
         Init: _on_init,
         UnknownMessage: _on_unknown,
         HttpRequest: _on_http_request,
+        OversizedHttpRequest: _on_oversized_http_request,
         Rotated: _on_rotated,
         RoutedModuleMessage: _on_routed_message,
         RoutedModuleResponse: _on_routed_response,

@@ -49,6 +49,7 @@ __all__ = [
     "HttpBridge",
     "IHttpRequestHandler",
     "MalformedHttpRequest",
+    "line_too_long_response",
     "response_headers",
     "send_http_reply",
     "too_large_response",
@@ -119,21 +120,40 @@ def _error_response(request_id: str, status: int, kind: str, message: str) -> Ht
 
 def too_large_response(request_id: str, error: MessageTooLarge) -> HttpResponse:
     """
-    The 502 that replaces a response too large for the frame of the link it must go
-    back on, so the orchestrator can still correlate an answer to C{request_id}.
+    The 502 that replaces a response too large for the frame (or stdout line) of the
+    link it must go back on, so the orchestrator can still correlate an answer to
+    C{request_id}: the X1 C{response_too_large} error (EXTENSIONS.md),
+    C{{"error": {"kind": "response_too_large", "message": ..., "limit": <bytes>}}}.
     """
+    body = json.dumps(
+        {
+            "error": {
+                "kind": "response_too_large",
+                "message": f"the response does not fit in one {error.limit}-byte message",
+                "limit": error.limit,
+            }
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
     return HttpResponse(
         request_id=request_id,
         status_code=502,
-        headers={"content-type": "application/json"},
-        body=json.dumps(
-            {
-                "error": "response too large for a channel frame",
-                "length": error.length,
-                "max_frame_length": error.limit,
-            },
-            separators=(",", ":"),
-        ).encode("utf-8"),
+        headers={**_JSON_HEADERS, "content-length": str(len(body))},
+        body=body,
+    )
+
+
+def line_too_long_response(request_id: str, limit: int) -> HttpResponse:
+    """
+    The 413 for an C{http_request} whose stdin line was longer than the line cap
+    (C{limit} bytes) and was discarded unread.
+    """
+    return _error_response(
+        request_id,
+        413,
+        "body_too_large",
+        f"the http_request line is longer than the {limit}-byte line cap; send a smaller "
+        "body, raise the cap (PYWATT_MAX_FRAME_LENGTH), or stream the body (X1)",
     )
 
 
@@ -147,8 +167,8 @@ def send_http_reply(link: Any, response: HttpResponse, log: Logger = _log) -> No
         link.send_http_response(response)
     except MessageTooLarge as e:
         log.error(
-            "{channel}: the response to {id} does not fit in a frame ({error}); "
-            "answering 502 instead",
+            "{channel}: the response to request {id} does not fit in one message "
+            "({error}); answering 502 response_too_large instead",
             channel=link.name,
             id=response.request_id,
             error=str(e),

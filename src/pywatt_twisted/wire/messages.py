@@ -45,6 +45,7 @@ __all__ = [
     "Metadata",
     "ModuleMessage",
     "OrchestratorMessage",
+    "OversizedHttpRequest",
     "PortRequest",
     "PortResponse",
     "RegisterServiceProvider",
@@ -512,6 +513,21 @@ class HttpRequest:
     uri: str
     headers: Mapping[str, str] = field(converter=_str_map)
     body: bytes | None = None
+
+
+@frozen
+class OversizedHttpRequest:
+    """
+    Not a wire message: what the stdio reader hands on in place of an C{http_request}
+    line longer than its cap, which it discarded unparsed but whose C{request_id} it
+    read from the line's first bytes, so the request is still answered (413).
+
+    @ivar length_limit: the line cap the request exceeded, in bytes.
+    """
+
+    op: ClassVar[str] = "http_request"
+    request_id: str
+    length_limit: int
 
 
 @frozen
