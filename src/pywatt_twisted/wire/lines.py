@@ -38,7 +38,7 @@ HEAD_BYTES: Final = 4096
 """How many bytes of a discarded over-long line L{LineTooLong.head} keeps."""
 
 _OP_HTTP_REQUEST = re.compile(rb'^\s*\{\s*"op"\s*:\s*"http_request"\s*,')
-_REQUEST_ID = re.compile(rb'"request_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
+_REQUEST_ID = re.compile(rb'"request_id"\s*:\s*"((?:[^"\\]|\\.){1,2000})"')
 
 
 def http_request_id(head: bytes) -> str | None:
