@@ -16,7 +16,8 @@ Routes:
 Outcomes of a request: the reply (200/201); an error reply (``RemoteError``: 404/409,
 or 502 when the inventory module is gone or failed); no reply in time
 (``Timeout``, a ``RemoteError`` and a ``RequestTimeout``: 504); no channel to send on
-(503). The timeout is ``ORDERS_INVENTORY_TIMEOUT`` from the init blob's env (default 5 s), or ``?timeout=``.
+(503). The timeout is ``ORDERS_INVENTORY_TIMEOUT`` from the init blob's env (default 5 s),
+or ``?timeout=``.
 """
 
 from __future__ import annotations
