@@ -424,7 +424,7 @@ class AnswerRoutedTests(SynchronousTestCase):
         self.start(("ipc",))
         first = self.module.request("GET", "/ask/A1")
         second = self.module.request("GET", "/ask/B2")
-        older, newer = self.orch.routed_requests
+        older, _newer = self.orch.routed_requests
         self.orch.answer_routed({"left": 1}, request=older)
         self.assertEqual(self.successResultOf(first).text(), "1")
         self.assertNoResult(second)
