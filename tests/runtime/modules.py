@@ -138,4 +138,10 @@ def big_body_app(state):
         request.setHeader(b"content-type", b"application/octet-stream")
         return pattern(size)
 
+    @app.route("/zeros", methods=["GET"])
+    def zeros(request):
+        size = int(request.args.get(b"size", [b"0"])[0])
+        request.setHeader(b"content-type", b"application/octet-stream")
+        return bytes(size)
+
     return app

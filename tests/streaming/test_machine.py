@@ -316,3 +316,23 @@ class EndToEndTests(SynchronousTestCase):
         self.assertFalse(table.received(object()))
         table.received(StreamCancel("nope", "x"))
         self.assertEqual(len(sent), 2)
+
+
+class ReentrancyTests(SynchronousTestCase):
+    def test_synchronous_peer(self) -> None:
+        """
+        A receiver that acks synchronously, inside the sender's send (an in-memory
+        link), does not recurse once per chunk: 5000 chunks go through.
+        """
+        clock = Clock()
+        sink = Sink()
+        holder: list[StreamSender] = []
+        receiver = StreamReceiver(
+            "s", lambda ack: holder[0].ack_received(ack), sink, clock, max_size=10**9
+        )
+        sender = StreamSender("s", receiver.chunk_received, StreamOptions(10, 2), clock)
+        holder.append(sender)
+        sender.write(b"0123456789" * 5000)
+        sender.finish()
+        self.assertEqual(self.successResultOf(sender.done), 50000)
+        self.assertEqual(b"".join(sink.data), b"0123456789" * 5000)

@@ -61,6 +61,8 @@ class RuntimeConfig:
     http_header_timeout: float = 30.0
     http_idle_timeout: float = 60.0
     max_header_size: int = 16 * 1024
+    max_stream_body_size: int = 1024 * MiB
+    stream_stall_timeout: float = 60.0
 
     def __attrs_post_init__(self) -> None:
         if self.stdout_low_water is not None and self.stdout_low_water >= self.stdout_high_water:
@@ -306,6 +308,16 @@ SETTINGS: tuple[Setting, ...] = (
     _s("http_header_timeout", "Seconds a client gets to send a request's headers.", _float),
     _s("http_idle_timeout", "Seconds an idle HTTP connection is kept open.", _float),
     _s("max_header_size", "Largest HTTP request header block in bytes (431 above it).", _int),
+    _s(
+        "max_stream_body_size",
+        "Largest HTTP-over-IPC request body streamed in chunks, in bytes (413 above it).",
+        _int,
+    ),
+    _s(
+        "stream_stall_timeout",
+        "Seconds a streamed body may make no progress before it is cancelled.",
+        _float,
+    ),
 )
 
 

@@ -6,8 +6,10 @@ L{pywatt_twisted.wire.stream}; the guide is C{docs/streaming.md}.
 """
 
 from pywatt_twisted.streaming._machine import (
+    DEFAULT_MAX_STREAMED_BODY,
     IBodySink,
     StreamFailed,
+    StreamLink,
     StreamReceiver,
     StreamSender,
     StreamState,
@@ -15,8 +17,10 @@ from pywatt_twisted.streaming._machine import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_STREAMED_BODY",
     "IBodySink",
     "StreamFailed",
+    "StreamLink",
     "StreamReceiver",
     "StreamSender",
     "StreamState",

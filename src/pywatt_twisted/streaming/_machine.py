@@ -23,10 +23,12 @@ Messages go out through a C{send} callable; time comes from an injected clock
 from __future__ import annotations
 
 import enum
+import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
@@ -47,8 +49,10 @@ from pywatt_twisted.wire.stream import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_STREAMED_BODY",
     "IBodySink",
     "StreamFailed",
+    "StreamLink",
     "StreamReceiver",
     "StreamSender",
     "StreamState",
@@ -56,6 +60,9 @@ __all__ = [
 ]
 
 _log = Logger(namespace="pywatt_twisted.streaming")
+
+#: X1 default: the largest request body streamed in (1 GiB).
+DEFAULT_MAX_STREAMED_BODY = 1024 * 1024 * 1024
 
 
 class StreamFailed(PyWattError):
@@ -146,13 +153,14 @@ class StreamSender:
         self.state = StreamState.OPEN
         self._send = send
         self._on_writable = on_writable
-        self._pending: deque[bytes] = deque()
+        self._pending: deque[memoryview] = deque()
         self._pending_size = 0
         self._next_sequence = 0
         self._acked = -1
         self._finishing = False
         self._final_sequence: int | None = None
         self._writable = True
+        self._pumping = False
         self.sent_bytes = 0
         self.max_unacked = 0
         self.done: Deferred[int] = Deferred()
@@ -178,8 +186,11 @@ class StreamSender:
         if self.state is not StreamState.OPEN or self._finishing:
             raise StreamFailed("aborted", f"stream {self.stream_id} is no longer open")
         if data:
-            self._pending.append(bytes(data))
-            self._pending_size += len(data)
+            view = memoryview(data)
+            if not isinstance(data, bytes):
+                view = memoryview(bytes(data))
+            self._pending.append(view)
+            self._pending_size += len(view)
             self._pump()
 
     def finish(self) -> None:
@@ -201,7 +212,7 @@ class StreamSender:
             self._fail(StreamFailed("aborted", reason))
 
     def _take(self, size: int) -> bytes:
-        out: list[bytes] = []
+        out: list[memoryview] = []
         need = size
         while need and self._pending:
             head = self._pending[0]
@@ -209,6 +220,7 @@ class StreamSender:
                 out.append(self._pending.popleft())
                 need -= len(head)
             else:
+                # (memoryview slices: a large write is cut without copying its rest)
                 out.append(head[:need])
                 self._pending[0] = head[need:]
                 need = 0
@@ -217,6 +229,19 @@ class StreamSender:
         return data
 
     def _pump(self) -> None:
+        if self._pumping:
+            # (an ack arrived while a chunk was being sent: the loop below goes on)
+            return
+        self._pumping = True
+        try:
+            self._send_chunks()
+        finally:
+            self._pumping = False
+        self._set_writable(
+            self.unacked < self.options.window and self._pending_size < self.options.chunk_size
+        )
+
+    def _send_chunks(self) -> None:
         size = self.options.chunk_size
         window = self.options.window
         while self.state is StreamState.OPEN and self.unacked < window:
@@ -239,7 +264,6 @@ class StreamSender:
             self.max_unacked = max(self.max_unacked, self.unacked)
             self._stall.restart()
             self._send(chunk)
-        self._set_writable(self.unacked < window and self._pending_size < size)
 
     def _set_writable(self, writable: bool) -> None:
         if writable != self._writable and self.state is StreamState.OPEN:
@@ -449,8 +473,9 @@ class StreamReceiver:
 class StreamTable:
     """
     The open streams of one link, by id: incoming C{stream_chunk}, C{stream_ack} and
-    C{stream_cancel} go to theirs. A chunk or ack for an unknown stream is answered
-    with a failed ack and a cancel (X1); a cancel for one is ignored.
+    C{stream_cancel} go to theirs. A chunk for an unknown stream is answered with a
+    failed ack and a cancel (X1); an ack or a cancel for one is ignored (it is late:
+    the stream already ended here).
     """
 
     def __init__(self, send: Send, log: Logger = _log) -> None:
@@ -488,11 +513,14 @@ class StreamTable:
             return True
         if isinstance(message, StreamAck):
             sender = self.senders.get(message.stream_id)
-            if sender is None:
-                if message.success:
-                    self._unknown(message.stream_id, message.sequence)
-            else:
+            if sender is not None:
                 sender.ack_received(message)
+            else:
+                # (a late ack of a stream that ended here: nothing to answer)
+                self._log.debug(
+                    "streaming: ignoring an ack for stream {stream_id}, which is not open",
+                    stream_id=message.stream_id,
+                )
             return True
         if isinstance(message, StreamCancel):
             receiver = self.receivers.get(message.stream_id)
@@ -522,3 +550,63 @@ class StreamTable:
                 sender._fail(StreamFailed("aborted", reason))
         self.receivers.clear()
         self.senders.clear()
+
+
+@define
+class StreamLink:
+    """
+    What the HTTP layer needs to stream bodies on one link (stdio, or one channel
+    connection): the link to send on, its L{StreamTable}, a clock and the limits.
+
+    @ivar link: an C{IOrchestratorLink}: C{send} for chunks, acks and cancels,
+        C{send_http_response} for the head of a streamed response.
+    @ivar options: the streaming options the orchestrator enabled (X0), or C{None}:
+        then responses are never streamed (request bodies streamed in are still
+        understood).
+    @ivar stall_timeout: seconds without progress before a stream is cancelled.
+    @ivar max_body_size: the largest streamed request body, in bytes.
+    """
+
+    link: Any
+    table: StreamTable
+    clock: IReactorTime
+    options: StreamOptions | None = None
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
+    max_body_size: int = DEFAULT_MAX_STREAMED_BODY
+
+    def new_stream_id(self) -> str:
+        """
+        A fresh id for a stream this side starts.
+        """
+        return f"m-{uuid.uuid4().hex}"
+
+    def receiver(self, stream_id: str, sink: IBodySink) -> StreamReceiver:
+        """
+        A receiver for C{stream_id} feeding C{sink}, registered in the table.
+        """
+        receiver = StreamReceiver(
+            stream_id,
+            self.link.send,
+            sink,
+            self.clock,
+            max_size=self.max_body_size,
+            stall_timeout=self.stall_timeout,
+        )
+        self.table.add_receiver(receiver)
+        return receiver
+
+    def sender(self, on_writable: Callable[[bool], object] | None = None) -> StreamSender:
+        """
+        A sender for a new stream, registered in the table (C{options} must be set).
+        """
+        assert self.options is not None
+        sender = StreamSender(
+            self.new_stream_id(),
+            self.link.send,
+            self.options,
+            self.clock,
+            stall_timeout=self.stall_timeout,
+            on_writable=on_writable,
+        )
+        self.table.add_sender(sender)
+        return sender
