@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.runtime.test_streams -*-
+# -*- test-case-name: tests.runtime.test_streaming_stdio -*-
 """
 L{LinkStreams}: the streamed bodies (EXTENSIONS.md X1) of each of the module's links
 (stdio, each channel connection): one L{StreamTable} per link, with the options the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.web.test_bridge_streaming -*-
+# -*- test-case-name: tests.runtime.test_streaming_stdio -*-
 """
 Streamed bodies through the HTTP-over-IPC bridge (EXTENSIONS.md X1).
 
