@@ -33,6 +33,7 @@ from twisted.web.server import Request, Site
 
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import BackendUnavailable, RouteReturnError
+from pywatt_twisted.web._gzip import maybe_gzip
 from pywatt_twisted.web._http_limits import (
     _LIMIT_SETTINGS,
     DEFAULT_HEADER_TIMEOUT,
@@ -227,6 +228,16 @@ class PyWattRequest(Request):
     L{PyWattSite.drain}), then counted in the site's L{ModuleMetrics} with route,
     method, status and latency.
     """
+
+    def write(self, data: bytes) -> None:
+        """
+        Write body bytes; before the first ones of a direct HTTP response, decide on
+        gzip (L{pywatt_twisted.web._gzip.maybe_gzip}).
+        """
+        if not self.startedWriting and self._encoder is None:
+            if getattr(self.channel, "direct_http", True):
+                maybe_gzip(self, data)
+        super().write(data)
 
     def process(self) -> None:
         channel: Any = self.channel
