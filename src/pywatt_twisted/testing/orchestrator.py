@@ -22,6 +22,7 @@ from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTr
 from pywatt_twisted.errors import PyWattError, RemoteError
 from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
 from pywatt_twisted.orchestrator.providers import ISecretProvider, MemorySecretProvider
+from pywatt_twisted.orchestrator.services import ServiceHost
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.correlation import CorrelationTable, Pending
 from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
@@ -51,6 +52,8 @@ from pywatt_twisted.wire.messages import (
     RoutedModuleMessage,
     RoutedModuleReply,
     SecretMessage,
+    ServiceOperation,
+    ServiceRequest,
     Shutdown,
 )
 
@@ -224,6 +227,9 @@ class FakeOrchestrator:
         off to script replies with L{answer_secret}.
     @param channels: framed channels to offer in the init blob, C{"tcp"} and/or C{"ipc"};
         the module connects to them in memory (see L{connection}, L{drop_channel}).
+    @param services: databases and caches to provide by name to C{state.service(name)}
+        (name -> a L{Database <pywatt_twisted.data.Database>} or a cache such as
+        L{MemoryCache <pywatt_twisted.data.MemoryCache>}); the test closes them.
 
     @ivar sent: every message the module sent, decoded, in order.
     @ivar announcement: the module's L{Announce} (C{None} before it).
@@ -232,6 +238,8 @@ class FakeOrchestrator:
     @ivar heartbeat_acks: how many heartbeat acks it sent.
     @ivar exit_codes: exit statuses the module asked for (0 after shutdown).
     @ivar calls: the routed calls of L{FakeModule.call} waiting for their reply.
+    @ivar services: the L{ServiceHost} answering proxied-service requests
+        (L{ServiceHost.provide} adds one later).
     """
 
     def __init__(
@@ -245,6 +253,7 @@ class FakeOrchestrator:
         config: RuntimeConfig | None = None,
         auto_secrets: bool = True,
         channels: Sequence[str] = (),
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         if secrets is None or isinstance(secrets, Mapping):
             self.secrets: ISecretProvider = MemorySecretProvider(dict(secrets or {}))
@@ -269,6 +278,7 @@ class FakeOrchestrator:
         self._acks: dict[str, Deferred[RotationAck]] = {}
         self._heartbeats: list[Deferred[None]] = []
         self.calls: CorrelationTable[uuid.UUID] = CorrelationTable(self.reactor)
+        self.services = ServiceHost(services)
         self._transport: _OrchestratorSide | None = None
         unknown = set(channels) - {"tcp", "ipc"}
         if unknown:
@@ -451,6 +461,7 @@ class FakeOrchestrator:
 
     def _stopped(self) -> None:
         self.calls.stop("the fake orchestrator shut the module down")
+        self.services.module_gone(self.module_id)
 
     # -- module -> orchestrator ------------------------------------------------------------------
 
@@ -470,6 +481,8 @@ class FakeOrchestrator:
                     (reply or self.send)(answer)
         elif isinstance(message, Announce):
             self.announcement = message
+        elif isinstance(message, ServiceRequest | ServiceOperation):
+            self.services.handle(self.module_id, message, reply or self.send)
         elif isinstance(message, RotationAck):
             self.acks.append(message)
             waiter = self._acks.pop(message.rotation_id, None)

@@ -298,6 +298,9 @@ class ServiceOperation:
     C{service_operation}: run one operation on a proxied connection.
 
     @ivar params: any JSON value (required on the wire; C{None} is C{null}).
+    @ivar id: this library's correlation id for the operation (an extension, emitted
+        only when set): an orchestrator that echoes the operation as the result's
+        C{params} echoes it too, so results may come back in any order.
     """
 
     op: ClassVar[str] = "service_operation"
@@ -305,6 +308,7 @@ class ServiceOperation:
     service_type: ServiceType
     operation: str
     params: object = None
+    id: str | None = None
 
 
 @frozen
@@ -469,6 +473,9 @@ class DiscoverServiceProvidersResponse:
 class ServiceResponse:
     """
     C{service_response}: the reply to a L{ServiceRequest}, correlated by C{id}.
+
+    @ivar error_info: for a refusal, a JSON object C{{"kind": K, ...}} (an extension,
+        emitted only when set; e.g. C{"unknown_service"}).
     """
 
     op: ClassVar[str] = "service_response"
@@ -477,6 +484,7 @@ class ServiceResponse:
     success: bool
     error: str | None = None
     connection_id: str | None = None
+    error_info: object = None
 
 
 @frozen
@@ -487,6 +495,9 @@ class ServiceOperationResult:
     @ivar result: any JSON value.
     @ivar params: the original operation, when the orchestrator echoes it (the only way to
         correlate; emitted only when not C{None}).
+    @ivar error_info: for a failure, a JSON object C{{"kind": K, ...}} naming the error's
+        type and its fields (an extension, emitted only when set), so the module raises
+        the same typed error a direct connection would.
     """
 
     op: ClassVar[str] = "service_operation_result"
@@ -494,6 +505,7 @@ class ServiceOperationResult:
     result: object = None
     error: str | None = None
     params: ServiceOperation | None = None
+    error_info: object = None
 
 
 @frozen
