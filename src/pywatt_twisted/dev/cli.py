@@ -160,9 +160,10 @@ def service_host(args: argparse.Namespace, reactor: Any, console: Console) -> An
     from pywatt_twisted.data import Cache, Database
     from pywatt_twisted.orchestrator.services import ServiceHost
 
-    host = ServiceHost(
-        owned=True, say=lambda text, level="info": console.say("pywatt-dev", text, level)
-    )
+    def say(text: str, level: str = "info") -> None:
+        console.say("pywatt-dev", text, level)
+
+    host = ServiceHost(owned=True, say=say)
     try:
         for name, url in databases:
             db = Database.from_url(url, reactor=reactor, name=name)

@@ -170,6 +170,9 @@ class ServiceLink:
             self._queue.remove(entry)
         except ValueError:
             return
+        self._refuse_expired(entry)
+
+    def _refuse_expired(self, entry: _Waiting) -> None:
         entry.out.errback(
             ServiceUnavailable(
                 f"{entry.args[0]!r} on the proxied service {self.name!r} waited its whole "
@@ -224,7 +227,7 @@ class ServiceLink:
             return result
         if breaker is not None:
             if isinstance(error, RequestTimeout | ChannelError | RemoteError):
-                breaker.failed(permit)
+                breaker.failed(permit, f"{type(error).__name__}: {error}")
             else:
                 breaker.released(permit)
         self._next()
@@ -255,7 +258,7 @@ class ServiceLink:
                 entry.timer.cancel()
             remaining = entry.deadline - self.clock.seconds()
             if remaining <= 0:
-                self._expired(entry)
+                self._refuse_expired(entry)
                 continue
             operation, params = entry.args
             self._send(operation, params, remaining).chainDeferred(entry.out)
@@ -287,4 +290,5 @@ class ServiceLink:
             "calls": self.calls,
             "overloaded": self.overloaded,
             "closed": self.closed,
+            **({"breaker": self.breaker.snapshot()} if self.breaker is not None else {}),
         }

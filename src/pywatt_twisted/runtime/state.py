@@ -312,11 +312,18 @@ class AppState:
         from pywatt_twisted.errors import ServiceError
         from pywatt_twisted.runtime.discovery import service_type
         from pywatt_twisted.runtime.proxied import ServiceLink
+        from pywatt_twisted.runtime.resilience import CircuitBreaker
         from pywatt_twisted.wire.messages import ServiceType
 
         wanted = ServiceType.custom("any") if kind is None else service_type(kind)
         connection_id, actual = await client.connect_service(name, wanted, timeout=timeout)
         max_in_flight, max_queued = self._service_limits
+        # one breaker per proxied service: a registry of the module's when it has one
+        target = f"service:{name}"
+        breakers = getattr(self, "_breakers", None)
+        breaker = (
+            breakers.get(target) if breakers is not None else CircuitBreaker(target, self.reactor)
+        )
         link = ServiceLink(
             client,
             name,
@@ -326,6 +333,7 @@ class AppState:
             timeout=client.default_timeout if timeout is None else timeout,
             max_in_flight=max_in_flight,
             max_queued=max_queued,
+            breaker=breaker,
         )
         if actual == ServiceType.DATABASE:
             info = await link.call("describe", {})

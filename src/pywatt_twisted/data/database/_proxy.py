@@ -137,9 +137,10 @@ class ProxyTransaction:
                 "run a statement",
             )
         except StatementInterrupted as e:
-            # the transaction is over: the rest is refused, the end does not commit
+            # the transaction is over: the rest is refused, the end does not commit;
+            # the rollback goes out without holding up the error
             self.interrupted = e
-            await self._abort()
+            Deferred.fromCoroutine(self._abort())
             raise
 
     def execute(self, sql: str, params: Params = None) -> Deferred[int]:
