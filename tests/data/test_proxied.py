@@ -16,7 +16,7 @@ from typing import Any
 from klein import Klein
 from twisted.internet import defer, reactor
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted.data import Database, MemoryCache
 from pywatt_twisted.testing import FakeOrchestrator
@@ -67,6 +67,83 @@ class ProxiedSQLiteTests(DatabaseSuiteMixin, TestCase):
         self.module = await self.orch.start(create_app)
         self.addCleanup(self.orch.shutdown)
         return await self.module.state.service("db-main")
+
+
+class ValueCodecTests(SynchronousTestCase):
+    """
+    SQL parameters and row values survive the trip as JSON.
+    """
+
+    def test_round_trip(self) -> None:
+        import datetime
+        import decimal
+        import json
+        import uuid
+
+        from pywatt_twisted.data._proxied import decode_value, encode_value
+
+        values = [
+            None,
+            True,
+            7,
+            -1.5,
+            "text",
+            b"\x00\xff",
+            decimal.Decimal("12.340"),
+            datetime.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=datetime.UTC),
+            datetime.date(2026, 1, 2),
+            datetime.time(3, 4, 5),
+            datetime.timedelta(seconds=90.5),
+            uuid.UUID(int=5),
+            float("inf"),
+            [1, b"x", {"a": None}],
+            {"$t": "looks like a tag", "n": [decimal.Decimal("1")]},
+        ]
+        for value in values:
+            wire = json.loads(json.dumps(encode_value(value)))
+            self.assertEqual(decode_value(wire), value)
+            self.assertIs(type(decode_value(wire)), type(value))
+
+    def test_refused(self) -> None:
+        from pywatt_twisted.data._proxied import ProxyValueError, decode_value, encode_value
+
+        self.assertRaises(ProxyValueError, encode_value, object())
+        self.assertRaises(ProxyValueError, encode_value, {1: "int key"})
+        self.assertRaises(ProxyValueError, decode_value, {"$t": "nope", "v": 1})
+        self.assertRaises(ProxyValueError, decode_value, {"$t": "bytes", "v": "not base64!"})
+
+    def test_errors_by_name(self) -> None:
+        from pywatt_twisted.data import IntegrityError, StatementInterrupted
+        from pywatt_twisted.data._proxied import error_from_info, error_info
+
+        info = error_info(IntegrityError("dup", dialect="postgresql", code="23505"))
+        self.assertEqual(info, {"kind": "IntegrityError", "dialect": "postgresql", "code": "23505"})
+        again = error_from_info(info, "dup")
+        self.assertIsInstance(again, IntegrityError)
+        self.assertEqual(again.code, "23505")  # type: ignore[union-attr]
+        lost = error_from_info(error_info(StatementInterrupted("x", connection_lost=False)), "x")
+        self.assertFalse(lost.connection_lost)  # type: ignore[union-attr]
+        self.assertIsNone(error_info(ValueError("not ours")))
+        self.assertIsNone(error_from_info({"kind": "SomethingElse"}, "x"))
+
+
+class ReallyProxiedTests(TestCase):
+    """
+    The suites above do go through the orchestrator's end (so they can fail there).
+    """
+
+    async def test_database_calls_reach_the_host(self) -> None:
+        served = Database.from_url("sqlite://")
+        self.addCleanup(served.close)
+        orch = FakeOrchestrator(reactor=reactor, services={"db-main": served})
+        module = await orch.start(create_app)
+        self.addCleanup(orch.shutdown)
+        db = await module.state.service("db-main")
+        self.assertNotIsInstance(db, Database)
+        await db.ping()
+        assert orch.services is not None
+        self.assertEqual(orch.services.operations["db-main"], 2)  # describe, ping
+        self.assertIn(db, module.service.parts.databases)
 
 
 del CacheSuiteMixin, DatabaseSuiteMixin
