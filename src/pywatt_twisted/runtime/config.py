@@ -61,6 +61,7 @@ class RuntimeConfig:
     http_header_timeout: float = 30.0
     http_idle_timeout: float = 60.0
     max_header_size: int = 16 * 1024
+    tracing: str = "auto"
 
     def __attrs_post_init__(self) -> None:
         if self.stdout_low_water is not None and self.stdout_low_water >= self.stdout_high_water:
@@ -162,6 +163,13 @@ def _routed_replies(raw: object, source: str) -> bool:
             f"PYWATT_ROUTED_REPLIES must be 1/on/true or 0/off/false, got {raw!r}"
         )
     return flag
+
+
+def _tracing(raw: object, source: str) -> str:
+    mode = str(raw).strip().lower()
+    if mode not in ("auto", "off"):
+        raise ConfigurationError(f"PYWATT_TRACING / --tracing must be auto or off, got {raw!r}")
+    return mode
 
 
 def _address(raw: object, source: str) -> str:
@@ -296,6 +304,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("http_header_timeout", "Seconds a client gets to send a request's headers.", _float),
     _s("http_idle_timeout", "Seconds an idle HTTP connection is kept open.", _float),
     _s("max_header_size", "Largest HTTP request header block in bytes (431 above it).", _int),
+    _s(
+        "tracing",
+        "OpenTelemetry tracing: auto (on when OTEL_EXPORTER_OTLP_ENDPOINT or "
+        "OTEL_TRACES_EXPORTER is set and the [otel] extra is installed) or off.",
+        _tracing,
+    ),
 )
 
 
