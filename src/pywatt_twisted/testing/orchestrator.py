@@ -501,4 +501,6 @@ class FakeOrchestrator:
             call.callback(value)
             return
         kind, text = error
-        call.errback(RemoteError(f"{self.module_id}/{call.context} failed ({kind}): {text}", kind))
+        call.errback(
+            RemoteError.from_kind(kind, f"{self.module_id}/{call.context} failed ({kind}): {text}")
+        )
