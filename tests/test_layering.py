@@ -54,6 +54,9 @@ UNITS: dict[str, str] = {
     # OpenTelemetry hooks: used by the clients, web and data paths, imports only wire
     # and below (the dev OTLP receiver lives in dev/).
     "pywatt_twisted.tracing": "transport",
+    # (the stream state machines: wire values on an injected clock; used from the
+    # runtime, web, dev and testing)
+    "pywatt_twisted.streaming": "transport",
     "pywatt_twisted.link": "link",
     # runtime/: the request/response conversations with the orchestrator ...
     "pywatt_twisted.runtime.correlation": "clients",
