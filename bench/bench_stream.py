@@ -22,8 +22,10 @@ a receiver that counts them). The ratio is ours / raw (target >= 0.25).
 C{BENCH_CHUNK} and C{BENCH_WINDOW} (environment) change the chunk size and window;
 C{BENCH_PROFILE_MODULE=path} runs the module under cProfile, writing its stats there.
 
-Not measured yet: the same through C{pywatt dev}'s front port, which does not stream
-(see C{docs/streaming.md}).
+Through C{pywatt dev}: the same two transfers as HTTP to its front port (C{pywatt dev
+--module=big=bench.stream_module}), which streams them to and from the module as X1
+chunks over its channel; with the peak RSS growth of the C{pywatt dev} process and of
+its module.
 
 Memory: the module's peak RSS growth (VmHWM after the transfers minus VmRSS once it
 announced) and this process's (ru_maxrss growth); target under 64 MiB whatever the
@@ -278,6 +280,7 @@ def main(argv: list[str]) -> int:
     async def run() -> None:
         result["raw"] = await bench_raw(reactor, size)
         result.update(await bench_ours(reactor, size))
+        result["dev"] = await bench_dev(reactor, size)
 
     def stop(outcome: Any) -> Any:
         result["outcome"] = outcome
@@ -304,8 +307,28 @@ def main(argv: list[str]) -> int:
             unit="MiB/s",
             target=">= 0.25",
         )
-    for who in ("module", "orchestrator"):
-        growth = result[f"{who}_rss_growth"]
+    dev = result["dev"]
+    for what in ("upload", "download"):
+        ours = dev[what]
+        print(
+            f"stream {what} {label} via pywatt dev's front port: {ours / MiB:8.1f} MiB/s  "
+            f"raw loopback copy: {raw / MiB:8.1f} MiB/s  ratio {ours / raw:.2f} (target >= 0.25)"
+        )
+        row(
+            "stream",
+            f"{what} {label} through pywatt dev's front port, vs raw loopback copy",
+            ours / MiB,
+            raw / MiB,
+            unit="MiB/s",
+            target=">= 0.25",
+        )
+    growths = {
+        "module (channel)": result["module_rss_growth"],
+        "orchestrator (this bench)": result["orchestrator_rss_growth"],
+        "pywatt dev": dev["dev_rss_growth"],
+        "module (under pywatt dev)": dev["module_rss_growth"],
+    }
+    for who, growth in growths.items():
         print(f"peak RSS growth of the {who} process: {growth:.1f} MiB (target < 64 MiB)")
         row(
             "stream",
@@ -318,3 +341,126 @@ def main(argv: list[str]) -> int:
             ratio=growth / 64,
         )
     return 0
+
+
+class _PatternFile:
+    """
+    A file-like object of C{size} bytes of L{BLOCK} (for C{FileBodyProducer}).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.offset = 0
+
+    def read(self, n: int) -> bytes:
+        n = min(n, self.left)
+        out = bytearray()
+        while len(out) < n:
+            start = self.offset % len(BLOCK)
+            piece = BLOCK[start : start + (n - len(out))]
+            out += piece
+            self.offset += len(piece)
+        self.left -= n
+        return bytes(out)
+
+    def close(self) -> None:
+        pass
+
+
+class _Hasher(Protocol):
+    def __init__(self, done: Deferred[str]) -> None:
+        self.digest = hashlib.sha256()
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        self.digest.update(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(self.digest.hexdigest())
+
+
+class _DevOutput(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = ""
+        self.front: Deferred[str] = Deferred()
+        self.announced: Deferred[int] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+
+    def _text(self, data: bytes) -> None:
+        import re
+
+        self.output += data.decode("utf-8", "replace")
+        if not self.front.called:
+            match = re.search(r"front port: (http://127\.0\.0\.1:\d+)/", self.output)
+            if match:
+                self.front.callback(match.group(1))
+        if not self.announced.called and "big announced" in self.output:
+            match = re.search(r"started big \(.*?\) pid (\d+)", self.output)
+            self.announced.callback(int(match.group(1)) if match else 0)
+
+    def outReceived(self, data: bytes) -> None:
+        self._text(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self._text(data)
+
+    def processEnded(self, reason: Any) -> None:
+        for d in (self.front, self.announced):
+            if not d.called:
+                d.errback(RuntimeError(f"pywatt dev ended: {self.output[-2000:]}"))
+        self.ended.callback(None)
+
+
+async def bench_dev(reactor: Any, size: int) -> dict[str, float]:
+    """
+    The same transfers through C{pywatt dev}'s front port (HTTP in, X1 chunks to the
+    module and back, chunked HTTP out).
+    """
+    from twisted.web.client import Agent, FileBodyProducer
+
+    dev = _DevOutput()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWATT_")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [
+        sys.executable,
+        "-m",
+        "pywatt_twisted.cli",
+        "dev",
+        "--module=big=bench.stream_module",
+        "--port=0",
+    ]
+    process = reactor.spawnProcess(dev, argv[0], argv, env=env, path=ROOT)
+    try:
+        base = await dev.front
+        module_pid = await dev.announced
+        dev_base = _status(process.pid, "VmRSS")
+        module_base = _status(module_pid, "VmRSS")
+        agent = Agent(reactor)
+
+        started = time.perf_counter()
+        producer = FileBodyProducer(_PatternFile(size), readSize=65536)
+        response = await agent.request(b"POST", f"{base}/big/sha256".encode(), None, producer)
+        text: Deferred[str] = Deferred()
+        response.deliverBody(_Hasher(text))
+        await text
+        up_seconds = time.perf_counter() - started
+        if response.code != 200:
+            raise RuntimeError(f"upload through pywatt dev: {response.code}")
+
+        started = time.perf_counter()
+        response = await agent.request(b"GET", f"{base}/big/blob?size={size}".encode())
+        digest: Deferred[str] = Deferred()
+        response.deliverBody(_Hasher(digest))
+        await digest
+        down_seconds = time.perf_counter() - started
+        dev_peak = _status(process.pid, "VmHWM")
+        module_peak = _status(module_pid, "VmHWM")
+    finally:
+        process.signalProcess("INT")
+        await dev.ended
+    return {
+        "upload": size / up_seconds,
+        "download": size / down_seconds,
+        "dev_rss_growth": (dev_peak - dev_base) / 1024,
+        "module_rss_growth": (module_peak - module_base) / 1024,
+    }

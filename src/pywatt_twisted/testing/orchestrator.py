@@ -537,7 +537,7 @@ class FakeOrchestrator:
         return "stdio"
 
     def _from_channel(self, connection: ModuleConnection, envelope: Any) -> bool:
-        self._received(envelope.content, connection.send, connection)
+        self._received(envelope.content, connection.send)
         return True
 
     # -- streamed bodies -------------------------------------------------------------------
@@ -755,9 +755,10 @@ class FakeOrchestrator:
         self._http[request_id] = d
         return d
 
-    def _received(
-        self, message: Any, reply: Callable[[Any], None] | None = None, link: Any = "stdio"
-    ) -> None:
+    def _received(self, message: Any, reply: Callable[[Any], None] | None = None) -> None:
+        # (the link a stream message came on: the channel connection whose send is
+        # the reply, or stdio)
+        link: Any = getattr(reply, "__self__", None) or "stdio"
         if isinstance(message, StreamChunk | StreamAck | StreamCancel):
             self._stream_message(message, link, reply or self.send)
             return
