@@ -559,8 +559,12 @@ def _d_shutdown(obj: _Obj, ctx: str) -> Shutdown:
     return Shutdown()
 
 
+_HEARTBEAT: Final = Heartbeat()  # frozen and field-less: one instance serves
+_BARE_HEARTBEAT: Final = b'{"op":"heartbeat"}'
+
+
 def _d_heartbeat(obj: _Obj, ctx: str) -> Heartbeat:
-    return Heartbeat()
+    return _HEARTBEAT
 
 
 def _d_register_response(obj: _Obj, ctx: str) -> RegisterServiceProviderResponse:
@@ -923,6 +927,10 @@ def decode_from_orchestrator(
 
     @raise ProtocolError: on invalid input (never for an unknown op).
     """
+    if data == _BARE_HEARTBEAT:
+        # The orchestrator's heartbeat, byte for byte as every peer sends it: the one
+        # message that comes at a steady rate, and carries nothing to read.
+        return _HEARTBEAT
     obj = decode_json_object(data)
     if "op" in obj:
         return _decode_op(obj, _ORCHESTRATOR_DECODERS)
