@@ -9,7 +9,7 @@ behave (L{ChannelOptions}, from the runtime settings), the reconnect delays
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import frozen
