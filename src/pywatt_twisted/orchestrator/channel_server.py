@@ -115,7 +115,7 @@ class ModuleConnection(FramedProtocol):
         self._deliver(envelope)
 
     def _deliver(self, envelope: Envelope) -> None:
-        if self.server.record:
+        if self.server.record or isinstance(envelope.content, Identify):
             self.received.append(envelope)
         hook = self.server.on_message
         if hook is not None and hook(self, envelope):
@@ -288,6 +288,8 @@ class ChannelServer:
         self.reactor = reactor
         self.clock = clock if clock is not None else reactor
         self.max_frame_length = max_frame_length
+        #: keep every envelope in C{ModuleConnection.received} (the identify is kept
+        #: either way); off for a long-running orchestrator (pywatt dev)
         self.record = record
         self.on_message = on_message
         self.on_frame = on_frame
