@@ -88,6 +88,13 @@ class SwitchTests(SynchronousTestCase, Recording):
         tracing.use_provider(None)
         self.assertFalse(tracing.switch.on)
 
+    def test_api_no_op_provider_keeps_the_hooks_off(self) -> None:
+        from opentelemetry.trace import NoOpTracerProvider
+
+        tracing.use_provider(NoOpTracerProvider())
+        self.addCleanup(tracing.use_provider, None)
+        self.assertFalse(tracing.switch.on)
+
     def test_environment_without_variables_stays_off(self) -> None:
         self.assertFalse(tracing.configure_from_environment("m", {}))
         self.assertFalse(tracing.switch.on)
