@@ -24,13 +24,20 @@ from twisted.web.resource import IResource
 from pywatt_twisted.data._resources import found_in, start_collecting
 from pywatt_twisted.errors import BootstrapError, PyWattError
 from pywatt_twisted.link import ChannelManager, ChannelOptions
+from pywatt_twisted.runtime.buildinfo import build_info
 from pywatt_twisted.runtime.discovery import ServiceClient
+from pywatt_twisted.runtime.health import (
+    add_backend_checks,
+    add_channel_checks,
+    check_required_backends,
+)
 from pywatt_twisted.runtime.listen import describe_address, listen
 from pywatt_twisted.runtime.messaging import RoutedMessaging
 from pywatt_twisted.runtime.state import AppState
 from pywatt_twisted.runtime.status import ModuleStatus
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.web.discovery import discover_endpoints
+from pywatt_twisted.web.health import HealthChecks
 from pywatt_twisted.web.site import PyWattSite, build_root_resource, klein_resource
 from pywatt_twisted.wire.init import InitBlob
 from pywatt_twisted.wire.messages import Announce, Endpoint
@@ -163,6 +170,12 @@ class Bootstrap:
         if parts.channels is not None:
             # Required channels must be up before the module announces (bounded).
             await parts.channels.when_required_ready()
+        assert parts.health is not None
+        add_backend_checks(parts)
+        add_channel_checks(parts)
+        # A backend marked required must answer before the announce; the others may be
+        # down (they show on /health).
+        await check_required_backends(parts.health)
         parts.port = await listen(blob.listen, site, service.listen_reactor, self._request_port)
         self._announce(blob)
 
@@ -176,6 +189,15 @@ class Bootstrap:
         state = AppState(blob, service.reactor, parts.secrets, user_state=user_state)
         state._register_database = self.register_database
         state._register_cache = self.register_cache
+        state.metrics = parts.metrics.user
+        parts.health = HealthChecks(
+            service.reactor,
+            timeout=config.health_check_timeout,
+            cache_for=config.health_check_cache,
+        )
+        state._health = parts.health
+        parts.build = build_info(service.definition)
+        parts.metrics.add_collector(parts.build.collector())
         parts.messaging = RoutedMessaging(
             module_id=blob.module_id,
             clock=service.reactor,
@@ -228,7 +250,7 @@ class Bootstrap:
             resource,
             health_path=definition.health,
             metrics=parts.metrics if definition.metrics else None,
-            status=service.health_status,
+            status=service.health_report,
         )
         parts.site = PyWattSite(
             root,
@@ -313,27 +335,39 @@ class Bootstrap:
             "database schema in step ({count} statement(s) applied)", count=len(report.applied)
         )
 
-    def register_database(self, db: Any) -> None:
+    def register_database(self, db: Any, required: bool = False) -> None:
         """
-        Publish a database's pool on C{/health} (C{databases}) and C{/metrics}.
+        Publish a database's pool on C{/health} (C{databases} and a check) and
+        C{/metrics}.
         """
         from pywatt_twisted.data import DatabaseCollector
 
         parts = self.parts
         parts.resources.add(db)
+        self._mark_required(db, required)
         if any(known is db for known in parts.databases):
             return
         parts.databases.append(db)
         parts.metrics.add_collector(DatabaseCollector(db))
+        if parts.port is not None:
+            add_backend_checks(parts)
 
-    def register_cache(self, cache: Any) -> None:
+    def register_cache(self, cache: Any, required: bool = False) -> None:
         """
-        Publish a cache on C{/health} (C{caches}) and close it when the module stops.
+        Publish a cache on C{/health} (C{caches} and a check) and close it when the
+        module stops.
         """
         parts = self.parts
         parts.resources.add(cache)
+        self._mark_required(cache, required)
         if not any(known is cache for known in parts.caches):
             parts.caches.append(cache)
+        if parts.port is not None:
+            add_backend_checks(parts)
+
+    def _mark_required(self, backend: Any, required: bool) -> None:
+        if required and not any(known is backend for known in self.parts.required_backends):
+            self.parts.required_backends.append(backend)
 
     def _start_channels(self, blob: InitBlob) -> None:
         """

@@ -61,6 +61,9 @@ class RuntimeConfig:
     http_header_timeout: float = 30.0
     http_idle_timeout: float = 60.0
     max_header_size: int = 16 * 1024
+    # Health checks (docs/observability.md).
+    health_check_timeout: float = 2.0
+    health_check_cache: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.stdout_low_water is not None and self.stdout_low_water >= self.stdout_high_water:
@@ -296,6 +299,16 @@ SETTINGS: tuple[Setting, ...] = (
     _s("http_header_timeout", "Seconds a client gets to send a request's headers.", _float),
     _s("http_idle_timeout", "Seconds an idle HTTP connection is kept open.", _float),
     _s("max_header_size", "Largest HTTP request header block in bytes (431 above it).", _int),
+    _s(
+        "health_check_timeout",
+        "Seconds one /health check (database, cache, channel, your own) may take.",
+        _float,
+    ),
+    _s(
+        "health_check_cache",
+        "Seconds a /health check result is reused before the check runs again.",
+        _float,
+    ),
 )
 
 
