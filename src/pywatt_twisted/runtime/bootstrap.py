@@ -24,6 +24,7 @@ from twisted.web.resource import IResource
 from pywatt_twisted.data._resources import found_in, start_collecting
 from pywatt_twisted.errors import BootstrapError, PyWattError
 from pywatt_twisted.link import ChannelManager, ChannelOptions
+from pywatt_twisted.link.slo import Alert, SloMonitor, SloThresholds
 from pywatt_twisted.runtime.buildinfo import build_info
 from pywatt_twisted.runtime.discovery import ServiceClient
 from pywatt_twisted.runtime.health import (
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from pywatt_twisted.runtime.service import ModuleService
 
 __all__ = ["Bootstrap"]
+
+#: Channel states that count as up for the SLOs (paused is connected, flow-controlled).
+_CHANNEL_UP = ("connected", "paused")
 
 
 def _is_klein(app: object) -> bool:
@@ -136,6 +140,8 @@ class Bootstrap:
         for client in (parts.messaging, parts.service_client, parts.port_negotiator):
             if client is not None:
                 client.stop("the module failed to start")
+        if parts.slo is not None:
+            parts.slo.stop()
         if parts.channels is not None:
             # No reconnect timers may outlive a failed start.
             parts.channels.stopService()
@@ -198,6 +204,7 @@ class Bootstrap:
         state._health = parts.health
         parts.build = build_info(service.definition)
         parts.metrics.add_collector(parts.build.collector())
+        self._start_slo(state)
         parts.messaging = RoutedMessaging(
             module_id=blob.module_id,
             clock=service.reactor,
@@ -368,6 +375,58 @@ class Bootstrap:
     def _mark_required(self, backend: Any, required: bool) -> None:
         if required and not any(known is backend for known in self.parts.required_backends):
             self.parts.required_backends.append(backend)
+
+    def _start_slo(self, state: AppState) -> None:
+        """
+        The SLO windows of the channels and the targets of C{state.send_request}: their
+        metrics on C{/metrics}, their alerts to C{state.on_alert} callbacks; the
+        channels' state changes reach it through the metrics' channel listeners. Its
+        timer (only while there is something to watch) stops with the module.
+        """
+        config, parts = self.service.config, self.parts
+        thresholds = SloThresholds(
+            latency_p99=config.slo_latency_p99,
+            error_rate=config.slo_error_rate,
+            channel_down=config.slo_channel_down,
+            window=config.slo_window,
+            min_samples=config.slo_min_samples,
+        )
+        parts.slo = slo = SloMonitor(
+            self.service.reactor, thresholds, on_alert=lambda alert: self._alert(state, alert)
+        )
+        parts.metrics.add_collector(slo.collect)
+        state._slo = slo
+        channels = parts.channels
+        if channels is not None:
+
+            def channel_now() -> str | None:
+                picked = channels.choice.pick("tcp")
+                return None if picked is None else picked.name
+
+            state._slo_channel = channel_now
+
+            for name, channel in channels.channels.items():
+                slo.channel_up(name, channel.state.value in _CHANNEL_UP)
+        parts.metrics.channel_listeners.append(
+            lambda name, value: slo.channel_up(name, value in _CHANNEL_UP)
+        )
+
+    def _alert(self, state: AppState, alert: Alert) -> None:
+        """
+        Hand an SLO alert to each C{state.on_alert} callback; one that raises or fails is
+        logged and the others still run.
+        """
+        for callback in state.alert_callbacks:
+            try:
+                result = callback(alert)
+            except Exception:
+                self.log.failure("on_alert callback {callback!r} raised", callback=callback)
+                continue
+            if isinstance(result, Deferred):
+                result.addErrback(self._alert_failed, callback)
+
+    def _alert_failed(self, failure: Failure, callback: object) -> None:
+        self.log.failure("on_alert callback {callback!r} failed", failure, callback=callback)
 
     def _start_channels(self, blob: InitBlob) -> None:
         """

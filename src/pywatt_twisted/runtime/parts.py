@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
 
     from pywatt_twisted.link import ChannelManager
+    from pywatt_twisted.link.slo import SloMonitor
     from pywatt_twisted.runtime.buildinfo import BuildInfo
     from pywatt_twisted.runtime.discovery import ServiceClient
     from pywatt_twisted.runtime.messaging import RoutedMessaging
@@ -65,6 +66,7 @@ class ModuleParts:
     @ivar caches: the caches passed to C{state.register_cache} (those the module opened
         while starting are on C{/health} too: see L{caches_on_health}).
     @ivar health: the C{/health} checks, once the state is built.
+    @ivar slo: the channel and target SLO windows and alerts.
     @ivar build: what build runs (C{pywatt_build_info}, C{build} on C{/health}).
     @ivar required_backends: the databases and caches registered with C{required=True}.
     @ivar checked_backends: C{(backend, check name)} for each database and cache that has
@@ -91,6 +93,7 @@ class ModuleParts:
     databases: list[Any] = Factory(list)
     caches: list[Any] = Factory(list)
     health: HealthChecks | None = None
+    slo: SloMonitor | None = None
     build: BuildInfo | None = None
     required_backends: list[Any] = Factory(list)
     checked_backends: list[tuple[Any, str]] = Factory(list)

@@ -264,6 +264,7 @@ class ModuleService(MultiService):
             **({"caches": [cache.health() for cache in caches]} if caches else {}),
             **({"messaging": parts.messaging.health()} if parts.messaging is not None else {}),
             **({"checks": parts.health.entries()} if parts.health is not None else {}),
+            **({"slo": parts.slo.health()} if parts.slo is not None else {}),
             **({"build": parts.build.as_dict()} if parts.build is not None else {}),
         }
 

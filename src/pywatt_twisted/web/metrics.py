@@ -308,6 +308,9 @@ class ModuleMetrics:
             registry=self.registry,
         )
         self._channel_seen: dict[str, set[str]] = {}
+        #: called as C{listener(channel, state)} on every channel state change (the
+        #: SLO monitor follows channels through it).
+        self.channel_listeners: list[Callable[[str, str], object]] = []
         self.user = UserMetrics()
         self.add_collector(self.user.collect)
 
@@ -348,6 +351,8 @@ class ModuleMetrics:
         seen.add(state)
         for other in seen:
             self.channel_states.labels(name, other).set(1 if other == state else 0)
+        for listener in self.channel_listeners:
+            listener(name, state)
 
     def message_in(self, transport: str, op: str) -> None:
         """
