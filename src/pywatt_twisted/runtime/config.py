@@ -61,6 +61,7 @@ class RuntimeConfig:
     http_header_timeout: float = 30.0
     http_idle_timeout: float = 60.0
     max_header_size: int = 16 * 1024
+    ipc_only: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.stdout_low_water is not None and self.stdout_low_water >= self.stdout_high_water:
@@ -101,10 +102,13 @@ class RuntimeConfig:
             raw = given.get(setting.field)
             source = f"--{setting.option}"
             if raw is None:
-                text = env.get(setting.variable)
-                if text is None or text == "":
+                for variable in (setting.variable, *setting.aliases):
+                    text = env.get(variable)
+                    if text is not None and text != "":
+                        raw, source = text, variable
+                        break
+                else:
                     continue
-                raw, source = text, setting.variable
             values[setting.field] = setting.parse(raw, source)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -164,6 +168,13 @@ def _routed_replies(raw: object, source: str) -> bool:
     return flag
 
 
+def _ipc_only(raw: object, source: str) -> bool:
+    flag = _flag(raw)
+    if flag is None:
+        raise ConfigurationError(f"{source} must be 1/on/true or 0/off/false, got {raw!r}")
+    return flag
+
+
 def _address(raw: object, source: str) -> str:
     host, _, port = str(raw).strip().rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -188,6 +199,9 @@ class Setting:
     parse: Callable[[object, str], Any]
     #: In C{twistd pywatt --help}; the registration settings are environment-only.
     in_options: bool = True
+    #: Further environment variables read when C{variable} is not set (the original
+    #: SDKs' names), in order.
+    aliases: tuple[str, ...] = ()
 
     @property
     def default(self) -> object:
@@ -296,6 +310,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("http_header_timeout", "Seconds a client gets to send a request's headers.", _float),
     _s("http_idle_timeout", "Seconds an idle HTTP connection is kept open.", _float),
     _s("max_header_size", "Largest HTTP request header block in bytes (431 above it).", _int),
+    Setting(
+        field="ipc_only",
+        variable="PYWATT_IPC_ONLY",
+        option="ipc-only",
+        help="Bind no listen socket: serve HTTP only over stdin and channels (1/0).",
+        parse=_ipc_only,
+        aliases=("IPC_ONLY",),
+    ),
 )
 
 

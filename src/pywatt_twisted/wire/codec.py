@@ -393,6 +393,7 @@ def _init_blob(obj: _Obj, ctx: str) -> InitBlob:
         security_level=level,
         debug_mode=_bool_default(obj, "debug_mode", ctx, False),
         log_level=_opt_str(obj, "log_level", ctx),
+        ipc_only=_bool_default(obj, "ipc_only", ctx, False),
     )
 
 
@@ -462,6 +463,9 @@ def _init_to_obj(blob: InitBlob) -> dict[str, Any]:
         out["debug_mode"] = True
     if blob.log_level is not None:
         out["log_level"] = blob.log_level
+    # pywatt_twisted extension (IPC-only mode), likewise only when set.
+    if blob.ipc_only:
+        out["ipc_only"] = True
     return out
 
 

@@ -290,6 +290,9 @@ class InitBlob:
     @ivar security_level: see L{SecurityLevel}.
     @ivar debug_mode: Python-SDK extension, C{False} unless given.
     @ivar log_level: Python-SDK extension, C{None} unless given.
+    @ivar ipc_only: pywatt_twisted extension (docs/wire-extensions.md), C{False} unless
+        given: the module binds no listen socket and serves HTTP only over stdin and
+        its channels, announcing C{"listen": ""}.
     """
 
     orchestrator_api: str
@@ -302,3 +305,4 @@ class InitBlob:
     security_level: SecurityLevel = SecurityLevel.NONE
     debug_mode: bool = False
     log_level: str | None = None
+    ipc_only: bool = False
