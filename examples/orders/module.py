@@ -15,8 +15,9 @@ Routes:
 
 Outcomes of a request: the reply (200/201); an error reply (``RemoteError``: 404/409,
 or 502 when the inventory module is gone or failed); no reply in time
-(``RequestTimeout``: 504); no channel to send on (503). The timeout is
-``ORDERS_INVENTORY_TIMEOUT`` from the init blob's env (default 5 s), or ``?timeout=``.
+(``Timeout``, a ``RemoteError`` and a ``RequestTimeout``: 504); no channel to send on
+(503). The timeout is ``ORDERS_INVENTORY_TIMEOUT`` from the init blob's env (default 5 s),
+or ``?timeout=``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 from klein import Klein
 
 from pywatt_twisted import pywatt_module
-from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError, RequestTimeout
+from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError, RequestTimeout, Timeout
 from pywatt_twisted.wire.messages import ServiceType
 
 INVENTORY = "inventory"
@@ -49,12 +50,12 @@ def create_app(state):
         timeout = float(request.args.get(b"timeout", [default_timeout])[0])
         try:
             reply = await state.send_request(INVENTORY, endpoint, payload, timeout=timeout)
+        except Timeout as e:  # before RemoteError: a Timeout is one too (kind "timeout")
+            return _json(request, 504, {"error": "timeout", "message": str(e)})
         except RemoteError as e:
             return _json(
                 request, STATUS_FOR_KIND.get(e.kind, 502), {"error": e.kind, "message": str(e)}
             )
-        except RequestTimeout as e:
-            return _json(request, 504, {"error": "timeout", "message": str(e)})
         except (ChannelError, NotAvailable) as e:
             return _json(request, 503, {"error": "unavailable", "message": str(e)})
         return _json(request, success, reply)

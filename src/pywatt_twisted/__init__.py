@@ -24,6 +24,18 @@ _LAZY = {
     "PyWattError": "pywatt_twisted.errors",
     "RemoteError": "pywatt_twisted.errors",
     "RequestTimeout": "pywatt_twisted.errors",
+    # Typed errors of module-to-module calls (EXTENSIONS.md X4) and resilience policies.
+    "CircuitOpen": "pywatt_twisted.errors",
+    "DeadlineExceeded": "pywatt_twisted.errors",
+    "HandlerError": "pywatt_twisted.errors",
+    "NoHandler": "pywatt_twisted.errors",
+    "Overloaded": "pywatt_twisted.errors",
+    "TargetExited": "pywatt_twisted.errors",
+    "Timeout": "pywatt_twisted.errors",
+    "Unavailable": "pywatt_twisted.errors",
+    "UnknownModule": "pywatt_twisted.errors",
+    "BreakerPolicy": "pywatt_twisted.runtime.resilience",
+    "RetryPolicy": "pywatt_twisted.runtime.resilience",
     "ServiceType": "pywatt_twisted.wire.messages",
     # Module-to-module payloads, for tests that play another module.
     "request_payload": "pywatt_twisted.runtime.messaging",
@@ -33,9 +45,23 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pywatt_twisted.errors import PyWattError, RemoteError, RequestTimeout  # noqa: F401
+    from pywatt_twisted.errors import (  # noqa: F401
+        CircuitOpen,
+        DeadlineExceeded,
+        HandlerError,
+        NoHandler,
+        Overloaded,
+        PyWattError,
+        RemoteError,
+        RequestTimeout,
+        TargetExited,
+        Timeout,
+        Unavailable,
+        UnknownModule,
+    )
     from pywatt_twisted.runtime.messaging import error_payload, request_payload  # noqa: F401
     from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module  # noqa: F401
+    from pywatt_twisted.runtime.resilience import BreakerPolicy, RetryPolicy  # noqa: F401
     from pywatt_twisted.runtime.secret import Secret  # noqa: F401
     from pywatt_twisted.runtime.state import AppState  # noqa: F401
     from pywatt_twisted.web._cors import CorsPolicy, cors  # noqa: F401

@@ -133,14 +133,167 @@ class MessageTooLarge(FrameTooLarge, ChannelError):
 
 class RemoteError(PyWattError):
     """
-    A peer answered a request with an error.
+    A peer answered a request with an error, or a module-to-module request failed
+    locally in a way the caller handles like one (C{timeout}, C{circuit_open}).
+
+    Each kind of EXTENSIONS.md X4 has its own subclass (L{NoHandler}, L{BadRequest},
+    L{BadReply}, L{HandlerError}, L{DeadlineExceeded}, L{Overloaded}, L{Unavailable},
+    L{UnknownModule}, L{TargetExited}, L{Timeout}, L{CircuitOpen});
+    L{RemoteError.from_kind} builds the right one. A kind of the handler's own choosing
+    (C{"out_of_stock"}) stays a plain C{RemoteError} carrying that kind.
 
     @ivar kind: the error kind the peer reported.
     """
 
-    def __init__(self, message: str, kind: str = "remote_error") -> None:
+    #: the kind a subclass stands for (C{None} on C{RemoteError} itself)
+    default_kind: str | None = None
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
         super().__init__(message)
+        if kind is None:
+            kind = self.default_kind or "remote_error"
         self.kind = kind
+
+    @staticmethod
+    def from_kind(kind: str, message: str) -> RemoteError:
+        """
+        The exception for an error reply of C{kind}: the subclass registered for it in
+        L{REMOTE_ERROR_CLASSES}, else a plain L{RemoteError} carrying C{kind}.
+        """
+        cls = REMOTE_ERROR_CLASSES.get(kind, RemoteError)
+        return cls(message, kind=kind)
+
+
+class NoHandler(RemoteError):
+    """
+    C{unknown_endpoint}: the target module has no handler for the endpoint named.
+    """
+
+    default_kind = "unknown_endpoint"
+
+
+#: The same class under the name of its wire kind.
+UnknownEndpoint = NoHandler
+
+
+class BadRequest(RemoteError):
+    """
+    C{bad_request}: the target could not read the request payload.
+    """
+
+    default_kind = "bad_request"
+
+
+class BadReply(RemoteError):
+    """
+    C{bad_reply}: the target's handler returned something that is not JSON.
+    """
+
+    default_kind = "bad_reply"
+
+
+class HandlerError(RemoteError):
+    """
+    C{handler_error}: the target's handler raised an unexpected exception. The message
+    is redacted and carries no traceback (the target logged it).
+    """
+
+    default_kind = "handler_error"
+
+
+class DeadlineExceeded(RemoteError):
+    """
+    C{deadline_exceeded}: the target refused work whose deadline had passed, or
+    cancelled its handler at the deadline (or at the handler's own timeout).
+    """
+
+    default_kind = "deadline_exceeded"
+
+
+class Overloaded(RemoteError):
+    """
+    C{overloaded}: the target's handler queue is full; the request was not run.
+    """
+
+    default_kind = "overloaded"
+
+
+class Unavailable(RemoteError):
+    """
+    C{unavailable}: the target is stopping (from the target), or has no channel (from
+    the orchestrator).
+    """
+
+    default_kind = "unavailable"
+
+
+class UnknownModule(RemoteError):
+    """
+    C{unknown_module}: the orchestrator knows no module of that id.
+    """
+
+    default_kind = "unknown_module"
+
+
+class TargetExited(RemoteError):
+    """
+    C{target_exited}: the target module exited before it replied.
+    """
+
+    default_kind = "target_exited"
+
+
+class Timeout(RemoteError, RequestTimeout):
+    """
+    C{timeout} (raised locally): no reply came before the request's deadline. Also a
+    L{RequestTimeout}, so code written for the plain timeout still catches it.
+    """
+
+    default_kind = "timeout"
+
+
+class CircuitOpen(RemoteError):
+    """
+    C{circuit_open} (raised locally): the circuit breaker of the target is open, so the
+    request was not sent. It fails at once instead of waiting for a target that has
+    been failing.
+
+    @ivar target: the target (module id or service name) whose breaker is open.
+    @ivar retry_after: seconds until the breaker lets a probe through, or C{None}.
+    """
+
+    default_kind = "circuit_open"
+
+    def __init__(
+        self,
+        message: str,
+        kind: str | None = None,
+        target: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, kind)
+        self.target = target
+        self.retry_after = retry_after
+
+
+#: The exception class of each X4 error kind (L{RemoteError.from_kind}).
+REMOTE_ERROR_CLASSES: dict[str, type[RemoteError]] = {
+    cls.default_kind: cls
+    for cls in (
+        NoHandler,
+        BadRequest,
+        BadReply,
+        HandlerError,
+        DeadlineExceeded,
+        Overloaded,
+        Unavailable,
+        UnknownModule,
+        TargetExited,
+        Timeout,
+        CircuitOpen,
+    )
+    if cls.default_kind is not None
+}
 
 
 class DataError(PyWattError):

@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted.dev._status import SupervisorStatus
 from pywatt_twisted.dev.orchestrator import ROUTE_TIMEOUT, DevOrchestrator
 from pywatt_twisted.dev.supervisor import Console
 from pywatt_twisted.orchestrator import MemorySecretProvider
@@ -43,7 +44,8 @@ def orchestrator() -> tuple[DevOrchestrator, Clock, list[str]]:
         port=0,
     )
     for supervisor in dev.supervisors.values():
-        supervisor.status = "running"
+        # As if each had announced: set the state without walking the table.
+        supervisor._status = SupervisorStatus.RUNNING
     return dev, clock, lines
 
 

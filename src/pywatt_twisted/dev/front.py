@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from pywatt_twisted.dev._status import SupervisorStatus
 from pywatt_twisted.wire.messages import Endpoint
 
 
@@ -88,7 +89,10 @@ class FrontResource(Resource):
         method = request.method.decode("ascii", "replace").upper()
         if supervisor.status != "running":
             error = f"module {module_id!r} is {supervisor.status}"
-            if getattr(supervisor, "last_error", None) and supervisor.status == "crashed":
+            if (
+                getattr(supervisor, "last_error", None)
+                and supervisor.status == SupervisorStatus.CRASHED
+            ):
                 error += f": {supervisor.last_error}"
             return self._json(request, 503, {"error": error})
         allowed = allowed_methods(supervisor.endpoints, path)

@@ -28,6 +28,7 @@ from pywatt_twisted.dev._child import _ChildProtocol, free_port, module_command
 from pywatt_twisted.dev._console import Console, parse_module_log
 from pywatt_twisted.dev._heartbeats import Heartbeats
 from pywatt_twisted.dev._restarts import RestartPolicy, RunErrors
+from pywatt_twisted.dev._status import SupervisorStatus, check_transition
 from pywatt_twisted.errors import PyWattError, RequestTimeout
 from pywatt_twisted.orchestrator.providers import ISecretProvider
 from pywatt_twisted.runtime.correlation import CorrelationTable
@@ -62,18 +63,19 @@ __all__ = [
     "STOPPING",
     "Console",
     "ModuleSupervisor",
+    "SupervisorStatus",
     "free_port",
     "module_command",
     "parse_module_log",
     "routing_error",
 ]
 
-STARTING = "starting"
-RUNNING = "running"
-RESTARTING = "restarting"
-STOPPING = "stopping"
-STOPPED = "stopped"
-CRASHED = "crashed"
+STARTING = SupervisorStatus.STARTING
+RUNNING = SupervisorStatus.RUNNING
+RESTARTING = SupervisorStatus.RESTARTING
+STOPPING = SupervisorStatus.STOPPING
+STOPPED = SupervisorStatus.STOPPED
+CRASHED = SupervisorStatus.CRASHED
 
 
 class ModuleSupervisor:
@@ -82,9 +84,11 @@ class ModuleSupervisor:
 
     @ivar module: the C{--module} value.
     @ivar module_id: the id given in its init blob.
-    @ivar status: C{starting}, C{running}, C{restarting}, C{stopping}, C{stopped} or
-        C{crashed} (it failed C{crash_limit} times within C{crash_window} seconds and is
-        not restarted until L{start} is called again).
+    @ivar status: a L{SupervisorStatus} (a string enum: C{starting}, C{running},
+        C{restarting}, C{stopping}, C{stopped} or C{crashed}; crashed means it failed
+        C{crash_limit} times within C{crash_window} seconds and is not restarted until
+        L{start} is called again). Every change is checked against the table in
+        L{pywatt_twisted.dev._status}.
     @ivar last_error: the first line of the last error the module logged before it
         exited, or C{None}.
     @ivar endpoints: what its last announce listed.
@@ -129,7 +133,7 @@ class ModuleSupervisor:
         )
         self._command = command
         self._on_announce = on_announce
-        self.status = STOPPED
+        self._status = STOPPED
         self.endpoints: tuple[Endpoint, ...] = ()
         self.listen: str | None = None
         self.pid: int | None = None
@@ -187,6 +191,15 @@ class ModuleSupervisor:
             self._socket_dir = None
 
     # -- life ---------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> SupervisorStatus:
+        return self._status
+
+    @status.setter
+    def status(self, new: SupervisorStatus) -> None:
+        check_transition(self.module_id, self._status, new)
+        self._status = new
 
     def start(self) -> None:
         """

@@ -6,13 +6,14 @@ Below it, L{pywatt_twisted.transport} turns bytes into messages on one connectio
 here, L{ChannelManager} keeps the configured channels connected (endpoints, TLS,
 backoff), tracks each one's state as one explicit state machine
 (L{ChannelStateMachine}), chooses the channel a send goes to (L{FailoverChoice}),
-holds what cannot go yet in a bounded L{OutboundQueue}, and waits for the required
-channels (L{RequiredChannels}).
+holds what cannot go yet in a bounded L{OutboundQueue}, waits for the required
+channels (L{RequiredChannels}), and tracks round-trip latency (L{LatencyTracker}).
 """
 
 from pywatt_twisted.link.channel import LinkChannel
 from pywatt_twisted.link.choice import FailoverChoice
 from pywatt_twisted.link.endpoints import EndpointFactory, default_endpoint_factory
+from pywatt_twisted.link.latency import LatencyTracker
 from pywatt_twisted.link.manager import ChannelManager
 from pywatt_twisted.link.options import ChannelOptions, ChannelSpec, backoff_policy
 from pywatt_twisted.link.queue import ChannelQueueFull, ChannelUnavailable, OutboundQueue
@@ -30,6 +31,7 @@ __all__ = [
     "ChannelUnavailable",
     "EndpointFactory",
     "FailoverChoice",
+    "LatencyTracker",
     "LinkChannel",
     "OutboundQueue",
     "RequiredChannelFailed",

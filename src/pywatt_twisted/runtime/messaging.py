@@ -56,6 +56,7 @@ from pywatt_twisted.errors import (
     PayloadError,
     ProtocolError,
     RemoteError,
+    Timeout,
 )
 from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.wire.envelope import (
@@ -236,7 +237,7 @@ class RoutedMessaging:
             handler_timeouts if handler_timeouts is not None else {}
         )
         self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
-            clock, abandoned=_abandoned_request
+            clock, abandoned=_abandoned_request, timeout_error=Timeout
         )
         #: running handler calls; drained once none runs and none is queued
         self._in_flight: InFlight[Deferred[None]] = InFlight(idle=lambda: not self._queue)
@@ -390,7 +391,9 @@ class RoutedMessaging:
         error = error_object(value)
         if error is not None:
             kind, text = error
-            entry.errback(RemoteError(f"{target}/{endpoint} failed ({kind}): {text}", kind=kind))
+            entry.errback(
+                RemoteError.from_kind(kind, f"{target}/{endpoint} failed ({kind}): {text}")
+            )
             return
         entry.callback(value)
 
