@@ -16,7 +16,7 @@ import enum
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from attrs import field, frozen
 
@@ -290,7 +290,10 @@ class InitBlob:
     @ivar security_level: see L{SecurityLevel}.
     @ivar debug_mode: Python-SDK extension, C{False} unless given.
     @ivar log_level: Python-SDK extension, C{None} unless given.
-    @ivar ipc_only: pywatt_twisted extension (docs/wire-extensions.md), C{False} unless
+    @ivar extensions: the extensions the orchestrator enabled (EXTENSIONS.md X0), the
+        JSON object as given, or C{None}; read it with
+        L{pywatt_twisted.wire.stream.StreamOptions.from_extensions}.
+    @ivar ipc_only: pywatt_twisted extension (docs/http-options.md), C{False} unless
         given: the module binds no listen socket and serves HTTP only over stdin and
         its channels, announcing C{"listen": ""}.
     """
@@ -305,4 +308,5 @@ class InitBlob:
     security_level: SecurityLevel = SecurityLevel.NONE
     debug_mode: bool = False
     log_level: str | None = None
+    extensions: Mapping[str, Any] | None = None
     ipc_only: bool = False
