@@ -49,6 +49,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import (
     ChannelError,
@@ -64,6 +65,7 @@ from pywatt_twisted.wire.envelope import (
     error_object,
     routed_reply_content,
     routed_request_payload,
+    routed_request_properties,
     unwrap_routed_request,
 )
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
@@ -271,9 +273,15 @@ class RoutedMessaging:
         payload: Any,
         request_id: uuid.UUID,
         no_reply: bool,
+        span: Any = None,
     ) -> tuple[bytes, str]:
         encoded = request_payload(
-            payload, endpoint, self.module_id, no_reply, int(self.clock.seconds())
+            payload,
+            endpoint,
+            self.module_id,
+            no_reply,
+            int(self.clock.seconds()),
+            extra_properties=None if span is None else tracing.properties_to_send(span),
         )
         message = RouteToModule(
             target_module_id=target_module_id,
@@ -317,10 +325,13 @@ class RoutedMessaging:
         if timeout <= 0:
             return fail(ValueError(f"timeout must be positive, got {timeout!r}"))
         request_id = uuid.uuid4()
+        span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
         try:
-            frame, op = self._request_frame(target_module_id, endpoint, payload, request_id, False)
+            frame, op = self._request_frame(
+                target_module_id, endpoint, payload, request_id, False, span
+            )
         except (PayloadError, ChannelError) as e:
-            return fail(e)
+            return tracing.traced(span, fail(e))
         d = self.pending.add(
             request_id,
             timeout,
@@ -335,7 +346,7 @@ class RoutedMessaging:
             # Queued until a channel comes up: forget the queued frame once nobody waits.
             d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
         sent.addErrback(self._send_failed, request_id)
-        return d
+        return tracing.traced(span, d)
 
     def _send_failed(self, failure: Failure, request_id: uuid.UUID) -> None:
         if failure.check(CancelledError):
@@ -353,13 +364,20 @@ class RoutedMessaging:
         problem = self._unavailable(f"a message to {target_module_id}/{endpoint}")
         if problem is not None:
             return fail(problem)
+        span = (
+            tracing.rpc_client_span(target_module_id, endpoint, notify=True)
+            if tracing.switch.on
+            else None
+        )
         try:
-            frame, op = self._request_frame(target_module_id, endpoint, payload, uuid.uuid4(), True)
+            frame, op = self._request_frame(
+                target_module_id, endpoint, payload, uuid.uuid4(), True, span
+            )
         except (PayloadError, ChannelError) as e:
-            return fail(e)
+            return tracing.traced(span, fail(e))
         self.requests_sent += 1
         sent: Deferred[None] = self.channels.send_frame(frame, op, prefer="tcp")
-        return sent
+        return tracing.traced(span, sent)
 
     def response_received(self, message: RoutedModuleResponse) -> None:
         """
@@ -522,6 +540,30 @@ class RoutedMessaging:
         self._reply(link, message, error_payload(kind, text), error=True)
 
     async def _handle(self, message: RoutedModuleMessage, link: Any) -> None:
+        if not tracing.switch.on:
+            await self._handle_call(message, link)
+            return
+        # tracing: the handler's SERVER span, a child of the caller's context in the
+        # envelope (X3), current for the whole call (this coroutine has its own context).
+        properties = routed_request_properties(message.payload)
+        named = properties.get("target_endpoint") if properties else None
+        span = tracing.rpc_server_span(
+            properties,
+            self.module_id,
+            named if type(named) is str else message.target_endpoint,
+            message.source_module_id,
+        )
+        token = tracing.attach(span)
+        try:
+            await self._handle_call(message, link)
+        except BaseException as e:
+            tracing.fail_span(span, e)
+            raise
+        finally:
+            tracing.detach(token)
+            span.end()
+
+    async def _handle_call(self, message: RoutedModuleMessage, link: Any) -> None:
         source = message.source_module_id
         try:
             content, endpoint, no_reply = unwrap_request(message.payload, message.target_endpoint)
@@ -672,6 +714,8 @@ class RoutedMessaging:
     ) -> None:
         if error:
             self.error_replies_sent += 1
+            if tracing.switch.on:
+                tracing.error_reply(payload)
         if not self.replies:
             self.log.info(
                 "not replying to {source} (request {request_id}): reply extension is off",

@@ -39,6 +39,7 @@ __all__ = [
     "op_name",
     "routed_reply_content",
     "routed_request_payload",
+    "routed_request_properties",
     "unwrap_routed_request",
 ]
 
@@ -166,15 +167,21 @@ def routed_request_payload(
     source: str | None = None,
     no_reply: bool = False,
     timestamp: int | None = None,
+    *,
+    extra_properties: Mapping[str, object] | None = None,
 ) -> EncodedPayload:
     """
     The payload of a routed request: the JSON envelope C{{"id", "content", "metadata":
     {"timestamp"?, "source"?, "properties": {"target_endpoint", "no_reply"?}}}} that
     carries C{endpoint} through the orchestrator.
 
+    @param extra_properties: more C{metadata.properties} (the trace context of
+        EXTENSIONS.md X3); they cannot replace C{target_endpoint} or C{no_reply}.
+
     @raise PayloadError: if C{content} is not JSON-serialisable.
     """
-    properties: dict[str, object] = {"target_endpoint": endpoint}
+    properties: dict[str, object] = dict(extra_properties) if extra_properties else {}
+    properties["target_endpoint"] = endpoint
     if no_reply:
         properties["no_reply"] = True
     metadata: dict[str, object] = {}
@@ -235,6 +242,22 @@ def unwrap_routed_request(
             no_reply = properties.get("no_reply") is True
         return value["content"], endpoint, no_reply
     return value, endpoint, no_reply
+
+
+def routed_request_properties(payload: EncodedPayload) -> Mapping[str, object] | None:
+    """
+    The C{metadata.properties} object of a routed request's envelope (where the trace
+    context of EXTENSIONS.md X3 travels), or C{None} when it has none or is not JSON.
+    """
+    try:
+        value = payload.json()
+    except ValueError:
+        return None
+    if not _is_envelope(value):
+        return None
+    metadata = value.get("metadata")
+    properties = metadata.get("properties") if type(metadata) is dict else None
+    return properties if type(properties) is dict else None
 
 
 def error_object(value: Any) -> tuple[str, str] | None:
