@@ -47,6 +47,7 @@ from pywatt_twisted.web._http_limits import (
     REFUSAL_LINGER as REFUSAL_LINGER,  # re-exported: tests import it from here
 )
 from pywatt_twisted.web._route_values import (
+    MATCHED_RULE_ATTRIBUTE,
     IKleinRequest,
     _path_of,
     _with_route_values,
@@ -216,6 +217,9 @@ def route_label(request: Any) -> str:
     label = getattr(request, ROUTE_ATTRIBUTE, None)
     if label:
         return str(label)
+    matched = getattr(request, MATCHED_RULE_ATTRIBUTE, None)
+    if matched is not None:  # noted when Klein ran the endpoint: no second match
+        return str(matched)
     mapper = None
     if IKleinRequest is not None and hasattr(request, "getComponent"):
         klein_request = request.getComponent(IKleinRequest)
