@@ -219,7 +219,7 @@ def route_label(request: Any) -> str:
         return str(label)
     matched = getattr(request, MATCHED_RULE_ATTRIBUTE, None)
     if matched is not None:  # noted when Klein ran the endpoint: no second match
-        return str(matched)
+        return prefixed(getattr(request, VERSION_ATTRIBUTE, None), str(matched))
     mapper = None
     if IKleinRequest is not None and hasattr(request, "getComponent"):
         klein_request = request.getComponent(IKleinRequest)
