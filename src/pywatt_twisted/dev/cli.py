@@ -183,20 +183,22 @@ def service_host(args: argparse.Namespace, reactor: Any, console: Console) -> An
         console.say("pywatt-dev", text, level)
 
     host = ServiceHost(owned=True, say=say)
+    doing = ""
     try:
         for name, url in databases:
+            doing = f"database {name!r} (--provide-database)"
             db = Database.from_url(url, reactor=reactor, name=name)
             host.provide(name, db)
             console.say("pywatt-dev", f"providing database {name!r}: {db.url_redacted}")
         for name, url in caches:
+            doing = f"cache {name!r} (--provide-cache)"
             cache = Cache.from_url(url)
             host.provide(name, cache)
             console.say("pywatt-dev", f"providing cache {name!r}: {cache.health()['url']}")
     except Exception as e:
+        # (the data layer's errors never include a password)
         host.close()
-        if isinstance(e, ConfigurationError):
-            raise
-        raise ConfigurationError(f"cannot provide a service: {e}") from e
+        raise ConfigurationError(f"cannot provide {doing}: {e}") from e
     return host
 
 

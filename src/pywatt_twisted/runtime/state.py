@@ -336,7 +336,11 @@ class AppState:
             breaker=breaker,
         )
         if actual == ServiceType.DATABASE:
-            info = await link.call("describe", {})
+            try:
+                info = await link.call("describe", {})
+            except BaseException:
+                await link.close()
+                raise
             if not isinstance(info, dict) or not isinstance(info.get("dialect"), str):
                 await link.close()
                 raise ServiceError(
