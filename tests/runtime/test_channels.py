@@ -270,11 +270,17 @@ class ReconnectTests(SynchronousTestCase):
     def test_token_in_identify_only_for_token_level(self) -> None:
         rig = Rig(TCP, security_level=SecurityLevel.TOKEN, auth_token="tok-7").start()
         [identify] = rig.up("tcp").written()
-        self.assertEqual(identify["metadata"]["properties"], {"auth_token": "tok-7"})
+        self.assertEqual(
+            identify["metadata"]["properties"],
+            {"extensions": ["streaming/1", "gzip"], "auth_token": "tok-7"},
+        )
         rig.stop()
         rig = Rig(TCP, security_level=SecurityLevel.NONE, auth_token="tok-7").start()
         [identify] = rig.up("tcp").written()
-        self.assertNotIn("properties", identify["metadata"])
+        # (X0: the extensions it supports, and no token below the Token level)
+        self.assertEqual(
+            identify["metadata"]["properties"], {"extensions": ["streaming/1", "gzip"]}
+        )
         self.assertNotIn("tok-7", json.dumps(rig.manager.health()))
         rig.stop()
 

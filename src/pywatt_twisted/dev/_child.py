@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from pywatt_twisted.errors import LineTooLong
 from pywatt_twisted.wire.codec import encode_line
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.lines import LineDecoder
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def module_command(module: str) -> list[str]:
 class _ChildProtocol(ProcessProtocol):
     def __init__(self, supervisor: ModuleSupervisor) -> None:
         self.supervisor = supervisor
-        self._out = LineDecoder()
+        # (a module's runtime stdout lines may be as long as a frame)
+        self._out = LineDecoder(DEFAULT_MAX_FRAME_LENGTH)
         self._err = b""
         self.ended: Deferred[int | None] = Deferred()
 

@@ -28,6 +28,10 @@ from twisted.web.server import NOT_DONE_YET, Request
 from pywatt_twisted.dev._status import SupervisorStatus
 from pywatt_twisted.wire.messages import Endpoint
 
+#: Request bodies larger than this go to the module as X1 chunks, read from the spool
+#: twisted.web keeps them in (constant memory whatever their size).
+STREAM_ABOVE = 1024 * 1024
+
 
 def endpoint_matches(pattern: str, path: str) -> bool:
     """
@@ -178,8 +182,20 @@ class FrontResource(Resource):
             k.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
             for k, values in request.requestHeaders.getAllRawHeaders()
         }
-        body = request.content.read() if request.content is not None else b""
-        d = ensureDeferred(self._forward(request, supervisor, method, uri, headers, body or None))
+        content = request.content
+        body_file = None
+        body = b""
+        if content is not None:
+            content.seek(0, 2)
+            size = content.tell()
+            content.seek(0)
+            if size > STREAM_ABOVE and hasattr(supervisor, "streams"):
+                body_file = content  # streamed to the module as it reads it
+            else:
+                body = content.read()
+        d = ensureDeferred(
+            self._forward(request, supervisor, method, uri, headers, body or None, body_file)
+        )
         d.addErrback(lambda f: self.log.failure("proxying to {m} failed", f, m=module_id))
         return NOT_DONE_YET
 
@@ -202,23 +218,36 @@ class FrontResource(Resource):
         uri: str,
         headers: dict[str, str],
         body: bytes | None,
+        body_file: Any = None,
     ) -> None:
         finished: list[object] = []
         request.notifyFinish().addBoth(lambda result: finished.append(result))
         try:
-            response = await supervisor.http(method, uri, headers, body)
+            if body_file is not None:
+                response = await supervisor.http(method, uri, headers, None, body_file=body_file)
+            else:
+                response = await supervisor.http(method, uri, headers, body)
         except Exception as e:
             if not finished:
                 request.write(self._json(request, 502, {"error": str(e)}))
                 request.finish()
             return
+        relay = None
+        if getattr(response, "stream_id", None) is not None:
+            relay = supervisor.streams.take_relay(response.request_id)
         if finished:
+            if relay is not None and relay.receiver is not None:
+                relay.receiver.cancel("the HTTP client went away")
             return
         request.setResponseCode(response.status_code)
         for name, value in response.headers.items():
             if name.lower() in ("content-length", "transfer-encoding", "connection"):
                 continue
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        if relay is not None:
+            # Streamed: relayed with chunked transfer encoding, acked as the client reads.
+            relay.attach(request)
+            return
         if response.body:
             request.write(response.body)
         request.finish()

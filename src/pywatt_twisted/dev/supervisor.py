@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import ProcessExitedAlready
@@ -29,6 +29,7 @@ from pywatt_twisted.dev._console import Console, parse_module_log
 from pywatt_twisted.dev._heartbeats import Heartbeats
 from pywatt_twisted.dev._restarts import RestartPolicy, RunErrors
 from pywatt_twisted.dev._status import SupervisorStatus, check_transition
+from pywatt_twisted.dev._streaming import DevStreams
 from pywatt_twisted.errors import PyWattError, RequestTimeout
 from pywatt_twisted.orchestrator.providers import ISecretProvider
 from pywatt_twisted.runtime.correlation import CorrelationTable
@@ -53,6 +54,7 @@ from pywatt_twisted.wire.messages import (
     ServiceRequest,
     Shutdown,
 )
+from pywatt_twisted.wire.stream import StreamOptions
 
 __all__ = [
     "CRASHED",
@@ -76,6 +78,10 @@ RESTARTING = SupervisorStatus.RESTARTING
 STOPPING = SupervisorStatus.STOPPING
 STOPPED = SupervisorStatus.STOPPED
 CRASHED = SupervisorStatus.CRASHED
+
+
+#: The streaming pywatt dev enables in the init blob (EXTENSIONS.md X0).
+STREAM_OPTIONS = StreamOptions(65536, 8)
 
 
 class ModuleSupervisor:
@@ -162,7 +168,8 @@ class ModuleSupervisor:
         # The module's framed channels: the orchestrator serves them, the module connects.
         from pywatt_twisted.orchestrator.channel_server import ChannelServer
 
-        self.channels = ChannelServer(reactor, on_message=self._from_channel)
+        self.channels = ChannelServer(reactor, on_message=self._from_channel, record=False)
+        self.streams = DevStreams(reactor, STREAM_OPTIONS)
         self.tcp_address: str | None = None
         self.ipc_path: str | None = None
         self._socket_dir: str | None = None
@@ -252,6 +259,12 @@ class ModuleSupervisor:
                 )
             ),
             ipc_channel=None if self.ipc_path is None else IpcChannelConfig(self.ipc_path),
+            extensions={
+                "streaming": {
+                    "chunk_size": STREAM_OPTIONS.chunk_size,
+                    "window": STREAM_OPTIONS.window,
+                }
+            },
         )
 
     def _child_started(self, child: _ChildProtocol) -> None:
@@ -436,6 +449,10 @@ class ModuleSupervisor:
         """
         Handle one message from the module; C{reply} answers on the link it came on.
         """
+        if self.streams.received(message, link, reply):
+            return
+        if isinstance(message, HttpResponse) and message.stream_id is not None:
+            self.streams.response_started(message, link, reply)
         if isinstance(message, GetSecret):
             self._answers.secret(message.name, reply)
         elif isinstance(message, Identify):
@@ -535,11 +552,18 @@ class ModuleSupervisor:
         return "stdio"
 
     def http(
-        self, method: str, uri: str, headers: Mapping[str, str], body: bytes | None
+        self,
+        method: str,
+        uri: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        body_file: IO[bytes] | None = None,
     ) -> Deferred[HttpResponse]:
         """
         Send an C{http_request} to the module (on its Unix-socket or TCP channel when
-        connected, else on stdin); fires with its C{HttpResponse}.
+        connected, else on stdin); fires with its C{HttpResponse}. With C{body_file},
+        the body is streamed from that file as X1 chunks (C{body} is ignored). A
+        response with a C{stream_id} has its body in L{DevStreams.take_relay}.
         """
         request_id = f"dev-{uuid.uuid4()}"
         d: Deferred[HttpResponse] = self._pending_http.add(
@@ -548,14 +572,38 @@ class ModuleSupervisor:
             f"module {self.module_id} did not answer within {self.request_timeout:g} s",
         )
         try:
-            self.send_preferred(
-                HttpRequest(
-                    request_id=request_id, method=method, uri=uri, headers=dict(headers), body=body
+            if body_file is not None:
+                self._stream_request(request_id, method, uri, headers, body_file)
+            else:
+                self.send_preferred(
+                    HttpRequest(
+                        request_id=request_id,
+                        method=method,
+                        uri=uri,
+                        headers=dict(headers),
+                        body=body,
+                    )
                 )
-            )
         except PyWattError as e:
             self._pending_http.fail(request_id, e)
         return d
+
+    def _stream_request(
+        self,
+        request_id: str,
+        method: str,
+        uri: str,
+        headers: Mapping[str, str],
+        body_file: IO[bytes],
+    ) -> None:
+        connection = self.channel()
+        if connection is not None:
+            link, send = str(connection.listener), connection.send
+        else:
+            link, send = "stdio", self.send
+        stream_id = f"dev-{uuid.uuid4().hex}"
+        send(HttpRequest(request_id, method, uri, dict(headers), None, stream_id))
+        self.streams.upload(link, send, stream_id, body_file)
 
     def rotate(
         self, names: frozenset[str], rotation_id: str | None = None

@@ -9,7 +9,7 @@ behave (L{ChannelOptions}, from the runtime settings), the reconnect delays
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import frozen
@@ -22,6 +22,7 @@ from pywatt_twisted.wire.init import InitBlob, SecurityLevel
 __all__ = [
     "CHANNEL_NAMES",
     "IDENTIFY_MODES",
+    "SUPPORTED_EXTENSIONS",
     "ChannelOptions",
     "ChannelSpec",
     "backoff_policy",
@@ -185,6 +186,11 @@ class ChannelOptions:
         )
 
 
+#: What the identify envelope states this module supports (EXTENSIONS.md X0), in
+#: C{metadata.properties.extensions}.
+SUPPORTED_EXTENSIONS: tuple[str, ...] = ("streaming/1", "gzip")
+
+
 def connection_settings(
     spec: ChannelSpec,
     options: ChannelOptions,
@@ -194,13 +200,14 @@ def connection_settings(
 ) -> ChannelSettings:
     """
     The L{ChannelSettings} of C{spec}'s connections: identify on it or not (by
-    C{options.identify}), with the auth token at the C{Token} security level.
+    C{options.identify}), stating the extensions this module supports (EXTENSIONS.md
+    X0, L{SUPPORTED_EXTENSIONS}), with the auth token at the C{Token} security level.
     """
     mode = options.identify
     identify = mode == "all" or (mode == "tcp" and spec.name == "tcp")
-    properties: Mapping[str, object] | None = None
+    properties: dict[str, object] = {"extensions": list(SUPPORTED_EXTENSIONS)}
     if security_level is SecurityLevel.TOKEN and auth_token is not None:
-        properties = {"auth_token": auth_token}
+        properties["auth_token"] = auth_token
     return ChannelSettings(
         name=spec.name,
         address=spec.address,

@@ -115,7 +115,8 @@ class ModuleConnection(FramedProtocol):
         self._deliver(envelope)
 
     def _deliver(self, envelope: Envelope) -> None:
-        self.received.append(envelope)
+        if self.server.record or isinstance(envelope.content, Identify):
+            self.received.append(envelope)
         hook = self.server.on_message
         if hook is not None and hook(self, envelope):
             return
@@ -280,12 +281,16 @@ class ChannelServer:
         *,
         clock: Any = None,
         max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
+        record: bool = True,
         on_message: Callable[[ModuleConnection, Envelope], bool] | None = None,
         on_frame: Callable[[ModuleConnection, Frame], bool] | None = None,
     ) -> None:
         self.reactor = reactor
         self.clock = clock if clock is not None else reactor
         self.max_frame_length = max_frame_length
+        #: keep every envelope in C{ModuleConnection.received} (the identify is kept
+        #: either way); off for a long-running orchestrator (pywatt dev)
+        self.record = record
         self.on_message = on_message
         self.on_frame = on_frame
         self.ports: list[IListeningPort] = []

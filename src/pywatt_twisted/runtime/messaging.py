@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -53,6 +54,7 @@ from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import (
     ChannelError,
+    MessageTooLarge,
     NotAvailable,
     PayloadError,
     ProtocolError,
@@ -723,14 +725,40 @@ class RoutedMessaging:
                 request_id=str(message.original_request_id),
             )
             return
-        link.send(
-            RoutedModuleReply(
-                source_module_id=self.module_id,
-                request_id=message.original_request_id,
-                target_module_id=message.source_module_id,
-                payload=payload,
-            )
+        reply = RoutedModuleReply(
+            source_module_id=self.module_id,
+            request_id=message.original_request_id,
+            target_module_id=message.source_module_id,
+            payload=payload,
         )
+        link.send(self._fitting(reply, message))
+
+    def _fitting(self, reply: RoutedModuleReply, message: RoutedModuleMessage) -> RoutedModuleReply:
+        """
+        C{reply}, or, when it cannot fit in one frame, a C{bad_reply} error reply naming
+        the limit (module-to-module bodies are limited to one frame: docs/streaming.md),
+        so the requester is answered instead of waiting for its timeout.
+        """
+        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
+        if 4 * len(reply.payload.data) + 4096 <= self.max_frame_length:
+            return reply
+        try:
+            encode_channel_frame(reply, self.max_frame_length)
+        except MessageTooLarge as e:
+            text = (
+                f"the reply of {self.module_id!r} is {e.length} bytes encoded, above the "
+                f"{e.limit}-byte frame limit (module-to-module bodies must fit one frame)"
+            )
+            self.log.error(
+                "reply to {source} (request {request_id}) too large: {text}; sending a "
+                "bad_reply error instead",
+                source=message.source_module_id,
+                request_id=str(message.original_request_id),
+                text=text,
+            )
+            self.error_replies_sent += 1
+            return attrs.evolve(reply, payload=error_payload("bad_reply", text))
+        return reply
 
     # -- life -----------------------------------------------------------------------------
 

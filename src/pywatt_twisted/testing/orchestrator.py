@@ -34,6 +34,7 @@ from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
 from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.runtime.service import ModuleService
 from pywatt_twisted.runtime.state import AppState
+from pywatt_twisted.streaming import StreamFailed, StreamReceiver, StreamSender, StreamTable
 from pywatt_twisted.testing.memory_channels import MemoryChannelEndpoint, MemoryStreamEndpoint
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
 from pywatt_twisted.wire.envelope import error_object, routed_reply_content, routed_request_payload
@@ -63,7 +64,11 @@ from pywatt_twisted.wire.messages import (
     ServiceOperation,
     ServiceRequest,
     Shutdown,
+    StreamAck,
+    StreamCancel,
+    StreamChunk,
 )
+from pywatt_twisted.wire.stream import StreamOptions
 
 
 @frozen
@@ -132,7 +137,8 @@ class _OrchestratorSide(StringTransport):
     def __init__(self, orchestrator: FakeOrchestrator) -> None:
         super().__init__()
         self._orchestrator = orchestrator
-        self._decoder = LineDecoder()
+        # (runtime lines may be as long as a frame)
+        self._decoder = LineDecoder(orchestrator.config.max_frame_length)
         self.protocol: Any = None
 
     def write(self, data: bytes) -> None:
@@ -146,6 +152,35 @@ class _OrchestratorSide(StringTransport):
         protocol = self.protocol
         if protocol is not None:
             protocol.writeConnectionLost()
+
+
+class _CollectedBody:
+    """
+    Collects a streamed response body for L{FakeModule.request}.
+    """
+
+    def __init__(self, head: HttpResponse, waiter: Deferred[FakeResponse] | None) -> None:
+        self.head = head
+        self.waiter = waiter
+        self.parts: list[bytes] = []
+
+    def body_data(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def body_done(self) -> None:
+        if self.waiter is not None:
+            self.waiter.callback(
+                FakeResponse(
+                    code=self.head.status_code,
+                    headers=dict(self.head.headers),
+                    body=b"".join(self.parts),
+                )
+            )
+
+    def body_failed(self, error: StreamFailed) -> None:
+        self.parts = []
+        if self.waiter is not None:
+            self.waiter.errback(error)
 
 
 class FakeModule:
@@ -173,6 +208,7 @@ class FakeModule:
         body: bytes | str | Any = None,
         json_body: Any = None,
         via: str = "stdio",
+        stream: bool = False,
     ) -> Deferred[FakeResponse]:
         """
         Send an HTTP request through HTTP-over-IPC (an C{http_request} on stdin, or on
@@ -180,6 +216,13 @@ class FakeModule:
         HTTP to the module's own HTTP server (in memory: real HTTP/1.1 bytes through its
         C{Site}, no socket), and fire with the module's real response. C{json_body} is
         encoded and sets content-type.
+
+        With C{stream}, the body is sent as X1 chunks (C{docs/streaming.md}) with the
+        orchestrator's C{streaming} options (or the X0 defaults), never more than the
+        window unacknowledged. A response the module streams is read the same way
+        (acked as it arrives unless L{FakeOrchestrator.pause_reading}) and the
+        Deferred fires with the whole body; it fails with
+        L{pywatt_twisted.streaming.StreamFailed} if the stream ends early.
         """
         headers = dict(headers or {})
         if json_body is not None:
@@ -191,6 +234,9 @@ class FakeModule:
             return self._orchestrator._direct_http(method, path, headers, body)
         request_id = f"fake-{uuid.uuid4()}"
         d = self._orchestrator._expect_http(request_id)
+        if stream:
+            self._orchestrator._upload(request_id, method, path, headers, body or b"", via)
+            return d
         self._orchestrator.send(
             HttpRequest(request_id=request_id, method=method, uri=path, headers=headers, body=body),
             via=via,
@@ -276,6 +322,9 @@ class FakeOrchestrator:
         off to script replies with L{answer_secret}.
     @param channels: framed channels to offer in the init blob, C{"tcp"} and/or C{"ipc"};
         the module connects to them in memory (see L{connection}, L{drop_channel}).
+    @param streaming: enable streamed bodies (and gzip when its C{gzip} is set) in the
+        init blob's C{extensions} (X0) with these options; C{None}: not enabled (the
+        module then never streams a response, but still reads streamed requests).
     @param services: databases and caches to provide by name to C{state.service(name)}
         (name -> a L{Database <pywatt_twisted.data.Database>} or a cache such as
         L{MemoryCache <pywatt_twisted.data.MemoryCache>}); the test closes them. Without
@@ -292,6 +341,9 @@ class FakeOrchestrator:
     @ivar services: the L{ServiceHost} answering proxied-service requests, or None.
     @ivar routed_requests: every C{route_to_module} the module sent (its own requests
         to other modules), oldest first; answer them with L{answer_routed}.
+    @ivar max_unacked_chunks: the most chunks of one streamed response the module had
+        unacknowledged at once, as counted here (for window checks). Stream messages
+        are not recorded in C{sent}.
     """
 
     def __init__(
@@ -305,6 +357,7 @@ class FakeOrchestrator:
         config: RuntimeConfig | None = None,
         auto_secrets: bool = True,
         channels: Sequence[str] = (),
+        streaming: StreamOptions | None = None,
         services: Mapping[str, Any] | None = None,
     ) -> None:
         if secrets is None or isinstance(secrets, Mapping):
@@ -332,6 +385,11 @@ class FakeOrchestrator:
         self.routed_requests: list[RouteToModule] = []
         self._routed_links: dict[uuid.UUID, Callable[[Any], None]] = {}
         self.calls: CorrelationTable[uuid.UUID] = CorrelationTable(self.reactor)
+        self.streaming = streaming
+        self.max_unacked_chunks = 0
+        self._stream_tables: dict[Any, StreamTable] = {}
+        self._unacked: dict[str, int] = {}
+        self._reading_paused = False
         self.services: ServiceHost | None = None if services is None else ServiceHost(services)
         self._transport: _OrchestratorSide | None = None
         unknown = set(channels) - {"tcp", "ipc"}
@@ -361,7 +419,19 @@ class FakeOrchestrator:
             listen=self.listen,
             tcp_channel=None if tcp is None else TcpChannelConfig("127.0.0.1", 9901),
             ipc_channel=None if ipc is None else IpcChannelConfig(ipc.address),
+            extensions=self._extensions(),
         )
+
+    def _extensions(self) -> dict[str, Any] | None:
+        options = self.streaming
+        if options is None:
+            return None
+        out: dict[str, Any] = {
+            "streaming": {"chunk_size": options.chunk_size, "window": options.window}
+        }
+        if options.gzip:
+            out["compression"] = ["gzip"]
+        return out
 
     def start(self, module: ModuleDefinition | Callable[[AppState], Any]) -> Deferred[FakeModule]:
         """
@@ -469,6 +539,95 @@ class FakeOrchestrator:
     def _from_channel(self, connection: ModuleConnection, envelope: Any) -> bool:
         self._received(envelope.content, connection.send)
         return True
+
+    # -- streamed bodies -------------------------------------------------------------------
+
+    def _link(self, via: str) -> tuple[Any, Callable[[Any], None]]:
+        if via == "stdio":
+            return "stdio", self.send
+        connection = self.connection(via)
+        if connection is None:
+            raise PyWattError(f"the module has no {via} channel connected")
+        return connection, connection.send
+
+    def _table(self, key: Any, send: Callable[[Any], None]) -> StreamTable:
+        table = self._stream_tables.get(key)
+        if table is None:
+            table = self._stream_tables[key] = StreamTable(self._counting(send))
+        return table
+
+    def _counting(self, send: Callable[[Any], None]) -> Callable[[Any], None]:
+        def counted(message: Any) -> None:
+            if isinstance(message, StreamAck) and message.success:
+                self._unacked.pop(message.stream_id, None)
+            send(message)
+
+        return counted
+
+    def _upload(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | Any,
+        via: str,
+    ) -> None:
+        key, send = self._link(via)
+        table = self._table(key, send)
+        stream_id = f"o-{uuid.uuid4().hex}"
+        sender = StreamSender(
+            stream_id, send, self.streaming or StreamOptions(), self.reactor, stall_timeout=None
+        )
+        table.add_sender(sender)
+        sender.done.addErrback(lambda f: None)  # (the response says how it ended)
+        send(HttpRequest(request_id, method, path, headers, None, stream_id))
+        sender.write(bytes(body))
+        sender.finish()
+
+    def pause_reading(self) -> None:
+        """
+        Stop acknowledging the chunks of streamed responses (a slow reader): the module
+        must stop after its window.
+        """
+        self._reading_paused = True
+        for table in self._stream_tables.values():
+            for receiver in table.receivers.values():
+                receiver.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """
+        Acknowledge streamed responses again (see L{pause_reading}).
+        """
+        self._reading_paused = False
+        for table in list(self._stream_tables.values()):
+            for receiver in list(table.receivers.values()):
+                receiver.resumeProducing()
+
+    def _stream_message(self, message: Any, key: Any, send: Callable[[Any], None]) -> None:
+        if isinstance(message, StreamChunk):
+            count = self._unacked.get(message.stream_id, 0) + 1
+            self._unacked[message.stream_id] = count
+            self.max_unacked_chunks = max(self.max_unacked_chunks, count)
+        self._table(key, send).received(message)
+
+    def _streamed_response(
+        self, message: HttpResponse, key: Any, send: Callable[[Any], None]
+    ) -> None:
+        waiter = self._http.pop(message.request_id, None)
+        sink = _CollectedBody(message, waiter)
+        assert message.stream_id is not None
+        receiver = StreamReceiver(
+            message.stream_id,
+            self._counting(send),
+            sink,
+            self.reactor,
+            max_size=2**62,
+            stall_timeout=None,
+        )
+        if self._reading_paused:
+            receiver.pauseProducing()
+        self._table(key, send).add_receiver(receiver)
 
     def send_line(self, line: bytes) -> None:
         """
@@ -597,6 +756,16 @@ class FakeOrchestrator:
         return d
 
     def _received(self, message: Any, reply: Callable[[Any], None] | None = None) -> None:
+        # (the link a stream message came on: the channel connection whose send is
+        # the reply, or stdio)
+        link: Any = getattr(reply, "__self__", None) or "stdio"
+        if isinstance(message, StreamChunk | StreamAck | StreamCancel):
+            self._stream_message(message, link, reply or self.send)
+            return
+        if isinstance(message, HttpResponse) and message.stream_id is not None:
+            self.sent.append(message)
+            self._streamed_response(message, link, reply or self.send)
+            return
         self.sent.append(message)
         if isinstance(message, GetSecret):
             self.secret_requests.append(message.name)

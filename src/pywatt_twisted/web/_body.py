@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any, Final
 
-from pywatt_twisted.streaming import StreamFailed, StreamLink, StreamSender
+from pywatt_twisted.streaming import StreamFailed, StreamLink, StreamSender, StreamState
 from pywatt_twisted.wire.messages import HttpResponse
 
 __all__ = ["SPOOL_THRESHOLD", "ResponseStream", "SpooledBody"]
@@ -83,7 +83,9 @@ class ResponseStream:
         return self.sender.writable
 
     def write(self, data: bytes) -> None:
-        self.sender.write(data)
+        # (after a cancel the route may still write before it hears of it: dropped)
+        if self.sender.state is StreamState.OPEN:
+            self.sender.write(data)
 
     def finish(self) -> None:
         self.sender.finish()

@@ -283,6 +283,9 @@ class _BridgeChannel:
     It is also the request's C{transport} (addresses, C{loseConnection}).
     """
 
+    #: Not a direct HTTP connection: no gzip content-encoding (chunks carry X2).
+    direct_http = False
+
     def __init__(self, bridge: HttpBridge, pending: _Pending) -> None:
         self.site = bridge.site
         self.factory = bridge.site

@@ -35,6 +35,7 @@ from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import BackendUnavailable, RouteReturnError
 from pywatt_twisted.web._cors import CorsPolicy, with_cors
+from pywatt_twisted.web._gzip import maybe_gzip
 from pywatt_twisted.web._http_limits import (
     _LIMIT_SETTINGS,
     DEFAULT_HEADER_TIMEOUT,
@@ -284,6 +285,11 @@ class PyWattRequest(Request):
         self.__dict__.setdefault("_pywatt_before_headers", []).append(callback)
 
     def write(self, data: bytes) -> None:
+        """
+        Write body bytes; before the first ones, run the L{before_headers} callbacks,
+        then (for a direct HTTP response) decide on gzip
+        (L{pywatt_twisted.web._gzip.maybe_gzip}).
+        """
         if not self.startedWriting:
             callbacks = self.__dict__.pop("_pywatt_before_headers", None)
             for callback in callbacks or ():
@@ -291,6 +297,9 @@ class PyWattRequest(Request):
                     callback(self)
                 except Exception:
                     _log.failure("a before-headers callback failed for {uri}", uri=_path_of(self))
+        if not self.startedWriting and self._encoder is None:
+            if getattr(self.channel, "direct_http", True):
+                maybe_gzip(self, data)
         super().write(data)
 
     def process(self) -> None:

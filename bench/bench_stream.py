@@ -1,0 +1,466 @@
+"""
+Streamed HTTP bodies (issue 15) through a real module process, versus a raw loopback
+socket copy measured in the same run.
+
+Run: C{.venv/bin/python -m bench stream} (add C{--quick} for 32 MiB instead of 256 MiB).
+
+Ours: this process plays the orchestrator. It listens for the module's TCP channel
+(L{ChannelServer}), starts C{twistd -n pywatt --module=bench.stream_module} with an init
+blob that enables streaming (X0: 64 KiB chunks, window 8) and then, over the channel:
+
+  - upload: an C{http_request} with a C{stream_id}, the body sent as chunks with the
+    same L{StreamSender} the module uses (never more than the window unacknowledged) to
+    C{POST /sha256}, which hashes it; timed until the response arrives;
+  - download: C{GET /blob?size=N}, answered from a push producer in the module and
+    streamed back as chunks, read here with a L{StreamReceiver} that hashes them;
+    timed until the final chunk.
+
+The baseline: the same number of bytes copied over a loopback TCP connection between
+two plain Twisted protocols in this process (a pull producer writing 64 KiB blocks,
+a receiver that counts them). The ratio is ours / raw (target >= 0.25).
+
+C{BENCH_CHUNK} and C{BENCH_WINDOW} (environment) change the chunk size and window;
+C{BENCH_PROFILE_MODULE=path} runs the module under cProfile, writing its stats there.
+
+Through C{pywatt dev}: the same two transfers as HTTP to its front port (C{pywatt dev
+--module=big=bench.stream_module}), which streams them to and from the module as X1
+chunks over its channel; with the peak RSS growth of the C{pywatt dev} process and of
+its module.
+
+Memory: the module's peak RSS growth (VmHWM after the transfers minus VmRSS once it
+announced) and this process's (ru_maxrss growth); target under 64 MiB whatever the
+body size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+
+from bench.record import row
+from pywatt_twisted.orchestrator import ChannelServer
+from pywatt_twisted.streaming import StreamFailed, StreamReceiver, StreamSender, StreamTable
+from pywatt_twisted.wire.codec import decode_envelope_from_module
+from pywatt_twisted.wire.framing import frame_json
+from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
+from pywatt_twisted.wire.stream import StreamOptions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MiB = 1024 * 1024
+OPTIONS = StreamOptions(
+    int(os.environ.get("BENCH_CHUNK", 65536)), int(os.environ.get("BENCH_WINDOW", 8))
+)
+BLOCK = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(8192))  # 256 KiB
+
+
+def _status(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class _Child(ProcessProtocol):
+    def __init__(self) -> None:
+        self.announced: Deferred[None] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self._out = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self._out += data
+        *lines, self._out = self._out.split(b"\n")
+        for line in lines:
+            if b'"announce"' in line and not self.announced.called:
+                self.announced.callback(None)
+
+    def errReceived(self, data: bytes) -> None:
+        pass
+
+    def processEnded(self, reason: Any) -> None:
+        if not self.announced.called:
+            self.announced.errback(reason)
+        self.ended.callback(None)
+
+
+class _Sink:
+    def __init__(self, done: Deferred[str]) -> None:
+        self.digest = hashlib.sha256()
+        self.done = done
+
+    def body_data(self, data: bytes) -> None:
+        self.digest.update(data)
+
+    def body_done(self) -> None:
+        self.done.callback(self.digest.hexdigest())
+
+    def body_failed(self, error: StreamFailed) -> None:
+        self.done.errback(error)
+
+
+async def bench_ours(reactor: Any, size: int) -> dict[str, float]:
+    tables: dict[Any, StreamTable] = {}
+    responses: dict[str, Deferred[HttpResponse]] = {}
+
+    def on_frame(connection: Any, frame: Any) -> bool:
+        # (decoded here: ChannelServer's own path records every envelope it delivers)
+        message = decode_envelope_from_module(frame_json(frame)).content
+        table = tables.setdefault(connection, StreamTable(connection.send))
+        if table.received(message):
+            return True
+        if isinstance(message, HttpResponse):
+            waiter = responses.pop(message.request_id, None)
+            if waiter is not None:
+                waiter.callback(message)
+            return True
+        return True
+
+    server = ChannelServer(reactor, on_frame=on_frame)
+    address = await server.listen_tcp()
+    connected: Deferred[Any] = Deferred()
+    original = server._connected
+
+    def seen(connection: Any) -> None:
+        original(connection)
+        if not connected.called:
+            connected.callback(connection)
+
+    server._connected = seen  # type: ignore[method-assign]
+    child = _Child()
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWATT_")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [twistd, "-n", "pywatt", "--module=bench.stream_module"]
+    profile = os.environ.get("BENCH_PROFILE_MODULE")
+    if profile:
+        argv = [sys.executable, "-m", "cProfile", "-o", profile, *argv]
+    process = reactor.spawnProcess(
+        child,
+        argv[0],
+        argv,
+        env=env,
+        path=ROOT,
+    )
+    init = {
+        "orchestrator_api": "http://127.0.0.1:9900",
+        "module_id": "bench-stream",
+        "env": {},
+        "listen": "127.0.0.1:0",
+        "tcp_channel": {"address": address, "tls_enabled": False, "required": True},
+        "security_level": "None",
+        "extensions": {"streaming": {"chunk_size": OPTIONS.chunk_size, "window": OPTIONS.window}},
+    }
+    process.write(json.dumps(init).encode() + b"\n")
+    try:
+        await child.announced
+        connection = await connected
+        base_rss = _status(process.pid, "VmRSS")
+        own_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        table = tables.setdefault(connection, StreamTable(connection.send))
+
+        # upload
+        started = time.perf_counter()
+        waiter: Deferred[HttpResponse] = Deferred()
+        responses["up"] = waiter
+        sender = StreamSender("up-1", connection.send, OPTIONS, reactor)
+        table.add_sender(sender)
+        connection.send(HttpRequest("up", "POST", "/sha256", {}, None, "up-1"))
+        sent = 0
+        expected = hashlib.sha256()
+
+        def feed(writable: bool = True) -> None:
+            nonlocal sent
+            while sender.writable and sent < size:
+                piece = BLOCK[: min(len(BLOCK), size - sent)]
+                expected.update(piece)
+                sender.write(piece)
+                sent += len(piece)
+            if sent >= size:
+                sender.finish()
+
+        sender._on_writable = lambda writable: writable and feed()
+        feed()
+        response = await waiter
+        up_seconds = time.perf_counter() - started
+        if (response.body or b"").decode() != expected.hexdigest():
+            raise RuntimeError(f"upload hash mismatch: {response}")
+
+        # download
+        started = time.perf_counter()
+        head: Deferred[HttpResponse] = Deferred()
+        responses["down"] = head
+        connection.send(HttpRequest("down", "GET", f"/blob?size={size}", {}))
+        first = await head
+        if first.stream_id is None:
+            raise RuntimeError(f"the download was not streamed: {first.status_code}")
+        body_done: Deferred[str] = Deferred()
+        table.add_receiver(
+            StreamReceiver(
+                first.stream_id, connection.send, _Sink(body_done), reactor, max_size=2**40
+            )
+        )
+        await body_done
+        down_seconds = time.perf_counter() - started
+        peak = _status(process.pid, "VmHWM")
+        own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    finally:
+        process.closeStdin()
+        await child.ended
+    return {
+        "upload": size / up_seconds,
+        "download": size / down_seconds,
+        "module_rss_growth": (peak - base_rss) / 1024,
+        "orchestrator_rss_growth": (own_peak - own_base) / 1024,
+    }
+
+
+class _Counter(Protocol):
+    def __init__(self, size: int, done: Deferred[None]) -> None:
+        self.left = size
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        self.left -= len(data)
+        if self.left <= 0 and not self.done.called:
+            self.done.callback(None)
+
+
+class _Writer(Protocol):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        if self.left > 0:
+            piece = BLOCK[: min(65536, self.left)]
+            self.left -= len(piece)
+            self.transport.write(piece)
+        else:
+            self.transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        self.left = 0
+
+
+async def bench_raw(reactor: Any, size: int) -> float:
+    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+
+    done: Deferred[None] = Deferred()
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(lambda: _Counter(size, done))
+    )
+    started = time.perf_counter()
+    client = await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+        Factory.forProtocol(lambda: _Writer(size))
+    )
+    await done
+    seconds = time.perf_counter() - started
+    client.transport.loseConnection()
+    await port.stopListening()
+    return size / seconds
+
+
+def main(argv: list[str]) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred
+
+    size = 32 * MiB if "--quick" in argv else 256 * MiB
+    result: dict[str, Any] = {}
+
+    async def run() -> None:
+        result["raw"] = await bench_raw(reactor, size)
+        result.update(await bench_ours(reactor, size))
+        result["dev"] = await bench_dev(reactor, size)
+
+    def stop(outcome: Any) -> Any:
+        result["outcome"] = outcome
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: ensureDeferred(run()).addBoth(stop))
+    reactor.run()
+    if "raw" not in result or "upload" not in result:
+        print(result.get("outcome"))
+        return 1
+    raw = result["raw"]
+    label = f"{size // MiB} MiB"
+    for what in ("upload", "download"):
+        ours = result[what]
+        print(
+            f"stream {what} {label} via tcp channel: {ours / MiB:8.1f} MiB/s  "
+            f"raw loopback copy: {raw / MiB:8.1f} MiB/s  ratio {ours / raw:.2f} (target >= 0.25)"
+        )
+        row(
+            "stream",
+            f"{what} {label} through a tcp channel, vs raw loopback copy",
+            ours / MiB,
+            raw / MiB,
+            unit="MiB/s",
+            target=">= 0.25",
+        )
+    dev = result["dev"]
+    for what in ("upload", "download"):
+        ours = dev[what]
+        print(
+            f"stream {what} {label} via pywatt dev's front port: {ours / MiB:8.1f} MiB/s  "
+            f"raw loopback copy: {raw / MiB:8.1f} MiB/s  ratio {ours / raw:.2f} (target >= 0.25)"
+        )
+        row(
+            "stream",
+            f"{what} {label} through pywatt dev's front port, vs raw loopback copy",
+            ours / MiB,
+            raw / MiB,
+            unit="MiB/s",
+            target=">= 0.25",
+        )
+    growths = {
+        "module (channel)": result["module_rss_growth"],
+        "orchestrator (this bench)": result["orchestrator_rss_growth"],
+        "pywatt dev": dev["dev_rss_growth"],
+        "module (under pywatt dev)": dev["module_rss_growth"],
+    }
+    for who, growth in growths.items():
+        print(f"peak RSS growth of the {who} process: {growth:.1f} MiB (target < 64 MiB)")
+        row(
+            "stream",
+            f"peak RSS growth of the {who} process, {label} both ways",
+            growth,
+            None,
+            unit="MiB",
+            target="< 64 MiB",
+            better="lower",
+            ratio=growth / 64,
+        )
+    return 0
+
+
+class _PatternFile:
+    """
+    A file-like object of C{size} bytes of L{BLOCK} (for C{FileBodyProducer}).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.offset = 0
+
+    def read(self, n: int) -> bytes:
+        n = min(n, self.left)
+        out = bytearray()
+        while len(out) < n:
+            start = self.offset % len(BLOCK)
+            piece = BLOCK[start : start + (n - len(out))]
+            out += piece
+            self.offset += len(piece)
+        self.left -= n
+        return bytes(out)
+
+    def close(self) -> None:
+        pass
+
+
+class _Hasher(Protocol):
+    def __init__(self, done: Deferred[str]) -> None:
+        self.digest = hashlib.sha256()
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        self.digest.update(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(self.digest.hexdigest())
+
+
+class _DevOutput(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = ""
+        self.front: Deferred[str] = Deferred()
+        self.announced: Deferred[int] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+
+    def _text(self, data: bytes) -> None:
+        import re
+
+        self.output += data.decode("utf-8", "replace")
+        if not self.front.called:
+            match = re.search(r"front port: (http://127\.0\.0\.1:\d+)/", self.output)
+            if match:
+                self.front.callback(match.group(1))
+        if not self.announced.called and "big announced" in self.output:
+            match = re.search(r"started big \(.*?\) pid (\d+)", self.output)
+            self.announced.callback(int(match.group(1)) if match else 0)
+
+    def outReceived(self, data: bytes) -> None:
+        self._text(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self._text(data)
+
+    def processEnded(self, reason: Any) -> None:
+        for d in (self.front, self.announced):
+            if not d.called:
+                d.errback(RuntimeError(f"pywatt dev ended: {self.output[-2000:]}"))
+        self.ended.callback(None)
+
+
+async def bench_dev(reactor: Any, size: int) -> dict[str, float]:
+    """
+    The same transfers through C{pywatt dev}'s front port (HTTP in, X1 chunks to the
+    module and back, chunked HTTP out).
+    """
+    from twisted.web.client import Agent, FileBodyProducer
+
+    dev = _DevOutput()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWATT_")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [
+        sys.executable,
+        "-m",
+        "pywatt_twisted.cli",
+        "dev",
+        "--module=big=bench.stream_module",
+        "--port=0",
+    ]
+    process = reactor.spawnProcess(dev, argv[0], argv, env=env, path=ROOT)
+    try:
+        base = await dev.front
+        module_pid = await dev.announced
+        dev_base = _status(process.pid, "VmRSS")
+        module_base = _status(module_pid, "VmRSS")
+        agent = Agent(reactor)
+
+        started = time.perf_counter()
+        producer = FileBodyProducer(_PatternFile(size), readSize=65536)
+        response = await agent.request(b"POST", f"{base}/big/sha256".encode(), None, producer)
+        text: Deferred[str] = Deferred()
+        response.deliverBody(_Hasher(text))
+        await text
+        up_seconds = time.perf_counter() - started
+        if response.code != 200:
+            raise RuntimeError(f"upload through pywatt dev: {response.code}")
+
+        started = time.perf_counter()
+        response = await agent.request(b"GET", f"{base}/big/blob?size={size}".encode())
+        digest: Deferred[str] = Deferred()
+        response.deliverBody(_Hasher(digest))
+        await digest
+        down_seconds = time.perf_counter() - started
+        dev_peak = _status(process.pid, "VmHWM")
+        module_peak = _status(module_pid, "VmHWM")
+    finally:
+        process.signalProcess("INT")
+        await dev.ended
+    return {
+        "upload": size / up_seconds,
+        "download": size / down_seconds,
+        "dev_rss_growth": (dev_peak - dev_base) / 1024,
+        "module_rss_growth": (module_peak - module_base) / 1024,
+    }

@@ -1,0 +1,75 @@
+# -*- test-case-name: tests.web.test_gzip -*-
+"""
+gzip for direct HTTP responses (EXTENSIONS.md X2, C{docs/streaming.md}): a response
+is gzip-encoded with twisted.web's own encoder (L{GzipEncoderFactory}) when the client's
+C{Accept-Encoding} allows it, its body is at least L{GZIP_MIN_SIZE} bytes (its
+C{Content-Length}, or else its first write) and its content type is compressible.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from twisted.web.http import NO_BODY_CODES
+from twisted.web.server import GzipEncoderFactory
+
+__all__ = ["GZIP_MIN_SIZE", "compressible", "maybe_gzip"]
+
+#: Bodies smaller than this are sent as they are.
+GZIP_MIN_SIZE: Final = 1024
+
+_TEXTUAL: Final = frozenset(
+    {
+        b"application/json",
+        b"application/javascript",
+        b"application/xml",
+        b"application/xhtml+xml",
+        b"application/x-ndjson",
+        b"image/svg+xml",
+    }
+)
+
+_FACTORY: Final = GzipEncoderFactory()
+_FACTORY.compressLevel = 6  # (9 costs much more CPU for a few percent)
+
+
+def compressible(content_type: bytes | None) -> bool:
+    """
+    Whether a body of C{content_type} is worth compressing: text, JSON, XML,
+    JavaScript, SVG (not images, archives or other already-compressed data).
+    """
+    if not content_type:
+        return False
+    kind = content_type.split(b";", 1)[0].strip().lower()
+    return (
+        kind.startswith(b"text/")
+        or kind in _TEXTUAL
+        or kind.endswith(b"+json")
+        or kind.endswith(b"+xml")
+    )
+
+
+def maybe_gzip(request: Any, first: bytes) -> None:
+    """
+    Called before the first body bytes (C{first}) of a direct HTTP response are
+    written: install twisted.web's gzip encoder on C{request} when it should be used.
+    """
+    if request.method == b"HEAD" or request.code in NO_BODY_CODES:
+        return
+    headers = request.responseHeaders
+    if headers.hasHeader(b"content-encoding"):
+        return
+    types = headers.getRawHeaders(b"content-type")
+    if not compressible(types[-1] if types else getattr(request, "defaultContentType", None)):
+        return
+    headers.addRawHeader(b"Vary", b"Accept-Encoding")
+    lengths = headers.getRawHeaders(b"content-length")
+    size = len(first)
+    if lengths:
+        try:
+            size = int(lengths[-1])
+        except ValueError:
+            return
+    if size < GZIP_MIN_SIZE:
+        return
+    request._encoder = _FACTORY.encoderForRequest(request)
