@@ -19,6 +19,8 @@ _LAZY = {
     "AppState": "pywatt_twisted.runtime.state",
     "Secret": "pywatt_twisted.runtime.secret",
     "JwtConfig": "pywatt_twisted.web.jwt",
+    "CorsPolicy": "pywatt_twisted.web._cors",
+    "cors": "pywatt_twisted.web._cors",
     "PyWattError": "pywatt_twisted.errors",
     "RemoteError": "pywatt_twisted.errors",
     "RequestTimeout": "pywatt_twisted.errors",
@@ -71,6 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pywatt_twisted.runtime.resilience import BreakerPolicy, RetryPolicy  # noqa: F401
     from pywatt_twisted.runtime.secret import Secret  # noqa: F401
     from pywatt_twisted.runtime.state import AppState  # noqa: F401
+    from pywatt_twisted.web._cors import CorsPolicy, cors  # noqa: F401
     from pywatt_twisted.web.jwt import JwtConfig  # noqa: F401
     from pywatt_twisted.wire.messages import ServiceType  # noqa: F401
 

@@ -36,6 +36,8 @@ from pywatt_twisted.runtime.listen import describe_address, listen
 from pywatt_twisted.runtime.messaging import RoutedMessaging
 from pywatt_twisted.runtime.state import AppState
 from pywatt_twisted.runtime.status import ModuleStatus
+from pywatt_twisted.web._cors import cors_paths
+from pywatt_twisted.web._version import announced_endpoints
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.web.discovery import discover_endpoints
 from pywatt_twisted.web.health import HealthChecks
@@ -182,8 +184,28 @@ class Bootstrap:
         # A backend marked required must answer before the announce; the others may be
         # down (they show on /health).
         await check_required_backends(parts.health)
-        parts.port = await listen(blob.listen, site, service.listen_reactor, self._request_port)
+        if self.ipc_only(blob):
+            # Nothing is bound: HTTP arrives only as http_request messages (stdin and
+            # channels), and the announce says so with an empty listen.
+            self.log.info(
+                "IPC-only mode: no listen socket bound{ignored}; HTTP is served over stdin "
+                "and channels only",
+                ignored=f" (the init blob's listen {blob.listen} is not used)"
+                if blob.listen is not None
+                else "",
+            )
+        else:
+            parts.port = await listen(blob.listen, site, service.listen_reactor, self._request_port)
         self._announce(blob)
+
+    def ipc_only(self, blob: InitBlob) -> bool:
+        """
+        Whether the module runs IPC-only: C{@pywatt_module(ipc_only=True)},
+        C{PYWATT_IPC_ONLY} / C{IPC_ONLY} (or C{--ipc-only}), or the init blob's
+        C{"ipc_only": true}.
+        """
+        service = self.service
+        return service.definition.ipc_only or service.config.ipc_only or blob.ipc_only
 
     def _build_state(self, blob: InitBlob, user_state: object) -> AppState:
         """
@@ -260,6 +282,8 @@ class Bootstrap:
             health_path=definition.health,
             metrics=parts.metrics if definition.metrics else None,
             status=service.health_report,
+            version=definition.version,
+            cors=definition.cors,
         )
         parts.site = PyWattSite(
             root,
@@ -289,8 +313,9 @@ class Bootstrap:
         Announce the address actually bound, then the module is ready.
         """
         service, parts = self.service, self.parts
-        assert parts.port is not None
-        parts.listen_address = describe_address(parts.port.getHost())
+        parts.listen_address = (
+            describe_address(parts.port.getHost()) if parts.port is not None else ""
+        )
         service.send_to_orchestrator(
             Announce(listen=parts.listen_address, endpoints=parts.endpoints)
         )
@@ -491,15 +516,40 @@ class Bootstrap:
         parts.registration.setServiceParent(service)
 
     def _endpoints_for(self, app: object) -> tuple[Endpoint, ...]:
+        """
+        The endpoints to announce: discovered from the Klein routes or the definition's,
+        under the version prefix, then the built-ins (never prefixed); C{OPTIONS} added
+        where a CORS policy answers preflights.
+        """
         definition = self.service.definition
+        builtin_paths = [p for p in (definition.health, "/metrics") if p is not None]
+        if not definition.metrics:
+            builtin_paths = [p for p in builtin_paths if p != "/metrics"]
         if definition.endpoints is None:
-            return tuple(
-                discover_endpoints(app, health_path=definition.health, metrics=definition.metrics)
-            )
-        endpoints = list(definition.endpoints)
-        paths = {e.path for e in endpoints}
-        if definition.health is not None and definition.health not in paths:
-            endpoints.append(Endpoint(path=definition.health, methods=("GET",)))
-        if definition.metrics and "/metrics" not in paths:
-            endpoints.append(Endpoint(path="/metrics", methods=("GET",)))
-        return tuple(endpoints)
+            if definition.version is None:
+                # The built-ins merge into a route declared on the same path.
+                user = discover_endpoints(
+                    app, health_path=definition.health, metrics=definition.metrics
+                )
+                builtins: list[Endpoint] = []
+            else:
+                # Under a prefix the app's routes cannot share a path with a built-in.
+                user = discover_endpoints(app, health_path=None, metrics=False)
+                builtins = [Endpoint(path=p, methods=("GET",)) for p in builtin_paths]
+        else:
+            given = list(definition.endpoints)
+            paths = {e.path for e in given}
+            missing = [Endpoint(path=p, methods=("GET",)) for p in builtin_paths if p not in paths]
+            if definition.version is None:
+                user, builtins = given, missing
+            else:
+                # An endpoint on a built-in's path is the built-in: not prefixed.
+                user = [e for e in given if e.path not in builtin_paths]
+                builtins = [e for e in given if e.path in builtin_paths] + missing
+        return announced_endpoints(
+            user,
+            builtins,
+            version=definition.version,
+            cors_everywhere=definition.cors is not None,
+            cors_paths=cors_paths(app),
+        )

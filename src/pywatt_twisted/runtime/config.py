@@ -77,6 +77,7 @@ class RuntimeConfig:
     slo_error_rate: float = 0.05
     slo_channel_down: float = 30.0
     slo_min_samples: int = 20
+    ipc_only: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.stdout_low_water is not None and self.stdout_low_water >= self.stdout_high_water:
@@ -117,10 +118,13 @@ class RuntimeConfig:
             raw = given.get(setting.field)
             source = f"--{setting.option}"
             if raw is None:
-                text = env.get(setting.variable)
-                if text is None or text == "":
+                for variable in (setting.variable, *setting.aliases):
+                    text = env.get(variable)
+                    if text is not None and text != "":
+                        raw, source = text, variable
+                        break
+                else:
                     continue
-                raw, source = text, setting.variable
             values[setting.field] = setting.parse(raw, source)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -199,6 +203,13 @@ def _routed_replies(raw: object, source: str) -> bool:
     return flag
 
 
+def _ipc_only(raw: object, source: str) -> bool:
+    flag = _flag(raw)
+    if flag is None:
+        raise ConfigurationError(f"{source} must be 1/on/true or 0/off/false, got {raw!r}")
+    return flag
+
+
 def _tracing(raw: object, source: str) -> str:
     mode = str(raw).strip().lower()
     if mode not in ("auto", "off"):
@@ -230,6 +241,9 @@ class Setting:
     parse: Callable[[object, str], Any]
     #: In C{twistd pywatt --help}; the registration settings are environment-only.
     in_options: bool = True
+    #: Further environment variables read when C{variable} is not set (the original
+    #: SDKs' names), in order.
+    aliases: tuple[str, ...] = ()
 
     @property
     def default(self) -> object:
@@ -405,6 +419,14 @@ SETTINGS: tuple[Setting, ...] = (
         "slo_min_samples",
         "Round trips the window needs before a latency or error-rate alert.",
         _int,
+    ),
+    Setting(
+        field="ipc_only",
+        variable="PYWATT_IPC_ONLY",
+        option="ipc-only",
+        help="Bind no listen socket: serve HTTP only over stdin and channels (1/0).",
+        parse=_ipc_only,
+        aliases=("IPC_ONLY",),
     ),
 )
 

@@ -12,6 +12,8 @@ from typing import Any, overload
 from attrs import field, frozen
 
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.web._cors import CorsPolicy
+from pywatt_twisted.web._version import check_version
 from pywatt_twisted.wire.messages import AnnouncedEndpoint, Endpoint
 
 __all__ = ["AnnouncedEndpoint", "ModuleDefinition", "pywatt_module"]
@@ -53,6 +55,21 @@ def _health(value: str | None) -> str | None:
     return value
 
 
+def _cors(value: object) -> CorsPolicy | None:
+    if value is not None and not isinstance(value, CorsPolicy):
+        raise ConfigurationError(
+            f"cors must be a CorsPolicy (from pywatt_twisted import CorsPolicy) or None, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _ipc_only(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"ipc_only must be True or False, got {value!r}")
+    return value
+
+
 @frozen
 class ModuleDefinition:
     """
@@ -74,6 +91,13 @@ class ModuleDefinition:
     @ivar jwt: optional C{JwtConfig} for routes guarded by C{state.require_jwt}.
     @ivar models: optional model definitions synced to C{database} at start-up.
     @ivar database: name of the secret holding the database URL used for C{models}.
+    @ivar version: serve (and announce) every route but C{health} and C{/metrics} under
+        C{/<version>}; C{None} for no prefix.
+    @ivar ipc_only: bind no listen socket; serve HTTP only over stdin and channels and
+        announce C{"listen": ""} (also on with C{PYWATT_IPC_ONLY=1} / C{IPC_ONLY=1} or
+        the init blob's C{"ipc_only": true}).
+    @ivar cors: the module's L{CorsPolicy}, or C{None}; a route may have its own
+        (C{pywatt_twisted.cors}).
     """
 
     create_app: Callable[[Any], Any]
@@ -86,6 +110,9 @@ class ModuleDefinition:
     jwt: Any = None
     models: Any = None
     database: str | None = None
+    version: str | None = field(default=None, converter=check_version)
+    ipc_only: bool = field(default=False, converter=_ipc_only)
+    cors: CorsPolicy | None = field(default=None, converter=_cors)
 
     @property
     def name(self) -> str:
@@ -115,6 +142,9 @@ def pywatt_module(
     jwt: Any = None,
     models: Any = None,
     database: str | None = None,
+    version: str | None = None,
+    ipc_only: bool = False,
+    cors: CorsPolicy | None = None,
 ) -> Callable[[Callable[[Any], Any]], ModuleDefinition]: ...
 
 
@@ -131,11 +161,18 @@ def pywatt_module(
     jwt: Any = None,
     models: Any = None,
     database: str | None = None,
+    version: str | None = None,
+    ipc_only: bool = False,
+    cors: CorsPolicy | None = None,
 ) -> Any:
     """
     Declare a PyWatt module. Use as C{@pywatt_module(...)} (or bare C{@pywatt_module}) on
     a C{create_app(state)} function; see L{ModuleDefinition} for the keywords.
     """
+    # Checked here, at decoration, so a mistake shows where the module is defined.
+    version = check_version(version)
+    _ipc_only(ipc_only)
+    _cors(cors)
     if models is not None and database is None:
         raise ConfigurationError(
             "models=... needs database='<SECRET NAME>' naming the secret that holds the "
@@ -163,6 +200,9 @@ def pywatt_module(
             jwt=jwt,
             models=models,
             database=database,
+            version=version,
+            ipc_only=ipc_only,
+            cors=cors,
         )
 
     if create_app is not None:

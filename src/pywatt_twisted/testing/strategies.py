@@ -215,6 +215,7 @@ def init_blobs() -> st.SearchStrategy[InitBlob]:
         security_level=st.sampled_from(SecurityLevel),
         debug_mode=st.booleans(),
         log_level=st.none() | st.sampled_from(["debug", "info", "warning", "error"]),
+        ipc_only=st.booleans(),
     )
 
 

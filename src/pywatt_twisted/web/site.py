@@ -34,6 +34,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import BackendUnavailable, RouteReturnError
+from pywatt_twisted.web._cors import CorsPolicy, with_cors
 from pywatt_twisted.web._gzip import maybe_gzip
 from pywatt_twisted.web._http_limits import (
     _LIMIT_SETTINGS,
@@ -53,6 +54,7 @@ from pywatt_twisted.web._route_values import (
     _with_route_values,
     klein_resource,
 )
+from pywatt_twisted.web._version import VERSION_ATTRIBUTE, prefixed, versioned
 from pywatt_twisted.web.discovery import METRICS_PATH, announced_path
 from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
 
@@ -185,6 +187,8 @@ def build_root_resource(
     health_path: str | None,
     metrics: ModuleMetrics | None,
     status: Callable[[], Mapping[str, object] | Deferred[Any]],
+    version: str | None = None,
+    cors: CorsPolicy | None = None,
 ) -> IResource:
     """
     Put the built-in routes in front of the user's resource.
@@ -204,13 +208,18 @@ def build_root_resource(
     @param health_path: path of the health route, or C{None} to disable it.
     @param metrics: the module's metrics, or C{None} to disable C{/metrics}.
     @param status: called on every health request.
+    @param version: serve the app's routes under C{/<version>} (the built-ins stay
+        where they are); see L{pywatt_twisted.web._version}.
+    @param cors: the module's CORS policy; routes marked with C{cors(...)} have their
+        own. See L{pywatt_twisted.web._cors}.
 
     A C{KleinResource} (C{app.resource()}) is replaced by L{klein_resource} of its
     app, so that routes returning a C{dict} or a C{list} answer JSON and a route
     returning something that cannot be sent is a logged 500, the same over direct
     HTTP and HTTP-over-IPC.
     """
-    app_resource = _with_route_values(app_resource)
+    user_resource = app_resource
+    app_resource = versioned(_with_route_values(app_resource), version)
     builtins: dict[bytes, tuple[str, IResource]] = {}
     if metrics is not None:
         builtins[METRICS_PATH.encode("ascii")] = (METRICS_PATH, _MetricsResource(metrics))
@@ -222,9 +231,8 @@ def build_root_resource(
                 f"health path must start with '/', got {health_path!r}; use e.g. '/health'"
             )
         builtins[health_path.encode("utf-8")] = (health_path, _HealthResource(status))
-    if not builtins:
-        return app_resource
-    return _RootResource(app_resource, builtins)
+    root = _RootResource(app_resource, builtins) if builtins else app_resource
+    return with_cors(root, user_resource, cors, f"/{version}" if version else "")
 
 
 def route_label(request: Any) -> str:
@@ -242,7 +250,7 @@ def route_label(request: Any) -> str:
         return str(label)
     matched = getattr(request, MATCHED_RULE_ATTRIBUTE, None)
     if matched is not None:  # noted when Klein ran the endpoint: no second match
-        return str(matched)
+        return prefixed(getattr(request, VERSION_ATTRIBUTE, None), str(matched))
     mapper = None
     if IKleinRequest is not None and hasattr(request, "getComponent"):
         klein_request = request.getComponent(IKleinRequest)
@@ -253,7 +261,7 @@ def route_label(request: Any) -> str:
         rule, _ = mapper.match(return_rule=True)
     except Exception:
         return "unmatched"
-    return announced_path(rule.rule)
+    return prefixed(getattr(request, VERSION_ATTRIBUTE, None), announced_path(rule.rule))
 
 
 class PyWattRequest(Request):
@@ -264,11 +272,31 @@ class PyWattRequest(Request):
     method, status and latency.
     """
 
+    def before_headers(self, callback: Callable[[PyWattRequest], object]) -> None:
+        """
+        Call C{callback(request)} just before the response's status and headers are
+        sent (at the first C{write}, or at C{finish} for an empty body), so it may
+        still set headers whatever the route did (the CORS layer merges its C{Vary}
+        into the route's this way). Once they are sent it is too late: the callback
+        is then not called.
+        """
+        if self.startedWriting:
+            return
+        self.__dict__.setdefault("_pywatt_before_headers", []).append(callback)
+
     def write(self, data: bytes) -> None:
         """
-        Write body bytes; before the first ones of a direct HTTP response, decide on
-        gzip (L{pywatt_twisted.web._gzip.maybe_gzip}).
+        Write body bytes; before the first ones, run the L{before_headers} callbacks,
+        then (for a direct HTTP response) decide on gzip
+        (L{pywatt_twisted.web._gzip.maybe_gzip}).
         """
+        if not self.startedWriting:
+            callbacks = self.__dict__.pop("_pywatt_before_headers", None)
+            for callback in callbacks or ():
+                try:
+                    callback(self)
+                except Exception:
+                    _log.failure("a before-headers callback failed for {uri}", uri=_path_of(self))
         if not self.startedWriting and self._encoder is None:
             if getattr(self.channel, "direct_http", True):
                 maybe_gzip(self, data)

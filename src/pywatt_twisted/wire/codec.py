@@ -453,6 +453,7 @@ def _init_blob(obj: _Obj, ctx: str) -> InitBlob:
         debug_mode=_bool_default(obj, "debug_mode", ctx, False),
         log_level=_opt_str(obj, "log_level", ctx),
         extensions=_opt_object(obj, "extensions", ctx),
+        ipc_only=_bool_default(obj, "ipc_only", ctx, False),
     )
 
 
@@ -524,6 +525,9 @@ def _init_to_obj(blob: InitBlob) -> dict[str, Any]:
         out["log_level"] = blob.log_level
     if blob.extensions is not None:
         out["extensions"] = _plain_json(blob.extensions)
+    # pywatt_twisted extension (IPC-only mode), likewise only when set.
+    if blob.ipc_only:
+        out["ipc_only"] = True
     return out
 
 

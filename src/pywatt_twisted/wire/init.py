@@ -293,6 +293,9 @@ class InitBlob:
     @ivar extensions: the extensions the orchestrator enabled (EXTENSIONS.md X0), the
         JSON object as given, or C{None}; read it with
         L{pywatt_twisted.wire.stream.StreamOptions.from_extensions}.
+    @ivar ipc_only: pywatt_twisted extension (docs/http-options.md), C{False} unless
+        given: the module binds no listen socket and serves HTTP only over stdin and
+        its channels, announcing C{"listen": ""}.
     """
 
     orchestrator_api: str
@@ -306,3 +309,4 @@ class InitBlob:
     debug_mode: bool = False
     log_level: str | None = None
     extensions: Mapping[str, Any] | None = None
+    ipc_only: bool = False
