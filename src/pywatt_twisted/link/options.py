@@ -105,6 +105,8 @@ class ChannelSpec:
 
 def _preference(value: Iterable[str]) -> tuple[str, ...]:
     names = tuple(value)
+    if names[:1] == ("auto",):
+        return ("auto", *_preference(names[1:]))
     for name in names:
         if name not in CHANNEL_NAMES:
             raise ConfigurationError(
@@ -120,7 +122,9 @@ class ChannelOptions:
     """
     Channel behaviour (see L{RuntimeConfig} for the matching settings).
 
-    @ivar preference: the order in which healthy channels are chosen for sends.
+    @ivar preference: the order in which healthy channels are chosen for sends, or
+        C{("auto", ...)} to route by measured latency (the names after it break ties
+        at the start).
     @ivar required_timeout: seconds required channels get to connect before the
         module gives up starting.
     @ivar connect_timeout: seconds per connection attempt.
