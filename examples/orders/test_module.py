@@ -10,12 +10,9 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from examples.orders.module import create_app
-from pywatt_twisted import error_payload
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProvidersResponse,
-    EncodedPayload,
-    RoutedModuleResponse,
     RouteToModule,
     ServiceProviderInfo,
     ServiceType,
@@ -33,15 +30,7 @@ class OrdersTests(SynchronousTestCase):
         """
         The last request the module sent to another module.
         """
-        return [
-            e.content
-            for e in self.orch.connection("tcp").received
-            if isinstance(e.content, RouteToModule)
-        ][-1]
-
-    def answer(self, payload: EncodedPayload) -> None:
-        request = self.routed()
-        self.orch.send(RoutedModuleResponse("inventory", request.request_id, payload), via="tcp")
+        return self.orch.routed_requests[-1]
 
     def test_stock_asks_the_inventory(self) -> None:
         d = self.module.request("GET", "/stock/A1")
@@ -50,25 +39,27 @@ class OrdersTests(SynchronousTestCase):
             (request.target_module_id, request.target_endpoint), ("inventory", "get_stock")
         )
         self.assertEqual(request.payload.json()["content"], {"sku": "A1"})
-        self.answer(EncodedPayload.from_json({"sku": "A1", "in_stock": 7}))
+        self.orch.answer_routed({"sku": "A1", "in_stock": 7})
         response = self.successResultOf(d)
         self.assertEqual((response.code, response.json()), (200, {"sku": "A1", "in_stock": 7}))
 
     def test_order_out_of_stock_is_409(self) -> None:
         d = self.module.request("POST", "/orders", json_body={"sku": "A1", "quantity": 99})
         self.assertEqual(self.routed().payload.json()["content"], {"sku": "A1", "quantity": 99})
-        self.answer(error_payload("out_of_stock", "A1: 99 wanted, 7 in stock"))
+        self.orch.answer_routed(error=("out_of_stock", "A1: 99 wanted, 7 in stock"))
         response = self.successResultOf(d)
         self.assertEqual((response.code, response.json()["error"]), (409, "out_of_stock"))
 
     def test_order_placed_is_201(self) -> None:
         d = self.module.request("POST", "/orders", json_body={"sku": "A1", "quantity": 2})
-        self.answer(EncodedPayload.from_json({"sku": "A1", "reserved": 2, "left": 5}))
+        self.orch.answer_routed({"sku": "A1", "reserved": 2, "left": 5})
         self.assertEqual(self.successResultOf(d).code, 201)
 
     def test_inventory_gone_is_502(self) -> None:
         d = self.module.request("GET", "/stock/A1")
-        self.answer(error_payload("target_exited", "module 'inventory' exited before replying"))
+        self.orch.answer_routed(
+            error=("target_exited", "module 'inventory' exited before replying")
+        )
         self.assertEqual(self.successResultOf(d).code, 502)
 
     def test_no_reply_in_time_is_504(self) -> None:

@@ -330,3 +330,107 @@ class FakeSettingsTests(SynchronousTestCase):
         fake = FakeOrchestrator(config=RuntimeConfig(max_frame_length=4096), channels=["tcp"])
         self.assertEqual(fake.channel_server.max_frame_length, 4096)
         self.assertEqual(FakeOrchestrator().channel_server.max_frame_length, 16 * 1024 * 1024)
+
+
+class DirectHttpTests(SynchronousTestCase):
+    """
+    C{module.request(..., via="http")} speaks real HTTP/1.1 to the module's own site.
+    """
+
+    def setUp(self) -> None:
+        self.orch = FakeOrchestrator(secrets={"TOKEN": "t-1"})
+        self.module = self.successResultOf(self.orch.start(token_app))
+
+    def test_get(self) -> None:
+        response = self.successResultOf(self.module.request("GET", "/token", via="http"))
+        self.assertEqual((response.code, response.text()), (200, "t-1"))
+        # Only the real HTTP server adds these.
+        self.assertIn("date", response.headers)
+        self.assertIn("server", response.headers)
+
+    def test_post_body_and_json(self) -> None:
+        d = self.module.request("POST", "/echo", json_body={"a": [1, 2]}, via="http")
+        response = self.successResultOf(d)
+        self.assertEqual(response.json(), {"a": [1, 2]})
+        self.assertEqual(response.headers["content-type"], "application/json")
+
+    def test_http_limits_apply(self) -> None:
+        """
+        The request goes through the module's Site, so its header limit answers 431.
+        """
+        d = self.module.request("GET", "/token", headers={"x-big": "a" * 70000}, via="http")
+        self.assertEqual(self.successResultOf(d).code, 431)
+
+    def test_clock_drives_a_deferred_route(self) -> None:
+        d = self.module.request("GET", "/later", via="http")
+        self.assertNoResult(d)
+        self.orch.reactor.advance(5)
+        self.assertEqual(self.successResultOf(d).text(), "later")
+
+    def test_health(self) -> None:
+        response = self.successResultOf(self.module.request("GET", "/health", via="http"))
+        self.assertEqual((response.code, response.json()["status"]), (200, "ok"))
+
+    def test_no_listen_address(self) -> None:
+        self.orch.listen_reactor.tcpServers.clear()
+        with self.assertRaises(PyWattError) as raised:
+            self.module.request("GET", "/token", via="http")
+        self.assertIn("via='http'", str(raised.exception))
+
+
+def asking_app(state):
+    app = Klein()
+
+    @app.route("/ask/<name>")
+    async def ask(request, name):
+        try:
+            reply = await state.send_request("inventory", "get_stock", {"sku": name})
+        except RemoteError as e:
+            request.setResponseCode(502)
+            return f"{e.kind}".encode()
+        return f"{reply['left']}".encode()
+
+    return app
+
+
+class AnswerRoutedTests(SynchronousTestCase):
+    """
+    L{FakeOrchestrator.answer_routed} answers the module's own module-to-module requests.
+    """
+
+    def start(self, channels: tuple[str, ...]) -> None:
+        self.orch = FakeOrchestrator(channels=channels)
+        self.module = self.successResultOf(self.orch.start(asking_app))
+
+    def test_value_on_the_channel_it_came_on(self) -> None:
+        self.start(("tcp",))
+        d = self.module.request("GET", "/ask/A1")
+        [request] = self.orch.routed_requests
+        self.assertEqual(
+            (request.target_module_id, request.target_endpoint), ("inventory", "get_stock")
+        )
+        self.assertEqual(request.payload.json()["content"], {"sku": "A1"})
+        self.orch.answer_routed({"left": 7})
+        self.assertEqual(self.successResultOf(d).text(), "7")
+
+    def test_error_reply(self) -> None:
+        self.start(("tcp",))
+        d = self.module.request("GET", "/ask/A1")
+        self.orch.answer_routed(error=("target_exited", "inventory exited"))
+        response = self.successResultOf(d)
+        self.assertEqual((response.code, response.text()), (502, "target_exited"))
+
+    def test_answers_a_chosen_request_and_only_once(self) -> None:
+        self.start(("ipc",))
+        first = self.module.request("GET", "/ask/A1")
+        second = self.module.request("GET", "/ask/B2")
+        older, _newer = self.orch.routed_requests
+        self.orch.answer_routed({"left": 1}, request=older)
+        self.assertEqual(self.successResultOf(first).text(), "1")
+        self.assertNoResult(second)
+        with self.assertRaises(PyWattError):
+            self.orch.answer_routed({"left": 1}, request=older)
+        self.orch.answer_routed({"left": 2})
+        self.assertEqual(self.successResultOf(second).text(), "2")
+        with self.assertRaises(PyWattError):
+            self.orch.answer_routed({"left": 3})

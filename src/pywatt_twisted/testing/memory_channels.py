@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
 
-__all__ = ["MemoryChannelEndpoint"]
+__all__ = ["MemoryChannelEndpoint", "MemoryStreamEndpoint"]
 
 
 class _AutoPump(IOPump):
@@ -34,15 +34,28 @@ class _AutoPump(IOPump):
 
     _running = False
 
-    def run(self) -> None:
+    def run(self, data_only: bool = False) -> None:
+        """
+        Pump until nothing moves. With C{data_only}, move bytes but leave closes for a
+        later run (see L{MemoryStreamEndpoint}).
+        """
         if self._running:
             return
         self._running = True
         try:
-            while self.pump(advanceClock=False):
+            while self._move() if data_only else self.pump(advanceClock=False):
                 pass
         finally:
             self._running = False
+
+    def _move(self) -> bool:
+        server_data = self.serverIO.getOutBuffer()
+        client_data = self.clientIO.getOutBuffer()
+        if client_data:
+            self.serverIO.bufferReceived(client_data)
+        if server_data:
+            self.clientIO.bufferReceived(server_data)
+        return bool(client_data or server_data)
 
 
 class _PumpedTransport(FakeTransport):
@@ -122,4 +135,60 @@ class MemoryChannelEndpoint:
         client.makeConnection(client_io)
         client_io.pump = server_io.pump = pump
         pump.run()
+        return succeed(client)
+
+
+class _ServerWrites(_PumpedTransport):
+    """
+    The server end of a L{MemoryStreamEndpoint}: a write delivers its bytes at once but
+    a close the peer makes in reaction waits for the next full run, which the server's
+    own close (or a flush) starts: C{twisted.web} finishes a request with a write and
+    then bookkeeping that needs the connection still up.
+    """
+
+    def write(self, data: bytes) -> None:
+        FakeTransport.write(self, data)
+        if self.pump is not None:
+            self.pump.run(data_only=True)
+
+
+@implementer(IStreamClientEndpoint)
+class MemoryStreamEndpoint:
+    """
+    Connects a client protocol to a fresh protocol of C{server_factory} in memory, with
+    a pump that the server side runs by itself: what
+    L{pywatt_twisted.testing.FakeModule.request} uses for C{via="http"}, so a request
+    goes through the module's real HTTP server (its C{Site}, limits and headers).
+
+    The client's writes wait for L{flush}: an HTTP client expects its request to be
+    written before any answer arrives, which an immediate pump on its own write would
+    break (the server would answer and close inside the client's C{write} call).
+    """
+
+    def __init__(self, server_factory: IProtocolFactory) -> None:
+        self.server_factory = server_factory
+        self.pumps: list[_AutoPump] = []
+
+    def flush(self) -> None:
+        """
+        Deliver what the clients wrote (and everything that follows from it).
+        """
+        for pump in self.pumps:
+            pump.run()
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        client_host = IPv4Address("TCP", "127.0.0.1", 50001)
+        server_host = IPv4Address("TCP", "127.0.0.1", 8080)
+        client = protocolFactory.buildProtocol(server_host)
+        server = self.server_factory.buildProtocol(client_host)
+        if client is None or server is None:
+            return fail(ConnectionRefusedError("a factory built no protocol"))
+        client_io = _PumpedTransport(client, False, client_host, server_host)
+        server_io = _ServerWrites(server, True, server_host, client_host)
+        client_io.peer_transport, server_io.peer_transport = server_io, client_io
+        pump = _AutoPump(client, server, client_io, server_io, False)
+        server.makeConnection(server_io)
+        client.makeConnection(client_io)
+        server_io.pump = pump
+        self.pumps.append(pump)
         return succeed(client)

@@ -18,17 +18,22 @@ from typing import Any
 from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
+from zope.interface import implementer
 
 from pywatt_twisted.errors import PyWattError, RemoteError
 from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
 from pywatt_twisted.orchestrator.providers import ISecretProvider, MemorySecretProvider
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.correlation import CorrelationTable, Pending
+from pywatt_twisted.runtime.messaging import error_payload
 from pywatt_twisted.runtime.module import ModuleDefinition, pywatt_module
 from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.runtime.service import ModuleService
 from pywatt_twisted.runtime.state import AppState
-from pywatt_twisted.testing.memory_channels import MemoryChannelEndpoint
+from pywatt_twisted.testing.memory_channels import MemoryChannelEndpoint, MemoryStreamEndpoint
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
 from pywatt_twisted.wire.envelope import error_object, routed_reply_content, routed_request_payload
 from pywatt_twisted.wire.init import (
@@ -41,6 +46,7 @@ from pywatt_twisted.wire.init import (
 from pywatt_twisted.wire.lines import LineDecoder
 from pywatt_twisted.wire.messages import (
     Announce,
+    EncodedPayload,
     GetSecret,
     Heartbeat,
     HeartbeatAck,
@@ -50,6 +56,8 @@ from pywatt_twisted.wire.messages import (
     RotationAck,
     RoutedModuleMessage,
     RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
     SecretMessage,
     Shutdown,
 )
@@ -74,6 +82,43 @@ class FakeResponse:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """
+    A request body written at once (no cooperator: the test's clock need not move).
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@implementer(IAgentEndpointFactory)
+class _OneEndpoint:
+    """
+    An agent endpoint factory that connects every URI to one in-memory endpoint.
+    """
+
+    def __init__(self, endpoint: MemoryStreamEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def endpointForURI(self, uri: Any) -> MemoryStreamEndpoint:
+        return self.endpoint
 
 
 class _OrchestratorSide(StringTransport):
@@ -128,8 +173,10 @@ class FakeModule:
     ) -> Deferred[FakeResponse]:
         """
         Send an HTTP request through HTTP-over-IPC (an C{http_request} on stdin, or on
-        the C{"tcp"} / C{"ipc"} channel with C{via}) and fire with the module's real
-        response. C{json_body} is encoded and sets content-type.
+        the C{"tcp"} / C{"ipc"} channel with C{via}), or with C{via="http"} as direct
+        HTTP to the module's own HTTP server (in memory: real HTTP/1.1 bytes through its
+        C{Site}, no socket), and fire with the module's real response. C{json_body} is
+        encoded and sets content-type.
         """
         headers = dict(headers or {})
         if json_body is not None:
@@ -137,6 +184,8 @@ class FakeModule:
             headers.setdefault("content-type", "application/json")
         if isinstance(body, str):
             body = body.encode()
+        if via == "http":
+            return self._orchestrator._direct_http(method, path, headers, body)
         request_id = f"fake-{uuid.uuid4()}"
         d = self._orchestrator._expect_http(request_id)
         self._orchestrator.send(
@@ -232,6 +281,8 @@ class FakeOrchestrator:
     @ivar heartbeat_acks: how many heartbeat acks it sent.
     @ivar exit_codes: exit statuses the module asked for (0 after shutdown).
     @ivar calls: the routed calls of L{FakeModule.call} waiting for their reply.
+    @ivar routed_requests: every C{route_to_module} the module sent (its own requests
+        to other modules), oldest first; answer them with L{answer_routed}.
     """
 
     def __init__(
@@ -268,6 +319,8 @@ class FakeOrchestrator:
         self._http: dict[str, Deferred[FakeResponse]] = {}
         self._acks: dict[str, Deferred[RotationAck]] = {}
         self._heartbeats: list[Deferred[None]] = []
+        self.routed_requests: list[RouteToModule] = []
+        self._routed_links: dict[uuid.UUID, Callable[[Any], None]] = {}
         self.calls: CorrelationTable[uuid.UUID] = CorrelationTable(self.reactor)
         self._transport: _OrchestratorSide | None = None
         unknown = set(channels) - {"tcp", "ipc"}
@@ -411,6 +464,32 @@ class FakeOrchestrator:
         """
         self.send(SecretMessage(name=name, value=value, rotation_id=rotation_id))
 
+    def answer_routed(
+        self,
+        value: Any = None,
+        *,
+        error: tuple[str, str] | None = None,
+        request: RouteToModule | None = None,
+    ) -> None:
+        """
+        Answer one of the module's own requests to another module, as that module would
+        through the orchestrator: a C{routed_module_response} from the target, on the link
+        the request came on. C{value} is the reply (any JSON value); or C{error=(kind,
+        message)} for an error reply (C{"target_exited"}, C{"unknown_module"}, or a kind
+        of the target's own). C{request} is one of L{routed_requests}: the newest
+        unanswered one by default.
+        """
+        if request is None:
+            waiting = [r for r in self.routed_requests if r.request_id in self._routed_links]
+            if not waiting:
+                raise PyWattError("the module sent no route_to_module that is still unanswered")
+            request = waiting[-1]
+        send = self._routed_links.pop(request.request_id, None)
+        if send is None:
+            raise PyWattError(f"request {request.request_id} was answered already, or never sent")
+        payload = EncodedPayload.from_json(value) if error is None else error_payload(*error)
+        send(RoutedModuleResponse(request.target_module_id, request.request_id, payload))
+
     def heartbeat(self, via: str = "stdio") -> Deferred[None]:
         """
         Send a heartbeat (on stdin, or on a channel with C{via}); fires when the module
@@ -454,6 +533,42 @@ class FakeOrchestrator:
 
     # -- module -> orchestrator ------------------------------------------------------------------
 
+    def _direct_http(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Deferred[FakeResponse]:
+        servers = [*self.listen_reactor.tcpServers, *self.listen_reactor.unixServers]
+        if not servers:
+            raise PyWattError(
+                "the module listens on no HTTP address (IPC-only?): send the request "
+                "over stdin or a channel instead of via='http'"
+            )
+        endpoint = MemoryStreamEndpoint(servers[-1][1])
+        agent = Agent.usingEndpointFactory(MemoryReactorClock(), _OneEndpoint(endpoint))
+        request_headers = Headers({name: [value] for name, value in headers.items()})
+        if not path.startswith("/"):
+            raise ValueError(f"the path must start with '/', got {path!r}")
+        d = agent.request(
+            method.encode("ascii"),
+            b"http://127.0.0.1:8080" + path.encode("ascii"),
+            request_headers,
+            None if body is None else _BytesProducer(body),
+        )
+        endpoint.flush()
+
+        def read(response: Any) -> Deferred[FakeResponse]:
+            return readBody(response).addCallback(
+                lambda content: FakeResponse(
+                    code=response.code,
+                    headers={
+                        name.decode("latin-1").lower(): b", ".join(values).decode("latin-1")
+                        for name, values in response.headers.getAllRawHeaders()
+                    },
+                    body=content,
+                )
+            )
+
+        return d.addCallback(read)
+
     def _expect_http(self, request_id: str) -> Deferred[FakeResponse]:
         d: Deferred[FakeResponse] = Deferred()
         self._http[request_id] = d
@@ -483,6 +598,9 @@ class FakeOrchestrator:
             call = self.calls.pop(message.request_id)
             if call is not None:
                 self._answer_call(call, message)
+        elif isinstance(message, RouteToModule):
+            self.routed_requests.append(message)
+            self._routed_links[message.request_id] = reply or self.send
         elif isinstance(message, HttpResponse):
             waiter_http = self._http.pop(message.request_id, None)
             if waiter_http is not None:
