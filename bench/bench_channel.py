@@ -14,6 +14,16 @@ C{unix*} row shows the cost of one C{addTimeout} DelayedCall per request instead
 Both ends run in this process, on one reactor, over real loopback sockets: TCP, a Unix
 socket, and TLS (mutual, with certificates made for the run).
 
+Write coalescing (issue 17): the frames a channel connection transmits while one read is
+dispatched go to the transport in one C{writeSequence}. The C{coalescing} lines run
+ours over TCP at 64 in flight with it on and off and count, per message, on the
+module's own connection: the calls that hand bytes to the transport (C{write} +
+C{writeSequence}, counted by wrapping them) and the C{send()} syscalls on its socket
+(counted by wrapping the TCP transport's C{writeSomeData}, which makes exactly one
+C{send()} per call). Twisted's transports already send what was written in one reactor
+turn with one C{send()}, so coalescing changes the first count, not the second; both
+are printed.
+
 The baseline: a C{Int32StringReceiver} echo server and client on the same reactor and
 the same kind of socket, echoing a payload as long as our request frame, with a plain
 FIFO of Deferreds and no timeout.
@@ -185,8 +195,18 @@ def _echo(connection: ModuleConnection, frame: Frame) -> bool:
 
 
 async def bench_ours(
-    reactor: Any, kind: str, seconds: float, pki: EphemeralPKI, swept: bool = True
+    reactor: Any,
+    kind: str,
+    seconds: float,
+    pki: EphemeralPKI,
+    swept: bool = True,
+    counts: dict[str, int] | None = None,
 ) -> tuple[float, float]:
+    """
+    Ours, 1 then C{IN_FLIGHT} in flight. With C{counts}, the pipelined phase also
+    counts C{messages}, C{calls} (transport write + writeSequence) and C{sends}
+    (socket send syscalls) on the module's connection.
+    """
     server = ChannelServer(reactor, on_frame=_echo)
     workdir = tempfile.mkdtemp(prefix="pwbench")
     material = None
@@ -233,13 +253,86 @@ async def bench_ours(
         gc.collect()
         rtt = await drive(request, 1, seconds)
         gc.collect()
+        if counts is not None:
+            _count_writes(manager, counts)
+            resolve = pending.resolve
+
+            def counted(request_id: uuid.UUID, value: Any) -> None:
+                counts["messages"] += 1
+                resolve(request_id, value)
+
+            pending.resolve = counted  # type: ignore[method-assign]
         pipelined = await drive(request, IN_FLIGHT, seconds)
+        if counts is not None:
+            counts["done"] = 1  # stop counting: the wrappers check it
         pending.close()
         await manager.stopService()
         await server.stop()
         return rtt, pipelined
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _count_writes(manager: ChannelManager, counts: dict[str, int]) -> None:
+    """
+    Wrap the module connection's transport: count the calls that hand it bytes and
+    the send() syscalls its socket makes (one per C{writeSomeData}).
+    """
+    [channel] = manager.channels.values()
+    assert channel.protocol is not None
+    transport: Any = channel.protocol.transport
+    counts.update(messages=0, calls=0, sends=0, done=0)
+    write, write_sequence, write_some = (
+        transport.write,
+        transport.writeSequence,
+        transport.writeSomeData,
+    )
+
+    def counted_write(data: bytes) -> None:
+        if not counts["done"]:
+            counts["calls"] += 1
+        write(data)
+
+    def counted_write_sequence(data: list[bytes]) -> None:
+        if not counts["done"]:
+            counts["calls"] += 1
+        write_sequence(data)
+
+    def counted_write_some(data: Any) -> Any:
+        if not counts["done"]:
+            counts["sends"] += 1
+        return write_some(data)
+
+    transport.write = counted_write
+    transport.writeSequence = counted_write_sequence
+    transport.writeSomeData = counted_write_some
+
+
+def bench_coalescing(seconds: float, pki: EphemeralPKI) -> dict[bool, dict[str, float]]:
+    """
+    Ours over TCP at C{IN_FLIGHT} in flight with write coalescing on and off: the rate
+    and, per message, transport calls and send() syscalls on the module's connection.
+    """
+    from pywatt_twisted.transport.channel import ChannelProtocol
+
+    out: dict[bool, dict[str, float]] = {}
+    for coalesce in (True, False):
+        counts: dict[str, int] = {}
+        ChannelProtocol.coalesce = coalesce
+        try:
+            _, rate = run(
+                fresh_reactor(),
+                lambda r: bench_ours(r, "tcp", seconds, pki, counts=counts),
+            )
+        finally:
+            del ChannelProtocol.coalesce  # back to the FramedProtocol default
+        messages = max(counts["messages"], 1)
+        out[coalesce] = {
+            "rate": rate,
+            "calls": counts["calls"] / messages,
+            "sends": counts["sends"] / messages,
+        }
+    return out
 
 
 # -- raw Twisted echo ------------------------------------------------------------------
@@ -382,6 +475,31 @@ def main(argv: list[str]) -> int:
         f"{'unix*':<9} {raw_rtt:>10.0f} {rtt:>11.0f} {rtt / raw_rtt:>6.2f}   "
         f"{raw_msgs:>10.0f} {msgs:>11.0f} {msgs / raw_msgs:>6.2f}   "
         "* one addTimeout DelayedCall per request instead of the swept table (information)"
+    )
+    coalescing = bench_coalescing(seconds, pki)
+    on, off = coalescing[True], coalescing[False]
+    print(
+        f"coalescing (tcp, {IN_FLIGHT} in flight, module connection, per message): "
+        f"transport calls {on['calls']:.3f} on / {off['calls']:.3f} off, "
+        f"send() syscalls {on['sends']:.3f} on / {off['sends']:.3f} off, "
+        f"rate {on['rate']:.0f} on / {off['rate']:.0f} off ({on['rate'] / off['rate']:.2f}x)"
+    )
+    row(
+        "channel",
+        f"tcp messages, {IN_FLIGHT} in flight, write coalescing on vs off",
+        on["rate"],
+        off["rate"],
+        unit="/s",
+        target=">= 1.0 (issue 17)",
+    )
+    row(
+        "channel",
+        f"tcp, {IN_FLIGHT} in flight: transport write calls per message, coalescing on vs off",
+        on["calls"],
+        off["calls"],
+        unit="calls",
+        target="< 0.2 (issue 17)",
+        better="lower",
     )
     tls_rtt = results["tls"][0] / results["tcp"][0]
     tls_msgs = results["tls"][1] / results["tcp"][1]

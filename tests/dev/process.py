@@ -85,10 +85,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def start_dev(case: Any, *args: str) -> tuple[DevProcess, str]:
+async def start_dev(case: Any, *args: str, cwd: str = PROJECT_ROOT) -> tuple[DevProcess, str]:
     """
     Start C{pywatt dev ARGS --port=0} (with short heartbeat and stop timings) from the
-    project root, stopped with Ctrl-C at C{case}'s cleanup; fires with the process and
+    project root (or C{cwd}), stopped with Ctrl-C at C{case}'s cleanup; fires with the process and
     its front URL.
     """
     proto = DevProcess()
@@ -104,7 +104,7 @@ async def start_dev(case: Any, *args: str) -> tuple[DevProcess, str]:
         "--stop-deadline=5",
     ]
     env = child_environment(PYTHONUNBUFFERED="1")
-    reactor.spawnProcess(proto, argv[0], argv, env=env, path=PROJECT_ROOT)
+    reactor.spawnProcess(proto, argv[0], argv, env=env, path=cwd)
     case.addCleanup(stop_dev, proto)
     match = await proto.wait_for(r"front port: (http://127\.0\.0\.1:\d+)/")
     return proto, match.group(1)

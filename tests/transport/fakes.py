@@ -182,6 +182,10 @@ class BufferedTransport(StringTransportWithDisconnection):
             self.producerPaused = True
             self.producer.pauseProducing()
 
+    def writeSequence(self, data: list[bytes]) -> None:
+        # As a real transport: the buffer check follows the whole sequence.
+        self.write(b"".join(data))
+
     def drain(self) -> bytes:
         """
         The peer reads everything buffered; the producer is resumed as a real

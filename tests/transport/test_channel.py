@@ -216,6 +216,23 @@ class SendTests(SynchronousTestCase):
         self.assertEqual(ack["metadata"], {})
         self.assertEqual(transport.value()[4], 1)
 
+    def test_heartbeat_ack_counted_and_capped(self) -> None:
+        """
+        The pre-encoded ack is counted like any frame; under a frame cap smaller than
+        the ack it fails with L{MessageTooLarge} and writes nothing, as any message does.
+        """
+        protocol, transport, _, _ = connect()
+        transport.clear()
+        before = protocol.counters.frames_out
+        protocol.send_heartbeat_ack()
+        self.assertEqual(protocol.counters.frames_out, before + 1)
+        tiny, tiny_transport, _, _ = connect(
+            ChannelSettings("tcp", "a", "d", max_frame_length=80, identify=False)
+        )
+        error = self.assertRaises(MessageTooLarge, tiny.send_heartbeat_ack)
+        self.assertEqual(error.op, "heartbeat_ack")
+        self.assertEqual(tiny_transport.value(), b"")
+
     def test_oversize_outgoing_fails_caller(self) -> None:
         """
         A message that does not fit raises MessageTooLarge, naming the op and the

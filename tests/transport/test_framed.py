@@ -9,7 +9,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import FrameError, FrameTooLarge
-from pywatt_twisted.transport.framed import FramedProtocol
+from pywatt_twisted.transport.framed import COALESCE_LIMIT, FramedProtocol
 from pywatt_twisted.wire.framing import Frame, encode_frame, frame_header
 from tests.transport.fakes import BufferedTransport
 
@@ -149,3 +149,160 @@ class FlowControlTests(SynchronousTestCase):
         p.flushOutbox()
         self.assertEqual(transport.value(), b"abcd")
         self.assertEqual(p.buffered, 0)
+
+
+class CountingTransport(StringTransport):
+    """
+    Records each call that hands bytes to it: C{("write", data)} or
+    C{("writeSequence", [data, ...])}.
+    """
+
+    def __init__(self, bufferSize: int | None = None) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, object]] = []
+        if bufferSize is not None:
+            self.bufferSize = bufferSize
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+        super().write(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.calls.append(("writeSequence", list(data)))
+        super().writeSequence(data)
+
+
+class CoalescingTests(SynchronousTestCase):
+    def connect(self, protocol: FramedProtocol, bufferSize: int | None = None) -> CountingTransport:
+        transport = CountingTransport(bufferSize)
+        protocol.makeConnection(transport)
+        return transport
+
+    def replies(self, n: int) -> bytes:
+        return b"".join(encode_frame(b"%d" % i) for i in range(n))
+
+    def test_replies_to_one_read_go_in_one_call(self) -> None:
+        """
+        The frames transmitted while one read is dispatched reach the transport in one
+        C{writeSequence}, in order, once the read is dispatched.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport = self.connect(p)
+        seen: list[int] = []
+        original = p.frameReceived
+
+        def frameReceived(frame: Frame) -> None:
+            seen.append(len(transport.calls))  # nothing handed over mid-read
+            original(frame)
+
+        p.frameReceived = frameReceived  # type: ignore[method-assign]
+        p.dataReceived(self.replies(64))
+        self.assertEqual(seen, [0] * 64)
+        self.assertEqual(transport.calls, [("writeSequence", [b"r"] * 64)])
+        self.assertEqual(transport.value(), b"r" * 64)
+
+    def test_one_reply_is_a_plain_write(self) -> None:
+        p = Recorder()
+        p.reply = b"r"
+        transport = self.connect(p)
+        p.dataReceived(self.replies(1))
+        self.assertEqual(transport.calls, [("write", b"r")])
+
+    def test_off(self) -> None:
+        """
+        With C{coalesce} off every frame is its own C{write}, as it is handed over.
+        """
+        p = Recorder()
+        p.coalesce = False
+        p.reply = b"r"
+        transport = self.connect(p)
+        p.dataReceived(self.replies(3))
+        self.assertEqual(transport.calls, [("write", b"r")] * 3)
+
+    def test_outside_a_read_writes_at_once(self) -> None:
+        p = Recorder()
+        transport = self.connect(p)
+        p.transmit(b"a")
+        p.transmit(b"b")
+        self.assertEqual(transport.calls, [("write", b"a"), ("write", b"b")])
+
+    def test_batch_bounded_by_the_transport_buffer(self) -> None:
+        """
+        A batch holding more than the transport's C{bufferSize} is handed over at once,
+        mid-read; nothing is lost or reordered.
+        """
+        p = Recorder()
+        p.reply = b"x" * 10
+        transport = self.connect(p, bufferSize=25)
+        p.dataReceived(self.replies(7))
+        self.assertEqual(
+            [(name, len(data)) for name, data in transport.calls],  # type: ignore[arg-type]
+            [("writeSequence", 3), ("writeSequence", 3), ("write", 10)],
+        )
+        self.assertEqual(transport.value(), b"x" * 70)
+
+    def test_limit_is_at_most_coalesce_limit(self) -> None:
+        p = Recorder()
+        self.connect(p, bufferSize=10 * COALESCE_LIMIT)
+        self.assertEqual(p._coalesce_limit, COALESCE_LIMIT)
+
+    def test_lost_mid_read_drops_the_batch(self) -> None:
+        """
+        When the connection goes away while a read is dispatched, the frames collected
+        go with it, like the outbox: nothing is written after the loss.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport = self.connect(p)
+        original = p.frameReceived
+
+        def frameReceived(frame: Frame) -> None:
+            original(frame)
+            if frame.payload == b"1":
+                p.dropBuffers()
+
+        p.frameReceived = frameReceived  # type: ignore[method-assign]
+        p.dataReceived(self.replies(3))
+        self.assertEqual(transport.calls, [("write", b"r")])
+
+    def test_flush_outbox_mid_read_keeps_order(self) -> None:
+        """
+        L{FramedProtocol.flushOutbox} (before a clean close) hands over the batch
+        first, then the outbox.
+        """
+        p = Recorder()
+        transport = self.connect(p)
+        original = p.frameReceived
+
+        def frameReceived(frame: Frame) -> None:
+            original(frame)
+            p.transmit(b"<" + frame.payload + b">")
+            if frame.payload == b"1":
+                p.paused = True  # what the transport does when its buffer fills
+            if frame.payload == b"2":
+                p.flushOutbox()
+
+        p.frameReceived = frameReceived  # type: ignore[method-assign]
+        p.dataReceived(self.replies(3))
+        self.assertEqual(transport.value(), b"<0><1><2>")
+
+    def test_nested_read_is_handed_over_by_the_outer_one(self) -> None:
+        """
+        A read delivered while one is dispatched (a synchronous in-memory peer) adds
+        to the outer read's batch.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport = self.connect(p)
+        original = p.frameReceived
+
+        def frameReceived(frame: Frame) -> None:
+            original(frame)
+            if frame.payload == b"0":
+                p.dataReceived(encode_frame(b"nested"))
+
+        p.frameReceived = frameReceived  # type: ignore[method-assign]
+        p.dataReceived(self.replies(2))
+        self.assertEqual(p.frames, [b"0", b"nested", b"1"])
+        self.assertEqual(transport.calls, [("writeSequence", [b"r"] * 3)])

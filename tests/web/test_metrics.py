@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted.web import metrics as metrics_module
 from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
 
 
@@ -91,6 +92,44 @@ class ModuleMetricsTests(SynchronousTestCase):
         self.assertEqual(
             self.value("pywatt_messages_sent_total", transport="tcp", op="announce"), 1.0
         )
+
+    def test_repeated_labels_count_in_one_series(self) -> None:
+        """
+        The hot-path methods remember label children; repeated calls still add up in
+        the one series of their labels, and the other label sets stay apart.
+        """
+        for _ in range(5):
+            self.metrics.message_in("tcp", "heartbeat")
+            self.metrics.message_out("tcp", "heartbeat_ack")
+            self.metrics.ipc_request("ipc", "completed")
+            self.metrics.request_finished("/a", "GET", "200", 0.001)
+        self.metrics.message_in("ipc", "heartbeat")
+        received = "pywatt_messages_received_total"
+        self.assertEqual(self.value(received, transport="tcp", op="heartbeat"), 5.0)
+        self.assertEqual(self.value(received, transport="ipc", op="heartbeat"), 1.0)
+        self.assertEqual(
+            self.value("pywatt_messages_sent_total", transport="tcp", op="heartbeat_ack"), 5.0
+        )
+        self.assertEqual(
+            self.value("pywatt_ipc_requests_total", transport="ipc", outcome="completed"), 5.0
+        )
+        self.assertEqual(
+            self.value("pywatt_http_requests_total", route="/a", method="GET", status="200"), 5.0
+        )
+        self.assertEqual(self.value("pywatt_http_request_duration_seconds_count", route="/a"), 5.0)
+
+    def test_label_children_beyond_the_cache_bound(self) -> None:
+        """
+        Past C{CHILD_CACHE_SIZE} label sets nothing more is remembered, and every call
+        is still counted.
+        """
+        self.patch(metrics_module, "CHILD_CACHE_SIZE", 2)
+        for op in ("a", "b", "c", "d", "c", "d"):
+            self.metrics.message_in("tcp", op)
+        self.assertEqual(len(self.metrics._received_children), 2)
+        received = "pywatt_messages_received_total"
+        for op, count in (("a", 1.0), ("b", 1.0), ("c", 2.0), ("d", 2.0)):
+            self.assertEqual(self.value(received, transport="tcp", op=op), count)
 
     def test_collector_callable(self) -> None:
         size = [3]

@@ -756,3 +756,87 @@ class MessageValueTests(SynchronousTestCase):
         A secret's value never shows in its repr.
         """
         self.assertNotIn("hunter2", repr(SecretMessage("DB", "hunter2")))
+
+
+def _routed_reply(request_id: object, payload: object) -> bytes:
+    return json.dumps(
+        {
+            "op": "routed_module_response",
+            "source_module_id": "m",
+            "request_id": request_id,
+            "payload": payload,
+        }
+    ).encode()
+
+
+def _outcome(data: bytes) -> tuple[str, object]:
+    try:
+        message = decode_from_orchestrator(data)
+    except ProtocolError as e:
+        return ("error", e.field)
+    return ("ok", message)
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+class FastPathTests(SynchronousTestCase):
+    """
+    The decoder's fast paths for the common shapes (a canonical UUID string, a payload
+    object of bytes) give exactly what the full readers give, for any input.
+    """
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.one_of(
+            st.uuids().map(str),
+            st.uuids().map(lambda u: str(u).upper()),
+            st.text(alphabet=_HEX + "-{}:urnid_+ x", min_size=30, max_size=40),
+            st.lists(st.sampled_from(_HEX + "-_+ "), min_size=36, max_size=36).map("".join),
+        )
+    )
+    def test_uuid_same_as_uuid_module(self, text: str) -> None:
+        kind, value = _outcome(_routed_reply(text, {"data": [1], "format": "Json"}))
+        try:
+            expected: object = uuid.UUID(text)
+        except ValueError:
+            self.assertEqual((kind, value), ("error", "routed_module_response.request_id"))
+            return
+        self.assertEqual(kind, "ok")
+        parsed = value.request_id  # type: ignore[attr-defined]
+        self.assertEqual(parsed, expected)
+        self.assertEqual((str(parsed), hash(parsed)), (str(expected), hash(expected)))
+        self.assertEqual(parsed.is_safe, uuid.SafeUUID.unknown)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.one_of(
+            st.lists(st.integers(-2, 300), max_size=5),
+            st.lists(st.one_of(st.integers(0, 255), st.text(max_size=1)), max_size=3),
+            st.text(max_size=5),
+            st.none(),
+        ),
+        st.sampled_from(["Json", "json", "Binary", "BASE64", "auto", "Yaml", 3, None]),
+    )
+    def test_payload_same_as_full_reader(self, data: object, fmt: object) -> None:
+        payload: dict[str, object] = {"data": data}
+        if fmt is not None:
+            payload["format"] = fmt
+        kind, value = _outcome(_routed_reply(str(uuid.UUID(int=7)), payload))
+        if type(data) is list and all(type(i) is int and 0 <= i <= 255 for i in data):
+            expected_data: bytes | None = bytes(data)
+        elif type(data) is str:
+            expected_data = data.encode("utf-8", "surrogatepass")
+        else:
+            expected_data = None
+        names = {"json": "Json", "binary": "Binary", "base64": "Base64", "auto": "Auto"}
+        name = names.get(str(fmt).lower()) if fmt is None or type(fmt) is str else None
+        if fmt is None:
+            name = "Json"
+        if expected_data is None:
+            self.assertEqual((kind, value), ("error", "routed_module_response.payload.data"))
+        elif name is None:
+            self.assertEqual((kind, value), ("error", "routed_module_response.payload.format"))
+        else:
+            self.assertEqual(kind, "ok")
+            self.assertEqual(value.payload, EncodedPayload(expected_data, name))  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ values.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,6 +16,7 @@ from pywatt_twisted.wire.envelope import (
     correlated_metadata,
     encode_channel_frame,
     envelope_id,
+    heartbeat_ack_frame,
     identify_metadata,
     op_name,
     routed_reply_content,
@@ -40,6 +42,57 @@ class ChannelEnvelopeTests(SynchronousTestCase):
         parsed = uuid.UUID(value)
         self.assertEqual((str(parsed), parsed.version), (value, 4))
         self.assertNotEqual(value, envelope_id())
+
+    def test_envelope_ids_are_unique_uuid4_strings(self) -> None:
+        """
+        Many ids in a row are all distinct, each a lowercase hyphenated version-4 UUID
+        with the RFC 4122 variant.
+        """
+        values = [envelope_id() for _ in range(10_000)]
+        self.assertEqual(len(set(values)), len(values))
+        for value in values[:50] + values[-50:]:
+            parsed = uuid.UUID(value)
+            self.assertEqual(
+                (str(parsed), parsed.version, parsed.variant), (value, 4, uuid.RFC_4122)
+            )
+
+    def test_forked_child_has_its_own_ids(self) -> None:
+        """
+        A forked child does not repeat the ids its parent goes on to hand out.
+        """
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                os.write(write_end, "".join(envelope_id() for _ in range(3)).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        with os.fdopen(read_end, "rb") as f:
+            child = f.read().decode()
+        parent = [envelope_id() for _ in range(3)]
+        self.assertEqual(len(child), 3 * 36)
+        child_ids = {child[i : i + 36] for i in range(0, len(child), 36)}
+        self.assertEqual(child_ids & set(parent), set())
+        self.assertNotEqual(child[:19], parent[0][:19])
+
+    def test_heartbeat_ack_frame(self) -> None:
+        """
+        The pre-encoded ack is byte for byte what L{encode_channel_frame} builds for a
+        L{HeartbeatAck}, but for its (fresh, valid) envelope id.
+        """
+        frame = heartbeat_ack_frame()
+        envelope = decode(frame)
+        generic = encode_channel_frame(HeartbeatAck(), 1000)
+        ack_id = envelope["id"]
+        assert isinstance(ack_id, str)
+        self.assertEqual(uuid.UUID(ack_id).version, 4)
+        self.assertEqual(
+            frame.replace(ack_id.encode(), b"ID"),
+            generic.replace(str(decode(generic)["id"]).encode(), b"ID"),
+        )
+        self.assertNotEqual(decode(heartbeat_ack_frame())["id"], ack_id)
 
     def test_frame_is_the_rust_envelope(self) -> None:
         """

@@ -104,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a request, a rotation and its ack on the first module, then keep serving",
     )
     parser.add_argument("--demo-exit", action="store_true", help="like --demo, then stop")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="watch each module's source directory (and the secrets file) and restart only "
+        "the module whose files changed; the front port holds its requests meanwhile",
+    )
+    parser.add_argument(
+        "--reload-delay",
+        type=_positive_float,
+        default=0.3,
+        metavar="SECONDS",
+        help="with --reload, restart once no file changed for this long",
+    )
     return parser
 
 
@@ -167,8 +180,11 @@ class _DevRun:
     demo: bool
     demo_exit: bool
     secrets_file: str | None
+    reload_delay: float | None = None
     status: int = 0
     _stopping: bool = False
+    _watcher: Any = None
+    _reloader: Any = None
 
     def stop(self, code: int = 0) -> None:
         if self._stopping:
@@ -176,10 +192,54 @@ class _DevRun:
         self._stopping = True
         self.status = code
         self.console.say("pywatt-dev", "stopping every module")
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._reloader is not None:
+            self._reloader.stop()
         d = self.orchestrator.stopService()
         if self.file_provider is not None:
             self.file_provider.stop()
         d.addBoth(lambda _: self.reactor.stop())
+
+    def _start_reload(self, delay: float) -> None:
+        """
+        C{--reload}: watch each module's source directory and the secrets file (which
+        is then read on each change instead of polled).
+        """
+        from pywatt_twisted.dev._reload import Reloader, SourceWatcher, module_source_root
+
+        roots = {}
+        for module_id, supervisor in self.orchestrator.supervisors.items():
+            root = module_source_root(supervisor.module)
+            if root is None:
+                self.console.say(
+                    "pywatt-dev",
+                    f"reload: cannot find the source of {supervisor.module}; "
+                    f"{module_id} is not watched",
+                    "warn",
+                )
+                continue
+            roots[module_id] = root
+            self.console.say("pywatt-dev", f"reload: watching {root} for {module_id}")
+        say = lambda text, level: self.console.say("pywatt-dev", text, level)  # noqa: E731
+        self._reloader = Reloader(
+            self.reactor,
+            self.orchestrator.supervisors,
+            roots,
+            say,
+            debounce=delay,
+            secrets_file=self.secrets_file if self.file_provider is not None else None,
+            secrets_changed=None if self.file_provider is None else self.file_provider.check,
+        )
+        self._watcher = SourceWatcher(
+            self.reactor,
+            roots.values(),
+            self._reloader.changed,
+            files=[self.secrets_file]
+            if self.file_provider is not None and self.secrets_file
+            else [],
+        )
+        self._watcher.start()
 
     def on_signal(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.stop, 0)
@@ -191,7 +251,9 @@ class _DevRun:
             self.console.say("pywatt-dev", str(e), "error")
             self.stop(1)
             return
-        if self.file_provider is not None:
+        if self.reload_delay is not None:
+            self._start_reload(self.reload_delay)
+        elif self.file_provider is not None:
             self.file_provider.start()
         if self.demo:
             from pywatt_twisted.dev.demo import run_demo
@@ -252,6 +314,7 @@ def main(argv: Sequence[str]) -> int:
             console=console,
             port=args.port,
             supervisor_options=_supervisor_options(args),
+            hold_requests=args.reload,
         )
     except ConfigurationError as e:
         sys.stderr.write(f"pywatt dev: {e}\n")
@@ -264,6 +327,7 @@ def main(argv: Sequence[str]) -> int:
         demo,
         args.demo_exit,
         secrets_file,
+        args.reload_delay if args.reload else None,
     )
     reactor.callWhenRunning(run.started)
     reactor.run()  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,16 +68,64 @@ class FrontResource(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, modules: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        modules: Callable[[], Mapping[str, Any]],
+        *,
+        hold: Any = None,
+        on_request: Callable[[dict[str, Any]], object] | None = None,
+        dashboard: Any = None,
+    ) -> None:
+        """
+        @param hold: a L{RequestHold <pywatt_twisted.dev._reload.RequestHold>}: requests
+            for a module that is coming back (a reload, a restart) wait for it instead
+            of getting 503 (C{pywatt dev --reload}).
+        @param on_request: called with each finished module request (C{module},
+            C{method}, C{path}, C{status}, C{ms}, C{at}).
+        @param dashboard: serves C{/_pywatt/} (the page, its assets and events) and
+            C{/_pywatt/modules}; without it C{/_pywatt/...} is the JSON status.
+        """
         super().__init__()
         self._modules = modules
+        self._hold = hold
+        self._on_request = on_request
+        self._dashboard = dashboard
 
     def render(self, request: Request) -> Any:
         segments = [s.decode("utf-8", "replace") for s in request.postpath or []]
         if not segments or segments == [""]:
             return self._index(request)
         if segments[0] == "_pywatt":
+            if self._dashboard is not None:
+                return self._dashboard.render(request, segments[1:])
             return self._json(request, 200, [m.describe() for m in self._modules().values()])
+        if self._on_request is not None:
+            self._record(request, segments[0])
+        return self._serve(request, segments, hold=self._hold is not None)
+
+    def _record(self, request: Request, module_id: str) -> None:
+        on_request = self._on_request
+        assert on_request is not None
+        started = time.monotonic()
+        at = time.time()
+        method = request.method.decode("ascii", "replace").upper()
+        path = request.uri.decode("utf-8", "replace")
+
+        def done(result: object) -> None:
+            on_request(
+                {
+                    "module": module_id,
+                    "method": method,
+                    "path": path,
+                    "status": request.code if result is None else None,
+                    "ms": round((time.monotonic() - started) * 1000, 1),
+                    "at": at,
+                }
+            )
+
+        request.notifyFinish().addBoth(done)
+
+    def _serve(self, request: Request, segments: list[str], hold: bool) -> Any:
         module_id = segments[0]
         supervisor = self._modules().get(module_id)
         if supervisor is None:
@@ -87,7 +136,21 @@ class FrontResource(Resource):
             )
         path = "/" + "/".join(segments[1:])
         method = request.method.decode("ascii", "replace").upper()
-        if supervisor.status != "running":
+        if hold and self._hold.coming_back(supervisor):
+            waiting = self._hold.wait(supervisor)
+            if waiting is None:
+                return self._json(
+                    request,
+                    503,
+                    {
+                        "error": f"module {module_id!r} is {supervisor.status}, and "
+                        f"{self._hold.limit} requests already wait for it"
+                    },
+                )
+            waiting.addCallback(lambda _: self._after_hold(request, segments))
+            waiting.addErrback(lambda f: self.log.failure("holding for {m}", f, m=module_id))
+            return NOT_DONE_YET
+        if supervisor.status != "running" or getattr(supervisor, "reloading", False):
             error = f"module {module_id!r} is {supervisor.status}"
             if (
                 getattr(supervisor, "last_error", None)
@@ -119,6 +182,17 @@ class FrontResource(Resource):
         d = ensureDeferred(self._forward(request, supervisor, method, uri, headers, body or None))
         d.addErrback(lambda f: self.log.failure("proxying to {m} failed", f, m=module_id))
         return NOT_DONE_YET
+
+    def _after_hold(self, request: Request, segments: list[str]) -> None:
+        """
+        The module a request waited for runs (or gave up): serve it now.
+        """
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        body = self._serve(request, segments, hold=False)
+        if body is not NOT_DONE_YET:
+            request.write(body)
+            request.finish()
 
     async def _forward(
         self,

@@ -15,6 +15,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.server import Site
 
+from pywatt_twisted.dev._reload import RequestHold
 from pywatt_twisted.dev.front import FrontResource
 from pywatt_twisted.dev.supervisor import Console, ModuleSupervisor, routing_error
 from pywatt_twisted.errors import ConfigurationError
@@ -81,12 +82,18 @@ class DevOrchestrator(Service):
         console: Console | None = None,
         port: int = 8080,
         supervisor_options: Mapping[str, Any] | None = None,
+        hold_requests: bool = False,
     ) -> None:
+        """
+        @param hold_requests: front-port requests for a module that is restarting wait
+            for it (L{RequestHold}) instead of getting 503 (C{--reload}).
+        """
         self.reactor = reactor
         self.secrets = secrets
         self.console = console or Console()
         self.port_number = port
         self.front_port: IListeningPort | None = None
+        self.hold = RequestHold(reactor) if hold_requests else None
         self.supervisors: dict[str, ModuleSupervisor] = {}
         for module_id, module in module_ids(modules):
             self.supervisors[module_id] = ModuleSupervisor(
@@ -119,7 +126,7 @@ class DevOrchestrator(Service):
         Listen on the front port, then spawn every module.
         """
         self.running = True
-        site = Site(FrontResource(lambda: self.supervisors))
+        site = Site(FrontResource(lambda: self.supervisors, hold=self.hold))
         site.noisy = False
         endpoint = TCP4ServerEndpoint(self.reactor, self.port_number, interface="127.0.0.1")
         try:
@@ -140,6 +147,8 @@ class DevOrchestrator(Service):
     def stopService(self) -> Any:
         self.running = False
         self._unsubscribe()
+        if self.hold is not None:
+            self.hold.stop()
         stops = [s.stop() for s in self.supervisors.values()]
         d = DeferredList(stops, consumeErrors=True)
         d.addCallback(

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -94,6 +94,10 @@ class ModuleSupervisor:
     @ivar endpoints: what its last announce listed.
     @ivar listen: the address its last announce gave.
     @ivar restarts: how many times it was restarted.
+    @ivar reloading: a L{restart} is under way (the old process is finishing its
+        requests or stopping; the new one is not started yet).
+    @ivar last_exit: how its last process ended (C{{"how": "status 0", "at": seconds,
+        "wanted": bool}}), or C{None}.
     """
 
     log = Logger()
@@ -138,6 +142,8 @@ class ModuleSupervisor:
         self.listen: str | None = None
         self.pid: int | None = None
         self.restarts = 0
+        self.reloading = False
+        self.last_exit: dict[str, Any] | None = None
         self.used_secrets: set[str] = set()
         self.last_ack: float | None = None
         self.acks: list[RotationAck] = []
@@ -264,6 +270,7 @@ class ModuleSupervisor:
             lambda *_: PyWattError(f"module {self.module_id} exited before answering")
         )
         how = f"signal {signal}" if signal else f"status {code}"
+        self.last_exit = {"how": how, "at": self.reactor.seconds(), "wanted": not self._wanted}
         if not self._wanted:
             self.status = STOPPED
             self.console.say("pywatt-dev", f"{self.module_id} stopped ({how})")
@@ -311,6 +318,7 @@ class ModuleSupervisor:
         """
         Stop gracefully: C{shutdown}, then after the deadline a kill of this child only.
         """
+        self.reloading = False
         self._wanted = False
         if self._restart_call is not None and self._restart_call.active():
             self._restart_call.cancel()
@@ -343,6 +351,40 @@ class ModuleSupervisor:
                 timer.cancel()
 
         return ended.addBoth(done)
+
+    def restart(self) -> Deferred[None]:
+        """
+        Start a new process in place of this one (C{pywatt dev --reload}): the requests
+        sent to the running process are answered first (each within C{request_timeout}),
+        then it stops gracefully and a new one starts. Not a failure: the crash window
+        starts afresh, and a crashed module starts again. L{reloading} is true until the
+        new process is spawned; a L{stop} meanwhile cancels the new start.
+        """
+        self.reloading = True
+        keys = list(self._pending_http)
+        waits = [
+            self._pending_http.join(key, self.request_timeout, "in-flight request")[0]
+            for key in keys
+        ]
+        d: Deferred[Any] = DeferredList(waits, consumeErrors=True)
+
+        def stop(_: object) -> Deferred[None]:
+            if not self.reloading:
+                return succeed(None)
+            stopped = self.stop()
+            self.reloading = True
+            return stopped
+
+        def again(_: object) -> None:
+            if not self.reloading:
+                return
+            self.reloading = False
+            self.restarts += 1
+            self.start()
+
+        d.addCallback(stop)
+        d.addCallback(again)
+        return d
 
     def kill(self, signal: str = "KILL") -> None:
         """
@@ -556,6 +598,13 @@ class ModuleSupervisor:
             "status": self.status,
             "pid": self.pid,
             "restarts": self.restarts,
+            "reloading": self.reloading,
+            "uptime": (
+                round(self.reactor.seconds() - self._started_at, 3)
+                if self._child is not None
+                else None
+            ),
+            "last_exit": self.last_exit,
             "error": self.last_error if self.status == CRASHED else None,
             "listen": self.listen,
             "endpoints": [

@@ -67,6 +67,7 @@ from pywatt_twisted.wire.codec import decode_from_orchestrator
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
     envelope_id,
+    heartbeat_ack_frame,
     identify_metadata,
     op_name,
 )
@@ -95,6 +96,7 @@ __all__ = [
 _log = Logger()
 
 MiB = 1024 * 1024
+_ACK_LENGTH = len(heartbeat_ack_frame()) - 5  # the payload: header bytes are not capped
 
 
 class ChannelClosed(ChannelError):
@@ -619,7 +621,10 @@ class ChannelProtocol(FramedProtocol):
                 "{channel}: heartbeat ack not sent: its connection is gone", channel=self.name
             )
             return
-        self.write_message(HeartbeatAck())
+        if self._max < _ACK_LENGTH:  # a cap below 92 bytes: say so (MessageTooLarge)
+            self.write_message(HeartbeatAck())
+            return
+        self._write(heartbeat_ack_frame())
 
     def send_http_response(self, response: HttpResponse) -> None:
         """

@@ -33,6 +33,12 @@ STANDARD_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 
+#: At most this many label children are remembered per metric by L{ModuleMetrics}'s
+#: hot-path methods (the label sets are bounded by design: known ops, transports,
+#: routes, methods and status codes); past it, children are looked up through
+#: C{labels()} on every call (correct, only slower).
+CHILD_CACHE_SIZE = 1024
+
 #: Latency buckets in seconds: sub-millisecond in-memory requests up to slow ones.
 LATENCY_BUCKETS = (
     0.0005,
@@ -153,6 +159,26 @@ class ModuleMetrics:
             registry=self.registry,
         )
         self._channel_seen: dict[str, set[str]] = {}
+        # Label children by label values, one table per metric: prometheus_client's
+        # labels() validates and joins the values and takes a lock on every call, which
+        # cost about a fifth of a pipelined heartbeat (issue 20). Children are never
+        # removed from these metrics, so a remembered child stays the live one.
+        self._requests_children: dict[tuple[str, ...], Any] = {}
+        self._latency_children: dict[tuple[str, ...], Any] = {}
+        self._received_children: dict[tuple[str, ...], Any] = {}
+        self._sent_children: dict[tuple[str, ...], Any] = {}
+        self._ipc_children: dict[tuple[str, ...], Any] = {}
+
+    @staticmethod
+    def _remember(table: dict[tuple[str, ...], Any], metric: Any, values: tuple[str, ...]) -> Any:
+        """
+        Look up the label child of C{metric} for C{values} and remember it in
+        C{table}, unless C{table} already holds L{CHILD_CACHE_SIZE} children.
+        """
+        child = metric.labels(*values)
+        if len(table) < CHILD_CACHE_SIZE:
+            table[values] = child
+        return child
 
     # HTTP
 
@@ -174,8 +200,15 @@ class ModuleMetrics:
         self.http_in_flight.dec()
         if method not in STANDARD_METHODS:
             method = "other"
-        self.http_requests.labels(route, method, status).inc()
-        self.http_latency.labels(route).observe(max(seconds, 0.0))
+        key = (route, method, status)
+        child = self._requests_children.get(key)
+        if child is None:
+            child = self._remember(self._requests_children, self.http_requests, key)
+        child.inc()
+        child = self._latency_children.get((route,))
+        if child is None:
+            child = self._remember(self._latency_children, self.http_latency, (route,))
+        child.observe(seconds if seconds > 0.0 else 0.0)
 
     # Channels and messages
 
@@ -197,19 +230,28 @@ class ModuleMetrics:
         Count one protocol message received on C{transport} (C{"stdio"}, C{"tcp"}...).
         Pass only known op names (or C{"unknown"}) to keep the label set bounded.
         """
-        self.messages_received.labels(transport, op).inc()
+        child = self._received_children.get((transport, op))
+        if child is None:
+            child = self._remember(self._received_children, self.messages_received, (transport, op))
+        child.inc()
 
     def message_out(self, transport: str, op: str) -> None:
         """
         Count one protocol message sent on C{transport}.
         """
-        self.messages_sent.labels(transport, op).inc()
+        child = self._sent_children.get((transport, op))
+        if child is None:
+            child = self._remember(self._sent_children, self.messages_sent, (transport, op))
+        child.inc()
 
     def ipc_request(self, transport: str, outcome: str) -> None:
         """
         Count one HTTP-over-IPC request answered by the bridge with C{outcome}.
         """
-        self.ipc_requests.labels(transport, outcome).inc()
+        child = self._ipc_children.get((transport, outcome))
+        if child is None:
+            child = self._remember(self._ipc_children, self.ipc_requests, (transport, outcome))
+        child.inc()
 
     def watch_log_drops(self, total: Callable[[], int]) -> Collector:
         """

@@ -243,8 +243,30 @@ def _opt_bytes(obj: _Obj, key: str, ctx: str) -> bytes | None:
     return _bytes_value(value, _path(ctx, key))
 
 
+_UUID: Final = uuid.UUID
+_SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
 def _uuid_value(value: object, path: str) -> uuid.UUID:
     if type(value) is str:
+        if len(value) == 36 and value[8] == value[13] == value[18] == value[23] == "-":
+            # The canonical form, as every peer writes it: what uuid.UUID(value) does
+            # for it (drop the hyphens, 32 hex digits, int), without the checks for the
+            # other forms it accepts (urn:, braces): about 3x cheaper. Anything else
+            # takes the full parser below.
+            digits = value.replace("-", "")
+            if len(digits) == 32:
+                try:
+                    number = int(digits, 16)
+                except ValueError:
+                    pass
+                else:
+                    parsed = _new_object(_UUID)
+                    _set_slot(parsed, "int", number)
+                    _set_slot(parsed, "is_safe", _SAFE_UNKNOWN)
+                    return parsed
         try:
             return uuid.UUID(value)
         except ValueError:
@@ -309,8 +331,20 @@ _PAYLOAD_FORMAT_NAMES: Final = {name.lower(): name for name in PAYLOAD_FORMATS}
 
 
 def _payload(obj: _Obj, key: str, ctx: str) -> EncodedPayload:
+    value = obj.get(key, _MISSING)
+    if type(value) is dict:
+        # The common shape, checked without building the error paths up front.
+        data = value.get("data", _MISSING)
+        fmt = value.get("format", "Json")
+        if type(data) is list and type(fmt) is str:
+            name = _PAYLOAD_FORMAT_NAMES.get(fmt.lower())
+            if name is not None:
+                try:
+                    return EncodedPayload(bytes(data), name)
+                except (ValueError, TypeError):
+                    pass  # not all bytes: the full reader below says which field
     path = _path(ctx, key)
-    value = _object(obj.get(key, _MISSING), path)
+    value = _object(value, path)
     data = _bytes_value(value.get("data", _MISSING), f"{path}.data")
     fmt = value.get("format", "Json")
     if type(fmt) is str:
@@ -402,7 +436,7 @@ def decode_json_object(data: bytes | bytearray | memoryview | str | Mapping[str,
 
     @raise ProtocolError: if it is not JSON, or not an object.
     """
-    if isinstance(data, Mapping):
+    if type(data) is not bytes and isinstance(data, Mapping):
         return data
     try:
         value = _json.loads(data)
