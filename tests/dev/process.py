@@ -85,11 +85,13 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def start_dev(case: Any, *args: str, cwd: str = PROJECT_ROOT) -> tuple[DevProcess, str]:
+async def start_dev(
+    case: Any, *args: str, cwd: str = PROJECT_ROOT, env: dict[str, str] | None = None
+) -> tuple[DevProcess, str]:
     """
     Start C{pywatt dev ARGS --port=0} (with short heartbeat and stop timings) from the
     project root (or C{cwd}), stopped with Ctrl-C at C{case}'s cleanup; fires with the process and
-    its front URL.
+    its front URL. C{env} is added to its environment (its modules inherit it).
     """
     proto = DevProcess()
     argv = [
@@ -103,8 +105,8 @@ async def start_dev(case: Any, *args: str, cwd: str = PROJECT_ROOT) -> tuple[Dev
         "--heartbeat-timeout=5",
         "--stop-deadline=5",
     ]
-    env = child_environment(PYTHONUNBUFFERED="1")
-    reactor.spawnProcess(proto, argv[0], argv, env=env, path=cwd)
+    environment = child_environment(PYTHONUNBUFFERED="1", **(env or {}))
+    reactor.spawnProcess(proto, argv[0], argv, env=environment, path=cwd)
     case.addCleanup(stop_dev, proto)
     match = await proto.wait_for(r"front port: (http://127\.0\.0\.1:\d+)/")
     return proto, match.group(1)

@@ -9,7 +9,7 @@ behave (L{ChannelOptions}, from the runtime settings), the reconnect delays
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import frozen
@@ -30,6 +30,8 @@ __all__ = [
 
 IDENTIFY_MODES = ("tcp", "all", "off")
 CHANNEL_NAMES = ("tcp", "ipc")
+#: the channel order of sends unless configured otherwise: the Unix socket first
+DEFAULT_PREFERENCE = ("ipc", "tcp")
 
 
 def backoff_policy(
@@ -143,7 +145,7 @@ class ChannelOptions:
         inbound message first) before its loss resets the reconnect backoff.
     """
 
-    preference: tuple[str, ...] = ("ipc", "tcp")
+    preference: tuple[str, ...] = DEFAULT_PREFERENCE
     required_timeout: float = 30.0
     connect_timeout: float = 30.0
     queue_size: int = 1000
@@ -202,9 +204,13 @@ def connection_settings(
     """
     mode = options.identify
     identify = mode == "all" or (mode == "tcp" and spec.name == "tcp")
-    properties: Mapping[str, object] | None = None
+    properties: dict[str, object] | None = None
     if security_level is SecurityLevel.TOKEN and auth_token is not None:
         properties = {"auth_token": auth_token}
+    if options.preference != DEFAULT_PREFERENCE:
+        # So an orchestrator that reads it (pywatt dev) delivers on the channel the
+        # module prefers; the default order needs no word.
+        properties = {**(properties or {}), "channel_preference": list(options.preference)}
     return ChannelSettings(
         name=spec.name,
         address=spec.address,
