@@ -183,6 +183,7 @@ class _Call:
 
     __slots__ = (
         "_attempt_d",
+        "_breaker",
         "_timer",
         "attempts",
         "deadline",
@@ -216,6 +217,7 @@ class _Call:
         self.result: Deferred[Any] = Deferred(self._cancel)
         self._attempt_d: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
+        self._breaker = messaging.breakers.get(target)
 
     def _cancel(self, result: Deferred[Any]) -> None:
         timer, self._timer = self._timer, None
@@ -248,7 +250,7 @@ class _Call:
                 )
             )
             return
-        breaker = m.breakers.get(self.target)
+        breaker = self._breaker
         try:
             permit = breaker.acquire()
         except CircuitOpen as e:
@@ -313,7 +315,7 @@ class _Call:
             channel_counted = channel is not None
         if channel_counted:
             channel.in_flight -= 1
-        breaker = m.breakers.get(self.target)
+        breaker = self._breaker
         if not isinstance(outcome, Failure):
             breaker.succeeded(permit)
             if channel is not None:
