@@ -322,7 +322,7 @@ def bench_coalescing(seconds: float, pki: EphemeralPKI) -> dict[bool, dict[str, 
         try:
             _, rate = run(
                 fresh_reactor(),
-                lambda r: bench_ours(r, "tcp", seconds, pki, counts=counts),
+                lambda r, c=counts: bench_ours(r, "tcp", seconds, pki, counts=c),
             )
         finally:
             del ChannelProtocol.coalesce  # back to the FramedProtocol default

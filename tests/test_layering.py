@@ -51,6 +51,9 @@ UNITS: dict[str, str] = {
     "pywatt_twisted.errors": "errors",
     "pywatt_twisted.wire": "wire",
     "pywatt_twisted.transport": "transport",
+    # (the stream state machines: wire values on an injected clock; used from the
+    # runtime, web, dev and testing)
+    "pywatt_twisted.streaming": "transport",
     "pywatt_twisted.link": "link",
     # runtime/: the request/response conversations with the orchestrator ...
     "pywatt_twisted.runtime.correlation": "clients",

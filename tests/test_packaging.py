@@ -149,3 +149,6 @@ class WheelTests(TestCase):
             "tests/test_module.py.tmpl",
         ):
             self.assertIn(f"pywatt_twisted/_templates/new/{template}", names)
+        # the pywatt dev dashboard's page, script and style sheet
+        for asset in ("dashboard.html", "dashboard.js", "dashboard.css"):
+            self.assertIn(f"pywatt_twisted/dev/_static/{asset}", names)

@@ -65,8 +65,19 @@ class UnsupportedFrameFormat(FrameError):
 
 class LineTooLong(ProtocolError):
     """
-    A stdio line exceeded the maximum line length (1 MiB by default).
+    A stdio line exceeded the maximum line length (1 MiB for the init line, the frame
+    cap for later lines by default).
+
+    @ivar head: the first bytes of the discarded line (at most
+        L{pywatt_twisted.wire.lines.HEAD_BYTES}), so the reader can still answer an
+        over-long request by its id; empty when not known.
+    @ivar limit: the cap the line exceeded, in bytes (C{0} when not known).
     """
+
+    def __init__(self, message: str, *, head: bytes = b"", limit: int = 0) -> None:
+        super().__init__(message)
+        self.head = head
+        self.limit = limit
 
 
 class ConfigurationError(PyWattError):

@@ -95,3 +95,53 @@ def failing_start(state):
     A module that can never start: its state builder raises.
     """
     return Klein()
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """
+    C{size} deterministic bytes (the same C{size} and C{seed} give the same bytes);
+    the streaming tests compare hashes of these.
+    """
+    import hashlib
+
+    block = b"".join(hashlib.sha256(b"%d:%d" % (seed, i)).digest() for i in range(2048))
+    whole, rest = divmod(size, len(block))
+    return block * whole + block[:rest]
+
+
+@pywatt_module(health=None, metrics=False)
+def big_body_app(state):
+    """
+    Routes with large bodies: C{/sha256} hashes the request body, C{/blob?size=N}
+    answers N bytes of L{pattern}.
+    """
+    import hashlib
+
+    app = Klein()
+
+    @app.route("/sha256", methods=["POST", "PUT"])
+    def sha(request):
+        digest = hashlib.sha256()
+        content = request.content
+        content.seek(0)
+        while True:
+            piece = content.read(65536)
+            if not piece:
+                break
+            digest.update(piece)
+        request.setHeader(b"content-type", b"text/plain")
+        return digest.hexdigest().encode()
+
+    @app.route("/blob", methods=["GET"])
+    def blob(request):
+        size = int(request.args.get(b"size", [b"0"])[0])
+        request.setHeader(b"content-type", b"application/octet-stream")
+        return pattern(size)
+
+    @app.route("/zeros", methods=["GET"])
+    def zeros(request):
+        size = int(request.args.get(b"size", [b"0"])[0])
+        request.setHeader(b"content-type", b"application/octet-stream")
+        return bytes(size)
+
+    return app

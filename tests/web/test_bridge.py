@@ -667,13 +667,13 @@ class SendHttpReplyTests(SynchronousTestCase):
         [reply] = self.replies(transport)
         self.assertEqual(reply["request_id"], "req-9")
         self.assertEqual(reply["status_code"], 502)
-        self.assertEqual(reply["headers"], {"content-type": "application/json"})
+        self.assertEqual(reply["headers"]["content-type"], "application/json")
         body = json.loads(bytes(reply["body"]))
-        self.assertEqual(body["error"], "response too large for a channel frame")
-        self.assertEqual(body["max_frame_length"], 800)
-        self.assertGreater(body["length"], 800)
+        self.assertEqual(body["error"]["kind"], "response_too_large")
+        self.assertEqual(body["error"]["limit"], 800)
+        self.assertIn("800-byte", body["error"]["message"])
         [logged] = [e for e in events if e.get("log_level") == LogLevel.error]
-        self.assertIn("answering 502 instead", logged["log_format"])
+        self.assertIn("answering 502 response_too_large instead", logged["log_format"])
         self.assertEqual(logged["id"], "req-9")
 
     def test_502_too_large_is_logged(self) -> None:
@@ -697,6 +697,7 @@ class SendHttpReplyTests(SynchronousTestCase):
         self.assertEqual(response.status_code, 502)
         self.assertEqual(
             response.body,
-            b'{"error":"response too large for a channel frame","length":900,'
-            b'"max_frame_length":800}',
+            b'{"error":{"kind":"response_too_large","message":"the response does not fit '
+            b'in one 800-byte message","limit":800}}',
         )
+        self.assertEqual(response.headers["content-length"], str(len(response.body or b"")))

@@ -783,8 +783,15 @@ _HEX = "0123456789abcdefABCDEF"
 class FastPathTests(SynchronousTestCase):
     """
     The decoder's fast paths for the common shapes (a canonical UUID string, a payload
-    object of bytes) give exactly what the full readers give, for any input.
+    object of bytes, the bare heartbeat) give exactly what the full readers give, for
+    any input.
     """
+
+    def test_heartbeat(self) -> None:
+        for data in (b'{"op":"heartbeat"}', b'{ "op": "heartbeat" }', '{"op":"heartbeat"}'):
+            self.assertEqual(decode_from_orchestrator(data), Heartbeat())
+        self.assertIsInstance(decode_from_orchestrator(b'{"op":"heartbeats"}'), UnknownMessage)
+        self.assertRaises(ProtocolError, decode_from_orchestrator, b'{"op":"heartbeat"')
 
     @settings(max_examples=300, deadline=None)
     @given(

@@ -4,13 +4,20 @@ Tests for L{pywatt_twisted.wire.lines}.
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import LineTooLong
 from pywatt_twisted.testing.strategies import chunkings
-from pywatt_twisted.wire.lines import DEFAULT_MAX_LINE_LENGTH, LineDecoder
+from pywatt_twisted.wire.lines import (
+    DEFAULT_MAX_LINE_LENGTH,
+    HEAD_BYTES,
+    LineDecoder,
+    http_request_id,
+)
 
 
 def feed_all(decoder: LineDecoder, chunks: list[bytes]) -> list[bytes | LineTooLong]:
@@ -121,3 +128,66 @@ class LineDecoderTests(SynchronousTestCase):
         decoder = LineDecoder(max_line_length=8)
         out = feed_all(decoder, data.draw(chunkings(stream)))
         self.assertEqual(comparable(out), reference(stream, 8))
+
+
+class FirstLineCapTests(SynchronousTestCase):
+    def test_first_line_has_its_own_cap(self) -> None:
+        """
+        The first line (the init line) is checked against C{first_line_length}, every
+        later line against C{max_line_length}; blank lines do not count as first.
+        """
+        decoder = LineDecoder(max_line_length=20, first_line_length=5)
+        out = decoder.feed(b"\n  \n123456\n" + b"x" * 20 + b"\n")
+        self.assertEqual(comparable(out), ["too long", b"x" * 20])
+        decoder = LineDecoder(max_line_length=20, first_line_length=5)
+        self.assertEqual(decoder.feed(b"12345\n" + b"y" * 20 + b"\n"), [b"12345", b"y" * 20])
+
+    def test_unfinished_first_line(self) -> None:
+        decoder = LineDecoder(max_line_length=20, first_line_length=5)
+        self.assertEqual(comparable(decoder.feed(b"123456")), ["too long"])
+        self.assertEqual(decoder.feed(b"7\n" + b"z" * 19 + b"\n"), [b"z" * 19])
+
+    @given(st.binary(max_size=3 * HEAD_BYTES), st.data())
+    @settings(max_examples=50)
+    def test_head_of_discarded_line(self, data: bytes, draw: st.DataObject) -> None:
+        """
+        An over-long line's L{LineTooLong} keeps its first bytes (and the cap), however
+        it was split across reads: what had arrived when it became too long, at most
+        L{HEAD_BYTES}, so always more than the cap when the cap is below L{HEAD_BYTES}.
+        """
+        data = data.replace(b"\n", b"_")
+        decoder = LineDecoder(max_line_length=10)
+        out = feed_all(decoder, draw.draw(chunkings(data + b"!" * 11 + b"\n")))
+        [error] = out
+        assert isinstance(error, LineTooLong)
+        line = data + b"!" * 11
+        self.assertTrue(line.startswith(error.head))
+        self.assertGreater(len(error.head), 10)
+        self.assertLessEqual(len(error.head), HEAD_BYTES)
+        self.assertEqual(error.limit, 10)
+
+
+class HttpRequestIdTests(SynchronousTestCase):
+    def test_rust_field_order(self) -> None:
+        head = b'{"op":"http_request","request_id":"r-\\"1","method":"POST","uri":"/","he'
+        self.assertEqual(http_request_id(head), 'r-"1')
+
+    def test_spaced_json(self) -> None:
+        head = json.dumps({"op": "http_request", "request_id": "abc", "body": [1, 2]}).encode()
+        self.assertEqual(http_request_id(head[:60]), "abc")
+
+    def test_not_a_request(self) -> None:
+        self.assertIsNone(http_request_id(b'{"op":"secret","request_id":"x"'))
+        self.assertIsNone(http_request_id(b'{"op":"http_request","method":"GET"'))
+        self.assertIsNone(http_request_id(b"garbage"))
+
+    @given(st.text(min_size=1, max_size=100))
+    def test_any_id(self, request_id: str) -> None:
+        """
+        Whatever the id, the JSON encoders' output gives it back.
+        """
+        head = json.dumps(
+            {"op": "http_request", "request_id": request_id, "method": "GET"},
+            separators=(",", ":"),
+        ).encode()
+        self.assertEqual(http_request_id(head), request_id)

@@ -19,11 +19,15 @@ class Console:
 
     def __init__(self, write: Callable[[str], object] | None = None) -> None:
         self._write = write or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+        #: called with C{(source, text, level)} for everything said (the dashboard)
+        self.listeners: list[Callable[[str, str, str], object]] = []
 
     def say(self, source: str, text: str, level: str = "info") -> None:
         label = level.upper().ljust(5)
         for line in text.splitlines() or [""]:
             self._write(f"[{source}] {label} {line}\n")
+        for listener in self.listeners:
+            listener(source, text, level)
 
     def module_log(self, module_id: str, raw: bytes) -> None:
         """

@@ -257,6 +257,7 @@ class FrontResource(Resource):
 td,th{{border:1px solid #ccc;padding:.4em;vertical-align:top}}</style></head>
 <body><h1>pywatt dev</h1>
 <p>Requests to <code>/&lt;module id&gt;/&lt;path&gt;</code> go to that module.
+Live dashboard: <a href="/_pywatt/">/_pywatt/</a>;
 JSON: <a href="/_pywatt/modules">/_pywatt/modules</a></p>
 <table><tr><th>module</th><th>state</th><th>pid</th><th>restarts</th><th>listen</th>
 <th>endpoints</th><th>channels</th></tr>

@@ -15,6 +15,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.server import Site
 
+from pywatt_twisted.dev._dashboard import Dashboard
 from pywatt_twisted.dev._reload import RequestHold
 from pywatt_twisted.dev.front import FrontResource
 from pywatt_twisted.dev.supervisor import Console, ModuleSupervisor, routing_error
@@ -94,6 +95,9 @@ class DevOrchestrator(Service):
         self.port_number = port
         self.front_port: IListeningPort | None = None
         self.hold = RequestHold(reactor) if hold_requests else None
+        #: the live dashboard at /_pywatt/ on the front port
+        self.dashboard = Dashboard(reactor, lambda: self.supervisors, secrets)
+        self.console.listeners.append(self.dashboard.console_line)
         self.supervisors: dict[str, ModuleSupervisor] = {}
         for module_id, module in module_ids(modules):
             self.supervisors[module_id] = ModuleSupervisor(
@@ -126,7 +130,14 @@ class DevOrchestrator(Service):
         Listen on the front port, then spawn every module.
         """
         self.running = True
-        site = Site(FrontResource(lambda: self.supervisors, hold=self.hold))
+        site = Site(
+            FrontResource(
+                lambda: self.supervisors,
+                hold=self.hold,
+                dashboard=self.dashboard,
+                on_request=self.dashboard.record_request,
+            )
+        )
         site.noisy = False
         endpoint = TCP4ServerEndpoint(self.reactor, self.port_number, interface="127.0.0.1")
         try:
@@ -149,6 +160,7 @@ class DevOrchestrator(Service):
         self._unsubscribe()
         if self.hold is not None:
             self.hold.stop()
+        self.dashboard.stop()
         stops = [s.stop() for s in self.supervisors.values()]
         d = DeferredList(stops, consumeErrors=True)
         d.addCallback(

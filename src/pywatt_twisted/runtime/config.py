@@ -69,6 +69,8 @@ class RuntimeConfig:
     http_header_timeout: float = 30.0
     http_idle_timeout: float = 60.0
     max_header_size: int = 16 * 1024
+    max_stream_body_size: int = 1024 * MiB
+    stream_stall_timeout: float = 60.0
 
     def __attrs_post_init__(self) -> None:
         if self.breaker_max_reset < self.breaker_reset:
@@ -241,7 +243,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("max_concurrent_requests", "HTTP-over-IPC requests in flight before 503.", _int),
     _s("request_timeout", "Seconds before an HTTP-over-IPC request gets 504.", _float),
     _s("shutdown_deadline", "Seconds in-flight requests get on a graceful stop.", _float),
-    _s("max_line_length", "The longest stdin line accepted, in bytes.", _int),
+    _s(
+        "max_line_length",
+        "The longest init line (the first stdin line) accepted, in bytes; later stdin and "
+        "stdout lines may be as long as --max-frame-length.",
+        _int,
+    ),
     _s(
         "channel_preference",
         "Channel choice for sends: ipc,tcp or tcp,ipc, or auto (by measured latency).",
@@ -263,7 +270,12 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_liveness,
     ),
     _s("identify", "Send identify first on connect: tcp, all or off.", _identify),
-    _s("max_frame_length", "Channel frame cap in bytes, both directions.", _int),
+    _s(
+        "max_frame_length",
+        "Channel frame cap in bytes, both directions; also the cap on stdin/stdout lines "
+        "after the init line.",
+        _int,
+    ),
     _s(
         "routed_replies",
         "Answer routed module messages with the routed_module_response extension: on or off.",
@@ -349,6 +361,16 @@ SETTINGS: tuple[Setting, ...] = (
     _s("http_header_timeout", "Seconds a client gets to send a request's headers.", _float),
     _s("http_idle_timeout", "Seconds an idle HTTP connection is kept open.", _float),
     _s("max_header_size", "Largest HTTP request header block in bytes (431 above it).", _int),
+    _s(
+        "max_stream_body_size",
+        "Largest HTTP-over-IPC request body streamed in chunks, in bytes (413 above it).",
+        _int,
+    ),
+    _s(
+        "stream_stall_timeout",
+        "Seconds a streamed body may make no progress before it is cancelled.",
+        _float,
+    ),
 )
 
 

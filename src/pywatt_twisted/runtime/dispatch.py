@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 from pywatt_twisted.runtime.messaging import error_reply
 from pywatt_twisted.runtime.rotation import SecretRotation
 from pywatt_twisted.runtime.status import ModuleStatus
+from pywatt_twisted.runtime.streams import LinkStreams
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
-from pywatt_twisted.web.bridge import send_http_reply
+from pywatt_twisted.web.bridge import line_too_long_response, send_http_reply
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProvidersResponse,
     Heartbeat,
     HttpRequest,
     HttpResponse,
     Init,
+    OversizedHttpRequest,
     PortResponse,
     RegisterServiceProviderResponse,
     Rotated,
@@ -34,9 +36,13 @@ from pywatt_twisted.wire.messages import (
     ServiceOperationResult,
     ServiceResponse,
     Shutdown,
+    StreamAck,
+    StreamCancel,
+    StreamChunk,
     UnknownMessage,
 )
 from pywatt_twisted.wire.ops import op_name
+from pywatt_twisted.wire.stream import StreamOptions
 
 if TYPE_CHECKING:
     from pywatt_twisted.runtime.service import ModuleService
@@ -94,6 +100,17 @@ class OpDispatcher:
         self._early_http = _EarlyHold(
             "{count} HTTP-over-IPC request(s) were answered 503 while the module started"
         )
+        config = service.config
+        self.streams = LinkStreams(
+            service.reactor,
+            self._stream_options,
+            stall_timeout=config.stream_stall_timeout,
+            max_body_size=config.max_stream_body_size,
+        )
+
+    def _stream_options(self) -> StreamOptions | None:
+        init = self.parts.init
+        return StreamOptions.from_extensions(init.extensions) if init is not None else None
 
     def dispatch(self, message: object, link: IOrchestratorLink) -> None:
         """
@@ -142,6 +159,19 @@ class OpDispatcher:
     def _on_http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
         bridge, status = self.parts.bridge, self.service.status_machine
         if bridge is None or status.current is not ModuleStatus.READY:
+            if message.stream_id is not None:
+                # Its chunks cannot wait for the module: refuse it, stop the stream.
+                link.send(StreamCancel(message.stream_id, "the module is not ready"))
+                self._reply_http(
+                    link,
+                    HttpResponse(
+                        request_id=message.request_id,
+                        status_code=503,
+                        headers={"content-type": "application/json", "retry-after": "1"},
+                        body=_STOPPING_BODY if not status.accepting else _STARTING_BODY,
+                    ),
+                )
+                return
             if not status.accepting:
                 self._reply_http(
                     link,
@@ -164,13 +194,24 @@ class OpDispatcher:
                 self._refuse_http_early,
             )
             return
-        d = bridge.handle(message, transport=link.name)
-        d.addCallback(lambda response: self._reply_http(link, response))
+        d = bridge.handle(message, transport=link.name, streams=self.streams.for_link(link))
+
+        def reply(response: HttpResponse | None) -> None:
+            if response is not None:  # (None: it went out streamed)
+                self._reply_http(link, response)
+
+        d.addCallback(reply)
         d.addErrback(
             lambda f: self.log.failure(
                 "HTTP-over-IPC request {id} failed", f, id=message.request_id
             )
         )
+
+    def _on_oversized_http_request(
+        self, message: OversizedHttpRequest, link: IOrchestratorLink
+    ) -> None:
+        # The transport discarded the line (and logged it with the request id).
+        self._reply_http(link, line_too_long_response(message.request_id, message.length_limit))
 
     def _reply_http(self, link: IOrchestratorLink, response: HttpResponse) -> None:
         if _link_closed(link):
@@ -315,6 +356,9 @@ class OpDispatcher:
     def _on_rotated(self, message: Rotated, link: IOrchestratorLink) -> None:
         self.rotation.received(message, link)
 
+    def _on_stream(self, message: object, link: IOrchestratorLink) -> None:
+        self.streams.received(message, link)
+
     _handlers: dict[type, Callable[[OpDispatcher, Any, IOrchestratorLink], None]] = {
         Heartbeat: _on_heartbeat,
         Shutdown: _on_shutdown,
@@ -322,6 +366,7 @@ class OpDispatcher:
         Init: _on_init,
         UnknownMessage: _on_unknown,
         HttpRequest: _on_http_request,
+        OversizedHttpRequest: _on_oversized_http_request,
         Rotated: _on_rotated,
         RoutedModuleMessage: _on_routed_message,
         RoutedModuleResponse: _on_routed_response,
@@ -330,4 +375,7 @@ class OpDispatcher:
         ServiceResponse: _on_service_reply,
         ServiceOperationResult: _on_service_reply,
         PortResponse: _on_port_response,
+        StreamChunk: _on_stream,
+        StreamAck: _on_stream,
+        StreamCancel: _on_stream,
     }

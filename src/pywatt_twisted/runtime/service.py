@@ -167,7 +167,8 @@ class ModuleService(MultiService):
         self._started_at = self.reactor.seconds()
         parts.stdio = StdioProtocol(
             self,
-            max_line_length=config.max_line_length,
+            max_line_length=config.max_frame_length,
+            max_init_length=config.max_line_length,
             high_water=config.stdout_high_water,
             low_water=config.stdout_resume_below,
             clock=self.reactor,

@@ -74,6 +74,7 @@ from pywatt_twisted.wire.envelope import (
 from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_AUTO,
+    FORMAT_JSON,
     Frame,
     frame_json,
 )
@@ -524,7 +525,8 @@ class ChannelProtocol(FramedProtocol):
                     "SDK's JSON code); reading them as JSON",
                     channel=self.name,
                 )
-            message = decode_from_orchestrator(frame_json(frame))
+            payload = frame.payload if frame.format == FORMAT_JSON else frame_json(frame)
+            message = decode_from_orchestrator(payload)
         except (ProtocolError, _json.JSONDecodeError, ValueError) as e:
             counters.bad_frames += 1
             self.log.warn(
@@ -616,7 +618,7 @@ class ChannelProtocol(FramedProtocol):
             self.log.error("{channel}: {error}", channel=self.name, error=str(e))
 
     def send_heartbeat_ack(self) -> None:
-        if self.lost or not self.ready:
+        if self.phase is not ConnectionPhase.READY:  # lost, or not up yet
             self.log.debug(
                 "{channel}: heartbeat ack not sent: its connection is gone", channel=self.name
             )

@@ -221,10 +221,14 @@ class FramedProtocol(Protocol):
         self._dispatch(items)
 
     def _dispatch(self, items: Sequence[Frame | FrameError]) -> None:
+        frame_received = self.frameReceived
         for index, item in enumerate(items):
             if self.inputClosed():
                 return
-            self._item(item)
+            if type(item) is Frame:
+                frame_received(item)
+            else:
+                self._item(item)
             if self.reading_paused:
                 # Replies are piling up: take no new work until they drain.
                 self._held.extend(items[index + 1 :])

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pywatt_twisted.errors import LineTooLong, ProtocolError
+from pywatt_twisted.errors import LineTooLong, MessageTooLarge, ProtocolError
 from pywatt_twisted.transport.interfaces import IMessageReceiver, IOrchestratorLink
 from pywatt_twisted.wire.codec import (
     decode_from_orchestrator,
@@ -35,8 +35,9 @@ from pywatt_twisted.wire.codec import (
     encode_line,
     encode_stdout_http_response,
 )
-from pywatt_twisted.wire.lines import DEFAULT_MAX_LINE_LENGTH, LineDecoder
-from pywatt_twisted.wire.messages import HeartbeatAck, HttpResponse
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
+from pywatt_twisted.wire.lines import DEFAULT_MAX_INIT_LENGTH, LineDecoder, http_request_id
+from pywatt_twisted.wire.messages import HeartbeatAck, HttpResponse, OversizedHttpRequest
 
 #: Default unsent stdout bytes above which stdin is no longer read (4 MiB).
 DEFAULT_HIGH_WATER: Final = 4 * 1024 * 1024
@@ -65,7 +66,13 @@ class StdioProtocol(Protocol):
     The stdio line protocol. The first line is the init blob; every later line an
     orchestrator-to-module message. Garbage, unknown and over-long lines after the first
     are skipped and reported at most once per L{INVALID_LINE_REPORT_INTERVAL} seconds
-    with a count; the loop never dies on input.
+    with a count; the loop never dies on input. An over-long C{http_request} line is not
+    silently lost: its id is read from its first bytes and the receiver gets an
+    L{OversizedHttpRequest} to answer.
+
+    Lines after the init line may be as long as C{max_line_length} (the frame cap by
+    default) in both directions: a longer stdout line is refused with
+    L{MessageTooLarge}, as a channel refuses a frame that is too long.
 
     It is also the streaming producer of its transport's output (see the module
     docstring): C{pauseProducing} / C{resumeProducing} come from the transport when its
@@ -83,8 +90,9 @@ class StdioProtocol(Protocol):
     def __init__(
         self,
         receiver: IMessageReceiver,
-        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        max_line_length: int = DEFAULT_MAX_FRAME_LENGTH,
         *,
+        max_init_length: int = DEFAULT_MAX_INIT_LENGTH,
         high_water: int = DEFAULT_HIGH_WATER,
         low_water: int | None = None,
         clock: Any = None,
@@ -92,7 +100,9 @@ class StdioProtocol(Protocol):
     ) -> None:
         """
         @param receiver: gets the decoded messages.
-        @param max_line_length: the longest stdin line accepted, in bytes.
+        @param max_line_length: the longest line after the init line, in bytes, both
+            directions (stdin lines and stdout lines).
+        @param max_init_length: the longest init line accepted, in bytes.
         @param high_water: unsent stdout bytes above which stdin is no longer read.
         @param low_water: unsent stdout bytes below which reading resumes; a quarter of
             C{high_water} when C{None}.
@@ -111,7 +121,8 @@ class StdioProtocol(Protocol):
         if clock is None:
             from twisted.internet import reactor as clock
         self._receiver = receiver
-        self._decoder = LineDecoder(max_line_length)
+        self.max_line_length = max_line_length
+        self._decoder = LineDecoder(max_line_length, first_line_length=max_init_length)
         self._clock = clock
         self._have_init = False
         self._input_closed = False
@@ -171,8 +182,23 @@ class StdioProtocol(Protocol):
                 self._receiver.init_failed(
                     ProtocolError(f"the init line is too long: {item}", field="init")
                 )
-            else:
+                return
+            request_id = http_request_id(item.head)
+            if request_id is None:
                 self._invalid_line(f"line too long: {item}")
+                return
+            self.log.warn(
+                "stdin: the http_request line of request {request_id} is longer than the "
+                "{limit}-byte line cap; it was discarded and is answered 413 (raise "
+                "--max-frame-length / PYWATT_MAX_FRAME_LENGTH, or have the orchestrator "
+                "stream the body: docs/streaming.md)",
+                request_id=request_id,
+                limit=item.limit,
+            )
+            try:
+                self._receiver.message_received(OversizedHttpRequest(request_id, item.limit), self)
+            except Exception:
+                self.log.failure("handling an over-long http_request from stdin failed")
             return
         if not self._have_init:
             self._have_init = True
@@ -362,13 +388,43 @@ class StdioProtocol(Protocol):
         self._dispatch()
 
     def send(self, message: Any) -> None:
-        self._write(encode_line(message))
+        """
+        Write C{message} as one bare stdout line. One longer than C{max_line_length} is
+        not written and is logged (as a channel does with a frame that is too long).
+        """
+        line = encode_line(message)
+        if len(line) - 1 > self.max_line_length:
+            self.log.error(
+                "stdout: {error}",
+                error=str(
+                    MessageTooLarge(
+                        getattr(message, "op", "?"), len(line) - 1, self.max_line_length
+                    )
+                ),
+            )
+            return
+        self._write(line)
 
     def send_heartbeat_ack(self) -> None:
         self.send(HeartbeatAck())
 
     def send_http_response(self, response: HttpResponse) -> None:
-        self._write(encode_stdout_http_response(response, source=self.source) + b"\n")
+        """
+        Write the reply to an C{http_request} as one stdout line.
+
+        @raise MessageTooLarge: if the line would be longer than C{max_line_length}
+            (nothing is written; the HTTP layer answers otherwise). A body whose array
+            encoding cannot fit is refused before it is encoded.
+        """
+        limit = self.max_line_length
+        body = response.body or b""
+        # Each body byte takes at least two bytes in the array encoding ("0,").
+        if 2 * len(body) - 1 > limit:
+            raise MessageTooLarge(response.op, 2 * len(body) - 1, limit)
+        line = encode_stdout_http_response(response, source=self.source)
+        if len(line) > limit:
+            raise MessageTooLarge(response.op, len(line), limit)
+        self._write(line + b"\n")
 
     def flush(self) -> Deferred[None]:
         """

@@ -12,11 +12,18 @@ request walks exactly the same resources, Klein routes, error pages and metrics 
 request that came in on the listening port. See C{docs/http.md} for why this was
 chosen over pumping bytes through C{HTTPChannel}.
 
-The bridge never fails: every outcome is an L{HttpResponse}. Malformed requests get
+The bridge never fails: every outcome is an L{HttpResponse} (or C{None} when the
+response went out streamed, see below). Malformed requests get
 400, a body above C{max_body_size} 413, too many requests in flight 503, a route
 that does not finish in time 504, a route that drops its connection 502; each with
 a JSON body
 C{{"error": {"kind": ..., "message": ...}}}.
+
+Streamed bodies (EXTENSIONS.md X1, C{docs/streaming.md}): given the link's
+L{StreamLink}, a request whose body is streamed in is spooled (L{SpooledBody}) and
+routed once complete; a response whose body outgrows one chunk is streamed out
+(L{ResponseStream}) when the orchestrator enabled streaming, with the route's producer
+paused while the window is full.
 """
 
 from __future__ import annotations
@@ -39,7 +46,9 @@ from zope.interface import Interface, implementer
 
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import MessageTooLarge, PyWattError
-from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
+from pywatt_twisted.streaming import StreamFailed, StreamLink, StreamReceiver, StreamState
+from pywatt_twisted.web._body import ResponseStream, SpooledBody
+from pywatt_twisted.wire.messages import HttpRequest, HttpResponse, StreamCancel
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -49,6 +58,7 @@ __all__ = [
     "HttpBridge",
     "IHttpRequestHandler",
     "MalformedHttpRequest",
+    "line_too_long_response",
     "response_headers",
     "send_http_reply",
     "too_large_response",
@@ -99,9 +109,12 @@ class IHttpRequestHandler(Interface):
     C{http_request} messages to one).
     """
 
-    def handle(request: HttpRequest, transport: str = "stdio") -> Deferred[HttpResponse]:
+    def handle(
+        request: HttpRequest, transport: str = "stdio", streams: StreamLink | None = None
+    ) -> Deferred[HttpResponse | None]:
         """
-        Answer C{request}; the Deferred never fails.
+        Answer C{request}; the Deferred never fails. It fires with C{None} when the
+        response went out streamed on C{streams}.
         """
 
 
@@ -119,21 +132,40 @@ def _error_response(request_id: str, status: int, kind: str, message: str) -> Ht
 
 def too_large_response(request_id: str, error: MessageTooLarge) -> HttpResponse:
     """
-    The 502 that replaces a response too large for the frame of the link it must go
-    back on, so the orchestrator can still correlate an answer to C{request_id}.
+    The 502 that replaces a response too large for the frame (or stdout line) of the
+    link it must go back on, so the orchestrator can still correlate an answer to
+    C{request_id}: the X1 C{response_too_large} error (EXTENSIONS.md),
+    C{{"error": {"kind": "response_too_large", "message": ..., "limit": <bytes>}}}.
     """
+    body = json.dumps(
+        {
+            "error": {
+                "kind": "response_too_large",
+                "message": f"the response does not fit in one {error.limit}-byte message",
+                "limit": error.limit,
+            }
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
     return HttpResponse(
         request_id=request_id,
         status_code=502,
-        headers={"content-type": "application/json"},
-        body=json.dumps(
-            {
-                "error": "response too large for a channel frame",
-                "length": error.length,
-                "max_frame_length": error.limit,
-            },
-            separators=(",", ":"),
-        ).encode("utf-8"),
+        headers={**_JSON_HEADERS, "content-length": str(len(body))},
+        body=body,
+    )
+
+
+def line_too_long_response(request_id: str, limit: int) -> HttpResponse:
+    """
+    The 413 for an C{http_request} whose stdin line was longer than the line cap
+    (C{limit} bytes) and was discarded unread.
+    """
+    return _error_response(
+        request_id,
+        413,
+        "body_too_large",
+        f"the http_request line is longer than the {limit}-byte line cap; send a smaller "
+        "body, raise the cap (PYWATT_MAX_FRAME_LENGTH), or stream the body (X1)",
     )
 
 
@@ -147,8 +179,8 @@ def send_http_reply(link: Any, response: HttpResponse, log: Logger = _log) -> No
         link.send_http_response(response)
     except MessageTooLarge as e:
         log.error(
-            "{channel}: the response to {id} does not fit in a frame ({error}); "
-            "answering 502 instead",
+            "{channel}: the response to request {id} does not fit in one message "
+            "({error}); answering 502 response_too_large instead",
             channel=link.name,
             id=response.request_id,
             error=str(e),
@@ -163,6 +195,13 @@ def send_http_reply(link: Any, response: HttpResponse, log: Logger = _log) -> No
                 id=response.request_id,
                 limit=e.limit,
             )
+
+
+def _error_text(response: HttpResponse) -> str:
+    try:
+        return str(json.loads(response.body or b"")["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return "the response failed"
 
 
 def _decode(value: bytes) -> str:
@@ -259,6 +298,7 @@ class _BridgeChannel:
         self._producer: Any = None
         self._pull = False
         self._pumping = False
+        self.stream: ResponseStream | None = None
 
     # addresses
 
@@ -291,12 +331,56 @@ class _BridgeChannel:
             self._append(b"".join(data))
 
     def _append(self, data: bytes) -> None:
-        if data:
+        if not data:
+            return
+        self.size += len(data)
+        if self.stream is not None:
+            self.stream.write(data)
+        else:
             self.chunks.append(data)
-            self.size += len(data)
-            if self._producer is not None and self._pull and not self._pumping:
-                # A pull producer that paused itself wrote again: ask for more soon.
-                self._bridge.reactor.callLater(0, self._pump, self._producer)
+            link = self._pending.stream_link
+            if (
+                link is not None
+                and link.options is not None
+                and self.size > link.options.chunk_size
+                and self.headers is not None
+                and not self._pending.answered
+            ):
+                self._start_stream(link)
+        if self._producer is not None and self._pull and not self._pumping and self._may_write:
+            # A pull producer that paused itself wrote again: ask for more soon.
+            self._bridge.reactor.callLater(0, self._pump, self._producer)
+
+    @property
+    def _may_write(self) -> bool:
+        return self.stream is None or self.stream.writable
+
+    def _start_stream(self, link: StreamLink) -> None:
+        """
+        The body outgrew one chunk: send the head and stream the body from here on.
+        """
+        assert self.headers is not None
+        self.stream = ResponseStream(
+            link, self._pending.request_id, self.code, self.headers, self._stream_writable
+        )
+        buffered, self.chunks = self.chunks, []
+        for piece in buffered:
+            self.stream.write(piece)
+        self._bridge._streaming(self._pending, self.stream)
+        if not self.stream.writable:
+            self._stream_writable(False)
+
+    def _stream_writable(self, writable: bool) -> None:
+        producer = self._producer
+        if producer is None:
+            return
+        if self._pull:
+            if writable:
+                self._bridge.reactor.callLater(0, self._pump, producer)
+        elif writable:
+            producer.resumeProducing()
+        else:
+            producer.pauseProducing()
 
     def requestDone(self, request: Any) -> None:
         self._bridge._done(self._pending)
@@ -308,6 +392,8 @@ class _BridgeChannel:
         self._pull = not streaming
         if self._pull:
             self._pump(producer)
+        elif not self._may_write:
+            producer.pauseProducing()
 
     def unregisterProducer(self) -> None:
         self._producer = None
@@ -322,7 +408,7 @@ class _BridgeChannel:
             return
         self._pumping = True
         try:
-            while self._producer is producer and not self._pending.answered:
+            while self._producer is producer and not self._pending.answered and self._may_write:
                 before = self.size
                 producer.resumeProducing()
                 if self.size == before:
@@ -358,16 +444,34 @@ class _Pending:
     Book-keeping for one bridged request.
     """
 
-    __slots__ = ("answered", "channel", "request", "request_id", "result", "timer", "transport")
+    __slots__ = (
+        "answered",
+        "channel",
+        "receiver",
+        "request",
+        "request_id",
+        "result",
+        "stream_link",
+        "timer",
+        "transport",
+    )
 
-    def __init__(self, request_id: str, transport: str, result: Deferred[HttpResponse]) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        transport: str,
+        result: Deferred[HttpResponse | None],
+        stream_link: StreamLink | None = None,
+    ) -> None:
         self.request_id = request_id
         self.transport = transport
         self.result = result
+        self.stream_link = stream_link
         self.answered = False
         self.channel: _BridgeChannel | None = None
         self.request: Any = None
         self.timer: Any = None
+        self.receiver: StreamReceiver | None = None
 
 
 @implementer(IHttpRequestHandler)
@@ -449,21 +553,30 @@ class HttpBridge:
         """
         self.accepting = False
 
-    def handle(self, request: HttpRequest, transport: str = "stdio") -> Deferred[HttpResponse]:
+    def handle(
+        self,
+        request: HttpRequest,
+        transport: str = "stdio",
+        streams: StreamLink | None = None,
+    ) -> Deferred[HttpResponse | None]:
         """
         Run C{request} through the site's resource tree and return its response.
 
         @param request: the C{http_request} message.
         @param transport: where it came from (C{"stdio"}, C{"tcp"}, C{"unix"}); only
             used for metrics and logs, the caller replies on that transport.
-        @return: a Deferred that always fires with an L{HttpResponse} and never
-            fails; cancelling it aborts the request.
+        @param streams: the link's streams: needed for a request whose body is
+            streamed in (without it such a request gets 400), and to stream the
+            response out when its C{options} are set.
+        @return: a Deferred that always fires with an L{HttpResponse} to send, or with
+            C{None} when the response already went out streamed, and never fails;
+            cancelling it aborts the request.
         """
         request_id = getattr(request, "request_id", "")
         if not isinstance(request_id, str):
             request_id = str(request_id)
         try:
-            return self._handle(request, request_id, transport)
+            return self._handle(request, request_id, transport, streams)
         except Exception:
             _log.failure(
                 "HTTP-over-IPC request {request_id} failed inside the bridge",
@@ -481,12 +594,44 @@ class HttpBridge:
             self.metrics.ipc_request(transport, outcome)
 
     def _handle(
-        self, message: HttpRequest, request_id: str, transport: str
-    ) -> Deferred[HttpResponse]:
+        self,
+        message: HttpRequest,
+        request_id: str,
+        transport: str,
+        streams: StreamLink | None,
+    ) -> Deferred[HttpResponse | None]:
+        refused = self._refusal(message, request_id, transport, streams)
+        if refused is not None:
+            stream_id = getattr(message, "stream_id", None)
+            if isinstance(stream_id, str) and streams is not None:
+                # Its body will not be read: stop the orchestrator sending it.
+                streams.link.send(
+                    StreamCancel(stream_id, f"request refused with {refused.status_code}")
+                )
+            return succeed(refused)
+        return self._start(message, request_id, transport, streams)
+
+    def _refusal(
+        self,
+        message: HttpRequest,
+        request_id: str,
+        transport: str,
+        streams: StreamLink | None,
+    ) -> HttpResponse | None:
+        """
+        The answer to give C{message} at once, or C{None} to serve it.
+        """
         problem = _validate(message)
+        if problem is None and getattr(message, "stream_id", None) is not None:
+            if not isinstance(message.stream_id, str):
+                problem = "expected stream_id to be a string"
+            elif message.body:
+                problem = "a request with a stream_id carries its body in chunks, not in 'body'"
+            elif streams is None:
+                problem = "this link cannot receive a streamed body"
         if problem is not None:
             self._count(transport, "bad_request")
-            return succeed(_error_response(request_id, 400, "bad_request", problem))
+            return _error_response(request_id, 400, "bad_request", problem)
         size = len(message.body) if message.body is not None else 0
         if size > self.max_body_size:
             _log.warn(
@@ -500,35 +645,38 @@ class HttpBridge:
                 limit=self.max_body_size,
             )
             self._count(transport, "too_large")
-            return succeed(
-                _error_response(
-                    request_id,
-                    413,
-                    "body_too_large",
-                    f"the request body is {size} bytes; the limit is {self.max_body_size} bytes",
-                )
+            return _error_response(
+                request_id,
+                413,
+                "body_too_large",
+                f"the request body is {size} bytes; the limit is {self.max_body_size} bytes",
             )
         if not self.accepting:
             self._count(transport, "stopping")
-            return succeed(
-                _error_response(
-                    request_id, 503, "stopping", "the module is stopping; retry on another instance"
-                )
+            return _error_response(
+                request_id, 503, "stopping", "the module is stopping; retry on another instance"
             )
         if len(self._in_flight) >= self.max_concurrent:
             self._count(transport, "overloaded")
-            return succeed(
-                _error_response(
-                    request_id,
-                    503,
-                    "overloaded",
-                    f"{len(self._in_flight)} HTTP-over-IPC requests already in flight "
-                    f"(limit {self.max_concurrent}); retry later",
-                )
+            return _error_response(
+                request_id,
+                503,
+                "overloaded",
+                f"{len(self._in_flight)} HTTP-over-IPC requests already in flight "
+                f"(limit {self.max_concurrent}); retry later",
             )
 
-        result: Deferred[HttpResponse] = Deferred(lambda _: self._cancelled(pending))
-        pending = _Pending(request_id, transport, result)
+        return None
+
+    def _start(
+        self,
+        message: HttpRequest,
+        request_id: str,
+        transport: str,
+        streams: StreamLink | None,
+    ) -> Deferred[HttpResponse | None]:
+        result: Deferred[HttpResponse | None] = Deferred(lambda _: self._cancelled(pending))
+        pending = _Pending(request_id, transport, result, streams)
         channel = _BridgeChannel(self, pending)
         pending.channel = channel
         web_request: Any = self.site.requestFactory(channel)  # type: ignore[no-untyped-call]
@@ -546,6 +694,15 @@ class HttpBridge:
                 # The body arrives whole; there is nothing left to de-chunk.
                 continue
             headers.addRawHeader(name, value)
+        if message.stream_id is not None:
+            assert streams is not None
+            sink = SpooledBody(
+                lambda: self._body_arrived(pending, message, sink),
+                lambda error: self._body_failed(pending, error),
+            )
+            self._in_flight.add(pending)
+            pending.receiver = streams.receiver(message.stream_id, sink)
+            return result
         body = bytes(message.body) if message.body is not None else b""
         if body or content_length is not None:
             headers.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
@@ -556,6 +713,49 @@ class HttpBridge:
         # Nothing above can leave state behind if it raises (handle() answers 500);
         # from here on the request is in flight until _answer() or cancellation.
         self._in_flight.add(pending)
+        self._run(pending, message)
+        return result
+
+    def _body_arrived(self, pending: _Pending, message: HttpRequest, sink: SpooledBody) -> None:
+        """
+        The streamed body is complete (and spooled): route the request.
+        """
+        pending.receiver = None
+        if pending.answered:
+            sink.content.close()
+            return
+        request = pending.request
+        request.requestHeaders.setRawHeaders(b"Content-Length", [b"%d" % sink.size])
+        request.content = sink.content
+        self._run(pending, message)
+
+    def _body_failed(self, pending: _Pending, error: StreamFailed) -> None:
+        pending.receiver = None
+        too_large = error.kind == "too_large"
+        _log.warn(
+            "HTTP-over-IPC request {request_id}: its streamed body failed ({error}); "
+            "answering {status}",
+            request_id=pending.request_id,
+            error=str(error),
+            status=413 if too_large else 400,
+        )
+        self._answer(
+            pending,
+            _error_response(
+                pending.request_id,
+                413 if too_large else 400,
+                "body_too_large" if too_large else "bad_request",
+                f"the streamed request body failed: {error.reason}",
+            ),
+            "too_large" if too_large else "bad_request",
+        )
+
+    def _run(self, pending: _Pending, message: HttpRequest) -> None:
+        """
+        Start the route timer and hand the request to the resource tree.
+        """
+        request_id = pending.request_id
+        web_request = pending.request
         if self.timeout is not None:
             pending.timer = self.reactor.callLater(self.timeout, self._timed_out, pending)
         try:
@@ -574,13 +774,19 @@ class HttpBridge:
                 "error",
                 abort=True,
             )
-        return result
 
     # outcomes
 
     def _done(self, pending: _Pending) -> None:
         channel = pending.channel
         assert channel is not None
+        if channel.stream is not None:
+            # The route finished writing; the stream ends once the last chunk is acked.
+            if pending.timer is not None and pending.timer.active():
+                pending.timer.cancel()
+            pending.timer = None
+            channel.stream.finish()
+            return
         headers = channel.headers if channel.headers is not None else {}
         body = b"".join(channel.chunks)
         method = pending.request.method
@@ -597,6 +803,30 @@ class HttpBridge:
             body=body,
         )
         self._answer(pending, response, "completed")
+
+    def _streaming(self, pending: _Pending, stream: ResponseStream) -> None:
+        """
+        C{pending}'s response went streamed: it is answered (with C{None}) when the
+        stream ends, acknowledged or not.
+        """
+
+        def ended(result: object) -> None:
+            if pending.answered:
+                return
+            failed = isinstance(result, Failure)
+            if isinstance(result, Failure):
+                _log.warn(
+                    "HTTP-over-IPC request {request_id}: its streamed response ended early: "
+                    "{error}",
+                    request_id=pending.request_id,
+                    error=str(result.value),
+                )
+            self._finish_pending(pending, "aborted" if failed else "completed")
+            if failed:
+                self._abort_request(pending, ConnectionAborted())
+            pending.result.callback(None)
+
+        stream.when_done(ended)
 
     def _timed_out(self, pending: _Pending) -> None:
         pending.timer = None
@@ -659,10 +889,19 @@ class HttpBridge:
         self._finish_pending(pending, outcome)
         if abort:
             self._abort_request(pending, reason or ConnectionAborted())
+        channel = pending.channel
+        if channel is not None and channel.stream is not None:
+            # The head already went out: the stream is cancelled instead.
+            channel.stream.cancel(f"{response.status_code}: {_error_text(response)}")
+            pending.result.callback(None)
+            return
         pending.result.callback(response)
 
     def _finish_pending(self, pending: _Pending, outcome: str) -> None:
         pending.answered = True
+        receiver, pending.receiver = pending.receiver, None
+        if receiver is not None and receiver.state is StreamState.OPEN:
+            receiver.cancel("the request was answered before its body arrived")
         if pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
         pending.timer = None

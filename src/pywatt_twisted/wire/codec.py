@@ -19,6 +19,8 @@ Rules (PROTOCOL.md sections 2-6, summarised in C{docs/protocol.md}):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -70,6 +72,9 @@ from pywatt_twisted.wire.messages import (
     ServiceResponse,
     ServiceType,
     Shutdown,
+    StreamAck,
+    StreamCancel,
+    StreamChunk,
     UnknownMessage,
 )
 
@@ -241,6 +246,26 @@ def _opt_bytes(obj: _Obj, key: str, ctx: str) -> bytes | None:
     if value is None:
         return None
     return _bytes_value(value, _path(ctx, key))
+
+
+def _opt_object(obj: _Obj, key: str, ctx: str) -> dict[str, Any] | None:
+    value = obj.get(key)
+    if value is None or type(value) is dict:
+        return value
+    raise _bad(ctx, key, "an object or null", value)
+
+
+def _base64(obj: _Obj, key: str, ctx: str) -> bytes:
+    value = obj.get(key, _MISSING)
+    if type(value) is not str:
+        raise _bad(ctx, key, "a base64 string", value)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(
+            "expected a base64 string (RFC 4648, with padding), got invalid base64",
+            field=_path(ctx, key),
+        ) from None
 
 
 _UUID: Final = uuid.UUID
@@ -427,6 +452,7 @@ def _init_blob(obj: _Obj, ctx: str) -> InitBlob:
         security_level=level,
         debug_mode=_bool_default(obj, "debug_mode", ctx, False),
         log_level=_opt_str(obj, "log_level", ctx),
+        extensions=_opt_object(obj, "extensions", ctx),
     )
 
 
@@ -496,6 +522,8 @@ def _init_to_obj(blob: InitBlob) -> dict[str, Any]:
         out["debug_mode"] = True
     if blob.log_level is not None:
         out["log_level"] = blob.log_level
+    if blob.extensions is not None:
+        out["extensions"] = _plain_json(blob.extensions)
     return out
 
 
@@ -531,8 +559,12 @@ def _d_shutdown(obj: _Obj, ctx: str) -> Shutdown:
     return Shutdown()
 
 
+_HEARTBEAT: Final = Heartbeat()  # frozen and field-less: one instance serves
+_BARE_HEARTBEAT: Final = b'{"op":"heartbeat"}'
+
+
 def _d_heartbeat(obj: _Obj, ctx: str) -> Heartbeat:
-    return Heartbeat()
+    return _HEARTBEAT
 
 
 def _d_register_response(obj: _Obj, ctx: str) -> RegisterServiceProviderResponse:
@@ -601,7 +633,37 @@ def _d_http_request(obj: _Obj, ctx: str) -> HttpRequest:
         _str(obj, "uri", ctx),
         _str_map(obj, "headers", ctx),
         _opt_bytes(obj, "body", ctx),
+        _opt_str(obj, "stream_id", ctx),
     )
+
+
+_U64: Final = 2**64 - 1
+_U32: Final = 2**32 - 1
+
+
+def _d_stream_chunk(obj: _Obj, ctx: str) -> StreamChunk:
+    return StreamChunk(
+        _str(obj, "stream_id", ctx),
+        _uint(obj, "sequence", ctx, _U64),
+        _base64(obj, "data", ctx),
+        _bool_default(obj, "compressed", ctx, False),
+        _uint(obj, "checksum", ctx, _U32),
+        _bool_default(obj, "is_final", ctx, False),
+    )
+
+
+def _d_stream_ack(obj: _Obj, ctx: str) -> StreamAck:
+    return StreamAck(
+        _str(obj, "stream_id", ctx),
+        _uint(obj, "sequence", ctx, _U64),
+        _bool_default(obj, "success", ctx, True),
+        _opt_str(obj, "error", ctx),
+    )
+
+
+def _d_stream_cancel(obj: _Obj, ctx: str) -> StreamCancel:
+    reason = _opt_str(obj, "reason", ctx)
+    return StreamCancel(_str(obj, "stream_id", ctx), reason if reason is not None else "")
 
 
 def _d_port_response(obj: _Obj, ctx: str) -> PortResponse:
@@ -644,6 +706,9 @@ _ORCHESTRATOR_DECODERS: Final[dict[str, Callable[[_Obj, str], OrchestratorMessag
     "routed_module_message": _d_routed_message,
     "routed_module_response": _d_routed_response,
     "heartbeat": _d_heartbeat,
+    "stream_chunk": _d_stream_chunk,
+    "stream_ack": _d_stream_ack,
+    "stream_cancel": _d_stream_cancel,
 }
 
 ORCHESTRATOR_OPS: Final = frozenset(_ORCHESTRATOR_DECODERS)
@@ -719,6 +784,7 @@ def _d_http_response(obj: _Obj, ctx: str) -> HttpResponse:
         _uint(obj, "status_code", ctx, 65535),
         _str_map(obj, "headers", ctx),
         _opt_bytes(obj, "body", ctx),
+        _opt_str(obj, "stream_id", ctx),
     )
 
 
@@ -769,6 +835,9 @@ _MODULE_DECODERS: Final[dict[str, Callable[[_Obj, str], ModuleMessage]]] = {
     "heartbeat_ack": _d_heartbeat_ack,
     "identify": _d_identify,
     "routed_module_response": _d_routed_reply,
+    "stream_chunk": _d_stream_chunk,
+    "stream_ack": _d_stream_ack,
+    "stream_cancel": _d_stream_cancel,
 }
 
 MODULE_OPS: Final = frozenset(_MODULE_DECODERS)
@@ -858,6 +927,10 @@ def decode_from_orchestrator(
 
     @raise ProtocolError: on invalid input (never for an unknown op).
     """
+    if data == _BARE_HEARTBEAT:
+        # The orchestrator's heartbeat, byte for byte as every peer sends it: the one
+        # message that comes at a steady rate, and carries nothing to read.
+        return _HEARTBEAT
     obj = decode_json_object(data)
     if "op" in obj:
         return _decode_op(obj, _ORCHESTRATOR_DECODERS)
@@ -993,13 +1066,16 @@ def _e_service_operation(m: ServiceOperation) -> dict[str, Any]:
 
 
 def _e_http_response(m: HttpResponse) -> dict[str, Any]:
-    return {
+    out = {
         "op": "http_response",
         "request_id": m.request_id,
         "status_code": m.status_code,
         "headers": _plain_map(m.headers),
         "body": _bytes_out(m.body),
     }
+    if m.stream_id is not None:
+        out["stream_id"] = m.stream_id
+    return out
 
 
 def _e_port_request(m: PortRequest) -> dict[str, Any]:
@@ -1112,7 +1188,7 @@ def _e_service_operation_result(m: ServiceOperationResult) -> dict[str, Any]:
 
 
 def _e_http_request(m: HttpRequest) -> dict[str, Any]:
-    return {
+    out = {
         "op": "http_request",
         "request_id": m.request_id,
         "method": m.method,
@@ -1120,6 +1196,35 @@ def _e_http_request(m: HttpRequest) -> dict[str, Any]:
         "headers": _plain_map(m.headers),
         "body": _bytes_out(m.body),
     }
+    if m.stream_id is not None:
+        out["stream_id"] = m.stream_id
+    return out
+
+
+def _e_stream_chunk(m: StreamChunk) -> dict[str, Any]:
+    return {
+        "op": "stream_chunk",
+        "stream_id": m.stream_id,
+        "sequence": m.sequence,
+        "data": base64.b64encode(m.data).decode("ascii"),
+        "compressed": m.compressed,
+        "checksum": m.checksum,
+        "is_final": m.is_final,
+    }
+
+
+def _e_stream_ack(m: StreamAck) -> dict[str, Any]:
+    return {
+        "op": "stream_ack",
+        "stream_id": m.stream_id,
+        "sequence": m.sequence,
+        "success": m.success,
+        "error": m.error,
+    }
+
+
+def _e_stream_cancel(m: StreamCancel) -> dict[str, Any]:
+    return {"op": "stream_cancel", "stream_id": m.stream_id, "reason": m.reason}
 
 
 def _e_port_response(m: PortResponse) -> dict[str, Any]:
@@ -1188,6 +1293,9 @@ _ENCODERS: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
     RoutedModuleMessage: _e_routed_message,
     RoutedModuleResponse: _e_routed_response,
     Heartbeat: _e_heartbeat,
+    StreamChunk: _e_stream_chunk,
+    StreamAck: _e_stream_ack,
+    StreamCancel: _e_stream_cancel,
     UnknownMessage: _e_unknown,
 }
 
@@ -1274,14 +1382,17 @@ def encode_stdout_http_response(
     @param source: this module's id.
     @param message_id: C{metadata.id}; a fresh uuid4 when C{None}.
     """
+    content: dict[str, Any] = {
+        "body": list(response.body or b""),
+        "headers": _plain_map(response.headers),
+        "request_id": response.request_id,
+        "status_code": response.status_code,
+    }
+    if response.stream_id is not None:
+        content["stream_id"] = response.stream_id
     return _json.dumps_sorted(
         {
-            "content": {
-                "body": list(response.body or b""),
-                "headers": _plain_map(response.headers),
-                "request_id": response.request_id,
-                "status_code": response.status_code,
-            },
+            "content": content,
             "metadata": {
                 "id": str(uuid.uuid4() if message_id is None else message_id),
                 "properties": {"correlation_id": response.request_id},

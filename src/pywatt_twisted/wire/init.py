@@ -16,7 +16,7 @@ import enum
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from attrs import field, frozen
 
@@ -290,6 +290,9 @@ class InitBlob:
     @ivar security_level: see L{SecurityLevel}.
     @ivar debug_mode: Python-SDK extension, C{False} unless given.
     @ivar log_level: Python-SDK extension, C{None} unless given.
+    @ivar extensions: the extensions the orchestrator enabled (EXTENSIONS.md X0), the
+        JSON object as given, or C{None}; read it with
+        L{pywatt_twisted.wire.stream.StreamOptions.from_extensions}.
     """
 
     orchestrator_api: str
@@ -302,3 +305,4 @@ class InitBlob:
     security_level: SecurityLevel = SecurityLevel.NONE
     debug_mode: bool = False
     log_level: str | None = None
+    extensions: Mapping[str, Any] | None = None

@@ -45,6 +45,7 @@ __all__ = [
     "Metadata",
     "ModuleMessage",
     "OrchestratorMessage",
+    "OversizedHttpRequest",
     "PortRequest",
     "PortResponse",
     "RegisterServiceProvider",
@@ -63,6 +64,9 @@ __all__ = [
     "ServiceResponse",
     "ServiceType",
     "Shutdown",
+    "StreamAck",
+    "StreamCancel",
+    "StreamChunk",
     "UnknownMessage",
 ]
 
@@ -314,6 +318,8 @@ class HttpResponse:
 
     @ivar headers: single-valued header map (join repeated headers with C{", "}).
     @ivar body: the body bytes, or C{None} (C{null}).
+    @ivar stream_id: set when the body follows as L{StreamChunk}s (EXTENSIONS.md
+        X1); then C{body} is empty.
     """
 
     op: ClassVar[str] = "http_response"
@@ -321,6 +327,7 @@ class HttpResponse:
     status_code: int
     headers: Mapping[str, str] = field(converter=_str_map)
     body: bytes | None = None
+    stream_id: str | None = None
 
 
 @frozen
@@ -504,6 +511,8 @@ class HttpRequest:
     @ivar uri: path plus query string.
     @ivar headers: single-valued header map.
     @ivar body: the body bytes or C{None}.
+    @ivar stream_id: set when the body follows as L{StreamChunk}s (EXTENSIONS.md
+        X1); then C{body} is C{None}.
     """
 
     op: ClassVar[str] = "http_request"
@@ -512,6 +521,22 @@ class HttpRequest:
     uri: str
     headers: Mapping[str, str] = field(converter=_str_map)
     body: bytes | None = None
+    stream_id: str | None = None
+
+
+@frozen
+class OversizedHttpRequest:
+    """
+    Not a wire message: what the stdio reader hands on in place of an C{http_request}
+    line longer than its cap, which it discarded unparsed but whose C{request_id} it
+    read from the line's first bytes, so the request is still answered (413).
+
+    @ivar length_limit: the line cap the request exceeded, in bytes.
+    """
+
+    op: ClassVar[str] = "http_request"
+    request_id: str
+    length_limit: int
 
 
 @frozen
@@ -578,6 +603,54 @@ class UnknownMessage:
     fields: Mapping[str, object] = field(factory=dict)
 
 
+@frozen
+class StreamChunk:
+    """
+    C{stream_chunk} (EXTENSIONS.md X1, both directions): one piece of a streamed body.
+    Build and open them with L{pywatt_twisted.wire.stream.make_chunk} and
+    L{pywatt_twisted.wire.stream.open_chunk}.
+
+    @ivar data: the bytes as carried (the gzip of the piece when C{compressed}); base64
+        on the wire.
+    @ivar checksum: CRC-32 of the uncompressed bytes, unsigned.
+    @ivar is_final: the last chunk of the body (its data may be empty).
+    """
+
+    op: ClassVar[str] = "stream_chunk"
+    stream_id: str
+    sequence: int
+    data: bytes
+    compressed: bool = False
+    checksum: int = 0
+    is_final: bool = False
+
+
+@frozen
+class StreamAck:
+    """
+    C{stream_ack} (X1, both directions): the receiver consumed the chunks up to
+    C{sequence} (acks are cumulative), or, with C{success} false, refuses chunk
+    C{sequence} for C{error}.
+    """
+
+    op: ClassVar[str] = "stream_ack"
+    stream_id: str
+    sequence: int
+    success: bool = True
+    error: str | None = None
+
+
+@frozen
+class StreamCancel:
+    """
+    C{stream_cancel} (X1, both directions): either side ends the stream now.
+    """
+
+    op: ClassVar[str] = "stream_cancel"
+    stream_id: str
+    reason: str
+
+
 ModuleMessage = (
     Announce
     | GetSecret
@@ -592,6 +665,9 @@ ModuleMessage = (
     | HeartbeatAck
     | Identify
     | RoutedModuleReply
+    | StreamChunk
+    | StreamAck
+    | StreamCancel
     | UnknownMessage
 )
 """A message a module sends to the orchestrator."""
@@ -610,6 +686,9 @@ OrchestratorMessage = (
     | RoutedModuleMessage
     | RoutedModuleResponse
     | Heartbeat
+    | StreamChunk
+    | StreamAck
+    | StreamCancel
     | UnknownMessage
 )
 """A message the orchestrator sends to a module."""
