@@ -64,6 +64,7 @@ UNITS: dict[str, str] = {
     "pywatt_twisted.runtime.discovery": "clients",
     "pywatt_twisted.runtime.messaging": "clients",
     "pywatt_twisted.runtime.registration": "clients",
+    "pywatt_twisted.runtime.proxied": "clients",
     "pywatt_twisted.runtime.resilience": "clients",
     # (private helper: the lowest layer that uses it is runtime.messaging)
     "pywatt_twisted._inflight": "clients",

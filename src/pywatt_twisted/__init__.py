@@ -32,6 +32,11 @@ _LAZY = {
     "Timeout": "pywatt_twisted.errors",
     "Unavailable": "pywatt_twisted.errors",
     "UnknownModule": "pywatt_twisted.errors",
+    # Proxied services (state.service).
+    "ServiceError": "pywatt_twisted.errors",
+    "ServiceUnavailable": "pywatt_twisted.errors",
+    "UnknownService": "pywatt_twisted.errors",
+    "UnsupportedOperation": "pywatt_twisted.errors",
     "BreakerPolicy": "pywatt_twisted.runtime.resilience",
     "RetryPolicy": "pywatt_twisted.runtime.resilience",
     "ServiceType": "pywatt_twisted.wire.messages",
@@ -52,10 +57,14 @@ if TYPE_CHECKING:  # pragma: no cover
         PyWattError,
         RemoteError,
         RequestTimeout,
+        ServiceError,
+        ServiceUnavailable,
         TargetExited,
         Timeout,
         Unavailable,
         UnknownModule,
+        UnknownService,
+        UnsupportedOperation,
     )
     from pywatt_twisted.runtime.messaging import error_payload, request_payload  # noqa: F401
     from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module  # noqa: F401

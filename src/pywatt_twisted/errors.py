@@ -307,6 +307,78 @@ REMOTE_ERROR_CLASSES: dict[str, type[RemoteError]] = {
 }
 
 
+class ServiceError(RemoteError):
+    """
+    A proxied service (C{state.service(name)}) could not be used: the orchestrator
+    refused the connection or an operation for a reason that is not the backend's own
+    error (those arrive as the data layer's usual types, such as C{QueryError}).
+
+    @ivar info: the orchestrator's C{error_info} object, when it sent one.
+    @ivar detail: the orchestrator's own error text (C{message} when it gave none).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        kind: str = "service_error",
+        info: object = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, kind)
+        self.info = info
+        self.detail = message if detail is None else detail
+
+
+class UnknownService(ServiceError):
+    """
+    The orchestrator provides no service of that name (C{kind} C{"unknown_service"});
+    the message lists the names it does provide.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        kind: str = "unknown_service",
+        info: object = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, kind, info, detail)
+
+
+class UnsupportedOperation(ServiceError):
+    """
+    The orchestrator's end of a proxied service does not support that operation
+    (C{kind} C{"unsupported_operation"}).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        kind: str = "unsupported_operation",
+        info: object = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, kind, info, detail)
+
+
+class ServiceUnavailable(ServiceError):
+    """
+    A proxied service operation got no answer: the orchestrator did not reply in time,
+    the module is stopping, too many operations were waiting, or the service's breaker
+    is open (C{kind} C{"unavailable"}, C{"overloaded"}, C{"timeout"}...).
+
+    @ivar sent: whether the operation may have reached the orchestrator; if so its
+        outcome is unknown (it may have been applied), and it is never sent again on its
+        own.
+    """
+
+    def __init__(
+        self, message: str, kind: str = "unavailable", info: object = None, *, sent: bool = False
+    ) -> None:
+        super().__init__(message, kind, info)
+        self.sent = sent
+
+
 class DataError(PyWattError):
     """
     A database or cache operation failed. Never includes a password.

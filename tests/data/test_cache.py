@@ -62,12 +62,19 @@ class CacheSuiteMixin:
     expiry_slack = 0.0
 
     def make(self, namespace: str) -> Any:
+        """
+        A cache of this backend for C{namespace} (or a Deferred of one).
+        """
         raise NotImplementedError
 
-    def setUp(self) -> None:
+    def setUp(self) -> defer.Deferred[None]:
         self.ns = f"t{uuid.uuid4().hex[:12]}"
-        self.cache = self.make(self.ns)
-        self.addCleanup(self._cleanup)
+
+        def made(cache: Any) -> None:
+            self.cache = cache
+            self.addCleanup(self._cleanup)
+
+        return defer.maybeDeferred(self.make, self.ns).addCallback(made)
 
     async def _cleanup(self) -> None:
         await self.cache.clear()
@@ -218,7 +225,7 @@ class CacheSuiteMixin:
             self.cache.namespace("has:colon")
 
     async def test_namespaces_isolated(self) -> None:
-        other = self.make(self.ns + "x")
+        other = await defer.maybeDeferred(self.make, self.ns + "x")
         self.addCleanup(other.close)
         await self.cache.set("k", b"mine")
         self.assertIsNone(await other.get("k"))

@@ -52,14 +52,24 @@ class DatabaseSuiteMixin:
     def url(self) -> str:
         raise NotImplementedError
 
+    def open_db(self) -> Any:
+        """
+        The database under test (or a Deferred of it): a direct one for C{url()}.
+        """
+        return Database.from_url(self.url(), **self.pool)
+
     def setUp(self) -> defer.Deferred[None]:
-        self.db = Database.from_url(self.url(), **self.pool)
-        self.addCleanup(self.db.close)
         self.table = f"t_{uuid.uuid4().hex[:12]}"
-        return self.db.execute(
-            f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, "
-            "n INTEGER NOT NULL DEFAULT 0)"
-        ).addCallback(lambda _: self.addCleanup(self._drop))
+
+        def opened(db: Any) -> defer.Deferred[None]:
+            self.db = db
+            self.addCleanup(self.db.close)
+            return self.db.execute(
+                f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT "
+                "NULL, n INTEGER NOT NULL DEFAULT 0)"
+            ).addCallback(lambda _: self.addCleanup(self._drop))
+
+        return defer.maybeDeferred(self.open_db).addCallback(opened)
 
     def _drop(self) -> defer.Deferred[Any]:
         if self.db._closed:

@@ -2,7 +2,7 @@
 """
 What C{pywatt dev} answers when a supervised module asks something of its orchestrator:
 a secret, a port, service registration and discovery, module-to-module routing (handed
-to the dev orchestrator), and a refusal for proxied services, which it does not offer.
+to the dev orchestrator), and a refusal for proxied services when none is provided.
 """
 
 from __future__ import annotations
@@ -81,18 +81,19 @@ class ModuleAnswers:
         self, message: ServiceRequest | ServiceOperation, reply: Callable[[Any], None]
     ) -> None:
         """
-        pywatt dev proxies no services: refuse, saying so.
+        No service is provided (no C{--provide-database} / C{--provide-cache}): refuse,
+        saying so.
         """
         if isinstance(message, ServiceOperation):
             reply(
                 ServiceOperationResult(
-                    False, None, "pywatt dev does not proxy services", params=message
+                    False, None, "pywatt dev provides no services", params=message
                 )
             )
             return
         self._say(
             f"{self._supervisor.module_id} asked for a proxied {message.service_type} service; "
-            "pywatt dev does not proxy services (refused)",
+            "none is provided (refused; see --provide-database / --provide-cache)",
             "warn",
         )
         reply(
@@ -100,7 +101,8 @@ class ModuleAnswers:
                 message.id,
                 message.service_type,
                 False,
-                "pywatt dev does not proxy services; connect to the service directly",
+                "pywatt dev provides no services; start it with --provide-database NAME=URL "
+                "or --provide-cache NAME=URL, or connect to the service directly",
                 None,
             )
         )

@@ -105,6 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--demo-exit", action="store_true", help="like --demo, then stop")
     parser.add_argument(
+        "--provide-database",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="offer the database at URL to the modules as proxied service NAME "
+        "(state.service(NAME)); repeat for several",
+    )
+    parser.add_argument(
+        "--provide-cache",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="offer the cache at URL (redis://, memcached://, memory://, file://) to the "
+        "modules as proxied service NAME; repeat for several",
+    )
+    parser.add_argument(
         "--reload",
         action="store_true",
         help="watch each module's source directory (and the secrets file) and restart only "
@@ -118,6 +134,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --reload, restart once no file changed for this long",
     )
     return parser
+
+
+def _named_urls(option: str, values: Sequence[str]) -> list[tuple[str, str]]:
+    """
+    C{NAME=URL} pairs of a C{--provide-*} option.
+
+    @raise ConfigurationError: for a value without a name or a URL, or a name twice.
+    """
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        name, sep, url = value.partition("=")
+        name = name.strip()
+        if not sep or not name or not url.strip():
+            raise ConfigurationError(
+                f"{option} takes NAME=URL (e.g. {option} main=postgresql://127.0.0.1/app), "
+                f"got {value!r}"
+            )
+        pairs.append((name, url.strip()))
+    return pairs
+
+
+def service_host(args: argparse.Namespace, reactor: Any, console: Console) -> Any:
+    """
+    The L{ServiceHost} of C{--provide-database} and C{--provide-cache} (None without
+    them); it owns the databases and caches it opens.
+
+    @raise ConfigurationError: for a bad option or URL (passwords redacted).
+    """
+    databases = _named_urls("--provide-database", args.provide_database)
+    caches = _named_urls("--provide-cache", args.provide_cache)
+    if not databases and not caches:
+        return None
+    names = [n for n, _ in databases + caches]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigurationError(f"service names must be unique, got {', '.join(twice)} twice")
+    from pywatt_twisted.data import Cache, Database
+    from pywatt_twisted.orchestrator.services import ServiceHost
+
+    def say(text: str, level: str = "info") -> None:
+        console.say("pywatt-dev", text, level)
+
+    host = ServiceHost(owned=True, say=say)
+    try:
+        for name, url in databases:
+            db = Database.from_url(url, reactor=reactor, name=name)
+            host.provide(name, db)
+            console.say("pywatt-dev", f"providing database {name!r}: {db.url_redacted}")
+        for name, url in caches:
+            cache = Cache.from_url(url)
+            host.provide(name, cache)
+            console.say("pywatt-dev", f"providing cache {name!r}: {cache.health()['url']}")
+    except Exception as e:
+        host.close()
+        if isinstance(e, ConfigurationError):
+            raise
+        raise ConfigurationError(f"cannot provide a service: {e}") from e
+    return host
 
 
 def secrets_file_provider(path: str, reactor: Any, console: Console) -> FileSecretProvider:
@@ -314,6 +388,7 @@ def main(argv: Sequence[str]) -> int:
             console=console,
             port=args.port,
             supervisor_options=_supervisor_options(args),
+            services=service_host(args, reactor, console),
             hold_requests=args.reload,
         )
     except ConfigurationError as e:

@@ -83,6 +83,7 @@ class DevOrchestrator(Service):
         console: Console | None = None,
         port: int = 8080,
         supervisor_options: Mapping[str, Any] | None = None,
+        services: Any = None,
         hold_requests: bool = False,
     ) -> None:
         """
@@ -90,6 +91,8 @@ class DevOrchestrator(Service):
             for it (L{RequestHold}) instead of getting 503 (C{--reload}).
         """
         self.reactor = reactor
+        #: the L{ServiceHost} of C{--provide-database} / C{--provide-cache} (or None)
+        self.services = services
         self.secrets = secrets
         self.console = console or Console()
         self.port_number = port
@@ -114,6 +117,7 @@ class DevOrchestrator(Service):
             supervisor.router = self.route
             supervisor.discovery = self.discover
             supervisor.on_exit = self._module_exited
+            supervisor.services = services
         #: service providers the modules registered, by provider id
         self.providers: dict[str, ServiceProviderInfo] = {}
         # request id -> (requester, target module id, expiry timer)
@@ -176,6 +180,9 @@ class DevOrchestrator(Service):
         if self.front_port is not None:
             port = self.front_port
             d.addCallback(lambda _: port.stopListening())
+        if self.services is not None:
+            services = self.services
+            d.addCallback(lambda _: services.close())
         return d
 
     def when_all_announced(self) -> Any:
@@ -309,6 +316,8 @@ class DevOrchestrator(Service):
             reply(DiscoverServiceProvidersResponse(True, tuple(found), None))
 
     def _module_exited(self, target: ModuleSupervisor) -> None:
+        if self.services is not None:
+            self.services.module_gone(target.module_id)
         for provider_id, info in list(self.providers.items()):
             if info.module_id == target.module_id and info.is_healthy:
                 self.providers[provider_id] = evolve(info, is_healthy=False)

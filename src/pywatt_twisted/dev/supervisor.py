@@ -179,6 +179,9 @@ class ModuleSupervisor:
         self.router: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
         #: called with this supervisor whenever its process ends
         self.on_exit: Callable[[ModuleSupervisor], object] | None = None
+        #: the L{ServiceHost <pywatt_twisted.orchestrator.services.ServiceHost>} answering
+        #: the module's proxied-service requests (None: they are refused)
+        self.services: Any = None
         #: C{discovery(supervisor, message, reply)} for service registration and
         #: discovery; set by the orchestrator.
         self.discovery: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
@@ -486,7 +489,10 @@ class ModuleSupervisor:
         elif isinstance(message, PortRequest):
             self._answers.port(message, reply)
         elif isinstance(message, ServiceRequest | ServiceOperation):
-            self._answers.refuse_service(message, reply)
+            if self.services is not None:
+                self.services.handle(self.module_id, message, reply)
+            else:
+                self._answers.refuse_service(message, reply)
         elif isinstance(message, Announce):
             self._on_announced(message)
         elif isinstance(message, HeartbeatAck):

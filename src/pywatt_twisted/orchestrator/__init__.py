@@ -10,6 +10,8 @@ and the test toolkit (L{pywatt_twisted.testing}):
   - The secret providers (L{ISecretProvider}, L{MemorySecretProvider},
     L{EnvironmentSecretProvider}, L{FileSecretProvider}, L{ChainedSecretProvider}):
     where an orchestrator's secrets come from.
+  - L{ServiceHost}: databases and caches provided to modules by name (proxied
+    services, C{state.service(name)}).
 
 A module never imports this package: it is what plays the other end.
 """
@@ -24,6 +26,7 @@ from pywatt_twisted.orchestrator.providers import (
     MemorySecretProvider,
     read_secrets_file,
 )
+from pywatt_twisted.orchestrator.services import ServiceHost
 
 __all__ = [
     "ChainedSecretProvider",
@@ -34,6 +37,7 @@ __all__ = [
     "ISecretProvider",
     "MemorySecretProvider",
     "ModuleConnection",
+    "ServiceHost",
     "read_secrets_file",
     "server_tls_options",
 ]

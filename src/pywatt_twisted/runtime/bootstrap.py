@@ -210,8 +210,10 @@ class Bootstrap:
             clock=service.reactor,
             channels=parts.channels,
             max_frame_length=config.max_frame_length,
+            default_timeout=config.service_timeout,
         )
         state._services = parts.service_client
+        state._service_limits = (config.service_max_in_flight, config.service_queue_size)
         state._ports = parts.port_negotiator
         if service.definition.jwt is not None:
             from pywatt_twisted.web.jwt import install_jwt_guard

@@ -69,6 +69,10 @@ class RuntimeConfig:
     http_header_timeout: float = 30.0
     http_idle_timeout: float = 60.0
     max_header_size: int = 16 * 1024
+    # Proxied services (state.service(name); docs/data.md).
+    service_timeout: float = 30.0
+    service_max_in_flight: int = 64
+    service_queue_size: int = 1024
     max_stream_body_size: int = 1024 * MiB
     stream_stall_timeout: float = 60.0
 
@@ -361,6 +365,17 @@ SETTINGS: tuple[Setting, ...] = (
     _s("http_header_timeout", "Seconds a client gets to send a request's headers.", _float),
     _s("http_idle_timeout", "Seconds an idle HTTP connection is kept open.", _float),
     _s("max_header_size", "Largest HTTP request header block in bytes (431 above it).", _int),
+    _s("service_timeout", "Seconds each proxied service operation waits for its reply.", _float),
+    _s(
+        "service_max_in_flight",
+        "Operations of one proxied service outstanding at once before they queue.",
+        _int,
+    ),
+    _s(
+        "service_queue_size",
+        "Operations of one proxied service waiting for a slot before calls fail at once.",
+        _int,
+    ),
     _s(
         "max_stream_body_size",
         "Largest HTTP-over-IPC request body streamed in chunks, in bytes (413 above it).",

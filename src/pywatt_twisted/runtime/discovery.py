@@ -11,9 +11,15 @@ own timeout) until the first one was answered or timed out. A reply that arrives
 nothing outstanding is logged and ignored.
 
 B{Proxied services}: C{service_request} goes out on stdout and its C{service_response}
-is matched by C{id}. C{service_operation_result} has no id: it is matched to the oldest
-outstanding operation on the connection its echoed C{params} names (PROTOCOL.md 6.9),
-else to the oldest outstanding operation.
+is matched by C{id}. C{service_operation_result} has no id of its own: each operation
+carries this library's C{id} (an extension), and a result whose echoed C{params} has it
+goes to that operation exactly, in any order. Without it, a result is matched to the
+oldest outstanding operation on the connection its echoed C{params} names (PROTOCOL.md
+6.9), else to the oldest outstanding operation.
+
+A refusal or a failed operation fails with L{ServiceError} (a L{RemoteError}); with the
+orchestrator's C{error_info} extension its C{kind} says why (L{UnknownService},
+L{UnsupportedOperation}) and C{info} carries the fields of a data-layer error.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pywatt_twisted.errors import ChannelError, NotAvailable, RemoteError
+from pywatt_twisted.errors import (
+    ChannelError,
+    NotAvailable,
+    RemoteError,
+    ServiceError,
+    UnknownService,
+    UnsupportedOperation,
+)
 from pywatt_twisted.runtime.correlation import CorrelationTable, FifoCalls
 from pywatt_twisted.wire.envelope import correlated_metadata, encode_channel_frame
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
@@ -68,6 +81,26 @@ def service_type(value: ServiceType | str) -> ServiceType:
         return _service_type_value(value, "service_type")
     except ProtocolError as e:
         raise ValueError(str(e)) from None
+
+
+_SERVICE_ERRORS: dict[str, type[ServiceError]] = {
+    "unknown_service": UnknownService,
+    "unsupported_operation": UnsupportedOperation,
+}
+
+
+def service_error(
+    message: str, info: object, default_kind: str, detail: str | None = None
+) -> ServiceError:
+    """
+    The L{ServiceError} for a refusal or a failed operation: its class and C{kind} from
+    the C{error_info} extension object when there is one. A data-layer error named there
+    keeps the orchestrator's text in C{detail} (the module raises it with that text).
+    """
+    kind = info.get("kind") if isinstance(info, dict) else None
+    if not isinstance(kind, str):
+        return ServiceError(message, default_kind)
+    return _SERVICE_ERRORS.get(kind, ServiceError)(message, kind, info, detail)
 
 
 def _abandoned(key: tuple[str, Any], context: Any, reason: str) -> NotAvailable:
@@ -256,15 +289,56 @@ class ServiceClient:
             self.pending.fail(("service_response", request_id), e)
         return d.addCallback(self._connected, kind)
 
+    def connect_service(
+        self,
+        name: str,
+        service_type_: ServiceType | str,
+        timeout: float | None = None,
+    ) -> Deferred[tuple[str, ServiceType]]:
+        """
+        Ask for a proxied connection to the service named C{name} (C{config} is
+        C{{"name": name}}). Fires with its connection id and the kind the orchestrator
+        says it is, or fails like L{service_request} (L{UnknownService} for a name it
+        does not provide).
+        """
+        try:
+            kind = service_type(service_type_)
+        except ValueError as e:
+            return fail(e)
+        problem = self._problem(f"a request for service {name!r}")
+        if problem is not None:
+            return fail(problem)
+        timeout = self.default_timeout if timeout is None else timeout
+        request_id = f"{_ID_PREFIX[kind.kind]}_request_{uuid.uuid4()}"
+        d = self.pending.add(
+            ("service_response", request_id),
+            timeout,
+            f"no service_response to {request_id} (service {name!r}) within {timeout:g} s; "
+            "the orchestrator may not proxy services",
+            context=kind,
+        )
+        try:
+            self._send_stdio(
+                ServiceRequest(id=request_id, service_type=kind, config={"name": name})
+            )
+        except Exception as e:
+            self.pending.fail(("service_response", request_id), e)
+
+        def connected(response: ServiceResponse) -> tuple[str, ServiceType]:
+            return self._connected(response, kind), response.service_type
+
+        return d.addCallback(connected)
+
     def _connected(self, response: ServiceResponse, kind: ServiceType) -> str:
         if not response.success:
-            raise RemoteError(
+            raise service_error(
                 f"the orchestrator refused a {kind} connection: "
                 f"{response.error or 'no reason given'}",
-                kind="service_refused",
+                response.error_info,
+                "service_refused",
             )
         if not response.connection_id:
-            raise RemoteError(
+            raise ServiceError(
                 f"the orchestrator accepted a {kind} connection but gave no connection_id",
                 kind="service_refused",
             )
@@ -291,11 +365,15 @@ class ServiceClient:
         if problem is not None:
             return fail(problem)
         timeout = self.default_timeout if timeout is None else timeout
-        message = ServiceOperation(
-            connection_id=connection_id, service_type=kind, operation=operation, params=params
-        )
         self._seq += 1
-        seq = self._seq
+        seq = f"op-{self._seq}"
+        message = ServiceOperation(
+            connection_id=connection_id,
+            service_type=kind,
+            operation=operation,
+            params=params,
+            id=seq,
+        )
         d = self.pending.add(
             ("operation", seq),
             timeout,
@@ -311,15 +389,19 @@ class ServiceClient:
 
     def _operated(self, result: ServiceOperationResult, message: ServiceOperation) -> Any:
         if not result.success:
-            raise RemoteError(
+            raise service_error(
                 f"{message.service_type} operation {message.operation!r} on "
                 f"{message.connection_id} failed: {result.error or 'no reason given'}",
-                kind="operation_failed",
+                result.error_info,
+                "operation_failed",
+                result.error,
             )
         return result.result
 
     def _operation_for(self, result: ServiceOperationResult) -> tuple[str, Any] | None:
         echo = result.params
+        if echo is not None and echo.id is not None and ("operation", echo.id) in self.pending:
+            return ("operation", echo.id)
         if echo is None:
             return self.pending.oldest(lambda key, _: key[0] == "operation")
         return self.pending.oldest(

@@ -59,6 +59,8 @@ class AppState:
         self._handler_timeouts: dict[str, float] = {}
         self._messaging: Any = None
         self._services: Any = None
+        #: (max in flight, max queued) per proxied service
+        self._service_limits: tuple[int, int] = (64, 1024)
         self._ports: Any = None
         # Set by pywatt_twisted.web.jwt.install_jwt_guard when the module has jwt=...
         self._jwt_guard: Any = None
@@ -360,6 +362,91 @@ class AppState:
         """
         return self._client("_services").service_operation(
             connection_id, service_type, operation, params, timeout=timeout
+        )
+
+    def service(
+        self, name: str, kind: Any = None, *, timeout: float | None = None
+    ) -> Deferred[Any]:
+        """
+        A database or cache the orchestrator provides under C{name} (C{pywatt dev
+        --provide-database NAME=URL} / C{--provide-cache NAME=URL}), reached through it:
+        fires with an L{IDatabase <pywatt_twisted.data.IDatabase>} or an L{ICache
+        <pywatt_twisted.data.ICache>} with the same interface, rules and errors as a
+        direct one (see C{docs/data.md}, "Proxied services"). It is published on
+        C{/health} and closed when the module stops.
+
+        @param kind: the kind expected (C{"database"}, C{"cache"}); C{None} takes
+            whatever C{name} is.
+        @param timeout: seconds to wait for the connection, and the default of each
+            operation (else C{--service-timeout}, 30 s).
+        @return: a Deferred failing with L{UnknownService
+            <pywatt_twisted.errors.UnknownService>} when the orchestrator provides no
+            service of that name (the message lists the ones it does), L{ServiceError
+            <pywatt_twisted.errors.ServiceError>} when it refuses otherwise, or
+            L{RequestTimeout <pywatt_twisted.errors.RequestTimeout>}.
+        """
+        client = self._client("_services")
+        return Deferred.fromCoroutine(self._service(client, name, kind, timeout))
+
+    async def _service(self, client: Any, name: str, kind: Any, timeout: float | None) -> Any:
+        from pywatt_twisted.data.cache._proxy import proxied_cache
+        from pywatt_twisted.data.database._proxy import ProxyDatabase
+        from pywatt_twisted.errors import ServiceError
+        from pywatt_twisted.runtime.discovery import service_type
+        from pywatt_twisted.runtime.proxied import ServiceLink
+        from pywatt_twisted.runtime.resilience import CircuitBreaker
+        from pywatt_twisted.wire.messages import ServiceType
+
+        wanted = ServiceType.custom("any") if kind is None else service_type(kind)
+        connection_id, actual = await client.connect_service(name, wanted, timeout=timeout)
+        max_in_flight, max_queued = self._service_limits
+        # one breaker per proxied service: a registry of the module's when it has one
+        target = f"service:{name}"
+        breakers = getattr(self, "_breakers", None)
+        breaker = (
+            breakers.get(target) if breakers is not None else CircuitBreaker(target, self.reactor)
+        )
+        link = ServiceLink(
+            client,
+            name,
+            actual,
+            connection_id,
+            clock=self.reactor,
+            timeout=client.default_timeout if timeout is None else timeout,
+            max_in_flight=max_in_flight,
+            max_queued=max_queued,
+            breaker=breaker,
+        )
+        if actual == ServiceType.DATABASE:
+            info = await link.call("describe", {})
+            if not isinstance(info, dict) or not isinstance(info.get("dialect"), str):
+                await link.close()
+                raise ServiceError(
+                    f"the orchestrator described database {name!r} as {info!r}; expected "
+                    "an object with its dialect",
+                    "bad_reply",
+                )
+            db = ProxyDatabase(
+                link,
+                reactor=self.reactor,
+                dialect=info["dialect"],
+                name=name,
+                url=str(info.get("url") or ""),
+                max_pool=int(info.get("max_pool") or 1),
+            )
+            if self._register_database is not None:
+                self._register_database(db)
+            return db
+        if actual == ServiceType.CACHE:
+            cache = proxied_cache(link)
+            if self._register_cache is not None:
+                self._register_cache(cache)
+            return cache
+        await link.close()
+        raise ServiceError(
+            f"service {name!r} is a {actual} service; state.service() gives databases and "
+            "caches only",
+            "unsupported_service_type",
         )
 
     def request_port(self, specific_port: int | None = None) -> Deferred[int]:

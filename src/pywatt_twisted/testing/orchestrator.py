@@ -26,6 +26,7 @@ from zope.interface import implementer
 from pywatt_twisted.errors import PyWattError, RemoteError
 from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
 from pywatt_twisted.orchestrator.providers import ISecretProvider, MemorySecretProvider
+from pywatt_twisted.orchestrator.services import ServiceHost
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.correlation import CorrelationTable, Pending
 from pywatt_twisted.runtime.messaging import error_payload
@@ -59,6 +60,8 @@ from pywatt_twisted.wire.messages import (
     RoutedModuleResponse,
     RouteToModule,
     SecretMessage,
+    ServiceOperation,
+    ServiceRequest,
     Shutdown,
 )
 
@@ -273,6 +276,11 @@ class FakeOrchestrator:
         off to script replies with L{answer_secret}.
     @param channels: framed channels to offer in the init blob, C{"tcp"} and/or C{"ipc"};
         the module connects to them in memory (see L{connection}, L{drop_channel}).
+    @param services: databases and caches to provide by name to C{state.service(name)}
+        (name -> a L{Database <pywatt_twisted.data.Database>} or a cache such as
+        L{MemoryCache <pywatt_twisted.data.MemoryCache>}); the test closes them. Without
+        it (and before L{provide}), C{service_request} and C{service_operation} are only
+        recorded in L{sent}, for a test to answer with L{send}.
 
     @ivar sent: every message the module sent, decoded, in order.
     @ivar announcement: the module's L{Announce} (C{None} before it).
@@ -281,6 +289,7 @@ class FakeOrchestrator:
     @ivar heartbeat_acks: how many heartbeat acks it sent.
     @ivar exit_codes: exit statuses the module asked for (0 after shutdown).
     @ivar calls: the routed calls of L{FakeModule.call} waiting for their reply.
+    @ivar services: the L{ServiceHost} answering proxied-service requests, or None.
     @ivar routed_requests: every C{route_to_module} the module sent (its own requests
         to other modules), oldest first; answer them with L{answer_routed}.
     """
@@ -296,6 +305,7 @@ class FakeOrchestrator:
         config: RuntimeConfig | None = None,
         auto_secrets: bool = True,
         channels: Sequence[str] = (),
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         if secrets is None or isinstance(secrets, Mapping):
             self.secrets: ISecretProvider = MemorySecretProvider(dict(secrets or {}))
@@ -322,6 +332,7 @@ class FakeOrchestrator:
         self.routed_requests: list[RouteToModule] = []
         self._routed_links: dict[uuid.UUID, Callable[[Any], None]] = {}
         self.calls: CorrelationTable[uuid.UUID] = CorrelationTable(self.reactor)
+        self.services: ServiceHost | None = None if services is None else ServiceHost(services)
         self._transport: _OrchestratorSide | None = None
         unknown = set(channels) - {"tcp", "ipc"}
         if unknown:
@@ -382,6 +393,15 @@ class FakeOrchestrator:
         self.send_line(encode_init(self.init_blob()))
         fake = self.module
         return ready.addCallback(lambda _: fake)
+
+    def provide(self, name: str, service: Any) -> None:
+        """
+        Provide a database or cache to C{state.service(name)} from now on (see the
+        C{services} parameter).
+        """
+        if self.services is None:
+            self.services = ServiceHost()
+        self.services.provide(name, service)
 
     # -- orchestrator -> module ------------------------------------------------------------------
 
@@ -530,6 +550,8 @@ class FakeOrchestrator:
 
     def _stopped(self) -> None:
         self.calls.stop("the fake orchestrator shut the module down")
+        if self.services is not None:
+            self.services.module_gone(self.module_id)
 
     # -- module -> orchestrator ------------------------------------------------------------------
 
@@ -585,6 +607,9 @@ class FakeOrchestrator:
                     (reply or self.send)(answer)
         elif isinstance(message, Announce):
             self.announcement = message
+        elif isinstance(message, ServiceRequest | ServiceOperation):
+            if self.services is not None:
+                self.services.handle(self.module_id, message, reply or self.send)
         elif isinstance(message, RotationAck):
             self.acks.append(message)
             waiter = self._acks.pop(message.rotation_id, None)

@@ -609,6 +609,7 @@ def _d_service_response(obj: _Obj, ctx: str) -> ServiceResponse:
         _bool(obj, "success", ctx),
         _opt_str(obj, "error", ctx),
         _opt_str(obj, "connection_id", ctx),
+        _extension_object(obj, "error_info"),
     )
 
 
@@ -622,8 +623,20 @@ def _d_service_operation_result(obj: _Obj, ctx: str) -> ServiceOperationResult:
         except ProtocolError:
             params = None
     return ServiceOperationResult(
-        _bool(obj, "success", ctx), obj.get("result"), _opt_str(obj, "error", ctx), params
+        _bool(obj, "success", ctx),
+        obj.get("result"),
+        _opt_str(obj, "error", ctx),
+        params,
+        _extension_object(obj, "error_info"),
     )
+
+
+def _extension_object(obj: _Obj, key: str) -> dict[str, Any] | None:
+    """
+    An optional extension object: anything but a JSON object counts as absent.
+    """
+    value = obj.get(key)
+    return value if type(value) is dict else None
 
 
 def _d_http_request(obj: _Obj, ctx: str) -> HttpRequest:
@@ -775,6 +788,7 @@ def _d_service_operation(obj: _Obj, ctx: str) -> ServiceOperation:
         _service_type(obj, "service_type", ctx),
         _str(obj, "operation", ctx),
         _required(obj, "params", ctx),
+        _opt_str(obj, "id", ctx),
     )
 
 
@@ -1053,12 +1067,15 @@ def _e_service_request(m: ServiceRequest) -> dict[str, Any]:
 
 
 def _service_operation_fields(m: ServiceOperation) -> dict[str, Any]:
-    return {
+    out = {
         "connection_id": m.connection_id,
         "service_type": m.service_type.to_json(),
         "operation": m.operation,
         "params": _plain_json(m.params),
     }
+    if m.id is not None:
+        out["id"] = m.id
+    return out
 
 
 def _e_service_operation(m: ServiceOperation) -> dict[str, Any]:
@@ -1165,7 +1182,7 @@ def _e_discover_response(m: DiscoverServiceProvidersResponse) -> dict[str, Any]:
 
 
 def _e_service_response(m: ServiceResponse) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "op": "service_response",
         "id": m.id,
         "service_type": m.service_type.to_json(),
@@ -1173,6 +1190,9 @@ def _e_service_response(m: ServiceResponse) -> dict[str, Any]:
         "error": m.error,
         "connection_id": m.connection_id,
     }
+    if m.error_info is not None:
+        out["error_info"] = _plain_json(m.error_info)
+    return out
 
 
 def _e_service_operation_result(m: ServiceOperationResult) -> dict[str, Any]:
@@ -1184,6 +1204,8 @@ def _e_service_operation_result(m: ServiceOperationResult) -> dict[str, Any]:
     }
     if m.params is not None:
         out["params"] = _service_operation_fields(m.params)
+    if m.error_info is not None:
+        out["error_info"] = _plain_json(m.error_info)
     return out
 
 

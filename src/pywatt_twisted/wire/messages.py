@@ -302,6 +302,9 @@ class ServiceOperation:
     C{service_operation}: run one operation on a proxied connection.
 
     @ivar params: any JSON value (required on the wire; C{None} is C{null}).
+    @ivar id: this library's correlation id for the operation (an extension, emitted
+        only when set): an orchestrator that echoes the operation as the result's
+        C{params} echoes it too, so results may come back in any order.
     """
 
     op: ClassVar[str] = "service_operation"
@@ -309,6 +312,7 @@ class ServiceOperation:
     service_type: ServiceType
     operation: str
     params: object = None
+    id: str | None = None
 
 
 @frozen
@@ -476,6 +480,9 @@ class DiscoverServiceProvidersResponse:
 class ServiceResponse:
     """
     C{service_response}: the reply to a L{ServiceRequest}, correlated by C{id}.
+
+    @ivar error_info: for a refusal, a JSON object C{{"kind": K, ...}} (an extension,
+        emitted only when set; e.g. C{"unknown_service"}).
     """
 
     op: ClassVar[str] = "service_response"
@@ -484,6 +491,7 @@ class ServiceResponse:
     success: bool
     error: str | None = None
     connection_id: str | None = None
+    error_info: object = None
 
 
 @frozen
@@ -494,6 +502,9 @@ class ServiceOperationResult:
     @ivar result: any JSON value.
     @ivar params: the original operation, when the orchestrator echoes it (the only way to
         correlate; emitted only when not C{None}).
+    @ivar error_info: for a failure, a JSON object C{{"kind": K, ...}} naming the error's
+        type and its fields (an extension, emitted only when set), so the module raises
+        the same typed error a direct connection would.
     """
 
     op: ClassVar[str] = "service_operation_result"
@@ -501,6 +512,7 @@ class ServiceOperationResult:
     result: object = None
     error: str | None = None
     params: ServiceOperation | None = None
+    error_info: object = None
 
 
 @frozen
