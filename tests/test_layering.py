@@ -51,6 +51,9 @@ UNITS: dict[str, str] = {
     "pywatt_twisted.errors": "errors",
     "pywatt_twisted.wire": "wire",
     "pywatt_twisted.transport": "transport",
+    # OpenTelemetry hooks: used by the clients, web and data paths, imports only wire
+    # and below (the dev OTLP receiver lives in dev/).
+    "pywatt_twisted.tracing": "transport",
     # (the stream state machines: wire values on an injected clock; used from the
     # runtime, web, dev and testing)
     "pywatt_twisted.streaming": "transport",

@@ -176,6 +176,50 @@ class SiteMetricsTests(SynchronousTestCase):
         )
         self.assertIn("pywatt_http_requests_in_flight", text)
 
+    def test_route_label_without_a_second_match(self) -> None:
+        """
+        The route of a request Klein served is noted when its endpoint runs, so the
+        label costs no second URL match; an endpoint with two rules (two routes on one
+        function) is matched again and labelled by the rule that matched.
+        """
+        from klein import Klein
+        from werkzeug.routing import MapAdapter
+
+        app = Klein()
+
+        @app.route("/items/<int:item_id>")
+        def item(request: Any, item_id: int) -> bytes:
+            return b"item"
+
+        @app.route("/files", branch=True)
+        def files(request: Any) -> bytes:
+            return b"files"
+
+        @app.route("/a/<x>")
+        @app.route("/b/<x>")
+        def both(request: Any, x: str) -> bytes:
+            return b"both"
+
+        site = build_site(app, self.clock)
+        matches: list[object] = []
+        match = MapAdapter.match
+
+        def counted(adapter: MapAdapter, *args: Any, **kwargs: Any) -> Any:
+            matches.append(adapter.path_info)
+            return match(adapter, *args, **kwargs)
+
+        self.patch(MapAdapter, "match", counted)
+        for path in ("/items/7", "/files/a/b"):
+            self.assertEqual(get(site, path)[0], 200)
+        self.assertEqual(len(matches), 2, "Klein's own match only")
+        self.assertEqual(get(site, "/b/1")[0], 200)
+        self.assertEqual(len(matches), 4, "two rules for the endpoint: matched again")
+        registry = site.metrics.registry
+        for route in ("/items/:item_id", "/files", "/b/:x"):
+            labels = {"route": route, "method": "GET", "status": "200"}
+            value = registry.get_sample_value("pywatt_http_requests_total", labels)
+            self.assertEqual(value, 1.0, route)
+
     def test_latency_from_the_reactor_clock(self) -> None:
         transport, _ = direct_exchange(self.site, b"GET /held/k HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(self.sample("pywatt_http_requests_in_flight"), 1.0)

@@ -73,6 +73,7 @@ class RuntimeConfig:
     service_timeout: float = 30.0
     service_max_in_flight: int = 64
     service_queue_size: int = 1024
+    tracing: str = "auto"
     max_stream_body_size: int = 1024 * MiB
     stream_stall_timeout: float = 60.0
 
@@ -184,6 +185,13 @@ def _routed_replies(raw: object, source: str) -> bool:
             f"PYWATT_ROUTED_REPLIES must be 1/on/true or 0/off/false, got {raw!r}"
         )
     return flag
+
+
+def _tracing(raw: object, source: str) -> str:
+    mode = str(raw).strip().lower()
+    if mode not in ("auto", "off"):
+        raise ConfigurationError(f"PYWATT_TRACING / --tracing must be auto or off, got {raw!r}")
+    return mode
 
 
 def _address(raw: object, source: str) -> str:
@@ -375,6 +383,12 @@ SETTINGS: tuple[Setting, ...] = (
         "service_queue_size",
         "Operations of one proxied service waiting for a slot before calls fail at once.",
         _int,
+    ),
+    _s(
+        "tracing",
+        "OpenTelemetry tracing: auto (on when OTEL_EXPORTER_OTLP_ENDPOINT or "
+        "OTEL_TRACES_EXPORTER is set and the [otel] extra is installed) or off.",
+        _tracing,
     ),
     _s(
         "max_stream_body_size",

@@ -50,6 +50,7 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pywatt_twisted import tracing
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.runtime.redaction import Redactor, default_redactor
 
@@ -129,6 +130,11 @@ def event_as_json(event: LogEvent, redactor: Redactor, module_id: str | None = N
         "namespace": event.get("log_namespace", "-"),
         "module_id": module_id,
     }
+    if tracing.switch.on:
+        # rendered where the event is emitted: the current span is the emitter's
+        ids = tracing.current_ids()
+        if ids is not None:
+            record["trace_id"], record["span_id"] = ids
     failure = event.get("log_failure")
     if failure is not None:
         try:

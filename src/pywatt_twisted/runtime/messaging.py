@@ -50,6 +50,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import (
     ChannelError,
@@ -69,6 +70,7 @@ from pywatt_twisted.wire.envelope import (
     routed_reply_content,
     routed_request_parts,
     routed_request_payload,
+    routed_request_properties,
     unwrap_routed_request,
 )
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
@@ -193,6 +195,7 @@ class _Call:
         "result",
         "retry",
         "route",
+        "span",
         "target",
     )
 
@@ -205,7 +208,9 @@ class _Call:
         deadline: float,
         route: str | Route | None,
         retry: RetryPolicy | None,
+        span: Any = None,
     ) -> None:
+        self.span = span
         self.messaging = messaging
         self.target = target
         self.endpoint = endpoint
@@ -266,7 +271,7 @@ class _Call:
         request_id = uuid.uuid4()
         try:
             frame, op = m._request_frame(
-                self.target, self.endpoint, self.payload, request_id, False, now + wait
+                self.target, self.endpoint, self.payload, request_id, False, now + wait, self.span
             )
         except (PayloadError, ChannelError) as e:
             breaker.released(permit)
@@ -468,6 +473,7 @@ class RoutedMessaging:
         request_id: uuid.UUID,
         no_reply: bool,
         deadline: float | None = None,
+        span: Any = None,
     ) -> tuple[bytes, str]:
         encoded = request_payload(
             payload,
@@ -476,6 +482,7 @@ class RoutedMessaging:
             no_reply,
             int(self.clock.seconds()),
             None if deadline is None else int(deadline * 1000),
+            extra_properties=None if span is None else tracing.properties_to_send(span),
         )
         message = RouteToModule(
             target_module_id=target_module_id,
@@ -587,11 +594,19 @@ class RoutedMessaging:
             route = self._route(prefer, channel)
         except ValueError as e:
             return fail(e)
+        span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
         call = _Call(
-            self, target_module_id, endpoint, payload, self.clock.seconds() + timeout, route, retry
+            self,
+            target_module_id,
+            endpoint,
+            payload,
+            self.clock.seconds() + timeout,
+            route,
+            retry,
+            span,
         )
         call.attempt()
-        return call.result
+        return tracing.traced(span, call.result)
 
     def _send_failed(self, failure: Failure, request_id: uuid.UUID) -> None:
         if failure.check(CancelledError):
@@ -618,6 +633,11 @@ class RoutedMessaging:
         problem = self._unavailable(f"a message to {target_module_id}/{endpoint}")
         if problem is not None:
             return fail(problem)
+        span = (
+            tracing.rpc_client_span(target_module_id, endpoint, notify=True)
+            if tracing.switch.on
+            else None
+        )
         try:
             route = self._route(prefer, channel)
             timeout = self.target_timeouts.get(target_module_id, self.request_timeout)
@@ -628,12 +648,13 @@ class RoutedMessaging:
                 uuid.uuid4(),
                 True,
                 self.clock.seconds() + timeout,
+                span,
             )
         except (PayloadError, ChannelError, ValueError) as e:
-            return fail(e)
+            return tracing.traced(span, fail(e))
         self.requests_sent += 1
         sent: Deferred[None] = self.channels.send_frame(frame, op, route)
-        return sent
+        return tracing.traced(span, sent)
 
     def response_received(self, message: RoutedModuleResponse) -> None:
         """
@@ -796,6 +817,30 @@ class RoutedMessaging:
         self._reply(link, message, error_payload(kind, text), error=True)
 
     async def _handle(self, message: RoutedModuleMessage, link: Any) -> None:
+        if not tracing.switch.on:
+            await self._handle_call(message, link)
+            return
+        # tracing: the handler's SERVER span, a child of the caller's context in the
+        # envelope (X3), current for the whole call (this coroutine has its own context).
+        properties = routed_request_properties(message.payload)
+        named = properties.get("target_endpoint") if properties else None
+        span = tracing.rpc_server_span(
+            properties,
+            self.module_id,
+            named if type(named) is str else message.target_endpoint,
+            message.source_module_id,
+        )
+        token = tracing.attach(span)
+        try:
+            await self._handle_call(message, link)
+        except BaseException as e:
+            tracing.fail_span(span, e)
+            raise
+        finally:
+            tracing.detach(token)
+            span.end()
+
+    async def _handle_call(self, message: RoutedModuleMessage, link: Any) -> None:
         source = message.source_module_id
         try:
             content, endpoint, no_reply, deadline_ms = routed_request_parts(
@@ -970,6 +1015,8 @@ class RoutedMessaging:
     ) -> None:
         if error:
             self.error_replies_sent += 1
+            if tracing.switch.on:
+                tracing.error_reply(payload)
         if not self.replies:
             self.log.info(
                 "not replying to {source} (request {request_id}): reply extension is off",

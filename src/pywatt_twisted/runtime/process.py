@@ -15,10 +15,13 @@ import sys
 from typing import Any
 
 from twisted.application.service import IServiceCollection, MultiService
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.protocol import Protocol
+from twisted.internet.threads import deferToThread
 from twisted.logger import ILogObserver, Logger, LogLevel
 
+from pywatt_twisted import tracing
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.logging import (
     JsonLinesObserver,
@@ -89,6 +92,8 @@ def build_process_service(
     def set_module_id(module_id: str) -> None:
         json_observer.module_id = module_id
         os.environ.setdefault("PYWATT_MODULE_ID", module_id)
+        if tracing.configure_from_environment(module_id, enabled=config.tracing != "off"):
+            reactor.addSystemEventTrigger("before", "shutdown", _flush_spans, reactor)
 
     shutdown_code: list[int] = []
 
@@ -127,6 +132,18 @@ def build_process_service(
 
     reactor.callWhenRunning(install_signal_handlers)
     return ProcessService(module, observer)
+
+
+def _flush_spans(reactor: Any) -> Deferred[None]:
+    # The batch processor's last spans, in a thread (the exporter blocks), bounded.
+    d: Deferred[None] = deferToThread(tracing.flush, 2.0)
+    d.addTimeout(_FLUSH_SPANS_TIMEOUT, reactor)
+    d.addErrback(lambda f: log.warn("spans not exported at exit: {error}", error=f.value))
+    return d
+
+
+#: Seconds the exit waits for the last spans to be exported.
+_FLUSH_SPANS_TIMEOUT = 5.0
 
 
 def _signalled(module: ModuleService, signum: int) -> None:

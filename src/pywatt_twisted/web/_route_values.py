@@ -22,6 +22,13 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.template import Element, Tag, TagLoader
 
 from pywatt_twisted.errors import RouteReturnError
+from pywatt_twisted.web.discovery import announced_path
+
+MATCHED_RULE_ATTRIBUTE = "_pywatt_matched_rule"
+"""
+The request attribute where the route a Klein endpoint was matched by is noted (in
+announce style), for the metrics' route label.
+"""
 
 __all__ = ["klein_resource"]
 
@@ -60,11 +67,32 @@ class _RouteValues:
 
     def __init__(self, app: Any) -> None:
         self._pywatt_app = app
+        # rule text -> its announce-style label; as many entries as the app has rules.
+        self._pywatt_labels: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pywatt_app, name)
 
+    def _note_rule(self, endpoint: str, request: Any) -> None:
+        """
+        Record on C{request} the rule Klein matched, when C{endpoint} has exactly one
+        (the metrics' route label then needs no second URL match; see
+        L{pywatt_twisted.web.site.route_label}).
+        """
+        try:
+            rules = list(self._pywatt_app.url_map.iter_rules(endpoint))
+        except (AttributeError, KeyError):  # unknown to the map: match again later
+            return
+        if len(rules) != 1:  # a branch route: which one matched needs the match
+            return
+        text = rules[0].rule
+        label = self._pywatt_labels.get(text)
+        if label is None:
+            label = self._pywatt_labels[text] = announced_path(text)
+        setattr(request, MATCHED_RULE_ATTRIBUTE, label)
+
     def execute_endpoint(self, endpoint: str, request: Any, *args: Any, **kwargs: Any) -> Any:
+        self._note_rule(endpoint, request)
         result = self._pywatt_app.execute_endpoint(endpoint, request, *args, **kwargs)
         return _when_ready(result, request, lambda: _describe_route(request, endpoint))
 

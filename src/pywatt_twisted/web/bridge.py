@@ -290,6 +290,8 @@ class _BridgeChannel:
         self.transport = self
         self._bridge = bridge
         self._pending = pending
+        #: where the request came from, for its trace span (stdio, tcp or unix)
+        self.pywatt_transport = pending.transport
         self.request: Any = None
         self.code = 200
         self.headers: dict[str, str] | None = None

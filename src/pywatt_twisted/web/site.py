@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 
+from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import BackendUnavailable, RouteReturnError
 from pywatt_twisted.web._http_limits import (
@@ -45,6 +46,7 @@ from pywatt_twisted.web._http_limits import (
     REFUSAL_LINGER as REFUSAL_LINGER,  # re-exported: tests import it from here
 )
 from pywatt_twisted.web._route_values import (
+    MATCHED_RULE_ATTRIBUTE,
     IKleinRequest,
     _path_of,
     _with_route_values,
@@ -207,6 +209,9 @@ def route_label(request: Any) -> str:
     label = getattr(request, ROUTE_ATTRIBUTE, None)
     if label:
         return str(label)
+    matched = getattr(request, MATCHED_RULE_ATTRIBUTE, None)
+    if matched is not None:  # noted when Klein ran the endpoint: no second match
+        return str(matched)
     mapper = None
     if IKleinRequest is not None and hasattr(request, "getComponent"):
         klein_request = request.getComponent(IKleinRequest)
@@ -234,7 +239,21 @@ class PyWattRequest(Request):
         track = getattr(site, "_request_started", None)
         if track is not None:
             track(self)
-        super().process()
+        if not tracing.switch.on:
+            super().process()
+            return
+        # tracing: the request's SERVER span is current while the resource runs
+        # (coroutine routes keep it); it ends when the request finishes.
+        span = tracing.http_server_span(self, getattr(channel, "pywatt_transport", "http"))
+        self.notifyFinish().addBoth(self._end_span, span)
+        token = tracing.attach(span)
+        try:
+            super().process()
+        finally:
+            tracing.detach(token)
+
+    def _end_span(self, result: object, span: Any) -> None:
+        tracing.end_http_server_span(result, span, self, route_label(self))
 
     def processingFailed(self, reason: Failure) -> Failure:
         """

@@ -41,6 +41,7 @@ __all__ = [
     "routed_reply_content",
     "routed_request_parts",
     "routed_request_payload",
+    "routed_request_properties",
     "unwrap_routed_request",
 ]
 
@@ -85,8 +86,9 @@ def envelope_id() -> str:
     Envelope ids only correlate and de-duplicate frames; they are not secrets and need
     not be unpredictable, only unique. So they are a random 60-bit prefix drawn once
     per process (again in a forked child) followed by a 62-bit counter, with the
-    version and variant bits of a v4 UUID: about 4x cheaper than drawing 128 random
-    bits per id, and unique within the process by construction (two processes collide
+    version and variant bits of a v4 UUID: cheaper than drawing and formatting 128
+    random bits per id (the heartbeat ack takes the bytes form with no decode at all),
+    and unique within the process by construction (two processes collide
     only if they draw the same 60-bit prefix). Where the protocol asks for a random
     uuid4 (request ids), the callers use C{uuid.uuid4()}.
     """
@@ -169,6 +171,8 @@ def routed_request_payload(
     no_reply: bool = False,
     timestamp: int | None = None,
     deadline_ms: int | None = None,
+    *,
+    extra_properties: Mapping[str, object] | None = None,
 ) -> EncodedPayload:
     """
     The payload of a routed request: the JSON envelope C{{"id", "content", "metadata":
@@ -176,9 +180,13 @@ def routed_request_payload(
     "deadline_ms"?}}}} that carries C{endpoint} (and the X4 deadline: absolute, Unix
     epoch milliseconds) through the orchestrator.
 
+    @param extra_properties: more C{metadata.properties} (the trace context of
+        EXTENSIONS.md X3); they cannot replace C{target_endpoint} or C{no_reply}.
+
     @raise PayloadError: if C{content} is not JSON-serialisable.
     """
-    properties: dict[str, object] = {"target_endpoint": endpoint}
+    properties: dict[str, object] = dict(extra_properties) if extra_properties else {}
+    properties["target_endpoint"] = endpoint
     if no_reply:
         properties["no_reply"] = True
     if deadline_ms is not None:
@@ -258,6 +266,22 @@ def routed_request_parts(
                 deadline = int(raw)
         return value["content"], endpoint, no_reply, deadline
     return value, endpoint, no_reply, deadline
+
+
+def routed_request_properties(payload: EncodedPayload) -> Mapping[str, object] | None:
+    """
+    The C{metadata.properties} object of a routed request's envelope (where the trace
+    context of EXTENSIONS.md X3 travels), or C{None} when it has none or is not JSON.
+    """
+    try:
+        value = payload.json()
+    except ValueError:
+        return None
+    if not _is_envelope(value):
+        return None
+    metadata = value.get("metadata")
+    properties = metadata.get("properties") if type(metadata) is dict else None
+    return properties if type(properties) is dict else None
 
 
 def error_object(value: Any) -> tuple[str, str] | None:

@@ -25,10 +25,12 @@ machinery are not used, so nothing below this module re-runs work either.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import select
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
@@ -40,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
+from pywatt_twisted import tracing
 from pywatt_twisted.data.database._config import DRIVERS, MEMORY, DatabaseConfig
 from pywatt_twisted.data.database._errors import (
     DatabaseError,
@@ -431,13 +434,20 @@ class SyncTransaction:
         per_call = self._dialect == "mysql" and self._timeout is not None
         if per_call:
             _mysql_timeout(self._conn, self._cursor, self._timeout)
+        # tracing: one child span per statement of a transaction (a single statement's
+        # span is the call's own, started in Database._run)
+        span = tracing.db_statement_span(self._dialect, sql) if not self._single else None
         try:
             self._cursor.execute(statement.sql, bound)
         except Exception as e:
+            if span is not None:
+                tracing.fail_span(span, e)
             # sent, so never sent again: an interruption ends the transaction
             self._interrupt(e, "run a statement")
             raise
         finally:
+            if span is not None:
+                span.end()
             if per_call and not _is_broken(self._dialect, self._conn):
                 _mysql_timeout(self._conn, self._cursor, self._db.config.statement_timeout)
         self._statements += 1
@@ -1125,10 +1135,19 @@ class Database:
                 self.calls += 1
                 self.errors += 1
                 return defer.fail(fast)
+        span = None
+        run: Callable[..., T] = self._in_thread
+        if tracing.switch.on and not probe and doing != "ping":
+            # tracing: a span for the statement (or the transaction, whose statements
+            # get child spans in the pool thread, which runs in a copy of its context)
+            span = tracing.db_span(self.dialect, args[0] if single else None)
+            token = tracing.attach(span)
+            run = partial(contextvars.copy_context().run, self._in_thread)  # type: ignore[arg-type]
+            tracing.detach(token)
         d = deferToThreadPool(
             self._reactor,
             pool.threadpool,
-            self._in_thread,
+            run,
             pool,
             timeout,
             doing,
@@ -1141,7 +1160,7 @@ class Database:
         if probe:
             # a pool not in use yet (use_url): its failure says nothing about this one
             return self._track(d, pool)
-        return self._count(self._track(d, pool))
+        return tracing.traced(span, self._count(self._track(d, pool)))
 
     def execute(
         self,

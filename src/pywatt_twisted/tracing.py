@@ -1,0 +1,490 @@
+# -*- test-case-name: tests.test_tracing -*-
+"""
+OpenTelemetry tracing: the one place the library talks to OpenTelemetry.
+
+Every instrumented path (inbound HTTP, routed handlers, outgoing module-to-module
+requests, database statements, cache operations, secrets, ports) calls one small hook
+here, guarded by C{if tracing.switch.on:} so that with tracing off the cost is one
+attribute read. Tracing is on when:
+
+    - the process configured the OpenTelemetry SDK from the standard C{OTEL_*}
+      variables (L{configure_from_environment}, called once the module id is known;
+      needs the C{[otel]} extra), or
+    - some other code installed a recording tracer provider before start-up (the
+      C{opentelemetry-instrument} wrapper, a test), or
+    - a test called L{use_provider} (the SDK's in-memory exporter).
+
+Context is OpenTelemetry's own (C{contextvars}): a hook makes its span current while the
+instrumented code runs synchronously; coroutines and C{inlineCallbacks} started then
+keep it (Twisted copies the context for each), and L{defer_to_thread} carries it into a
+thread. Plain callbacks added to a Deferred run in whatever context fires it, so start
+child spans from a coroutine (or pass the span explicitly).
+
+Propagation follows EXTENSIONS.md X3: W3C C{traceparent}/C{tracestate} in HTTP headers
+and, for module-to-module requests, in the payload envelope's C{metadata.properties}.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry import trace as otel_trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pywatt_twisted import __version__
+
+__all__ = [
+    "current_ids",
+    "defer_to_thread",
+    "switch",
+    "tracer",
+    "use_provider",
+]
+
+T = TypeVar("T")
+
+_log = Logger()
+
+#: The instrumentation scope of the library's own spans.
+SCOPE = "pywatt_twisted"
+
+#: The W3C trace-context keys carried in headers and in C{metadata.properties}.
+TRACE_KEYS = ("traceparent", "tracestate")
+
+
+class _Switch:
+    """
+    Whether the hooks record spans. Read on every hot path: keep it one attribute.
+    """
+
+    __slots__ = ("on", "owned")
+
+    def __init__(self) -> None:
+        self.on = False
+        #: the SDK provider this module created (shut down at exit), or None
+        self.owned: Any = None
+
+
+#: The guard every hook checks first: C{if tracing.switch.on:}.
+switch = _Switch()
+
+_tracer: otel_trace.Tracer = otel_trace.get_tracer(SCOPE, __version__)
+
+
+def tracer() -> otel_trace.Tracer:
+    """
+    The tracer the library's spans come from (the no-op one while tracing is off).
+    """
+    return _tracer
+
+
+def use_provider(provider: otel_trace.TracerProvider | None) -> None:
+    """
+    Record the library's spans with C{provider} (for tests: a C{TracerProvider} with
+    the SDK's C{InMemorySpanExporter}), or stop recording them with C{None}.
+
+    Unlike C{opentelemetry.trace.set_tracer_provider} this can be called again (each
+    test its own provider); spans that module code starts from the global tracer
+    provider still go there.
+    """
+    global _tracer
+    if provider is None:
+        _tracer = otel_trace.get_tracer(SCOPE, __version__)
+        switch.on = False
+        return
+    _tracer = provider.get_tracer(SCOPE, __version__)
+    switch.on = True
+
+
+def _global_provider_records() -> bool:
+    provider = otel_trace.get_tracer_provider()
+    return not isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider)
+
+
+# -- context ------------------------------------------------------------------------------
+
+
+def attach(span: Span) -> object:
+    """
+    Make C{span} current; give the token to L{detach} when the synchronous part ends.
+    """
+    return otel_context.attach(otel_trace.set_span_in_context(span))
+
+
+def detach(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def current_ids() -> tuple[str, str] | None:
+    """
+    C{(trace_id, span_id)} of the current span as lowercase hex (32 and 16 characters),
+    or C{None} when no valid span is current. Cheap: no span is created.
+    """
+    context = otel_trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def defer_to_thread(fn: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
+    """
+    C{twisted.internet.threads.deferToThread} that runs C{fn} in a copy of the caller's
+    context, so spans started in the thread are children of the current span.
+    """
+    from twisted.internet.threads import deferToThread
+
+    context = contextvars.copy_context()
+    return deferToThread(context.run, fn, *args, **kw)
+
+
+def end(result: T, span: Span) -> T:
+    """
+    A Deferred callback ending C{span} with C{result}: error status and the exception
+    recorded on a L{Failure}. Passes C{result} through.
+    """
+    if isinstance(result, Failure):
+        fail_span(span, result.value)
+    span.end()
+    return result
+
+
+def fail_span(span: Span, error: BaseException) -> None:
+    """
+    Mark C{span} failed with C{error} (recorded as an exception event).
+    """
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+def error_reply(payload: Any) -> None:
+    """
+    The current (handler) span answers with an error reply: mark it failed with the
+    reply's kind and message.
+    """
+    span = otel_trace.get_current_span()
+    try:
+        error = payload.json().get("error", {})
+        text = f"{error.get('kind', 'error')}: {error.get('message', '')}"
+    except Exception:
+        text = "error reply"
+    span.set_status(Status(StatusCode.ERROR, text))
+
+
+def traced(span: Span | None, d: Deferred[T]) -> Deferred[T]:
+    """
+    End C{span} when C{d} fires (no-op for C{None}); returns C{d}.
+    """
+    if span is not None:
+        d.addBoth(end, span)
+    return d
+
+
+# -- propagation --------------------------------------------------------------------------
+
+
+class _HeadersGetter(Getter[Any]):
+    """Reads W3C keys from a C{twisted.web.http_headers.Headers}."""
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        values = carrier.getRawHeaders(key)
+        if not values:
+            return None
+        return [v.decode("latin-1") if isinstance(v, bytes) else v for v in values]
+
+    def keys(self, carrier: Any) -> list[str]:
+        return [
+            (k.decode("latin-1") if isinstance(k, bytes) else k).lower()
+            for k, _ in carrier.getAllRawHeaders()
+        ]
+
+
+class _PropertiesGetter(Getter[Mapping[str, object]]):
+    """Reads W3C keys from an envelope's C{metadata.properties}; only string values."""
+
+    def get(self, carrier: Mapping[str, object], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return [value] if type(value) is str else None
+
+    def keys(self, carrier: Mapping[str, object]) -> list[str]:
+        return [k for k in carrier if k in TRACE_KEYS]
+
+
+_headers_getter = _HeadersGetter()
+_properties_getter = _PropertiesGetter()
+
+
+def properties_to_send(span: Span) -> dict[str, object]:
+    """
+    The W3C keys for C{span}'s context, to put into C{metadata.properties} of an
+    outgoing routed request (EXTENSIONS.md X3).
+    """
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=otel_trace.set_span_in_context(span))
+    return {k: v for k, v in carrier.items() if k in TRACE_KEYS}
+
+
+# -- spans of each path -------------------------------------------------------------------
+
+
+def http_server_span(request: Any, transport: str) -> Span:
+    """
+    The C{SERVER} span of an inbound HTTP request (direct, or HTTP-over-IPC with
+    C{transport} C{"stdio"}, C{"tcp"} or C{"unix"}), a child of the request's
+    C{traceparent} when it has one. Named C{METHOD} now; L{end_http_server_span}
+    renames it C{METHOD route} once the route is known.
+    """
+    parent = propagate.extract(request.requestHeaders, getter=_headers_getter)
+    method = request.method.decode("ascii", "replace").upper()
+    path = request.path.decode("utf-8", "replace")
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "url.path": path,
+        "url.scheme": "https" if request.isSecure() else "http",
+        "pywatt.transport": transport,
+    }
+    return _tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+
+
+def end_http_server_span(result: T, span: Span, request: Any, route: str) -> T:
+    """
+    Finish the span of L{http_server_span} with the route and status (a 5xx or a lost
+    connection is an error; 4xx is the client's and leaves the status unset, as the
+    HTTP semantic conventions say for server spans).
+    """
+    method = request.method.decode("ascii", "replace").upper()
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+    code = request.code
+    span.set_attribute("http.response.status_code", code)
+    if isinstance(result, Failure):
+        span.set_status(Status(StatusCode.ERROR, "connection lost before the response"))
+    elif code >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    return result
+
+
+def rpc_client_span(target: str, endpoint: str, notify: bool = False) -> Span:
+    """
+    The C{CLIENT} span of a module-to-module request (C{PRODUCER} for a notification
+    that gets no reply), a child of the current span.
+    """
+    return _tracer.start_span(
+        f"{target}/{endpoint}",
+        kind=SpanKind.PRODUCER if notify else SpanKind.CLIENT,
+        attributes={
+            "rpc.system": "pywatt",
+            "rpc.service": target,
+            "rpc.method": endpoint,
+        },
+    )
+
+
+def rpc_server_span(
+    properties: Mapping[str, object] | None, module_id: str, endpoint: str | None, source: str
+) -> Span:
+    """
+    The C{SERVER} span of a routed handler call: a child of the context in the
+    request envelope's C{metadata.properties} when the caller sent one.
+    """
+    parent = propagate.extract(properties, getter=_properties_getter) if properties else None
+    name = endpoint or "unknown"
+    return _tracer.start_span(
+        f"{module_id}/{name}",
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={
+            "rpc.system": "pywatt",
+            "rpc.service": module_id,
+            "rpc.method": name,
+            "pywatt.source_module": source,
+        },
+    )
+
+
+def db_span(dialect: str, sql: str | None, database: str | None = None) -> Span:
+    """
+    The C{CLIENT} span of one database statement (C{sql}, never its parameters) or of
+    a whole transaction (C{sql} None), a child of the current span.
+    """
+    attributes: dict[str, Any] = {"db.system.name": dialect}
+    if database:
+        attributes["db.namespace"] = database
+    if sql is None:
+        return _tracer.start_span("transaction", kind=SpanKind.CLIENT, attributes=attributes)
+    operation = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "SQL"
+    attributes["db.query.text"] = sql
+    attributes["db.operation.name"] = operation
+    return _tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def db_statement_span(dialect: str, sql: str) -> Span | None:
+    """
+    In a pool thread: the span of one statement of a transaction, a child of the
+    transaction's span; C{None} when tracing is off or no span is current there (an
+    async transaction's thread does not carry the caller's context).
+    """
+    if not switch.on or not otel_trace.get_current_span().get_span_context().is_valid:
+        return None
+    return db_span(dialect, sql)
+
+
+def cache_span(system: str, operation: str) -> Span:
+    """
+    The C{CLIENT} span of one cache operation (no key or value in attributes: keys can
+    hold user data).
+    """
+    return _tracer.start_span(
+        f"cache {operation}",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system.name": system, "db.operation.name": operation},
+    )
+
+
+def internal_span(name: str, **attributes: Any) -> Span:
+    """
+    An C{INTERNAL} span (secret fetches and rotations, port requests), a child of the
+    current span.
+    """
+    return _tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+
+
+# -- SDK set-up from OTEL_* ---------------------------------------------------------------
+
+_EXPORTER_VARIABLES = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+)
+
+
+def _wanted(environ: Mapping[str, str]) -> bool:
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    return any(environ.get(name, "").strip() for name in _EXPORTER_VARIABLES)
+
+
+def _exporters(environ: Mapping[str, str]) -> Iterator[Any]:
+    names = [
+        n.strip().lower()
+        for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")
+        if n.strip()
+    ]
+    for name in names or ["otlp"]:
+        if name == "otlp":
+            protocol = environ.get(
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ).strip()
+            if protocol != "http/protobuf":
+                raise ValueError(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: pywatt_twisted "
+                    "exports traces with OTLP over HTTP (http/protobuf); point "
+                    "OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (usually 4318)"
+                )
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            yield OTLPSpanExporter()
+        elif name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            yield ConsoleSpanExporter()
+        else:
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER lists {name!r}; pywatt_twisted knows otlp, console and none"
+            )
+
+
+def configure_from_environment(
+    module_id: str, environ: Mapping[str, str] | None = None, enabled: bool = True
+) -> bool:
+    """
+    Turn tracing on for this process when the standard variables ask for it, once the
+    module id is known; return whether it is on.
+
+    - A recording tracer provider installed before (auto-instrumentation, a test's
+      L{use_provider}) is used as it is.
+    - Otherwise, when C{OTEL_TRACES_EXPORTER}, C{OTEL_EXPORTER_OTLP_ENDPOINT} or
+      C{OTEL_EXPORTER_OTLP_TRACES_ENDPOINT} is set (and neither C{OTEL_SDK_DISABLED=true}
+      nor C{OTEL_TRACES_EXPORTER=none}), build an SDK C{TracerProvider} with a batch
+      span processor (C{OTEL_BSP_*} bound its queue: spans beyond C{OTEL_BSP_MAX_QUEUE_SIZE},
+      default 2048, are dropped and the SDK logs it) and the OTLP/HTTP exporter, with
+      C{service.name} from C{OTEL_SERVICE_NAME} or else the module id, and the sampler
+      from C{OTEL_TRACES_SAMPLER}. It becomes the global provider, so spans the module
+      starts itself join the same traces.
+    - When those variables are set and the C{[otel]} extra is missing, log a warning
+      naming the extra; tracing stays off.
+
+    @param enabled: C{False} (C{PYWATT_TRACING=off}) keeps tracing off whatever the
+        variables say.
+    """
+    env = os.environ if environ is None else environ
+    if not enabled:
+        return False
+    if switch.on:
+        return True
+    if _global_provider_records():
+        use_provider(otel_trace.get_tracer_provider())
+        return True
+    if not _wanted(env):
+        return False
+    try:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        _log.warn(
+            "OpenTelemetry variables are set but the SDK is not installed: tracing stays "
+            "off. Install it with: pip install 'pywatt_twisted[otel]'"
+        )
+        return False
+    attributes: dict[str, Any] = {}
+    named = env.get("OTEL_SERVICE_NAME", "").strip() or (
+        "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    )
+    if not named:
+        attributes[SERVICE_NAME] = module_id
+    attributes["service.instance.id"] = f"{module_id}-{os.getpid()}"
+    try:
+        exporters = list(_exporters(env))
+    except (ValueError, ImportError) as e:
+        _log.error("tracing stays off: {error}", error=str(e))
+        return False
+    provider = TracerProvider(resource=Resource.create(attributes))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    otel_trace.set_tracer_provider(provider)
+    switch.owned = provider
+    use_provider(provider)
+    _log.info(
+        "tracing on: exporting spans of service {service} ({exporters})",
+        service=attributes.get(SERVICE_NAME, env.get("OTEL_SERVICE_NAME", "")),
+        exporters=", ".join(type(e).__name__ for e in exporters),
+    )
+    return True
+
+
+def flush(timeout: float = 3.0) -> None:
+    """
+    Export the spans still queued and stop the provider this process created (blocks
+    at most about C{timeout} seconds; call it from a thread at exit).
+    """
+    provider = switch.owned
+    if provider is None:
+        return
+    try:
+        provider.force_flush(int(timeout * 1000))
+    finally:
+        provider.shutdown()

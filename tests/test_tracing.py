@@ -1,0 +1,381 @@
+"""
+OpenTelemetry tracing (issue 16): spans of each path recorded with the SDK's in-memory
+exporter, W3C propagation through HTTP headers and the routed envelope's
+C{metadata.properties} (EXTENSIONS.md X3), and trace ids in the JSON logs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any
+
+from klein import Klein
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pywatt_twisted import pywatt_module, tracing
+from pywatt_twisted.data import Database
+from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.runtime.logging import JsonLinesObserver
+from pywatt_twisted.testing import FakeOrchestrator
+from pywatt_twisted.wire.messages import (
+    RoutedModuleMessage,
+    RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
+)
+
+try:
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+except ImportError:  # pragma: no cover - the [otel] extra is part of the test extra
+    TracerProvider = None
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+def traceparent(trace_id: str = TRACE_ID, parent: str = PARENT_ID) -> str:
+    return f"00-{trace_id}-{parent}-01"
+
+
+def hexid(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+class Recording:
+    """
+    Mixin: record the library's spans in memory for the test, off again afterwards.
+    """
+
+    def record_spans(self) -> InMemorySpanExporter:
+        if TracerProvider is None:
+            self.skipTest("the OpenTelemetry SDK is not installed (pip install '.[otel]')")
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracing.use_provider(provider)
+        self.addCleanup(tracing.use_provider, None)  # type: ignore[attr-defined]
+        return exporter
+
+
+def by_name(spans: Any) -> dict[str, Any]:
+    named: dict[str, ReadableSpan] = {}
+    for span in spans:
+        assert span.name not in named, f"two spans named {span.name}"
+        named[span.name] = span
+    return named
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+class SwitchTests(SynchronousTestCase, Recording):
+    def test_off_by_default_and_ids_absent(self) -> None:
+        self.assertFalse(tracing.switch.on)
+        self.assertIsNone(tracing.current_ids())
+
+    def test_use_provider_turns_on_and_off(self) -> None:
+        self.record_spans()
+        self.assertTrue(tracing.switch.on)
+        tracing.use_provider(None)
+        self.assertFalse(tracing.switch.on)
+
+    def test_environment_without_variables_stays_off(self) -> None:
+        self.assertFalse(tracing.configure_from_environment("m", {}))
+        self.assertFalse(tracing.switch.on)
+
+    def test_disabled_wins(self) -> None:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+        self.assertFalse(tracing.configure_from_environment("m", env, enabled=False))
+        self.assertFalse(
+            tracing.configure_from_environment("m", {**env, "OTEL_SDK_DISABLED": "true"})
+        )
+        self.assertFalse(tracing.switch.on)
+
+    def test_grpc_protocol_is_refused_clearly(self) -> None:
+        if TracerProvider is None:
+            self.skipTest("the OpenTelemetry SDK is not installed")
+        errors: list[str] = []
+        from twisted.logger import globalLogPublisher
+
+        def observe(event: dict[str, Any]) -> None:
+            if "error" in event and "tracing stays off" in event.get("log_format", ""):
+                errors.append(event["error"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        }
+        self.assertFalse(tracing.configure_from_environment("m", env))
+        self.assertEqual(len(errors), 1)
+        self.assertIn("http/protobuf", errors[0])
+
+
+class LogTests(SynchronousTestCase, Recording):
+    def test_log_lines_carry_trace_and_span_ids(self) -> None:
+        self.record_spans()
+        stream = io.StringIO()
+        observer = JsonLinesObserver(stream)
+        log = Logger(observer=observer)
+        log.info("outside")
+        span = tracing.internal_span("work")
+        token = tracing.attach(span)
+        try:
+            log.info("inside")
+        finally:
+            tracing.detach(token)
+            span.end()
+        outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+        self.assertNotIn("trace_id", outside)
+        context = span.get_span_context()
+        self.assertEqual(inside["trace_id"], hexid(context.trace_id, 32))
+        self.assertEqual(inside["span_id"], hexid(context.span_id, 16))
+        self.assertRegex(inside["trace_id"], "^[0-9a-f]{32}$")
+        self.assertRegex(inside["span_id"], "^[0-9a-f]{16}$")
+
+
+# -- one module: HTTP in, handler, outgoing call ---------------------------------------------
+
+
+@pywatt_module
+def front(state: Any) -> Klein:
+    app = Klein()
+
+    @app.route("/items/<sku>")
+    async def item(request: Any, sku: str) -> Any:
+        reply = await state.send_request("stock", "lookup", {"sku": sku})
+        return json.dumps(reply).encode()
+
+    @app.route("/boom")
+    def boom(request: Any) -> Any:
+        raise RuntimeError("no")
+
+    return app
+
+
+class HttpSpanTests(SynchronousTestCase, Recording):
+    def test_incoming_traceparent_is_the_parent_of_the_request_span(self) -> None:
+        exporter = self.record_spans()
+        orch = FakeOrchestrator(module_id="front")
+        module = self.successResultOf(orch.start(front))
+        self.addCleanup(orch.shutdown)
+        response = self.successResultOf(
+            module.request("GET", "/boom", headers={"traceparent": traceparent()})
+        )
+        self.assertEqual(response.code, 500)
+        self.flushLoggedErrors(RuntimeError)
+        (span,) = exporter.get_finished_spans()
+        self.assertEqual(span.name, "GET /boom")
+        self.assertEqual(hexid(span.context.trace_id, 32), TRACE_ID)
+        self.assertEqual(parent_of(span), int(PARENT_ID, 16))
+        self.assertTrue(span.parent.is_remote)
+        self.assertEqual(span.attributes["http.route"], "/boom")
+        self.assertEqual(span.attributes["http.response.status_code"], 500)
+        self.assertEqual(span.attributes["pywatt.transport"], "stdio")
+        self.assertEqual(span.status.status_code.name, "ERROR")
+
+    def test_outgoing_request_carries_the_context_in_properties(self) -> None:
+        exporter = self.record_spans()
+        orch = FakeOrchestrator(module_id="front", channels=("tcp",))
+        module = self.successResultOf(orch.start(front))
+        self.addCleanup(orch.shutdown)
+        d = module.request("GET", "/items/A1", headers={"traceparent": traceparent()})
+        connection = orch.connection("tcp")
+        assert connection is not None
+        (route,) = [e.content for e in connection.received if isinstance(e.content, RouteToModule)]
+        properties = route.payload.json()["metadata"]["properties"]
+        self.assertEqual(properties["target_endpoint"], "lookup")
+        version, trace_id, span_id, flags = properties["traceparent"].split("-")
+        self.assertEqual((version, trace_id, flags), ("00", TRACE_ID, "01"))
+        orch.send(
+            RoutedModuleResponse("stock", route.request_id, route.payload.from_json({"n": 3})),
+            via="tcp",
+        )
+        self.assertEqual(self.successResultOf(d).json(), {"n": 3})
+        spans = by_name(exporter.get_finished_spans())
+        client, server = spans["stock/lookup"], spans["GET /items/:sku"]
+        self.assertEqual(hexid(client.context.span_id, 16), span_id)
+        self.assertEqual(parent_of(client), server.context.span_id)
+        self.assertEqual(client.kind.name, "CLIENT")
+        self.assertEqual(client.attributes["rpc.method"], "lookup")
+
+    def test_no_context_in_properties_when_tracing_is_off(self) -> None:
+        orch = FakeOrchestrator(module_id="front", channels=("tcp",))
+        module = self.successResultOf(orch.start(front))
+        self.addCleanup(orch.shutdown)
+        module.request("GET", "/items/A1", headers={"traceparent": traceparent()})
+        connection = orch.connection("tcp")
+        assert connection is not None
+        (route,) = [e.content for e in connection.received if isinstance(e.content, RouteToModule)]
+        self.assertEqual(
+            route.payload.json()["metadata"]["properties"], {"target_endpoint": "lookup"}
+        )
+
+
+# -- two modules in memory, down to a SQLite statement ---------------------------------------
+
+
+def stock_module(db: Database) -> Any:
+    @pywatt_module
+    def stock(state: Any) -> Klein:
+        @state.handler("lookup")
+        async def lookup(source: str, payload: Any) -> Any:
+            row = await db.query_one(
+                "SELECT n FROM stock_levels WHERE sku = :sku", {"sku": payload["sku"]}
+            )
+            return {"sku": payload["sku"], "n": row["n"] if row else 0}
+
+        return Klein()
+
+    return stock
+
+
+def connect(front_orch: FakeOrchestrator, stock_orch: FakeOrchestrator) -> None:
+    """
+    Play the orchestrator's routing between two in-memory modules: A's route_to_module
+    reaches B as a routed_module_message with the same payload, B's reply comes back
+    to A as a routed_module_response.
+    """
+    front_received = front_orch._received
+    stock_received = stock_orch._received
+
+    def from_front(message: Any, reply: Any = None) -> None:
+        front_received(message, reply)
+        if isinstance(message, RouteToModule):
+            stock_orch.send(
+                RoutedModuleMessage(front_orch.module_id, message.request_id, message.payload),
+                via="tcp",
+            )
+
+    def from_stock(message: Any, reply: Any = None) -> None:
+        stock_received(message, reply)
+        if isinstance(message, RoutedModuleReply):
+            front_orch.send(
+                RoutedModuleResponse(stock_orch.module_id, message.request_id, message.payload),
+                via="tcp",
+            )
+
+    front_orch._received = from_front  # type: ignore[method-assign]
+    stock_orch._received = from_stock  # type: ignore[method-assign]
+
+
+def settled() -> Any:
+    """
+    One reactor turn: a span ends after the reply it covers is sent (the handler's
+    after its reply, the HTTP request's after its response), in the same synchronous
+    chain that fires the test's own Deferred.
+    """
+    return deferLater(reactor, 0, lambda: None)
+
+
+class TwoModuleTests(TestCase, Recording):
+    """
+    front (HTTP in) -> stock (routed handler) -> SQLite, in one process and on the real
+    reactor (the database runs in its thread pool).
+    """
+
+    async def start(self) -> Any:
+        path = os.path.abspath(self.mktemp()) + ".db"
+        db = Database.from_url(f"sqlite:///{path}")
+        self.addCleanup(db.close)
+        await db.execute("CREATE TABLE stock_levels (sku TEXT PRIMARY KEY, n INTEGER)")
+        await db.execute("INSERT INTO stock_levels VALUES ('A1', 7)")
+        front_orch = FakeOrchestrator(
+            module_id="front",
+            channels=("tcp",),
+            reactor=reactor,
+            config=RuntimeConfig(max_concurrent_requests=200),
+        )
+        stock_orch = FakeOrchestrator(module_id="stock", channels=("tcp",), reactor=reactor)
+        connect(front_orch, stock_orch)
+        module = await front_orch.start(front)
+        self.addCleanup(front_orch.shutdown)
+        await stock_orch.start(stock_module(db))
+        self.addCleanup(stock_orch.shutdown)
+        return module
+
+    async def test_one_trace_from_traceparent_to_sqlite(self) -> None:
+        exporter = self.record_spans()
+        module = await self.start()
+        exporter.clear()
+        response = await module.request("GET", "/items/A1", headers={"traceparent": traceparent()})
+        self.assertEqual(response.json(), {"sku": "A1", "n": 7})
+        await settled()
+        spans = list(exporter.get_finished_spans())
+        self.assertEqual(len(spans), 4, [s.name for s in spans])
+        kinds = {(s.name, s.kind.name): s for s in spans}
+        http = kinds[("GET /items/:sku", "SERVER")]
+        client = kinds[("stock/lookup", "CLIENT")]
+        handler = kinds[("stock/lookup", "SERVER")]
+        sql = kinds[("SELECT", "CLIENT")]
+        self.assertEqual({hexid(s.context.trace_id, 32) for s in spans}, {TRACE_ID})
+        self.assertEqual(parent_of(http), int(PARENT_ID, 16))
+        self.assertEqual(parent_of(client), http.context.span_id)
+        self.assertEqual(parent_of(handler), client.context.span_id)
+        self.assertTrue(handler.parent.is_remote)
+        self.assertEqual(parent_of(sql), handler.context.span_id)
+        self.assertEqual(sql.attributes["db.system.name"], "sqlite")
+        self.assertEqual(
+            sql.attributes["db.query.text"], "SELECT n FROM stock_levels WHERE sku = :sku"
+        )
+        # no parameter value anywhere in the attributes
+        for span in spans:
+            self.assertNotIn("A1", [str(v) for v in span.attributes.values()])
+
+    async def test_hundred_interleaved_requests_keep_separate_trees(self) -> None:
+        exporter = self.record_spans()
+        module = await self.start()
+        exporter.clear()
+        ids = [(hexid(i + 1, 32), hexid(1000 + i, 16)) for i in range(100)]
+        responses = await gatherResults(
+            [
+                module.request("GET", "/items/A1", headers={"traceparent": traceparent(t, p)})
+                for t, p in ids
+            ]
+        )
+        self.assertEqual({r.code for r in responses}, {200})
+        await settled()
+        spans = list(exporter.get_finished_spans())
+        self.assertEqual(len(spans), 400)
+        trees: dict[int, list[ReadableSpan]] = {}
+        for span in spans:
+            trees.setdefault(span.context.trace_id, []).append(span)
+        self.assertEqual(sorted(trees), [i + 1 for i in range(100)])
+        for trace_id, parent in ids:
+            tree = {(s.name, s.kind.name): s for s in trees[int(trace_id, 16)]}
+            self.assertEqual(len(tree), 4)
+            http = tree[("GET /items/:sku", "SERVER")]
+            client = tree[("stock/lookup", "CLIENT")]
+            handler = tree[("stock/lookup", "SERVER")]
+            sql = tree[("SELECT", "CLIENT")]
+            self.assertEqual(parent_of(http), int(parent, 16))
+            self.assertEqual(parent_of(client), http.context.span_id)
+            self.assertEqual(parent_of(handler), client.context.span_id)
+            self.assertEqual(parent_of(sql), handler.context.span_id)
+
+    async def test_transaction_statements_are_children_of_the_transaction(self) -> None:
+        exporter = self.record_spans()
+        path = os.path.abspath(self.mktemp()) + ".db"
+        db = Database.from_url(f"sqlite:///{path}")
+        self.addCleanup(db.close)
+
+        def work(tx: Any) -> None:
+            tx.execute("CREATE TABLE t (x INTEGER)")
+            tx.execute("INSERT INTO t VALUES (:x)", {"x": 1})
+
+        await db.run_interaction(work)
+        named = {s.name: s for s in exporter.get_finished_spans()}
+        self.assertEqual(sorted(named), ["CREATE", "INSERT", "transaction"])
+        transaction = named["transaction"]
+        self.assertEqual(parent_of(named["CREATE"]), transaction.context.span_id)
+        self.assertEqual(parent_of(named["INSERT"]), transaction.context.span_id)
