@@ -88,6 +88,13 @@ class SwitchTests(SynchronousTestCase, Recording):
         tracing.use_provider(None)
         self.assertFalse(tracing.switch.on)
 
+    def test_api_no_op_provider_keeps_the_hooks_off(self) -> None:
+        from opentelemetry.trace import NoOpTracerProvider
+
+        tracing.use_provider(NoOpTracerProvider())
+        self.addCleanup(tracing.use_provider, None)
+        self.assertFalse(tracing.switch.on)
+
     def test_environment_without_variables_stays_off(self) -> None:
         self.assertFalse(tracing.configure_from_environment("m", {}))
         self.assertFalse(tracing.switch.on)
@@ -381,3 +388,70 @@ class TwoModuleTests(TestCase, Recording):
         transaction = named["transaction"]
         self.assertEqual(parent_of(named["CREATE"]), transaction.context.span_id)
         self.assertEqual(parent_of(named["INSERT"]), transaction.context.span_id)
+
+
+# -- secrets, rotation, cache, threads -------------------------------------------------------
+
+
+@pywatt_module(secrets=["TOKEN"])
+def secret_user(state: Any) -> Klein:
+    return Klein()
+
+
+class OtherPathTests(SynchronousTestCase, Recording):
+    def test_secret_fetch_and_rotation_spans_name_no_value(self) -> None:
+        exporter = self.record_spans()
+        orch = FakeOrchestrator(secrets={"TOKEN": "s3cr3t-value"})
+        module = self.successResultOf(orch.start(secret_user))
+        self.addCleanup(orch.shutdown)
+        exporter.clear()
+        self.successResultOf(module.state.get_secret("TOKEN", mode="force-remote"))
+        (fetch,) = exporter.get_finished_spans()
+        self.assertEqual(fetch.name, "get_secret")
+        self.assertEqual(fetch.attributes["pywatt.secret.name"], "TOKEN")
+        exporter.clear()
+        ack = self.successResultOf(orch.rotate({"TOKEN": "n3w-value"}))
+        self.assertEqual(ack.status, "success")
+        spans = {s.name: s for s in exporter.get_finished_spans()}
+        self.assertEqual(sorted(spans), ["get_secret", "secret_rotation"])
+        self.assertEqual(parent_of(spans["get_secret"]), spans["secret_rotation"].context.span_id)
+        for span in exporter.get_finished_spans():
+            for value in span.attributes.values():
+                self.assertNotIn("value", str(value))
+
+    def test_cache_operations_are_children_of_the_current_span(self) -> None:
+        from twisted.internet.task import Clock
+
+        from pywatt_twisted.data import MemoryCache
+
+        exporter = self.record_spans()
+        cache = MemoryCache(clock=Clock())
+        outer = tracing.internal_span("work")
+        token = tracing.attach(outer)
+        try:
+            self.successResultOf(cache.set("user:1", {"name": "ada"}))
+            self.assertEqual(self.successResultOf(cache.get("user:1")), {"name": "ada"})
+            self.successResultOf(cache.delete("user:1"))
+        finally:
+            tracing.detach(token)
+            outer.end()
+        spans = [s for s in exporter.get_finished_spans() if s.name != "work"]
+        self.assertEqual([s.name for s in spans], ["cache set", "cache get", "cache delete"])
+        for span in spans:
+            self.assertEqual(parent_of(span), outer.context.span_id)
+            self.assertNotIn("user:1", [str(v) for v in span.attributes.values()])
+
+
+class ThreadTests(TestCase, Recording):
+    async def test_defer_to_thread_carries_the_context(self) -> None:
+        self.record_spans()
+        outer = tracing.internal_span("work")
+        token = tracing.attach(outer)
+        try:
+            d = tracing.defer_to_thread(tracing.current_ids)
+        finally:
+            tracing.detach(token)
+        ids = await d
+        outer.end()
+        context = outer.get_span_context()
+        self.assertEqual(ids, (hexid(context.trace_id, 32), hexid(context.span_id, 16)))

@@ -90,14 +90,18 @@ def tracer() -> otel_trace.Tracer:
 def use_provider(provider: otel_trace.TracerProvider | None) -> None:
     """
     Record the library's spans with C{provider} (for tests: a C{TracerProvider} with
-    the SDK's C{InMemorySpanExporter}), or stop recording them with C{None}.
+    the SDK's C{InMemorySpanExporter}), or stop recording them with C{None}. The
+    API's own no-op providers record nothing, so they turn the hooks off too.
 
     Unlike C{opentelemetry.trace.set_tracer_provider} this can be called again (each
     test its own provider); spans that module code starts from the global tracer
     provider still go there.
     """
     global _tracer
-    if provider is None:
+    if provider is None or isinstance(
+        provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider
+    ):
+        # (the API alone records nothing: the hooks stay one flag check)
         _tracer = otel_trace.get_tracer(SCOPE, __version__)
         switch.on = False
         return
@@ -262,9 +266,8 @@ def end_http_server_span(result: T, span: Span, request: Any, route: str) -> T:
     """
     method = request.method.decode("ascii", "replace").upper()
     span.update_name(f"{method} {route}")
-    span.set_attribute("http.route", route)
     code = request.code
-    span.set_attribute("http.response.status_code", code)
+    span.set_attributes({"http.route": route, "http.response.status_code": code})
     if isinstance(result, Failure):
         span.set_status(Status(StatusCode.ERROR, "connection lost before the response"))
     elif code >= 500:

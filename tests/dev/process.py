@@ -91,7 +91,7 @@ async def start_dev(
     """
     Start C{pywatt dev ARGS --port=0} (with short heartbeat and stop timings) from the
     project root (or C{cwd}), stopped with Ctrl-C at C{case}'s cleanup; fires with the process and
-    its front URL. C{env} is added to its environment (its modules inherit it).
+    its front URL. C{env}: more environment variables for it (and so its modules).
     """
     proto = DevProcess()
     argv = [

@@ -14,6 +14,7 @@ protocol, C{pywatt dev}'s L{ServiceHost} and the servers, is real.
 from __future__ import annotations
 
 import inspect
+import io
 import os
 import shutil
 import sys
@@ -24,10 +25,12 @@ from typing import Any
 from klein import Klein
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from pywatt_twisted.data import Database
+from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.module import pywatt_module
 from pywatt_twisted.runtime.service import ModuleService
@@ -234,3 +237,84 @@ class DevProvideOptionsTests(TestCase):
         self.assertEqual(await direct.query(f"SELECT id FROM {table}"), [{"id": 7}])
         self.assertEqual(db.dialect, "postgresql")
         self.assertIn("service:db-main", db.url_redacted)
+
+    async def test_killed_statement_not_replayed(self) -> None:
+        """
+        The server connection running a proxied statement is killed: the module gets
+        the data layer's L{StatementInterrupted} (outcome unknown), typed across the
+        wire, and the statement is not run again (no row, nothing running with its
+        marker afterwards).
+        """
+        from pywatt_twisted.data import StatementInterrupted
+
+        url = require_service("postgres")
+        state = await start_module(self, f"--provide-database=db-main={url}")
+        db = await state.service("db-main")
+        table = f"t_proxy_kill_{os.getpid()}"
+        direct = Database.from_url(url)
+        self.addCleanup(direct.close)
+        self.addCleanup(direct.execute, f"DROP TABLE IF EXISTS {table}")
+        await db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+        marker = f"kill_marker_{os.getpid()}"
+        running = db.execute(f"INSERT INTO {table} (id) SELECT 1 FROM pg_sleep(30) /* {marker} */")
+        find = (
+            "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE :m "
+            "AND pid <> pg_backend_pid()"
+        )
+        pid = None
+        for _ in range(200):
+            row = await direct.query_one(find, {"m": f"%{marker}%"})
+            if row is not None:
+                pid = row["pid"]
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertIsNotNone(pid, "the proxied statement never ran")
+        await direct.query_one("SELECT pg_terminate_backend(:pid, 10000) AS done", {"pid": pid})
+        with self.assertRaises(StatementInterrupted) as c:
+            await running
+        self.assertTrue(c.exception.connection_lost)
+        self.assertIn("outcome is unknown", str(c.exception))
+        self.assertEqual(db.interrupted, 1)
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertIsNone(await direct.query_one(find, {"m": f"%{marker}%"}))
+        self.assertEqual(await direct.query(f"SELECT id FROM {table}"), [])
+        # the proxied database goes on working (a new server connection)
+        await db.execute(f"INSERT INTO {table} (id) VALUES (2)")
+        self.assertEqual(await db.query(f"SELECT id FROM {table}"), [{"id": 2}])
+
+
+class ProvideOptionTests(SynchronousTestCase):
+    """
+    C{--provide-database} / C{--provide-cache} values.
+    """
+
+    def host(self, *argv: str) -> Any:
+        from pywatt_twisted.dev.cli import build_parser, service_host
+        from pywatt_twisted.dev.supervisor import Console
+
+        args = build_parser().parse_args(["--module=m", *argv])
+        return service_host(args, reactor, Console(write=io.StringIO().write))
+
+    def test_bad_values(self) -> None:
+        for bad in ("no-url", "=sqlite://", "name="):
+            with self.assertRaises(ConfigurationError) as c:
+                self.host(f"--provide-database={bad}")
+            self.assertIn("--provide-database takes NAME=URL", str(c.exception))
+        with self.assertRaises(ConfigurationError) as c:
+            self.host("--provide-cache=a=memory://", "--provide-cache=a=memory://")
+        self.assertIn("a twice", str(c.exception))
+        with self.assertRaises(ConfigurationError) as c:
+            self.host("--provide-cache=a=nosuch://x")
+        self.assertIn(
+            "cannot provide cache 'a' (--provide-cache): expected a cache URL", str(c.exception)
+        )
+        with self.assertRaises(ConfigurationError) as c:
+            self.host("--provide-database=d=oracle://u:hunter2@127.0.0.1:1/x")
+        self.assertIn("cannot provide database 'd' (--provide-database)", str(c.exception))
+        self.assertNotIn("hunter2", str(c.exception))
+
+    def test_none_and_some(self) -> None:
+        self.assertIsNone(self.host())
+        host = self.host("--provide-cache=c=memory://")
+        self.assertEqual(host.describe(), {"c": "Cache"})
+        self.assertTrue(host.owned)

@@ -7,6 +7,7 @@ source is edited under a steady request loop.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -17,7 +18,9 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessDone
 from twisted.internet.task import Clock, deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted.dev._reload import (
@@ -29,6 +32,7 @@ from pywatt_twisted.dev._reload import (
     watched,
 )
 from tests.dev.process import start_dev
+from tests.dev.test_crash_loop import CRASHED, fail_once, supervisor
 
 
 class FakeSupervisor:
@@ -291,6 +295,8 @@ MODULE = """
 import json
 
 from klein import Klein
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from pywatt_twisted import pywatt_module
 
@@ -306,6 +312,12 @@ def create_app(state):
         request.setHeader(b"content-type", b"application/json")
         return json.dumps({{"version": VERSION}}).encode()
 
+    @app.route("/slow", methods=["GET"])
+    async def slow(request):
+        await deferLater(reactor, 1.5, lambda: None)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({{"version": VERSION}}).encode()
+
     return app
 """
 
@@ -316,8 +328,9 @@ class ReloadIntegrationTests(TestCase):
     async def test_edit_under_a_steady_request_loop(self) -> None:
         """
         A real C{pywatt dev --reload} with two modules: editing one module's source
-        restarts only it, the new code answers within a few seconds, and no request of
-        a steady loop (one at a time, throughout the restart) fails.
+        restarts only it, the new code answers within a few seconds, a slow request in
+        flight at the edit is answered by the old code, and no request of a steady loop
+        (one at a time, throughout the restart) fails.
         """
         workdir = tempfile.mkdtemp(prefix="pwreload-")
         self.addCleanup(shutil.rmtree, workdir, True)
@@ -350,6 +363,8 @@ class ReloadIntegrationTests(TestCase):
 
         running = ensureDeferred(loop())
         await deferLater(reactor, 0.5, lambda: None)
+        slow = treq.get(f"{base}/alpha/slow", persistent=False)
+        await deferLater(reactor, 0.3, lambda: None)
         mark = len(proto.output)
         edited = time.monotonic()
         write(os.path.join(workdir, "alpha", "module.py"), MODULE.format(version=2))
@@ -362,6 +377,10 @@ class ReloadIntegrationTests(TestCase):
         await deferLater(reactor, 0.3, lambda: None)
         stop = True
         await running
+        slow_response = await slow
+        self.assertEqual(
+            (slow_response.code, await slow_response.content()), (200, b'{"version": 1}')
+        )
         failed = [r for r in results if r[0] != 200]
         self.assertEqual(failed, [])
         versions = [r[1] for r in results]
@@ -373,3 +392,84 @@ class ReloadIntegrationTests(TestCase):
         self.assertNotIn("restarting beta", proto.output)
         self.assertEqual(proto.output.count("started beta"), 1)
         print(f"\nreload: {len(results)} requests, new code after {took:.2f} s")
+
+
+class SupervisorRestartTests(SynchronousTestCase):
+    """
+    L{ModuleSupervisor.restart}: the reload of one module process.
+    """
+
+    def running(self, **options: Any) -> tuple[Any, Any]:
+        from pywatt_twisted.wire.messages import Announce
+
+        sup, clock, _ = supervisor(**options)
+        sup.start()
+        sup._from_module(Announce(listen="127.0.0.1:1", endpoints=()), lambda m: None)
+        self.assertEqual(sup.status, "running")
+        return sup, clock
+
+    def sent(self, clock: Any, index: int = -1) -> list[str]:
+        return [
+            json.loads(line).get("op", "init")
+            for line in b"".join(clock.spawned[index].transport.written).splitlines()
+        ]
+
+    def test_in_flight_requests_are_answered_before_the_stop(self) -> None:
+        from pywatt_twisted.wire.messages import HttpResponse
+
+        sup, clock = self.running()
+        answered: list[Any] = []
+        sup.http("GET", "/slow", {}, None).addCallback(answered.append)
+        restarted = sup.restart()
+        self.assertTrue(sup.reloading)
+        self.assertEqual(self.sent(clock), ["init", "http_request"], "no shutdown yet")
+        (request_id,) = list(sup._pending_http)
+        sup._on_http_response(
+            HttpResponse(request_id=request_id, status_code=200, headers={}, body=b"old")
+        )
+        self.assertEqual(answered[0].body, b"old")
+        self.assertEqual(self.sent(clock)[-1], "shutdown")
+        self.assertEqual(sup.status, "stopping")
+        self.assertTrue(sup.reloading)
+        clock.spawned[-1].processEnded(Failure(ProcessDone(0)))
+        self.assertIsNone(self.successResultOf(restarted))
+        self.assertEqual(len(clock.spawned), 2)
+        self.assertEqual((sup.status, sup.restarts, sup.reloading), ("restarting", 1, False))
+        self.assertEqual(sup.last_exit["how"], "status 0")
+        self.assertTrue(sup.last_exit["wanted"])
+
+    def test_a_slow_request_only_delays_it_by_its_timeout(self) -> None:
+        sup, clock = self.running(request_timeout=5)
+        failed: list[Any] = []
+        sup.http("GET", "/never", {}, None).addErrback(failed.append)
+        sup.restart()
+        clock.advance(5)
+        self.assertEqual(len(failed), 1)
+        self.assertEqual(self.sent(clock)[-1], "shutdown")
+
+    def test_a_crashed_module_starts_again(self) -> None:
+        sup, clock, _ = supervisor(crash_limit=1)
+        sup.start()
+        fail_once(sup, clock)
+        self.assertEqual(sup.status, CRASHED)
+        self.successResultOf(sup.restart())
+        self.assertEqual((len(clock.spawned), sup.status), (2, "restarting"))
+        self.assertEqual(sup.last_exit["how"], "status 1")
+        self.assertFalse(sup.last_exit["wanted"])
+
+    def test_a_stop_during_the_reload_cancels_the_new_start(self) -> None:
+        from pywatt_twisted.wire.messages import HttpResponse
+
+        sup, clock = self.running()
+        sup.http("GET", "/slow", {}, None)
+        restarted = sup.restart()
+        stopped = sup.stop()
+        self.assertFalse(sup.reloading)
+        (request_id,) = list(sup._pending_http)
+        sup._on_http_response(
+            HttpResponse(request_id=request_id, status_code=200, headers={}, body=b"")
+        )
+        clock.spawned[-1].processEnded(Failure(ProcessDone(0)))
+        self.successResultOf(restarted)
+        self.successResultOf(stopped)
+        self.assertEqual((len(clock.spawned), sup.status), (1, "stopped"))

@@ -209,6 +209,11 @@ class DatabaseRotationTests(TestCase):
         self.assertEqual((ack.status, ack.message), ("success", None))
         self.assertEqual((await module.request("GET", "/name")).text(), "after")
         self.assertIsNot(db._pool, old_pool)
+        # The old pool closes once the calls on it have finished. The start-up ping is
+        # not awaited by the start (a server down at start-up must not hold it), so on a
+        # loaded machine it can still be running here: wait for the pool's calls (the
+        # pool's own closing waits first), then it must be closed.
+        await db._pool_drained(old_pool)
         self.assertTrue(old_pool.threadpool.joined)
 
         # a value that cannot connect: the ack says why, the current pool stays

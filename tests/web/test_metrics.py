@@ -4,10 +4,13 @@ Tests for L{pywatt_twisted.web.metrics.ModuleMetrics}.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.web import metrics as metrics_module
 from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
 
@@ -164,3 +167,64 @@ class ModuleMetricsTests(SynchronousTestCase):
         self.assertIn('pywatt_ipc_requests_total{outcome="timeout",transport="stdio"} 1.0', text)
         self.assertIn("# TYPE pywatt_http_request_duration_seconds histogram", text)
         self.assertEqual(METRICS_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+
+
+class UserMetricsTests(SynchronousTestCase):
+    """
+    C{state.metrics}: a module author's own metrics, validated, rendered after the SDK's.
+    """
+
+    def setUp(self) -> None:
+        from pywatt_twisted.web.metrics import ModuleMetrics
+
+        self.metrics = ModuleMetrics()
+        self.user = self.metrics.user
+
+    def families(self) -> dict[str, Any]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = self.metrics.render().decode("utf-8")
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    def test_counter_gauge_histogram_rendered(self) -> None:
+        orders = self.user.counter("orders_placed", "Orders placed.", ("region",))
+        orders.labels("eu").inc(3)
+        self.user.gauge("queue_depth", "Jobs waiting.").set(7)
+        self.user.histogram("job_seconds", "Job time.", buckets=(0.1, 1.0)).observe(0.5)
+        families = self.families()
+        [sample] = [s for s in families["orders_placed"].samples if s.name.endswith("_total")]
+        self.assertEqual((sample.labels, sample.value), ({"region": "eu"}, 3.0))
+        self.assertEqual(families["queue_depth"].samples[0].value, 7.0)
+        self.assertEqual(families["job_seconds"].type, "histogram")
+        # the SDK's own metrics are still there
+        self.assertIn("pywatt_http_requests", families)
+
+    def test_same_name_same_shape_returns_the_same_object(self) -> None:
+        a = self.user.counter("hits_total", "Hits.")
+        self.assertIs(self.user.counter("hits", "Hits."), a)
+        with self.assertRaises(ConfigurationError) as e:
+            self.user.gauge("hits", "Hits.")
+        self.assertIn("already made as a counter", str(e.exception))
+
+    def test_invalid_names(self) -> None:
+        cases = [
+            ("9lives", (), "must match"),
+            ("has-dash", (), "must match"),
+            ("pywatt_mine", (), "belong to the SDK"),
+            ("__x", (), "reserved"),
+            ("ok_name", ("bad-label",), "invalid label name"),
+            ("ok_name", ("a", "a"), "appears twice"),
+            ("ok_name", "region", "got the string"),
+        ]
+        for name, labels, text in cases:
+            with self.assertRaises(ConfigurationError, msg=name) as e:
+                self.user.counter(name, "doc", labels)
+            self.assertIn(text, str(e.exception))
+        with self.assertRaises(ConfigurationError) as e:
+            self.user.histogram("h", "doc", ("le",))
+        self.assertIn("'le' holds the bucket bounds", str(e.exception))
+        with self.assertRaises(ConfigurationError) as e:
+            self.user.gauge("g", "")
+        self.assertIn("needs a documentation string", str(e.exception))
+        # nothing half-made was left behind
+        self.assertNotIn("ok_name", self.families())

@@ -68,7 +68,8 @@ class HealthTests(SynchronousTestCase):
             ("ok", 200),
             ("starting", 200),
             ("stopping", 503),
-            ("degraded", 503),
+            ("degraded", 200),
+            ("failing", 503),
             ("weird", 503),
         ]:
             self.status["status"] = status

@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the module whose files changed; the front port holds its requests meanwhile",
     )
     parser.add_argument(
+        "--traces",
+        action="store_true",
+        help="receive the modules' OpenTelemetry spans (OTLP/HTTP on 127.0.0.1) and print "
+        "each request's span tree; needs the [otel] extra",
+    )
+    parser.add_argument(
         "--reload-delay",
         type=_positive_float,
         default=0.3,
@@ -177,20 +183,22 @@ def service_host(args: argparse.Namespace, reactor: Any, console: Console) -> An
         console.say("pywatt-dev", text, level)
 
     host = ServiceHost(owned=True, say=say)
+    doing = ""
     try:
         for name, url in databases:
+            doing = f"database {name!r} (--provide-database)"
             db = Database.from_url(url, reactor=reactor, name=name)
             host.provide(name, db)
             console.say("pywatt-dev", f"providing database {name!r}: {db.url_redacted}")
         for name, url in caches:
+            doing = f"cache {name!r} (--provide-cache)"
             cache = Cache.from_url(url)
             host.provide(name, cache)
             console.say("pywatt-dev", f"providing cache {name!r}: {cache.health()['url']}")
     except Exception as e:
+        # (the data layer's errors never include a password)
         host.close()
-        if isinstance(e, ConfigurationError):
-            raise
-        raise ConfigurationError(f"cannot provide a service: {e}") from e
+        raise ConfigurationError(f"cannot provide {doing}: {e}") from e
     return host
 
 
@@ -223,18 +231,54 @@ def _demo_copy(secrets_file: str, console: Console) -> tuple[str, str]:
     return workdir, copy
 
 
-def _supervisor_options(args: argparse.Namespace) -> dict[str, Any]:
+def _start_traces(reactor: Any, console: Console) -> tuple[Any, dict[str, str]] | None:
+    """
+    C{--traces}: listen for OTLP/HTTP on loopback and print trace trees; return the
+    printer and the C{OTEL_*} variables that point the modules at it (C{None} and a
+    message when the C{[otel]} extra is missing).
+    """
+    try:
+        import opentelemetry.proto
+        import opentelemetry.sdk  # noqa: F401
+
+        from pywatt_twisted.dev._traces import TracePrinter, listen
+    except ImportError:
+        sys.stderr.write(
+            "pywatt dev: --traces needs the OpenTelemetry SDK and protobuf definitions: "
+            "pip install 'pywatt_twisted[otel]'\n"
+        )
+        return None
+    printer = TracePrinter(reactor, lambda text: console.say("traces", text))
+    port = listen(reactor, printer).getHost().port
+    endpoint = f"http://127.0.0.1:{port}"
+    console.say("pywatt-dev", f"traces: receiving OTLP/HTTP on {endpoint}")
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        # export within a fifth of a second, so a tree shows right after its request
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    return printer, env
+
+
+def _supervisor_options(
+    args: argparse.Namespace, trace_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """
     The L{ModuleSupervisor} keyword arguments that C{pywatt dev}'s options set.
     """
+    env: dict[str, str] = dict(trace_env or {})
+    if args.debug:
+        # --debug is the modules' own log-level setting, set the way they read it.
+        env[LOG_LEVEL_VARIABLE] = "debug"
     return {
         "heartbeat_interval": args.heartbeat_interval,
         "heartbeat_timeout": args.heartbeat_timeout,
         "stop_deadline": args.stop_deadline,
         "crash_limit": args.crash_limit,
         "crash_window": args.crash_window,
-        # --debug is the modules' own log-level setting, set the way they read it.
-        **({"env": {LOG_LEVEL_VARIABLE: "debug"}} if args.debug else {}),
+        **({"env": env} if env else {}),
     }
 
 
@@ -369,6 +413,11 @@ def main(argv: Sequence[str]) -> int:
     )
 
     console = Console()
+    traces = None
+    if args.traces:
+        traces = _start_traces(reactor, console)
+        if traces is None:
+            return 1
     demo = args.demo or args.demo_exit
     secrets_file = args.secrets_file
     workdir = None
@@ -387,7 +436,7 @@ def main(argv: Sequence[str]) -> int:
             secrets=ChainedSecretProvider(providers),
             console=console,
             port=args.port,
-            supervisor_options=_supervisor_options(args),
+            supervisor_options=_supervisor_options(args, None if traces is None else traces[1]),
             services=service_host(args, reactor, console),
             hold_requests=args.reload,
         )
@@ -406,6 +455,8 @@ def main(argv: Sequence[str]) -> int:
     )
     reactor.callWhenRunning(run.started)
     reactor.run()  # type: ignore[attr-defined]
+    if traces is not None:
+        traces[0].flush()
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)
     return run.status

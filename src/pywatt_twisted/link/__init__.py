@@ -7,7 +7,8 @@ here, L{ChannelManager} keeps the configured channels connected (endpoints, TLS,
 backoff), tracks each one's state as one explicit state machine
 (L{ChannelStateMachine}), chooses the channel a send goes to (L{FailoverChoice}),
 holds what cannot go yet in a bounded L{OutboundQueue}, waits for the required
-channels (L{RequiredChannels}), and tracks round-trip latency (L{LatencyTracker}).
+channels (L{RequiredChannels}), tracks round-trip latency (L{LatencyTracker}) and the
+channel and module-to-module SLOs with their alerts (L{SloMonitor}, L{Alert}).
 """
 
 from pywatt_twisted.link.channel import LinkChannel
@@ -18,9 +19,11 @@ from pywatt_twisted.link.manager import ChannelManager
 from pywatt_twisted.link.options import ChannelOptions, ChannelSpec, backoff_policy
 from pywatt_twisted.link.queue import ChannelQueueFull, ChannelUnavailable, OutboundQueue
 from pywatt_twisted.link.required import RequiredChannelFailed, RequiredChannels
+from pywatt_twisted.link.slo import Alert, SloMonitor, SloThresholds
 from pywatt_twisted.link.state import ChannelEvent, ChannelState, ChannelStateMachine
 
 __all__ = [
+    "Alert",
     "ChannelEvent",
     "ChannelManager",
     "ChannelOptions",
@@ -36,6 +39,8 @@ __all__ = [
     "OutboundQueue",
     "RequiredChannelFailed",
     "RequiredChannels",
+    "SloMonitor",
+    "SloThresholds",
     "backoff_policy",
     "default_endpoint_factory",
 ]

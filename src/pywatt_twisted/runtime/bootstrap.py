@@ -24,7 +24,14 @@ from twisted.web.resource import IResource
 from pywatt_twisted.data._resources import found_in, start_collecting
 from pywatt_twisted.errors import BootstrapError, PyWattError
 from pywatt_twisted.link import ChannelManager, ChannelOptions
+from pywatt_twisted.link.slo import Alert, SloMonitor, SloThresholds
+from pywatt_twisted.runtime.buildinfo import build_info
 from pywatt_twisted.runtime.discovery import ServiceClient
+from pywatt_twisted.runtime.health import (
+    add_backend_checks,
+    add_channel_checks,
+    check_required_backends,
+)
 from pywatt_twisted.runtime.listen import describe_address, listen
 from pywatt_twisted.runtime.messaging import RoutedMessaging
 from pywatt_twisted.runtime.resilience import BreakerPolicy, Breakers
@@ -32,6 +39,7 @@ from pywatt_twisted.runtime.state import AppState
 from pywatt_twisted.runtime.status import ModuleStatus
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.web.discovery import discover_endpoints
+from pywatt_twisted.web.health import HealthChecks
 from pywatt_twisted.web.site import PyWattSite, build_root_resource, klein_resource
 from pywatt_twisted.wire.init import InitBlob
 from pywatt_twisted.wire.messages import Announce, Endpoint
@@ -40,6 +48,9 @@ if TYPE_CHECKING:
     from pywatt_twisted.runtime.service import ModuleService
 
 __all__ = ["Bootstrap"]
+
+#: Channel states that count as up for the SLOs (paused is connected, flow-controlled).
+_CHANNEL_UP = ("connected", "paused")
 
 
 def _is_klein(app: object) -> bool:
@@ -130,6 +141,8 @@ class Bootstrap:
         for client in (parts.messaging, parts.service_client, parts.port_negotiator):
             if client is not None:
                 client.stop("the module failed to start")
+        if parts.slo is not None:
+            parts.slo.stop()
         if parts.channels is not None:
             # No reconnect timers may outlive a failed start.
             parts.channels.stopService()
@@ -164,6 +177,12 @@ class Bootstrap:
         if parts.channels is not None:
             # Required channels must be up before the module announces (bounded).
             await parts.channels.when_required_ready()
+        assert parts.health is not None
+        add_backend_checks(parts)
+        add_channel_checks(parts)
+        # A backend marked required must answer before the announce; the others may be
+        # down (they show on /health).
+        await check_required_backends(parts.health)
         parts.port = await listen(blob.listen, site, service.listen_reactor, self._request_port)
         self._announce(blob)
 
@@ -177,6 +196,16 @@ class Bootstrap:
         state = AppState(blob, service.reactor, parts.secrets, user_state=user_state)
         state._register_database = self.register_database
         state._register_cache = self.register_cache
+        state.metrics = parts.metrics.user
+        parts.health = HealthChecks(
+            service.reactor,
+            timeout=config.health_check_timeout,
+            cache_for=config.health_check_cache,
+        )
+        state._health = parts.health
+        parts.build = build_info(service.definition)
+        parts.metrics.add_collector(parts.build.collector())
+        self._start_slo(state)
         parts.messaging = RoutedMessaging(
             module_id=blob.module_id,
             clock=service.reactor,
@@ -243,7 +272,7 @@ class Bootstrap:
             resource,
             health_path=definition.health,
             metrics=parts.metrics if definition.metrics else None,
-            status=service.health_status,
+            status=service.health_report,
         )
         parts.site = PyWattSite(
             root,
@@ -328,27 +357,91 @@ class Bootstrap:
             "database schema in step ({count} statement(s) applied)", count=len(report.applied)
         )
 
-    def register_database(self, db: Any) -> None:
+    def register_database(self, db: Any, required: bool = False) -> None:
         """
-        Publish a database's pool on C{/health} (C{databases}) and C{/metrics}.
+        Publish a database's pool on C{/health} (C{databases} and a check) and
+        C{/metrics}.
         """
         from pywatt_twisted.data import DatabaseCollector
 
         parts = self.parts
         parts.resources.add(db)
+        self._mark_required(db, required)
         if any(known is db for known in parts.databases):
             return
         parts.databases.append(db)
         parts.metrics.add_collector(DatabaseCollector(db))
+        if parts.port is not None:
+            add_backend_checks(parts)
 
-    def register_cache(self, cache: Any) -> None:
+    def register_cache(self, cache: Any, required: bool = False) -> None:
         """
-        Publish a cache on C{/health} (C{caches}) and close it when the module stops.
+        Publish a cache on C{/health} (C{caches} and a check) and close it when the
+        module stops.
         """
         parts = self.parts
         parts.resources.add(cache)
+        self._mark_required(cache, required)
         if not any(known is cache for known in parts.caches):
             parts.caches.append(cache)
+        if parts.port is not None:
+            add_backend_checks(parts)
+
+    def _mark_required(self, backend: Any, required: bool) -> None:
+        if required and not any(known is backend for known in self.parts.required_backends):
+            self.parts.required_backends.append(backend)
+
+    def _start_slo(self, state: AppState) -> None:
+        """
+        The SLO windows of the channels and the targets of C{state.send_request}: their
+        metrics on C{/metrics}, their alerts to C{state.on_alert} callbacks; the
+        channels' state changes reach it through the metrics' channel listeners. Its
+        timer (only while there is something to watch) stops with the module.
+        """
+        config, parts = self.service.config, self.parts
+        thresholds = SloThresholds(
+            latency_p99=config.slo_latency_p99,
+            error_rate=config.slo_error_rate,
+            channel_down=config.slo_channel_down,
+            window=config.slo_window,
+            min_samples=config.slo_min_samples,
+        )
+        parts.slo = slo = SloMonitor(
+            self.service.reactor, thresholds, on_alert=lambda alert: self._alert(state, alert)
+        )
+        parts.metrics.add_collector(slo.collect)
+        state._slo = slo
+        channels = parts.channels
+        if channels is not None:
+
+            def channel_now() -> str | None:
+                picked = channels.choice.pick("tcp")
+                return None if picked is None else picked.name
+
+            state._slo_channel = channel_now
+
+            for name, channel in channels.channels.items():
+                slo.channel_up(name, channel.state.value in _CHANNEL_UP)
+        parts.metrics.channel_listeners.append(
+            lambda name, value: slo.channel_up(name, value in _CHANNEL_UP)
+        )
+
+    def _alert(self, state: AppState, alert: Alert) -> None:
+        """
+        Hand an SLO alert to each C{state.on_alert} callback; one that raises or fails is
+        logged and the others still run.
+        """
+        for callback in state.alert_callbacks:
+            try:
+                result = callback(alert)
+            except Exception:
+                self.log.failure("on_alert callback {callback!r} raised", callback=callback)
+                continue
+            if isinstance(result, Deferred):
+                result.addErrback(self._alert_failed, callback)
+
+    def _alert_failed(self, failure: Failure, callback: object) -> None:
+        self.log.failure("on_alert callback {callback!r} failed", failure, callback=callback)
 
     def _start_channels(self, blob: InitBlob) -> None:
         """

@@ -76,6 +76,15 @@ class RuntimeConfig:
     tracing: str = "auto"
     max_stream_body_size: int = 1024 * MiB
     stream_stall_timeout: float = 60.0
+    # Health checks (docs/observability.md).
+    health_check_timeout: float = 2.0
+    health_check_cache: float = 5.0
+    # Channel and module-to-module SLO alerts (docs/observability.md); 0: off.
+    slo_window: float = 60.0
+    slo_latency_p99: float = 1.0
+    slo_error_rate: float = 0.05
+    slo_channel_down: float = 30.0
+    slo_min_samples: int = 20
 
     def __attrs_post_init__(self) -> None:
         if self.breaker_max_reset < self.breaker_reset:
@@ -142,6 +151,25 @@ def _positive(kind: type) -> Callable[[object, str], object]:
         return value
 
     return parse
+
+
+def _off_or_positive(raw: object, source: str) -> float:
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{source} must be a number (0: off), got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"{source} must be 0 (off) or positive, got {raw!r}")
+    return value
+
+
+def _share(raw: object, source: str) -> float:
+    value = _off_or_positive(raw, source)
+    if value > 1:
+        raise ConfigurationError(
+            f"{source} is a share between 0 and 1 (0.05 is 5 %; 0: off), got {raw!r}"
+        )
+    return value
 
 
 def _preference(raw: object, source: str) -> tuple[str, ...]:
@@ -399,6 +427,37 @@ SETTINGS: tuple[Setting, ...] = (
         "stream_stall_timeout",
         "Seconds a streamed body may make no progress before it is cancelled.",
         _float,
+    ),
+    _s(
+        "health_check_timeout",
+        "Seconds one /health check (database, cache, channel, your own) may take.",
+        _float,
+    ),
+    _s(
+        "health_check_cache",
+        "Seconds a /health check result is reused before the check runs again.",
+        _float,
+    ),
+    _s("slo_window", "Seconds of the sliding window the SLO alerts look at.", _float),
+    _s(
+        "slo_latency_p99",
+        "Alert when a channel's or target's p99 round trip exceeds this many seconds (0: off).",
+        _off_or_positive,
+    ),
+    _s(
+        "slo_error_rate",
+        "Alert when this share of a channel's or target's round trips fail or time out (0: off).",
+        _share,
+    ),
+    _s(
+        "slo_channel_down",
+        "Alert when a channel stays down this many seconds (0: off).",
+        _off_or_positive,
+    ),
+    _s(
+        "slo_min_samples",
+        "Round trips the window needs before a latency or error-rate alert.",
+        _int,
     ),
 )
 

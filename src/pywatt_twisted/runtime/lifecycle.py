@@ -103,6 +103,9 @@ class Lifecycle:
         for client in (parts.messaging, parts.service_client, parts.port_negotiator):
             if client is not None:
                 client.stop()
+        if parts.slo is not None:
+            # No SLO timer outlives the module (channels going down below raise no alert).
+            parts.slo.stop()
         await service.stop_children()
         await self._close_resources(stop_by)
         if parts.channels is not None:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
 
     from pywatt_twisted.link import ChannelManager
+    from pywatt_twisted.link.slo import SloMonitor
+    from pywatt_twisted.runtime.buildinfo import BuildInfo
     from pywatt_twisted.runtime.discovery import ServiceClient
     from pywatt_twisted.runtime.messaging import RoutedMessaging
     from pywatt_twisted.runtime.ports import PortNegotiator
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from pywatt_twisted.runtime.state import AppState
     from pywatt_twisted.transport.stdio import StdioProtocol
     from pywatt_twisted.web.bridge import HttpBridge
+    from pywatt_twisted.web.health import HealthChecks
     from pywatt_twisted.web.site import PyWattSite
     from pywatt_twisted.wire.init import InitBlob
     from pywatt_twisted.wire.messages import Endpoint
@@ -62,6 +65,12 @@ class ModuleParts:
     @ivar databases: every database published on C{/health} and C{/metrics}.
     @ivar caches: the caches passed to C{state.register_cache} (those the module opened
         while starting are on C{/health} too: see L{caches_on_health}).
+    @ivar health: the C{/health} checks, once the state is built.
+    @ivar slo: the channel and target SLO windows and alerts.
+    @ivar build: what build runs (C{pywatt_build_info}, C{build} on C{/health}).
+    @ivar required_backends: the databases and caches registered with C{required=True}.
+    @ivar checked_backends: C{(backend, check name)} for each database and cache that has
+        a health check.
     """
 
     metrics: ModuleMetrics = Factory(ModuleMetrics)
@@ -83,6 +92,11 @@ class ModuleParts:
     database: Any = None
     databases: list[Any] = Factory(list)
     caches: list[Any] = Factory(list)
+    health: HealthChecks | None = None
+    slo: SloMonitor | None = None
+    build: BuildInfo | None = None
+    required_backends: list[Any] = Factory(list)
+    checked_backends: list[tuple[Any, str]] = Factory(list)
 
     def caches_on_health(self) -> list[Any]:
         """

@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pywatt_twisted import tracing
 from pywatt_twisted.errors import BootstrapError, NotAvailable, RequestTimeout
 from pywatt_twisted.runtime.correlation import CorrelationTable, Pending
 from pywatt_twisted.wire.messages import PortRequest, PortResponse
@@ -137,6 +138,13 @@ class PortNegotiator:
             return fail(ValueError(f"specific_port must be 1-65535 or None, got {specific_port}"))
         request = PortRequest(request_id=str(uuid.uuid4()), specific_port=specific_port)
         wanted = f"port {specific_port}" if specific_port else "any port"
+        if tracing.switch.on:
+            # tracing: one span for the negotiation, retries included
+            span = tracing.internal_span("port_request", **{"pywatt.port.wanted": wanted})
+            return tracing.traced(span, self._negotiate(request, wanted))
+        return self._negotiate(request, wanted)
+
+    def _negotiate(self, request: PortRequest, wanted: str) -> Deferred[int]:
         d: Deferred[int] = self._waiting.add(
             request.request_id,
             self.policy.wait(0),

@@ -277,13 +277,14 @@ class RegistrationClient:
 
 def health_to_status(health: Mapping[str, Any]) -> HealthStatus:
     """
-    The registration status for a C{/health} body: C{ok} is healthy, C{failed} is
-    unhealthy, anything else (starting, stopping) is degraded.
+    The registration status for a C{/health} body: C{ok} is healthy, C{failed} and
+    C{failing} (a required check fails) are unhealthy, anything else (starting,
+    degraded, stopping) is degraded.
     """
     status = health.get("status")
     if status == "ok":
         return HealthStatus.HEALTHY
-    if status == "failed":
+    if status in ("failed", "failing"):
         return HealthStatus.UNHEALTHY
     return HealthStatus.DEGRADED
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import ensureDeferred
 
+from pywatt_twisted import tracing
 from pywatt_twisted.runtime.bootstrap import resolve
 from pywatt_twisted.transport.interfaces import IOrchestratorLink
 from pywatt_twisted.wire.messages import Rotated, RotationAck
@@ -35,7 +36,24 @@ class SecretRotation:
         """
         Rotate, then acknowledge on C{link}.
         """
-        ensureDeferred(self._rotate(message, link)).addErrback(
+        span = None
+        if tracing.switch.on:
+            # tracing: the rotation's span is current for the whole coroutine (re-fetches
+            # and callbacks are its children)
+            span = tracing.internal_span(
+                "secret_rotation",
+                **{
+                    "pywatt.rotation.id": message.rotation_id,
+                    "pywatt.rotation.keys": len(message.keys),
+                },
+            )
+            token = tracing.attach(span)
+        try:
+            d = ensureDeferred(self._rotate(message, link))
+        finally:
+            if span is not None:
+                tracing.detach(token)
+        tracing.traced(span, d).addErrback(
             lambda f: self.log.failure("rotation {id} failed", f, id=message.rotation_id)
         )
 

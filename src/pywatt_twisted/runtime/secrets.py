@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pywatt_twisted import tracing
 from pywatt_twisted.errors import SecretError
 from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.runtime.redaction import Redactor, default_redactor
@@ -109,6 +110,10 @@ class SecretClient:
             from twisted.internet.defer import succeed
 
             return succeed(self._cache[name])
+        if tracing.switch.on:
+            # tracing: a fetch from the orchestrator (the name only, never the value)
+            span = tracing.internal_span("get_secret", **{"pywatt.secret.name": name})
+            return tracing.traced(span, self._request(name))
         return self._request(name)
 
     def _request(self, name: str) -> Deferred[Secret]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -36,6 +36,7 @@ from pywatt_twisted.runtime.bootstrap import Bootstrap
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.discovery import ServiceClient
 from pywatt_twisted.runtime.dispatch import OpDispatcher
+from pywatt_twisted.runtime.health import add_backend_checks
 from pywatt_twisted.runtime.lifecycle import MIN_STOP_STEP, Lifecycle
 from pywatt_twisted.runtime.listen import describe_address
 from pywatt_twisted.runtime.messaging import RoutedMessaging
@@ -236,13 +237,21 @@ class ModuleService(MultiService):
 
     def health_status(self) -> dict[str, Any]:
         """
-        The body of C{GET /health}.
+        The body of C{GET /health} from the checks' latest results (L{health_report}
+        runs the checks first).
+
+        C{status} is the module's own status while it is not ready (C{starting},
+        C{stopping}, C{failed}, C{stopped}); once ready, C{ok}, C{degraded} (an optional
+        check fails) or C{failing} (a required one does).
         """
         parts = self.parts
         now = self.reactor.seconds()
         caches = parts.caches_on_health()
+        status = self.status.value
+        if self.status is ModuleStatus.READY and parts.health is not None:
+            status = parts.health.status()
         return {
-            "status": self.status.value,
+            "status": status,
             "module_id": parts.module_id,
             "uptime_seconds": round(max(0.0, now - self._started_at), 3),
             "listen": parts.listen_address,
@@ -255,7 +264,21 @@ class ModuleService(MultiService):
             **({"databases": [db.health() for db in parts.databases]} if parts.databases else {}),
             **({"caches": [cache.health() for cache in caches]} if caches else {}),
             **({"messaging": parts.messaging.health()} if parts.messaging is not None else {}),
+            **({"checks": parts.health.entries()} if parts.health is not None else {}),
+            **({"slo": parts.slo.health()} if parts.slo is not None else {}),
+            **({"build": parts.build.as_dict()} if parts.build is not None else {}),
         }
+
+    def health_report(self) -> Deferred[dict[str, Any]]:
+        """
+        Run the checks whose cached result is stale (each within the check timeout),
+        then fire with L{health_status}: what C{GET /health} answers.
+        """
+        parts = self.parts
+        if parts.health is None or self.status is not ModuleStatus.READY:
+            return succeed(self.health_status())
+        add_backend_checks(parts)
+        return parts.health.refresh().addCallback(lambda _: self.health_status())
 
 
 __all__ = [

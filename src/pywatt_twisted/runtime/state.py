@@ -9,11 +9,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from pywatt_twisted.errors import NotAvailable
+from pywatt_twisted.errors import NotAvailable, RequestTimeout
 from pywatt_twisted.runtime.secret import Secret
+from pywatt_twisted.web.metrics import UserMetrics
 
 if TYPE_CHECKING:
     from pywatt_twisted.runtime.secrets import SecretClient
@@ -35,6 +37,9 @@ class AppState:
     @ivar user_state: what C{state_builder} returned (C{None} without one).
     @ivar reactor: the reactor in use (tests pass a fake one).
     @ivar log: a L{Logger} whose output is redacted like every other log line.
+    @ivar metrics: the module's own Prometheus metrics (L{UserMetrics}:
+        C{.counter(name, documentation, labelnames=())}, C{.gauge(...)},
+        C{.histogram(...)}, C{.registry}), served on C{/metrics} after the SDK's.
     """
 
     def __init__(
@@ -67,8 +72,14 @@ class AppState:
         #: the module's L{pywatt_twisted.data.Database} when it was declared with
         #: C{database="SECRET_NAME"} (C{None} otherwise).
         self.database: Any = None
-        self._register_database: Callable[[Any], None] | None = None
-        self._register_cache: Callable[[Any], None] | None = None
+        self._register_database: Callable[..., None] | None = None
+        self._register_cache: Callable[..., None] | None = None
+        self.metrics = UserMetrics()
+        # Set by the bootstrap: the module's HealthChecks and alert callbacks.
+        self._health: Any = None
+        self._alert_callbacks: list[Callable[[Any], Any]] = []
+        self._slo: Any = None
+        self._slo_channel: Callable[[], str | None] | None = None
 
     # -- secrets ------------------------------------------------------------------------
 
@@ -100,29 +111,80 @@ class AppState:
     def rotation_callbacks(self) -> tuple[RotationCallback, ...]:
         return tuple(self._rotation_callbacks)
 
-    def register_database(self, db: Any) -> Any:
+    def register_database(self, db: Any, *, required: bool = False) -> Any:
         """
         Publish a L{pywatt_twisted.data.Database} the module opened itself on C{/health}
         and C{/metrics} (the one named by C{database=} is published already); it is
         closed when the module stops, after the C{on_stop} hooks. Returns C{db}.
+
+        C{/health} pings it (C{SELECT 1}, within C{--health-check-timeout}): while it
+        does not answer the module is C{degraded}, or C{failing} (HTTP 503) when
+        C{required=True}. A required database registered while the module starts must
+        answer before the module announces, else the start-up fails.
         """
         if self._register_database is None:
             raise NotAvailable("register_database is available once the module has started")
-        self._register_database(db)
+        self._register_database(db, required=required)
         return db
 
-    def register_cache(self, cache: Any) -> Any:
+    def register_cache(self, cache: Any, *, required: bool = False) -> Any:
         """
         Publish a cache (an L{pywatt_twisted.data.ICache}) the module opened itself on
         C{/health} (C{caches}: C{"unavailable"} while its server cannot be reached); it
         is closed when the module stops, after the C{on_stop} hooks. Caches created
         while C{state_builder} and C{create_app} run are published and closed without
         this. Returns C{cache}.
+
+        C{/health} checks it (an C{exists} call, within C{--health-check-timeout}): while
+        it does not answer the module is C{degraded}, or C{failing} when
+        C{required=True} (which also makes it a start-up condition, like
+        L{register_database}). Registering a cache opened while starting only changes
+        whether it is required.
         """
         if self._register_cache is None:
             raise NotAvailable("register_cache is available once the module has started")
-        self._register_cache(cache)
+        self._register_cache(cache, required=required)
         return cache
+
+    # -- health and alerts --------------------------------------------------------------------
+
+    def health_check(
+        self, name: str, fn: Callable[[], Any], required: bool = False
+    ) -> Callable[[], Any]:
+        """
+        Add a check to C{/health}: C{fn()} returning (directly, through a Deferred or a
+        coroutine) means healthy; raising, failing, or not answering within
+        C{--health-check-timeout} seconds (2 s unless set) means not. Its result is
+        reused for C{--health-check-cache} seconds (5 s), so polling C{/health} cannot
+        overload what it checks.
+
+        While it fails the module reports C{degraded} (HTTP 200), or C{failing} (HTTP
+        503) when C{required=True}. Returns C{fn}.
+
+        @raise ConfigurationError: C{name} is empty or already used, or C{fn} is not
+            callable.
+        @raise NotAvailable: before C{state_builder} has run.
+        """
+        if self._health is None:
+            raise NotAvailable("health_check is available once the module has started")
+        self._health.add(name, fn, required=required)
+        return fn
+
+    def on_alert(self, callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """
+        Register C{callback(alert)} for the channel and module-to-module SLO alerts: it
+        is called when a threshold is crossed (C{alert.firing} true) and again when the
+        condition ends (false). See C{docs/observability.md}. An exception it raises is
+        logged and does not stop the others. Usable as a decorator.
+        """
+        if not callable(callback):
+            raise TypeError(f"on_alert takes a callable, got {callback!r}")
+        self._alert_callbacks.append(callback)
+        return callback
+
+    @property
+    def alert_callbacks(self) -> tuple[Callable[[Any], Any], ...]:
+        return tuple(self._alert_callbacks)
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -234,16 +296,45 @@ class AppState:
             L{ChannelError<pywatt_twisted.errors.ChannelError>}, or L{NotAvailable} (no
             channel). Cancel it to stop waiting (its place is freed).
         """
-        return self._messaging_or_fail().send_request(
+        return self._observe_round_trip(
             target_module_id,
-            endpoint,
-            payload,
-            timeout,
-            prefer=prefer,
-            channel=channel,
-            retry=retry,
-            idempotent=idempotent,
+            self._messaging_or_fail().send_request(
+                target_module_id,
+                endpoint,
+                payload,
+                timeout,
+                prefer=prefer,
+                channel=channel,
+                retry=retry,
+                idempotent=idempotent,
+            ),
         )
+
+    def _observe_round_trip(self, target: str, d: Deferred[Any]) -> Deferred[Any]:
+        """
+        Count the request's outcome and round trip in the SLO windows of its target and
+        of the channel it was written to (the one picked at send time). A request the
+        caller cancelled is not counted.
+        """
+        slo = self._slo
+        if slo is None:
+            return d
+        channel = self._slo_channel() if self._slo_channel is not None else None
+        started = self.reactor.seconds()
+
+        def done(result: object) -> object:
+            outcome = "ok"
+            if isinstance(result, Failure):
+                if result.check(CancelledError):
+                    return result
+                outcome = "timeout" if result.check(RequestTimeout) else "error"
+            seconds = self.reactor.seconds() - started
+            slo.observe("target", target, outcome, seconds)
+            if channel is not None:
+                slo.observe("channel", channel, outcome, seconds)
+            return result
+
+        return d.addBoth(done)
 
     def send_message(
         self,
@@ -418,7 +509,11 @@ class AppState:
             breaker=breaker,
         )
         if actual == ServiceType.DATABASE:
-            info = await link.call("describe", {})
+            try:
+                info = await link.call("describe", {})
+            except BaseException:
+                await link.close()
+                raise
             if not isinstance(info, dict) or not isinstance(info.get("dialect"), str):
                 await link.close()
                 raise ServiceError(

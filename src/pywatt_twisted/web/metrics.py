@@ -10,18 +10,24 @@ collide. The metric names are part of the public contract; see C{docs/http.md}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
+from pywatt_twisted.errors import ConfigurationError
+
 __all__ = [
     "METRICS_CONTENT_TYPE",
+    "RESERVED_PREFIX",
     "STANDARD_METHODS",
     "ModuleMetrics",
+    "UserMetrics",
+    "validate_metric_name",
 ]
 
 #: The C{Content-Type} of L{ModuleMetrics.render}: the Prometheus text format 0.0.4.
@@ -77,6 +83,153 @@ class _CallableCollector(Collector):
         return []
 
 
+#: Metric names the SDK owns; a module's own metrics may not start with it.
+RESERVED_PREFIX = "pywatt_"
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
+
+def validate_metric_name(name: object, labelnames: Sequence[str] = (), kind: str = "metric") -> str:
+    """
+    Check a module-defined metric name and its label names against the Prometheus data
+    model and this SDK's rules; return the name.
+
+    A name matches C{[a-zA-Z_:][a-zA-Z0-9_:]*}, does not start with C{pywatt_} (the
+    SDK's own metrics) nor C{__}; label names match C{[a-zA-Z_][a-zA-Z0-9_]*}, do not
+    start with C{__}, appear once, and a histogram has no C{le} label.
+
+    @raise ConfigurationError: naming the problem and the rule.
+    """
+    if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"invalid {kind} name {name!r}: a metric name must match "
+            "[a-zA-Z_:][a-zA-Z0-9_:]* (letters, digits, '_' and ':'; not starting with a "
+            "digit), e.g. 'orders_placed'"
+        )
+    if name.startswith(RESERVED_PREFIX):
+        raise ConfigurationError(
+            f"invalid {kind} name {name!r}: names starting with {RESERVED_PREFIX!r} belong to "
+            "the SDK's own metrics; use a prefix of your module's, e.g. 'orders_placed'"
+        )
+    if name.startswith("__"):
+        raise ConfigurationError(f"invalid {kind} name {name!r}: '__' prefixes are reserved")
+    if isinstance(labelnames, str):
+        raise ConfigurationError(
+            f"labelnames of {name!r} must be a sequence of names, got the string "
+            f"{labelnames!r}; write labelnames=({labelnames!r},)"
+        )
+    seen: set[str] = set()
+    for label in labelnames:
+        if not isinstance(label, str) or not _LABEL_NAME.fullmatch(label):
+            raise ConfigurationError(
+                f"invalid label name {label!r} on {name!r}: a label name must match "
+                "[a-zA-Z_][a-zA-Z0-9_]*"
+            )
+        if label.startswith("__"):
+            raise ConfigurationError(
+                f"invalid label name {label!r} on {name!r}: '__' prefixes are reserved"
+            )
+        if label in seen:
+            raise ConfigurationError(f"label {label!r} appears twice on {name!r}")
+        if kind == "histogram" and label == "le":
+            raise ConfigurationError(
+                f"invalid label name 'le' on histogram {name!r}: 'le' holds the bucket bounds"
+            )
+        seen.add(label)
+    return name
+
+
+class UserMetrics:
+    """
+    A module author's own Prometheus metrics (C{state.metrics}): served on C{/metrics}
+    after the SDK's, from a registry of their own (L{registry}).
+
+    Each method returns a C{prometheus_client} object (L{Counter}, L{Gauge},
+    L{Histogram}) to use as usual (C{.inc()}, C{.labels(...).observe(...)}). Asking
+    again for a name already made returns the same object when kind and labels match
+    (a C{create_app} that runs twice in a test does not fail), and raises
+    L{ConfigurationError} when they differ.
+
+    @ivar registry: the module's own C{CollectorRegistry}; register any other
+        collector on it (C{registry.register(...)}) to publish it too.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry() if registry is None else registry
+        self._made: dict[str, tuple[str, tuple[str, ...], Any]] = {}
+
+    def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
+        """
+        A counter; exposed as C{<name>_total} (a trailing C{_total} in C{name} is
+        accepted and not doubled).
+        """
+        return self._make(Counter, "counter", name, documentation, labelnames)
+
+    def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
+        """
+        A gauge (C{.set()}, C{.inc()}, C{.dec()}, C{.set_function()}).
+        """
+        return self._make(Gauge, "gauge", name, documentation, labelnames)
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        """
+        A histogram; C{buckets} default to the SDK's latency buckets (0.5 ms to 60 s).
+        """
+        return self._make(
+            Histogram, "histogram", name, documentation, labelnames, buckets=tuple(buckets)
+        )
+
+    def _make(
+        self,
+        cls: type[_M],
+        kind: str,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        **extra: Any,
+    ) -> _M:
+        validate_metric_name(name, labelnames, kind)
+        if not isinstance(documentation, str) or not documentation.strip():
+            raise ConfigurationError(
+                f"{kind} {name!r} needs a documentation string (the # HELP line), got "
+                f"{documentation!r}"
+            )
+        labels = tuple(labelnames)
+        key = name[: -len("_total")] if kind == "counter" and name.endswith("_total") else name
+        known = self._made.get(key)
+        if known is not None:
+            known_kind, known_labels, metric = known
+            if known_kind == kind and known_labels == labels:
+                made: _M = metric
+                return made
+            raise ConfigurationError(
+                f"metric {name!r} was already made as a {known_kind} with labels "
+                f"{list(known_labels)}; it cannot also be a {kind} with labels {list(labels)}"
+            )
+        try:
+            metric = cls(name, documentation, labels, registry=self.registry, **extra)
+        except ValueError as e:
+            # A clash with a collector registered directly on the registry.
+            raise ConfigurationError(f"cannot make {kind} {name!r}: {e}") from None
+        self._made[key] = (kind, labels, metric)
+        return metric
+
+    def collect(self) -> Iterable[Any]:
+        """
+        Every metric family of the registry (what C{/metrics} shows after the SDK's).
+        """
+        return self.registry.collect()
+
+
 class ModuleMetrics:
     """
     The metrics of one module, in a registry of its own.
@@ -99,6 +252,8 @@ class ModuleMetrics:
         the log buffer was full (in a module process; see L{watch_log_drops}).
 
     @ivar registry: the registry every metric lives in; L{render} exposes it.
+    @ivar user: the module author's own metrics (C{state.metrics}), rendered after the
+        SDK's from their own registry.
     @ivar http_requests: the C{pywatt_http_requests_total} counter.
     @ivar http_latency: the C{pywatt_http_request_duration_seconds} histogram.
     @ivar http_in_flight: the C{pywatt_http_requests_in_flight} gauge.
@@ -168,6 +323,11 @@ class ModuleMetrics:
         self._received_children: dict[tuple[str, ...], Any] = {}
         self._sent_children: dict[tuple[str, ...], Any] = {}
         self._ipc_children: dict[tuple[str, ...], Any] = {}
+        #: called as C{listener(channel, state)} on every channel state change (the
+        #: SLO monitor follows channels through it).
+        self.channel_listeners: list[Callable[[str, str], object]] = []
+        self.user = UserMetrics()
+        self.add_collector(self.user.collect)
 
     @staticmethod
     def _remember(table: dict[tuple[str, ...], Any], metric: Any, values: tuple[str, ...]) -> Any:
@@ -224,6 +384,8 @@ class ModuleMetrics:
         seen.add(state)
         for other in seen:
             self.channel_states.labels(name, other).set(1 if other == state else 0)
+        for listener in self.channel_listeners:
+            listener(name, state)
 
     def message_in(self, transport: str, op: str) -> None:
         """

@@ -29,7 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
@@ -70,8 +70,10 @@ __all__ = [
     "route_label",
 ]
 
-#: Health statuses answered with 200; every other status gets 503.
-HEALTHY_STATUSES = frozenset({"ok", "starting"})
+#: Health statuses answered with 200 (a module that is C{degraded} still serves: a load
+#: balancer must not pull it because an optional part, such as its cache, is down); every
+#: other status (C{failing}, C{stopping}, ...) gets 503.
+HEALTHY_STATUSES = frozenset({"ok", "starting", "degraded"})
 
 #: Request attribute through which a resource names its route label explicitly.
 ROUTE_ATTRIBUTE = "pywatt_route"
@@ -81,22 +83,49 @@ _log = Logger(namespace="pywatt_twisted.web")
 
 class _HealthResource(Resource):
     """
-    C{GET health_path}: the runtime's status mapping as JSON.
+    C{GET health_path}: the runtime's status mapping as JSON; C{status()} may return it
+    through a Deferred (the health checks run first, each bounded by its timeout).
     """
 
     isLeaf = True
 
-    def __init__(self, status: Callable[[], Mapping[str, object]]) -> None:
+    def __init__(self, status: Callable[[], Mapping[str, object] | Deferred[Any]]) -> None:
         super().__init__()
         self._status = status
 
-    def render_GET(self, request: Any) -> bytes:
-        report = dict(self._status())
-        healthy = report.get("status") in HEALTHY_STATUSES
+    def render_GET(self, request: Any) -> bytes | int:
+        report = self._status()
+        if not isinstance(report, Deferred):
+            return self._body(request, report)
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def write(value: Mapping[str, object]) -> None:
+            if gone:
+                return
+            request.write(self._body(request, value))
+            request.finish()
+
+        def broken(failure: Failure) -> None:
+            _log.failure("building the /health report failed", failure)
+            if gone:
+                return
+            request.write(
+                self._body(request, {"status": "failing", "error": "health report failed"})
+            )
+            request.finish()
+
+        report.addCallbacks(write, broken)
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _body(request: Any, report: Mapping[str, object]) -> bytes:
+        body = dict(report)
+        healthy = body.get("status") in HEALTHY_STATUSES
         request.setResponseCode(200 if healthy else 503)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
-        return json.dumps(report, separators=(",", ":"), default=str).encode("utf-8")
+        return json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
 
 
 class _MetricsResource(Resource):
@@ -154,14 +183,15 @@ def build_root_resource(
     *,
     health_path: str | None,
     metrics: ModuleMetrics | None,
-    status: Callable[[], Mapping[str, object]],
+    status: Callable[[], Mapping[str, object] | Deferred[Any]],
 ) -> IResource:
     """
     Put the built-in routes in front of the user's resource.
 
-      - C{GET health_path}: C{status()} as JSON (exactly the mapping it returns),
-        200 when its C{"status"} is C{"ok"} or C{"starting"}, 503 otherwise
-        (C{"stopping"}, C{"degraded"}, anything else).
+      - C{GET health_path}: C{status()} as JSON (exactly the mapping it returns,
+        directly or through a Deferred), 200 when its C{"status"} is C{"ok"},
+        C{"starting"} or C{"degraded"}, 503 otherwise (C{"failing"}, C{"stopping"},
+        anything else).
       - C{GET /metrics} (when C{metrics} is given): C{metrics.render()} with
         content type C{text/plain; version=0.0.4; charset=utf-8}.
       - Everything else, including other methods on those paths and paths that

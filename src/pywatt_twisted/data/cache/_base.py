@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
+from pywatt_twisted import tracing
 from pywatt_twisted.data.cache._availability import Availability
 from pywatt_twisted.data.cache._codec import (
     decode_value,
@@ -402,10 +403,24 @@ class StoreCache:
     # no Deferred chained on a store that answers synchronously.
 
     def get(self, key: str, *, timeout: float | None = None) -> Deferred[object | None]:
+        if tracing.switch.on:
+            return tracing.traced(self._span("get"), self._get_guarded(key, timeout))
         avail = self._availability
         if timeout is not None or (avail is not None and avail.down is not None):
             return self._guarded(self._get, timeout, key)
         return self._get(key)
+
+    def _get_guarded(self, key: str, timeout: float | None) -> Deferred[object | None]:
+        avail = self._availability
+        if timeout is not None or (avail is not None and avail.down is not None):
+            return self._guarded(self._get, timeout, key)
+        return self._get(key)
+
+    def _span(self, operation: str) -> Any:
+        # tracing: the span of one cache operation (no key or value recorded)
+        store = self._store
+        system = getattr(store, "scheme", None) or type(store).__name__.lower()
+        return tracing.cache_span(str(system), operation)
 
     def _get(self, key: str) -> Deferred[object | None]:
         prefix = self._static
@@ -427,6 +442,11 @@ class StoreCache:
         self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
     ) -> Deferred[None]:
         avail = self._availability
+        if tracing.switch.on:
+            span = self._span("set")
+            if timeout is not None or (avail is not None and avail.down is not None):
+                return tracing.traced(span, self._guarded(self._set, timeout, key, value, ttl))
+            return tracing.traced(span, self._set(key, value, ttl))
         if timeout is not None or (avail is not None and avail.down is not None):
             return self._guarded(self._set, timeout, key, value, ttl)
         return self._set(key, value, ttl)
@@ -454,7 +474,8 @@ class StoreCache:
         return self._store.set(full, data, ttl)
 
     def delete(self, key: str, *, timeout: float | None = None) -> Deferred[bool]:
-        return self._guarded(self._with_key, timeout, key, self._store.delete)
+        span = self._span("delete") if tracing.switch.on else None
+        return tracing.traced(span, self._guarded(self._with_key, timeout, key, self._store.delete))
 
     def exists(self, key: str, *, timeout: float | None = None) -> Deferred[bool]:
         return self._guarded(self._with_key, timeout, key, self._store.exists)
