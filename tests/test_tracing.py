@@ -224,8 +224,10 @@ class HttpSpanTests(SynchronousTestCase, Recording):
         connection = orch.connection("tcp")
         assert connection is not None
         (route,) = [e.content for e in connection.received if isinstance(e.content, RouteToModule)]
+        # only the endpoint and the X4 deadline: no trace context
         self.assertEqual(
-            route.payload.json()["metadata"]["properties"], {"target_endpoint": "lookup"}
+            route.payload.json()["metadata"]["properties"],
+            {"target_endpoint": "lookup", "deadline_ms": 30000},
         )
 
 

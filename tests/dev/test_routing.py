@@ -16,6 +16,9 @@ from pywatt_twisted.dev.supervisor import Console
 from pywatt_twisted.orchestrator import MemorySecretProvider
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
+    Envelope,
+    Identify,
+    Metadata,
     RoutedModuleMessage,
     RoutedModuleReply,
     RoutedModuleResponse,
@@ -55,6 +58,17 @@ def attach(dev: DevOrchestrator, module_id: str, kind: str) -> FakeConnection:
     return connection
 
 
+def identify(dev: DevOrchestrator, module_id: str, connection: Any, preference: Any) -> None:
+    """
+    The module's identify on C{connection}, stating C{preference} (if not C{None}).
+    """
+    properties = None if preference is None else {"channel_preference": preference}
+    dev.supervisors[module_id]._from_channel(
+        connection,
+        Envelope(None, Identify(module_id), Metadata(source=module_id, properties=properties)),
+    )
+
+
 def request(target: str = "inventory") -> RouteToModule:
     return RouteToModule(
         target_module_id=target,
@@ -70,9 +84,10 @@ class RoutingTests(SynchronousTestCase):
         orders_tcp = attach(dev, "orders", "tcp")
         inventory_ipc = attach(dev, "inventory", "ipc")
         inventory_tcp = attach(dev, "inventory", "tcp")
+        # inventory prefers TCP (it said so in its identify)
+        identify(dev, "inventory", inventory_tcp, ["tcp", "ipc"])
         message = request()
         dev.route(dev.supervisors["orders"], message, orders_tcp.send)
-        # TCP is preferred for module-to-module traffic.
         self.assertEqual(inventory_ipc.sent, [])
         (delivered,) = inventory_tcp.sent
         self.assertEqual(
@@ -127,3 +142,54 @@ class RoutingTests(SynchronousTestCase):
         dev.route(dev.supervisors["inventory"], late, inventory_tcp.send)
         self.assertEqual(orders_tcp.sent, [])
         self.assertTrue(any("unknown or expired" in line for line in lines))
+
+
+class PreferredChannelTests(SynchronousTestCase):
+    """
+    pywatt dev delivers to a module over the channel that module prefers, and counts
+    each module's module-to-module messages per channel.
+    """
+
+    def deliver(self, preference: Any, last: str | None = None) -> str:
+        dev, _, _ = orchestrator()
+        orders_tcp = attach(dev, "orders", "tcp")
+        links = {kind: attach(dev, "inventory", kind) for kind in ("tcp", "ipc")}
+        identify(dev, "inventory", links["tcp"], preference)
+        if last is not None:
+            reply = RoutedModuleReply(
+                "inventory", uuid.uuid4(), "orders", EncodedPayload.from_json(1)
+            )
+            dev.supervisors["inventory"]._from_channel(links[last], Envelope(None, reply))
+        dev.route(dev.supervisors["orders"], request(), orders_tcp.send)
+        (kind,) = [
+            k for k, c in links.items() if any(isinstance(m, RoutedModuleMessage) for m in c.sent)
+        ]
+        return kind
+
+    def test_default_is_the_unix_socket(self) -> None:
+        self.assertEqual(self.deliver(None), "ipc")
+
+    def test_stated_preference(self) -> None:
+        self.assertEqual(self.deliver(["tcp", "ipc"]), "tcp")
+        self.assertEqual(self.deliver(["ipc", "tcp"]), "ipc")
+
+    def test_auto_follows_the_channel_the_module_last_used(self) -> None:
+        self.assertEqual(self.deliver(["auto", "ipc", "tcp"], last="tcp"), "tcp")
+        self.assertEqual(self.deliver(["auto", "tcp", "ipc"], last="ipc"), "ipc")
+        self.assertEqual(self.deliver(["auto", "tcp", "ipc"]), "tcp")
+
+    def test_unusable_preference_is_ignored(self) -> None:
+        self.assertEqual(self.deliver(["carrier-pigeon"]), "ipc")
+        self.assertEqual(self.deliver("tcp"), "ipc")
+
+    def test_routed_messages_counted_per_channel(self) -> None:
+        dev, _, _ = orchestrator()
+        ipc = attach(dev, "orders", "ipc")
+        attach(dev, "inventory", "ipc")
+        orders = dev.supervisors["orders"]
+        for _ in range(3):
+            orders._from_channel(ipc, Envelope(None, request()))
+        info = orders.describe()
+        self.assertEqual(info["routed_in"], {"tcp": 0, "ipc": 3})
+        self.assertEqual(info["messages_in"]["ipc"], 3)
+        self.assertEqual(info["channel_preference"], ["ipc", "tcp"])

@@ -119,8 +119,17 @@ class RequesterTests(SynchronousTestCase):
     C{state.send_request} / C{send_message} and the replies.
     """
 
-    def start(self, channels: tuple[str, ...] = ("tcp", "ipc")) -> tuple[FakeOrchestrator, Any]:
-        orch = FakeOrchestrator(module_id="orders", channels=channels)
+    def start(
+        self,
+        channels: tuple[str, ...] = ("tcp", "ipc"),
+        preference: tuple[str, ...] = ("tcp", "ipc"),
+        **config: Any,
+    ) -> tuple[FakeOrchestrator, Any]:
+        orch = FakeOrchestrator(
+            module_id="orders",
+            channels=channels,
+            config=RuntimeConfig(channel_preference=preference, **config),
+        )
         module = self.successResultOf(orch.start(plain_app))
         self.addCleanup(lambda: orch.shutdown())
         return orch, module
@@ -130,10 +139,17 @@ class RequesterTests(SynchronousTestCase):
         assert connection is not None
         return [e.content for e in connection.received if isinstance(e.content, RouteToModule)]
 
+    def test_default_preference_sends_on_the_unix_socket(self) -> None:
+        orch, module = self.start(preference=("ipc", "tcp"))
+        d = module.state.send_request("inventory", "get_stock", {"sku": "A1"})
+        d.addErrback(lambda f: f.trap(NotAvailable))  # abandoned at the end of the test
+        self.assertEqual(self.routes(orch, "tcp"), [])
+        self.assertEqual(len(self.routes(orch, "ipc")), 1)
+
     def test_request_on_tcp_and_reply(self) -> None:
         orch, module = self.start()
         d = module.state.send_request("inventory", "get_stock", {"sku": "A1"})
-        # TCP is preferred for routing, though the default channel preference is ipc.
+        # The configured preference (tcp,ipc here) is honoured.
         self.assertEqual(self.routes(orch, "ipc"), [])
         (request,) = self.routes(orch, "tcp")
         self.assertEqual(
@@ -142,7 +158,10 @@ class RequesterTests(SynchronousTestCase):
         self.assertEqual(request.request_id.version, 4)
         inner = request.payload.json()
         self.assertEqual(inner["content"], {"sku": "A1"})
-        self.assertEqual(inner["metadata"]["properties"], {"target_endpoint": "get_stock"})
+        # X4: the deadline (the clock starts at 0 here, the default timeout is 30 s)
+        self.assertEqual(
+            inner["metadata"]["properties"], {"target_endpoint": "get_stock", "deadline_ms": 30000}
+        )
         self.assertEqual(inner["metadata"]["source"], "orders")
         uuid.UUID(inner["id"])
         self.assertNoResult(d)
@@ -371,7 +390,9 @@ class RequesterTests(SynchronousTestCase):
         self.successResultOf(module.state.send_message("inventory", "restock", {"sku": "A1"}))
         (request,) = self.routes(orch, "tcp")
         properties = request.payload.json()["metadata"]["properties"]
-        self.assertEqual(properties, {"target_endpoint": "restock", "no_reply": True})
+        self.assertEqual(
+            properties, {"target_endpoint": "restock", "no_reply": True, "deadline_ms": 30000}
+        )
         self.assertEqual(len(module.service.messaging.pending), 0)
 
     def test_stop_abandons_waiting_requests(self) -> None:

@@ -20,6 +20,7 @@ from pywatt_twisted.wire.envelope import (
     identify_metadata,
     op_name,
     routed_reply_content,
+    routed_request_parts,
     routed_request_payload,
     unwrap_routed_request,
 )
@@ -154,3 +155,33 @@ class RoutedEnvelopeTests(SynchronousTestCase):
         self.assertEqual(
             routed_reply_content(EncodedPayload.from_json({"id": "x", "content": 2})), 2
         )
+
+
+class DeadlineTests(SynchronousTestCase):
+    """
+    The X4 C{deadline_ms} of a routed request.
+    """
+
+    def test_round_trip(self) -> None:
+        payload = routed_request_payload({"n": 1}, "ep", source="a", deadline_ms=1_700_000_000_123)
+        properties = payload.json()["metadata"]["properties"]
+        self.assertEqual(properties, {"target_endpoint": "ep", "deadline_ms": 1_700_000_000_123})
+        self.assertEqual(
+            routed_request_parts(payload, None), ({"n": 1}, "ep", False, 1_700_000_000_123)
+        )
+
+    def test_absent_or_unusable_is_none(self) -> None:
+        for raw in (None, "soon", True, [1]):
+            value = {
+                "id": "x",
+                "content": 1,
+                "metadata": {"properties": {"target_endpoint": "ep", "deadline_ms": raw}},
+            }
+            payload = EncodedPayload(json.dumps(value).encode())
+            self.assertEqual(routed_request_parts(payload, None)[3], None, raw)
+        self.assertEqual(routed_request_parts(EncodedPayload.from_json(5), "t")[3], None)
+
+    def test_fractional_milliseconds_are_truncated(self) -> None:
+        value = {"id": "x", "content": 1, "metadata": {"properties": {"deadline_ms": 12.9}}}
+        payload = EncodedPayload.from_json(value)
+        self.assertEqual(routed_request_parts(payload, "t")[3], 12)

@@ -207,9 +207,10 @@ class DevOrchestrator(Service):
 
     def route(self, source: ModuleSupervisor, message: Any, reply: Any) -> None:
         """
-        Route C{route_to_module} to its target as C{routed_module_message} (TCP channel
-        first, then the Unix socket), and the target's reply (the A3 extension) back to
-        the requester as C{routed_module_response}. Anything undeliverable is answered
+        Route C{route_to_module} to its target as C{routed_module_message} (over the
+        target's preferred channel: L{ModuleSupervisor.preferred_channels}), and the
+        target's reply (the A3 extension) back to the requester as
+        C{routed_module_response}. Anything undeliverable is answered
         with an error reply at once.
         """
         if isinstance(message, RouteToModule):
@@ -225,7 +226,7 @@ class DevOrchestrator(Service):
                     )
                 )
                 return
-            connection = target.channel(prefer=("tcp", "ipc"))
+            connection = target.channel(prefer=target.preferred_channels())
             if connection is None:
                 reply(
                     routing_error(
@@ -272,7 +273,7 @@ class DevOrchestrator(Service):
 
     def _deliver(self, requester: ModuleSupervisor, response: RoutedModuleResponse) -> None:
         try:
-            requester.send_preferred(response, prefer=("tcp", "ipc"))
+            requester.send_preferred(response, prefer=requester.preferred_channels())
         except Exception as e:
             self.console.say(
                 "pywatt-dev", f"could not deliver a reply to {requester.module_id}: {e}", "warn"

@@ -170,6 +170,14 @@ class ModuleSupervisor:
 
         self.channels = ChannelServer(reactor, on_message=self._from_channel, record=False)
         self.streams = DevStreams(reactor, STREAM_OPTIONS)
+        #: messages the module sent, per link (stdio, tcp, ipc)
+        self.messages_in: dict[str, int] = {"stdio": 0, "tcp": 0, "ipc": 0}
+        #: the channel preference the module stated in its identify (None: the default)
+        self.channel_preference: tuple[str, ...] | None = None
+        #: module-to-module messages (requests and replies) the module sent, per channel
+        self.routed_in: dict[str, int] = {"tcp": 0, "ipc": 0}
+        #: the channel the module last sent a module-to-module message on
+        self.last_routed_on: str | None = None
         self.tcp_address: str | None = None
         self.ipc_path: str | None = None
         self._socket_dir: str | None = None
@@ -435,6 +443,7 @@ class ModuleSupervisor:
         except PyWattError as e:
             self.console.say(self.module_id, f"invalid protocol line on stdout: {e}", "warn")
             return
+        self.messages_in["stdio"] += 1
         self._from_module(message, self._send_stdio)
 
     def _send_stdio(self, message: Any) -> None:
@@ -442,8 +451,39 @@ class ModuleSupervisor:
             self._child.send(message)
 
     def _from_channel(self, connection: Any, envelope: Any) -> bool:
-        self._from_module(envelope.content, connection.send, connection.listener)
+        link = str(connection.listener)
+        self.messages_in[link] = self.messages_in.get(link, 0) + 1
+        content = envelope.content
+        if isinstance(content, Identify):
+            self._learn_preference(envelope)
+        elif isinstance(content, RouteToModule | RoutedModuleReply):
+            self.last_routed_on = link
+            self.routed_in[link] = self.routed_in.get(link, 0) + 1
+        self._from_module(content, connection.send, link)
         return True
+
+    def _learn_preference(self, envelope: Any) -> None:
+        properties = envelope.metadata.properties or {}
+        stated = properties.get("channel_preference")
+        if isinstance(stated, list) and all(n in ("auto", "tcp", "ipc") for n in stated):
+            self.channel_preference = tuple(stated)
+
+    def preferred_channels(self) -> tuple[str, ...]:
+        """
+        The order to deliver to the module in: the preference it stated in its identify
+        (under C{auto}, the channel it last sent a module-to-module message on first),
+        else its default (the Unix socket, then TCP).
+        """
+        stated = self.channel_preference
+        if not stated:
+            return ("ipc", "tcp")
+        if stated[0] == "auto":
+            rest = tuple(n for n in stated[1:] if n != "auto") or ("ipc", "tcp")
+            first = self.last_routed_on
+            if first in ("tcp", "ipc"):
+                return (first, *(n for n in rest if n != first))
+            return rest
+        return stated
 
     def _from_module(self, message: Any, reply: Callable[[Any], None], link: str = "stdio") -> None:
         """
@@ -669,6 +709,9 @@ class ModuleSupervisor:
                 "tcp": self._channel_state("tcp", self.tcp_address),
                 "ipc": self._channel_state("ipc", self.ipc_path),
             },
+            "channel_preference": list(self.preferred_channels()),
+            "messages_in": dict(self.messages_in),
+            "routed_in": dict(self.routed_in),
             "secrets": sorted(self.used_secrets),
             "last_heartbeat_ack": self.last_ack,
             "rotation_acks": [

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pywatt_twisted.link.endpoints import describe_failure, failure_value
+from pywatt_twisted.link.latency import LatencyTracker
 from pywatt_twisted.link.options import ChannelSpec
 from pywatt_twisted.link.state import ChannelEvent, ChannelState, ChannelStateMachine
 from pywatt_twisted.transport.channel import (
@@ -94,6 +95,12 @@ class LinkChannel:
         self.connected_since: float | None = None
         self.next_retry: float | None = None
         self.failures_in_a_row = 0
+        #: round trips of the requests sent on it (reply RTT)
+        self.latency = LatencyTracker(self.clock)
+        #: requests sent on it that wait for their reply
+        self.in_flight = 0
+        #: requests sent on it that failed without an answer (timeout, write failure)
+        self.request_errors = 0
 
     @property
     def state(self) -> ChannelState:
@@ -258,6 +265,10 @@ class LinkChannel:
             "bad_frames": c.bad_frames,
             "read_pauses": c.read_pauses,
             "unsent_bytes": self.protocol.buffered if self.protocol is not None else 0,
+            "reconnects": max(0, self.connects - 1),
+            "in_flight": self.in_flight,
+            "request_errors": self.request_errors,
+            "latency": dict(self.latency.snapshot()),
             "last_error": self.last_error,
             "last_error_age_seconds": (
                 round(now - self.last_error_at, 3) if self.last_error_at is not None else None

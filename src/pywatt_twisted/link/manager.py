@@ -44,7 +44,7 @@ from twisted.logger import Logger
 
 from pywatt_twisted.errors import ChannelError, ConfigurationError
 from pywatt_twisted.link.channel import LinkChannel
-from pywatt_twisted.link.choice import FailoverChoice
+from pywatt_twisted.link.choice import FailoverChoice, Route
 from pywatt_twisted.link.endpoints import (
     EndpointFactory,
     ObservedEndpoint,
@@ -133,7 +133,7 @@ class ChannelManager(MultiService):
                 raise ConfigurationError(f"two channels named {spec.name!r}")
             settings = connection_settings(spec, options, module_id, security_level, auth_token)
             self.channels[spec.name] = LinkChannel(self, spec, settings)
-        self.choice = FailoverChoice(self.channels, options.preference)
+        self.choice = FailoverChoice(self.channels, options.preference, clock)
         self.queue = OutboundQueue(
             clock,
             size=options.queue_size,
@@ -271,11 +271,13 @@ class ChannelManager(MultiService):
 
     # -- sending ------------------------------------------------------------------------
 
-    def send(self, message: object, prefer: str | None = None) -> Deferred[None]:
+    def send(self, message: object, prefer: str | Route | None = None) -> Deferred[None]:
         """
         Send C{message} (enveloped) on the preferred healthy channel.
 
-        @param prefer: a channel name to try before the configured preference.
+        @param prefer: a channel name to try before the configured preference, or a
+            L{Route} (a channel to try first, or the only channel to use, and a callback
+            told which channel the frame was written to).
         @return: a Deferred that fires once the frame was written to a connection, or
             fails with L{MessageTooLarge} (at once), L{ChannelQueueFull} (at once, no
             channel up and the queue full), L{ChannelUnavailable} (no channel came up
@@ -288,7 +290,9 @@ class ChannelManager(MultiService):
         op = getattr(message, "op", type(message).__name__)
         return self.send_frame(frame, op, prefer)
 
-    def send_frame(self, frame: bytes, op: str, prefer: str | None = None) -> Deferred[None]:
+    def send_frame(
+        self, frame: bytes, op: str, prefer: str | Route | None = None
+    ) -> Deferred[None]:
         """
         L{send} for a frame already built with L{encode_channel_frame}.
         """
@@ -302,12 +306,21 @@ class ChannelManager(MultiService):
                 return succeed(None)
         return self.queue.put(frame, op, prefer)
 
-    def _writer(self, prefer: str | None) -> Writer | None:
+    def _writer(self, prefer: str | Route | None) -> Writer | None:
         channel = self.choice.pick(prefer)
         if channel is None:
             return None
         assert channel.protocol is not None
-        return channel.protocol.write_frame
+        write = channel.protocol.write_frame
+        if isinstance(prefer, Route) and prefer.written is not None:
+            written, name = prefer.written, channel.name
+
+            def write_and_tell(frame: bytes) -> None:
+                write(frame)
+                written(name)
+
+            return write_and_tell
+        return write
 
     @property
     def queued(self) -> int:
@@ -349,9 +362,30 @@ class ChannelManager(MultiService):
 
     def health(self) -> dict[str, Any]:
         """
-        Per-channel state, counters and last error, for C{/health}.
+        Per-channel state, counters, latency, requests in flight and last error, and
+        its place in the channel choice (C{preference}), for C{/health} and
+        C{state.channels}.
         """
-        return {name: channel.health() for name, channel in self.channels.items()}
+        out = {}
+        for name, channel in self.channels.items():
+            h = channel.health()
+            h["preference"] = self.choice.rank(name)
+            h["queued"] = len(self.queue)
+            out[name] = h
+        return out
+
+    @property
+    def preference(self) -> tuple[str, ...]:
+        """
+        The configured channel preference (C{("auto", ...)} under auto routing).
+        """
+        return self.options.preference
+
+    def channel(self, name: str) -> LinkChannel | None:
+        """
+        The configured channel called C{name}, or C{None}.
+        """
+        return self.channels.get(name)
 
     def queue_health(self) -> dict[str, Any]:
         """

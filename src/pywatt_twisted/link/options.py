@@ -31,6 +31,8 @@ __all__ = [
 
 IDENTIFY_MODES = ("tcp", "all", "off")
 CHANNEL_NAMES = ("tcp", "ipc")
+#: the channel order of sends unless configured otherwise: the Unix socket first
+DEFAULT_PREFERENCE = ("ipc", "tcp")
 
 
 def backoff_policy(
@@ -106,6 +108,8 @@ class ChannelSpec:
 
 def _preference(value: Iterable[str]) -> tuple[str, ...]:
     names = tuple(value)
+    if names[:1] == ("auto",):
+        return ("auto", *_preference(names[1:]))
     for name in names:
         if name not in CHANNEL_NAMES:
             raise ConfigurationError(
@@ -121,7 +125,9 @@ class ChannelOptions:
     """
     Channel behaviour (see L{RuntimeConfig} for the matching settings).
 
-    @ivar preference: the order in which healthy channels are chosen for sends.
+    @ivar preference: the order in which healthy channels are chosen for sends, or
+        C{("auto", ...)} to route by measured latency (the names after it break ties
+        at the start).
     @ivar required_timeout: seconds required channels get to connect before the
         module gives up starting.
     @ivar connect_timeout: seconds per connection attempt.
@@ -140,7 +146,7 @@ class ChannelOptions:
         inbound message first) before its loss resets the reconnect backoff.
     """
 
-    preference: tuple[str, ...] = ("ipc", "tcp")
+    preference: tuple[str, ...] = DEFAULT_PREFERENCE
     required_timeout: float = 30.0
     connect_timeout: float = 30.0
     queue_size: int = 1000
@@ -208,6 +214,10 @@ def connection_settings(
     properties: dict[str, object] = {"extensions": list(SUPPORTED_EXTENSIONS)}
     if security_level is SecurityLevel.TOKEN and auth_token is not None:
         properties["auth_token"] = auth_token
+    if options.preference != DEFAULT_PREFERENCE:
+        # So an orchestrator that reads it (pywatt dev) delivers on the channel the
+        # module prefers; the default order needs no word.
+        properties["channel_preference"] = list(options.preference)
     return ChannelSettings(
         name=spec.name,
         address=spec.address,

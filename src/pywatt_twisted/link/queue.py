@@ -45,7 +45,7 @@ class _Queued:
     frame: bytes
     op: str
     deferred: Deferred[None] | None
-    prefer: str | None
+    prefer: Any
     timer: Any = None
 
     def stop_timer(self) -> None:
@@ -71,7 +71,7 @@ class OutboundQueue:
         size: int,
         max_bytes: int,
         deadline: float,
-        pick: Callable[[str | None], Writer | None],
+        pick: Callable[[Any], Writer | None],
         describe: Callable[[], str],
         log: Logger,
     ) -> None:
@@ -93,7 +93,7 @@ class OutboundQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, frame: bytes, op: str, prefer: str | None) -> Deferred[None]:
+    def put(self, frame: bytes, op: str, prefer: Any) -> Deferred[None]:
         """
         Queue C{frame}, then write what can be written.
 

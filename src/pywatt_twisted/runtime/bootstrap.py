@@ -34,6 +34,7 @@ from pywatt_twisted.runtime.health import (
 )
 from pywatt_twisted.runtime.listen import describe_address, listen
 from pywatt_twisted.runtime.messaging import RoutedMessaging
+from pywatt_twisted.runtime.resilience import BreakerPolicy, Breakers
 from pywatt_twisted.runtime.state import AppState
 from pywatt_twisted.runtime.status import ModuleStatus
 from pywatt_twisted.web._cors import cors_paths
@@ -240,6 +241,18 @@ class Bootstrap:
             queue_bytes=config.handler_queue_bytes,
             handler_timeout=config.handler_timeout,
             handler_timeouts=state.handler_timeouts,
+            request_timeout=config.routed_timeout,
+            breakers=Breakers(
+                service.reactor,
+                BreakerPolicy(
+                    failures=config.breaker_failures,
+                    error_rate=config.breaker_error_rate,
+                    min_calls=config.breaker_min_calls,
+                    window=config.breaker_window,
+                    reset=config.breaker_reset,
+                    max_reset=config.breaker_max_reset,
+                ),
+            ),
         )
         parts.metrics.add_collector(parts.messaging.collect)
         state._messaging = parts.messaging

@@ -53,6 +53,14 @@ class RuntimeConfig:
     handler_queue_size: int = 1000
     handler_queue_bytes: int = 64 * MiB
     handler_timeout: float = 30.0
+    # Module-to-module requests: deadline and circuit breakers (docs/messaging.md).
+    routed_timeout: float = 30.0
+    breaker_failures: int = 5
+    breaker_error_rate: float = 0.5
+    breaker_min_calls: int = 20
+    breaker_window: float = 10.0
+    breaker_reset: float = 10.0
+    breaker_max_reset: float = 60.0
     log_buffer_bytes: int = 1 * MiB
     tls_handshake_timeout: float = 10.0
     channel_healthy_after: float = 10.0
@@ -80,6 +88,11 @@ class RuntimeConfig:
     ipc_only: bool = False
 
     def __attrs_post_init__(self) -> None:
+        if self.breaker_max_reset < self.breaker_reset:
+            raise ConfigurationError(
+                f"breaker max reset ({self.breaker_max_reset:g} s) must be at least the "
+                f"breaker reset ({self.breaker_reset:g} s)"
+            )
         if self.stdout_low_water is not None and self.stdout_low_water >= self.stdout_high_water:
             raise ConfigurationError(
                 f"stdout low-water mark ({self.stdout_low_water} bytes) must be below the "
@@ -165,12 +178,15 @@ def _share(raw: object, source: str) -> float:
 
 def _preference(raw: object, source: str) -> tuple[str, ...]:
     names = tuple(n.strip().lower() for n in str(raw).split(",") if n.strip())
-    if not names or any(n not in ("tcp", "ipc") for n in names) or len(set(names)) != len(names):
+    auto = names[:1] == ("auto",)
+    rest = names[1:] if auto else names
+    if (not names) or any(n not in ("tcp", "ipc") for n in rest) or len(set(rest)) != len(rest):
         raise ConfigurationError(
             "PYWATT_CHANNEL_PREFERENCE / --channel-preference must list tcp and/or ipc, "
-            f"comma-separated, each once (e.g. 'ipc,tcp'), got {raw!r}"
+            "comma-separated, each once (e.g. 'ipc,tcp'), or be 'auto' (route by measured "
+            f"latency; 'auto,tcp' starts on tcp), got {raw!r}"
         )
-    return names + tuple(n for n in ("ipc", "tcp") if n not in names)
+    return (("auto",) if auto else ()) + rest + tuple(n for n in ("ipc", "tcp") if n not in rest)
 
 
 def _liveness(raw: object, source: str) -> float | None:
@@ -266,6 +282,15 @@ def _s(
 _int = _positive(int)
 _float = _positive(float)
 
+
+def _rate(raw: object, source: str) -> float:
+    value = _float(raw, source)
+    assert isinstance(value, float)
+    if value > 1:
+        raise ConfigurationError(f"{source} must be a share in (0, 1], got {raw!r}")
+    return value
+
+
 #: Every runtime setting, once. C{tap.Options} and L{RuntimeConfig.from_environment} read it.
 SETTINGS: tuple[Setting, ...] = (
     _s("secret_timeout", "Seconds to wait for each secret.", _float),
@@ -278,7 +303,11 @@ SETTINGS: tuple[Setting, ...] = (
         "stdout lines may be as long as --max-frame-length.",
         _int,
     ),
-    _s("channel_preference", "Channel order for sends: ipc,tcp or tcp,ipc.", _preference),
+    _s(
+        "channel_preference",
+        "Channel choice for sends: ipc,tcp or tcp,ipc, or auto (by measured latency).",
+        _preference,
+    ),
     _s(
         "channel_required_timeout",
         "Seconds required channels get to connect before start-up fails.",
@@ -346,6 +375,30 @@ SETTINGS: tuple[Setting, ...] = (
         _int,
     ),
     _s("handler_timeout", "Default seconds a routed handler may take.", _float),
+    _s(
+        "routed_timeout",
+        "Default seconds to the deadline of a module-to-module request (sent as deadline_ms).",
+        _float,
+    ),
+    _s(
+        "breaker_failures",
+        "Consecutive failures (timeout, unavailable, target_exited) that open a target's "
+        "circuit breaker.",
+        _int,
+    ),
+    _s(
+        "breaker_error_rate",
+        "Share of failed requests (0-1] over --breaker-window that opens the breaker.",
+        _rate,
+    ),
+    _s("breaker_min_calls", "Requests in the window before the error rate applies.", _int),
+    _s("breaker_window", "Seconds the breaker's error rate is measured over.", _float),
+    _s("breaker_reset", "Seconds an open breaker waits before a probe request.", _float),
+    _s(
+        "breaker_max_reset",
+        "Longest wait of an open breaker (the wait doubles while probes fail).",
+        _float,
+    ),
     _s(
         "log_buffer_bytes",
         "Bytes of log lines buffered for a stderr that is not drained before lines drop.",

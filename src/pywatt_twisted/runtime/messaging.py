@@ -39,6 +39,7 @@ C{metadata.properties.no_reply = true}; the handler runs and no reply is sent.
 from __future__ import annotations
 
 import inspect
+import random as _random
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -54,6 +55,7 @@ from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import (
     ChannelError,
+    CircuitOpen,
     MessageTooLarge,
     NotAvailable,
     PayloadError,
@@ -61,11 +63,14 @@ from pywatt_twisted.errors import (
     RemoteError,
     Timeout,
 )
+from pywatt_twisted.link.choice import Route
 from pywatt_twisted.runtime.correlation import CorrelationTable
+from pywatt_twisted.runtime.resilience import Breakers, BreakerState, RetryPolicy
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
     error_object,
     routed_reply_content,
+    routed_request_parts,
     routed_request_payload,
     routed_request_properties,
     unwrap_routed_request,
@@ -173,6 +178,185 @@ class _HandlerTimedOut(Exception):
     """
 
 
+class _Call:
+    """
+    One C{send_request}: its attempts (one, or more under a retry policy), each asking
+    the target's breaker first, each waiting on the correlation table until the time
+    left to the deadline (or its share of it) runs out.
+    """
+
+    __slots__ = (
+        "_attempt_d",
+        "_breaker",
+        "_timer",
+        "attempts",
+        "deadline",
+        "endpoint",
+        "messaging",
+        "payload",
+        "result",
+        "retry",
+        "route",
+        "span",
+        "target",
+    )
+
+    def __init__(
+        self,
+        messaging: RoutedMessaging,
+        target: str,
+        endpoint: str,
+        payload: Any,
+        deadline: float,
+        route: str | Route | None,
+        retry: RetryPolicy | None,
+        span: Any = None,
+    ) -> None:
+        self.span = span
+        self.messaging = messaging
+        self.target = target
+        self.endpoint = endpoint
+        self.payload = payload
+        self.deadline = deadline
+        self.route = route
+        self.retry = retry
+        self.attempts = 0
+        self.result: Deferred[Any] = Deferred(self._cancel)
+        self._attempt_d: Deferred[Any] | None = None
+        self._timer: IDelayedCall | None = None
+        self._breaker = messaging.breakers.get(target)
+
+    def _cancel(self, result: Deferred[Any]) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        attempt, self._attempt_d = self._attempt_d, None
+        if attempt is not None:
+            attempt.cancel()  # leaves the correlation table; the breaker permit is released
+
+    def _finish(self, outcome: object) -> None:
+        if not self.result.called:
+            if isinstance(outcome, Failure):
+                self.result.errback(outcome)
+            else:
+                self.result.callback(outcome)
+
+    def attempt(self) -> None:
+        self._timer = None
+        m = self.messaging
+        clock = m.clock
+        now = clock.seconds()
+        remaining = self.deadline - now
+        if remaining <= 0:
+            self._finish(
+                Failure(
+                    Timeout(
+                        f"no reply from module {self.target!r} to {self.endpoint!r} before "
+                        f"the deadline ({self.attempts} attempt(s))"
+                    )
+                )
+            )
+            return
+        breaker = self._breaker
+        try:
+            permit = breaker.acquire()
+        except CircuitOpen as e:
+            self._finish(Failure(e))
+            return
+        self.attempts += 1
+        retry = self.retry
+        wait = (
+            retry.timeout_for(remaining, retry.attempts - self.attempts + 1)
+            if retry is not None
+            else remaining
+        )
+        request_id = uuid.uuid4()
+        try:
+            frame, op = m._request_frame(
+                self.target, self.endpoint, self.payload, request_id, False, now + wait, self.span
+            )
+        except (PayloadError, ChannelError) as e:
+            breaker.released(permit)
+            self._finish(Failure(e))
+            return
+        d = m.pending.add(
+            request_id,
+            wait,
+            f"no reply from module {self.target!r} to {self.endpoint!r} (request "
+            f"{request_id}) within {wait:g} s; the module may be slow, busy or gone: "
+            "retry, or pass a longer timeout",
+            context=(self.target, self.endpoint),
+        )
+        self._attempt_d = d
+        m.requests_sent += 1
+        written: list[Any] = []
+        route = self.route
+        if isinstance(route, Route):
+            route = Route(route.prefer, route.only, written.append)
+        else:
+            route = Route(route, None, written.append)
+        sent = m.channels.send_frame(frame, op, route)
+        if not sent.called:
+            # Queued until a channel comes up: forget the queued frame once nobody waits.
+            d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
+        sent.addErrback(m._send_failed, request_id)
+        channel = m.channels.channel(written[0]) if written else None
+        if channel is not None:
+            channel.in_flight += 1
+        d.addBoth(self._ended, permit, now, written, channel)
+
+    def _ended(
+        self,
+        outcome: object,
+        permit: tuple[int, bool],
+        started: float,
+        written: list[str],
+        channel: Any,
+    ) -> None:
+        m = self.messaging
+        self._attempt_d = None
+        if channel is None and written:
+            channel = m.channels.channel(written[0])
+            channel_counted = False
+        else:
+            channel_counted = channel is not None
+        if channel_counted:
+            channel.in_flight -= 1
+        breaker = self._breaker
+        if not isinstance(outcome, Failure):
+            breaker.succeeded(permit)
+            if channel is not None:
+                channel.latency.record(m.clock.seconds() - started)
+            self._finish(outcome)
+            return
+        error = outcome.value
+        if outcome.check(CancelledError):
+            breaker.released(permit)
+            return  # the caller cancelled: its Deferred fails with CancelledError
+        breaker.record(permit, error)
+        if isinstance(error, RemoteError):
+            if channel is not None and not isinstance(error, Timeout):
+                # an answer (even an error one) measures the round trip
+                channel.latency.record(m.clock.seconds() - started)
+        if channel is not None and (
+            isinstance(error, Timeout) or not isinstance(error, RemoteError)
+        ):
+            channel.request_errors += 1
+        retry = self.retry
+        if (
+            retry is not None
+            and self.attempts < retry.attempts
+            and retry.retries(error)
+            and breaker.state is BreakerState.CLOSED
+        ):
+            delay = retry.delay(self.attempts, m.random)
+            if m.clock.seconds() + delay < self.deadline:
+                m.retries += 1
+                self._timer = m.clock.callLater(delay, self.attempt)
+                return
+        self._finish(outcome)
+
+
 class RoutedMessaging:
     """
     The requester and handler sides of module-to-module messaging for one module.
@@ -217,12 +401,16 @@ class RoutedMessaging:
         queue_bytes: int = DEFAULT_HANDLER_QUEUE_BYTES,
         handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
         handler_timeouts: dict[str, float] | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        breakers: Breakers | None = None,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         for name, value in (
             ("max_concurrent", max_concurrent),
             ("queue_size", queue_size),
             ("queue_bytes", queue_bytes),
             ("handler_timeout", handler_timeout),
+            ("request_timeout", request_timeout),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -240,6 +428,17 @@ class RoutedMessaging:
         self.handler_timeouts: dict[str, float] = (
             handler_timeouts if handler_timeouts is not None else {}
         )
+        self.request_timeout = request_timeout
+        #: one circuit breaker per target module
+        self.breakers = breakers if breakers is not None else Breakers(clock)
+        #: per-target default timeouts and retry policies (L{configure_target})
+        self.target_timeouts: dict[str, float] = {}
+        self.target_retries: dict[str, RetryPolicy] = {}
+        self.random = random
+        #: attempts sent again under a retry policy
+        self.retries = 0
+        #: requests refused at once because their deadline had passed on arrival
+        self.expired_on_arrival = 0
         self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
             clock, abandoned=_abandoned_request, timeout_error=Timeout
         )
@@ -275,6 +474,7 @@ class RoutedMessaging:
         payload: Any,
         request_id: uuid.UUID,
         no_reply: bool,
+        deadline: float | None = None,
         span: Any = None,
     ) -> tuple[bytes, str]:
         encoded = request_payload(
@@ -283,6 +483,7 @@ class RoutedMessaging:
             self.module_id,
             no_reply,
             int(self.clock.seconds()),
+            None if deadline is None else int(deadline * 1000),
             extra_properties=None if span is None else tracing.properties_to_send(span),
         )
         message = RouteToModule(
@@ -304,61 +505,129 @@ class RoutedMessaging:
             return NotAvailable(f"{what} was not sent: the module is stopping")
         return None
 
+    def _route(self, prefer: str | None, channel: str | None) -> str | Route | None:
+        """
+        The L{Route} of a send with C{prefer=}/C{channel=}.
+
+        @raise ValueError: both given, or a name that is not a channel of this module.
+        """
+        if prefer is not None and channel is not None:
+            raise ValueError("pass prefer= (try it first) or channel= (only it), not both")
+        name = channel if channel is not None else prefer
+        if name is None:
+            return None
+        known = getattr(self.channels, "channels", {})
+        if name not in known:
+            raise ValueError(
+                f"{name!r} is not a channel of this module (channels: "
+                f"{', '.join(sorted(known)) or 'none'}); use 'tcp' or 'ipc'"
+            )
+        return Route(only=channel) if channel is not None else Route(prefer=prefer)
+
+    def configure_target(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        breaker: Any = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """
+        Per-target settings: the default C{timeout} of requests to C{target}, its
+        breaker policy (a L{BreakerPolicy<pywatt_twisted.runtime.resilience.BreakerPolicy>};
+        its breaker starts over, closed) and the retry policy of its idempotent requests.
+        """
+        if timeout is not None:
+            if timeout <= 0:
+                raise ValueError(f"timeout must be positive, got {timeout!r}")
+            self.target_timeouts[target] = timeout
+        if breaker is not None:
+            self.breakers.set_policy(target, breaker)
+        if retry is not None:
+            self.target_retries[target] = retry
+
     def send_request(
         self,
         target_module_id: str,
         endpoint: str,
         payload: Any,
-        timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        timeout: float | None = None,
+        *,
+        prefer: str | None = None,
+        channel: str | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
     ) -> Deferred[Any]:
         """
         Send C{payload} to C{endpoint} of module C{target_module_id}; fires with the reply.
 
-        @return: a Deferred that fires with the decoded reply, or fails with
-            L{RemoteError} (the peer or the orchestrator answered with an error),
-            L{RequestTimeout} (no reply within C{timeout} seconds), L{ChannelError} (the
-            request could not be written), L{PayloadError} or L{NotAvailable}.
-            Cancelling it forgets the request.
+        @param timeout: seconds until the request's deadline (the target's own default,
+            else the module's C{routed_timeout}); sent as X4 C{deadline_ms}.
+        @param prefer: a channel (C{"tcp"}, C{"ipc"}) to try first.
+        @param channel: the only channel to send on (waits for it).
+        @param retry: how to retry (only with C{idempotent=True}); by default the
+            target's policy for idempotent requests, else no retry.
+        @param idempotent: the request may safely run more than once.
+        @return: a Deferred that fires with the decoded reply, or fails with a
+            L{RemoteError} subclass (the peer or the orchestrator answered with an error;
+            L{Timeout} when no reply came by the deadline; L{CircuitOpen} at once while
+            the target's breaker is open), L{ChannelError} (the request could not be
+            written), L{PayloadError}, L{NotAvailable} or L{ValueError}. Cancelling it
+            forgets the request and frees its place (and a breaker probe).
         """
         what = f"a request to {target_module_id}/{endpoint}"
         problem = self._unavailable(what)
         if problem is not None:
             return fail(problem)
+        if timeout is None:
+            timeout = self.target_timeouts.get(target_module_id, self.request_timeout)
         if timeout <= 0:
             return fail(ValueError(f"timeout must be positive, got {timeout!r}"))
-        request_id = uuid.uuid4()
-        span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
-        try:
-            frame, op = self._request_frame(
-                target_module_id, endpoint, payload, request_id, False, span
+        if retry is not None and not idempotent:
+            return fail(
+                ValueError(
+                    f"retry= for {what} needs idempotent=True: a request that may have "
+                    "reached the target is only sent again when running it twice is safe"
+                )
             )
-        except (PayloadError, ChannelError) as e:
-            return tracing.traced(span, fail(e))
-        d = self.pending.add(
-            request_id,
-            timeout,
-            f"no reply from module {target_module_id!r} to {endpoint!r} (request {request_id}) "
-            f"within {timeout:g} s; the module may be slow, busy or gone: retry, or pass a "
-            "longer timeout",
-            context=(target_module_id, endpoint),
+        if retry is None and idempotent:
+            retry = self.target_retries.get(target_module_id)
+        try:
+            route = self._route(prefer, channel)
+        except ValueError as e:
+            return fail(e)
+        span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
+        call = _Call(
+            self,
+            target_module_id,
+            endpoint,
+            payload,
+            self.clock.seconds() + timeout,
+            route,
+            retry,
+            span,
         )
-        self.requests_sent += 1
-        sent = self.channels.send_frame(frame, op, prefer="tcp")
-        if not sent.called:
-            # Queued until a channel comes up: forget the queued frame once nobody waits.
-            d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
-        sent.addErrback(self._send_failed, request_id)
-        return tracing.traced(span, d)
+        call.attempt()
+        return tracing.traced(span, call.result)
 
     def _send_failed(self, failure: Failure, request_id: uuid.UUID) -> None:
         if failure.check(CancelledError):
             return
         self.pending.fail(request_id, failure.value)
 
-    def send_message(self, target_module_id: str, endpoint: str, payload: Any) -> Deferred[None]:
+    def send_message(
+        self,
+        target_module_id: str,
+        endpoint: str,
+        payload: Any,
+        *,
+        prefer: str | None = None,
+        channel: str | None = None,
+    ) -> Deferred[None]:
         """
         Send C{payload} to C{endpoint} of module C{target_module_id} without waiting for
-        a reply (the handler runs; no reply is sent).
+        a reply (the handler runs; no reply is sent). It carries a deadline like a
+        request (the module's C{routed_timeout} from now).
 
         @return: a Deferred that fires once the message was written to a channel, or
             fails as L{send_request} does when it could not be.
@@ -372,13 +641,21 @@ class RoutedMessaging:
             else None
         )
         try:
+            route = self._route(prefer, channel)
+            timeout = self.target_timeouts.get(target_module_id, self.request_timeout)
             frame, op = self._request_frame(
-                target_module_id, endpoint, payload, uuid.uuid4(), True, span
+                target_module_id,
+                endpoint,
+                payload,
+                uuid.uuid4(),
+                True,
+                self.clock.seconds() + timeout,
+                span,
             )
-        except (PayloadError, ChannelError) as e:
+        except (PayloadError, ChannelError, ValueError) as e:
             return tracing.traced(span, fail(e))
         self.requests_sent += 1
-        sent: Deferred[None] = self.channels.send_frame(frame, op, prefer="tcp")
+        sent: Deferred[None] = self.channels.send_frame(frame, op, route)
         return tracing.traced(span, sent)
 
     def response_received(self, message: RoutedModuleResponse) -> None:
@@ -568,7 +845,9 @@ class RoutedMessaging:
     async def _handle_call(self, message: RoutedModuleMessage, link: Any) -> None:
         source = message.source_module_id
         try:
-            content, endpoint, no_reply = unwrap_request(message.payload, message.target_endpoint)
+            content, endpoint, no_reply, deadline_ms = routed_request_parts(
+                message.payload, message.target_endpoint
+            )
         except ValueError as e:
             self.refuse(
                 message,
@@ -605,8 +884,24 @@ class RoutedMessaging:
                 f"(handlers: {known})",
             )
             return
-        self.requests_handled += 1
         timeout = self.handler_timeouts.get(endpoint, self.handler_timeout)
+        by_deadline = False
+        if deadline_ms is not None:
+            left = deadline_ms / 1000 - self.clock.seconds()
+            if left <= 0:
+                self.expired_on_arrival += 1
+                self._answer_error(
+                    message,
+                    link,
+                    no_reply,
+                    "deadline_exceeded",
+                    f"the request to {endpoint!r} of module {self.module_id!r} arrived "
+                    f"{-left * 1000:.0f} ms after its deadline and was not run",
+                )
+                return
+            if left < timeout:
+                timeout, by_deadline = left, True
+        self.requests_handled += 1
         try:
             result = handler(source, content)
             work = _as_deferred(result)
@@ -614,10 +909,16 @@ class RoutedMessaging:
                 result = await self._within(work, endpoint, timeout)
         except _HandlerTimedOut:
             self.handler_timeouts_hit += 1
-            text = (
-                f"the handler for {endpoint!r} of module {self.module_id!r} did not finish "
-                f"within its timeout of {timeout:g} s and was cancelled"
-            )
+            if by_deadline:
+                text = (
+                    f"the handler for {endpoint!r} of module {self.module_id!r} did not "
+                    "finish by the request's deadline and was cancelled"
+                )
+            else:
+                text = (
+                    f"the handler for {endpoint!r} of module {self.module_id!r} did not "
+                    f"finish within its timeout of {timeout:g} s and was cancelled"
+                )
             self.log.warn(
                 "{text} (request {request_id} from {source}); raise it with "
                 "state.handler({endpoint!r}, timeout=...) or, for every handler, "
@@ -798,6 +1099,9 @@ class RoutedMessaging:
             "handler_queue_bytes": self.queued_bytes,
             "overloaded": self.overloaded,
             "handler_timeouts": self.handler_timeouts_hit,
+            "expired_on_arrival": self.expired_on_arrival,
+            "retries": self.retries,
+            "breakers": self.breakers.snapshot(),
         }
 
     def collect(self) -> list[Any]:
@@ -830,4 +1134,4 @@ class RoutedMessaging:
             "Routed handler calls cancelled at their timeout ('deadline_exceeded' replies).",
         )
         timeouts.add_metric([], self.handler_timeouts_hit)
-        return [running, queued, queued_bytes, overloaded, timeouts]
+        return [running, queued, queued_bytes, overloaded, timeouts, *self.breakers.collect()]

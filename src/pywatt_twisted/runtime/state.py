@@ -6,6 +6,7 @@ L{AppState}: what a module's C{create_app(state)} receives.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -260,24 +261,53 @@ class AppState:
         return self._handler_timeouts
 
     def send_request(
-        self, target_module_id: str, endpoint: str, payload: Any, timeout: float = 30
+        self,
+        target_module_id: str,
+        endpoint: str,
+        payload: Any,
+        timeout: float | None = None,
+        *,
+        prefer: str | None = None,
+        channel: str | None = None,
+        retry: Any = None,
+        idempotent: bool = False,
     ) -> Deferred[Any]:
         """
-        Send a request to C{endpoint} of another module through the orchestrator (over the
-        TCP channel, else the Unix-socket one).
+        Send a request to C{endpoint} of another module through the orchestrator, on the
+        channel the module's channel preference picks (C{--channel-preference}: ipc,tcp
+        by default, or auto).
 
         @param payload: any JSON-serialisable value; the peer's handler gets it as is.
-        @param timeout: seconds to wait for the reply.
-        @return: a Deferred that fires with the peer's reply, or fails with
-            L{RemoteError<pywatt_twisted.errors.RemoteError>} (the peer's handler raised,
-            the endpoint or module is unknown, or the module went away),
-            L{RequestTimeout<pywatt_twisted.errors.RequestTimeout>}, a
+        @param timeout: seconds until the request's deadline (sent to the peer as X4
+            C{deadline_ms}); by default the target's (L{configure_target}), else
+            C{--routed-timeout} (30 s).
+        @param prefer: a channel (C{"tcp"} or C{"ipc"}) to try first.
+        @param channel: the only channel to use (the request waits for it).
+        @param retry: a L{RetryPolicy<pywatt_twisted.RetryPolicy>}; only with
+            C{idempotent=True}.
+        @param idempotent: the request may run twice safely (then the target's retry
+            policy applies when no C{retry} is given).
+        @return: a Deferred that fires with the peer's reply, or fails with a
+            L{RemoteError<pywatt_twisted.errors.RemoteError>} subclass (each error kind
+            its own: L{HandlerError<pywatt_twisted.errors.HandlerError>},
+            L{NoHandler<pywatt_twisted.errors.NoHandler>},
+            L{Timeout<pywatt_twisted.errors.Timeout>},
+            L{CircuitOpen<pywatt_twisted.errors.CircuitOpen>}...), a
             L{ChannelError<pywatt_twisted.errors.ChannelError>}, or L{NotAvailable} (no
-            channel). Cancel it to stop waiting.
+            channel). Cancel it to stop waiting (its place is freed).
         """
         return self._observe_round_trip(
             target_module_id,
-            self._messaging_or_fail().send_request(target_module_id, endpoint, payload, timeout),
+            self._messaging_or_fail().send_request(
+                target_module_id,
+                endpoint,
+                payload,
+                timeout,
+                prefer=prefer,
+                channel=channel,
+                retry=retry,
+                idempotent=idempotent,
+            ),
         )
 
     def _observe_round_trip(self, target: str, d: Deferred[Any]) -> Deferred[Any]:
@@ -306,13 +336,65 @@ class AppState:
 
         return d.addBoth(done)
 
-    def send_message(self, target_module_id: str, endpoint: str, payload: Any) -> Deferred[None]:
+    def send_message(
+        self,
+        target_module_id: str,
+        endpoint: str,
+        payload: Any,
+        *,
+        prefer: str | None = None,
+        channel: str | None = None,
+    ) -> Deferred[None]:
         """
         Send C{payload} to C{endpoint} of another module without waiting for a reply (its
         handler runs; nothing is sent back). Fires once the message was written to a
         channel.
         """
-        return self._messaging_or_fail().send_message(target_module_id, endpoint, payload)
+        return self._messaging_or_fail().send_message(
+            target_module_id, endpoint, payload, prefer=prefer, channel=channel
+        )
+
+    def configure_target(
+        self,
+        target_module_id: str,
+        *,
+        timeout: float | None = None,
+        breaker: Any = None,
+        retry: Any = None,
+    ) -> None:
+        """
+        Settings for the requests to one module: their default C{timeout}, its circuit
+        breaker's L{BreakerPolicy<pywatt_twisted.BreakerPolicy>}, and the
+        L{RetryPolicy<pywatt_twisted.RetryPolicy>} of its idempotent requests.
+        """
+        self._messaging_or_fail().configure_target(
+            target_module_id, timeout=timeout, breaker=breaker, retry=retry
+        )
+
+    @property
+    def channels(self) -> Mapping[str, Mapping[str, Any]]:
+        """
+        A read-only view of the module's channels, by name: C{state}, C{preference}
+        (place in the order, or weight under auto routing), C{latency} (EWMA and
+        percentiles of reply round trips, ms), C{in_flight}, C{queued}, C{request_errors},
+        C{last_error}, C{reconnects} and the counters of C{/health}. Empty without
+        channels.
+        """
+        messaging = self._messaging
+        manager = getattr(messaging, "channels", None)
+        if manager is None:
+            return MappingProxyType({})
+        return MappingProxyType({name: MappingProxyType(h) for name, h in manager.health().items()})
+
+    @property
+    def breakers(self) -> Mapping[str, Mapping[str, Any]]:
+        """
+        The circuit breakers of the targets called so far: C{state} (closed, open,
+        half_open), C{retry_after}, C{rejected}, C{last_failure}...
+        """
+        if self._messaging is None:
+            return MappingProxyType({})
+        return MappingProxyType(self._messaging.breakers.snapshot())
 
     # -- service discovery, proxied services, ports --------------------------------------------
 

@@ -17,6 +17,7 @@ Transports move the bytes these functions return; they build no envelopes themse
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "identify_metadata",
     "op_name",
     "routed_reply_content",
+    "routed_request_parts",
     "routed_request_payload",
     "routed_request_properties",
     "unwrap_routed_request",
@@ -168,13 +170,15 @@ def routed_request_payload(
     source: str | None = None,
     no_reply: bool = False,
     timestamp: int | None = None,
+    deadline_ms: int | None = None,
     *,
     extra_properties: Mapping[str, object] | None = None,
 ) -> EncodedPayload:
     """
     The payload of a routed request: the JSON envelope C{{"id", "content", "metadata":
-    {"timestamp"?, "source"?, "properties": {"target_endpoint", "no_reply"?}}}} that
-    carries C{endpoint} through the orchestrator.
+    {"timestamp"?, "source"?, "properties": {"target_endpoint", "no_reply"?,
+    "deadline_ms"?}}}} that carries C{endpoint} (and the X4 deadline: absolute, Unix
+    epoch milliseconds) through the orchestrator.
 
     @param extra_properties: more C{metadata.properties} (the trace context of
         EXTENSIONS.md X3); they cannot replace C{target_endpoint} or C{no_reply}.
@@ -185,6 +189,8 @@ def routed_request_payload(
     properties["target_endpoint"] = endpoint
     if no_reply:
         properties["no_reply"] = True
+    if deadline_ms is not None:
+        properties["deadline_ms"] = deadline_ms
     metadata: dict[str, object] = {}
     if timestamp is not None:
         metadata["timestamp"] = timestamp
@@ -230,9 +236,23 @@ def unwrap_routed_request(
 
     @raise ValueError: if the payload is not JSON.
     """
+    content, endpoint, no_reply, _ = routed_request_parts(payload, top_level_endpoint)
+    return content, endpoint, no_reply
+
+
+def routed_request_parts(
+    payload: EncodedPayload, top_level_endpoint: str | None
+) -> tuple[Any, str | None, bool, int | None]:
+    """
+    L{unwrap_routed_request} and the X4 C{metadata.properties.deadline_ms} (an integer
+    number of Unix epoch milliseconds; C{None} when absent or not a number).
+
+    @raise ValueError: if the payload is not JSON.
+    """
     value = payload.json()
     endpoint = top_level_endpoint
     no_reply = False
+    deadline: int | None = None
     if _is_envelope(value):
         metadata = value.get("metadata")
         properties = metadata.get("properties") if type(metadata) is dict else None
@@ -241,8 +261,11 @@ def unwrap_routed_request(
             if type(named) is str and named:
                 endpoint = named
             no_reply = properties.get("no_reply") is True
-        return value["content"], endpoint, no_reply
-    return value, endpoint, no_reply
+            raw = properties.get("deadline_ms")
+            if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+                deadline = int(raw)
+        return value["content"], endpoint, no_reply, deadline
+    return value, endpoint, no_reply, deadline
 
 
 def routed_request_properties(payload: EncodedPayload) -> Mapping[str, object] | None:
