@@ -339,7 +339,7 @@ class StreamReceiver:
     Receives one body (see the module docstring). It is the push producer of its sink:
     while the sink has it paused, chunks that arrive are held (at most the sender's
     window, which it must respect: more than L{MAX_WINDOW} held cancels the stream)
-    and not acknowledged.
+    and not acknowledged, and the stall timer does not run (the wait is this side's).
 
     @ivar received: body bytes handed to the sink so far.
     """
@@ -366,6 +366,7 @@ class StreamReceiver:
         self._held: deque[tuple[int, bytes, bool]] = deque()
         self._paused = False
         self._delivering = False
+        self._final_seen = False
         self._stall = _Timer(clock, stall_timeout, self._stalled)
         self._stall.restart()
         self.on_end: Callable[[StreamReceiver], object] | None = None
@@ -373,10 +374,15 @@ class StreamReceiver:
     # -- IPushProducer (called by the sink) ------------------------------------------
 
     def pauseProducing(self) -> None:
+        # While the sink has the body paused, a quiet sender is waiting for acks that
+        # this side holds back: not a stall (the route's own timeout bounds the wait).
         self._paused = True
+        self._stall.stop()
 
     def resumeProducing(self) -> None:
         self._paused = False
+        if self.state is StreamState.OPEN and not self._final_seen:
+            self._stall.restart()
         self._deliver()
 
     def stopProducing(self) -> None:
@@ -421,6 +427,9 @@ class StreamReceiver:
             return
         self._held.append((chunk.sequence, data, chunk.is_final))
         if chunk.is_final:
+            self._final_seen = True
+            self._stall.stop()
+        elif self._paused:
             self._stall.stop()
         self._deliver()
 
