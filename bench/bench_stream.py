@@ -51,7 +51,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 
 from bench.record import row
-from pywatt_twisted.dev.supervisor import STREAM_OPTIONS
+from pywatt_twisted._dev.supervisor import STREAM_OPTIONS
 from pywatt_twisted.orchestrator import ChannelServer
 from pywatt_twisted.streaming import StreamFailed, StreamReceiver, StreamSender, StreamTable
 from pywatt_twisted.wire.codec import decode_envelope_from_module

@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.config import RuntimeConfig
 from pywatt_twisted.streaming import StreamSender
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.codec import encode_line
