@@ -1,6 +1,7 @@
 """
-The module of C{bench/bench_stream.py}: C{POST /sha256} hashes the request body as it arrives (C{incremental_body}; C{POST
-/sha256-spooled} the same from C{request.content}, spooled first),
+The module of C{bench/bench_stream.py}: C{POST /sha256} hashes the request body as it
+arrives (C{incremental_body}; C{POST /sha256-spooled} the same from C{request.content},
+spooled first),
 C{GET /blob?size=N} answers N bytes from a push producer (so the module never holds the
 body: it is paused while the stream's window is full).
 """
