@@ -203,3 +203,31 @@ def big_body_app(state):
         return bytes(size)
 
     return app
+
+
+@pywatt_module(secrets=["API_KEY"], health=None, metrics=False)
+def waiting_body_app(state):
+    """
+    L{big_body_app}'s C{/sha256} and C{/incremental/sha256}, in a module that is not
+    ready until its C{API_KEY} secret arrives (for requests that come before).
+    """
+    import hashlib
+
+    app = Klein()
+
+    @app.route("/sha256", methods=["POST"])
+    def sha(request):
+        digest = hashlib.sha256()
+        for piece in iter(lambda: request.content.read(65536), b""):
+            digest.update(piece)
+        return digest.hexdigest().encode()
+
+    @app.route("/incremental/sha256", methods=["POST"])
+    @incremental_body
+    async def incremental_sha(request):
+        digest = hashlib.sha256()
+        async for piece in body_stream(request):
+            digest.update(piece)
+        return digest.hexdigest().encode()
+
+    return app

@@ -14,13 +14,18 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted._runtime.config import RuntimeConfig
-from pywatt_twisted.streaming import StreamSender
+from pywatt_twisted.streaming import StreamFailed, StreamSender
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.codec import encode_line
 from pywatt_twisted.wire.messages import HttpRequest, StreamAck, StreamCancel
 from pywatt_twisted.wire.stream import StreamChunk, StreamOptions, crc32, make_chunk
 from tests.runtime.helpers import Harness
-from tests.runtime.modules import INCREMENTAL_FAILURES, big_body_app, pattern
+from tests.runtime.modules import (
+    INCREMENTAL_FAILURES,
+    big_body_app,
+    pattern,
+    waiting_body_app,
+)
 from tests.runtime.test_streaming_stdio import StdioOrchestrator, expected_sha, init_line
 
 MiB = 1024 * 1024
@@ -194,6 +199,91 @@ class IncrementalStdioTests(SynchronousTestCase):
         self.assertEqual((nack.stream_id, nack.success), ("s-r", False))
 
 
+class EarlyStreamedRequestTests(SynchronousTestCase):
+    """
+    A streamed request that arrives before the module is ready is held like any
+    early request: its first chunks wait unacknowledged (the orchestrator stops at
+    its window), and it is served once the module is up.
+    """
+
+    def starting(self, max_concurrent_requests: int = 64) -> StdioOrchestrator:
+        h = Harness(
+            waiting_body_app,
+            config=RuntimeConfig(
+                max_concurrent_requests=max_concurrent_requests, stream_stall_timeout=10
+            ),
+        )
+        h.start()
+        h.feed(init_line({"streaming": {"chunk_size": 65536, "window": 2}}))
+        o = StdioOrchestrator(h, window=2)
+        o.read()
+        return o
+
+    def early(self, o: StdioOrchestrator, request_id: str, uri: str, body: bytes) -> StreamSender:
+        sender = StreamSender(f"o-{request_id}", o.send, StreamOptions(65536, 2), o.h.reactor)
+        o.table.add_sender(sender)
+        o.h.feed(encode_line(HttpRequest(request_id, "POST", uri, {}, None, sender.stream_id)))
+        sender.write(body)
+        sender.finish()
+        o.read()
+        return sender
+
+    def check_held_then_served(self, uri: str) -> None:
+        o = self.starting()
+        body = pattern(5 * 65536 + 7, 9)
+        sender = self.early(o, "early", uri, body)
+        self.assertEqual((sender.unacked, sender.sent_bytes), (2, 2 * 65536))
+        self.assertEqual(o.responses, [])
+        # (no stall timer here while it waits: 25 s > the module's 10 s, and less
+        # than the 30 s the module waits for its secret)
+        o.h.reactor.advance(25)
+        o.read()
+        self.assertEqual(o.responses, [])
+        o.h.feed(encode_line_secret("API_KEY", "k"))
+        o.pump()
+        [response] = o.responses
+        self.assertEqual((response.request_id, response.status_code), ("early", 200))
+        self.assertEqual(response.body.decode(), hashlib.sha256(body).hexdigest())
+        self.assertEqual(self.successResultOf(sender.done), len(body))
+
+    def test_spooled_route(self) -> None:
+        self.check_held_then_served("/sha256")
+
+    def test_incremental_route(self) -> None:
+        self.check_held_then_served("/incremental/sha256")
+
+    def test_bounded_like_other_early_requests(self) -> None:
+        """
+        With C{max_concurrent_requests} requests already waiting, one more (streamed
+        or not) is answered 503 at once and its stream is cancelled.
+        """
+        o = self.starting(max_concurrent_requests=1)
+        first = self.early(o, "one", "/sha256", b"a" * 100)
+        second = self.early(o, "two", "/sha256", b"b" * 100)
+        [refused] = o.responses
+        self.assertEqual((refused.request_id, refused.status_code), ("two", 503))
+        self.failureResultOf(second.done, StreamFailed)
+        o.h.feed(encode_line_secret("API_KEY", "k"))
+        o.pump()
+        self.assertEqual(
+            [(r.request_id, r.status_code) for r in o.responses], [("two", 503), ("one", 200)]
+        )
+        self.successResultOf(first.done)
+
+    def test_cancelled_while_waiting(self) -> None:
+        o = self.starting()
+        sender = self.early(o, "c", "/sha256", pattern(4 * 65536, 2))
+        sender.cancel("the client went away")
+        self.failureResultOf(sender.done, StreamFailed)
+        o.read()
+        [response] = o.responses
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("the client went away", json.loads(response.body)["error"]["message"])
+        o.h.feed(encode_line_secret("API_KEY", "k"))
+        o.pump()
+        self.assertEqual(len(o.responses), 1)
+
+
 class IncrementalChannelTests(SynchronousTestCase):
     def setUp(self) -> None:
         del INCREMENTAL_FAILURES[:]
@@ -242,6 +332,10 @@ class IncrementalChannelTests(SynchronousTestCase):
         body = pattern(3 * MiB, 8)
         d = self.module.request("POST", "/sha256", body=body, via="tcp", stream=True)
         self.assertEqual(self.successResultOf(d).text(), hashlib.sha256(body).hexdigest())
+
+
+def encode_line_secret(name: str, value: str) -> bytes:
+    return json.dumps({"op": "secret", "name": name, "value": value}).encode() + b"\n"
 
 
 def error_text(messages: list[Any]) -> str:

@@ -60,7 +60,7 @@ from pywatt_twisted.web._body import (
     SpooledBody,
     reads_incrementally,
 )
-from pywatt_twisted.wire.messages import HttpRequest, HttpResponse, StreamCancel
+from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -622,9 +622,7 @@ class HttpBridge:
             stream_id = getattr(message, "stream_id", None)
             if isinstance(stream_id, str) and streams is not None:
                 # Its body will not be read: stop the orchestrator sending it.
-                streams.link.send(
-                    StreamCancel(stream_id, f"request refused with {refused.status_code}")
-                )
+                streams.refuse(stream_id, f"request refused with {refused.status_code}")
             return succeed(refused)
         return self._start(message, request_id, transport, streams)
 
@@ -738,6 +736,8 @@ class HttpBridge:
             )
             self._in_flight.add(pending)
             pending.receiver = streams.receiver(message.stream_id, sink)
+            # (a stream parked while the module started holds its first chunks)
+            pending.receiver.resumeProducing()
             return result
         body = bytes(message.body) if message.body is not None else b""
         if body or content_length is not None:
