@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.streaming.test_reader -*-
+# -*- test-case-name: tests.runtime.test_streaming_incremental -*-
 """
 Reading a request body incrementally from a route (C{docs/streaming.md}).
 
