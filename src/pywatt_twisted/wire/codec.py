@@ -265,7 +265,9 @@ def _opt_object(obj: _Obj, key: str, ctx: str) -> dict[str, Any] | None:
 
 def _base64(obj: _Obj, key: str, ctx: str) -> bytes:
     value = obj.get(key, _MISSING)
-    if type(value) is not str:
+    if type(value) is _RawBase64:
+        value = value.raw
+    elif type(value) is not str:
         raise _bad(ctx, key, "a base64 string", value)
     try:
         return _b64decode(value, validate=True)
@@ -465,6 +467,62 @@ def _init_blob(obj: _Obj, ctx: str) -> InitBlob:
     )
 
 
+class _RawBase64:
+    """
+    The base64 text of a C{stream_chunk}'s C{data}, as bytes cut from the message
+    (L{_chunk_object}): decoded by L{_base64} without becoming a Python string.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+#: Messages at least this long are checked for the L{_chunk_object} fast path.
+_CHUNK_FAST_PATH_MIN: Final = 16384
+_DATA_KEY: Final = b'"data":"'
+
+
+def _chunk_object(data: bytes) -> _Obj | None:
+    """
+    A large C{stream_chunk} (bare, or as an envelope's C{content}) parsed without
+    parsing its C{data} string, which is most of its bytes: the one C{"data":"}
+    in the text is found, the JSON around it is parsed with an empty string in its
+    place, and the base64 text is kept as bytes (L{_RawBase64}). C{None} when that
+    cannot be done surely (no such key or more than one, JSON escapes in the value,
+    the key not the chunk's own): the caller parses it all.
+
+    Why it is sure: a C{"} inside a JSON string is always escaped, so a C{"data":"}
+    not preceded by a backslash is a key and the start of its string value; base64
+    has no C{"}, so the next C{"} ends the value (a value with an escape is refused
+    here, and by the strict base64 decoding).
+    """
+    start = data.find(_DATA_KEY)
+    if start <= 0 or data[start - 1] == 0x5C or data.find(_DATA_KEY, start + 1) != -1:
+        return None
+    value_start = start + len(_DATA_KEY)
+    value_end = data.find(b'"', value_start)
+    if value_end < 0 or data.find(b"\\", value_start, value_end) != -1:
+        return None
+    try:
+        obj = _json.loads(data[:value_start] + data[value_end:])
+    except _json.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    target = obj
+    if obj.get("op") != "stream_chunk":
+        content = obj.get("content")
+        if type(content) is not dict or content.get("op") != "stream_chunk":
+            return None
+        target = content
+    if target.get("data") != "":
+        return None
+    target["data"] = _RawBase64(data[value_start:value_end])
+    return obj
+
+
 def decode_json_object(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> _Obj:
     """
     Parse C{data} as one JSON object (a mapping is returned as is).
@@ -473,6 +531,10 @@ def decode_json_object(data: bytes | bytearray | memoryview | str | Mapping[str,
     """
     if type(data) is not bytes and isinstance(data, Mapping):
         return data
+    if type(data) is bytes and len(data) >= _CHUNK_FAST_PATH_MIN:
+        chunk = _chunk_object(data)
+        if chunk is not None:
+            return chunk
     try:
         value = _json.loads(data)
     except _json.JSONDecodeError as e:
