@@ -68,6 +68,7 @@ from pywatt_twisted.runtime.correlation import CorrelationTable
 from pywatt_twisted.runtime.resilience import Breakers, BreakerState, RetryPolicy
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
+    random_uuid4,
     error_object,
     routed_reply_content,
     routed_request_parts,
@@ -270,7 +271,7 @@ class _Call:
             if retry is not None
             else remaining
         )
-        request_id = uuid.uuid4()
+        request_id = random_uuid4()
         try:
             frame, op = m._request_frame(
                 self.target, self.endpoint, self.payload, request_id, False, now + wait, self.span
@@ -647,7 +648,7 @@ class RoutedMessaging:
                 target_module_id,
                 endpoint,
                 payload,
-                uuid.uuid4(),
+                random_uuid4(),
                 True,
                 self.clock.seconds() + timeout,
                 span,
