@@ -24,6 +24,7 @@ __all__ = [
     "BACKEND",
     "BACKEND_DECODE_ERROR",
     "JSONDecodeError",
+    "backend_dumps",
     "backend_loads",
     "dumps",
     "dumps_sorted",
@@ -88,12 +89,18 @@ L{BACKEND_DECODE_ERROR} (not L{JSONDecodeError}) on invalid input, which the cal
 turns into its own error; one Python call less than L{loads}.
 """
 BACKEND_DECODE_ERROR: type[ValueError]
+backend_dumps: Callable[[object], bytes]
+"""
+The backend's own C{dumps}, for the per-frame hot path: it raises C{TypeError} where
+L{dumps} falls back to the standard library (the caller then calls L{dumps}).
+"""
 
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a declared dependency
     BACKEND = "json"
     loads = backend_loads = _std_loads
+    backend_dumps = _std_dumps
     BACKEND_DECODE_ERROR = JSONDecodeError
     dumps = _std_dumps
     dumps_sorted = _std_dumps_sorted
@@ -103,6 +110,7 @@ else:
     _orjson_dumps = _orjson.dumps
     _OPT_SORT = _orjson.OPT_SORT_KEYS
     backend_loads = _orjson_loads
+    backend_dumps = _orjson_dumps
     BACKEND_DECODE_ERROR = _orjson.JSONDecodeError
 
     def loads(data: bytes | bytearray | memoryview | str) -> Any:

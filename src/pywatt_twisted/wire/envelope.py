@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _dumps = _json.dumps
+_backend_dumps = _json.backend_dumps
 
 # Envelope ids: a random prefix drawn once per process (and again in a forked child)
 # followed by a counter, laid out as a version-4 UUID: 60 random bits, the version
@@ -158,7 +159,11 @@ def encode_channel_frame(
     else:
         # The common case, from pre-encoded fragments around the id and the content
         # (the same bytes the dict above gives).
-        payload = _ENVELOPE_HEAD + _envelope_id_bytes() + _CONTENT + _dumps(content) + _NO_METADATA
+        try:
+            content_json = _backend_dumps(content)  # _dumps, inline (its fallback below)
+        except TypeError:
+            content_json = _dumps(content)
+        payload = _ENVELOPE_HEAD + _envelope_id_bytes() + _CONTENT + content_json + _NO_METADATA
     length = len(payload)
     if length > max_frame_length:
         raise MessageTooLarge(op_name(message), length, max_frame_length)
