@@ -64,7 +64,11 @@ class FastPathTests(SynchronousTestCase):
         data = bytes(range(256)) * (BIG // 256)
         text = json.dumps(chunk_fields(data)).replace(" ", "").encode()
         self.assertIsNotNone(codec._chunk_object(text))
+        taken = []
+        original = codec._chunk_object
+        self.patch(codec, "_chunk_object", lambda d: taken.append(d) or original(d))
         fast, full = both(text)
+        self.assertEqual(taken, [text])
         self.assertEqual(fast, full)
         self.assertEqual(fast.data, data)
 

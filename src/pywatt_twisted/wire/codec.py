@@ -1036,13 +1036,18 @@ def decode_from_orchestrator(
         # message that comes at a steady rate, and carries nothing to read.
         return _HEARTBEAT
     if type(data) is bytes:
-        # The per-frame path: decode_json_object inline.
-        try:
-            obj = _json.backend_loads(data)
-        except _json.BACKEND_DECODE_ERROR as e:
-            raise ProtocolError(f"expected one JSON object, got invalid JSON ({e})") from None
-        if type(obj) is not dict:
-            raise ProtocolError(f"expected one JSON object, got {_describe(obj)}")
+        # The per-frame path: decode_json_object inline (a large stream_chunk without
+        # parsing its data string, as there).
+        chunk = _chunk_object(data) if len(data) >= _CHUNK_FAST_PATH_MIN else None
+        if chunk is not None:
+            obj = chunk
+        else:
+            try:
+                obj = _json.backend_loads(data)
+            except _json.BACKEND_DECODE_ERROR as e:
+                raise ProtocolError(f"expected one JSON object, got invalid JSON ({e})") from None
+            if type(obj) is not dict:
+                raise ProtocolError(f"expected one JSON object, got {_describe(obj)}")
     else:
         obj = decode_json_object(data)
     op = obj.get("op", _MISSING)
