@@ -147,6 +147,12 @@ def _python_file_models(path: str, attr: str) -> Any:
     return value
 
 
+#: the help of --url
+URL_HELP = (
+    "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pywatt db",
@@ -155,7 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="{model,schema}", parser_class=_Parser)
     groups.required = True
+    _add_model_commands(groups)
+    _add_schema_commands(groups)
+    return parser
 
+
+def _add_model_commands(groups: Any) -> None:
+    """
+    C{pywatt db model validate|generate|drop}.
+    """
     model = groups.add_parser(
         "model", help="validate models, generate them from a database, drop their tables"
     )
@@ -167,9 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check a model file and print its problems"
     )
     validate.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    url_help = (
-        "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
-    )
     model_generate = model_commands.add_parser(
         "generate",
         help="write Python models (@model attrs classes and MODELS) from a live database",
@@ -178,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "@pywatt_module(models=MODELS) and --models FILE.py. Applying them to an empty "
         "database and running 'schema diff' against the source database shows no changes.",
     )
-    model_generate.add_argument("--url", help=url_help)
+    model_generate.add_argument("--url", help=URL_HELP)
     model_generate.add_argument(
         "--table",
         "-t",
@@ -195,13 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Without --yes it only lists what it would drop and exits with status 1.",
     )
     model_drop.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    model_drop.add_argument("--url", help=url_help)
+    model_drop.add_argument("--url", help=URL_HELP)
     model_drop.add_argument(
         "--yes",
         action="store_true",
         help="really drop them (the data is lost); without it nothing is dropped",
     )
 
+
+def _add_schema_commands(groups: Any) -> None:
+    """
+    C{pywatt db schema generate|diff|apply}.
+    """
     schema = groups.add_parser("schema", help="generate DDL, compare with or apply to a database")
     schema_commands = schema.add_subparsers(
         dest="command", metavar="{generate,diff,apply}", parser_class=_Parser
@@ -220,19 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     diff = schema_commands.add_parser("diff", help="show what apply would change; change nothing")
     diff.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    diff.add_argument("--url", help=url_help)
+    diff.add_argument("--url", help=URL_HELP)
     diff.add_argument(
         "--check", action="store_true", help="exit with status 1 when there are changes (for CI)"
     )
     apply = schema_commands.add_parser("apply", help="bring the database in step with the models")
     apply.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    apply.add_argument("--url", help=url_help)
+    apply.add_argument("--url", help=URL_HELP)
     apply.add_argument(
         "--allow-destructive",
         action="store_true",
         help="also apply changes that can lose data (dropping columns, narrowing types)",
     )
-    return parser
 
 
 def _err(message: str) -> None:
