@@ -32,7 +32,7 @@ from pywatt_twisted.errors import (
     Timeout,
 )
 from pywatt_twisted.link._choice import Route
-from pywatt_twisted.wire.envelope import encode_channel_frame, error_object
+from pywatt_twisted.wire.envelope import encode_channel_frame, error_object, random_uuid4
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import RoutedModuleResponse, RouteToModule
 
@@ -138,7 +138,7 @@ class _Call:
             if retry is not None
             else remaining
         )
-        request_id = uuid.uuid4()
+        request_id = random_uuid4()
         try:
             frame, op = m._request_frame(
                 self.target, self.endpoint, self.payload, request_id, False, now + wait, self.span
@@ -456,7 +456,7 @@ class RoutedRequests:
                 target_module_id,
                 endpoint,
                 payload,
-                uuid.uuid4(),
+                random_uuid4(),
                 True,
                 self.clock.seconds() + timeout,
                 span,
