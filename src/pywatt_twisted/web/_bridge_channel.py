@@ -48,10 +48,9 @@ class BridgeChannel:
         self.headers: dict[str, str] | None = None
         self.chunks: list[bytes] = []
         self.size = 0
-        self._producer: Any = None
-        self._pull = False
-        self._pumping = False
         self.stream: ResponseStream | None = None
+        #: the producer the route registered, if any
+        self.producer = _RouteProducer(self, bridge.reactor)
 
     # addresses
 
@@ -100,13 +99,18 @@ class BridgeChannel:
                 and not self._pending.answered
             ):
                 self._start_stream(link)
-        if self._producer is not None and self._pull and not self._pumping and self._may_write:
-            # A pull producer that paused itself wrote again: ask for more soon.
-            self._bridge.reactor.callLater(0, self._pump, self._producer)
+        self.producer.wrote()
 
     @property
-    def _may_write(self) -> bool:
+    def may_write(self) -> bool:
+        """
+        Whether the route may write more now (a streamed response's window has room).
+        """
         return self.stream is None or self.stream.writable
+
+    @property
+    def answered(self) -> bool:
+        return self._pending.answered
 
     def _start_stream(self, link: StreamLink) -> None:
         """
@@ -114,26 +118,14 @@ class BridgeChannel:
         """
         assert self.headers is not None
         self.stream = ResponseStream(
-            link, self._pending.request_id, self.code, self.headers, self._stream_writable
+            link, self._pending.request_id, self.code, self.headers, self.producer.writable
         )
         buffered, self.chunks = self.chunks, []
         for piece in buffered:
             self.stream.write(piece)
         self._bridge.streams.response_streaming(self._pending, self.stream)
         if not self.stream.writable:
-            self._stream_writable(False)
-
-    def _stream_writable(self, writable: bool) -> None:
-        producer = self._producer
-        if producer is None:
-            return
-        if self._pull:
-            if writable:
-                self._bridge.reactor.callLater(0, self._pump, producer)
-        elif writable:
-            producer.resumeProducing()
-        else:
-            producer.pauseProducing()
+            self.producer.writable(False)
 
     def requestDone(self, request: Any) -> None:
         self._bridge._done(self._pending)
@@ -141,33 +133,10 @@ class BridgeChannel:
     # producers
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self._producer = producer
-        self._pull = not streaming
-        if self._pull:
-            self._pump(producer)
-        elif not self._may_write:
-            producer.pauseProducing()
+        self.producer.register(producer, streaming)
 
     def unregisterProducer(self) -> None:
-        self._producer = None
-
-    def _pump(self, producer: Any) -> None:
-        """
-        Feed a pull producer: like a transport with an always-empty buffer, ask for
-        more as long as it keeps writing. One that writes nothing is asked again when
-        it next writes.
-        """
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while self._producer is producer and not self._pending.answered and self._may_write:
-                before = self.size
-                producer.resumeProducing()
-                if self.size == before:
-                    break
-        finally:
-            self._pumping = False
+        self.producer.unregister()
 
     # connection control by the application
 
@@ -181,15 +150,86 @@ class BridgeChannel:
         self._bridge._bad_body(self._pending)
 
     def stopProducing(self) -> None:
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            producer.stopProducing()
+        self.producer.stop()
 
     def pauseProducing(self) -> None:
         pass
 
     def resumeProducing(self) -> None:
         pass
+
+
+class _RouteProducer:
+    """
+    The producer a route registered on its L{BridgeChannel}: a push producer is
+    paused while a streamed response's window is full and resumed when it has room; a
+    pull producer is pumped like a transport with an always-empty buffer would.
+    """
+
+    def __init__(self, channel: BridgeChannel, reactor: Any) -> None:
+        self._channel = channel
+        self._reactor = reactor
+        self._producer: Any = None
+        self._pull = False
+        self._pumping = False
+
+    def register(self, producer: Any, streaming: bool) -> None:
+        self._producer = producer
+        self._pull = not streaming
+        if self._pull:
+            self._pump(producer)
+        elif not self._channel.may_write:
+            producer.pauseProducing()
+
+    def unregister(self) -> None:
+        self._producer = None
+
+    def stop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            producer.stopProducing()
+
+    def wrote(self) -> None:
+        """
+        The route wrote: a pull producer that paused itself and wrote again is asked
+        for more soon.
+        """
+        if self._producer is not None and self._pull and not self._pumping:
+            if self._channel.may_write:
+                self._reactor.callLater(0, self._pump, self._producer)
+
+    def writable(self, writable: bool) -> None:
+        """
+        The streamed response's window filled up (C{False}) or has room (C{True}).
+        """
+        producer = self._producer
+        if producer is None:
+            return
+        if self._pull:
+            if writable:
+                self._reactor.callLater(0, self._pump, producer)
+        elif writable:
+            producer.resumeProducing()
+        else:
+            producer.pauseProducing()
+
+    def _pump(self, producer: Any) -> None:
+        """
+        Feed a pull producer: ask for more as long as it keeps writing. One that
+        writes nothing is asked again when it next writes.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        channel = self._channel
+        try:
+            while self._producer is producer and not channel.answered and channel.may_write:
+                before = channel.size
+                producer.resumeProducing()
+                if channel.size == before:
+                    break
+        finally:
+            self._pumping = False
 
 
 class Pending:
