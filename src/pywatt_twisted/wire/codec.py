@@ -514,11 +514,17 @@ def _chunk_object(data: bytes) -> _Obj | None:
     here, and by the strict base64 decoding).
     """
     start = data.find(_DATA_KEY)
-    if start <= 0 or data[start - 1] == 0x5C or data.find(_DATA_KEY, start + 1) != -1:
+    if start <= 0 or data[start - 1] == 0x5C:
         return None
     value_start = start + len(_DATA_KEY)
     value_end = data.find(b'"', value_start)
-    if value_end < 0 or data.find(b"\\", value_start, value_end) != -1:
+    # (no other "data":" before start, none inside the value, which has no quote:
+    # only the rest after it is searched, which is short)
+    if (
+        value_end < 0
+        or data.find(_DATA_KEY, value_end) != -1
+        or data.find(b"\\", value_start, value_end) != -1
+    ):
         return None
     try:
         obj = _json.loads(data[:value_start] + data[value_end:])
