@@ -486,11 +486,19 @@ def profile(seconds: float, inflight: int, top: int = 25) -> None:
     import pstats
     import tempfile
 
+    import signal
+
     directory = tempfile.mkdtemp(prefix="bench-messaging-")
     dev, _, base = start_dev("tcp,ipc", {"BENCH_PROFILE_DIR": directory})
     try:
+        pids = processes(dev)
         measure_ours(base, seconds / 3, inflight)  # warm up
-        result = measure_ours(base, seconds, inflight, processes(dev))
+        for pid in pids.values():
+            os.kill(pid, signal.SIGUSR1)
+        result = measure_ours(base, seconds, inflight, pids)
+        for pid in pids.values():
+            os.kill(pid, signal.SIGUSR2)
+        time.sleep(1)  # the profiles are written
     finally:
         stop_dev(dev)
     print(f"{result['rate']:.0f} replies/s under cProfile; CPU us/reply {result['cpu_us']}")
@@ -499,7 +507,7 @@ def profile(seconds: float, inflight: int, top: int = 25) -> None:
     for path in sorted(glob.glob(os.path.join(directory, "*.prof"))):
         name = os.path.basename(path)
         os.replace(path, os.path.join(out, f"messaging-{name}"))
-        print(f"\n== {name} (whole process life, warm-up and start-up included)")
+        print(f"\n== {name} (the measured window)")
         pstats.Stats(os.path.join(out, f"messaging-{name}")).sort_stats("tottime").print_stats(top)
 
 
