@@ -261,7 +261,15 @@ class RoutedHandlers:
         self.queued_bytes += size
 
     def _start(self, message: RoutedModuleMessage, link: Any) -> None:
-        d = Deferred.fromCoroutine(self._handle(message, link))
+        if tracing.switch.on:
+            d = Deferred.fromCoroutine(self._handle(message, link))
+        else:
+            # Without tracing, a handler that returns a plain value is run and answered
+            # here: no coroutine, no Deferred (the common case, and the cheap one).
+            started = self._begin(message, link)
+            if started is None:
+                return
+            d = Deferred.fromCoroutine(self._complete(message, link, *started))
         if d.called:
             # Answered synchronously: the slot was never taken (a caller draining the
             # queue goes on with the next one; no recursion).
@@ -332,41 +340,88 @@ class RoutedHandlers:
             span.end()
 
     async def _handle_call(self, message: RoutedModuleMessage, link: Any) -> None:
+        started = self._begin(message, link)
+        if started is not None:
+            await self._complete(message, link, *started)
+
+    def _begin(
+        self, message: RoutedModuleMessage, link: Any
+    ) -> tuple[Deferred[Any], str, bool, float, bool] | None:
+        """
+        Resolve C{message} and call its handler. A handler that returns a plain value
+        (or raises) is answered here and C{None} is returned; one that returns a
+        Deferred or a coroutine gives C{(work, endpoint, no_reply, timeout,
+        by_deadline)} for L{_complete} to wait on.
+        """
         call = self._resolve(message, link)
         if call is None:
-            return  # answered already
+            return None  # answered already
         endpoint, handler, content, no_reply, timeout, by_deadline = call
         self.requests_handled += 1
-        source = message.source_module_id
         try:
-            result = handler(source, content)
+            result = handler(message.source_module_id, content)
             work = _as_deferred(result)
-            if work is not None:
-                result = await self._within(work, endpoint, timeout)
+        except Exception as e:
+            self._failed(message, link, no_reply, endpoint, e, Failure())
+            return None
+        if work is None:
+            self._answer(message, link, no_reply, endpoint, result)
+            return None
+        return work, endpoint, no_reply, timeout, by_deadline
+
+    async def _complete(
+        self,
+        message: RoutedModuleMessage,
+        link: Any,
+        work: Deferred[Any],
+        endpoint: str,
+        no_reply: bool,
+        timeout: float,
+        by_deadline: bool,
+    ) -> None:
+        try:
+            result = await self._within(work, endpoint, timeout)
         except _HandlerTimedOut:
             self._timed_out(message, link, no_reply, endpoint, timeout, by_deadline)
             return
-        except RemoteError as e:
+        except Exception as e:
+            self._failed(message, link, no_reply, endpoint, e, Failure())
+            return
+        self._answer(message, link, no_reply, endpoint, result)
+
+    def _failed(
+        self,
+        message: RoutedModuleMessage,
+        link: Any,
+        no_reply: bool,
+        endpoint: str,
+        error: Exception,
+        failure: Failure,
+    ) -> None:
+        source = message.source_module_id
+        if isinstance(error, RemoteError):
             # A deliberate error answer (out of stock, not found...): no traceback.
             self.log.info(
                 "handler for {endpoint!r} answered {source} with an error ({kind}): {text}",
                 endpoint=endpoint,
                 source=source,
-                kind=e.kind,
-                text=str(e),
+                kind=error.kind,
+                text=str(error),
             )
-            self._answer_error(message, link, no_reply, e.kind, self._redact(str(e)))
+            self._answer_error(message, link, no_reply, error.kind, self._redact(str(error)))
             return
-        except Exception as e:
-            self.log.failure(
-                "handler for {endpoint!r} failed on a request from {source}",
-                Failure(),
-                endpoint=endpoint,
-                source=source,
-            )
-            text = f"{type(e).__name__}: {e}"
-            self._answer_error(message, link, no_reply, "handler_error", self._redact(text))
-            return
+        self.log.failure(
+            "handler for {endpoint!r} failed on a request from {source}",
+            failure,
+            endpoint=endpoint,
+            source=source,
+        )
+        text = f"{type(error).__name__}: {error}"
+        self._answer_error(message, link, no_reply, "handler_error", self._redact(text))
+
+    def _answer(
+        self, message: RoutedModuleMessage, link: Any, no_reply: bool, endpoint: str, result: Any
+    ) -> None:
         if no_reply:
             return
         try:
