@@ -522,7 +522,11 @@ def profile(seconds: float, inflight: int, top: int = 25) -> None:
 def main(argv: list[str]) -> int:
     seconds = 1.0 if "--quick" in argv else 3.0
     if "--profile" in argv:
-        profile(seconds * 3, IN_FLIGHT)
+        inflight = IN_FLIGHT
+        for arg in argv:
+            if arg.startswith("--inflight="):
+                inflight = int(arg.partition("=")[2])
+        profile(seconds * 3, inflight)
         return 0
     frame_size = _request_frame_size()
     print(
