@@ -179,7 +179,7 @@ class RoutedMessaging:
         self.configure_target = requests.configure_target
         self.response_received = requests.response_received
         self.message_received = handling.message_received
-        self.refuse = handling.refuse
+        self.refuse = handling.answers.refuse
         self.drain = handling.drain
 
     def stop(self, reason: str = "the module is stopping") -> None:

@@ -454,7 +454,7 @@ class RoutedRequests:
                     f"retry= for a request to {target_module_id}/{endpoint} needs "
                     "idempotent=True: a request that may have "
                     "reached the target is only sent again when running it twice is safe"
-                )
+                ),
             )
         if retry is None and idempotent:
             retry = self.target_retries.get(target_module_id)
