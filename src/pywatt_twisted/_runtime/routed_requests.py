@@ -8,7 +8,6 @@ package-level picture is in L{pywatt_twisted._runtime.messaging}.
 
 from __future__ import annotations
 
-import itertools
 import random as _random
 import uuid
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from pywatt_twisted.errors import (
     Timeout,
 )
 from pywatt_twisted.link._choice import Route
-from pywatt_twisted.wire.envelope import encode_channel_frame, error_object
+from pywatt_twisted.wire.envelope import encode_channel_frame, error_object, random_uuid4
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import RoutedModuleResponse, RouteToModule
 
@@ -42,9 +41,6 @@ __all__ = ["DEFAULT_REQUEST_TIMEOUT", "RoutedRequests"]
 
 #: seconds C{send_request} waits for a reply unless told otherwise (as in the Rust SDK)
 DEFAULT_REQUEST_TIMEOUT = 30.0
-
-#: the low bits of a request id that count requests (below the UUID variant bits)
-_COUNTER_BITS = (1 << 62) - 1
 
 
 def _abandoned_request(key: uuid.UUID, context: tuple[str, str], reason: str) -> NotAvailable:
@@ -166,7 +162,7 @@ class _Call:
             if retry is not None
             else remaining
         )
-        request_id = m.new_request_id()
+        request_id = random_uuid4()
         try:
             frame, op = m._request_frame(
                 self.target, self.endpoint, self.payload, request_id, False, now + wait, self.span
@@ -308,11 +304,6 @@ class RoutedRequests:
         #: the module's L{SloMonitor<pywatt_twisted.link.SloMonitor>}: each request's
         #: outcome and round trip go to the windows of its target and its channel
         self.slo = slo
-        # Request ids: version-4 UUIDs made of a random prefix chosen once (60 random
-        # bits) and a counter in the low 62 bits: unique in the process, and no
-        # getrandom() call per request as uuid4() makes.
-        self._id_prefix = uuid.uuid4().int & ~_COUNTER_BITS
-        self._ids = itertools.count(_random.getrandbits(32))
         #: attempts sent again under a retry policy
         self.retries = 0
         self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
@@ -350,12 +341,6 @@ class RoutedRequests:
             payload=encoded,
         )
         return encode_channel_frame(message, self.max_frame_length), RouteToModule.op
-
-    def new_request_id(self) -> uuid.UUID:
-        """
-        A request id no other request of this process has.
-        """
-        return uuid.UUID(int=self._id_prefix | (next(self._ids) & _COUNTER_BITS))
 
     def _unavailable(self, what: str) -> NotAvailable | None:
         if self.channels is None:
@@ -526,7 +511,7 @@ class RoutedRequests:
                 target_module_id,
                 endpoint,
                 payload,
-                uuid.uuid4(),
+                random_uuid4(),
                 True,
                 self.clock.seconds() + timeout,
                 span,
