@@ -25,6 +25,13 @@ and with the default C{ipc,tcp} (Unix-socket channels). Each is measured with 1 
 in flight (round trips per second) and with 64 in flight (replies per second), best of
 two runs. Targets (issue 17): 0.6 of the raw relay at 1 in flight, 0.4 at 64. The
 machines here are noisy: read the ratios.
+
+It also prints the CPU microseconds per reply of each of the three processes (from
+C{/proc/PID/task/*/schedstat}: other load on the machine does not count) and the
+syscalls per reply of each, TCP, 64 in flight, with write coalescing on and off
+(C{perf stat}; C{--no-syscalls} skips it). C{--profile [--inflight=N]} runs the three
+processes under C{cProfile} instead (CPU time, the measured window only, through the
+start-up hook in C{bench/_hook/}).
 """
 
 from __future__ import annotations
