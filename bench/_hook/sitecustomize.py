@@ -13,7 +13,7 @@ Nothing here is imported by the package or its tests.
 import os
 
 if os.environ.get("BENCH_COALESCE") == "0":
-    from pywatt_twisted.transport.framed import FramedProtocol
+    from pywatt_twisted._transport.framed import FramedProtocol
 
     FramedProtocol.coalesce = False
 

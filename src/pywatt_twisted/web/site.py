@@ -205,6 +205,11 @@ def build_root_resource(
         C{app_resource} untouched. A user route on exactly C{GET health_path} is
         shadowed by the built-in: pass C{health=None} to serve your own.
 
+    A C{KleinResource} (C{app.resource()}) is replaced by L{klein_resource} of its
+    app, so that routes returning a C{dict} or a C{list} answer JSON and a route
+    returning something that cannot be sent is a logged 500, the same over direct
+    HTTP and HTTP-over-IPC.
+
     @param app_resource: the user's resource (for Klein, C{app.resource()}).
     @param health_path: path of the health route, or C{None} to disable it.
     @param metrics: the module's metrics, or C{None} to disable C{/metrics}.
@@ -213,11 +218,6 @@ def build_root_resource(
         where they are); see L{pywatt_twisted.web._version}.
     @param cors: the module's CORS policy; routes marked with C{cors(...)} have their
         own. See L{pywatt_twisted.web._cors}.
-
-    A C{KleinResource} (C{app.resource()}) is replaced by L{klein_resource} of its
-    app, so that routes returning a C{dict} or a C{list} answer JSON and a route
-    returning something that cannot be sent is a logged 500, the same over direct
-    HTTP and HTTP-over-IPC.
     """
     user_resource = app_resource
     app_resource = versioned(_with_route_values(app_resource), version)
