@@ -23,9 +23,8 @@ from twisted.web.resource import IResource
 
 from pywatt_twisted.data._resources import found_in, start_collecting
 from pywatt_twisted.errors import BootstrapError, PyWattError
-from pywatt_twisted.link import ChannelManager, ChannelOptions
 from pywatt_twisted.link.slo import Alert, SloMonitor, SloThresholds
-from pywatt_twisted.runtime.buildinfo import build_info
+from pywatt_twisted.runtime.buildinfo import LateBuildInfo
 from pywatt_twisted.runtime.discovery import ServiceClient
 from pywatt_twisted.runtime.health import (
     add_backend_checks,
@@ -225,7 +224,8 @@ class Bootstrap:
             cache_for=config.health_check_cache,
         )
         state._health = parts.health
-        parts.build = build_info(service.definition)
+        # (worked out by the first /health or /metrics, not on the way to the announce)
+        parts.build = LateBuildInfo(service.definition)
         parts.metrics.add_collector(parts.build.collector())
         self._start_slo(state)
         parts.messaging = RoutedMessaging(
@@ -475,6 +475,9 @@ class Bootstrap:
         """
         if blob.tcp_channel is None and blob.ipc_channel is None:
             return
+        # (the channel code loads only when there is a channel)
+        from pywatt_twisted.link import ChannelManager, ChannelOptions
+
         service = self.service
         channels = ChannelManager.from_init(
             blob,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from pywatt_twisted.link import ChannelManager
     from pywatt_twisted.link.slo import SloMonitor
-    from pywatt_twisted.runtime.buildinfo import BuildInfo
+    from pywatt_twisted.runtime.buildinfo import LateBuildInfo
     from pywatt_twisted.runtime.discovery import ServiceClient
     from pywatt_twisted.runtime.messaging import RoutedMessaging
     from pywatt_twisted.runtime.ports import PortNegotiator
@@ -94,7 +94,7 @@ class ModuleParts:
     caches: list[Any] = Factory(list)
     health: HealthChecks | None = None
     slo: SloMonitor | None = None
-    build: BuildInfo | None = None
+    build: LateBuildInfo | None = None
     required_backends: list[Any] = Factory(list)
     checked_backends: list[tuple[Any, str]] = Factory(list)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
@@ -31,7 +31,6 @@ from zope.interface import implementer
 
 from pywatt_twisted.data._resources import Resources
 from pywatt_twisted.errors import BootstrapError
-from pywatt_twisted.link import ChannelManager, EndpointFactory
 from pywatt_twisted.runtime.bootstrap import Bootstrap
 from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.runtime.discovery import ServiceClient
@@ -55,6 +54,9 @@ from pywatt_twisted.web.site import PyWattSite
 from pywatt_twisted.wire.init import InitBlob
 from pywatt_twisted.wire.messages import Endpoint
 from pywatt_twisted.wire.ops import op_name
+
+if TYPE_CHECKING:
+    from pywatt_twisted.link import ChannelManager, EndpointFactory
 
 #: The module statuses under their old names (C{/health} reports their values).
 STARTING = ModuleStatus.STARTING
