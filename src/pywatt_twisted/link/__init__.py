@@ -2,7 +2,7 @@
 """
 The link layer: the module's framed channels to the orchestrator as one service.
 
-Below it, L{pywatt_twisted.transport} turns bytes into messages on one connection;
+Below it, L{pywatt_twisted._transport} turns bytes into messages on one connection;
 here, L{ChannelManager} keeps the configured channels connected (endpoints, TLS,
 backoff), tracks each one's state as one explicit state machine
 (L{ChannelStateMachine}), chooses the channel a send goes to (L{FailoverChoice}),
@@ -21,40 +21,40 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pywatt_twisted.link.channel import LinkChannel
-    from pywatt_twisted.link.choice import FailoverChoice
-    from pywatt_twisted.link.endpoints import EndpointFactory, default_endpoint_factory
-    from pywatt_twisted.link.latency import LatencyTracker
-    from pywatt_twisted.link.manager import ChannelManager
-    from pywatt_twisted.link.options import ChannelOptions, ChannelSpec, backoff_policy
-    from pywatt_twisted.link.queue import ChannelQueueFull, ChannelUnavailable, OutboundQueue
-    from pywatt_twisted.link.required import RequiredChannelFailed, RequiredChannels
-    from pywatt_twisted.link.slo import Alert, SloMonitor, SloThresholds
-    from pywatt_twisted.link.state import ChannelEvent, ChannelState, ChannelStateMachine
+    from pywatt_twisted.link._channel import LinkChannel
+    from pywatt_twisted.link._choice import FailoverChoice
+    from pywatt_twisted.link._endpoints import EndpointFactory, default_endpoint_factory
+    from pywatt_twisted.link._latency import LatencyTracker
+    from pywatt_twisted.link._manager import ChannelManager
+    from pywatt_twisted.link._options import ChannelOptions, ChannelSpec, backoff_policy
+    from pywatt_twisted.link._queue import ChannelQueueFull, ChannelUnavailable, OutboundQueue
+    from pywatt_twisted.link._required import RequiredChannelFailed, RequiredChannels
+    from pywatt_twisted.link._slo import Alert, SloMonitor, SloThresholds
+    from pywatt_twisted.link._state import ChannelEvent, ChannelState, ChannelStateMachine
 
 # name -> the module that defines it, imported on first use: a module without channels
 # (the init blob offers none) never loads the channel, endpoint and TLS code
 _LAZY = {
-    "LinkChannel": "pywatt_twisted.link.channel",
-    "FailoverChoice": "pywatt_twisted.link.choice",
-    "EndpointFactory": "pywatt_twisted.link.endpoints",
-    "default_endpoint_factory": "pywatt_twisted.link.endpoints",
-    "LatencyTracker": "pywatt_twisted.link.latency",
-    "ChannelManager": "pywatt_twisted.link.manager",
-    "ChannelOptions": "pywatt_twisted.link.options",
-    "ChannelSpec": "pywatt_twisted.link.options",
-    "backoff_policy": "pywatt_twisted.link.options",
-    "ChannelQueueFull": "pywatt_twisted.link.queue",
-    "ChannelUnavailable": "pywatt_twisted.link.queue",
-    "OutboundQueue": "pywatt_twisted.link.queue",
-    "RequiredChannelFailed": "pywatt_twisted.link.required",
-    "RequiredChannels": "pywatt_twisted.link.required",
-    "Alert": "pywatt_twisted.link.slo",
-    "SloMonitor": "pywatt_twisted.link.slo",
-    "SloThresholds": "pywatt_twisted.link.slo",
-    "ChannelEvent": "pywatt_twisted.link.state",
-    "ChannelState": "pywatt_twisted.link.state",
-    "ChannelStateMachine": "pywatt_twisted.link.state",
+    "LinkChannel": "pywatt_twisted.link._channel",
+    "FailoverChoice": "pywatt_twisted.link._choice",
+    "EndpointFactory": "pywatt_twisted.link._endpoints",
+    "default_endpoint_factory": "pywatt_twisted.link._endpoints",
+    "LatencyTracker": "pywatt_twisted.link._latency",
+    "ChannelManager": "pywatt_twisted.link._manager",
+    "ChannelOptions": "pywatt_twisted.link._options",
+    "ChannelSpec": "pywatt_twisted.link._options",
+    "backoff_policy": "pywatt_twisted.link._options",
+    "ChannelQueueFull": "pywatt_twisted.link._queue",
+    "ChannelUnavailable": "pywatt_twisted.link._queue",
+    "OutboundQueue": "pywatt_twisted.link._queue",
+    "RequiredChannelFailed": "pywatt_twisted.link._required",
+    "RequiredChannels": "pywatt_twisted.link._required",
+    "Alert": "pywatt_twisted.link._slo",
+    "SloMonitor": "pywatt_twisted.link._slo",
+    "SloThresholds": "pywatt_twisted.link._slo",
+    "ChannelEvent": "pywatt_twisted.link._state",
+    "ChannelState": "pywatt_twisted.link._state",
+    "ChannelStateMachine": "pywatt_twisted.link._state",
 }
 
 
