@@ -302,6 +302,7 @@ class Bootstrap:
             root,
             metrics=parts.metrics,
             reactor=service.reactor,
+            access_log=service.access_log,
             max_body_size=config.max_body_size,
             max_header_size=config.max_header_size,
             header_timeout=config.http_header_timeout,

@@ -92,6 +92,11 @@ class ModuleService(MultiService):
 
     log = Logger()
 
+    #: Whether the site emits its per-request access-log event (a debug event): the
+    #: module process turns it off unless its log level is debug, where the event would
+    #: be dropped anyway after costing its formatting and publishing.
+    access_log: bool = True
+
     metrics: Part[ModuleMetrics] = Part()
     resources: Part[Resources] = Part()
     init: Part[InitBlob | None] = Part()
