@@ -788,6 +788,15 @@ class KnownKeyFastPathTests(SynchronousTestCase):
             self.failureResultOf(cache.get(bad), InvalidKey)  # type: ignore[arg-type]
         self.assertEqual(cache._known, {"k": "k"})
 
+    def test_byte_accounting_on_the_short_path(self) -> None:
+        cache = MemoryCache(clock=task.Clock(), namespace="n")
+        for value in (b"x" * 10, b"y" * 3, b"z" * 50, "text", b"w"):
+            self._get(cache.set("a", value))
+            self._get(cache.set("bb", b"q" * 7))
+        data = cache.store._data
+        self.assertEqual(cache.store.bytes, sum(len(k) + len(v[0]) for k, v in data.items()))
+        self.assertEqual(cache.store.bytes, len("n:a") + 2 + len("n:bb") + 8)
+
     def test_bounded(self) -> None:
         from pywatt_twisted.data._cache._base import KNOWN_KEYS
 

@@ -244,6 +244,33 @@ class MemoryCache(StoreCache):
                         return _succeed(data[1:])
         return StoreCache.get(self, key, timeout=timeout)
 
+    def set(
+        self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[None]:
+        # The same for a write of bytes without a ttl to a key checked before, on a
+        # store without bounds (MemoryStore._store written inline: nothing to evict);
+        # anything else (a bounded store included) takes StoreCache.set.
+        if (
+            timeout is None
+            and ttl is None
+            and not _switch.on
+            and value.__class__ is bytes
+            and key.__class__ is str
+        ):
+            full = self._known.get(key)
+            store = self._store
+            if full is not None and store.max_entries is None and store.max_bytes is None:
+                entries = self._entries
+                data = b"b" + value
+                old = entries.pop(full, None)
+                entries[full] = (data, None)
+                if old is None:
+                    store.bytes += len(full) + len(data)
+                else:
+                    store.bytes += len(data) - len(old[0])
+                return _succeed(None)
+        return StoreCache.set(self, key, value, ttl, timeout=timeout)
+
     @property
     def store(self) -> MemoryStore:
         return self._store  # type: ignore[no-any-return]
