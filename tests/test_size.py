@@ -39,11 +39,6 @@ WIDE_CLASSES: dict[str, str] = {
     "method is a documented entry point",
     "testing/_orchestrator.py:FakeOrchestrator": "the documented test toolkit facade; its "
     "machinery lives in testing/_*.py",
-    "_transport/channel.py:ChannelProtocol": IN_PROGRESS + " (NAME=chan)",
-    "_transport/framed.py:FramedProtocol": IN_PROGRESS + " (NAME=chan)",
-    "_transport/stdio.py:StdioProtocol": IN_PROGRESS + " (NAME=chan)",
-    "_runtime/dispatch.py:OpDispatcher": IN_PROGRESS + " (NAME=chan)",
-    "_runtime/correlation.py:CorrelationTable": IN_PROGRESS + " (NAME=chan)",
     "web/bridge.py:HttpBridge": IN_PROGRESS + " (NAME=stream)",
     "web/bridge.py:_BridgeChannel": IN_PROGRESS + " (NAME=stream)",
 }

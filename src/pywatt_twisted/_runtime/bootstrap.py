@@ -242,6 +242,7 @@ class Bootstrap:
             handler_timeout=config.handler_timeout,
             handler_timeouts=state.handler_timeouts,
             request_timeout=config.routed_timeout,
+            slo=parts.slo,
             breakers=Breakers(
                 service.reactor,
                 BreakerPolicy(
@@ -439,13 +440,6 @@ class Bootstrap:
         state._slo = slo
         channels = parts.channels
         if channels is not None:
-
-            def channel_now() -> str | None:
-                picked = channels.choice.pick("tcp")
-                return None if picked is None else picked.name
-
-            state._slo_channel = channel_now
-
             for name, channel in channels.channels.items():
                 slo.channel_up(name, channel.state.value in _CHANNEL_UP)
         parts.metrics.channel_listeners.append(
