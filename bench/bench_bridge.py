@@ -243,7 +243,7 @@ def bench_direct(workload: tuple[str, str, bytes], in_flight: int, seconds: floa
 
 
 def main(argv: list[str]) -> int:
-    seconds = 0.5 if "--quick" in argv else 2.0
+    seconds = 0.5 if "--quick" in argv else 1.0
     from twisted.internet.epollreactor import EPollReactor
 
     # The bridge needs no running reactor loop (the bench routes are synchronous), but
