@@ -113,8 +113,12 @@ class OpDispatcher:
         """
         Hand C{message}, which came in on C{link}, to its handler.
         """
-        self.parts.metrics.message_in(link.name, op_name(message))
-        handler = self._handlers.get(type(message))
+        kind = type(message)
+        # The op's name from its class (op_name's answer, without the call), except
+        # for an unknown op, which carries its own.
+        op = _CLASS_OPS.get(kind)
+        self.parts.metrics.message_in(link.name, op if op is not None else op_name(message))
+        handler = self._handlers.get(kind)
         if handler is None:
             self.log.warn(
                 "no handler for {op} from {link}; ignoring it",
@@ -475,3 +479,11 @@ class _RequestHandlers:
     ) -> None:
         self.parts.metrics.message_out(link.name, RoutedModuleMessage.op)
         link.send(error_reply(self._module_id(), message, kind, text))
+
+
+_CLASS_OPS: dict[type, str] = {
+    kind: kind.op  # type: ignore[attr-defined]
+    for kind in OpDispatcher._handlers
+    if kind is not UnknownMessage and isinstance(getattr(kind, "op", None), str)
+}
+"""The op name of each message class the dispatcher handles (not L{UnknownMessage})."""

@@ -380,7 +380,11 @@ class _ChannelOutput:
         if self._max < _ACK_LENGTH:  # a cap below 92 bytes: say so (MessageTooLarge)
             self.write_message(HeartbeatAck())
             return
-        self._write(heartbeat_ack_frame())
+        frame = heartbeat_ack_frame()
+        counters = self.counters  # _write, inline: once per heartbeat
+        counters.frames_out += 1
+        counters.bytes_out += len(frame)
+        self.transmit(frame)
 
     def send_http_response(self, response: HttpResponse) -> None:
         """
