@@ -67,7 +67,11 @@ class LinkChannel:
     One configured channel (see the module docstring).
 
     @ivar machine: its L{ChannelStateMachine}, the one record of its state.
-    @ivar protocol: its current ready connection, if any.
+    @ivar protocol: its current ready connection, if any (set it through
+        L{_set_protocol}, which keeps L{writable}).
+    @ivar writable: sends may go to the channel's connection now: it has one and its
+        state machine says writable. A plain attribute, kept by L{fire} and
+        L{_set_protocol}, since the send path reads it for every message (issue 20).
     @ivar failures_in_a_row: failures since the last healthy connection: the backoff
         step. Unlike ClientService's own count, a connection that opened but never
         became healthy does not reset it.
@@ -84,6 +88,7 @@ class LinkChannel:
             spec.name, lambda state: owner.channel_state(spec.name, state)
         )
         self.protocol: ChannelProtocol | None = None
+        self.writable = False
         self.service: ClientService | None = None
         self.factory: ChannelFactory | None = None
         self.connects = 0
@@ -116,18 +121,17 @@ class LinkChannel:
         """
         return self.machine.ready_once
 
-    @property
-    def writable(self) -> bool:
-        """
-        Sends may go to the channel's connection now.
-        """
-        return self.protocol is not None and self.machine.writable
-
     def fire(self, event: ChannelEvent) -> ChannelState:
         """
         Feed C{event} to the state machine.
         """
-        return self.machine.fire(event)
+        state = self.machine.fire(event)
+        self.writable = self.protocol is not None and self.machine.writable
+        return state
+
+    def _set_protocol(self, protocol: ChannelProtocol | None) -> None:
+        self.protocol = protocol
+        self.writable = protocol is not None and self.machine.writable
 
     def error(self, text: str, kind: str) -> None:
         self.last_error = text
@@ -173,7 +177,7 @@ class LinkChannel:
     # -- IChannelListener --------------------------------------------------------------
 
     def channel_ready(self, protocol: ChannelProtocol) -> None:
-        self.protocol = protocol
+        self._set_protocol(protocol)
         self.connects += 1
         self.connected_since = self.clock.seconds()
         self.fire(ChannelEvent.READY_BLOCKED if protocol.paused else ChannelEvent.READY)
@@ -203,7 +207,7 @@ class LinkChannel:
         was_current = self.protocol is protocol
         stopping = self.owner.stopping
         if was_current:
-            self.protocol = None
+            self._set_protocol(None)
             self.connected_since = None
             self.disconnects += 1
         elif not stopping:

@@ -189,6 +189,9 @@ class FailoverChoice:
             self.order = order
         else:
             self.order = [n for n in preference if n in channels]
+        # The channels themselves in that order, for the send path (issue 20); the
+        # configured channels never change after the manager is built.
+        self._ordered = [channels[n] for n in self.order]
 
     def pick(self, prefer: str | Route | None = None) -> LinkChannel | None:
         """
@@ -196,6 +199,14 @@ class FailoverChoice:
         (else C{None}); else C{prefer} if it is writable; else the configured choice;
         else C{None}.
         """
+        if prefer is None:
+            # The common case (issue 20): no per-send preference.
+            if self.auto is not None:
+                return self.auto.pick()
+            for channel in self._ordered:
+                if channel.writable:
+                    return channel
+            return None
         if isinstance(prefer, Route):
             if prefer.only is not None:
                 channel = self.channels.get(prefer.only)
@@ -207,8 +218,7 @@ class FailoverChoice:
                 return channel
         if self.auto is not None:
             return self.auto.pick()
-        for name in self.order:
-            channel = self.channels[name]
+        for channel in self._ordered:
             if channel.writable:
                 return channel
         return None

@@ -107,6 +107,7 @@ class ChannelManager(MultiService):
     ) -> None:
         super().__init__()
         self.options = options = options if options is not None else ChannelOptions()
+        self._max_frame_length = options.max_frame_length
         self.module_id = module_id
         self.receiver = receiver
         self.clock = clock
@@ -233,11 +234,14 @@ class ChannelManager(MultiService):
             before the queue deadline, or the module stopped).
         """
         try:
-            frame = encode_channel_frame(message, self.options.max_frame_length)
+            frame = encode_channel_frame(message, self._max_frame_length)
         except MessageTooLarge as e:
             return fail(e)
+        if not self.stopping and self._write_direct(frame, prefer):
+            return succeed(None)
+        # Named only when the frame has to wait or fail (issue 20: not per message).
         op = getattr(message, "op", type(message).__name__)
-        return self.send_frame(frame, op, prefer)
+        return self._queue_or_fail(frame, op, prefer)
 
     def send_frame(
         self, frame: bytes, op: str, prefer: str | Route | None = None
@@ -245,14 +249,31 @@ class ChannelManager(MultiService):
         """
         L{send} for a frame already built with L{encode_channel_frame}.
         """
+        if not self.stopping and self._write_direct(frame, prefer):
+            return succeed(None)
+        return self._queue_or_fail(frame, op, prefer)
+
+    def _write_direct(self, frame: bytes, prefer: str | Route | None) -> bool:
+        """
+        Write C{frame} at once on the channel the choice picks, telling the route's
+        C{written} callback, when nothing waits in the queue (a direct write must not
+        overtake queued frames) and a channel is writable; return whether it was.
+        """
+        if self.queue._items:
+            return False
+        channel = self.choice.pick(prefer)
+        if channel is None:
+            return False
+        assert channel.protocol is not None
+        channel.protocol.write_frame(frame)
+        self.sent_direct += 1
+        if isinstance(prefer, Route) and prefer.written is not None:
+            prefer.written(channel.name)
+        return True
+
+    def _queue_or_fail(self, frame: bytes, op: str, prefer: str | Route | None) -> Deferred[None]:
         if self.stopping:
             return fail(ChannelUnavailable(f"{op} was not sent: the module is stopping"))
-        if not len(self.queue):
-            write = self._writer(prefer)
-            if write is not None:
-                write(frame)
-                self.sent_direct += 1
-                return succeed(None)
         return self.queue.put(frame, op, prefer)
 
     def write_now(self, frame: bytes, prefer: str | Route | None = None) -> LinkChannel | None:
@@ -262,7 +283,7 @@ class ChannelManager(MultiService):
         to queue or fail instead (then nothing was written: call L{send_frame}). The
         route's C{written} callback is not called (the caller has the channel).
         """
-        if self.stopping or len(self.queue):
+        if self.stopping or self.queue._items:
             return None
         channel = self.choice.pick(prefer)
         if channel is None:

@@ -98,6 +98,9 @@ class ChannelStateMachine:
 
     @ivar state: the current state.
     @ivar ready_once: the channel was connected (ready) at least once.
+    @ivar writable: whether sends may go to the channel now (the state is
+        L{ChannelState.CONNECTED}); a plain attribute kept by L{fire}, since the send
+        path reads it for every message (issue 20).
     """
 
     log = Logger()
@@ -112,6 +115,7 @@ class ChannelStateMachine:
         self.name = name
         self.state = ChannelState.STOPPED
         self.ready_once = False
+        self.writable = False
         self._on_change = on_change
 
     def fire(self, event: ChannelEvent) -> ChannelState:
@@ -133,13 +137,7 @@ class ChannelStateMachine:
             self.ready_once = True
         if new is not self.state:
             self.state = new
+            self.writable = new is ChannelState.CONNECTED
             if self._on_change is not None:
                 self._on_change(new)
         return new
-
-    @property
-    def writable(self) -> bool:
-        """
-        Whether sends may go to the channel now.
-        """
-        return self.state is ChannelState.CONNECTED
