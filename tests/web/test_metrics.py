@@ -127,12 +127,53 @@ class ModuleMetricsTests(SynchronousTestCase):
         is still counted.
         """
         self.patch(metrics_module, "CHILD_CACHE_SIZE", 2)
-        for op in ("a", "b", "c", "d", "c", "d"):
-            self.metrics.message_in("tcp", op)
-        self.assertEqual(len(self.metrics._received_children), 2)
+        for outcome in ("a", "b", "c", "d", "c", "d"):
+            self.metrics.ipc_request("tcp", outcome)
+        self.assertEqual(len(self.metrics._ipc_children), 2)
+        requests = "pywatt_ipc_requests_total"
+        for outcome, count in (("a", 1.0), ("b", 1.0), ("c", 2.0), ("d", 2.0)):
+            self.assertEqual(self.value(requests, transport="tcp", outcome=outcome), count)
+
+    def test_message_counts_are_exact_at_every_scrape(self) -> None:
+        """
+        The message counters are plain counts read at scrape time (issue 20): each
+        scrape shows every message counted before it, per label set, as a counter
+        with its C{_created} sample, the same exposition a C{Counter} gives.
+        """
         received = "pywatt_messages_received_total"
-        for op, count in (("a", 1.0), ("b", 1.0), ("c", 2.0), ("d", 2.0)):
-            self.assertEqual(self.value(received, transport="tcp", op=op), count)
+        self.assertIsNone(self.value(received, transport="tcp", op="heartbeat"))
+        for n in range(1, 4):
+            self.metrics.message_in("tcp", "heartbeat")
+            self.assertEqual(self.value(received, transport="tcp", op="heartbeat"), float(n))
+        self.metrics.message_out("ipc", "heartbeat_ack")
+        text = self.metrics.render().decode()
+        self.assertIn("# TYPE pywatt_messages_received_total counter", text)
+        self.assertIn("# TYPE pywatt_messages_sent_total counter", text)
+        self.assertIn('pywatt_messages_sent_total{op="heartbeat_ack",transport="ipc"} 1.0', text)
+        self.assertIsNotNone(
+            self.value("pywatt_messages_received_created", transport="tcp", op="heartbeat")
+        )
+
+    def test_message_counter_labels(self) -> None:
+        """
+        The message counters take C{labels(...).inc(amount)} as a C{Counter} does
+        (positional or by label name), into the same series the SDK counts in, and
+        refuse a negative amount or a wrong label set.
+        """
+        counter = self.metrics.messages_received
+        counter.labels("tcp", "heartbeat").inc()
+        counter.labels(op="heartbeat", transport="tcp").inc(2)
+        self.metrics.message_in("tcp", "heartbeat")
+        self.assertEqual(
+            self.value("pywatt_messages_received_total", transport="tcp", op="heartbeat"), 4.0
+        )
+        self.assertRaises(ValueError, counter.labels("tcp", "heartbeat").inc, -1)
+        self.assertRaises(ValueError, counter.labels, "tcp")
+        self.assertRaises(ValueError, counter.labels, transport="tcp", route="x")
+        self.assertRaises(ValueError, counter.labels, "tcp", op="x")
+        self.assertEqual(
+            self.value("pywatt_messages_received_total", transport="tcp", op="heartbeat"), 4.0
+        )
 
     def test_collector_callable(self) -> None:
         size = [3]

@@ -11,6 +11,7 @@ collide. The metric names are part of the public contract; see C{docs/http.md}.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -81,6 +82,77 @@ class _CallableCollector(Collector):
         # Describing nothing keeps the registry from calling collect() at register
         # time (the producer may not be ready yet) and skips name-clash checks.
         return []
+
+
+class _PlainCounter(Collector):
+    """
+    A labelled counter kept in plain numbers and turned into a metric family only when
+    the registry is scraped (issue 20): a C{prometheus_client} child's C{inc()} takes a
+    lock and costs about 0.3 us, which the per-message counters paid twice per
+    heartbeat. The exposition is the one of a C{Counter} (C{NAME_total} and
+    C{NAME_created} per label set) and every scrape shows every count made before it.
+
+    Not thread-safe: increment it from the reactor thread only (the SDK's message
+    counters are). The label sets are as bounded as the callers' label values.
+
+    @ivar counts: C{label values -> [count, created]} (C{created} is the C{time.time()}
+        of the first count, as a C{Counter}'s C{_created} sample).
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.counts: dict[tuple[str, ...], list[float]] = {}
+
+    def inc(self, values: tuple[str, ...], amount: float = 1.0) -> None:
+        """
+        Add C{amount} (not negative) to the series of the label C{values}.
+        """
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        entry = self.counts.get(values)
+        if entry is None:
+            self.counts[values] = [amount, time.time()]
+        else:
+            entry[0] += amount
+
+    def labels(self, *values: object, **by_name: object) -> _PlainCounterChild:
+        """
+        The series of one label set, as C{Counter.labels} takes it (positional values,
+        or values by label name); its C{inc(amount=1)} counts.
+        """
+        if values and by_name:
+            raise ValueError("Can't pass both *args and **kwargs")
+        if by_name:
+            if sorted(by_name) != sorted(self.labelnames):
+                raise ValueError("Incorrect label names")
+            values = tuple(by_name[n] for n in self.labelnames)
+        if len(values) != len(self.labelnames):
+            raise ValueError("Incorrect label count")
+        return _PlainCounterChild(self, tuple(str(v) for v in values))
+
+    def describe(self) -> Iterable[Any]:
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterable[Any]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, (value, created) in list(self.counts.items()):
+            family.add_metric(values, value, created=created)
+        return [family]
+
+
+class _PlainCounterChild:
+    """
+    One label set of a L{_PlainCounter}.
+    """
+
+    def __init__(self, counter: _PlainCounter, values: tuple[str, ...]) -> None:
+        self._counter = counter
+        self._values = values
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._counter.inc(self._values, amount)
 
 
 #: Metric names the SDK owns; a module's own metrics may not start with it.
@@ -258,8 +330,9 @@ class ModuleMetrics:
     @ivar http_latency: the C{pywatt_http_request_duration_seconds} histogram.
     @ivar http_in_flight: the C{pywatt_http_requests_in_flight} gauge.
     @ivar channel_states: the C{pywatt_channel_state} gauge.
-    @ivar messages_received: the C{pywatt_messages_received_total} counter.
-    @ivar messages_sent: the C{pywatt_messages_sent_total} counter.
+    @ivar messages_received: the C{pywatt_messages_received_total} counter (a
+        L{_PlainCounter}: C{.labels(transport, op).inc()} as with a C{Counter}).
+    @ivar messages_sent: the C{pywatt_messages_sent_total} counter (a L{_PlainCounter}).
     @ivar ipc_requests: the C{pywatt_ipc_requests_total} counter.
     """
 
@@ -294,18 +367,21 @@ class ModuleMetrics:
             ("channel", "state"),
             registry=self.registry,
         )
-        self.messages_received = Counter(
+        # Counted in plain numbers, published at scrape time (_PlainCounter, issue 20).
+        self.messages_received = _PlainCounter(
             "pywatt_messages_received",
             "Protocol messages received from the orchestrator, by transport and op.",
             ("transport", "op"),
-            registry=self.registry,
         )
-        self.messages_sent = Counter(
+        self.registry.register(self.messages_received)
+        self.messages_sent = _PlainCounter(
             "pywatt_messages_sent",
             "Protocol messages sent to the orchestrator, by transport and op.",
             ("transport", "op"),
-            registry=self.registry,
         )
+        self.registry.register(self.messages_sent)
+        self._received_counts = self.messages_received.counts
+        self._sent_counts = self.messages_sent.counts
         self.ipc_requests = Counter(
             "pywatt_ipc_requests",
             "HTTP-over-IPC requests by transport and outcome "
@@ -320,8 +396,6 @@ class ModuleMetrics:
         # removed from these metrics, so a remembered child stays the live one.
         self._requests_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
-        self._received_children: dict[tuple[str, ...], Any] = {}
-        self._sent_children: dict[tuple[str, ...], Any] = {}
         self._ipc_children: dict[tuple[str, ...], Any] = {}
         #: called as C{listener(channel, state)} on every channel state change (the
         #: SLO monitor follows channels through it).
@@ -392,19 +466,21 @@ class ModuleMetrics:
         Count one protocol message received on C{transport} (C{"stdio"}, C{"tcp"}...).
         Pass only known op names (or C{"unknown"}) to keep the label set bounded.
         """
-        child = self._received_children.get((transport, op))
-        if child is None:
-            child = self._remember(self._received_children, self.messages_received, (transport, op))
-        child.inc()
+        entry = self._received_counts.get((transport, op))
+        if entry is None:
+            self.messages_received.inc((transport, op))
+        else:
+            entry[0] += 1
 
     def message_out(self, transport: str, op: str) -> None:
         """
         Count one protocol message sent on C{transport}.
         """
-        child = self._sent_children.get((transport, op))
-        if child is None:
-            child = self._remember(self._sent_children, self.messages_sent, (transport, op))
-        child.inc()
+        entry = self._sent_counts.get((transport, op))
+        if entry is None:
+            self.messages_sent.inc((transport, op))
+        else:
+            entry[0] += 1
 
     def ipc_request(self, transport: str, outcome: str) -> None:
         """
