@@ -237,11 +237,13 @@ class ChannelManager(MultiService):
             frame = encode_channel_frame(message, self._max_frame_length)
         except MessageTooLarge as e:
             return fail(e)
-        if not self.stopping and self._write_direct(frame, prefer):
-            return succeed(None)
-        # Named only when the frame has to wait or fail (issue 20: not per message).
-        op = getattr(message, "op", type(message).__name__)
-        return self._queue_or_fail(frame, op, prefer)
+        channel = self.write_now(frame, prefer)
+        if channel is None:
+            # Named only when the frame has to wait or fail (issue 20: not per message).
+            return self.send_frame(frame, getattr(message, "op", type(message).__name__), prefer)
+        if isinstance(prefer, Route) and prefer.written is not None:
+            prefer.written(channel.name)
+        return succeed(None)
 
     def send_frame(
         self, frame: bytes, op: str, prefer: str | Route | None = None
@@ -249,32 +251,14 @@ class ChannelManager(MultiService):
         """
         L{send} for a frame already built with L{encode_channel_frame}.
         """
-        if not self.stopping and self._write_direct(frame, prefer):
-            return succeed(None)
-        return self._queue_or_fail(frame, op, prefer)
-
-    def _write_direct(self, frame: bytes, prefer: str | Route | None) -> bool:
-        """
-        Write C{frame} at once on the channel the choice picks, telling the route's
-        C{written} callback, when nothing waits in the queue (a direct write must not
-        overtake queued frames) and a channel is writable; return whether it was.
-        """
-        if self.queue._items:
-            return False
-        channel = self.choice.pick(prefer)
-        if channel is None:
-            return False
-        assert channel.protocol is not None
-        channel.protocol.write_frame(frame)
-        self.sent_direct += 1
-        if isinstance(prefer, Route) and prefer.written is not None:
-            prefer.written(channel.name)
-        return True
-
-    def _queue_or_fail(self, frame: bytes, op: str, prefer: str | Route | None) -> Deferred[None]:
         if self.stopping:
             return fail(ChannelUnavailable(f"{op} was not sent: the module is stopping"))
-        return self.queue.put(frame, op, prefer)
+        channel = self.write_now(frame, prefer)
+        if channel is None:
+            return self.queue.put(frame, op, prefer)
+        if isinstance(prefer, Route) and prefer.written is not None:
+            prefer.written(channel.name)
+        return succeed(None)
 
     def write_now(self, frame: bytes, prefer: str | Route | None = None) -> LinkChannel | None:
         """
@@ -283,6 +267,7 @@ class ChannelManager(MultiService):
         to queue or fail instead (then nothing was written: call L{send_frame}). The
         route's C{written} callback is not called (the caller has the channel).
         """
+        # The deque itself, not len(queue): this runs for every message (issue 20).
         if self.stopping or self.queue._items:
             return None
         channel = self.choice.pick(prefer)
