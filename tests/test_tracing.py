@@ -442,6 +442,175 @@ class OtherPathTests(SynchronousTestCase, Recording):
             self.assertNotIn("user:1", [str(v) for v in span.attributes.values()])
 
 
+class CacheSpanTests(SynchronousTestCase, Recording):
+    """
+    Every operation of L{ICache} that talks to the store makes one span, a child of
+    the current span, named C{cache OPERATION}, with the backend and the operation and
+    never a key or a value.
+    """
+
+    #: the ICache names that are not operations on the store
+    NOT_OPERATIONS = {"namespace", "namespace_prefix", "close", "health"}
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from pywatt_twisted.data import MemoryCache
+
+        self.exporter = self.record_spans()
+        self.clock = Clock()
+        self.cache = MemoryCache(clock=self.clock)
+
+    def within(self, fn: Any) -> tuple[Any, list[ReadableSpan]]:
+        """
+        Run C{fn()} (a Deferred that fires at once) under an outer span; return its
+        result and the spans made, checking each is a direct child of the outer one.
+        """
+        self.exporter.clear()
+        outer = tracing.internal_span("work")
+        token = tracing.attach(outer)
+        try:
+            result = self.successResultOf(fn())
+        finally:
+            tracing.detach(token)
+            outer.end()
+        spans = [s for s in self.exporter.get_finished_spans() if s.name != "work"]
+        for span in spans:
+            self.assertEqual(span.context.trace_id, outer.context.trace_id)
+            for value in span.attributes.values():
+                for secret in ("user:", "ada", "grace", "job"):
+                    self.assertNotIn(secret, str(value))
+        return result, spans
+
+    def only(self, fn: Any, operation: str) -> ReadableSpan:
+        _, spans = self.within(fn)
+        (span,) = spans
+        self.assertEqual(span.name, f"cache {operation}")
+        self.assertEqual(span.kind.name, "CLIENT")
+        self.assertEqual(span.attributes["db.system.name"], "memory")
+        self.assertEqual(span.attributes["db.operation.name"], operation)
+        self.assertEqual(span.status.status_code.name, "UNSET")
+        return span
+
+    def test_every_operation(self) -> None:
+        from pywatt_twisted.data.cache._base import ICache
+
+        cache = self.cache
+        done = set()
+
+        def check(operation: str, fn: Any) -> ReadableSpan:
+            done.add(operation)
+            return self.only(fn, operation)
+
+        check("set", lambda: cache.set("user:1", {"name": "ada"}))
+        check("get", lambda: cache.get("user:1"))
+        check("exists", lambda: cache.exists("user:1"))
+        check("set_nx", lambda: cache.set_nx("user:2", "grace"))
+        check("increment", lambda: cache.increment("user:n", 5))
+        check("increment", lambda: cache.increment("user:n", -2))  # a decrement
+        many = check("set_many", lambda: cache.set_many({"user:3": "ada", "user:4": "grace"}))
+        self.assertEqual(many.attributes["db.operation.batch.size"], 2)
+        many = check("get_many", lambda: cache.get_many(iter(["user:3", "user:4", "user:5"])))
+        self.assertEqual(many.attributes["db.operation.batch.size"], 3)
+        check("delete", lambda: cache.delete("user:1"))
+        check("clear", lambda: cache.namespace("job").clear())
+        lock = self.successResultOf(cache.lock("job", ttl=10))
+        done.add("lock")
+        self.only(lambda: cache.lock("job:2", ttl=10), "lock")
+        self.assertIsNotNone(lock)
+        self.only(lock.release, "unlock")
+
+        # cache_aside: its get, the loader's own spans and its set are its children
+        loader_tracer = tracing.tracer()
+
+        def loader() -> Any:
+            with loader_tracer.start_as_current_span("load-user"):
+                return {"name": "grace"}
+
+        value, spans = self.within(lambda: cache.cache_aside("user:9", loader))
+        done.add("cache_aside")
+        self.assertEqual(value, {"name": "grace"})
+        named = by_name(spans)
+        self.assertEqual(
+            sorted(named), ["cache cache_aside", "cache get", "cache set", "load-user"]
+        )
+        aside = named["cache cache_aside"]
+        for child in ("cache get", "cache set", "load-user"):
+            self.assertEqual(parent_of(named[child]), aside.context.span_id)
+
+        # a method added to ICache without a span here fails this test
+        self.assertEqual(done, set(ICache.names()) - self.NOT_OPERATIONS)
+
+    def test_failed_operation_marks_its_span(self) -> None:
+        from pywatt_twisted.data import CacheError
+
+        self.exporter.clear()
+        self.failureResultOf(self.cache.set("user:1", object()), CacheError)
+        (span,) = self.exporter.get_finished_spans()
+        self.assertEqual(span.name, "cache set")
+        self.assertEqual(span.status.status_code.name, "ERROR")
+
+    def test_no_span_when_tracing_is_off(self) -> None:
+        tracing.use_provider(None)
+        self.successResultOf(self.cache.set_many({"a": 1}))
+        self.successResultOf(self.cache.get_many(["a"]))
+        self.assertEqual(self.exporter.get_finished_spans(), ())
+
+
+class PortSpanTests(SynchronousTestCase, Recording):
+    """
+    C{state.request_port}: one C{port_request} span per negotiation, retries
+    included, a child of the current span.
+    """
+
+    def negotiate(self, answer: Any) -> tuple[ReadableSpan, ReadableSpan, Any]:
+        from twisted.internet.task import Clock
+
+        from pywatt_twisted.runtime.ports import PortNegotiator
+
+        exporter = self.record_spans()
+        clock = Clock()
+        sent: list[Any] = []
+        negotiator = PortNegotiator(sent.append, clock)
+        outer = tracing.internal_span("start-listener")
+        token = tracing.attach(outer)
+        try:
+            d = negotiator.request_port(8080)
+        finally:
+            tracing.detach(token)
+        clock.advance(3)  # no answer: asked again, same span
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(exporter.get_finished_spans(), ())
+        answer(negotiator, sent[0].request_id)
+        outer.end()
+        named = by_name(exporter.get_finished_spans())
+        return named["port_request"], named["start-listener"], d
+
+    def test_port_request_span_is_a_child_of_the_current_span(self) -> None:
+        from pywatt_twisted.wire.messages import PortResponse
+
+        span, outer, d = self.negotiate(
+            lambda n, rid: n.response_received(PortResponse(rid, True, 8080))
+        )
+        self.assertEqual(self.successResultOf(d), 8080)
+        self.assertEqual(parent_of(span), outer.context.span_id)
+        self.assertEqual(span.kind.name, "INTERNAL")
+        self.assertEqual(span.attributes["pywatt.port.wanted"], "port 8080")
+        self.assertEqual(span.status.status_code.name, "UNSET")
+
+    def test_refused_port_request_span_is_an_error(self) -> None:
+        from pywatt_twisted.runtime.ports import PortNegotiationFailed
+        from pywatt_twisted.wire.messages import PortResponse
+
+        span, outer, d = self.negotiate(
+            lambda n, rid: n.response_received(PortResponse(rid, False, 0, "in use"))
+        )
+        self.failureResultOf(d, PortNegotiationFailed)
+        self.assertEqual(parent_of(span), outer.context.span_id)
+        self.assertEqual(span.status.status_code.name, "ERROR")
+        self.assertIn("in use", span.status.description)
+
+
 class ThreadTests(TestCase, Recording):
     async def test_defer_to_thread_carries_the_context(self) -> None:
         self.record_spans()

@@ -341,16 +341,16 @@ def db_statement_span(dialect: str, sql: str) -> Span | None:
     return db_span(dialect, sql)
 
 
-def cache_span(system: str, operation: str) -> Span:
+def cache_span(system: str, operation: str, batch: int | None = None) -> Span:
     """
     The C{CLIENT} span of one cache operation (no key or value in attributes: keys can
-    hold user data).
+    hold user data); C{batch}, for an operation on several keys, is how many
+    (C{db.operation.batch.size}, set from 2 on as the conventions say).
     """
-    return _tracer.start_span(
-        f"cache {operation}",
-        kind=SpanKind.CLIENT,
-        attributes={"db.system.name": system, "db.operation.name": operation},
-    )
+    attributes: dict[str, Any] = {"db.system.name": system, "db.operation.name": operation}
+    if batch is not None and batch > 1:
+        attributes["db.operation.batch.size"] = batch
+    return _tracer.start_span(f"cache {operation}", kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def internal_span(name: str, **attributes: Any) -> Span:
