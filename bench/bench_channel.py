@@ -52,11 +52,11 @@ from twisted.internet.protocol import ClientFactory, Factory
 from twisted.protocols.basic import Int32StringReceiver
 
 from bench.record import row
+from pywatt_twisted._transport.channel import encode_channel_frame
+from pywatt_twisted._transport.tls import TlsMaterial
 from pywatt_twisted.errors import RequestTimeout
 from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI, ModuleConnection
 from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, ChannelSpec
-from pywatt_twisted.transport.channel import encode_channel_frame
-from pywatt_twisted.transport.tls import TlsMaterial
 from pywatt_twisted.wire._json import dumps as _dumps
 from pywatt_twisted.wire._json import loads as _loads
 from pywatt_twisted.wire.framing import Frame, frame_header
@@ -313,7 +313,7 @@ def bench_coalescing(seconds: float, pki: EphemeralPKI) -> dict[bool, dict[str, 
     Ours over TCP at C{IN_FLIGHT} in flight with write coalescing on and off: the rate
     and, per message, transport calls and send() syscalls on the module's connection.
     """
-    from pywatt_twisted.transport.channel import ChannelProtocol
+    from pywatt_twisted._transport.channel import ChannelProtocol
 
     out: dict[bool, dict[str, float]] = {}
     for coalesce in (True, False):

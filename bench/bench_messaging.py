@@ -153,7 +153,7 @@ def start_dev(preference: str = "tcp,ipc") -> tuple[subprocess.Popen[bytes], _Co
     argv = [
         sys.executable,
         "-m",
-        "pywatt_twisted.cli",
+        "pywatt_twisted._cli",
         "dev",
         "--module=requester=bench.bench_messaging:requester",
         "--module=responder=bench.bench_messaging:responder",
@@ -316,8 +316,8 @@ def bench_raw(relay_port: int, frame_size: int, seconds: float, inflight: int) -
 def _request_frame_size() -> int:
     import uuid
 
-    from pywatt_twisted.runtime.messaging import request_payload
-    from pywatt_twisted.transport.channel import encode_channel_frame
+    from pywatt_twisted._runtime.messaging import request_payload
+    from pywatt_twisted._transport.channel import encode_channel_frame
     from pywatt_twisted.wire.messages import RouteToModule
 
     message = RouteToModule(

@@ -424,7 +424,7 @@ async def bench_dev(reactor: Any, size: int) -> dict[str, float]:
     argv = [
         sys.executable,
         "-m",
-        "pywatt_twisted.cli",
+        "pywatt_twisted._cli",
         "dev",
         "--module=big=bench.stream_module",
         "--port=0",

@@ -45,8 +45,8 @@ async def _pipelined(reactor: Any, count: int, profiler: cProfile.Profile | None
     from klein import Klein
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
+    from pywatt_twisted._runtime.module import pywatt_module
     from pywatt_twisted.dev.channel_server import ChannelServer
-    from pywatt_twisted.runtime.module import pywatt_module
     from pywatt_twisted.testing import FakeOrchestrator
     from pywatt_twisted.wire.codec import encode
     from pywatt_twisted.wire.framing import FORMAT_JSON, encode_frame

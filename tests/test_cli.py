@@ -10,8 +10,8 @@ import io
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import __version__
-from pywatt_twisted.cli import main
-from pywatt_twisted.cliparse import suggestion, unknown_options_message
+from pywatt_twisted._cli import main
+from pywatt_twisted._cliparse import suggestion, unknown_options_message
 
 
 def run(*argv: str) -> tuple[int, str, str]:

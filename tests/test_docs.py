@@ -60,7 +60,7 @@ _MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<spec>.*?)\s*-->\s*$")
 
 #: names a C{typecheck} block may take from its surroundings, with their real types
 KNOWN_NAMES = {
-    "state": "pywatt_twisted.runtime.state.AppState",
+    "state": "pywatt_twisted._runtime.state.AppState",
     "db": "pywatt_twisted.data.Database",
     "cache": "pywatt_twisted.data.ICache",
     "orch": "pywatt_twisted.testing.FakeOrchestrator",
@@ -240,7 +240,7 @@ class _TapOptions:
 
     @staticmethod
     def parse(args: list[str]) -> None:
-        from pywatt_twisted.tap import Options
+        from pywatt_twisted._tap import Options
 
         class NamesOnly(Options):
             def postOptions(self) -> None:
@@ -275,7 +275,7 @@ def check_command(words: list[str]) -> str | None:
     args = words[1:]
     try:
         if program == "pywatt" and args[:1] == ["dev"]:
-            from pywatt_twisted.dev.cli import build_parser as dev_parser
+            from pywatt_twisted._dev.cli import build_parser as dev_parser
 
             _parse_argparse(dev_parser, args[1:])
         elif program == "pywatt" and args[:1] == ["db"]:
@@ -283,7 +283,7 @@ def check_command(words: list[str]) -> str | None:
 
             _parse_argparse(db_parser, args[1:])
         elif program == "pywatt" and args[:1] == ["new"]:
-            from pywatt_twisted.scaffold import build_parser as new_parser
+            from pywatt_twisted._scaffold import build_parser as new_parser
 
             _parse_argparse(new_parser, args[1:])
         elif program == "twistd":

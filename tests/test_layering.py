@@ -9,7 +9,7 @@ The layers, lowest first (C{docs/architecture.md} explains each)::
 
 Units on one rank (C{web} and C{data}, C{dev} and C{testing}, C{tap} and C{cli}) may
 import each other only if that makes no cycle. Our folders are not all named after the
-layers (C{runtime/} holds the clients, the module API and the process), so L{UNITS}
+layers (C{_runtime/} holds the clients, the module API and the process), so L{UNITS}
 maps modules to units: the longest matching prefix wins. Imports are read with C{ast}
 (function-level imports too; C{if TYPE_CHECKING:} blocks are ignored, they never run).
 What a lower layer needs from a higher one is handed to it at run time.
@@ -50,7 +50,7 @@ UNITS: dict[str, str] = {
     "pywatt_twisted": "errors",
     "pywatt_twisted.errors": "errors",
     "pywatt_twisted.wire": "wire",
-    "pywatt_twisted.transport": "transport",
+    "pywatt_twisted._transport": "transport",
     # OpenTelemetry hooks: used by the clients, web and data paths, imports only wire
     # and below (the dev OTLP receiver lives in dev/).
     "pywatt_twisted.tracing": "transport",
@@ -58,38 +58,38 @@ UNITS: dict[str, str] = {
     # runtime, web, dev and testing)
     "pywatt_twisted.streaming": "transport",
     "pywatt_twisted.link": "link",
-    # runtime/: the request/response conversations with the orchestrator ...
-    "pywatt_twisted.runtime.correlation": "clients",
-    "pywatt_twisted.runtime.secrets": "clients",
-    "pywatt_twisted.runtime.secret": "clients",
-    "pywatt_twisted.runtime.redaction": "clients",
-    "pywatt_twisted.runtime.ports": "clients",
-    "pywatt_twisted.runtime.discovery": "clients",
-    "pywatt_twisted.runtime.messaging": "clients",
-    "pywatt_twisted.runtime.registration": "clients",
-    "pywatt_twisted.runtime.proxied": "clients",
-    "pywatt_twisted.runtime.resilience": "clients",
-    # (private helper: the lowest layer that uses it is runtime.messaging)
+    # _runtime/: the request/response conversations with the orchestrator ...
+    "pywatt_twisted._runtime.correlation": "clients",
+    "pywatt_twisted._runtime.secrets": "clients",
+    "pywatt_twisted._runtime.secret": "clients",
+    "pywatt_twisted._runtime.redaction": "clients",
+    "pywatt_twisted._runtime.ports": "clients",
+    "pywatt_twisted._runtime.discovery": "clients",
+    "pywatt_twisted._runtime.messaging": "clients",
+    "pywatt_twisted._runtime.registration": "clients",
+    "pywatt_twisted._runtime.proxied": "clients",
+    "pywatt_twisted._runtime.resilience": "clients",
+    # (private helper: the lowest layer that uses it is _runtime.messaging)
     "pywatt_twisted._inflight": "clients",
     # ... what a module author touches ...
-    "pywatt_twisted.runtime.module": "module",
-    "pywatt_twisted.runtime.state": "module",
-    "pywatt_twisted.runtime.loader": "module",
+    "pywatt_twisted._runtime.module": "module",
+    "pywatt_twisted._runtime.state": "module",
+    "pywatt_twisted._runtime.loader": "module",
     # ... and the running process (bootstrap, dispatch, lifecycle, config, logging).
-    "pywatt_twisted.runtime": "process",
+    "pywatt_twisted._runtime": "process",
     "pywatt_twisted.web": "web",
     "pywatt_twisted.data": "data",
     "pywatt_twisted.orchestrator": "orchestrator",
-    "pywatt_twisted.dev": "dev",
-    # (argument-parsing helper shared by the commands; the lowest user is dev.cli)
-    "pywatt_twisted.cliparse": "dev",
+    "pywatt_twisted._dev": "dev",
+    # (argument-parsing helper shared by the commands; the lowest user is _dev.cli)
+    "pywatt_twisted._cliparse": "dev",
     "pywatt_twisted.testing": "testing",
-    "pywatt_twisted.tap": "tap",
-    "pywatt_twisted.cli": "cli",
+    "pywatt_twisted._tap": "tap",
+    "pywatt_twisted._cli": "cli",
     # 'pywatt db': a command-line front end that loads the user's module definition.
     "pywatt_twisted._dbcli": "cli",
     "pywatt_twisted.__main__": "cli",
-    "pywatt_twisted.scaffold": "cli",
+    "pywatt_twisted._scaffold": "cli",
 }
 
 #: Re-export modules kept for old import paths: they take the unit of what they
@@ -97,6 +97,7 @@ UNITS: dict[str, str] = {
 SHIMS: dict[str, str] = {
     "pywatt_twisted.runtime.channels": "link",
     "pywatt_twisted.runtime.providers": "orchestrator",
+    "pywatt_twisted.runtime.messaging": "clients",
     "pywatt_twisted.dev.channel_server": "orchestrator",
     "pywatt_twisted.data.models.cli": "cli",
 }
@@ -300,12 +301,12 @@ class CheckerTests(SynchronousTestCase):
             "if TYPE_CHECKING:\n"
             "    from pywatt_twisted.web import site\n"
             "def f():\n"
-            "    from pywatt_twisted.runtime.module import pywatt_module\n"
+            "    from pywatt_twisted._runtime.module import pywatt_module\n"
             "    from . import framing\n"
         )
         names = imported_names(source, "pywatt_twisted.wire.lines", is_package=False)
         self.assertIn("pywatt_twisted.wire.codec", names)
-        self.assertIn("pywatt_twisted.runtime.module.pywatt_module", names)
+        self.assertIn("pywatt_twisted._runtime.module.pywatt_module", names)
         self.assertIn("pywatt_twisted.wire.framing", names)
         self.assertNotIn("pywatt_twisted.web.site", names)
         self.assertNotIn("pywatt_twisted.web", names)
@@ -313,9 +314,9 @@ class CheckerTests(SynchronousTestCase):
     def test_upward_import_and_cycle_found(self) -> None:
         graph = {
             "pywatt_twisted.wire.codec": {"pywatt_twisted.web.site"},
-            "pywatt_twisted.web.site": {"pywatt_twisted.data.cache"},
-            "pywatt_twisted.data.cache": {"pywatt_twisted.web.jwt"},
-            "pywatt_twisted.web.jwt": set(),
+            "pywatt_twisted.web.site": {"pywatt_twisted.data._cache"},
+            "pywatt_twisted.data._cache": {"pywatt_twisted.web._jwt"},
+            "pywatt_twisted.web._jwt": set(),
         }
         self.assertEqual(
             upward_imports(graph),
@@ -324,9 +325,9 @@ class CheckerTests(SynchronousTestCase):
         self.assertEqual(unit_cycles(graph), [["data", "web"]])
 
     def test_units(self) -> None:
-        self.assertEqual(unit_of("pywatt_twisted.runtime.secrets"), "clients")
-        self.assertEqual(unit_of("pywatt_twisted.runtime.bootstrap"), "process")
+        self.assertEqual(unit_of("pywatt_twisted._runtime.secrets"), "clients")
+        self.assertEqual(unit_of("pywatt_twisted._runtime.bootstrap"), "process")
         self.assertEqual(unit_of("pywatt_twisted.data.models.cli"), "cli")
-        self.assertEqual(unit_of("pywatt_twisted.data.models.ddl"), "data")
+        self.assertEqual(unit_of("pywatt_twisted.data.models._ddl"), "data")
         self.assertEqual(unit_of("pywatt_twisted.runtime.providers"), "orchestrator")
         self.assertEqual(unit_of("pywatt_twisted"), "errors")

@@ -23,7 +23,7 @@ class PluginTests(TestCase):
     def test_plugin_discovered(self) -> None:
         makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
         self.assertIn("pywatt", makers)
-        self.assertEqual(makers["pywatt"].module, "pywatt_twisted.tap")
+        self.assertEqual(makers["pywatt"].module, "pywatt_twisted._tap")
 
     def test_twisted_plugins_init_is_twisteds_own(self) -> None:
         import twisted.plugins
@@ -70,7 +70,7 @@ class LazyImportTests(TestCase):
 
     def test_runtime_does_not_load_the_data_layer(self) -> None:
         loaded = self._loaded(
-            "import pywatt_twisted.runtime.process, pywatt_twisted.tap",
+            "import pywatt_twisted._runtime.process, pywatt_twisted._tap",
             (
                 "pywatt_twisted.data.",
                 "psycopg",
@@ -102,7 +102,7 @@ class LazyImportTests(TestCase):
         for name in data.__all__:
             self.assertIsNotNone(getattr(data, name), name)
         from pywatt_twisted.data import Database
-        from pywatt_twisted.data.database import Database as Defined
+        from pywatt_twisted.data._database import Database as Defined
 
         self.assertIs(Database, Defined)
         self.assertIn("Database", dir(data))
@@ -151,4 +151,4 @@ class WheelTests(TestCase):
             self.assertIn(f"pywatt_twisted/_templates/new/{template}", names)
         # the pywatt dev dashboard's page, script and style sheet
         for asset in ("dashboard.html", "dashboard.js", "dashboard.css"):
-            self.assertIn(f"pywatt_twisted/dev/_static/{asset}", names)
+            self.assertIn(f"pywatt_twisted/_dev/_static/{asset}", names)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
+import warnings
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_layering import SHIMS, module_files
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API_PAGE = os.path.join(PROJECT_ROOT, "docs", "api.md")
@@ -57,6 +61,25 @@ def doc_files() -> list[str]:
     return paths
 
 
+def unlisted_modules(modules: set[str], listed: set[str], shims: set[str]) -> list[str]:
+    """
+    The modules of C{modules} a user could take for public although they are not: not
+    listed on the API page, not a deprecated re-export (C{shims}), not C{__main__}, not
+    a package that holds a listed module or a shim, and with no C{_}-prefixed
+    component in their dotted name.
+    """
+    kept = listed | shims
+    parents = {name.rsplit(".", i)[0] for name in kept for i in range(name.count(".") + 1)}
+    found = []
+    for module in sorted(modules):
+        if module in kept or module in parents or module.endswith(".__main__"):
+            continue
+        if any(part.startswith("_") for part in module.split(".")):
+            continue
+        found.append(module)
+    return found
+
+
 def _listing() -> dict[str, list[str]]:
     with open(API_PAGE, encoding="utf-8") as f:
         return api_listing(f.read())
@@ -98,8 +121,54 @@ class PublicApiTests(SynchronousTestCase):
                 private.append(f"{os.path.relpath(path, PROJECT_ROOT)}: {module}")
         self.assertEqual(private, [])
 
+    def test_every_module_is_public_or_private(self) -> None:
+        """
+        Every module of the package is on the API page, a deprecated re-export, or
+        private (a C{_}-prefixed module or package): nothing is public by accident.
+        """
+        self.assertEqual(unlisted_modules(set(module_files()), set(_listing()), set(SHIMS)), [])
+
+    def test_old_paths_warn_and_re_export(self) -> None:
+        """
+        Each old import path still gives its names, and importing it warns with a
+        L{DeprecationWarning} that names the old path.
+        """
+        for shim in sorted(SHIMS):
+            previous = sys.modules.pop(shim, None)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    module = importlib.import_module(shim)
+            finally:
+                if previous is not None:
+                    sys.modules[shim] = previous
+            deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+            self.assertTrue(any(shim in str(w.message) for w in deprecations), (shim, deprecations))
+            for name in module.__all__:
+                self.assertTrue(hasattr(module, name), f"{shim}.{name}")
+
 
 class CheckerTests(SynchronousTestCase):
+    def test_unlisted_modules(self) -> None:
+        modules = {
+            "pkg",
+            "pkg.__main__",
+            "pkg.wire",
+            "pkg.wire.codec",
+            "pkg.wire.ops",
+            "pkg.wire._json",
+            "pkg._runtime",
+            "pkg._runtime.service",
+            "pkg.runtime",
+            "pkg.runtime.channels",
+            "pkg.dev",
+            "pkg.dev.cli",
+        }
+        self.assertEqual(
+            unlisted_modules(modules, {"pkg", "pkg.wire.codec"}, {"pkg.runtime.channels"}),
+            ["pkg.dev", "pkg.dev.cli", "pkg.wire.ops"],
+        )
+
     def test_reads_the_page_and_imports(self) -> None:
         page = "# API\n\n## `pkg`\n\nWhat it is.\n\n`A`, `b`\n\n## `pkg.sub`\n\n`C`\n"
         self.assertEqual(api_listing(page), {"pkg": ["A", "b"], "pkg.sub": ["C"]})

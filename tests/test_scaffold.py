@@ -15,8 +15,8 @@ import sys
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from pywatt_twisted.cli import main as pywatt_main
-from pywatt_twisted.scaffold import (
+from pywatt_twisted._cli import main as pywatt_main
+from pywatt_twisted._scaffold import (
     FEATURES,
     ProjectOptions,
     ScaffoldError,

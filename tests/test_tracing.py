@@ -19,9 +19,9 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted import pywatt_module, tracing
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.logging import JsonLinesObserver
 from pywatt_twisted.data import Database
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.logging import JsonLinesObserver
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import (
     RoutedModuleMessage,

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0.dev0"
 
 _LAZY = {
-    "pywatt_module": "pywatt_twisted.runtime.module",
-    "ModuleDefinition": "pywatt_twisted.runtime.module",
-    "AnnouncedEndpoint": "pywatt_twisted.runtime.module",
-    "AppState": "pywatt_twisted.runtime.state",
-    "Secret": "pywatt_twisted.runtime.secret",
-    "JwtConfig": "pywatt_twisted.web.jwt",
+    "pywatt_module": "pywatt_twisted._runtime.module",
+    "ModuleDefinition": "pywatt_twisted._runtime.module",
+    "AnnouncedEndpoint": "pywatt_twisted._runtime.module",
+    "AppState": "pywatt_twisted._runtime.state",
+    "Secret": "pywatt_twisted._runtime.secret",
+    "JwtConfig": "pywatt_twisted.web._jwt",
     "CorsPolicy": "pywatt_twisted.web._cors",
     "cors": "pywatt_twisted.web._cors",
     "PyWattError": "pywatt_twisted.errors",
@@ -39,17 +39,22 @@ _LAZY = {
     "ServiceUnavailable": "pywatt_twisted.errors",
     "UnknownService": "pywatt_twisted.errors",
     "UnsupportedOperation": "pywatt_twisted.errors",
-    "BreakerPolicy": "pywatt_twisted.runtime.resilience",
-    "RetryPolicy": "pywatt_twisted.runtime.resilience",
+    "BreakerPolicy": "pywatt_twisted._runtime.resilience",
+    "RetryPolicy": "pywatt_twisted._runtime.resilience",
     "ServiceType": "pywatt_twisted.wire.messages",
     # Module-to-module payloads, for tests that play another module.
-    "request_payload": "pywatt_twisted.runtime.messaging",
-    "error_payload": "pywatt_twisted.runtime.messaging",
+    "request_payload": "pywatt_twisted._runtime.messaging",
+    "error_payload": "pywatt_twisted._runtime.messaging",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pywatt_twisted._runtime.messaging import error_payload, request_payload  # noqa: F401
+    from pywatt_twisted._runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module  # noqa: F401
+    from pywatt_twisted._runtime.resilience import BreakerPolicy, RetryPolicy  # noqa: F401
+    from pywatt_twisted._runtime.secret import Secret  # noqa: F401
+    from pywatt_twisted._runtime.state import AppState  # noqa: F401
     from pywatt_twisted.errors import (  # noqa: F401
         CircuitOpen,
         DeadlineExceeded,
@@ -68,13 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownService,
         UnsupportedOperation,
     )
-    from pywatt_twisted.runtime.messaging import error_payload, request_payload  # noqa: F401
-    from pywatt_twisted.runtime.module import AnnouncedEndpoint, ModuleDefinition, pywatt_module  # noqa: F401
-    from pywatt_twisted.runtime.resilience import BreakerPolicy, RetryPolicy  # noqa: F401
-    from pywatt_twisted.runtime.secret import Secret  # noqa: F401
-    from pywatt_twisted.runtime.state import AppState  # noqa: F401
     from pywatt_twisted.web._cors import CorsPolicy, cors  # noqa: F401
-    from pywatt_twisted.web.jwt import JwtConfig  # noqa: F401
+    from pywatt_twisted.web._jwt import JwtConfig  # noqa: F401
     from pywatt_twisted.wire.messages import ServiceType  # noqa: F401
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     from twisted.python import usage
 
-    from pywatt_twisted.tap import Options
+    from pywatt_twisted._tap import Options
 
     options = Options()
     try:
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
 
-    from pywatt_twisted.runtime.process import build_process_service
+    from pywatt_twisted._runtime.process import build_process_service
 
     service = build_process_service(
         options["definition"], level=options["level"], config=options["config"], reactor=reactor

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.data.models.test_cli -*-
 """
 C{pywatt db}: the schema tool (the cli layer: it loads a module definition through
-L{pywatt_twisted.runtime}; the old path L{pywatt_twisted.data.models.cli} re-exports
+L{pywatt_twisted._runtime}; the old path L{pywatt_twisted.data.models.cli} re-exports
 it)::
 
     pywatt db model validate --models models.yaml
@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from pywatt_twisted.cliparse import Parser
+from pywatt_twisted._cliparse import Parser
 from pywatt_twisted.errors import ConfigurationError, PyWattError
 
 EXIT_OK = 0
@@ -82,8 +82,8 @@ def models_source(spec: str) -> Any:
         or not _PYTHON_NAME.match(spec)
     ):
         return spec
-    from pywatt_twisted.runtime.loader import load_module_definition
-    from pywatt_twisted.runtime.module import ModuleDefinition
+    from pywatt_twisted._runtime.loader import load_module_definition
+    from pywatt_twisted._runtime.module import ModuleDefinition
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -122,7 +122,7 @@ def _python_file_models(path: str, attr: str) -> Any:
     """
     import importlib.util
 
-    from pywatt_twisted.runtime.module import ModuleDefinition
+    from pywatt_twisted._runtime.module import ModuleDefinition
 
     if not os.path.isfile(path):
         raise ConfigurationError(f"--models {path}: no such file")
@@ -303,7 +303,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         raise _UsageError("no database: pass --url URL or set DATABASE_URL", "")
     schema = _load(args.models)
     # The URL is parsed before the reactor starts so a malformed one is a plain error.
-    from pywatt_twisted.data.database import DatabaseConfig
+    from pywatt_twisted.data._database import DatabaseConfig
 
     DatabaseConfig.from_url(url)
     try:
@@ -318,7 +318,7 @@ def _url(args: argparse.Namespace) -> str:
     if not url:
         raise _UsageError("no database: pass --url URL or set DATABASE_URL", "")
     # The URL is parsed before the reactor starts so a malformed one is a plain error.
-    from pywatt_twisted.data.database import DatabaseConfig
+    from pywatt_twisted.data._database import DatabaseConfig
 
     DatabaseConfig.from_url(url)
     return url
@@ -338,14 +338,14 @@ def generate_source(tx: Any, dialect: str, tables: Sequence[str]) -> tuple[str, 
     """
     The Python models of a database's tables, and the warnings (in a pool thread).
     """
-    from pywatt_twisted.data.models.generate import (
+    from pywatt_twisted.data.models._generate import (
         check_expressions,
         load_source,
         models_from_database,
         python_source,
     )
-    from pywatt_twisted.data.models.introspect import introspect_transaction
-    from pywatt_twisted.data.models.validate import validate
+    from pywatt_twisted.data.models._introspect import introspect_transaction
+    from pywatt_twisted.data.models._validate import validate
 
     generated = models_from_database(
         introspect_transaction(tx, dialect), tables, check_expressions(tx, dialect)
@@ -389,7 +389,7 @@ def _cmd_model_generate(args: argparse.Namespace) -> int:
 
 async def _model_drop(reactor: Any, args: argparse.Namespace, schema: Any, url: str) -> None:
     from pywatt_twisted.data import Database
-    from pywatt_twisted.data.models.drop import drop
+    from pywatt_twisted.data.models._drop import drop
 
     db = Database.from_url(url, min_pool=1, max_pool=1, reactor=reactor)
     code = EXIT_OK

@@ -508,7 +508,7 @@ class RedisPoolUnitTests(SynchronousTestCase):
     def factory(self, db: int = 0, password: str | None = None) -> Any:
         from twisted.logger import Logger
 
-        from pywatt_twisted.data.cache.redis import _PoolFactory
+        from pywatt_twisted.data._cache.redis import _PoolFactory
 
         factory = _PoolFactory(
             db=db,
@@ -696,7 +696,7 @@ class MemcachedExpiryTests(SynchronousTestCase):
         C{n - 1} seconds (a 1-second item was seen gone 10 ms after its C{set}): one
         second is added to the rounded-up TTL.
         """
-        from pywatt_twisted.data.cache.memcached import MemcachedStore
+        from pywatt_twisted.data._cache.memcached import MemcachedStore
 
         self.assertEqual(MemcachedStore._expire(None), 0)
         self.assertEqual(MemcachedStore._expire(0.001), 2)

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.data.cache._codec}: the stored value format and key rules.
+Tests for L{pywatt_twisted.data._cache._codec}: the stored value format and key rules.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.data.cache import (
+from pywatt_twisted.data._cache import (
     InvalidKey,
     SerializationError,
     decode_value,

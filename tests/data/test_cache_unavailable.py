@@ -17,8 +17,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from pywatt_twisted.data.cache import Cache, CacheError, CacheUnavailable, ICacheStore, StoreCache
-from pywatt_twisted.data.cache._availability import Availability
+from pywatt_twisted.data._cache import Cache, CacheError, CacheUnavailable, ICacheStore, StoreCache
+from pywatt_twisted.data._cache._availability import Availability
 from pywatt_twisted.errors import BackendUnavailable, ConfigurationError
 from tests.data.test_database_unavailable import blackhole, closed_port
 from tests.services import require_service
@@ -219,7 +219,7 @@ class RedisPoolFailFastTests(SynchronousTestCase):
     def setUp(self) -> None:
         import txredisapi
 
-        from pywatt_twisted.data.cache.redis import _PoolFactory
+        from pywatt_twisted.data._cache.redis import _PoolFactory
 
         self.reactor = task.Clock()
         self.patch(txredisapi, "reactor", self.reactor)

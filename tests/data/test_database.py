@@ -684,7 +684,7 @@ class InterruptionTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from pywatt_twisted.data.database import _core
+        from pywatt_twisted.data._database import _core
 
         self.server = fakedbapi.FakeServer()
         self.patch(fakedbapi, "server", self.server)
@@ -879,7 +879,7 @@ class InterruptionClassificationTests(SynchronousTestCase):
     def test_mysql(self) -> None:
         import pymysql
 
-        from pywatt_twisted.data.database._core import CANCELLED, LOST, _interruption
+        from pywatt_twisted.data._database._core import CANCELLED, LOST, _interruption
 
         class Conn:
             open = True
@@ -900,7 +900,7 @@ class InterruptionClassificationTests(SynchronousTestCase):
         self.assertEqual(_interruption("mysql", pymysql.err.InterfaceError(0, ""), closed), LOST)
 
     def test_postgresql(self) -> None:
-        from pywatt_twisted.data.database._core import CANCELLED, LOST, _interruption
+        from pywatt_twisted.data._database._core import CANCELLED, LOST, _interruption
 
         class Conn:
             closed = False
@@ -926,7 +926,7 @@ class InterruptionClassificationTests(SynchronousTestCase):
     def test_sqlite_never(self) -> None:
         import sqlite3
 
-        from pywatt_twisted.data.database._core import _interruption
+        from pywatt_twisted.data._database._core import _interruption
 
         self.assertIsNone(_interruption("sqlite", sqlite3.OperationalError("interrupted"), None))
 
@@ -935,7 +935,7 @@ class InterruptionClassificationTests(SynchronousTestCase):
         An idle connection whose server closed the socket is known dead; an idle one
         with nothing waiting is not.
         """
-        from pywatt_twisted.data.database._core import _known_dead
+        from pywatt_twisted.data._database._core import _known_dead
 
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)

@@ -1,12 +1,12 @@
 """
-Tests for L{pywatt_twisted.data.database.DatabaseConfig}: URL parsing and redaction.
+Tests for L{pywatt_twisted.data._database.DatabaseConfig}: URL parsing and redaction.
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.data.database import DatabaseConfig, redact_url
+from pywatt_twisted.data._database import DatabaseConfig, redact_url
 from pywatt_twisted.errors import ConfigurationError
 
 

@@ -16,7 +16,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted.data import Database
-from pywatt_twisted.data.database import (
+from pywatt_twisted.data._database import (
     DatabaseConfig,
     DatabaseUnavailable,
     StatementInterrupted,
@@ -97,7 +97,7 @@ class FailFastTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from pywatt_twisted.data.database import _core
+        from pywatt_twisted.data._database import _core
 
         self.server = fakedbapi.FakeServer()
         self.patch(fakedbapi, "server", self.server)

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.data.database._params}: C{:name} -> driver placeholders.
+Tests for L{pywatt_twisted.data._database._params}: C{:name} -> driver placeholders.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.data.database import ParameterError, translate
+from pywatt_twisted.data._database import ParameterError, translate
 from pywatt_twisted.errors import DataError
 
 

@@ -97,7 +97,7 @@ async def start_dev(
     argv = [
         sys.executable,
         "-m",
-        "pywatt_twisted.cli",
+        "pywatt_twisted._cli",
         "dev",
         *args,
         "--port=0",

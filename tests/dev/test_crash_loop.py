@@ -14,8 +14,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.dev.front import FrontResource
-from pywatt_twisted.dev.supervisor import CRASHED, RESTARTING, Console, ModuleSupervisor
+from pywatt_twisted._dev.front import FrontResource
+from pywatt_twisted._dev.supervisor import CRASHED, RESTARTING, Console, ModuleSupervisor
 from pywatt_twisted.orchestrator import MemorySecretProvider
 
 ERROR = json.dumps(

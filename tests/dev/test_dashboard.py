@@ -14,9 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from pywatt_twisted.dev._dashboard import Dashboard, loopback_host
-from pywatt_twisted.dev.front import FrontResource
-from pywatt_twisted.orchestrator.providers import MemorySecretProvider
+from pywatt_twisted._dev._dashboard import Dashboard, loopback_host
+from pywatt_twisted._dev.front import FrontResource
+from pywatt_twisted.orchestrator._providers import MemorySecretProvider
 
 
 class FakeSupervisor:

@@ -68,7 +68,7 @@ class DevConsole:
         fd, self.log_path = tempfile.mkstemp(prefix="pwdash-", suffix=".log")
         self._log = os.fdopen(fd, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pywatt_twisted.cli", "dev", *args, "--port=0"],
+            [sys.executable, "-m", "pywatt_twisted._cli", "dev", *args, "--port=0"],
             cwd=PROJECT_ROOT,
             env=child_environment(PYTHONUNBUFFERED="1"),
             stdout=self._log,

@@ -13,8 +13,8 @@ import os
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.dev.cli import build_parser, main, secrets_file_provider
-from pywatt_twisted.dev.supervisor import Console
+from pywatt_twisted._dev.cli import build_parser, main, secrets_file_provider
+from pywatt_twisted._dev.supervisor import Console
 
 
 def run(*argv: str) -> tuple[int, str, str]:

@@ -109,7 +109,7 @@ class DevOrchestratorTests(TestCase):
         argv = [
             sys.executable,
             "-m",
-            "pywatt_twisted.cli",
+            "pywatt_twisted._cli",
             "dev",
             "--module=examples.counter.module",
             "--secrets-file=examples/counter/secrets.json",

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.dev.front import allowed_methods, endpoint_matches
-from pywatt_twisted.dev.orchestrator import module_ids
+from pywatt_twisted._dev.front import allowed_methods, endpoint_matches
+from pywatt_twisted._dev.orchestrator import module_ids
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.wire.messages import Endpoint
 

@@ -29,11 +29,11 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.module import pywatt_module
+from pywatt_twisted._runtime.service import ModuleService
 from pywatt_twisted.data import Database
 from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.module import pywatt_module
-from pywatt_twisted.runtime.service import ModuleService
 from tests.data.test_cache import CacheSuiteMixin
 from tests.data.test_database import DatabaseSuiteMixin
 from tests.dev.process import DevProcess, stop_dev
@@ -91,7 +91,7 @@ async def start_module(case: TestCase, *dev_args: str) -> Any:
     argv = [
         sys.executable,
         "-m",
-        "pywatt_twisted.cli",
+        "pywatt_twisted._cli",
         "dev",
         "--module=tests.dev.relay_module",
         *dev_args,
@@ -289,8 +289,8 @@ class ProvideOptionTests(SynchronousTestCase):
     """
 
     def host(self, *argv: str) -> Any:
-        from pywatt_twisted.dev.cli import build_parser, service_host
-        from pywatt_twisted.dev.supervisor import Console
+        from pywatt_twisted._dev.cli import build_parser, service_host
+        from pywatt_twisted._dev.supervisor import Console
 
         args = build_parser().parse_args(["--module=m", *argv])
         return service_host(args, reactor, Console(write=io.StringIO().write))

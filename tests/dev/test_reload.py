@@ -23,7 +23,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pywatt_twisted.dev._reload import (
+from pywatt_twisted._dev._reload import (
     MAX_PENDING_PATHS,
     Reloader,
     RequestHold,

@@ -10,9 +10,9 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.dev._status import SupervisorStatus
-from pywatt_twisted.dev.orchestrator import ROUTE_TIMEOUT, DevOrchestrator
-from pywatt_twisted.dev.supervisor import Console
+from pywatt_twisted._dev._status import SupervisorStatus
+from pywatt_twisted._dev.orchestrator import ROUTE_TIMEOUT, DevOrchestrator
+from pywatt_twisted._dev.supervisor import Console
 from pywatt_twisted.orchestrator import MemorySecretProvider
 from pywatt_twisted.wire.messages import (
     EncodedPayload,

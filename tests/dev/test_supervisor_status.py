@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.dev._status}: the supervisor's status table, and that a
+Tests for L{pywatt_twisted._dev._status}: the supervisor's status table, and that a
 supervised module walks only through allowed transitions.
 """
 
@@ -10,8 +10,8 @@ import json
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.dev._status import ALLOWED, SupervisorStatus, check_transition
-from pywatt_twisted.dev.supervisor import CRASHED, RUNNING, ModuleSupervisor
+from pywatt_twisted._dev._status import ALLOWED, SupervisorStatus, check_transition
+from pywatt_twisted._dev.supervisor import CRASHED, RUNNING, ModuleSupervisor
 
 
 class TableTests(SynchronousTestCase):

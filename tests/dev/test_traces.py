@@ -24,7 +24,7 @@ try:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from pywatt_twisted.dev._traces import SpanRecord, TracePrinter, listen, render_tree
+    from pywatt_twisted._dev._traces import SpanRecord, TracePrinter, listen, render_tree
 except ImportError:  # pragma: no cover - the [otel] extra is part of the test extra
     TracePrinter = None  # type: ignore[assignment,misc]
 

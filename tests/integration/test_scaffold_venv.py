@@ -22,7 +22,7 @@ import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
-from pywatt_twisted.scaffold import ProjectOptions, generate
+from pywatt_twisted._scaffold import ProjectOptions, generate
 from tests.dev.process import DevProcess, stop_dev
 from tests.integration.process import child_environment
 from tests.services import require_service
@@ -138,7 +138,7 @@ class DevServesTheProjectTests(TestCase):
         argv = [
             sys.executable,
             "-m",
-            "pywatt_twisted.cli",
+            "pywatt_twisted._cli",
             "dev",
             "--module=demo_mod.module",
             "--secrets-file=secrets.json",

@@ -163,7 +163,7 @@ class DevTests(TestCase):
         argv = [
             sys.executable,
             "-m",
-            "pywatt_twisted.cli",
+            "pywatt_twisted._cli",
             "dev",
             f"--module={MODULE}",
             "--port=0",

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.link.choice}: the fixed preference, per-send routes, and auto
+Tests for L{pywatt_twisted.link._choice}: the fixed preference, per-send routes, and auto
 routing by latency (moving gradually, not flapping on noise).
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.link.choice import AutoRouting, FailoverChoice, Route
-from pywatt_twisted.link.latency import LatencyTracker
+from pywatt_twisted.link._choice import AutoRouting, FailoverChoice, Route
+from pywatt_twisted.link._latency import LatencyTracker
 
 
 class FakeChannel:

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.link.latency}: EWMA and the bounded percentile reservoir.
+Tests for L{pywatt_twisted.link._latency}: EWMA and the bounded percentile reservoir.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.link.latency import LatencyTracker
+from pywatt_twisted.link._latency import LatencyTracker
 
 
 class LatencyTrackerTests(SynchronousTestCase):

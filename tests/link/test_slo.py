@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.link.slo import (
+from pywatt_twisted.link._slo import (
     CHANNEL_DOWN,
     ERROR_RATE,
     LATENCY_P99,

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.link.state}: a channel's state machine.
+Tests for L{pywatt_twisted.link._state}: a channel's state machine.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.link.state import (
+from pywatt_twisted.link._state import (
     TRANSITIONS,
     ChannelEvent,
     ChannelState,

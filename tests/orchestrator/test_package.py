@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 import pywatt_twisted.orchestrator as orchestrator
 
 MOVED = {
-    "pywatt_twisted.runtime.providers": "pywatt_twisted.orchestrator.providers",
+    "pywatt_twisted.runtime.providers": "pywatt_twisted.orchestrator._providers",
     "pywatt_twisted.dev.channel_server": "pywatt_twisted.orchestrator",
 }
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.orchestrator.providers}: the secret providers behind C{pywatt dev}
+Tests for L{pywatt_twisted.orchestrator._providers}: the secret providers behind C{pywatt dev}
 and the testing toolkit.
 """
 
@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.orchestrator.providers import (
+from pywatt_twisted.orchestrator._providers import (
     ChainedSecretProvider,
     EnvironmentSecretProvider,
     FileSecretProvider,

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.orchestrator.services.ServiceHost}, the orchestrator's end of
+Tests for L{pywatt_twisted.orchestrator._services.ServiceHost}, the orchestrator's end of
 proxied services, driven with messages directly.
 """
 
@@ -13,9 +13,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted.data import Database, MemoryCache
-from pywatt_twisted.data.cache._base import StoreCache
+from pywatt_twisted.data._cache._base import StoreCache
 from pywatt_twisted.orchestrator import ServiceHost
-from pywatt_twisted.orchestrator.services import ANY_SERVICE
+from pywatt_twisted.orchestrator._services import ANY_SERVICE
 from pywatt_twisted.wire.messages import (
     ServiceOperation,
     ServiceOperationResult,

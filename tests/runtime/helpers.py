@@ -10,9 +10,9 @@ from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.redaction import Redactor
-from pywatt_twisted.runtime.service import ModuleService
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.redaction import Redactor
+from pywatt_twisted._runtime.service import ModuleService
 
 
 def init_line(

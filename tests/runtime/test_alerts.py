@@ -15,8 +15,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import pywatt_module
-from pywatt_twisted.link.slo import Alert
-from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted.link._slo import Alert
 from pywatt_twisted.testing import FakeOrchestrator
 
 CONFIG = RuntimeConfig(

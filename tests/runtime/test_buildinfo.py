@@ -11,7 +11,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import pywatt_module
-from pywatt_twisted.runtime.buildinfo import build_info, git_sha_of
+from pywatt_twisted._runtime.buildinfo import build_info, git_sha_of
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40

@@ -15,6 +15,9 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._transport.channel import MessageTooLarge, encode_channel_frame
+from pywatt_twisted._transport.tls import TlsMaterial
 from pywatt_twisted.errors import BootstrapError, ChannelError, ConfigurationError
 from pywatt_twisted.runtime.channels import (
     BACKOFF,
@@ -31,9 +34,6 @@ from pywatt_twisted.runtime.channels import (
     RequiredChannelFailed,
     backoff_policy,
 )
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.transport.channel import MessageTooLarge, encode_channel_frame
-from pywatt_twisted.transport.tls import TlsMaterial
 from pywatt_twisted.web.metrics import ModuleMetrics
 from pywatt_twisted.wire.codec import decode_init
 from pywatt_twisted.wire.framing import frame_header

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.config}: one table of settings feeds the config,
+Tests for L{pywatt_twisted._runtime.config}: one table of settings feeds the config,
 the environment variables and the twistd options.
 """
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._runtime.config import SETTINGS, RuntimeConfig, option_parameters
 from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.runtime.config import SETTINGS, RuntimeConfig, option_parameters
 
 
 class SettingsTableTests(SynchronousTestCase):

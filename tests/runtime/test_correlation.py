@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.correlation}: L{CorrelationTable} (keyed waiters,
+Tests for L{pywatt_twisted._runtime.correlation}: L{CorrelationTable} (keyed waiters,
 swept timeouts, shared waiters, retries, cancellation, stop) and L{FifoCalls} (replies
 without an id), all on a L{Clock}.
 """
@@ -12,8 +12,8 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._runtime.correlation import CorrelationTable, FifoCalls, Pending
 from pywatt_twisted.errors import NotAvailable, RequestTimeout, SecretError
-from pywatt_twisted.runtime.correlation import CorrelationTable, FifoCalls, Pending
 
 
 class _TableTestCase(SynchronousTestCase):

@@ -19,9 +19,9 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from pywatt_twisted import pywatt_module
+from pywatt_twisted._runtime.config import RuntimeConfig
 from pywatt_twisted.data import Database
-from pywatt_twisted.data.cache import Cache, CacheUnavailable
-from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted.data._cache import Cache, CacheUnavailable
 from pywatt_twisted.testing import FakeOrchestrator
 from tests.data.test_database_unavailable import closed_port
 from tests.services import require_service

@@ -1,5 +1,5 @@
 """
-Tests for service discovery and proxied services (L{pywatt_twisted.runtime.discovery}),
+Tests for service discovery and proxied services (L{pywatt_twisted._runtime.discovery}),
 through a real module service on a L{FakeOrchestrator}.
 """
 
@@ -13,8 +13,8 @@ from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._runtime.discovery import service_type
 from pywatt_twisted.errors import NotAvailable, RemoteError, RequestTimeout
-from pywatt_twisted.runtime.discovery import service_type
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,

@@ -24,10 +24,10 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 import pywatt_twisted
 from pywatt_twisted import pywatt_module
+from pywatt_twisted._runtime.config import RuntimeConfig
 from pywatt_twisted.data import Database
-from pywatt_twisted.data.cache import Cache
+from pywatt_twisted.data._cache import Cache
 from pywatt_twisted.errors import BootstrapError
-from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.testing import FakeOrchestrator
 from tests.data.test_database_unavailable import closed_port
 from tests.services import require_service, services_required

@@ -13,8 +13,8 @@ from klein import Klein
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import pywatt_module
+from pywatt_twisted._runtime.config import RuntimeConfig, option_parameters
 from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.runtime.config import RuntimeConfig, option_parameters
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.codec import decode_init, encode_init
 from pywatt_twisted.wire.messages import PortRequest

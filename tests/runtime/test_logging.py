@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.logging} and L{pywatt_twisted.runtime.redaction}.
+Tests for L{pywatt_twisted._runtime.logging} and L{pywatt_twisted._runtime.redaction}.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.runtime.logging import (
+from pywatt_twisted._runtime.logging import (
     JsonLinesObserver,
     StderrWriter,
     bridge_stdlib_logging,
@@ -26,8 +25,9 @@ from pywatt_twisted.runtime.logging import (
     open_nonblocking_stderr,
     parse_log_level,
 )
-from pywatt_twisted.runtime.redaction import Redactor
-from pywatt_twisted.runtime.secret import Secret
+from pywatt_twisted._runtime.redaction import Redactor
+from pywatt_twisted._runtime.secret import Secret
+from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.web.metrics import ModuleMetrics
 
 

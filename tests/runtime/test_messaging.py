@@ -1,5 +1,5 @@
 """
-Tests for module-to-module messaging (L{pywatt_twisted.runtime.messaging}), through a
+Tests for module-to-module messaging (L{pywatt_twisted._runtime.messaging}), through a
 real L{ModuleService} whose channels are connected in memory to a L{FakeOrchestrator}.
 """
 
@@ -17,19 +17,19 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import pywatt_module
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.messaging import (
+    PayloadError,
+    decode_reply,
+    error_payload,
+    unwrap_request,
+)
 from pywatt_twisted.errors import (
     ChannelError,
     NotAvailable,
     ProtocolError,
     RemoteError,
     RequestTimeout,
-)
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.messaging import (
-    PayloadError,
-    decode_reply,
-    error_payload,
-    unwrap_request,
 )
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import (
@@ -656,7 +656,7 @@ class ConfigTests(SynchronousTestCase):
         )
 
     def test_twistd_option(self) -> None:
-        from pywatt_twisted.tap import Options
+        from pywatt_twisted._tap import Options
 
         options = Options()
         options.parseOptions(["--module=examples.orders.module", "--routed-replies=off"])

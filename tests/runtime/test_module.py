@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.module} and L{pywatt_twisted.runtime.loader}.
+Tests for L{pywatt_twisted._runtime.module} and L{pywatt_twisted._runtime.loader}.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import types
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import AnnouncedEndpoint, ModuleDefinition, pywatt_module
+from pywatt_twisted._runtime.loader import load_module_definition
 from pywatt_twisted.errors import ConfigurationError, ModuleLoadError
-from pywatt_twisted.runtime.loader import load_module_definition
 
 
 class DecoratorTests(SynchronousTestCase):

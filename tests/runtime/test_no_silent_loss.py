@@ -14,7 +14,7 @@ from typing import Any
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.config import RuntimeConfig
 from tests.runtime.helpers import Harness, init_line, line
 from tests.runtime.modules import big_body_app, pattern
 

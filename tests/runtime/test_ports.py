@@ -1,5 +1,5 @@
 """
-Tests for port negotiation (L{pywatt_twisted.runtime.ports}): the negotiator on a
+Tests for port negotiation (L{pywatt_twisted._runtime.ports}): the negotiator on a
 clock, and a module started without a C{listen} address.
 """
 
@@ -13,13 +13,13 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import BootstrapError, NotAvailable, RequestTimeout
-from pywatt_twisted.runtime.ports import (
+from pywatt_twisted._runtime.ports import (
     PortNegotiationFailed,
     PortNegotiationTimeout,
     PortNegotiator,
     RetryPolicy,
 )
+from pywatt_twisted.errors import BootstrapError, NotAvailable, RequestTimeout
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import PortRequest, PortResponse
 

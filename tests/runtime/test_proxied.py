@@ -1,5 +1,5 @@
 """
-Tests for proxied services at the module's end (L{pywatt_twisted.runtime.proxied},
+Tests for proxied services at the module's end (L{pywatt_twisted._runtime.proxied},
 C{state.service}): unknown names, unsupported operations, correlation in any order,
 bounded in-flight, no write replayed on a lost reply, the circuit breaker. The
 orchestrator is a L{FakeOrchestrator} on a L{MemoryReactorClock}: either its

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.redaction}: the bounded history of values per secret,
+Tests for L{pywatt_twisted._runtime.redaction}: the bounded history of values per secret,
 a matching structure whose size does not grow with the number of rotations, short values
 redacted only as whole tokens, and the escaped forms.
 """
@@ -11,10 +11,10 @@ import json
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.redaction import MIN_SUBSTRING_LENGTH, Redactor
-from pywatt_twisted.runtime.secret import REDACTED, Secret
-from pywatt_twisted.runtime.service import ModuleService
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.redaction import MIN_SUBSTRING_LENGTH, Redactor
+from pywatt_twisted._runtime.secret import REDACTED, Secret
+from pywatt_twisted._runtime.service import ModuleService
 from tests.runtime.modules import echo_app
 
 

@@ -1,5 +1,5 @@
 """
-Tests for the registration-protocol client (L{pywatt_twisted.runtime.registration}):
+Tests for the registration-protocol client (L{pywatt_twisted._runtime.registration}):
 the client against an in-memory registration service, and the service in a module.
 """
 
@@ -18,15 +18,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import pywatt_module
-from pywatt_twisted.errors import ChannelError, RequestTimeout
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.registration import (
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.registration import (
     RegistrationClient,
     RegistrationError,
     health_to_status,
 )
-from pywatt_twisted.wire.framing import FrameDecoder, frame_header, frame_json
-from pywatt_twisted.wire.registration import (
+from pywatt_twisted.errors import ChannelError, RequestTimeout
+from pywatt_twisted.wire._registration import (
     Capabilities,
     CapabilitiesRequest,
     CapabilitiesResponse,
@@ -43,6 +42,7 @@ from pywatt_twisted.wire.registration import (
     decode_registration_request,
     encode_registration_response,
 )
+from pywatt_twisted.wire.framing import FrameDecoder, frame_header, frame_json
 from tests.runtime.helpers import Harness, init_line
 
 MODULE_UUID = uuid.UUID("7e57ab1e-0000-4000-8000-000000000001")

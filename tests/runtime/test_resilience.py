@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.resilience}: the circuit breaker's state machine on a
+Tests for L{pywatt_twisted._runtime.resilience}: the circuit breaker's state machine on a
 clock, the registry of breakers, and the retry policy.
 """
 
@@ -8,6 +8,13 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._runtime.resilience import (
+    BreakerPolicy,
+    Breakers,
+    BreakerState,
+    CircuitBreaker,
+    RetryPolicy,
+)
 from pywatt_twisted.errors import (
     ChannelError,
     CircuitOpen,
@@ -16,13 +23,6 @@ from pywatt_twisted.errors import (
     TargetExited,
     Timeout,
     Unavailable,
-)
-from pywatt_twisted.runtime.resilience import (
-    BreakerPolicy,
-    Breakers,
-    BreakerState,
-    CircuitBreaker,
-    RetryPolicy,
 )
 
 S = BreakerState

@@ -15,6 +15,9 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import RetryPolicy
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.messaging import error_payload
+from pywatt_twisted._runtime.resilience import BreakerPolicy
 from pywatt_twisted.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -28,9 +31,6 @@ from pywatt_twisted.errors import (
     Unavailable,
     UnknownModule,
 )
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.messaging import error_payload
-from pywatt_twisted.runtime.resilience import BreakerPolicy
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.envelope import routed_request_payload
 from pywatt_twisted.wire.messages import (

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.secret.Secret}.
+Tests for L{pywatt_twisted._runtime.secret.Secret}.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pickle
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._runtime.secret import Secret
 from pywatt_twisted.errors import SecretError
-from pywatt_twisted.runtime.secret import Secret
 
 
 class SecretTests(SynchronousTestCase):

@@ -1,7 +1,7 @@
 """
-Tests for L{pywatt_twisted.runtime.secrets.SecretClient} (correlation by name, shared
+Tests for L{pywatt_twisted._runtime.secrets.SecretClient} (correlation by name, shared
 waiters, timeouts, seeding, the all-at-once refresh) and for the rotation flow it backs
-in L{pywatt_twisted.runtime.service} (re-fetch, C{on_rotation} callbacks, C{rotation_ack}).
+in L{pywatt_twisted._runtime.service} (re-fetch, C{on_rotation} callbacks, C{rotation_ack}).
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import SecretError
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.redaction import Redactor
-from pywatt_twisted.runtime.secret import REDACTED, Secret
-from pywatt_twisted.runtime.secrets import (
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.redaction import Redactor
+from pywatt_twisted._runtime.secret import REDACTED, Secret
+from pywatt_twisted._runtime.secrets import (
     CACHE_FIRST,
     DEFAULT_SECRET_TIMEOUT,
     FORCE_REMOTE,
     SecretClient,
 )
-from pywatt_twisted.runtime.service import READY
+from pywatt_twisted._runtime.service import READY
+from pywatt_twisted.errors import SecretError
 from pywatt_twisted.wire.messages import GetSecret, SecretMessage
 from tests.runtime.helpers import Harness, init_line, line
 from tests.runtime.modules import echo_app
@@ -507,7 +507,7 @@ class EscapedFormsTests(SynchronousTestCase):
             self.assertNotIn("ird}", redacted, text)
 
     def test_plain_values_have_one_form(self) -> None:
-        from pywatt_twisted.runtime.redaction import variants
+        from pywatt_twisted._runtime.redaction import variants
 
         self.assertEqual(variants("plain-Value_123"), {"plain-Value_123"})
         self.assertEqual(len(Redactor()), 0)

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.service}: the stdio protocol and the bootstrap, driven
+Tests for L{pywatt_twisted._runtime.service}: the stdio protocol and the bootstrap, driven
 entirely in memory.
 """
 
@@ -12,11 +12,11 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.service import READY, describe_address
+from pywatt_twisted._runtime.status import ModuleStatus
+from pywatt_twisted._transport.interfaces import IOrchestratorLink
 from pywatt_twisted.errors import BootstrapError, SecretError
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.service import READY, describe_address
-from pywatt_twisted.runtime.status import ModuleStatus
-from pywatt_twisted.transport.interfaces import IOrchestratorLink
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 from tests.runtime.helpers import Harness, init_line, line
 from tests.runtime.modules import echo_app, failing_start, plain_resource
@@ -596,7 +596,7 @@ class StdoutBackpressureConfigTests(SynchronousTestCase):
 
 class StatusThroughLifeTests(SynchronousTestCase):
     """
-    The module status (L{pywatt_twisted.runtime.status}) as the service moves it.
+    The module status (L{pywatt_twisted._runtime.status}) as the service moves it.
     """
 
     def stop(self, h: Harness) -> None:

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.status}: the module status machine.
+Tests for L{pywatt_twisted._runtime.status}: the module status machine.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.runtime.status import ModuleStatus, StatusMachine
+from pywatt_twisted._runtime.status import ModuleStatus, StatusMachine
 
 S = ModuleStatus
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.config import RuntimeConfig
 from pywatt_twisted.streaming import StreamFailed, StreamReceiver, StreamSender, StreamTable
 from pywatt_twisted.wire.codec import decode_from_module, encode_line
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse, StreamAck, StreamCancel

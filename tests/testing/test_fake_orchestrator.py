@@ -325,7 +325,7 @@ class FakeSettingsTests(SynchronousTestCase):
         The fake's orchestrator side caps channel frames with the same
         C{max_frame_length} setting as the module it runs, not a default of its own.
         """
-        from pywatt_twisted.runtime.config import RuntimeConfig
+        from pywatt_twisted._runtime.config import RuntimeConfig
 
         fake = FakeOrchestrator(config=RuntimeConfig(max_frame_length=4096), channels=["tcp"])
         self.assertEqual(fake.channel_server.max_frame_length, 4096)

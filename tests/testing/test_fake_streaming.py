@@ -11,8 +11,8 @@ from typing import Any
 from klein import Klein
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._runtime.config import RuntimeConfig
 from pywatt_twisted.errors import MessageTooLarge, RemoteError
-from pywatt_twisted.runtime.config import RuntimeConfig
 from pywatt_twisted.streaming import StreamFailed
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.messages import HttpResponse

@@ -15,7 +15,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pywatt_twisted.transport.channel import ChannelProtocol, IChannelListener
+from pywatt_twisted._transport.channel import ChannelProtocol, IChannelListener
 from pywatt_twisted.wire.framing import FORMAT_JSON, FrameDecoder, encode_frame
 
 

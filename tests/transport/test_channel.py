@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.transport.channel}: one framed channel connection, module side.
+Tests for L{pywatt_twisted._transport.channel}: one framed channel connection, module side.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import ChannelError, FrameTooLarge
-from pywatt_twisted.transport.channel import (
+from pywatt_twisted._transport.channel import (
     PHASE_STEPS,
     ChannelClosed,
     ChannelFactory,
@@ -26,7 +25,8 @@ from pywatt_twisted.transport.channel import (
     MessageTooLarge,
     encode_channel_frame,
 )
-from pywatt_twisted.transport.tls import TlsHandshakeTimeout, is_tls_failure
+from pywatt_twisted._transport.tls import TlsHandshakeTimeout, is_tls_failure
+from pywatt_twisted.errors import ChannelError, FrameTooLarge
 from pywatt_twisted.wire.framing import FORMAT_AUTO, FORMAT_BASE64, frame_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.orchestrator.channel_server} (the orchestrator's end of the
+Tests for L{pywatt_twisted.orchestrator._channel_server} (the orchestrator's end of the
 channels), and end-to-end behaviour of the module's channels against it over real
 loopback sockets: a slow orchestrator, a restarting one.
 """
@@ -16,6 +16,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pywatt_twisted._transport.channel import encode_channel_frame
 from pywatt_twisted.errors import RequestTimeout
 from pywatt_twisted.orchestrator import ChannelServer, ModuleConnection
 from pywatt_twisted.runtime.channels import (
@@ -26,7 +27,6 @@ from pywatt_twisted.runtime.channels import (
     ChannelQueueFull,
     ChannelSpec,
 )
-from pywatt_twisted.transport.channel import encode_channel_frame
 from pywatt_twisted.wire.framing import frame_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.transport.framed.FramedProtocol}, the base of every framed
+Tests for L{pywatt_twisted._transport.framed.FramedProtocol}, the base of every framed
 connection.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._transport.framed import COALESCE_LIMIT, FramedProtocol
 from pywatt_twisted.errors import FrameError, FrameTooLarge
-from pywatt_twisted.transport.framed import COALESCE_LIMIT, FramedProtocol
 from pywatt_twisted.wire.framing import Frame, encode_frame, frame_header
 from tests.transport.fakes import BufferedTransport
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.transport.stdio}: stdout backpressure and the rate-limited
+Tests for L{pywatt_twisted._transport.stdio}: stdout backpressure and the rate-limited
 report of invalid stdin lines.
 """
 
@@ -16,8 +16,8 @@ from twisted.logger import LogEvent, Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from pywatt_twisted.transport.interfaces import IMessageReceiver, IOrchestratorLink
-from pywatt_twisted.transport.stdio import StdioProtocol
+from pywatt_twisted._transport.interfaces import IMessageReceiver, IOrchestratorLink
+from pywatt_twisted._transport.stdio import StdioProtocol
 from pywatt_twisted.wire.messages import Heartbeat, HttpRequest, HttpResponse
 
 INIT = (

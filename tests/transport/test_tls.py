@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.transport.tls}: the TLS options of the TCP channel, in
+Tests for L{pywatt_twisted._transport.tls}: the TLS options of the TCP channel, in
 memory (iosim) and over real loopback sockets. Certificates are made per test run with
 C{cryptography} (L{EphemeralPKI}).
 """
@@ -16,6 +16,14 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pywatt_twisted._transport.channel import ChannelFactory, ChannelSettings
+from pywatt_twisted._transport.tls import (
+    ChannelTlsError,
+    TlsConfigurationError,
+    TlsMaterial,
+    client_tls_options,
+    is_tls_failure,
+)
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI
 from pywatt_twisted.runtime.channels import (
@@ -24,14 +32,6 @@ from pywatt_twisted.runtime.channels import (
     ChannelOptions,
     ChannelSpec,
     RequiredChannelFailed,
-)
-from pywatt_twisted.transport.channel import ChannelFactory, ChannelSettings
-from pywatt_twisted.transport.tls import (
-    ChannelTlsError,
-    TlsConfigurationError,
-    TlsMaterial,
-    client_tls_options,
-    is_tls_failure,
 )
 from pywatt_twisted.wire.init import SecurityLevel
 from pywatt_twisted.wire.messages import Heartbeat

@@ -632,7 +632,7 @@ class SendHttpReplyTests(SynchronousTestCase):
     def connect(self, max_frame_length: int) -> tuple[Any, Any]:
         from twisted.internet.testing import StringTransportWithDisconnection
 
-        from pywatt_twisted.transport.channel import ChannelFactory, ChannelSettings
+        from pywatt_twisted._transport.channel import ChannelFactory, ChannelSettings
         from tests.transport.fakes import RecordingListener
 
         settings = ChannelSettings("tcp", "a", "demo", max_frame_length=max_frame_length)

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.web.health import DEGRADED, FAILING, OK, UNKNOWN, HealthChecks
+from pywatt_twisted.web._health import DEGRADED, FAILING, OK, UNKNOWN, HealthChecks
 from pywatt_twisted.web.site import PyWattSite, build_root_resource
 from tests.web._apps import direct_exchange, parse_response
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.web.jwt}: the configuration, the guard, and the negative
+Tests for L{pywatt_twisted.web._jwt}: the configuration, the guard, and the negative
 matrix through real HTTP, both against a module service listening on 127.0.0.1 in this
 process and against the example auth module run as a real C{twistd -n pywatt} process.
 """
@@ -25,11 +25,11 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted import JwtConfig, pywatt_module
+from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.redaction import Redactor
+from pywatt_twisted._runtime.service import READY, ModuleService
 from pywatt_twisted.errors import ConfigurationError, NotAvailable
-from pywatt_twisted.runtime.config import RuntimeConfig
-from pywatt_twisted.runtime.redaction import Redactor
-from pywatt_twisted.runtime.service import READY, ModuleService
-from pywatt_twisted.web.jwt import (
+from pywatt_twisted.web._jwt import (
     MAX_LEEWAY,
     JwtGuard,
     JwtRejected,
@@ -227,7 +227,7 @@ class JwtConfigTests(SynchronousTestCase):
 
     def test_lazy_public_name(self) -> None:
         import pywatt_twisted
-        from pywatt_twisted.web import jwt as module
+        from pywatt_twisted.web import _jwt as module
 
         self.assertIs(pywatt_twisted.JwtConfig, module.JwtConfig)
 
@@ -740,7 +740,7 @@ class ClassBasedAppTests(TestCase):
     async def test_method_route(self) -> None:
         from treq.testing import StubTreq
 
-        from pywatt_twisted.runtime.secret import Secret
+        from pywatt_twisted._runtime.secret import Secret
 
         guard = JwtGuard(JwtConfig(), lambda: Secret("JWT_SECRET", KEY))
 
@@ -773,7 +773,7 @@ class TimeClaimTypeTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from pywatt_twisted.runtime.secret import Secret
+        from pywatt_twisted._runtime.secret import Secret
 
         self.guard = JwtGuard(JwtConfig(), lambda: Secret("JWT_SECRET", KEY))
         self.now = int(time.time())

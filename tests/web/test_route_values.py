@@ -22,9 +22,9 @@ from twisted.web.template import tags
 from zope.interface import implementer
 
 from pywatt_twisted import pywatt_module
+from pywatt_twisted._runtime.logging import event_as_json
+from pywatt_twisted._runtime.redaction import Redactor
 from pywatt_twisted.errors import RouteReturnError
-from pywatt_twisted.runtime.logging import event_as_json
-from pywatt_twisted.runtime.redaction import Redactor
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.web.site import PyWattSite, build_root_resource, klein_resource

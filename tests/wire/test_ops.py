@@ -1,13 +1,13 @@
 """
-Tests for L{pywatt_twisted.wire.ops}.
+Tests for L{pywatt_twisted.wire._ops}.
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted.wire._ops import op_name
 from pywatt_twisted.wire.messages import Heartbeat, UnknownMessage
-from pywatt_twisted.wire.ops import op_name
 
 
 class OpNameTests(SynchronousTestCase):

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.wire.registration} beyond the vectors (which
+Tests for L{pywatt_twisted.wire._registration} beyond the vectors (which
 L{tests.wire.test_vectors} checks byte for byte).
 """
 
@@ -11,7 +11,7 @@ import uuid
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ProtocolError
-from pywatt_twisted.wire.registration import (
+from pywatt_twisted.wire._registration import (
     Capabilities,
     CapabilitiesRequest,
     EndpointInfo,

@@ -15,6 +15,16 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.wire._registration import (
+    decode_http_tcp_request,
+    decode_http_tcp_response,
+    decode_registration_request,
+    decode_registration_response,
+    encode_http_tcp_request,
+    encode_http_tcp_response,
+    encode_registration_request,
+    encode_registration_response,
+)
 from pywatt_twisted.wire.codec import (
     decode_envelope_from_module,
     decode_from_module,
@@ -57,16 +67,6 @@ from pywatt_twisted.wire.messages import (
     RouteToModule,
     SecretMessage,
     ServiceType,
-)
-from pywatt_twisted.wire.registration import (
-    decode_http_tcp_request,
-    decode_http_tcp_response,
-    decode_registration_request,
-    decode_registration_response,
-    encode_http_tcp_request,
-    encode_http_tcp_response,
-    encode_registration_request,
-    encode_registration_response,
 )
 
 VECTORS: list[dict[str, Any]] = json.loads(

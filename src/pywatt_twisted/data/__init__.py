@@ -14,7 +14,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pywatt_twisted.data.cache import (
+    from pywatt_twisted.data._cache import (
         Cache,
         CacheError,
         CacheUnavailable,
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
         MemoryCache,
         SerializationError,
     )
-    from pywatt_twisted.data.cache.memcached import MemcachedCache
-    from pywatt_twisted.data.cache.redis import RedisCache
-    from pywatt_twisted.data.database import (
+    from pywatt_twisted.data._cache.memcached import MemcachedCache
+    from pywatt_twisted.data._cache.redis import RedisCache
+    from pywatt_twisted.data._database import (
         AsyncTransaction,
         Database,
         DatabaseCollector,
@@ -62,7 +62,7 @@ _LAZY = {
             "RedisCache",
             "SerializationError",
         ),
-        "pywatt_twisted.data.cache",
+        "pywatt_twisted.data._cache",
     ),
     **dict.fromkeys(
         (
@@ -80,7 +80,7 @@ _LAZY = {
             "SyncTransaction",
             "TransactionClosed",
         ),
-        "pywatt_twisted.data.database",
+        "pywatt_twisted.data._database",
     ),
     "DataError": "pywatt_twisted.errors",
 }

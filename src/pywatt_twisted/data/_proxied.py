@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.data.test_proxied -*-
 """
 What crosses the wire for a proxied database or cache (C{state.service(name)}), shared
-by the module's side (L{pywatt_twisted.data.database._proxy},
-L{pywatt_twisted.data.cache._proxy}) and the orchestrator's side
-(L{pywatt_twisted.orchestrator.services}).
+by the module's side (L{pywatt_twisted.data._database._proxy},
+L{pywatt_twisted.data._cache._proxy}) and the orchestrator's side
+(L{pywatt_twisted.orchestrator._services}).
 
 Values
 ======
@@ -33,14 +33,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pywatt_twisted.data.cache._errors import (
+from pywatt_twisted.data._cache._errors import (
     CacheError,
     CacheUnavailable,
     InvalidKey,
     InvalidTTL,
     SerializationError,
 )
-from pywatt_twisted.data.database._errors import (
+from pywatt_twisted.data._database._errors import (
     DatabaseError,
     DatabaseUnavailable,
     IntegrityError,
@@ -48,7 +48,7 @@ from pywatt_twisted.data.database._errors import (
     StatementInterrupted,
     TransactionClosed,
 )
-from pywatt_twisted.data.database._params import ParameterError
+from pywatt_twisted.data._database._params import ParameterError
 from pywatt_twisted.errors import DataError
 
 __all__ = [

@@ -83,8 +83,8 @@ def track(resource: Any) -> None:
 # Where IDatabase and ICache are defined. Nothing can provide one before its module is
 # imported, so a module that loaded neither does not load them here (at start-up).
 _INTERFACES = (
-    ("pywatt_twisted.data.database._core", "IDatabase"),
-    ("pywatt_twisted.data.cache._base", "ICache"),
+    ("pywatt_twisted.data._database._core", "IDatabase"),
+    ("pywatt_twisted.data._cache._base", "ICache"),
 )
 
 

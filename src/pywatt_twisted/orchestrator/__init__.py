@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.orchestrator.test_package -*-
 """
-The orchestrator's side of the protocol, shared by C{pywatt dev} (L{pywatt_twisted.dev})
+The orchestrator's side of the protocol, shared by C{pywatt dev} (L{pywatt_twisted._dev})
 and the test toolkit (L{pywatt_twisted.testing}):
 
   - L{ChannelServer} and L{ModuleConnection}: the listener for the modules' framed
@@ -16,9 +16,9 @@ and the test toolkit (L{pywatt_twisted.testing}):
 A module never imports this package: it is what plays the other end.
 """
 
-from pywatt_twisted.orchestrator.channel_server import ChannelServer, ModuleConnection
-from pywatt_twisted.orchestrator.pki import EphemeralPKI, server_tls_options
-from pywatt_twisted.orchestrator.providers import (
+from pywatt_twisted.orchestrator._channel_server import ChannelServer, ModuleConnection
+from pywatt_twisted.orchestrator._pki import EphemeralPKI, server_tls_options
+from pywatt_twisted.orchestrator._providers import (
     ChainedSecretProvider,
     EnvironmentSecretProvider,
     FileSecretProvider,
@@ -26,7 +26,7 @@ from pywatt_twisted.orchestrator.providers import (
     MemorySecretProvider,
     read_secrets_file,
 )
-from pywatt_twisted.orchestrator.services import ServiceHost
+from pywatt_twisted.orchestrator._services import ServiceHost
 
 __all__ = [
     "ChainedSecretProvider",

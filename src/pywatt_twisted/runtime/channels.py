@@ -7,6 +7,8 @@ The state constants are the members of L{ChannelState} (a C{str} enum, so they
 still compare equal to the old strings).
 """
 
+import warnings
+
 from pywatt_twisted.link import (
     ChannelManager,
     ChannelOptions,
@@ -44,3 +46,9 @@ CONNECTED = ChannelState.CONNECTED
 PAUSED = ChannelState.PAUSED
 BACKOFF = ChannelState.BACKOFF
 FAILED = ChannelState.FAILED
+
+warnings.warn(
+    "pywatt_twisted.runtime.channels is deprecated: import from pywatt_twisted.link",
+    DeprecationWarning,
+    stacklevel=2,
+)

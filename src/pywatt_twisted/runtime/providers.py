@@ -1,11 +1,13 @@
 # -*- test-case-name: tests.orchestrator.test_providers -*-
 """
-Moved to L{pywatt_twisted.orchestrator.providers} (secret providers are the
+Moved to L{pywatt_twisted.orchestrator._providers} (secret providers are the
 orchestrator's side: C{pywatt dev} and the FakeOrchestrator use them, a module never
 does); this module re-exports its names so existing imports keep working.
 """
 
-from pywatt_twisted.orchestrator.providers import (
+import warnings
+
+from pywatt_twisted.orchestrator._providers import (
     ENV_PREFIX,
     ChainedSecretProvider,
     ChangeCallback,
@@ -26,3 +28,9 @@ __all__ = [
     "MemorySecretProvider",
     "read_secrets_file",
 ]
+
+warnings.warn(
+    "pywatt_twisted.runtime.providers is deprecated: import from pywatt_twisted.orchestrator",
+    DeprecationWarning,
+    stacklevel=2,
+)

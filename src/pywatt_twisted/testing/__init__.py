@@ -9,6 +9,6 @@ C{treq.testing}:
 See C{docs/testing.md}.
 """
 
-from pywatt_twisted.testing.orchestrator import FakeModule, FakeOrchestrator, FakeResponse
+from pywatt_twisted.testing._orchestrator import FakeModule, FakeOrchestrator, FakeResponse
 
 __all__ = ["FakeModule", "FakeOrchestrator", "FakeResponse"]

@@ -420,7 +420,7 @@ class ModuleMetrics:
         Publish C{pywatt_log_dropped_total}, read from C{total} on every scrape: log lines
         dropped because stderr was not read and the log buffer was full.
 
-        @param total: the count so far (L{pywatt_twisted.runtime.logging.StderrWriter}'s
+        @param total: the count so far (L{pywatt_twisted._runtime.logging.StderrWriter}'s
             C{dropped_total}).
         @return: the registered collector.
         """

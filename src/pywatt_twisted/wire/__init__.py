@@ -10,7 +10,7 @@ pywatt_twisted.wire: the PyWatt protocol as plain values, no I/O.
   - L{envelope<pywatt_twisted.wire.envelope>}: the envelopes a module sends on a
     channel, and the routed envelope of module-to-module payloads;
   - L{lines<pywatt_twisted.wire.lines>}: stdio line splitting;
-  - L{registration<pywatt_twisted.wire.registration>}: the optional registration and
+  - L{registration<pywatt_twisted.wire._registration>}: the optional registration and
     HTTP-over-TCP protocols.
 
 Nothing in this package imports a reactor; C{docs/protocol.md} describes the protocol

@@ -25,10 +25,10 @@ from typing import Any, Final
 
 from pywatt_twisted.errors import MessageTooLarge, PayloadError
 from pywatt_twisted.wire import _json
+from pywatt_twisted.wire._ops import op_name
 from pywatt_twisted.wire.codec import to_json_object
 from pywatt_twisted.wire.framing import frame_header
 from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck
-from pywatt_twisted.wire.ops import op_name
 
 __all__ = [
     "correlated_metadata",

@@ -36,7 +36,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "pywatt_twisted.cli", "db", *args],
+        [sys.executable, "-m", "pywatt_twisted._cli", "db", *args],
         capture_output=True,
         text=True,
         timeout=120,

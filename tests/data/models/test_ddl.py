@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.data.models.ddl}: golden DDL per dialect for the everything-model,
+Tests for L{pywatt_twisted.data.models._ddl}: golden DDL per dialect for the everything-model,
 quoting, ordering, names; the SQLite DDL is also run to check it means what it says.
 """
 
@@ -11,14 +11,14 @@ import sqlite3
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.data.models import ModelValidationError, generate_ddl, load_models
-from pywatt_twisted.data.models.ddl import (
+from pywatt_twisted.data.models._ddl import (
     ColumnType,
     canonical_default,
     constraint_name,
     get_dialect,
     parse_default_sql,
 )
-from pywatt_twisted.data.models.model import Field
+from pywatt_twisted.data.models._model import Field
 from pywatt_twisted.errors import ConfigurationError
 
 HERE = os.path.dirname(os.path.abspath(__file__))

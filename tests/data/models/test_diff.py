@@ -1,5 +1,5 @@
 """
-Unit tests for L{pywatt_twisted.data.models.diff}, against hand-made introspection results
+Unit tests for L{pywatt_twisted.data.models._diff}, against hand-made introspection results
 (and, for SQLite, a real in-memory database read by the introspector).
 """
 
@@ -12,9 +12,9 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.data.models import generate_ddl, load_models
-from pywatt_twisted.data.models.ddl import ColumnType, all_indexes, get_dialect
-from pywatt_twisted.data.models.diff import MigrationPlan, diff, is_widening
-from pywatt_twisted.data.models.introspect import (
+from pywatt_twisted.data.models._ddl import ColumnType, all_indexes, get_dialect
+from pywatt_twisted.data.models._diff import MigrationPlan, diff, is_widening
+from pywatt_twisted.data.models._introspect import (
     ColumnInfo,
     DatabaseSchema,
     ForeignKeyInfo,
@@ -23,7 +23,7 @@ from pywatt_twisted.data.models.introspect import (
     introspect_sqlite,
     sqlite_checks,
 )
-from pywatt_twisted.data.models.model import Model, Schema
+from pywatt_twisted.data.models._model import Model, Schema
 
 
 def base(**changes: Any) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def stored(schema: Schema, dialect: str) -> DatabaseSchema:
 
 
 def _table(m: Model, d: Any) -> TableInfo:
-    from pywatt_twisted.data.models.ddl import check_constraints, constraint_name, fk_name
+    from pywatt_twisted.data.models._ddl import check_constraints, constraint_name, fk_name
 
     columns = tuple(
         ColumnInfo(

@@ -54,7 +54,7 @@ class ExampleTests(SynchronousTestCase):
             [
                 sys.executable,
                 "-m",
-                "pywatt_twisted.cli",
+                "pywatt_twisted._cli",
                 "db",
                 "schema",
                 "diff",

@@ -36,16 +36,16 @@ from pywatt_twisted.data.models import (
     plan,
     sync,
 )
-from pywatt_twisted.data.models.drop import drop_plan
-from pywatt_twisted.data.models.generate import load_source, models_from_database, python_source
-from pywatt_twisted.data.models.introspect import (
+from pywatt_twisted.data.models._drop import drop_plan
+from pywatt_twisted.data.models._generate import load_source, models_from_database, python_source
+from pywatt_twisted.data.models._introspect import (
     ColumnInfo,
     DatabaseSchema,
     ForeignKeyInfo,
     IndexInfo,
     TableInfo,
 )
-from pywatt_twisted.data.models.model import Field, Model, Schema
+from pywatt_twisted.data.models._model import Field, Model, Schema
 from pywatt_twisted.errors import ConfigurationError
 from tests.data.models.test_live import deferred_test, everything
 from tests.services import require_service
@@ -58,7 +58,7 @@ _counter = itertools.count()
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "pywatt_twisted.cli", "db", *args],
+        [sys.executable, "-m", "pywatt_twisted._cli", "db", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -67,7 +67,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def column(name: str, kind: str, **kw: Any) -> ColumnInfo:
-    from pywatt_twisted.data.models.ddl import ColumnType
+    from pywatt_twisted.data.models._ddl import ColumnType
 
     return ColumnInfo(
         name=name,
@@ -409,7 +409,7 @@ class RoundTripMixin:
         prefix, dialect = self.prefix, self.db.dialect
 
         def drop(tx: Any) -> None:
-            from pywatt_twisted.data.models.introspect import introspect_transaction
+            from pywatt_twisted.data.models._introspect import introspect_transaction
 
             if dialect == "mysql":
                 tx.execute("SET FOREIGN_KEY_CHECKS = 0")
@@ -489,7 +489,7 @@ class RoundTripMixin:
         """
         A table outside the models referencing one of them: nothing is dropped.
         """
-        from pywatt_twisted.data.models.drop import drop
+        from pywatt_twisted.data.models._drop import drop
 
         both = everything(self.prefix)
         await sync(self.db, both)

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pywatt_twisted.errors import DataError
 
 # (the package exports a function of the same name as the module)
-introspect = importlib.import_module("pywatt_twisted.data.models.introspect")
+introspect = importlib.import_module("pywatt_twisted.data.models._introspect")
 
 
 class RecordingTransaction:

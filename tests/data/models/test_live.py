@@ -121,7 +121,7 @@ class LiveMixin:
         def drop(tx: Any) -> None:
             if dialect == "mysql":
                 tx.execute("SET FOREIGN_KEY_CHECKS = 0")
-            from pywatt_twisted.data.models.introspect import introspect_transaction
+            from pywatt_twisted.data.models._introspect import introspect_transaction
 
             tables = [t for t in introspect_transaction(tx, dialect).tables if t.startswith(prefix)]
             quote = "`" if dialect == "mysql" else '"'

@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.data.models.model}: the three ways to define a model load to the
+Tests for L{pywatt_twisted.data.models._model}: the three ways to define a model load to the
 same L{Schema}, and shape errors name their model and field.
 """
 

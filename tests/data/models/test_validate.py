@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.data.models.validate}: every rule reports a problem naming model
+Tests for L{pywatt_twisted.data.models._validate}: every rule reports a problem naming model
 and field, all problems are reported at once, and warnings do not raise.
 """
 

@@ -5,9 +5,9 @@ their DDL for PostgreSQL, MySQL/MariaDB and SQLite, and keep a live database in 
 See C{docs/models.md}.
 """
 
-from pywatt_twisted.data.models.ddl import generate_ddl
-from pywatt_twisted.data.models.diff import Change, MigrationPlan
-from pywatt_twisted.data.models.model import (
+from pywatt_twisted.data.models._ddl import generate_ddl
+from pywatt_twisted.data.models._diff import Change, MigrationPlan
+from pywatt_twisted.data.models._model import (
     Check,
     Field,
     ForeignKey,
@@ -20,7 +20,7 @@ from pywatt_twisted.data.models.model import (
     load_models,
     model,
 )
-from pywatt_twisted.data.models.sync import (
+from pywatt_twisted.data.models._sync import (
     DestructiveChangeError,
     MigrationError,
     SyncReport,
@@ -28,7 +28,7 @@ from pywatt_twisted.data.models.sync import (
     plan,
     sync,
 )
-from pywatt_twisted.data.models.validate import validate
+from pywatt_twisted.data.models._validate import validate
 
 __all__ = [
     "Change",

@@ -1,0 +1,1 @@
+"""pywatt_twisted._dev"""

@@ -1,0 +1,354 @@
+# -*- test-case-name: tests.transport.test_framed -*-
+"""
+L{FramedProtocol}: the one base of every framed connection (PROTOCOL.md section 4):
+the module's channels (L{pywatt_twisted._transport.channel}), the registration
+client's connection and the dev orchestrator's end of a channel.
+
+It owns what every framed connection must do the same way:
+
+  - B{Reading}: bytes go through the wire layer's L{FrameDecoder}, which checks the
+    length cap on each header before it buffers a byte of the payload. Good frames go
+    to L{FramedProtocol.frameReceived}, skippable bad ones (an unknown format byte) to
+    L{FramedProtocol.frameSkipped}, and an oversize header to
+    L{FramedProtocol.frameTooLong}, which by default aborts the connection: the
+    stream cannot be trusted past that header (like Twisted's
+    C{IntNStringReceiver.lengthLimitExceeded}).
+  - B{Producer/consumer flow control}, for subclasses that register as their
+    transport's push producer (L{FramedProtocol.registerAsProducer}): while the
+    transport's buffer is full, frames handed to L{FramedProtocol.transmit} wait in a
+    bounded outbox counted in bytes; above C{high_water} unsent bytes the protocol
+    stops reading its transport and holds frames already decoded, until the outbox
+    drains to C{low_water}; then it resumes, in order, dropping nothing.
+  - B{Write coalescing}: frames handed to L{FramedProtocol.transmit} while the frames
+    of one read are dispatched (the replies to a burst of pipelined requests, the
+    requests a reply's callbacks send next) are collected and handed to the transport
+    in one C{writeSequence} once that read is dispatched, instead of one C{write}
+    each. Twisted's transports already send what was written in one reactor turn
+    with one C{send}; what this saves is the per-call cost of C{write} (the
+    transport's bookkeeping, a TLS record per write). The batch is bounded: once it
+    holds more than the transport's own C{bufferSize} (the point where the transport
+    would pause its producer; L{COALESCE_LIMIT} at most, and when the transport does
+    not say) it is handed over at once, so flow control sees the frames when it would
+    have without coalescing. L{FramedProtocol.coalesce} turns it off (C{bench
+    channel} compares both).
+
+Subclasses say when their connection is gone (L{FramedProtocol.outputClosed}) and
+react to writability changes (L{FramedProtocol.writabilityChanged}) and to the high
+water mark (L{FramedProtocol.highWaterReached}).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from pywatt_twisted.errors import FrameError, FrameTooLarge
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, FrameDecoder
+
+__all__ = ["COALESCE_LIMIT", "FramedProtocol"]
+
+COALESCE_LIMIT = 64 * 1024
+"""
+The most bytes of coalesced frames held before the batch goes to the transport without
+waiting for the end of the read (Twisted's socket transports pause their producer
+above 64 KiB buffered; a transport with a smaller C{bufferSize} lowers it).
+"""
+
+
+@implementer(IPushProducer)
+class FramedProtocol(Protocol):
+    """
+    A connection carrying length-prefixed frames. See the module docstring.
+
+    @ivar paused: the transport asked us to stop writing: frames handed to
+        L{transmit} now wait in the outbox.
+    @ivar reading_paused: the outbox holds more than C{high_water} bytes: the
+        transport is not read and decoded frames are held until it drains.
+    @ivar buffered: bytes of frames in the outbox (not yet handed to the transport).
+    @ivar abort_reason: why this side aborted the connection, if it did.
+    @cvar coalesce: collect the frames transmitted while one read is dispatched into
+        one C{writeSequence} (see the module docstring).
+    """
+
+    coalesce = True
+
+    def __init__(
+        self,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
+        high_water: int | None = None,
+        low_water: int | None = None,
+    ) -> None:
+        self._decoder = FrameDecoder(max_frame_length)
+        self._high = high_water
+        self._low = low_water if low_water is not None else (high_water or 0) // 4
+        self.paused = False
+        self.reading_paused = False
+        self.buffered = 0
+        self.abort_reason: Exception | None = None
+        self._outbox: deque[bytes] = deque()
+        self._held: deque[Frame | FrameError] = deque()
+        # Frames transmitted while a read is dispatched (None: not dispatching a read).
+        self._batch: list[bytes] | None = None
+        self._batch_bytes = 0
+        self._coalesce_limit = COALESCE_LIMIT
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def frameReceived(self, frame: Frame) -> None:
+        """
+        A complete frame arrived. Subclasses must override this.
+        """
+        raise NotImplementedError
+
+    def frameSkipped(self, error: FrameError) -> None:
+        """
+        A frame was skipped (an unknown format byte); the stream stays in sync and the
+        connection up. Does nothing by default.
+        """
+
+    def frameTooLong(self, error: FrameTooLarge) -> None:
+        """
+        A frame header announced more than the maximum frame length. The decoder has
+        failed (nothing after that header can be trusted), so by default the
+        connection is aborted with C{error} as the reason.
+        """
+        self.abortWith(error)
+
+    def outputClosed(self) -> bool:
+        """
+        Whether the connection is gone for writing (the outbox is then neither filled
+        nor drained). C{False} by default; subclasses that track loss override it.
+        """
+        return False
+
+    def inputClosed(self) -> bool:
+        """
+        Whether decoded frames must no longer be dispatched: the connection is gone,
+        or this side aborted it.
+        """
+        return self.abort_reason is not None or self.outputClosed()
+
+    def writabilityChanged(self, writable: bool) -> None:
+        """
+        The transport's buffer filled (C{False}) or drained (C{True}). Does nothing by
+        default.
+        """
+
+    def highWaterReached(self) -> None:
+        """
+        The outbox went above C{high_water} and reading was paused. Does nothing by
+        default (subclasses log it).
+        """
+
+    # -- connection -----------------------------------------------------------------------
+
+    def makeConnection(self, transport: Any) -> None:
+        size = getattr(transport, "bufferSize", None)
+        if type(size) is int and 0 < size < COALESCE_LIMIT:
+            self._coalesce_limit = size
+        super().makeConnection(transport)
+
+    def registerAsProducer(self) -> None:
+        """
+        Register as the transport's streaming producer: from now on a full transport
+        buffer pauses writing (L{pauseProducing}).
+        """
+        transport: Any = self.transport
+        assert transport is not None
+        transport.registerProducer(self, True)
+
+    def abortWith(self, error: Exception) -> None:
+        """
+        Abort the connection at once (discarding unsent bytes), recording C{error} as
+        the reason unless one was recorded already.
+        """
+        if self.abort_reason is None:
+            self.abort_reason = error
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def dropBuffers(self) -> None:
+        """
+        Forget the outbox and the held frames (their connection is gone).
+        """
+        self._outbox.clear()
+        self.buffered = 0
+        self._held.clear()
+        if self._batch:
+            self._batch = []
+            self._batch_bytes = 0
+
+    def flushOutbox(self) -> None:
+        """
+        Hand the whole outbox to the transport at once, ignoring a pause (before a
+        clean close, like the transport's own buffer).
+        """
+        self._flush_batch()
+        transport: Any = self.transport
+        outbox, self._outbox = self._outbox, deque()
+        self.buffered = 0
+        for frame in outbox:
+            transport.write(frame)
+
+    # -- input ----------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._batch is not None or not self.coalesce:
+            # Not coalescing, or a read delivered while one is dispatched (a
+            # synchronous in-memory peer): the outer read hands the batch over.
+            self._read(data)
+            return
+        self._batch = []
+        try:
+            self._read(data)
+        finally:
+            self._flush_batch()
+            self._batch = None
+
+    def _read(self, data: bytes) -> None:
+        items = self._decoder.feed(data)
+        if self._held or self.reading_paused:
+            # Keep the order: what was read before goes first.
+            self._held.extend(items)
+            self._dispatch_held()
+            return
+        self._dispatch(items)
+
+    def _dispatch(self, items: Sequence[Frame | FrameError]) -> None:
+        frame_received = self.frameReceived
+        for index, item in enumerate(items):
+            if self.inputClosed():
+                return
+            if type(item) is Frame:
+                frame_received(item)
+            else:
+                self._item(item)
+            if self.reading_paused:
+                # Replies are piling up: take no new work until they drain.
+                self._held.extend(items[index + 1 :])
+                return
+
+    def _dispatch_held(self) -> None:
+        held = self._held
+        while held and not self.reading_paused:
+            if self.inputClosed():
+                held.clear()
+                return
+            self._item(held.popleft())
+
+    def _item(self, item: Frame | FrameError) -> None:
+        if type(item) is Frame:
+            self.frameReceived(item)
+        elif isinstance(item, FrameTooLarge):
+            self.frameTooLong(item)
+        else:
+            self.frameSkipped(item)  # type: ignore[arg-type]
+
+    # -- output ---------------------------------------------------------------------------
+
+    def transmit(self, frame: bytes) -> None:
+        """
+        Hand one complete frame to the transport, or to the outbox while the
+        transport is paused (or the outbox still holds earlier frames).
+        """
+        if self.paused or self._outbox:
+            self._hold(frame)
+            return
+        batch = self._batch
+        if batch is not None:
+            batch.append(frame)
+            self._batch_bytes += len(frame)
+            if self._batch_bytes > self._coalesce_limit:
+                self._flush_batch()
+            return
+        transport = self.transport
+        assert transport is not None
+        transport.write(frame)
+
+    def _flush_batch(self) -> None:
+        """
+        Hand the coalesced frames to the transport: one C{write} for one frame, one
+        C{writeSequence} for more. (The transport may pause us as it takes them; the
+        frames transmitted after that wait in the outbox, behind these.)
+        """
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        self._batch_bytes = 0
+        transport: Any = self.transport
+        if transport is None:
+            return
+        if len(batch) == 1:
+            transport.write(batch[0])
+        else:
+            transport.writeSequence(batch)
+
+    def _hold(self, frame: bytes) -> None:
+        self._outbox.append(frame)
+        self.buffered += len(frame)
+        high = self._high
+        if (
+            high is not None
+            and self.buffered > high
+            and not self.reading_paused
+            and not self.outputClosed()
+        ):
+            self.reading_paused = True
+            self.highWaterReached()
+            transport: Any = self.transport
+            if transport is not None:
+                transport.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        self.reading_paused = False
+        transport: Any = self.transport
+        if transport is not None:
+            transport.resumeProducing()
+        self._dispatch_held()
+
+    def _drain(self) -> None:
+        """
+        Hand the outbox to the transport until it is empty or the transport pauses us
+        again; resume reading once it is at or below the low-water mark.
+        """
+        outbox = self._outbox
+        transport = self.transport
+        while outbox and not self.paused and not self.outputClosed():
+            frame = outbox.popleft()
+            self.buffered -= len(frame)
+            assert transport is not None
+            transport.write(frame)  # may pause us at once
+        if self.reading_paused and self.buffered <= self._low and not self.outputClosed():
+            self._resume_reading()
+
+    # -- IPushProducer --------------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full: new frames wait in the outbox.
+        """
+        if self.paused or self.outputClosed():
+            return
+        self.paused = True
+        self.writabilityChanged(False)
+
+    def resumeProducing(self) -> None:
+        """
+        The transport drained: hand it the outbox, then take new frames again.
+        """
+        if not self.paused or self.outputClosed():
+            return
+        self.paused = False
+        self._drain()
+        if not self.paused and not self.outputClosed():
+            self.writabilityChanged(True)
+
+    def stopProducing(self) -> None:
+        pass

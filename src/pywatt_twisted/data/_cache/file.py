@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.data.test_cache -*-
+"""
+L{FileCache}: one file per key in a directory, written atomically (temporary file, then
+C{os.replace}), with TTLs; it survives a restart and can be shared by processes on one
+machine. File I/O runs in the reactor's thread pool, never on the reactor thread.
+
+File format: one JSON header line C{{"k": key, "e": expiry or null}} (expiry in seconds
+since the epoch, from the clock), then the encoded value. File names are the SHA-256 of
+the key, so any valid key maps to a safe name.
+
+Atomicity across processes: C{set_nx}, C{increment} and C{compare_delete} hold an
+exclusive C{fcntl.flock} on C{DIR/.lock} while they read and write; plain C{set} and
+C{get} need none (C{os.replace} is atomic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from zope.interface import implementer
+
+from pywatt_twisted.data._cache._base import ICacheStore, StoreCache
+from pywatt_twisted.data._cache._errors import CacheError
+from pywatt_twisted.data._resources import track
+
+T = TypeVar("T")
+
+_SUFFIX = ".entry"
+
+
+def _prefix(parts: tuple[str, ...]) -> str:
+    return "".join(p + ":" for p in parts)
+
+
+@implementer(ICacheStore)
+class FileStore:
+    """
+    The storage behind L{FileCache}.
+    """
+
+    #: prefix() depends only on the namespace path (see L{ICacheStore})
+    static_prefix = True
+    backend = "file"
+
+    def __init__(
+        self, directory: str, clock: Any = None, reactor: Any = None, fsync: bool = False
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.directory = os.path.abspath(directory)
+        self.url_redacted = f"file://{self.directory}"
+        self.fsync = fsync
+        self.inflight: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as e:
+            raise CacheError(
+                f"expected a writable cache directory, got {self.directory!r} ({e.strerror})"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<FileStore {self.directory}>"
+
+    def prefix(self, parts: tuple[str, ...]) -> str:
+        return _prefix(parts)
+
+    # helpers (pool threads) ------------------------------------------------------------
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        now = self.clock.seconds()
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, now, *args)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(
+            self.directory, hashlib.sha256(key.encode("utf-8")).hexdigest() + _SUFFIX
+        )
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._lock, open(os.path.join(self.directory, ".lock"), "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _read(self, path: str, now: float) -> tuple[str, float | None, bytes] | None:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        header, sep, data = raw.partition(b"\n")
+        try:
+            meta = json.loads(header) if sep else None
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            # a torn or foreign file: treat as missing
+            return None
+        expires = meta.get("e")
+        if expires is not None and expires <= now:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return None
+        return meta.get("k", ""), expires, data
+
+    def _write(self, key: str, data: bytes, expires: float | None) -> None:
+        header = json.dumps({"k": key, "e": expires}, separators=(",", ":")).encode()
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(header + b"\n" + data)
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, self._path(key))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _expiry(now: float, ttl: float | None) -> float | None:
+        return None if ttl is None else now + ttl
+
+    def _get(self, now: float, key: str) -> bytes | None:
+        entry = self._read(self._path(key), now)
+        return None if entry is None or entry[0] != key else entry[2]
+
+    def _get_many(self, now: float, keys: list[str]) -> dict[str, bytes]:
+        found = {}
+        for key in keys:
+            data = self._get(now, key)
+            if data is not None:
+                found[key] = data
+        return found
+
+    def _set_many(self, now: float, items: dict[str, bytes], ttl: float | None) -> None:
+        for key, data in items.items():
+            self._write(key, data, self._expiry(now, ttl))
+
+    def _set_nx(self, now: float, key: str, data: bytes, ttl: float | None) -> bool:
+        with self._exclusive():
+            if self._get(now, key) is not None:
+                return False
+            self._write(key, data, self._expiry(now, ttl))
+            return True
+
+    def _delete(self, now: float, key: str) -> bool:
+        path = self._path(key)
+        existed = self._get(now, key) is not None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return existed
+
+    def _increment(self, now: float, key: str, delta: int, ttl: float | None) -> int:
+        with self._exclusive():
+            entry = self._read(self._path(key), now)
+            if entry is None or entry[0] != key:
+                value, expires = delta, self._expiry(now, ttl)
+            else:
+                try:
+                    value = int(entry[2]) + delta
+                except ValueError:
+                    raise CacheError(
+                        f"expected an integer value at {key[:60]!r} to increment, got "
+                        "another type; delete it or use another key"
+                    ) from None
+                expires = entry[1]
+            self._write(key, b"%d" % value, expires)
+            return value
+
+    def _compare_delete(self, now: float, key: str, data: bytes) -> bool:
+        with self._exclusive():
+            if self._get(now, key) != data:
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(key))
+            return True
+
+    def _clear(self, now: float, parts: tuple[str, ...]) -> None:
+        prefix = _prefix(parts)
+        for name in os.listdir(self.directory):
+            if not name.endswith(_SUFFIX):
+                continue
+            path = os.path.join(self.directory, name)
+            if prefix:
+                entry = self._read(path, now)
+                if entry is None or not entry[0].startswith(prefix):
+                    continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    # ICacheStore ------------------------------------------------------------------------
+
+    def get(self, key: str) -> Deferred[bytes | None]:
+        return self._run(self._get, key)
+
+    def get_many(self, keys: list[str]) -> Deferred[dict[str, bytes]]:
+        return self._run(self._get_many, keys)
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> Deferred[None]:
+        return self._run(self._set_many, {key: data}, ttl)
+
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Deferred[None]:
+        return self._run(self._set_many, items, ttl)
+
+    def set_nx(self, key: str, data: bytes, ttl: float | None) -> Deferred[bool]:
+        return self._run(self._set_nx, key, data, ttl)
+
+    def delete(self, key: str) -> Deferred[bool]:
+        return self._run(self._delete, key)
+
+    def exists(self, key: str) -> Deferred[bool]:
+        return self._run(self._get, key).addCallback(lambda d: d is not None)
+
+    def increment(self, key: str, delta: int, ttl: float | None) -> Deferred[int]:
+        return self._run(self._increment, key, delta, ttl)
+
+    def compare_delete(self, key: str, data: bytes) -> Deferred[bool]:
+        return self._run(self._compare_delete, key, data)
+
+    def clear(self, parts: tuple[str, ...]) -> Deferred[None]:
+        return self._run(self._clear, parts)
+
+    def close(self) -> Deferred[None]:
+        return defer.succeed(None)
+
+
+class FileCache(StoreCache):
+    """
+    An L{ICache} in a directory (see the module docstring). C{clock} gives the time
+    TTLs are measured on (default: the reactor, i.e. wall-clock time, which is what a
+    cache that survives restarts needs).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        clock: Any = None,
+        reactor: Any = None,
+        namespace: str | None = None,
+        fsync: bool = False,
+    ) -> None:
+        store = FileStore(directory, clock=clock, reactor=reactor, fsync=fsync)
+        super().__init__(store, (namespace,) if namespace else ())
+        track(self)

@@ -1,0 +1,226 @@
+# -*- test-case-name: tests.data.test_cache -*-
+"""
+L{MemoryCache}: an in-process LRU cache bounded by entries and/or bytes, with TTLs read
+from an injected clock. It is the public in-memory L{ICache} and the test double.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from pywatt_twisted.data._cache._base import ICacheStore, StoreCache
+from pywatt_twisted.data._cache._errors import CacheError
+from pywatt_twisted.data._resources import track
+
+
+def _prefix(parts: tuple[str, ...]) -> str:
+    return "".join(p + ":" for p in parts)
+
+
+@implementer(ICacheStore)
+class MemoryStore:
+    """
+    The storage behind L{MemoryCache}: an C{OrderedDict} of key -> (bytes, expiry).
+    Expired entries are dropped when read, and first when room is needed.
+    """
+
+    #: prefix() depends only on the namespace path (see L{ICacheStore})
+    static_prefix = True
+    backend = "memory"
+
+    def __init__(
+        self, max_entries: int | None = None, max_bytes: int | None = None, clock: Any = None
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        for name, bound in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if bound is not None and (not isinstance(bound, int) or bound < 1):
+                raise CacheError(f"expected {name} as None or an int >= 1, got {bound!r}")
+        self.clock = clock
+        self.url_redacted = "memory://"
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.inflight: dict[Any, Any] = {}
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self.bytes = 0
+        self.evictions = 0
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore entries={len(self._data)} bytes={self.bytes}>"
+
+    @staticmethod
+    def _size(key: str, data: bytes) -> int:
+        return len(key) + len(data)
+
+    def prefix(self, parts: tuple[str, ...]) -> str:
+        return _prefix(parts)
+
+    def _live(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        data, expires = entry
+        if expires is not None and expires <= self.clock.seconds():
+            self._remove(key)
+            return None
+        self._data.move_to_end(key)
+        return data
+
+    #: the synchronous read L{StoreCache} uses (see L{ICacheStore})
+    get_now = _live
+
+    def _remove(self, key: str) -> bool:
+        entry = self._data.pop(key, None)
+        if entry is None:
+            return False
+        self.bytes -= len(key) + len(entry[0])
+        return True
+
+    def _store(self, key: str, data: bytes, ttl: float | None) -> None:
+        # the hot path of every set: the size rules of _size and _remove written inline
+        size = len(key) + len(data)
+        max_bytes = self.max_bytes
+        if max_bytes is not None and size > max_bytes:
+            raise CacheError(
+                f"expected an entry of at most max_bytes={max_bytes} bytes, got "
+                f"{size} bytes for key {key[:40]!r}; raise max_bytes or store less"
+            )
+        entries = self._data
+        old = entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(key) + len(old[0])
+        entries[key] = (data, None if ttl is None else self.clock.seconds() + ttl)
+        self.bytes += size
+        max_entries = self.max_entries
+        if (max_entries is not None and len(entries) > max_entries) or (
+            max_bytes is not None and self.bytes > max_bytes
+        ):
+            self._shrink()
+
+    #: the synchronous write L{StoreCache} uses (see L{ICacheStore})
+    set_now = _store
+
+    def _over(self) -> bool:
+        return (self.max_entries is not None and len(self._data) > self.max_entries) or (
+            self.max_bytes is not None and self.bytes > self.max_bytes
+        )
+
+    def _shrink(self) -> None:
+        if not self._over():
+            return
+        now = self.clock.seconds()
+        for key in [k for k, (_, e) in self._data.items() if e is not None and e <= now]:
+            self._remove(key)
+        while self._over():
+            key = next(iter(self._data))
+            self._remove(key)
+            self.evictions += 1
+
+    def get(self, key: str) -> Deferred[bytes | None]:
+        return defer.succeed(self._live(key))
+
+    def get_many(self, keys: list[str]) -> Deferred[dict[str, bytes]]:
+        found = {}
+        for key in keys:
+            data = self._live(key)
+            if data is not None:
+                found[key] = data
+        return defer.succeed(found)
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> Deferred[None]:
+        try:
+            self._store(key, data, ttl)
+        except CacheError:
+            return defer.fail()
+        return defer.succeed(None)
+
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Deferred[None]:
+        try:
+            for key, data in items.items():
+                self._store(key, data, ttl)
+        except CacheError:
+            return defer.fail()
+        return defer.succeed(None)
+
+    def set_nx(self, key: str, data: bytes, ttl: float | None) -> Deferred[bool]:
+        if self._live(key) is not None:
+            return defer.succeed(False)
+        return self.set(key, data, ttl).addCallback(lambda _: True)
+
+    def delete(self, key: str) -> Deferred[bool]:
+        existed = self._live(key) is not None
+        self._remove(key)
+        return defer.succeed(existed)
+
+    def exists(self, key: str) -> Deferred[bool]:
+        return defer.succeed(self._live(key) is not None)
+
+    def increment(self, key: str, delta: int, ttl: float | None) -> Deferred[int]:
+        data = self._live(key)
+        if data is None:
+            value = delta
+            expires_ttl = ttl
+        else:
+            try:
+                value = int(data) + delta
+            except ValueError:
+                return defer.fail(
+                    CacheError(
+                        f"expected an integer value at {key[:60]!r} to increment, got "
+                        "another type; delete it or use another key"
+                    )
+                )
+            expires = self._data[key][1]
+            expires_ttl = None if expires is None else max(expires - self.clock.seconds(), 0)
+        new = b"%d" % value
+        try:
+            if expires_ttl == 0:
+                self._remove(key)
+            else:
+                self._store(key, new, expires_ttl)
+        except CacheError:
+            return defer.fail()
+        return defer.succeed(value)
+
+    def compare_delete(self, key: str, data: bytes) -> Deferred[bool]:
+        if self._live(key) == data:
+            self._remove(key)
+            return defer.succeed(True)
+        return defer.succeed(False)
+
+    def clear(self, parts: tuple[str, ...]) -> Deferred[None]:
+        prefix = _prefix(parts)
+        for key in [k for k in self._data if k.startswith(prefix)]:
+            self._remove(key)
+        return defer.succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return defer.succeed(None)
+
+
+class MemoryCache(StoreCache):
+    """
+    An in-process L{ICache}: LRU eviction once C{max_entries} entries or C{max_bytes}
+    bytes (key + encoded value) are exceeded; TTLs measured on C{clock} (an
+    L{IReactorTime}; pass a L{twisted.internet.task.Clock} in tests).
+    """
+
+    def __init__(
+        self,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        clock: Any = None,
+        namespace: str | None = None,
+    ) -> None:
+        store = MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
+        super().__init__(store, (namespace,) if namespace else ())
+        track(self)
+
+    @property
+    def store(self) -> MemoryStore:
+        return self._store  # type: ignore[no-any-return]

@@ -1,1 +1,0 @@
-"""pywatt_twisted.transport"""
