@@ -493,7 +493,7 @@ class CacheSpanTests(SynchronousTestCase, Recording):
         return span
 
     def test_every_operation(self) -> None:
-        from pywatt_twisted.data.cache._base import ICache
+        from pywatt_twisted.data import ICache
 
         cache = self.cache
         done = set()
@@ -566,7 +566,7 @@ class PortSpanTests(SynchronousTestCase, Recording):
     def negotiate(self, answer: Any) -> tuple[ReadableSpan, ReadableSpan, Any]:
         from twisted.internet.task import Clock
 
-        from pywatt_twisted.runtime.ports import PortNegotiator
+        from pywatt_twisted._runtime.ports import PortNegotiator
 
         exporter = self.record_spans()
         clock = Clock()
@@ -599,7 +599,7 @@ class PortSpanTests(SynchronousTestCase, Recording):
         self.assertEqual(span.status.status_code.name, "UNSET")
 
     def test_refused_port_request_span_is_an_error(self) -> None:
-        from pywatt_twisted.runtime.ports import PortNegotiationFailed
+        from pywatt_twisted._runtime.ports import PortNegotiationFailed
         from pywatt_twisted.wire.messages import PortResponse
 
         span, outer, d = self.negotiate(
