@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import uuid
 from typing import Any
 
 from klein import Klein
@@ -170,6 +171,59 @@ def front(state: Any) -> Klein:
     return app
 
 
+@pywatt_module
+def answering(state: Any) -> Klein:
+    @state.handler("echo")
+    def echo(source: str, payload: Any) -> Any:
+        return payload
+
+    return Klein()
+
+
+class ReplyContextTests(SynchronousTestCase, Recording):
+    """
+    The callee answers in kind: its reply is an envelope with its context only when
+    the request carried the caller's.
+    """
+
+    def replies_to(self, properties: dict[str, object] | None) -> Any:
+        from pywatt_twisted.wire.envelope import routed_request_payload
+
+        self.record_spans()
+        orch = FakeOrchestrator(module_id="stock", channels=("tcp",))
+        self.successResultOf(orch.start(answering))
+        self.addCleanup(orch.shutdown)
+        payload = routed_request_payload({"x": 1}, "echo", "front", extra_properties=properties)
+        orch.send(RoutedModuleMessage("front", uuid.uuid4(), payload), via="tcp")
+        connection = orch.connection("tcp")
+        assert connection is not None
+        (reply,) = [
+            e.content for e in connection.received if isinstance(e.content, RoutedModuleReply)
+        ]
+        return reply.payload.json()
+
+    def test_no_context_in_the_request_gets_a_bare_reply(self) -> None:
+        self.assertEqual(self.replies_to(None), {"x": 1})
+
+    def test_context_in_the_request_gets_an_envelope(self) -> None:
+        reply = self.replies_to({"traceparent": traceparent()})
+        self.assertEqual(reply["content"], {"x": 1})
+        properties = reply["metadata"]["properties"]
+        self.assertEqual(properties["traceparent"].split("-")[1], TRACE_ID)
+        self.assertNotEqual(properties["traceparent"].split("-")[2], PARENT_ID)
+
+    def test_envelope_reply_is_unwrapped_by_the_caller(self) -> None:
+        from pywatt_twisted.wire.envelope import routed_reply_content, routed_reply_payload
+        from pywatt_twisted.wire.messages import EncodedPayload
+
+        wrapped = routed_reply_payload(
+            EncodedPayload.from_json([1, "two"]), {"traceparent": traceparent()}
+        )
+        self.assertEqual(routed_reply_content(wrapped), [1, "two"])
+        binary = EncodedPayload(b"\x00", "Binary")
+        self.assertIs(routed_reply_payload(binary, {"traceparent": traceparent()}), binary)
+
+
 class HttpSpanTests(SynchronousTestCase, Recording):
     def test_incoming_traceparent_is_the_parent_of_the_request_span(self) -> None:
         exporter = self.record_spans()
@@ -239,6 +293,8 @@ def stock_module(db: Database) -> Any:
     def stock(state: Any) -> Klein:
         @state.handler("lookup")
         async def lookup(source: str, payload: Any) -> Any:
+            if payload["sku"] == "none":
+                raise ValueError("no such sku")
             row = await db.query_one(
                 "SELECT n FROM stock_levels WHERE sku = :sku", {"sku": payload["sku"]}
             )
@@ -309,7 +365,8 @@ class TwoModuleTests(TestCase, Recording):
         connect(front_orch, stock_orch)
         module = await front_orch.start(front)
         self.addCleanup(front_orch.shutdown)
-        await stock_orch.start(stock_module(db))
+        self.stock = await stock_orch.start(stock_module(db))
+        self.stock_orch = stock_orch
         self.addCleanup(stock_orch.shutdown)
         return module
 
@@ -340,6 +397,60 @@ class TwoModuleTests(TestCase, Recording):
         # no parameter value anywhere in the attributes
         for span in spans:
             self.assertNotIn("A1", [str(v) for v in span.attributes.values()])
+
+    async def test_reply_carries_the_callees_context(self) -> None:
+        """
+        X3 on the way back: stock's reply envelope carries its handler span's context in
+        metadata.properties, and front's client span links to that span.
+        """
+        exporter = self.record_spans()
+        module = await self.start()
+        replies: list[Any] = []
+        stock_orch = self.stock_orch
+        seen = stock_orch._received
+
+        def spy(message: Any, reply: Any = None) -> None:
+            if isinstance(message, RoutedModuleReply):
+                replies.append(message.payload)
+            seen(message, reply)
+
+        stock_orch._received = spy  # type: ignore[method-assign]
+        exporter.clear()
+        response = await module.request("GET", "/items/A1", headers={"traceparent": traceparent()})
+        self.assertEqual(response.json(), {"sku": "A1", "n": 7})
+        await settled()
+        kinds = {(s.name, s.kind.name): s for s in exporter.get_finished_spans()}
+        client = kinds[("stock/lookup", "CLIENT")]
+        handler = kinds[("stock/lookup", "SERVER")]
+        (payload,) = replies
+        envelope = payload.json()
+        self.assertEqual(envelope["content"], {"sku": "A1", "n": 7})
+        traceparent_back = envelope["metadata"]["properties"]["traceparent"]
+        _, trace_id, span_id, _ = traceparent_back.split("-")
+        self.assertEqual((trace_id, span_id), (TRACE_ID, hexid(handler.context.span_id, 16)))
+        (link,) = client.links
+        self.assertEqual(link.context.span_id, handler.context.span_id)
+        self.assertEqual(link.context.trace_id, handler.context.trace_id)
+        self.assertTrue(link.context.is_remote)
+        self.assertEqual(link.attributes["pywatt.link"], "reply")
+
+    async def test_error_reply_carries_the_context_and_still_fails(self) -> None:
+        exporter = self.record_spans()
+        module = await self.start()
+        exporter.clear()
+        response = await module.request(
+            "GET", "/items/none", headers={"traceparent": traceparent()}
+        )
+        self.assertEqual(response.code, 500)
+        self.flushLoggedErrors()
+        await settled()
+        kinds = {(s.name, s.kind.name): s for s in exporter.get_finished_spans()}
+        client = kinds[("stock/lookup", "CLIENT")]
+        handler = kinds[("stock/lookup", "SERVER")]
+        self.assertEqual(handler.status.status_code.name, "ERROR")
+        self.assertEqual(client.status.status_code.name, "ERROR")
+        (link,) = client.links
+        self.assertEqual(link.context.span_id, handler.context.span_id)
 
     async def test_hundred_interleaved_requests_keep_separate_trees(self) -> None:
         exporter = self.record_spans()

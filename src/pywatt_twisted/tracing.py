@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted import __version__
+from pywatt_twisted.wire.envelope import routed_reply_payload, routed_request_properties
 
 __all__ = [
     "current_ids",
@@ -234,6 +235,43 @@ def properties_to_send(span: Span) -> dict[str, object]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=otel_trace.set_span_in_context(span))
     return {k: v for k, v in carrier.items() if k in TRACE_KEYS}
+
+
+def reply_payload(payload: Any) -> Any:
+    """
+    Callee side of X3: the reply to a routed request, in an envelope whose
+    C{metadata.properties} carry the current (handler) span's context, when the request
+    carried the caller's (its span has a remote parent); else C{payload} as it is, so a
+    caller that sent no context gets the bare reply it expects.
+    """
+    span = otel_trace.get_current_span()
+    parent = getattr(span, "parent", None)
+    if parent is None or not parent.is_remote or not span.is_recording():
+        return payload
+    properties = properties_to_send(span)
+    if not properties:
+        return payload
+    return routed_reply_payload(payload, properties)
+
+
+def reply_received(span: Span, payload: Any) -> None:
+    """
+    Caller side of X3: the reply to the request of client C{span} carried the callee's
+    span context in its envelope; link the client span to it (a span link, so the
+    backend can jump from the call to the handler that answered it, also when the
+    callee started a trace of its own).
+    """
+    data = payload.data
+    if b"traceparent" not in data:
+        return
+    properties = routed_request_properties(payload)
+    if not properties:
+        return
+    callee = otel_trace.get_current_span(
+        propagate.extract(properties, getter=_properties_getter)
+    ).get_span_context()
+    if callee.is_valid:
+        span.add_link(callee, {"pywatt.link": "reply"})
 
 
 # -- spans of each path -------------------------------------------------------------------

@@ -168,7 +168,7 @@ def _as_deferred(value: Any) -> Deferred[Any] | None:
     return None
 
 
-def _abandoned_request(key: uuid.UUID, context: tuple[str, str], reason: str) -> NotAvailable:
+def _abandoned_request(key: uuid.UUID, context: tuple[str, str, Any], reason: str) -> NotAvailable:
     return NotAvailable(f"the request to {context[0]}/{context[1]} ({key}) was abandoned: {reason}")
 
 
@@ -285,7 +285,7 @@ class _Call:
             f"no reply from module {self.target!r} to {self.endpoint!r} (request "
             f"{request_id}) within {wait:g} s; the module may be slow, busy or gone: "
             "retry, or pass a longer timeout",
-            context=(self.target, self.endpoint),
+            context=(self.target, self.endpoint, self.span),
         )
         self._attempt_d = d
         m.requests_sent += 1
@@ -674,7 +674,9 @@ class RoutedMessaging:
             )
             return
         self.replies_received += 1
-        target, endpoint = entry.context
+        target, endpoint, span = entry.context
+        if span is not None:
+            tracing.reply_received(span, message.payload)  # X3: the callee's context
         try:
             value = decode_reply(message.payload)
         except ValueError as e:
@@ -1019,6 +1021,8 @@ class RoutedMessaging:
             self.error_replies_sent += 1
             if tracing.switch.on:
                 tracing.error_reply(payload)
+        if tracing.switch.on:
+            payload = tracing.reply_payload(payload)  # X3: the handler span's context
         if not self.replies:
             self.log.info(
                 "not replying to {source} (request {request_id}): reply extension is off",
