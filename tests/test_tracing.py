@@ -245,6 +245,69 @@ class HttpSpanTests(SynchronousTestCase, Recording):
         self.assertEqual(span.attributes["pywatt.transport"], "stdio")
         self.assertEqual(span.status.status_code.name, "ERROR")
 
+    def test_request_without_context_starts_a_trace(self) -> None:
+        exporter = self.record_spans()
+        orch = FakeOrchestrator(module_id="front")
+        module = self.successResultOf(orch.start(front))
+        self.addCleanup(orch.shutdown)
+        outer = tracing.internal_span("unrelated")
+        token = tracing.attach(outer)
+        try:
+            self.successResultOf(module.request("GET", "/boom"))
+        finally:
+            tracing.detach(token)
+            outer.end()
+        self.flushLoggedErrors(RuntimeError)
+        spans = by_name(exporter.get_finished_spans())
+        span = spans["GET /boom"]
+        self.assertIsNone(span.parent)
+        self.assertNotEqual(span.context.trace_id, outer.context.trace_id)
+
+    def test_the_global_propagators_headers_are_read(self) -> None:
+        """
+        The headers looked for are the configured propagator's (OTEL_PROPAGATORS), not
+        a fixed list.
+        """
+        from opentelemetry import propagate
+        from opentelemetry.propagators.textmap import TextMapPropagator
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            TraceFlags,
+            set_span_in_context,
+        )
+
+        class Single(TextMapPropagator):
+            # "x-parent: TRACE-SPAN" (hex), a stand-in for b3 or jaeger
+            def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+                (value,) = getter.get(carrier, "x-parent") or ["-"]
+                trace_id, span_id = value.split("-")
+                remote = SpanContext(
+                    int(trace_id, 16), int(span_id, 16), True, TraceFlags(TraceFlags.SAMPLED)
+                )
+                return set_span_in_context(NonRecordingSpan(remote), context)
+
+            def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+                pass
+
+            @property
+            def fields(self) -> set[str]:
+                return {"X-Parent"}
+
+        before = propagate.get_global_textmap()
+        propagate.set_global_textmap(Single())
+        self.addCleanup(propagate.set_global_textmap, before)
+        exporter = self.record_spans()
+        orch = FakeOrchestrator(module_id="front")
+        module = self.successResultOf(orch.start(front))
+        self.addCleanup(orch.shutdown)
+        headers = {"x-parent": f"{TRACE_ID}-{PARENT_ID}"}
+        self.successResultOf(module.request("GET", "/boom", headers=headers))
+        self.flushLoggedErrors(RuntimeError)
+        (span,) = exporter.get_finished_spans()
+        self.assertEqual(hexid(span.context.trace_id, 32), TRACE_ID)
+        self.assertEqual(parent_of(span), int(PARENT_ID, 16))
+
     def test_outgoing_request_carries_the_context_in_properties(self) -> None:
         exporter = self.record_spans()
         orch = FakeOrchestrator(module_id="front", channels=("tcp",))

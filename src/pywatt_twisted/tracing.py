@@ -224,6 +224,29 @@ class _PropertiesGetter(Getter[Mapping[str, object]]):
 
 
 _headers_getter = _HeadersGetter()
+
+#: the context of a request without W3C headers: its span starts a trace
+_NO_CONTEXT = otel_context.Context()
+
+#: (the global propagator, the header names it reads), see L{_propagation_fields}
+_fields_of: tuple[object, tuple[bytes, ...]] = (None, ())
+
+
+def _propagation_fields() -> tuple[bytes, ...]:
+    """
+    The header names the global propagator reads (C{traceparent}, C{tracestate},
+    C{baggage} by default; others under C{OTEL_PROPAGATORS}), so that a request with
+    none of them skips the extraction: most requests at a front door carry no context.
+    """
+    global _fields_of
+    textmap = propagate.get_global_textmap()
+    cached, fields = _fields_of
+    if cached is not textmap:
+        fields = tuple(sorted(f.lower().encode("latin-1") for f in textmap.fields))
+        _fields_of = (textmap, fields)
+    return fields
+
+
 _properties_getter = _PropertiesGetter()
 
 
@@ -284,7 +307,12 @@ def http_server_span(request: Any, transport: str) -> Span:
     C{traceparent} when it has one. Named C{METHOD} now; L{end_http_server_span}
     renames it C{METHOD route} once the route is known.
     """
-    parent = propagate.extract(request.requestHeaders, getter=_headers_getter)
+    headers = request.requestHeaders
+    parent = _NO_CONTEXT  # (a root span: never a child of whatever is current here)
+    for field in _propagation_fields():
+        if headers.hasHeader(field):
+            parent = propagate.extract(headers, getter=_headers_getter)
+            break
     method = request.method.decode("ascii", "replace").upper()
     path = request.path.decode("utf-8", "replace")
     attributes: dict[str, Any] = {
