@@ -59,6 +59,7 @@ from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI, ModuleConne
 from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, ChannelSpec
 from pywatt_twisted.wire._json import dumps as _dumps
 from pywatt_twisted.wire._json import loads as _loads
+from pywatt_twisted.wire.envelope import random_uuid4
 from pywatt_twisted.wire.framing import Frame, frame_header
 from pywatt_twisted.wire.init import SecurityLevel
 from pywatt_twisted.wire.messages import EncodedPayload, RoutedModuleResponse, RouteToModule
@@ -244,7 +245,7 @@ async def bench_ours(
         send = manager.send
 
         def request() -> Deferred[Any]:
-            request_id = uuid.uuid4()
+            request_id = random_uuid4()  # what the messaging client uses
             d = pending.add(request_id)
             send(_request(request_id))
             return d

@@ -139,17 +139,33 @@ class _Console:
                 self._lock.wait(min(left, 0.5))
 
 
-def _environment(preference: str = "tcp,ipc") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWATT_")}
+HOOK = os.path.join(PROJECT_ROOT, "bench", "_hook")
+
+
+def _environment(
+    preference: str = "tcp,ipc", extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYWATT_", "BENCH_PROFILE_DIR", "BENCH_COALESCE"))
+    }
     env["PYWATT_CHANNEL_PREFERENCE"] = preference
-    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    path = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if extra:
+        # bench/_hook/sitecustomize.py reads BENCH_PROFILE_DIR and BENCH_COALESCE
+        env.update(extra)
+        path = HOOK + os.pathsep + path
+    env["PYTHONPATH"] = path
     env["PYTHONUNBUFFERED"] = "1"
     # The requester logs nothing per request; keep the module logs quiet anyway.
     env["PYWATT_LOG_LEVEL"] = "warn"
     return env
 
 
-def start_dev(preference: str = "tcp,ipc") -> tuple[subprocess.Popen[bytes], _Console, str]:
+def start_dev(
+    preference: str = "tcp,ipc", extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], _Console, str]:
     argv = [
         sys.executable,
         "-m",
@@ -162,7 +178,7 @@ def start_dev(preference: str = "tcp,ipc") -> tuple[subprocess.Popen[bytes], _Co
     process = subprocess.Popen(
         argv,
         cwd=PROJECT_ROOT,
-        env=_environment(preference),
+        env=_environment(preference, extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -189,10 +205,109 @@ def stop_dev(process: subprocess.Popen[bytes]) -> None:
 
 
 def bench_ours(base: str, seconds: float, inflight: int) -> float:
+    return measure_ours(base, seconds, inflight)["rate"]
+
+
+def processes(dev: subprocess.Popen[bytes]) -> dict[str, int]:
+    """
+    The pids of the bench's three processes: C{dev}, C{requester}, C{responder} (the
+    children are told apart by their C{PYWATT_MODULE_ID}). Linux only; empty elsewhere.
+    """
+    try:
+        with open(f"/proc/{dev.pid}/task/{dev.pid}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        return {}
+    found = {"dev": dev.pid}
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"PYWATT_MODULE_ID="):
+                found[entry.partition(b"=")[2].decode()] = pid
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """
+    User + system CPU seconds process C{pid} has used (its threads included).
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _perf_syscalls(pid: int) -> subprocess.Popen[str] | None:
+    """
+    C{perf stat} counting the syscalls of C{pid} until L{_perf_count} stops it, or
+    C{None} when perf cannot run.
+    """
+    try:
+        return subprocess.Popen(
+            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except OSError:
+        return None
+
+
+def _perf_count(process: subprocess.Popen[str] | None) -> int | None:
+    if process is None:
+        return None
+    import signal
+
+    process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return None
+    for line in err.splitlines():
+        value = line.split(",")[0]
+        if "raw_syscalls" in line and value.isdigit():
+            return int(value)
+    return None
+
+
+def measure_ours(
+    base: str,
+    seconds: float,
+    inflight: int,
+    pids: dict[str, int] | None = None,
+    syscalls: bool = False,
+) -> dict[str, Any]:
+    """
+    One measurement through pywatt dev: C{rate} (replies per second), and with C{pids}
+    the CPU microseconds per reply of each process (C{cpu_us}) and, with C{syscalls},
+    the syscalls per reply of each (C{syscalls}; C{None} without perf).
+    """
+    pids = pids or {}
     url = f"{base}/requester/bench?seconds={seconds}&inflight={inflight}"
+    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    counters = {}
+    if syscalls:
+        counters = {name: _perf_syscalls(pid) for name, pid in pids.items()}
+        time.sleep(0.3)  # perf attaches
     with urllib.request.urlopen(url, timeout=seconds + 25) as response:
         result = json.loads(response.read())
-    return float(result["replies"] / result["seconds"])
+    after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    # (the requester's warm-up request and the HTTP request are counted too: one reply
+    # more, and a few syscalls)
+    replies = int(result["replies"]) + 1
+    out: dict[str, Any] = {"rate": float(result["replies"] / result["seconds"])}
+    out["cpu_us"] = {name: (after[name] - before[name]) * 1e6 / replies for name in pids}
+    if syscalls:
+        counts = {name: _perf_count(process) for name, process in counters.items()}
+        out["syscalls"] = {
+            name: None if count is None else count / replies for name, count in counts.items()
+        }
+    return out
 
 
 # -- the baseline: client -> relay -> echo, raw Int32StringReceiver ------------------------
@@ -326,8 +441,73 @@ def _request_frame_size() -> int:
     return len(encode_channel_frame(message, 1 << 24)) - 5
 
 
+ROLES = ("requester", "dev", "responder")
+
+
+def _print_cpu(rows: list[tuple[str, int, dict[str, float]]]) -> None:
+    print("CPU microseconds per reply, per process (user + system, from /proc):")
+    print(f"{'channels':>8} {'in flight':>9} " + " ".join(f"{r:>10}" for r in ROLES))
+    for channel, inflight, cpu in rows:
+        cells = " ".join(f"{cpu.get(r, float('nan')):>10.1f}" for r in ROLES)
+        print(f"{channel:>8} {inflight:>9} {cells}")
+
+
+def syscalls_on_off(seconds: float) -> None:
+    """
+    Syscalls per reply of each process, TCP channels, C{IN_FLIGHT} in flight, with
+    write coalescing on and off (C{BENCH_COALESCE=0} in the three processes).
+    """
+    results = {}
+    for coalesce in (True, False):
+        dev, _, base = start_dev("tcp,ipc", None if coalesce else {"BENCH_COALESCE": "0"})
+        try:
+            pids = processes(dev)
+            measure_ours(base, seconds / 2, IN_FLIGHT)  # warm up
+            results[coalesce] = measure_ours(base, seconds, IN_FLIGHT, pids, syscalls=True)
+        finally:
+            stop_dev(dev)
+    if any(v is None for r in results.values() for v in r["syscalls"].values()):
+        print("syscalls per reply: perf stat could not count them here (perf missing?)")
+        return
+    print(f"syscalls per reply (perf stat), TCP, {IN_FLIGHT} in flight, coalescing on / off:")
+    print(f"{'coalescing':>10} {'replies/s':>10} " + " ".join(f"{r:>10}" for r in ROLES))
+    for coalesce, result in results.items():
+        cells = " ".join(f"{result['syscalls'].get(r, float('nan')):>10.2f}" for r in ROLES)
+        print(f"{'on' if coalesce else 'off':>10} {result['rate']:>10.0f} {cells}")
+
+
+def profile(seconds: float, inflight: int, top: int = 25) -> None:
+    """
+    Run the three processes under cProfile (TCP channels, C{inflight} in flight) and
+    print each one's top functions by internal time; the C{.prof} files are left in
+    C{bench/profiles/messaging-<role>-<pid>.prof}.
+    """
+    import glob
+    import pstats
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="bench-messaging-")
+    dev, _, base = start_dev("tcp,ipc", {"BENCH_PROFILE_DIR": directory})
+    try:
+        measure_ours(base, seconds / 3, inflight)  # warm up
+        result = measure_ours(base, seconds, inflight, processes(dev))
+    finally:
+        stop_dev(dev)
+    print(f"{result['rate']:.0f} replies/s under cProfile; CPU us/reply {result['cpu_us']}")
+    out = os.path.join(PROJECT_ROOT, "bench", "profiles")
+    os.makedirs(out, exist_ok=True)
+    for path in sorted(glob.glob(os.path.join(directory, "*.prof"))):
+        name = os.path.basename(path)
+        os.replace(path, os.path.join(out, f"messaging-{name}"))
+        print(f"\n== {name} (whole process life, warm-up and start-up included)")
+        pstats.Stats(os.path.join(out, f"messaging-{name}")).sort_stats("tottime").print_stats(top)
+
+
 def main(argv: list[str]) -> int:
     seconds = 1.0 if "--quick" in argv else 3.0
+    if "--profile" in argv:
+        profile(seconds * 3, IN_FLIGHT)
+        return 0
     frame_size = _request_frame_size()
     print(
         "module-to-module request/reply through pywatt dev (3 processes: requester -> dev "
@@ -339,16 +519,22 @@ def main(argv: list[str]) -> int:
     echo, echo_port = _spawn("echo")
     relay, relay_port = _spawn("relay", str(echo_port))
     rows = []
+    cpu_rows = []
     try:
         for channel, preference in (("tcp", "tcp,ipc"), ("unix", "ipc,tcp")):
             dev, _, base = start_dev(preference)
             try:
+                pids = processes(dev)
                 for inflight in (1, IN_FLIGHT):
-                    raws, ours = [], []
+                    raws, ours, cpus = [], [], []
                     for _ in range(ROUNDS):
                         raws.append(bench_raw(relay_port, frame_size, seconds, inflight))
-                        ours.append(bench_ours(base, seconds, inflight))
+                        result = measure_ours(base, seconds, inflight, pids)
+                        ours.append(result["rate"])
+                        cpus.append(result["cpu_us"])
                     rows.append((channel, inflight, max(raws), max(ours)))
+                    # the per-process CPU of the round with the least in all
+                    cpu_rows.append((channel, inflight, min(cpus, key=lambda c: sum(c.values()))))
             finally:
                 stop_dev(dev)
     finally:
@@ -369,4 +555,8 @@ def main(argv: list[str]) -> int:
             unit="/s",
             target=">= 0.60 (issue 17)" if inflight == 1 else ">= 0.40 (issue 17)",
         )
+    if cpu_rows and cpu_rows[0][2]:
+        _print_cpu(cpu_rows)
+    if "--no-syscalls" not in argv:
+        syscalls_on_off(seconds)
     return 0

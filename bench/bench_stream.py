@@ -6,7 +6,8 @@ Run: C{.venv/bin/python -m bench stream} (add C{--quick} for 32 MiB instead of 2
 
 Ours: this process plays the orchestrator. It listens for the module's TCP channel
 (L{ChannelServer}), starts C{twistd -n pywatt --module=bench.stream_module} with an init
-blob that enables streaming (X0: 64 KiB chunks, window 8) and then, over the channel:
+blob that enables streaming (X0: what C{pywatt dev} offers, 256 KiB chunks, window 8)
+and then, over the channel:
 
   - upload: an C{http_request} with a C{stream_id}, the body sent as chunks with the
     same L{StreamSender} the module uses (never more than the window unacknowledged) to
@@ -27,6 +28,10 @@ Through C{pywatt dev}: the same two transfers as HTTP to its front port (C{pywat
 chunks over its channel; with the peak RSS growth of the C{pywatt dev} process and of
 its module.
 
+CPU: each transfer also prints the CPU seconds each process spent on it and the ratio
+they allow with one free core per process (raw copy CPU / busiest process's CPU): a
+figure the load of a shared machine moves much less than wall-clock throughput.
+
 Memory: the module's peak RSS growth (VmHWM after the transfers minus VmRSS once it
 announced) and this process's (ru_maxrss growth); target under 64 MiB whatever the
 body size.
@@ -46,6 +51,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 
 from bench.record import row
+from pywatt_twisted._dev.supervisor import STREAM_OPTIONS
 from pywatt_twisted.orchestrator import ChannelServer
 from pywatt_twisted.streaming import StreamFailed, StreamReceiver, StreamSender, StreamTable
 from pywatt_twisted.wire.codec import decode_envelope_from_module
@@ -55,10 +61,38 @@ from pywatt_twisted.wire.stream import StreamOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1024 * 1024
+# (by default what pywatt dev offers its modules, so both halves of the bench compare)
 OPTIONS = StreamOptions(
-    int(os.environ.get("BENCH_CHUNK", 65536)), int(os.environ.get("BENCH_WINDOW", 8))
+    int(os.environ.get("BENCH_CHUNK", STREAM_OPTIONS.chunk_size)),
+    int(os.environ.get("BENCH_WINDOW", STREAM_OPTIONS.window)),
 )
 BLOCK = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(8192))  # 256 KiB
+
+
+def _cpu(pid: int | None = None) -> float:
+    """
+    CPU seconds (user + system) used so far by process C{pid}, or by this process.
+    """
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Clock:
+    """
+    Wall and CPU time of one transfer, for this process and the others in C{pids}.
+    """
+
+    def __init__(self, **pids: int | None) -> None:
+        self.pids = pids
+        self.wall = time.perf_counter()
+        self.cpu = {who: _cpu(pid) for who, pid in pids.items()}
+
+    def stop(self) -> tuple[float, dict[str, float]]:
+        wall = time.perf_counter() - self.wall
+        return wall, {who: _cpu(pid) - self.cpu[who] for who, pid in self.pids.items()}
 
 
 def _status(pid: int, key: str) -> int:
@@ -167,7 +201,7 @@ async def bench_ours(reactor: Any, size: int) -> dict[str, float]:
         table = tables.setdefault(connection, StreamTable(connection.send))
 
         # upload
-        started = time.perf_counter()
+        clock = _Clock(orchestrator=None, module=process.pid)
         waiter: Deferred[HttpResponse] = Deferred()
         responses["up"] = waiter
         sender = StreamSender("up-1", connection.send, OPTIONS, reactor)
@@ -189,12 +223,12 @@ async def bench_ours(reactor: Any, size: int) -> dict[str, float]:
         sender._on_writable = lambda writable: writable and feed()
         feed()
         response = await waiter
-        up_seconds = time.perf_counter() - started
+        up_seconds, up_cpu = clock.stop()
         if (response.body or b"").decode() != expected.hexdigest():
             raise RuntimeError(f"upload hash mismatch: {response}")
 
         # download
-        started = time.perf_counter()
+        clock = _Clock(orchestrator=None, module=process.pid)
         head: Deferred[HttpResponse] = Deferred()
         responses["down"] = head
         connection.send(HttpRequest("down", "GET", f"/blob?size={size}", {}))
@@ -208,7 +242,7 @@ async def bench_ours(reactor: Any, size: int) -> dict[str, float]:
             )
         )
         await body_done
-        down_seconds = time.perf_counter() - started
+        down_seconds, down_cpu = clock.stop()
         peak = _status(process.pid, "VmHWM")
         own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
@@ -217,6 +251,8 @@ async def bench_ours(reactor: Any, size: int) -> dict[str, float]:
     return {
         "upload": size / up_seconds,
         "download": size / down_seconds,
+        "upload_cpu": up_cpu,
+        "download_cpu": down_cpu,
         "module_rss_growth": (peak - base_rss) / 1024,
         "orchestrator_rss_growth": (own_peak - own_base) / 1024,
     }
@@ -259,15 +295,27 @@ async def bench_raw(reactor: Any, size: int) -> float:
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         Factory.forProtocol(lambda: _Counter(size, done))
     )
-    started = time.perf_counter()
+    clock = _Clock(raw=None)
     client = await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
         Factory.forProtocol(lambda: _Writer(size))
     )
     await done
-    seconds = time.perf_counter() - started
+    seconds, cpu = clock.stop()
     client.transport.loseConnection()
     await port.stopListening()
-    return size / seconds
+    return size / seconds, cpu["raw"]
+
+
+def _print_cpu(cpu: dict[str, float], raw_cpu: float) -> None:
+    """
+    The CPU seconds each process spent on one transfer, and the ratio they allow with
+    one free core per process: the raw copy's CPU time (both of its ends run in this
+    process) over the busiest process's. Unlike wall-clock throughput, this does not
+    move when other work loads the machine.
+    """
+    spent = ", ".join(f"{who} {seconds:.2f} s" for who, seconds in cpu.items())
+    busiest = max(cpu.values())
+    print(f"    cpu: {spent}; raw copy {raw_cpu:.2f} s; cpu-bound ratio {raw_cpu / busiest:.2f}")
 
 
 def main(argv: list[str]) -> int:
@@ -278,7 +326,7 @@ def main(argv: list[str]) -> int:
     result: dict[str, Any] = {}
 
     async def run() -> None:
-        result["raw"] = await bench_raw(reactor, size)
+        result["raw"], result["raw_cpu"] = await bench_raw(reactor, size)
         result.update(await bench_ours(reactor, size))
         result["dev"] = await bench_dev(reactor, size)
 
@@ -299,6 +347,7 @@ def main(argv: list[str]) -> int:
             f"stream {what} {label} via tcp channel: {ours / MiB:8.1f} MiB/s  "
             f"raw loopback copy: {raw / MiB:8.1f} MiB/s  ratio {ours / raw:.2f} (target >= 0.25)"
         )
+        _print_cpu(result[f"{what}_cpu"], result["raw_cpu"])
         row(
             "stream",
             f"{what} {label} through a tcp channel, vs raw loopback copy",
@@ -314,6 +363,7 @@ def main(argv: list[str]) -> int:
             f"stream {what} {label} via pywatt dev's front port: {ours / MiB:8.1f} MiB/s  "
             f"raw loopback copy: {raw / MiB:8.1f} MiB/s  ratio {ours / raw:.2f} (target >= 0.25)"
         )
+        _print_cpu(dev[f"{what}_cpu"], result["raw_cpu"])
         row(
             "stream",
             f"{what} {label} through pywatt dev's front port, vs raw loopback copy",
@@ -437,22 +487,22 @@ async def bench_dev(reactor: Any, size: int) -> dict[str, float]:
         module_base = _status(module_pid, "VmRSS")
         agent = Agent(reactor)
 
-        started = time.perf_counter()
+        clock = _Clock(client=None, dev=process.pid, module=module_pid)
         producer = FileBodyProducer(_PatternFile(size), readSize=65536)
         response = await agent.request(b"POST", f"{base}/big/sha256".encode(), None, producer)
         text: Deferred[str] = Deferred()
         response.deliverBody(_Hasher(text))
         await text
-        up_seconds = time.perf_counter() - started
+        up_seconds, up_cpu = clock.stop()
         if response.code != 200:
             raise RuntimeError(f"upload through pywatt dev: {response.code}")
 
-        started = time.perf_counter()
+        clock = _Clock(client=None, dev=process.pid, module=module_pid)
         response = await agent.request(b"GET", f"{base}/big/blob?size={size}".encode())
         digest: Deferred[str] = Deferred()
         response.deliverBody(_Hasher(digest))
         await digest
-        down_seconds = time.perf_counter() - started
+        down_seconds, down_cpu = clock.stop()
         dev_peak = _status(process.pid, "VmHWM")
         module_peak = _status(module_pid, "VmHWM")
     finally:
@@ -461,6 +511,8 @@ async def bench_dev(reactor: Any, size: int) -> dict[str, float]:
     return {
         "upload": size / up_seconds,
         "download": size / down_seconds,
+        "upload_cpu": up_cpu,
+        "download_cpu": down_cpu,
         "dev_rss_growth": (dev_peak - dev_base) / 1024,
         "module_rss_growth": (module_peak - module_base) / 1024,
     }

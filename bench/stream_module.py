@@ -1,5 +1,7 @@
 """
-The module of C{bench/bench_stream.py}: C{POST /sha256} hashes the request body,
+The module of C{bench/bench_stream.py}: C{POST /sha256} hashes the request body as it
+arrives (C{incremental_body}; C{POST /sha256-spooled} the same from C{request.content},
+spooled first),
 C{GET /blob?size=N} answers N bytes from a push producer (so the module never holds the
 body: it is paused while the stream's window is full).
 """
@@ -15,6 +17,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from pywatt_twisted import pywatt_module
+from pywatt_twisted.streaming import body_stream, incremental_body
 
 BLOCK = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(8192))  # 256 KiB
 
@@ -74,7 +77,16 @@ def create_app(state: Any) -> Klein:
     app = Klein()
 
     @app.route("/sha256", methods=["POST"])
-    def sha(request: Any) -> bytes:
+    @incremental_body
+    async def sha(request: Any) -> bytes:
+        # (reads the body as it arrives, acknowledged as it is hashed: no spool)
+        digest = hashlib.sha256()
+        async for piece in body_stream(request):
+            digest.update(piece)
+        return digest.hexdigest().encode()
+
+    @app.route("/sha256-spooled", methods=["POST"])
+    def sha_spooled(request: Any) -> bytes:
         digest = hashlib.sha256()
         for piece in iter(lambda: request.content.read(1 << 20), b""):
             digest.update(piece)

@@ -8,10 +8,16 @@ import json
 
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
+from twisted.web.client import ResponseDone
 from twisted.web.resource import Resource
 
 from pywatt_twisted import pywatt_module
+from pywatt_twisted.streaming import StreamFailed, body_stream, incremental_body
+
+#: The errors the incremental routes of L{big_body_app} read (tests clear it).
+INCREMENTAL_FAILURES: list[StreamFailed] = []
 
 
 @pywatt_module(secrets=["API_KEY", "DB_PASSWORD"])
@@ -132,6 +138,58 @@ def big_body_app(state):
         request.setHeader(b"content-type", b"text/plain")
         return digest.hexdigest().encode()
 
+    @app.route("/incremental/sha256", methods=["POST"])
+    @incremental_body
+    async def incremental_sha(request):
+        # (reads the body as it arrives: each chunk is acked as this loop takes it;
+        # ?delay=S waits S seconds after each piece, a slow reader)
+        digest = hashlib.sha256()
+        delay = float(request.args.get(b"delay", [b"0"])[0])
+        try:
+            async for piece in body_stream(request):
+                digest.update(piece)
+                if delay:
+                    await deferLater(state.reactor, delay, lambda: None)
+        except StreamFailed as e:
+            INCREMENTAL_FAILURES.append(e)
+            raise
+        request.setHeader(b"content-type", b"text/plain")
+        return digest.hexdigest().encode()
+
+    @app.route("/incremental/protocol", methods=["POST"])
+    @incremental_body
+    def incremental_protocol(request):
+        # (the same through deliverBody, treq style: a protocol that pauses for
+        # ?delay=S seconds after each piece)
+        delay = float(request.args.get(b"delay", [b"0"])[0])
+        done = Deferred()
+
+        class Hasher(Protocol):
+            def __init__(self):
+                self.digest = hashlib.sha256()
+
+            def dataReceived(self, data):
+                self.digest.update(data)
+                if delay:
+                    self.transport.pauseProducing()
+                    state.reactor.callLater(delay, self.transport.resumeProducing)
+
+            def connectionLost(self, reason):
+                if reason.check(ResponseDone):
+                    done.callback(self.digest.hexdigest().encode())
+                else:
+                    INCREMENTAL_FAILURES.append(reason.value)
+                    done.errback(reason)
+
+        body_stream(request).deliverBody(Hasher())
+        return done
+
+    @app.route("/incremental/ignore", methods=["POST"])
+    @incremental_body
+    def incremental_ignore(request):
+        # (answers without reading the body: the module cancels the rest)
+        return b"not read"
+
     @app.route("/blob", methods=["GET"])
     def blob(request):
         size = int(request.args.get(b"size", [b"0"])[0])
@@ -143,5 +201,33 @@ def big_body_app(state):
         size = int(request.args.get(b"size", [b"0"])[0])
         request.setHeader(b"content-type", b"application/octet-stream")
         return bytes(size)
+
+    return app
+
+
+@pywatt_module(secrets=["API_KEY"], health=None, metrics=False)
+def waiting_body_app(state):
+    """
+    L{big_body_app}'s C{/sha256} and C{/incremental/sha256}, in a module that is not
+    ready until its C{API_KEY} secret arrives (for requests that come before).
+    """
+    import hashlib
+
+    app = Klein()
+
+    @app.route("/sha256", methods=["POST"])
+    def sha(request):
+        digest = hashlib.sha256()
+        for piece in iter(lambda: request.content.read(65536), b""):
+            digest.update(piece)
+        return digest.hexdigest().encode()
+
+    @app.route("/incremental/sha256", methods=["POST"])
+    @incremental_body
+    async def incremental_sha(request):
+        digest = hashlib.sha256()
+        async for piece in body_stream(request):
+            digest.update(piece)
+        return digest.hexdigest().encode()
 
     return app

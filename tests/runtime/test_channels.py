@@ -480,7 +480,7 @@ class QueueTests(SynchronousTestCase):
         events: list[dict[str, Any]] = []
         rig.manager.log = Logger(observer=events.append)
         queued = [rig.manager.send(route(n, 1000)) for n in range(3)]
-        self.assertEqual(rig.manager.queued_bytes, 3 * frame_size)
+        self.assertEqual(rig.manager.queue.bytes, 3 * frame_size)
         over = rig.manager.send(route(3, 1000))
         error = self.failureResultOf(over, ChannelQueueFull).value
         self.assertIn("PYWATT_CHANNEL_QUEUE_BYTES", str(error))
@@ -498,7 +498,7 @@ class QueueTests(SynchronousTestCase):
         self.assertEqual(
             [endpoint_of(m) for m in connection.written()[1:]], ["ep0", "ep1", "ep2", "ep5"]
         )
-        self.assertEqual(rig.manager.queued_bytes, 0)
+        self.assertEqual(rig.manager.queue.bytes, 0)
         self.assertEqual(rig.manager.queue_health()["bytes"], 0)
         rig.stop()
 
@@ -506,12 +506,12 @@ class QueueTests(SynchronousTestCase):
         rig = Rig(TCP, options=ChannelOptions(queue_deadline=2.0)).start()
         first = rig.manager.send(route(1))
         second = rig.manager.send(route(2))
-        self.assertGreater(rig.manager.queued_bytes, 0)
+        self.assertGreater(rig.manager.queue.bytes, 0)
         second.cancel()
         self.failureResultOf(second)
         rig.clock.advance(2.0)
         self.failureResultOf(first, ChannelUnavailable)
-        self.assertEqual(rig.manager.queued_bytes, 0)
+        self.assertEqual(rig.manager.queue.bytes, 0)
         rig.stop()
 
     def test_message_bound_is_logged_once(self) -> None:

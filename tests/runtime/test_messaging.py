@@ -234,7 +234,7 @@ class RequesterTests(SynchronousTestCase):
         orch, module = self.start()
         messaging = module.service.messaging
         captured = Captured()
-        messaging.log = Logger(observer=captured)
+        messaging.requests.log = Logger(observer=captured)
         d = module.state.send_request("inventory", "get_stock", {}, timeout=1)
         (request,) = self.routes(orch, "tcp")
         orch.reactor.advance(1)
@@ -243,7 +243,7 @@ class RequesterTests(SynchronousTestCase):
             RoutedModuleResponse("inventory", request.request_id, EncodedPayload.from_json(1)),
             via="tcp",
         )
-        self.assertEqual(messaging.replies_ignored, 1)
+        self.assertEqual(messaging.requests.replies_ignored, 1)
         (text,) = captured.texts()
         self.assertIn(str(request.request_id), text)
         self.assertIn("no request waits", text)
@@ -252,7 +252,7 @@ class RequesterTests(SynchronousTestCase):
         orch, module = self.start()
         messaging = module.service.messaging
         captured = Captured()
-        messaging.log = Logger(observer=captured)
+        messaging.requests.log = Logger(observer=captured)
         d = module.state.send_request("inventory", "get_stock", {})
         (request,) = self.routes(orch, "tcp")
         reply = RoutedModuleResponse("inventory", request.request_id, EncodedPayload.from_json(1))
@@ -262,7 +262,7 @@ class RequesterTests(SynchronousTestCase):
             RoutedModuleResponse("inventory", uuid.uuid4(), EncodedPayload.from_json(2)), via="tcp"
         )
         self.assertEqual(self.successResultOf(d), 1)
-        self.assertEqual(messaging.replies_ignored, 2)
+        self.assertEqual(messaging.requests.replies_ignored, 2)
         self.assertEqual(len(captured.events), 2)
         self.assertTrue(all(e["log_level"].name == "warn" for e in captured.events))
 
@@ -562,7 +562,7 @@ class HandlerTests(SynchronousTestCase):
         orch, module = self.start(config=RuntimeConfig(routed_replies=False))
         self.ask(orch, envelope({"sku": "A1"}, "get_stock"))
         self.assertEqual(self.replies(orch, "tcp"), [])
-        self.assertEqual(module.service.messaging.requests_handled, 1)
+        self.assertEqual(module.service.messaging.handling.requests_handled, 1)
 
     def test_stop_waits_for_running_handlers(self) -> None:
         orch, module = self.start()
@@ -701,7 +701,7 @@ class HandlerLimitTests(SynchronousTestCase):
         )
         module = self.successResultOf(orch.start(app))
         self.captured = Captured()
-        module.service.messaging.log = Logger(observer=self.captured)
+        module.service.messaging.handling.log = Logger(observer=self.captured)
         return orch, module
 
     def errors(self, orch: FakeOrchestrator) -> list[tuple[str, str]]:
@@ -730,17 +730,19 @@ class HandlerLimitTests(SynchronousTestCase):
         for i in range(100_000):
             self.ask(orch, i)
         self.assertEqual(len(hanging.calls), 64)
-        self.assertEqual((messaging.running, messaging.queued), (64, 1000))
+        self.assertEqual((messaging.handling.running, messaging.handling.queued), (64, 1000))
         size = len(envelope(0, "hang").data)  # every queued payload holds a few bytes
-        self.assertTrue(0 < messaging.queued_bytes <= 1000 * (size + 8))
-        self.assertEqual(messaging.queued_bytes, sum(s for _, _, s in messaging._queue))
+        self.assertTrue(0 < messaging.handling.queued_bytes <= 1000 * (size + 8))
+        self.assertEqual(
+            messaging.handling.queued_bytes, sum(s for _, _, s in messaging.handling._queue)
+        )
         self.assertEqual(module.service.dispatcher.held, [])
         errors = self.errors(orch)
         self.assertEqual(len(errors), 100_000 - 1064)
         self.assertEqual({kind for kind, _ in errors}, {"overloaded"})
         self.assertIn("(limit 64)", errors[0][1])
         self.assertIn("handler_queue_size limit 1000", errors[0][1])
-        self.assertEqual(messaging.overloaded, 100_000 - 1064)
+        self.assertEqual(messaging.handling.overloaded, 100_000 - 1064)
         (line,) = self.captured.texts()
         self.assertIn("1 request(s) answered 'overloaded'", line)
         self.assertIn("--handler-queue-size / PYWATT_HANDLER_QUEUE_SIZE", line)
@@ -777,8 +779,8 @@ class HandlerLimitTests(SynchronousTestCase):
         self.assertIn("'hang'", text)
         self.assertIn("30 s", text)
         self.assertEqual(hanging.calls, ["a", "b"])
-        self.assertEqual((messaging.running, messaging.queued), (1, 0))
-        self.assertEqual(messaging.handler_timeouts_hit, 1)
+        self.assertEqual((messaging.handling.running, messaging.handling.queued), (1, 0))
+        self.assertEqual(messaging.handling.handler_timeouts_hit, 1)
         self.assertTrue(any("PYWATT_HANDLER_TIMEOUT" in t for t in self.captured.texts()))
         # "b" has a timeout of its own, from when it started.
         orch.reactor.advance(30)
@@ -787,8 +789,8 @@ class HandlerLimitTests(SynchronousTestCase):
             [kind for kind, _ in self.errors(orch)],
             ["overloaded", "deadline_exceeded", "deadline_exceeded"],
         )
-        self.assertEqual(messaging.running, 0)
-        self.assertEqual(module.service.messaging._overload_flush, None)
+        self.assertEqual(messaging.handling.running, 0)
+        self.assertEqual(module.service.messaging.handling._overload_log.timer, None)
 
     def test_per_handler_timeout_and_configured_default(self) -> None:
         hanging = Hanging()
@@ -848,7 +850,7 @@ class HandlerLimitTests(SynchronousTestCase):
         self.ask(orch, "b")
         orch.send(routed(envelope("c", "hang", no_reply=True)), via="tcp")
         self.assertEqual(self.errors(orch), [])
-        self.assertEqual(module.service.messaging.overloaded, 1)
+        self.assertEqual(module.service.messaging.handling.overloaded, 1)
         self.assertEqual(len(self.captured.texts()), 1)
 
     def test_unreported_overloads_are_logged_on_stop(self) -> None:
@@ -861,7 +863,7 @@ class HandlerLimitTests(SynchronousTestCase):
         self.assertEqual(len(self.captured.texts()), 2)
         self.assertIn("1 request(s) answered 'overloaded'", self.captured.texts()[1])
         self.assertIn("2 in all", self.captured.texts()[1])
-        self.assertIsNone(module.service.messaging._overload_flush)
+        self.assertIsNone(module.service.messaging.handling._overload_log.timer)
 
     def test_queue_is_bounded_by_payload_bytes(self) -> None:
         hanging = Hanging()
@@ -870,8 +872,8 @@ class HandlerLimitTests(SynchronousTestCase):
         self.ask(orch, "running")
         self.ask(orch, "x" * 600)
         self.ask(orch, "y" * 600)
-        self.assertEqual(messaging.queued, 1)
-        self.assertTrue(600 < messaging.queued_bytes <= 1000)
+        self.assertEqual(messaging.handling.queued, 1)
+        self.assertTrue(600 < messaging.handling.queued_bytes <= 1000)
         ((kind, text),) = self.errors(orch)
         self.assertEqual(kind, "overloaded")
         self.assertIn("handler_queue_bytes limit 1000 bytes", text)
@@ -879,9 +881,9 @@ class HandlerLimitTests(SynchronousTestCase):
         self.assertIn("--handler-queue-bytes / PYWATT_HANDLER_QUEUE_BYTES", line)
         # An empty queue takes one call whatever its size.
         hanging.waiting[0].callback(None)
-        self.assertEqual((messaging.queued, messaging.queued_bytes), (0, 0))
+        self.assertEqual((messaging.handling.queued, messaging.handling.queued_bytes), (0, 0))
         self.ask(orch, "z" * 2000)
-        self.assertEqual(messaging.queued, 1)
+        self.assertEqual(messaging.handling.queued, 1)
 
     def test_requests_before_ready_are_bounded(self) -> None:
         gate: Deferred[None] = Deferred()
@@ -906,7 +908,7 @@ class HandlerLimitTests(SynchronousTestCase):
         gate.callback(None)
         module = self.successResultOf(started)
         self.assertEqual(hanging.calls, [0, 1])
-        self.assertEqual(module.service.messaging.queued, 3)
+        self.assertEqual(module.service.messaging.handling.queued, 3)
         self.assertEqual(len(self.errors(orch)), 2)
 
     def test_metrics(self) -> None:

@@ -271,11 +271,33 @@ class ScriptedTests(SynchronousTestCase):
         self.assertIn("circuit breaker", str(failure.value))
         self.assertEqual(len(self.ops()), sent)
         self.assertEqual(db.health()["service"]["breaker"]["state"], "open")
+        self.assertEqual(self.breakers()["service:svc"]["state"], "open")
         self.clock.advance(10)
         probe = db.query("SELECT 1")
         self.answer(self.ops("query")[-1], [])
         self.assertEqual(self.successResultOf(probe), [])
         self.assertEqual(db.health()["service"]["breaker"]["state"], "closed")
+        self.assertEqual(self.breakers()["service:svc"]["state"], "closed")
+
+    def breakers(self) -> Any:
+        """
+        The breakers in C{state.breakers}, after checking that C{/health} shows the same.
+        """
+        on_health = self.module.service.health_status()["messaging"]["breakers"]
+        breakers = self.module.state.breakers
+        self.assertEqual(dict(breakers), on_health)
+        return breakers
+
+    def test_service_breaker_is_the_modules(self) -> None:
+        """
+        The breaker of a proxied service is in the module's one registry of breakers,
+        next to those of the modules it calls: C{state.breakers}, C{/health}, metrics.
+        """
+        db = self.connect(ServiceType.DATABASE)
+        self.assertEqual(self.breakers()["service:svc"]["state"], "closed")
+        self.assertIs(
+            db._link.breaker, self.module.service.parts.messaging.breakers.get("service:svc")
+        )
 
     def test_link_rejects_bad_timeout(self) -> None:
         cache = self.connect(ServiceType.CACHE)

@@ -155,7 +155,7 @@ class DeadlineTests(SynchronousTestCase):
         self.assertEqual(r.timers(), [])
         # a reply that comes anyway is ignored, and counts nothing against the target
         r.answer(r.last(), 1)
-        self.assertEqual(r.messaging.replies_ignored, 1)
+        self.assertEqual(r.messaging.requests.replies_ignored, 1)
         self.assertEqual(r.state.breakers["inventory"]["consecutive_failures"], 0)
 
     def test_cancelling_a_queued_request_withdraws_its_frame(self) -> None:
@@ -353,7 +353,7 @@ class RetryTests(SynchronousTestCase):
 
     def test_retries_unavailable_with_backoff_then_succeeds(self) -> None:
         r = Requester(self)
-        r.messaging.random = lambda: 0.0
+        r.messaging.requests.random = lambda: 0.0
         policy = RetryPolicy(attempts=3, backoff=0.1, multiplier=2)
         d = r.state.send_request("inventory", "x", {}, timeout=10, retry=policy, idempotent=True)
         r.refuse(r.last(), "unavailable")
@@ -368,11 +368,11 @@ class RetryTests(SynchronousTestCase):
         self.assertNotEqual(r.requests()[0].request_id, r.requests()[2].request_id)
         r.answer(r.last(), "ok")
         self.assertEqual(self.successResultOf(d), "ok")
-        self.assertEqual(r.messaging.retries, 2)
+        self.assertEqual(r.messaging.requests.retries, 2)
 
     def test_timeouts_share_the_deadline_and_never_pass_it(self) -> None:
         r = Requester(self)
-        r.messaging.random = lambda: 0.0
+        r.messaging.requests.random = lambda: 0.0
         policy = RetryPolicy(attempts=3, backoff=0.5)
         d = r.state.send_request("inventory", "x", {}, timeout=9, retry=policy, idempotent=True)
         ended: list[float] = []
@@ -410,7 +410,7 @@ class RetryTests(SynchronousTestCase):
 
     def test_per_target_retry_applies_to_idempotent_requests_only(self) -> None:
         r = Requester(self)
-        r.messaging.random = lambda: 0.0
+        r.messaging.requests.random = lambda: 0.0
         r.state.configure_target("inventory", retry=RetryPolicy(attempts=2, backoff=0.1))
         d = r.state.send_request("inventory", "x", {})
         r.refuse(r.last(), "unavailable")

@@ -116,13 +116,14 @@ class RoundTripTests(SynchronousTestCase):
         serde).
         """
         fast = encode(message)
-        saved = _json.dumps, _json.loads
+        saved = _json.dumps, _json.loads, _json.backend_loads, _json.BACKEND_DECODE_ERROR
         _json.dumps, _json.loads = _json._std_dumps, _json._std_loads
+        _json.backend_loads, _json.BACKEND_DECODE_ERROR = _json._std_loads, _json.JSONDecodeError
         try:
             slow = encode(message)
             decoded = decode_from_orchestrator(slow)
         finally:
-            _json.dumps, _json.loads = saved
+            (_json.dumps, _json.loads, _json.backend_loads, _json.BACKEND_DECODE_ERROR) = saved
         self.assertEqual(json.loads(slow), json.loads(fast))
         # Small floats: 1e-05 in the stdlib, 0.00001 (or 1e-7) in orjson.
         if b"e-" not in fast and b"e-" not in slow:

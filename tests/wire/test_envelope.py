@@ -19,6 +19,7 @@ from pywatt_twisted.wire.envelope import (
     heartbeat_ack_frame,
     identify_metadata,
     op_name,
+    random_uuid4,
     routed_reply_content,
     routed_request_parts,
     routed_request_payload,
@@ -76,6 +77,44 @@ class ChannelEnvelopeTests(SynchronousTestCase):
         child_ids = {child[i : i + 36] for i in range(0, len(child), 36)}
         self.assertEqual(child_ids & set(parent), set())
         self.assertNotEqual(child[:19], parent[0][:19])
+
+    def test_random_uuid4(self) -> None:
+        """
+        L{random_uuid4} gives distinct version-4 UUIDs with the RFC 4122 variant, across
+        several refills of its pool, usable like any L{uuid.UUID}.
+        """
+        values = [random_uuid4() for _ in range(3 * 256 + 7)]
+        self.assertEqual(len(set(values)), len(values))
+        for value in values[:20] + values[250:260] + values[-20:]:
+            self.assertIsInstance(value, uuid.UUID)
+            self.assertEqual((value.version, value.variant), (4, uuid.RFC_4122))
+            self.assertEqual(uuid.UUID(str(value)), value)
+            self.assertEqual(hash(uuid.UUID(str(value))), hash(value))
+        # 122 random bits each: no bit position (other than the fixed ones) is constant
+        varying = 0
+        for value in values:
+            varying |= value.int ^ values[0].int
+        self.assertEqual(bin(varying).count("1"), 122)
+
+    def test_forked_child_has_its_own_random_uuids(self) -> None:
+        """
+        A forked child does not hand out the random ids its parent drew for later.
+        """
+        random_uuid4()  # the parent has a pool
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                os.write(write_end, "".join(str(random_uuid4()) for _ in range(3)).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        with os.fdopen(read_end, "rb") as f:
+            child = f.read().decode()
+        parent = {str(random_uuid4()) for _ in range(3)}
+        self.assertEqual(len(child), 3 * 36)
+        self.assertEqual({child[i : i + 36] for i in range(0, len(child), 36)} & parent, set())
 
     def test_heartbeat_ack_frame(self) -> None:
         """

@@ -33,9 +33,6 @@ from pywatt_twisted.wire.stream import StreamOptions
 
 __all__ = ["DevStreams", "ResponseRelay"]
 
-#: How much of a request body is read from its spool per write.
-READ_SIZE = 65536
-
 
 @implementer(IPushProducer)
 class ResponseRelay:
@@ -174,7 +171,8 @@ class DevStreams:
 
         def feed(writable: bool = True) -> None:
             while writable and sender.writable and sender.state is StreamState.OPEN:
-                piece = body.read(READ_SIZE)
+                # (one chunk per read: the sender sends it as it is, no re-cutting)
+                piece = body.read(self.options.chunk_size)
                 if not piece:
                     sender.finish()
                     return

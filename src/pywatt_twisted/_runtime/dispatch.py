@@ -11,6 +11,7 @@ are refused (HTTP 503, routed C{unavailable}).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from pywatt_twisted._runtime.rotation import SecretRotation
 from pywatt_twisted._runtime.status import ModuleStatus
 from pywatt_twisted._runtime.streams import LinkStreams
 from pywatt_twisted._transport.interfaces import IOrchestratorLink
+from pywatt_twisted.streaming import StreamFailed
 from pywatt_twisted.web.bridge import line_too_long_response, send_http_reply
 from pywatt_twisted.wire._ops import op_name
 from pywatt_twisted.wire.messages import (
@@ -159,18 +161,36 @@ class OpDispatcher:
     def _on_http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
         bridge, status = self.parts.bridge, self.service.status_machine
         if bridge is None or status.current is not ModuleStatus.READY:
-            if message.stream_id is not None:
+            if message.stream_id is not None and (
+                not status.accepting
+                or not isinstance(message.stream_id, str)
+                or self._early_http.waiting >= self.service.config.max_concurrent_requests
+            ):
                 # Its chunks cannot wait for the module: refuse it, stop the stream.
-                link.send(StreamCancel(message.stream_id, "the module is not ready"))
+                link.send(StreamCancel(str(message.stream_id), "the module is not ready"))
+                if status.accepting:
+                    # (over the bound of early requests: 503, logged by the refusal)
+                    self._hold_until_ready(
+                        self._early_http,
+                        self.service.config.max_concurrent_requests,
+                        message,
+                        link,
+                        self._on_http_request,
+                        self._refuse_http_early,
+                    )
+                    return
                 self._reply_http(
                     link,
                     HttpResponse(
                         request_id=message.request_id,
                         status_code=503,
                         headers={"content-type": "application/json", "retry-after": "1"},
-                        body=_STOPPING_BODY if not status.accepting else _STARTING_BODY,
+                        body=_STOPPING_BODY,
                     ),
                 )
+                return
+            if message.stream_id is not None:
+                self._park_early_stream(message, link)
                 return
             if not status.accepting:
                 self._reply_http(
@@ -205,6 +225,58 @@ class OpDispatcher:
             lambda f: self.log.failure(
                 "HTTP-over-IPC request {id} failed", f, id=message.request_id
             )
+        )
+
+    def _park_early_stream(self, message: HttpRequest, link: IOrchestratorLink) -> None:
+        """
+        A streamed request before the module is ready: held like any early request
+        (counted in the same bound), its stream parked: its first chunks wait here
+        unacknowledged (at most the window: the orchestrator stops there) until the
+        module is ready and the bridge reads them.
+        """
+        assert isinstance(message.stream_id, str)
+        failed: list[StreamFailed] = []
+
+        def stream_failed(error: StreamFailed) -> None:
+            # (cancelled by the orchestrator, or a broken window, while it waited)
+            failed.append(error)
+            self.log.warn(
+                "HTTP-over-IPC request {id}: its streamed body failed while it waited for "
+                "the module to start ({error}); answering 400",
+                id=message.request_id,
+                error=str(error),
+            )
+            body = json.dumps(
+                {
+                    "error": {
+                        "kind": "bad_request",
+                        "message": f"the streamed request body failed: {error.reason}",
+                    }
+                }
+            ).encode()
+            self._reply_http(
+                link,
+                HttpResponse(
+                    request_id=message.request_id,
+                    status_code=400,
+                    headers={"content-type": "application/json"},
+                    body=body,
+                ),
+            )
+
+        self.streams.for_link(link).park(message.stream_id, stream_failed)
+
+        def serve(held: HttpRequest, on: IOrchestratorLink) -> None:
+            if not failed:
+                self._on_http_request(held, on)
+
+        self._hold_until_ready(
+            self._early_http,
+            self.service.config.max_concurrent_requests,
+            message,
+            link,
+            serve,
+            self._refuse_http_early,
         )
 
     def _on_oversized_http_request(

@@ -389,7 +389,8 @@ class AppState:
     @property
     def breakers(self) -> Mapping[str, Mapping[str, Any]]:
         """
-        The circuit breakers of the targets called so far: C{state} (closed, open,
+        The circuit breakers of the targets called so far (module ids, and
+        C{service:NAME} for the proxied services of L{service}): C{state} (closed, open,
         half_open), C{retry_after}, C{rejected}, C{last_failure}...
         """
         if self._messaging is None:
@@ -491,9 +492,10 @@ class AppState:
         wanted = ServiceType.custom("any") if kind is None else service_type(kind)
         connection_id, actual = await client.connect_service(name, wanted, timeout=timeout)
         max_in_flight, max_queued = self._service_limits
-        # one breaker per proxied service: a registry of the module's when it has one
+        # One breaker per proxied service, in the module's one registry (the one its
+        # module-to-module requests use): on state.breakers, /health and the metrics.
         target = f"service:{name}"
-        breakers = getattr(self, "_breakers", None)
+        breakers = getattr(self._messaging, "breakers", None)
         breaker = (
             breakers.get(target) if breakers is not None else CircuitBreaker(target, self.reactor)
         )

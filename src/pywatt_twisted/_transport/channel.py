@@ -518,14 +518,17 @@ class ChannelProtocol(FramedProtocol):
         counters = self.counters
         counters.frames_in += 1
         try:
-            if frame.format == FORMAT_AUTO and not self._warned_auto:
-                self._warned_auto = True
-                self.log.warn(
-                    "{channel}: the orchestrator sends frames with format byte 0 (the Python "
-                    "SDK's JSON code); reading them as JSON",
-                    channel=self.name,
-                )
-            payload = frame.payload if frame.format == FORMAT_JSON else frame_json(frame)
+            if frame.format == FORMAT_JSON:
+                payload = frame.payload
+            else:
+                if frame.format == FORMAT_AUTO and not self._warned_auto:
+                    self._warned_auto = True
+                    self.log.warn(
+                        "{channel}: the orchestrator sends frames with format byte 0 (the "
+                        "Python SDK's JSON code); reading them as JSON",
+                        channel=self.name,
+                    )
+                payload = frame_json(frame)
             message = decode_from_orchestrator(payload)
         except (ProtocolError, _json.JSONDecodeError, ValueError) as e:
             counters.bad_frames += 1
@@ -538,7 +541,7 @@ class ChannelProtocol(FramedProtocol):
             self.listener.channel_problem(self, e)
             return
         if not self.exchanged:
-            self.exchanged = self.ready
+            self.exchanged = self.phase is ConnectionPhase.READY
         try:
             self.listener.channel_message(self, message)
         except Exception:
@@ -590,9 +593,12 @@ class ChannelProtocol(FramedProtocol):
 
         @raise ChannelClosed: if the connection is gone or not ready yet.
         """
-        if not self.ready:
+        if self.phase is not ConnectionPhase.READY:
             raise ChannelClosed(f"the {self.name} channel connection is not up")
-        self._write(frame)
+        counters = self.counters  # _write, inline: once per message sent
+        counters.frames_out += 1
+        counters.bytes_out += len(frame)
+        self.transmit(frame)
 
     def write_message(self, message: object) -> None:
         """

@@ -222,8 +222,10 @@ class FramedProtocol(Protocol):
 
     def _dispatch(self, items: Sequence[Frame | FrameError]) -> None:
         frame_received = self.frameReceived
+        output_closed = self.outputClosed
         for index, item in enumerate(items):
-            if self.inputClosed():
+            # inputClosed(), inline: this runs once per frame.
+            if self.abort_reason is not None or output_closed():
                 return
             if type(item) is Frame:
                 frame_received(item)

@@ -27,7 +27,8 @@ channel.
 The pieces live next to it: L{options<pywatt_twisted.link._options>},
 L{endpoints<pywatt_twisted.link._endpoints>}, the per-channel record and its state
 machine (L{LinkChannel}, L{ChannelStateMachine}), the L{FailoverChoice}, the
-L{OutboundQueue} and the L{RequiredChannels}; the manager wires them into a service.
+L{OutboundQueue}, the L{RequiredChannels} and the L{ChannelConnections} (starting and
+stopping each connection); the manager wires them into a service.
 """
 
 from __future__ import annotations
@@ -36,39 +37,35 @@ import random as _random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pywatt_twisted._transport.channel import (
     ChannelClosed,
-    ChannelFactory,
     ChannelProtocol,
     MessageTooLarge,
     encode_channel_frame,
 )
 from pywatt_twisted._transport.tls import TlsMaterial
-from pywatt_twisted.errors import ChannelError, ConfigurationError
+from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.link._channel import LinkChannel
 from pywatt_twisted.link._choice import FailoverChoice, Route
+from pywatt_twisted.link._connections import ChannelConnections
 from pywatt_twisted.link._endpoints import (
     EndpointFactory,
-    ObservedEndpoint,
     default_endpoint_factory,
-    tls_options_for,
 )
 from pywatt_twisted.link._metrics import collect_channel_metrics
 from pywatt_twisted.link._options import (
     ChannelOptions,
     ChannelSpec,
-    backoff_policy,
     connection_settings,
 )
 from pywatt_twisted.link._queue import ChannelUnavailable, OutboundQueue, Writer
 from pywatt_twisted.link._required import RequiredChannels
-from pywatt_twisted.link._state import ChannelEvent, ChannelState
+from pywatt_twisted.link._state import ChannelState
 from pywatt_twisted.wire.init import InitBlob, SecurityLevel
 
 __all__ = ["ChannelManager"]
@@ -115,13 +112,10 @@ class ChannelManager(MultiService):
         self.clock = clock
         self.metrics = metrics
         self.security_level = security_level
-        self._tls_material = tls_material
         if endpoint_factory is None:
             if reactor is None:
                 raise TypeError("ChannelManager needs a reactor or an endpoint_factory")
             endpoint_factory = default_endpoint_factory(reactor, options.connect_timeout)
-        self._endpoint_factory = endpoint_factory
-        self._random = random
         self.stopping = False
         self._started_at: float | None = None
         self.sent_direct = 0
@@ -145,6 +139,18 @@ class ChannelManager(MultiService):
         )
         self.required = RequiredChannels(
             clock, options.required_timeout, self.channels.values, lambda: self._started_at
+        )
+        self.connections = ChannelConnections(
+            self,
+            self.channels,
+            clock=clock,
+            options=options,
+            endpoint_factory=endpoint_factory,
+            security_level=security_level,
+            tls_material=tls_material,
+            required=self.required,
+            random=random,
+            log=lambda: self._log,
         )
 
     @classmethod
@@ -177,45 +183,12 @@ class ChannelManager(MultiService):
     def startService(self) -> None:
         self._started_at = self.clock.seconds()
         for channel in self.channels.values():
-            self._start_channel(channel)
+            self.connections.start(channel)
         if self.metrics is not None and self._collector is None:
             self._collector = self.metrics.add_collector(
                 lambda: collect_channel_metrics(self.channels, self.queue)
             )
         super().startService()
-
-    def _start_channel(self, channel: LinkChannel) -> None:
-        spec = channel.spec
-        try:
-            tls_options = tls_options_for(spec, self.security_level, self._tls_material)
-            endpoint = self._endpoint_factory(spec, tls_options)
-        except (ConfigurationError, ChannelError) as e:
-            channel.error(str(e), type(e).__name__)
-            channel.fire(ChannelEvent.MISCONFIGURED)
-            self.log.critical(
-                "{channel} channel ({address}) cannot start: {error}",
-                channel=spec.name,
-                address=spec.address,
-                error=str(e),
-            )
-            self.required.check()
-            return
-        factory = ChannelFactory(channel.settings, channel, self.clock, channel.counters)
-        channel.factory = factory
-        policy = backoff_policy(
-            self.options.initial_delay,
-            self.options.max_delay,
-            jitter=self.options.jitter,
-            random=self._random,
-        )
-        service = ClientService(
-            ObservedEndpoint(endpoint, channel, f"{spec.name} channel endpoint {spec.address}"),
-            factory,
-            retryPolicy=lambda attempt: channel.retry_delay(policy),
-            clock=self.clock,
-        )
-        channel.service = service
-        service.setServiceParent(self)
 
     def stopService(self) -> Deferred[None]:
         if self._stopped is None:
@@ -230,35 +203,11 @@ class ChannelManager(MultiService):
                 f"{op} was not sent: the module stopped before a channel came up"
             )
         )
-        for channel in self.channels.values():
-            if channel.factory is not None:
-                for protocol in list(channel.factory.live):
-                    protocol.close()
-        stops = [c.service.stopService() for c in self.channels.values() if c.service is not None]
         self.running = False
-        timer = self.clock.callLater(self.options.stop_grace, self._abort_all)
-        try:
-            await DeferredList(stops, consumeErrors=True)
-        finally:
-            if timer.active():
-                timer.cancel()
-        for channel in self.channels.values():
-            channel.fire(ChannelEvent.STOPPED)
+        await self.connections.stop()
         if self._collector is not None and self.metrics is not None:
             self.metrics.remove_collector(self._collector)
             self._collector = None
-
-    def _abort_all(self) -> None:
-        for channel in self.channels.values():
-            if channel.factory is None:
-                continue
-            for p in list(channel.factory.live):
-                self.log.warn(
-                    "{channel} channel did not close within {grace} s; aborting it",
-                    channel=channel.name,
-                    grace=self.options.stop_grace,
-                )
-                p.abort(ChannelClosed("aborted on stop"))
 
     def when_required_ready(self) -> Deferred[None]:
         """
@@ -329,20 +278,6 @@ class ChannelManager(MultiService):
         """
         return len(self.queue)
 
-    @property
-    def queued_bytes(self) -> int:
-        """
-        Bytes of the frames waiting for a channel.
-        """
-        return self.queue.bytes
-
-    @property
-    def sent_queued(self) -> int:
-        """
-        Messages written from the queue once a channel came up.
-        """
-        return self.queue.sent
-
     # -- LinkOwner ----------------------------------------------------------------------
 
     def channel_state(self, name: str, state: ChannelState) -> None:
@@ -373,13 +308,6 @@ class ChannelManager(MultiService):
             h["queued"] = len(self.queue)
             out[name] = h
         return out
-
-    @property
-    def preference(self) -> tuple[str, ...]:
-        """
-        The configured channel preference (C{("auto", ...)} under auto routing).
-        """
-        return self.options.preference
 
     def channel(self, name: str) -> LinkChannel | None:
         """

@@ -339,7 +339,7 @@ class StreamReceiver:
     Receives one body (see the module docstring). It is the push producer of its sink:
     while the sink has it paused, chunks that arrive are held (at most the sender's
     window, which it must respect: more than L{MAX_WINDOW} held cancels the stream)
-    and not acknowledged.
+    and not acknowledged, and the stall timer does not run (the wait is this side's).
 
     @ivar received: body bytes handed to the sink so far.
     """
@@ -366,6 +366,7 @@ class StreamReceiver:
         self._held: deque[tuple[int, bytes, bool]] = deque()
         self._paused = False
         self._delivering = False
+        self._final_seen = False
         self._stall = _Timer(clock, stall_timeout, self._stalled)
         self._stall.restart()
         self.on_end: Callable[[StreamReceiver], object] | None = None
@@ -373,10 +374,15 @@ class StreamReceiver:
     # -- IPushProducer (called by the sink) ------------------------------------------
 
     def pauseProducing(self) -> None:
+        # While the sink has the body paused, a quiet sender is waiting for acks that
+        # this side holds back: not a stall (the route's own timeout bounds the wait).
         self._paused = True
+        self._stall.stop()
 
     def resumeProducing(self) -> None:
         self._paused = False
+        if self.state is StreamState.OPEN and not self._final_seen:
+            self._stall.restart()
         self._deliver()
 
     def stopProducing(self) -> None:
@@ -421,6 +427,9 @@ class StreamReceiver:
             return
         self._held.append((chunk.sequence, data, chunk.is_final))
         if chunk.is_final:
+            self._final_seen = True
+            self._stall.stop()
+        elif self._paused:
             self._stall.stop()
         self._deliver()
 
@@ -552,6 +561,25 @@ class StreamTable:
         self.senders.clear()
 
 
+class _Parked:
+    """
+    The sink of a parked stream (L{StreamLink.park}): never given data (the receiver
+    is paused), told if the stream fails while it waits.
+    """
+
+    def __init__(self, on_failed: Callable[[StreamFailed], object]) -> None:
+        self._on_failed = on_failed
+
+    def body_data(self, data: bytes) -> None:
+        raise AssertionError("a parked stream is paused")
+
+    def body_done(self) -> None:
+        raise AssertionError("a parked stream is paused")
+
+    def body_failed(self, error: StreamFailed) -> None:
+        self._on_failed(error)
+
+
 @define
 class StreamLink:
     """
@@ -580,10 +608,51 @@ class StreamLink:
         """
         return f"m-{uuid.uuid4().hex}"
 
+    def park(self, stream_id: str, on_failed: Callable[[StreamFailed], object]) -> StreamReceiver:
+        """
+        Accept the chunks of C{stream_id} before anything can read them (its request
+        waits for the module to be ready): they are held unacknowledged, so the sender
+        stops after its window, until L{receiver} hands them to a sink. C{on_failed}
+        is told if the stream ends meanwhile (the peer cancels it, or sends more than
+        L{MAX_WINDOW} chunks unacknowledged). No stall timer runs while it is parked.
+        """
+        receiver = StreamReceiver(
+            stream_id,
+            self.link.send,
+            _Parked(on_failed),
+            self.clock,
+            max_size=self.max_body_size,
+            stall_timeout=self.stall_timeout,
+        )
+        receiver.pauseProducing()
+        self.table.add_receiver(receiver)
+        return receiver
+
+    def refuse(self, stream_id: str, reason: str) -> None:
+        """
+        The request of C{stream_id} is refused: cancel its stream (the parked
+        receiver's, if L{park} took it).
+        """
+        receiver = self.table.receivers.get(stream_id)
+        if receiver is not None and receiver.state is StreamState.OPEN:
+            receiver.cancel(reason)
+        else:
+            self.link.send(StreamCancel(stream_id, reason))
+
     def receiver(self, stream_id: str, sink: IBodySink) -> StreamReceiver:
         """
-        A receiver for C{stream_id} feeding C{sink}, registered in the table.
+        A receiver for C{stream_id} feeding C{sink}, registered in the table: the
+        one L{park} made (still paused: the caller resumes it, or the sink does as it
+        reads), else a new one.
         """
+        parked = self.table.receivers.get(stream_id)
+        if (
+            parked is not None
+            and isinstance(parked._sink, _Parked)
+            and parked.state is StreamState.OPEN
+        ):
+            parked._sink = sink
+            return parked
         receiver = StreamReceiver(
             stream_id,
             self.link.send,

@@ -344,6 +344,9 @@ class FakeOrchestrator:
     @ivar max_unacked_chunks: the most chunks of one streamed response the module had
         unacknowledged at once, as counted here (for window checks). Stream messages
         are not recorded in C{sent}.
+    @ivar uploads: the sender of each streamed request body (C{request(...,
+        stream=True)}), oldest first: its C{unacked}, C{sent_bytes} and
+        C{max_unacked} show how the module's acks paced it.
     """
 
     def __init__(
@@ -387,6 +390,7 @@ class FakeOrchestrator:
         self.calls: CorrelationTable[uuid.UUID] = CorrelationTable(self.reactor)
         self.streaming = streaming
         self.max_unacked_chunks = 0
+        self.uploads: list[StreamSender] = []
         self._stream_tables: dict[Any, StreamTable] = {}
         self._unacked: dict[str, int] = {}
         self._reading_paused = False
@@ -580,6 +584,7 @@ class FakeOrchestrator:
             stream_id, send, self.streaming or StreamOptions(), self.reactor, stall_timeout=None
         )
         table.add_sender(sender)
+        self.uploads.append(sender)
         sender.done.addErrback(lambda f: None)  # (the response says how it ended)
         send(HttpRequest(request_id, method, path, headers, None, stream_id))
         sender.write(bytes(body))

@@ -46,9 +46,21 @@ from zope.interface import Interface, implementer
 
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import MessageTooLarge, PyWattError
-from pywatt_twisted.streaming import StreamFailed, StreamLink, StreamReceiver, StreamState
-from pywatt_twisted.web._body import ResponseStream, SpooledBody
-from pywatt_twisted.wire.messages import HttpRequest, HttpResponse, StreamCancel
+from pywatt_twisted.streaming import (
+    BodyStream,
+    StreamFailed,
+    StreamLink,
+    StreamReceiver,
+    StreamState,
+)
+from pywatt_twisted.streaming._reader import BODY_ATTRIBUTE
+from pywatt_twisted.web._body import (
+    IncrementalSink,
+    ResponseStream,
+    SpooledBody,
+    reads_incrementally,
+)
+from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -610,9 +622,7 @@ class HttpBridge:
             stream_id = getattr(message, "stream_id", None)
             if isinstance(stream_id, str) and streams is not None:
                 # Its body will not be read: stop the orchestrator sending it.
-                streams.link.send(
-                    StreamCancel(stream_id, f"request refused with {refused.status_code}")
-                )
+                streams.refuse(stream_id, f"request refused with {refused.status_code}")
             return succeed(refused)
         return self._start(message, request_id, transport, streams)
 
@@ -701,12 +711,33 @@ class HttpBridge:
             headers.addRawHeader(name, value)
         if message.stream_id is not None:
             assert streams is not None
+            if reads_incrementally(self.site, channel, message):
+                # The route reads the body as it arrives (body_stream): it runs now,
+                # and each chunk is acknowledged as it takes it.
+                body = BodyStream()
+                setattr(web_request, BODY_ATTRIBUTE, body)
+                web_request.content = BytesIO()
+                self._in_flight.add(pending)
+                receiver = streams.receiver(
+                    message.stream_id,
+                    IncrementalSink(
+                        body,
+                        lambda: self._body_consumed(pending),
+                        lambda error: self._body_failed(pending, error),
+                    ),
+                )
+                pending.receiver = receiver
+                body.attach(receiver)
+                self._run(pending, message)
+                return result
             sink = SpooledBody(
                 lambda: self._body_arrived(pending, message, sink),
                 lambda error: self._body_failed(pending, error),
             )
             self._in_flight.add(pending)
             pending.receiver = streams.receiver(message.stream_id, sink)
+            # (a stream parked while the module started holds its first chunks)
+            pending.receiver.resumeProducing()
             return result
         body = bytes(message.body) if message.body is not None else b""
         if body or content_length is not None:
@@ -734,8 +765,17 @@ class HttpBridge:
         request.content = sink.content
         self._run(pending, message)
 
+    def _body_consumed(self, pending: _Pending) -> None:
+        """
+        The route read the whole of a body streamed in incrementally.
+        """
+        pending.receiver = None
+
     def _body_failed(self, pending: _Pending, error: StreamFailed) -> None:
         pending.receiver = None
+        if pending.answered:
+            # (the route answered before reading all of it: the receiver was cancelled)
+            return
         too_large = error.kind == "too_large"
         _log.warn(
             "HTTP-over-IPC request {request_id}: its streamed body failed ({error}); "

@@ -34,6 +34,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import BackendUnavailable, RouteReturnError
+from pywatt_twisted.streaming import StreamFailed
 from pywatt_twisted.web._cors import CorsPolicy, with_cors
 from pywatt_twisted.web._gzip import maybe_gzip
 from pywatt_twisted.web._http_limits import (
@@ -340,6 +341,8 @@ class PyWattRequest(Request):
         as an ERROR where it was found) gets C{500} with a JSON body carrying the same
         message, so that whoever tries the route sees what is wrong.
         """
+        if reason.check(StreamFailed):
+            return self._body_stream_failed(reason)
         if self.startedWriting or self.finished:
             result: Failure = super().processingFailed(reason)
             return result
@@ -366,6 +369,35 @@ class PyWattRequest(Request):
                 "error": "backend_unavailable",
                 "backend": backend,
                 "message": f"the {backend} this module uses is unavailable; try again later",
+            },
+        )
+        return reason
+
+    def _body_stream_failed(self, reason: Failure) -> Failure:
+        """
+        The route re-raised the L{StreamFailed} its read of a streamed request body
+        failed with (C{body_stream}): the bridge already answered the orchestrator
+        (400, or 413 above the limit) and logged why; answer the same here, without
+        a traceback, so the request ends.
+        """
+        error: Any = reason.value
+        _log.info(
+            "{method} {path}: the route stopped on its failed request body: {error}",
+            method=self.method.decode("ascii", "replace"),
+            path=_path_of(self),
+            error=str(error),
+        )
+        if self.finished:
+            return reason
+        if self.startedWriting:
+            self.finish()
+            return reason
+        too_large = error.kind == "too_large"
+        self._answer_json(
+            413 if too_large else 400,
+            {
+                "error": "body_too_large" if too_large else "bad_request",
+                "message": f"the streamed request body failed: {error.reason}",
             },
         )
         return reason

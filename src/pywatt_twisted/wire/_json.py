@@ -20,7 +20,16 @@ import json as _stdlib_json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BACKEND", "JSONDecodeError", "dumps", "dumps_sorted", "loads"]
+__all__ = [
+    "BACKEND",
+    "BACKEND_DECODE_ERROR",
+    "JSONDecodeError",
+    "backend_dumps",
+    "backend_loads",
+    "dumps",
+    "dumps_sorted",
+    "loads",
+]
 
 
 class JSONDecodeError(ValueError):
@@ -73,12 +82,26 @@ def _std_dumps_sorted(obj: object) -> bytes:
 loads: Callable[[bytes | bytearray | memoryview | str], Any]
 dumps: Callable[[object], bytes]
 dumps_sorted: Callable[[object], bytes]
+backend_loads: Callable[[bytes | bytearray | memoryview | str], Any]
+"""
+The backend's own C{loads}, for the per-frame hot path: it raises
+L{BACKEND_DECODE_ERROR} (not L{JSONDecodeError}) on invalid input, which the caller
+turns into its own error; one Python call less than L{loads}.
+"""
+BACKEND_DECODE_ERROR: type[ValueError]
+backend_dumps: Callable[[object], bytes]
+"""
+The backend's own C{dumps}, for the per-frame hot path: it raises C{TypeError} where
+L{dumps} falls back to the standard library (the caller then calls L{dumps}).
+"""
 
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a declared dependency
     BACKEND = "json"
-    loads = _std_loads
+    loads = backend_loads = _std_loads
+    backend_dumps = _std_dumps
+    BACKEND_DECODE_ERROR = JSONDecodeError
     dumps = _std_dumps
     dumps_sorted = _std_dumps_sorted
 else:
@@ -86,6 +109,9 @@ else:
     _orjson_loads = _orjson.loads
     _orjson_dumps = _orjson.dumps
     _OPT_SORT = _orjson.OPT_SORT_KEYS
+    backend_loads = _orjson_loads
+    backend_dumps = _orjson_dumps
+    BACKEND_DECODE_ERROR = _orjson.JSONDecodeError
 
     def loads(data: bytes | bytearray | memoryview | str) -> Any:
         try:

@@ -1,0 +1,525 @@
+# -*- test-case-name: tests.runtime.test_resilient_messaging,tests.runtime.test_messaging -*-
+"""
+The caller side of module-to-module messaging (L{RoutedRequests}): requests with a
+deadline, the target's circuit breaker and an optional retry policy (L{_Call}, one per
+C{send_request}), notifications, and the replies matched back by request id. The
+package-level picture is in L{pywatt_twisted._runtime.messaging}.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pywatt_twisted import tracing
+from pywatt_twisted._runtime.correlation import CorrelationTable
+from pywatt_twisted._runtime.resilience import Breakers, BreakerState, RetryPolicy
+from pywatt_twisted._runtime.routed_envelopes import decode_reply, request_payload
+from pywatt_twisted.errors import (
+    ChannelError,
+    CircuitOpen,
+    NotAvailable,
+    PayloadError,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+)
+from pywatt_twisted.link._choice import Route
+from pywatt_twisted.wire.envelope import encode_channel_frame, error_object, random_uuid4
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
+from pywatt_twisted.wire.messages import RoutedModuleResponse, RouteToModule
+
+__all__ = ["DEFAULT_REQUEST_TIMEOUT", "RoutedRequests"]
+
+#: seconds C{send_request} waits for a reply unless told otherwise (as in the Rust SDK)
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+def _abandoned_request(key: uuid.UUID, context: tuple[str, str, Any], reason: str) -> NotAvailable:
+    return NotAvailable(f"the request to {context[0]}/{context[1]} ({key}) was abandoned: {reason}")
+
+
+class _Call:
+    """
+    One C{send_request}: its attempts (one, or more under a retry policy), each asking
+    the target's breaker first, each waiting on the correlation table until the time
+    left to the deadline (or its share of it) runs out.
+    """
+
+    __slots__ = (
+        "_attempt_d",
+        "_breaker",
+        "_timer",
+        "attempts",
+        "deadline",
+        "endpoint",
+        "messaging",
+        "payload",
+        "result",
+        "retry",
+        "route",
+        "span",
+        "target",
+    )
+
+    def __init__(
+        self,
+        messaging: RoutedRequests,
+        target: str,
+        endpoint: str,
+        payload: Any,
+        deadline: float,
+        route: str | Route | None,
+        retry: RetryPolicy | None,
+        span: Any = None,
+    ) -> None:
+        self.span = span
+        self.messaging = messaging
+        self.target = target
+        self.endpoint = endpoint
+        self.payload = payload
+        self.deadline = deadline
+        self.route = route
+        self.retry = retry
+        self.attempts = 0
+        self.result: Deferred[Any] = Deferred(self._cancel)
+        self._attempt_d: Deferred[Any] | None = None
+        self._timer: IDelayedCall | None = None
+        self._breaker = messaging.breakers.get(target)
+
+    def _cancel(self, result: Deferred[Any]) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        attempt, self._attempt_d = self._attempt_d, None
+        if attempt is not None:
+            attempt.cancel()  # leaves the correlation table; the breaker permit is released
+
+    def _finish(self, outcome: object) -> None:
+        if not self.result.called:
+            if isinstance(outcome, Failure):
+                self.result.errback(outcome)
+            else:
+                self.result.callback(outcome)
+
+    def attempt(self) -> None:
+        self._timer = None
+        m = self.messaging
+        clock = m.clock
+        now = clock.seconds()
+        remaining = self.deadline - now
+        if remaining <= 0:
+            self._finish(
+                Failure(
+                    Timeout(
+                        f"no reply from module {self.target!r} to {self.endpoint!r} before "
+                        f"the deadline ({self.attempts} attempt(s))"
+                    )
+                )
+            )
+            return
+        breaker = self._breaker
+        try:
+            permit = breaker.acquire()
+        except CircuitOpen as e:
+            self._finish(Failure(e))
+            return
+        self.attempts += 1
+        retry = self.retry
+        wait = (
+            retry.timeout_for(remaining, retry.attempts - self.attempts + 1)
+            if retry is not None
+            else remaining
+        )
+        request_id = random_uuid4()
+        try:
+            frame, op = m._request_frame(
+                self.target, self.endpoint, self.payload, request_id, False, now + wait, self.span
+            )
+        except (PayloadError, ChannelError) as e:
+            breaker.released(permit)
+            self._finish(Failure(e))
+            return
+        d = m.pending.add(
+            request_id,
+            wait,
+            f"no reply from module {self.target!r} to {self.endpoint!r} (request "
+            f"{request_id}) within {wait:g} s; the module may be slow, busy or gone: "
+            "retry, or pass a longer timeout",
+            context=(self.target, self.endpoint, self.span),
+        )
+        self._attempt_d = d
+        m.requests_sent += 1
+        written: list[Any] = []
+        route = self.route
+        if isinstance(route, Route):
+            route = Route(route.prefer, route.only, written.append)
+        else:
+            route = Route(route, None, written.append)
+        sent = m.channels.send_frame(frame, op, route)
+        if not sent.called:
+            # Queued until a channel comes up: forget the queued frame once nobody waits.
+            d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
+        sent.addErrback(m._send_failed, request_id)
+        channel = m.channels.channel(written[0]) if written else None
+        if channel is not None:
+            channel.in_flight += 1
+        d.addBoth(self._ended, permit, now, written, channel)
+
+    def _ended(
+        self,
+        outcome: object,
+        permit: tuple[int, bool],
+        started: float,
+        written: list[str],
+        channel: Any,
+    ) -> None:
+        m = self.messaging
+        self._attempt_d = None
+        if channel is None and written:
+            channel = m.channels.channel(written[0])
+            channel_counted = False
+        else:
+            channel_counted = channel is not None
+        if channel_counted:
+            channel.in_flight -= 1
+        breaker = self._breaker
+        if not isinstance(outcome, Failure):
+            breaker.succeeded(permit)
+            if channel is not None:
+                channel.latency.record(m.clock.seconds() - started)
+            self._finish(outcome)
+            return
+        error = outcome.value
+        if outcome.check(CancelledError):
+            breaker.released(permit)
+            return  # the caller cancelled: its Deferred fails with CancelledError
+        breaker.record(permit, error)
+        if isinstance(error, RemoteError):
+            if channel is not None and not isinstance(error, Timeout):
+                # an answer (even an error one) measures the round trip
+                channel.latency.record(m.clock.seconds() - started)
+        if channel is not None and (
+            isinstance(error, Timeout) or not isinstance(error, RemoteError)
+        ):
+            channel.request_errors += 1
+        retry = self.retry
+        if (
+            retry is not None
+            and self.attempts < retry.attempts
+            and retry.retries(error)
+            and breaker.state is BreakerState.CLOSED
+        ):
+            delay = retry.delay(self.attempts, m.random)
+            if m.clock.seconds() + delay < self.deadline:
+                m.retries += 1
+                self._timer = m.clock.callLater(delay, self.attempt)
+                return
+        self._finish(outcome)
+
+
+class RoutedRequests:
+    """
+    The requester side of module-to-module messaging for one module.
+
+    @param module_id: this module's id (C{source} of its requests).
+    @param clock: the clock deadlines and retries run on.
+    @param channels: the module's L{ChannelManager}, or C{None} without channels (then
+        requests fail with L{NotAvailable}).
+    @param max_frame_length: the channel frame cap.
+    @param request_timeout: seconds until a request's deadline unless told otherwise.
+    @param breakers: the circuit breakers, one per target.
+    @param random: the retry jitter source (tests pin it).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        module_id: str,
+        clock: IReactorTime,
+        channels: Any = None,
+        max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        breakers: Breakers | None = None,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {request_timeout!r}")
+        self.module_id = module_id
+        self.clock = clock
+        self.channels = channels
+        self.max_frame_length = max_frame_length
+        self.request_timeout = request_timeout
+        #: one circuit breaker per target module
+        self.breakers = breakers if breakers is not None else Breakers(clock)
+        #: per-target default timeouts and retry policies (L{configure_target})
+        self.target_timeouts: dict[str, float] = {}
+        self.target_retries: dict[str, RetryPolicy] = {}
+        self.random = random
+        #: attempts sent again under a retry policy
+        self.retries = 0
+        self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
+            clock, abandoned=_abandoned_request, timeout_error=Timeout
+        )
+        self.stopping = False
+        #: counters, for /health
+        self.requests_sent = 0
+        self.replies_received = 0
+        self.replies_ignored = 0
+
+    def _request_frame(
+        self,
+        target_module_id: str,
+        endpoint: str,
+        payload: Any,
+        request_id: uuid.UUID,
+        no_reply: bool,
+        deadline: float | None = None,
+        span: Any = None,
+    ) -> tuple[bytes, str]:
+        encoded = request_payload(
+            payload,
+            endpoint,
+            self.module_id,
+            no_reply,
+            int(self.clock.seconds()),
+            None if deadline is None else int(deadline * 1000),
+            extra_properties=None if span is None else tracing.properties_to_send(span),
+        )
+        message = RouteToModule(
+            target_module_id=target_module_id,
+            target_endpoint=endpoint,
+            request_id=request_id,
+            payload=encoded,
+        )
+        return encode_channel_frame(message, self.max_frame_length), RouteToModule.op
+
+    def _unavailable(self, what: str) -> NotAvailable | None:
+        if self.channels is None:
+            return NotAvailable(
+                f"{what} needs a TCP or Unix-socket channel to the orchestrator, and the init "
+                "blob has none (tcp_channel / ipc_channel); run the module under an "
+                "orchestrator (or pywatt dev) that offers one"
+            )
+        if self.stopping:
+            return NotAvailable(f"{what} was not sent: the module is stopping")
+        return None
+
+    def _route(self, prefer: str | None, channel: str | None) -> str | Route | None:
+        """
+        The L{Route} of a send with C{prefer=}/C{channel=}.
+
+        @raise ValueError: both given, or a name that is not a channel of this module.
+        """
+        if prefer is not None and channel is not None:
+            raise ValueError("pass prefer= (try it first) or channel= (only it), not both")
+        name = channel if channel is not None else prefer
+        if name is None:
+            return None
+        known = getattr(self.channels, "channels", {})
+        if name not in known:
+            raise ValueError(
+                f"{name!r} is not a channel of this module (channels: "
+                f"{', '.join(sorted(known)) or 'none'}); use 'tcp' or 'ipc'"
+            )
+        return Route(only=channel) if channel is not None else Route(prefer=prefer)
+
+    def configure_target(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        breaker: Any = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """
+        Per-target settings: the default C{timeout} of requests to C{target}, its
+        breaker policy (a L{BreakerPolicy<pywatt_twisted._runtime.resilience.BreakerPolicy>};
+        its breaker starts over, closed) and the retry policy of its idempotent requests.
+        """
+        if timeout is not None:
+            if timeout <= 0:
+                raise ValueError(f"timeout must be positive, got {timeout!r}")
+            self.target_timeouts[target] = timeout
+        if breaker is not None:
+            self.breakers.set_policy(target, breaker)
+        if retry is not None:
+            self.target_retries[target] = retry
+
+    def send_request(
+        self,
+        target_module_id: str,
+        endpoint: str,
+        payload: Any,
+        timeout: float | None = None,
+        *,
+        prefer: str | None = None,
+        channel: str | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
+    ) -> Deferred[Any]:
+        """
+        Send C{payload} to C{endpoint} of module C{target_module_id}; fires with the reply.
+
+        @param timeout: seconds until the request's deadline (the target's own default,
+            else the module's C{routed_timeout}); sent as X4 C{deadline_ms}.
+        @param prefer: a channel (C{"tcp"}, C{"ipc"}) to try first.
+        @param channel: the only channel to send on (waits for it).
+        @param retry: how to retry (only with C{idempotent=True}); by default the
+            target's policy for idempotent requests, else no retry.
+        @param idempotent: the request may safely run more than once.
+        @return: a Deferred that fires with the decoded reply, or fails with a
+            L{RemoteError} subclass (the peer or the orchestrator answered with an error;
+            L{Timeout} when no reply came by the deadline; L{CircuitOpen} at once while
+            the target's breaker is open), L{ChannelError} (the request could not be
+            written), L{PayloadError}, L{NotAvailable} or L{ValueError}. Cancelling it
+            forgets the request and frees its place (and a breaker probe).
+        """
+        what = f"a request to {target_module_id}/{endpoint}"
+        problem = self._unavailable(what)
+        if problem is not None:
+            return fail(problem)
+        if timeout is None:
+            timeout = self.target_timeouts.get(target_module_id, self.request_timeout)
+        if timeout <= 0:
+            return fail(ValueError(f"timeout must be positive, got {timeout!r}"))
+        if retry is not None and not idempotent:
+            return fail(
+                ValueError(
+                    f"retry= for {what} needs idempotent=True: a request that may have "
+                    "reached the target is only sent again when running it twice is safe"
+                )
+            )
+        if retry is None and idempotent:
+            retry = self.target_retries.get(target_module_id)
+        try:
+            route = self._route(prefer, channel)
+        except ValueError as e:
+            return fail(e)
+        span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
+        call = _Call(
+            self,
+            target_module_id,
+            endpoint,
+            payload,
+            self.clock.seconds() + timeout,
+            route,
+            retry,
+            span,
+        )
+        call.attempt()
+        return tracing.traced(span, call.result)
+
+    def _send_failed(self, failure: Failure, request_id: uuid.UUID) -> None:
+        if failure.check(CancelledError):
+            return
+        self.pending.fail(request_id, failure.value)
+
+    def send_message(
+        self,
+        target_module_id: str,
+        endpoint: str,
+        payload: Any,
+        *,
+        prefer: str | None = None,
+        channel: str | None = None,
+    ) -> Deferred[None]:
+        """
+        Send C{payload} to C{endpoint} of module C{target_module_id} without waiting for
+        a reply (the handler runs; no reply is sent). It carries a deadline like a
+        request (the module's C{routed_timeout} from now).
+
+        @return: a Deferred that fires once the message was written to a channel, or
+            fails as L{send_request} does when it could not be.
+        """
+        problem = self._unavailable(f"a message to {target_module_id}/{endpoint}")
+        if problem is not None:
+            return fail(problem)
+        span = (
+            tracing.rpc_client_span(target_module_id, endpoint, notify=True)
+            if tracing.switch.on
+            else None
+        )
+        try:
+            route = self._route(prefer, channel)
+            timeout = self.target_timeouts.get(target_module_id, self.request_timeout)
+            frame, op = self._request_frame(
+                target_module_id,
+                endpoint,
+                payload,
+                random_uuid4(),
+                True,
+                self.clock.seconds() + timeout,
+                span,
+            )
+        except (PayloadError, ChannelError, ValueError) as e:
+            return tracing.traced(span, fail(e))
+        self.requests_sent += 1
+        sent: Deferred[None] = self.channels.send_frame(frame, op, route)
+        return tracing.traced(span, sent)
+
+    def response_received(self, message: RoutedModuleResponse) -> None:
+        """
+        A C{routed_module_response} arrived: fire the request it answers. Replies to
+        unknown, expired or already answered requests are logged and ignored.
+        """
+        entry = self.pending.pop(message.request_id)
+        if entry is None:
+            self.replies_ignored += 1
+            self.log.warn(
+                "ignoring routed_module_response {request_id} from {source}: no request waits "
+                "for it (already answered, timed out, or never sent by this module)",
+                request_id=str(message.request_id),
+                source=message.source_module_id,
+            )
+            return
+        self.replies_received += 1
+        target, endpoint, span = entry.context
+        if span is not None:
+            tracing.reply_received(span, message.payload)  # X3: the callee's context
+        try:
+            value = decode_reply(message.payload)
+        except ValueError as e:
+            entry.errback(
+                ProtocolError(
+                    f"the reply of module {message.source_module_id!r} to {endpoint!r} is not "
+                    f"JSON ({e}); expected the bare reply JSON or an envelope"
+                )
+            )
+            return
+        error = error_object(value)
+        if error is not None:
+            kind, text = error
+            entry.errback(
+                RemoteError.from_kind(kind, f"{target}/{endpoint} failed ({kind}): {text}")
+            )
+            return
+        entry.callback(value)
+
+    def stop(self, reason: str = "the module is stopping") -> None:
+        """
+        Fail every waiting request: nothing will answer them any more.
+        """
+        self.stopping = True
+        self.pending.stop(reason)
+
+    def health(self) -> dict[str, Any]:
+        """
+        The requester's part of what C{/health} shows under C{messaging}.
+        """
+        return {
+            "pending_requests": len(self.pending),
+            "requests_sent": self.requests_sent,
+            "replies_received": self.replies_received,
+            "replies_ignored": self.replies_ignored,
+            "timeouts": self.pending.timeouts,
+        }
