@@ -48,6 +48,10 @@ bench: setup
 bench-check: setup
 	$(BIN)/python -m bench --check --quick $(BENCH)
 
+# The API docs (pydoctor, in tox's docs environment); the HTML lands in .tox/docs/tmp/html.
+docs: setup
+	$(BIN)/tox -e docs
+
 tox: setup
 	$(BIN)/tox
 

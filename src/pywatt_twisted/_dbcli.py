@@ -26,7 +26,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 from pywatt_twisted._cliparse import Parser
@@ -147,6 +147,12 @@ def _python_file_models(path: str, attr: str) -> Any:
     return value
 
 
+#: the help of --url
+URL_HELP = (
+    "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pywatt db",
@@ -155,7 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="{model,schema}", parser_class=_Parser)
     groups.required = True
+    _add_model_commands(groups)
+    _add_schema_commands(groups)
+    return parser
 
+
+def _add_model_commands(groups: Any) -> None:
+    """
+    C{pywatt db model validate|generate|drop}.
+    """
     model = groups.add_parser(
         "model", help="validate models, generate them from a database, drop their tables"
     )
@@ -167,9 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check a model file and print its problems"
     )
     validate.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    url_help = (
-        "database URL (default: $DATABASE_URL), e.g. postgresql://user@host/db, sqlite:///file.db"
-    )
     model_generate = model_commands.add_parser(
         "generate",
         help="write Python models (@model attrs classes and MODELS) from a live database",
@@ -178,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "@pywatt_module(models=MODELS) and --models FILE.py. Applying them to an empty "
         "database and running 'schema diff' against the source database shows no changes.",
     )
-    model_generate.add_argument("--url", help=url_help)
+    model_generate.add_argument("--url", help=URL_HELP)
     model_generate.add_argument(
         "--table",
         "-t",
@@ -194,14 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drop the tables of the models, dependents first, and nothing else. "
         "Without --yes it only lists what it would drop and exits with status 1.",
     )
-    model_drop.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    model_drop.add_argument("--url", help=url_help)
+    _add_models_and_url(model_drop)
     model_drop.add_argument(
         "--yes",
         action="store_true",
         help="really drop them (the data is lost); without it nothing is dropped",
     )
 
+
+def _add_schema_commands(groups: Any) -> None:
+    """
+    C{pywatt db schema generate|diff|apply}.
+    """
     schema = groups.add_parser("schema", help="generate DDL, compare with or apply to a database")
     schema_commands = schema.add_subparsers(
         dest="command", metavar="{generate,diff,apply}", parser_class=_Parser
@@ -219,20 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--output", "-o", help="write to this file instead of stdout")
 
     diff = schema_commands.add_parser("diff", help="show what apply would change; change nothing")
-    diff.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    diff.add_argument("--url", help=url_help)
+    _add_models_and_url(diff)
     diff.add_argument(
         "--check", action="store_true", help="exit with status 1 when there are changes (for CI)"
     )
     apply = schema_commands.add_parser("apply", help="bring the database in step with the models")
-    apply.add_argument("--models", "-m", required=True, help=MODELS_HELP)
-    apply.add_argument("--url", help=url_help)
+    _add_models_and_url(apply)
     apply.add_argument(
         "--allow-destructive",
         action="store_true",
         help="also apply changes that can lose data (dropping columns, narrowing types)",
     )
-    return parser
+
+
+def _add_models_and_url(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--models", "-m", required=True, help=MODELS_HELP)
+    command.add_argument("--url", help=URL_HELP)
 
 
 def _err(message: str) -> None:
@@ -259,34 +276,40 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _os_error(e: OSError) -> str:
+    return f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+
+
+def _output(path: str | None, text: str) -> None:
+    """
+    Write C{text} to the file at C{path}, or to stdout when C{path} is empty.
+    """
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from pywatt_twisted.data.models import generate_ddl
 
     schema = _load(args.models)
-    ddl = generate_ddl(schema, args.dialect)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(ddl)
-    else:
-        sys.stdout.write(ddl)
+    _output(args.output, generate_ddl(schema, args.dialect))
     return EXIT_OK
 
 
-async def _live(reactor: Any, args: argparse.Namespace, schema: Any, url: str) -> None:
+async def _with_database(reactor: Any, url: str, work: Callable[[Any], Awaitable[int]]) -> None:
+    """
+    Run C{work(db)} on the database at C{url} (one connection) and exit with the status
+    it returns; a L{PyWattError} is reported and exits with C{EXIT_ERROR}. The database
+    is closed either way.
+    """
     from pywatt_twisted.data import Database
-    from pywatt_twisted.data.models import plan, sync
 
     db = Database.from_url(url, min_pool=1, max_pool=1, reactor=reactor)
-    code = EXIT_OK
     try:
-        if args.command == "diff":
-            result = await plan(db, schema)
-            sys.stdout.write(f"{result}\n")
-            if args.check and not result.is_empty:
-                code = EXIT_ERROR
-        else:
-            report = await sync(db, schema, allow_destructive=args.allow_destructive)
-            sys.stdout.write(f"{report}\n")
+        code = await work(db)
     except PyWattError as e:
         _err(str(e))
         code = EXIT_ERROR
@@ -295,32 +318,42 @@ async def _live(reactor: Any, args: argparse.Namespace, schema: Any, url: str) -
     raise SystemExit(code)
 
 
-def _cmd_live(args: argparse.Namespace) -> int:
-    from twisted.internet import task
+async def _diff_or_apply(db: Any, args: argparse.Namespace, schema: Any) -> int:
+    from pywatt_twisted.data.models import plan, sync
 
-    url = args.url or os.environ.get("DATABASE_URL")
+    if args.command == "diff":
+        result = await plan(db, schema)
+        sys.stdout.write(f"{result}\n")
+        return EXIT_ERROR if args.check and not result.is_empty else EXIT_OK
+    report = await sync(db, schema, allow_destructive=args.allow_destructive)
+    sys.stdout.write(f"{report}\n")
+    return EXIT_OK
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    url = _given_url(args)
+    schema = _load(args.models)
+    _check_url(url)
+    return _react(_with_database, url, lambda db: _diff_or_apply(db, args, schema))
+
+
+def _given_url(args: argparse.Namespace) -> str:
+    url: str | None = args.url or os.environ.get("DATABASE_URL")
     if not url:
         raise _UsageError("no database: pass --url URL or set DATABASE_URL", "")
-    schema = _load(args.models)
+    return url
+
+
+def _check_url(url: str) -> None:
     # The URL is parsed before the reactor starts so a malformed one is a plain error.
     from pywatt_twisted.data._database import DatabaseConfig
 
     DatabaseConfig.from_url(url)
-    try:
-        task.react(_live, [args, schema, url])
-    except SystemExit as e:
-        return int(e.code or 0)
-    return EXIT_OK  # pragma: no cover - react always exits
 
 
 def _url(args: argparse.Namespace) -> str:
-    url = args.url or os.environ.get("DATABASE_URL")
-    if not url:
-        raise _UsageError("no database: pass --url URL or set DATABASE_URL", "")
-    # The URL is parsed before the reactor starts so a malformed one is a plain error.
-    from pywatt_twisted.data._database import DatabaseConfig
-
-    DatabaseConfig.from_url(url)
+    url = _given_url(args)
+    _check_url(url)
     return url
 
 
@@ -357,64 +390,42 @@ def generate_source(tx: Any, dialect: str, tables: Sequence[str]) -> tuple[str, 
     return source, warnings
 
 
-async def _model_generate(reactor: Any, args: argparse.Namespace, url: str) -> None:
-    from pywatt_twisted.data import Database
-
-    db = Database.from_url(url, min_pool=1, max_pool=1, reactor=reactor)
-    code = EXIT_OK
+async def _model_generate(db: Any, args: argparse.Namespace) -> int:
     try:
         source, warnings = await db.run_interaction(
             generate_source, db.dialect, list(args.table or ())
         )
         _warn(warnings)
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(source)
-        else:
-            sys.stdout.write(source)
-    except PyWattError as e:
-        _err(str(e))
-        code = EXIT_ERROR
+        _output(args.output, source)
     except OSError as e:
-        _err(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
-        code = EXIT_ERROR
-    finally:
-        await db.close()
-    raise SystemExit(code)
+        _err(_os_error(e))
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def _cmd_model_generate(args: argparse.Namespace) -> int:
-    return _react(_model_generate, args, _url(args))
+    return _react(_with_database, _url(args), lambda db: _model_generate(db, args))
 
 
-async def _model_drop(reactor: Any, args: argparse.Namespace, schema: Any, url: str) -> None:
-    from pywatt_twisted.data import Database
+async def _model_drop(db: Any, args: argparse.Namespace, schema: Any) -> int:
     from pywatt_twisted.data.models._drop import drop
 
-    db = Database.from_url(url, min_pool=1, max_pool=1, reactor=reactor)
-    code = EXIT_OK
-    try:
-        result = await drop(db, schema, execute=args.yes)
-        if args.yes:
-            n = len(result.tables)
-            sys.stdout.write(f"{result}\ndropped {n} table{'s' if n != 1 else ''}\n")
-        else:
-            sys.stdout.write(f"would drop, dependents first:\n{result}\n")
-            if result.tables:
-                _err("nothing was dropped: pass --yes to drop these tables and their data")
-                code = EXIT_ERROR
-    except PyWattError as e:
-        _err(str(e))
-        code = EXIT_ERROR
-    finally:
-        await db.close()
-    raise SystemExit(code)
+    result = await drop(db, schema, execute=args.yes)
+    if args.yes:
+        n = len(result.tables)
+        sys.stdout.write(f"{result}\ndropped {n} table{'s' if n != 1 else ''}\n")
+        return EXIT_OK
+    sys.stdout.write(f"would drop, dependents first:\n{result}\n")
+    if result.tables:
+        _err("nothing was dropped: pass --yes to drop these tables and their data")
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def _cmd_model_drop(args: argparse.Namespace) -> int:
     url = _url(args)
     schema = _load(args.models)
-    return _react(_model_drop, args, schema, url)
+    return _react(_with_database, url, lambda db: _model_drop(db, args, schema))
 
 
 COMMANDS = {
@@ -450,7 +461,7 @@ def main(argv: Sequence[str]) -> int:
         _err(str(e))
         return EXIT_ERROR
     except OSError as e:
-        _err(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
+        _err(_os_error(e))
         return EXIT_ERROR
 
 

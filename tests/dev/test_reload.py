@@ -421,12 +421,12 @@ class SupervisorRestartTests(SynchronousTestCase):
 
         sup, clock = self.running()
         answered: list[Any] = []
-        sup.http("GET", "/slow", {}, None).addCallback(answered.append)
+        sup.requests.http("GET", "/slow", {}, None).addCallback(answered.append)
         restarted = sup.restart()
         self.assertTrue(sup.reloading)
         self.assertEqual(self.sent(clock), ["init", "http_request"], "no shutdown yet")
-        (request_id,) = list(sup._pending_http)
-        sup._on_http_response(
+        (request_id,) = list(sup.requests.pending_http)
+        sup.requests.http_answered(
             HttpResponse(request_id=request_id, status_code=200, headers={}, body=b"old")
         )
         self.assertEqual(answered[0].body, b"old")
@@ -443,7 +443,7 @@ class SupervisorRestartTests(SynchronousTestCase):
     def test_a_slow_request_only_delays_it_by_its_timeout(self) -> None:
         sup, clock = self.running(request_timeout=5)
         failed: list[Any] = []
-        sup.http("GET", "/never", {}, None).addErrback(failed.append)
+        sup.requests.http("GET", "/never", {}, None).addErrback(failed.append)
         sup.restart()
         clock.advance(5)
         self.assertEqual(len(failed), 1)
@@ -463,12 +463,12 @@ class SupervisorRestartTests(SynchronousTestCase):
         from pywatt_twisted.wire.messages import HttpResponse
 
         sup, clock = self.running()
-        sup.http("GET", "/slow", {}, None)
+        sup.requests.http("GET", "/slow", {}, None)
         restarted = sup.restart()
         stopped = sup.stop()
         self.assertFalse(sup.reloading)
-        (request_id,) = list(sup._pending_http)
-        sup._on_http_response(
+        (request_id,) = list(sup.requests.pending_http)
+        sup.requests.http_answered(
             HttpResponse(request_id=request_id, status_code=200, headers={}, body=b"")
         )
         clock.spawned[-1].processEnded(Failure(ProcessDone(0)))

@@ -63,7 +63,7 @@ def identify(dev: DevOrchestrator, module_id: str, connection: Any, preference: 
     The module's identify on C{connection}, stating C{preference} (if not C{None}).
     """
     properties = None if preference is None else {"channel_preference": preference}
-    dev.supervisors[module_id]._from_channel(
+    dev.supervisors[module_id].links.received(
         connection,
         Envelope(None, Identify(module_id), Metadata(source=module_id, properties=properties)),
     )
@@ -159,7 +159,7 @@ class PreferredChannelTests(SynchronousTestCase):
             reply = RoutedModuleReply(
                 "inventory", uuid.uuid4(), "orders", EncodedPayload.from_json(1)
             )
-            dev.supervisors["inventory"]._from_channel(links[last], Envelope(None, reply))
+            dev.supervisors["inventory"].links.received(links[last], Envelope(None, reply))
         dev.route(dev.supervisors["orders"], request(), orders_tcp.send)
         (kind,) = [
             k for k, c in links.items() if any(isinstance(m, RoutedModuleMessage) for m in c.sent)
@@ -188,7 +188,7 @@ class PreferredChannelTests(SynchronousTestCase):
         attach(dev, "inventory", "ipc")
         orders = dev.supervisors["orders"]
         for _ in range(3):
-            orders._from_channel(ipc, Envelope(None, request()))
+            orders.links.received(ipc, Envelope(None, request()))
         info = orders.describe()
         self.assertEqual(info["routed_in"], {"tcp": 0, "ipc": 3})
         self.assertEqual(info["messages_in"]["ipc"], 3)

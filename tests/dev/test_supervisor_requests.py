@@ -37,15 +37,15 @@ def sent(child: Any, op: str) -> list[dict[str, Any]]:
 class HttpTests(SynchronousTestCase):
     def test_answered(self) -> None:
         sup, _clock, child, _ = started()
-        d = sup.http("GET", "/x", {}, None)
+        d = sup.requests.http("GET", "/x", {}, None)
         (request,) = sent(child, "http_request")
         child.outReceived(encode_line(HttpResponse(request["request_id"], 200, {}, b"ok")))
         self.assertEqual(self.successResultOf(d).body, b"ok")
-        self.assertEqual(len(sup._pending_http), 0)
+        self.assertEqual(len(sup.requests.pending_http), 0)
 
     def test_timeout(self) -> None:
         sup, clock, child, lines = started()
-        d = sup.http("GET", "/x", {}, None)
+        d = sup.requests.http("GET", "/x", {}, None)
         clock.advance(9.9)
         self.assertNoResult(d)
         clock.advance(0.1)
@@ -58,17 +58,17 @@ class HttpTests(SynchronousTestCase):
 
     def test_exit_fails_the_requests_at_once(self) -> None:
         sup, _clock, child, _ = started()
-        d = sup.http("GET", "/x", {}, None)
+        d = sup.requests.http("GET", "/x", {}, None)
         sup._wanted = False
         child.processEnded(Failure(ProcessTerminated(exitCode=1)))
         failure = self.failureResultOf(d, PyWattError)
         self.assertIn("exited before answering", str(failure.value))
-        self.assertEqual(len(sup._pending_http), 0)
+        self.assertEqual(len(sup.requests.pending_http), 0)
 
     def test_not_running(self) -> None:
         sup, clock, _ = supervisor()
-        self.failureResultOf(sup.http("GET", "/x", {}, None), PyWattError)
-        self.assertEqual(len(sup._pending_http), 0)
+        self.failureResultOf(sup.requests.http("GET", "/x", {}, None), PyWattError)
+        self.assertEqual(len(sup.requests.pending_http), 0)
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
@@ -76,12 +76,12 @@ class RotationTests(SynchronousTestCase):
     def test_acked(self) -> None:
         sup, _clock, child, _ = started()
         sup.used_secrets.add("API_KEY")
-        d = sup.rotate(frozenset({"API_KEY"}), "rot-1")
+        d = sup.requests.rotate(frozenset({"API_KEY"}), "rot-1")
         assert d is not None
         self.assertEqual(sent(child, "rotated")[0]["rotation_id"], "rot-1")
         child.outReceived(encode_line(RotationAck("rot-1", "success")))
         self.assertEqual(self.successResultOf(d), RotationAck("rot-1", "success"))
-        self.assertEqual(len(sup._pending_rotations), 0)
+        self.assertEqual(len(sup.requests.pending_rotations), 0)
 
     def test_no_ack_within_the_request_timeout(self) -> None:
         """
@@ -90,15 +90,15 @@ class RotationTests(SynchronousTestCase):
         """
         sup, clock, _child, lines = started()
         sup.used_secrets.add("API_KEY")
-        d = sup.rotate(frozenset({"API_KEY"}), "rot-2")
+        d = sup.requests.rotate(frozenset({"API_KEY"}), "rot-2")
         assert d is not None
         clock.advance(10)
         self.assertIsNone(self.successResultOf(d))
-        self.assertEqual(len(sup._pending_rotations), 0)
+        self.assertEqual(len(sup.requests.pending_rotations), 0)
         said = [line for line in lines if "did not acknowledge rotation rot-2" in line]
         self.assertEqual(len(said), 1)
         self.assertIn("within 10 s", said[0])
 
     def test_unused_secret(self) -> None:
         sup, _clock, _child, _ = started()
-        self.assertIsNone(sup.rotate(frozenset({"OTHER"})))
+        self.assertIsNone(sup.requests.rotate(frozenset({"OTHER"})))

@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
             "/<module id>/<path>."
         ),
     )
+    _add_module_options(parser)
+    _add_supervision_options(parser)
+    _add_demo_options(parser)
+    _add_service_options(parser)
+    _add_workflow_options(parser)
+    return parser
+
+
+def _add_module_options(parser: argparse.ArgumentParser) -> None:
+    """
+    What to run and where: the modules, the front port, the secrets file.
+    """
     parser.add_argument(
         "--module",
         "-m",
@@ -63,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON object of secret names to values; edits are rotated into the modules",
     )
+
+
+def _add_supervision_options(parser: argparse.ArgumentParser) -> None:
+    """
+    How the modules are watched: heartbeats, the stop deadline, crash loops.
+    """
     parser.add_argument(
         "--heartbeat-interval", type=float, default=5.0, help="seconds between heartbeats"
     )
@@ -93,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the window of --crash-limit",
     )
+
+
+def _add_demo_options(parser: argparse.ArgumentParser) -> None:
+    """
+    The log level and the demo runs.
+    """
     parser.add_argument(
         "--debug",
         action="store_true",
@@ -104,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a request, a rotation and its ack on the first module, then keep serving",
     )
     parser.add_argument("--demo-exit", action="store_true", help="like --demo, then stop")
+
+
+def _add_service_options(parser: argparse.ArgumentParser) -> None:
+    """
+    The proxied services offered to the modules.
+    """
     parser.add_argument(
         "--provide-database",
         action="append",
@@ -120,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="offer the cache at URL (redis://, memcached://, memory://, file://) to the "
         "modules as proxied service NAME; repeat for several",
     )
+
+
+def _add_workflow_options(parser: argparse.ArgumentParser) -> None:
+    """
+    The edit loop: reload on change, traces.
+    """
     parser.add_argument(
         "--reload",
         action="store_true",
@@ -139,7 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --reload, restart once no file changed for this long",
     )
-    return parser
 
 
 def _named_urls(option: str, values: Sequence[str]) -> list[tuple[str, str]]:

@@ -74,7 +74,7 @@ async def run_demo(
             wanted.append(True)
             for s in orchestrator.supervisors.values():
                 if name in s.used_secrets:
-                    s.when_rotation_acked().chainDeferred(acked)
+                    s.requests.when_rotation_acked().chainDeferred(acked)
                     return
 
     unsubscribe = orchestrator.secrets.subscribe(watch)

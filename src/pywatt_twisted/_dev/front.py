@@ -224,9 +224,11 @@ class FrontResource(Resource):
         request.notifyFinish().addBoth(lambda result: finished.append(result))
         try:
             if body_file is not None:
-                response = await supervisor.http(method, uri, headers, None, body_file=body_file)
+                response = await supervisor.requests.http(
+                    method, uri, headers, None, body_file=body_file
+                )
             else:
-                response = await supervisor.http(method, uri, headers, body)
+                response = await supervisor.requests.http(method, uri, headers, body)
         except Exception as e:
             if not finished:
                 request.write(self._json(request, 502, {"error": str(e)}))

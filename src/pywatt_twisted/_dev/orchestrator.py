@@ -153,7 +153,7 @@ class DevOrchestrator(Service):
             ) from e
         self.console.say("pywatt-dev", f"front port: {self.front_url}/ (module id in the path)")
         for supervisor in self.supervisors.values():
-            await supervisor.prepare()
+            await supervisor.links.listen()
             supervisor.start()
 
     def startService(self) -> None:
@@ -169,7 +169,7 @@ class DevOrchestrator(Service):
         d = DeferredList(stops, consumeErrors=True)
         d.addCallback(
             lambda _: DeferredList(
-                [ensureDeferred(s.close_channels()) for s in self.supervisors.values()],
+                [ensureDeferred(s.links.close()) for s in self.supervisors.values()],
                 consumeErrors=True,
             )
         )
@@ -198,7 +198,7 @@ class DevOrchestrator(Service):
         self.console.say("pywatt-dev", f"secrets changed: {', '.join(sorted(names))}")
         acks = []
         for supervisor in self.supervisors.values():
-            d = supervisor.rotate(names)
+            d = supervisor.requests.rotate(names)
             if d is not None:
                 acks.append(d)
         return acks
@@ -208,7 +208,8 @@ class DevOrchestrator(Service):
     def route(self, source: ModuleSupervisor, message: Any, reply: Any) -> None:
         """
         Route C{route_to_module} to its target as C{routed_module_message} (over the
-        target's preferred channel: L{ModuleSupervisor.preferred_channels}), and the
+        target's preferred channel:
+        L{ModuleLinks.preferred <pywatt_twisted._dev._links.ModuleLinks.preferred>}), and the
         target's reply (the A3 extension) back to the requester as
         C{routed_module_response}. Anything undeliverable is answered
         with an error reply at once.
@@ -226,7 +227,7 @@ class DevOrchestrator(Service):
                     )
                 )
                 return
-            connection = target.channel(prefer=target.preferred_channels())
+            connection = target.links.connection(target.links.preferred())
             if connection is None:
                 reply(
                     routing_error(
@@ -273,7 +274,7 @@ class DevOrchestrator(Service):
 
     def _deliver(self, requester: ModuleSupervisor, response: RoutedModuleResponse) -> None:
         try:
-            requester.send_preferred(response, prefer=requester.preferred_channels())
+            requester.send_preferred(response, prefer=requester.links.preferred())
         except Exception as e:
             self.console.say(
                 "pywatt-dev", f"could not deliver a reply to {requester.module_id}: {e}", "warn"

@@ -8,30 +8,33 @@ The concerns live in private modules, and their public names are re-exported her
 process and its command in L{pywatt_twisted._dev._child}, the console in
 L{pywatt_twisted._dev._console}, crash-loop accounting in
 L{pywatt_twisted._dev._restarts}, the answers to the module's requests in
-L{pywatt_twisted._dev._answers}, the heartbeats in L{pywatt_twisted._dev._heartbeats}.
+L{pywatt_twisted._dev._answers}, the heartbeats in L{pywatt_twisted._dev._heartbeats},
+the module's framed channels and the choice between them in
+L{pywatt_twisted._dev._links}, and what pywatt dev asks of the module (HTTP requests,
+rotations) in L{pywatt_twisted._dev._requests}. This class holds the process's life and
+the dispatch of what the module sends.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from pywatt_twisted._dev._answers import ModuleAnswers, routing_error
 from pywatt_twisted._dev._child import _ChildProtocol, free_port, module_command
 from pywatt_twisted._dev._console import Console, parse_module_log
 from pywatt_twisted._dev._heartbeats import Heartbeats
+from pywatt_twisted._dev._links import ModuleLinks
+from pywatt_twisted._dev._requests import ModuleRequests
 from pywatt_twisted._dev._restarts import RestartPolicy, RunErrors
 from pywatt_twisted._dev._status import SupervisorStatus, check_transition
 from pywatt_twisted._dev._streaming import DevStreams
-from pywatt_twisted._runtime.correlation import CorrelationTable
-from pywatt_twisted.errors import PyWattError, RequestTimeout
+from pywatt_twisted.errors import PyWattError
 from pywatt_twisted.orchestrator._providers import ISecretProvider
 from pywatt_twisted.wire.codec import decode_from_module, encode_init
 from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfig, TcpListen
@@ -41,12 +44,10 @@ from pywatt_twisted.wire.messages import (
     Endpoint,
     GetSecret,
     HeartbeatAck,
-    HttpRequest,
     HttpResponse,
     Identify,
     PortRequest,
     RegisterServiceProvider,
-    Rotated,
     RotationAck,
     RoutedModuleReply,
     RouteToModule,
@@ -85,6 +86,34 @@ CRASHED = SupervisorStatus.CRASHED
 #: frame, a JSON parse, an ack round trip) is mostly per chunk, not per byte;
 #: window 8 keeps what each side buffers at 2 MiB (docs/streaming.md).
 STREAM_OPTIONS = StreamOptions(256 * 1024, 8)
+
+
+def init_blob(module_id: str, links: ModuleLinks) -> InitBlob:
+    """
+    The init blob pywatt dev gives a module: its channels' addresses, a free HTTP
+    port, the streaming it enables.
+    """
+    return InitBlob(
+        orchestrator_api="http://127.0.0.1:0",
+        module_id=module_id,
+        env={},
+        listen=TcpListen("127.0.0.1", free_port()),
+        tcp_channel=(
+            None
+            if links.tcp_address is None
+            else TcpChannelConfig(
+                host=links.tcp_address.rpartition(":")[0],
+                port=int(links.tcp_address.rpartition(":")[2]),
+            )
+        ),
+        ipc_channel=None if links.ipc_path is None else IpcChannelConfig(links.ipc_path),
+        extensions={
+            "streaming": {
+                "chunk_size": STREAM_OPTIONS.chunk_size,
+                "window": STREAM_OPTIONS.window,
+            }
+        },
+    )
 
 
 class ModuleSupervisor:
@@ -155,35 +184,20 @@ class ModuleSupervisor:
         self.last_exit: dict[str, Any] | None = None
         self.used_secrets: set[str] = set()
         self.last_ack: float | None = None
-        self.acks: list[RotationAck] = []
         self._child: _ChildProtocol | None = None
-        # request id -> the caller of http(); rotation id -> the caller of rotate()
-        self._pending_http: CorrelationTable[str] = CorrelationTable(reactor)
-        self._pending_rotations: CorrelationTable[str] = CorrelationTable(reactor)
         self._announced: list[Deferred[ModuleSupervisor]] = []
-        self._ack_waiters: list[Deferred[RotationAck]] = []
         self._heartbeats = Heartbeats(self)
         self._restart_call: Any = None
         self._wanted = False
         self._started_at = 0.0
         self._run_errors = RunErrors()
         self._answers = ModuleAnswers(self)
-        # The module's framed channels: the orchestrator serves them, the module connects.
-        from pywatt_twisted.orchestrator._channel_server import ChannelServer
-
-        self.channels = ChannelServer(reactor, on_message=self._from_channel, record=False)
+        #: the module's framed channels (pywatt dev serves them, the module connects)
+        self.links = ModuleLinks(reactor, module_id, self._from_module)
+        self.channels = self.links.channels
+        #: the HTTP requests and rotations sent to the module, waiting for its answer
+        self.requests = ModuleRequests(self)
         self.streams = DevStreams(reactor, STREAM_OPTIONS)
-        #: messages the module sent, per link (stdio, tcp, ipc)
-        self.messages_in: dict[str, int] = {"stdio": 0, "tcp": 0, "ipc": 0}
-        #: the channel preference the module stated in its identify (None: the default)
-        self.channel_preference: tuple[str, ...] | None = None
-        #: module-to-module messages (requests and replies) the module sent, per channel
-        self.routed_in: dict[str, int] = {"tcp": 0, "ipc": 0}
-        #: the channel the module last sent a module-to-module message on
-        self.last_routed_on: str | None = None
-        self.tcp_address: str | None = None
-        self.ipc_path: str | None = None
-        self._socket_dir: str | None = None
         #: C{router(supervisor, message, reply)} for module-to-module messages; set by
         #: the orchestrator.
         self.router: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
@@ -195,27 +209,6 @@ class ModuleSupervisor:
         #: C{discovery(supervisor, message, reply)} for service registration and
         #: discovery; set by the orchestrator.
         self.discovery: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
-
-    async def prepare(self) -> None:
-        """
-        Listen on the module's TCP and Unix-socket channels (before the first spawn).
-        """
-        import tempfile
-
-        self.tcp_address = await self.channels.listen_tcp(0, "127.0.0.1")
-        # AF_UNIX paths are short: keep the socket in a fresh directory under /tmp.
-        self._socket_dir = tempfile.mkdtemp(prefix="pywatt-dev-")
-        self.ipc_path = await self.channels.listen_unix(
-            os.path.join(self._socket_dir, f"{self.module_id}.sock")
-        )
-
-    async def close_channels(self) -> None:
-        await self.channels.stop()
-        if self._socket_dir is not None:
-            import shutil
-
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
-            self._socket_dir = None
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -255,34 +248,11 @@ class ModuleSupervisor:
             protocol, argv[0], argv, env=env, childFDs={0: "w", 1: "r", 2: "r"}
         )
 
-    def init_blob(self) -> InitBlob:
-        return InitBlob(
-            orchestrator_api="http://127.0.0.1:0",
-            module_id=self.module_id,
-            env={},
-            listen=TcpListen("127.0.0.1", free_port()),
-            tcp_channel=(
-                None
-                if self.tcp_address is None
-                else TcpChannelConfig(
-                    host=self.tcp_address.rpartition(":")[0],
-                    port=int(self.tcp_address.rpartition(":")[2]),
-                )
-            ),
-            ipc_channel=None if self.ipc_path is None else IpcChannelConfig(self.ipc_path),
-            extensions={
-                "streaming": {
-                    "chunk_size": STREAM_OPTIONS.chunk_size,
-                    "window": STREAM_OPTIONS.window,
-                }
-            },
-        )
-
     def _child_started(self, child: _ChildProtocol) -> None:
         self.pid = getattr(child.transport, "pid", None)
         self._started_at = self.reactor.seconds()
         assert child.transport is not None
-        child.transport.write(encode_init(self.init_blob()) + b"\n")
+        child.transport.write(encode_init(init_blob(self.module_id, self.links)) + b"\n")
         self.console.say("pywatt-dev", f"started {self.module_id} ({self.module}) pid {self.pid}")
 
     def _child_ended(self, child: _ChildProtocol, code: int | None, signal: int | None) -> None:
@@ -293,7 +263,7 @@ class ModuleSupervisor:
             self.on_exit(self)
         self.pid = None
         self._heartbeats.stop()
-        self._pending_http.fail_all(
+        self.requests.pending_http.fail_all(
             lambda *_: PyWattError(f"module {self.module_id} exited before answering")
         )
         how = f"signal {signal}" if signal else f"status {code}"
@@ -388,10 +358,9 @@ class ModuleSupervisor:
         new process is spawned; a L{stop} meanwhile cancels the new start.
         """
         self.reloading = True
-        keys = list(self._pending_http)
+        pending = self.requests.pending_http
         waits = [
-            self._pending_http.join(key, self.request_timeout, "in-flight request")[0]
-            for key in keys
+            pending.join(key, self.request_timeout, "in-flight request")[0] for key in list(pending)
         ]
         d: Deferred[Any] = DeferredList(waits, consumeErrors=True)
 
@@ -420,14 +389,6 @@ class ModuleSupervisor:
         if self._child is not None and self._child.transport is not None:
             self._child.transport.signalProcess(signal)
 
-    def when_rotation_acked(self) -> Deferred[RotationAck]:
-        """
-        Fires with the module's next C{rotation_ack}.
-        """
-        d: Deferred[RotationAck] = Deferred()
-        self._ack_waiters.append(d)
-        return d
-
     def when_announced(self) -> Deferred[ModuleSupervisor]:
         """
         Fires at the module's next announce (at once if it is running).
@@ -446,47 +407,12 @@ class ModuleSupervisor:
         except PyWattError as e:
             self.console.say(self.module_id, f"invalid protocol line on stdout: {e}", "warn")
             return
-        self.messages_in["stdio"] += 1
+        self.links.messages_in["stdio"] += 1
         self._from_module(message, self._send_stdio)
 
     def _send_stdio(self, message: Any) -> None:
         if self._child is not None:
             self._child.send(message)
-
-    def _from_channel(self, connection: Any, envelope: Any) -> bool:
-        link = str(connection.listener)
-        self.messages_in[link] = self.messages_in.get(link, 0) + 1
-        content = envelope.content
-        if isinstance(content, Identify):
-            self._learn_preference(envelope)
-        elif isinstance(content, RouteToModule | RoutedModuleReply):
-            self.last_routed_on = link
-            self.routed_in[link] = self.routed_in.get(link, 0) + 1
-        self._from_module(content, connection.send, link)
-        return True
-
-    def _learn_preference(self, envelope: Any) -> None:
-        properties = envelope.metadata.properties or {}
-        stated = properties.get("channel_preference")
-        if isinstance(stated, list) and all(n in ("auto", "tcp", "ipc") for n in stated):
-            self.channel_preference = tuple(stated)
-
-    def preferred_channels(self) -> tuple[str, ...]:
-        """
-        The order to deliver to the module in: the preference it stated in its identify
-        (under C{auto}, the channel it last sent a module-to-module message on first),
-        else its default (the Unix socket, then TCP).
-        """
-        stated = self.channel_preference
-        if not stated:
-            return ("ipc", "tcp")
-        if stated[0] == "auto":
-            rest = tuple(n for n in stated[1:] if n != "auto") or ("ipc", "tcp")
-            first = self.last_routed_on
-            if first in ("tcp", "ipc"):
-                return (first, *(n for n in rest if n != first))
-            return rest
-        return stated
 
     def _from_module(self, message: Any, reply: Callable[[Any], None], link: str = "stdio") -> None:
         """
@@ -518,9 +444,9 @@ class ModuleSupervisor:
         elif isinstance(message, HeartbeatAck):
             self.last_ack = self.reactor.seconds()
         elif isinstance(message, HttpResponse):
-            self._on_http_response(message)
+            self.requests.http_answered(message)
         elif isinstance(message, RotationAck):
-            self._on_rotation_ack(message)
+            self.requests.rotation_acked(message)
         else:
             self.console.say(
                 "pywatt-dev",
@@ -545,145 +471,24 @@ class ModuleSupervisor:
         if self._on_announce is not None:
             self._on_announce(self)
 
-    def _on_http_response(self, message: HttpResponse) -> None:
-        if not self._pending_http.resolve(message.request_id, message):
-            self.console.say(
-                self.module_id, f"response to unknown request {message.request_id}", "warn"
-            )
-
-    def _on_rotation_ack(self, message: RotationAck) -> None:
-        self.acks.append(message)
-        text = f"rotation {message.rotation_id} acknowledged: {message.status}"
-        if message.message:
-            text += f" ({message.message})"
-        self.console.say(
-            "pywatt-dev",
-            f"{self.module_id} {text}",
-            "info" if message.status == "success" else "warn",
-        )
-        self._pending_rotations.resolve(message.rotation_id, message)
-        ack_waiters, self._ack_waiters = self._ack_waiters, []
-        for ack_waiter in ack_waiters:
-            ack_waiter.callback(message)
-
     def send(self, message: Any) -> None:
         if self._child is None:
             raise PyWattError(f"module {self.module_id} is not running")
         self._child.send(message)
-
-    def channel(self, prefer: tuple[str, ...] = ("ipc", "tcp")) -> Any:
-        """
-        An open channel connection of the module (the first kind in C{prefer} that is
-        connected), or C{None}.
-        """
-        for kind in prefer:
-            for connection in reversed(self.channels.connections):
-                if connection.listener == kind and not connection.lost:
-                    return connection
-        return None
 
     def send_preferred(self, message: Any, prefer: tuple[str, ...] = ("ipc", "tcp")) -> str:
         """
         Send on a channel when one is up (Unix socket first), else on stdin. Returns the
         link used.
         """
-        connection = self.channel(prefer)
+        connection = self.links.connection(prefer)
         if connection is not None:
             connection.send(message)
             return str(connection.listener)
         self.send(message)
         return "stdio"
 
-    def http(
-        self,
-        method: str,
-        uri: str,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        body_file: IO[bytes] | None = None,
-    ) -> Deferred[HttpResponse]:
-        """
-        Send an C{http_request} to the module (on its Unix-socket or TCP channel when
-        connected, else on stdin); fires with its C{HttpResponse}. With C{body_file},
-        the body is streamed from that file as X1 chunks (C{body} is ignored). A
-        response with a C{stream_id} has its body in L{DevStreams.take_relay}.
-        """
-        request_id = f"dev-{uuid.uuid4()}"
-        d: Deferred[HttpResponse] = self._pending_http.add(
-            request_id,
-            self.request_timeout,
-            f"module {self.module_id} did not answer within {self.request_timeout:g} s",
-        )
-        try:
-            if body_file is not None:
-                self._stream_request(request_id, method, uri, headers, body_file)
-            else:
-                self.send_preferred(
-                    HttpRequest(
-                        request_id=request_id,
-                        method=method,
-                        uri=uri,
-                        headers=dict(headers),
-                        body=body,
-                    )
-                )
-        except PyWattError as e:
-            self._pending_http.fail(request_id, e)
-        return d
-
-    def _stream_request(
-        self,
-        request_id: str,
-        method: str,
-        uri: str,
-        headers: Mapping[str, str],
-        body_file: IO[bytes],
-    ) -> None:
-        connection = self.channel()
-        if connection is not None:
-            link, send = str(connection.listener), connection.send
-        else:
-            link, send = "stdio", self.send
-        stream_id = f"dev-{uuid.uuid4().hex}"
-        send(HttpRequest(request_id, method, uri, dict(headers), None, stream_id))
-        self.streams.upload(link, send, stream_id, body_file)
-
-    def rotate(
-        self, names: frozenset[str], rotation_id: str | None = None
-    ) -> Deferred[RotationAck | None] | None:
-        """
-        Tell the module that C{names} rotated, if it uses any of them. Fires with its ack,
-        or with C{None} when none came within C{request_timeout} seconds (said on the
-        console).
-        """
-        used = sorted(names & self.used_secrets)
-        if not used or self._child is None:
-            return None
-        rotation_id = rotation_id or f"rot-{uuid.uuid4().hex[:8]}"
-        d: Deferred[RotationAck | None] = self._pending_rotations.add(
-            rotation_id,
-            self.request_timeout,
-            f"{self.module_id} did not acknowledge rotation {rotation_id} within "
-            f"{self.request_timeout:g} s",
-        )
-        d.addErrback(self._rotation_unacked)
-        self.console.say(
-            "pywatt-dev", f"rotating {', '.join(used)} in {self.module_id} ({rotation_id})"
-        )
-        self._child.send(Rotated(keys=tuple(used), rotation_id=rotation_id))
-        return d
-
-    def _rotation_unacked(self, failure: Failure) -> None:
-        failure.trap(RequestTimeout)
-        self.console.say("pywatt-dev", str(failure.value), "warn")
-
     # -- status ------------------------------------------------------------------------------------
-
-    def _channel_state(self, kind: str, address: str | None) -> str:
-        if address is None:
-            return "off"
-        connected = any(c.listener == kind and not c.lost for c in self.channels.connections)
-        return f"up ({address})" if connected else f"down ({address})"
 
     def describe(self) -> dict[str, Any]:
         """
@@ -709,16 +514,13 @@ class ModuleSupervisor:
             ],
             "channels": {
                 "stdio": "up" if self._child is not None else "down",
-                "tcp": self._channel_state("tcp", self.tcp_address),
-                "ipc": self._channel_state("ipc", self.ipc_path),
+                "tcp": self.links.state("tcp"),
+                "ipc": self.links.state("ipc"),
             },
-            "channel_preference": list(self.preferred_channels()),
-            "messages_in": dict(self.messages_in),
-            "routed_in": dict(self.routed_in),
+            "channel_preference": list(self.links.preferred()),
+            "messages_in": dict(self.links.messages_in),
+            "routed_in": dict(self.links.routed_in),
             "secrets": sorted(self.used_secrets),
             "last_heartbeat_ack": self.last_ack,
-            "rotation_acks": [
-                {"rotation_id": a.rotation_id, "status": a.status, "message": a.message}
-                for a in self.acks[-10:]
-            ],
+            "rotation_acks": self.requests.describe_acks(),
         }

@@ -13,8 +13,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pywatt_twisted.data._cache import (
+if TYPE_CHECKING:  # pragma: no cover
+    from pywatt_twisted.data._cache import (  # noqa: F401
         Cache,
         CacheError,
         CacheUnavailable,
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
         MemoryCache,
         SerializationError,
     )
-    from pywatt_twisted.data._cache.memcached import MemcachedCache
-    from pywatt_twisted.data._cache.redis import RedisCache
-    from pywatt_twisted.data._database import (
+    from pywatt_twisted.data._cache.memcached import MemcachedCache  # noqa: F401
+    from pywatt_twisted.data._cache.redis import RedisCache  # noqa: F401
+    from pywatt_twisted.data._database import (  # noqa: F401
         AsyncTransaction,
         Database,
         DatabaseCollector,
@@ -43,47 +43,46 @@ if TYPE_CHECKING:
         SyncTransaction,
         TransactionClosed,
     )
-    from pywatt_twisted.errors import DataError
+    from pywatt_twisted.errors import DataError  # noqa: F401
 
-# name -> the module that defines it, imported on first use
-_LAZY = {
-    **dict.fromkeys(
-        (
-            "Cache",
-            "CacheError",
-            "CacheUnavailable",
-            "FileCache",
-            "ICache",
-            "InvalidKey",
-            "InvalidTTL",
-            "Lock",
-            "MemcachedCache",
-            "MemoryCache",
-            "RedisCache",
-            "SerializationError",
-        ),
-        "pywatt_twisted.data._cache",
+#: the names each module defines; imported from it on first use
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "pywatt_twisted.data._cache": (
+        "Cache",
+        "CacheError",
+        "CacheUnavailable",
+        "FileCache",
+        "ICache",
+        "InvalidKey",
+        "InvalidTTL",
+        "Lock",
+        "MemcachedCache",
+        "MemoryCache",
+        "RedisCache",
+        "SerializationError",
     ),
-    **dict.fromkeys(
-        (
-            "AsyncTransaction",
-            "Database",
-            "DatabaseCollector",
-            "DatabaseConfig",
-            "DatabaseError",
-            "DatabaseUnavailable",
-            "IDatabase",
-            "IntegrityError",
-            "ParameterError",
-            "QueryError",
-            "StatementInterrupted",
-            "SyncTransaction",
-            "TransactionClosed",
-        ),
-        "pywatt_twisted.data._database",
+    "pywatt_twisted.data._database": (
+        "AsyncTransaction",
+        "Database",
+        "DatabaseCollector",
+        "DatabaseConfig",
+        "DatabaseError",
+        "DatabaseUnavailable",
+        "IDatabase",
+        "IntegrityError",
+        "ParameterError",
+        "QueryError",
+        "StatementInterrupted",
+        "SyncTransaction",
+        "TransactionClosed",
     ),
-    "DataError": "pywatt_twisted.errors",
+    "pywatt_twisted.errors": ("DataError",),
 }
+
+# name -> the module that defines it
+_LAZY = {name: module for module, names in _SOURCES.items() for name in names}
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> object:
@@ -97,33 +96,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
-
-
-__all__ = [
-    "AsyncTransaction",
-    "Cache",
-    "CacheError",
-    "CacheUnavailable",
-    "DataError",
-    "Database",
-    "DatabaseCollector",
-    "DatabaseConfig",
-    "DatabaseError",
-    "DatabaseUnavailable",
-    "FileCache",
-    "ICache",
-    "IDatabase",
-    "IntegrityError",
-    "InvalidKey",
-    "InvalidTTL",
-    "Lock",
-    "MemcachedCache",
-    "MemoryCache",
-    "ParameterError",
-    "QueryError",
-    "RedisCache",
-    "SerializationError",
-    "StatementInterrupted",
-    "SyncTransaction",
-    "TransactionClosed",
-]

@@ -76,16 +76,14 @@ def _diff(old: Mapping[str, str], new: Mapping[str, str]) -> set[str]:
     return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
 
 
-@implementer(ISecretProvider)
-class MemorySecretProvider:
+class _HeldValues:
     """
-    Secrets held in memory; the public test double. L{set} and L{update} notify
-    subscribers, so they act as a rotation.
+    The part of L{ISecretProvider} shared by the providers that hold their values in a
+    dict and notify through L{_Subscribers}.
     """
 
-    def __init__(self, values: Mapping[str, str] | None = None) -> None:
-        self._values: dict[str, str] = dict(values or {})
-        self._subscribers = _Subscribers()
+    _values: dict[str, str]
+    _subscribers: _Subscribers
 
     def get(self, name: str) -> str | None:
         return self._values.get(name)
@@ -95,6 +93,18 @@ class MemorySecretProvider:
 
     def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:
         return self._subscribers.subscribe(callback)
+
+
+@implementer(ISecretProvider)
+class MemorySecretProvider(_HeldValues):
+    """
+    Secrets held in memory; the public test double. L{set} and L{update} notify
+    subscribers, so they act as a rotation.
+    """
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self._values: dict[str, str] = dict(values or {})
+        self._subscribers = _Subscribers()
 
     def set(self, name: str, value: str) -> None:
         self.update({name: value})
@@ -176,7 +186,7 @@ def read_secrets_file(path: str) -> dict[str, str]:
 
 
 @implementer(ISecretProvider)
-class FileSecretProvider:
+class FileSecretProvider(_HeldValues):
     """
     Secrets from a JSON file (an object of names to strings), re-read when it changes.
 
@@ -221,15 +231,6 @@ class FileSecretProvider:
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def get(self, name: str) -> str | None:
-        return self._values.get(name)
-
-    def names(self) -> frozenset[str]:
-        return frozenset(self._values)
-
-    def subscribe(self, callback: ChangeCallback) -> Callable[[], None]:
-        return self._subscribers.subscribe(callback)
 
     def reload(self) -> frozenset[str]:
         """

@@ -9,6 +9,8 @@ C{treq.testing}:
 See C{docs/testing.md}.
 """
 
-from pywatt_twisted.testing._orchestrator import FakeModule, FakeOrchestrator, FakeResponse
+from pywatt_twisted.testing._http import FakeResponse
+from pywatt_twisted.testing._module import FakeModule
+from pywatt_twisted.testing._orchestrator import FakeOrchestrator
 
 __all__ = ["FakeModule", "FakeOrchestrator", "FakeResponse"]

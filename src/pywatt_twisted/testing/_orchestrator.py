@@ -6,22 +6,24 @@ HTTP-over-IPC, rotation and shutdown. Everything the module sends is recorded.
 
 Like treq's C{StubTreq}, it uses the real code paths: the module's stdio protocol, its
 bootstrap and its HTTP bridge all run for real; only the bytes stay in memory.
+
+L{FakeOrchestrator} is the toolkit's documented facade and stays one class; what a test
+does with a started module (L{FakeModule}) is in L{pywatt_twisted.testing._module}, the
+HTTP pieces (L{FakeResponse}, the in-memory agent's plumbing) in
+L{pywatt_twisted.testing._http}, the in-memory channels in
+L{pywatt_twisted.testing._memory_channels}.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
-from zope.interface import implementer
 
 from pywatt_twisted._runtime.config import RuntimeConfig
 from pywatt_twisted._runtime.correlation import CorrelationTable, Pending
@@ -34,10 +36,12 @@ from pywatt_twisted.errors import PyWattError, RemoteError
 from pywatt_twisted.orchestrator._channel_server import ChannelServer, ModuleConnection
 from pywatt_twisted.orchestrator._providers import ISecretProvider, MemorySecretProvider
 from pywatt_twisted.orchestrator._services import ServiceHost
-from pywatt_twisted.streaming import StreamFailed, StreamReceiver, StreamSender, StreamTable
+from pywatt_twisted.streaming import StreamReceiver, StreamSender, StreamTable
+from pywatt_twisted.testing._http import BytesProducer, CollectedBody, FakeResponse, OneEndpoint
 from pywatt_twisted.testing._memory_channels import MemoryChannelEndpoint, MemoryStreamEndpoint
+from pywatt_twisted.testing._module import FakeModule
 from pywatt_twisted.wire.codec import decode_from_module, encode_init, encode_line
-from pywatt_twisted.wire.envelope import error_object, routed_reply_content, routed_request_payload
+from pywatt_twisted.wire.envelope import error_object, routed_reply_content
 from pywatt_twisted.wire.init import (
     InitBlob,
     IpcChannelConfig,
@@ -56,7 +60,6 @@ from pywatt_twisted.wire.messages import (
     HttpResponse,
     Rotated,
     RotationAck,
-    RoutedModuleMessage,
     RoutedModuleReply,
     RoutedModuleResponse,
     RouteToModule,
@@ -69,64 +72,6 @@ from pywatt_twisted.wire.messages import (
     StreamChunk,
 )
 from pywatt_twisted.wire.stream import StreamOptions
-
-
-@frozen
-class FakeResponse:
-    """
-    A module's answer to L{FakeModule.request}.
-
-    @ivar code: the HTTP status code.
-    @ivar headers: response headers (lower-case names).
-    @ivar body: the body bytes.
-    """
-
-    code: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def text(self, encoding: str = "utf-8") -> str:
-        return self.body.decode(encoding)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """
-    A request body written at once (no cooperator: the test's clock need not move).
-    """
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-@implementer(IAgentEndpointFactory)
-class _OneEndpoint:
-    """
-    An agent endpoint factory that connects every URI to one in-memory endpoint.
-    """
-
-    def __init__(self, endpoint: MemoryStreamEndpoint) -> None:
-        self.endpoint = endpoint
-
-    def endpointForURI(self, uri: Any) -> MemoryStreamEndpoint:
-        return self.endpoint
 
 
 class _OrchestratorSide(StringTransport):
@@ -152,159 +97,6 @@ class _OrchestratorSide(StringTransport):
         protocol = self.protocol
         if protocol is not None:
             protocol.writeConnectionLost()
-
-
-class _CollectedBody:
-    """
-    Collects a streamed response body for L{FakeModule.request}.
-    """
-
-    def __init__(self, head: HttpResponse, waiter: Deferred[FakeResponse] | None) -> None:
-        self.head = head
-        self.waiter = waiter
-        self.parts: list[bytes] = []
-
-    def body_data(self, data: bytes) -> None:
-        self.parts.append(data)
-
-    def body_done(self) -> None:
-        if self.waiter is not None:
-            self.waiter.callback(
-                FakeResponse(
-                    code=self.head.status_code,
-                    headers=dict(self.head.headers),
-                    body=b"".join(self.parts),
-                )
-            )
-
-    def body_failed(self, error: StreamFailed) -> None:
-        self.parts = []
-        if self.waiter is not None:
-            self.waiter.errback(error)
-
-
-class FakeModule:
-    """
-    A module started by L{FakeOrchestrator.start}.
-
-    @ivar service: its L{ModuleService}.
-    @ivar state: its L{AppState}.
-    """
-
-    def __init__(self, orchestrator: FakeOrchestrator, service: ModuleService) -> None:
-        self._orchestrator = orchestrator
-        self.service = service
-
-    @property
-    def state(self) -> AppState:
-        assert self.service.state is not None
-        return self.service.state
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | str | Any = None,
-        json_body: Any = None,
-        via: str = "stdio",
-        stream: bool = False,
-    ) -> Deferred[FakeResponse]:
-        """
-        Send an HTTP request through HTTP-over-IPC (an C{http_request} on stdin, or on
-        the C{"tcp"} / C{"ipc"} channel with C{via}), or with C{via="http"} as direct
-        HTTP to the module's own HTTP server (in memory: real HTTP/1.1 bytes through its
-        C{Site}, no socket), and fire with the module's real response. C{json_body} is
-        encoded and sets content-type.
-
-        With C{stream}, the body is sent as X1 chunks (C{docs/streaming.md}) with the
-        orchestrator's C{streaming} options (or the X0 defaults), never more than the
-        window unacknowledged. A response the module streams is read the same way
-        (acked as it arrives unless L{FakeOrchestrator.pause_reading}) and the
-        Deferred fires with the whole body; it fails with
-        L{pywatt_twisted.streaming.StreamFailed} if the stream ends early.
-        """
-        headers = dict(headers or {})
-        if json_body is not None:
-            body = json.dumps(json_body).encode()
-            headers.setdefault("content-type", "application/json")
-        if isinstance(body, str):
-            body = body.encode()
-        if via == "http":
-            return self._orchestrator._direct_http(method, path, headers, body)
-        request_id = f"fake-{uuid.uuid4()}"
-        d = self._orchestrator._expect_http(request_id)
-        if stream:
-            self._orchestrator._upload(request_id, method, path, headers, body or b"", via)
-            return d
-        self._orchestrator.send(
-            HttpRequest(request_id=request_id, method=method, uri=path, headers=headers, body=body),
-            via=via,
-        )
-        return d
-
-    def call(
-        self,
-        endpoint: str,
-        payload: Any,
-        *,
-        source: str = "other-module",
-        via: str | None = None,
-        timeout: float = 30.0,
-    ) -> Deferred[Any]:
-        """
-        Call the module's routed handler C{endpoint} with C{payload} as module C{source}
-        would (C{send_request}): a C{routed_module_message} whose payload envelope names
-        the endpoint, on C{via} (C{"tcp"}, C{"ipc"} or C{"stdio"}; by default the TCP
-        channel, else the Unix socket, else stdin).
-
-        @return: a Deferred that fires with the handler's reply (decoded JSON), or fails
-            with L{RemoteError} (its C{kind} is the error reply's: C{handler_error},
-            C{unknown_endpoint}, C{overloaded}...) or with L{RequestTimeout} after
-            C{timeout} seconds of the module's clock without a reply.
-        """
-        request_id = uuid.uuid4()
-        d = self._orchestrator.calls.add(
-            request_id,
-            timeout,
-            f"no reply from module {self._orchestrator.module_id!r} to {endpoint!r} "
-            f"within {timeout:g} s",
-            context=endpoint,
-        )
-        try:
-            self._send_routed(endpoint, payload, source, via, request_id, no_reply=False)
-        except PyWattError as e:
-            self._orchestrator.calls.fail(request_id, e)
-        return d
-
-    def notify(
-        self, endpoint: str, payload: Any, *, source: str = "other-module", via: str | None = None
-    ) -> None:
-        """
-        Send C{payload} to the routed handler C{endpoint} as a notification from module
-        C{source} (C{send_message}: the handler runs and sends no reply).
-        """
-        self._send_routed(endpoint, payload, source, via, uuid.uuid4(), no_reply=True)
-
-    def _send_routed(
-        self,
-        endpoint: str,
-        payload: Any,
-        source: str,
-        via: str | None,
-        request_id: uuid.UUID,
-        no_reply: bool,
-    ) -> None:
-        orchestrator = self._orchestrator
-        wrapped = routed_request_payload(payload, endpoint, source, no_reply)
-        message = RoutedModuleMessage(source, request_id, wrapped)
-        orchestrator.send(message, via=via or orchestrator.routing_link())
-
-    def stop(self) -> Deferred[None]:
-        """
-        Stop the module (as after a C{shutdown}); fires when it has stopped.
-        """
-        return self._orchestrator.shutdown()
 
 
 class FakeOrchestrator:
@@ -620,7 +412,7 @@ class FakeOrchestrator:
         self, message: HttpResponse, key: Any, send: Callable[[Any], None]
     ) -> None:
         waiter = self._http.pop(message.request_id, None)
-        sink = _CollectedBody(message, waiter)
+        sink = CollectedBody(message, waiter)
         assert message.stream_id is not None
         receiver = StreamReceiver(
             message.stream_id,
@@ -729,7 +521,7 @@ class FakeOrchestrator:
                 "over stdin or a channel instead of via='http'"
             )
         endpoint = MemoryStreamEndpoint(servers[-1][1])
-        agent = Agent.usingEndpointFactory(MemoryReactorClock(), _OneEndpoint(endpoint))
+        agent = Agent.usingEndpointFactory(MemoryReactorClock(), OneEndpoint(endpoint))
         request_headers = Headers({name: [value] for name, value in headers.items()})
         if not path.startswith("/"):
             raise ValueError(f"the path must start with '/', got {path!r}")
@@ -737,7 +529,7 @@ class FakeOrchestrator:
             method.encode("ascii"),
             b"http://127.0.0.1:8080" + path.encode("ascii"),
             request_headers,
-            None if body is None else _BytesProducer(body),
+            None if body is None else BytesProducer(body),
         )
         endpoint.flush()
 

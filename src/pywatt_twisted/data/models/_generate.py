@@ -36,6 +36,7 @@ from pywatt_twisted.data.models._ddl import (
     parse_default_sql,
 )
 from pywatt_twisted.data.models._introspect import (
+    ColumnInfo,
     DatabaseSchema,
     TableInfo,
     Transaction,
@@ -203,8 +204,47 @@ def _default(
 def _model(
     t: TableInfo, current: DatabaseSchema, checks: Mapping[str, str], notes: list[Problem]
 ) -> Model:
+    """
+    The model of table C{t}; C{checks} are its check constraints (name -> expression).
+    What the model cannot say raises L{ModelValidationError}; what it says differently
+    from the database is added to C{notes}.
+    """
     dialect = current.dialect
     errors: list[Problem] = []
+    single_fk = _foreign_keys(t, dialect, errors)
+    sole_key = t.primary_key if len(t.primary_key) == 1 else ()
+    unique_columns = {
+        i.columns[0]
+        for i in t.indexes
+        if i.unique
+        and len(i.columns) == 1
+        and i.name == constraint_name("uq", t.name, i.columns[0])
+        and i.columns != sole_key
+    }
+    remaining = dict(checks)
+    fields = []
+    for c in t.columns:
+        field = _field(t, c, dialect, sole_key, unique_columns, single_fk, remaining, notes, errors)
+        if field is not None:
+            fields.append(field)
+    if errors:
+        raise ModelValidationError(errors)
+    draft = Model(name=t.name, fields=tuple(fields))
+    return Model(
+        name=t.name,
+        fields=tuple(fields),
+        indexes=_indexes(t, draft, dialect, unique_columns),
+        checks=_checks(t, remaining, notes),
+        comment=t.comment,
+        primary_key=t.primary_key if len(t.primary_key) > 1 else (),
+    )
+
+
+def _foreign_keys(t: TableInfo, dialect: str, errors: list[Problem]) -> dict[str, ForeignKey]:
+    """
+    C{{column: ForeignKey}} for the single-column foreign keys of C{t}; the others are
+    added to C{errors}.
+    """
     single_fk = {}
     for fk in t.foreign_keys:
         if len(fk.columns) != 1:
@@ -222,64 +262,75 @@ def _model(
             on_delete = "no_action" if on_delete == "restrict" else on_delete
             on_update = "no_action" if on_update == "restrict" else on_update
         single_fk[fk.columns[0]] = ForeignKey(fk.table, fk.ref_columns[0], on_delete, on_update)
-    sole_key = t.primary_key if len(t.primary_key) == 1 else ()
-    unique_columns = {
-        i.columns[0]
-        for i in t.indexes
-        if i.unique
-        and len(i.columns) == 1
-        and i.name == constraint_name("uq", t.name, i.columns[0])
-        and i.columns != sole_key
-    }
-    fk_names = {fk.name: fk.columns for fk in t.foreign_keys if fk.name}
-    remaining = dict(checks)
-    fields = []
-    for c in t.columns:
-        if c.type.kind.startswith("other:"):
-            errors.append(
-                Problem(
-                    t.name,
-                    c.name,
-                    f"column type {c.raw_type!r} is not one of the model types; "
-                    "leave the table out (--table) or change the column",
-                )
-            )
-            continue
-        type_ = c.type.kind
-        for implied in ("enum", "json"):
-            if c.type.kind == implied:
-                remaining.pop(constraint_name("ck", t.name, c.name, implied), None)
-        if dialect == "mysql" and type_ == "json" and "json_valid" in remaining.get(c.name, ""):
-            remaining.pop(c.name)  # MariaDB's own check on a JSON column
-        check = remaining.pop(constraint_name("ck", t.name, c.name), None)
-        auto = c.auto_increment and sole_key == (c.name,)
-        if c.auto_increment and not auto:
-            notes.append(
-                Problem(t.name, c.name, "numbered by the database but not the sole key; left out")
-            )
-        fields.append(
-            Field(
-                name=c.name,
-                type=type_,
-                length=c.type.length,
-                precision=c.type.precision,
-                scale=c.type.scale if type_ == "decimal" else None,
-                values=c.type.values,
-                nullable=c.nullable and c.name not in t.primary_key,
-                default=None
-                if c.auto_increment
-                else _default(t.name, c.name, type_, c.default, dialect, notes),
-                primary_key=c.name in sole_key,
-                auto_increment=auto,
-                unique=c.name in unique_columns,
-                check=check,
-                comment=c.comment,
-                foreign_key=single_fk.get(c.name),
+    return single_fk
+
+
+def _field(
+    t: TableInfo,
+    c: ColumnInfo,
+    dialect: str,
+    sole_key: tuple[str, ...],
+    unique_columns: set[str],
+    single_fk: Mapping[str, ForeignKey],
+    remaining: dict[str, str],
+    notes: list[Problem],
+    errors: list[Problem],
+) -> Field | None:
+    """
+    The field of column C{c}, or C{None} (added to C{errors}) when its type is not a
+    model type. The checks the field carries (or implies) are taken out of C{remaining}.
+    """
+    if c.type.kind.startswith("other:"):
+        errors.append(
+            Problem(
+                t.name,
+                c.name,
+                f"column type {c.raw_type!r} is not one of the model types; "
+                "leave the table out (--table) or change the column",
             )
         )
-    if errors:
-        raise ModelValidationError(errors)
-    draft = Model(name=t.name, fields=tuple(fields))
+        return None
+    type_ = c.type.kind
+    for implied in ("enum", "json"):
+        if c.type.kind == implied:
+            remaining.pop(constraint_name("ck", t.name, c.name, implied), None)
+    if dialect == "mysql" and type_ == "json" and "json_valid" in remaining.get(c.name, ""):
+        remaining.pop(c.name)  # MariaDB's own check on a JSON column
+    check = remaining.pop(constraint_name("ck", t.name, c.name), None)
+    auto = c.auto_increment and sole_key == (c.name,)
+    if c.auto_increment and not auto:
+        notes.append(
+            Problem(t.name, c.name, "numbered by the database but not the sole key; left out")
+        )
+    return Field(
+        name=c.name,
+        type=type_,
+        length=c.type.length,
+        precision=c.type.precision,
+        scale=c.type.scale if type_ == "decimal" else None,
+        values=c.type.values,
+        nullable=c.nullable and c.name not in t.primary_key,
+        default=None
+        if c.auto_increment
+        else _default(t.name, c.name, type_, c.default, dialect, notes),
+        primary_key=c.name in sole_key,
+        auto_increment=auto,
+        unique=c.name in unique_columns,
+        check=check,
+        comment=c.comment,
+        foreign_key=single_fk.get(c.name),
+    )
+
+
+def _indexes(
+    t: TableInfo, draft: Model, dialect: str, unique_columns: set[str]
+) -> tuple[Index, ...]:
+    """
+    The indexes of C{t} that the model spells out: not those its fields imply (a
+    unique column, InnoDB's index for a foreign key); a name is kept when it is not the
+    generated one.
+    """
+    fk_names = {fk.name: fk.columns for fk in t.foreign_keys if fk.name}
     indexes = []
     for i in sorted(t.indexes, key=lambda i: i.name):
         if i.unique and len(i.columns) == 1 and i.columns[0] in unique_columns:
@@ -291,6 +342,14 @@ def _model(
         if i.name != index_name(draft, index) and not i.name.startswith("sqlite_autoindex_"):
             index = Index(i.columns, i.unique, i.name)
         indexes.append(index)
+    return tuple(indexes)
+
+
+def _checks(t: TableInfo, remaining: Mapping[str, str], notes: list[Problem]) -> tuple[Check, ...]:
+    """
+    The table-level checks left in C{remaining}, named as the generator names them (a
+    rename is added to C{notes}).
+    """
     model_checks = []
     prefix = constraint_name("ck", t.name) + "_"
     for name, expression in sorted(remaining.items()):
@@ -305,14 +364,7 @@ def _model(
                 )
             )
         model_checks.append(Check(short, expression))
-    return Model(
-        name=t.name,
-        fields=tuple(fields),
-        indexes=tuple(indexes),
-        checks=tuple(model_checks),
-        comment=t.comment,
-        primary_key=t.primary_key if len(t.primary_key) > 1 else (),
-    )
+    return tuple(model_checks)
 
 
 def _widen_sqlite_keys(models: list[Model]) -> list[Model]:

@@ -196,6 +196,16 @@ def _check_field(model: Model, f: Field, errors: list[Problem], warnings: list[P
             f"unknown type {f.type!r}; expected one of {', '.join(FIELD_TYPES)}",
         )
         return
+    _check_type_options(name, f, errors)
+    _check_key_options(model, f, errors, warnings)
+    _check_default(model, f, errors)
+
+
+def _check_type_options(name: str, f: Field, errors: list[Problem]) -> None:
+    """
+    C{length}, C{precision}/C{scale} and C{values}: each required by its type
+    (varchar, decimal, enum), in range, and given to no other type.
+    """
     if f.type == "varchar":
         if f.length is None:
             _problem(errors, name, f.name, "a varchar needs a 'length' (1 to 16383)")
@@ -246,6 +256,15 @@ def _check_field(model: Model, f: Field, errors: list[Problem], warnings: list[P
             _problem(errors, name, f.name, "enum values cannot be empty strings")
     elif f.values:
         _problem(errors, name, f.name, f"'values' applies only to enum, not to {f.type}")
+
+
+def _check_key_options(
+    model: Model, f: Field, errors: list[Problem], warnings: list[Problem]
+) -> None:
+    """
+    The primary key, C{auto_increment}, C{unique} and C{check} of field C{f}.
+    """
+    name = model.name
     in_key = f.name in model.primary_key_columns
     if in_key and f.nullable:
         _problem(errors, name, f.name, "a primary key column cannot be nullable")
@@ -272,7 +291,6 @@ def _check_field(model: Model, f: Field, errors: list[Problem], warnings: list[P
         _problem(warnings, name, f.name, "'unique' is redundant on the primary key; it is ignored")
     if f.check is not None and not f.check.strip():
         _problem(errors, name, f.name, "'check' must be a non-empty SQL expression")
-    _check_default(model, f, errors)
 
 
 def _check_foreign_key(schema: Schema, model: Model, f: Field, errors: list[Problem]) -> None:

@@ -1,0 +1,127 @@
+# -*- test-case-name: tests.dev.test_routing -*-
+"""
+The framed channels of one module in C{pywatt dev}: the TCP and Unix-socket listeners
+the module connects to, the per-link counters, the channel preference the module
+stated in its identify, and the choice of the connection to deliver on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from pywatt_twisted.orchestrator._channel_server import ChannelServer
+from pywatt_twisted.wire.messages import Identify, RoutedModuleReply, RouteToModule
+
+#: where a module's messages go: C{on_message(message, reply, link)}
+OnMessage = Callable[[Any, Callable[[Any], None], str], None]
+
+#: the delivery order when the module stated no preference: the Unix socket, then TCP
+DEFAULT_ORDER = ("ipc", "tcp")
+
+
+class ModuleLinks:
+    """
+    The module's channels, served by pywatt dev (the module connects).
+
+    @ivar channels: the L{ChannelServer} holding the listeners and connections.
+    @ivar tcp_address: C{host:port} of the TCP listener once L{listen} ran.
+    @ivar ipc_path: the Unix socket's path once L{listen} ran.
+    @ivar messages_in: messages the module sent, per link (stdio, tcp, ipc).
+    @ivar routed_in: module-to-module messages (requests and replies) the module sent,
+        per channel.
+    @ivar last_routed_on: the channel the module last sent a module-to-module message on.
+    @ivar channel_preference: the order the module stated in its identify, or C{None}.
+    """
+
+    def __init__(self, reactor: Any, module_id: str, on_message: OnMessage) -> None:
+        self._module_id = module_id
+        self._on_message = on_message
+        self.channels = ChannelServer(reactor, on_message=self.received, record=False)
+        self.tcp_address: str | None = None
+        self.ipc_path: str | None = None
+        self._socket_dir: str | None = None
+        self.messages_in: dict[str, int] = {"stdio": 0, "tcp": 0, "ipc": 0}
+        self.routed_in: dict[str, int] = {"tcp": 0, "ipc": 0}
+        self.last_routed_on: str | None = None
+        self.channel_preference: tuple[str, ...] | None = None
+
+    async def listen(self) -> None:
+        """
+        Listen on the module's TCP and Unix-socket channels (before the first spawn).
+        """
+        self.tcp_address = await self.channels.listen_tcp(0, "127.0.0.1")
+        # AF_UNIX paths are short: keep the socket in a fresh directory under /tmp.
+        self._socket_dir = tempfile.mkdtemp(prefix="pywatt-dev-")
+        self.ipc_path = await self.channels.listen_unix(
+            os.path.join(self._socket_dir, f"{self._module_id}.sock")
+        )
+
+    async def close(self) -> None:
+        await self.channels.stop()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+    def received(self, connection: Any, envelope: Any) -> bool:
+        """
+        One envelope from the module on a channel: count it, learn the preference an
+        identify states, and hand the message on with a reply on the same connection.
+        """
+        link = str(connection.listener)
+        self.messages_in[link] = self.messages_in.get(link, 0) + 1
+        content = envelope.content
+        if isinstance(content, Identify):
+            self._learn_preference(envelope)
+        elif isinstance(content, RouteToModule | RoutedModuleReply):
+            self.last_routed_on = link
+            self.routed_in[link] = self.routed_in.get(link, 0) + 1
+        self._on_message(content, connection.send, link)
+        return True
+
+    def _learn_preference(self, envelope: Any) -> None:
+        properties = envelope.metadata.properties or {}
+        stated = properties.get("channel_preference")
+        if isinstance(stated, list) and all(n in ("auto", "tcp", "ipc") for n in stated):
+            self.channel_preference = tuple(stated)
+
+    def preferred(self) -> tuple[str, ...]:
+        """
+        The order to deliver to the module in: the preference it stated in its identify
+        (under C{auto}, the channel it last sent a module-to-module message on first),
+        else its default (the Unix socket, then TCP).
+        """
+        stated = self.channel_preference
+        if not stated:
+            return DEFAULT_ORDER
+        if stated[0] == "auto":
+            rest = tuple(n for n in stated[1:] if n != "auto") or DEFAULT_ORDER
+            first = self.last_routed_on
+            if first in ("tcp", "ipc"):
+                return (first, *(n for n in rest if n != first))
+            return rest
+        return stated
+
+    def connection(self, prefer: tuple[str, ...] = DEFAULT_ORDER) -> Any:
+        """
+        An open channel connection of the module (the first kind in C{prefer} that is
+        connected), or C{None}.
+        """
+        for kind in prefer:
+            for connection in reversed(self.channels.connections):
+                if connection.listener == kind and not connection.lost:
+                    return connection
+        return None
+
+    def state(self, kind: str) -> str:
+        """
+        C{off}, C{up (address)} or C{down (address)} for the C{tcp} or C{ipc} channel.
+        """
+        address = self.tcp_address if kind == "tcp" else self.ipc_path
+        if address is None:
+            return "off"
+        connected = any(c.listener == kind and not c.lost for c in self.channels.connections)
+        return f"up ({address})" if connected else f"down ({address})"
