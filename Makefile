@@ -40,7 +40,8 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy src/pywatt_twisted
 
-# Every bench, 3 runs each, medians; rewrites the table in bench/README.md.
+# Every bench, 1 to 3 runs each (RUNS in bench/__main__.py), medians; rewrites the table
+# in bench/README.md.
 bench: setup
 	$(BIN)/python -m bench --record $(BENCH)
 

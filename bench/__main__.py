@@ -8,7 +8,7 @@ not the absolute numbers.
 
 Options:
   - C{--quick}: shorter measurements (passed to each module);
-  - C{--record}: run each module C{--repeat} times (3 by default), each time in a child
+  - C{--record}: run each module C{--repeat} times (L{RUNS}: 2 or 3), each time in a child
     process, take the median of each row, print the table and rewrite the record
     (C{bench/results.json} and the table in C{bench/README.md}); C{make bench};
   - C{--check}: the same runs, then compare each ratio with the recorded one and fail
@@ -29,6 +29,7 @@ import os
 import pkgutil
 import subprocess
 import sys
+import time
 
 import bench
 from bench import record
@@ -72,15 +73,36 @@ def _child(name: str, options: list[str]) -> list[record.Row]:
     return record.parse(lines)
 
 
-def repeated(names: list[str], options: list[str], repeat: int) -> list[record.Row]:
+#: Runs per bench for C{--record} and C{--check} when C{--repeat} is not given. A bench
+#: that already measures several times inside one run and keeps the median or the best
+#: (C{data}, C{startup}, C{tracing}, C{wire}) runs twice, C{stream} (throughput of
+#: 256 MiB, then peak memory) twice; C{channel} and C{messaging} (best of two
+#: interleaved rounds inside a run, over a minute each) and C{reliability} (peak
+#: memory against idle memory, counted work) once; the others three times. This keeps
+#: C{make bench} within about 12 minutes on the 2-CPU machines.
+RUNS = {
+    "channel": 1,
+    "data": 2,
+    "messaging": 1,
+    "reliability": 1,
+    "startup": 2,
+    "stream": 2,
+    "tracing": 2,
+    "wire": 2,
+}
+DEFAULT_RUNS = 3
+
+
+def repeated(names: list[str], options: list[str], repeat: int | None) -> list[record.Row]:
     """
-    The median rows of C{repeat} runs of each bench in C{names}.
+    The median rows of C{repeat} runs of each bench in C{names} (L{RUNS} when None).
     """
     rows: list[record.Row] = []
     for name in names:
         runs = []
-        for i in range(repeat):
-            print(f"=== bench {name} (run {i + 1} of {repeat}) ===", flush=True)
+        count = repeat if repeat is not None else RUNS.get(name, DEFAULT_RUNS)
+        for i in range(count):
+            print(f"=== bench {name} (run {i + 1} of {count}) ===", flush=True)
             runs.append(_child(name, options))
         rows.extend(record.median_rows(runs))
     return rows
@@ -97,7 +119,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         sys.stderr.write(f"unknown benchmark(s) {unknown}; available: {available()}\n")
         return 2
-    repeat = 3
+    repeat: int | None = None
     for option in options:
         if option.startswith("--repeat="):
             repeat = int(option.split("=", 1)[1])
@@ -105,8 +127,10 @@ def main(argv: list[str]) -> int:
     do_check = "--check" in options
     passed = [o for o in options if o == "--quick"]
     if do_record or do_check:
+        started = time.monotonic()
         rows = repeated(names, passed, repeat)
-        print(f"\nmedian of {repeat} run(s) per bench:")
+        runs = f"{repeat}" if repeat is not None else "2 or 3 (see RUNS in bench/__main__.py)"
+        print(f"\nmedian of {runs} run(s) per bench, {time.monotonic() - started:.0f} s in all:")
         print(record.table(rows))
         old = record.load()
         if do_check:

@@ -14,9 +14,16 @@ gets in and the response gets out:
   - C{direct}: HTTP/1.1 over loopback TCP to a real listening port, from a minimal
     keep-alive client written on Twisted (no treq overhead, so the baseline is fast).
 
-Each runs with 1 request in flight (sequential) and with 16 (16 keep-alive connections
-for direct; batches of 16 outstanding requests for the bridge). The ratio printed is
-bridge requests/s over direct requests/s; the target is >= 0.70.
+Rates are requests per CPU second of this process (C{time.process_time}): every path
+runs in this one process (the direct client too) and never waits for another, so on a
+quiet machine that is the wall-clock rate, and on a busy one other processes do not
+move it.
+
+Each runs with 1 request in flight (sequential) and with 32 (32 keep-alive connections
+for direct; batches of 32 outstanding requests for the bridge). The ratio printed is
+bridge requests/s over direct requests/s; the target is >= 0.70 with 1 in flight, and
+with 32 in flight the bridge (no HTTP parsing on that path) must beat direct HTTP by
+30% (>= 1.3, issue 20).
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ from pywatt_twisted.web.site import PyWattSite, build_root_resource
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
 ECHO_BODY = bytes(range(256)) * 4  # 1 KiB
+
+#: requests in flight -> the bridge+wire / direct target
+TARGETS = {1: 0.70, 32: 1.3}
+IN_FLIGHT = tuple(TARGETS)
 
 WORKLOADS = {
     "GET /items/:id": ("GET", "/items/42?fields=name", b""),
@@ -88,8 +99,8 @@ def bench_bridge(
     method, uri, body = workload
     headers = {"host": "module", "content-type": "application/octet-stream", "x-trace": "t"}
     count = 0
-    started = time.perf_counter()
-    deadline = started + seconds
+    started = time.process_time()
+    deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         pending = [
             bridge.handle(
@@ -108,7 +119,7 @@ def bench_bridge(
             if response.status_code != 200:
                 raise RuntimeError(f"bridge answered {response.status_code}")
         count += in_flight
-    return count / (time.perf_counter() - started)
+    return count / (time.process_time() - started)
 
 
 def bench_bridge_wire(
@@ -137,15 +148,15 @@ def bench_bridge_wire(
     ]
     count = 0
     written = 0
-    started = time.perf_counter()
-    deadline = started + seconds
+    started = time.process_time()
+    deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         pending = [bridge.handle(decode_from_orchestrator(line)) for line in lines]
         for d in pending:
             written += len(encode_stdout_http_response(_collect(d), "bench-module"))
         count += in_flight
     assert written > 0
-    return count / (time.perf_counter() - started)
+    return count / (time.process_time() - started)
 
 
 # --- direct ---------------------------------------------------------------------------
@@ -211,13 +222,13 @@ def bench_direct(workload: tuple[str, str, bytes], in_flight: int, seconds: floa
     def finished(count: int) -> None:
         counts.append(count)
         if len(counts) == in_flight:
-            timing["end"] = time.perf_counter()
+            timing["end"] = time.process_time()
             port.stopListening()
             reactor.callLater(0.05, reactor.stop)
 
     def start() -> None:
-        timing["start"] = time.perf_counter()
-        deadline = timing["start"] + seconds
+        timing["start"] = time.process_time()
+        deadline = time.perf_counter() + seconds
         for _ in range(in_flight):
             factory = ClientFactory()
             factory.protocol = lambda: _KeepAliveClient(request, deadline, finished)  # type: ignore[assignment,misc,return-value]
@@ -232,7 +243,7 @@ def bench_direct(workload: tuple[str, str, bytes], in_flight: int, seconds: floa
 
 
 def main(argv: list[str]) -> int:
-    seconds = 0.5 if "--quick" in argv else 2.0
+    seconds = 0.5 if "--quick" in argv else 1.0
     from twisted.internet.epollreactor import EPollReactor
 
     # The bridge needs no running reactor loop (the bench routes are synchronous), but
@@ -240,33 +251,40 @@ def main(argv: list[str]) -> int:
     # callLater/cancel and clock.
     clock = EPollReactor()
     bridge = HttpBridge(build_site(clock), reactor=clock)
-    print(f"requests/s, {seconds:g} s per measurement; ratio = bridge / direct (target >= 0.70)")
+    print(
+        f"requests/s, {seconds:g} s per measurement; ratio = bridge / direct "
+        f"(targets by requests in flight: {TARGETS})"
+    )
     print(
         f"{'workload':<18} {'in flight':>9} {'direct':>9} {'bridge':>9} {'ratio':>6} "
         f"{'bridge+wire':>12} {'ratio':>6}"
     )
     worst = float("inf")
     for name, workload in WORKLOADS.items():
-        for in_flight in (1, 16):
+        for in_flight in IN_FLIGHT:
             gc.collect()
             direct = bench_direct(workload, in_flight, seconds)
             gc.collect()
             bridged = bench_bridge(bridge, workload, in_flight, seconds)
             gc.collect()
             wired = bench_bridge_wire(bridge, workload, in_flight, seconds)
-            worst = min(worst, wired / direct)
+            bound = TARGETS[in_flight]
+            worst = min(worst, wired / direct / bound)
             row(
                 "bridge",
                 f"HTTP over IPC (wire), {name}, {in_flight} in flight, vs direct HTTP",
                 wired,
                 direct,
                 unit="req/s",
-                target=">= 0.70",
+                target=f">= {bound:.2f}" + (" (issue 20)" if in_flight > 1 else ""),
             )
             print(
                 f"{name:<18} {in_flight:>9} {direct:>9.0f} {bridged:>9.0f} "
                 f"{bridged / direct:>6.2f} {wired:>12.0f} {wired / direct:>6.2f}"
             )
-    verdict = "meets" if worst >= 0.7 else "MISSES"
-    print(f"worst bridge+wire/direct ratio: {worst:.2f} ({verdict} the 0.70 target)")
+    verdict = "meets" if worst >= 1 else "MISSES"
+    print(
+        f"bridge+wire/direct against the targets ({TARGETS}): worst at {worst:.2f} of its "
+        f"target ({verdict})"
+    )
     return 0

@@ -55,8 +55,8 @@ from bench.record import row
 from pywatt_twisted._transport.channel import encode_channel_frame
 from pywatt_twisted._transport.tls import TlsMaterial
 from pywatt_twisted.errors import RequestTimeout
+from pywatt_twisted.link import ChannelManager, ChannelOptions, ChannelSpec
 from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI, ModuleConnection
-from pywatt_twisted.runtime.channels import ChannelManager, ChannelOptions, ChannelSpec
 from pywatt_twisted.wire._json import dumps as _dumps
 from pywatt_twisted.wire._json import loads as _loads
 from pywatt_twisted.wire.envelope import random_uuid4

@@ -1,5 +1,6 @@
 """
-Where the microseconds go: C{python -m bench profile [pipelined|bridge] [--label=NAME]}.
+Where the microseconds go: C{python -m bench profile [pipelined|channel|bridge]
+[--label=NAME]}.
 
   - C{pipelined}: a real module service (L{ModuleService} with its channel manager)
     connected over loopback TCP to an orchestrator-side L{ChannelServer} in the same
@@ -7,6 +8,10 @@ Where the microseconds go: C{python -m bench profile [pipelined|bridge] [--label
     frames) and counts the module's C{heartbeat_ack} envelopes with a lean frame hook,
     so nearly all the CPU is the module's receive / dispatch / reply path (and the
     reactor's).
+  - C{channel}: the C{bench channel} path, ours over TCP with C{IN_FLIGHT} in flight: a
+    L{ChannelManager} sends C{route_to_module} requests (fresh random ids, a swept
+    correlation table), the lean echo of C{bench channel} answers, the module's
+    L{ChannelProtocol} decodes the replies: both ends of the message path.
   - C{bridge}: HTTP over IPC in memory, as C{bench bridge} measures it: decode the
     C{http_request} line with the wire codec, run it through L{HttpBridge} and the
     Klein site, encode the stdout reply.
@@ -46,7 +51,7 @@ async def _pipelined(reactor: Any, count: int, profiler: cProfile.Profile | None
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
     from pywatt_twisted._runtime.module import pywatt_module
-    from pywatt_twisted.dev.channel_server import ChannelServer
+    from pywatt_twisted.orchestrator import ChannelServer
     from pywatt_twisted.testing import FakeOrchestrator
     from pywatt_twisted.wire.codec import encode
     from pywatt_twisted.wire.framing import FORMAT_JSON, encode_frame
@@ -98,6 +103,69 @@ def _later(reactor: Any, seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
 
 
+async def _channel(reactor: Any, count: int, profiler: cProfile.Profile | None) -> float:
+    """
+    Run C{count} routed requests through the C{bench channel} path (ours, TCP,
+    C{IN_FLIGHT} in flight); return the process CPU seconds they took.
+    """
+    from bench.bench_channel import TIMEOUT, PendingTable, _echo, _request
+    from pywatt_twisted.link import ChannelManager, ChannelOptions, ChannelSpec
+    from pywatt_twisted.orchestrator import ChannelServer
+    from pywatt_twisted.wire.envelope import random_uuid4
+    from pywatt_twisted.wire.messages import RoutedModuleResponse
+
+    server = ChannelServer(reactor, on_frame=_echo)
+    address = await server.listen_tcp()
+    host, port = address.rsplit(":", 1)
+    spec = ChannelSpec("tcp", address, required=True, host=host, port=int(port))
+    pending = PendingTable(reactor, TIMEOUT)
+
+    def receive(message: object, link: object) -> None:
+        if isinstance(message, RoutedModuleResponse):
+            pending.resolve(message.request_id, message.payload)
+
+    manager = ChannelManager(
+        [spec],
+        module_id="bench",
+        receiver=receive,
+        clock=reactor,
+        reactor=reactor,
+        options=ChannelOptions(queue_size=10_000),
+    )
+    manager.startService()
+    await manager.when_required_ready()
+    send = manager.send
+    state = {"left": count}
+
+    async def worker() -> None:
+        while state["left"] > 0:
+            state["left"] -= 1
+            request_id = random_uuid4()
+            d = pending.add(request_id)
+            send(_request(request_id))
+            await d
+
+    cpu = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    workers = [Deferred.fromCoroutine(worker()) for _ in range(IN_FLIGHT)]
+    for w in workers:
+        await w
+    if profiler is not None:
+        profiler.disable()
+    cpu = time.process_time() - cpu
+    pending.close()
+    await manager.stopService()
+    await server.stop()
+    return cpu
+
+
+def profile_channel(count: int, profiler: cProfile.Profile | None) -> float:
+    from bench.bench_channel import fresh_reactor, run
+
+    return float(run(fresh_reactor(), lambda r: _channel(r, count, profiler)))
+
+
 def profile_pipelined(count: int, profiler: cProfile.Profile | None) -> float:
     from bench.bench_channel import fresh_reactor, run
 
@@ -133,6 +201,11 @@ WHAT: dict[str, tuple[str, Callable[[int, cProfile.Profile | None], float]]] = {
         f"heartbeat -> heartbeat_ack over a loopback TCP channel, {IN_FLIGHT} in flight, "
         "through a real ModuleService",
         profile_pipelined,
+    ),
+    "channel": (
+        f"the bench channel path: route_to_module -> routed_module_response over "
+        f"loopback TCP, {IN_FLIGHT} in flight, requester and echo in one process",
+        profile_channel,
     ),
     "bridge": (
         "HTTP over IPC in memory: http_request line -> HttpBridge -> Klein -> stdout "

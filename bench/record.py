@@ -188,18 +188,44 @@ def _number(value: float | None, unit: str) -> str:
     return f"{text} {unit}"
 
 
+_TARGET = re.compile(r"\s*(ours\s+)?(>=|<=|<|>)\s*([0-9]*\.?[0-9]+)\s*([^\s(]*)")
+
+
+def met(r: Row) -> str:
+    """
+    Whether C{r} meets its target: C{"yes"}, C{"NO"}, or C{"-"} when it has none. A
+    target is about the ratio (C{">= 0.45"}, C{"<= 1.3 (issue 20)"}) unless it starts
+    with C{ours} or ends with the row's unit (C{"ours < 0.3 s"}, C{"< 64 MiB"}): then it
+    is about our own number.
+    """
+    m = _TARGET.match(r.target)
+    if m is None:
+        return "-"
+    about_ours = bool(m.group(1)) or (bool(m.group(4)) and m.group(4) == r.unit)
+    value = r.ours if about_ours else r.ratio
+    bound = float(m.group(3))
+    ok = {
+        ">=": value >= bound,
+        "<=": value <= bound,
+        "<": value < bound,
+        ">": value > bound,
+    }[m.group(2)]
+    return "yes" if ok else "NO"
+
+
 def table(rows: Sequence[Row]) -> str:
     """
     The markdown table of C{rows}.
     """
     lines = [
-        "| metric | ours | baseline | ratio | target | machine |",
-        "|---|---|---|---|---|---|",
+        "| metric | ours | baseline | ratio | target | met | machine |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.bench}: {r.metric} | {_number(r.ours, r.unit)} | "
-            f"{_number(r.baseline, r.unit)} | {r.ratio:.2f} | {r.target} | {r.machine} |"
+            f"{_number(r.baseline, r.unit)} | {r.ratio:.2f} | {r.target} | {met(r)} | "
+            f"{r.machine} |"
         )
     return "\n".join(lines)
 

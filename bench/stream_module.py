@@ -1,14 +1,15 @@
 """
-The module of C{bench/bench_stream.py}: C{POST /sha256} hashes the request body as it
-arrives (C{incremental_body}; C{POST /sha256-spooled} the same from C{request.content},
-spooled first),
-C{GET /blob?size=N} answers N bytes from a push producer (so the module never holds the
-body: it is paused while the stream's window is full).
+The module of C{bench/bench_stream.py}: C{POST /crc32} (the bench's) and C{POST /sha256}
+check the request body as it arrives (C{incremental_body}); C{POST /sha256-spooled}
+does the same from C{request.content}, spooled first. C{GET /blob?size=N} answers N
+bytes from a push producer (so the module never holds the body: it is paused while
+the stream's window is full).
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Any
 
 from klein import Klein
@@ -84,6 +85,15 @@ def create_app(state: Any) -> Klein:
         async for piece in body_stream(request):
             digest.update(piece)
         return digest.hexdigest().encode()
+
+    @app.route("/crc32", methods=["POST"])
+    @incremental_body
+    async def crc(request: Any) -> bytes:
+        # (the bench's check: a running CRC-32, read as the body arrives)
+        value = 0
+        async for piece in body_stream(request):
+            value = zlib.crc32(piece, value)
+        return b"%08x" % value
 
     @app.route("/sha256-spooled", methods=["POST"])
     def sha_spooled(request: Any) -> bytes:

@@ -67,7 +67,7 @@ class WriteTests(SynchronousTestCase):
         self.assertTrue(text.startswith("# Prose\n\n" + record.START))
         self.assertTrue(text.endswith(record.END + "\n\nMore prose.\n"))
         self.assertNotIn("old table", text)
-        self.assertIn("| b: new | 15.0 /s | 10.0 /s | 1.50 | >= 1 | m |", text)
+        self.assertIn("| b: new | 15.0 /s | 10.0 /s | 1.50 | >= 1 | yes | m |", text)
         self.assertIn("| other: kept |", text)
         self.assertEqual([r.metric for r in record.load(results)], ["new", "kept"])
 
@@ -81,3 +81,19 @@ class WriteTests(SynchronousTestCase):
         rows = [_row("a", 1.0), _row("b", 2.0, "lower")]
         lines = [record.ROW_PREFIX + __import__("json").dumps(r.__dict__) for r in rows]
         self.assertEqual(record.parse(["noise\n", *lines]), rows)
+
+
+class MetTests(SynchronousTestCase):
+    def test_ratio_and_own_number_targets(self) -> None:
+        def r(target: str, ours: float, ratio: float, unit: str = "/s") -> str:
+            return record.met(Row("b", "m", ours, 1.0, unit, ratio, target, "higher", "m"))
+
+        self.assertEqual(r(">= 0.45 (issue 20)", 1, 0.5), "yes")
+        self.assertEqual(r(">= 0.45 (issue 20)", 1, 0.4), "NO")
+        self.assertEqual(r("<= 1.3", 1, 1.31), "NO")
+        self.assertEqual(r("<= 1.3", 1, 1.3), "yes")
+        self.assertEqual(r("ours < 0.3 s", 0.29, 9.0, "s"), "yes")
+        self.assertEqual(r("ours < 0.3 s", 0.31, 0.1, "s"), "NO")
+        self.assertEqual(r("< 64 MiB", 70, 0.5, "MiB"), "NO")
+        self.assertEqual(r("< 1.5", 70, 1.2, "MiB"), "yes")
+        self.assertEqual(r("-", 1, 1), "-")

@@ -292,10 +292,68 @@ class LayeringTests(SynchronousTestCase):
         self.assertEqual(users, [])
 
 
+class ToolImportTests(SynchronousTestCase):
+    def test_bench_and_tools_import_existing_paths(self) -> None:
+        """
+        The benches and tools (run by hand, not by the suite) import modules of the
+        package that exist, by their current paths rather than a deprecated shim.
+        """
+        files = module_files()
+        found = []
+        for top in ("bench", "tools"):
+            for directory, _, names in os.walk(os.path.join(PROJECT_ROOT, top)):
+                for name in sorted(names):
+                    if not name.endswith(".py"):
+                        continue
+                    path = os.path.join(directory, name)
+                    with open(path, encoding="utf-8") as f:
+                        imported = imported_names(f.read(), "bench.x", is_package=False)
+                    found.extend(
+                        f"{os.path.relpath(path, PROJECT_ROOT)}: {module}"
+                        for module in sorted(stale_imports(imported, files))
+                    )
+        self.assertEqual(found, [])
+
+
+def stale_imports(imported: set[str], files: dict[str, str]) -> set[str]:
+    """
+    The names in C{imported} (as L{imported_names} gives them) that name a module of
+    the package that does not exist or is a deprecated shim.
+    """
+    stale = set()
+    for name in imported:
+        if not name.startswith("pywatt_twisted."):
+            continue
+        if name in SHIMS:
+            stale.add(name)
+        elif name not in files and name.rsplit(".", 1)[0] not in files:
+            stale.add(name)
+    return stale
+
+
 class CheckerTests(SynchronousTestCase):
     """
     The checks themselves find what they look for.
     """
+
+    def test_stale_imports(self) -> None:
+        files = {"pywatt_twisted.wire.codec": "", "pywatt_twisted._transport.framed": ""}
+        imported = {
+            "os",
+            "pywatt_twisted.wire.codec",
+            "pywatt_twisted.wire.codec.encode",
+            "pywatt_twisted.transport.framed",
+            "pywatt_twisted.transport.framed.FramedProtocol",
+            "pywatt_twisted.runtime.channels",
+        }
+        self.assertEqual(
+            stale_imports(imported, files),
+            {
+                "pywatt_twisted.transport.framed",
+                "pywatt_twisted.transport.framed.FramedProtocol",
+                "pywatt_twisted.runtime.channels",
+            },
+        )
 
     def test_imports_in_functions_count_type_checking_does_not(self) -> None:
         source = (

@@ -84,6 +84,31 @@ class LazyImportTests(TestCase):
         )
         self.assertEqual(loaded, ["pywatt_twisted.data._resources"])
 
+    def test_runtime_does_not_load_channels_or_distribution_metadata(self) -> None:
+        """
+        Issue 20: the channel code loads with the first channel, and the search for the
+        module's distribution (importlib.metadata) waits for the first /health or
+        /metrics.
+        """
+        loaded = self._loaded(
+            "import pywatt_twisted._runtime.process, pywatt_twisted._tap",
+            (
+                "pywatt_twisted.link._channel",
+                "pywatt_twisted.link._manager",
+                "pywatt_twisted.link._endpoints",
+                "pywatt_twisted._transport.channel",
+                "importlib.metadata",
+            ),
+        )
+        self.assertEqual(loaded, [])
+
+    def test_link_names_load_on_first_use(self) -> None:
+        loaded = self._loaded(
+            "from pywatt_twisted.link import ChannelManager, SloMonitor",
+            ("pywatt_twisted.link._manager", "pywatt_twisted.link._slo"),
+        )
+        self.assertEqual(loaded, ["pywatt_twisted.link._manager", "pywatt_twisted.link._slo"])
+
     def test_finding_resources_does_not_load_the_data_layer(self) -> None:
         """
         The service looks for databases and caches in every module's state; a state

@@ -25,7 +25,6 @@ LONG_FILES: dict[str, str] = {
     "wire/codec.py": "the JSON codec: one small decode/encode function per op, nothing else",
     "data/_database/_core.py": "Database and its transactions: the IDatabase interface on "
     "adbapi, one cohesive thing (the dialects and parameters are already apart)",
-    "web/bridge.py": IN_PROGRESS + ": the HTTP-over-IPC bridge (NAME=stream)",
 }
 
 #: "path:Class" -> why it may have more than MAX_METHODS methods
@@ -39,13 +38,6 @@ WIDE_CLASSES: dict[str, str] = {
     "method is a documented entry point",
     "testing/_orchestrator.py:FakeOrchestrator": "the documented test toolkit facade; its "
     "machinery lives in testing/_*.py",
-    "_transport/channel.py:ChannelProtocol": IN_PROGRESS + " (NAME=chan)",
-    "_transport/framed.py:FramedProtocol": IN_PROGRESS + " (NAME=chan)",
-    "_transport/stdio.py:StdioProtocol": IN_PROGRESS + " (NAME=chan)",
-    "_runtime/dispatch.py:OpDispatcher": IN_PROGRESS + " (NAME=chan)",
-    "_runtime/correlation.py:CorrelationTable": IN_PROGRESS + " (NAME=chan)",
-    "web/bridge.py:HttpBridge": IN_PROGRESS + " (NAME=stream)",
-    "web/bridge.py:_BridgeChannel": IN_PROGRESS + " (NAME=stream)",
 }
 
 

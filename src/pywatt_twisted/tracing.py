@@ -483,18 +483,19 @@ def configure_from_environment(
     Turn tracing on for this process when the standard variables ask for it, once the
     module id is known; return whether it is on.
 
-    - A recording tracer provider installed before (auto-instrumentation, a test's
-      L{use_provider}) is used as it is.
-    - Otherwise, when C{OTEL_TRACES_EXPORTER}, C{OTEL_EXPORTER_OTLP_ENDPOINT} or
-      C{OTEL_EXPORTER_OTLP_TRACES_ENDPOINT} is set (and neither C{OTEL_SDK_DISABLED=true}
-      nor C{OTEL_TRACES_EXPORTER=none}), build an SDK C{TracerProvider} with a batch
-      span processor (C{OTEL_BSP_*} bound its queue: spans beyond C{OTEL_BSP_MAX_QUEUE_SIZE},
-      default 2048, are dropped and the SDK logs it) and the OTLP/HTTP exporter, with
-      C{service.name} from C{OTEL_SERVICE_NAME} or else the module id, and the sampler
-      from C{OTEL_TRACES_SAMPLER}. It becomes the global provider, so spans the module
-      starts itself join the same traces.
-    - When those variables are set and the C{[otel]} extra is missing, log a warning
-      naming the extra; tracing stays off.
+      - A recording tracer provider installed before (auto-instrumentation, a test's
+        L{use_provider}) is used as it is.
+      - Otherwise, when C{OTEL_TRACES_EXPORTER}, C{OTEL_EXPORTER_OTLP_ENDPOINT} or
+        C{OTEL_EXPORTER_OTLP_TRACES_ENDPOINT} is set (and neither
+        C{OTEL_SDK_DISABLED=true} nor C{OTEL_TRACES_EXPORTER=none}), build an SDK
+        C{TracerProvider} with a batch span processor (C{OTEL_BSP_*} bound its queue:
+        spans beyond C{OTEL_BSP_MAX_QUEUE_SIZE}, default 2048, are dropped and the SDK
+        logs it) and the OTLP/HTTP exporter, with
+        C{service.name} from C{OTEL_SERVICE_NAME} or else the module id, and the sampler
+        from C{OTEL_TRACES_SAMPLER}. It becomes the global provider, so spans the module
+        starts itself join the same traces.
+      - When those variables are set and the C{[otel]} extra is missing, log a warning
+        naming the extra; tracing stays off.
 
     @param enabled: C{False} (C{PYWATT_TRACING=off}) keeps tracing off whatever the
         variables say.

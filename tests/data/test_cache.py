@@ -744,6 +744,70 @@ class MemoryCacheBoundsTests(SynchronousTestCase):
         self.assertRaises(CacheError, MemoryCache, max_entries=0)
 
 
+class KnownKeyFastPathTests(SynchronousTestCase):
+    """
+    get and set remember checked keys and take a shorter path for them (issue 20); the
+    answers are the same as on the first, fully checked, use.
+    """
+
+    def _get(self, d: defer.Deferred[Any]) -> Any:
+        return self.successResultOf(d)
+
+    def test_second_use_same_answers(self) -> None:
+        clock = task.Clock()
+        cache = MemoryCache(clock=clock, namespace="ns")
+        for value in VALUES:
+            for _ in range(2):  # the first use checks the key, the second is remembered
+                self._get(cache.set("k", value))
+                got = self._get(cache.get("k"))
+                self.assertEqual((got, type(got)), (value, type(value)))
+        self.assertEqual(cache._known, {"k": "ns:k"})
+        self.assertEqual(list(cache.store._data), ["ns:k"])
+
+    def test_expiry_and_lru_on_the_short_path(self) -> None:
+        clock = task.Clock()
+        cache = MemoryCache(max_entries=2, clock=clock)
+        self._get(cache.set("a", b"1", ttl=5))
+        self._get(cache.set("b", b"2"))
+        self.assertEqual(self._get(cache.get("a")), b"1")  # a remembered, most recent
+        self._get(cache.set("c", b"3"))  # evicts b, the least recently used
+        self.assertIsNone(self._get(cache.get("b")))
+        self.assertEqual(self._get(cache.get("a")), b"1")
+        clock.advance(5)
+        self.assertIsNone(self._get(cache.get("a")))
+        self.assertNotIn("a", cache.store._data)
+        self.assertEqual(self._get(cache.get("c")), b"3")
+
+    def test_bad_keys_and_values_still_rejected(self) -> None:
+        cache = MemoryCache(clock=task.Clock())
+        self._get(cache.set("k", b"x"))
+        self.failureResultOf(cache.set("k", object()), SerializationError)
+        self.failureResultOf(cache.set("k", b"x", ttl=-1), InvalidTTL)
+        for bad in ("has space", "", "k" * 300, b"k", ["k"]):
+            self.failureResultOf(cache.set(bad, b"x"), InvalidKey)  # type: ignore[arg-type]
+            self.failureResultOf(cache.get(bad), InvalidKey)  # type: ignore[arg-type]
+        self.assertEqual(cache._known, {"k": "k"})
+
+    def test_byte_accounting_on_the_short_path(self) -> None:
+        cache = MemoryCache(clock=task.Clock(), namespace="n")
+        for value in (b"x" * 10, b"y" * 3, b"z" * 50, "text", b"w"):
+            self._get(cache.set("a", value))
+            self._get(cache.set("bb", b"q" * 7))
+        data = cache.store._data
+        self.assertEqual(cache.store.bytes, sum(len(k) + len(v[0]) for k, v in data.items()))
+        self.assertEqual(cache.store.bytes, len("n:a") + 2 + len("n:bb") + 8)
+
+    def test_bounded(self) -> None:
+        from pywatt_twisted.data._cache._base import KNOWN_KEYS
+
+        cache = MemoryCache(clock=task.Clock())
+        for i in range(KNOWN_KEYS + 10):
+            self._get(cache.set(f"k{i}", b"x"))
+        self.assertLessEqual(len(cache._known), KNOWN_KEYS)
+        self.assertEqual(self._get(cache.get("k0")), b"x")
+        self.assertEqual(self._get(cache.get(f"k{KNOWN_KEYS + 9}")), b"x")
+
+
 class FileCacheRestartTests(TestCase):
     async def test_survives_restart(self) -> None:
         directory = self.mktemp()

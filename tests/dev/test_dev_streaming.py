@@ -28,6 +28,11 @@ class DevStreamingTests(TestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual((await response.text()), hashlib.sha256(body).hexdigest())
 
+        # The same body to a route that reads it as it arrives (@incremental_body).
+        response = await treq.post(f"{base}/big/incremental/sha256", data=body, persistent=False)
+        self.assertEqual(response.code, 200)
+        self.assertEqual((await response.text()), hashlib.sha256(body).hexdigest())
+
         response = await treq.get(f"{base}/big/blob?size={24 * MiB}", persistent=False)
         self.assertEqual(response.code, 200)
         # Relayed as it arrives: no content-length (chunked transfer encoding).

@@ -143,6 +143,47 @@ class RoutingTests(SynchronousTestCase):
         self.assertEqual(orders_tcp.sent, [])
         self.assertTrue(any("unknown or expired" in line for line in lines))
 
+    def test_one_timer_sweeps_the_routes_in_expiry_order(self) -> None:
+        """
+        However many routes wait, one timer runs (for the oldest); each route is
+        forgotten ROUTE_TIMEOUT after it was made, not before, and the timer stops once
+        none is left.
+        """
+        dev, clock, lines = orchestrator()
+        orders_tcp = attach(dev, "orders", "tcp")
+        inventory_tcp = attach(dev, "inventory", "tcp")
+        first = [request() for _ in range(50)]
+        for message in first:
+            dev.route(dev.supervisors["orders"], message, orders_tcp.send)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(ROUTE_TIMEOUT / 2)
+        later = request()
+        dev.route(dev.supervisors["orders"], later, orders_tcp.send)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(ROUTE_TIMEOUT / 2)
+        # the first 50 expired, the later one is still routed back
+        for message in (first[0], later):
+            reply = RoutedModuleReply("inventory", message.request_id, "orders", message.payload)
+            dev.route(dev.supervisors["inventory"], reply, inventory_tcp.send)
+        self.assertEqual([r.request_id for r in orders_tcp.sent], [later.request_id])
+        self.assertEqual(sum("unknown or expired" in line for line in lines), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_sweep_rearms_for_the_next_oldest(self) -> None:
+        dev, clock, _ = orchestrator()
+        orders_tcp = attach(dev, "orders", "tcp")
+        attach(dev, "inventory", "tcp")
+        dev.route(dev.supervisors["orders"], request(), orders_tcp.send)
+        clock.advance(30)
+        dev.route(dev.supervisors["orders"], request(), orders_tcp.send)
+        clock.advance(ROUTE_TIMEOUT - 30)
+        self.assertEqual(len(dev._routes), 1)
+        (sweep,) = clock.getDelayedCalls()
+        self.assertEqual(sweep.getTime(), 30 + ROUTE_TIMEOUT)
+        clock.advance(30)
+        self.assertEqual(dev._routes, {})
+        self.assertEqual(clock.getDelayedCalls(), [])
+
 
 class PreferredChannelTests(SynchronousTestCase):
     """

@@ -11,7 +11,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted import pywatt_module
-from pywatt_twisted._runtime.buildinfo import build_info, git_sha_of
+from pywatt_twisted._runtime.buildinfo import LateBuildInfo, build_info, git_sha_of
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -79,3 +79,35 @@ class BuildInfoTests(SynchronousTestCase):
                 return None
 
         self.assertEqual(build_info(Definition(), environ={}).module_version, "2.1.0")
+
+
+class LateBuildInfoTests(SynchronousTestCase):
+    def test_worked_out_on_first_use_and_kept(self) -> None:
+        calls = []
+
+        class Definition:
+            @property
+            def version(self) -> str:
+                calls.append("version")
+                return "3.0.0"
+
+            def create_app(self, state: Any) -> None:
+                return None
+
+        late = LateBuildInfo(Definition(), environ={"PYWATT_GIT_SHA": SHA_A})
+        self.assertEqual(calls, [])  # nothing looked up yet
+        produce = late.collector()
+        self.assertEqual(calls, [])
+        [family] = list(produce())
+        self.assertEqual(calls, ["version"])
+        self.assertEqual(family.samples[0].labels["module_version"], "3.0.0")
+        self.assertEqual(family.samples[0].labels["git_sha"], SHA_A)
+        self.assertEqual(late.as_dict()["module_version"], "3.0.0")
+        self.assertIs(late.get(), late.get())
+        self.assertEqual(calls, ["version"])  # worked out once
+
+    def test_sha_variable_read_when_made(self) -> None:
+        environ = {"PYWATT_GIT_SHA": SHA_A}
+        late = LateBuildInfo(object(), environ=environ)
+        environ["PYWATT_GIT_SHA"] = "f" * 40
+        self.assertEqual(late.get().git_sha, SHA_A)

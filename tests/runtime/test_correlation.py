@@ -96,7 +96,7 @@ class CorrelationTableTests(_TableTestCase):
         for i in range(1000):
             self.table.add(str(i), 10, "x")
             self.table.resolve(str(i), i)
-        self.assertLess(len(self.table._heap), 200)
+        self.assertLess(len(self.table._deadlines.heap), 200)
         self.clock.advance(49)
         self.assertNoResult(keep)
         self.clock.advance(1)

@@ -227,7 +227,7 @@ class RequesterTests(SynchronousTestCase):
         orch.reactor.advance(8)
         self.failureResultOf(slow, RequestTimeout)
         self.assertEqual(len(messaging.pending), 0)
-        self.assertIsNone(messaging.pending._timer)
+        self.assertIsNone(messaging.pending._deadlines._timer)
         self.assertEqual(module.service.health_status()["messaging"]["timeouts"], 2)
 
     def test_late_reply_after_timeout_is_ignored_with_a_log_line(self) -> None:

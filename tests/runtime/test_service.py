@@ -650,3 +650,24 @@ class StatusThroughLifeTests(SynchronousTestCase):
         )
         self.assertEqual(h.service.dispatcher.held, [])
         self.assertEqual([r.status_code for r in link.responses], [503])
+
+
+class AccessLogSwitchTests(SynchronousTestCase):
+    """
+    The site's access-log event follows L{ModuleService.access_log} (the module process
+    sets it from its log level: on only at debug).
+    """
+
+    def test_site_follows_the_service(self) -> None:
+        for on in (True, False):
+            h = Harness(echo_app)
+            h.service.access_log = on
+            h.start()
+            h.feed(init_line())
+            h.answer_secrets(SECRETS)
+            self.assertEqual(h.service.status, READY)
+            assert h.service.site is not None
+            self.assertIs(h.service.site.access_log, on)
+
+    def test_on_by_default(self) -> None:
+        self.assertIs(Harness(echo_app).service.access_log, True)

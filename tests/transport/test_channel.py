@@ -161,7 +161,7 @@ class ReceiveTests(SynchronousTestCase):
         self.assertTrue(transport.disconnected)
         self.assertEqual(listener.messages, [])
         self.assertIsInstance(protocol.abort_reason, FrameTooLarge)
-        self.assertEqual(protocol._decoder.buffered, 0)
+        self.assertEqual(protocol._reader.decoder.buffered, 0)
         self.assertEqual(len(listener.lost), 1)
         self.assertTrue(protocol.lost)
 
@@ -460,7 +460,7 @@ class BackpressureTests(SynchronousTestCase):
         protocol.dataReceived(b"".join(request(n) for n in range(40)))
         transport.loseConnection()
         self.assertEqual(protocol.buffered, 0)
-        self.assertEqual(len(protocol._held), 0)
+        self.assertEqual(len(protocol._reader.held), 0)
         transport.drain()
         self.assertEqual(len(listener.messages), 2 + self.HIGH // len(reply(0, self.REPLY)))
 

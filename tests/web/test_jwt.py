@@ -820,3 +820,52 @@ class TimeClaimTypeTests(SynchronousTestCase):
         with self.assertRaises(JwtRejected) as raised:
             self.guard.verify_token(token)
         self.assertIn("signature", raised.exception.description)
+
+
+class LoadedKeyCacheTests(SynchronousTestCase):
+    """
+    An asymmetric key is loaded from its PEM once per key value (issue 20), and a
+    rotation is still seen at the next request.
+    """
+
+    def test_loaded_once_and_rotation_seen(self) -> None:
+        from pywatt_twisted import Secret
+
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        other_pem = (
+            other.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        current = {"pem": rsa_public_pem()}
+        guard = JwtGuard(
+            JwtConfig(secret="JWT_PUBLIC_KEY", algorithms="RS256"),
+            lambda: Secret("JWT_PUBLIC_KEY", current["pem"]),
+        )
+        token = rs_token(claims(iss=None, aud=None))
+        self.assertEqual(guard.verify_token(token)["sub"], "alice")
+        loaded = guard._loaded[1]["RS256"]
+        self.assertEqual(guard.verify_token(token)["sub"], "alice")
+        self.assertIs(guard._loaded[1]["RS256"], loaded)  # not loaded again
+
+        current["pem"] = other_pem  # rotated: the old signer's tokens stop verifying
+        with self.assertRaises(JwtRejected) as caught:
+            guard.verify_token(token)
+        self.assertIn("signature", str(caught.exception))
+        other_token = pyjwt.encode(claims(iss=None, aud=None), other, algorithm="RS256")
+        self.assertEqual(guard.verify_token(other_token)["sub"], "alice")
+        self.assertIsNot(guard._loaded[1]["RS256"], loaded)
+
+    def test_key_that_does_not_load_reported_as_before(self) -> None:
+        from pywatt_twisted import Secret
+
+        guard = JwtGuard(
+            JwtConfig(secret="JWT_PUBLIC_KEY", algorithms="RS256"),
+            lambda: Secret("JWT_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnot a key\n"),
+        )
+        with self.assertRaises(JwtRejected) as caught:
+            guard.verify_token(rs_token(claims(iss=None, aud=None)))
+        self.assertIn("cannot be verified", str(caught.exception))
+        self.assertEqual(guard._loaded[1], {})

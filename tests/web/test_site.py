@@ -378,3 +378,48 @@ class SiteBehaviourTests(SynchronousTestCase):
     def test_without_metrics(self) -> None:
         site = PyWattSite(Leaf(b"plain"), reactor=Clock())
         self.assertEqual(get(site, "/")[2], b"plain prepath=")
+
+
+class _Args(Resource):
+    isLeaf = True
+
+    def render_POST(self, request: Any) -> bytes:
+        args = {k.decode(): [v.decode() for v in vs] for k, vs in request.args.items()}
+        return json.dumps({"args": args, "form_parsed": request._parsePOSTFormSubmission}).encode()
+
+
+class FormParsingTests(SynchronousTestCase):
+    """
+    Only a POST whose Content-Type may be a form gets Twisted's form parsing (issue 20:
+    the email-package parse of the type cost every JSON or binary POST); forms still
+    land in request.args.
+    """
+
+    def post(self, ctype: str, body: bytes) -> dict[str, Any]:
+        site = PyWattSite(_Args(), reactor=Clock(), access_log=False)
+        raw = (
+            f"POST /x?q=1 HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        transport, _ = direct_exchange(site, raw)
+        status, _, body = parse_response(transport.value())
+        self.assertEqual(status, 200, body)
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def test_forms_still_parsed(self) -> None:
+        for ctype in (
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-URLEncoded; charset=utf-8",
+        ):
+            got = self.post(ctype, b"a=1&b=2")
+            self.assertEqual(got["args"], {"q": ["1"], "a": ["1"], "b": ["2"]}, ctype)
+            self.assertTrue(got["form_parsed"])
+        body = b'--XX\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n--XX--\r\n'
+        got = self.post("Multipart/Form-Data; boundary=XX", body)
+        self.assertEqual(got["args"], {"q": ["1"], "f": ["v"]})
+
+    def test_other_types_skip_the_parse(self) -> None:
+        for ctype in ("application/json", "application/octet-stream", "text/plain; a=b"):
+            got = self.post(ctype, b"a=1&b=2")
+            self.assertEqual(got["args"], {"q": ["1"]}, ctype)
+            self.assertFalse(got["form_parsed"])

@@ -120,8 +120,11 @@ class DevOrchestrator(Service):
             supervisor.services = services
         #: service providers the modules registered, by provider id
         self.providers: dict[str, ServiceProviderInfo] = {}
-        # request id -> (requester, target module id, expiry timer)
-        self._routes: dict[Any, tuple[ModuleSupervisor, str, Any]] = {}
+        # request id -> (requester, target module id, expiry time), oldest first: every
+        # route lives ROUTE_TIMEOUT, so insertion order is expiry order and one timer
+        # (for the oldest) sweeps them all, instead of a DelayedCall per request.
+        self._routes: dict[Any, tuple[ModuleSupervisor, str, float]] = {}
+        self._route_sweep: Any = None
         self._unsubscribe = secrets.subscribe(self.secrets_changed)
 
     @property
@@ -173,10 +176,8 @@ class DevOrchestrator(Service):
                 consumeErrors=True,
             )
         )
-        for _, _, timer in self._routes.values():
-            if timer.active():
-                timer.cancel()
         self._routes.clear()
+        self._stop_route_sweep()
         if self.front_port is not None:
             port = self.front_port
             d.addCallback(lambda _: port.stopListening())
@@ -238,10 +239,15 @@ class DevOrchestrator(Service):
                     )
                 )
                 return
-            timer = self.reactor.callLater(
-                ROUTE_TIMEOUT, self._routes.pop, message.request_id, None
+            routes = self._routes
+            routes.pop(message.request_id, None)  # (a reused id goes to the end)
+            routes[message.request_id] = (
+                source,
+                target.module_id,
+                self.reactor.seconds() + ROUTE_TIMEOUT,
             )
-            self._routes[message.request_id] = (source, target.module_id, timer)
+            if self._route_sweep is None:
+                self._route_sweep = self.reactor.callLater(ROUTE_TIMEOUT, self._sweep_routes)
             connection.send(
                 RoutedModuleMessage(
                     source_module_id=source.module_id,
@@ -260,9 +266,9 @@ class DevOrchestrator(Service):
                     "warn",
                 )
                 return
-            requester, _, timer = entry
-            if timer.active():
-                timer.cancel()
+            if not self._routes:
+                self._stop_route_sweep()
+            requester = entry[0]
             self._deliver(
                 requester,
                 RoutedModuleResponse(
@@ -271,6 +277,26 @@ class DevOrchestrator(Service):
                     payload=message.payload,
                 ),
             )
+
+    def _sweep_routes(self) -> None:
+        """
+        Forget the routes whose replies did not come within L{ROUTE_TIMEOUT}; run again
+        when the oldest one left expires (not at all once none is left).
+        """
+        self._route_sweep = None
+        routes = self._routes
+        now = self.reactor.seconds()
+        while routes:
+            request_id, (_, _, expires) = next(iter(routes.items()))
+            if expires > now:
+                self._route_sweep = self.reactor.callLater(expires - now, self._sweep_routes)
+                return
+            del routes[request_id]
+
+    def _stop_route_sweep(self) -> None:
+        sweep, self._route_sweep = self._route_sweep, None
+        if sweep is not None and sweep.active():
+            sweep.cancel()
 
     def _deliver(self, requester: ModuleSupervisor, response: RoutedModuleResponse) -> None:
         try:
@@ -323,12 +349,12 @@ class DevOrchestrator(Service):
             if info.module_id == target.module_id and info.is_healthy:
                 self.providers[provider_id] = evolve(info, is_healthy=False)
         # Requests the module was handling will never be answered: say so now.
-        for request_id, (requester, target_id, timer) in list(self._routes.items()):
+        for request_id, (requester, target_id, _) in list(self._routes.items()):
             if target_id != target.module_id:
                 continue
             del self._routes[request_id]
-            if timer.active():
-                timer.cancel()
+            if not self._routes:
+                self._stop_route_sweep()
             self._deliver(
                 requester,
                 routing_error(

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
-from pywatt_twisted._runtime.buildinfo import build_info
+from pywatt_twisted._runtime.buildinfo import LateBuildInfo
 from pywatt_twisted._runtime.discovery import ServiceClient
 from pywatt_twisted._runtime.health import (
     add_backend_checks,
@@ -35,7 +35,6 @@ from pywatt_twisted._runtime.state import AppState
 from pywatt_twisted._runtime.status import ModuleStatus
 from pywatt_twisted.data._resources import found_in, start_collecting
 from pywatt_twisted.errors import BootstrapError, PyWattError
-from pywatt_twisted.link import ChannelManager, ChannelOptions
 from pywatt_twisted.link._slo import Alert, SloMonitor, SloThresholds
 from pywatt_twisted.web._cors import cors_paths
 from pywatt_twisted.web._health import HealthChecks
@@ -225,7 +224,8 @@ class Bootstrap:
             cache_for=config.health_check_cache,
         )
         state._health = parts.health
-        parts.build = build_info(service.definition)
+        # (worked out by the first /health or /metrics, not on the way to the announce)
+        parts.build = LateBuildInfo(service.definition)
         parts.metrics.add_collector(parts.build.collector())
         self._start_slo(state)
         parts.messaging = RoutedMessaging(
@@ -242,6 +242,7 @@ class Bootstrap:
             handler_timeout=config.handler_timeout,
             handler_timeouts=state.handler_timeouts,
             request_timeout=config.routed_timeout,
+            slo=parts.slo,
             breakers=Breakers(
                 service.reactor,
                 BreakerPolicy(
@@ -302,6 +303,7 @@ class Bootstrap:
             root,
             metrics=parts.metrics,
             reactor=service.reactor,
+            access_log=service.access_log,
             max_body_size=config.max_body_size,
             max_header_size=config.max_header_size,
             header_timeout=config.http_header_timeout,
@@ -438,13 +440,6 @@ class Bootstrap:
         state._slo = slo
         channels = parts.channels
         if channels is not None:
-
-            def channel_now() -> str | None:
-                picked = channels.choice.pick("tcp")
-                return None if picked is None else picked.name
-
-            state._slo_channel = channel_now
-
             for name, channel in channels.channels.items():
                 slo.channel_up(name, channel.state.value in _CHANNEL_UP)
         parts.metrics.channel_listeners.append(
@@ -475,6 +470,9 @@ class Bootstrap:
         """
         if blob.tcp_channel is None and blob.ipc_channel is None:
             return
+        # (the channel code loads only when there is a channel)
+        from pywatt_twisted.link import ChannelManager, ChannelOptions
+
         service = self.service
         channels = ChannelManager.from_init(
             blob,

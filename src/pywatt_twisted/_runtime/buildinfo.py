@@ -4,8 +4,11 @@ What build of a module is running: the SDK and module versions, Python, Twisted 
 the git commit, for the C{pywatt_build_info} gauge and the C{build} object of
 C{/health}.
 
-Worked out once when the module starts (no subprocess: the git commit is read from
-the checkout's files).
+Worked out once, on first use (no subprocess: the git commit is read from the
+checkout's files): finding the installed distribution that holds the module reads the
+metadata of every installed distribution (tens of milliseconds), so the runtime keeps
+it off the way to the announce (L{LateBuildInfo}): the first C{/health} or C{/metrics}
+works it out.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import platform
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import asdict, frozen
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["BuildInfo", "build_info", "git_sha_of", "module_distribution"]
+if TYPE_CHECKING:
+    from importlib import metadata
+
+__all__ = ["BuildInfo", "LateBuildInfo", "build_info", "git_sha_of", "module_distribution"]
 
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
@@ -69,6 +74,8 @@ class BuildInfo:
 
 
 def _distribution_of(module_name: str) -> metadata.Distribution | None:
+    from importlib import metadata  # (not at start-up: see the module docstring)
+
     top = module_name.split(".", 1)[0]
     if not top or top == "__main__":
         return None
@@ -205,3 +212,41 @@ def build_info(definition: Any, environ: Mapping[str, str] | None = None) -> Bui
         twisted=twisted_version,
         git_sha=sha or "",
     )
+
+
+class LateBuildInfo:
+    """
+    L{build_info} of a definition, worked out when first asked for (by C{/health} or
+    a C{/metrics} scrape) and then kept. C{$PYWATT_GIT_SHA} is read when this is made,
+    as L{build_info} would read it at that moment.
+    """
+
+    def __init__(self, definition: Any, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self._definition = definition
+        self._environ = {k: env[k] for k in (GIT_SHA_VARIABLE,) if k in env}
+        self._info: BuildInfo | None = None
+
+    def get(self) -> BuildInfo:
+        """
+        The L{BuildInfo} (worked out on the first call).
+        """
+        if self._info is None:
+            self._info = build_info(self._definition, self._environ)
+        return self._info
+
+    def as_dict(self) -> dict[str, str | None]:
+        """
+        L{BuildInfo.as_dict} of L{get}.
+        """
+        return self.get().as_dict()
+
+    def collector(self) -> Callable[[], Iterable[Any]]:
+        """
+        L{BuildInfo.collector} of L{get}, worked out on the first scrape.
+        """
+
+        def produce() -> Iterable[Any]:
+            return self.get().collector()()
+
+        return produce

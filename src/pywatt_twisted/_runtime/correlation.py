@@ -84,6 +84,106 @@ def _abandoned(key: Any, context: Any, reason: str) -> BaseException:
     return NotAvailable(f"request {key!r} abandoned: {reason}")
 
 
+class _Deadlines(Generic[K]):
+    """
+    The deadlines of a L{CorrelationTable}'s entries: a heap of C{(deadline, seq, key)}
+    and B{one} timer, set for the earliest live deadline. An item stands for its entry
+    only while the entry's C{seq} is the item's (an answered or re-armed entry leaves
+    a stale item behind, dropped lazily); the heap is rebuilt when stale items
+    outnumber live ones.
+
+    @ivar heap: the items, earliest first.
+    """
+
+    def __init__(self, clock: IReactorTime, entries: dict[K, Pending], expire: Callable[[], None]):
+        self.clock = clock
+        self.heap: list[tuple[float, int, K]] = []
+        self._entries = entries
+        self._expire = expire
+        self._seq = 0
+        self._timer: IDelayedCall | None = None
+
+    def push(self, key: K, deadline: float) -> int:
+        """
+        Add C{key}'s deadline (its entry takes the returned C{seq}); the timer runs by
+        then.
+        """
+        self._seq += 1
+        heapq.heappush(self.heap, (deadline, self._seq, key))
+        self.arm(deadline)
+        return self._seq
+
+    def arm(self, deadline: float) -> None:
+        """
+        Make sure the timer runs by C{deadline}.
+        """
+        timer = self._timer
+        delay = max(0.0, deadline - self.clock.seconds())
+        if timer is None:
+            self._timer = self.clock.callLater(delay, self._fire)
+        elif deadline < timer.getTime():
+            timer.reset(delay)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._expire()
+
+    def rearm(self) -> None:
+        """
+        After expiry: set the timer for the earliest live deadline, or stop it when
+        nothing waits.
+        """
+        if not self._entries:
+            self.idle()
+        else:
+            self.drop_stale()  # so the timer is set for a live deadline
+            self.arm(self.heap[0][0])
+
+    def idle(self) -> None:
+        """
+        Nothing waits: forget the heap, cancel the timer (an idle table leaves none).
+        """
+        self.heap.clear()
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def compact_if_stale(self) -> None:
+        """
+        Rebuild the heap from the live entries when stale items outnumber them.
+        """
+        if len(self.heap) > 2 * len(self._entries) + 64:
+            self.heap = [(e.deadline, e.seq, k) for k, e in self._entries.items()]
+            heapq.heapify(self.heap)
+
+    def drop_stale(self) -> None:
+        """
+        Drop the heap's head items that no longer stand for a waiting entry (answered,
+        or re-armed, already).
+        """
+        heap = self.heap
+        entries = self._entries
+        while heap:
+            _, seq, key = heap[0]
+            entry = entries.get(key)
+            if entry is not None and entry.seq == seq:
+                return
+            heapq.heappop(heap)
+
+    def due(self, now: float) -> list[tuple[K, Pending]]:
+        """
+        Take the entries whose deadline passed off the heap (they stay in the table).
+        """
+        heap = self.heap
+        due: list[tuple[K, Pending]] = []
+        while True:
+            self.drop_stale()
+            if not heap or heap[0][0] > now:
+                return due
+            key = heapq.heappop(heap)[2]
+            due.append((key, self._entries[key]))
+
+
 class CorrelationTable(Generic[K]):
     """
     Requests waiting for replies, by key (see the module docstring).
@@ -115,9 +215,7 @@ class CorrelationTable(Generic[K]):
         self._retry = retry
         self._abandoned = abandoned
         self._entries: dict[K, Pending] = {}
-        self._heap: list[tuple[float, int, K]] = []
-        self._seq = 0
-        self._timer: IDelayedCall | None = None
+        self._deadlines: _Deadlines[K] = _Deadlines(clock, self._entries, self._expire)
         self._stop_reason: str | None = None
         #: how many entries timed out since the table was made
         self.timeouts = 0
@@ -178,12 +276,9 @@ class CorrelationTable(Generic[K]):
         if self._stop_reason is not None:
             return fail(self._abandoned(key, context, self._stop_reason))
         deadline = self.clock.seconds() + timeout
-        self._seq += 1
-        entry = self._entries[key] = Pending(deadline, context, describe, self._seq)
-        heapq.heappush(self._heap, (deadline, self._seq, key))
-        self._arm(deadline)
-        if len(self._heap) > 2 * len(self._entries) + 64:
-            self._compact()
+        entry = self._entries[key] = Pending(deadline, context, describe, 0)
+        entry.seq = self._deadlines.push(key, deadline)
+        self._deadlines.compact_if_stale()
         return self._waiter(key, entry)
 
     def join(
@@ -216,7 +311,7 @@ class CorrelationTable(Generic[K]):
         """
         entry = self._entries.pop(key, None)
         if entry is not None and not self._entries:
-            self._idle()
+            self._deadlines.idle()
         return entry
 
     def resolve(self, key: K, value: Any) -> bool:
@@ -244,8 +339,9 @@ class CorrelationTable(Generic[K]):
         Fail every waiting request (the peer went away); returns how many. New requests
         are still taken.
         """
-        entries, self._entries = self._entries, {}
-        self._idle()
+        entries = dict(self._entries)
+        self._entries.clear()  # (the deadlines read the same dict)
+        self._deadlines.idle()
         for key, entry in entries.items():
             entry.errback(make_error(key, entry))
         return len(entries)
@@ -271,77 +367,24 @@ class CorrelationTable(Generic[K]):
         if self._on_discard is not None:
             self._on_discard(key)
 
-    def _arm(self, deadline: float) -> None:
-        """
-        Make sure the timer runs by C{deadline}.
-        """
-        timer = self._timer
-        delay = max(0.0, deadline - self.clock.seconds())
-        if timer is None:
-            self._timer = self.clock.callLater(delay, self._expire)
-        elif deadline < timer.getTime():
-            timer.reset(delay)
-
-    def _idle(self) -> None:
-        self._heap.clear()
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _compact(self) -> None:
-        self._heap = [(e.deadline, e.seq, k) for k, e in self._entries.items()]
-        heapq.heapify(self._heap)
-
-    def _drop_stale(self) -> None:
-        """
-        Drop the heap's head items that no longer stand for a waiting entry (answered,
-        or re-armed, already).
-        """
-        heap = self._heap
-        entries = self._entries
-        while heap:
-            _, seq, key = heap[0]
-            entry = entries.get(key)
-            if entry is not None and entry.seq == seq:
-                return
-            heapq.heappop(heap)
-
-    def _due(self, now: float) -> list[tuple[K, Pending]]:
-        """
-        Take the entries whose deadline passed off the heap (they stay in the table).
-        """
-        heap = self._heap
-        due: list[tuple[K, Pending]] = []
-        while True:
-            self._drop_stale()
-            if not heap or heap[0][0] > now:
-                return due
-            key = heapq.heappop(heap)[2]
-            due.append((key, self._entries[key]))
-
     def _expire(self) -> None:
-        self._timer = None
         now = self.clock.seconds()
         entries = self._entries
+        deadlines = self._deadlines
         expired: list[tuple[K, Pending]] = []
-        for key, entry in self._due(now):
+        for key, entry in deadlines.due(now):
             if self._retry is not None:
                 wait = self._retry(key, entry)
                 if entries.get(key) is not entry:
                     continue  # the retry failed it
                 if wait is not None:
-                    self._seq += 1
-                    entry.deadline, entry.seq = now + wait, self._seq
-                    heapq.heappush(self._heap, (entry.deadline, entry.seq, key))
+                    entry.deadline = now + wait
+                    entry.seq = deadlines.push(key, entry.deadline)
                     continue
             # All of them leave before any caller hears of it.
             del entries[key]
             expired.append((key, entry))
-        if not entries:
-            self._idle()
-        else:
-            self._drop_stale()  # so the timer is set for a live deadline
-            self._arm(self._heap[0][0])
+        deadlines.rearm()
         self.timeouts += len(expired)
         for key, entry in expired:
             entry.errback(self._timeout_error(entry.describe))

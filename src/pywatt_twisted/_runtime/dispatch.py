@@ -96,12 +96,6 @@ class OpDispatcher:
         self.log = service.log
         self.rotation = SecretRotation(service)
         self.held: list[Callable[[], object]] = []
-        self._early_routed = _EarlyHold(
-            "{count} routed request(s) were answered 'overloaded' while the module started"
-        )
-        self._early_http = _EarlyHold(
-            "{count} HTTP-over-IPC request(s) were answered 503 while the module started"
-        )
         config = service.config
         self.streams = LinkStreams(
             service.reactor,
@@ -109,6 +103,7 @@ class OpDispatcher:
             stall_timeout=config.stream_stall_timeout,
             max_body_size=config.max_stream_body_size,
         )
+        self.requests = _RequestHandlers(self)
 
     def _stream_options(self) -> StreamOptions | None:
         init = self.parts.init
@@ -118,8 +113,12 @@ class OpDispatcher:
         """
         Hand C{message}, which came in on C{link}, to its handler.
         """
-        self.parts.metrics.message_in(link.name, op_name(message))
-        handler = self._handlers.get(type(message))
+        kind = type(message)
+        # The op's name from its class (op_name's answer, without the call), except
+        # for an unknown op, which carries its own.
+        op = _CLASS_OPS.get(kind)
+        self.parts.metrics.message_in(link.name, op if op is not None else op_name(message))
+        handler = self._handlers.get(kind)
         if handler is None:
             self.log.warn(
                 "no handler for {op} from {link}; ignoring it",
@@ -129,6 +128,17 @@ class OpDispatcher:
             return
         handler(self, message, link)
 
+    def _on_http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
+        self.requests.http_request(message, link)
+
+    def _on_oversized_http_request(
+        self, message: OversizedHttpRequest, link: IOrchestratorLink
+    ) -> None:
+        self.requests.oversized_http_request(message, link)
+
+    def _on_routed_message(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
+        self.requests.routed_message(message, link)
+
     def release(self) -> None:
         """
         The module is ready: serve what was held.
@@ -136,9 +146,6 @@ class OpDispatcher:
         pending, self.held = self.held, []
         for call in pending:
             call()
-
-    def _module_id(self) -> str:
-        return self.parts.module_id or "?"
 
     # -- control ----------------------------------------------------------------------------
 
@@ -155,250 +162,6 @@ class OpDispatcher:
 
     def _on_unknown(self, message: UnknownMessage, link: IOrchestratorLink) -> None:
         self.log.warn("ignoring unknown op {op!r} from {link}", op=message.op, link=link.name)
-
-    # -- HTTP-over-IPC ----------------------------------------------------------------------
-
-    def _on_http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
-        bridge, status = self.parts.bridge, self.service.status_machine
-        if bridge is None or status.current is not ModuleStatus.READY:
-            if message.stream_id is not None and (
-                not status.accepting
-                or not isinstance(message.stream_id, str)
-                or self._early_http.waiting >= self.service.config.max_concurrent_requests
-            ):
-                # Its chunks cannot wait for the module: refuse it, stop the stream.
-                link.send(StreamCancel(str(message.stream_id), "the module is not ready"))
-                if status.accepting:
-                    # (over the bound of early requests: 503, logged by the refusal)
-                    self._hold_until_ready(
-                        self._early_http,
-                        self.service.config.max_concurrent_requests,
-                        message,
-                        link,
-                        self._on_http_request,
-                        self._refuse_http_early,
-                    )
-                    return
-                self._reply_http(
-                    link,
-                    HttpResponse(
-                        request_id=message.request_id,
-                        status_code=503,
-                        headers={"content-type": "application/json", "retry-after": "1"},
-                        body=_STOPPING_BODY,
-                    ),
-                )
-                return
-            if message.stream_id is not None:
-                self._park_early_stream(message, link)
-                return
-            if not status.accepting:
-                self._reply_http(
-                    link,
-                    HttpResponse(
-                        request_id=message.request_id,
-                        status_code=503,
-                        headers={"content-type": "application/json"},
-                        body=_STOPPING_BODY,
-                    ),
-                )
-                return
-            # Not announced yet: serve it as soon as the app is up. As many wait as could
-            # be in flight then; more are answered 503 now.
-            self._hold_until_ready(
-                self._early_http,
-                self.service.config.max_concurrent_requests,
-                message,
-                link,
-                self._on_http_request,
-                self._refuse_http_early,
-            )
-            return
-        d = bridge.handle(message, transport=link.name, streams=self.streams.for_link(link))
-
-        def reply(response: HttpResponse | None) -> None:
-            if response is not None:  # (None: it went out streamed)
-                self._reply_http(link, response)
-
-        d.addCallback(reply)
-        d.addErrback(
-            lambda f: self.log.failure(
-                "HTTP-over-IPC request {id} failed", f, id=message.request_id
-            )
-        )
-
-    def _park_early_stream(self, message: HttpRequest, link: IOrchestratorLink) -> None:
-        """
-        A streamed request before the module is ready: held like any early request
-        (counted in the same bound), its stream parked: its first chunks wait here
-        unacknowledged (at most the window: the orchestrator stops there) until the
-        module is ready and the bridge reads them.
-        """
-        assert isinstance(message.stream_id, str)
-        failed: list[StreamFailed] = []
-
-        def stream_failed(error: StreamFailed) -> None:
-            # (cancelled by the orchestrator, or a broken window, while it waited)
-            failed.append(error)
-            self.log.warn(
-                "HTTP-over-IPC request {id}: its streamed body failed while it waited for "
-                "the module to start ({error}); answering 400",
-                id=message.request_id,
-                error=str(error),
-            )
-            body = json.dumps(
-                {
-                    "error": {
-                        "kind": "bad_request",
-                        "message": f"the streamed request body failed: {error.reason}",
-                    }
-                }
-            ).encode()
-            self._reply_http(
-                link,
-                HttpResponse(
-                    request_id=message.request_id,
-                    status_code=400,
-                    headers={"content-type": "application/json"},
-                    body=body,
-                ),
-            )
-
-        self.streams.for_link(link).park(message.stream_id, stream_failed)
-
-        def serve(held: HttpRequest, on: IOrchestratorLink) -> None:
-            if not failed:
-                self._on_http_request(held, on)
-
-        self._hold_until_ready(
-            self._early_http,
-            self.service.config.max_concurrent_requests,
-            message,
-            link,
-            serve,
-            self._refuse_http_early,
-        )
-
-    def _on_oversized_http_request(
-        self, message: OversizedHttpRequest, link: IOrchestratorLink
-    ) -> None:
-        # The transport discarded the line (and logged it with the request id).
-        self._reply_http(link, line_too_long_response(message.request_id, message.length_limit))
-
-    def _reply_http(self, link: IOrchestratorLink, response: HttpResponse) -> None:
-        if _link_closed(link):
-            # The reply is still handed to the link (a channel offers it to the other
-            # channels), but it cannot arrive the way the request came: say which one.
-            self.log.warn(
-                "the reply to HTTP-over-IPC request {id} (status {status}) cannot go back on "
-                "{link}, where the request came from: its connection closed while the "
-                "request was being served",
-                id=response.request_id,
-                status=response.status_code,
-                link=link.name,
-            )
-        self.parts.metrics.message_out(link.name, "http_response")
-        send_http_reply(link, response, self.log)
-
-    # -- routed module messages -------------------------------------------------------------
-
-    def _on_routed_message(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
-        messaging, status = self.parts.messaging, self.service.status_machine
-        if messaging is None or status.current is not ModuleStatus.READY:
-            if not status.accepting or self.service.lifecycle.stop_requested:
-                module_id = self._module_id()
-                self._send_routed_error(
-                    link,
-                    message,
-                    "unavailable",
-                    f"module {module_id!r} is stopping and takes no more requests",
-                )
-                return
-            # Handlers are registered by create_app: dispatch once the module is up. As
-            # many wait as could run or queue then; more are answered 'overloaded' now.
-            config = self.service.config
-            self._hold_until_ready(
-                self._early_routed,
-                config.handler_max_concurrent + config.handler_queue_size,
-                message,
-                link,
-                self._on_routed_message,
-                self._refuse_early,
-            )
-            return
-        messaging.message_received(message, link)
-
-    def _hold_until_ready(
-        self,
-        hold: _EarlyHold,
-        limit: int,
-        message: Any,
-        link: IOrchestratorLink,
-        handle: Callable[[Any, IOrchestratorLink], object],
-        refuse: Callable[[Any, IOrchestratorLink, int, bool], object],
-    ) -> None:
-        """
-        Hold C{message} until the module is ready, when C{handle} gets it; with C{limit}
-        of its kind already held, C{refuse} answers it now (told whether it is the first
-        refusal since the last release, which is the one to log).
-        """
-        if hold.waiting >= limit:
-            refuse(message, link, limit, not hold.refused)
-            hold.refused += 1
-            return
-        hold.waiting += 1
-
-        def later() -> None:
-            hold.released(self.log)
-            handle(message, link)
-
-        self.held.append(later)
-
-    def _refuse_http_early(
-        self, message: HttpRequest, link: IOrchestratorLink, limit: int, first: bool
-    ) -> None:
-        if first:
-            self.log.warn(
-                "HTTP-over-IPC request {id} answered 503: {limit} requests already wait for "
-                "the module to start (the in-flight limit; raise it with "
-                "--max-concurrent-requests / PYWATT_MAX_CONCURRENT_REQUESTS)",
-                id=message.request_id,
-                limit=limit,
-            )
-        self._reply_http(
-            link,
-            HttpResponse(
-                request_id=message.request_id,
-                status_code=503,
-                headers={"content-type": "application/json", "retry-after": "1"},
-                body=_STARTING_BODY,
-            ),
-        )
-
-    def _refuse_early(
-        self, message: RoutedModuleMessage, link: IOrchestratorLink, limit: int, first: bool
-    ) -> None:
-        if first:
-            self.log.warn(
-                "routed handlers overloaded while starting: {limit} requests already wait "
-                "for the module to start (handler_max_concurrent + handler_queue_size); "
-                "answering more 'overloaded' (raise --handler-queue-size / "
-                "PYWATT_HANDLER_QUEUE_SIZE if the module can take more)",
-                limit=limit,
-            )
-        self._send_routed_error(
-            link,
-            message,
-            "overloaded",
-            f"module {self._module_id()!r} is starting and {limit} routed requests already "
-            "wait for it (handler_max_concurrent + handler_queue_size); retry later",
-        )
-
-    def _send_routed_error(
-        self, link: IOrchestratorLink, message: RoutedModuleMessage, kind: str, text: str
-    ) -> None:
-        self.parts.metrics.message_out(link.name, RoutedModuleMessage.op)
-        link.send(error_reply(self._module_id(), message, kind, text))
 
     # -- replies to the module's own requests -----------------------------------------------
 
@@ -451,3 +214,276 @@ class OpDispatcher:
         StreamAck: _on_stream,
         StreamCancel: _on_stream,
     }
+
+
+class _RequestHandlers:
+    """
+    The requests the orchestrator makes of the module (HTTP-over-IPC and routed module
+    messages), for an L{OpDispatcher}: served once the module is ready, held (bounded)
+    while it starts, refused once it stops.
+    """
+
+    def __init__(self, dispatcher: OpDispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.service = dispatcher.service
+        self.parts = dispatcher.parts
+        self.log = dispatcher.log
+        self._early_routed = _EarlyHold(
+            "{count} routed request(s) were answered 'overloaded' while the module started"
+        )
+        self._early_http = _EarlyHold(
+            "{count} HTTP-over-IPC request(s) were answered 503 while the module started"
+        )
+
+    def _module_id(self) -> str:
+        return self.parts.module_id or "?"
+
+    def http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
+        bridge, status = self.parts.bridge, self.service.status_machine
+        if bridge is None or status.current is not ModuleStatus.READY:
+            if message.stream_id is not None and (
+                not status.accepting
+                or not isinstance(message.stream_id, str)
+                or self._early_http.waiting >= self.service.config.max_concurrent_requests
+            ):
+                # Its chunks cannot wait for the module: refuse it, stop the stream.
+                link.send(StreamCancel(str(message.stream_id), "the module is not ready"))
+                if status.accepting:
+                    # (over the bound of early requests: 503, logged by the refusal)
+                    self._hold_until_ready(
+                        self._early_http,
+                        self.service.config.max_concurrent_requests,
+                        message,
+                        link,
+                        self.http_request,
+                        self._refuse_http_early,
+                    )
+                    return
+                self._reply_http(
+                    link,
+                    HttpResponse(
+                        request_id=message.request_id,
+                        status_code=503,
+                        headers={"content-type": "application/json", "retry-after": "1"},
+                        body=_STOPPING_BODY,
+                    ),
+                )
+                return
+            if message.stream_id is not None:
+                self._park_early_stream(message, link)
+                return
+            if not status.accepting:
+                self._reply_http(
+                    link,
+                    HttpResponse(
+                        request_id=message.request_id,
+                        status_code=503,
+                        headers={"content-type": "application/json"},
+                        body=_STOPPING_BODY,
+                    ),
+                )
+                return
+            # Not announced yet: serve it as soon as the app is up. As many wait as could
+            # be in flight then; more are answered 503 now.
+            self._hold_until_ready(
+                self._early_http,
+                self.service.config.max_concurrent_requests,
+                message,
+                link,
+                self.http_request,
+                self._refuse_http_early,
+            )
+            return
+        d = bridge.handle(
+            message, transport=link.name, streams=self.dispatcher.streams.for_link(link)
+        )
+
+        def reply(response: HttpResponse | None) -> None:
+            if response is not None:  # (None: it went out streamed)
+                self._reply_http(link, response)
+
+        d.addCallback(reply)
+        d.addErrback(
+            lambda f: self.log.failure(
+                "HTTP-over-IPC request {id} failed", f, id=message.request_id
+            )
+        )
+
+    def _park_early_stream(self, message: HttpRequest, link: IOrchestratorLink) -> None:
+        """
+        A streamed request before the module is ready: held like any early request
+        (counted in the same bound), its stream parked: its first chunks wait here
+        unacknowledged (at most the window: the orchestrator stops there) until the
+        module is ready and the bridge reads them.
+        """
+        assert isinstance(message.stream_id, str)
+        failed: list[StreamFailed] = []
+
+        def stream_failed(error: StreamFailed) -> None:
+            # (cancelled by the orchestrator, or a broken window, while it waited)
+            failed.append(error)
+            self.log.warn(
+                "HTTP-over-IPC request {id}: its streamed body failed while it waited for "
+                "the module to start ({error}); answering 400",
+                id=message.request_id,
+                error=str(error),
+            )
+            body = json.dumps(
+                {
+                    "error": {
+                        "kind": "bad_request",
+                        "message": f"the streamed request body failed: {error.reason}",
+                    }
+                }
+            ).encode()
+            self._reply_http(
+                link,
+                HttpResponse(
+                    request_id=message.request_id,
+                    status_code=400,
+                    headers={"content-type": "application/json"},
+                    body=body,
+                ),
+            )
+
+        self.dispatcher.streams.for_link(link).park(message.stream_id, stream_failed)
+
+        def serve(held: HttpRequest, on: IOrchestratorLink) -> None:
+            if not failed:
+                self.http_request(held, on)
+
+        self._hold_until_ready(
+            self._early_http,
+            self.service.config.max_concurrent_requests,
+            message,
+            link,
+            serve,
+            self._refuse_http_early,
+        )
+
+    def oversized_http_request(
+        self, message: OversizedHttpRequest, link: IOrchestratorLink
+    ) -> None:
+        # The transport discarded the line (and logged it with the request id).
+        self._reply_http(link, line_too_long_response(message.request_id, message.length_limit))
+
+    def _reply_http(self, link: IOrchestratorLink, response: HttpResponse) -> None:
+        if _link_closed(link):
+            # The reply is still handed to the link (a channel offers it to the other
+            # channels), but it cannot arrive the way the request came: say which one.
+            self.log.warn(
+                "the reply to HTTP-over-IPC request {id} (status {status}) cannot go back on "
+                "{link}, where the request came from: its connection closed while the "
+                "request was being served",
+                id=response.request_id,
+                status=response.status_code,
+                link=link.name,
+            )
+        self.parts.metrics.message_out(link.name, "http_response")
+        send_http_reply(link, response, self.log)
+
+    def routed_message(self, message: RoutedModuleMessage, link: IOrchestratorLink) -> None:
+        messaging, status = self.parts.messaging, self.service.status_machine
+        if messaging is None or status.current is not ModuleStatus.READY:
+            if not status.accepting or self.service.lifecycle.stop_requested:
+                module_id = self._module_id()
+                self._send_routed_error(
+                    link,
+                    message,
+                    "unavailable",
+                    f"module {module_id!r} is stopping and takes no more requests",
+                )
+                return
+            # Handlers are registered by create_app: dispatch once the module is up. As
+            # many wait as could run or queue then; more are answered 'overloaded' now.
+            config = self.service.config
+            self._hold_until_ready(
+                self._early_routed,
+                config.handler_max_concurrent + config.handler_queue_size,
+                message,
+                link,
+                self.routed_message,
+                self._refuse_early,
+            )
+            return
+        messaging.message_received(message, link)
+
+    def _hold_until_ready(
+        self,
+        hold: _EarlyHold,
+        limit: int,
+        message: Any,
+        link: IOrchestratorLink,
+        handle: Callable[[Any, IOrchestratorLink], object],
+        refuse: Callable[[Any, IOrchestratorLink, int, bool], object],
+    ) -> None:
+        """
+        Hold C{message} until the module is ready, when C{handle} gets it; with C{limit}
+        of its kind already held, C{refuse} answers it now (told whether it is the first
+        refusal since the last release, which is the one to log).
+        """
+        if hold.waiting >= limit:
+            refuse(message, link, limit, not hold.refused)
+            hold.refused += 1
+            return
+        hold.waiting += 1
+
+        def later() -> None:
+            hold.released(self.log)
+            handle(message, link)
+
+        self.dispatcher.held.append(later)
+
+    def _refuse_http_early(
+        self, message: HttpRequest, link: IOrchestratorLink, limit: int, first: bool
+    ) -> None:
+        if first:
+            self.log.warn(
+                "HTTP-over-IPC request {id} answered 503: {limit} requests already wait for "
+                "the module to start (the in-flight limit; raise it with "
+                "--max-concurrent-requests / PYWATT_MAX_CONCURRENT_REQUESTS)",
+                id=message.request_id,
+                limit=limit,
+            )
+        self._reply_http(
+            link,
+            HttpResponse(
+                request_id=message.request_id,
+                status_code=503,
+                headers={"content-type": "application/json", "retry-after": "1"},
+                body=_STARTING_BODY,
+            ),
+        )
+
+    def _refuse_early(
+        self, message: RoutedModuleMessage, link: IOrchestratorLink, limit: int, first: bool
+    ) -> None:
+        if first:
+            self.log.warn(
+                "routed handlers overloaded while starting: {limit} requests already wait "
+                "for the module to start (handler_max_concurrent + handler_queue_size); "
+                "answering more 'overloaded' (raise --handler-queue-size / "
+                "PYWATT_HANDLER_QUEUE_SIZE if the module can take more)",
+                limit=limit,
+            )
+        self._send_routed_error(
+            link,
+            message,
+            "overloaded",
+            f"module {self._module_id()!r} is starting and {limit} routed requests already "
+            "wait for it (handler_max_concurrent + handler_queue_size); retry later",
+        )
+
+    def _send_routed_error(
+        self, link: IOrchestratorLink, message: RoutedModuleMessage, kind: str, text: str
+    ) -> None:
+        self.parts.metrics.message_out(link.name, RoutedModuleMessage.op)
+        link.send(error_reply(self._module_id(), message, kind, text))
+
+
+_CLASS_OPS: dict[type, str] = {
+    kind: kind.op  # type: ignore[attr-defined]
+    for kind in OpDispatcher._handlers
+    if kind is not UnknownMessage and isinstance(getattr(kind, "op", None), str)
+}
+"""The op name of each message class the dispatcher handles (not L{UnknownMessage})."""

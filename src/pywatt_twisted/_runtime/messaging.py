@@ -119,6 +119,9 @@ class RoutedMessaging:
     @param breakers: the module's circuit breakers, one per target (shared with the
         proxied services).
     @param random: the retry jitter source (tests pin it).
+    @param slo: the module's L{SloMonitor<pywatt_twisted.link.SloMonitor>}: the outcome
+        and round trip of each request count in the windows of its target and of the
+        channel it went on.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class RoutedMessaging:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         breakers: Breakers | None = None,
         random: Callable[[], float] = _random.random,
+        slo: Any = None,
     ) -> None:
         self.handling = handling = RoutedHandlers(
             module_id=module_id,
@@ -161,6 +165,7 @@ class RoutedMessaging:
             request_timeout=request_timeout,
             breakers=breakers,
             random=random,
+            slo=slo,
         )
         self.module_id = module_id
         self.channels = channels
@@ -174,7 +179,7 @@ class RoutedMessaging:
         self.configure_target = requests.configure_target
         self.response_received = requests.response_received
         self.message_received = handling.message_received
-        self.refuse = handling.refuse
+        self.refuse = handling.answers.refuse
         self.drain = handling.drain
 
     def stop(self, reason: str = "the module is stopping") -> None:

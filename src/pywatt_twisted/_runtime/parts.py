@@ -20,7 +20,7 @@ from pywatt_twisted.web.metrics import ModuleMetrics
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
 
-    from pywatt_twisted._runtime.buildinfo import BuildInfo
+    from pywatt_twisted._runtime.buildinfo import LateBuildInfo
     from pywatt_twisted._runtime.discovery import ServiceClient
     from pywatt_twisted._runtime.messaging import RoutedMessaging
     from pywatt_twisted._runtime.ports import PortNegotiator
@@ -94,7 +94,7 @@ class ModuleParts:
     caches: list[Any] = Factory(list)
     health: HealthChecks | None = None
     slo: SloMonitor | None = None
-    build: BuildInfo | None = None
+    build: LateBuildInfo | None = None
     required_backends: list[Any] = Factory(list)
     checked_backends: list[tuple[Any, str]] = Factory(list)
 

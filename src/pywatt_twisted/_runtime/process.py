@@ -120,6 +120,7 @@ def build_process_service(
         on_module_id=set_module_id,
     )
     module.metrics.watch_log_drops(lambda: log_writer.dropped_total)
+    module.access_log = level is LogLevel.debug
 
     def on_signal(signum: int, frame: Any) -> None:
         reactor.callFromThread(_signalled, module, signum)

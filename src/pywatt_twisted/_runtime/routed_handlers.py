@@ -147,6 +147,166 @@ class _OverloadLog:
         )
 
 
+class _Answers:
+    """
+    How the handler side answers a request: the reply, the error replies (their text
+    redacted, counted), a reply too large for one frame turned into C{bad_reply}, and
+    the log lines of handlers that failed or timed out.
+    """
+
+    def __init__(self, owner: RoutedHandlers) -> None:
+        self._owner = owner
+
+    def reply(
+        self, link: Any, message: RoutedModuleMessage, payload: EncodedPayload, error: bool = False
+    ) -> None:
+        if error:
+            self._owner.error_replies_sent += 1
+            if tracing.switch.on:
+                tracing.error_reply(payload)
+        if tracing.switch.on:
+            payload = tracing.reply_payload(payload)  # X3: the handler span's context
+        if not self._owner.replies:
+            self._owner.log.info(
+                "not replying to {source} (request {request_id}): reply extension is off",
+                source=message.source_module_id,
+                request_id=str(message.original_request_id),
+            )
+            return
+        reply = RoutedModuleReply(
+            source_module_id=self._owner.module_id,
+            request_id=message.original_request_id,
+            target_module_id=message.source_module_id,
+            payload=payload,
+        )
+        link.send(self._fitting(reply, message))
+
+    def refuse(self, message: RoutedModuleMessage, link: Any, kind: str, text: str) -> None:
+        """
+        Answer C{message} with an error reply without running a handler.
+        """
+        self.reply(link, message, error_payload(kind, text), error=True)
+
+    def error(
+        self, message: RoutedModuleMessage, link: Any, no_reply: bool, kind: str, text: str
+    ) -> None:
+        if no_reply:
+            self._owner.log.warn(
+                "message from {source} not handled ({kind}): {text}",
+                source=message.source_module_id,
+                kind=kind,
+                text=text,
+            )
+            return
+        self.refuse(message, link, kind, text)
+
+    def result(
+        self, message: RoutedModuleMessage, link: Any, no_reply: bool, endpoint: str, result: Any
+    ) -> None:
+        if no_reply:
+            return
+        try:
+            payload = EncodedPayload.from_json(result)
+        except (TypeError, ValueError) as e:
+            self.refuse(
+                message,
+                link,
+                "bad_reply",
+                f"the handler for {endpoint!r} returned a {type(result).__name__}, which is "
+                f"not JSON-serialisable ({e})",
+            )
+            return
+        self.reply(link, message, payload)
+
+    def failed(
+        self,
+        message: RoutedModuleMessage,
+        link: Any,
+        no_reply: bool,
+        endpoint: str,
+        error: Exception,
+        failure: Failure,
+    ) -> None:
+        source = message.source_module_id
+        if isinstance(error, RemoteError):
+            # A deliberate error answer (out of stock, not found...): no traceback.
+            self._owner.log.info(
+                "handler for {endpoint!r} answered {source} with an error ({kind}): {text}",
+                endpoint=endpoint,
+                source=source,
+                kind=error.kind,
+                text=str(error),
+            )
+            self.error(message, link, no_reply, error.kind, self._owner._redact(str(error)))
+            return
+        self._owner.log.failure(
+            "handler for {endpoint!r} failed on a request from {source}",
+            failure,
+            endpoint=endpoint,
+            source=source,
+        )
+        text = f"{type(error).__name__}: {error}"
+        self.error(message, link, no_reply, "handler_error", self._owner._redact(text))
+
+    def timed_out(
+        self,
+        message: RoutedModuleMessage,
+        link: Any,
+        no_reply: bool,
+        endpoint: str,
+        timeout: float,
+        by_deadline: bool,
+    ) -> None:
+        self._owner.handler_timeouts_hit += 1
+        if by_deadline:
+            text = (
+                f"the handler for {endpoint!r} of module {self._owner.module_id!r} did not "
+                "finish by the request's deadline and was cancelled"
+            )
+        else:
+            text = (
+                f"the handler for {endpoint!r} of module {self._owner.module_id!r} did not "
+                f"finish within its timeout of {timeout:g} s and was cancelled"
+            )
+        self._owner.log.warn(
+            "{text} (request {request_id} from {source}); raise it with "
+            "state.handler({endpoint!r}, timeout=...) or, for every handler, "
+            "--handler-timeout / PYWATT_HANDLER_TIMEOUT",
+            text=text,
+            request_id=str(message.original_request_id),
+            source=message.source_module_id,
+            endpoint=endpoint,
+        )
+        self.error(message, link, no_reply, "deadline_exceeded", text)
+
+    def _fitting(self, reply: RoutedModuleReply, message: RoutedModuleMessage) -> RoutedModuleReply:
+        """
+        C{reply}, or, when it cannot fit in one frame, a C{bad_reply} error reply naming
+        the limit (module-to-module bodies are limited to one frame: docs/streaming.md),
+        so the requester is answered instead of waiting for its timeout.
+        """
+        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
+        if 4 * len(reply.payload.data) + 4096 <= self._owner.max_frame_length:
+            return reply
+        try:
+            encode_channel_frame(reply, self._owner.max_frame_length)
+        except MessageTooLarge as e:
+            text = (
+                f"the reply of {self._owner.module_id!r} is {e.length} bytes encoded, above the "
+                f"{e.limit}-byte frame limit (module-to-module bodies must fit one frame)"
+            )
+            self._owner.log.error(
+                "reply to {source} (request {request_id}) too large: {text}; sending a "
+                "bad_reply error instead",
+                source=message.source_module_id,
+                request_id=str(message.original_request_id),
+                text=text,
+            )
+            self._owner.error_replies_sent += 1
+            return attrs.evolve(reply, payload=error_payload("bad_reply", text))
+        return reply
+
+
 class RoutedHandlers:
     """
     The handler side of module-to-module messaging for one module.
@@ -219,6 +379,8 @@ class RoutedHandlers:
         #: payload bytes held by C{_queue}
         self.queued_bytes = 0
         self._overload_log = _OverloadLog(self, queue_size)
+        #: replies and error replies
+        self.answers = _Answers(self)
         #: counters, for /health
         self.requests_handled = 0
         self.error_replies_sent = 0
@@ -261,7 +423,15 @@ class RoutedHandlers:
         self.queued_bytes += size
 
     def _start(self, message: RoutedModuleMessage, link: Any) -> None:
-        d = Deferred.fromCoroutine(self._handle(message, link))
+        if tracing.switch.on:
+            d = Deferred.fromCoroutine(self._handle(message, link))
+        else:
+            # Without tracing, a handler that returns a plain value is run and answered
+            # here: no coroutine, no Deferred (the common case, and the cheap one).
+            started = self._begin(message, link)
+            if started is None:
+                return
+            d = Deferred.fromCoroutine(self._complete(message, link, *started))
         if d.called:
             # Answered synchronously: the slot was never taken (a caller draining the
             # queue goes on with the next one; no recursion).
@@ -291,7 +461,7 @@ class RoutedHandlers:
             endpoint, no_reply = message.target_endpoint, False
         if no_reply:
             return
-        self.refuse(
+        self.answers.refuse(
             message,
             link,
             "overloaded",
@@ -301,17 +471,8 @@ class RoutedHandlers:
             f"to {endpoint!r} was not run, retry later",
         )
 
-    def refuse(self, message: RoutedModuleMessage, link: Any, kind: str, text: str) -> None:
-        """
-        Answer C{message} with an error reply without running a handler.
-        """
-        self._reply(link, message, error_payload(kind, text), error=True)
-
     async def _handle(self, message: RoutedModuleMessage, link: Any) -> None:
-        if not tracing.switch.on:
-            await self._handle_call(message, link)
-            return
-        # tracing: the handler's SERVER span, a child of the caller's context in the
+        # With tracing on: the handler's SERVER span, a child of the caller's context in the
         # envelope (X3), current for the whole call (this coroutine has its own context).
         properties = routed_request_properties(message.payload)
         named = properties.get("target_endpoint") if properties else None
@@ -323,7 +484,9 @@ class RoutedHandlers:
         )
         token = tracing.attach(span)
         try:
-            await self._handle_call(message, link)
+            started = self._begin(message, link)
+            if started is not None:
+                await self._complete(message, link, *started)
         except BaseException as e:
             tracing.fail_span(span, e)
             raise
@@ -331,56 +494,50 @@ class RoutedHandlers:
             tracing.detach(token)
             span.end()
 
-    async def _handle_call(self, message: RoutedModuleMessage, link: Any) -> None:
+    def _begin(
+        self, message: RoutedModuleMessage, link: Any
+    ) -> tuple[Deferred[Any], str, bool, float, bool] | None:
+        """
+        Resolve C{message} and call its handler. A handler that returns a plain value
+        (or raises) is answered here and C{None} is returned; one that returns a
+        Deferred or a coroutine gives C{(work, endpoint, no_reply, timeout,
+        by_deadline)} for L{_complete} to wait on.
+        """
         call = self._resolve(message, link)
         if call is None:
-            return  # answered already
+            return None  # answered already
         endpoint, handler, content, no_reply, timeout, by_deadline = call
         self.requests_handled += 1
-        source = message.source_module_id
         try:
-            result = handler(source, content)
+            result = handler(message.source_module_id, content)
             work = _as_deferred(result)
-            if work is not None:
-                result = await self._within(work, endpoint, timeout)
+        except Exception as e:
+            self.answers.failed(message, link, no_reply, endpoint, e, Failure())
+            return None
+        if work is None:
+            self.answers.result(message, link, no_reply, endpoint, result)
+            return None
+        return work, endpoint, no_reply, timeout, by_deadline
+
+    async def _complete(
+        self,
+        message: RoutedModuleMessage,
+        link: Any,
+        work: Deferred[Any],
+        endpoint: str,
+        no_reply: bool,
+        timeout: float,
+        by_deadline: bool,
+    ) -> None:
+        try:
+            result = await self._within(work, endpoint, timeout)
         except _HandlerTimedOut:
-            self._timed_out(message, link, no_reply, endpoint, timeout, by_deadline)
-            return
-        except RemoteError as e:
-            # A deliberate error answer (out of stock, not found...): no traceback.
-            self.log.info(
-                "handler for {endpoint!r} answered {source} with an error ({kind}): {text}",
-                endpoint=endpoint,
-                source=source,
-                kind=e.kind,
-                text=str(e),
-            )
-            self._answer_error(message, link, no_reply, e.kind, self._redact(str(e)))
+            self.answers.timed_out(message, link, no_reply, endpoint, timeout, by_deadline)
             return
         except Exception as e:
-            self.log.failure(
-                "handler for {endpoint!r} failed on a request from {source}",
-                Failure(),
-                endpoint=endpoint,
-                source=source,
-            )
-            text = f"{type(e).__name__}: {e}"
-            self._answer_error(message, link, no_reply, "handler_error", self._redact(text))
+            self.answers.failed(message, link, no_reply, endpoint, e, Failure())
             return
-        if no_reply:
-            return
-        try:
-            payload = EncodedPayload.from_json(result)
-        except (TypeError, ValueError) as e:
-            self.refuse(
-                message,
-                link,
-                "bad_reply",
-                f"the handler for {endpoint!r} returned a {type(result).__name__}, which is "
-                f"not JSON-serialisable ({e})",
-            )
-            return
-        self._reply(link, message, payload)
+        self.answers.result(message, link, no_reply, endpoint, result)
 
     def _resolve(
         self, message: RoutedModuleMessage, link: Any
@@ -396,7 +553,7 @@ class RoutedHandlers:
                 message.payload, message.target_endpoint
             )
         except ValueError as e:
-            self.refuse(
+            self.answers.refuse(
                 message,
                 link,
                 "bad_request",
@@ -407,7 +564,7 @@ class RoutedHandlers:
         handlers = self.handlers
         if endpoint is None:
             if len(handlers) != 1:
-                self._answer_error(
+                self.answers.error(
                     message,
                     link,
                     no_reply,
@@ -421,7 +578,7 @@ class RoutedHandlers:
         handler = handlers.get(endpoint)
         if handler is None:
             known = ", ".join(sorted(handlers)) or "none"
-            self._answer_error(
+            self.answers.error(
                 message,
                 link,
                 no_reply,
@@ -436,7 +593,7 @@ class RoutedHandlers:
             left = deadline_ms / 1000 - self.clock.seconds()
             if left <= 0:
                 self.expired_on_arrival += 1
-                self._answer_error(
+                self.answers.error(
                     message,
                     link,
                     no_reply,
@@ -448,37 +605,6 @@ class RoutedHandlers:
             if left < timeout:
                 timeout, by_deadline = left, True
         return endpoint, handler, content, no_reply, timeout, by_deadline
-
-    def _timed_out(
-        self,
-        message: RoutedModuleMessage,
-        link: Any,
-        no_reply: bool,
-        endpoint: str,
-        timeout: float,
-        by_deadline: bool,
-    ) -> None:
-        self.handler_timeouts_hit += 1
-        if by_deadline:
-            text = (
-                f"the handler for {endpoint!r} of module {self.module_id!r} did not "
-                "finish by the request's deadline and was cancelled"
-            )
-        else:
-            text = (
-                f"the handler for {endpoint!r} of module {self.module_id!r} did not "
-                f"finish within its timeout of {timeout:g} s and was cancelled"
-            )
-        self.log.warn(
-            "{text} (request {request_id} from {source}); raise it with "
-            "state.handler({endpoint!r}, timeout=...) or, for every handler, "
-            "--handler-timeout / PYWATT_HANDLER_TIMEOUT",
-            text=text,
-            request_id=str(message.original_request_id),
-            source=message.source_module_id,
-            endpoint=endpoint,
-        )
-        self._answer_error(message, link, no_reply, "deadline_exceeded", text)
 
     def _within(self, work: Deferred[Any], endpoint: str, timeout: float) -> Deferred[Any]:
         """
@@ -512,70 +638,6 @@ class RoutedHandlers:
 
         work.addBoth(finished)
         return outcome
-
-    def _answer_error(
-        self, message: RoutedModuleMessage, link: Any, no_reply: bool, kind: str, text: str
-    ) -> None:
-        if no_reply:
-            self.log.warn(
-                "message from {source} not handled ({kind}): {text}",
-                source=message.source_module_id,
-                kind=kind,
-                text=text,
-            )
-            return
-        self.refuse(message, link, kind, text)
-
-    def _reply(
-        self, link: Any, message: RoutedModuleMessage, payload: EncodedPayload, error: bool = False
-    ) -> None:
-        if error:
-            self.error_replies_sent += 1
-            if tracing.switch.on:
-                tracing.error_reply(payload)
-        if tracing.switch.on:
-            payload = tracing.reply_payload(payload)  # X3: the handler span's context
-        if not self.replies:
-            self.log.info(
-                "not replying to {source} (request {request_id}): reply extension is off",
-                source=message.source_module_id,
-                request_id=str(message.original_request_id),
-            )
-            return
-        reply = RoutedModuleReply(
-            source_module_id=self.module_id,
-            request_id=message.original_request_id,
-            target_module_id=message.source_module_id,
-            payload=payload,
-        )
-        link.send(self._fitting(reply, message))
-
-    def _fitting(self, reply: RoutedModuleReply, message: RoutedModuleMessage) -> RoutedModuleReply:
-        """
-        C{reply}, or, when it cannot fit in one frame, a C{bad_reply} error reply naming
-        the limit (module-to-module bodies are limited to one frame: docs/streaming.md),
-        so the requester is answered instead of waiting for its timeout.
-        """
-        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
-        if 4 * len(reply.payload.data) + 4096 <= self.max_frame_length:
-            return reply
-        try:
-            encode_channel_frame(reply, self.max_frame_length)
-        except MessageTooLarge as e:
-            text = (
-                f"the reply of {self.module_id!r} is {e.length} bytes encoded, above the "
-                f"{e.limit}-byte frame limit (module-to-module bodies must fit one frame)"
-            )
-            self.log.error(
-                "reply to {source} (request {request_id}) too large: {text}; sending a "
-                "bad_reply error instead",
-                source=message.source_module_id,
-                request_id=str(message.original_request_id),
-                text=text,
-            )
-            self.error_replies_sent += 1
-            return attrs.evolve(reply, payload=error_payload("bad_reply", text))
-        return reply
 
     # -- life -----------------------------------------------------------------------------
 

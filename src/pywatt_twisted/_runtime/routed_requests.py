@@ -29,6 +29,7 @@ from pywatt_twisted.errors import (
     PayloadError,
     ProtocolError,
     RemoteError,
+    RequestTimeout,
     Timeout,
 )
 from pywatt_twisted.link._choice import Route
@@ -46,6 +47,21 @@ def _abandoned_request(key: uuid.UUID, context: tuple[str, str, Any], reason: st
     return NotAvailable(f"the request to {context[0]}/{context[1]} ({key}) was abandoned: {reason}")
 
 
+def _observe(slo: Any, target: str, channel: str | None, outcome: object, started: float) -> None:
+    """
+    Count a request's outcome and round trip in the SLO windows of its target and of the
+    channel it went on (a request the caller cancelled is not counted: no call here).
+    """
+    if isinstance(outcome, Failure):
+        outcome = "timeout" if isinstance(outcome.value, RequestTimeout) else "error"
+    else:
+        outcome = "ok"
+    seconds = slo.clock.seconds() - started
+    slo.observe("target", target, outcome, seconds)
+    if channel is not None:
+        slo.observe("channel", channel, outcome, seconds)
+
+
 class _Call:
     """
     One C{send_request}: its attempts (one, or more under a retry policy), each asking
@@ -58,6 +74,7 @@ class _Call:
         "_breaker",
         "_timer",
         "attempts",
+        "channel",
         "deadline",
         "endpoint",
         "messaging",
@@ -66,6 +83,7 @@ class _Call:
         "retry",
         "route",
         "span",
+        "started",
         "target",
     )
 
@@ -89,6 +107,9 @@ class _Call:
         self.route = route
         self.retry = retry
         self.attempts = 0
+        self.started = messaging.clock.seconds()
+        #: the channel the last attempt was written to (for the SLO windows)
+        self.channel: str | None = None
         self.result: Deferred[Any] = Deferred(self._cancel)
         self._attempt_d: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
@@ -104,6 +125,9 @@ class _Call:
 
     def _finish(self, outcome: object) -> None:
         if not self.result.called:
+            slo = self.messaging.slo
+            if slo is not None:
+                _observe(slo, self.target, self.channel, outcome, self.started)
             if isinstance(outcome, Failure):
                 self.result.errback(outcome)
             else:
@@ -157,20 +181,29 @@ class _Call:
         )
         self._attempt_d = d
         m.requests_sent += 1
-        written: list[Any] = []
+        channels = m.channels
         route = self.route
-        if isinstance(route, Route):
-            route = Route(route.prefer, route.only, written.append)
+        written: Any
+        channel = channels.write_now(frame, route)
+        if channel is not None:
+            written = (channel.name,)
         else:
-            route = Route(route, None, written.append)
-        sent = m.channels.send_frame(frame, op, route)
-        if not sent.called:
-            # Queued until a channel comes up: forget the queued frame once nobody waits.
-            d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
-        sent.addErrback(m._send_failed, request_id)
-        channel = m.channels.channel(written[0]) if written else None
+            # No channel takes it at once: queue it, and learn the channel it goes on.
+            written = []
+            if isinstance(route, Route):
+                route = Route(route.prefer, route.only, written.append)
+            else:
+                route = Route(route, None, written.append)
+            sent = channels.send_frame(frame, op, route)
+            if not sent.called:
+                # Queued until a channel comes up: forget the queued frame once nobody
+                # waits.
+                d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
+            sent.addErrback(m._send_failed, request_id)
+            channel = channels.channel(written[0]) if written else None
         if channel is not None:
             channel.in_flight += 1
+            self.channel = channel.name
         d.addBoth(self._ended, permit, now, written, channel)
 
     def _ended(
@@ -185,6 +218,7 @@ class _Call:
         self._attempt_d = None
         if channel is None and written:
             channel = m.channels.channel(written[0])
+            self.channel = written[0]
             channel_counted = False
         else:
             channel_counted = channel is not None
@@ -237,6 +271,7 @@ class RoutedRequests:
     @param request_timeout: seconds until a request's deadline unless told otherwise.
     @param breakers: the circuit breakers, one per target.
     @param random: the retry jitter source (tests pin it).
+    @param slo: the module's SLO windows, or C{None}.
     """
 
     log = Logger()
@@ -251,6 +286,7 @@ class RoutedRequests:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         breakers: Breakers | None = None,
         random: Callable[[], float] = _random.random,
+        slo: Any = None,
     ) -> None:
         if request_timeout <= 0:
             raise ValueError(f"request_timeout must be positive, got {request_timeout!r}")
@@ -265,6 +301,9 @@ class RoutedRequests:
         self.target_timeouts: dict[str, float] = {}
         self.target_retries: dict[str, RetryPolicy] = {}
         self.random = random
+        #: the module's L{SloMonitor<pywatt_twisted.link.SloMonitor>}: each request's
+        #: outcome and round trip go to the windows of its target and its channel
+        self.slo = slo
         #: attempts sent again under a retry policy
         self.retries = 0
         self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
@@ -384,27 +423,30 @@ class RoutedRequests:
             written), L{PayloadError}, L{NotAvailable} or L{ValueError}. Cancelling it
             forgets the request and frees its place (and a breaker probe).
         """
-        what = f"a request to {target_module_id}/{endpoint}"
-        problem = self._unavailable(what)
-        if problem is not None:
-            return fail(problem)
+        if self.channels is None or self.stopping:
+            problem = self._unavailable(f"a request to {target_module_id}/{endpoint}")
+            return self._refused(target_module_id, problem)
         if timeout is None:
             timeout = self.target_timeouts.get(target_module_id, self.request_timeout)
         if timeout <= 0:
-            return fail(ValueError(f"timeout must be positive, got {timeout!r}"))
+            return self._refused(
+                target_module_id, ValueError(f"timeout must be positive, got {timeout!r}")
+            )
         if retry is not None and not idempotent:
-            return fail(
+            return self._refused(
+                target_module_id,
                 ValueError(
-                    f"retry= for {what} needs idempotent=True: a request that may have "
+                    f"retry= for a request to {target_module_id}/{endpoint} needs "
+                    "idempotent=True: a request that may have "
                     "reached the target is only sent again when running it twice is safe"
-                )
+                ),
             )
         if retry is None and idempotent:
             retry = self.target_retries.get(target_module_id)
         try:
             route = self._route(prefer, channel)
         except ValueError as e:
-            return fail(e)
+            return self._refused(target_module_id, e)
         span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
         call = _Call(
             self,
@@ -418,6 +460,19 @@ class RoutedRequests:
         )
         call.attempt()
         return tracing.traced(span, call.result)
+
+    def _refused(self, target: str, error: Exception) -> Deferred[Any]:
+        """
+        A request refused before anything was sent: a failed Deferred, counted as an
+        error in the SLO windows of the target (and of the channel a send would take).
+        """
+        slo = self.slo
+        if slo is not None:
+            choice = getattr(self.channels, "choice", None)
+            picked = choice.pick(None) if choice is not None else None
+            channel = None if picked is None else picked.name
+            _observe(slo, target, channel, Failure(error), slo.clock.seconds())
+        return fail(error)
 
     def _send_failed(self, failure: Failure, request_id: uuid.UUID) -> None:
         if failure.check(CancelledError):

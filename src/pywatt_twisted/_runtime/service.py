@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
@@ -48,13 +48,15 @@ from pywatt_twisted._transport.interfaces import IMessageReceiver, IOrchestrator
 from pywatt_twisted._transport.stdio import StdioProtocol
 from pywatt_twisted.data._resources import Resources
 from pywatt_twisted.errors import BootstrapError
-from pywatt_twisted.link import ChannelManager, EndpointFactory
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.web.metrics import ModuleMetrics
 from pywatt_twisted.web.site import PyWattSite
 from pywatt_twisted.wire._ops import op_name
 from pywatt_twisted.wire.init import InitBlob
 from pywatt_twisted.wire.messages import Endpoint
+
+if TYPE_CHECKING:
+    from pywatt_twisted.link import ChannelManager, EndpointFactory
 
 #: The module statuses under their old names (C{/health} reports their values).
 STARTING = ModuleStatus.STARTING
@@ -89,6 +91,11 @@ class ModuleService(MultiService):
     """
 
     log = Logger()
+
+    #: Whether the site emits its per-request access-log event (a debug event): the
+    #: module process turns it off unless its log level is debug, where the event would
+    #: be dropped anyway after costing its formatting and publishing.
+    access_log: bool = True
 
     metrics: Part[ModuleMetrics] = Part()
     resources: Part[Resources] = Part()

@@ -9,12 +9,11 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from pywatt_twisted._runtime.secret import Secret
-from pywatt_twisted.errors import NotAvailable, RequestTimeout
+from pywatt_twisted.errors import NotAvailable
 from pywatt_twisted.web.metrics import UserMetrics
 
 if TYPE_CHECKING:
@@ -79,7 +78,6 @@ class AppState:
         self._health: Any = None
         self._alert_callbacks: list[Callable[[Any], Any]] = []
         self._slo: Any = None
-        self._slo_channel: Callable[[], str | None] | None = None
 
     # -- secrets ------------------------------------------------------------------------
 
@@ -296,45 +294,17 @@ class AppState:
             L{ChannelError<pywatt_twisted.errors.ChannelError>}, or L{NotAvailable} (no
             channel). Cancel it to stop waiting (its place is freed).
         """
-        return self._observe_round_trip(
+        # (the SLO windows of the target and the channel count it: RoutedRequests)
+        return self._messaging_or_fail().send_request(
             target_module_id,
-            self._messaging_or_fail().send_request(
-                target_module_id,
-                endpoint,
-                payload,
-                timeout,
-                prefer=prefer,
-                channel=channel,
-                retry=retry,
-                idempotent=idempotent,
-            ),
+            endpoint,
+            payload,
+            timeout,
+            prefer=prefer,
+            channel=channel,
+            retry=retry,
+            idempotent=idempotent,
         )
-
-    def _observe_round_trip(self, target: str, d: Deferred[Any]) -> Deferred[Any]:
-        """
-        Count the request's outcome and round trip in the SLO windows of its target and
-        of the channel it was written to (the one picked at send time). A request the
-        caller cancelled is not counted.
-        """
-        slo = self._slo
-        if slo is None:
-            return d
-        channel = self._slo_channel() if self._slo_channel is not None else None
-        started = self.reactor.seconds()
-
-        def done(result: object) -> object:
-            outcome = "ok"
-            if isinstance(result, Failure):
-                if result.check(CancelledError):
-                    return result
-                outcome = "timeout" if result.check(RequestTimeout) else "error"
-            seconds = self.reactor.seconds() - started
-            slo.observe("target", target, outcome, seconds)
-            if channel is not None:
-                slo.observe("channel", channel, outcome, seconds)
-            return result
-
-        return d.addBoth(done)
 
     def send_message(
         self,

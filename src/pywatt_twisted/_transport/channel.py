@@ -278,8 +278,182 @@ class _Timer:
             call.cancel()
 
 
+class _ChannelOutput:
+    """
+    The output side of a L{ChannelProtocol}: writing frames (counted, through the
+    framed base's coalescing and bounded outbox), the flow-control hooks that tell the
+    listener, and the replies of L{IOrchestratorLink}. A mixin of L{ChannelProtocol}
+    only; its state (phase, settings, counters, listener) is the protocol's.
+    """
+
+    # (Provided by ChannelProtocol and FramedProtocol.)
+    phase: ConnectionPhase
+    name: str
+    settings: ChannelSettings
+    counters: ChannelCounters
+    listener: IChannelListener
+    paused: bool
+    buffered: int
+    log: Logger
+    _max: int
+    _warned_high_water: bool
+    transmit: Callable[[bytes], None]
+    ready: bool
+    lost: bool
+
+    @property
+    def writable(self) -> bool:
+        """
+        Ready, connected and not paused: new frames may be written now.
+        """
+        return self.ready and not self.paused
+
+    def _write(self, frame: bytes) -> None:
+        counters = self.counters
+        counters.frames_out += 1
+        counters.bytes_out += len(frame)
+        self.transmit(frame)
+
+    def highWaterReached(self) -> None:
+        self.counters.read_pauses += 1
+        if not self._warned_high_water:
+            self._warned_high_water = True
+            self.log.warn(
+                "{channel} ({address}): {buffered} bytes wait for the orchestrator to read "
+                "them, above the channel high-water mark of {high} bytes; not reading new "
+                "work on this connection until they drain to {low} bytes (logged once per "
+                "connection). Raise PYWATT_CHANNEL_HIGH_WATER / --channel-high-water to "
+                "buffer more.",
+                channel=self.name,
+                address=self.settings.address,
+                buffered=self.buffered,
+                high=self.settings.high_water,
+                low=self.settings.resume_below,
+            )
+
+    def writabilityChanged(self, writable: bool) -> None:
+        """
+        Tell the listener to route new sends elsewhere (C{False}) or here again.
+        """
+        self.listener.channel_writable(self, writable)
+
+    def write_frame(self, frame: bytes) -> None:
+        """
+        Write one complete frame produced by L{encode_channel_frame}.
+
+        @raise ChannelClosed: if the connection is gone or not ready yet.
+        """
+        if self.phase is not ConnectionPhase.READY:
+            raise ChannelClosed(f"the {self.name} channel connection is not up")
+        counters = self.counters  # _write, inline: once per message sent
+        counters.frames_out += 1
+        counters.bytes_out += len(frame)
+        self.transmit(frame)
+
+    def write_message(self, message: object) -> None:
+        """
+        Envelope, frame and write C{message}.
+
+        @raise MessageTooLarge: if it does not fit in a frame (nothing is written).
+        @raise ChannelClosed: if the connection is gone.
+        """
+        self.write_frame(encode_channel_frame(message, self._max))
+
+    def send(self, message: object) -> None:
+        """
+        Send a reply on this connection; if it is gone, hand it to the listener.
+        """
+        if self.lost or not self.ready:
+            self.listener.channel_undeliverable(self, message)
+            return
+        try:
+            self.write_message(message)
+        except MessageTooLarge as e:
+            self.log.error("{channel}: {error}", channel=self.name, error=str(e))
+
+    def send_heartbeat_ack(self) -> None:
+        if self.phase is not ConnectionPhase.READY:  # lost, or not up yet
+            self.log.debug(
+                "{channel}: heartbeat ack not sent: its connection is gone", channel=self.name
+            )
+            return
+        if self._max < _ACK_LENGTH:  # a cap below 92 bytes: say so (MessageTooLarge)
+            self.write_message(HeartbeatAck())
+            return
+        frame = heartbeat_ack_frame()
+        counters = self.counters  # _write, inline: once per heartbeat
+        counters.frames_out += 1
+        counters.bytes_out += len(frame)
+        self.transmit(frame)
+
+    def send_http_response(self, response: HttpResponse) -> None:
+        """
+        Send the reply to an C{http_request}; if the connection is gone, hand it to the
+        listener.
+
+        @raise MessageTooLarge: if it does not fit in a frame (nothing is written); the
+            HTTP layer answers it otherwise (see
+            L{pywatt_twisted.web.bridge.send_http_reply}).
+        """
+        if self.lost or not self.ready:
+            self.listener.channel_undeliverable(self, response)
+            return
+        self.write_message(response)
+
+
+class _Liveness:
+    """
+    The liveness deadline of one connection: abort it once the orchestrator sent
+    nothing for C{deadline} seconds (C{None}: never).
+
+    @ivar last_in: when the connection last read bytes (updated while the check runs).
+    """
+
+    def __init__(self, protocol: ChannelProtocol, deadline: float | None) -> None:
+        self.protocol = protocol
+        self.deadline = deadline
+        self.last_in = 0.0
+        self._timer = _Timer(protocol.clock)
+
+    @property
+    def pending(self) -> bool:
+        return self._timer.pending
+
+    def start(self) -> None:
+        self.last_in = self.protocol.clock.seconds()
+        if self.deadline:
+            self._timer.start(self.deadline, self._check)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        protocol, deadline = self.protocol, self.deadline
+        if deadline is None or protocol.lost:
+            return
+        idle = protocol.clock.seconds() - self.last_in
+        if idle < deadline:
+            self._timer.start(deadline - idle, self._check)
+            return
+        protocol.log.warn(
+            "{channel} ({address}): no traffic from the orchestrator for {idle:.1f} s "
+            "(liveness deadline {deadline} s); aborting the connection to reconnect. "
+            "Frames still in its send buffer are lost with it.",
+            channel=protocol.name,
+            address=protocol.settings.address,
+            idle=idle,
+            deadline=deadline,
+        )
+        protocol.abort(
+            LivenessTimeout(
+                f"no traffic from the orchestrator for {deadline} s (liveness deadline); "
+                "reconnecting"
+            )
+        )
+
+
 @implementer(IOrchestratorLink, IPushProducer, IHandshakeListener)
-class ChannelProtocol(FramedProtocol):
+class ChannelProtocol(_ChannelOutput, FramedProtocol):
     """
     One framed channel connection, module side. See the module docstring.
 
@@ -317,8 +491,7 @@ class ChannelProtocol(FramedProtocol):
         self.exchanged = False
         self._warned_high_water = False
         self._warned_auto = False
-        self._last_in = 0.0
-        self._liveness = _Timer(clock)
+        self._liveness = _Liveness(self, settings.liveness_deadline)
         self._settle = _Timer(clock)
         self._handshake = _Timer(clock)
 
@@ -363,10 +536,7 @@ class ChannelProtocol(FramedProtocol):
         assert transport is not None
         _set_no_delay(transport)
         self.registerAsProducer()
-        self._last_in = self.clock.seconds()
-        deadline = self.settings.liveness_deadline
-        if deadline:
-            self._liveness.start(deadline, self._check_liveness)
+        self._liveness.start()
         if not self.settings.tls:
             self._identify()
             self._enter(ConnectionPhase.READY)
@@ -458,37 +628,13 @@ class ChannelProtocol(FramedProtocol):
         if not self.lost:
             self.abortWith(error)
 
-    def _check_liveness(self) -> None:
-        deadline = self.settings.liveness_deadline
-        if deadline is None or self.lost:
-            return
-        idle = self.clock.seconds() - self._last_in
-        if idle < deadline:
-            self._liveness.start(deadline - idle, self._check_liveness)
-            return
-        self.log.warn(
-            "{channel} ({address}): no traffic from the orchestrator for {idle:.1f} s "
-            "(liveness deadline {deadline} s); aborting the connection to reconnect. "
-            "Frames still in its send buffer are lost with it.",
-            channel=self.name,
-            address=self.settings.address,
-            idle=idle,
-            deadline=deadline,
-        )
-        self.abort(
-            LivenessTimeout(
-                f"no traffic from the orchestrator for {deadline} s (liveness deadline); "
-                "reconnecting"
-            )
-        )
-
     # -- input --------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         if self.lost:
             return
         if self._liveness.pending:
-            self._last_in = self.clock.seconds()
+            self._liveness.last_in = self.clock.seconds()
         if self.phase is ConnectionPhase.SETTLING:
             # Over TLS: the peer's first bytes prove it accepted the connection.
             self._settle.cancel()
@@ -548,105 +694,6 @@ class ChannelProtocol(FramedProtocol):
             self.log.failure(
                 "{channel}: handling {op} failed", channel=self.name, op=op_name(message)
             )
-
-    # -- output -------------------------------------------------------------------------
-
-    @property
-    def writable(self) -> bool:
-        """
-        Ready, connected and not paused: new frames may be written now.
-        """
-        return self.ready and not self.paused
-
-    def _write(self, frame: bytes) -> None:
-        counters = self.counters
-        counters.frames_out += 1
-        counters.bytes_out += len(frame)
-        self.transmit(frame)
-
-    def highWaterReached(self) -> None:
-        self.counters.read_pauses += 1
-        if not self._warned_high_water:
-            self._warned_high_water = True
-            self.log.warn(
-                "{channel} ({address}): {buffered} bytes wait for the orchestrator to read "
-                "them, above the channel high-water mark of {high} bytes; not reading new "
-                "work on this connection until they drain to {low} bytes (logged once per "
-                "connection). Raise PYWATT_CHANNEL_HIGH_WATER / --channel-high-water to "
-                "buffer more.",
-                channel=self.name,
-                address=self.settings.address,
-                buffered=self.buffered,
-                high=self.settings.high_water,
-                low=self.settings.resume_below,
-            )
-
-    def writabilityChanged(self, writable: bool) -> None:
-        """
-        Tell the listener to route new sends elsewhere (C{False}) or here again.
-        """
-        self.listener.channel_writable(self, writable)
-
-    def write_frame(self, frame: bytes) -> None:
-        """
-        Write one complete frame produced by L{encode_channel_frame}.
-
-        @raise ChannelClosed: if the connection is gone or not ready yet.
-        """
-        if self.phase is not ConnectionPhase.READY:
-            raise ChannelClosed(f"the {self.name} channel connection is not up")
-        counters = self.counters  # _write, inline: once per message sent
-        counters.frames_out += 1
-        counters.bytes_out += len(frame)
-        self.transmit(frame)
-
-    def write_message(self, message: object) -> None:
-        """
-        Envelope, frame and write C{message}.
-
-        @raise MessageTooLarge: if it does not fit in a frame (nothing is written).
-        @raise ChannelClosed: if the connection is gone.
-        """
-        self.write_frame(encode_channel_frame(message, self._max))
-
-    # -- IOrchestratorLink -------------------------------------------------------------
-
-    def send(self, message: object) -> None:
-        """
-        Send a reply on this connection; if it is gone, hand it to the listener.
-        """
-        if self.lost or not self.ready:
-            self.listener.channel_undeliverable(self, message)
-            return
-        try:
-            self.write_message(message)
-        except MessageTooLarge as e:
-            self.log.error("{channel}: {error}", channel=self.name, error=str(e))
-
-    def send_heartbeat_ack(self) -> None:
-        if self.phase is not ConnectionPhase.READY:  # lost, or not up yet
-            self.log.debug(
-                "{channel}: heartbeat ack not sent: its connection is gone", channel=self.name
-            )
-            return
-        if self._max < _ACK_LENGTH:  # a cap below 92 bytes: say so (MessageTooLarge)
-            self.write_message(HeartbeatAck())
-            return
-        self._write(heartbeat_ack_frame())
-
-    def send_http_response(self, response: HttpResponse) -> None:
-        """
-        Send the reply to an C{http_request}; if the connection is gone, hand it to the
-        listener.
-
-        @raise MessageTooLarge: if it does not fit in a frame (nothing is written); the
-            HTTP layer answers it otherwise (see
-            L{pywatt_twisted.web.bridge.send_http_reply}).
-        """
-        if self.lost or not self.ready:
-            self.listener.channel_undeliverable(self, response)
-            return
-        self.write_message(response)
 
     def __repr__(self) -> str:
         return f"<ChannelProtocol {self.name} {self.settings.address}>"

@@ -40,7 +40,6 @@ water mark (L{FramedProtocol.highWaterReached}).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
@@ -58,6 +57,62 @@ The most bytes of coalesced frames held before the batch goes to the transport w
 waiting for the end of the read (Twisted's socket transports pause their producer
 above 64 KiB buffered; a transport with a smaller C{bufferSize} lowers it).
 """
+
+
+class _FrameReader:
+    """
+    The input side of a L{FramedProtocol}: bytes through the L{FrameDecoder}, frames
+    to the protocol's hooks in order, and the frames held while the protocol's
+    C{reading_paused} is set (its outbox is above the high-water mark).
+
+    @ivar held: decoded frames (and skippable errors) not dispatched yet.
+    """
+
+    def __init__(self, protocol: FramedProtocol, max_frame_length: int) -> None:
+        self.protocol = protocol
+        self.decoder = FrameDecoder(max_frame_length)
+        self.held: deque[Frame | FrameError] = deque()
+
+    def read(self, data: bytes) -> None:
+        items = self.decoder.feed(data)
+        if self.held or self.protocol.reading_paused:
+            # Keep the order: what was read before goes first.
+            self.held.extend(items)
+            self.dispatch_held()
+            return
+        protocol = self.protocol
+        frame_received = protocol.frameReceived
+        output_closed = protocol.outputClosed
+        for index, item in enumerate(items):
+            # protocol.inputClosed(), inline: this runs once per frame.
+            if protocol.abort_reason is not None or output_closed():
+                return
+            if type(item) is Frame:
+                frame_received(item)
+            else:
+                self._item(item)
+            if protocol.reading_paused:
+                # Replies are piling up: take no new work until they drain.
+                self.held.extend(items[index + 1 :])
+                return
+
+    def dispatch_held(self) -> None:
+        held = self.held
+        protocol = self.protocol
+        while held and not protocol.reading_paused:
+            if protocol.inputClosed():
+                held.clear()
+                return
+            self._item(held.popleft())
+
+    def _item(self, item: Frame | FrameError) -> None:
+        protocol = self.protocol
+        if type(item) is Frame:
+            protocol.frameReceived(item)
+        elif isinstance(item, FrameTooLarge):
+            protocol.frameTooLong(item)
+        else:
+            protocol.frameSkipped(item)  # type: ignore[arg-type]
 
 
 @implementer(IPushProducer)
@@ -83,7 +138,7 @@ class FramedProtocol(Protocol):
         high_water: int | None = None,
         low_water: int | None = None,
     ) -> None:
-        self._decoder = FrameDecoder(max_frame_length)
+        self._reader = _FrameReader(self, max_frame_length)
         self._high = high_water
         self._low = low_water if low_water is not None else (high_water or 0) // 4
         self.paused = False
@@ -91,7 +146,6 @@ class FramedProtocol(Protocol):
         self.buffered = 0
         self.abort_reason: Exception | None = None
         self._outbox: deque[bytes] = deque()
-        self._held: deque[Frame | FrameError] = deque()
         # Frames transmitted while a read is dispatched (None: not dispatching a read).
         self._batch: list[bytes] | None = None
         self._batch_bytes = 0
@@ -179,7 +233,7 @@ class FramedProtocol(Protocol):
         """
         self._outbox.clear()
         self.buffered = 0
-        self._held.clear()
+        self._reader.held.clear()
         if self._batch:
             self._batch = []
             self._batch_bytes = 0
@@ -202,55 +256,14 @@ class FramedProtocol(Protocol):
         if self._batch is not None or not self.coalesce:
             # Not coalescing, or a read delivered while one is dispatched (a
             # synchronous in-memory peer): the outer read hands the batch over.
-            self._read(data)
+            self._reader.read(data)
             return
         self._batch = []
         try:
-            self._read(data)
+            self._reader.read(data)
         finally:
             self._flush_batch()
             self._batch = None
-
-    def _read(self, data: bytes) -> None:
-        items = self._decoder.feed(data)
-        if self._held or self.reading_paused:
-            # Keep the order: what was read before goes first.
-            self._held.extend(items)
-            self._dispatch_held()
-            return
-        self._dispatch(items)
-
-    def _dispatch(self, items: Sequence[Frame | FrameError]) -> None:
-        frame_received = self.frameReceived
-        output_closed = self.outputClosed
-        for index, item in enumerate(items):
-            # inputClosed(), inline: this runs once per frame.
-            if self.abort_reason is not None or output_closed():
-                return
-            if type(item) is Frame:
-                frame_received(item)
-            else:
-                self._item(item)
-            if self.reading_paused:
-                # Replies are piling up: take no new work until they drain.
-                self._held.extend(items[index + 1 :])
-                return
-
-    def _dispatch_held(self) -> None:
-        held = self._held
-        while held and not self.reading_paused:
-            if self.inputClosed():
-                held.clear()
-                return
-            self._item(held.popleft())
-
-    def _item(self, item: Frame | FrameError) -> None:
-        if type(item) is Frame:
-            self.frameReceived(item)
-        elif isinstance(item, FrameTooLarge):
-            self.frameTooLong(item)
-        else:
-            self.frameSkipped(item)  # type: ignore[arg-type]
 
     # -- output ---------------------------------------------------------------------------
 
@@ -260,7 +273,20 @@ class FramedProtocol(Protocol):
         transport is paused (or the outbox still holds earlier frames).
         """
         if self.paused or self._outbox:
-            self._hold(frame)
+            self._outbox.append(frame)
+            self.buffered += len(frame)
+            high = self._high
+            if (
+                high is not None
+                and self.buffered > high
+                and not self.reading_paused
+                and not self.outputClosed()
+            ):
+                self.reading_paused = True
+                self.highWaterReached()
+                transport: Any = self.transport
+                if transport is not None:
+                    transport.pauseProducing()
             return
         batch = self._batch
         if batch is not None:
@@ -292,29 +318,6 @@ class FramedProtocol(Protocol):
         else:
             transport.writeSequence(batch)
 
-    def _hold(self, frame: bytes) -> None:
-        self._outbox.append(frame)
-        self.buffered += len(frame)
-        high = self._high
-        if (
-            high is not None
-            and self.buffered > high
-            and not self.reading_paused
-            and not self.outputClosed()
-        ):
-            self.reading_paused = True
-            self.highWaterReached()
-            transport: Any = self.transport
-            if transport is not None:
-                transport.pauseProducing()
-
-    def _resume_reading(self) -> None:
-        self.reading_paused = False
-        transport: Any = self.transport
-        if transport is not None:
-            transport.resumeProducing()
-        self._dispatch_held()
-
     def _drain(self) -> None:
         """
         Hand the outbox to the transport until it is empty or the transport pauses us
@@ -328,7 +331,10 @@ class FramedProtocol(Protocol):
             assert transport is not None
             transport.write(frame)  # may pause us at once
         if self.reading_paused and self.buffered <= self._low and not self.outputClosed():
-            self._resume_reading()
+            self.reading_paused = False
+            if transport is not None:
+                transport.resumeProducing()
+            self._reader.dispatch_held()
 
     # -- IPushProducer --------------------------------------------------------------------
 

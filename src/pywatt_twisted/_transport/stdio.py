@@ -143,11 +143,7 @@ class StdioProtocol(Protocol):
         self._outgoing: deque[bytes] = deque()
         self.unsent = 0
         self._consumer_paused = False
-        # invalid-line report
-        self._invalid_reported_at: float | None = None
-        self._invalid_skipped = 0
-        self._invalid_last_error = ""
-        self._invalid_timer: IDelayedCall | None = None
+        self._invalid = _InvalidLineReport(self)
 
     def connectionMade(self) -> None:
         register = getattr(self.transport, "registerProducer", None)
@@ -185,7 +181,7 @@ class StdioProtocol(Protocol):
                 return
             request_id = http_request_id(item.head)
             if request_id is None:
-                self._invalid_line(f"line too long: {item}")
+                self._invalid.skipped(f"line too long: {item}")
                 return
             self.log.warn(
                 "stdin: the http_request line of request {request_id} is longer than the "
@@ -200,63 +196,27 @@ class StdioProtocol(Protocol):
             except Exception:
                 self.log.failure("handling an over-long http_request from stdin failed")
             return
-        if not self._have_init:
+        if not self._have_init:  # the init line
             self._have_init = True
-            self._init_line(item)
+            try:
+                blob = decode_init(item)
+            except ProtocolError as e:
+                self._receiver.init_failed(e)
+                return
+            self.source = blob.module_id
+            self._receiver.init_received(blob)
             return
         try:
             message = decode_from_orchestrator(item)
         except ProtocolError as e:
             # The line itself is not shown: it may carry a secret value that was never
             # registered for redaction (a malformed 'secret' line, say).
-            self._invalid_line(f"{len(item)} bytes: {e}")
+            self._invalid.skipped(f"{len(item)} bytes: {e}")
             return
         try:
             self._receiver.message_received(message, self)
         except Exception:
             self.log.failure("handling {op} from stdin failed", op=type(message).__name__)
-
-    def _invalid_line(self, error: str) -> None:
-        """
-        Report a skipped stdin line: at once if none was reported in the last
-        L{INVALID_LINE_REPORT_INTERVAL} seconds, else counted into the next report.
-        """
-        now = self._clock.seconds()
-        last = self._invalid_reported_at
-        if last is None or now - last >= INVALID_LINE_REPORT_INTERVAL:
-            self._invalid_reported_at = now
-            self.log.warn(
-                "skipping an invalid stdin line ({error}); further invalid lines are "
-                "reported at most once a second, with a count",
-                error=error,
-            )
-            return
-        self._invalid_skipped += 1
-        self._invalid_last_error = error
-        if self._invalid_timer is None:
-            self._invalid_timer = self._clock.callLater(
-                last + INVALID_LINE_REPORT_INTERVAL - now, self._report_invalid_lines
-            )
-
-    def _report_invalid_lines(self) -> None:
-        self._invalid_timer = None
-        count, self._invalid_skipped = self._invalid_skipped, 0
-        if count:
-            self._invalid_reported_at = self._clock.seconds()
-            self.log.warn(
-                "skipped {count} more invalid stdin line(s) (the last: {error})",
-                count=count,
-                error=self._invalid_last_error,
-            )
-
-    def _init_line(self, line: bytes) -> None:
-        try:
-            blob = decode_init(line)
-        except ProtocolError as e:
-            self._receiver.init_failed(e)
-            return
-        self.source = blob.module_id
-        self._receiver.init_received(blob)
 
     def readConnectionLost(self) -> None:
         # Lines held back by backpressure are still handled, then the EOF.
@@ -267,9 +227,7 @@ class StdioProtocol(Protocol):
         if self._input_closed:
             return
         self._input_closed = True
-        if self._invalid_timer is not None:
-            self._invalid_timer.cancel()
-            self._report_invalid_lines()
+        self._invalid.close()
         if not self._have_init:
             self._have_init = True
             self._receiver.init_failed(
@@ -278,16 +236,13 @@ class StdioProtocol(Protocol):
             return
         self._receiver.input_closed(self)
 
-    def writeConnectionLost(self) -> None:
-        self._write_finished()
-
     def connectionLost(self, reason: Failure | None = None) -> None:
         # Both directions are gone: lines not handled yet could not be answered.
         self._lines.clear()
-        self._write_finished()
+        self.writeConnectionLost()
         self.readConnectionLost()
 
-    def _write_finished(self) -> None:
+    def writeConnectionLost(self) -> None:
         if not self._write_done and self._outgoing:
             self.log.warn(
                 "stdout closed with {n} bytes not yet written; they are lost", n=self.unsent
@@ -438,3 +393,59 @@ class StdioProtocol(Protocol):
             self._closing = True
             self._pump()
         return d
+
+
+class _InvalidLineReport:
+    """
+    The report of skipped stdin lines: the first at once, then at most one line per
+    L{INVALID_LINE_REPORT_INTERVAL} seconds, with a count and the last error.
+    """
+
+    def __init__(self, protocol: StdioProtocol) -> None:
+        self._protocol = protocol  # its clock and its log (which a test may replace)
+        self._clock = protocol._clock
+        self._reported_at: float | None = None
+        self._skipped = 0
+        self._last_error = ""
+        self._timer: IDelayedCall | None = None
+
+    def skipped(self, error: str) -> None:
+        """
+        Report a skipped stdin line: at once if none was reported in the last
+        L{INVALID_LINE_REPORT_INTERVAL} seconds, else counted into the next report.
+        """
+        now = self._clock.seconds()
+        last = self._reported_at
+        if last is None or now - last >= INVALID_LINE_REPORT_INTERVAL:
+            self._reported_at = now
+            self._protocol.log.warn(
+                "skipping an invalid stdin line ({error}); further invalid lines are "
+                "reported at most once a second, with a count",
+                error=error,
+            )
+            return
+        self._skipped += 1
+        self._last_error = error
+        if self._timer is None:
+            self._timer = self._clock.callLater(
+                last + INVALID_LINE_REPORT_INTERVAL - now, self._report_invalid_lines
+            )
+
+    def _report_invalid_lines(self) -> None:
+        self._timer = None
+        count, self._skipped = self._skipped, 0
+        if count:
+            self._reported_at = self._clock.seconds()
+            self._protocol.log.warn(
+                "skipped {count} more invalid stdin line(s) (the last: {error})",
+                count=count,
+                error=self._last_error,
+            )
+
+    def close(self) -> None:
+        """
+        Input ended: report what is still counted now, and stop the timer.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._report_invalid_lines()

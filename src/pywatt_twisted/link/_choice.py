@@ -15,11 +15,13 @@ The channel choice: which channel a send goes to.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 
-from pywatt_twisted.link._channel import LinkChannel
+if TYPE_CHECKING:
+    from pywatt_twisted.link._channel import LinkChannel
 
 __all__ = ["AUTO", "AutoRouting", "FailoverChoice", "Route"]
 

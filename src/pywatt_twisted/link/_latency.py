@@ -70,14 +70,16 @@ class LatencyTracker:
         self._times: list[float] = []
         self._next = 0
 
-    def record(self, seconds: float) -> None:
+    def record(self, seconds: float, now: float | None = None) -> None:
         """
         Add one round trip of C{seconds} (negative or non-finite values are ignored: a
-        clock that stepped back must not poison the average).
+        clock that stepped back must not poison the average), ended at C{now} (the
+        clock's time when not given).
         """
-        if not math.isfinite(seconds) or seconds < 0:
+        if not 0 <= seconds < math.inf:  # (False for NaN too)
             return
-        now = self.clock.seconds()
+        if now is None:
+            now = self.clock.seconds()
         ewma = self.ewma
         self.ewma = seconds if ewma is None else ewma + self.alpha * (seconds - ewma)
         self.count += 1

@@ -255,6 +255,23 @@ class ChannelManager(MultiService):
                 return succeed(None)
         return self.queue.put(frame, op, prefer)
 
+    def write_now(self, frame: bytes, prefer: str | Route | None = None) -> LinkChannel | None:
+        """
+        Write C{frame} (built with L{encode_channel_frame}) at once on the channel
+        L{send_frame} would pick, and return that channel; C{None} when it would have
+        to queue or fail instead (then nothing was written: call L{send_frame}). The
+        route's C{written} callback is not called (the caller has the channel).
+        """
+        if self.stopping or len(self.queue):
+            return None
+        channel = self.choice.pick(prefer)
+        if channel is None:
+            return None
+        assert channel.protocol is not None
+        channel.protocol.write_frame(frame)
+        self.sent_direct += 1
+        return channel
+
     def _writer(self, prefer: str | Route | None) -> Writer | None:
         channel = self.choice.pick(prefer)
         if channel is None:

@@ -28,6 +28,7 @@ C{max_paths} paths; round trips of further targets count under the target C{"oth
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -175,14 +176,10 @@ class _PathState:
         self.counts[outcome] += 1
         self.totals[outcome] += 1
         if seconds is not None and seconds >= 0:
-            self.latency.record(seconds)
+            self.latency.record(seconds, now)
             self.sum += seconds
-            for i, bound in enumerate(ROUND_TRIP_BUCKETS):
-                if seconds <= bound:
-                    self.buckets[i] += 1
-                    break
-            else:
-                self.buckets[-1] += 1
+            # the first bucket whose bound is >= seconds (the last one: above them all)
+            self.buckets[bisect_left(ROUND_TRIP_BUCKETS, seconds)] += 1
 
     def recent(self, since: float) -> dict[str, int]:
         outcomes, counts = self.outcomes, self.counts
@@ -253,12 +250,37 @@ class SloMonitor:
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
-        path = self._path(kind, name)
-        path.observe(self.clock.seconds(), outcome, seconds)
+        path = self._paths.get((kind, name)) or self._path(kind, name)
+        now = self.clock.seconds()
+        path.observe(now, outcome, seconds)
         # The rates are O(1) to evaluate; the latency percentiles (a sort) wait for
         # the next tick.
-        self._evaluate(kind, name, path, latency=False)
-        self._schedule()
+        if path.active or path.down_since is not None:
+            self._evaluate(kind, name, path, latency=False)
+        else:
+            # Nothing firing and the channel up: only the error rate can start firing.
+            self._check_error_rate(kind, name, path, now)
+        if self._call is None:
+            self._schedule()
+
+    def _check_error_rate(self, kind: str, name: str, path: _PathState, now: float) -> None:
+        """
+        L{_evaluate}'s error-rate check, for a path with no alert firing: the same
+        window and rule, without copying the counts.
+        """
+        t = self.thresholds
+        if t.error_rate is None:
+            return
+        outcomes, counts = path.outcomes, path.counts
+        since = now - t.window
+        while outcomes and outcomes[0][0] < since:
+            counts[outcomes.popleft()[1]] -= 1
+        total = len(outcomes)
+        if total < t.min_samples:
+            return
+        rate = (counts["error"] + counts["timeout"]) / total
+        if rate > t.error_rate:
+            self._set(path, kind, name, ERROR_RATE, True, rate, t.error_rate, now)
 
     def channel_up(self, name: str, up: bool) -> None:
         """

@@ -315,6 +315,11 @@ class JwtGuard:
             )
         self.config = config
         self._key = key
+        # Kept per key value, so a rotation is seen at the next request: the last key
+        # that passed check_key, and the asymmetric keys loaded from their PEM (per
+        # algorithm; parsing a PEM public key is most of an RS256 check).
+        self._checked: str | None = None
+        self._loaded: tuple[str, dict[str, Any]] = ("", {})
 
     # -- decorating -----------------------------------------------------------------------
 
@@ -356,7 +361,9 @@ class JwtGuard:
         """
         try:
             key = self._key().expose()
-            check_key(self.config, key)
+            if key != self._checked:
+                check_key(self.config, key)
+                self._checked = key
         except (SecretError, ConfigurationError) as e:
             self.log.error("cannot verify bearer tokens: {error}", error=str(e))
             raise JwtRejected("the token cannot be verified by this module now") from None
@@ -383,7 +390,7 @@ class JwtGuard:
         try:
             claims = pyjwt.decode(
                 token,
-                key,
+                self._verifying_key(key, alg),
                 algorithms=list(config.algorithms),
                 audience=config.audience,
                 issuer=config.issuer,
@@ -424,6 +431,28 @@ class JwtGuard:
             if not isinstance(auds, list) or config.audience not in auds:
                 raise JwtRejected(_reason(pyjwt.InvalidAudienceError()))
         return claims
+
+    def _verifying_key(self, key: str, alg: str) -> Any:
+        """
+        What to give PyJWT for C{key} and C{alg}: for an asymmetric algorithm, the key
+        loaded from its PEM text once per key value (PyJWT would load it again for every
+        token); for C{HS*}, the text itself. A key that does not load is passed as text,
+        so PyJWT reports it as before.
+        """
+        if self.config.symmetric:
+            return key
+        value, loaded = self._loaded
+        if value != key:
+            loaded = {}
+            self._loaded = (key, loaded)
+        prepared = loaded.get(alg)
+        if prepared is None:
+            try:
+                prepared = pyjwt.get_algorithm_by_name(alg).prepare_key(key)
+            except (pyjwt.PyJWTError, ValueError, TypeError, NotImplementedError):
+                return key
+            loaded[alg] = prepared
+        return prepared
 
     def _signed_time_claim_problem(self, token: str, key: str) -> str | None:
         """

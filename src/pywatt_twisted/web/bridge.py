@@ -4,7 +4,7 @@ HTTP-over-IPC: answer an C{http_request} message from the orchestrator with the
 module's own resource tree, in memory, and turn the result into an C{http_response}.
 
 The bridge builds a real L{twisted.web.server.Request} (the site's own
-C{requestFactory}) on a small in-memory channel, L{_BridgeChannel}, that plays the
+C{requestFactory}) on a small in-memory channel, C{BridgeChannel}, that plays the
 part of L{twisted.web.http.HTTPChannel}: it hands out addresses, receives the status
 line, headers and body the request writes, pumps pull producers, and reports when
 the request is done. No bytes are serialised or parsed, no socket is opened, and the
@@ -20,17 +20,22 @@ a JSON body
 C{{"error": {"kind": ..., "message": ...}}}.
 
 Streamed bodies (EXTENSIONS.md X1, C{docs/streaming.md}): given the link's
-L{StreamLink}, a request whose body is streamed in is spooled (L{SpooledBody}) and
-routed once complete; a response whose body outgrows one chunk is streamed out
-(L{ResponseStream}) when the orchestrator enabled streaming, with the route's producer
-paused while the window is full.
+L{StreamLink}, a request whose body is streamed in is spooled and routed once
+complete, or routed at once for a route marked C{@incremental_body}, which reads it as
+it arrives; a response whose body outgrows one chunk is streamed out when the
+orchestrator enabled streaming, with the route's producer paused while the window is
+full.
+
+The parts, by concern (private modules): the in-memory channel and the request's
+book-keeping (L{pywatt_twisted.web._bridge_channel}), checking the message and
+building the request (L{pywatt_twisted.web._bridge_request}), the replies and error
+answers (L{pywatt_twisted.web._bridge_reply}), streamed bodies
+(L{pywatt_twisted.web._bridge_streams}, L{pywatt_twisted.web._body}); this module
+holds L{HttpBridge} itself: admission, routing, timeouts and outcomes.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
 
@@ -40,26 +45,23 @@ from twisted.internet.error import ConnectionAborted
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
-from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 from zope.interface import Interface, implementer
 
 from pywatt_twisted._inflight import InFlight
-from pywatt_twisted.errors import MessageTooLarge, PyWattError
-from pywatt_twisted.streaming import (
-    BodyStream,
-    StreamFailed,
-    StreamLink,
-    StreamReceiver,
-    StreamState,
+from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.streaming import StreamLink, StreamState
+from pywatt_twisted.web._bridge_channel import BridgeChannel, Pending
+from pywatt_twisted.web._bridge_reply import (
+    error_response,
+    error_text,
+    line_too_long_response,
+    response_headers,
+    send_http_reply,
+    too_large_response,
 )
-from pywatt_twisted.streaming._reader import BODY_ATTRIBUTE
-from pywatt_twisted.web._body import (
-    IncrementalSink,
-    ResponseStream,
-    SpooledBody,
-    reads_incrementally,
-)
+from pywatt_twisted.web._bridge_request import MalformedHttpRequest, copy_headers, validate
+from pywatt_twisted.web._bridge_streams import BridgeStreams
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
 __all__ = [
@@ -88,25 +90,6 @@ DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 
 _log = Logger(namespace="pywatt_twisted.web.bridge")
 
-# RFC 9110 token (methods, header names) and request-target characters (visible
-# ASCII, no space): anything else cannot have come from a real HTTP request line.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_TARGET = re.compile(r"/[\x21-\x7e]*")
-_BAD_VALUE_CHARS = re.compile(r"[\r\n\x00]")
-
-#: Response headers that describe the hop, not the message: dropped from bridged
-#: responses (the body always arrives whole, with a content-length).
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
-
-_JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
-
-
-class MalformedHttpRequest(PyWattError):
-    """
-    An C{http_request} message cannot be an HTTP request (bad method token, target
-    not starting with C{/}, CR/LF in a header...). The bridge answers it with 400.
-    """
-
 
 class BridgeTimeout(PyWattError):
     """
@@ -128,367 +111,6 @@ class IHttpRequestHandler(Interface):
         Answer C{request}; the Deferred never fails. It fires with C{None} when the
         response went out streamed on C{streams}.
         """
-
-
-def _error_response(request_id: str, status: int, kind: str, message: str) -> HttpResponse:
-    body = json.dumps({"error": {"kind": kind, "message": message}}, separators=(",", ":")).encode(
-        "utf-8"
-    )
-    return HttpResponse(
-        request_id=request_id,
-        status_code=status,
-        headers={**_JSON_HEADERS, "content-length": str(len(body))},
-        body=body,
-    )
-
-
-def too_large_response(request_id: str, error: MessageTooLarge) -> HttpResponse:
-    """
-    The 502 that replaces a response too large for the frame (or stdout line) of the
-    link it must go back on, so the orchestrator can still correlate an answer to
-    C{request_id}: the X1 C{response_too_large} error (EXTENSIONS.md),
-    C{{"error": {"kind": "response_too_large", "message": ..., "limit": <bytes>}}}.
-    """
-    body = json.dumps(
-        {
-            "error": {
-                "kind": "response_too_large",
-                "message": f"the response does not fit in one {error.limit}-byte message",
-                "limit": error.limit,
-            }
-        },
-        separators=(",", ":"),
-    ).encode("utf-8")
-    return HttpResponse(
-        request_id=request_id,
-        status_code=502,
-        headers={**_JSON_HEADERS, "content-length": str(len(body))},
-        body=body,
-    )
-
-
-def line_too_long_response(request_id: str, limit: int) -> HttpResponse:
-    """
-    The 413 for an C{http_request} whose stdin line was longer than the line cap
-    (C{limit} bytes) and was discarded unread.
-    """
-    return _error_response(
-        request_id,
-        413,
-        "body_too_large",
-        f"the http_request line is longer than the {limit}-byte line cap; send a smaller "
-        "body, raise the cap (PYWATT_MAX_FRAME_LENGTH), or stream the body (X1)",
-    )
-
-
-def send_http_reply(link: Any, response: HttpResponse, log: Logger = _log) -> None:
-    """
-    Send C{response} on C{link} (an C{IOrchestratorLink}). One that does not fit in the
-    link's frame is answered with L{too_large_response} instead, and logged: never
-    silently dropped.
-    """
-    try:
-        link.send_http_response(response)
-    except MessageTooLarge as e:
-        log.error(
-            "{channel}: the response to request {id} does not fit in one message "
-            "({error}); answering 502 response_too_large instead",
-            channel=link.name,
-            id=response.request_id,
-            error=str(e),
-        )
-        try:
-            link.send_http_response(too_large_response(response.request_id, e))
-        except MessageTooLarge:
-            log.error(
-                "{channel}: even a 502 for {id} does not fit in a {limit}-byte frame; "
-                "the orchestrator gets no reply to it",
-                channel=link.name,
-                id=response.request_id,
-                limit=e.limit,
-            )
-
-
-def _error_text(response: HttpResponse) -> str:
-    try:
-        return str(json.loads(response.body or b"")["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return "the response failed"
-
-
-def _decode(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
-def response_headers(headers: Headers, *, request_id: str = "") -> dict[str, str]:
-    """
-    Flatten response headers into the wire's single-valued map.
-
-    Names are lower-cased; repeated headers are joined with C{", "}; hop-by-hop
-    headers (C{connection}, C{keep-alive}, C{transfer-encoding}) are dropped. Several
-    C{Set-Cookie} headers cannot be joined (cookie attributes contain commas): the
-    last one is kept, as the original SDK did, and a warning names the cookies that
-    were dropped (names only, never values).
-    """
-    flat: dict[str, str] = {}
-    for raw_name, values in headers.getAllRawHeaders():
-        name = raw_name.lower()
-        if name in _HOP_BY_HOP or not values:
-            continue
-        if name == b"set-cookie" and len(values) > 1:
-            dropped = [_decode(value.split(b"=", 1)[0]).strip() for value in values[:-1]]
-            _log.warn(
-                "HTTP-over-IPC response {request_id} set {count} cookies; the wire carries "
-                "one Set-Cookie value, so only the last is kept (dropped: {dropped}). "
-                "Serve this route over direct HTTP to set several cookies.",
-                request_id=request_id,
-                count=len(values),
-                dropped=dropped,
-            )
-            values = values[-1:]
-        flat[_decode(name)] = ", ".join(_decode(value) for value in values)
-    return flat
-
-
-def _validate(request: Any) -> str | None:
-    """
-    Why C{request} cannot be an HTTP request, or C{None} when it can.
-    """
-    method = getattr(request, "method", None)
-    if not isinstance(method, str) or not _TOKEN.fullmatch(method):
-        return f"expected an HTTP method token such as 'GET', got {method!r}"
-    uri = getattr(request, "uri", None)
-    if not isinstance(uri, str) or not _TARGET.fullmatch(uri):
-        shown = uri if not isinstance(uri, str) or len(uri) <= 80 else uri[:80] + "..."
-        return (
-            "expected a request target that starts with '/' and contains only visible "
-            f"ASCII (percent-encode the rest), got {shown!r}"
-        )
-    headers = getattr(request, "headers", None)
-    if headers is None:
-        headers = {}
-    if not isinstance(headers, Mapping):
-        return f"expected headers to be a map of names to strings, got {type(headers).__name__}"
-    for name, value in headers.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            return f"expected header names to be HTTP tokens, got {name!r}"
-        if not isinstance(value, str):
-            return (
-                f"expected the value of header {name!r} to be a string, got {type(value).__name__}"
-            )
-        if _BAD_VALUE_CHARS.search(value):
-            return f"header {name!r} contains CR, LF or NUL, which HTTP does not allow"
-    body = getattr(request, "body", None)
-    if body is not None and not isinstance(body, bytes | bytearray | memoryview):
-        return f"expected the body to be bytes or null, got {type(body).__name__}"
-    return None
-
-
-class _BridgeChannel:
-    """
-    The in-memory stand-in for L{twisted.web.http.HTTPChannel} behind one bridged
-    request: the request writes its response here instead of to a socket.
-
-    It is also the request's C{transport} (addresses, C{loseConnection}).
-    """
-
-    #: Not a direct HTTP connection: no gzip content-encoding (chunks carry X2).
-    direct_http = False
-
-    def __init__(self, bridge: HttpBridge, pending: _Pending) -> None:
-        self.site = bridge.site
-        self.factory = bridge.site
-        self.requestFactory = bridge.site.requestFactory
-        self.transport = self
-        self._bridge = bridge
-        self._pending = pending
-        #: where the request came from, for its trace span (stdio, tcp or unix)
-        self.pywatt_transport = pending.transport
-        self.request: Any = None
-        self.code = 200
-        self.headers: dict[str, str] | None = None
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self._producer: Any = None
-        self._pull = False
-        self._pumping = False
-        self.stream: ResponseStream | None = None
-
-    # addresses
-
-    def getPeer(self) -> Any:
-        return self._bridge.peer
-
-    def getHost(self) -> Any:
-        return self._bridge.host
-
-    def isSecure(self) -> bool:
-        return False
-
-    # what Request writes
-
-    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Headers) -> None:
-        self.code = int(code)
-        self.headers = response_headers(headers, request_id=self._pending.request_id)
-
-    def write(self, data: bytes) -> None:
-        if self.request is not None and self.request.chunked:
-            # The only direct write of a chunked response is the terminating chunk.
-            return
-        self._append(data)
-
-    def writeSequence(self, data: Any) -> None:
-        if self.request is not None and self.request.chunked and len(data) == 4:
-            # (hex length, CRLF, payload, CRLF) from http.toChunk: keep the payload.
-            self._append(data[2])
-        else:
-            self._append(b"".join(data))
-
-    def _append(self, data: bytes) -> None:
-        if not data:
-            return
-        self.size += len(data)
-        if self.stream is not None:
-            self.stream.write(data)
-        else:
-            self.chunks.append(data)
-            link = self._pending.stream_link
-            if (
-                link is not None
-                and link.options is not None
-                and self.size > link.options.chunk_size
-                and self.headers is not None
-                and not self._pending.answered
-            ):
-                self._start_stream(link)
-        if self._producer is not None and self._pull and not self._pumping and self._may_write:
-            # A pull producer that paused itself wrote again: ask for more soon.
-            self._bridge.reactor.callLater(0, self._pump, self._producer)
-
-    @property
-    def _may_write(self) -> bool:
-        return self.stream is None or self.stream.writable
-
-    def _start_stream(self, link: StreamLink) -> None:
-        """
-        The body outgrew one chunk: send the head and stream the body from here on.
-        """
-        assert self.headers is not None
-        self.stream = ResponseStream(
-            link, self._pending.request_id, self.code, self.headers, self._stream_writable
-        )
-        buffered, self.chunks = self.chunks, []
-        for piece in buffered:
-            self.stream.write(piece)
-        self._bridge._streaming(self._pending, self.stream)
-        if not self.stream.writable:
-            self._stream_writable(False)
-
-    def _stream_writable(self, writable: bool) -> None:
-        producer = self._producer
-        if producer is None:
-            return
-        if self._pull:
-            if writable:
-                self._bridge.reactor.callLater(0, self._pump, producer)
-        elif writable:
-            producer.resumeProducing()
-        else:
-            producer.pauseProducing()
-
-    def requestDone(self, request: Any) -> None:
-        self._bridge._done(self._pending)
-
-    # producers
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self._producer = producer
-        self._pull = not streaming
-        if self._pull:
-            self._pump(producer)
-        elif not self._may_write:
-            producer.pauseProducing()
-
-    def unregisterProducer(self) -> None:
-        self._producer = None
-
-    def _pump(self, producer: Any) -> None:
-        """
-        Feed a pull producer: like a transport with an always-empty buffer, ask for
-        more as long as it keeps writing. One that writes nothing is asked again when
-        it next writes.
-        """
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while self._producer is producer and not self._pending.answered and self._may_write:
-                before = self.size
-                producer.resumeProducing()
-                if self.size == before:
-                    break
-        finally:
-            self._pumping = False
-
-    # connection control by the application
-
-    def loseConnection(self) -> None:
-        self._bridge._aborted(self._pending, "the route closed the connection")
-
-    def abortConnection(self) -> None:
-        self.loseConnection()
-
-    def _respondToBadRequestAndDisconnect(self) -> None:
-        self._bridge._bad_body(self._pending)
-
-    def stopProducing(self) -> None:
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            producer.stopProducing()
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-
-class _Pending:
-    """
-    Book-keeping for one bridged request.
-    """
-
-    __slots__ = (
-        "answered",
-        "channel",
-        "receiver",
-        "request",
-        "request_id",
-        "result",
-        "stream_link",
-        "timer",
-        "transport",
-    )
-
-    def __init__(
-        self,
-        request_id: str,
-        transport: str,
-        result: Deferred[HttpResponse | None],
-        stream_link: StreamLink | None = None,
-    ) -> None:
-        self.request_id = request_id
-        self.transport = transport
-        self.result = result
-        self.stream_link = stream_link
-        self.answered = False
-        self.channel: _BridgeChannel | None = None
-        self.request: Any = None
-        self.timer: Any = None
-        self.receiver: StreamReceiver | None = None
 
 
 @implementer(IHttpRequestHandler)
@@ -547,7 +169,9 @@ class HttpBridge:
         self.host = host if host is not None else IPv4Address("TCP", "127.0.0.1", 0)
         self.peer = peer if peer is not None else IPv4Address("TCP", "127.0.0.1", 0)
         self.accepting = True
-        self._in_flight: InFlight[_Pending] = InFlight()
+        self._in_flight: InFlight[Pending] = InFlight()
+        #: the streamed bodies of its requests
+        self.streams = BridgeStreams(self)
 
     @property
     def in_flight(self) -> int:
@@ -601,7 +225,7 @@ class HttpBridge:
             )
             self._count(transport, "error")
             return succeed(
-                _error_response(
+                error_response(
                     request_id, 500, "internal_error", "the module failed to process the request"
                 )
             )
@@ -636,7 +260,7 @@ class HttpBridge:
         """
         The answer to give C{message} at once, or C{None} to serve it.
         """
-        problem = _validate(message)
+        problem = validate(message)
         if problem is None and getattr(message, "stream_id", None) is not None:
             if not isinstance(message.stream_id, str):
                 problem = "expected stream_id to be a string"
@@ -646,7 +270,7 @@ class HttpBridge:
                 problem = "this link cannot receive a streamed body"
         if problem is not None:
             self._count(transport, "bad_request")
-            return _error_response(request_id, 400, "bad_request", problem)
+            return error_response(request_id, 400, "bad_request", problem)
         size = len(message.body) if message.body is not None else 0
         if size > self.max_body_size:
             _log.warn(
@@ -660,7 +284,7 @@ class HttpBridge:
                 limit=self.max_body_size,
             )
             self._count(transport, "too_large")
-            return _error_response(
+            return error_response(
                 request_id,
                 413,
                 "body_too_large",
@@ -668,12 +292,12 @@ class HttpBridge:
             )
         if not self.accepting:
             self._count(transport, "stopping")
-            return _error_response(
+            return error_response(
                 request_id, 503, "stopping", "the module is stopping; retry on another instance"
             )
         if len(self._in_flight) >= self.max_concurrent:
             self._count(transport, "overloaded")
-            return _error_response(
+            return error_response(
                 request_id,
                 503,
                 "overloaded",
@@ -691,57 +315,22 @@ class HttpBridge:
         streams: StreamLink | None,
     ) -> Deferred[HttpResponse | None]:
         result: Deferred[HttpResponse | None] = Deferred(lambda _: self._cancelled(pending))
-        pending = _Pending(request_id, transport, result, streams)
-        channel = _BridgeChannel(self, pending)
+        pending = Pending(request_id, transport, result, streams)
+        channel = BridgeChannel(self, pending)
         pending.channel = channel
         web_request: Any = self.site.requestFactory(channel)  # type: ignore[no-untyped-call]
         channel.request = web_request
         pending.request = web_request
 
-        headers = web_request.requestHeaders
-        content_length: str | None = None
-        for name, value in (message.headers or {}).items():
-            lower = name.lower()
-            if lower == "content-length":
-                content_length = value
-                continue
-            if lower == "transfer-encoding":
-                # The body arrives whole; there is nothing left to de-chunk.
-                continue
-            headers.addRawHeader(name, value)
+        content_length = copy_headers(web_request, message.headers)
         if message.stream_id is not None:
             assert streams is not None
-            if reads_incrementally(self.site, channel, message):
-                # The route reads the body as it arrives (body_stream): it runs now,
-                # and each chunk is acknowledged as it takes it.
-                body = BodyStream()
-                setattr(web_request, BODY_ATTRIBUTE, body)
-                web_request.content = BytesIO()
-                self._in_flight.add(pending)
-                receiver = streams.receiver(
-                    message.stream_id,
-                    IncrementalSink(
-                        body,
-                        lambda: self._body_consumed(pending),
-                        lambda error: self._body_failed(pending, error),
-                    ),
-                )
-                pending.receiver = receiver
-                body.attach(receiver)
-                self._run(pending, message)
-                return result
-            sink = SpooledBody(
-                lambda: self._body_arrived(pending, message, sink),
-                lambda error: self._body_failed(pending, error),
-            )
             self._in_flight.add(pending)
-            pending.receiver = streams.receiver(message.stream_id, sink)
-            # (a stream parked while the module started holds its first chunks)
-            pending.receiver.resumeProducing()
+            self.streams.start(pending, message, streams)
             return result
         body = bytes(message.body) if message.body is not None else b""
         if body or content_length is not None:
-            headers.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
+            web_request.requestHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
         content = BytesIO()
         content.write(body)  # requestReceived() reads the length from tell()
         web_request.content = content
@@ -752,50 +341,7 @@ class HttpBridge:
         self._run(pending, message)
         return result
 
-    def _body_arrived(self, pending: _Pending, message: HttpRequest, sink: SpooledBody) -> None:
-        """
-        The streamed body is complete (and spooled): route the request.
-        """
-        pending.receiver = None
-        if pending.answered:
-            sink.content.close()
-            return
-        request = pending.request
-        request.requestHeaders.setRawHeaders(b"Content-Length", [b"%d" % sink.size])
-        request.content = sink.content
-        self._run(pending, message)
-
-    def _body_consumed(self, pending: _Pending) -> None:
-        """
-        The route read the whole of a body streamed in incrementally.
-        """
-        pending.receiver = None
-
-    def _body_failed(self, pending: _Pending, error: StreamFailed) -> None:
-        pending.receiver = None
-        if pending.answered:
-            # (the route answered before reading all of it: the receiver was cancelled)
-            return
-        too_large = error.kind == "too_large"
-        _log.warn(
-            "HTTP-over-IPC request {request_id}: its streamed body failed ({error}); "
-            "answering {status}",
-            request_id=pending.request_id,
-            error=str(error),
-            status=413 if too_large else 400,
-        )
-        self._answer(
-            pending,
-            _error_response(
-                pending.request_id,
-                413 if too_large else 400,
-                "body_too_large" if too_large else "bad_request",
-                f"the streamed request body failed: {error.reason}",
-            ),
-            "too_large" if too_large else "bad_request",
-        )
-
-    def _run(self, pending: _Pending, message: HttpRequest) -> None:
+    def _run(self, pending: Pending, message: HttpRequest) -> None:
         """
         Start the route timer and hand the request to the resource tree.
         """
@@ -813,7 +359,7 @@ class HttpBridge:
             _log.failure("HTTP-over-IPC request {request_id} raised", request_id=request_id)
             self._answer(
                 pending,
-                _error_response(
+                error_response(
                     request_id, 500, "internal_error", "the module failed to process the request"
                 ),
                 "error",
@@ -822,7 +368,7 @@ class HttpBridge:
 
     # outcomes
 
-    def _done(self, pending: _Pending) -> None:
+    def _done(self, pending: Pending) -> None:
         channel = pending.channel
         assert channel is not None
         if channel.stream is not None:
@@ -849,35 +395,11 @@ class HttpBridge:
         )
         self._answer(pending, response, "completed")
 
-    def _streaming(self, pending: _Pending, stream: ResponseStream) -> None:
-        """
-        C{pending}'s response went streamed: it is answered (with C{None}) when the
-        stream ends, acknowledged or not.
-        """
-
-        def ended(result: object) -> None:
-            if pending.answered:
-                return
-            failed = isinstance(result, Failure)
-            if isinstance(result, Failure):
-                _log.warn(
-                    "HTTP-over-IPC request {request_id}: its streamed response ended early: "
-                    "{error}",
-                    request_id=pending.request_id,
-                    error=str(result.value),
-                )
-            self._finish_pending(pending, "aborted" if failed else "completed")
-            if failed:
-                self._abort_request(pending, ConnectionAborted())
-            pending.result.callback(None)
-
-        stream.when_done(ended)
-
-    def _timed_out(self, pending: _Pending) -> None:
+    def _timed_out(self, pending: Pending) -> None:
         pending.timer = None
         self._answer(
             pending,
-            _error_response(
+            error_response(
                 pending.request_id,
                 504,
                 "timeout",
@@ -888,10 +410,10 @@ class HttpBridge:
             reason=BridgeTimeout(f"no response within {self.timeout:g} seconds"),
         )
 
-    def _aborted(self, pending: _Pending, why: str) -> None:
+    def _aborted(self, pending: Pending, why: str) -> None:
         self._answer(
             pending,
-            _error_response(
+            error_response(
                 pending.request_id,
                 502,
                 "connection_lost",
@@ -901,10 +423,10 @@ class HttpBridge:
             abort=True,
         )
 
-    def _bad_body(self, pending: _Pending) -> None:
+    def _bad_body(self, pending: Pending) -> None:
         self._answer(
             pending,
-            _error_response(
+            error_response(
                 pending.request_id,
                 400,
                 "bad_request",
@@ -914,7 +436,7 @@ class HttpBridge:
             abort=True,
         )
 
-    def _cancelled(self, pending: _Pending) -> None:
+    def _cancelled(self, pending: Pending) -> None:
         if pending.answered:
             return
         self._finish_pending(pending, "aborted")
@@ -922,7 +444,7 @@ class HttpBridge:
 
     def _answer(
         self,
-        pending: _Pending,
+        pending: Pending,
         response: HttpResponse,
         outcome: str,
         *,
@@ -937,12 +459,12 @@ class HttpBridge:
         channel = pending.channel
         if channel is not None and channel.stream is not None:
             # The head already went out: the stream is cancelled instead.
-            channel.stream.cancel(f"{response.status_code}: {_error_text(response)}")
+            channel.stream.cancel(f"{response.status_code}: {error_text(response)}")
             pending.result.callback(None)
             return
         pending.result.callback(response)
 
-    def _finish_pending(self, pending: _Pending, outcome: str) -> None:
+    def _finish_pending(self, pending: Pending, outcome: str) -> None:
         pending.answered = True
         receiver, pending.receiver = pending.receiver, None
         if receiver is not None and receiver.state is StreamState.OPEN:
@@ -953,7 +475,7 @@ class HttpBridge:
         self._count(pending.transport, outcome)
         self._in_flight.discard(pending)
 
-    def _abort_request(self, pending: _Pending, reason: Exception) -> None:
+    def _abort_request(self, pending: Pending, reason: Exception) -> None:
         """
         Tell the route its connection is gone (what a real client disconnect does):
         its C{notifyFinish()} Deferreds fail and Klein cancels the route's Deferred.

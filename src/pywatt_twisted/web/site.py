@@ -205,6 +205,11 @@ def build_root_resource(
         C{app_resource} untouched. A user route on exactly C{GET health_path} is
         shadowed by the built-in: pass C{health=None} to serve your own.
 
+    A C{KleinResource} (C{app.resource()}) is replaced by L{klein_resource} of its
+    app, so that routes returning a C{dict} or a C{list} answer JSON and a route
+    returning something that cannot be sent is a logged 500, the same over direct
+    HTTP and HTTP-over-IPC.
+
     @param app_resource: the user's resource (for Klein, C{app.resource()}).
     @param health_path: path of the health route, or C{None} to disable it.
     @param metrics: the module's metrics, or C{None} to disable C{/metrics}.
@@ -213,11 +218,6 @@ def build_root_resource(
         where they are); see L{pywatt_twisted.web._version}.
     @param cors: the module's CORS policy; routes marked with C{cors(...)} have their
         own. See L{pywatt_twisted.web._cors}.
-
-    A C{KleinResource} (C{app.resource()}) is replaced by L{klein_resource} of its
-    app, so that routes returning a C{dict} or a C{list} answer JSON and a route
-    returning something that cannot be sent is a logged 500, the same over direct
-    HTTP and HTTP-over-IPC.
     """
     user_resource = app_resource
     app_resource = versioned(_with_route_values(app_resource), version)
@@ -284,6 +284,17 @@ class PyWattRequest(Request):
         if self.startedWriting:
             return
         self.__dict__.setdefault("_pywatt_before_headers", []).append(callback)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # Twisted parses a POST's Content-Type with the email package (tens of
+        # microseconds) only to find out whether the body is a form to read into
+        # request.args. A type that does not even contain "form" is neither
+        # application/x-www-form-urlencoded nor multipart/form-data: skip the parse for
+        # it (JSON and binary bodies); forms are read exactly as before.
+        ctype = self.requestHeaders.getRawHeaders(b"content-type")
+        if ctype and b"form" not in ctype[0].lower():
+            self._parsePOSTFormSubmission = False
+        super().requestReceived(command, path, version)
 
     def write(self, data: bytes) -> None:
         """

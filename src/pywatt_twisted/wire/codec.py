@@ -265,7 +265,9 @@ def _opt_object(obj: _Obj, key: str, ctx: str) -> dict[str, Any] | None:
 
 def _base64(obj: _Obj, key: str, ctx: str) -> bytes:
     value = obj.get(key, _MISSING)
-    if type(value) is not str:
+    if type(value) is _RawBase64:
+        value = value.raw
+    elif type(value) is not str:
         raise _bad(ctx, key, "a base64 string", value)
     try:
         return _b64decode(value, validate=True)
@@ -280,6 +282,16 @@ _UUID: Final = uuid.UUID
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
 _new_object = object.__new__
 _set_slot = object.__setattr__
+# The hot decoders build a few immutable values by setting their slots through the slot
+# descriptors: the same object as the constructor makes (none of these has a validator
+# or converter to skip), at about two thirds of the cost of a frozen __init__.
+_set_uuid_int = _UUID.__dict__["int"].__set__
+_set_uuid_safe = _UUID.__dict__["is_safe"].__set__
+_set_payload_data = EncodedPayload.__dict__["data"].__set__  # type: ignore[index]
+_set_payload_format = EncodedPayload.__dict__["format"].__set__  # type: ignore[index]
+_set_response_source = RoutedModuleResponse.__dict__["source_module_id"].__set__  # type: ignore[index]
+_set_response_id = RoutedModuleResponse.__dict__["request_id"].__set__  # type: ignore[index]
+_set_response_payload = RoutedModuleResponse.__dict__["payload"].__set__  # type: ignore[index]
 
 
 def _uuid_value(value: object, path: str) -> uuid.UUID:
@@ -325,8 +337,8 @@ def _uuid(obj: _Obj, key: str, ctx: str) -> uuid.UUID:
                 pass
             else:
                 parsed = _new_object(_UUID)
-                _set_slot(parsed, "int", number)
-                _set_slot(parsed, "is_safe", _SAFE_UNKNOWN)
+                _set_uuid_int(parsed, number)
+                _set_uuid_safe(parsed, _SAFE_UNKNOWN)
                 return parsed
     return _uuid_value(value, _path(ctx, key))
 
@@ -388,9 +400,14 @@ def _payload(obj: _Obj, key: str, ctx: str) -> EncodedPayload:
             name = _PAYLOAD_FORMAT_NAMES.get(fmt.lower())
             if name is not None:
                 try:
-                    return EncodedPayload(bytes(data), name)
+                    raw = bytes(data)
                 except (ValueError, TypeError):
                     pass  # not all bytes: the full reader below says which field
+                else:
+                    payload = _new_object(EncodedPayload)  # EncodedPayload(raw, name)
+                    _set_payload_data(payload, raw)
+                    _set_payload_format(payload, name)
+                    return payload
     path = _path(ctx, key)
     value = _object(value, path)
     data = _bytes_value(value.get("data", _MISSING), f"{path}.data")
@@ -480,6 +497,68 @@ def _init_blob(obj: _Obj, ctx: str) -> InitBlob:
     )
 
 
+class _RawBase64:
+    """
+    The base64 text of a C{stream_chunk}'s C{data}, as bytes cut from the message
+    (L{_chunk_object}): decoded by L{_base64} without becoming a Python string.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+#: Messages at least this long are checked for the L{_chunk_object} fast path.
+_CHUNK_FAST_PATH_MIN: Final = 16384
+_DATA_KEY: Final = b'"data":"'
+
+
+def _chunk_object(data: bytes) -> _Obj | None:
+    """
+    A large C{stream_chunk} (bare, or as an envelope's C{content}) parsed without
+    parsing its C{data} string, which is most of its bytes: the one C{"data":"}
+    in the text is found, the JSON around it is parsed with an empty string in its
+    place, and the base64 text is kept as bytes (L{_RawBase64}). C{None} when that
+    cannot be done surely (no such key or more than one, JSON escapes in the value,
+    the key not the chunk's own): the caller parses it all.
+
+    Why it is sure: a C{"} inside a JSON string is always escaped, so a C{"data":"}
+    not preceded by a backslash is a key and the start of its string value; base64
+    has no C{"}, so the next C{"} ends the value (a value with an escape is refused
+    here, and by the strict base64 decoding).
+    """
+    start = data.find(_DATA_KEY)
+    if start <= 0 or data[start - 1] == 0x5C:
+        return None
+    value_start = start + len(_DATA_KEY)
+    value_end = data.find(b'"', value_start)
+    # (no other "data":" before start, none inside the value, which has no quote:
+    # only the rest after it is searched, which is short)
+    if (
+        value_end < 0
+        or data.find(_DATA_KEY, value_end) != -1
+        or data.find(b"\\", value_start, value_end) != -1
+    ):
+        return None
+    try:
+        obj = _json.loads(data[:value_start] + data[value_end:])
+    except _json.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    target = obj
+    if obj.get("op") != "stream_chunk":
+        content = obj.get("content")
+        if type(content) is not dict or content.get("op") != "stream_chunk":
+            return None
+        target = content
+    if target.get("data") != "":
+        return None
+    target["data"] = _RawBase64(data[value_start:value_end])
+    return obj
+
+
 def decode_json_object(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> _Obj:
     """
     Parse C{data} as one JSON object (a mapping is returned as is).
@@ -488,6 +567,10 @@ def decode_json_object(data: bytes | bytearray | memoryview | str | Mapping[str,
     """
     if type(data) is not bytes and isinstance(data, Mapping):
         return data
+    if type(data) is bytes and len(data) >= _CHUNK_FAST_PATH_MIN:
+        chunk = _chunk_object(data)
+        if chunk is not None:
+            return chunk
     try:
         value = _json.loads(data)
     except _json.JSONDecodeError as e:
@@ -728,9 +811,13 @@ def _d_routed_response(obj: _Obj, ctx: str) -> RoutedModuleResponse:
     source = obj.get("source_module_id", _MISSING)  # _str, inline (once per reply)
     if type(source) is not str:
         raise _bad(ctx, "source_module_id", "a string", source)
-    return RoutedModuleResponse(
-        source, _uuid(obj, "request_id", ctx), _payload(obj, "payload", ctx)
-    )
+    request_id = _uuid(obj, "request_id", ctx)
+    payload = _payload(obj, "payload", ctx)
+    response = _new_object(RoutedModuleResponse)  # RoutedModuleResponse(...), see above
+    _set_response_source(response, source)
+    _set_response_id(response, request_id)
+    _set_response_payload(response, payload)
+    return response
 
 
 _ORCHESTRATOR_DECODERS: Final[dict[str, Callable[[_Obj, str], OrchestratorMessage]]] = {
@@ -974,13 +1061,18 @@ def decode_from_orchestrator(
         # message that comes at a steady rate, and carries nothing to read.
         return _HEARTBEAT
     if type(data) is bytes:
-        # The per-frame path: decode_json_object inline.
-        try:
-            obj = _json.backend_loads(data)
-        except _json.BACKEND_DECODE_ERROR as e:
-            raise ProtocolError(f"expected one JSON object, got invalid JSON ({e})") from None
-        if type(obj) is not dict:
-            raise ProtocolError(f"expected one JSON object, got {_describe(obj)}")
+        # The per-frame path: decode_json_object inline (a large stream_chunk without
+        # parsing its data string, as there).
+        chunk = _chunk_object(data) if len(data) >= _CHUNK_FAST_PATH_MIN else None
+        if chunk is not None:
+            obj = chunk
+        else:
+            try:
+                obj = _json.backend_loads(data)
+            except _json.BACKEND_DECODE_ERROR as e:
+                raise ProtocolError(f"expected one JSON object, got invalid JSON ({e})") from None
+            if type(obj) is not dict:
+                raise ProtocolError(f"expected one JSON object, got {_describe(obj)}")
     else:
         obj = decode_json_object(data)
     op = obj.get("op", _MISSING)

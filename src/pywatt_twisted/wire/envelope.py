@@ -83,7 +83,8 @@ _pool_lock: threading.Lock
 _V4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
 _V4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
 _new_uuid = object.__new__
-_set_uuid = object.__setattr__
+_set_uuid_int = uuid.UUID.__dict__["int"].__set__  # (through the slot: no __init__)
+_set_uuid_safe = uuid.UUID.__dict__["is_safe"].__set__
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
 
 
@@ -118,8 +119,8 @@ def random_uuid4() -> uuid.UUID:
         _pool_at = at + 16
         chunk = _pool[at : at + 16]
     value = _new_uuid(uuid.UUID)
-    _set_uuid(value, "int", int.from_bytes(chunk, "big") & _V4_CLEAR | _V4_SET)
-    _set_uuid(value, "is_safe", _SAFE_UNKNOWN)
+    _set_uuid_int(value, int.from_bytes(chunk, "big") & _V4_CLEAR | _V4_SET)
+    _set_uuid_safe(value, _SAFE_UNKNOWN)
     return value
 
 

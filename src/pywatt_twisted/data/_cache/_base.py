@@ -32,6 +32,13 @@ from pywatt_twisted.data._cache._errors import CacheError, CacheUnavailable, Inv
 #: prefix of the keys that hold locks, inside the cache's namespace
 LOCK_PREFIX = "__lock__."
 
+#: How many checked keys a cache remembers (key -> full stored key) so that get and set
+#: skip checking a key they have seen; when full, the memo is emptied and refills.
+KNOWN_KEYS = 1024
+
+_switch = tracing.switch
+_succeed = defer.succeed
+
 
 class ICache(Interface):
     """
@@ -294,6 +301,15 @@ class StoreCache:
             store, "set_now", None
         )
         self._availability: Availability | None = getattr(store, "availability", None)
+        # full stored keys of recently checked keys, for a static prefix only: get and
+        # set read this instead of checking the same key again (at most KNOWN_KEYS
+        # entries; when full it is emptied and refills with the keys in use)
+        self._known: dict[str, str] = {}
+        # the synchronous read and write of a store with a static prefix and no
+        # availability guard: get and set call these directly for a known key
+        sync = self._static is not None and self._availability is None
+        self._sync_get = self._get_now if sync else None
+        self._sync_set = self._set_now if sync else None
 
     def __repr__(self) -> str:
         ns = ":".join(self._parts) or "-"
@@ -414,7 +430,22 @@ class StoreCache:
     # no Deferred chained on a store that answers synchronously.
 
     def get(self, key: str, *, timeout: float | None = None) -> Deferred[object | None]:
-        if tracing.switch.on:
+        if timeout is None and not _switch.on:
+            get_now = self._sync_get
+            if get_now is not None and key.__class__ is str:
+                full = self._known.get(key)
+                if full is not None:
+                    # the hottest path: a key checked before, a synchronous store
+                    try:
+                        data = get_now(full)
+                        if data is None:
+                            return _succeed(None)
+                        if data[:1] == b"b":
+                            return _succeed(data[1:])
+                        return _succeed(decode_value(data))
+                    except CacheError:
+                        return defer.fail()
+        if _switch.on:
             return tracing.traced(self._span("get"), self._get_guarded(key, timeout))
         avail = self._availability
         if timeout is not None or (avail is not None and avail.down is not None):
@@ -438,20 +469,52 @@ class StoreCache:
             if isinstance(prefix, Deferred):
                 return prefix.addCallback(self._get_under, key)
         try:
-            full = validate_key(key, prefix)
+            full = self._known.get(key) if key.__class__ is str else None
+            if full is None:
+                full = self._check(key, prefix)
             get_now = self._get_now
             if get_now is not None:
                 data = get_now(full)
-                return defer.succeed(None if data is None else decode_value(data))
+                if data is None:
+                    return defer.succeed(None)
+                # bytes values (tag b"b", the common case) without a call
+                if data[:1] == b"b":
+                    return defer.succeed(data[1:])
+                return defer.succeed(decode_value(data))
         except CacheError:
             return defer.fail()
         return self._store.get(full).addCallback(_decode)
 
+    def _check(self, key: str, prefix: str) -> str:
+        """
+        The full stored key of C{key} (L{validate_key}), remembered when the prefix is
+        static.
+        """
+        full = validate_key(key, prefix)
+        if prefix is self._static and key.__class__ is str:
+            known = self._known
+            if len(known) >= KNOWN_KEYS:
+                known.clear()
+            known[key] = full
+        return full
+
     def set(
         self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
     ) -> Deferred[None]:
+        if timeout is None and ttl is None and not _switch.on:
+            set_now = self._sync_set
+            if set_now is not None and value.__class__ is bytes and key.__class__ is str:
+                full = self._known.get(key)
+                if full is not None:
+                    # the hottest path: bytes, no ttl, a key checked before, a
+                    # synchronous store
+                    try:
+                        set_now(full, b"b" + value, None)
+                    except CacheError:
+                        return defer.fail()
+                    return _succeed(None)
         avail = self._availability
-        if tracing.switch.on:
+        if _switch.on:
             span = self._span("set")
             if timeout is not None or (avail is not None and avail.down is not None):
                 return tracing.traced(span, self._guarded(self._set, timeout, key, value, ttl))
@@ -462,7 +525,8 @@ class StoreCache:
 
     def _set(self, key: str, value: object, ttl: float | None) -> Deferred[None]:
         try:
-            data = encode_value(value)
+            # bytes values (the common case) without a call
+            data = b"b" + value if value.__class__ is bytes else encode_value(value)
             if ttl is not None:
                 ttl = validate_ttl(ttl)
         except CacheError:
@@ -473,7 +537,9 @@ class StoreCache:
             if isinstance(prefix, Deferred):
                 return prefix.addCallback(self._set_under, key, data, ttl)
         try:
-            full = validate_key(key, prefix)
+            full = self._known.get(key) if key.__class__ is str else None
+            if full is None:
+                full = self._check(key, prefix)
             set_now = self._set_now
             if set_now is not None:
                 set_now(full, data, ttl)

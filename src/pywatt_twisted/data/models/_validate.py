@@ -11,6 +11,7 @@ import decimal
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from pywatt_twisted.data.models._model import (
@@ -354,6 +355,15 @@ def _check_foreign_key(schema: Schema, model: Model, f: Field, errors: list[Prob
         )
 
 
+def _repeated(names: Iterable[str]) -> list[tuple[str, int]]:
+    """
+    The names given more than once, compared without case (as the databases do), with
+    their counts, sorted.
+    """
+    counts = Counter(name.lower() for name in names)
+    return [(name, n) for name, n in sorted(counts.items()) if n > 1]
+
+
 def _check_model(
     schema: Schema, model: Model, errors: list[Problem], warnings: list[Problem]
 ) -> None:
@@ -361,10 +371,8 @@ def _check_model(
     _check_identifier("table", name, name, None, errors, warnings)
     if not model.fields:
         _problem(errors, name, None, "a model needs at least one field")
-    counts = Counter(f.name.lower() for f in model.fields)
-    for column_name, n in sorted(counts.items()):
-        if n > 1:
-            _problem(errors, name, column_name, f"duplicate column: defined {n} times")
+    for column_name, n in _repeated(f.name for f in model.fields):
+        _problem(errors, name, column_name, f"duplicate column: defined {n} times")
     for f in model.fields:
         _check_field(model, f, errors, warnings)
         _check_foreign_key(schema, model, f, errors)
@@ -437,10 +445,8 @@ def validate(schema: Schema) -> list[Problem]:
     warnings: list[Problem] = []
     if not schema.models:
         _problem(warnings, None, None, "the schema has no models")
-    counts = Counter(m.name.lower() for m in schema.models)
-    for table, n in sorted(counts.items()):
-        if n > 1:
-            _problem(errors, table, None, f"duplicate model: defined {n} times")
+    for table, n in _repeated(m.name for m in schema.models):
+        _problem(errors, table, None, f"duplicate model: defined {n} times")
     for model in schema.models:
         _check_model(schema, model, errors, warnings)
     if errors:

@@ -1,0 +1,262 @@
+"""
+Direct HTTP: the module's site against a bare Klein app serving the same route, and
+what JWT verification and metrics cost per request (issue 20).
+
+Run: C{.venv/bin/python -m bench http} (add C{--quick} for a short run).
+
+Ours is the site the runtime builds for a Klein app (L{build_root_resource} with
+C{/health} and C{/metrics}, L{PyWattSite} with the default limits and per-request
+metrics); the baseline is C{twisted.web.server.Site(app.resource())}, the bare Klein
+app. Both serve C{GET /items/<int:id>} (a small JSON body, the route of
+C{bench/bench_bridge.py}) on loopback TCP to the same keep-alive HTTP/1.1 client,
+with 1 and with 32 connections, each on its own fresh reactor, ours and the baseline
+alternating. The client runs in the same process, so a rate is the whole loop: client,
+kernel and server; the ratio ours / baseline is what the target (>= 0.95) is about.
+
+Rates are requests per CPU second of this process (user + system,
+C{time.process_time}): the loop never waits for another process, so on a quiet
+machine that is the wall-clock rate, and on a busy one other processes do not move it.
+Each row is the median of C{REPEAT} alternating measurements (and C{make bench} takes
+the median of three runs).
+
+The cost rows compare ours with and without one feature, same route, same client:
+
+  - JWT: the route guarded by C{state.require_jwt} (L{JwtGuard}) with a valid
+    C{Authorization: Bearer} token, HS256 (shared key) and RS256 (PEM public key),
+    against the same route unguarded;
+  - metrics: per-request metrics on (what the runtime always does) against a site with
+    no L{ModuleMetrics}.
+
+They print the cost in microseconds per request (the difference of CPU time per
+request) and report the rate ratio (with / without; 1.0 means free).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from klein import Klein
+from twisted.internet.protocol import ClientFactory
+from twisted.web.server import Site
+
+from bench.bench_bridge import _KeepAliveClient
+from bench.record import row
+from pywatt_twisted.web.metrics import ModuleMetrics
+from pywatt_twisted.web.site import PyWattSite, build_root_resource, klein_resource
+
+CONNECTIONS = (1, 32)
+#: alternating measurements per row in one run (C{make bench} runs the bench 3 times and
+#: takes the median of each row over the runs)
+REPEAT = 1
+TARGET = 0.95
+URI = "/items/42?fields=name"
+
+
+def build_app(guard: Callable[[Any], Any] | None = None) -> Klein:
+    """
+    The bench route, optionally under a JWT guard.
+    """
+    app = Klein()
+
+    def item(request: Any, item_id: int) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({"id": item_id, "name": "watt", "tags": ["a", "b"]}).encode()
+
+    if guard is not None:
+        item = guard(item)
+    app.route("/items/<int:item_id>", methods=["GET"])(item)
+    return app
+
+
+def ours(app: Klein, reactor: Any, metrics: bool = True) -> PyWattSite:
+    """
+    The site the runtime builds for C{app} (see C{_build_site} in the bootstrap).
+    """
+    module_metrics = ModuleMetrics() if metrics else None
+    root = build_root_resource(
+        klein_resource(app),
+        health_path="/health",
+        metrics=module_metrics,
+        status=lambda: {"status": "ok"},
+    )
+    return PyWattSite(root, metrics=module_metrics, reactor=reactor)
+
+
+def bare(app: Klein, reactor: Any) -> Site:
+    """
+    The bare Klein app.
+    """
+    return Site(app.resource(), reactor=reactor)
+
+
+def measure(
+    make_site: Callable[[Any], Any], request: bytes, connections: int, seconds: float
+) -> float:
+    """
+    Requests per CPU second of C{connections} keep-alive clients against the site
+    C{make_site(reactor)} on a fresh reactor, for about C{seconds}.
+    """
+    from twisted.internet.epollreactor import EPollReactor
+
+    reactor = EPollReactor()  # a private reactor per measurement: nothing carries over
+    site = make_site(reactor)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    counts: list[int] = []
+    timing: dict[str, float] = {}
+
+    def finished(count: int) -> None:
+        counts.append(count)
+        if len(counts) == connections:
+            timing["end"] = time.process_time()
+            port.stopListening()
+            reactor.callLater(0.05, reactor.stop)
+
+    def start() -> None:
+        timing["start"] = time.process_time()
+        deadline = time.perf_counter() + seconds
+        for _ in range(connections):
+            factory = ClientFactory()
+            factory.protocol = lambda: _KeepAliveClient(request, deadline, finished)  # type: ignore[assignment,misc,return-value]
+            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
+
+    gc.collect()
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=False)
+    return sum(counts) / (timing["end"] - timing["start"])
+
+
+def _request(headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return f"GET {URI} HTTP/1.1\r\nHost: module\r\n{extra}\r\n".encode()
+
+
+def _pair(
+    a: Callable[[Any], Any],
+    b: Callable[[Any], Any],
+    request_a: bytes,
+    request_b: bytes,
+    connections: int,
+    seconds: float,
+    repeat: int,
+) -> tuple[float, float, float]:
+    """
+    Medians of (rate of a, rate of b, a/b) over C{repeat} alternating measurements.
+    """
+    rates_a, rates_b, ratios = [], [], []
+    for _ in range(repeat):
+        rb = measure(b, request_b, connections, seconds)
+        ra = measure(a, request_a, connections, seconds)
+        rates_a.append(ra)
+        rates_b.append(rb)
+        ratios.append(ra / rb)
+    return statistics.median(rates_a), statistics.median(rates_b), statistics.median(ratios)
+
+
+def _jwt_setups() -> dict[str, tuple[Any, str]]:
+    """
+    name -> (a guard for the route, a valid token for it).
+    """
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from pywatt_twisted import JwtConfig, Secret
+    from pywatt_twisted.web._jwt import JwtGuard
+
+    claims = {"sub": "bench", "exp": int(time.time()) + 3600}
+    hmac_key = "bench-jwt-key-" + "k" * 40
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return {
+        "HS256": (
+            JwtGuard(JwtConfig(secret="JWT_SECRET"), lambda: Secret("JWT_SECRET", hmac_key)),
+            pyjwt.encode(claims, hmac_key, algorithm="HS256"),
+        ),
+        "RS256": (
+            JwtGuard(
+                JwtConfig(secret="JWT_PUBLIC_KEY", algorithms="RS256"),
+                lambda: Secret("JWT_PUBLIC_KEY", public_pem),
+            ),
+            pyjwt.encode(claims, private, algorithm="RS256"),
+        ),
+    }
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    seconds = 0.4 if quick else 0.8
+    repeat = REPEAT
+    plain = _request()
+    app = build_app()
+    print(
+        f"requests per CPU second, {seconds:g} s per measurement, median of {repeat}; "
+        f"ratio = ours / bare Klein (target >= {TARGET})"
+    )
+    print(f"{'GET ' + URI:<36} {'conns':>5} {'bare Klein':>11} {'ours':>9} {'ratio':>6}")
+    for connections in CONNECTIONS:
+        mine, base, ratio = _pair(
+            lambda r: ours(app, r),
+            lambda r: bare(app, r),
+            plain,
+            plain,
+            connections,
+            seconds,
+            repeat,
+        )
+        print(f"{'direct HTTP':<36} {connections:>5} {base:>11.0f} {mine:>9.0f} {ratio:>6.2f}")
+        row(
+            "http",
+            f"direct HTTP GET /items/:id, {connections} connection(s), vs bare Klein",
+            mine,
+            base,
+            unit="req/s",
+            target=f">= {TARGET} (issue 20)",
+            ratio=ratio,
+        )
+
+    print("\ncost per request (ours with / without; 1 connection and 32)")
+    print(f"{'feature':<36} {'conns':>5} {'without':>11} {'with':>9} {'ratio':>6} {'us/req':>7}")
+    costs: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any], bytes]] = []
+    for name, (guard, token) in _jwt_setups().items():
+        guarded = build_app(guard)
+        costs.append(
+            (
+                f"JWT verification ({name})",
+                lambda r, guarded=guarded: ours(guarded, r),
+                lambda r: ours(app, r),
+                _request({"Authorization": f"Bearer {token}"}),
+            )
+        )
+    costs.append(("metrics", lambda r: ours(app, r), lambda r: ours(app, r, metrics=False), plain))
+    for name, with_, without, request in costs:
+        for connections in CONNECTIONS:
+            on, off, ratio = _pair(with_, without, request, plain, connections, seconds, repeat)
+            micro = (1 / on - 1 / off) * 1e6
+            print(
+                f"{name:<36} {connections:>5} {off:>11.0f} {on:>9.0f} {ratio:>6.2f} {micro:>7.1f}"
+            )
+            row(
+                "http",
+                f"{name} on vs off, {connections} connection(s)",
+                on,
+                off,
+                unit="req/s",
+                target="-",
+                ratio=ratio,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
