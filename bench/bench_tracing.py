@@ -6,16 +6,33 @@ Run: C{.venv/bin/python -m bench tracing} (add C{--quick} for a short run).
 
 Each request is an HTTP-over-IPC C{GET /items/:id} through L{HttpBridge} into a Klein
 route (the same site as the C{bridge} bench), carrying a C{traceparent} header, so every
-request makes a SERVER span when tracing records. Modes, measured in turns (off, api,
-sdk, off, ...) so that machine noise hits each alike; the median of the turns counts:
+request makes a SERVER span when tracing records. After every 50 requests the bench
+turns the reactor once (C{runUntilCurrent}), as a running module's reactor does: that
+is where the reactor drops the cancelled timeout timer of each finished request; a
+bench that never turned it kept one dead timer per request in the heap, which every
+full garbage collection walked, and penalised most the mode with the most collections
+(the SDK's). Modes, measured in turns (off, api, sdk, off, ...) so that machine noise
+hits each alike; the median of the turns counts:
 
   - C{off}: no recording provider: the default install without the SDK, or
     C{PYWATT_TRACING=off}; every hook is one flag check (the baseline);
   - C{api}: the API's no-op tracer provider handed to L{tracing.use_provider}, as
     with the API alone: the library sees that nothing records and keeps its hooks to
     the flag check; target within 3% of off;
-  - C{sdk}: the SDK's C{TracerProvider} with a C{BatchSpanProcessor} and the OTLP/HTTP
-    exporter sending to a receiver in a child process; target within 15% of off.
+  - C{sdk}: what a module with C{OTEL_EXPORTER_OTLP_ENDPOINT} set runs: the SDK's
+    C{TracerProvider} with a C{BatchSpanProcessor} (configured by the C{OTEL_BSP_*}
+    variables, defaults otherwise) and the OTLP/HTTP exporter sending every span to a
+    receiver in a child process; the bench checks that every span was exported (none
+    dropped at the queue bound); target within 15% of off.
+
+Besides requests per second (wall clock, the target rows), it prints the CPU time per
+request of the whole process (C{process_time}: the exporter's thread included) and,
+unless C{--quick}, where the SDK path's CPU goes: two more modes that are not targets,
+C{sdk-spans} (SDK spans, no processor: what making and ending the span costs, our hooks
+included) and C{sdk-queue} (the batch processor with an exporter that drops the spans:
+what queueing them costs, mostly the garbage collector walking spans that live until
+their batch leaves), so that C{sdk} minus C{sdk-queue} is the export (OTLP encoding and
+the HTTP post, on the exporter's thread).
 """
 
 from __future__ import annotations
@@ -54,9 +71,15 @@ s.serve_forever()
 """
 
 
-def measure(bridge: HttpBridge, seconds: float) -> float:
+def measure(bridge: HttpBridge, seconds: float) -> tuple[float, float, int]:
+    """
+    Run requests for about C{seconds}; return requests per second (wall clock), CPU
+    microseconds per request (the whole process) and the number of requests.
+    """
     headers = {"host": "module", "traceparent": TRACEPARENT}
+    reactor = bridge.reactor
     count = 0
+    cpu = time.process_time()
     started = time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:
@@ -71,66 +94,136 @@ def measure(bridge: HttpBridge, seconds: float) -> float:
             if response.status_code != 200:
                 raise RuntimeError(f"bridge answered {response.status_code}")
             count += 1
-    return count / (time.perf_counter() - started)
+        reactor.runUntilCurrent()
+    wall = time.perf_counter() - started
+    return count / wall, (time.process_time() - cpu) / count * 1e6, count
 
 
-def sdk_provider(port: int) -> Any:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+class _Counted:
+    """
+    An exporter that counts the spans it was given and passes them on.
+    """
+
+    def __init__(self, exporter: Any) -> None:
+        self.exporter = exporter
+        self.spans = 0
+
+    def export(self, spans: Any) -> Any:
+        self.spans += len(spans)
+        return self.exporter.export(spans)
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class _Dropping:
+    """
+    An exporter that drops every span (the C{sdk-queue} breakdown mode only).
+    """
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def sdk_provider(exporter: Any) -> Any:
+    """
+    A provider as L{tracing.configure_from_environment} makes it: a batch span
+    processor configured by the C{OTEL_BSP_*} variables, around C{exporter}.
+    """
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
-    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
 def main(argv: list[str]) -> int:
-    seconds = 0.3 if "--quick" in argv else 1.0
-    turns = 3 if "--quick" in argv else 7
+    quick = "--quick" in argv
+    seconds = 0.3 if quick else 1.0
+    turns = 3 if quick else 7
     from opentelemetry.trace import NoOpTracerProvider
     from twisted.internet.epollreactor import EPollReactor
 
     clock = EPollReactor()
     bridge = HttpBridge(build_site(clock), reactor=clock, max_concurrent=10**6)
     sink = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
+    counted = None
     try:
         assert sink.stdout is not None
         port = int(sink.stdout.readline())
+        modes: dict[str, Any] = {"off": None, "api": NoOpTracerProvider()}
         try:
-            sdk = sdk_provider(port)
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            counted = _Counted(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces"))
+            modes["sdk"] = sdk_provider(counted)
+            if not quick:
+                modes["sdk-spans"] = sdk_provider(None)
+                modes["sdk-queue"] = sdk_provider(_Dropping())
         except ImportError:
             print("the SDK is not installed (pip install '.[otel]'): measuring off and api only")
-            sdk = None
-        modes: dict[str, Any] = {"off": None, "api": NoOpTracerProvider()}
-        if sdk is not None:
-            modes["sdk"] = sdk
-        results: dict[str, list[float]] = {name: [] for name in modes}
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
+        sdk_requests = 0
         measure(bridge, seconds / 3)  # warm up
         for _ in range(turns):
             for name, provider in modes.items():
                 tracing.use_provider(provider)
                 gc.collect()
-                results[name].append(measure(bridge, seconds))
+                rate, cpu, count = measure(bridge, seconds)
+                results[name].append((rate, cpu))
+                if name == "sdk":
+                    sdk_requests += count
+                    provider.force_flush()  # (this turn's spans leave before the next turn)
         tracing.use_provider(None)
-        if sdk is not None:
-            sdk.shutdown()
+        for name, provider in modes.items():
+            if name.startswith("sdk"):
+                provider.shutdown()
     finally:
         sink.terminate()
         sink.wait()
-    off = statistics.median(results["off"])
-    print(f"requests/s (median of {turns} turns of {seconds:g} s); ratio = mode / off")
-    print(f"{'mode':<6} {'req/s':>9} {'ratio':>6}  target")
-    print(f"{'off':<6} {off:>9.0f} {1:>6.2f}")
+    if counted is not None and counted.spans != sdk_requests:
+        raise RuntimeError(
+            f"the sdk mode exported {counted.spans} spans for {sdk_requests} requests: spans "
+            "were dropped at the batch processor's queue bound, so it did not measure the "
+            "SDK exporting every span (raise OTEL_BSP_MAX_QUEUE_SIZE)"
+        )
+
+    def median(name: str, i: int) -> float:
+        return statistics.median(r[i] for r in results[name])
+
+    off, off_cpu = median("off", 0), median("off", 1)
+    print(
+        f"requests/s (median of {turns} turns of {seconds:g} s); ratio = mode / off; "
+        "CPU = process CPU per request (all threads)"
+    )
+    print(f"{'mode':<10} {'req/s':>9} {'ratio':>6} {'CPU us':>7} {'ratio':>6}  target")
+    print(f"{'off':<10} {off:>9.0f} {1:>6.2f} {off_cpu:>7.1f} {1:>6.2f}")
     targets = {"api": (">= 0.97", 0.97), "sdk": (">= 0.85", 0.85)}
     for name in modes:
         if name == "off":
             continue
-        value = statistics.median(results[name])
+        value, cpu = median(name, 0), median(name, 1)
+        line = f"{name:<10} {value:>9.0f} {value / off:>6.2f} {cpu:>7.1f} {off_cpu / cpu:>6.2f}"
+        if name not in targets:
+            print(f"{line}  (breakdown, not a target)")
+            continue
         target, bound = targets[name]
         verdict = "meets" if value / off >= bound else "MISSES"
-        print(f"{name:<6} {value:>9.0f} {value / off:>6.2f}  {target} ({verdict})")
+        print(f"{line}  {target} ({verdict})")
         row(
             "tracing",
             f"HTTP over IPC with tracing {name} vs off",
@@ -138,5 +231,15 @@ def main(argv: list[str]) -> int:
             off,
             unit="req/s",
             target=target,
+        )
+    if counted is not None:
+        print(f"sdk: {counted.spans} spans exported for {sdk_requests} requests (none dropped)")
+    if "sdk-queue" in modes:
+        spans_cpu = median("sdk-spans", 1) - off_cpu
+        queue_cpu = median("sdk-queue", 1) - median("sdk-spans", 1)
+        export_cpu = median("sdk", 1) - median("sdk-queue", 1)
+        print(
+            f"SDK path, CPU per request over off: making and ending the span {spans_cpu:.1f} us, "
+            f"queueing it {queue_cpu:.1f} us, exporting it {export_cpu:.1f} us"
         )
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import uuid
 from typing import Any
 
 from klein import Klein
@@ -170,6 +171,59 @@ def front(state: Any) -> Klein:
     return app
 
 
+@pywatt_module
+def answering(state: Any) -> Klein:
+    @state.handler("echo")
+    def echo(source: str, payload: Any) -> Any:
+        return payload
+
+    return Klein()
+
+
+class ReplyContextTests(SynchronousTestCase, Recording):
+    """
+    The callee answers in kind: its reply is an envelope with its context only when
+    the request carried the caller's.
+    """
+
+    def replies_to(self, properties: dict[str, object] | None) -> Any:
+        from pywatt_twisted.wire.envelope import routed_request_payload
+
+        self.record_spans()
+        orch = FakeOrchestrator(module_id="stock", channels=("tcp",))
+        self.successResultOf(orch.start(answering))
+        self.addCleanup(orch.shutdown)
+        payload = routed_request_payload({"x": 1}, "echo", "front", extra_properties=properties)
+        orch.send(RoutedModuleMessage("front", uuid.uuid4(), payload), via="tcp")
+        connection = orch.connection("tcp")
+        assert connection is not None
+        (reply,) = [
+            e.content for e in connection.received if isinstance(e.content, RoutedModuleReply)
+        ]
+        return reply.payload.json()
+
+    def test_no_context_in_the_request_gets_a_bare_reply(self) -> None:
+        self.assertEqual(self.replies_to(None), {"x": 1})
+
+    def test_context_in_the_request_gets_an_envelope(self) -> None:
+        reply = self.replies_to({"traceparent": traceparent()})
+        self.assertEqual(reply["content"], {"x": 1})
+        properties = reply["metadata"]["properties"]
+        self.assertEqual(properties["traceparent"].split("-")[1], TRACE_ID)
+        self.assertNotEqual(properties["traceparent"].split("-")[2], PARENT_ID)
+
+    def test_envelope_reply_is_unwrapped_by_the_caller(self) -> None:
+        from pywatt_twisted.wire.envelope import routed_reply_content, routed_reply_payload
+        from pywatt_twisted.wire.messages import EncodedPayload
+
+        wrapped = routed_reply_payload(
+            EncodedPayload.from_json([1, "two"]), {"traceparent": traceparent()}
+        )
+        self.assertEqual(routed_reply_content(wrapped), [1, "two"])
+        binary = EncodedPayload(b"\x00", "Binary")
+        self.assertIs(routed_reply_payload(binary, {"traceparent": traceparent()}), binary)
+
+
 class HttpSpanTests(SynchronousTestCase, Recording):
     def test_incoming_traceparent_is_the_parent_of_the_request_span(self) -> None:
         exporter = self.record_spans()
@@ -190,6 +244,69 @@ class HttpSpanTests(SynchronousTestCase, Recording):
         self.assertEqual(span.attributes["http.response.status_code"], 500)
         self.assertEqual(span.attributes["pywatt.transport"], "stdio")
         self.assertEqual(span.status.status_code.name, "ERROR")
+
+    def test_request_without_context_starts_a_trace(self) -> None:
+        exporter = self.record_spans()
+        orch = FakeOrchestrator(module_id="front")
+        module = self.successResultOf(orch.start(front))
+        self.addCleanup(orch.shutdown)
+        outer = tracing.internal_span("unrelated")
+        token = tracing.attach(outer)
+        try:
+            self.successResultOf(module.request("GET", "/boom"))
+        finally:
+            tracing.detach(token)
+            outer.end()
+        self.flushLoggedErrors(RuntimeError)
+        spans = by_name(exporter.get_finished_spans())
+        span = spans["GET /boom"]
+        self.assertIsNone(span.parent)
+        self.assertNotEqual(span.context.trace_id, outer.context.trace_id)
+
+    def test_the_global_propagators_headers_are_read(self) -> None:
+        """
+        The headers looked for are the configured propagator's (OTEL_PROPAGATORS), not
+        a fixed list.
+        """
+        from opentelemetry import propagate
+        from opentelemetry.propagators.textmap import TextMapPropagator
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            TraceFlags,
+            set_span_in_context,
+        )
+
+        class Single(TextMapPropagator):
+            # "x-parent: TRACE-SPAN" (hex), a stand-in for b3 or jaeger
+            def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+                (value,) = getter.get(carrier, "x-parent") or ["-"]
+                trace_id, span_id = value.split("-")
+                remote = SpanContext(
+                    int(trace_id, 16), int(span_id, 16), True, TraceFlags(TraceFlags.SAMPLED)
+                )
+                return set_span_in_context(NonRecordingSpan(remote), context)
+
+            def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+                pass
+
+            @property
+            def fields(self) -> set[str]:
+                return {"X-Parent"}
+
+        before = propagate.get_global_textmap()
+        propagate.set_global_textmap(Single())
+        self.addCleanup(propagate.set_global_textmap, before)
+        exporter = self.record_spans()
+        orch = FakeOrchestrator(module_id="front")
+        module = self.successResultOf(orch.start(front))
+        self.addCleanup(orch.shutdown)
+        headers = {"x-parent": f"{TRACE_ID}-{PARENT_ID}"}
+        self.successResultOf(module.request("GET", "/boom", headers=headers))
+        self.flushLoggedErrors(RuntimeError)
+        (span,) = exporter.get_finished_spans()
+        self.assertEqual(hexid(span.context.trace_id, 32), TRACE_ID)
+        self.assertEqual(parent_of(span), int(PARENT_ID, 16))
 
     def test_outgoing_request_carries_the_context_in_properties(self) -> None:
         exporter = self.record_spans()
@@ -239,6 +356,8 @@ def stock_module(db: Database) -> Any:
     def stock(state: Any) -> Klein:
         @state.handler("lookup")
         async def lookup(source: str, payload: Any) -> Any:
+            if payload["sku"] == "none":
+                raise ValueError("no such sku")
             row = await db.query_one(
                 "SELECT n FROM stock_levels WHERE sku = :sku", {"sku": payload["sku"]}
             )
@@ -309,7 +428,8 @@ class TwoModuleTests(TestCase, Recording):
         connect(front_orch, stock_orch)
         module = await front_orch.start(front)
         self.addCleanup(front_orch.shutdown)
-        await stock_orch.start(stock_module(db))
+        self.stock = await stock_orch.start(stock_module(db))
+        self.stock_orch = stock_orch
         self.addCleanup(stock_orch.shutdown)
         return module
 
@@ -340,6 +460,60 @@ class TwoModuleTests(TestCase, Recording):
         # no parameter value anywhere in the attributes
         for span in spans:
             self.assertNotIn("A1", [str(v) for v in span.attributes.values()])
+
+    async def test_reply_carries_the_callees_context(self) -> None:
+        """
+        X3 on the way back: stock's reply envelope carries its handler span's context in
+        metadata.properties, and front's client span links to that span.
+        """
+        exporter = self.record_spans()
+        module = await self.start()
+        replies: list[Any] = []
+        stock_orch = self.stock_orch
+        seen = stock_orch._received
+
+        def spy(message: Any, reply: Any = None) -> None:
+            if isinstance(message, RoutedModuleReply):
+                replies.append(message.payload)
+            seen(message, reply)
+
+        stock_orch._received = spy  # type: ignore[method-assign]
+        exporter.clear()
+        response = await module.request("GET", "/items/A1", headers={"traceparent": traceparent()})
+        self.assertEqual(response.json(), {"sku": "A1", "n": 7})
+        await settled()
+        kinds = {(s.name, s.kind.name): s for s in exporter.get_finished_spans()}
+        client = kinds[("stock/lookup", "CLIENT")]
+        handler = kinds[("stock/lookup", "SERVER")]
+        (payload,) = replies
+        envelope = payload.json()
+        self.assertEqual(envelope["content"], {"sku": "A1", "n": 7})
+        traceparent_back = envelope["metadata"]["properties"]["traceparent"]
+        _, trace_id, span_id, _ = traceparent_back.split("-")
+        self.assertEqual((trace_id, span_id), (TRACE_ID, hexid(handler.context.span_id, 16)))
+        (link,) = client.links
+        self.assertEqual(link.context.span_id, handler.context.span_id)
+        self.assertEqual(link.context.trace_id, handler.context.trace_id)
+        self.assertTrue(link.context.is_remote)
+        self.assertEqual(link.attributes["pywatt.link"], "reply")
+
+    async def test_error_reply_carries_the_context_and_still_fails(self) -> None:
+        exporter = self.record_spans()
+        module = await self.start()
+        exporter.clear()
+        response = await module.request(
+            "GET", "/items/none", headers={"traceparent": traceparent()}
+        )
+        self.assertEqual(response.code, 500)
+        self.flushLoggedErrors()
+        await settled()
+        kinds = {(s.name, s.kind.name): s for s in exporter.get_finished_spans()}
+        client = kinds[("stock/lookup", "CLIENT")]
+        handler = kinds[("stock/lookup", "SERVER")]
+        self.assertEqual(handler.status.status_code.name, "ERROR")
+        self.assertEqual(client.status.status_code.name, "ERROR")
+        (link,) = client.links
+        self.assertEqual(link.context.span_id, handler.context.span_id)
 
     async def test_hundred_interleaved_requests_keep_separate_trees(self) -> None:
         exporter = self.record_spans()
@@ -440,6 +614,175 @@ class OtherPathTests(SynchronousTestCase, Recording):
         for span in spans:
             self.assertEqual(parent_of(span), outer.context.span_id)
             self.assertNotIn("user:1", [str(v) for v in span.attributes.values()])
+
+
+class CacheSpanTests(SynchronousTestCase, Recording):
+    """
+    Every operation of L{ICache} that talks to the store makes one span, a child of
+    the current span, named C{cache OPERATION}, with the backend and the operation and
+    never a key or a value.
+    """
+
+    #: the ICache names that are not operations on the store
+    NOT_OPERATIONS = {"namespace", "namespace_prefix", "close", "health"}
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from pywatt_twisted.data import MemoryCache
+
+        self.exporter = self.record_spans()
+        self.clock = Clock()
+        self.cache = MemoryCache(clock=self.clock)
+
+    def within(self, fn: Any) -> tuple[Any, list[ReadableSpan]]:
+        """
+        Run C{fn()} (a Deferred that fires at once) under an outer span; return its
+        result and the spans made, checking each is a direct child of the outer one.
+        """
+        self.exporter.clear()
+        outer = tracing.internal_span("work")
+        token = tracing.attach(outer)
+        try:
+            result = self.successResultOf(fn())
+        finally:
+            tracing.detach(token)
+            outer.end()
+        spans = [s for s in self.exporter.get_finished_spans() if s.name != "work"]
+        for span in spans:
+            self.assertEqual(span.context.trace_id, outer.context.trace_id)
+            for value in span.attributes.values():
+                for secret in ("user:", "ada", "grace", "job"):
+                    self.assertNotIn(secret, str(value))
+        return result, spans
+
+    def only(self, fn: Any, operation: str) -> ReadableSpan:
+        _, spans = self.within(fn)
+        (span,) = spans
+        self.assertEqual(span.name, f"cache {operation}")
+        self.assertEqual(span.kind.name, "CLIENT")
+        self.assertEqual(span.attributes["db.system.name"], "memory")
+        self.assertEqual(span.attributes["db.operation.name"], operation)
+        self.assertEqual(span.status.status_code.name, "UNSET")
+        return span
+
+    def test_every_operation(self) -> None:
+        from pywatt_twisted.data import ICache
+
+        cache = self.cache
+        done = set()
+
+        def check(operation: str, fn: Any) -> ReadableSpan:
+            done.add(operation)
+            return self.only(fn, operation)
+
+        check("set", lambda: cache.set("user:1", {"name": "ada"}))
+        check("get", lambda: cache.get("user:1"))
+        check("exists", lambda: cache.exists("user:1"))
+        check("set_nx", lambda: cache.set_nx("user:2", "grace"))
+        check("increment", lambda: cache.increment("user:n", 5))
+        check("increment", lambda: cache.increment("user:n", -2))  # a decrement
+        many = check("set_many", lambda: cache.set_many({"user:3": "ada", "user:4": "grace"}))
+        self.assertEqual(many.attributes["db.operation.batch.size"], 2)
+        many = check("get_many", lambda: cache.get_many(iter(["user:3", "user:4", "user:5"])))
+        self.assertEqual(many.attributes["db.operation.batch.size"], 3)
+        check("delete", lambda: cache.delete("user:1"))
+        check("clear", lambda: cache.namespace("job").clear())
+        lock = self.successResultOf(cache.lock("job", ttl=10))
+        done.add("lock")
+        self.only(lambda: cache.lock("job:2", ttl=10), "lock")
+        self.assertIsNotNone(lock)
+        self.only(lock.release, "unlock")
+
+        # cache_aside: its get, the loader's own spans and its set are its children
+        loader_tracer = tracing.tracer()
+
+        def loader() -> Any:
+            with loader_tracer.start_as_current_span("load-user"):
+                return {"name": "grace"}
+
+        value, spans = self.within(lambda: cache.cache_aside("user:9", loader))
+        done.add("cache_aside")
+        self.assertEqual(value, {"name": "grace"})
+        named = by_name(spans)
+        self.assertEqual(
+            sorted(named), ["cache cache_aside", "cache get", "cache set", "load-user"]
+        )
+        aside = named["cache cache_aside"]
+        for child in ("cache get", "cache set", "load-user"):
+            self.assertEqual(parent_of(named[child]), aside.context.span_id)
+
+        # a method added to ICache without a span here fails this test
+        self.assertEqual(done, set(ICache.names()) - self.NOT_OPERATIONS)
+
+    def test_failed_operation_marks_its_span(self) -> None:
+        from pywatt_twisted.data import CacheError
+
+        self.exporter.clear()
+        self.failureResultOf(self.cache.set("user:1", object()), CacheError)
+        (span,) = self.exporter.get_finished_spans()
+        self.assertEqual(span.name, "cache set")
+        self.assertEqual(span.status.status_code.name, "ERROR")
+
+    def test_no_span_when_tracing_is_off(self) -> None:
+        tracing.use_provider(None)
+        self.successResultOf(self.cache.set_many({"a": 1}))
+        self.successResultOf(self.cache.get_many(["a"]))
+        self.assertEqual(self.exporter.get_finished_spans(), ())
+
+
+class PortSpanTests(SynchronousTestCase, Recording):
+    """
+    C{state.request_port}: one C{port_request} span per negotiation, retries
+    included, a child of the current span.
+    """
+
+    def negotiate(self, answer: Any) -> tuple[ReadableSpan, ReadableSpan, Any]:
+        from twisted.internet.task import Clock
+
+        from pywatt_twisted._runtime.ports import PortNegotiator
+
+        exporter = self.record_spans()
+        clock = Clock()
+        sent: list[Any] = []
+        negotiator = PortNegotiator(sent.append, clock)
+        outer = tracing.internal_span("start-listener")
+        token = tracing.attach(outer)
+        try:
+            d = negotiator.request_port(8080)
+        finally:
+            tracing.detach(token)
+        clock.advance(3)  # no answer: asked again, same span
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(exporter.get_finished_spans(), ())
+        answer(negotiator, sent[0].request_id)
+        outer.end()
+        named = by_name(exporter.get_finished_spans())
+        return named["port_request"], named["start-listener"], d
+
+    def test_port_request_span_is_a_child_of_the_current_span(self) -> None:
+        from pywatt_twisted.wire.messages import PortResponse
+
+        span, outer, d = self.negotiate(
+            lambda n, rid: n.response_received(PortResponse(rid, True, 8080))
+        )
+        self.assertEqual(self.successResultOf(d), 8080)
+        self.assertEqual(parent_of(span), outer.context.span_id)
+        self.assertEqual(span.kind.name, "INTERNAL")
+        self.assertEqual(span.attributes["pywatt.port.wanted"], "port 8080")
+        self.assertEqual(span.status.status_code.name, "UNSET")
+
+    def test_refused_port_request_span_is_an_error(self) -> None:
+        from pywatt_twisted._runtime.ports import PortNegotiationFailed
+        from pywatt_twisted.wire.messages import PortResponse
+
+        span, outer, d = self.negotiate(
+            lambda n, rid: n.response_received(PortResponse(rid, False, 0, "in use"))
+        )
+        self.failureResultOf(d, PortNegotiationFailed)
+        self.assertEqual(parent_of(span), outer.context.span_id)
+        self.assertEqual(span.status.status_code.name, "ERROR")
+        self.assertIn("in use", span.status.description)
 
 
 class ThreadTests(TestCase, Recording):

@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted import __version__
+from pywatt_twisted.wire.envelope import routed_reply_payload, routed_request_properties
 
 __all__ = [
     "current_ids",
@@ -223,6 +224,29 @@ class _PropertiesGetter(Getter[Mapping[str, object]]):
 
 
 _headers_getter = _HeadersGetter()
+
+#: the context of a request without W3C headers: its span starts a trace
+_NO_CONTEXT = otel_context.Context()
+
+#: (the global propagator, the header names it reads), see L{_propagation_fields}
+_fields_of: tuple[object, tuple[bytes, ...]] = (None, ())
+
+
+def _propagation_fields() -> tuple[bytes, ...]:
+    """
+    The header names the global propagator reads (C{traceparent}, C{tracestate},
+    C{baggage} by default; others under C{OTEL_PROPAGATORS}), so that a request with
+    none of them skips the extraction: most requests at a front door carry no context.
+    """
+    global _fields_of
+    textmap = propagate.get_global_textmap()
+    cached, fields = _fields_of
+    if cached is not textmap:
+        fields = tuple(sorted(f.lower().encode("latin-1") for f in textmap.fields))
+        _fields_of = (textmap, fields)
+    return fields
+
+
 _properties_getter = _PropertiesGetter()
 
 
@@ -236,6 +260,43 @@ def properties_to_send(span: Span) -> dict[str, object]:
     return {k: v for k, v in carrier.items() if k in TRACE_KEYS}
 
 
+def reply_payload(payload: Any) -> Any:
+    """
+    Callee side of X3: the reply to a routed request, in an envelope whose
+    C{metadata.properties} carry the current (handler) span's context, when the request
+    carried the caller's (its span has a remote parent); else C{payload} as it is, so a
+    caller that sent no context gets the bare reply it expects.
+    """
+    span = otel_trace.get_current_span()
+    parent = getattr(span, "parent", None)
+    if parent is None or not parent.is_remote or not span.is_recording():
+        return payload
+    properties = properties_to_send(span)
+    if not properties:
+        return payload
+    return routed_reply_payload(payload, properties)
+
+
+def reply_received(span: Span, payload: Any) -> None:
+    """
+    Caller side of X3: the reply to the request of client C{span} carried the callee's
+    span context in its envelope; link the client span to it (a span link, so the
+    backend can jump from the call to the handler that answered it, also when the
+    callee started a trace of its own).
+    """
+    data = payload.data
+    if b"traceparent" not in data:
+        return
+    properties = routed_request_properties(payload)
+    if not properties:
+        return
+    callee = otel_trace.get_current_span(
+        propagate.extract(properties, getter=_properties_getter)
+    ).get_span_context()
+    if callee.is_valid:
+        span.add_link(callee, {"pywatt.link": "reply"})
+
+
 # -- spans of each path -------------------------------------------------------------------
 
 
@@ -246,7 +307,12 @@ def http_server_span(request: Any, transport: str) -> Span:
     C{traceparent} when it has one. Named C{METHOD} now; L{end_http_server_span}
     renames it C{METHOD route} once the route is known.
     """
-    parent = propagate.extract(request.requestHeaders, getter=_headers_getter)
+    headers = request.requestHeaders
+    parent = _NO_CONTEXT  # (a root span: never a child of whatever is current here)
+    for field in _propagation_fields():
+        if headers.hasHeader(field):
+            parent = propagate.extract(headers, getter=_headers_getter)
+            break
     method = request.method.decode("ascii", "replace").upper()
     path = request.path.decode("utf-8", "replace")
     attributes: dict[str, Any] = {
@@ -341,16 +407,16 @@ def db_statement_span(dialect: str, sql: str) -> Span | None:
     return db_span(dialect, sql)
 
 
-def cache_span(system: str, operation: str) -> Span:
+def cache_span(system: str, operation: str, batch: int | None = None) -> Span:
     """
     The C{CLIENT} span of one cache operation (no key or value in attributes: keys can
-    hold user data).
+    hold user data); C{batch}, for an operation on several keys, is how many
+    (C{db.operation.batch.size}, set from 2 on as the conventions say).
     """
-    return _tracer.start_span(
-        f"cache {operation}",
-        kind=SpanKind.CLIENT,
-        attributes={"db.system.name": system, "db.operation.name": operation},
-    )
+    attributes: dict[str, Any] = {"db.system.name": system, "db.operation.name": operation}
+    if batch is not None and batch > 1:
+        attributes["db.operation.batch.size"] = batch
+    return _tracer.start_span(f"cache {operation}", kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def internal_span(name: str, **attributes: Any) -> Span:

@@ -164,6 +164,8 @@ class _Answers:
             self._owner.error_replies_sent += 1
             if tracing.switch.on:
                 tracing.error_reply(payload)
+        if tracing.switch.on:
+            payload = tracing.reply_payload(payload)  # X3: the handler span's context
         if not self._owner.replies:
             self._owner.log.info(
                 "not replying to {source} (request {request_id}): reply extension is off",

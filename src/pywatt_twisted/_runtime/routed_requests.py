@@ -43,7 +43,7 @@ __all__ = ["DEFAULT_REQUEST_TIMEOUT", "RoutedRequests"]
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
-def _abandoned_request(key: uuid.UUID, context: tuple[str, str], reason: str) -> NotAvailable:
+def _abandoned_request(key: uuid.UUID, context: tuple[str, str, Any], reason: str) -> NotAvailable:
     return NotAvailable(f"the request to {context[0]}/{context[1]} ({key}) was abandoned: {reason}")
 
 
@@ -177,7 +177,7 @@ class _Call:
             f"no reply from module {self.target!r} to {self.endpoint!r} (request "
             f"{request_id}) within {wait:g} s; the module may be slow, busy or gone: "
             "retry, or pass a longer timeout",
-            context=(self.target, self.endpoint),
+            context=(self.target, self.endpoint, self.span),
         )
         self._attempt_d = d
         m.requests_sent += 1
@@ -425,6 +425,7 @@ class RoutedRequests:
         """
         if self.channels is None or self.stopping:
             problem = self._unavailable(f"a request to {target_module_id}/{endpoint}")
+            assert problem is not None  # one of the two conditions above holds
             return self._refused(target_module_id, problem)
         if timeout is None:
             timeout = self.target_timeouts.get(target_module_id, self.request_timeout)
@@ -538,7 +539,9 @@ class RoutedRequests:
             )
             return
         self.replies_received += 1
-        target, endpoint = entry.context
+        target, endpoint, span = entry.context
+        if span is not None:
+            tracing.reply_received(span, message.payload)  # X3: the callee's context
         try:
             value = decode_reply(message.payload)
         except ValueError as e:

@@ -324,9 +324,13 @@ class PyWattRequest(Request):
             super().process()
             return
         # tracing: the request's SERVER span is current while the resource runs
-        # (coroutine routes keep it); it ends when the request finishes.
+        # (coroutine routes keep it); it ends when the request finishes (in _finished,
+        # with the route label the metrics use, or on its own notifyFinish callback).
         span = tracing.http_server_span(self, getattr(channel, "pywatt_transport", "http"))
-        self.notifyFinish().addBoth(self._end_span, span)
+        if track is not None:
+            self._pywatt_span = span
+        else:
+            self.notifyFinish().addBoth(self._end_span, span)
         token = tracing.attach(span)
         try:
             super().process()
@@ -420,15 +424,25 @@ class PyWattRequest(Request):
     def _finished(
         self, result: object, site: PyWattSite, metrics: ModuleMetrics | None, started: float
     ) -> None:
+        label = None
         try:
             if metrics is not None:
                 status = "aborted" if isinstance(result, Failure) else str(self.code)
                 method = self.method.decode("ascii", "replace").upper()
                 seconds = site.reactor.seconds() - started
-                metrics.request_finished(route_label(self), method, status, seconds)
+                label = route_label(self)
+                metrics.request_finished(label, method, status, seconds)
         except Exception:
             _log.failure("recording metrics for {uri} failed", uri=_path_of(self))
         finally:
+            span = self.__dict__.pop("_pywatt_span", None)
+            if span is not None:
+                try:
+                    tracing.end_http_server_span(
+                        result, span, self, route_label(self) if label is None else label
+                    )
+                except Exception:
+                    _log.failure("ending the span of {uri} failed", uri=_path_of(self))
             site._request_finished(self)
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "op_name",
     "random_uuid4",
     "routed_reply_content",
+    "routed_reply_payload",
     "routed_request_parts",
     "routed_request_payload",
     "routed_request_properties",
@@ -267,6 +268,31 @@ def routed_request_payload(
 
 def _is_envelope(value: object) -> bool:
     return type(value) is dict and "content" in value and "id" in value
+
+
+def routed_reply_payload(
+    payload: EncodedPayload, properties: Mapping[str, object]
+) -> EncodedPayload:
+    """
+    A routed reply's C{"Json"} C{payload} wrapped in an envelope C{{"id", "content",
+    "metadata": {"properties": properties}}} (the callee's trace context of
+    EXTENSIONS.md X3); L{routed_reply_content} unwraps it. The content's bytes are
+    spliced in, not decoded again. A payload in another format is returned as it is.
+    """
+    if payload.format != "Json":
+        return payload
+    data = b"".join(
+        (
+            b'{"id":"',
+            _envelope_id_bytes(),
+            b'","content":',
+            payload.data,
+            b',"metadata":{"properties":',
+            _dumps(properties),
+            b"}}",
+        )
+    )
+    return EncodedPayload(data, "Json")
 
 
 def routed_reply_content(payload: EncodedPayload) -> Any:

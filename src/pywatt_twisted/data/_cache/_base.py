@@ -244,7 +244,8 @@ class Lock:
             return defer.succeed(False)
         self.released = True
         store = self._cache._store
-        return store.compare_delete(self._full_key, encode_value(self.token))
+        span = _cache_span(store, "unlock") if tracing.switch.on else None
+        return tracing.traced(span, store.compare_delete(self._full_key, encode_value(self.token)))
 
     async def __aenter__(self) -> Lock:
         return self
@@ -266,6 +267,16 @@ def _valid_timeout(timeout: object) -> float:
     ):
         raise CacheError(f"expected timeout= as a positive number of seconds, got {timeout!r}")
     return float(timeout)
+
+
+def _cache_span(store: Any, operation: str, batch: int | None = None) -> Any:
+    """
+    The tracing span of one cache operation on C{store}: its backend as
+    C{db.system.name} (C{redis}, C{memcached}, C{memory}, C{file}, C{proxy}), never a key
+    or a value.
+    """
+    system = getattr(store, "backend", None) or type(store).__name__.lower()
+    return tracing.cache_span(str(system), operation, batch)
 
 
 def _decode(data: bytes | None) -> object | None:
@@ -447,11 +458,9 @@ class StoreCache:
             return self._guarded(self._get, timeout, key)
         return self._get(key)
 
-    def _span(self, operation: str) -> Any:
+    def _span(self, operation: str, batch: int | None = None) -> Any:
         # tracing: the span of one cache operation (no key or value recorded)
-        store = self._store
-        system = getattr(store, "scheme", None) or type(store).__name__.lower()
-        return tracing.cache_span(str(system), operation)
+        return _cache_span(self._store, operation, batch)
 
     def _get(self, key: str) -> Deferred[object | None]:
         prefix = self._static
@@ -539,17 +548,22 @@ class StoreCache:
             return defer.fail()
         return self._store.set(full, data, ttl)
 
+    # the other operations: one span each when tracing is on (started before the
+    # operation, ended when its Deferred fires)
+
     def delete(self, key: str, *, timeout: float | None = None) -> Deferred[bool]:
         span = self._span("delete") if tracing.switch.on else None
         return tracing.traced(span, self._guarded(self._with_key, timeout, key, self._store.delete))
 
     def exists(self, key: str, *, timeout: float | None = None) -> Deferred[bool]:
-        return self._guarded(self._with_key, timeout, key, self._store.exists)
+        span = self._span("exists") if tracing.switch.on else None
+        return tracing.traced(span, self._guarded(self._with_key, timeout, key, self._store.exists))
 
     def set_nx(
         self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
     ) -> Deferred[bool]:
-        return self._guarded(self._set_nx, timeout, key, value, ttl)
+        span = self._span("set_nx") if tracing.switch.on else None
+        return tracing.traced(span, self._guarded(self._set_nx, timeout, key, value, ttl))
 
     def _set_nx(self, key: str, value: object, ttl: float | None) -> Deferred[bool]:
         try:
@@ -562,7 +576,8 @@ class StoreCache:
     def increment(
         self, key: str, delta: int = 1, ttl: float | None = None, *, timeout: float | None = None
     ) -> Deferred[int]:
-        return self._guarded(self._increment, timeout, key, delta, ttl)
+        span = self._span("increment") if tracing.switch.on else None
+        return tracing.traced(span, self._guarded(self._increment, timeout, key, delta, ttl))
 
     def _increment(self, key: str, delta: int, ttl: float | None) -> Deferred[int]:
         if isinstance(delta, bool) or not isinstance(delta, int):
@@ -576,6 +591,10 @@ class StoreCache:
     def get_many(
         self, keys: Iterable[str], *, timeout: float | None = None
     ) -> Deferred[dict[str, object]]:
+        if tracing.switch.on:
+            keys = list(keys)
+            span = self._span("get_many", len(keys))
+            return tracing.traced(span, self._guarded(self._get_many, timeout, keys))
         return self._guarded(self._get_many, timeout, keys)
 
     def _get_many(self, keys: Iterable[str]) -> Deferred[dict[str, object]]:
@@ -596,6 +615,9 @@ class StoreCache:
         *,
         timeout: float | None = None,
     ) -> Deferred[None]:
+        if tracing.switch.on:
+            span = self._span("set_many", len(mapping))
+            return tracing.traced(span, self._guarded(self._set_many, timeout, mapping, ttl))
         return self._guarded(self._set_many, timeout, mapping, ttl)
 
     def _set_many(self, mapping: Mapping[str, object], ttl: float | None) -> Deferred[None]:
@@ -616,7 +638,8 @@ class StoreCache:
     def clear(
         self, namespace: str | None = None, *, timeout: float | None = None
     ) -> Deferred[None]:
-        return self._guarded(self._clear, timeout, namespace)
+        span = self._span("clear") if tracing.switch.on else None
+        return tracing.traced(span, self._guarded(self._clear, timeout, namespace))
 
     def _clear(self, namespace: str | None) -> Deferred[None]:
         parts = self._parts
@@ -641,8 +664,13 @@ class StoreCache:
                 raise InvalidTTL("expected a lock ttl in seconds, got None")
         except CacheError:
             return defer.fail()
-        return self._guarded(
-            lambda: Deferred.fromCoroutine(self._lock(LOCK_PREFIX + key, key, ttl_, wait)), None
+        span = self._span("lock") if tracing.switch.on else None
+        return tracing.traced(
+            span,
+            self._guarded(
+                lambda: Deferred.fromCoroutine(self._lock(LOCK_PREFIX + key, key, ttl_, wait)),
+                None,
+            ),
         )
 
     async def _lock(self, lock_key: str, key: str, ttl: float, wait: float) -> Lock | None:
@@ -686,7 +714,19 @@ class StoreCache:
                 else:
                     w.callback(result)
 
-        Deferred.fromCoroutine(self._load(key, loader, ttl)).addBoth(finish)
+        if not tracing.switch.on:
+            Deferred.fromCoroutine(self._load(key, loader, ttl)).addBoth(finish)
+            return waiter
+        # its get, the loader (with the spans it makes) and its set are children of
+        # this span: the coroutine starts in a copy of the context it is current in
+        span = self._span("cache_aside")
+        token = tracing.attach(span)
+        try:
+            tracing.traced(span, Deferred.fromCoroutine(self._load(key, loader, ttl))).addBoth(
+                finish
+            )
+        finally:
+            tracing.detach(token)
         return waiter
 
     async def _load(self, key: str, loader: Callable[[], Any], ttl: float | None) -> object:
