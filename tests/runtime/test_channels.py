@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.runtime.channels.ChannelManager}, with a L{Clock} and fake
+Tests for L{pywatt_twisted.link.ChannelManager}, with a L{Clock} and fake
 endpoints (no sockets), and for the channel wiring of L{ModuleService}.
 """
 
@@ -19,17 +19,12 @@ from pywatt_twisted._runtime.config import RuntimeConfig
 from pywatt_twisted._transport.channel import MessageTooLarge, encode_channel_frame
 from pywatt_twisted._transport.tls import TlsMaterial
 from pywatt_twisted.errors import BootstrapError, ChannelError, ConfigurationError
-from pywatt_twisted.runtime.channels import (
-    BACKOFF,
-    CONNECTED,
-    CONNECTING,
-    FAILED,
-    PAUSED,
-    STOPPED,
+from pywatt_twisted.link import (
     ChannelManager,
     ChannelOptions,
     ChannelQueueFull,
     ChannelSpec,
+    ChannelState,
     ChannelUnavailable,
     RequiredChannelFailed,
     backoff_policy,
@@ -160,7 +155,7 @@ class ReconnectTests(SynchronousTestCase):
         times = []
         for _ in range(6):
             endpoint.fail()
-            self.assertEqual(rig.manager.channels["tcp"].state, BACKOFF)
+            self.assertEqual(rig.manager.channels["tcp"].state, ChannelState.BACKOFF)
             [retry] = rig.clock.getDelayedCalls()
             delay = retry.getTime() - rig.clock.seconds()
             times.append(round(delay, 6))
@@ -173,7 +168,7 @@ class ReconnectTests(SynchronousTestCase):
         channel = rig.manager.channels["tcp"]
         self.assertEqual(channel.connect_failures, 6)
         self.assertIn("connection refused", channel.last_error or "")
-        self.assertEqual(channel.state, CONNECTING)
+        self.assertEqual(channel.state, ChannelState.CONNECTING)
         rig.stop()
         self.assertEqual(rig.clock.getDelayedCalls(), [])
 
@@ -189,7 +184,7 @@ class ReconnectTests(SynchronousTestCase):
             self.assertEqual(identify["content"]["op"], "identify")
             connection.receive({"op": "heartbeat"})  # healthy: the backoff resets
             connection.drop()
-            self.assertEqual(rig.manager.channels["tcp"].state, BACKOFF)
+            self.assertEqual(rig.manager.channels["tcp"].state, ChannelState.BACKOFF)
             rig.clock.advance(0.1)
         self.assertEqual(rig.manager.channels["tcp"].connects, 3)
         self.assertEqual(rig.manager.channels["tcp"].disconnects, 3)
@@ -302,7 +297,7 @@ class RequiredTests(SynchronousTestCase):
     def test_optional_channels_do_not_block(self) -> None:
         rig = Rig(TCP, IPC).start()
         self.successResultOf(rig.manager.when_required_ready())
-        self.assertEqual(rig.manager.channels["tcp"].state, CONNECTING)
+        self.assertEqual(rig.manager.channels["tcp"].state, ChannelState.CONNECTING)
         rig.stop()
 
     def test_required_timeout_names_the_channel(self) -> None:
@@ -346,13 +341,13 @@ class RequiredTests(SynchronousTestCase):
         error = self.failureResultOf(rig.manager.when_required_ready(), RequiredChannelFailed)
         self.assertIn("PYWATT_TLS_CA", str(error.value))
         self.assertEqual(rig.endpoints["tcp"].attempts, 0)
-        self.assertEqual(rig.manager.channels["tcp"].state, FAILED)
+        self.assertEqual(rig.manager.channels["tcp"].state, ChannelState.FAILED)
         self.flushLoggedErrors()
         rig.stop()
 
     def test_mtls_refuses_plaintext_tcp(self) -> None:
         rig = Rig(TCP, IPC, security_level=SecurityLevel.MTLS).start()
-        self.assertEqual(rig.manager.channels["tcp"].state, FAILED)
+        self.assertEqual(rig.manager.channels["tcp"].state, ChannelState.FAILED)
         self.assertIn("refusing", rig.manager.channels["tcp"].last_error or "")
         self.assertEqual(rig.endpoints["tcp"].attempts, 0)
         self.assertEqual(rig.endpoints["ipc"].attempts, 1, "the Unix socket channel still runs")
@@ -403,7 +398,7 @@ class FailoverTests(SynchronousTestCase):
         tcp, ipc = rig.up("tcp"), rig.up("ipc")
         tcp.new()
         ipc.channel.pauseProducing()
-        self.assertEqual(rig.manager.channels["ipc"].state, PAUSED)
+        self.assertEqual(rig.manager.channels["ipc"].state, ChannelState.PAUSED)
         self.successResultOf(rig.manager.send(route(1)))
         tcp.channel.pauseProducing()
         d = rig.manager.send(route(2))
@@ -413,7 +408,7 @@ class FailoverTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual([endpoint_of(m) for m in tcp.new()], ["ep1"])
         self.assertEqual([endpoint_of(m) for m in ipc.new()], ["ep2"])
-        self.assertEqual(rig.manager.channels["ipc"].state, CONNECTED)
+        self.assertEqual(rig.manager.channels["ipc"].state, ChannelState.CONNECTED)
         rig.stop()
 
     def test_reply_for_a_dropped_connection_is_rerouted(self) -> None:
@@ -575,7 +570,7 @@ class QueueTests(SynchronousTestCase):
         self.assertIn("stopped", str(error))
         self.failureResultOf(rig.manager.send(route(3)), ChannelUnavailable)
         self.assertEqual(rig.clock.getDelayedCalls(), [])
-        self.assertEqual({c.state for c in rig.manager.channels.values()}, {STOPPED})
+        self.assertEqual({c.state for c in rig.manager.channels.values()}, {ChannelState.STOPPED})
 
 
 class LivenessTests(SynchronousTestCase):
@@ -619,10 +614,10 @@ class HealthTests(SynchronousTestCase):
         tcp.receive({"op": "heartbeat"})
         rig.endpoints["ipc"].fail()
         health = rig.manager.health()
-        self.assertEqual(health["tcp"]["state"], CONNECTED)
+        self.assertEqual(health["tcp"]["state"], ChannelState.CONNECTED)
         self.assertEqual(health["tcp"]["frames_in"], 1)
         self.assertEqual(health["tcp"]["frames_out"], 1)
-        self.assertEqual(health["ipc"]["state"], BACKOFF)
+        self.assertEqual(health["ipc"]["state"], ChannelState.BACKOFF)
         self.assertEqual(health["ipc"]["connect_failures"], 1)
         self.assertIn("refused", health["ipc"]["last_error"])
         self.assertEqual((health["tcp"]["read_pauses"], health["tcp"]["unsent_bytes"]), (0, 0))
@@ -765,7 +760,7 @@ class ServiceWiringTests(SynchronousTestCase):
         self.assertEqual(tcp.written()[0]["content"]["op"], "identify")
         self.assertEqual(len([x for x in harness.sent() if x.get("op") == "announce"]), 1)
         health = harness.service.health_status()
-        self.assertEqual(health["channels"]["tcp"]["state"], CONNECTED)
+        self.assertEqual(health["channels"]["tcp"]["state"], ChannelState.CONNECTED)
         self.assertEqual(health["channel_queue"]["queued"], 0)
         self.stop(harness)
 

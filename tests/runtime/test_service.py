@@ -244,6 +244,28 @@ class DispatchTests(SynchronousTestCase):
         h.feed(line({"op": "heartbeat"}))
         self.assertEqual(h.transport.value().splitlines()[-1], b'{"op":"heartbeat_ack"}')
 
+    def test_unknown_ops_share_one_metric_label(self) -> None:
+        """
+        A message with an op this version does not know is counted under the op label
+        C{"unknown"}, not its own string: 1000 distinct unknown ops make one series.
+        """
+        h = self.ready()
+        for i in range(1000):
+            h.feed(line({"op": f"future_op_{i}", "n": i}))
+        h.feed(line({"op": "heartbeat"}))
+        self.flushLoggedErrors()
+        received = [
+            sample
+            for family in h.service.metrics.registry.collect()
+            if family.name == "pywatt_messages_received"
+            for sample in family.samples
+            if sample.name == "pywatt_messages_received_total"
+        ]
+        by_op = {sample.labels["op"]: sample.value for sample in received}
+        self.assertEqual(by_op["unknown"], 1000.0)
+        self.assertEqual(by_op["heartbeat"], 1.0)
+        self.assertEqual([op for op in by_op if op.startswith("future_op")], [])
+
     def test_http_request_get_with_query(self) -> None:
         h = self.ready()
         h.feed(http("r1", "GET", "/echo?a=1&b=two", headers={"x-custom": "yes"}))

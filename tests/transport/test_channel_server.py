@@ -18,15 +18,14 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pywatt_twisted._transport.channel import encode_channel_frame
 from pywatt_twisted.errors import RequestTimeout
-from pywatt_twisted.orchestrator import ChannelServer, ModuleConnection
-from pywatt_twisted.runtime.channels import (
-    CONNECTED,
-    PAUSED,
+from pywatt_twisted.link import (
     ChannelManager,
     ChannelOptions,
     ChannelQueueFull,
     ChannelSpec,
+    ChannelState,
 )
+from pywatt_twisted.orchestrator import ChannelServer, ModuleConnection
 from pywatt_twisted.wire.framing import frame_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
@@ -142,12 +141,12 @@ class SlowOrchestratorTests(TestCase):
         connection.transport.pauseProducing()  # the orchestrator stops reading
 
         sent = 0
-        while manager.channels["ipc"].state == CONNECTED and sent < 2000:
+        while manager.channels["ipc"].state == ChannelState.CONNECTED and sent < 2000:
             manager.send(big_route(sent))
             sent += 1
             if sent % 20 == 0:
                 await deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(manager.channels["ipc"].state, PAUSED)
+        self.assertEqual(manager.channels["ipc"].state, ChannelState.PAUSED)
         self.assertLess(sent, 2000, "the transport never pushed back")
         # While paused, new messages wait in the bounded queue; past it they fail.
         waiting = [manager.send(big_route(10_000 + i)) for i in range(20)]
@@ -172,6 +171,6 @@ class SlowOrchestratorTests(TestCase):
             [r.request_id.int for r in routes],
             list(range(sent)) + [10_000 + i for i in range(20)],
         )
-        self.assertEqual(manager.channels["ipc"].state, CONNECTED)
+        self.assertEqual(manager.channels["ipc"].state, ChannelState.CONNECTED)
         ack = await connection.heartbeat()
         self.assertEqual(ack.content, HeartbeatAck())

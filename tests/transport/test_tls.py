@@ -25,14 +25,14 @@ from pywatt_twisted._transport.tls import (
     is_tls_failure,
 )
 from pywatt_twisted.errors import ConfigurationError
-from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI
-from pywatt_twisted.runtime.channels import (
-    CONNECTED,
+from pywatt_twisted.link import (
     ChannelManager,
     ChannelOptions,
     ChannelSpec,
+    ChannelState,
     RequiredChannelFailed,
 )
+from pywatt_twisted.orchestrator import ChannelServer, EphemeralPKI
 from pywatt_twisted.wire.init import SecurityLevel
 from pywatt_twisted.wire.messages import Heartbeat
 from tests.transport.fakes import RecordingListener, frames_of
@@ -233,7 +233,7 @@ class LoopbackTlsTests(MaterialMixin, TestCase):
         self.assertEqual(identify.content.module_id, "tls-demo")
         ack = await connection.heartbeat()
         self.assertEqual(ack.content.op, "heartbeat_ack")
-        self.assertEqual(manager.health()["tcp"]["state"], CONNECTED)
+        self.assertEqual(manager.health()["tcp"]["state"], ChannelState.CONNECTED)
 
     async def assert_fails_loudly(self, manager: ChannelManager, words: tuple[str, ...]) -> None:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pywatt_twisted._runtime.messaging import error_reply
 from pywatt_twisted._runtime.rotation import SecretRotation
@@ -114,10 +114,13 @@ class OpDispatcher:
         Hand C{message}, which came in on C{link}, to its handler.
         """
         kind = type(message)
-        # The op's name from its class (op_name's answer, without the call), except
-        # for an unknown op, which carries its own.
+        # The op's name from its class (op_name's answer, without the call). An unknown
+        # op is counted under one label, not its own string: the peer chooses that, and
+        # each distinct label value would be a new time series for good.
         op = _CLASS_OPS.get(kind)
-        self.parts.metrics.message_in(link.name, op if op is not None else op_name(message))
+        if op is None:
+            op = UNKNOWN_OP_LABEL if kind is UnknownMessage else op_name(message)
+        self.parts.metrics.message_in(link.name, op)
         handler = self._handlers.get(kind)
         if handler is None:
             self.log.warn(
@@ -480,6 +483,9 @@ class _RequestHandlers:
         self.parts.metrics.message_out(link.name, RoutedModuleMessage.op)
         link.send(error_reply(self._module_id(), message, kind, text))
 
+
+UNKNOWN_OP_LABEL: Final = "unknown"
+"""The C{op} label of every received message whose op this version does not know."""
 
 _CLASS_OPS: dict[type, str] = {
     kind: kind.op  # type: ignore[attr-defined]

@@ -425,6 +425,7 @@ class RoutedRequests:
         """
         if self.channels is None or self.stopping:
             problem = self._unavailable(f"a request to {target_module_id}/{endpoint}")
+            assert problem is not None  # one of the two conditions above holds
             return self._refused(target_module_id, problem)
         if timeout is None:
             timeout = self.target_timeouts.get(target_module_id, self.request_timeout)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from attrs import define, frozen
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, IReactorTime
@@ -298,8 +298,21 @@ class _ChannelOutput:
     _max: int
     _warned_high_water: bool
     transmit: Callable[[bytes], None]
-    ready: bool
-    lost: bool
+
+    if TYPE_CHECKING:
+        # ChannelProtocol's read-only properties (a plain annotation here would be a
+        # writeable attribute, which a property may not override).
+        @property
+        def ready(self) -> bool: ...
+
+        @property
+        def lost(self) -> bool: ...
+
+    def _protocol(self) -> ChannelProtocol:
+        """
+        This object as the L{ChannelProtocol} it is part of (what the listener is told).
+        """
+        return cast("ChannelProtocol", self)
 
     @property
     def writable(self) -> bool:
@@ -335,7 +348,7 @@ class _ChannelOutput:
         """
         Tell the listener to route new sends elsewhere (C{False}) or here again.
         """
-        self.listener.channel_writable(self, writable)
+        self.listener.channel_writable(self._protocol(), writable)
 
     def write_frame(self, frame: bytes) -> None:
         """
@@ -364,7 +377,7 @@ class _ChannelOutput:
         Send a reply on this connection; if it is gone, hand it to the listener.
         """
         if self.lost or not self.ready:
-            self.listener.channel_undeliverable(self, message)
+            self.listener.channel_undeliverable(self._protocol(), message)
             return
         try:
             self.write_message(message)
@@ -396,7 +409,7 @@ class _ChannelOutput:
             L{pywatt_twisted.web.bridge.send_http_reply}).
         """
         if self.lost or not self.ready:
-            self.listener.channel_undeliverable(self, response)
+            self.listener.channel_undeliverable(self._protocol(), response)
             return
         self.write_message(response)
 

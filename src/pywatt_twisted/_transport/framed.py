@@ -324,7 +324,7 @@ class FramedProtocol(Protocol):
         again; resume reading once it is at or below the low-water mark.
         """
         outbox = self._outbox
-        transport = self.transport
+        transport: Any = self.transport  # a TCP/Unix/TLS transport: also an IPushProducer
         while outbox and not self.paused and not self.outputClosed():
             frame = outbox.popleft()
             self.buffered -= len(frame)
