@@ -128,6 +128,13 @@ class _Transport:
         self.stopProducing()
 
 
+def _piece_or_end(piece: bytes | None) -> bytes:
+    """
+    A piece of the body, with the end (C{None}) read as C{b""}.
+    """
+    return b"" if piece is None else piece
+
+
 class BodyStream:
     """
     A request body read piece by piece: an async iterator of C{bytes} pieces, or
@@ -207,9 +214,7 @@ class BodyStream:
             order, no chunk came within the stall timeout, or it is above the limit;
             C{kind} says which.
         """
-        d = self._next()
-        d.addCallback(lambda piece: b"" if piece is None else piece)
-        return d
+        return self._next().addCallback(_piece_or_end)
 
     def __aiter__(self) -> BodyStream:
         return self
