@@ -199,23 +199,16 @@ class FailoverChoice:
         (else C{None}); else C{prefer} if it is writable; else the configured choice;
         else C{None}.
         """
-        if prefer is None:
-            # The common case (issue 20): no per-send preference.
-            if self.auto is not None:
-                return self.auto.pick()
-            for channel in self._ordered:
-                if channel.writable:
-                    return channel
-            return None
-        if isinstance(prefer, Route):
-            if prefer.only is not None:
-                channel = self.channels.get(prefer.only)
-                return channel if channel is not None and channel.writable else None
-            prefer = prefer.prefer
-        if prefer is not None:
-            channel = self.channels.get(prefer)
-            if channel is not None and channel.writable:
-                return channel
+        if prefer is not None:  # (None, the common case, goes straight to the choice)
+            if isinstance(prefer, Route):
+                if prefer.only is not None:
+                    only = self.channels.get(prefer.only)
+                    return only if only is not None and only.writable else None
+                prefer = prefer.prefer
+            if prefer is not None:
+                first = self.channels.get(prefer)
+                if first is not None and first.writable:
+                    return first
         if self.auto is not None:
             return self.auto.pick()
         for channel in self._ordered:
