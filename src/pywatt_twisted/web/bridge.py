@@ -62,6 +62,10 @@ from pywatt_twisted.web._bridge_reply import (
 )
 from pywatt_twisted.web._bridge_request import MalformedHttpRequest, copy_headers, validate
 from pywatt_twisted.web._bridge_streams import BridgeStreams
+
+# The default largest request body (a larger one is answered 413; C{--max-body-size},
+# C{PYWATT_MAX_BODY_SIZE}) is the one limit direct HTTP uses too: re-exported here.
+from pywatt_twisted.web._http_limits import DEFAULT_MAX_BODY_SIZE
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
 __all__ = [
@@ -84,9 +88,6 @@ DEFAULT_MAX_CONCURRENT = 64
 #: Default seconds a route may take before the bridge answers 504.
 DEFAULT_TIMEOUT = 60.0
 
-#: Default largest request body in bytes; a larger one is answered 413
-#: (C{--max-body-size}, C{PYWATT_MAX_BODY_SIZE}: the same limit as direct HTTP).
-DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 
 _log = Logger(namespace="pywatt_twisted.web.bridge")
 
