@@ -22,6 +22,8 @@ from collections.abc import Callable
 from typing import IO, Any, Final
 from urllib.parse import unquote_to_bytes
 
+from twisted.logger import Logger
+
 from pywatt_twisted.streaming import (
     BodyStream,
     StreamFailed,
@@ -33,6 +35,8 @@ from pywatt_twisted.streaming._reader import is_incremental
 from pywatt_twisted.web._bridge_request import copy_headers
 from pywatt_twisted.web._cors import _klein_app
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
+
+_log = Logger(namespace="pywatt_twisted.web.bridge")
 
 __all__ = [
     "SPOOL_THRESHOLD",
@@ -114,7 +118,8 @@ def reads_incrementally(site: Any, channel: Any, message: HttpRequest) -> bool:
     its resource tree with a throwaway request of the same method, target and
     headers (copied as the bridge copies them, L{copy_headers}), then matching the
     Klein app's URL map as Klein does. Anything else (not a Klein route, no match, an
-    error) is C{False}: the body is spooled.
+    error) is C{False}: the body is spooled; an error other than werkzeug's "no such
+    route" is logged, so a route marked L{incremental_body} never falls back silently.
     """
     try:
         probe: Any = site.requestFactory(channel)
@@ -134,7 +139,16 @@ def reads_incrementally(site: Any, channel: Any, message: HttpRequest) -> bool:
         adapter = app.url_map.bind("localhost", path_info=path_info.decode("utf-8"))
         rule, _ = adapter.match(method=message.method, return_rule=True)
         return is_incremental(app.endpoints.get(rule.endpoint))
-    except Exception:
+    except Exception as e:
+        from werkzeug.exceptions import HTTPException
+
+        if not isinstance(e, HTTPException):  # (no route, wrong method, a redirect: quiet)
+            _log.failure(
+                "could not tell whether {method} {uri} reads its body incrementally; "
+                "its body is spooled",
+                method=message.method,
+                uri=message.uri,
+            )
         return False
 
 
