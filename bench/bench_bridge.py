@@ -204,24 +204,24 @@ class _KeepAliveClient(Protocol):
         return len(buffer) >= end + 4 + length
 
 
-def bench_direct(workload: tuple[str, str, bytes], in_flight: int, seconds: float) -> float:
+def measure(
+    make_site: Callable[[Any], Any], request: bytes, connections: int, seconds: float
+) -> float:
+    """
+    Requests per CPU second of C{connections} keep-alive clients against the site
+    C{make_site(reactor)} on a fresh reactor, for about C{seconds}.
+    """
     from twisted.internet.epollreactor import EPollReactor
 
-    reactor = EPollReactor()  # private reactor: other benches may use the global one
-    site = build_site(reactor)
+    reactor = EPollReactor()  # a private reactor per measurement: nothing carries over
+    site = make_site(reactor)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    method, uri, body = workload
-    request = (
-        f"{method} {uri} HTTP/1.1\r\nHost: module\r\n"
-        f"Content-Type: application/octet-stream\r\nX-Trace: t\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
     counts: list[int] = []
     timing: dict[str, float] = {}
 
     def finished(count: int) -> None:
         counts.append(count)
-        if len(counts) == in_flight:
+        if len(counts) == connections:
             timing["end"] = time.process_time()
             port.stopListening()
             reactor.callLater(0.05, reactor.stop)
@@ -229,14 +229,25 @@ def bench_direct(workload: tuple[str, str, bytes], in_flight: int, seconds: floa
     def start() -> None:
         timing["start"] = time.process_time()
         deadline = time.perf_counter() + seconds
-        for _ in range(in_flight):
+        for _ in range(connections):
             factory = ClientFactory()
             factory.protocol = lambda: _KeepAliveClient(request, deadline, finished)  # type: ignore[assignment,misc,return-value]
             reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
 
+    gc.collect()
     reactor.callWhenRunning(start)
     reactor.run(installSignalHandlers=False)
     return sum(counts) / (timing["end"] - timing["start"])
+
+
+def bench_direct(workload: tuple[str, str, bytes], in_flight: int, seconds: float) -> float:
+    method, uri, body = workload
+    request = (
+        f"{method} {uri} HTTP/1.1\r\nHost: module\r\n"
+        f"Content-Type: application/octet-stream\r\nX-Trace: t\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    return measure(build_site, request, in_flight, seconds)
 
 
 # --- report ---------------------------------------------------------------------------

@@ -33,7 +33,6 @@ request) and report the rate ratio (with / without; 1.0 means free).
 
 from __future__ import annotations
 
-import gc
 import json
 import statistics
 import time
@@ -41,10 +40,9 @@ from collections.abc import Callable
 from typing import Any
 
 from klein import Klein
-from twisted.internet.protocol import ClientFactory
 from twisted.web.server import Site
 
-from bench.bench_bridge import _KeepAliveClient
+from bench.bench_bridge import measure
 from bench.record import row
 from pywatt_twisted.web.metrics import ModuleMetrics
 from pywatt_twisted.web.site import PyWattSite, build_root_resource, klein_resource
@@ -92,42 +90,6 @@ def bare(app: Klein, reactor: Any) -> Site:
     The bare Klein app.
     """
     return Site(app.resource(), reactor=reactor)
-
-
-def measure(
-    make_site: Callable[[Any], Any], request: bytes, connections: int, seconds: float
-) -> float:
-    """
-    Requests per CPU second of C{connections} keep-alive clients against the site
-    C{make_site(reactor)} on a fresh reactor, for about C{seconds}.
-    """
-    from twisted.internet.epollreactor import EPollReactor
-
-    reactor = EPollReactor()  # a private reactor per measurement: nothing carries over
-    site = make_site(reactor)
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    counts: list[int] = []
-    timing: dict[str, float] = {}
-
-    def finished(count: int) -> None:
-        counts.append(count)
-        if len(counts) == connections:
-            timing["end"] = time.process_time()
-            port.stopListening()
-            reactor.callLater(0.05, reactor.stop)
-
-    def start() -> None:
-        timing["start"] = time.process_time()
-        deadline = time.perf_counter() + seconds
-        for _ in range(connections):
-            factory = ClientFactory()
-            factory.protocol = lambda: _KeepAliveClient(request, deadline, finished)  # type: ignore[assignment,misc,return-value]
-            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)
-
-    gc.collect()
-    reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
-    return sum(counts) / (timing["end"] - timing["start"])
 
 
 def _request(headers: dict[str, str] | None = None) -> bytes:

@@ -447,10 +447,7 @@ class StoreCache:
                         return defer.fail()
         if _switch.on:
             return tracing.traced(self._span("get"), self._get_guarded(key, timeout))
-        avail = self._availability
-        if timeout is not None or (avail is not None and avail.down is not None):
-            return self._guarded(self._get, timeout, key)
-        return self._get(key)
+        return self._get_guarded(key, timeout)
 
     def _get_guarded(self, key: str, timeout: float | None) -> Deferred[object | None]:
         avail = self._availability
@@ -513,12 +510,14 @@ class StoreCache:
                     except CacheError:
                         return defer.fail()
                     return _succeed(None)
-        avail = self._availability
         if _switch.on:
-            span = self._span("set")
-            if timeout is not None or (avail is not None and avail.down is not None):
-                return tracing.traced(span, self._guarded(self._set, timeout, key, value, ttl))
-            return tracing.traced(span, self._set(key, value, ttl))
+            return tracing.traced(self._span("set"), self._set_guarded(key, value, ttl, timeout))
+        return self._set_guarded(key, value, ttl, timeout)
+
+    def _set_guarded(
+        self, key: str, value: object, ttl: float | None, timeout: float | None
+    ) -> Deferred[None]:
+        avail = self._availability
         if timeout is not None or (avail is not None and avail.down is not None):
             return self._guarded(self._set, timeout, key, value, ttl)
         return self._set(key, value, ttl)
