@@ -30,6 +30,7 @@ from pywatt_twisted.streaming import (
     StreamState,
 )
 from pywatt_twisted.streaming._reader import is_incremental
+from pywatt_twisted.web._bridge_request import copy_headers
 from pywatt_twisted.web._cors import _klein_app
 from pywatt_twisted.wire.messages import HttpRequest, HttpResponse
 
@@ -111,16 +112,16 @@ def reads_incrementally(site: Any, channel: Any, message: HttpRequest) -> bool:
     Whether C{message} (a request whose body is streamed in) reaches a Klein route
     marked with L{incremental_body}: found as the site will find it, by traversing
     its resource tree with a throwaway request of the same method, target and
-    headers, then matching the Klein app's URL map as Klein does. Anything else
-    (not a Klein route, no match, an error) is C{False}: the body is spooled.
+    headers (copied as the bridge copies them, L{copy_headers}), then matching the
+    Klein app's URL map as Klein does. Anything else (not a Klein route, no match, an
+    error) is C{False}: the body is spooled.
     """
     try:
         probe: Any = site.requestFactory(channel)
         probe.method = message.method.encode("ascii")
         probe.uri = message.uri.encode("ascii")
         probe.path = probe.uri.split(b"?", 1)[0]
-        for name, value in (message.headers or {}).items():
-            probe.requestHeaders.addRawHeader(name, value)
+        copy_headers(probe, message.headers)
         probe.prepath = []
         probe.postpath = [unquote_to_bytes(s) for s in probe.path[1:].split(b"/")]
         resource = site.getResourceFor(probe)

@@ -98,23 +98,26 @@ class BridgeStreams:
         if pending.answered:
             # (the route answered before reading all of it: the receiver was cancelled)
             return
-        too_large = error.kind == "too_large"
+        if error.kind == "too_large":
+            status, code, outcome = 413, "body_too_large", "too_large"
+        else:
+            status, code, outcome = 400, "bad_request", "bad_request"
         _log.warn(
             "HTTP-over-IPC request {request_id}: its streamed body failed ({error}); "
             "answering {status}",
             request_id=pending.request_id,
             error=str(error),
-            status=413 if too_large else 400,
+            status=status,
         )
         self._bridge._answer(
             pending,
             error_response(
                 pending.request_id,
-                413 if too_large else 400,
-                "body_too_large" if too_large else "bad_request",
+                status,
+                code,
                 f"the streamed request body failed: {error.reason}",
             ),
-            "too_large" if too_large else "bad_request",
+            outcome,
         )
 
     def response_streaming(self, pending: Pending, stream: ResponseStream) -> None:
