@@ -14,6 +14,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.status import ModuleStatus
 from pywatt_twisted.streaming import StreamFailed, StreamSender
 from pywatt_twisted.testing import FakeOrchestrator
 from pywatt_twisted.wire.codec import encode_line
@@ -269,6 +270,25 @@ class EarlyStreamedRequestTests(SynchronousTestCase):
             [(r.request_id, r.status_code) for r in o.responses], [("two", 503), ("one", 200)]
         )
         self.successResultOf(first.done)
+
+    def test_stopping_before_ready(self) -> None:
+        """
+        Once the module is stopping (before it was ready), a request is answered 503
+        "the module is stopping" at once; a streamed one also has its stream cancelled
+        and is told to retry after a second.
+        """
+        o = self.starting()
+        self.assertTrue(o.h.service.status_machine.move_to(ModuleStatus.STOPPING))
+        o.h.feed(encode_line(HttpRequest("plain", "GET", "/sha256", {}, b"", None)))
+        streamed = self.early(o, "streamed", "/sha256", b"s" * 100)
+        self.failureResultOf(streamed.done, StreamFailed)
+        plain, refused = o.responses
+        for response in (plain, refused):
+            self.assertEqual(response.status_code, 503)
+            self.assertEqual(json.loads(response.body), {"error": "the module is stopping"})
+        self.assertEqual((plain.request_id, refused.request_id), ("plain", "streamed"))
+        self.assertNotIn("retry-after", plain.headers)
+        self.assertEqual(refused.headers["retry-after"], "1")
 
     def test_cancelled_while_waiting(self) -> None:
         o = self.starting()

@@ -244,57 +244,35 @@ class _RequestHandlers:
     def http_request(self, message: HttpRequest, link: IOrchestratorLink) -> None:
         bridge, status = self.parts.bridge, self.service.status_machine
         if bridge is None or status.current is not ModuleStatus.READY:
-            if message.stream_id is not None and (
-                not status.accepting
-                or not isinstance(message.stream_id, str)
-                or self._early_http.waiting >= self.service.config.max_concurrent_requests
-            ):
-                # Its chunks cannot wait for the module: refuse it, stop the stream.
-                link.send(StreamCancel(str(message.stream_id), "the module is not ready"))
-                if status.accepting:
-                    # (over the bound of early requests: 503, logged by the refusal)
-                    self._hold_until_ready(
-                        self._early_http,
-                        self.service.config.max_concurrent_requests,
-                        message,
-                        link,
-                        self.http_request,
-                        self._refuse_http_early,
-                    )
-                    return
-                self._reply_http(
-                    link,
-                    HttpResponse(
-                        request_id=message.request_id,
-                        status_code=503,
-                        headers={"content-type": "application/json", "retry-after": "1"},
-                        body=_STOPPING_BODY,
-                    ),
-                )
-                return
-            if message.stream_id is not None:
-                self._park_early_stream(message, link)
-                return
+            streamed = message.stream_id is not None
+            limit = self.service.config.max_concurrent_requests
             if not status.accepting:
+                headers = {"content-type": "application/json"}
+                if streamed:
+                    # Its chunks cannot wait for the module: refuse it, stop the stream.
+                    link.send(StreamCancel(str(message.stream_id), "the module is not ready"))
+                    headers["retry-after"] = "1"
                 self._reply_http(
                     link,
                     HttpResponse(
                         request_id=message.request_id,
                         status_code=503,
-                        headers={"content-type": "application/json"},
+                        headers=headers,
                         body=_STOPPING_BODY,
                     ),
                 )
                 return
+            if streamed:
+                if isinstance(message.stream_id, str) and self._early_http.waiting < limit:
+                    self._park_early_stream(message, link)
+                    return
+                # Its chunks cannot wait for the module (over the bound of early
+                # requests: 503, logged by the refusal): stop the stream.
+                link.send(StreamCancel(str(message.stream_id), "the module is not ready"))
             # Not announced yet: serve it as soon as the app is up. As many wait as could
             # be in flight then; more are answered 503 now.
             self._hold_until_ready(
-                self._early_http,
-                self.service.config.max_concurrent_requests,
-                message,
-                link,
-                self.http_request,
-                self._refuse_http_early,
+                self._early_http, limit, message, link, self.http_request, self._refuse_http_early
             )
             return
         d = bridge.handle(
