@@ -263,7 +263,7 @@ class _RequestHandlers:
                 )
                 return
             if streamed:
-                if isinstance(message.stream_id, str) and self._early_http.waiting < limit:
+                if self._early_http.waiting < limit:  # (the codec made stream_id a str)
                     self._park_early_stream(message, link)
                     return
                 # Its chunks cannot wait for the module (over the bound of early

@@ -1,6 +1,4 @@
 # -*- test-case-name: tests.test_public_api -*-
-# (a package, not messaging.py: then git sees runtime/messaging.py -> _runtime/messaging.py
-# as a rename)
 """
 Deprecated: the module-to-module payload helpers are public in L{pywatt_twisted}
 (C{from pywatt_twisted import error_payload, request_payload}); this old path
