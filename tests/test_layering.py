@@ -57,6 +57,8 @@ UNITS: dict[str, str] = {
     # (the stream state machines: wire values on an injected clock; used from the
     # runtime, web, dev and testing)
     "pywatt_twisted.streaming": "transport",
+    # (private helper: the lowest layer that uses it is streaming)
+    "pywatt_twisted._views": "transport",
     "pywatt_twisted.link": "link",
     # _runtime/: the request/response conversations with the orchestrator ...
     "pywatt_twisted._runtime.correlation": "clients",

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from zope.interface import implementer
 
+from pywatt_twisted._views import find_mark
 from pywatt_twisted.streaming._machine import StreamFailed, StreamReceiver
 
 __all__ = [
@@ -76,18 +77,7 @@ def is_incremental(view: Any) -> bool:
     Whether L{incremental_body} marked C{view}, looked up through Klein's wrappers
     (C{__original__}) and C{functools.wraps} chains (C{__wrapped__}).
     """
-    seen: set[int] = set()
-    todo = [view]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if getattr(current, INCREMENTAL_ATTRIBUTE, False) is True:
-            return True
-        todo.append(getattr(current, "__wrapped__", None))
-        todo.append(getattr(current, "__original__", None))
-    return False
+    return find_mark(view, INCREMENTAL_ATTRIBUTE, lambda mark: mark is True) is not None
 
 
 def body_stream(request: Any) -> BodyStream:

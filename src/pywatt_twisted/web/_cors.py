@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from werkzeug.exceptions import MethodNotAllowed
 
+from pywatt_twisted._views import find_mark
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.web.discovery import announced_path
 
@@ -239,19 +240,8 @@ def cors_of(view: Any) -> tuple[bool, CorsPolicy | None]:
 
     @return: C{(True, policy_or_None)} when L{cors} marked it, else C{(False, None)}.
     """
-    seen: set[int] = set()
-    todo = [view]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        mark = getattr(current, CORS_ATTRIBUTE, None)
-        if isinstance(mark, _Route):
-            return True, mark.policy
-        todo.append(getattr(current, "__wrapped__", None))
-        todo.append(getattr(current, "__original__", None))
-    return False, None
+    mark = find_mark(view, CORS_ATTRIBUTE, lambda mark: isinstance(mark, _Route))
+    return (False, None) if mark is None else (True, mark.policy)
 
 
 def _klein_app(resource: object) -> Any:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from pywatt_twisted._views import find_mark
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.wire.messages import Endpoint
 
@@ -89,19 +90,10 @@ def auth_of(view: Any) -> str | None:
     through Klein's wrappers (C{__original__}) and C{functools.wraps} chains
     (C{__wrapped__}).
     """
-    seen: set[int] = set()
-    todo = [view]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        scheme = getattr(current, AUTH_ATTRIBUTE, None)
-        if isinstance(scheme, str) and scheme:
-            return scheme
-        todo.append(getattr(current, "__wrapped__", None))
-        todo.append(getattr(current, "__original__", None))
-    return None
+    scheme: str | None = find_mark(
+        view, AUTH_ATTRIBUTE, lambda mark: isinstance(mark, str) and bool(mark)
+    )
+    return scheme
 
 
 @lru_cache(maxsize=1024)
