@@ -56,6 +56,23 @@ class HttpTests(SynchronousTestCase):
         child.outReceived(encode_line(HttpResponse(request["request_id"], 200, {}, b"late")))
         self.assertTrue(any("response to unknown request" in line for line in lines))
 
+    def test_late_streamed_answer_ends_its_stream(self) -> None:
+        """
+        A streamed response to a request that timed out is not kept for a client that
+        will never come: its relay is dropped and its stream cancelled.
+        """
+        sup, clock, child, _ = started()
+        d = sup.requests.http("GET", "/x", {}, None)
+        clock.advance(10)
+        self.failureResultOf(d, RequestTimeout)
+        (request,) = sent(child, "http_request")
+        child.outReceived(
+            encode_line(HttpResponse(request["request_id"], 200, {}, b"", stream_id="s-late"))
+        )
+        self.assertEqual(sup.streams.relays, {})
+        [cancel] = sent(child, "stream_cancel")
+        self.assertEqual(cancel["stream_id"], "s-late")
+
     def test_exit_fails_the_requests_at_once(self) -> None:
         sup, _clock, child, _ = started()
         d = sup.requests.http("GET", "/x", {}, None)

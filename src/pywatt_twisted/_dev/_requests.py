@@ -102,6 +102,11 @@ class ModuleRequests:
                 f"response to unknown request {message.request_id}",
                 "warn",
             )
+            # Nobody will attach a streamed one (its caller timed out or is gone): end
+            # its stream rather than keep the relay and the module's window forever.
+            relay = self._supervisor.streams.take_relay(message.request_id)
+            if relay is not None and relay.receiver is not None:
+                relay.receiver.cancel("nobody waits for this response any more")
 
     def rotate(
         self, names: frozenset[str], rotation_id: str | None = None
