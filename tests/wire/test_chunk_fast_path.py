@@ -134,3 +134,29 @@ class FastPathTests(SynchronousTestCase):
         ).encode()
         self.assertIsNone(codec._chunk_object(text))
         self.assertEqual(decode_from_orchestrator(text).op, "unknown_thing")
+
+
+class DuplicateDataKeyTests(SynchronousTestCase):
+    """
+    A second C{data} key that the byte search does not see as C{"data":"} (spaces
+    around the colon, or an escape in the key) makes the full parse keep it; the fast
+    path must then decode exactly that too, not the first value. (An empty second
+    value is the case that matters: it looks like the fast path's own placeholder.)
+    """
+
+    def _text(self, second_key: bytes) -> bytes:
+        fields = chunk_fields(big(b"first"))
+        text = json.dumps(fields, separators=(",", ":")).encode()
+        return text[:-1] + b"," + second_key + b':""}'
+
+    def _check(self, second_key: bytes) -> None:
+        text = self._text(second_key)
+        fast, full = both(text)
+        self.assertEqual(fast, full)
+        self.assertEqual(fast.data, b"")
+
+    def test_spaces_around_the_colon(self) -> None:
+        self._check(b'"data" ')
+
+    def test_escaped_key(self) -> None:
+        self._check(b'"d\\u0061ta"')

@@ -532,29 +532,29 @@ def _chunk_object(data: bytes) -> _Obj | None:
     parsing its C{data} string, which is most of its bytes: the one C{"data":"}
     in the text is found, the JSON around it is parsed with an empty string in its
     place, and the base64 text is kept as bytes (L{_RawBase64}). C{None} when that
-    cannot be done surely (no such key or more than one, JSON escapes in the value,
-    the key not the chunk's own): the caller parses it all.
+    cannot be done surely (a JSON escape anywhere, no such key or more than one, the
+    key not the chunk's own): the caller parses it all.
 
-    Why it is sure: a C{"} inside a JSON string is always escaped, so a C{"data":"}
-    not preceded by a backslash is a key and the start of its string value; base64
-    has no C{"}, so the next C{"} ends the value (a value with an escape is refused
-    here, and by the strict base64 decoding).
+    Why it is sure: with no backslash in the text there is no escape, so every C{"}
+    opens or closes a string and a key can only be spelled one way; a C{"data":"} is
+    then a key and the start of its string value, the next C{"} ends it, and when the
+    rest holds no other C{"data"} (C{"data" : ""} with spaces, or C{"d\\u0061ta"},
+    would be a second key, which the full parse keeps instead) it is the only one.
     """
+    if data.find(b"\\") != -1:
+        return None
     start = data.find(_DATA_KEY)
-    if start <= 0 or data[start - 1] == 0x5C:
+    if start <= 0:
         return None
     value_start = start + len(_DATA_KEY)
     value_end = data.find(b'"', value_start)
-    # (no other "data":" before start, none inside the value, which has no quote:
-    # only the rest after it is searched, which is short)
-    if (
-        value_end < 0
-        or data.find(_DATA_KEY, value_end) != -1
-        or data.find(b"\\", value_start, value_end) != -1
-    ):
+    if value_end < 0:
+        return None
+    rest = data[:value_start] + data[value_end:]  # (short: all but the base64)
+    if rest.count(b'"data"') != 1:
         return None
     try:
-        obj = _json.loads(data[:value_start] + data[value_end:])
+        obj = _json.loads(rest)
     except _json.JSONDecodeError:
         return None
     if type(obj) is not dict:
