@@ -27,7 +27,8 @@ two plain Twisted protocols in this process (a pull producer writing 64 KiB bloc
 a receiver that counts them). The ratio is ours / raw (target >= 0.25).
 
 C{BENCH_CHUNK} and C{BENCH_WINDOW} (environment) change the chunk size and window;
-C{BENCH_PROFILE_MODULE=path} runs the module under cProfile, writing its stats there.
+C{BENCH_PROFILE_MODULE=path} runs the module under cProfile, writing its stats there;
+C{BENCH_PROFILE_DEV=path} does the same for the C{pywatt dev} process.
 
 Through C{pywatt dev}: the same two transfers as HTTP to its front port (C{pywatt dev
 --module=big=bench.stream_module}), which streams them to and from the module as X1
@@ -513,6 +514,9 @@ async def bench_dev(reactor: Any, size: int) -> dict[str, float]:
         "--module=big=bench.stream_module",
         "--port=0",
     ]
+    profile = os.environ.get("BENCH_PROFILE_DEV")
+    if profile:
+        argv[1:1] = ["-m", "cProfile", "-o", profile]
     process = reactor.spawnProcess(dev, argv[0], argv, env=env, path=ROOT)
     try:
         base = await dev.front

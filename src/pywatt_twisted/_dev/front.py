@@ -10,6 +10,13 @@ over its stdin (HTTP-over-IPC), exactly as an orchestrator may send them.
 
 C{/} shows a page listing the modules, their state, endpoints and channels;
 C{/_pywatt/modules} gives the same as JSON.
+
+Large request bodies (a C{Content-Length} above L{STREAM_ABOVE}, or chunked) to a
+module path are not spooled first: L{FrontRequest} routes the request as soon as its
+body starts to arrive and streams the body to the module as X1 chunks while it
+arrives, pausing the client's connection while the module's window is full
+(L{LiveRequestBody <pywatt_twisted._dev._streaming.LiveRequestBody>}). A chunked body
+that ends at or below L{STREAM_ABOVE} still goes plain, in the C{http_request}.
 """
 
 from __future__ import annotations
@@ -22,15 +29,102 @@ from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
+from twisted.web.http import Request as HTTPRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pywatt_twisted._dev._status import SupervisorStatus
+from pywatt_twisted._dev._streaming import LiveRequestBody
 from pywatt_twisted.wire.messages import Endpoint
 
-#: Request bodies larger than this go to the module as X1 chunks, read from the spool
-#: twisted.web keeps them in (constant memory whatever their size).
+#: Request bodies larger than this go to the module as X1 chunks, forwarded as they
+#: arrive (constant memory whatever their size).
 STREAM_ABOVE = 1024 * 1024
+
+
+def _module_target(target: bytes) -> bool:
+    """
+    Whether a request-target names a module path (C{/<module id>/...}), not the index
+    or C{/_pywatt/...}.
+    """
+    if not target.startswith(b"/"):
+        return False
+    first = target[1:].split(b"?", 1)[0].split(b"/", 1)[0]
+    return first not in (b"", b"_pywatt")
+
+
+class FrontRequest(Request):
+    """
+    A front-port request. A large body to a module path (a C{Content-Length} above
+    L{STREAM_ABOVE}, or chunked) is read as it arrives (L{LiveRequestBody}) instead of
+    spooled to a temporary file: the request is processed (routed, sent to the
+    module) when its first body bytes arrive, and the body follows as X1 chunks.
+
+    The response may then be complete before the body is (an error, a 413 from the
+    module): it goes out with C{Connection: close}, the rest of the body is read and
+    dropped (its stream cancelled), and the connection closes when the body ends.
+    Everything else is a plain L{twisted.web.server.Request}.
+    """
+
+    live: LiveRequestBody | None = None
+    _answered_early = False
+
+    def gotLength(self, length: int | None) -> None:
+        channel = self.channel
+        if (length is not None and length <= STREAM_ABOVE) or not _module_target(
+            getattr(channel, "_path", b"")
+        ):
+            super().gotLength(length)
+            return
+        body = self.live = LiveRequestBody(self.transport, length, STREAM_ABOVE)
+        body.on_first_data = self._process_early
+        self.content = body  # type: ignore[assignment]
+
+    def _process_early(self) -> None:
+        """
+        The body starts to arrive: process the request now (twisted.web would wait for
+        its end).
+        """
+        channel = self.channel
+        self.write = self._first_write  # type: ignore[method-assign]
+        super().requestReceived(channel._command, channel._path, channel._version)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        body = self.live
+        if body is None:
+            super().requestReceived(command, path, version)
+            return
+        started = body.on_first_data is None
+        body.end()
+        if not started:
+            # (no body bytes came at all: processed now, as any request)
+            super().requestReceived(command, path, version)
+        elif self._answered_early:
+            HTTPRequest._cleanup(self)
+
+    def _first_write(self, data: bytes) -> None:
+        del self.write  # (the class's from now on)
+        if self.live is not None and not self.live.ended and not self.startedWriting:
+            # The head goes out while the body still arrives: the connection closes
+            # after this response (RFC 9110 15.1 / 9112 9.6).
+            self.setHeader(b"connection", b"close")
+            self.channel.persistent = False
+        self.write(data)
+
+    def _cleanup(self) -> None:
+        body = self.live
+        if body is not None and not body.ended and not self._disconnected:
+            # The response is complete, the body is not: read and drop the rest of it;
+            # the channel hears of this request once it ended (cleaning up now would
+            # make it parse the rest of the body as the next request).
+            self._answered_early = True
+            self.channel.persistent = False
+            body.discard("the response was complete before the request body")
+            notifications, self.notifications = self.notifications, []
+            for d in notifications:
+                d.callback(None)
+            return
+        super()._cleanup()
 
 
 def endpoint_matches(pattern: str, path: str) -> bool:
@@ -185,7 +279,9 @@ class FrontResource(Resource):
         content = request.content
         body_file = None
         body = b""
-        if content is not None:
+        if isinstance(content, LiveRequestBody):
+            body_file = content  # (arriving: plain or streamed, decided in _forward)
+        elif content is not None:
             content.seek(0, 2)
             size = content.tell()
             content.seek(0)
@@ -222,6 +318,13 @@ class FrontResource(Resource):
     ) -> None:
         finished: list[object] = []
         request.notifyFinish().addBoth(lambda result: finished.append(result))
+        if isinstance(body_file, LiveRequestBody):
+            try:
+                arrived = await body_file.wanted(hasattr(supervisor, "streams"))
+            except Exception:
+                return  # (the request ended first: nobody waits for an answer)
+            if arrived is not None:
+                body, body_file = arrived or None, None
         try:
             if body_file is not None:
                 response = await supervisor.requests.http(

@@ -17,7 +17,7 @@ from twisted.web.server import Site
 
 from pywatt_twisted._dev._dashboard import Dashboard
 from pywatt_twisted._dev._reload import RequestHold
-from pywatt_twisted._dev.front import FrontResource
+from pywatt_twisted._dev.front import FrontRequest, FrontResource
 from pywatt_twisted._dev.supervisor import Console, ModuleSupervisor, routing_error
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.orchestrator._providers import ISecretProvider
@@ -143,7 +143,8 @@ class DevOrchestrator(Service):
                 hold=self.hold,
                 dashboard=self.dashboard,
                 on_request=self.dashboard.record_request,
-            )
+            ),
+            requestFactory=FrontRequest,  # (large bodies streamed as they arrive)
         )
         site.noisy = False
         endpoint = TCP4ServerEndpoint(self.reactor, self.port_number, interface="127.0.0.1")
