@@ -162,6 +162,24 @@ class NegotiationTests(SynchronousTestCase):
 
 
 class ChunkTests(SynchronousTestCase):
+    def test_crc32_is_zlibs(self) -> None:
+        """
+        L{crc32} (ISA-L's when installed) is zlib's CRC-32, unsigned, on every kind of
+        buffer and size, including empty and unaligned views.
+        """
+        data = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(9000))
+        cases: list[bytes | bytearray | memoryview] = [
+            b"",
+            b"a",
+            b"\xff" * 7,
+            data,
+            bytearray(data[:1001]),
+            memoryview(data)[3:65539],
+        ]
+        for case in cases:
+            self.assertEqual(crc32(case), zlib.crc32(case) & 0xFFFFFFFF)
+        self.assertEqual(crc32(b"123456789"), 0xCBF43926)  # (the CRC-32 check value)
+
     def test_gzip_round_trip(self) -> None:
         data = b"abcdefgh" * 512
         chunk = make_chunk("s", 3, data, gzip=True, is_final=True)
