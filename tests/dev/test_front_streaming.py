@@ -340,3 +340,22 @@ class FrontStreamingTests(SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "producing")
         (call,) = self.supervisor.requests.calls
         self.assertEqual(call["body"], body)
+
+    def test_bigger_reads_while_the_body_arrives(self) -> None:
+        """
+        While a body streams, the client's connection is read 256 KiB at a time (one
+        trip through the HTTP parser per chunk, not four); its read size is restored
+        when the body ends, and when the client goes away.
+        """
+        self.transport.bufferSize = 65536  # type: ignore[attr-defined]
+        body = pattern(STREAM_ABOVE + 1)
+        self.head(length=len(body))
+        self.assertEqual(self.transport.bufferSize, 256 * 1024)  # type: ignore[attr-defined]
+        self.feed(body)
+        self.assertEqual(self.transport.bufferSize, 65536)  # type: ignore[attr-defined]
+        self.connect()
+        self.transport.bufferSize = 65536  # type: ignore[attr-defined]
+        self.head(length=len(body))
+        self.feed(body[:1000])
+        self.channel.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(self.transport.bufferSize, 65536)  # type: ignore[attr-defined]
