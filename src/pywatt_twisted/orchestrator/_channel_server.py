@@ -28,7 +28,11 @@ from twisted.python.failure import Failure
 from pywatt_twisted._transport.framed import FramedProtocol
 from pywatt_twisted.errors import FrameError, FrameTooLarge, ProtocolError, RequestTimeout
 from pywatt_twisted.orchestrator._pki import EphemeralPKI, server_tls_options
-from pywatt_twisted.wire.codec import decode_envelope_from_module, encode
+from pywatt_twisted.wire.codec import (
+    decode_envelope_from_module,
+    encode,
+    encode_stream_chunk_parts,
+)
 from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_JSON,
@@ -44,6 +48,7 @@ from pywatt_twisted.wire.messages import (
     HttpResponse,
     Identify,
     OrchestratorMessage,
+    StreamChunk,
 )
 
 __all__ = ["ChannelServer", "EphemeralPKI", "ModuleConnection", "server_tls_options"]
@@ -192,6 +197,15 @@ class ModuleConnection(FramedProtocol):
         """
         Send a bare orchestrator -> module message in a JSON frame.
         """
+        if type(message) is StreamChunk:
+            # (its base64 written as it came from the encoder: no copy into the JSON)
+            head, data, tail = encode_stream_chunk_parts(message)
+            length = len(head) + len(data) + len(tail)
+            if length > 1 << 32:
+                raise FrameTooLarge(length, 1 << 32)
+            assert self.transport is not None
+            self.transport.writeSequence([frame_header(length, FORMAT_JSON), head, data, tail])
+            return
         self.send_raw(encode_frame(encode(message), FORMAT_JSON, 1 << 32))
 
     def send_raw(self, data: bytes) -> None:

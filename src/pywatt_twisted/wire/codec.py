@@ -113,6 +113,7 @@ __all__ = [
     "encode_init",
     "encode_line",
     "encode_stdout_http_response",
+    "encode_stream_chunk_parts",
     "to_json_object",
 ]
 
@@ -1370,6 +1371,19 @@ def _e_http_request(m: HttpRequest) -> dict[str, Any]:
     return out
 
 
+def _e_stream_chunk_head(m: StreamChunk) -> dict[str, Any]:
+    # (L{_e_stream_chunk} with an empty data string: L{encode_stream_chunk_parts})
+    return {
+        "op": "stream_chunk",
+        "stream_id": m.stream_id,
+        "sequence": m.sequence,
+        "data": "",
+        "compressed": m.compressed,
+        "checksum": m.checksum,
+        "is_final": m.is_final,
+    }
+
+
 def _e_stream_chunk(m: StreamChunk) -> dict[str, Any]:
     return {
         "op": "stream_chunk",
@@ -1509,6 +1523,27 @@ def encode(message: Message | Envelope) -> bytes:
     if isinstance(message, Envelope):
         return encode_envelope(message.content, message.id, message.metadata)
     return _json.dumps(to_json_object(message))
+
+
+_EMPTY_DATA: Final = b'"data":""'
+
+
+def encode_stream_chunk_parts(chunk: StreamChunk) -> tuple[bytes, bytes, bytes]:
+    """
+    L{encode}C{(chunk)} in three pieces, C{head + data + tail}: C{data} is the base64
+    of the chunk's bytes as it came from the encoder, never turned into a Python
+    string nor copied into the JSON text, so a sender can write the frame as
+    C{writeSequence([header, head, data, tail])} (for a 256 KiB chunk this saves the
+    ASCII decode, the JSON encoder's scan and copy of 349 KB, and a concatenation).
+
+    Exactly L{encode}'s bytes: the message is encoded with C{"data":""} and the base64
+    goes between those quotes (its alphabet needs no JSON escape, and C{"data":""}
+    cannot occur inside an encoded string, where every quote is escaped).
+    """
+    obj = _e_stream_chunk_head(chunk)
+    text = _json.dumps(obj)
+    cut = text.index(_EMPTY_DATA) + len(_EMPTY_DATA) - 1
+    return text[:cut], _b64encode(chunk.data), text[cut:]
 
 
 def encode_line(message: Message | Envelope) -> bytes:
