@@ -1,5 +1,5 @@
 """
-Tests for L{pywatt_twisted.wire.forward}: a module-to-module message's routing header
+Tests for L{pywatt_twisted.wire._forward}: a module-to-module message's routing header
 read without decoding its payload, and the frames that splice the payload back in,
 against the full decoder and encoder.
 """
@@ -11,15 +11,15 @@ import uuid
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ProtocolError
-from pywatt_twisted.wire.codec import decode_envelope_from_module, decode_from_orchestrator, encode
-from pywatt_twisted.wire.envelope import encode_channel_frame, routed_request_payload
-from pywatt_twisted.wire.forward import (
+from pywatt_twisted.wire._forward import (
     ROUTE_TO_MODULE,
     ROUTED_REPLY,
     read_routing,
     routed_message_frame,
     routed_response_frame,
 )
+from pywatt_twisted.wire.codec import decode_envelope_from_module, decode_from_orchestrator, encode
+from pywatt_twisted.wire.envelope import encode_channel_frame, routed_request_payload
 from pywatt_twisted.wire.framing import FORMAT_JSON, encode_frame
 from pywatt_twisted.wire.messages import (
     EncodedPayload,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.orchestrator._channel_server import ChannelServer
-from pywatt_twisted.wire.forward import RoutingHeader, read_routing
+from pywatt_twisted.wire._forward import RoutingHeader, read_routing
 from pywatt_twisted.wire.framing import FORMAT_JSON
 from pywatt_twisted.wire.messages import Identify, RoutedModuleReply, RouteToModule
 

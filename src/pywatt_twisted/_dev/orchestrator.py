@@ -21,7 +21,7 @@ from pywatt_twisted._dev.front import FrontResource
 from pywatt_twisted._dev.supervisor import Console, ModuleSupervisor, routing_error
 from pywatt_twisted.errors import ConfigurationError, ProtocolError
 from pywatt_twisted.orchestrator._providers import ISecretProvider
-from pywatt_twisted.wire.forward import (
+from pywatt_twisted.wire._forward import (
     ROUTE_TO_MODULE,
     RoutingHeader,
     routed_message_frame,
@@ -250,7 +250,7 @@ class DevOrchestrator(Service):
     def forward(self, source: ModuleSupervisor, header: RoutingHeader, connection: Any) -> None:
         """
         L{route}, for a message read from a channel with its payload undecoded
-        (L{read_routing <pywatt_twisted.wire.forward.read_routing>}): the payload's text
+        (L{read_routing <pywatt_twisted.wire._forward.read_routing>}): the payload's text
         is spliced into the frame that goes on, not decoded and encoded again (the
         module it goes to decodes and validates it). The same routing, the same
         errors, the same bytes on the wire.

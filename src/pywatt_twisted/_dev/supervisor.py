@@ -34,10 +34,10 @@ from pywatt_twisted._dev._requests import ModuleRequests
 from pywatt_twisted._dev._restarts import RestartPolicy, RunErrors
 from pywatt_twisted._dev._status import SupervisorStatus, check_transition
 from pywatt_twisted._dev._streaming import DevStreams
-from pywatt_twisted.errors import ProtocolError, PyWattError
+from pywatt_twisted.errors import PyWattError
 from pywatt_twisted.orchestrator._providers import ISecretProvider
+from pywatt_twisted.wire._forward import RoutingHeader
 from pywatt_twisted.wire.codec import decode_from_module, encode_init
-from pywatt_twisted.wire.forward import RoutingHeader
 from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfig, TcpListen
 from pywatt_twisted.wire.messages import (
     Announce,
@@ -194,7 +194,7 @@ class ModuleSupervisor:
         self._run_errors = RunErrors()
         self._answers = ModuleAnswers(self)
         #: the module's framed channels (pywatt dev serves them, the module connects)
-        self.links = ModuleLinks(reactor, module_id, self._from_module, self._routed_from_module)
+        self.links = ModuleLinks(reactor, module_id, self._from_module, self._answers.forward)
         self.channels = self.links.channels
         #: the HTTP requests and rotations sent to the module, waiting for its answer
         self.requests = ModuleRequests(self)
@@ -458,22 +458,6 @@ class ModuleSupervisor:
                 f"{self.module_id} sent {type(message).__name__}, which pywatt dev does not serve",
                 "warn",
             )
-
-    def _routed_from_module(self, header: RoutingHeader, connection: Any, link: str) -> None:
-        """
-        A module-to-module message from a channel, its payload undecoded: to the
-        forwarder; without one, decoded and handled as any message.
-        """
-        forwarder = self.forwarder
-        if forwarder is not None:
-            forwarder(self, header, connection)
-            return
-        try:
-            message = header.message()
-        except ProtocolError as e:
-            connection.bad_frames.append(e)
-            return
-        self._from_module(message, connection.send, link)
 
     def _on_announced(self, message: Announce) -> None:
         self.listen = message.listen
