@@ -15,7 +15,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.orchestrator import ChannelServer
 from pywatt_twisted.orchestrator._channel_server import ModuleConnection
-from pywatt_twisted.wire.codec import decode_from_orchestrator, encode, encode_stream_chunk_parts
+from pywatt_twisted.wire import envelope
+from pywatt_twisted.wire.codec import (
+    decode_envelope_from_module,
+    decode_from_orchestrator,
+    encode,
+    encode_stream_chunk_parts,
+)
+from pywatt_twisted.wire.envelope import encode_channel_frame
 from pywatt_twisted.wire.framing import FORMAT_JSON, encode_frame
 from pywatt_twisted.wire.messages import StreamAck, StreamChunk
 
@@ -83,3 +90,39 @@ class ChannelServerSendTests(SynchronousTestCase):
             transport.clear()
             connection.send(message)
             self.assertEqual(transport.value(), encode_frame(encode(message), FORMAT_JSON, 1 << 32))
+
+
+class ChannelFrameTests(SynchronousTestCase):
+    """
+    A module's chunk frame (L{encode_channel_frame}, no metadata) takes the joined
+    path: the same bytes as the general one, whatever the chunk.
+    """
+
+    def general(self, chunk: StreamChunk, id_bytes: bytes) -> bytes:
+        payload = b'{"id":"' + id_bytes + b'","content":' + encode(chunk) + b',"metadata":{}}'
+        return encode_frame(payload, FORMAT_JSON, 1 << 32)
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        stream_id=st.text() | st.sampled_from(ODD_IDS),
+        sequence=st.integers(min_value=0, max_value=2**63 - 1),
+        data=st.binary(max_size=3000),
+        is_final=st.booleans(),
+    )
+    def test_same_bytes(self, stream_id: str, sequence: int, data: bytes, is_final: bool) -> None:
+        chunk = StreamChunk(stream_id, sequence, data, False, 77, is_final)
+        self.patch(envelope, "_envelope_id_bytes", lambda: b"0123abcd-0000-4000-8000-000000000001")
+        frame = encode_channel_frame(chunk, 1 << 32)
+        self.assertEqual(frame, self.general(chunk, b"0123abcd-0000-4000-8000-000000000001"))
+        self.assertEqual(decode_envelope_from_module(frame[5:]).content, chunk)
+
+    def test_too_large(self) -> None:
+        from pywatt_twisted.errors import MessageTooLarge
+
+        chunk = StreamChunk("s", 0, b"x" * 3000, False, 0, False)
+        self.assertRaises(MessageTooLarge, encode_channel_frame, chunk, 3000)
+
+    def test_with_metadata_as_before(self) -> None:
+        chunk = StreamChunk("s", 0, b"abc", False, 0, False)
+        frame = encode_channel_frame(chunk, 1 << 32, {"source": "m"})
+        self.assertEqual(decode_envelope_from_module(frame[5:]).content, chunk)
