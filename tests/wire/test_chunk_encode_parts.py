@@ -76,6 +76,20 @@ class ChannelServerSendTests(SynchronousTestCase):
         connection.makeConnection(transport)
         return connection, transport
 
+    def test_reads_256_kib(self) -> None:
+        """
+        A module's socket is read 256 KiB at a time (a transport that reads less by
+        default is raised; one without the attribute is left alone).
+        """
+        connection = ModuleConnection(ChannelServer(Clock()))
+        transport = StringTransport()
+        transport.bufferSize = 65536  # type: ignore[attr-defined]
+        connection.makeConnection(transport)
+        self.assertEqual(transport.bufferSize, 256 * 1024)  # type: ignore[attr-defined]
+        bare = StringTransport()
+        ModuleConnection(ChannelServer(Clock())).makeConnection(bare)
+        self.assertFalse(hasattr(bare, "bufferSize"))
+
     def test_chunk_frame_as_before(self) -> None:
         """
         A chunk goes out as the same frame C{encode_frame(encode(chunk))} gives;
