@@ -6,12 +6,13 @@ Run: C{.venv/bin/python -m bench http} (add C{--quick} for a short run).
 
 Ours is the site the runtime builds for a Klein app (L{build_root_resource} with
 C{/health} and C{/metrics}, L{PyWattSite} with the default limits and per-request
-metrics); the baseline is C{twisted.web.server.Site(app.resource())}, the bare Klein
-app. Both serve C{GET /items/<int:id>} (a small JSON body, the route of
-C{bench/bench_bridge.py}) on loopback TCP to the same keep-alive HTTP/1.1 client,
-with 1 and with 32 connections, each on its own fresh reactor, ours and the baseline
-alternating. The client runs in the same process, so a rate is the whole loop: client,
-kernel and server; the ratio ours / baseline is what the target (>= 0.95) is about.
+metrics, and no access-log event, as at the runtime's default log level); the baseline
+is C{twisted.web.server.Site(app.resource())}, the bare Klein app. Both serve C{GET
+/items/<int:id>} (a small JSON body, the route of C{bench/bench_bridge.py}) on loopback
+TCP to the same keep-alive HTTP/1.1 client, with 1 and with 32 connections, each on its
+own fresh reactor, ours and the baseline alternating. The client runs in the same
+process, so a rate is the whole loop: client, kernel and server; the ratio ours /
+baseline is what the target (>= 0.95) is about.
 
 Rates are requests per CPU second of this process (user + system,
 C{time.process_time}): the loop never waits for another process, so on a quiet
@@ -82,7 +83,9 @@ def ours(app: Klein, reactor: Any, metrics: bool = True) -> PyWattSite:
         metrics=module_metrics,
         status=lambda: {"status": "ok"},
     )
-    return PyWattSite(root, metrics=module_metrics, reactor=reactor)
+    # access_log as the runtime sets it at its default level (info): the per-request
+    # access-log event is a debug event, built only when the level is debug.
+    return PyWattSite(root, metrics=module_metrics, reactor=reactor, access_log=False)
 
 
 def bare(app: Klein, reactor: Any) -> Site:

@@ -102,6 +102,17 @@ class LazyImportTests(TestCase):
         )
         self.assertEqual(loaded, [])
 
+    def test_runtime_does_not_load_the_http_client(self) -> None:
+        """
+        Issue 20: nothing on the way to the announce imports C{twisted.web.client} (the
+        streaming reader takes C{ResponseDone} from where it is defined).
+        """
+        loaded = self._loaded(
+            "import pywatt_twisted._runtime.process, pywatt_twisted._tap, pywatt_twisted.streaming",
+            ("twisted.web.client",),
+        )
+        self.assertEqual(loaded, [])
+
     def test_link_names_load_on_first_use(self) -> None:
         loaded = self._loaded(
             "from pywatt_twisted.link import ChannelManager, SloMonitor",
@@ -120,6 +131,35 @@ class LazyImportTests(TestCase):
             ("pywatt_twisted.data.",),
         )
         self.assertEqual(loaded, ["pywatt_twisted.data._resources"])
+
+    def test_health_caches_do_not_load_the_data_layer(self) -> None:
+        """
+        Listing the caches for /health (done at every start) does not import the cache
+        package when the module opened none: nothing can provide ICache before it is
+        imported.
+        """
+        loaded = self._loaded(
+            "from pywatt_twisted._runtime.parts import ModuleParts;"
+            "parts = ModuleParts(); parts.resources.add(object());"
+            "assert parts.caches_on_health() == []",
+            ("pywatt_twisted.data.",),
+        )
+        self.assertEqual(loaded, ["pywatt_twisted.data._resources"])
+
+    def test_health_caches_find_an_opened_cache(self) -> None:
+        """
+        A cache the module opened (in its resources) is listed once the package is
+        loaded; a registered one comes first, and one store is listed once.
+        """
+        from pywatt_twisted._runtime.parts import ModuleParts
+        from pywatt_twisted.data import MemoryCache
+
+        registered, opened = MemoryCache(), MemoryCache()
+        parts = ModuleParts()
+        parts.caches.append(registered)
+        for resource in (object(), opened, registered):
+            parts.resources.add(resource)
+        self.assertEqual(parts.caches_on_health(), [registered, opened])
 
     def test_data_names_load_on_first_use(self) -> None:
         import pywatt_twisted.data as data

@@ -142,6 +142,31 @@ class BreakerTransitionTests(SynchronousTestCase):
         breaker.record(breaker.acquire(), Timeout("t"))
         self.assertIs(breaker.state, S.CLOSED)
 
+    def test_successes_in_the_window_count_in_the_rate(self) -> None:
+        """
+        Successes (tallied without summing the window) weigh in the error rate while in
+        the window, across its buckets, and not once they left it.
+        """
+        breaker = CircuitBreaker("x", self.clock, BreakerPolicy(failures=100))
+        for _ in range(15):
+            breaker.record(breaker.acquire(), None)
+            self.clock.advance(0.3)
+        for _ in range(14):
+            breaker.record(breaker.acquire(), Timeout("t"))
+        self.assertIs(breaker.state, S.CLOSED)  # 14 of 29
+        breaker.record(breaker.acquire(), Timeout("t"))
+        self.assertIs(breaker.state, S.OPEN)  # 15 of 30
+
+        later = CircuitBreaker("y", self.clock, BreakerPolicy(failures=100))
+        for _ in range(30):
+            later.record(later.acquire(), None)
+            self.clock.advance(0.3)
+        self.clock.advance(12)  # every success left the window
+        for _ in range(20):
+            later.record(later.acquire(), Timeout("t"))
+        self.assertIs(later.state, S.OPEN)
+        self.assertLessEqual(len(later._buckets), 11)
+
     def test_policy_validation(self) -> None:
         self.assertRaises(ValueError, BreakerPolicy, failures=0)
         self.assertRaises(ValueError, BreakerPolicy, error_rate=1.5)

@@ -341,6 +341,59 @@ class TimeoutTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         self.assertEqual(len(self.resource.seen), 2)
 
+    def test_one_header_timer_for_a_keep_alive_connection(self) -> None:
+        # Each request's first byte sets a deadline; the timer armed for the first one
+        # serves the next ones (no timer scheduled and cancelled per request).
+        transport, channel = connect(self.site)
+        for _ in range(20):
+            channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.clock.advance(0.5)
+        self.assertEqual(len(self.resource.seen), 20)
+        header_timers = [
+            c for c in self.clock.getDelayedCalls() if c.func == channel._headerClockFired
+        ]
+        self.assertEqual(len(header_timers), 1)
+        # It fires between requests and is not re-armed: nothing is being read.
+        self.clock.advance(30)
+        self.assertEqual(
+            [c for c in self.clock.getDelayedCalls() if c.func == channel._headerClockFired],
+            [],
+        )
+        self.assertFalse(transport.disconnecting)
+
+    def test_later_request_gets_its_own_full_header_deadline(self) -> None:
+        # The timer armed at t=0 for the first request fires at t=30 while the second
+        # request (first byte at t=10) is still sending headers: it is re-armed for
+        # that request's own deadline, t=40, and cuts it then.
+        transport, channel = connect(self.site)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        transport.clear()
+        self.clock.advance(10)
+        channel.dataReceived(b"GET /slow HTTP/1.1\r\n")
+        self.clock.advance(20)
+        channel.dataReceived(b"X-A: 1\r\n")
+        self.clock.advance(9.5)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.5)
+        code, _, body = error_of(transport.value())
+        self.assertEqual(code, 408)
+        self.assertIn("within 30 seconds", body["error"]["message"])
+        self.assertEqual(len(self.resource.seen), 1)
+
+    def test_header_deadline_uses_the_global_reactor_without_a_site_clock(self) -> None:
+        from twisted.internet import reactor as global_reactor
+
+        channel = PyWattHTTPChannel()
+        channel.callLater = self.clock.callLater
+        channel.makeConnection(StringTransport())
+        self.addCleanup(channel.connectionLost, Failure(ConnectionDone()))
+        channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.assertIs(channel.clock, global_reactor)
+        deadline = channel._headerDeadline
+        self.assertIsNotNone(deadline)
+        left = deadline - global_reactor.seconds()
+        self.assertTrue(25 < left <= 30, left)
+
     def test_slow_route_is_not_cut_by_the_header_timeout(self) -> None:
         class Slow(Resource):
             isLeaf = True

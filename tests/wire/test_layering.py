@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 PROGRAM = """
 import sys
 import pywatt_twisted.wire.codec, pywatt_twisted.wire.framing
-import pywatt_twisted.wire.lines, pywatt_twisted.wire._registration
+import pywatt_twisted.wire.lines, pywatt_twisted.wire._registration, pywatt_twisted.wire._forward
 print(",".join(sorted(m for m in sys.modules if m == "twisted" or m.startswith("twisted."))))
 """
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pywatt_twisted._dev._child import free_port
+from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.wire._forward import RoutingHeader
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,
     DiscoverServiceProvidersResponse,
@@ -63,6 +65,23 @@ class ModuleAnswers:
                 )
             return
         supervisor.router(supervisor, message, reply)
+
+    def forward(self, header: RoutingHeader, connection: Any, link: str) -> None:
+        """
+        A module-to-module message from a channel, its payload undecoded: to the
+        supervisor's forwarder; without one, decoded and handled as any message.
+        """
+        supervisor = self._supervisor
+        forwarder = supervisor.forwarder
+        if forwarder is not None:
+            forwarder(supervisor, header, connection)
+            return
+        try:
+            message = header.message()
+        except ProtocolError as e:
+            connection.bad_frames.append(e)
+            return
+        supervisor._from_module(message, connection.send, link)
 
     def discover(
         self,

@@ -13,11 +13,19 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.orchestrator._channel_server import ChannelServer
+from pywatt_twisted.wire._forward import RoutingHeader, read_routing
+from pywatt_twisted.wire.framing import FORMAT_JSON
 from pywatt_twisted.wire.messages import Identify, RoutedModuleReply, RouteToModule
 
 #: where a module's messages go: C{on_message(message, reply, link)}
 OnMessage = Callable[[Any, Callable[[Any], None], str], None]
+
+#: where a module's module-to-module messages go undecoded:
+#: C{on_routed(header, connection, link)} (the connection's C{send} answers, its
+#: C{send_raw} writes frames)
+OnRouted = Callable[[RoutingHeader, Any, str], None]
 
 #: the delivery order when the module stated no preference: the Unix socket, then TCP
 DEFAULT_ORDER = ("ipc", "tcp")
@@ -37,10 +45,27 @@ class ModuleLinks:
     @ivar channel_preference: the order the module stated in its identify, or C{None}.
     """
 
-    def __init__(self, reactor: Any, module_id: str, on_message: OnMessage) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        module_id: str,
+        on_message: OnMessage,
+        on_routed: OnRouted | None = None,
+    ) -> None:
+        """
+        @param on_routed: where C{route_to_module} and C{routed_module_response} frames
+            in the plain shape go with their payload undecoded (L{read_routing}); without
+            it they are decoded in full and go to C{on_message} like the rest.
+        """
         self._module_id = module_id
         self._on_message = on_message
-        self.channels = ChannelServer(reactor, on_message=self.received, record=False)
+        self._on_routed = on_routed
+        self.channels = ChannelServer(
+            reactor,
+            on_message=self.received,
+            on_frame=None if on_routed is None else self.frame_received,
+            record=False,
+        )
         self.tcp_address: str | None = None
         self.ipc_path: str | None = None
         self._socket_dir: str | None = None
@@ -80,6 +105,30 @@ class ModuleLinks:
             self.last_routed_on = link
             self.routed_in[link] = self.routed_in.get(link, 0) + 1
         self._on_message(content, connection.send, link)
+        return True
+
+    def frame_received(self, connection: Any, frame: Any) -> bool:
+        """
+        One frame from the module, before it is decoded: a module-to-module message in
+        the plain shape is counted as L{received} counts it and goes to C{on_routed}
+        with its payload undecoded (the module it goes to decodes it); anything else is
+        decoded in full (C{False}).
+        """
+        if frame.format != FORMAT_JSON:
+            return False
+        try:
+            header = read_routing(frame.payload)
+        except ProtocolError as e:
+            connection.bad_frames.append(e)  # as the full decode would
+            return True
+        if header is None:
+            return False
+        link = str(connection.listener)
+        self.messages_in[link] = self.messages_in.get(link, 0) + 1
+        self.last_routed_on = link
+        self.routed_in[link] = self.routed_in.get(link, 0) + 1
+        assert self._on_routed is not None
+        self._on_routed(header, connection, link)
         return True
 
     def _learn_preference(self, envelope: Any) -> None:

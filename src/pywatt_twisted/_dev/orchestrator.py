@@ -19,8 +19,14 @@ from pywatt_twisted._dev._dashboard import Dashboard
 from pywatt_twisted._dev._reload import RequestHold
 from pywatt_twisted._dev.front import FrontResource
 from pywatt_twisted._dev.supervisor import Console, ModuleSupervisor, routing_error
-from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.errors import ConfigurationError, ProtocolError
 from pywatt_twisted.orchestrator._providers import ISecretProvider
+from pywatt_twisted.wire._forward import (
+    ROUTE_TO_MODULE,
+    RoutingHeader,
+    routed_message_frame,
+    routed_response_frame,
+)
 from pywatt_twisted.wire.messages import (
     DiscoverServiceProviders,
     DiscoverServiceProvidersResponse,
@@ -115,6 +121,7 @@ class DevOrchestrator(Service):
             raise ConfigurationError("pywatt dev needs at least one --module")
         for supervisor in self.supervisors.values():
             supervisor.router = self.route
+            supervisor.forwarder = self.forward
             supervisor.discovery = self.discover
             supervisor.on_exit = self._module_exited
             supervisor.services = services
@@ -216,67 +223,124 @@ class DevOrchestrator(Service):
         with an error reply at once.
         """
         if isinstance(message, RouteToModule):
-            target = self.supervisors.get(message.target_module_id)
-            if target is None:
-                reply(
-                    routing_error(
-                        message.target_module_id,
-                        message.request_id,
-                        "unknown_module",
-                        f"no module {message.target_module_id!r} runs under pywatt dev "
-                        f"(modules: {', '.join(sorted(self.supervisors))})",
+            connection = self._route_request(
+                source, message.target_module_id, message.request_id, reply
+            )
+            if connection is not None:
+                connection.send(
+                    RoutedModuleMessage(
+                        source_module_id=source.module_id,
+                        original_request_id=message.request_id,
+                        payload=message.payload,
+                        target_endpoint=message.target_endpoint,
                     )
                 )
-                return
-            connection = target.links.connection(target.links.preferred())
-            if connection is None:
-                reply(
-                    routing_error(
-                        message.target_module_id,
-                        message.request_id,
-                        "unavailable",
-                        f"module {target.module_id!r} has no channel connected ({target.status})",
-                    )
-                )
-                return
-            routes = self._routes
-            routes.pop(message.request_id, None)  # (a reused id goes to the end)
-            routes[message.request_id] = (
-                source,
-                target.module_id,
-                self.reactor.seconds() + ROUTE_TIMEOUT,
-            )
-            if self._route_sweep is None:
-                self._route_sweep = self.reactor.callLater(ROUTE_TIMEOUT, self._sweep_routes)
-            connection.send(
-                RoutedModuleMessage(
-                    source_module_id=source.module_id,
-                    original_request_id=message.request_id,
-                    payload=message.payload,
-                    target_endpoint=message.target_endpoint,
-                )
-            )
         elif isinstance(message, RoutedModuleReply):
-            entry = self._routes.pop(message.request_id, None)
-            if entry is None:
-                self.console.say(
-                    "pywatt-dev",
-                    f"{source.module_id} replied to unknown or expired request "
-                    f"{message.request_id}",
-                    "warn",
+            requester = self._route_reply(source, message.request_id)
+            if requester is not None:
+                self._deliver(
+                    requester,
+                    RoutedModuleResponse(
+                        source_module_id=source.module_id,
+                        request_id=message.request_id,
+                        payload=message.payload,
+                    ),
                 )
-                return
-            if not self._routes:
-                self._stop_route_sweep()
-            requester = entry[0]
-            self._deliver(
-                requester,
-                RoutedModuleResponse(
-                    source_module_id=source.module_id,
-                    request_id=message.request_id,
-                    payload=message.payload,
-                ),
+
+    def forward(self, source: ModuleSupervisor, header: RoutingHeader, connection: Any) -> None:
+        """
+        L{route}, for a message read from a channel with its payload undecoded
+        (L{read_routing <pywatt_twisted.wire._forward.read_routing>}): the payload's text
+        is spliced into the frame that goes on, not decoded and encoded again (the
+        module it goes to decodes and validates it). The same routing, the same
+        errors, the same bytes on the wire.
+        """
+        if header.op == ROUTE_TO_MODULE:
+            target = self._route_request(
+                source, header.target_module_id, header.request_id, connection.send
             )
+            if target is not None:
+                target.send_raw(
+                    routed_message_frame(
+                        source.module_id,
+                        header.request_id,
+                        header.payload_json,
+                        header.target_endpoint,
+                    )
+                )
+            return
+        requester = self._route_reply(source, header.request_id)
+        if requester is None:
+            return
+        out = requester.links.connection(requester.links.preferred())
+        if out is not None:
+            out.send_raw(
+                routed_response_frame(source.module_id, header.request_id, header.payload_json)
+            )
+            return
+        # No channel (stdin takes messages, not frames): decode it after all.
+        try:
+            payload = header.payload()
+        except ProtocolError as e:
+            self.console.say(
+                "pywatt-dev", f"{source.module_id} sent an unreadable reply payload: {e}", "warn"
+            )
+            return
+        self._deliver(requester, RoutedModuleResponse(source.module_id, header.request_id, payload))
+
+    def _route_request(
+        self, source: ModuleSupervisor, target_id: str, request_id: Any, reply: Any
+    ) -> Any:
+        """
+        The target's channel connection to send a request to, its route remembered for
+        the reply; or C{None}, the requester answered with an error.
+        """
+        target = self.supervisors.get(target_id)
+        if target is None:
+            reply(
+                routing_error(
+                    target_id,
+                    request_id,
+                    "unknown_module",
+                    f"no module {target_id!r} runs under pywatt dev "
+                    f"(modules: {', '.join(sorted(self.supervisors))})",
+                )
+            )
+            return None
+        connection = target.links.connection(target.links.preferred())
+        if connection is None:
+            reply(
+                routing_error(
+                    target_id,
+                    request_id,
+                    "unavailable",
+                    f"module {target.module_id!r} has no channel connected ({target.status})",
+                )
+            )
+            return None
+        routes = self._routes
+        routes.pop(request_id, None)  # (a reused id goes to the end)
+        routes[request_id] = (source, target.module_id, self.reactor.seconds() + ROUTE_TIMEOUT)
+        if self._route_sweep is None:
+            self._route_sweep = self.reactor.callLater(ROUTE_TIMEOUT, self._sweep_routes)
+        return connection
+
+    def _route_reply(self, source: ModuleSupervisor, request_id: Any) -> ModuleSupervisor | None:
+        """
+        The requester a reply goes back to (its route forgotten), or C{None} for a reply
+        to an unknown or expired request (said on the console).
+        """
+        entry = self._routes.pop(request_id, None)
+        if entry is None:
+            self.console.say(
+                "pywatt-dev",
+                f"{source.module_id} replied to unknown or expired request {request_id}",
+                "warn",
+            )
+            return None
+        if not self._routes:
+            self._stop_route_sweep()
+        return entry[0]
 
     def _sweep_routes(self) -> None:
         """

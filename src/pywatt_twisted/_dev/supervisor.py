@@ -36,6 +36,7 @@ from pywatt_twisted._dev._status import SupervisorStatus, check_transition
 from pywatt_twisted._dev._streaming import DevStreams
 from pywatt_twisted.errors import PyWattError
 from pywatt_twisted.orchestrator._providers import ISecretProvider
+from pywatt_twisted.wire._forward import RoutingHeader
 from pywatt_twisted.wire.codec import decode_from_module, encode_init
 from pywatt_twisted.wire.init import InitBlob, IpcChannelConfig, TcpChannelConfig, TcpListen
 from pywatt_twisted.wire.messages import (
@@ -193,7 +194,7 @@ class ModuleSupervisor:
         self._run_errors = RunErrors()
         self._answers = ModuleAnswers(self)
         #: the module's framed channels (pywatt dev serves them, the module connects)
-        self.links = ModuleLinks(reactor, module_id, self._from_module)
+        self.links = ModuleLinks(reactor, module_id, self._from_module, self._answers.forward)
         self.channels = self.links.channels
         #: the HTTP requests and rotations sent to the module, waiting for its answer
         self.requests = ModuleRequests(self)
@@ -201,6 +202,10 @@ class ModuleSupervisor:
         #: C{router(supervisor, message, reply)} for module-to-module messages; set by
         #: the orchestrator.
         self.router: Callable[[ModuleSupervisor, Any, Callable[[Any], None]], None] | None = None
+        #: C{forwarder(supervisor, header, connection)} for module-to-module messages
+        #: read from a channel with their payload undecoded (L{RoutingHeader}); set by
+        #: the orchestrator (without it they are decoded and go to C{router}).
+        self.forwarder: Callable[[ModuleSupervisor, RoutingHeader, Any], None] | None = None
         #: called with this supervisor whenever its process ends
         self.on_exit: Callable[[ModuleSupervisor], object] | None = None
         #: the L{ServiceHost <pywatt_twisted.orchestrator._services.ServiceHost>} answering

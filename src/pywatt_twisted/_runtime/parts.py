@@ -10,12 +10,14 @@ arrive, or a stop begin, at any point of the start-up.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from attrs import Factory, define
 
 from pywatt_twisted.data._resources import Resources
 from pywatt_twisted.web.metrics import ModuleMetrics
+from pywatt_twisted.wire._value import MutableValue
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
@@ -40,8 +42,8 @@ __all__ = ["ModuleParts", "Part"]
 T = TypeVar("T")
 
 
-@define
-class ModuleParts:
+@define(eq=False, repr=False)
+class ModuleParts(MutableValue):
     """
     The parts of one running module.
 
@@ -104,11 +106,17 @@ class ModuleParts:
         while starting (one per cache server connection: namespace views of one cache
         count once).
         """
-        from pywatt_twisted.data._cache import ICache
-
+        # Nothing provides ICache unless the cache package was imported: a module that
+        # opened no cache does not load it (and its database half) at start-up.
+        package = sys.modules.get("pywatt_twisted.data._cache")
+        opened = (
+            [r for r in self.resources if package.ICache.providedBy(r)]
+            if package is not None
+            else []
+        )
         shown: list[Any] = []
         stores: list[Any] = []
-        for cache in [*self.caches, *(r for r in self.resources if ICache.providedBy(r))]:
+        for cache in [*self.caches, *opened]:
             store = getattr(cache, "_store", cache)
             if any(known is store for known in stores) or not hasattr(cache, "health"):
                 continue

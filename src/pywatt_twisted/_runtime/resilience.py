@@ -45,6 +45,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pywatt_twisted.errors import CircuitOpen, RemoteError, Timeout, Unavailable
+from pywatt_twisted.wire._value import Value
 
 __all__ = [
     "DEFAULT_FAILURE_KINDS",
@@ -78,8 +79,8 @@ def _positive(instance: object, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
-@frozen
-class BreakerPolicy:
+@frozen(eq=False, repr=False)
+class BreakerPolicy(Value):
     """
     When a L{CircuitBreaker} opens and how long it stays open.
 
@@ -249,7 +250,7 @@ class CircuitBreaker:
             return
         if self._state is BreakerState.CLOSED:
             self._consecutive = 0
-            self._count(False)
+            self._tally(False)  # (the window's sums only matter after a failure)
 
     def failed(self, permit: tuple[int, bool], reason: str = "failure") -> None:
         """
@@ -299,21 +300,38 @@ class CircuitBreaker:
         else:
             self.released(permit)
 
+    def _tally(self, failed: bool) -> float:
+        """
+        Count one ended call in the window (its bucket); the time now.
+        """
+        now = self.clock.seconds()
+        buckets = self._buckets
+        if buckets:
+            bucket = buckets[-1]
+            width = self.policy.window / WINDOW_BUCKETS
+            if now >= bucket[0] + width:
+                # A new bucket (the oldest ones leave the window).
+                while buckets and buckets[0][0] <= now - self.policy.window - width:
+                    buckets.popleft()
+                bucket = [now, 0, 0]
+                buckets.append(bucket)
+        else:
+            bucket = [now, 0, 0]
+            buckets.append(bucket)
+        bucket[1] += 1
+        if failed:
+            bucket[2] += 1
+        return now
+
     def _count(self, failed: bool) -> tuple[int, int]:
         """
         Count one ended call in the window; the window's C{(calls, failures)}.
         """
-        now = self.clock.seconds()
+        now = self._tally(failed)
         width = self.policy.window / WINDOW_BUCKETS
         buckets = self._buckets
         while buckets and buckets[0][0] <= now - self.policy.window - width:
             buckets.popleft()
-        if not buckets or now >= buckets[-1][0] + width:
-            buckets.append([now, 0, 0])
-        bucket = buckets[-1]
-        bucket[1] += 1
-        if failed:
-            bucket[2] += 1
         calls = failures = 0
         since = now - self.policy.window
         for start, c, f in buckets:
@@ -438,8 +456,8 @@ def _error_types(value: Iterable[type[BaseException]]) -> tuple[type[BaseExcepti
     return types
 
 
-@frozen
-class RetryPolicy:
+@frozen(eq=False, repr=False)
+class RetryPolicy(Value):
     """
     How an idempotent request is retried.
 

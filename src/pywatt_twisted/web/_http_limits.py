@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
@@ -92,7 +92,14 @@ class PyWattHTTPChannel(HTTPChannel):
     totalHeadersSize = DEFAULT_MAX_HEADER_SIZE
     MAX_LENGTH = DEFAULT_MAX_HEADER_SIZE
 
+    #: the clock of the header deadlines (its C{seconds()}); the site sets its reactor,
+    #: the global reactor otherwise (as L{TimeoutMixin.callLater} uses).
+    clock: IReactorTime | None = None
+
     _refused = False
+    #: when the headers of the request being read must be in (C{clock.seconds()}), or
+    #: C{None} between requests
+    _headerDeadline: float | None = None
     _headerCall: IDelayedCall | None = None
     _lingerCall: IDelayedCall | None = None
     _bodyReceived = 0
@@ -105,14 +112,42 @@ class PyWattHTTPChannel(HTTPChannel):
             return
         if (
             data
-            and self._headerCall is None
+            and self._headerDeadline is None
             and self.headerTimeout is not None
             and self.line_mode
             and not self._handlingRequest
         ):
             # The first byte of a request: its headers must all be in by the deadline.
-            self._headerCall = self.callLater(self.headerTimeout, self._headersTimedOut)
+            self._startHeaderClock(self.headerTimeout)
         super().dataReceived(data)
+
+    def _startHeaderClock(self, timeout: float) -> None:
+        """
+        Set the deadline of the request starting now. One timer serves the requests of
+        a keep-alive connection: it is armed only when none is, and when it fires
+        early (set for an earlier request whose headers came in time) it is re-armed
+        for the deadline of the request then being read, if any. A request costs a
+        clock reading, not a timer scheduled and cancelled.
+        """
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = self.clock = reactor  # type: ignore[assignment]
+        self._headerDeadline = clock.seconds() + timeout  # type: ignore[union-attr]
+        if self._headerCall is None:
+            self._headerCall = self.callLater(timeout, self._headerClockFired)
+
+    def _headerClockFired(self) -> None:
+        self._headerCall = None
+        deadline = self._headerDeadline
+        if deadline is None or self._refused:  # no request's headers are being read
+            return
+        left = deadline - self.clock.seconds()  # type: ignore[union-attr]
+        if left > 0:
+            self._headerCall = self.callLater(left, self._headerClockFired)
+            return
+        self._headersTimedOut()
 
     def _inHeaders(self) -> bool:
         """
@@ -142,7 +177,9 @@ class PyWattHTTPChannel(HTTPChannel):
         self._headersTooLarge()
 
     def allHeadersReceived(self) -> None:
-        self._cancelHeaderTimer()
+        # The headers are in: no deadline until the next request's first byte (the
+        # timer, if armed, stays for it; see _startHeaderClock).
+        self._headerDeadline = None
         if self.length is not None and self.length > self.maxBodySize:
             self._bodyTooLarge(f"the request declares a body of {self.length} bytes")
             return
@@ -209,7 +246,6 @@ class PyWattHTTPChannel(HTTPChannel):
         )
 
     def _headersTimedOut(self) -> None:
-        self._headerCall = None
         self._refuse(
             408,
             b"Request Timeout",
@@ -277,6 +313,7 @@ class PyWattHTTPChannel(HTTPChannel):
             report(limit, detail, _peer(self.transport))
 
     def _cancelHeaderTimer(self) -> None:
+        self._headerDeadline = None
         if self._headerCall is not None:
             if self._headerCall.active():
                 self._headerCall.cancel()

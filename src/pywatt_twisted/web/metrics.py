@@ -10,15 +10,20 @@ collide. The metric names are part of the public contract; see C{docs/http.md}.
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from pywatt_twisted.errors import ConfigurationError
 
@@ -153,6 +158,81 @@ class _PlainCounterChild:
 
     def inc(self, amount: float = 1.0) -> None:
         self._counter.inc(self._values, amount)
+
+
+class _PlainHistogram(Collector):
+    """
+    A labelled histogram kept in plain numbers and turned into a metric family only when
+    the registry is scraped (issue 20), as L{_PlainCounter} is for a counter: a
+    C{prometheus_client} C{Histogram} child's C{observe()} takes a lock for its sum and
+    one for its bucket. The exposition is the one of a C{Histogram} (cumulative
+    C{NAME_bucket} per upper bound and C{+Inf}, C{NAME_count}, C{NAME_sum},
+    C{NAME_created} per label set); an observation counts in the first bucket whose
+    upper bound is at least the amount, as with C{Histogram}.
+
+    Not thread-safe: observe from the reactor thread only (the site does).
+
+    @ivar series: C{label values -> [bucket counts, sum, created]}.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+    ) -> None:
+        bounds = [float(b) for b in buckets]
+        if bounds != sorted(bounds):
+            raise ValueError("Buckets not in sorted order")
+        if not bounds or bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.upper_bounds = tuple(bounds)
+        self._les = tuple(floatToGoString(b) for b in bounds)
+        self.series: dict[tuple[str, ...], list[Any]] = {}
+
+    def observe(self, values: tuple[str, ...], amount: float) -> None:
+        """
+        Count C{amount} in the series of the label C{values}.
+        """
+        entry = self.series.get(values)
+        if entry is None:
+            entry = self.series[values] = [[0] * len(self.upper_bounds), 0.0, time.time()]
+        entry[0][bisect_left(self.upper_bounds, amount)] += 1
+        entry[1] += amount
+
+    def describe(self) -> Iterable[Any]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterable[Any]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, (counts, total, created) in list(self.series.items()):
+            cumulative = list(accumulate(counts, initial=0.0))[1:]
+            family.add_metric(values, list(zip(self._les, cumulative, strict=True)), total)
+            labels = dict(zip(self.labelnames, values, strict=True))
+            family.samples.append(Sample(f"{self.name}_created", labels, created))
+        return [family]
+
+
+class _PlainGauge(Collector):
+    """
+    An unlabelled gauge kept in a plain number, published at scrape time (as
+    L{_PlainCounter}; reactor thread only).
+    """
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value = 0.0
+
+    def describe(self) -> Iterable[Any]:
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterable[Any]:
+        return [GaugeMetricFamily(self.name, self.documentation, value=self.value)]
 
 
 #: Metric names the SDK owns; a module's own metrics may not start with it.
@@ -326,9 +406,11 @@ class ModuleMetrics:
     @ivar registry: the registry every metric lives in; L{render} exposes it.
     @ivar user: the module author's own metrics (C{state.metrics}), rendered after the
         SDK's from their own registry.
-    @ivar http_requests: the C{pywatt_http_requests_total} counter.
-    @ivar http_latency: the C{pywatt_http_request_duration_seconds} histogram.
-    @ivar http_in_flight: the C{pywatt_http_requests_in_flight} gauge.
+    @ivar http_requests: the C{pywatt_http_requests_total} counter (a L{_PlainCounter}).
+    @ivar http_latency: the C{pywatt_http_request_duration_seconds} histogram (a
+        L{_PlainHistogram}: C{.observe((route,), seconds)}).
+    @ivar http_in_flight: the C{pywatt_http_requests_in_flight} gauge (a L{_PlainGauge}:
+        its C{value}).
     @ivar channel_states: the C{pywatt_channel_state} gauge.
     @ivar messages_received: the C{pywatt_messages_received_total} counter (a
         L{_PlainCounter}: C{.labels(transport, op).inc()} as with a C{Counter}).
@@ -343,24 +425,28 @@ class ModuleMetrics:
             exactly one module lives in the process.
         """
         self.registry = CollectorRegistry() if registry is None else registry
-        self.http_requests = Counter(
+        # The per-request metrics are counted in plain numbers, published at scrape time
+        # (_PlainCounter, _PlainHistogram, _PlainGauge; issue 20): the exposition is the
+        # one of a Counter, a Histogram and a Gauge.
+        self.http_requests = _PlainCounter(
             "pywatt_http_requests",
             "HTTP requests served by the module (direct and HTTP-over-IPC).",
             ("route", "method", "status"),
-            registry=self.registry,
         )
-        self.http_latency = Histogram(
+        self.registry.register(self.http_requests)
+        self.http_latency = _PlainHistogram(
             "pywatt_http_request_duration_seconds",
             "Time from the request entering the resource tree to its last byte.",
             ("route",),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self.http_in_flight = Gauge(
+        self.registry.register(self.http_latency)
+        self.http_in_flight = _PlainGauge(
             "pywatt_http_requests_in_flight",
             "HTTP requests currently being processed.",
-            registry=self.registry,
         )
+        self.registry.register(self.http_in_flight)
+        self._request_counts = self.http_requests.counts
         self.channel_states = Gauge(
             "pywatt_channel_state",
             "1 for the current state of each channel, 0 for states it was in before.",
@@ -394,8 +480,6 @@ class ModuleMetrics:
         # labels() validates and joins the values and takes a lock on every call, which
         # cost about a fifth of a pipelined heartbeat (issue 20). Children are never
         # removed from these metrics, so a remembered child stays the live one.
-        self._requests_children: dict[tuple[str, ...], Any] = {}
-        self._latency_children: dict[tuple[str, ...], Any] = {}
         self._ipc_children: dict[tuple[str, ...], Any] = {}
         #: called as C{listener(channel, state)} on every channel state change (the
         #: SLO monitor follows channels through it).
@@ -420,7 +504,7 @@ class ModuleMetrics:
         """
         Count one more request in flight.
         """
-        self.http_in_flight.inc()
+        self.http_in_flight.value += 1
 
     def request_finished(self, route: str, method: str, status: str, seconds: float) -> None:
         """
@@ -431,18 +515,16 @@ class ModuleMetrics:
         @param status: the status code as text, or C{"aborted"}.
         @param seconds: how long it took.
         """
-        self.http_in_flight.dec()
+        self.http_in_flight.value -= 1
         if method not in STANDARD_METHODS:
             method = "other"
         key = (route, method, status)
-        child = self._requests_children.get(key)
-        if child is None:
-            child = self._remember(self._requests_children, self.http_requests, key)
-        child.inc()
-        child = self._latency_children.get((route,))
-        if child is None:
-            child = self._remember(self._latency_children, self.http_latency, (route,))
-        child.observe(seconds if seconds > 0.0 else 0.0)
+        entry = self._request_counts.get(key)
+        if entry is None:
+            self.http_requests.inc(key)
+        else:
+            entry[0] += 1
+        self.http_latency.observe((route,), seconds if seconds > 0.0 else 0.0)
 
     # Channels and messages
 

@@ -512,6 +512,7 @@ class PyWattSite(Site):
             channel.totalHeadersSize = self.max_header_size
             channel.MAX_LENGTH = self.max_header_size
             channel.headerTimeout = self.header_timeout
+            channel.clock = self.reactor
         return channel
 
     def limit_reached(self, limit: str, detail: str, peer: str = "?") -> None:

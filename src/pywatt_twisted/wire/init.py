@@ -21,6 +21,7 @@ from typing import Any, Final
 from attrs import field, frozen
 
 from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.wire._value import Value
 
 __all__ = [
     "InitBlob",
@@ -60,8 +61,8 @@ def format_host_port(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-@frozen
-class TcpListen:
+@frozen(eq=False, repr=False)
+class TcpListen(Value):
     """
     A TCP address (an IP literal and a port) to serve HTTP on.
 
@@ -76,8 +77,8 @@ class TcpListen:
         return format_host_port(self.host, self.port)
 
 
-@frozen
-class UnixListen:
+@frozen(eq=False, repr=False)
+class UnixListen(Value):
     """
     A Unix socket path to serve HTTP on.
     """
@@ -238,8 +239,8 @@ def listen_warning(listen: ListenAddress | None) -> str | None:
     return None
 
 
-@frozen
-class TcpChannelConfig:
+@frozen(eq=False, repr=False)
+class TcpChannelConfig(Value):
     """
     C{InitBlob.tcp_channel}: where the module connects its framed TCP channel.
 
@@ -260,8 +261,8 @@ class TcpChannelConfig:
         return format_host_port(self.host, self.port)
 
 
-@frozen
-class IpcChannelConfig:
+@frozen(eq=False, repr=False)
+class IpcChannelConfig(Value):
     """
     C{InitBlob.ipc_channel}: the Unix socket the module connects its framed channel to.
     """
@@ -274,8 +275,8 @@ def _env_converter(value: Mapping[str, str]) -> Mapping[str, str]:
     return value if type(value) is dict else dict(value)
 
 
-@frozen
-class InitBlob:
+@frozen(eq=False, repr=False)
+class InitBlob(Value):
     """
     Everything the orchestrator tells a module at start-up (the first stdin line).
 

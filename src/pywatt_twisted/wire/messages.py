@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Final
 from attrs import field, frozen
 
 from pywatt_twisted.wire import _json
+from pywatt_twisted.wire._value import Value
 from pywatt_twisted.wire.init import InitBlob
 
 __all__ = [
@@ -87,8 +88,8 @@ PAYLOAD_FORMATS: Final = ("Json", "Binary", "Base64", "Auto")
 """The C{EncodedPayload.format} names (serde variant names of C{EncodingFormat})."""
 
 
-@frozen
-class EncodedPayload:
+@frozen(eq=False, repr=False)
+class EncodedPayload(Value):
     """
     An opaque payload routed between modules (Rust C{EncodedMessage}):
     C{{"data": [bytes as ints], "format": "Json"}}.
@@ -121,8 +122,8 @@ class EncodedPayload:
         return _json.loads(data)
 
 
-@frozen
-class Metadata:
+@frozen(eq=False, repr=False)
+class Metadata(Value):
     """
     The C{metadata} of an envelope. Every field is omitted on the wire when C{None}.
 
@@ -137,8 +138,8 @@ class Metadata:
     properties: Mapping[str, object] | None = None
 
 
-@frozen
-class ServiceType:
+@frozen(eq=False, repr=False)
+class ServiceType(Value):
     """
     The kind of a proxied or discovered service: C{Database}, C{Cache}, C{Jwt} or
     C{Custom(name)}.
@@ -183,8 +184,8 @@ ServiceType.CACHE = ServiceType("Cache")
 ServiceType.JWT = ServiceType("Jwt")
 
 
-@frozen
-class ServiceProviderInfo:
+@frozen(eq=False, repr=False)
+class ServiceProviderInfo(Value):
     """
     One provider in a C{discover_service_providers_response}.
     """
@@ -203,8 +204,8 @@ class ServiceProviderInfo:
 # Module -> orchestrator
 
 
-@frozen
-class Endpoint:
+@frozen(eq=False, repr=False)
+class Endpoint(Value):
     """
     One HTTP endpoint in an C{announce}: C{{"path", "methods", "auth"?}}.
 
@@ -224,8 +225,8 @@ def _endpoint_tuple(value: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
     return value if type(value) is tuple else tuple(value)
 
 
-@frozen
-class Announce:
+@frozen(eq=False, repr=False)
+class Announce(Value):
     """
     C{announce}: where the module serves HTTP and which endpoints it has.
     """
@@ -235,8 +236,8 @@ class Announce:
     endpoints: tuple[Endpoint, ...] = field(converter=_endpoint_tuple)
 
 
-@frozen
-class GetSecret:
+@frozen(eq=False, repr=False)
+class GetSecret(Value):
     """
     C{get_secret}: ask for the value of one secret.
     """
@@ -245,8 +246,8 @@ class GetSecret:
     name: str
 
 
-@frozen
-class RotationAck:
+@frozen(eq=False, repr=False)
+class RotationAck(Value):
     """
     C{rotation_ack}: a rotation was handled. C{status} is C{"success"} or C{"error"}.
     """
@@ -257,8 +258,8 @@ class RotationAck:
     message: str | None = None
 
 
-@frozen
-class RegisterServiceProvider:
+@frozen(eq=False, repr=False)
+class RegisterServiceProvider(Value):
     """
     C{register_service_provider}: offer a service to other modules.
     """
@@ -271,8 +272,8 @@ class RegisterServiceProvider:
     metadata: Mapping[str, str] | None = None
 
 
-@frozen
-class DiscoverServiceProviders:
+@frozen(eq=False, repr=False)
+class DiscoverServiceProviders(Value):
     """
     C{discover_service_providers}: find providers of a service type.
     """
@@ -282,8 +283,8 @@ class DiscoverServiceProviders:
     all_providers: bool | None = None
 
 
-@frozen
-class ServiceRequest:
+@frozen(eq=False, repr=False)
+class ServiceRequest(Value):
     """
     C{service_request}: ask the orchestrator for a proxied connection.
 
@@ -296,8 +297,8 @@ class ServiceRequest:
     config: object = None
 
 
-@frozen
-class ServiceOperation:
+@frozen(eq=False, repr=False)
+class ServiceOperation(Value):
     """
     C{service_operation}: run one operation on a proxied connection.
 
@@ -315,8 +316,8 @@ class ServiceOperation:
     id: str | None = None
 
 
-@frozen
-class HttpResponse:
+@frozen(eq=False, repr=False)
+class HttpResponse(Value):
     """
     C{http_response}: the reply to an L{HttpRequest}.
 
@@ -334,8 +335,8 @@ class HttpResponse:
     stream_id: str | None = None
 
 
-@frozen
-class PortRequest:
+@frozen(eq=False, repr=False)
+class PortRequest(Value):
     """
     C{port_request}: ask the orchestrator for a port (C{specific_port} or any).
     """
@@ -345,8 +346,8 @@ class PortRequest:
     specific_port: int | None = None
 
 
-@frozen
-class RouteToModule:
+@frozen(eq=False, repr=False)
+class RouteToModule(Value):
     """
     C{route_to_module}: send a request to another module through the orchestrator.
 
@@ -360,8 +361,8 @@ class RouteToModule:
     payload: EncodedPayload
 
 
-@frozen
-class HeartbeatAck:
+@frozen(eq=False, repr=False)
+class HeartbeatAck(Value):
     """
     C{heartbeat_ack}: the reply to a L{Heartbeat}.
     """
@@ -369,8 +370,8 @@ class HeartbeatAck:
     op: ClassVar[str] = "heartbeat_ack"
 
 
-@frozen
-class Identify:
+@frozen(eq=False, repr=False)
+class Identify(Value):
     """
     C{identify}: name this module on a freshly connected channel.
 
@@ -383,8 +384,8 @@ class Identify:
     module_id: str
 
 
-@frozen
-class RoutedModuleReply:
+@frozen(eq=False, repr=False)
+class RoutedModuleReply(Value):
     """
     The reply of a module to a L{RoutedModuleMessage}: op C{"routed_module_response"}
     sent module -> orchestrator. A non-standard extension (PROTOCOL.md 10, A3).
@@ -406,8 +407,8 @@ class RoutedModuleReply:
 # Orchestrator -> module
 
 
-@frozen
-class Init:
+@frozen(eq=False, repr=False)
+class Init(Value):
     """
     C{init}: the init blob as an op (C{{"op":"init", ...blob fields}}).
     """
@@ -416,8 +417,8 @@ class Init:
     blob: InitBlob
 
 
-@frozen
-class SecretMessage:
+@frozen(eq=False, repr=False)
+class SecretMessage(Value):
     """
     C{secret}: the value of a secret (a reply to L{GetSecret}, or pushed after a rotation).
     """
@@ -428,8 +429,8 @@ class SecretMessage:
     rotation_id: str | None = None
 
 
-@frozen
-class Rotated:
+@frozen(eq=False, repr=False)
+class Rotated(Value):
     """
     C{rotated}: these secrets were rotated; drop them from caches and re-fetch.
     """
@@ -439,8 +440,8 @@ class Rotated:
     rotation_id: str
 
 
-@frozen
-class Shutdown:
+@frozen(eq=False, repr=False)
+class Shutdown(Value):
     """
     C{shutdown}: stop gracefully.
     """
@@ -448,8 +449,8 @@ class Shutdown:
     op: ClassVar[str] = "shutdown"
 
 
-@frozen
-class RegisterServiceProviderResponse:
+@frozen(eq=False, repr=False)
+class RegisterServiceProviderResponse(Value):
     """
     C{register_service_provider_response}.
     """
@@ -464,8 +465,8 @@ def _provider_tuple(value: Iterable[ServiceProviderInfo]) -> tuple[ServiceProvid
     return value if type(value) is tuple else tuple(value)
 
 
-@frozen
-class DiscoverServiceProvidersResponse:
+@frozen(eq=False, repr=False)
+class DiscoverServiceProvidersResponse(Value):
     """
     C{discover_service_providers_response}.
     """
@@ -476,8 +477,8 @@ class DiscoverServiceProvidersResponse:
     error: str | None = None
 
 
-@frozen
-class ServiceResponse:
+@frozen(eq=False, repr=False)
+class ServiceResponse(Value):
     """
     C{service_response}: the reply to a L{ServiceRequest}, correlated by C{id}.
 
@@ -494,8 +495,8 @@ class ServiceResponse:
     error_info: object = None
 
 
-@frozen
-class ServiceOperationResult:
+@frozen(eq=False, repr=False)
+class ServiceOperationResult(Value):
     """
     C{service_operation_result}: the reply to a L{ServiceOperation}.
 
@@ -515,8 +516,8 @@ class ServiceOperationResult:
     error_info: object = None
 
 
-@frozen
-class HttpRequest:
+@frozen(eq=False, repr=False)
+class HttpRequest(Value):
     """
     C{http_request}: an HTTP request proxied to the module.
 
@@ -536,8 +537,8 @@ class HttpRequest:
     stream_id: str | None = None
 
 
-@frozen
-class OversizedHttpRequest:
+@frozen(eq=False, repr=False)
+class OversizedHttpRequest(Value):
     """
     Not a wire message: what the stdio reader hands on in place of an C{http_request}
     line longer than its cap, which it discarded unparsed but whose C{request_id} it
@@ -551,8 +552,8 @@ class OversizedHttpRequest:
     length_limit: int
 
 
-@frozen
-class PortResponse:
+@frozen(eq=False, repr=False)
+class PortResponse(Value):
     """
     C{port_response}: the reply to a L{PortRequest}.
     """
@@ -564,8 +565,8 @@ class PortResponse:
     error_message: str | None = None
 
 
-@frozen
-class RoutedModuleMessage:
+@frozen(eq=False, repr=False)
+class RoutedModuleMessage(Value):
     """
     C{routed_module_message}: a request from another module, delivered by the orchestrator.
 
@@ -580,8 +581,8 @@ class RoutedModuleMessage:
     target_endpoint: str | None = None
 
 
-@frozen
-class RoutedModuleResponse:
+@frozen(eq=False, repr=False)
+class RoutedModuleResponse(Value):
     """
     C{routed_module_response}: the reply to this module's L{RouteToModule}.
     """
@@ -592,8 +593,8 @@ class RoutedModuleResponse:
     payload: EncodedPayload
 
 
-@frozen
-class Heartbeat:
+@frozen(eq=False, repr=False)
+class Heartbeat(Value):
     """
     C{heartbeat}: answer with L{HeartbeatAck} on the same transport.
     """
@@ -601,8 +602,8 @@ class Heartbeat:
     op: ClassVar[str] = "heartbeat"
 
 
-@frozen
-class UnknownMessage:
+@frozen(eq=False, repr=False)
+class UnknownMessage(Value):
     """
     A message whose C{op} this version does not know (or that belongs to the other
     direction). Decoding never fails just because of an unknown op.
@@ -615,8 +616,8 @@ class UnknownMessage:
     fields: Mapping[str, object] = field(factory=dict)
 
 
-@frozen
-class StreamChunk:
+@frozen(eq=False, repr=False)
+class StreamChunk(Value):
     """
     C{stream_chunk} (EXTENSIONS.md X1, both directions): one piece of a streamed body.
     Build and open them with L{pywatt_twisted.wire.stream.make_chunk} and
@@ -637,8 +638,8 @@ class StreamChunk:
     is_final: bool = False
 
 
-@frozen
-class StreamAck:
+@frozen(eq=False, repr=False)
+class StreamAck(Value):
     """
     C{stream_ack} (X1, both directions): the receiver consumed the chunks up to
     C{sequence} (acks are cumulative), or, with C{success} false, refuses chunk
@@ -652,8 +653,8 @@ class StreamAck:
     error: str | None = None
 
 
-@frozen
-class StreamCancel:
+@frozen(eq=False, repr=False)
+class StreamCancel(Value):
     """
     C{stream_cancel} (X1, both directions): either side ends the stream now.
     """
@@ -709,8 +710,8 @@ Message = ModuleMessage | OrchestratorMessage
 """Any protocol message."""
 
 
-@frozen
-class Envelope:
+@frozen(eq=False, repr=False)
+class Envelope(Value):
     """
     The C{Message<T>} envelope of the framed channels: C{{"id","content","metadata"}}.
 

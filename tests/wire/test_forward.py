@@ -1,0 +1,202 @@
+"""
+Tests for L{pywatt_twisted.wire._forward}: a module-to-module message's routing header
+read without decoding its payload, and the frames that splice the payload back in,
+against the full decoder and encoder.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.wire._forward import (
+    ROUTE_TO_MODULE,
+    ROUTED_REPLY,
+    read_routing,
+    routed_message_frame,
+    routed_response_frame,
+)
+from pywatt_twisted.wire.codec import decode_envelope_from_module, decode_from_orchestrator, encode
+from pywatt_twisted.wire.envelope import encode_channel_frame, routed_request_payload
+from pywatt_twisted.wire.framing import FORMAT_JSON, encode_frame
+from pywatt_twisted.wire.messages import (
+    EncodedPayload,
+    RoutedModuleMessage,
+    RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
+)
+
+REQUEST_ID = uuid.UUID("58dae9c5-3442-4c6f-a277-50e4d8371c5d")
+
+
+def request(payload: EncodedPayload | None = None, target: str = "inventory") -> RouteToModule:
+    if payload is None:
+        payload = routed_request_payload({"sku": "A1"}, "get_stock", "orders", False, 1, 2)
+    return RouteToModule(target, "get_stock", REQUEST_ID, payload)
+
+
+def body(message: object) -> bytes:
+    """
+    The JSON text of C{message}'s channel frame, as a module sends it.
+    """
+    return encode_channel_frame(message, 1 << 24)[5:]
+
+
+class ReadRoutingTests(SynchronousTestCase):
+    def test_request(self) -> None:
+        """
+        The header of a C{route_to_module} holds its routing fields as the full decode
+        gives them, and the payload object's JSON text; decoded, it is the payload.
+        """
+        message = request()
+        data = body(message)
+        header = read_routing(data)
+        assert header is not None
+        self.assertEqual(header.op, ROUTE_TO_MODULE)
+        self.assertEqual(
+            (header.target_module_id, header.target_endpoint, header.source_module_id),
+            ("inventory", "get_stock", None),
+        )
+        self.assertEqual(header.request_id, REQUEST_ID)
+        self.assertTrue(header.payload_json.startswith(b'{"data":[123,'))
+        self.assertEqual(header.payload(), message.payload)
+        self.assertEqual(header.message(), decode_envelope_from_module(data).content)
+
+    def test_reply(self) -> None:
+        message = RoutedModuleReply(
+            "inventory", REQUEST_ID, "orders", EncodedPayload.from_json({"in_stock": 7})
+        )
+        data = body(message)
+        header = read_routing(data)
+        assert header is not None
+        self.assertEqual(header.op, ROUTED_REPLY)
+        self.assertEqual(
+            (header.source_module_id, header.target_module_id, header.target_endpoint),
+            ("inventory", "orders", None),
+        )
+        self.assertEqual(header.message(), decode_envelope_from_module(data).content)
+
+    def test_empty_and_other_formats(self) -> None:
+        """
+        An empty payload, and each format in its encoders' spelling, are read.
+        """
+        for payload in (
+            EncodedPayload(b"", "Json"),
+            EncodedPayload(b"\x00\xff", "Binary"),
+            EncodedPayload(b"AA==", "Base64"),
+            EncodedPayload(b"1", "Auto"),
+        ):
+            header = read_routing(body(request(payload)))
+            assert header is not None
+            self.assertEqual(header.payload(), payload)
+
+    def test_other_shapes_are_not_read(self) -> None:
+        """
+        Anything but the plain shape gives C{None}: the full decode handles it.
+        """
+        plain = body(request())
+        cases = {
+            "another op": body(RoutedModuleMessage("a", REQUEST_ID, EncodedPayload(b"1"), "e")),
+            "a bare message": encode(request()),
+            "an escape in a field": plain.replace(b'"get_stock"', b'"get\\u005fstock"'),
+            "an escaped second payload key": plain.replace(
+                b'"metadata":{}', b'"metadata":{"p\\u0061yload":1}'
+            ),
+            "an escaped duplicate payload key": plain.replace(
+                b'"format":"Json"}', b'"format":"Json"},"p\\u0061yload":0'
+            ),
+            "a second payload key": plain.replace(b'"metadata":{}', b'"metadata":{"payload":1}'),
+            "a space": plain.replace(b'"payload":{', b'"payload": {'),
+            "another format spelling": plain.replace(b'"format":"Json"', b'"format":"json"'),
+            "another key order": plain.replace(b'"payload":{"data"', b'"payload":{"dat"'),
+            "a value that is not a number": plain.replace(b'"data":[123,', b'"data":["x",'),
+            "a negative value": plain.replace(b'"data":[123,', b'"data":[-1,'),
+            "a fraction": plain.replace(b'"data":[123,', b'"data":[1.5,'),
+            "a key after the format": plain.replace(
+                b'"format":"Json"}', b'"format":"Json","data":[1]}'
+            ),
+            "payload outside the content": plain.replace(b'"payload"', b'"other"').replace(
+                b'"metadata":{}', b'"metadata":{},"payload":{"data":[1],"format":"Json"}'
+            ),
+            "not JSON": plain[:-1],
+            "not an object": b"[" + plain + b"]",
+            "the nested shape": plain.replace(
+                b'"op":"route_to_module",', b'"op":"route_to_module","route_to_module":{},'
+            ),
+        }
+        for name, data in cases.items():
+            self.assertIsNone(read_routing(data), name)
+
+    def test_invalid_routing_fields(self) -> None:
+        """
+        An invalid routing field, envelope id or metadata raises the full decoder's
+        error.
+        """
+        plain = body(request())
+        cases = [
+            plain.replace(str(REQUEST_ID).encode(), b"not-a-uuid"),
+            plain.replace(b'"target_module_id":"inventory"', b'"target_module_id":7'),
+            plain.replace(b'"target_endpoint":"get_stock"', b'"target_endpoint":null'),
+            plain.replace(b'"metadata":{}', b'"metadata":5'),
+            plain.replace(b'"metadata":{}', b'"metadata":{"timestamp":"x"}'),
+            b'{"id":"nope"' + plain[plain.index(b',"content"') :],
+        ]
+        for data in cases:
+            expected = self.assertRaises(ProtocolError, decode_envelope_from_module, data)
+            error = self.assertRaises(ProtocolError, read_routing, data)
+            self.assertEqual(str(error), str(expected))
+
+    def test_values_that_are_not_bytes(self) -> None:
+        """
+        Byte values are not decoded: an array of digits and commas that is not bytes is
+        read (the full decoder refuses it), and refused where it is decoded: by
+        L{RoutingHeader.payload}, and by the module the forwarded frame goes to.
+        """
+        plain = body(request())
+        for values in (b"[256,1]", b"[01]", b"[1,,2]", b"[,]"):
+            data = plain.replace(plain[plain.index(b"[") : plain.index(b"]") + 1], values)
+            self.assertRaises(ProtocolError, decode_envelope_from_module, data)
+            header = read_routing(data)
+            assert header is not None
+            self.assertRaises(ProtocolError, header.payload)
+            frame = routed_message_frame("orders", header.request_id, header.payload_json, "e")
+            self.assertRaises((ProtocolError, ValueError), decode_from_orchestrator, frame[5:])
+
+
+class FrameTests(SynchronousTestCase):
+    def test_routed_message_frame(self) -> None:
+        """
+        The spliced frame is byte for byte the encoded message, with and without an
+        endpoint, and with names that need escaping.
+        """
+        payload = EncodedPayload.from_json({"a": [1, "é"]})
+        header = read_routing(body(request(payload)))
+        assert header is not None
+        for source, endpoint in (("orders", "get_stock"), ('o"r\\d', None), ("ünï", "ç/é")):
+            expected = encode_frame(
+                encode(RoutedModuleMessage(source, REQUEST_ID, payload, endpoint)),
+                FORMAT_JSON,
+                1 << 32,
+            )
+            self.assertEqual(
+                routed_message_frame(source, REQUEST_ID, header.payload_json, endpoint), expected
+            )
+
+    def test_routed_response_frame(self) -> None:
+        payload = EncodedPayload.from_json({"in_stock": 7})
+        reply = RoutedModuleReply("inventory", REQUEST_ID, "orders", payload)
+        header = read_routing(body(reply))
+        assert header is not None
+        expected = encode_frame(
+            encode(RoutedModuleResponse("inventory", REQUEST_ID, payload)), FORMAT_JSON, 1 << 32
+        )
+        self.assertEqual(
+            routed_response_frame("inventory", REQUEST_ID, header.payload_json), expected
+        )
+        self.assertEqual(
+            decode_from_orchestrator(expected[5:]),
+            RoutedModuleResponse("inventory", REQUEST_ID, payload),
+        )
