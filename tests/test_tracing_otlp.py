@@ -278,3 +278,20 @@ class ExporterTests(SynchronousTestCase):
         self.assertEqual([type(e) for e in exporters], [_otlp.OTLPSpanExporter])
         for e in exporters:
             e.shutdown()
+
+    def test_sdk_exporter_when_the_fast_encoder_cannot_import(self) -> None:
+        """
+        An SDK whose internal encoding helpers moved (the fast encoder's imports fail)
+        gets the SDK's own exporter, not an error at start-up.
+        """
+        import sys
+
+        from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+        saved = sys.modules["pywatt_twisted._otlp"]
+        sys.modules["pywatt_twisted._otlp"] = None  # type: ignore[assignment]
+        self.addCleanup(sys.modules.__setitem__, "pywatt_twisted._otlp", saved)
+        exporters = list(tracing._exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318"}))
+        self.assertEqual([type(e) for e in exporters], [trace_exporter.OTLPSpanExporter])
+        for e in exporters:
+            e.shutdown()
