@@ -28,20 +28,23 @@ from __future__ import annotations
 
 import contextvars
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from opentelemetry import context as otel_context
-from opentelemetry import propagate
-from opentelemetry import trace as otel_trace
-from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted import __version__
 from pywatt_twisted.wire.envelope import routed_reply_payload, routed_request_properties
+
+if TYPE_CHECKING:
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.propagators.textmap import Getter
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 __all__ = [
     "current_ids",
@@ -57,6 +60,9 @@ _log = Logger()
 
 #: The instrumentation scope of the library's own spans.
 SCOPE = "pywatt_twisted"
+
+#: The API's variable naming a tracer provider to load (an entry point) when none is set.
+_PROVIDER_VARIABLE = "OTEL_PYTHON_TRACER_PROVIDER"
 
 #: The W3C trace-context keys carried in headers and in C{metadata.properties}.
 TRACE_KEYS = ("traceparent", "tracestate")
@@ -78,13 +84,81 @@ class _Switch:
 #: The guard every hook checks first: C{if tracing.switch.on:}.
 switch = _Switch()
 
-_tracer: otel_trace.Tracer = otel_trace.get_tracer(SCOPE, __version__)
+
+# -- the OpenTelemetry API, imported on first use ------------------------------------------
+
+
+class _Unloaded:
+    """
+    Stands for one of the OpenTelemetry names below until any of them is used: importing
+    the API cost every module's start-up ~24 M instructions, and with tracing off (the
+    default) nothing here touches it. The first attribute read or call of a stand-in
+    imports it and puts the real objects in this module's globals (L{_load}).
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(_load()[self._name], attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _load()[self._name](*args, **kwargs)
+
+
+def _load() -> dict[str, Any]:
+    """
+    Import the OpenTelemetry API (once) in place of the stand-ins; return the globals.
+    """
+    names = globals()
+    if isinstance(names["otel_trace"], _Unloaded):
+        from opentelemetry import context, propagate, trace
+
+        names.update(
+            otel_context=context,
+            propagate=propagate,
+            otel_trace=trace,
+            Span=trace.Span,
+            SpanKind=trace.SpanKind,
+            Status=trace.Status,
+            StatusCode=trace.StatusCode,
+            _NO_CONTEXT=context.Context(),
+        )
+        if isinstance(names["_tracer"], _Unloaded):
+            names["_tracer"] = trace.get_tracer(SCOPE, __version__)
+    return names
+
+
+if not TYPE_CHECKING:
+    otel_context = _Unloaded("otel_context")
+    propagate = _Unloaded("propagate")
+    otel_trace = _Unloaded("otel_trace")
+    Span = _Unloaded("Span")
+    SpanKind = _Unloaded("SpanKind")
+    Status = _Unloaded("Status")
+    StatusCode = _Unloaded("StatusCode")
+
+    class Getter:
+        """
+        The base of the two getters below: the API's C{Getter} is an abstract class
+        the propagators never check for (they call C{get} and C{keys}).
+        """
+
+        def __class_getitem__(cls, item: Any) -> type:
+            return cls
+
+
+#: the library's tracer (the API's no-op one while tracing is off)
+_tracer: otel_trace.Tracer = _Unloaded("_tracer")  # type: ignore[assignment]
 
 
 def tracer() -> otel_trace.Tracer:
     """
     The tracer the library's spans come from (the no-op one while tracing is off).
     """
+    _load()
     return _tracer
 
 
@@ -111,6 +185,10 @@ def use_provider(provider: otel_trace.TracerProvider | None) -> None:
 
 
 def _global_provider_records() -> bool:
+    if "opentelemetry.trace" not in sys.modules and _PROVIDER_VARIABLE not in os.environ:
+        # Nothing can have set a provider before the API was imported, and without this
+        # variable the API would give its default, which records nothing.
+        return False
     provider = otel_trace.get_tracer_provider()
     return not isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider)
 
@@ -226,7 +304,7 @@ class _PropertiesGetter(Getter[Mapping[str, object]]):
 _headers_getter = _HeadersGetter()
 
 #: the context of a request without W3C headers: its span starts a trace
-_NO_CONTEXT = otel_context.Context()
+_NO_CONTEXT: otel_context.Context = _Unloaded("_NO_CONTEXT")  # type: ignore[assignment]
 
 #: (the global propagator, the header names it reads), see L{_propagation_fields}
 _fields_of: tuple[object, tuple[bytes, ...]] = (None, ())
@@ -445,6 +523,28 @@ def _wanted(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip() for name in _EXPORTER_VARIABLES)
 
 
+def _otlp_exporter() -> Any:
+    """
+    The SDK's OTLP/HTTP exporter sending the same bytes, encoded ~4x cheaper
+    (L{pywatt_twisted._otlp}); the SDK's own exporter when this SDK's internals the
+    fast encoder builds on are not there (a version that moved them).
+    """
+    try:
+        from pywatt_twisted._otlp import OTLPSpanExporter
+    except ImportError as e:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as SDKExporter,
+        )
+
+        _log.info(
+            "tracing: the SDK's OTLP encoder is used ({error}); the faster one needs "
+            "the SDK's internal encoding helpers",
+            error=e,
+        )
+        return SDKExporter()
+    return OTLPSpanExporter()
+
+
 def _exporters(environ: Mapping[str, str]) -> Iterator[Any]:
     names = [
         n.strip().lower()
@@ -463,9 +563,7 @@ def _exporters(environ: Mapping[str, str]) -> Iterator[Any]:
                     "exports traces with OTLP over HTTP (http/protobuf); point "
                     "OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (usually 4318)"
                 )
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            yield OTLPSpanExporter()
+            yield _otlp_exporter()
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 

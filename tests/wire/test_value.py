@@ -22,7 +22,7 @@ from pywatt_twisted.testing.strategies import (
     orchestrator_messages,
 )
 from pywatt_twisted.wire import init, messages
-from pywatt_twisted.wire._value import Value, fields_of
+from pywatt_twisted.wire._value import MutableValue, Value, fields_of
 
 
 def _pairs() -> tuple[type, type]:
@@ -278,3 +278,77 @@ class WireClassesTests(SynchronousTestCase):
     @given(module_envelopes())
     def test_envelopes_like_attrs(self, envelope: messages.Envelope) -> None:
         self._check(envelope, envelope)
+
+
+def _runtime_classes() -> list[type]:
+    from pywatt_twisted._runtime.buildinfo import BuildInfo
+    from pywatt_twisted._runtime.config import RuntimeConfig, Setting
+    from pywatt_twisted._runtime.module import ModuleDefinition
+    from pywatt_twisted._runtime.parts import ModuleParts
+    from pywatt_twisted._runtime.ports import RetryPolicy as PortRetryPolicy
+    from pywatt_twisted._runtime.resilience import BreakerPolicy, RetryPolicy
+    from pywatt_twisted.link._choice import Route
+    from pywatt_twisted.link._slo import Alert, SloThresholds
+    from pywatt_twisted.streaming._machine import StreamLink
+    from pywatt_twisted.web._cors import CorsPolicy, _Route
+    from pywatt_twisted.web._health import HealthCheck
+    from pywatt_twisted.wire.framing import Frame
+    from pywatt_twisted.wire.stream import StreamOptions
+
+    return [
+        BuildInfo,
+        RuntimeConfig,
+        Setting,
+        ModuleDefinition,
+        ModuleParts,
+        PortRetryPolicy,
+        BreakerPolicy,
+        RetryPolicy,
+        Route,
+        Alert,
+        SloThresholds,
+        StreamLink,
+        CorsPolicy,
+        _Route,
+        HealthCheck,
+        Frame,
+        StreamOptions,
+    ]
+
+
+class RuntimeClassesTests(SynchronousTestCase):
+    """
+    The runtime's value classes on the start-up path use L{Value} (frozen) or
+    L{MutableValue} (mutable: unhashable, as attrs makes them).
+    """
+
+    def test_bases(self) -> None:
+        mutable = {"ModuleParts", "StreamLink", "HealthCheck"}
+        for cls in _runtime_classes():
+            self.assertTrue(issubclass(cls, Value), cls)
+            self.assertEqual(issubclass(cls, MutableValue), cls.__name__ in mutable, cls)
+            fields_of(cls)
+
+    def test_mutable_is_unhashable(self) -> None:
+        from pywatt_twisted._runtime.parts import ModuleParts
+
+        parts = ModuleParts()
+        self.assertRaises(TypeError, hash, parts)
+        self.assertEqual(parts, parts)
+        self.assertIs(parts.__eq__(object()), NotImplemented)
+        self.assertTrue(repr(parts).startswith("ModuleParts(metrics=<"))
+
+    def test_config_like_attrs(self) -> None:
+        """
+        The runtime config (60-odd fields) compares, hashes and shows as attrs would.
+        """
+        from pywatt_twisted._runtime.config import SETTINGS, RuntimeConfig
+
+        config = RuntimeConfig()
+        other = attrs.evolve(config, secret_timeout=5.0)
+        self.assertEqual(repr(config), repr(_twin(config)))
+        self.assertEqual(config, RuntimeConfig())
+        self.assertEqual(hash(config), hash(RuntimeConfig()))
+        self.assertNotEqual(config, other)
+        self.assertEqual(config == other, _twin(config) == _twin(other))
+        self.assertEqual(repr(SETTINGS[0]), repr(_twin(SETTINGS[0])))

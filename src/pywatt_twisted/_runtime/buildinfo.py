@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from attrs import asdict, frozen
 from prometheus_client.core import GaugeMetricFamily
 
+from pywatt_twisted.wire._value import Value
+
 if TYPE_CHECKING:
     from importlib import metadata
 
@@ -35,8 +37,8 @@ _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 GIT_SHA_VARIABLE = "PYWATT_GIT_SHA"
 
 
-@frozen
-class BuildInfo:
+@frozen(eq=False, repr=False)
+class BuildInfo(Value):
     """
     The labels of C{pywatt_build_info}; C{""} for what is unknown.
     """

@@ -15,13 +15,14 @@ from typing import Any
 from attrs import fields, frozen
 
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.wire._value import Value
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 
 MiB = 1024 * 1024
 
 
-@frozen
-class RuntimeConfig:
+@frozen(eq=False, repr=False)
+class RuntimeConfig(Value):
     """
     The module process's limits and timeouts. L{SETTINGS} documents each field with its
     environment variable and twistd option; C{docs/reliability.md} says what happens when
@@ -242,8 +243,8 @@ def _address(raw: object, source: str) -> str:
     return f"{host}:{int(port)}"
 
 
-@frozen
-class Setting:
+@frozen(eq=False, repr=False)
+class Setting(Value):
     """
     One runtime setting: the L{RuntimeConfig} field, its environment variable, its twistd
     option, its help text, and the parser that turns a string (or a typed value) into the

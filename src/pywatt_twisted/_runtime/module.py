@@ -14,6 +14,7 @@ from attrs import field, frozen
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.web._cors import CorsPolicy
 from pywatt_twisted.web._version import check_version
+from pywatt_twisted.wire._value import Value
 from pywatt_twisted.wire.messages import AnnouncedEndpoint, Endpoint
 
 __all__ = ["AnnouncedEndpoint", "ModuleDefinition", "pywatt_module"]
@@ -70,8 +71,8 @@ def _ipc_only(value: object) -> bool:
     return value
 
 
-@frozen
-class ModuleDefinition:
+@frozen(eq=False, repr=False)
+class ModuleDefinition(Value):
     """
     What C{@pywatt_module} returns: the module's C{create_app} and its configuration.
 

@@ -17,6 +17,7 @@ from attrs import Factory, define
 
 from pywatt_twisted.data._resources import Resources
 from pywatt_twisted.web.metrics import ModuleMetrics
+from pywatt_twisted.wire._value import MutableValue
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
@@ -41,8 +42,8 @@ __all__ = ["ModuleParts", "Part"]
 T = TypeVar("T")
 
 
-@define
-class ModuleParts:
+@define(eq=False, repr=False)
+class ModuleParts(MutableValue):
     """
     The parts of one running module.
 

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from pywatt_twisted import tracing
 from pywatt_twisted._runtime.correlation import CorrelationTable, Pending
 from pywatt_twisted.errors import BootstrapError, NotAvailable, RequestTimeout
+from pywatt_twisted.wire._value import Value
 from pywatt_twisted.wire.messages import PortRequest, PortResponse
 
 __all__ = [
@@ -52,8 +53,8 @@ class PortNegotiationTimeout(PortNegotiationFailed, RequestTimeout):
     """
 
 
-@frozen
-class RetryPolicy:
+@frozen(eq=False, repr=False)
+class RetryPolicy(Value):
     """
     How long each C{port_request} attempt waits: C{initial} seconds, plus C{step} per
     retry, at most C{maximum}; C{attempts} in all.

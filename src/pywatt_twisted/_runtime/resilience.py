@@ -45,6 +45,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pywatt_twisted.errors import CircuitOpen, RemoteError, Timeout, Unavailable
+from pywatt_twisted.wire._value import Value
 
 __all__ = [
     "DEFAULT_FAILURE_KINDS",
@@ -78,8 +79,8 @@ def _positive(instance: object, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
-@frozen
-class BreakerPolicy:
+@frozen(eq=False, repr=False)
+class BreakerPolicy(Value):
     """
     When a L{CircuitBreaker} opens and how long it stays open.
 
@@ -455,8 +456,8 @@ def _error_types(value: Iterable[type[BaseException]]) -> tuple[type[BaseExcepti
     return types
 
 
-@frozen
-class RetryPolicy:
+@frozen(eq=False, repr=False)
+class RetryPolicy(Value):
     """
     How an idempotent request is retried.
 

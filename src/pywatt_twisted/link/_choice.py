@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from attrs import field, frozen
 from twisted.internet.interfaces import IReactorTime
 
+from pywatt_twisted.wire._value import Value
+
 if TYPE_CHECKING:
     from pywatt_twisted.link._channel import LinkChannel
 
@@ -29,8 +31,8 @@ __all__ = ["AUTO", "AutoRouting", "FailoverChoice", "Route"]
 AUTO = "auto"
 
 
-@frozen
-class Route:
+@frozen(eq=False, repr=False)
+class Route(Value):
     """
     Where one send may go.
 

@@ -39,6 +39,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pywatt_twisted.link._latency import LatencyTracker
+from pywatt_twisted.wire._value import Value
 
 __all__ = [
     "CHANNEL_DOWN",
@@ -87,8 +88,8 @@ def _positive_or_none(value: float | None) -> float | None:
     return value or None
 
 
-@frozen
-class SloThresholds:
+@frozen(eq=False, repr=False)
+class SloThresholds(Value):
     """
     When an alert fires; C{None} (or 0) turns a threshold off.
 
@@ -114,8 +115,8 @@ class SloThresholds:
             raise ValueError(f"error_rate is a share between 0 and 1, got {self.error_rate!r}")
 
 
-@frozen
-class Alert:
+@frozen(eq=False, repr=False)
+class Alert(Value):
     """
     An SLO threshold crossed (C{firing}) or no longer crossed (not C{firing}).
 

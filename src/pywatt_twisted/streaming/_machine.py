@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pywatt_twisted.errors import PyWattError
+from pywatt_twisted.wire._value import MutableValue
 from pywatt_twisted.wire.stream import (
     DEFAULT_STALL_TIMEOUT,
     MAX_CHUNK_SIZE,
@@ -580,8 +581,8 @@ class _Parked:
         self._on_failed(error)
 
 
-@define
-class StreamLink:
+@define(eq=False, repr=False)
+class StreamLink(MutableValue):
     """
     What the HTTP layer needs to stream bodies on one link (stdio, or one channel
     connection): the link to send on, its L{StreamTable}, a clock and the limits.

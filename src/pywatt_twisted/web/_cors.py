@@ -38,6 +38,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from pywatt_twisted._views import find_mark
 from pywatt_twisted.errors import ConfigurationError
 from pywatt_twisted.web.discovery import announced_path
+from pywatt_twisted.wire._value import Value
 
 __all__ = ["CORS_ATTRIBUTE", "CorsPolicy", "cors", "cors_of", "cors_paths", "with_cors"]
 
@@ -139,8 +140,8 @@ def _max_age(value: object) -> int | None:
     return value
 
 
-@frozen
-class CorsPolicy:
+@frozen(eq=False, repr=False)
+class CorsPolicy(Value):
     """
     Which cross-origin requests browsers may make to a module's routes.
 
@@ -224,8 +225,8 @@ def cors(policy: CorsPolicy | None) -> Callable[[F], F]:
     return decorate
 
 
-@frozen
-class _Route:
+@frozen(eq=False, repr=False)
+class _Route(Value):
     """
     A route's own policy (C{None}: CORS off for the route), as L{cors} marks it.
     """

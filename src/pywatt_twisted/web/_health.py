@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted.errors import ConfigurationError
+from pywatt_twisted.wire._value import MutableValue
 
 __all__ = [
     "DEFAULT_CACHE_FOR",
@@ -60,8 +61,8 @@ class CheckTimedOut(Exception):
     """
 
 
-@define
-class HealthCheck:
+@define(eq=False, repr=False)
+class HealthCheck(MutableValue):
     """
     One check and its last result.
 

@@ -4,7 +4,8 @@ The equality, hash and repr the protocol's value classes share, written once.
 
 attrs writes these three methods as source text for each class and compiles it when the
 class is made: for the 37 classes of L{pywatt_twisted.wire.messages} that was about 0.1 G
-instructions of every module's start-up (two thirds of it Python's parser). The classes
+instructions of every module's start-up (two thirds of it Python's parser), and ~35 M
+more for the runtime's own value classes (its config, policies, parts). The classes
 are still attrs classes (C{@frozen(eq=False, repr=False)}: attrs makes C{__init__}, the
 fields, C{evolve}, C{asdict}...); they inherit these from L{Value} instead. Each gives
 what the attrs-made method gave:
@@ -14,6 +15,9 @@ what the attrs-made method gave:
   - C{hash}: the class and the field values, so equal values hash alike;
   - C{repr}: C{Name(field=value!r, ...)} without the C{repr=False} fields, C{...} for an
     object already being shown further up (a cycle).
+
+L{MutableValue} is the same for a mutable (C{@define}) class, unhashable as attrs
+makes it.
 
 Only fields with the plain attrs options may use it: L{fields_of} refuses a custom C{eq}
 key, C{hash} choice or C{repr} callable.
@@ -26,7 +30,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Value", "fields_of"]
+__all__ = ["MutableValue", "Value", "fields_of"]
 
 #: class -> (names compared and hashed, names shown by repr)
 _FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -97,3 +101,14 @@ class Value:
             return f"{cls.__qualname__.rsplit('>.', 1)[-1]}({inner})"
         finally:
             showing.discard(id(self))
+
+
+class MutableValue(Value):
+    """
+    The base of a mutable C{@define(eq=False, repr=False)} attrs class: C{==} and
+    C{repr} of L{Value}, and no hash, as attrs leaves a mutable class with C{eq}.
+    """
+
+    __slots__ = ()
+
+    __hash__ = None  # type: ignore[assignment]

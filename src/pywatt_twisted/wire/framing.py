@@ -27,6 +27,7 @@ from typing import Final
 from attrs import frozen
 
 from pywatt_twisted.errors import FrameError, FrameTooLarge, UnsupportedFrameFormat
+from pywatt_twisted.wire._value import Value
 
 __all__ = [
     "DEFAULT_MAX_FRAME_LENGTH",
@@ -86,8 +87,8 @@ class UnknownFrameFormat(UnsupportedFrameFormat):
         self.length = length
 
 
-@frozen
-class Frame:
+@frozen(eq=False, repr=False)
+class Frame(Value):
     """
     One decoded frame.
 

@@ -25,6 +25,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.wire._value import Value
 from pywatt_twisted.wire.messages import StreamAck, StreamCancel, StreamChunk
 
 __all__ = [
@@ -93,8 +94,8 @@ def crc32(data: bytes | bytearray | memoryview) -> int:
     return _fast_crc32(data) & 0xFFFFFFFF
 
 
-@frozen
-class StreamOptions:
+@frozen(eq=False, repr=False)
+class StreamOptions(Value):
     """
     What the orchestrator enabled (X0), or what a sender uses.
 

@@ -1,0 +1,265 @@
+"""
+The codec's fast paths for the routed request path (issue 20): a C{route_to_module}
+or C{routed_module_response} (module reply) enveloped with its content JSON from one
+backend call (L{codec._CONTENT_JSON}), and a C{routed_module_response} read with its
+id and payload readers inline. Each gives exactly what the general path gives, on
+valid and odd inputs, and falls back to it when it cannot be sure.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.wire import _json, codec
+from pywatt_twisted.wire.codec import decode_from_orchestrator, to_json_object
+from pywatt_twisted.wire.envelope import encode_channel_frame, random_uuid4
+from pywatt_twisted.wire.framing import FORMAT_JSON, Frame, FrameDecoder
+from pywatt_twisted.wire.messages import (
+    EncodedPayload,
+    RoutedModuleReply,
+    RoutedModuleResponse,
+    RouteToModule,
+)
+
+ORJSON = _json.BACKEND == "orjson"
+
+
+def general_frame_payload(message: object, envelope_id: str) -> bytes:
+    """
+    The envelope the general path builds for C{message} with id C{envelope_id}.
+    """
+    return _json.dumps({"id": envelope_id, "content": to_json_object(message), "metadata": {}})  # type: ignore[arg-type]
+
+
+def frame_payload(frame: bytes) -> bytes:
+    [item] = FrameDecoder(1 << 30).feed(frame)
+    assert isinstance(item, Frame) and item.format == FORMAT_JSON
+    return item.payload
+
+
+class UUIDSubclass(uuid.UUID):
+    pass
+
+
+class ContentJsonTests(SynchronousTestCase):
+    """
+    L{codec._CONTENT_JSON} and L{encode_channel_frame}'s use of it.
+    """
+
+    def assertSameAsGeneral(self, message: object) -> None:
+        payload = frame_payload(encode_channel_frame(message, 1 << 30))
+        envelope_id = json.loads(payload)["id"]
+        self.assertEqual(payload, general_frame_payload(message, envelope_id))
+
+    def test_table(self) -> None:
+        """
+        With orjson, the route_to_module and the module's reply have a fast encoder;
+        without it there is none (the standard library cannot write a UUID).
+        """
+        if ORJSON:
+            self.assertEqual(set(codec._CONTENT_JSON), {RouteToModule, RoutedModuleReply})
+        else:
+            self.assertEqual(codec._CONTENT_JSON, {})
+
+    def test_route_to_module(self) -> None:
+        message = RouteToModule("inv", "get", uuid.uuid4(), EncodedPayload(b'{"a":1}'))
+        self.assertSameAsGeneral(message)
+        if ORJSON:
+            fast = codec._CONTENT_JSON[RouteToModule](message)
+            self.assertEqual(fast, _json.dumps(to_json_object(message)))
+
+    def test_routed_reply(self) -> None:
+        message = RoutedModuleReply(
+            "me", random_uuid4(), "caller", EncodedPayload(b"\x00\xff", "Binary")
+        )
+        self.assertSameAsGeneral(message)
+        if ORJSON:
+            fast = codec._CONTENT_JSON[RoutedModuleReply](message)
+            self.assertEqual(fast, _json.dumps(to_json_object(message)))
+
+    def test_id_not_a_uuid_falls_back(self) -> None:
+        """
+        A request id that is not exactly a L{uuid.UUID} (a string, a subclass) is
+        written by the general path (C{str()} of it), not by orjson.
+        """
+        for request_id in ("not-a-uuid", UUIDSubclass(int=5)):
+            message = RouteToModule("inv", "get", request_id, EncodedPayload(b"{}"))  # type: ignore[arg-type]
+            if ORJSON:
+                self.assertIsNone(codec._CONTENT_JSON[RouteToModule](message))
+            self.assertSameAsGeneral(message)
+            reply = RoutedModuleReply("a", request_id, "b", EncodedPayload(b"{}"))  # type: ignore[arg-type]
+            if ORJSON:
+                self.assertIsNone(codec._CONTENT_JSON[RoutedModuleReply](reply))
+            self.assertSameAsGeneral(reply)
+
+    def test_payload_not_an_encoded_payload_falls_back(self) -> None:
+        class Duck:
+            data = b"[1]"
+            format = "Json"
+
+        message = RouteToModule("inv", "get", uuid.uuid4(), Duck())  # type: ignore[arg-type]
+        if ORJSON:
+            self.assertIsNone(codec._CONTENT_JSON[RouteToModule](message))
+        self.assertSameAsGeneral(message)
+
+    def test_value_orjson_refuses_falls_back(self) -> None:
+        """
+        A value orjson refuses (an integer over 64 bits) goes to the general path,
+        which writes it with the standard library.
+        """
+        message = RouteToModule(2**70, "get", uuid.uuid4(), EncodedPayload(b"{}"))  # type: ignore[arg-type]
+        if ORJSON:
+            self.assertIsNone(codec._CONTENT_JSON[RouteToModule](message))
+        payload = frame_payload(encode_channel_frame(message, 1 << 30))
+        self.assertIn(b'"target_module_id":1180591620717411303424,', payload)
+        self.assertSameAsGeneral(message)
+
+    def test_metadata_takes_the_general_path(self) -> None:
+        message = RouteToModule("inv", "get", uuid.uuid4(), EncodedPayload(b"{}"))
+        payload = frame_payload(encode_channel_frame(message, 1 << 30, {"source": "m"}))
+        value = json.loads(payload)
+        self.assertEqual(value["metadata"], {"source": "m"})
+        self.assertEqual(value["content"], to_json_object(message))
+
+    @settings(max_examples=200)
+    @given(
+        target=st.text(max_size=20),
+        endpoint=st.text(max_size=20),
+        data=st.binary(max_size=64),
+        fmt=st.sampled_from(["Json", "Binary", "Base64", "Auto", "other"]),
+        number=st.integers(min_value=0, max_value=2**128 - 1),
+    )
+    def test_same_as_general(
+        self, target: str, endpoint: str, data: bytes, fmt: str, number: int
+    ) -> None:
+        request_id = uuid.UUID(int=number)
+        self.assertSameAsGeneral(
+            RouteToModule(target, endpoint, request_id, EncodedPayload(data, fmt))
+        )
+        self.assertSameAsGeneral(
+            RoutedModuleReply(target, request_id, endpoint, EncodedPayload(data, fmt))
+        )
+
+
+def reference_response(obj: dict[str, Any]) -> RoutedModuleResponse:
+    """
+    What the general readers make of a routed_module_response object.
+    """
+    ctx = "routed_module_response"
+    source = codec._str(obj, "source_module_id", ctx)
+    return RoutedModuleResponse(
+        source, codec._uuid(obj, "request_id", ctx), codec._payload(obj, "payload", ctx)
+    )
+
+
+def outcome(f: Any, obj: dict[str, Any]) -> Any:
+    try:
+        return ("ok", f(obj))
+    except ProtocolError as e:
+        return ("error", e.field)
+
+
+class RoutedResponseDecodeTests(SynchronousTestCase):
+    """
+    C{routed_module_response} decoded with its readers inline.
+    """
+
+    def assertSameAsGeneral(self, obj: dict[str, Any]) -> None:
+        fast = outcome(lambda o: codec._d_routed_response(o, "routed_module_response"), obj)
+        self.assertEqual(fast, outcome(reference_response, obj))
+        if fast[0] == "ok":
+            message = fast[1]
+            self.assertIs(type(message.request_id), uuid.UUID)
+            self.assertIs(type(message.payload), EncodedPayload)
+            self.assertEqual(decode_from_orchestrator(_json.dumps(obj)), message)
+
+    def reply(self, **changes: Any) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "op": "routed_module_response",
+            "source_module_id": "inv",
+            "request_id": "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f",
+            "payload": {"data": list(b'{"a":1}'), "format": "Json"},
+        }
+        obj.update(changes)
+        return obj
+
+    def test_canonical(self) -> None:
+        obj = self.reply()
+        message = decode_from_orchestrator(_json.dumps(obj))
+        self.assertEqual(
+            message,
+            RoutedModuleResponse(
+                "inv", uuid.UUID("3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f"), EncodedPayload(b'{"a":1}')
+            ),
+        )
+        self.assertSameAsGeneral(obj)
+
+    def test_odd_ids(self) -> None:
+        for request_id in [
+            "3F2C8A6E-5B1D-4C7A-9E2F-0A1B2C3D4E5F",  # uppercase
+            "+f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f",  # what int() and uuid.UUID accept
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5g",  # not hex
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e-f",  # a fifth hyphen
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e_f",  # an underscore
+            "3f2c8a6e5b1d4c7a9e2f0a1b2c3d4e5f",  # no hyphens
+            "{3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f}",
+            "",
+            5,
+            None,
+        ]:
+            self.assertSameAsGeneral(self.reply(request_id=request_id))
+        del_id = self.reply()
+        del del_id["request_id"]
+        self.assertSameAsGeneral(del_id)
+
+    def test_odd_payloads(self) -> None:
+        for payload in [
+            {"data": [], "format": "Json"},
+            {"data": [0, 255]},  # no format: Json
+            {"data": [1, 2], "format": "json"},  # lower case: named Json by the reader
+            {"data": [1, 2], "format": "Binary"},
+            {"data": [1, 256], "format": "Json"},  # not a byte
+            {"data": [1, -1], "format": "Json"},
+            {"data": [1, "a"], "format": "Json"},
+            {"data": [True], "format": "Json"},
+            {"data": "AQI=", "format": "Json"},
+            {"data": [1], "format": "Yaml"},
+            {"data": [1], "format": 3},
+            {"format": "Json"},
+            [1, 2],
+            None,
+        ]:
+            self.assertSameAsGeneral(self.reply(payload=payload))
+
+    @settings(max_examples=300)
+    @given(
+        source=st.one_of(st.text(max_size=8), st.integers()),
+        request_id=st.one_of(
+            st.uuids().map(str),
+            st.uuids().map(lambda u: str(u).upper()),
+            st.text(alphabet="0123456789abcdef-+_ ", min_size=30, max_size=40),
+            st.integers(),
+        ),
+        data=st.one_of(
+            st.binary(max_size=20).map(list),
+            st.lists(st.integers(min_value=-2, max_value=300), max_size=5),
+            st.text(max_size=5),
+        ),
+        fmt=st.one_of(
+            st.sampled_from(["Json", "json", "Binary", "Base64", "Auto", "x"]), st.none()
+        ),
+    )
+    def test_same_as_general(self, source: Any, request_id: Any, data: Any, fmt: Any) -> None:
+        payload: dict[str, Any] = {"data": data}
+        if fmt is not None:
+            payload["format"] = fmt
+        self.assertSameAsGeneral(
+            self.reply(source_module_id=source, request_id=request_id, payload=payload)
+        )
