@@ -173,7 +173,7 @@ class ReplyTimeoutTests(SynchronousTestCase):
         Answered commands are not kept until the sweep: each new command drops them.
         """
         proto, _ = self.connect()
-        for i in range(100):
+        for _ in range(100):
             d = proto.get(b"k")
             proto.dataReceived(b"$1\r\nv\r\n")
             self.successResultOf(d)
