@@ -16,13 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.errors import MessageTooLarge, ProtocolError
 from pywatt_twisted.wire import _json, codec
 from pywatt_twisted.wire.codec import decode_from_orchestrator, to_json_object
 from pywatt_twisted.wire.envelope import encode_channel_frame, random_uuid4
 from pywatt_twisted.wire.framing import FORMAT_JSON, Frame, FrameDecoder
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
+    HeartbeatAck,
     RoutedModuleReply,
     RoutedModuleResponse,
     RouteToModule,
@@ -127,6 +128,23 @@ class ContentJsonTests(SynchronousTestCase):
         value = json.loads(payload)
         self.assertEqual(value["metadata"], {"source": "m"})
         self.assertEqual(value["content"], to_json_object(message))
+
+    def test_frame_length_limit(self) -> None:
+        """
+        The length checked against the cap (and written in the header) is the
+        payload's: a frame of exactly the cap passes, one byte more does not, on the
+        fast and the general path.
+        """
+        for message in (
+            RouteToModule("inv", "get", uuid.uuid4(), EncodedPayload(b"{}")),
+            RouteToModule("inv", "get", "id", EncodedPayload(b"{}")),  # type: ignore[arg-type]
+            HeartbeatAck(),
+        ):
+            length = len(frame_payload(encode_channel_frame(message, 1 << 30)))
+            frame = encode_channel_frame(message, length)
+            self.assertEqual(len(frame), 5 + length)
+            self.assertEqual(len(frame_payload(frame)), length)
+            self.assertRaises(MessageTooLarge, encode_channel_frame, message, length - 1)
 
     @settings(max_examples=200)
     @given(

@@ -156,33 +156,44 @@ def encode_channel_frame(
     if metadata:
         content = to_json_object(message)  # type: ignore[arg-type]
         payload = _dumps({"id": envelope_id(), "content": content, "metadata": metadata})
-    else:
-        # The common case: the content's JSON (one backend call for the hot messages,
-        # _CONTENT_JSON) between pre-encoded fragments around the id (the same bytes
-        # the dict above gives), joined in one call.
-        fast = _CONTENT_JSON.get(type(message))
-        content_json = None if fast is None else fast(message)
-        if content_json is None:
-            encoder = _ENCODERS.get(type(message))  # to_json_object, inline
-            if encoder is None:
-                to_json_object(message)  # type: ignore[arg-type]  # raises its TypeError
-            content = encoder(message)  # type: ignore[misc]
-            try:
-                content_json = _backend_dumps(content)  # _dumps, inline (its fallback below)
-            except TypeError:
-                content_json = _dumps(content)
-        payload = _join(
-            (_ENVELOPE_HEAD, _envelope_id_bytes(), _CONTENT, content_json, _NO_METADATA)
-        )
-    length = len(payload)
+        length = len(payload)
+        if length > max_frame_length:
+            raise MessageTooLarge(op_name(message), length, max_frame_length)
+        return _pack_header(length, FORMAT_JSON) + payload
+    # The common case: the content's JSON (one backend call for the hot messages,
+    # _CONTENT_JSON) between pre-encoded fragments around the id (the same bytes the
+    # dict above gives), joined with the header in one call.
+    fast = _CONTENT_JSON.get(type(message))
+    content_json = None if fast is None else fast(message)
+    if content_json is None:
+        encoder = _ENCODERS.get(type(message))  # to_json_object, inline
+        if encoder is None:
+            to_json_object(message)  # type: ignore[arg-type]  # raises its TypeError
+        content = encoder(message)  # type: ignore[misc]
+        try:
+            content_json = _backend_dumps(content)  # _dumps, inline (its fallback below)
+        except TypeError:
+            content_json = _dumps(content)
+    length = _ENVELOPE_FIXED + len(content_json)
     if length > max_frame_length:
         raise MessageTooLarge(op_name(message), length, max_frame_length)
-    return _pack_header(length, FORMAT_JSON) + payload
+    return _join(
+        (
+            _pack_header(length, FORMAT_JSON),
+            _ENVELOPE_HEAD,
+            _envelope_id_bytes(),
+            _CONTENT,
+            content_json,
+            _NO_METADATA,
+        )
+    )
 
 
 _ENVELOPE_HEAD: Final = b'{"id":"'
 _CONTENT: Final = b'","content":'
 _NO_METADATA: Final = b',"metadata":{}}'
+# The payload's length less the content's: the fragments and the 36-byte id.
+_ENVELOPE_FIXED: Final = len(_ENVELOPE_HEAD) + 36 + len(_CONTENT) + len(_NO_METADATA)
 
 
 def _heartbeat_ack_parts() -> tuple[bytes, bytes]:
