@@ -21,8 +21,10 @@ hits each alike; the median of the turns counts:
     the flag check; target within 3% of off;
   - C{sdk}: what a module with C{OTEL_EXPORTER_OTLP_ENDPOINT} set runs: the SDK's
     C{TracerProvider} with a C{BatchSpanProcessor} (configured by the C{OTEL_BSP_*}
-    variables, defaults otherwise) and the OTLP/HTTP exporter sending every span to a
-    receiver in a child process; the bench checks that every span was exported (none
+    variables, defaults otherwise) and the OTLP/HTTP exporter
+    L{tracing.configure_from_environment} installs (L{pywatt_twisted._otlp}'s: the SDK's,
+    with a cheaper encoder of the same bytes) sending every span to a receiver in a child
+    process; the bench checks that every span was exported (none
     dropped at the queue bound); target within 15% of off.
 
 Besides requests per second (wall clock, the target rows), it prints the CPU time per
@@ -167,7 +169,8 @@ def main(argv: list[str]) -> int:
         port = int(sink.stdout.readline())
         modes: dict[str, Any] = {"off": None, "api": NoOpTracerProvider()}
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            # (the exporter configure_from_environment installs)
+            from pywatt_twisted._otlp import OTLPSpanExporter
 
             counted = _Counted(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces"))
             modes["sdk"] = sdk_provider(counted)

@@ -523,6 +523,28 @@ def _wanted(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip() for name in _EXPORTER_VARIABLES)
 
 
+def _otlp_exporter() -> Any:
+    """
+    The SDK's OTLP/HTTP exporter sending the same bytes, encoded ~4x cheaper
+    (L{pywatt_twisted._otlp}); the SDK's own exporter when this SDK's internals the
+    fast encoder builds on are not there (a version that moved them).
+    """
+    try:
+        from pywatt_twisted._otlp import OTLPSpanExporter
+    except ImportError as e:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as SDKExporter,
+        )
+
+        _log.info(
+            "tracing: the SDK's OTLP encoder is used ({error}); the faster one needs "
+            "the SDK's internal encoding helpers",
+            error=e,
+        )
+        return SDKExporter()
+    return OTLPSpanExporter()
+
+
 def _exporters(environ: Mapping[str, str]) -> Iterator[Any]:
     names = [
         n.strip().lower()
@@ -541,9 +563,7 @@ def _exporters(environ: Mapping[str, str]) -> Iterator[Any]:
                     "exports traces with OTLP over HTTP (http/protobuf); point "
                     "OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (usually 4318)"
                 )
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            yield OTLPSpanExporter()
+            yield _otlp_exporter()
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
