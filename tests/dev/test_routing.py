@@ -102,6 +102,31 @@ class RoutingTests(SynchronousTestCase):
         self.assertEqual(
             response, RoutedModuleResponse("inventory", message.request_id, reply.payload)
         )
+        # The sweep timer is not cancelled with the last route: it finds none and stops.
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(ROUTE_TIMEOUT)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_no_timer_per_round_trip(self) -> None:
+        """
+        One request at a time, answered at once: the one sweep timer stays armed
+        across them (no DelayedCall is made and cancelled per round trip).
+        """
+        dev, clock, _ = orchestrator()
+        orders_tcp = attach(dev, "orders", "tcp")
+        inventory_tcp = attach(dev, "inventory", "tcp")
+        calls = []
+        for _ in range(3):
+            message = request()
+            dev.route(dev.supervisors["orders"], message, orders_tcp.send)
+            reply = RoutedModuleReply("inventory", message.request_id, "orders", message.payload)
+            dev.route(dev.supervisors["inventory"], reply, inventory_tcp.send)
+            calls.extend(clock.getDelayedCalls())
+            clock.advance(1)
+        self.assertEqual(len(orders_tcp.sent), 3)
+        (sweep,) = set(calls)
+        self.assertTrue(sweep.active())
+        clock.advance(ROUTE_TIMEOUT)
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_unknown_target_gets_an_error_reply(self) -> None:
@@ -147,7 +172,7 @@ class RoutingTests(SynchronousTestCase):
         """
         However many routes wait, one timer runs (for the oldest); each route is
         forgotten ROUTE_TIMEOUT after it was made, not before, and the timer stops once
-        none is left.
+        a sweep finds none left.
         """
         dev, clock, lines = orchestrator()
         orders_tcp = attach(dev, "orders", "tcp")
@@ -167,6 +192,7 @@ class RoutingTests(SynchronousTestCase):
             dev.route(dev.supervisors["inventory"], reply, inventory_tcp.send)
         self.assertEqual([r.request_id for r in orders_tcp.sent], [later.request_id])
         self.assertEqual(sum("unknown or expired" in line for line in lines), 1)
+        clock.advance(ROUTE_TIMEOUT)  # the sweep finds none left
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_sweep_rearms_for_the_next_oldest(self) -> None:

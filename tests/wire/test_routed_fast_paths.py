@@ -16,13 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import ProtocolError
-from pywatt_twisted.wire import _json, codec
+from pywatt_twisted.errors import MessageTooLarge, ProtocolError
+from pywatt_twisted.wire import _json, codec, envelope
 from pywatt_twisted.wire.codec import decode_from_orchestrator, to_json_object
 from pywatt_twisted.wire.envelope import encode_channel_frame, random_uuid4
 from pywatt_twisted.wire.framing import FORMAT_JSON, Frame, FrameDecoder
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
+    HeartbeatAck,
     RoutedModuleReply,
     RoutedModuleResponse,
     RouteToModule,
@@ -127,6 +128,23 @@ class ContentJsonTests(SynchronousTestCase):
         value = json.loads(payload)
         self.assertEqual(value["metadata"], {"source": "m"})
         self.assertEqual(value["content"], to_json_object(message))
+
+    def test_frame_length_limit(self) -> None:
+        """
+        The length checked against the cap (and written in the header) is the
+        payload's: a frame of exactly the cap passes, one byte more does not, on the
+        fast and the general path.
+        """
+        for message in (
+            RouteToModule("inv", "get", uuid.uuid4(), EncodedPayload(b"{}")),
+            RouteToModule("inv", "get", "id", EncodedPayload(b"{}")),  # type: ignore[arg-type]
+            HeartbeatAck(),
+        ):
+            length = len(frame_payload(encode_channel_frame(message, 1 << 30)))
+            frame = encode_channel_frame(message, length)
+            self.assertEqual(len(frame), 5 + length)
+            self.assertEqual(len(frame_payload(frame)), length)
+            self.assertRaises(MessageTooLarge, encode_channel_frame, message, length - 1)
 
     @settings(max_examples=200)
     @given(
@@ -263,3 +281,55 @@ class RoutedResponseDecodeTests(SynchronousTestCase):
         self.assertSameAsGeneral(
             self.reply(source_module_id=source, request_id=request_id, payload=payload)
         )
+
+
+class RandomUUIDPoolTests(SynchronousTestCase):
+    """
+    L{random_uuid4}'s pool: numbers popped without a lock, refilled under it.
+    """
+
+    def test_refill_when_empty(self) -> None:
+        envelope._pool.clear()
+        value = random_uuid4()
+        self.assertEqual((value.version, value.variant), (4, uuid.RFC_4122))
+        self.assertEqual(len(envelope._pool), 255)
+
+    def test_pool_emptied_by_others_meanwhile(self) -> None:
+        """
+        When the pool is empty again between the refill and the pop (other threads
+        took the 256), it is refilled again.
+        """
+        envelope._pool.clear()
+        real = envelope._pool_pop
+        misses = [1]
+
+        def pop() -> int:
+            if misses:
+                misses.pop()
+                envelope._pool.clear()  # someone else took them all
+                raise IndexError("pop from empty list")
+            return real()
+
+        self.patch(envelope, "_pool_pop", pop)
+        value = random_uuid4()
+        self.assertEqual((value.version, value.variant), (4, uuid.RFC_4122))
+        self.assertEqual(misses, [])
+        self.assertEqual(len(envelope._pool), 255)
+
+    def test_threads_get_distinct_ids(self) -> None:
+        import threading
+
+        out: list[list[uuid.UUID]] = [[] for _ in range(4)]
+
+        def draw(into: list[uuid.UUID]) -> None:
+            for _ in range(2000):
+                into.append(random_uuid4())
+
+        threads = [threading.Thread(target=draw, args=(o,)) for o in out]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        values = [v for o in out for v in o]
+        self.assertEqual(len(values), 8000)
+        self.assertEqual(len(set(values)), 8000)

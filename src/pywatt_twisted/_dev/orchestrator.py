@@ -129,7 +129,8 @@ class DevOrchestrator(Service):
         self.providers: dict[str, ServiceProviderInfo] = {}
         # request id -> (requester, target module id, expiry time), oldest first: every
         # route lives ROUTE_TIMEOUT, so insertion order is expiry order and one timer
-        # (for the oldest) sweeps them all, instead of a DelayedCall per request.
+        # (for the oldest) sweeps them all, instead of a DelayedCall per request. It
+        # runs until a sweep finds no route left.
         self._routes: dict[Any, tuple[ModuleSupervisor, str, float]] = {}
         self._route_sweep: Any = None
         self._unsubscribe = secrets.subscribe(self.secrets_changed)
@@ -338,8 +339,9 @@ class DevOrchestrator(Service):
                 "warn",
             )
             return None
-        if not self._routes:
-            self._stop_route_sweep()
+        # (The sweep timer stays when this was the last route: it finds none and stops.
+        # Cancelling it here and arming it again for the next request was a DelayedCall
+        # per round trip at one request in flight.)
         return entry[0]
 
     def _sweep_routes(self) -> None:

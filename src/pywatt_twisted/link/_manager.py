@@ -237,13 +237,18 @@ class ChannelManager(MultiService):
             frame = encode_channel_frame(message, self._max_frame_length)
         except MessageTooLarge as e:
             return fail(e)
-        channel = self.write_now(frame, prefer)
-        if channel is None:
-            # Named only when the frame has to wait or fail (issue 20: not per message).
-            return self.send_frame(frame, getattr(message, "op", type(message).__name__), prefer)
-        if isinstance(prefer, Route) and prefer.written is not None:
-            prefer.written(channel.name)
-        return succeed(None)
+        # write_now, inline (once per message sent, issue 20).
+        if not self.stopping and not self.queue._items:
+            channel = self.choice.pick(prefer)
+            if channel is not None:
+                assert channel.protocol is not None
+                channel.protocol.write_frame(frame)
+                self.sent_direct += 1
+                if prefer is not None and isinstance(prefer, Route) and prefer.written is not None:
+                    prefer.written(channel.name)
+                return succeed(None)
+        # Named only when the frame has to wait or fail (issue 20: not per message).
+        return self.send_frame(frame, getattr(message, "op", type(message).__name__), prefer)
 
     def send_frame(
         self, frame: bytes, op: str, prefer: str | Route | None = None
