@@ -23,6 +23,7 @@ is used for lock waits and for the bound on waiting for a usable connection.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +31,7 @@ import txredisapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -117,6 +119,67 @@ class _PoolProtocol(txredisapi.RedisProtocol):
 
     factory: _PoolFactory
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        from twisted.internet import reactor
+
+        super().__init__(*args, **kw)
+        #: the clock of the reply timer (txredisapi's timers run on the global reactor)
+        self.clock: Any = reactor
+        #: (deadline, reply Deferred) of the commands sent with a reply timeout, oldest
+        #: first; answered ones are dropped as new commands are sent and by the sweep
+        self._replies: deque[tuple[float, Deferred[Any]]] = deque()
+        #: the one timer of the reply timeouts (L{_sweep}), armed while commands wait
+        self._sweeper: Any = None
+
+    def execute_command(self, *args: Any, **kw: Any) -> Deferred[Any]:
+        """
+        Send a command; with the factory's C{reply_wait}, fail it (and every command
+        waiting on this connection) and drop the connection when no reply comes
+        within that many seconds, as txredisapi's C{replyTimeout} does, but with one
+        timer per connection (L{_sweep}) instead of a timer per command: Redis answers
+        the commands of a connection in order, so the oldest unanswered one is always
+        the first to time out.
+        """
+        d: Deferred[Any] = super().execute_command(*args, **kw)
+        timeout = self.factory.reply_wait
+        if timeout and kw.get("apply_timeout", True):
+            replies = self._replies
+            while replies and replies[0][1].called:
+                replies.popleft()
+            clock = self.clock
+            replies.append((clock.seconds() + timeout, d))
+            if self._sweeper is None:
+                self._sweeper = clock.callLater(timeout, self._sweep)
+        return d
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        replies = self._replies
+        while replies and replies[0][1].called:
+            replies.popleft()
+        if not replies:
+            return
+        clock = self.clock
+        deadline = replies[0][0]
+        now = clock.seconds()
+        if now < deadline:
+            self._sweeper = clock.callLater(deadline - now, self._sweep)
+            return
+        # what txredisapi's per-command timer does: every waiting command fails with
+        # the same TimeoutError (in order, the late one first) and the connection goes
+        replies.clear()
+        error_text = f"Not received Redis response in {self.factory.reply_wait} seconds"
+        while self.replyQueue.waiting:
+            self.replyQueue.put(txredisapi.TimeoutError(error_text))
+        self.transport.abortConnection()
+
+    def connectionLost(self, why: Failure = connectionDone) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and sweeper.active():
+            sweeper.cancel()
+        super().connectionLost(why)
+        self._replies.clear()
+
     def connectionMade(self) -> None:
         factory = self.factory
         if factory.auth_password is None and not factory.select_db:
@@ -153,6 +216,8 @@ class _PoolFactory(txredisapi.RedisFactory):
     @ivar select_db: the database to C{SELECT} on connect (0 sends nothing).
     @ivar connect_wait: seconds a command waits for a usable connection before it
         fails (the C{connect_timeout} option).
+    @ivar reply_wait: seconds a command waits for its reply (the C{reply_timeout}
+        option; C{None}: no limit), timed by L{_PoolProtocol} rather than txredisapi.
     """
 
     protocol = _PoolProtocol
@@ -171,7 +236,8 @@ class _PoolFactory(txredisapi.RedisFactory):
         url_redacted: str,
         availability: Availability | None = None,
     ) -> None:
-        # no password or dbid for txredisapi: _PoolProtocol does the handshake
+        # no password or dbid for txredisapi: _PoolProtocol does the handshake; no
+        # replyTimeout either (a timer per command): _PoolProtocol times the replies
         super().__init__(
             url_redacted,
             None,
@@ -180,12 +246,13 @@ class _PoolFactory(txredisapi.RedisFactory):
             handler=txredisapi.ConnectionHandler,
             charset=None,
             password=None,
-            replyTimeout=reply_timeout,
+            replyTimeout=None,
             convertNumbers=False,
             username=None,
         )
         self.reconnect = True
         self.select_db = db
+        self.reply_wait = reply_timeout
         self.auth_password = password
         self.auth_username = username
         self.connect_wait = connect_wait
