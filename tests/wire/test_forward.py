@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.wire._forward import (
+    MAX_READ_SIZE,
     ROUTE_TO_MODULE,
     ROUTED_REPLY,
     read_routing,
@@ -64,6 +65,24 @@ class ReadRoutingTests(SynchronousTestCase):
         self.assertTrue(header.payload_json.startswith(b'{"data":[123,'))
         self.assertEqual(header.payload(), message.payload)
         self.assertEqual(header.message(), decode_envelope_from_module(data).content)
+
+    def test_large_frames_are_decoded_in_full(self) -> None:
+        """
+        A frame over L{MAX_READ_SIZE} (a stream chunk, a large routed body) is left to the
+        full decode, which reads it as before; a frame under it is read.
+        """
+        under = body(request(EncodedPayload(b"7" * ((MAX_READ_SIZE - 1000) // 3))))
+        over = body(request(EncodedPayload(b"7" * (MAX_READ_SIZE // 3 + 10))))
+        self.assertLess(len(under), MAX_READ_SIZE)
+        self.assertGreater(len(over), MAX_READ_SIZE)
+        header = read_routing(under)
+        assert header is not None
+        self.assertEqual(header.message(), decode_envelope_from_module(under).content)
+        self.assertIsNone(read_routing(over))
+        self.assertEqual(
+            decode_envelope_from_module(over).content.payload,
+            EncodedPayload(b"7" * (MAX_READ_SIZE // 3 + 10)),
+        )
 
     def test_reply(self) -> None:
         message = RoutedModuleReply(

@@ -64,6 +64,13 @@ _TAIL_PREFIX: Final = b'],"format":"'
 # the payload's place in the rest of the frame: an integer no payload can be
 _PLACEHOLDER: Final = b"0"
 
+#: The largest frame L{read_routing} reads; a larger one (a stream chunk, a large routed
+#: body) is decoded in full. The searches below each pass over the whole text, and a
+#: 256 KiB stream chunk frame (the frames a module sends most bytes in) is never a
+#: routing frame: skipping them saved ~5% of pywatt dev's work on a streamed download.
+#: Module-to-module messages are small; a large one costs the full decode it cost before.
+MAX_READ_SIZE: Final = 64 * 1024
+
 
 class RoutingHeader:
     """
@@ -180,6 +187,8 @@ def read_routing(data: bytes) -> RoutingHeader | None:
     @raise ProtocolError: if the frame is in the plain shape and a routing field (or
         the envelope's id or metadata) is invalid, as the full decoder raises it.
     """
+    if len(data) > MAX_READ_SIZE:
+        return None
     cut = _cut_payload(data)
     if cut is None:
         return None
