@@ -13,10 +13,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
+from pywatt_twisted._dev import _streaming
 from pywatt_twisted._dev._streaming import DevStreams, LiveRequestBody
 from pywatt_twisted._dev.front import STREAM_ABOVE, FrontRequest, FrontResource
 from pywatt_twisted.streaming import StreamState
@@ -257,6 +259,30 @@ class FrontStreamingTests(SynchronousTestCase):
         self.feed(body[CHUNK:])
         self.assertEqual(self.transport.producerState, "producing")
         self.assertTrue(self.transport.disconnecting)
+
+    def test_drain_is_bounded(self) -> None:
+        """
+        After an early answer, at most L{LiveRequestBody.drain_limit} bytes of the rest
+        of the body are read and dropped; then the connection closes (the response is
+        out), with a warning, instead of reading a body of any size to its end.
+        """
+        self.patch(LiveRequestBody, "drain_limit", 4 * CHUNK)
+        logged: list[dict[str, Any]] = []
+        self.patch(_streaming, "_log", Logger(observer=logged.append))
+        body = pattern(4 * STREAM_ABOVE)
+        self.head(path=b"/nope/up", length=len(body))
+        self.feed(body[:CHUNK])
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 404 "))
+        # (the first piece counts too: the 404 went out while it was being taken)
+        self.feed(body[CHUNK : 4 * CHUNK])
+        self.assertFalse(self.transport.disconnecting)
+        self.feed(body[4 * CHUNK : 4 * CHUNK + 1])
+        self.assertTrue(self.transport.disconnecting)
+        self.feed(body[4 * CHUNK + 1 : 5 * CHUNK])
+        self.assertEqual(self.supervisor.chunks(), [])
+        warnings = [e for e in logged if "drain limit" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(warnings[0]["limit"], 4 * CHUNK)
 
     def test_chunked_small_body_goes_plain(self) -> None:
         """

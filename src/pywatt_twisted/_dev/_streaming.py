@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from pywatt_twisted.streaming import (
@@ -33,6 +34,8 @@ from pywatt_twisted.streaming import (
 )
 from pywatt_twisted.wire.messages import HttpResponse, StreamAck, StreamCancel, StreamChunk
 from pywatt_twisted.wire.stream import StreamOptions
+
+_log = Logger()
 
 __all__ = ["DevStreams", "LiveRequestBody", "ResponseRelay"]
 
@@ -134,6 +137,13 @@ class LiveRequestBody:
     #: for each 256 KiB chunk).
     read_size = 256 * 1024
 
+    #: The most body bytes read and dropped after the response was complete (a 404 or
+    #: a 413 answered while the body still arrived). Reading them lets the client see
+    #: the response (closing at once could reset the connection before it reads it);
+    #: past this bound the connection is closed, logged, instead of reading a body of
+    #: any size to its end.
+    drain_limit = 4 * 1024 * 1024
+
     def __init__(self, transport: Any, length: int | None, threshold: int) -> None:
         self.transport = transport
         self._read_size = getattr(transport, "bufferSize", None)
@@ -149,6 +159,7 @@ class LiveRequestBody:
         self._held: list[bytes] = []
         self._held_size = 0
         self._discarding = False
+        self._drained = 0
         self._collect_all = False
         self._wanted: Deferred[bytes | None] | None = None
         self._paused = False
@@ -163,7 +174,21 @@ class LiveRequestBody:
             first, self.on_first_data = self.on_first_data, None
             first()
         self.received += len(data)
-        if self._discarding or self.closed:
+        if self._discarding:
+            self._drained += len(data)
+            if self._drained > self.drain_limit and not self.closed:
+                self.closed = True
+                _log.warn(
+                    "front port: closing the connection after dropping {drained} bytes of "
+                    "a request body whose response was already sent (drain limit "
+                    "{limit} bytes)",
+                    drained=self._drained,
+                    limit=self.drain_limit,
+                )
+                self._restore_read_size()
+                self.transport.loseConnection()
+            return
+        if self.closed:
             return
         sender = self.sender
         if sender is not None:
