@@ -424,23 +424,18 @@ class DevStreams:
         Send C{body} as the chunks of C{stream_id}: a L{LiveRequestBody} as it
         arrives, a file read from where it is.
         """
+        live: LiveRequestBody | None = None
+        file: IO[bytes] | None = None
         if isinstance(body, LiveRequestBody):
-            sender = StreamSender(
-                stream_id,
-                send,
-                self.options,
-                self.reactor,
-                stall_timeout=self.stall_timeout,
-                on_writable=body.writable,
-            )
-            self.table(link, send).add_sender(sender)
-            body.attach(sender)  # (its errback takes a failure: the response says how it ended)
-            return sender
+            live = body
+        else:
+            file = body
 
         def feed(writable: bool = True) -> None:
+            assert file is not None
             while writable and sender.writable and sender.state is StreamState.OPEN:
                 # (one chunk per read: the sender sends it as it is, no re-cutting)
-                piece = body.read(self.options.chunk_size)
+                piece = file.read(self.options.chunk_size)
                 if not piece:
                     sender.finish()
                     return
@@ -452,9 +447,12 @@ class DevStreams:
             self.options,
             self.reactor,
             stall_timeout=self.stall_timeout,
-            on_writable=feed,
+            on_writable=feed if live is None else live.writable,
         )
         self.table(link, send).add_sender(sender)
-        sender.done.addErrback(lambda f: None)  # (the module's response says how it ended)
-        feed()
+        if live is not None:
+            live.attach(sender)  # (its errback takes a failure: the response says how it ended)
+        else:
+            sender.done.addErrback(lambda f: None)  # (the module's response says how it ended)
+            feed()
         return sender

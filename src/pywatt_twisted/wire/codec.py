@@ -1524,49 +1524,38 @@ _ENCODERS: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
 # the general path.
 
 
-def _j_route_to_module(m: RouteToModule) -> bytes | None:
+def _j_routed(m: RouteToModule | RoutedModuleReply) -> bytes | None:
     request_id = m.request_id
     payload = m.payload
     if type(request_id) is not _UUID or type(payload) is not EncodedPayload:
         return None
+    body = {"data": list(payload.data), "format": payload.format}
+    # (the keys in to_json_object's order: the bytes must be the general path's)
+    if isinstance(m, RouteToModule):
+        content = {
+            "op": "route_to_module",
+            "target_module_id": m.target_module_id,
+            "target_endpoint": m.target_endpoint,
+            "request_id": request_id,
+            "payload": body,
+        }
+    else:
+        content = {
+            "op": "routed_module_response",
+            "source_module_id": m.source_module_id,
+            "request_id": request_id,
+            "target_module_id": m.target_module_id,
+            "payload": body,
+        }
     try:
-        return _backend_dumps(
-            {
-                "op": "route_to_module",
-                "target_module_id": m.target_module_id,
-                "target_endpoint": m.target_endpoint,
-                "request_id": request_id,
-                "payload": {"data": list(payload.data), "format": payload.format},
-            }
-        )
-    except TypeError:
-        return None
-
-
-def _j_routed_reply(m: RoutedModuleReply) -> bytes | None:
-    request_id = m.request_id
-    payload = m.payload
-    if type(request_id) is not _UUID or type(payload) is not EncodedPayload:
-        return None
-    try:
-        return _backend_dumps(
-            {
-                "op": "routed_module_response",
-                "source_module_id": m.source_module_id,
-                "request_id": request_id,
-                "target_module_id": m.target_module_id,
-                "payload": {"data": list(payload.data), "format": payload.format},
-            }
-        )
+        return _backend_dumps(content)
     except TypeError:
         return None
 
 
 _backend_dumps = _json.backend_dumps
 _CONTENT_JSON: Final[dict[type, Callable[[Any], bytes | None]]] = (
-    {RouteToModule: _j_route_to_module, RoutedModuleReply: _j_routed_reply}
-    if _json.BACKEND == "orjson"
-    else {}
+    {RouteToModule: _j_routed, RoutedModuleReply: _j_routed} if _json.BACKEND == "orjson" else {}
 )
 """
 Fast content encoders by message type (see above): C{_CONTENT_JSON[type(m)](m)} is the
