@@ -83,3 +83,21 @@ class DirectHttpGzipTests(SynchronousTestCase):
             self.assertTrue(compressible(kind), kind)
         for kind in [None, b"", b"image/png", b"application/octet-stream", b"application/zip"]:
             self.assertFalse(compressible(kind), kind)
+
+
+class CompressibleCacheTests(SynchronousTestCase):
+    def test_cached_answers_and_bound(self) -> None:
+        from pywatt_twisted.web import _gzip
+
+        self.patch(_gzip, "_known", {})
+        self.assertTrue(_gzip.compressible(b"application/json; charset=utf-8"))
+        self.assertFalse(_gzip.compressible(b"image/png"))
+        self.assertEqual(
+            _gzip._known, {b"application/json; charset=utf-8": True, b"image/png": False}
+        )
+        self.assertTrue(_gzip.compressible(b"application/json; charset=utf-8"))
+        self.assertFalse(_gzip.compressible(b"image/png"))
+        for i in range(2 * _gzip._KNOWN_LIMIT):
+            self.assertTrue(_gzip.compressible(b"text/x-%d" % i))
+        self.assertEqual(len(_gzip._known), _gzip._KNOWN_LIMIT)
+        self.assertTrue(_gzip.compressible(bytearray(b"text/plain")))

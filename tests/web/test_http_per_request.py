@@ -39,10 +39,12 @@ class Echo(Resource):
     def __init__(self) -> None:
         super().__init__()
         self.hosts: list[Any] = []
+        self.peers: list[Any] = []
         self.secure: list[bool] = []
 
     def render(self, request: Any) -> bytes:
         self.hosts.append(request.getHost())
+        self.peers.append(request.getClientAddress())
         self.secure.append(request.isSecure())
         request.setHeader(b"content-type", b"application/octet-stream")
         request.setHeader(b"x-multi", b"one")
@@ -64,11 +66,16 @@ class CountingTransport(StringTransport):
     def __init__(self) -> None:
         super().__init__(hostAddress=HOST, peerAddress=PEER)
         self.host_calls = 0
+        self.peer_calls = 0
         self.writes = 0
 
     def getHost(self) -> Any:
         self.host_calls += 1
         return super().getHost()
+
+    def getPeer(self) -> Any:
+        self.peer_calls += 1
+        return super().getPeer()
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         pass  # (asked when the transport provides ISSLTransport, an ITCPTransport)
@@ -127,6 +134,7 @@ class SameBytesAsTwistedTests(SynchronousTestCase):
         self.assertIn(b"postpath=c d/e", ours)
         self.assertIn(b"\r\nX-Multi: one\r\nX-Multi: two\r\n", ours)
         self.assertEqual(ours_seen.hosts, theirs_seen.hosts)
+        self.assertEqual(ours_seen.peers, theirs_seen.peers)
         self.assertEqual(ours_seen.secure, [False, False])
 
     def test_date_header(self) -> None:
@@ -162,11 +170,12 @@ class OncePerConnectionTests(SynchronousTestCase):
     def test_local_address_asked_once(self) -> None:
         resource = Echo()
         transport, _ = exchange(PyWattSite(resource, reactor=Clock(), access_log=False), TWO_GETS)
-        self.assertEqual(transport.host_calls, 1)
+        self.assertEqual((transport.host_calls, transport.peer_calls), (1, 1))
         self.assertEqual(resource.hosts, [HOST, HOST])
+        self.assertEqual(resource.peers, [PEER, PEER])
         # Twisted's own channel asks for every request (the cost taken out).
         plain, _ = exchange(Site(Echo(), reactor=Clock()), TWO_GETS)
-        self.assertEqual(plain.host_calls, 2)
+        self.assertEqual((plain.host_calls, plain.peer_calls), (2, 2))
 
     def test_new_transport_asked_again(self) -> None:
         channel = PyWattHTTPChannel()

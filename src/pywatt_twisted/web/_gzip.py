@@ -33,6 +33,12 @@ _FACTORY: Final = GzipEncoderFactory()
 _FACTORY.compressLevel = 6  # (9 costs much more CPU for a few percent)
 
 
+#: content type -> whether it is compressible, for the types seen (a module answers
+#: with a handful); at most L{_KNOWN_LIMIT} entries, so a client cannot grow it
+_known: dict[bytes, bool] = {}
+_KNOWN_LIMIT: Final = 64
+
+
 def compressible(content_type: bytes | None) -> bool:
     """
     Whether a body of C{content_type} is worth compressing: text, JSON, XML,
@@ -40,6 +46,18 @@ def compressible(content_type: bytes | None) -> bool:
     """
     if not content_type:
         return False
+    if type(content_type) is not bytes:
+        return _compressible(content_type)
+    known = _known.get(content_type)
+    if known is not None:
+        return known
+    answer = _compressible(content_type)
+    if len(_known) < _KNOWN_LIMIT:
+        _known[content_type] = answer
+    return answer
+
+
+def _compressible(content_type: bytes) -> bool:
     kind = content_type.split(b";", 1)[0].strip().lower()
     return (
         kind.startswith(b"text/")

@@ -255,7 +255,8 @@ def route_label(request: Any) -> str:
         return str(label)
     matched = getattr(request, MATCHED_RULE_ATTRIBUTE, None)
     if matched is not None:  # noted when Klein ran the endpoint: no second match
-        return prefixed(getattr(request, VERSION_ATTRIBUTE, None), str(matched))
+        version = getattr(request, VERSION_ATTRIBUTE, None)
+        return str(matched) if version is None else prefixed(version, str(matched))
     mapper = None
     if IKleinRequest is not None and hasattr(request, "getComponent"):
         klein_request = request.getComponent(IKleinRequest)
@@ -300,6 +301,12 @@ class PyWattRequest(Request):
     # through a Python method; the object's own identity hash is the same contract in
     # C, and the site's in-flight set hashes every request twice.
     __hash__ = object.__hash__
+
+    # What the route label reads, absent until set: class defaults, so that reading
+    # them costs a lookup and not a failed one (an AttributeError made and dropped).
+    pywatt_route: str | None = None
+    pywatt_route_version: str | None = None
+    _pywatt_matched_rule: str | None = None
 
     def before_headers(self, callback: Callable[[PyWattRequest], object]) -> None:
         """
@@ -474,6 +481,31 @@ class PyWattRequest(Request):
         self.write(body)
         self.finish()
 
+    #: (site, metrics, start time) from the site's C{_request_started} until the request
+    #: is recorded as finished
+    _pywatt_track: tuple[PyWattSite, ModuleMetrics | None, float] | None = None
+
+    def finish(self) -> None:
+        """
+        L{Request.finish}, then the request recorded as done (metrics, in flight): where
+        Twisted fires the L{notifyFinish} Deferreds, without one of its own.
+        """
+        super().finish()
+        track = self._pywatt_track
+        if track is not None and self.finished:
+            self._pywatt_track = None
+            self._finished(None, *track)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        L{Request.connectionLost}, then the request recorded as aborted.
+        """
+        super().connectionLost(reason)
+        track = self._pywatt_track
+        if track is not None:
+            self._pywatt_track = None
+            self._finished(reason, *track)
+
     def _finished(
         self, result: object, site: PyWattSite, metrics: ModuleMetrics | None, started: float
     ) -> None:
@@ -619,7 +651,9 @@ class PyWattSite(Site):
         started = self.reactor.seconds()
         if self.metrics is not None:
             self.metrics.request_started()
-        request.notifyFinish().addBoth(request._finished, self, self.metrics, started)
+        # recorded when the request finishes or its connection is lost (see
+        # PyWattRequest.finish and connectionLost), without a notifyFinish Deferred
+        request._pywatt_track = (self, self.metrics, started)
 
     def _request_finished(self, request: PyWattRequest) -> None:
         self._in_flight.discard(request)
