@@ -47,7 +47,13 @@ from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from pywatt_twisted.errors import FrameError, FrameTooLarge
-from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, FrameDecoder
+from pywatt_twisted.wire.framing import (
+    DEFAULT_MAX_FRAME_LENGTH,
+    FORMAT_JSON,
+    Frame,
+    FrameDecoder,
+    _frame,
+)
 
 __all__ = ["COALESCE_LIMIT", "FramedProtocol"]
 
@@ -70,8 +76,8 @@ class _FrameReader:
 
     def __init__(self, protocol: FramedProtocol, max_frame_length: int) -> None:
         self.protocol = protocol
-        self.decoder = FrameDecoder(max_frame_length)
-        self.held: deque[Frame | FrameError] = deque()
+        self.decoder = FrameDecoder(max_frame_length, protocol.json_payloads)
+        self.held: deque[Frame | FrameError | bytes] = deque()
 
     def read(self, data: bytes) -> None:
         items = self.decoder.feed(data)
@@ -82,12 +88,15 @@ class _FrameReader:
             return
         protocol = self.protocol
         frame_received = protocol.frameReceived
+        json_received = protocol.jsonReceived
         output_closed = protocol.outputClosed
         for index, item in enumerate(items):
             # protocol.inputClosed(), inline: this runs once per frame.
             if protocol.abort_reason is not None or output_closed():
                 return
-            if type(item) is Frame:
+            if type(item) is bytes:
+                json_received(item)
+            elif type(item) is Frame:
                 frame_received(item)
             else:
                 self._item(item)
@@ -105,9 +114,11 @@ class _FrameReader:
                 return
             self._item(held.popleft())
 
-    def _item(self, item: Frame | FrameError) -> None:
+    def _item(self, item: Frame | FrameError | bytes) -> None:
         protocol = self.protocol
-        if type(item) is Frame:
+        if type(item) is bytes:
+            protocol.jsonReceived(item)
+        elif type(item) is Frame:
             protocol.frameReceived(item)
         elif isinstance(item, FrameTooLarge):
             protocol.frameTooLong(item)
@@ -128,9 +139,13 @@ class FramedProtocol(Protocol):
     @ivar abort_reason: why this side aborted the connection, if it did.
     @cvar coalesce: collect the frames transmitted while one read is dispatched into
         one C{writeSequence} (see the module docstring).
+    @cvar json_payloads: JSON frames go to L{jsonReceived} as their payload bytes,
+        without a L{Frame} object each (a subclass that reads only their payload sets
+        it and overrides L{jsonReceived}).
     """
 
     coalesce = True
+    json_payloads = False
 
     def __init__(
         self,
@@ -158,6 +173,15 @@ class FramedProtocol(Protocol):
         A complete frame arrived. Subclasses must override this.
         """
         raise NotImplementedError
+
+    def jsonReceived(self, payload: bytes) -> None:
+        """
+        A complete JSON frame (format 1) arrived, given as its payload: called instead
+        of L{frameReceived} for those frames when the class sets C{json_payloads} (the
+        decoder then builds no L{Frame} for them). By default, hands them to
+        L{frameReceived} as a L{Frame}.
+        """
+        self.frameReceived(_frame(FORMAT_JSON, payload))
 
     def frameSkipped(self, error: FrameError) -> None:
         """
