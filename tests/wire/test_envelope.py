@@ -108,9 +108,7 @@ class ChannelEnvelopeTests(SynchronousTestCase):
 
         def near_the_end(block: int) -> None:
             envelope._start_block(block)
-            self.patch(
-                envelope, "_next_low", itertools.count(envelope._LOW_END - 2).__next__
-            )
+            self.patch(envelope, "_next_low", itertools.count(envelope._LOW_END - 2).__next__)
 
         def frame_id() -> str:
             return str(decode(encode_channel_frame(HeartbeatAck(), 1 << 20))["id"])
