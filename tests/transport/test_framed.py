@@ -59,14 +59,6 @@ class JsonRecorder(Recorder):
             self.transmit(self.reply)
 
 
-class DefaultJson(Recorder):
-    """
-    C{json_payloads} without its own L{FramedProtocol.jsonReceived}.
-    """
-
-    json_payloads = True
-
-
 class AbortingTransport(StringTransport):
     aborted = False
 
@@ -83,8 +75,8 @@ class ReadingTests(SynchronousTestCase):
     def test_json_payloads(self) -> None:
         """
         With C{json_payloads}, JSON frames go to C{jsonReceived} as bytes and other
-        formats to C{frameReceived}, in order; without an override of C{jsonReceived},
-        the JSON frames reach C{frameReceived} as L{Frame}s.
+        formats to C{frameReceived}, in order; without it, every frame reaches
+        C{frameReceived} as a L{Frame}.
         """
         stream = encode_frame(b"one", 1, 100) + encode_frame(b"two", 2, 100)
         stream += encode_frame(b"three", 1, 100)
@@ -93,7 +85,7 @@ class ReadingTests(SynchronousTestCase):
         p.dataReceived(stream[:6])
         p.dataReceived(stream[6:])
         self.assertEqual((p.json, p.frames), ([b"one", b"three"], [b"two"]))
-        d = DefaultJson()
+        d = Recorder()
         self.connect(d)
         d.dataReceived(stream)
         self.assertEqual(d.frames, [b"one", b"two", b"three"])

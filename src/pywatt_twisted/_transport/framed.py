@@ -47,13 +47,7 @@ from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from pywatt_twisted.errors import FrameError, FrameTooLarge
-from pywatt_twisted.wire.framing import (
-    DEFAULT_MAX_FRAME_LENGTH,
-    FORMAT_JSON,
-    Frame,
-    FrameDecoder,
-    _frame,
-)
+from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, FrameDecoder
 
 __all__ = ["COALESCE_LIMIT", "FramedProtocol"]
 
@@ -86,9 +80,10 @@ class _FrameReader:
             self.held.extend(items)
             self.dispatch_held()
             return
-        protocol = self.protocol
+        protocol: Any = self.protocol
         frame_received = protocol.frameReceived
-        json_received = protocol.jsonReceived
+        # (only a protocol with json_payloads gets bytes, and defines jsonReceived)
+        json_received: Any = protocol.jsonReceived if protocol.json_payloads else None
         output_closed = protocol.outputClosed
         for index, item in enumerate(items):
             # protocol.inputClosed(), inline: this runs once per frame.
@@ -115,7 +110,7 @@ class _FrameReader:
             self._item(held.popleft())
 
     def _item(self, item: Frame | FrameError | bytes) -> None:
-        protocol = self.protocol
+        protocol: Any = self.protocol
         if type(item) is bytes:
             protocol.jsonReceived(item)
         elif type(item) is Frame:
@@ -139,9 +134,10 @@ class FramedProtocol(Protocol):
     @ivar abort_reason: why this side aborted the connection, if it did.
     @cvar coalesce: collect the frames transmitted while one read is dispatched into
         one C{writeSequence} (see the module docstring).
-    @cvar json_payloads: JSON frames go to L{jsonReceived} as their payload bytes,
-        without a L{Frame} object each (a subclass that reads only their payload sets
-        it and overrides L{jsonReceived}).
+    @cvar json_payloads: JSON frames (format 1) go to the subclass's
+        C{jsonReceived(payload: bytes)} as their payload, instead of to
+        L{frameReceived}: the decoder builds no L{Frame} object for them. A subclass
+        that sets it must define C{jsonReceived}.
     """
 
     coalesce = True
@@ -173,15 +169,6 @@ class FramedProtocol(Protocol):
         A complete frame arrived. Subclasses must override this.
         """
         raise NotImplementedError
-
-    def jsonReceived(self, payload: bytes) -> None:
-        """
-        A complete JSON frame (format 1) arrived, given as its payload: called instead
-        of L{frameReceived} for those frames when the class sets C{json_payloads} (the
-        decoder then builds no L{Frame} for them). By default, hands them to
-        L{frameReceived} as a L{Frame}.
-        """
-        self.frameReceived(_frame(FORMAT_JSON, payload))
 
     def frameSkipped(self, error: FrameError) -> None:
         """
