@@ -30,7 +30,12 @@ It owns what every framed connection must do the same way:
     would pause its producer; L{COALESCE_LIMIT} at most, and when the transport does
     not say) it is handed over at once, so flow control sees the frames when it would
     have without coalescing. L{FramedProtocol.coalesce} turns it off (C{bench
-    channel} compares both).
+    channel} compares both). Connections that share a L{CoalesceGroup} (a relay's
+    connections: C{pywatt dev} forwards a frame read on one module's connection to
+    another's) also collect the frames transmitted on each other while one of them
+    dispatches a read: each connection written to gets its batch, all handed over
+    when that read is dispatched, so the frames a relay forwards from one read to one
+    target go out in one call too.
 
 Subclasses say when their connection is gone (L{FramedProtocol.outputClosed}) and
 react to writability changes (L{FramedProtocol.writabilityChanged}) and to the high
@@ -49,7 +54,7 @@ from zope.interface import implementer
 from pywatt_twisted.errors import FrameError, FrameTooLarge
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, FrameDecoder
 
-__all__ = ["COALESCE_LIMIT", "FramedProtocol"]
+__all__ = ["COALESCE_LIMIT", "CoalesceGroup", "FramedProtocol"]
 
 COALESCE_LIMIT = 64 * 1024
 """
@@ -57,6 +62,51 @@ The most bytes of coalesced frames held before the batch goes to the transport w
 waiting for the end of the read (Twisted's socket transports pause their producer
 above 64 KiB buffered; a transport with a smaller C{bufferSize} lowers it).
 """
+
+
+def _hand_over(transport: Any, batch: list[bytes]) -> None:
+    """
+    Coalesced frames to their transport: one C{write} for one frame, one
+    C{writeSequence} for more (nothing once the connection has no transport).
+    """
+    if transport is None:
+        return
+    if len(batch) == 1:
+        transport.write(batch[0])
+    else:
+        transport.writeSequence(batch)
+
+
+class CoalesceGroup:
+    """
+    Connections that coalesce the frames transmitted on any of them while one of them
+    dispatches a read (see the module docstring): set one as the
+    L{FramedProtocol.group} of each.
+
+    @ivar reading: the connections holding a batch during the read being dispatched
+        (the reading one first), or C{None} when no read of the group is dispatched.
+    """
+
+    __slots__ = ("reading",)
+
+    def __init__(self) -> None:
+        self.reading: list[FramedProtocol] | None = None
+
+    def flush(self) -> None:
+        """
+        The read is dispatched: hand each connection's batch to its transport, in the
+        order the connections were first written to.
+        """
+        reading, self.reading = self.reading, None
+        if not reading:
+            return
+        batches = [(connection, connection._batch) for connection in reading]
+        for connection in reading:
+            connection._batch = None
+            connection._batch_bytes = 0
+        for connection, batch in batches:
+            if batch:
+                _hand_over(connection.transport, batch)
 
 
 class _FrameReader:
@@ -128,9 +178,11 @@ class FramedProtocol(Protocol):
     @ivar abort_reason: why this side aborted the connection, if it did.
     @cvar coalesce: collect the frames transmitted while one read is dispatched into
         one C{writeSequence} (see the module docstring).
+    @ivar group: the L{CoalesceGroup} this connection shares with others, or C{None}.
     """
 
     coalesce = True
+    group: CoalesceGroup | None = None
 
     def __init__(
         self,
@@ -258,6 +310,22 @@ class FramedProtocol(Protocol):
             # synchronous in-memory peer): the outer read hands the batch over.
             self._reader.read(data)
             return
+        group = self.group
+        if group is not None:
+            if group.reading is not None:
+                # A read delivered while another connection of the group dispatches
+                # one: that read hands this batch over.
+                self._batch = []
+                group.reading.append(self)
+                self._reader.read(data)
+                return
+            self._batch = []
+            group.reading = [self]
+            try:
+                self._reader.read(data)
+            finally:
+                group.flush()
+            return
         self._batch = []
         try:
             self._reader.read(data)
@@ -289,6 +357,12 @@ class FramedProtocol(Protocol):
                     transport.pauseProducing()
             return
         batch = self._batch
+        if batch is None and self.group is not None and self.coalesce:
+            reading = self.group.reading
+            if reading is not None:
+                # Another connection of the group dispatches a read: collect.
+                batch = self._batch = []
+                reading.append(self)
         if batch is not None:
             batch.append(frame)
             self._batch_bytes += len(frame)
@@ -310,13 +384,7 @@ class FramedProtocol(Protocol):
             return
         self._batch = []
         self._batch_bytes = 0
-        transport: Any = self.transport
-        if transport is None:
-            return
-        if len(batch) == 1:
-            transport.write(batch[0])
-        else:
-            transport.writeSequence(batch)
+        _hand_over(self.transport, batch)
 
     def _drain(self) -> None:
         """
