@@ -103,6 +103,23 @@ class SenderTests(SynchronousTestCase):
             [(b"1234", False), (b"5678", False), (b"", True)],
         )
 
+    def test_whole_chunk_writes_are_not_copied(self) -> None:
+        """
+        A write of exactly one chunk is sent as the very bytes written; other writes
+        are cut and joined into chunks, whatever their buffer type.
+        """
+        sender, sent = self.sender(window=8)
+        whole = b"wxyz"
+        sender.write(whole)
+        self.assertIs(chunks(sent)[0].data, whole)
+        sender.write(bytearray(b"123456"))
+        sender.write(memoryview(b"7890"))
+        sender.finish()
+        self.assertEqual(
+            [(c.data, type(c.data)) for c in chunks(sent)],
+            [(b"wxyz", bytes), (b"1234", bytes), (b"5678", bytes), (b"90", bytes)],
+        )
+
     def test_writable_again(self) -> None:
         sender, sent = self.sender(window=1, size=4)
         sender.write(b"abcd")

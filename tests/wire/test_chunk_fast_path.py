@@ -71,6 +71,7 @@ class FastPathTests(SynchronousTestCase):
         self.assertEqual(taken, [text])
         self.assertEqual(fast, full)
         self.assertEqual(fast.data, data)
+        self.assertIs(type(fast.data), bytes)
 
     @settings(max_examples=200, deadline=None)
     @given(

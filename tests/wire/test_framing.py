@@ -162,6 +162,25 @@ class DecoderTests(SynchronousTestCase):
         self.assertEqual(out, [Frame(1, payload), Frame(1, b"tail")])
         self.assertIsInstance(out[0].payload, bytes)  # type: ignore[union-attr]
 
+    def test_payload_start_large_or_small(self) -> None:
+        """
+        A payload that starts near the end of a large read (a small start, copied) or
+        early in it (a large start, held as a view of the read) comes out whole, as
+        bytes, and the read it started in may be reused by its owner afterwards.
+        """
+        payload = bytes(range(256)) * 1024  # 256 KiB
+        for start in (100, 40000):
+            with self.subTest(start=start):
+                decoder = FrameDecoder()
+                first = raw(b"x" * (65536 - start - 10)) + raw(payload)
+                read = bytearray(first[:65536])
+                out = decoder.feed(read)  # type: ignore[arg-type]
+                self.assertEqual(len(out), 1)
+                read[:] = b"\0" * len(read)  # (a reused buffer: must not matter)
+                out = decoder.feed(first[65536:])
+                self.assertEqual(out, [Frame(1, payload)])
+                self.assertIs(type(out[0].payload), bytes)  # type: ignore[union-attr]
+
     def test_accepts_bytearray_and_memoryview(self) -> None:
         """
         Transports may hand over other buffer types.

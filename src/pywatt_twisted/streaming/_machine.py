@@ -154,7 +154,7 @@ class StreamSender:
         self.state = StreamState.OPEN
         self._send = send
         self._on_writable = on_writable
-        self._pending: deque[memoryview] = deque()
+        self._pending: deque[bytes | memoryview] = deque()
         self._pending_size = 0
         self._next_sequence = 0
         self._acked = -1
@@ -187,11 +187,10 @@ class StreamSender:
         if self.state is not StreamState.OPEN or self._finishing:
             raise StreamFailed("aborted", f"stream {self.stream_id} is no longer open")
         if data:
-            view = memoryview(data)
-            if not isinstance(data, bytes):
-                view = memoryview(bytes(data))
-            self._pending.append(view)
-            self._pending_size += len(view)
+            if type(data) is not bytes:
+                data = bytes(data)
+            self._pending.append(data)
+            self._pending_size += len(data)
             self._pump()
 
     def finish(self) -> None:
@@ -213,17 +212,27 @@ class StreamSender:
             self._fail(StreamFailed("aborted", reason))
 
     def _take(self, size: int) -> bytes:
-        out: list[memoryview] = []
+        pending = self._pending
+        if not pending:
+            return b""
+        head = pending[0]
+        if len(head) == size and type(head) is bytes:
+            # (a write of exactly one chunk goes as it is: no copy)
+            pending.popleft()
+            self._pending_size -= size
+            return head
+        out: list[bytes | memoryview] = []
         need = size
-        while need and self._pending:
-            head = self._pending[0]
+        while need and pending:
+            head = pending[0]
             if len(head) <= need:
-                out.append(self._pending.popleft())
+                out.append(pending.popleft())
                 need -= len(head)
             else:
                 # (memoryview slices: a large write is cut without copying its rest)
-                out.append(head[:need])
-                self._pending[0] = head[need:]
+                view = memoryview(head)
+                out.append(view[:need])
+                pending[0] = view[need:]
                 need = 0
         data = b"".join(out)
         self._pending_size -= len(data)

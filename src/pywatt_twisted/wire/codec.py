@@ -512,13 +512,14 @@ def _init_blob(obj: _Obj, ctx: str) -> InitBlob:
 
 class _RawBase64:
     """
-    The base64 text of a C{stream_chunk}'s C{data}, as bytes cut from the message
-    (L{_chunk_object}): decoded by L{_base64} without becoming a Python string.
+    The base64 text of a C{stream_chunk}'s C{data}, as a view of the message's bytes
+    (L{_chunk_object}): decoded by L{_base64} without becoming a Python string or
+    being copied out of the message.
     """
 
     __slots__ = ("raw",)
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes | memoryview) -> None:
         self.raw = raw
 
 
@@ -568,7 +569,8 @@ def _chunk_object(data: bytes) -> _Obj | None:
         target = content
     if target.get("data") != "":
         return None
-    target["data"] = _RawBase64(data[value_start:value_end])
+    # (a view, not a slice: the base64 is read where it is, never copied)
+    target["data"] = _RawBase64(memoryview(data)[value_start:value_end])
     return obj
 
 

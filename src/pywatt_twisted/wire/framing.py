@@ -65,6 +65,10 @@ HEADER_LENGTH: Final = 5
 """Bytes before the payload: 4 length bytes and the format byte."""
 
 _HEADER: Final = struct.Struct(">IB")
+
+#: The start of a payload at least this long is held as a view of the read it came in
+#: (see L{FrameDecoder._scan}).
+_VIEW_MIN: Final = 16384
 _unpack_header = _HEADER.unpack_from
 _pack_header = _HEADER.pack
 
@@ -194,7 +198,7 @@ class FrameDecoder:
         # While a payload is incomplete: its format, its length, the chunks so far.
         self._need = -1
         self._format = 0
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | memoryview] = []
         self._have = 0
 
     @property
@@ -229,7 +233,7 @@ class FrameDecoder:
             take = need - have
             chunks = self._chunks
             if chunks:
-                chunks.append(data[:take] if take < size else data)
+                chunks.append(memoryview(data)[:take] if take < size else data)
                 payload = b"".join(chunks)
             else:
                 payload = data[:take] if take < size else data
@@ -268,7 +272,14 @@ class FrameDecoder:
             if end > size:
                 self._need = length
                 self._format = fmt
-                self._chunks = [data[start:]] if start < size else []
+                # (a large start of a payload is held as a view: its bytes are copied
+                # once, by the join; a small one is copied, not to hold the whole read)
+                if start >= size:
+                    self._chunks = []
+                elif size - start >= _VIEW_MIN:
+                    self._chunks = [memoryview(data)[start:]]
+                else:
+                    self._chunks = [data[start:]]
                 self._have = size - start
                 return
             if fmt <= FORMAT_BASE64:
