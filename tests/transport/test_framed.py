@@ -361,7 +361,26 @@ class GroupCoalescingTests(SynchronousTestCase):
         self.assertEqual(seen, [0, 0, 0])
         self.assertEqual(target_transport.calls, [("writeSequence", [b"<0>", b"<1>", b"<2>"])])
         self.assertIsNone(target._batch)
-        self.assertIsNone(source.group.reading)  # type: ignore[union-attr]
+        self.assertFalse(source.group.reading)  # type: ignore[union-attr]
+        self.assertEqual(source.group.written, [])  # type: ignore[union-attr]
+
+    def test_a_read_of_one_frame_forwards_it_at_once(self) -> None:
+        """
+        A read of one frame has nothing to coalesce on the other connections: what it
+        sends them is written at once (no batch, no cost at one request in flight).
+        """
+        source, target, _, target_transport = self.pair()
+        seen: list[int] = []
+        original = target.transmit
+
+        def transmit(frame: bytes) -> None:
+            original(frame)
+            seen.append(len(target_transport.calls))
+
+        target.transmit = transmit  # type: ignore[method-assign]
+        source.dataReceived(self.replies(1))
+        self.assertEqual(seen, [1])
+        self.assertEqual(target_transport.calls, [("write", b"<0>")])
 
     def test_replies_on_the_reading_connection_too(self) -> None:
         source, _, source_transport, target_transport = self.pair()

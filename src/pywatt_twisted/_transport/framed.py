@@ -33,9 +33,11 @@ It owns what every framed connection must do the same way:
     channel} compares both). Connections that share a L{CoalesceGroup} (a relay's
     connections: C{pywatt dev} forwards a frame read on one module's connection to
     another's) also collect the frames transmitted on each other while one of them
-    dispatches a read: each connection written to gets its batch, all handed over
-    when that read is dispatched, so the frames a relay forwards from one read to one
-    target go out in one call too.
+    dispatches a read of more than one frame: each connection written to gets its
+    batch, all handed over when that read is dispatched, so the frames a relay
+    forwards from one read to one target go out in one call too (a read of one frame
+    forwards it at once: nothing to coalesce it with, and no cost added at one
+    request in flight).
 
 Subclasses say when their connection is gone (L{FramedProtocol.outputClosed}) and
 react to writability changes (L{FramedProtocol.writabilityChanged}) and to the high
@@ -83,28 +85,29 @@ class CoalesceGroup:
     dispatches a read (see the module docstring): set one as the
     L{FramedProtocol.group} of each.
 
-    @ivar reading: the connections holding a batch during the read being dispatched
-        (the reading one first), or C{None} when no read of the group is dispatched.
+    @ivar reading: whether a read of one of them is being dispatched.
+    @ivar written: the other connections given frames during that read (each holds
+        them in its batch), in the order they were first written to.
     """
 
-    __slots__ = ("reading",)
+    __slots__ = ("reading", "written")
 
     def __init__(self) -> None:
-        self.reading: list[FramedProtocol] | None = None
+        self.reading = False
+        self.written: list[FramedProtocol] = []
 
     def flush(self) -> None:
         """
-        The read is dispatched: hand each connection's batch to its transport, in the
-        order the connections were first written to.
+        The read is dispatched: hand each connection's batch to its transport.
         """
-        reading, self.reading = self.reading, None
-        if not reading:
+        written = self.written
+        if not written:
             return
-        batches = [(connection, connection._batch) for connection in reading]
-        for connection in reading:
+        self.written = []  # (a synchronous transport may deliver a read meanwhile)
+        for connection in written:
+            batch = connection._batch
             connection._batch = None
             connection._batch_bytes = 0
-        for connection, batch in batches:
             if batch:
                 _hand_over(connection.transport, batch)
 
@@ -124,7 +127,12 @@ class _FrameReader:
         self.held: deque[Frame | FrameError] = deque()
 
     def read(self, data: bytes) -> None:
-        items = self.decoder.feed(data)
+        self.dispatch(self.decoder.feed(data))
+
+    def dispatch(self, items: list[Frame | FrameError]) -> None:
+        """
+        Hand decoded C{items} to the protocol's hooks (or hold them, see the class).
+        """
         if self.held or self.protocol.reading_paused:
             # Keep the order: what was read before goes first.
             self.held.extend(items)
@@ -311,27 +319,35 @@ class FramedProtocol(Protocol):
             self._reader.read(data)
             return
         group = self.group
-        if group is not None:
-            if group.reading is not None:
-                # A read delivered while another connection of the group dispatches
-                # one: that read hands this batch over.
-                self._batch = []
-                group.reading.append(self)
-                self._reader.read(data)
-                return
+        if group is None:
             self._batch = []
-            group.reading = [self]
             try:
                 self._reader.read(data)
             finally:
-                group.flush()
+                self._flush_batch()
+                self._batch = None
             return
+        reader = self._reader
+        items = reader.decoder.feed(data)
         self._batch = []
+        if group.reading or len(items) < 2:
+            # A read of another connection of the group being dispatched (delivered by
+            # a synchronous peer: that read hands over what goes to the others), or
+            # one frame (nothing to coalesce with on the other connections).
+            try:
+                reader.dispatch(items)
+            finally:
+                self._flush_batch()
+                self._batch = None
+            return
+        group.reading = True
         try:
-            self._reader.read(data)
+            reader.dispatch(items)
         finally:
+            group.reading = False
             self._flush_batch()
             self._batch = None
+            group.flush()
 
     # -- output ---------------------------------------------------------------------------
 
@@ -357,12 +373,12 @@ class FramedProtocol(Protocol):
                     transport.pauseProducing()
             return
         batch = self._batch
-        if batch is None and self.group is not None and self.coalesce:
-            reading = self.group.reading
-            if reading is not None:
+        if batch is None:
+            group = self.group
+            if group is not None and group.reading and self.coalesce:
                 # Another connection of the group dispatches a read: collect.
                 batch = self._batch = []
-                reading.append(self)
+                group.written.append(self)
         if batch is not None:
             batch.append(frame)
             self._batch_bytes += len(frame)
