@@ -8,7 +8,13 @@ from __future__ import annotations
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted._transport.framed import COALESCE_LIMIT, CoalesceGroup, FramedProtocol
+from pywatt_twisted._transport.framed import (
+    COALESCE_LIMIT,
+    LARGE_PAYLOAD,
+    LARGE_READ_SIZE,
+    CoalesceGroup,
+    FramedProtocol,
+)
 from pywatt_twisted.errors import FrameError, FrameTooLarge
 from pywatt_twisted.wire.framing import Frame, encode_frame, frame_header
 from tests.transport.fakes import BufferedTransport
@@ -91,6 +97,60 @@ class ReadingTests(SynchronousTestCase):
         p.abortWith(first)
         p.abortWith(second)
         self.assertIs(p.abort_reason, first)
+
+
+class ReadSizeTests(SynchronousTestCase):
+    """
+    While a large payload arrives the transport is read L{LARGE_READ_SIZE} bytes at a
+    time; its own read size is back once the payload is complete.
+    """
+
+    def connect(self, buffer_size: object = 65536) -> tuple[Recorder, AbortingTransport]:
+        protocol = Recorder(max_frame_length=4 * 1024 * 1024)
+        transport = AbortingTransport()
+        transport.bufferSize = buffer_size  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_raised_while_a_large_payload_arrives(self) -> None:
+        protocol, transport = self.connect()
+        payload = b"x" * (LARGE_PAYLOAD * 5)
+        data = encode_frame(payload) + encode_frame(b"small")
+        protocol.dataReceived(data[:1000])
+        self.assertEqual(transport.bufferSize, LARGE_READ_SIZE)  # type: ignore[attr-defined]
+        cut = len(data) - 2 * LARGE_PAYLOAD  # (over LARGE_PAYLOAD of the payload still to come)
+        protocol.dataReceived(data[1000:cut])
+        self.assertEqual(transport.bufferSize, LARGE_READ_SIZE)  # type: ignore[attr-defined]
+        protocol.dataReceived(data[cut:])
+        self.assertEqual(protocol.frames, [payload, b"small"])
+        self.assertEqual(transport.bufferSize, 65536)  # type: ignore[attr-defined]
+
+    def test_lowered_when_little_is_left(self) -> None:
+        protocol, transport = self.connect()
+        data = encode_frame(b"y" * (LARGE_PAYLOAD * 2))
+        protocol.dataReceived(data[:100])
+        self.assertEqual(transport.bufferSize, LARGE_READ_SIZE)  # type: ignore[attr-defined]
+        protocol.dataReceived(data[100 : LARGE_PAYLOAD + 200])  # (under LARGE_PAYLOAD left)
+        self.assertEqual(transport.bufferSize, 65536)  # type: ignore[attr-defined]
+        protocol.dataReceived(data[LARGE_PAYLOAD + 200 :])
+        self.assertEqual(len(protocol.frames), 1)
+
+    def test_small_frames_leave_it(self) -> None:
+        protocol, transport = self.connect()
+        data = encode_frame(b"z" * (LARGE_PAYLOAD - 1)) * 3
+        for i in range(0, len(data), 1000):
+            protocol.dataReceived(data[i : i + 1000])
+            self.assertEqual(transport.bufferSize, 65536)  # type: ignore[attr-defined]
+        self.assertEqual(len(protocol.frames), 3)
+
+    def test_larger_or_no_read_size_is_left(self) -> None:
+        for size in (1 << 20, None):
+            protocol, transport = self.connect(size)
+            data = encode_frame(b"w" * (LARGE_PAYLOAD * 3))
+            protocol.dataReceived(data[:10])
+            self.assertEqual(transport.bufferSize, size)  # type: ignore[attr-defined]
+            protocol.dataReceived(data[10:])
+            self.assertEqual(transport.bufferSize, size)  # type: ignore[attr-defined]
 
 
 class FlowControlTests(SynchronousTestCase):

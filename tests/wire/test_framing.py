@@ -162,6 +162,20 @@ class DecoderTests(SynchronousTestCase):
         self.assertEqual(out, [Frame(1, payload), Frame(1, b"tail")])
         self.assertIsInstance(out[0].payload, bytes)  # type: ignore[union-attr]
 
+    def test_missing(self) -> None:
+        """
+        L{FrameDecoder.missing} is what is still to come of a started payload.
+        """
+        decoder = FrameDecoder()
+        data = raw(b"a" * 100)
+        self.assertEqual(decoder.missing, 0)
+        decoder.feed(data[:3])  # (a partial header: no payload started)
+        self.assertEqual(decoder.missing, 0)
+        decoder.feed(data[3:30])
+        self.assertEqual(decoder.missing, 75)
+        decoder.feed(data[30:])
+        self.assertEqual(decoder.missing, 0)
+
     def test_payload_start_large_or_small(self) -> None:
         """
         A payload that starts near the end of a large read (a small start, copied) or

@@ -56,7 +56,26 @@ from zope.interface import implementer
 from pywatt_twisted.errors import FrameError, FrameTooLarge
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, FrameDecoder
 
-__all__ = ["COALESCE_LIMIT", "CoalesceGroup", "FramedProtocol"]
+__all__ = [
+    "COALESCE_LIMIT",
+    "LARGE_PAYLOAD",
+    "LARGE_READ_SIZE",
+    "CoalesceGroup",
+    "FramedProtocol",
+]
+
+LARGE_PAYLOAD = 64 * 1024
+"""
+While at least this many bytes of a frame's payload are still to come, the transport is
+read L{LARGE_READ_SIZE} bytes at a time (a 256 KiB stream chunk is a 349 KB frame:
+twisted's default read of 64 KiB took six reactor turns and six decoder feeds for it).
+"""
+
+LARGE_READ_SIZE = 256 * 1024
+"""
+The read size while a large payload arrives (see L{LARGE_PAYLOAD}); the transport's
+own size is back once it is complete.
+"""
 
 COALESCE_LIMIT = 64 * 1024
 """
@@ -125,9 +144,21 @@ class _FrameReader:
         self.protocol = protocol
         self.decoder = FrameDecoder(max_frame_length)
         self.held: deque[Frame | FrameError] = deque()
+        # The transport's read size while it is raised for a large payload, else None.
+        self.normal_read_size: int | None = None
 
     def read(self, data: bytes) -> None:
-        self.dispatch(self.decoder.feed(data))
+        self.dispatch(self.decode(data))
+
+    def decode(self, data: bytes) -> list[Frame | FrameError]:
+        """
+        The items C{data} completes (the read size adapted to a large payload).
+        """
+        decoder = self.decoder
+        items = decoder.feed(data)
+        if self.normal_read_size is not None or decoder.missing >= LARGE_PAYLOAD:
+            self.adapt_read_size(decoder.missing)
+        return items
 
     def dispatch(self, items: list[Frame | FrameError]) -> None:
         """
@@ -153,6 +184,25 @@ class _FrameReader:
                 # Replies are piling up: take no new work until they drain.
                 self.held.extend(items[index + 1 :])
                 return
+
+    def adapt_read_size(self, missing: int) -> None:
+        """
+        Read L{LARGE_READ_SIZE} bytes at a time while at least L{LARGE_PAYLOAD} bytes
+        of a payload are still to come (C{missing}), the transport's own size
+        otherwise. (A transport without an integer C{bufferSize}, TLS's, is left as
+        it is.)
+        """
+        transport: Any = self.protocol.transport
+        if transport is None:
+            return
+        if missing >= LARGE_PAYLOAD:
+            size = getattr(transport, "bufferSize", None)
+            if self.normal_read_size is None and type(size) is int and size < LARGE_READ_SIZE:
+                self.normal_read_size = size
+                transport.bufferSize = LARGE_READ_SIZE
+        elif self.normal_read_size is not None:
+            transport.bufferSize = self.normal_read_size
+            self.normal_read_size = None
 
     def dispatch_held(self) -> None:
         held = self.held
@@ -328,7 +378,7 @@ class FramedProtocol(Protocol):
                 self._batch = None
             return
         reader = self._reader
-        items = reader.decoder.feed(data)
+        items = reader.decode(data)
         self._batch = []
         if group.reading or len(items) < 2:
             # A read of another connection of the group being dispatched (delivered by

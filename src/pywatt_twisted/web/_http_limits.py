@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
@@ -57,7 +58,66 @@ _LIMIT_SETTINGS = {
 }
 
 
-class PyWattHTTPChannel(HTTPChannel):
+class _LeanChannel(HTTPChannel):
+    """
+    L{HTTPChannel} with what is the same for every request of a connection asked once
+    (its local address, whether it is TLS) and the status line and headers written as
+    one piece (issue 20: each was microseconds per request).
+    """
+
+    #: the transport L{getHost} and L{isSecure} last asked, and what it answered
+    _hostOf: object = None
+    _host: Any = None
+    _secureOf: object = None
+    _secure = False
+
+    def getHost(self) -> Any:
+        """
+        The local address of the connection, asked of the transport once: every
+        request on it reads it (L{twisted.web.http.Request} at its start, Klein twice),
+        and a TCP transport answers each time with a C{getsockname} system call and a
+        new address object. The requests of one connection share the address object
+        (a value: L{twisted.web.http.Request.setHost} replaces it, never changes it).
+        """
+        transport = self.transport
+        if self._hostOf is not transport:
+            self._host = transport.getHost()  # type: ignore[union-attr]
+            self._hostOf = transport
+        return self._host
+
+    def isSecure(self) -> bool:
+        """
+        Whether the transport is TLS, decided once per connection: a connection does
+        not change its security half-way (L{HTTPChannel.isSecure} adapts the transport
+        to C{ISSLTransport}, microseconds through the adapter registry when it is
+        plain TCP, and Klein asks twice per request).
+        """
+        transport = self.transport
+        if self._secureOf is not transport:
+            self._secure = bool(super().isSecure())
+            self._secureOf = transport
+        return self._secure
+
+    # -- writing ------------------------------------------------------------------------
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """
+        The status line and headers as one write of their joined bytes, the same bytes
+        L{HTTPChannel.writeHeaders} writes as a sequence of 30-odd pieces (each
+        type-checked and counted by the transport on the way).
+        """
+        if type(headers) is not Headers:
+            super().writeHeaders(version, code, reason, headers)
+            return
+        parts = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        self.transport.write(b"".join(parts))  # type: ignore[union-attr]
+
+
+class PyWattHTTPChannel(_LeanChannel):
     """
     The HTTP/1.1 connection behind the listening port: L{HTTPChannel} with bounds on
     what one client can make the module hold, each answered with a status and a JSON
@@ -103,7 +163,6 @@ class PyWattHTTPChannel(HTTPChannel):
     _headerCall: IDelayedCall | None = None
     _lingerCall: IDelayedCall | None = None
     _bodyReceived = 0
-
     # -- reading ------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
@@ -162,7 +221,7 @@ class PyWattHTTPChannel(HTTPChannel):
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self._headersTooLarge()
             return
-        if self._inHeaders() and line[:1] in (b" ", b"\t"):
+        if line[:1] in (b" ", b"\t") and self._inHeaders():
             self._refuse(
                 400,
                 b"Bad Request",

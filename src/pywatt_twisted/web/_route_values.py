@@ -172,6 +172,8 @@ def _with_route_values(resource: IResource) -> IResource:
 
 
 def _when_ready(result: Any, request: Any, where: Callable[[], str]) -> Any:
+    if type(result) is bytes:  # the common case, before the ABC check of Deferred
+        return result
     if isinstance(result, Deferred):
         return result.addCallback(_sendable, request, where)
     return _sendable(result, request, where)

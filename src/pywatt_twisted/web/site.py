@@ -21,14 +21,18 @@ both are re-exported here, the public path.
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import IResource, Resource, getChildForRequest
+from twisted.web import server as _server
+from twisted.web.http import datetimeToString, unquote
+from twisted.web.resource import IResource, Resource, _IEncodingResource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from pywatt_twisted import tracing
@@ -265,6 +269,25 @@ def route_label(request: Any) -> str:
     return prefixed(getattr(request, VERSION_ATTRIBUTE, None), announced_path(rule.rule))
 
 
+#: the second and the C{Date} header text of the last response (see L{_http_date})
+_date_cache: list[Any] = [None, b""]
+
+
+def _http_date() -> bytes:
+    """
+    C{datetimeToString()}, the C{Date} header of a response, formatted once a second:
+    the text has a resolution of one second (C{time.gmtime} drops the fraction), so
+    the text of the current second is the same for every response in it.
+    """
+    now = time.time()
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache[1] = datetimeToString(now)
+        _date_cache[0] = second
+    text: bytes = _date_cache[1]
+    return text
+
+
 class PyWattRequest(Request):
     """
     A L{twisted.web.server.Request} that reports itself to its L{PyWattSite}: in
@@ -272,6 +295,11 @@ class PyWattRequest(Request):
     L{PyWattSite.drain}), then counted in the site's L{ModuleMetrics} with route,
     method, status and latency.
     """
+
+    # Twisted's Request hashes by identity (C{id(self)}, as its C{__eq__} is identity)
+    # through a Python method; the object's own identity hash is the same contract in
+    # C, and the site's in-flight set hashes every request twice.
+    __hash__ = object.__hash__
 
     def before_headers(self, callback: Callable[[PyWattRequest], object]) -> None:
         """
@@ -321,7 +349,7 @@ class PyWattRequest(Request):
         if track is not None:
             track(self)
         if not tracing.switch.on:
-            super().process()
+            self._process()
             return
         # tracing: the request's SERVER span is current while the resource runs
         # (coroutine routes keep it); it ends when the request finishes (in _finished,
@@ -333,9 +361,34 @@ class PyWattRequest(Request):
             self.notifyFinish().addBoth(self._end_span, span)
         token = tracing.attach(span)
         try:
-            super().process()
+            self._process()
         finally:
             tracing.detach(token)
+
+    def _process(self) -> None:
+        """
+        L{twisted.web.server.Request.process}, step for step, with the C{Date}
+        header's text made once a second (L{_http_date}) rather than for every
+        request; the C{*} request goes to Twisted's own.
+        """
+        path = self.path
+        if path == b"*":
+            super().process()
+            return
+        self.site = site = self.channel.site  # type: ignore[attr-defined]
+        self.setHeader(b"Server", _server.version)
+        self.setHeader(b"Date", _http_date())
+        self.prepath = []
+        self.postpath = list(map(unquote, path[1:].split(b"/")))
+        try:
+            resrc = site.getResourceFor(self)
+            if _IEncodingResource.providedBy(resrc):
+                encoder = resrc.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(resrc)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def _end_span(self, result: object, span: Any) -> None:
         tracing.end_http_server_span(result, span, self, route_label(self))
@@ -570,6 +623,16 @@ class PyWattSite(Site):
 
     def _request_finished(self, request: PyWattRequest) -> None:
         self._in_flight.discard(request)
+
+    def getResourceFor(self, request: Any) -> Any:
+        """
+        L{Site.getResourceFor}, with the site path copied as the list it is (Twisted
+        goes through C{copy.copy}).
+        """
+        request.site = self
+        prepath = request.prepath
+        request.sitepath = prepath[:] if type(prepath) is list else copy.copy(prepath)
+        return getChildForRequest(self.resource, request)
 
     def startFactory(self) -> None:
         # No log file and no once-a-second timer for the cached log date: the access

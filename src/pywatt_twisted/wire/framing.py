@@ -210,6 +210,15 @@ class FrameDecoder:
             return HEADER_LENGTH + self._have
         return len(self._head)
 
+    @property
+    def missing(self) -> int:
+        """
+        The number of bytes still to come of a payload whose start arrived (0 when
+        no payload is incomplete).
+        """
+        need = self._need
+        return need - self._have if need >= 0 else 0
+
     def feed(self, data: bytes) -> list[Frame | FrameError]:
         """
         Consume C{data}; return the frames it completed, in order, with a L{FrameError}
