@@ -11,8 +11,10 @@ turns the reactor once (C{runUntilCurrent}), as a running module's reactor does:
 is where the reactor drops the cancelled timeout timer of each finished request; a
 bench that never turned it kept one dead timer per request in the heap, which every
 full garbage collection walked, and penalised most the mode with the most collections
-(the SDK's). Modes, measured in turns (off, api, sdk, off, ...) so that machine noise
-hits each alike; the median of the turns counts:
+(the SDK's). After the warm-up the bench freezes its heap as a module process does
+once it has announced (L{pywatt_twisted._runtime.heap}), for every mode. Modes,
+measured in turns (off, api, sdk, off, ...) so that machine noise hits each alike; the
+median of the turns counts:
 
   - C{off}: no recording provider: the default install without the SDK, or
     C{PYWATT_TRACING=off}; every hook is one flag check (the baseline);
@@ -49,6 +51,7 @@ from typing import Any
 from bench.bench_bridge import _collect, build_site
 from bench.record import row
 from pywatt_twisted import tracing
+from pywatt_twisted._runtime.heap import freeze_start_up_heap
 from pywatt_twisted.web.bridge import HttpBridge
 from pywatt_twisted.wire.messages import HttpRequest
 
@@ -182,6 +185,9 @@ def main(argv: list[str]) -> int:
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
         sdk_requests = 0
         measure(bridge, seconds / 3)  # warm up
+        # (as a module process does once it has announced, whatever its tracing: the
+        # start-up heap is frozen, so full collections skip it)
+        freeze_start_up_heap()
         for _ in range(turns):
             for name, provider in modes.items():
                 tracing.use_provider(provider)

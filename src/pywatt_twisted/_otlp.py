@@ -67,13 +67,19 @@ _INT64_MAX = (1 << 63) - 1
 _UINT64 = (1 << 64) - 1
 _SMALL = [bytes((n,)) for n in range(128)]
 _STATUS_CODES = {code: code.value for code in StatusCode}
+# the span's kind field (6, varint) by SpanKind, b"" for the default (0)
+_KIND_FIELDS = {
+    kind: b"\x30" + _SMALL[int(value)] if int(value) else b""
+    for kind, value in _SPAN_KIND_MAP.items()
+}
 # the span's flags field (16, fixed32), as the SDK's _span_flags computes them
 _LOCAL_FLAGS = b"\x85\x01" + _FIXED32(_span_flags(None))
 _REMOTE_PARENT_FLAGS = b"\x85\x01" + _FIXED32(
     _span_flags(SpanContext(1, 1, is_remote=True))  # type: ignore[arg-type]
 )
 
-#: encoded KeyValue messages by (key, value type, value); cleared when full
+#: encoded span attributes (the KeyValue with the Span's field tag) by (key, value
+#: type, value); cleared when full
 _kv_cache: dict[tuple[str, type, object], bytes] = {}
 _KV_CACHE_SIZE = 4096
 _KV_CACHE_VALUE_LENGTH = 256
@@ -120,10 +126,10 @@ def _any_value(value: object) -> bytes | None:
     return None
 
 
-def _key_value(key: str, value: object) -> bytes:
+def _attribute(key: str, value: object) -> bytes:
     """
-    One encoded attribute (a KeyValue message, without its field tag), b"" when the
-    SDK's encoder drops it (it logs why).
+    One encoded span attribute (a KeyValue message in the Span's C{attributes} field),
+    b"" when the SDK's encoder drops it (it logs why).
     """
     cache_key = (key, value.__class__, value)
     try:
@@ -137,27 +143,35 @@ def _key_value(key: str, value: object) -> bytes:
     if encoded is None:
         # (None, sequences, mappings, subclasses, ints beyond int64: as the SDK does)
         kvs = _encode_attributes({key: value})  # type: ignore[dict-item]
-        return b"".join(kv.SerializeToString() for kv in kvs)
-    kv = _string(b"\x0a", key) + _field(b"\x12", encoded)
+        return b"".join(_field(b"\x4a", kv.SerializeToString()) for kv in kvs)
+    field = _field(b"\x4a", _string(b"\x0a", key) + _field(b"\x12", encoded))
     if cache_key is not None and (
         value.__class__ is not str or len(value) <= _KV_CACHE_VALUE_LENGTH  # type: ignore[arg-type]
     ):
         if len(_kv_cache) >= _KV_CACHE_SIZE:
             _kv_cache.clear()
-        _kv_cache[cache_key] = kv
-    return kv
+        _kv_cache[cache_key] = field
+    return field
 
 
-def _attributes(tag: bytes, attributes: Any) -> list[bytes]:
-    out = []
-    if attributes:
-        if attributes.__class__ is BoundedAttributes:
-            attributes = attributes._dict  # (its items without the lock and copy)
-        for key, value in attributes.items():
-            kv = _key_value(key, value)
-            if kv:
-                out.append(_field(tag, kv))
-    return out
+def _attributes(parts: list[bytes], attributes: Any) -> None:
+    """Append a span's encoded C{attributes} to C{parts}."""
+    if attributes.__class__ is BoundedAttributes:
+        attributes = attributes._dict  # (its items without the lock and copy)
+    if not attributes:
+        return
+    cached = _kv_cache.get
+    append = parts.append
+    for key, value in attributes.items():
+        try:
+            field = cached((key, value.__class__, value))
+        except TypeError:  # (an unhashable value: a list)
+            field = None
+        if field is None:
+            field = _attribute(key, value)
+            if not field:
+                continue
+        append(field)
 
 
 def _span(span: Any) -> bytes:
@@ -200,14 +214,14 @@ def _span(span: Any) -> bytes:
         parts.append(parent.span_id.to_bytes(8, "big"))
     if name:
         parts.append(_field(b"\x2a", name.encode("utf-8")))
-    kind_value = int(_SPAN_KIND_MAP[kind])
-    if kind_value:
-        parts.append(b"\x30" + _varint(kind_value))
+    kind_field = _KIND_FIELDS[kind]
+    if kind_field:
+        parts.append(kind_field)
     if start:
         parts.append(b"\x39" + _FIXED64(start))
     if end:
         parts.append(b"\x41" + _FIXED64(end))
-    parts.extend(_attributes(b"\x4a", attributes))
+    _attributes(parts, attributes)
     dropped = span.dropped_attributes
     if dropped:
         parts.append(b"\x50" + _varint(dropped))
@@ -255,8 +269,14 @@ def encode_request(spans: Sequence[Any]) -> bytes:
     # object is looked up once, by identity, and equal resources still share a group.
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
     canonical: dict[tuple[int, int], Any] = {}
+    # (a batch's spans mostly share one resource and scope: the previous span's group)
+    last: tuple[Any, Any, list[bytes]] = (canonical, canonical, [])
     for span in spans:
         resource = span.resource
+        scope = span.instrumentation_scope or None
+        if resource is last[0] and scope is last[1]:
+            last[2].append(_field(b"\x12", _span(span)))
+            continue
         rkey = canonical.get((id(resource), 0))
         if rkey is None:
             rkey = next((g[0] for g in groups.values() if g[0] == resource), resource)
@@ -265,7 +285,6 @@ def encode_request(spans: Sequence[Any]) -> bytes:
         if group is None:
             group = groups[id(rkey)] = (rkey, {})
         scopes = group[1]
-        scope = span.instrumentation_scope or None
         skey = canonical.get((id(rkey), id(scope)), canonical)
         if skey is canonical:
             skey = next((g[0] for g in scopes.values() if g[0] == scope), scope)
@@ -274,6 +293,7 @@ def encode_request(spans: Sequence[Any]) -> bytes:
         if entry is None:
             entry = scopes[id(skey)] = (skey, [])
         entry[1].append(_field(b"\x12", _span(span)))
+        last = (resource, scope, entry[1])
     out = []
     for resource, scopes in groups.values():
         parts = [_field(b"\x0a", _encode_resource(resource).SerializeToString())]

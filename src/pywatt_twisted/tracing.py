@@ -278,7 +278,9 @@ class _HeadersGetter(Getter[Any]):
     """Reads W3C keys from a C{twisted.web.http_headers.Headers}."""
 
     def get(self, carrier: Any, key: str) -> list[str] | None:
-        values = carrier.getRawHeaders(key)
+        # (by a bytes name: Twisted gives the raw bytes, read as latin-1 here; by a str
+        # name it would decode them as UTF-8 and raise on any other byte)
+        values = carrier.getRawHeaders(key.encode("latin-1"))
         if not values:
             return None
         return [v.decode("latin-1") if isinstance(v, bytes) else v for v in values]
@@ -327,6 +329,125 @@ def _propagation_fields() -> tuple[bytes, ...]:
 
 _properties_getter = _PropertiesGetter()
 
+#: (the global propagator, whether it is the default one), see L{_default_propagation}
+_default_of: tuple[object, bool] = (None, False)
+#: the SDK propagator's traceparent regex (its search), its length limits, and
+#: TraceState.from_header, set by the first L{_default_propagation}
+_w3c: tuple[Callable[[str], Any], int, int, Callable[[list[str]], Any]]
+
+
+def _default_propagation() -> bool:
+    """
+    Whether the global propagator is the API's default (C{OTEL_PROPAGATORS} unset or
+    C{tracecontext,baggage}; also C{tracecontext} alone): then L{_w3c_parent} reads
+    C{traceparent} and C{tracestate} itself, with the same results as the propagators
+    (which cost ~58 k instructions per request, most of the library's own share of a
+    traced request). Any other propagator (b3, jaeger, a subclass, one set by
+    C{set_global_textmap}) gets the general path.
+    """
+    global _default_of, _w3c
+    textmap = propagate.get_global_textmap()
+    cached, default = _default_of
+    if cached is not textmap:
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.propagators.composite import CompositePropagator
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        from opentelemetry.trace.span import _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH, TraceState
+
+        _w3c = (
+            TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE.search,
+            TraceContextTextMapPropagator._TRACEPARENT_MAXIMUM_LENGTH,
+            _TRACECONTEXT_MAXIMUM_TRACESTATE_LENGTH,
+            TraceState.from_header,
+        )
+        kinds = tuple(type(p) for p in getattr(textmap, "_propagators", None) or ())
+        default = type(textmap) is CompositePropagator and kinds in (
+            (TraceContextTextMapPropagator,),
+            (TraceContextTextMapPropagator, W3CBaggagePropagator),
+        )
+        _default_of = (textmap, default)
+    return default
+
+
+def _w3c_parent(traceparent: str, tracestate: list[str] | None) -> otel_context.Context | None:
+    """
+    The context C{TraceContextTextMapPropagator.extract} gives for a carrier with these
+    values (and no C{baggage}), when it holds a remote span; C{None} when it would not
+    (an invalid, oversized or all-zero C{traceparent}, an oversized C{tracestate}): the
+    caller then runs the propagators, which ignore the values and log as they do.
+    """
+    search, traceparent_limit, tracestate_limit, trace_state = _w3c
+    if len(traceparent) > traceparent_limit:
+        return None
+    match = search(traceparent)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if (
+        trace_id == "00000000000000000000000000000000"
+        or span_id == "0000000000000000"
+        or version == "ff"
+        or (version == "00" and rest)
+    ):
+        return None
+    state = None
+    if tracestate is not None:
+        if sum(len(value) for value in tracestate) + len(tracestate) - 1 > tracestate_limit:
+            return None
+        state = trace_state(tracestate)
+    remote = otel_trace.SpanContext(
+        int(trace_id, 16),
+        int(span_id, 16),
+        True,
+        otel_trace.TraceFlags(int(flags, 16)),
+        state,
+    )
+    return otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(remote), _NO_CONTEXT)
+
+
+def _latin1(values: list[Any]) -> list[str]:
+    return [v.decode("latin-1") if isinstance(v, bytes) else v for v in values]
+
+
+def headers_parent(headers: Any) -> otel_context.Context:
+    """
+    The parent context of an inbound request with C{headers} (a Twisted C{Headers}):
+    what the global propagator extracts, or an empty context when the request carries
+    none of its headers (the span then starts a trace).
+    """
+    if _default_propagation():
+        if not headers.hasHeader(b"baggage"):
+            traceparent = headers.getRawHeaders(b"traceparent")
+            if not traceparent:
+                return _NO_CONTEXT
+            tracestate = headers.getRawHeaders(b"tracestate")
+            parent = _w3c_parent(
+                _latin1(traceparent)[0], None if tracestate is None else _latin1(tracestate)
+            )
+            if parent is not None:
+                return parent
+        return propagate.extract(headers, getter=_headers_getter)
+    for field in _propagation_fields():
+        if headers.hasHeader(field):
+            return propagate.extract(headers, getter=_headers_getter)
+    return _NO_CONTEXT
+
+
+def properties_parent(properties: Mapping[str, object]) -> otel_context.Context:
+    """
+    The parent context in a routed request's C{metadata.properties} (X3): what the
+    global propagator extracts from them.
+    """
+    if _default_propagation() and "baggage" not in properties:
+        traceparent = properties.get("traceparent")
+        if type(traceparent) is not str:
+            return _NO_CONTEXT
+        tracestate = properties.get("tracestate")
+        parent = _w3c_parent(traceparent, [tracestate] if type(tracestate) is str else None)
+        if parent is not None:
+            return parent
+    return propagate.extract(properties, getter=_properties_getter)
+
 
 def properties_to_send(span: Span) -> dict[str, object]:
     """
@@ -368,9 +489,7 @@ def reply_received(span: Span, payload: Any) -> None:
     properties = routed_request_properties(payload)
     if not properties:
         return
-    callee = otel_trace.get_current_span(
-        propagate.extract(properties, getter=_properties_getter)
-    ).get_span_context()
+    callee = otel_trace.get_current_span(properties_parent(properties)).get_span_context()
     if callee.is_valid:
         span.add_link(callee, {"pywatt.link": "reply"})
 
@@ -385,12 +504,8 @@ def http_server_span(request: Any, transport: str) -> Span:
     C{traceparent} when it has one. Named C{METHOD} now; L{end_http_server_span}
     renames it C{METHOD route} once the route is known.
     """
-    headers = request.requestHeaders
-    parent = _NO_CONTEXT  # (a root span: never a child of whatever is current here)
-    for field in _propagation_fields():
-        if headers.hasHeader(field):
-            parent = propagate.extract(headers, getter=_headers_getter)
-            break
+    # (without a parent in the headers: a root span, never a child of what is current)
+    parent = headers_parent(request.requestHeaders)
     method = request.method.decode("ascii", "replace").upper()
     path = request.path.decode("utf-8", "replace")
     attributes: dict[str, Any] = {
@@ -443,7 +558,7 @@ def rpc_server_span(
     The C{SERVER} span of a routed handler call: a child of the context in the
     request envelope's C{metadata.properties} when the caller sent one.
     """
-    parent = propagate.extract(properties, getter=_properties_getter) if properties else None
+    parent = properties_parent(properties) if properties else None
     name = endpoint or "unknown"
     return _tracer.start_span(
         f"{module_id}/{name}",

@@ -142,6 +142,11 @@ class ModuleProcessTests(TestCase):
         order = [x["content"]["request_id"] for x in proc.lines if "content" in x]
         self.assertNotEqual(order[-20:], ids, "concurrent requests were served one by one")
 
+        # The start-up heap was frozen after the announce (_runtime.heap).
+        proc.send(http_line("gc", "GET", "/gc-frozen"))
+        frozen = int(bytes((await proc.expect_http("gc"))["content"]["body"]))
+        self.assertGreater(frozen, 10_000)
+
         # A stray print() goes to stderr, never stdout.
         proc.send(http_line("pr", "GET", "/print"))
         await proc.expect_http("pr")

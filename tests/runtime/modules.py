@@ -4,6 +4,7 @@ Module definitions used by the runtime tests (in-process and as real processes).
 
 from __future__ import annotations
 
+import gc
 import json
 
 from klein import Klein
@@ -57,6 +58,11 @@ def echo_app(state):
     async def async_route(request):
         await deferLater(state.reactor, 0, lambda: None)
         return b"async done"
+
+    @app.route("/gc-frozen", methods=["GET"])
+    def gc_frozen(request):
+        # (how many objects the process froze after its announce: _runtime.heap)
+        return str(gc.get_freeze_count()).encode()
 
     @app.route("/key", methods=["GET"])
     def key(request):

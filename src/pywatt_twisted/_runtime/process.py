@@ -23,6 +23,7 @@ from twisted.logger import ILogObserver, Logger, LogLevel
 
 from pywatt_twisted import tracing
 from pywatt_twisted._runtime.config import RuntimeConfig
+from pywatt_twisted._runtime.heap import freeze_after_ready
 from pywatt_twisted._runtime.logging import (
     JsonLinesObserver,
     StderrWriter,
@@ -132,6 +133,7 @@ def build_process_service(
         signal.signal(signal.SIGINT, on_signal)
 
     reactor.callWhenRunning(install_signal_handlers)
+    freeze_after_ready(module, reactor)
     return ProcessService(module, observer)
 
 
