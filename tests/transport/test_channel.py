@@ -133,6 +133,10 @@ class ReceiveTests(SynchronousTestCase):
             frame(base64.b64encode(text), FORMAT_BASE64) + frame(text, 2) + frame(text, FORMAT_AUTO)
         )
         self.assertEqual(listener.messages, [Heartbeat()] * 3)
+        # and JSON frames (given without a Frame object), each counted once
+        protocol.dataReceived(frame(text) + frame(text, 2) + frame(text))
+        self.assertEqual(listener.messages, [Heartbeat()] * 6)
+        self.assertEqual(protocol.counters.frames_in, 6)
 
     def test_bad_frames_are_skipped(self) -> None:
         """

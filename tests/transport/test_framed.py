@@ -47,6 +47,23 @@ class Recorder(FramedProtocol):
         self.high_water_hits += 1
 
 
+class JsonRecorder(Recorder):
+    """
+    A L{Recorder} taking JSON frames as payload bytes (C{json_payloads}).
+    """
+
+    json_payloads = True
+
+    def __init__(self, max_frame_length: int = 100, high_water: int | None = None) -> None:
+        super().__init__(max_frame_length, high_water)
+        self.json: list[bytes] = []
+
+    def jsonReceived(self, payload: bytes) -> None:
+        self.json.append(payload)
+        if self.reply is not None:
+            self.transmit(self.reply)
+
+
 class AbortingTransport(StringTransport):
     aborted = False
 
@@ -59,6 +76,40 @@ class ReadingTests(SynchronousTestCase):
         transport = AbortingTransport()
         protocol.makeConnection(transport)
         return transport
+
+    def test_json_payloads(self) -> None:
+        """
+        With C{json_payloads}, JSON frames go to C{jsonReceived} as bytes and other
+        formats to C{frameReceived}, in order; without it, every frame reaches
+        C{frameReceived} as a L{Frame}.
+        """
+        stream = encode_frame(b"one", 1, 100) + encode_frame(b"two", 2, 100)
+        stream += encode_frame(b"three", 1, 100)
+        p = JsonRecorder()
+        self.connect(p)
+        p.dataReceived(stream[:6])
+        p.dataReceived(stream[6:])
+        self.assertEqual((p.json, p.frames), ([b"one", b"three"], [b"two"]))
+        d = Recorder()
+        self.connect(d)
+        d.dataReceived(stream)
+        self.assertEqual(d.frames, [b"one", b"two", b"three"])
+
+    def test_json_payloads_held_while_paused(self) -> None:
+        """
+        JSON payloads held while reading is paused are handed to C{jsonReceived} in
+        order once it resumes.
+        """
+        p = JsonRecorder(high_water=10)
+        transport = self.connect(p)
+        p.registerAsProducer()
+        p.reply = b"r" * 20
+        p.pauseProducing()  # the transport is full: replies wait in the outbox
+        p.dataReceived(b"".join(encode_frame(b"%d" % i, 1, 100) for i in range(4)))
+        self.assertEqual(p.json, [b"0"])
+        p.resumeProducing()
+        self.assertEqual(p.json, [b"0", b"1", b"2", b"3"])
+        self.assertTrue(transport.value())
 
     def test_frames_across_any_chunking(self) -> None:
         p = Recorder()

@@ -5,6 +5,7 @@ values.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import uuid
@@ -95,6 +96,45 @@ class ChannelEnvelopeTests(SynchronousTestCase):
         for value in values:
             varying |= value.int ^ values[0].int
         self.assertEqual(bin(varying).count("1"), 122)
+
+    def test_envelope_ids_across_counter_blocks(self) -> None:
+        """
+        The low counter of an id runs out once in 2**48 - 2**44 ids: the ids go on in
+        the next block (the fourth group), then with a fresh prefix after the last
+        block, all distinct v4 UUID strings, from L{envelope_id} and from the frames
+        L{encode_channel_frame} builds alike.
+        """
+        from pywatt_twisted.wire import envelope
+
+        def near_the_end(block: int) -> None:
+            envelope._start_block(block)
+            self.patch(envelope, "_next_low", itertools.count(envelope._LOW_END - 2).__next__)
+
+        def frame_id() -> str:
+            return str(decode(encode_channel_frame(HeartbeatAck(), 1 << 20))["id"])
+
+        self.addCleanup(envelope._reseed_ids)
+        near_the_end(0x8000)
+        prefix = envelope._id_prefix.decode()
+        values = [envelope_id(), frame_id(), envelope_id(), frame_id()]
+        self.assertEqual(values[0][19:], "8000-fffffffffffe")
+        self.assertEqual(values[1][19:], "8000-ffffffffffff")
+        self.assertEqual(values[2][19:], "8001-100000000000")
+        self.assertEqual(values[3][19:], "8001-100000000001")
+        self.assertEqual({v[:19] for v in values}, {prefix})
+        near_the_end(0xBFFF)
+        more = [frame_id(), envelope_id(), frame_id()]
+        self.assertEqual(more[0][:19], prefix)
+        self.assertEqual(more[0][19:], "bfff-fffffffffffe")
+        self.assertEqual(more[1][19:], "bfff-ffffffffffff")
+        self.assertNotEqual(more[2][:19], prefix)  # a fresh prefix
+        self.assertEqual(more[2][19:], "8000-100000000000")
+        for value in values + more:
+            parsed = uuid.UUID(value)
+            self.assertEqual(
+                (str(parsed), parsed.version, parsed.variant), (value, 4, uuid.RFC_4122)
+            )
+        self.assertEqual(len(set(values + more)), len(values + more))
 
     def test_forked_child_has_its_own_random_uuids(self) -> None:
         """

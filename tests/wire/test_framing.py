@@ -269,6 +269,48 @@ class DecoderTests(SynchronousTestCase):
         self.assertEqual(comparable(out), expected)
 
 
+class JsonPayloadsTests(SynchronousTestCase):
+    """
+    L{FrameDecoder} with C{json_payloads}: the payload bytes of each JSON frame in
+    place of its L{Frame}; everything else as without it.
+    """
+
+    @settings(deadline=None)
+    @given(st.data(), st.lists(frames(formats=st.integers(0, 255)), max_size=6))
+    def test_json_frames_as_bytes_whatever_the_chunking(
+        self, data: st.DataObject, stream: list[Frame]
+    ) -> None:
+        encoded = b"".join(raw(f.payload, f.format) for f in stream)
+        chunks = data.draw(chunkings(encoded))
+        plain = feed_all(FrameDecoder(), chunks)
+        expected = [
+            item.payload if isinstance(item, Frame) and item.format == FORMAT_JSON else item
+            for item in plain
+        ]
+        out: list[object] = []
+        decoder = FrameDecoder(json_payloads=True)
+        for chunk in chunks:
+            out.extend(decoder.feed(chunk))
+        self.assertEqual(
+            [x if isinstance(x, (bytes, Frame)) else (type(x), str(x)) for x in out],
+            [x if isinstance(x, (bytes, Frame)) else (type(x), str(x)) for x in expected],
+        )
+        self.assertEqual(
+            [type(x) for x in out if not isinstance(x, FrameError)],
+            [bytes if f.format == FORMAT_JSON else Frame for f in stream if f.format <= 3],
+        )
+
+    def test_spanning_json_frame_as_bytes(self) -> None:
+        """
+        A JSON frame whose payload comes over several feeds is given as bytes too.
+        """
+        decoder = FrameDecoder(json_payloads=True)
+        encoded = raw(HEARTBEAT) + raw(b"abc", FORMAT_BINARY)
+        self.assertEqual(decoder.feed(encoded[:7]), [])
+        self.assertEqual(decoder.feed(encoded[7:12]), [])
+        self.assertEqual(decoder.feed(encoded[12:]), [HEARTBEAT, Frame(FORMAT_BINARY, b"abc")])
+
+
 class FrameJsonTests(SynchronousTestCase):
     def test_formats(self) -> None:
         """

@@ -225,6 +225,8 @@ class RoutedResponseDecodeTests(SynchronousTestCase):
             "+f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f",  # what int() and uuid.UUID accept
             "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5g",  # not hex
             "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e-f",  # a fifth hyphen
+            "3f2c8a6e5-b1d-4c7a-9e2f-0a1b2c3d4e5f",  # four hyphens, one misplaced
+            "-3f2c8a6e5b1d-4c7a-9e2f0a1b2c3d4e5f-",  # four hyphens, at the ends too
             "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e_f",  # an underscore
             "3f2c8a6e5b1d4c7a9e2f0a1b2c3d4e5f",  # no hyphens
             "{3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f}",

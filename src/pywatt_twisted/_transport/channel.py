@@ -483,6 +483,7 @@ class ChannelProtocol(_ChannelOutput, FramedProtocol):
     """
 
     log = _log
+    json_payloads = True  # JSON frames come to jsonReceived, without a Frame each
 
     def __init__(
         self,
@@ -673,31 +674,13 @@ class ChannelProtocol(_ChannelOutput, FramedProtocol):
         self.log.warn("{channel}: skipping a frame: {error}", channel=self.name, error=str(error))
         self.listener.channel_problem(self, error)
 
-    def frameReceived(self, frame: Frame) -> None:
-        counters = self.counters
-        counters.frames_in += 1
+    def jsonReceived(self, payload: bytes) -> None:
+        # A JSON frame (format 1), as its payload (json_payloads: no Frame object).
+        self.counters.frames_in += 1
         try:
-            if frame.format == FORMAT_JSON:
-                payload = frame.payload
-            else:
-                if frame.format == FORMAT_AUTO and not self._warned_auto:
-                    self._warned_auto = True
-                    self.log.warn(
-                        "{channel}: the orchestrator sends frames with format byte 0 (the "
-                        "Python SDK's JSON code); reading them as JSON",
-                        channel=self.name,
-                    )
-                payload = frame_json(frame)
             message = decode_from_orchestrator(payload)
         except (ProtocolError, _json.JSONDecodeError, ValueError) as e:
-            counters.bad_frames += 1
-            self.log.warn(
-                "{channel}: skipping an undecodable frame ({n} bytes): {error}",
-                channel=self.name,
-                n=len(frame.payload),
-                error=str(e),
-            )
-            self.listener.channel_problem(self, e)
+            self._undecodable(len(payload), e)
             return
         if not self.exchanged:
             self.exchanged = self.phase is ConnectionPhase.READY
@@ -707,6 +690,44 @@ class ChannelProtocol(_ChannelOutput, FramedProtocol):
             self.log.failure(
                 "{channel}: handling {op} failed", channel=self.name, op=op_name(message)
             )
+
+    def frameReceived(self, frame: Frame) -> None:
+        # A frame in another format than JSON (Binary, Base64, Auto), or a JSON frame
+        # handed over as a Frame.
+        if frame.format == FORMAT_JSON:
+            self.jsonReceived(frame.payload)
+            return
+        self.counters.frames_in += 1
+        try:
+            if frame.format == FORMAT_AUTO and not self._warned_auto:
+                self._warned_auto = True
+                self.log.warn(
+                    "{channel}: the orchestrator sends frames with format byte 0 (the "
+                    "Python SDK's JSON code); reading them as JSON",
+                    channel=self.name,
+                )
+            message = decode_from_orchestrator(frame_json(frame))
+        except (ProtocolError, _json.JSONDecodeError, ValueError) as e:
+            self._undecodable(len(frame.payload), e)
+            return
+        if not self.exchanged:
+            self.exchanged = self.phase is ConnectionPhase.READY
+        try:
+            self.listener.channel_message(self, message)
+        except Exception:
+            self.log.failure(
+                "{channel}: handling {op} failed", channel=self.name, op=op_name(message)
+            )
+
+    def _undecodable(self, size: int, error: Exception) -> None:
+        self.counters.bad_frames += 1
+        self.log.warn(
+            "{channel}: skipping an undecodable frame ({n} bytes): {error}",
+            channel=self.name,
+            n=size,
+            error=str(error),
+        )
+        self.listener.channel_problem(self, error)
 
     def __repr__(self) -> str:
         return f"<ChannelProtocol {self.name} {self.settings.address}>"

@@ -83,8 +83,8 @@ class _FrameReader:
 
     def __init__(self, protocol: FramedProtocol, max_frame_length: int) -> None:
         self.protocol = protocol
-        self.decoder = FrameDecoder(max_frame_length)
-        self.held: deque[Frame | FrameError] = deque()
+        self.decoder = FrameDecoder(max_frame_length, protocol.json_payloads)
+        self.held: deque[Frame | FrameError | bytes] = deque()
         # The transport's read size while it is raised for a large payload, else None.
         self.normal_read_size: int | None = None
 
@@ -98,14 +98,18 @@ class _FrameReader:
             self.held.extend(items)
             self.dispatch_held()
             return
-        protocol = self.protocol
+        protocol: Any = self.protocol
         frame_received = protocol.frameReceived
+        # (only a protocol with json_payloads gets bytes, and defines jsonReceived)
+        json_received: Any = protocol.jsonReceived if protocol.json_payloads else None
         output_closed = protocol.outputClosed
         for index, item in enumerate(items):
             # protocol.inputClosed(), inline: this runs once per frame.
             if protocol.abort_reason is not None or output_closed():
                 return
-            if type(item) is Frame:
+            if type(item) is bytes:
+                json_received(item)
+            elif type(item) is Frame:
                 frame_received(item)
             else:
                 self._item(item)
@@ -142,9 +146,11 @@ class _FrameReader:
                 return
             self._item(held.popleft())
 
-    def _item(self, item: Frame | FrameError) -> None:
-        protocol = self.protocol
-        if type(item) is Frame:
+    def _item(self, item: Frame | FrameError | bytes) -> None:
+        protocol: Any = self.protocol
+        if type(item) is bytes:
+            protocol.jsonReceived(item)
+        elif type(item) is Frame:
             protocol.frameReceived(item)
         elif isinstance(item, FrameTooLarge):
             protocol.frameTooLong(item)
@@ -165,9 +171,14 @@ class FramedProtocol(Protocol):
     @ivar abort_reason: why this side aborted the connection, if it did.
     @cvar coalesce: collect the frames transmitted while one read is dispatched into
         one C{writeSequence} (see the module docstring).
+    @cvar json_payloads: JSON frames (format 1) go to the subclass's
+        C{jsonReceived(payload: bytes)} as their payload, instead of to
+        L{frameReceived}: the decoder builds no L{Frame} object for them. A subclass
+        that sets it must define C{jsonReceived}.
     """
 
     coalesce = True
+    json_payloads = False
 
     def __init__(
         self,

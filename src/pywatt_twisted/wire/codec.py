@@ -828,15 +828,13 @@ def _d_routed_response(obj: _Obj, ctx: str) -> RoutedModuleResponse:
         raise _bad(ctx, "source_module_id", "a string", source)
     value = obj.get("request_id")
     body = obj.get("payload")
-    if (
-        type(value) is str
-        and len(value) == 36
-        and value[8] == value[13] == value[18] == value[23] == "-"
-        and type(body) is dict
-    ):
+    if type(value) is str and len(value) == 36 and type(body) is dict:
         # Every reply as peers write it (a canonical id, a Json payload given as a list
         # of ints), read with _uuid and _payload inline: one call per reply instead of
         # three. Anything else, or any check that fails, takes the readers below.
+        # (Where the four hyphens are is not checked: 36 characters of which four are
+        # hyphens and the rest hex is read by uuid.UUID, _uuid's fallback, as the
+        # same number, wherever the hyphens are.)
         digits = value.replace("-", "")
         data = body.get("data")
         fmt = body.get("format", "Json")

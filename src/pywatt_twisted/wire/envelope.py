@@ -64,22 +64,56 @@ _join = b"".join
 
 # Envelope ids: a random prefix drawn once per process (and again in a forked child)
 # followed by a counter, laid out as a version-4 UUID: 60 random bits, the version
-# nibble 4, the variant bits 10, 62 bits of counter.
-_VARIANT: Final = 1 << 63
-_COUNTER_LIMIT: Final = 1 << 62
+# nibble 4, the variant bits 10, 62 bits of counter. The counter is kept in two parts
+# so that an id costs one short format and one concatenation (issue 20): the block (14
+# bits, with the variant bits: the 4 hex digits of the fourth group, in _id_head with
+# the prefix) and the low counter, which runs from 2**44 to 2**48 within a block so
+# that b"%x" always gives exactly the 12 hex digits of the last group (a block holds
+# 2.6e14 ids; 16,384 blocks, then a fresh prefix).
+_LOW_START: Final = 1 << 44
+_LOW_END: Final = 1 << 48
+_BLOCK_FIRST: Final = 0x8000  # the variant bits 10, block 0
+_BLOCK_LAST: Final = 0xBFFF
 _id_prefix = b""
-_next_id = itertools.count().__next__
+_id_block = _BLOCK_FIRST
+_id_head = b""
+_next_low = itertools.count(_LOW_START).__next__
+_id_lock = threading.Lock()
 
 
 def _reseed_ids() -> None:
-    global _id_prefix, _next_id, _pool_lock
+    global _id_prefix, _pool_lock, _id_lock
     h = b"%015x" % random.getrandbits(60)
     _id_prefix = h[:8] + b"-" + h[8:12] + b"-4" + h[12:] + b"-"
-    _next_id = itertools.count().__next__
+    _start_block(_BLOCK_FIRST)
     # A forked child draws random ids of its own (and never waits on a lock held by
     # a thread of its parent's).
     _pool.clear()
     _pool_lock = threading.Lock()
+    _id_lock = threading.Lock()
+
+
+def _start_block(block: int) -> None:
+    global _id_block, _id_head, _next_low
+    _id_block = block
+    _id_head = _id_prefix + b"%04x-" % block
+    _next_low = itertools.count(_LOW_START).__next__
+
+
+def _next_block() -> None:
+    """
+    The low counter of the current block ran out: move to the next block (a fresh
+    prefix after the last one). Only one thread moves on; the others find a fresh
+    counter when they come in.
+    """
+    with _id_lock:
+        low = _next_low()
+        if low < _LOW_END:  # another thread moved on meanwhile: nothing to do
+            return
+        if _id_block >= _BLOCK_LAST:
+            _reseed_ids()
+        else:
+            _start_block(_id_block + 1)
 
 
 # Random (version 4) UUIDs: os.urandom drawn for 256 at a time, kept as the 128-bit
@@ -105,12 +139,11 @@ os.register_at_fork(after_in_child=_reseed_ids)
 
 
 def _envelope_id_bytes() -> bytes:
-    n = _next_id()
-    if n >= _COUNTER_LIMIT:  # after 4.6e18 ids: a fresh prefix
-        _reseed_ids()
-        n = _next_id()
-    h = b"%016x" % (n | _VARIANT)
-    return _id_prefix + h[:4] + b"-" + h[4:]
+    n = _next_low()
+    if n >= _LOW_END:  # once in 2.6e14 ids: the next block
+        _next_block()
+        return _envelope_id_bytes()
+    return _id_head + b"%x" % n
 
 
 def random_uuid4() -> uuid.UUID:
@@ -203,11 +236,17 @@ def encode_channel_frame(
     length = _ENVELOPE_FIXED + len(content_json)
     if length > max_frame_length:
         raise MessageTooLarge(op_name(message), length, max_frame_length)
+    n = _next_low()  # _envelope_id_bytes, inline
+    if n < _LOW_END:
+        head, low = _id_head, b"%x" % n
+    else:
+        head, low = b"", _envelope_id_bytes()
     return _join(
         (
             _pack_header(length, FORMAT_JSON),
             _ENVELOPE_HEAD,
-            _envelope_id_bytes(),
+            head,
+            low,
             _CONTENT,
             content_json,
             _NO_METADATA,

@@ -190,8 +190,18 @@ class FrameDecoder:
 
     failed: bool
 
-    def __init__(self, max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH) -> None:
+    json_payloads: bool = False
+    """
+    Give the payload of each JSON frame (format 1) as its C{bytes} in place of a
+    L{Frame} (other formats still come as L{Frame}s): a reader that only wants the
+    JSON is spared building a frame object per frame. Off by default.
+    """
+
+    def __init__(
+        self, max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH, json_payloads: bool = False
+    ) -> None:
         self.max_frame_length = max_frame_length
+        self.json_payloads = json_payloads
         self.failed = False
         # A partial header (fewer than 5 bytes) held between feeds.
         self._head = b""
@@ -219,17 +229,18 @@ class FrameDecoder:
         need = self._need
         return need - self._have if need >= 0 else 0
 
-    def feed(self, data: bytes) -> list[Frame | FrameError]:
+    def feed(self, data: bytes) -> list[Frame | FrameError | bytes]:
         """
         Consume C{data}; return the frames it completed, in order, with a L{FrameError}
         value in place of each bad one (L{UnknownFrameFormat}: the frame was skipped;
-        L{FrameTooLarge}: the decoder has failed, see L{failed}).
+        L{FrameTooLarge}: the decoder has failed, see L{failed}). With
+        L{json_payloads}, a JSON frame comes as its payload C{bytes}.
         """
         if self.failed or not data:
             return []
         if type(data) is not bytes:
             data = bytes(data)
-        out: list[Frame | FrameError] = []
+        out: list[Frame | FrameError | bytes] = []
         pos = 0
         need = self._need
         if need >= 0:
@@ -259,17 +270,21 @@ class FrameDecoder:
         self._scan(out, data, pos)
         return out
 
-    def _emit(self, out: list[Frame | FrameError], fmt: int, payload: bytes) -> None:
-        if fmt <= FORMAT_BASE64:
+    def _emit(self, out: list[Frame | FrameError | bytes], fmt: int, payload: bytes) -> None:
+        if fmt == FORMAT_JSON and self.json_payloads:
+            out.append(payload)
+        elif fmt <= FORMAT_BASE64:
             out.append(_frame(fmt, payload))
         else:
             out.append(UnknownFrameFormat(fmt, len(payload)))
 
-    def _scan(self, out: list[Frame | FrameError], data: bytes, pos: int) -> None:
+    def _scan(self, out: list[Frame | FrameError | bytes], data: bytes, pos: int) -> None:
         size = len(data)
         limit = self.max_frame_length
         append = out.append
         new_frame, set_format, set_payload = _new_frame, _set_format, _set_payload
+        # the format byte given as bytes (-1: none, every frame is a Frame)
+        as_bytes = FORMAT_JSON if self.json_payloads else -1
         while size - pos >= HEADER_LENGTH:
             length, fmt = _unpack_header(data, pos)
             if length > limit:
@@ -291,7 +306,9 @@ class FrameDecoder:
                     self._chunks = [data[start:]]
                 self._have = size - start
                 return
-            if fmt <= FORMAT_BASE64:
+            if fmt == as_bytes:
+                append(data[start:end])
+            elif fmt <= FORMAT_BASE64:
                 frame = new_frame(Frame)  # Frame(fmt, payload) inline: see _frame
                 set_format(frame, fmt)
                 set_payload(frame, data[start:end])
