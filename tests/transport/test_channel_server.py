@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import Clock, deferLater
@@ -32,6 +33,7 @@ from pywatt_twisted.wire.messages import (
     HeartbeatAck,
     HttpResponse,
     RouteToModule,
+    StreamChunk,
 )
 from tests.transport.fakes import frames_of
 
@@ -105,6 +107,84 @@ class ModuleConnectionTests(SynchronousTestCase):
         clock.advance(5)
         self.failureResultOf(late, RequestTimeout)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class CountingWrites(StringTransportWithDisconnection):
+    """
+    Counts the calls that hand it bytes; like Twisted's transports, drops what is
+    written once the connection is closed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        if self.connected:
+            self.calls.append("write")
+            super().write(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        if self.connected:
+            self.calls.append("writeSequence")
+            super().writeSequence(data)
+
+
+class RelayCoalescingTests(SynchronousTestCase):
+    """
+    The frames a relay sends on the connections of its channel servers while it
+    dispatches one connection's read go out when that read is dispatched, one call per
+    connection, in order (servers on one reactor share a L{CoalesceGroup}).
+    """
+
+    def relay(self) -> tuple[ModuleConnection, ModuleConnection, CountingWrites, list[Any]]:
+        reactor = Clock()  # any reactor: the servers on it share the group
+        sent: list[Any] = []
+
+        def forward(connection: ModuleConnection, frame: Any) -> bool:
+            action = sent.pop(0) if sent else None
+            if action is not None:
+                action()
+            target.send_raw(frame_header(len(frame.payload)) + frame.payload)
+            return True
+
+        source_server = ChannelServer(reactor, on_frame=forward)
+        target_server = ChannelServer(reactor)
+        self.assertIs(source_server.coalesce_group, target_server.coalesce_group)
+        source, _ = wired(source_server)
+        target = ModuleConnection(target_server)
+        transport = CountingWrites()
+        transport.protocol = target
+        target.makeConnection(transport)
+        return source, target, transport, sent
+
+    def frames(self, *payloads: bytes) -> bytes:
+        return b"".join(frame_header(len(p)) + p for p in payloads)
+
+    def test_forwarded_in_one_call(self) -> None:
+        source, target, transport, _ = self.relay()
+        source.dataReceived(self.frames(b"a", b"b", b"c"))
+        self.assertEqual(transport.calls, ["writeSequence"])
+        self.assertEqual(transport.value(), self.frames(b"a", b"b", b"c"))
+        target.send_raw(b"x")  # outside a read: at once
+        self.assertEqual(transport.calls, ["writeSequence", "write"])
+
+    def test_a_stream_chunk_goes_after_what_was_sent_before(self) -> None:
+        source, target, transport, actions = self.relay()
+        actions.extend([None, lambda: target.send(StreamChunk("s1", 0, b"data"))])
+        source.dataReceived(self.frames(b'{"n":0}', b'{"n":1}'))
+        self.assertEqual(
+            [f.get("op", f.get("n")) for f in frames_of(transport.value())],
+            [0, "stream_chunk", 1],
+        )
+
+    def test_drop_hands_over_first(self) -> None:
+        source, target, transport, actions = self.relay()
+        actions.append(lambda: None)
+        actions.append(target.drop)
+        source.dataReceived(self.frames(b"a", b"b"))
+        self.assertFalse(transport.connected)
+        self.assertEqual(transport.value(), self.frames(b"a"))
 
 
 def big_route(n: int) -> RouteToModule:

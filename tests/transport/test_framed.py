@@ -12,6 +12,7 @@ from pywatt_twisted._transport.framed import (
     COALESCE_LIMIT,
     LARGE_PAYLOAD,
     LARGE_READ_SIZE,
+    CoalesceGroup,
     FramedProtocol,
 )
 from pywatt_twisted.errors import FrameError, FrameTooLarge
@@ -416,3 +417,142 @@ class CoalescingTests(SynchronousTestCase):
         p.dataReceived(self.replies(2))
         self.assertEqual(p.frames, [b"0", b"nested", b"1"])
         self.assertEqual(transport.calls, [("writeSequence", [b"r"] * 3)])
+
+
+class Relay(Recorder):
+    """
+    Forwards each frame it reads to C{target} (another connection), like pywatt dev.
+    """
+
+    target: FramedProtocol | None = None
+
+    def frameReceived(self, frame: Frame) -> None:
+        super().frameReceived(frame)
+        if self.target is not None:
+            self.target.transmit(b"<" + frame.payload + b">")
+
+
+class GroupCoalescingTests(SynchronousTestCase):
+    """
+    Connections sharing a L{CoalesceGroup}: the frames transmitted on any of them while
+    one dispatches a read are handed over when that read is dispatched.
+    """
+
+    def pair(
+        self, bufferSize: int | None = None
+    ) -> tuple[Relay, Relay, CountingTransport, CountingTransport]:
+        group = CoalesceGroup()
+        source, target = Relay(), Relay()
+        source.group = target.group = group
+        source.target = target
+        source_transport = CountingTransport()
+        target_transport = CountingTransport(bufferSize)
+        source.makeConnection(source_transport)
+        target.makeConnection(target_transport)
+        return source, target, source_transport, target_transport
+
+    def replies(self, n: int) -> bytes:
+        return b"".join(encode_frame(b"%d" % i) for i in range(n))
+
+    def test_forwarded_frames_go_in_one_call(self) -> None:
+        """
+        The frames forwarded to another connection of the group during one read reach
+        its transport in one C{writeSequence}, in order, once the read is dispatched.
+        """
+        source, target, _, target_transport = self.pair()
+        seen: list[int] = []
+        original = target.transmit
+
+        def transmit(frame: bytes) -> None:
+            original(frame)
+            seen.append(len(target_transport.calls))  # nothing handed over mid-read
+
+        target.transmit = transmit  # type: ignore[method-assign]
+        source.dataReceived(self.replies(3))
+        self.assertEqual(seen, [0, 0, 0])
+        self.assertEqual(target_transport.calls, [("writeSequence", [b"<0>", b"<1>", b"<2>"])])
+        self.assertIsNone(target._batch)
+        self.assertFalse(source.group.reading)  # type: ignore[union-attr]
+        self.assertEqual(source.group.written, [])  # type: ignore[union-attr]
+
+    def test_a_read_of_one_frame_forwards_it_at_once(self) -> None:
+        """
+        A read of one frame has nothing to coalesce on the other connections: what it
+        sends them is written at once (no batch, no cost at one request in flight).
+        """
+        source, target, _, target_transport = self.pair()
+        seen: list[int] = []
+        original = target.transmit
+
+        def transmit(frame: bytes) -> None:
+            original(frame)
+            seen.append(len(target_transport.calls))
+
+        target.transmit = transmit  # type: ignore[method-assign]
+        source.dataReceived(self.replies(1))
+        self.assertEqual(seen, [1])
+        self.assertEqual(target_transport.calls, [("write", b"<0>")])
+
+    def test_replies_on_the_reading_connection_too(self) -> None:
+        source, _, source_transport, target_transport = self.pair()
+        source.reply = b"r"
+        source.dataReceived(self.replies(2))
+        self.assertEqual(source_transport.calls, [("writeSequence", [b"r", b"r"])])
+        self.assertEqual(target_transport.calls, [("writeSequence", [b"<0>", b"<1>"])])
+
+    def test_outside_a_read_writes_at_once(self) -> None:
+        _, target, _, target_transport = self.pair()
+        target.transmit(b"a")
+        self.assertEqual(target_transport.calls, [("write", b"a")])
+
+    def test_bounded_by_the_target_buffer(self) -> None:
+        """
+        A target's batch above its transport's C{bufferSize} is handed over mid-read.
+        """
+        source, _, _, target_transport = self.pair(bufferSize=8)
+        source.dataReceived(self.replies(5))
+        self.assertEqual(
+            target_transport.calls,
+            [("writeSequence", [b"<0>", b"<1>", b"<2>"]), ("writeSequence", [b"<3>", b"<4>"])],
+        )
+
+    def test_target_off_writes_at_once(self) -> None:
+        source, target, _, target_transport = self.pair()
+        target.coalesce = False
+        source.dataReceived(self.replies(2))
+        self.assertEqual(target_transport.calls, [("write", b"<0>"), ("write", b"<1>")])
+
+    def test_nested_read_of_another_connection(self) -> None:
+        """
+        A read of another connection of the group delivered while one is dispatched (a
+        synchronous in-memory peer) collects into a batch the outer read hands over.
+        """
+        source, target, _, target_transport = self.pair()
+        target.reply = b"t"
+        original = source.frameReceived
+
+        def frameReceived(frame: Frame) -> None:
+            original(frame)
+            if frame.payload == b"0":
+                target.dataReceived(encode_frame(b"nested"))
+
+        source.frameReceived = frameReceived  # type: ignore[method-assign]
+        source.dataReceived(self.replies(2))
+        self.assertEqual(target.frames, [b"nested"])
+        self.assertEqual(target_transport.calls, [("writeSequence", [b"<0>", b"t", b"<1>"])])
+        self.assertIsNone(target._batch)
+
+    def test_an_error_mid_read_still_hands_over(self) -> None:
+        source, target, _, target_transport = self.pair()
+        original = source.frameReceived
+
+        def frameReceived(frame: Frame) -> None:
+            original(frame)
+            raise RuntimeError("boom")
+
+        source.frameReceived = frameReceived  # type: ignore[method-assign]
+        self.assertRaises(RuntimeError, source.dataReceived, self.replies(2))
+        self.assertEqual(target_transport.calls, [("write", b"<0>")])
+        self.assertIsNone(target._batch)
+        target.transmit(b"after")
+        self.assertEqual(target_transport.calls[-1], ("write", b"after"))

@@ -30,7 +30,14 @@ It owns what every framed connection must do the same way:
     would pause its producer; L{COALESCE_LIMIT} at most, and when the transport does
     not say) it is handed over at once, so flow control sees the frames when it would
     have without coalescing. L{FramedProtocol.coalesce} turns it off (C{bench
-    channel} compares both).
+    channel} compares both). Connections that share a L{CoalesceGroup} (a relay's
+    connections: C{pywatt dev} forwards a frame read on one module's connection to
+    another's) also collect the frames transmitted on each other while one of them
+    dispatches a read of more than one frame: each connection written to gets its
+    batch, all handed over when that read is dispatched, so the frames a relay
+    forwards from one read to one target go out in one call too (a read of one frame
+    forwards it at once: nothing to coalesce it with, and no cost added at one
+    request in flight).
 
 Subclasses say when their connection is gone (L{FramedProtocol.outputClosed}) and
 react to writability changes (L{FramedProtocol.writabilityChanged}) and to the high
@@ -49,7 +56,13 @@ from zope.interface import implementer
 from pywatt_twisted.errors import FrameError, FrameTooLarge
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, FrameDecoder
 
-__all__ = ["COALESCE_LIMIT", "LARGE_PAYLOAD", "LARGE_READ_SIZE", "FramedProtocol"]
+__all__ = [
+    "COALESCE_LIMIT",
+    "LARGE_PAYLOAD",
+    "LARGE_READ_SIZE",
+    "CoalesceGroup",
+    "FramedProtocol",
+]
 
 LARGE_PAYLOAD = 64 * 1024
 """
@@ -72,6 +85,52 @@ above 64 KiB buffered; a transport with a smaller C{bufferSize} lowers it).
 """
 
 
+def _hand_over(transport: Any, batch: list[bytes]) -> None:
+    """
+    Coalesced frames to their transport: one C{write} for one frame, one
+    C{writeSequence} for more (nothing once the connection has no transport).
+    """
+    if transport is None:
+        return
+    if len(batch) == 1:
+        transport.write(batch[0])
+    else:
+        transport.writeSequence(batch)
+
+
+class CoalesceGroup:
+    """
+    Connections that coalesce the frames transmitted on any of them while one of them
+    dispatches a read (see the module docstring): set one as the
+    L{FramedProtocol.group} of each.
+
+    @ivar reading: whether a read of one of them is being dispatched.
+    @ivar written: the other connections given frames during that read (each holds
+        them in its batch), in the order they were first written to.
+    """
+
+    __slots__ = ("reading", "written")
+
+    def __init__(self) -> None:
+        self.reading = False
+        self.written: list[FramedProtocol] = []
+
+    def flush(self) -> None:
+        """
+        The read is dispatched: hand each connection's batch to its transport.
+        """
+        written = self.written
+        if not written:
+            return
+        self.written = []  # (a synchronous transport may deliver a read meanwhile)
+        for connection in written:
+            batch = connection._batch
+            connection._batch = None
+            connection._batch_bytes = 0
+            if batch:
+                _hand_over(connection.transport, batch)
+
+
 class _FrameReader:
     """
     The input side of a L{FramedProtocol}: bytes through the L{FrameDecoder}, frames
@@ -89,10 +148,22 @@ class _FrameReader:
         self.normal_read_size: int | None = None
 
     def read(self, data: bytes) -> None:
+        self.dispatch(self.decode(data))
+
+    def decode(self, data: bytes) -> list[Frame | FrameError | bytes]:
+        """
+        The items C{data} completes (the read size adapted to a large payload).
+        """
         decoder = self.decoder
         items = decoder.feed(data)
         if self.normal_read_size is not None or decoder.missing >= LARGE_PAYLOAD:
             self.adapt_read_size(decoder.missing)
+        return items
+
+    def dispatch(self, items: list[Frame | FrameError | bytes]) -> None:
+        """
+        Hand decoded C{items} to the protocol's hooks (or hold them, see the class).
+        """
         if self.held or self.protocol.reading_paused:
             # Keep the order: what was read before goes first.
             self.held.extend(items)
@@ -175,10 +246,12 @@ class FramedProtocol(Protocol):
         C{jsonReceived(payload: bytes)} as their payload, instead of to
         L{frameReceived}: the decoder builds no L{Frame} object for them. A subclass
         that sets it must define C{jsonReceived}.
+    @ivar group: the L{CoalesceGroup} this connection shares with others, or C{None}.
     """
 
     coalesce = True
     json_payloads = False
+    group: CoalesceGroup | None = None
 
     def __init__(
         self,
@@ -306,12 +379,36 @@ class FramedProtocol(Protocol):
             # synchronous in-memory peer): the outer read hands the batch over.
             self._reader.read(data)
             return
+        group = self.group
+        if group is None:
+            self._batch = []
+            try:
+                self._reader.read(data)
+            finally:
+                self._flush_batch()
+                self._batch = None
+            return
+        reader = self._reader
+        items = reader.decode(data)
         self._batch = []
+        if group.reading or len(items) < 2:
+            # A read of another connection of the group being dispatched (delivered by
+            # a synchronous peer: that read hands over what goes to the others), or
+            # one frame (nothing to coalesce with on the other connections).
+            try:
+                reader.dispatch(items)
+            finally:
+                self._flush_batch()
+                self._batch = None
+            return
+        group.reading = True
         try:
-            self._reader.read(data)
+            reader.dispatch(items)
         finally:
+            group.reading = False
             self._flush_batch()
             self._batch = None
+            group.flush()
 
     # -- output ---------------------------------------------------------------------------
 
@@ -337,6 +434,12 @@ class FramedProtocol(Protocol):
                     transport.pauseProducing()
             return
         batch = self._batch
+        if batch is None:
+            group = self.group
+            if group is not None and group.reading and self.coalesce:
+                # Another connection of the group dispatches a read: collect.
+                batch = self._batch = []
+                group.written.append(self)
         if batch is not None:
             batch.append(frame)
             self._batch_bytes += len(frame)
@@ -358,13 +461,7 @@ class FramedProtocol(Protocol):
             return
         self._batch = []
         self._batch_bytes = 0
-        transport: Any = self.transport
-        if transport is None:
-            return
-        if len(batch) == 1:
-            transport.write(batch[0])
-        else:
-            transport.writeSequence(batch)
+        _hand_over(self.transport, batch)
 
     def _drain(self) -> None:
         """

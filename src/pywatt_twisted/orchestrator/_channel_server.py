@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
@@ -25,7 +26,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pywatt_twisted._transport.framed import FramedProtocol
+from pywatt_twisted._transport.framed import CoalesceGroup, FramedProtocol
 from pywatt_twisted.errors import FrameError, FrameTooLarge, ProtocolError, RequestTimeout
 from pywatt_twisted.orchestrator._pki import EphemeralPKI, server_tls_options
 from pywatt_twisted.wire.codec import (
@@ -76,6 +77,7 @@ class ModuleConnection(FramedProtocol):
     def __init__(self, server: ChannelServer) -> None:
         super().__init__(server.max_frame_length)
         self.server = server
+        self.group = server.coalesce_group
         self.clock = server.clock
         self.received: list[Envelope] = []
         self.bad_frames: list[Exception] = []
@@ -212,16 +214,17 @@ class ModuleConnection(FramedProtocol):
             if length > 1 << 32:
                 raise FrameTooLarge(length, 1 << 32)
             assert self.transport is not None
+            self._flush_batch()  # (what was sent before goes first)
             self.transport.writeSequence([frame_header(length, FORMAT_JSON), head, data, tail])
             return
         self.send_raw(encode_frame(encode(message), FORMAT_JSON, 1 << 32))
 
-    def send_raw(self, data: bytes) -> None:
-        """
-        Write bytes as they are (partial frames, wrong format bytes...).
-        """
-        assert self.transport is not None
-        self.transport.write(data)
+    #: C{send_raw(data)}: write bytes as they are (partial frames, wrong format
+    #: bytes...). While a read of a connection of this server's L{coalesce group
+    #: <ChannelServer.coalesce_group>} is dispatched they are collected with the frames
+    #: sent before them and written when it is (L{FramedProtocol.transmit}, itself: the
+    #: relay's path, one call less per frame).
+    send_raw = FramedProtocol.transmit
 
     def send_bogus_header(self, length: int = 1 << 30, format: int = FORMAT_JSON) -> None:
         """
@@ -262,6 +265,7 @@ class ModuleConnection(FramedProtocol):
         Close the connection cleanly (what an orchestrator restart looks like).
         """
         if self.transport is not None:
+            self._flush_batch()
             self.transport.loseConnection()
 
     def abort(self) -> None:
@@ -294,6 +298,11 @@ class ChannelServer:
         dispatch).
     @param on_frame: C{hook(connection, frame) -> bool}, called for every frame before
         it is decoded; returning C{True} consumes it (forwarding, benchmarks).
+    @param coalesce_group: the L{CoalesceGroup} of this server's connections: the
+        frames sent on any of them while one of them dispatches a read are written when
+        that read is (one call per connection); by default the group every
+        L{ChannelServer} on the same reactor shares, so a relay's frames forwarded from
+        one module's connection to another's are coalesced too.
     @ivar connections: the connections currently open, oldest first.
     """
 
@@ -306,8 +315,12 @@ class ChannelServer:
         record: bool = True,
         on_message: Callable[[ModuleConnection, Envelope], bool] | None = None,
         on_frame: Callable[[ModuleConnection, Frame], bool] | None = None,
+        coalesce_group: CoalesceGroup | None = None,
     ) -> None:
         self.reactor = reactor
+        self.coalesce_group = (
+            coalesce_group if coalesce_group is not None else _reactor_group(reactor)
+        )
         self.clock = clock if clock is not None else reactor
         self.max_frame_length = max_frame_length
         #: keep every envelope in C{ModuleConnection.received} (the identify is kept
@@ -417,6 +430,23 @@ class ChannelServer:
             waits.append(connection.closed)
             connection.abort()
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+
+
+_groups: WeakKeyDictionary[Any, CoalesceGroup] = WeakKeyDictionary()
+
+
+def _reactor_group(reactor: Any) -> CoalesceGroup:
+    """
+    The L{CoalesceGroup} the channel servers on C{reactor} share (reads on one reactor
+    are dispatched one at a time); a fresh one for a reactor that cannot be a weak key.
+    """
+    try:
+        group = _groups.get(reactor)
+        if group is None:
+            group = _groups[reactor] = CoalesceGroup()
+    except TypeError:
+        return CoalesceGroup()
+    return group
 
 
 async def _await(value: Any) -> Any:
