@@ -162,6 +162,18 @@ class ModuleProcessTests(TestCase):
         messages = [r["message"] for r in proc.stderr_records()]
         self.assertTrue(any("pywatt" in m.lower() or "twistd" in m.lower() for m in messages))
 
+    async def test_gc_freeze_off(self) -> None:
+        # --gc-freeze=0 (PYWATT_GC_FREEZE=0) leaves the start-up heap to the collector.
+        proc, _announce = await self.start(
+            command=lambda module: twistd_command(module, "--gc-freeze=0")
+        )
+        proc.send(http_line("h1", "GET", "/items/1"))
+        self.assertEqual((await proc.expect_http("h1"))["content"]["status_code"], 200)
+        proc.send(http_line("gc", "GET", "/gc-frozen"))
+        self.assertEqual(int(bytes((await proc.expect_http("gc"))["content"]["body"])), 0)
+        proc.send({"op": "shutdown"})
+        self.assertEqual(await proc.ended, 0)
+
     async def test_unix_socket_listen(self) -> None:
         # AF_UNIX paths are short (108 bytes): use a fresh directory under /tmp.
         directory = tempfile.mkdtemp(prefix="pw-")

@@ -87,6 +87,8 @@ class RuntimeConfig(Value):
     slo_channel_down: float = 30.0
     slo_min_samples: int = 20
     ipc_only: bool = False
+    # The start-up heap frozen after the announce (docs/running.md).
+    gc_freeze: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.breaker_max_reset < self.breaker_reset:
@@ -220,7 +222,7 @@ def _routed_replies(raw: object, source: str) -> bool:
     return flag
 
 
-def _ipc_only(raw: object, source: str) -> bool:
+def _on_off(raw: object, source: str) -> bool:
     flag = _flag(raw)
     if flag is None:
         raise ConfigurationError(f"{source} must be 1/on/true or 0/off/false, got {raw!r}")
@@ -479,8 +481,14 @@ SETTINGS: tuple[Setting, ...] = (
         variable="PYWATT_IPC_ONLY",
         option="ipc-only",
         help="Bind no listen socket: serve HTTP only over stdin and channels (1/0).",
-        parse=_ipc_only,
+        parse=_on_off,
         aliases=("IPC_ONLY",),
+    ),
+    _s(
+        "gc_freeze",
+        "After the announce, collect once and freeze the start-up heap so full garbage "
+        "collections skip it (1/0; docs/running.md).",
+        _on_off,
     ),
 )
 

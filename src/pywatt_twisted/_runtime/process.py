@@ -133,7 +133,8 @@ def build_process_service(
         signal.signal(signal.SIGINT, on_signal)
 
     reactor.callWhenRunning(install_signal_handlers)
-    freeze_after_ready(module, reactor)
+    if config.gc_freeze:
+        freeze_after_ready(module, reactor)
     return ProcessService(module, observer)
 
 
