@@ -74,7 +74,6 @@ from pywatt_twisted.wire.envelope import (
 from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_AUTO,
-    FORMAT_JSON,
     Frame,
     frame_json,
 )
@@ -693,31 +692,21 @@ class ChannelProtocol(_ChannelOutput, FramedProtocol):
 
     def frameReceived(self, frame: Frame) -> None:
         # A frame in another format than JSON (Binary, Base64, Auto), or a JSON frame
-        # handed over as a Frame.
-        if frame.format == FORMAT_JSON:
-            self.jsonReceived(frame.payload)
-            return
-        self.counters.frames_in += 1
+        # handed over as a Frame: its JSON text goes the JSON frames' way.
+        if frame.format == FORMAT_AUTO and not self._warned_auto:
+            self._warned_auto = True
+            self.log.warn(
+                "{channel}: the orchestrator sends frames with format byte 0 (the "
+                "Python SDK's JSON code); reading them as JSON",
+                channel=self.name,
+            )
         try:
-            if frame.format == FORMAT_AUTO and not self._warned_auto:
-                self._warned_auto = True
-                self.log.warn(
-                    "{channel}: the orchestrator sends frames with format byte 0 (the "
-                    "Python SDK's JSON code); reading them as JSON",
-                    channel=self.name,
-                )
-            message = decode_from_orchestrator(frame_json(frame))
-        except (ProtocolError, _json.JSONDecodeError, ValueError) as e:
+            payload = frame_json(frame)
+        except ProtocolError as e:
+            self.counters.frames_in += 1
             self._undecodable(len(frame.payload), e)
             return
-        if not self.exchanged:
-            self.exchanged = self.phase is ConnectionPhase.READY
-        try:
-            self.listener.channel_message(self, message)
-        except Exception:
-            self.log.failure(
-                "{channel}: handling {op} failed", channel=self.name, op=op_name(message)
-            )
+        self.jsonReceived(payload)
 
     def _undecodable(self, size: int, error: Exception) -> None:
         self.counters.bad_frames += 1
