@@ -274,6 +274,11 @@ def traced(span: Span | None, d: Deferred[T]) -> Deferred[T]:
 # -- propagation --------------------------------------------------------------------------
 
 
+def _latin1(values: list[Any]) -> list[str]:
+    # (header values as text: raw bytes read as latin-1, which never fails)
+    return [v.decode("latin-1") if isinstance(v, bytes) else v for v in values]
+
+
 class _HeadersGetter(Getter[Any]):
     """Reads W3C keys from a C{twisted.web.http_headers.Headers}."""
 
@@ -283,7 +288,7 @@ class _HeadersGetter(Getter[Any]):
         values = carrier.getRawHeaders(key.encode("latin-1"))
         if not values:
             return None
-        return [v.decode("latin-1") if isinstance(v, bytes) else v for v in values]
+        return _latin1(values)
 
     def keys(self, carrier: Any) -> list[str]:
         return [
@@ -403,10 +408,6 @@ def _w3c_parent(traceparent: str, tracestate: list[str] | None) -> otel_context.
         state,
     )
     return otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(remote), _NO_CONTEXT)
-
-
-def _latin1(values: list[Any]) -> list[str]:
-    return [v.decode("latin-1") if isinstance(v, bytes) else v for v in values]
 
 
 def headers_parent(headers: Any) -> otel_context.Context:
