@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pywatt_twisted._transport._read_size import ReadSize
 from pywatt_twisted.streaming import (
     StreamFailed,
     StreamReceiver,
@@ -146,9 +147,8 @@ class LiveRequestBody:
 
     def __init__(self, transport: Any, length: int | None, threshold: int) -> None:
         self.transport = transport
-        self._read_size = getattr(transport, "bufferSize", None)
-        if type(self._read_size) is int and self._read_size < self.read_size:
-            transport.bufferSize = self.read_size
+        self._read_size = ReadSize()
+        self._read_size.raise_to(transport, self.read_size)
         self.length = length
         self.threshold = threshold
         self.received = 0
@@ -185,7 +185,7 @@ class LiveRequestBody:
                     drained=self._drained,
                     limit=self.drain_limit,
                 )
-                self._restore_read_size()
+                self._read_size.restore()
                 self.transport.loseConnection()
             return
         if self.closed:
@@ -216,7 +216,7 @@ class LiveRequestBody:
         self.ended = True
         self.on_first_data = None
         self._resume()
-        self._restore_read_size()
+        self._read_size.restore()
         if self._discarding or self.closed:
             return
         if self.sender is not None:
@@ -235,7 +235,7 @@ class LiveRequestBody:
         self.closed = True
         if not self.ended:
             self._stop("the HTTP client went away")
-            self._restore_read_size()
+            self._read_size.restore()
 
     def discard(self, reason: str) -> None:
         """
@@ -246,11 +246,6 @@ class LiveRequestBody:
             self._discarding = True
             self._stop(reason)
             self._resume()
-
-    def _restore_read_size(self) -> None:
-        if type(self._read_size) is int and self.transport is not None:
-            self.transport.bufferSize = self._read_size
-            self._read_size = None
 
     def _stop(self, reason: str) -> None:
         self._held = []

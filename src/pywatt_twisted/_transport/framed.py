@@ -53,6 +53,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
+from pywatt_twisted._transport._read_size import ReadSize
 from pywatt_twisted.errors import FrameError, FrameTooLarge
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH, Frame, FrameDecoder
 
@@ -144,8 +145,8 @@ class _FrameReader:
         self.protocol = protocol
         self.decoder = FrameDecoder(max_frame_length, protocol.json_payloads)
         self.held: deque[Frame | FrameError | bytes] = deque()
-        # The transport's read size while it is raised for a large payload, else None.
-        self.normal_read_size: int | None = None
+        # The transport's read size, raised while a large payload arrives.
+        self.read_size = ReadSize()
 
     def read(self, data: bytes) -> None:
         self.dispatch(self.decode(data))
@@ -156,8 +157,10 @@ class _FrameReader:
         """
         decoder = self.decoder
         items = decoder.feed(data)
-        if self.normal_read_size is not None or decoder.missing >= LARGE_PAYLOAD:
-            self.adapt_read_size(decoder.missing)
+        if decoder.missing >= LARGE_PAYLOAD:
+            self.read_size.raise_to(self.protocol.transport, LARGE_READ_SIZE)
+        elif self.read_size.normal is not None:
+            self.read_size.restore()
         return items
 
     def dispatch(self, items: list[Frame | FrameError | bytes]) -> None:
@@ -188,25 +191,6 @@ class _FrameReader:
                 # Replies are piling up: take no new work until they drain.
                 self.held.extend(items[index + 1 :])
                 return
-
-    def adapt_read_size(self, missing: int) -> None:
-        """
-        Read L{LARGE_READ_SIZE} bytes at a time while at least L{LARGE_PAYLOAD} bytes
-        of a payload are still to come (C{missing}), the transport's own size
-        otherwise. (A transport without an integer C{bufferSize}, TLS's, is left as
-        it is.)
-        """
-        transport: Any = self.protocol.transport
-        if transport is None:
-            return
-        if missing >= LARGE_PAYLOAD:
-            size = getattr(transport, "bufferSize", None)
-            if self.normal_read_size is None and type(size) is int and size < LARGE_READ_SIZE:
-                self.normal_read_size = size
-                transport.bufferSize = LARGE_READ_SIZE
-        elif self.normal_read_size is not None:
-            transport.bufferSize = self.normal_read_size
-            self.normal_read_size = None
 
     def dispatch_held(self) -> None:
         held = self.held
