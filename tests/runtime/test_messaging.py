@@ -492,6 +492,39 @@ class HandlerTests(SynchronousTestCase):
         self.assertIn("'nope'", str(error))
         self.assertIn("get_stock", str(error))
 
+    def test_plain_values_and_other_awaitables(self) -> None:
+        """
+        A handler's plain JSON value of any type is the reply as it is; an awaitable
+        that is neither a Deferred nor a coroutine (nor a plain value's type) is
+        awaited.
+        """
+
+        class Ready:
+            def __await__(self) -> Any:
+                if False:
+                    yield
+                return {"awaited": True}
+
+        class AwaitableDict(dict):  # type: ignore[type-arg]
+            def __await__(self) -> Any:
+                if False:
+                    yield
+                return "awaited, not a dict"
+
+        def app(state: Any) -> Klein:
+            state.handler("echo")(lambda source, payload: payload)
+            state.handler("ready")(lambda source, payload: Ready())
+            state.handler("awaitable_dict")(lambda source, payload: AwaitableDict())
+            return Klein()
+
+        _, module = self.start(app)
+        for value in ("s", 3, 2.5, True, None, [1, "x"], {"a": {"b": 1}}):
+            self.assertEqual(self.successResultOf(module.call("echo", value)), value)
+        self.assertEqual(self.successResultOf(module.call("ready", {})), {"awaited": True})
+        self.assertEqual(
+            self.successResultOf(module.call("awaitable_dict", {})), "awaited, not a dict"
+        )
+
     def test_unserialisable_result(self) -> None:
         _, module = self.start()
         error = self.failureResultOf(module.call("weird", {}), RemoteError).value

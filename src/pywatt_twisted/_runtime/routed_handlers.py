@@ -57,11 +57,19 @@ async def _await(value: Any) -> Any:
     return await value
 
 
+#: the types of the plain values a handler returns most (JSON's): not awaitable, so
+#: L{_as_deferred} answers for them without the three checks below (a tenth of the cost
+#: of answering a routed request, issue 17)
+_PLAIN_TYPES: frozenset[type] = frozenset({dict, list, str, int, float, bool, type(None)})
+
+
 def _as_deferred(value: Any) -> Deferred[Any] | None:
     """
     C{value} as a Deferred when it is one, a coroutine or another awaitable (cancelling
     the Deferred of a coroutine cancels what it awaits); C{None} for a plain value.
     """
+    if type(value) in _PLAIN_TYPES:
+        return None
     if isinstance(value, Deferred):
         return value
     if inspect.iscoroutine(value):
@@ -160,26 +168,27 @@ class _Answers:
     def reply(
         self, link: Any, message: RoutedModuleMessage, payload: EncodedPayload, error: bool = False
     ) -> None:
+        owner = self._owner
         if error:
-            self._owner.error_replies_sent += 1
-            if tracing.switch.on:
-                tracing.error_reply(payload)
+            owner.error_replies_sent += 1
         if tracing.switch.on:
+            if error:
+                tracing.error_reply(payload)
             payload = tracing.reply_payload(payload)  # X3: the handler span's context
-        if not self._owner.replies:
-            self._owner.log.info(
+        if not owner.replies:
+            owner.log.info(
                 "not replying to {source} (request {request_id}): reply extension is off",
                 source=message.source_module_id,
                 request_id=str(message.original_request_id),
             )
             return
         reply = RoutedModuleReply(
-            source_module_id=self._owner.module_id,
-            request_id=message.original_request_id,
-            target_module_id=message.source_module_id,
-            payload=payload,
+            owner.module_id, message.original_request_id, message.source_module_id, payload
         )
-        link.send(self._fitting(reply, message))
+        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
+        if 4 * len(payload.data) + 4096 > owner.max_frame_length:
+            reply = self._fitting(reply, message)
+        link.send(reply)
 
     def refuse(self, message: RoutedModuleMessage, link: Any, kind: str, text: str) -> None:
         """
@@ -281,13 +290,11 @@ class _Answers:
 
     def _fitting(self, reply: RoutedModuleReply, message: RoutedModuleMessage) -> RoutedModuleReply:
         """
-        C{reply}, or, when it cannot fit in one frame, a C{bad_reply} error reply naming
+        C{reply} (one that may be too large for a frame: L{reply} checks its size
+        first), or, when it cannot fit in one frame, a C{bad_reply} error reply naming
         the limit (module-to-module bodies are limited to one frame: docs/streaming.md),
         so the requester is answered instead of waiting for its timeout.
         """
-        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
-        if 4 * len(reply.payload.data) + 4096 <= self._owner.max_frame_length:
-            return reply
         try:
             encode_channel_frame(reply, self._owner.max_frame_length)
         except MessageTooLarge as e:
