@@ -33,11 +33,19 @@ It owns what every framed connection must do the same way:
     channel} compares both). Connections that share a L{CoalesceGroup} (a relay's
     connections: C{pywatt dev} forwards a frame read on one module's connection to
     another's) also collect the frames transmitted on each other while one of them
-    dispatches a read of more than one frame: each connection written to gets its
-    batch, all handed over when that read is dispatched, so the frames a relay
-    forwards from one read to one target go out in one call too (a read of one frame
-    forwards it at once: nothing to coalesce it with, and no cost added at one
-    request in flight).
+    dispatches a read: each connection written to gets its batch, all handed over
+    when that read is dispatched, so the frames a relay forwards from one read to one
+    target go out in one call too.
+  - B{Sending at once}: a batch handed over to a plain TCP or Unix-socket transport
+    that holds nothing yet is sent there and then (the transport's C{writeSomeData},
+    one C{send}) rather than on the reactor's next turn, which is where the
+    transport's C{write} would send it; the rest, if the kernel takes only part, and
+    any error go to C{write} as before. Each message a process writes after a read
+    costs one reactor turn less (C{epoll_ctl} to watch for writability,
+    C{epoll_wait}, C{epoll_ctl} again, and the reactor's Python work for that turn):
+    at one request in flight that is most of what a wake-up costs besides the
+    message itself. Frames written outside a read still take C{write}, so what is
+    written in one turn still goes in one C{send}.
 
 Subclasses say when their connection is gone (L{FramedProtocol.outputClosed}) and
 react to writability changes (L{FramedProtocol.writabilityChanged}) and to the high
@@ -86,12 +94,60 @@ above 64 KiB buffered; a transport with a smaller C{bufferSize} lowers it).
 """
 
 
+def _direct_types() -> frozenset[type]:
+    """
+    The transports L{_hand_over} may send on at once: Twisted's own TCP and Unix-socket
+    connections (not a subclass, not a wrapper such as TLS: their C{write} may do more).
+    """
+    from twisted.internet import tcp
+
+    types: set[type] = {tcp.Server, tcp.Client}
+    try:
+        from twisted.internet import unix
+    except ImportError:  # pragma: no cover (no Unix sockets on this platform)
+        pass
+    else:
+        types.update((unix.Server, unix.Client))
+    return frozenset(types)
+
+
+_DIRECT_TYPES: frozenset[type] = _direct_types()
+
+
 def _hand_over(transport: Any, batch: list[bytes]) -> None:
     """
-    Coalesced frames to their transport: one C{write} for one frame, one
-    C{writeSequence} for more (nothing once the connection has no transport).
+    Coalesced frames to their transport (nothing once the connection has no
+    transport).
+
+    On a plain TCP or Unix-socket transport with nothing buffered, they are sent at
+    once, with the transport's own C{writeSomeData} (one C{send}, as its C{doWrite}
+    would make on the next reactor turn): what the kernel does not take, and any
+    error, goes to C{write} as before (buffered, sent when the socket is writable, an
+    error seen there). At one message in flight this saves each process a reactor
+    turn per message written: the C{epoll_ctl} that C{write} makes to watch for
+    writability, the C{epoll_wait} that reports it, the C{epoll_ctl} that stops
+    watching, and the reactor's own work for that turn. Otherwise one C{write} for
+    one frame, one C{writeSequence} for more.
     """
     if transport is None:
+        return
+    if type(transport) in _DIRECT_TYPES:
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        if not (
+            transport.dataBuffer
+            or transport._tempDataBuffer
+            or transport.disconnecting
+            or transport._writeDisconnecting
+            or transport._writeDisconnected
+            or transport.TLS
+            or not transport.connected
+        ):
+            sent = transport.writeSomeData(data)
+            if type(sent) is int and sent > 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        transport.write(data)
         return
     if len(batch) == 1:
         transport.write(batch[0])
@@ -375,10 +431,9 @@ class FramedProtocol(Protocol):
         reader = self._reader
         items = reader.decode(data)
         self._batch = []
-        if group.reading or len(items) < 2:
+        if group.reading:
             # A read of another connection of the group being dispatched (delivered by
-            # a synchronous peer: that read hands over what goes to the others), or
-            # one frame (nothing to coalesce with on the other connections).
+            # a synchronous peer: that read hands over what goes to the others).
             try:
                 reader.dispatch(items)
             finally:
