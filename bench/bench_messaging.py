@@ -33,7 +33,9 @@ C{time.thread_time}; its relay and echo processes: schedstat), and the
 syscalls per reply of each, TCP, 64 in flight, with write coalescing on and off
 (C{perf stat}; C{--no-syscalls} skips it). C{--profile [--inflight=N]} runs the three
 processes under C{cProfile} instead (CPU time, the measured window only, through the
-start-up hook in C{bench/_hook/}).
+start-up hook in C{bench/_hook/}). C{BENCH_PUSH_EVERY=N} in the bench's environment sets
+L{FramedProtocol.push_every <pywatt_twisted._transport.framed.FramedProtocol.push_every>}
+in the three processes (through the same hook), to compare with it off.
 """
 
 from __future__ import annotations
@@ -157,9 +159,13 @@ def _environment(
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PYWATT_", "BENCH_PROFILE_DIR", "BENCH_COALESCE"))
+        if not k.startswith(("PYWATT_", "BENCH_PROFILE_DIR", "BENCH_COALESCE", "BENCH_PUSH_EVERY"))
     }
     env["PYWATT_CHANNEL_PREFERENCE"] = preference
+    push_every = os.environ.get("BENCH_PUSH_EVERY")
+    if push_every:
+        # FramedProtocol.push_every in the three processes (through the hook), to A/B it
+        extra = {**(extra or {}), "BENCH_PUSH_EVERY": push_every}
     path = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     if extra:
         # bench/_hook/sitecustomize.py reads BENCH_PROFILE_DIR and BENCH_COALESCE

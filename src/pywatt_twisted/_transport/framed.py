@@ -36,6 +36,20 @@ It owns what every framed connection must do the same way:
     dispatches a read: each connection written to gets its batch, all handed over
     when that read is dispatched, so the frames a relay forwards from one read to one
     target go out in one call too.
+  - B{Pushing slices of a large read} (L{FramedProtocol.push_every}, off by default): a
+    read of more than C{push_every} frames is dispatched C{push_every} frames at a time,
+    and the frames transmitted during each slice (on this connection and on the others
+    of its group) are handed over I{and sent} before the next slice is dispatched.
+    Handing them over is not always enough: a Twisted socket transport only buffers
+    what is written and sends it once the reactor finds the socket writable after the
+    read (unless the batch was sent at once, see below), so each connection written to
+    that still holds bytes is pushed (its C{doWrite}, what the reactor would call next;
+    transports without one, such as in-memory ones, are not pushed). The point is
+    overlap between processes: at 64 requests in flight a module reads 64 replies at
+    once and without it sends the 64 requests they lead to in one wave, so the peer
+    process idles until the whole read is dispatched and then this one idles while
+    the peer works through the wave (issue 17). Pushed in slices, the peer starts on
+    the first slice while this process dispatches the next.
   - B{Sending at once}: a batch handed over to a plain TCP or Unix-socket transport
     that holds nothing yet is sent there and then (the transport's C{writeSomeData},
     one C{send}) rather than on the reactor's next turn, which is where the
@@ -153,6 +167,26 @@ def _hand_over(transport: Any, batch: list[bytes]) -> None:
         transport.write(batch[0])
     else:
         transport.writeSequence(batch)
+
+
+def _push(transport: Any) -> None:
+    """
+    Send what C{transport} holds now, as the reactor would once its socket is writable
+    (see L{FramedProtocol.push_every}). Only a socket transport can (C{doWrite}, the
+    reactor's own call); a connection being closed is left to the reactor (its
+    C{doWrite} would then close it). A send error is the reactor's to find as well: the
+    bytes stay buffered and its own C{doWrite} reports the loss. A socket transport that
+    holds nothing (L{_hand_over} sent the batch at once) is not pushed: its C{doWrite}
+    would make a C{send} of nothing.
+    """
+    push = getattr(transport, "doWrite", None)
+    if push is None or not getattr(transport, "connected", False):
+        return
+    if transport.disconnecting or getattr(transport, "_writeDisconnecting", False):
+        return
+    if type(transport) in _DIRECT_TYPES and not (transport.dataBuffer or transport._tempDataBuffer):
+        return
+    push()
 
 
 class CoalesceGroup:
@@ -287,9 +321,13 @@ class FramedProtocol(Protocol):
         L{frameReceived}: the decoder builds no L{Frame} object for them. A subclass
         that sets it must define C{jsonReceived}.
     @ivar group: the L{CoalesceGroup} this connection shares with others, or C{None}.
+    @cvar push_every: with C{coalesce} on, dispatch a read of more frames than this in
+        slices of this many, and send what each slice transmitted before dispatching
+        the next (see the module docstring); C{0}: off, a read is one slice.
     """
 
     coalesce = True
+    push_every = 0
     json_payloads = False
     group: CoalesceGroup | None = None
 
@@ -420,29 +458,28 @@ class FramedProtocol(Protocol):
             self._reader.read(data)
             return
         group = self.group
-        if group is None:
-            self._batch = []
-            try:
-                self._reader.read(data)
-            finally:
-                self._flush_batch()
-                self._batch = None
-            return
         reader = self._reader
         items = reader.decode(data)
         self._batch = []
-        if group.reading:
-            # A read of another connection of the group being dispatched (delivered by
-            # a synchronous peer: that read hands over what goes to the others).
+        if group is None or group.reading:
+            # No group; or a read of another connection of the group being dispatched
+            # (delivered by a synchronous peer: that read hands over what goes to the
+            # others).
             try:
-                reader.dispatch(items)
+                if self.push_every and len(items) > self.push_every and group is None:
+                    _dispatch_in_slices(self, items)
+                else:
+                    reader.dispatch(items)
             finally:
                 self._flush_batch()
                 self._batch = None
             return
         group.reading = True
         try:
-            reader.dispatch(items)
+            if self.push_every and len(items) > self.push_every:
+                _dispatch_in_slices(self, items)
+            else:
+                reader.dispatch(items)
         finally:
             group.reading = False
             self._flush_batch()
@@ -544,3 +581,31 @@ class FramedProtocol(Protocol):
 
     def stopProducing(self) -> None:
         pass
+
+
+def _dispatch_in_slices(protocol: FramedProtocol, items: list[Frame | FrameError | bytes]) -> None:
+    """
+    Dispatch C{items} (of one read of C{protocol}) L{FramedProtocol.push_every} at a
+    time, handing over and sending what each slice transmitted before the next (see the
+    module docstring). The order of frames is kept: each batch goes to its transport in
+    order, and frames held for flow control stay behind the ones before them.
+    """
+    reader = protocol._reader
+    step = protocol.push_every
+    group = protocol.group
+    end = len(items)
+    start = 0
+    while True:
+        reader.dispatch(items[start : start + step])
+        start += step
+        if start >= end:
+            return  # the last slice: handed over by the caller, sent by the reactor
+        # (only the connections given frames in this slice: an empty push is a
+        # send() of nothing)
+        pushed = [protocol] if protocol._batch else []
+        if group is not None and group.written:
+            pushed.extend(group.written)
+            group.flush()
+        protocol._flush_batch()
+        for connection in pushed:
+            _push(connection.transport)
