@@ -5,12 +5,14 @@ connection.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import ClientCreator, Factory, Protocol
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from pywatt_twisted._transport.framed import (
@@ -480,10 +482,11 @@ class GroupCoalescingTests(SynchronousTestCase):
         self.assertFalse(source.group.reading)  # type: ignore[union-attr]
         self.assertEqual(source.group.written, [])  # type: ignore[union-attr]
 
-    def test_a_read_of_one_frame_forwards_it_at_once(self) -> None:
+    def test_a_read_of_one_frame(self) -> None:
         """
-        A read of one frame has nothing to coalesce on the other connections: what it
-        sends them is written at once (no batch, no cost at one request in flight).
+        A read of one frame: what it forwards is handed over when the read is
+        dispatched, like a larger read's (one C{write}; on a plain socket transport
+        that is sent at once, see L{DirectSendTests}).
         """
         source, target, _, target_transport = self.pair()
         seen: list[int] = []
@@ -495,7 +498,7 @@ class GroupCoalescingTests(SynchronousTestCase):
 
         target.transmit = transmit  # type: ignore[method-assign]
         source.dataReceived(self.replies(1))
-        self.assertEqual(seen, [1])
+        self.assertEqual(seen, [0])
         self.assertEqual(target_transport.calls, [("write", b"<0>")])
 
     def test_replies_on_the_reading_connection_too(self) -> None:
@@ -788,3 +791,150 @@ class PushOverSocketTests(TestCase):
             raise SkipTest(f"the 5 frames came in {len(reads)} reads, not 1")
         self.assertEqual(received, b"r0r1r2r3r4")
         self.assertEqual(sends_seen, [0, 0, 1, 1, 2])
+
+
+class DirectSendTests(SynchronousTestCase):
+    """
+    On Twisted's own TCP and Unix-socket transports, with nothing buffered, the frames
+    handed over at the end of a read are sent at once (C{writeSomeData}) instead of on
+    the reactor's next turn; anything else takes the transport's C{write}.
+    """
+
+    def connect(
+        self, protocol: FramedProtocol, kind: type | None = None
+    ) -> tuple[Any, socket.socket, MemoryReactor]:
+        from twisted.internet import tcp
+
+        ours, peer = socket.socketpair()
+        ours.setblocking(False)
+        peer.setblocking(False)
+        self.addCleanup(ours.close)
+        self.addCleanup(peer.close)
+        fds = MemoryReactor()
+        transport = (kind or tcp.Server)(ours, protocol, ("127.0.0.1", 1), None, 1, fds)
+        protocol.makeConnection(transport)
+        return transport, peer, fds
+
+    def replies(self, n: int) -> bytes:
+        return b"".join(encode_frame(b"%d" % i) for i in range(n))
+
+    def test_sent_at_once(self) -> None:
+        """
+        The replies to a read are on the socket when the read is dispatched: the
+        transport buffers nothing and does not wait for the socket to be writable.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p)
+        p.dataReceived(self.replies(3))
+        self.assertEqual(peer.recv(100), b"rrr")
+        self.assertEqual(transport.dataBuffer, b"")
+        self.assertEqual(transport._tempDataBuffer, [])
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_unix_socket(self) -> None:
+        from twisted.internet import unix
+
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p, unix.Server)
+        p.dataReceived(self.replies(1))
+        self.assertEqual(peer.recv(100), b"r")
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_forwarded_to_another_connection_of_the_group(self) -> None:
+        """
+        A relay's read of one frame: the frame it forwards goes out on the other
+        connection's socket when the read is dispatched.
+        """
+        group = CoalesceGroup()
+        source, target = Relay(), Relay()
+        source.group = target.group = group
+        source.target = target
+        source.makeConnection(StringTransport())
+        transport, peer, fds = self.connect(target)
+        source.dataReceived(self.replies(1))
+        self.assertEqual(peer.recv(100), b"<0>")
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_behind_buffered_bytes(self) -> None:
+        """
+        While the transport holds bytes written before, the batch goes behind them
+        through C{write}: nothing is sent out of order.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p)
+        transport.write(b"early")
+        p.dataReceived(self.replies(2))
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        self.assertIn(transport, fds.getWriters())
+        transport.doWrite()
+        self.assertEqual(peer.recv(100), b"earlyrr")
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_what_the_socket_does_not_take_is_buffered(self) -> None:
+        """
+        When the kernel takes part of the batch, the rest waits in the transport (sent
+        when the socket is writable, as a C{write} would), in order.
+        """
+        p = Recorder()
+        p.reply = b"x" * 50_000
+        transport, peer, fds = self.connect(p)
+        p.dataReceived(self.replies(20))  # 1 MB: more than a socket pair buffers
+        self.assertIn(transport, fds.getWriters())
+        received = []
+        while True:
+            try:
+                chunk = peer.recv(1 << 20)
+            except BlockingIOError:
+                if transport not in fds.getWriters():
+                    break
+                transport.doWrite()
+                continue
+            received.append(chunk)
+        self.assertEqual(b"".join(received), b"x" * 1_000_000)
+
+    def test_an_error_is_left_to_the_transport(self) -> None:
+        """
+        A send that fails (the peer is gone) hands the bytes to C{write}: the
+        transport reports the loss on its next write attempt, as before.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p)
+        peer.close()
+        p.dataReceived(self.replies(1))
+        self.assertEqual(transport._tempDataBuffer, [b"r"])
+        self.assertIn(transport, fds.getWriters())
+        self.assertIsInstance(transport.doWrite(), ConnectionLost)
+
+    def test_not_after_lose_connection(self) -> None:
+        """
+        Once the transport is closing, what is handed over takes its C{write} (which
+        sends it before the close).
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, _ = self.connect(p)
+        transport.loseConnection()
+        p.dataReceived(self.replies(1))
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        self.assertEqual(transport._tempDataBuffer, [b"r"])
+
+    def test_not_a_subclass(self) -> None:
+        """
+        A subclass of Twisted's transports may do more in C{write}: it gets the
+        bytes through C{write}.
+        """
+        from twisted.internet import tcp
+
+        class Subclass(tcp.Server):
+            pass
+
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p, Subclass)
+        p.dataReceived(self.replies(1))
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        self.assertIn(transport, fds.getWriters())
