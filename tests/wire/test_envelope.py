@@ -5,6 +5,7 @@ values.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -259,6 +260,24 @@ class DeadlineTests(SynchronousTestCase):
             payload = EncodedPayload(json.dumps(value).encode())
             self.assertEqual(routed_request_parts(payload, None)[3], None, raw)
         self.assertEqual(routed_request_parts(EncodedPayload.from_json(5), "t")[3], None)
+
+    def test_base64_payload_and_invalid_json(self) -> None:
+        """
+        A C{"Base64"} payload is decoded first (the C{"Json"} one is read directly);
+        a payload that is not JSON raises a C{ValueError} either way.
+        """
+        value = {"id": "x", "content": 1, "metadata": {"properties": {"deadline_ms": 7}}}
+        encoded = base64.b64encode(json.dumps(value).encode())
+        self.assertEqual(
+            routed_request_parts(EncodedPayload(encoded, "Base64"), "t"), (1, "t", False, 7)
+        )
+        self.assertRaises(ValueError, routed_request_parts, EncodedPayload(b"{nope", "Json"), "t")
+        self.assertRaises(
+            ValueError,
+            routed_request_parts,
+            EncodedPayload(base64.b64encode(b"{nope"), "Base64"),
+            "t",
+        )
 
     def test_fractional_milliseconds_are_truncated(self) -> None:
         value = {"id": "x", "content": 1, "metadata": {"properties": {"deadline_ms": 12.9}}}
