@@ -306,6 +306,7 @@ class CoalescingTests(SynchronousTestCase):
         """
         p = Recorder()
         p.reply = b"r"
+        p.push_every = 0  # (coalescing alone: PushEveryTests has the slices)
         transport = self.connect(p)
         seen: list[int] = []
         original = p.frameReceived
@@ -597,13 +598,15 @@ class PushEveryTests(SynchronousTestCase):
             for name, data in transport.calls
         ]
 
-    def test_off_by_default(self) -> None:
+    def test_default_and_off(self) -> None:
         """
-        By default a read is one slice: one C{writeSequence}, no push.
+        By default reads go 16 frames at a time; with C{push_every} 0 a read is one
+        slice: one C{writeSequence}, no push.
         """
-        self.assertEqual(FramedProtocol.push_every, 0)
+        self.assertEqual(FramedProtocol.push_every, 16)
         p = Recorder()
         p.reply = b"r"
+        p.push_every = 0
         transport = PushingTransport()
         p.makeConnection(transport)
         p.dataReceived(self.frames(40))

@@ -36,7 +36,7 @@ It owns what every framed connection must do the same way:
     dispatches a read: each connection written to gets its batch, all handed over
     when that read is dispatched, so the frames a relay forwards from one read to one
     target go out in one call too.
-  - B{Pushing slices of a large read} (L{FramedProtocol.push_every}, off by default): a
+  - B{Pushing slices of a large read} (L{FramedProtocol.push_every}, 16 by default): a
     read of more than C{push_every} frames is dispatched C{push_every} frames at a time,
     and the frames transmitted during each slice (on this connection and on the others
     of its group) are handed over I{and sent} before the next slice is dispatched.
@@ -327,7 +327,7 @@ class FramedProtocol(Protocol):
     """
 
     coalesce = True
-    push_every = 0
+    push_every = 16
     json_payloads = False
     group: CoalesceGroup | None = None
 
