@@ -284,6 +284,44 @@ class HeaderSizeTests(SynchronousTestCase):
         self.assertEqual(parse_response(transport.value())[0], 200)
 
 
+class PipelinedLimitsTests(SynchronousTestCase):
+    """
+    The channel checks the header limits in its own line loop (issue 20): a request
+    that follows another in the same piece of data is held to them too.
+    """
+
+    def test_second_request_over_the_header_limit_gets_431(self) -> None:
+        site, resource = make_site(Clock(), max_header_size=1024)
+        transport, channel = connect(site)
+        headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 40) for i in range(40))
+        channel.dataReceived(
+            b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\n" + headers + b"\r\n"
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertIn(b"HTTP/1.1 431 Request Header Fields", transport.value())
+        self.assertEqual(len(resource.seen), 1)
+
+    def test_second_request_folded_gets_400(self) -> None:
+        site, resource = make_site(Clock())
+        transport, channel = connect(site)
+        channel.dataReceived(
+            b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /second HTTP/1.1\r\nX-Folded: one\r\n\ttwo\r\n\r\n"
+            b"GET /third HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.assertIn(b"HTTP/1.1 400 Bad Request", transport.value())
+        self.assertEqual(len(resource.seen), 1)
+
+    def test_nothing_read_after_a_refusal_in_the_same_data(self) -> None:
+        site, resource = make_site(Clock())
+        transport, channel = connect(site)
+        channel.dataReceived(
+            b"GET / HTTP/1.1\r\nX-Folded: one\r\n two\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.assertEqual(transport.value().count(b"HTTP/1.1 "), 1)
+        self.assertEqual(resource.seen, [])
+
+
 class FoldingTests(SynchronousTestCase):
     def test_obsolete_line_folding_gets_400(self) -> None:
         site, resource = make_site(Clock())

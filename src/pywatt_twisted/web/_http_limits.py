@@ -182,6 +182,13 @@ class PyWattHTTPChannel(_LeanChannel):
     # -- reading ------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        L{HTTPChannel.dataReceived} (the idle timer reset, then L{LineReceiver}'s
+        split into lines) with the header clock started at a request's first byte and
+        L{lineReceived}'s limits checked in the loop itself: a header line costs no
+        call of ours (issue 20: three per small GET, with Twisted's two frames above
+        them).
+        """
         if self._refused:
             # Lingering after a refusal: read and drop, without resetting any timer.
             return
@@ -193,8 +200,54 @@ class PyWattHTTPChannel(_LeanChannel):
             and not self._handlingRequest
         ):
             # The first byte of a request: its headers must all be in by the deadline.
-            self._startHeaderClock(self.headerTimeout)
-        super().dataReceived(data)
+            clock = self.clock
+            if clock is not None and self._headerCall is not None:
+                self._headerDeadline = clock.seconds() + self.headerTimeout
+            else:
+                self._startHeaderClock(self.headerTimeout)
+        self.resetTimeout()
+        # LineReceiver.dataReceived, step for step, but for the limits of lineReceived
+        # checked before each line goes to HTTPChannel.lineReceived.
+        if self._busyReceiving:
+            self._buffer += data
+            return None
+        delimiter = self.delimiter
+        try:
+            self._busyReceiving = True
+            self._buffer += data
+            while self._buffer and not self.paused:
+                if self.line_mode:
+                    try:
+                        line, self._buffer = self._buffer.split(delimiter, 1)
+                    except ValueError:
+                        if len(self._buffer) >= (self.MAX_LENGTH + len(delimiter)):
+                            line, self._buffer = self._buffer, b""
+                            return self.lineLengthExceeded(line)
+                        return None
+                    else:
+                        if len(line) > self.MAX_LENGTH:
+                            exceeded = line + delimiter + self._buffer
+                            self._buffer = b""
+                            return self.lineLengthExceeded(exceeded)
+                        if (
+                            self._receivedHeaderSize + len(line) > self.totalHeadersSize
+                            or line[:1] in _FOLD
+                            or self._refused
+                        ) and self._lineRefused(line):
+                            return None
+                        why = _httpLineReceived(self, line)
+                        transport: Any = self.transport
+                        if why or (transport and transport.disconnecting):
+                            return why
+                else:
+                    data = self._buffer
+                    self._buffer = b""
+                    why = self.rawDataReceived(data)  # type: ignore[func-returns-value]
+                    if why:
+                        return why
+        finally:
+            self._busyReceiving = False
+        return None
 
     def _startHeaderClock(self, timeout: float) -> None:
         """
@@ -232,12 +285,24 @@ class PyWattHTTPChannel(_LeanChannel):
         return hasattr(self, "_command")
 
     def lineReceived(self, line: bytes) -> None:
-        if self._refused:
+        # (dataReceived checks the limits in its own loop; this is for direct callers)
+        if self._lineRefused(line):
             return
+        super().lineReceived(line)
+
+    def _lineRefused(self, line: bytes) -> bool:
+        """
+        Whether C{line} of the request being read is refused (and answered): it takes
+        the request line and headers past C{totalHeadersSize} (431), or it is a header
+        line folded onto the one before (400). C{True} once the connection has refused
+        a request: what follows is dropped.
+        """
+        if self._refused:
+            return True
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self._headersTooLarge()
-            return
-        if line[:1] in (b" ", b"\t") and self._inHeaders():
+            return True
+        if line[:1] in _FOLD and self._inHeaders():
             self._refuse(
                 400,
                 b"Bad Request",
@@ -245,8 +310,8 @@ class PyWattHTTPChannel(_LeanChannel):
                 "a header line starts with a space or tab (obsolete line folding); "
                 "send each header on a single line",
             )
-            return
-        super().lineReceived(line)
+            return True
+        return False
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._headersTooLarge()
@@ -401,6 +466,13 @@ class PyWattHTTPChannel(_LeanChannel):
                 self._lingerCall.cancel()
             self._lingerCall = None
         super().connectionLost(reason)
+
+
+#: what a folded header line starts with
+_FOLD = (b" ", b"\t")
+
+#: the line parser of the request line and headers that PyWattHTTPChannel's loop calls
+_httpLineReceived = HTTPChannel.lineReceived
 
 
 def _peer(transport: Any) -> str:
