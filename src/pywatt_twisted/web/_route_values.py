@@ -232,12 +232,14 @@ class _KleinResource(_KleinBase):  # type: ignore[misc,valid-type]
                 d = fail(Failure(captureVars=Deferred.debug))
             else:
                 kind = type(result)
-                if (kind is bytes or kind is str) and not _gone(request):
+                if (kind is bytes or kind is str) and not (
+                    request.finished or request._disconnected  # (_gone, inline)
+                ):
                     # Klein's process() passes a body through, and its write_response()
                     # writes it and finishes the request.
                     try:
                         request.write(result if kind is bytes else result.encode("utf-8"))
-                        if not _gone(request):
+                        if not (request.finished or request._disconnected):
                             request.finish()
                     except BaseException:
                         _twisted_log.err(Failure(), "Unhandled Error writing response")

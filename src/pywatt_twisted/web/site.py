@@ -326,9 +326,10 @@ class PyWattRequest(Request):
         # request.args. A type that does not even contain "form" is neither
         # application/x-www-form-urlencoded nor multipart/form-data: skip the parse for
         # it (JSON and binary bodies); forms are read exactly as before.
-        ctype = self.requestHeaders.getRawHeaders(b"content-type")
-        if ctype and b"form" not in ctype[0].lower():
-            self._parsePOSTFormSubmission = False
+        if command == b"POST":  # (Twisted looks for a form in a POST only)
+            ctype = self.requestHeaders.getRawHeaders(b"content-type")
+            if ctype and b"form" not in ctype[0].lower():
+                self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
 
     def write(self, data: bytes) -> None:
