@@ -133,7 +133,91 @@ class _LeanChannel(HTTPChannel):
         self.transport.write(b"".join(parts))  # type: ignore[union-attr]
 
 
-class PyWattHTTPChannel(_LeanChannel):
+class _IdleClockChannel(_LeanChannel):
+    """
+    L{HTTPChannel} with its idle timeout (L{TimeoutMixin}'s, which HTTPChannel turns
+    off while a request is handled and on again after it, and resets with every piece
+    of data) kept as a deadline behind one timer per connection, re-armed when it
+    fires early (issue 20): turning it off and on again cancelled a timer and
+    scheduled a new one for every request, and each piece of data moved the timer in
+    the reactor's queue.
+    """
+
+    #: the clock of the deadlines (its C{seconds()}); the site sets its reactor, the
+    #: global reactor otherwise (as L{TimeoutMixin.callLater} uses).
+    clock: IReactorTime | None = None
+
+    def _now(self) -> float:
+        """
+        C{seconds()} of the clock of the deadlines: the site's reactor, or the global
+        reactor (as L{TimeoutMixin.callLater} uses) when no site set one.
+        """
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = self.clock = reactor  # type: ignore[assignment]
+        return clock.seconds()  # type: ignore[union-attr]
+
+    #: when the connection times out if nothing happens first (the clock's seconds), or
+    #: C{None} while the timeout is off
+    _idleDeadline: float | None = None
+    _idleCall: IDelayedCall | None = None
+    #: when L{_idleCall} is due
+    _idleCallDue = 0.0
+
+    def setTimeout(self, period: float | None) -> float | None:
+        """
+        L{TimeoutMixin.setTimeout}: time out C{period} seconds from now (unless data
+        comes first), or never (C{None}); return the previous period.
+        """
+        previous: float | None = self.timeOut
+        self.timeOut = period  # type: ignore[assignment]
+        if period is None:
+            self._idleDeadline = None  # the timer, if armed, finds nothing to do
+            return previous
+        deadline = self._idleDeadline = self._now() + period
+        call = self._idleCall
+        if call is None:
+            self._idleCall = self.callLater(period, self._idleClockFired)
+            self._idleCallDue = deadline
+        elif self._idleCallDue > deadline:  # a shorter period than the timer's
+            call.reset(period)
+            self._idleCallDue = deadline
+        return previous
+
+    def resetTimeout(self) -> None:
+        """
+        L{TimeoutMixin.resetTimeout}: start the period again, unless the timeout is
+        off or has already fired.
+        """
+        timeout = self.timeOut
+        if self._idleDeadline is not None and timeout is not None:
+            self._idleDeadline = self._now() + timeout
+
+    def _idleClockFired(self) -> None:
+        self._idleCall = None
+        deadline = self._idleDeadline
+        if deadline is None:  # off (a request is being handled), or closed
+            return
+        left = deadline - self._now()
+        if left > 0:
+            self._idleCall = self.callLater(left, self._idleClockFired)
+            self._idleCallDue = deadline
+            return
+        self._idleDeadline = None
+        self.timeoutConnection()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._idleDeadline = None
+        if self._idleCall is not None:
+            if self._idleCall.active():
+                self._idleCall.cancel()
+            self._idleCall = None
+        super().connectionLost(reason)
+
+
+class PyWattHTTPChannel(_IdleClockChannel):
     """
     The HTTP/1.1 connection behind the listening port: L{HTTPChannel} with bounds on
     what one client can make the module hold, each answered with a status and a JSON
@@ -167,10 +251,6 @@ class PyWattHTTPChannel(_LeanChannel):
     headerTimeout: float | None = DEFAULT_HEADER_TIMEOUT
     totalHeadersSize = DEFAULT_MAX_HEADER_SIZE
     MAX_LENGTH = DEFAULT_MAX_HEADER_SIZE
-
-    #: the clock of the header deadlines (its C{seconds()}); the site sets its reactor,
-    #: the global reactor otherwise (as L{TimeoutMixin.callLater} uses).
-    clock: IReactorTime | None = None
 
     _refused = False
     #: when the headers of the request being read must be in (C{clock.seconds()}), or
@@ -266,18 +346,6 @@ class PyWattHTTPChannel(_LeanChannel):
         if self._headerCall is None:
             self._headerCall = self.callLater(timeout, self._headerClockFired)
 
-    def _now(self) -> float:
-        """
-        C{seconds()} of the clock of the deadlines: the site's reactor, or the global
-        reactor (as L{TimeoutMixin.callLater} uses) when no site set one.
-        """
-        clock = self.clock
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = self.clock = reactor  # type: ignore[assignment]
-        return clock.seconds()  # type: ignore[union-attr]
-
     def _headerClockFired(self) -> None:
         self._headerCall = None
         deadline = self._headerDeadline
@@ -288,62 +356,6 @@ class PyWattHTTPChannel(_LeanChannel):
             self._headerCall = self.callLater(left, self._headerClockFired)
             return
         self._headersTimedOut()
-
-    # -- the idle timeout ---------------------------------------------------------------
-    # TimeoutMixin's timeout (HTTPChannel's idle timeout: off while a request is being
-    # handled, reset by every piece of data) kept as a deadline behind one timer that is
-    # re-armed when it fires early, as the header clock is (issue 20): HTTPChannel turns
-    # it off and on again for every request, which cancelled its timer and scheduled a
-    # new one, and each piece of data moved the timer in the reactor's queue.
-
-    #: when the connection times out if nothing happens first (the clock's seconds), or
-    #: C{None} while the timeout is off
-    _idleDeadline: float | None = None
-    _idleCall: IDelayedCall | None = None
-    #: when L{_idleCall} is due
-    _idleCallDue = 0.0
-
-    def setTimeout(self, period: float | None) -> float | None:
-        """
-        L{TimeoutMixin.setTimeout}: time out C{period} seconds from now (unless data
-        comes first), or never (C{None}); return the previous period.
-        """
-        previous: float | None = self.timeOut
-        self.timeOut = period  # type: ignore[assignment]
-        if period is None:
-            self._idleDeadline = None  # the timer, if armed, finds nothing to do
-            return previous
-        deadline = self._idleDeadline = self._now() + period
-        call = self._idleCall
-        if call is None:
-            self._idleCall = self.callLater(period, self._idleClockFired)
-            self._idleCallDue = deadline
-        elif self._idleCallDue > deadline:  # a shorter period than the timer's
-            call.reset(period)
-            self._idleCallDue = deadline
-        return previous
-
-    def resetTimeout(self) -> None:
-        """
-        L{TimeoutMixin.resetTimeout}: start the period again, unless the timeout is
-        off or has already fired.
-        """
-        timeout = self.timeOut
-        if self._idleDeadline is not None and timeout is not None:
-            self._idleDeadline = self._now() + timeout
-
-    def _idleClockFired(self) -> None:
-        self._idleCall = None
-        deadline = self._idleDeadline
-        if deadline is None:  # off (a request is being handled), or closed
-            return
-        left = deadline - self._now()
-        if left > 0:
-            self._idleCall = self.callLater(left, self._idleClockFired)
-            self._idleCallDue = deadline
-            return
-        self._idleDeadline = None
-        self.timeoutConnection()
 
     def _inHeaders(self) -> bool:
         """
@@ -529,11 +541,6 @@ class PyWattHTTPChannel(_LeanChannel):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._cancelHeaderTimer()
-        self._idleDeadline = None
-        if self._idleCall is not None:
-            if self._idleCall.active():
-                self._idleCall.cancel()
-            self._idleCall = None
         if self._lingerCall is not None:
             if self._lingerCall.active():
                 self._lingerCall.cancel()
