@@ -19,7 +19,8 @@ dispatched go to the transport in one C{writeSequence}. The C{coalescing} lines 
 ours over TCP at 64 in flight with it on and off (best of two interleaved runs each, as
 the other rows) and count, per message, on the
 module's own connection: the calls that hand bytes to the transport (C{write} +
-C{writeSequence}, counted by wrapping them) and the C{send()} syscalls on its socket
+C{writeSequence}, counted by wrapping them, and the batches the framed layer sends at
+once on a transport that holds nothing) and the C{send()} syscalls on its socket
 (counted by wrapping the TCP transport's C{writeSomeData}, which makes exactly one
 C{send()} per call). Twisted's transports already send what was written in one reactor
 turn with one C{send()}, so coalescing changes the first count, not the second; both
@@ -280,17 +281,21 @@ async def bench_ours(
 def _count_writes(manager: ChannelManager, counts: dict[str, int]) -> None:
     """
     Wrap the module connection's transport: count the calls that hand it bytes and
-    the send() syscalls its socket makes (one per C{writeSomeData}).
+    the send() syscalls its socket makes (one per C{writeSomeData}). A batch the
+    framed layer sends at once (its transport holding nothing) is one
+    C{writeSomeData} made outside the transport's C{doWrite}: a call and a send.
     """
     [channel] = manager.channels.values()
     assert channel.protocol is not None
     transport: Any = channel.protocol.transport
     counts.update(messages=0, calls=0, sends=0, done=0)
-    write, write_sequence, write_some = (
+    write, write_sequence, write_some, do_write = (
         transport.write,
         transport.writeSequence,
         transport.writeSomeData,
+        transport.doWrite,
     )
+    writing = [False]
 
     def counted_write(data: bytes) -> None:
         if not counts["done"]:
@@ -305,11 +310,21 @@ def _count_writes(manager: ChannelManager, counts: dict[str, int]) -> None:
     def counted_write_some(data: Any) -> Any:
         if not counts["done"]:
             counts["sends"] += 1
+            if not writing[0]:
+                counts["calls"] += 1  # sent at once by the framed layer
         return write_some(data)
+
+    def counted_do_write() -> Any:
+        writing[0] = True
+        try:
+            return do_write()
+        finally:
+            writing[0] = False
 
     transport.write = counted_write
     transport.writeSequence = counted_write_sequence
     transport.writeSomeData = counted_write_some
+    transport.doWrite = counted_do_write
 
 
 def bench_coalescing(seconds: float, pki: EphemeralPKI) -> dict[bool, dict[str, float]]:

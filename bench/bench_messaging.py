@@ -27,11 +27,15 @@ two runs. Targets (issue 17): 0.6 of the raw relay at 1 in flight, 0.4 at 64. Th
 machines here are noisy: read the ratios.
 
 It also prints the CPU microseconds per reply of each of the three processes (from
-C{/proc/PID/task/*/schedstat}: other load on the machine does not count) and the
+C{/proc/PID/task/*/schedstat}: other load on the machine does not count), and of the
+raw relay's three in the same columns (its client is a thread of the bench process:
+C{time.thread_time}; its relay and echo processes: schedstat), and the
 syscalls per reply of each, TCP, 64 in flight, with write coalescing on and off
 (C{perf stat}; C{--no-syscalls} skips it). C{--profile [--inflight=N]} runs the three
 processes under C{cProfile} instead (CPU time, the measured window only, through the
-start-up hook in C{bench/_hook/}).
+start-up hook in C{bench/_hook/}). C{BENCH_PUSH_EVERY=N} in the bench's environment sets
+L{FramedProtocol.push_every <pywatt_twisted._transport.framed.FramedProtocol.push_every>}
+in the three processes (through the same hook), to compare with it off.
 """
 
 from __future__ import annotations
@@ -155,9 +159,13 @@ def _environment(
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PYWATT_", "BENCH_PROFILE_DIR", "BENCH_COALESCE"))
+        if not k.startswith(("PYWATT_", "BENCH_PROFILE_DIR", "BENCH_COALESCE", "BENCH_PUSH_EVERY"))
     }
     env["PYWATT_CHANNEL_PREFERENCE"] = preference
+    push_every = os.environ.get("BENCH_PUSH_EVERY")
+    if push_every:
+        # FramedProtocol.push_every in the three processes (through the hook), to A/B it
+        extra = {**(extra or {}), "BENCH_PUSH_EVERY": push_every}
     path = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     if extra:
         # bench/_hook/sitecustomize.py reads BENCH_PROFILE_DIR and BENCH_COALESCE
@@ -394,6 +402,35 @@ def _spawn(*args: str) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def bench_raw(relay_port: int, frame_size: int, seconds: float, inflight: int) -> float:
+    return measure_raw(relay_port, frame_size, seconds, inflight)["rate"]
+
+
+def measure_raw(
+    relay_port: int,
+    frame_size: int,
+    seconds: float,
+    inflight: int,
+    pids: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """
+    One measurement of the raw relay: C{rate} (replies per second) and C{cpu_us}, the
+    CPU microseconds per reply of the client (this thread, which runs the client's
+    reactor: C{time.thread_time}) and, with C{pids} (C{relay}, C{echo}), of each of
+    those processes (schedstat, as L{measure_ours}).
+    """
+    pids = pids or {}
+    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    client_before = time.thread_time()
+    replies, elapsed = _run_raw(relay_port, frame_size, seconds, inflight)
+    client = time.thread_time() - client_before
+    after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    # (the warm-up request counted too, as in measure_ours)
+    cpu = {name: (after[name] - before[name]) * 1e6 / (replies + 1) for name in pids}
+    cpu["client"] = client * 1e6 / (replies + 1)
+    return {"rate": replies / elapsed, "cpu_us": cpu}
+
+
+def _run_raw(relay_port: int, frame_size: int, seconds: float, inflight: int) -> tuple[int, float]:
     from twisted.internet.defer import Deferred
     from twisted.internet.protocol import ClientFactory
     from twisted.protocols.basic import Int32StringReceiver
@@ -416,7 +453,7 @@ def bench_raw(relay_port: int, frame_size: int, seconds: float, inflight: int) -
             self.sendString(data)
             return d
 
-    async def measure(reactor: Any) -> float:
+    async def measure(reactor: Any) -> tuple[int, float]:
         from twisted.internet.defer import DeferredList
 
         factory = ClientFactory.forProtocol(Client)
@@ -439,9 +476,10 @@ def bench_raw(relay_port: int, frame_size: int, seconds: float, inflight: int) -
         )
         elapsed = time.monotonic() - started
         connector.disconnect()
-        return done[0] / elapsed
+        return done[0], elapsed
 
-    return float(run(fresh_reactor(), measure))
+    replies, elapsed = run(fresh_reactor(), measure)
+    return int(replies), float(elapsed)
 
 
 def _request_frame_size() -> int:
@@ -458,13 +496,20 @@ def _request_frame_size() -> int:
 
 
 ROLES = ("requester", "dev", "responder")
+#: the raw relay's process in each of those places
+RAW_ROLES = {"requester": "client", "dev": "relay", "responder": "echo"}
 
 
 def _print_cpu(rows: list[tuple[str, int, dict[str, float]]]) -> None:
-    print("CPU microseconds per reply, per process (time on CPU, /proc/PID/task/*/schedstat):")
+    print(
+        "CPU microseconds per reply, per process (time on CPU, /proc/PID/task/*/schedstat; "
+        "the raw relay's client is this process's thread: time.thread_time), ours and, "
+        "in the same columns, the raw relay's client, relay and echo:"
+    )
     print(f"{'channels':>8} {'in flight':>9} " + " ".join(f"{r:>10}" for r in ROLES))
     for channel, inflight, cpu in rows:
-        cells = " ".join(f"{cpu.get(r, float('nan')):>10.1f}" for r in ROLES)
+        roles = [RAW_ROLES[r] for r in ROLES] if channel == "raw" else ROLES
+        cells = " ".join(f"{cpu.get(r, float('nan')):>10.1f}" for r in roles)
         print(f"{channel:>8} {inflight:>9} {cells}")
 
 
@@ -547,6 +592,8 @@ def main(argv: list[str]) -> int:
     relay, relay_port = _spawn("relay", str(echo_port))
     rows = []
     cpu_rows = []
+    raw_pids = {"relay": relay.pid, "echo": echo.pid}
+    raw_cpus: dict[int, list[dict[str, float]]] = {}
     try:
         for channel, preference in (("tcp", "tcp,ipc"), ("unix", "ipc,tcp")):
             dev, _, base = start_dev(preference)
@@ -555,7 +602,9 @@ def main(argv: list[str]) -> int:
                 for inflight in (1, IN_FLIGHT):
                     raws, ours, cpus = [], [], []
                     for _ in range(ROUNDS):
-                        raws.append(bench_raw(relay_port, frame_size, seconds, inflight))
+                        raw = measure_raw(relay_port, frame_size, seconds, inflight, raw_pids)
+                        raws.append(raw["rate"])
+                        raw_cpus.setdefault(inflight, []).append(raw["cpu_us"])
                         result = measure_ours(base, seconds, inflight, pids)
                         ours.append(result["rate"])
                         cpus.append(result["cpu_us"])
@@ -564,6 +613,8 @@ def main(argv: list[str]) -> int:
                     cpu_rows.append((channel, inflight, min(cpus, key=lambda c: sum(c.values()))))
             finally:
                 stop_dev(dev)
+        for inflight, measured in raw_cpus.items():
+            cpu_rows.append(("raw", inflight, min(measured, key=lambda c: sum(c.values()))))
     finally:
         for process in (relay, echo):
             process.kill()

@@ -6,7 +6,11 @@ module processes), on their C{PYTHONPATH} only when the bench asks for it:
     stops it and writes C{DIR/<role>-<pid>.prof} (C{role}: the module id, or C{dev}),
     so that only the measured window is profiled;
   - C{BENCH_COALESCE=0}: turn write coalescing off (L{FramedProtocol.coalesce}) to
-    compare syscalls per message with it on and off.
+    compare syscalls per message with it on and off;
+  - C{BENCH_PUSH_EVERY=N}: set L{FramedProtocol.push_every} (a large read dispatched
+    N frames at a time, each slice's writes sent before the next; C{0}: off) to compare
+    the rates with and without it (C{bench messaging} passes it on from its own
+    environment).
 
 Nothing here is imported by the package or its tests.
 """
@@ -17,6 +21,11 @@ if os.environ.get("BENCH_COALESCE") == "0":
     from pywatt_twisted._transport.framed import FramedProtocol
 
     FramedProtocol.coalesce = False
+
+if os.environ.get("BENCH_PUSH_EVERY"):
+    from pywatt_twisted._transport.framed import FramedProtocol
+
+    FramedProtocol.push_every = int(os.environ["BENCH_PUSH_EVERY"])
 
 _directory = os.environ.get("BENCH_PROFILE_DIR")
 if _directory:

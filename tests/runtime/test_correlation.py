@@ -128,6 +128,44 @@ class CorrelationTableTests(_TableTestCase):
         self.clock.advance(5)
         self.assertEqual(str(self.failureResultOf(d, SecretError).value), "no reply for secret 'A'")
 
+    def test_timeout_text_written_only_on_timeout(self) -> None:
+        """
+        An entry added without a text gets the table's C{timeout_text} of its key and
+        context, written when it times out (never for an answered one).
+        """
+        written: list[tuple[str, object]] = []
+
+        def text(key: str, context: object) -> str:
+            written.append((key, context))
+            return f"nothing for {key} ({context})"
+
+        table: CorrelationTable[str] = CorrelationTable(self.clock, timeout_text=text)
+        answered = table.add("a", 5, None, "ctx-a")
+        late = table.add("b", 5, None, "ctx-b")
+        table.resolve("a", 1)
+        self.assertEqual(self.successResultOf(answered), 1)
+        self.assertEqual(written, [])
+        self.clock.advance(5)
+        failure = self.failureResultOf(late, RequestTimeout)
+        self.assertEqual(str(failure.value), "nothing for b (ctx-b)")
+        self.assertEqual(written, [("b", "ctx-b")])
+
+    def test_no_text_and_no_timeout_text(self) -> None:
+        d = self.table.add("a", 5, None)
+        self.clock.advance(5)
+        self.assertIn("'a'", str(self.failureResultOf(d, RequestTimeout).value))
+
+    def test_deadline_from_the_given_now(self) -> None:
+        """
+        C{now}, when given, is the time the timeout counts from (the clock is not read).
+        """
+        self.clock.advance(100)
+        d = self.table.add("a", 5, "late", now=98.0)
+        self.clock.advance(2.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.failureResultOf(d, RequestTimeout)
+
     def test_oldest(self) -> None:
         self.assertIsNone(self.table.oldest())
         for key in ("a", "b", "c"):

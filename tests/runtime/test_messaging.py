@@ -213,6 +213,17 @@ class RequesterTests(SynchronousTestCase):
         )
         self.assertEqual(len(module.service.messaging.pending), 0)
 
+    def test_stop_abandons_with_the_request_id(self) -> None:
+        orch, module = self.start()
+        d = module.state.send_request("inventory", "get_stock", {})
+        [sent] = self.routes(orch, "tcp")
+        module.service.messaging.stop("going away")
+        failure = self.failureResultOf(d, NotAvailable)
+        self.assertEqual(
+            str(failure.value),
+            f"the request to inventory/get_stock ({sent.request_id}) was abandoned: going away",
+        )
+
     def test_timeout_fails_and_cleans_up(self) -> None:
         orch, module = self.start()
         messaging = module.service.messaging
@@ -222,6 +233,9 @@ class RequesterTests(SynchronousTestCase):
         failure = self.failureResultOf(fast, RequestTimeout)
         self.assertIn("within 2 s", str(failure.value))
         self.assertIn("'inventory'", str(failure.value))
+        # the request's id, as sent (the table keys requests by its number)
+        [_, sent] = self.routes(orch, "tcp")
+        self.assertIn(f"(request {sent.request_id})", str(failure.value))
         self.assertNoResult(slow)
         self.assertEqual(len(messaging.pending), 1)
         orch.reactor.advance(8)

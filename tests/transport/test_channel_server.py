@@ -109,6 +109,55 @@ class ModuleConnectionTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+class RawHookTests(SynchronousTestCase):
+    """
+    C{on_json} sees a JSON frame's payload before it is decoded, C{on_frame} every
+    frame C{on_json} did not take; what neither consumes is decoded and delivered.
+    """
+
+    def test_on_json_gets_the_payload(self) -> None:
+        seen: list[bytes] = []
+        server = ChannelServer(None, clock=Clock(), on_json=lambda c, p: seen.append(p) or True)
+        connection, _ = wired(server)
+        data = encode_channel_frame(HeartbeatAck(), 1 << 20)
+        connection.dataReceived(data)
+        self.assertEqual(seen, [data[5:]])
+        self.assertEqual(connection.received, [])
+
+    def test_on_frame_after_on_json(self) -> None:
+        order: list[str] = []
+
+        def on_json(connection: Any, payload: bytes) -> bool:
+            order.append("json")
+            return False
+
+        def on_frame(connection: Any, frame: Any) -> bool:
+            order.append(f"frame {frame.format}")
+            return False
+
+        server = ChannelServer(None, clock=Clock(), on_json=on_json, on_frame=on_frame)
+        connection, _ = wired(server)
+        connection.dataReceived(encode_channel_frame(HeartbeatAck(), 1 << 20))
+        self.assertEqual(order, ["json", "frame 1"])
+        self.assertEqual([e.content for e in connection.received], [HeartbeatAck()])
+
+    def test_other_formats_skip_on_json(self) -> None:
+        seen: list[bytes] = []
+        server = ChannelServer(None, clock=Clock(), on_json=lambda c, p: seen.append(p) or True)
+        connection, _ = wired(server)
+        data = encode_channel_frame(HeartbeatAck(), 1 << 20)
+        connection.dataReceived(data[:4] + b"\x02" + data[5:])  # Binary: JSON text inside
+        self.assertEqual(seen, [])
+        self.assertEqual([e.content for e in connection.received], [HeartbeatAck()])
+
+    def test_undecodable_is_a_bad_frame(self) -> None:
+        server = ChannelServer(None, clock=Clock())
+        connection, _ = wired(server)
+        connection.dataReceived(b"\x00\x00\x00\x02\x01{]")
+        self.assertEqual(len(connection.bad_frames), 1)
+        self.assertEqual(connection.received, [])
+
+
 class CountingWrites(StringTransportWithDisconnection):
     """
     Counts the calls that hand it bytes; like Twisted's transports, drops what is

@@ -5,8 +5,15 @@ connection.
 
 from __future__ import annotations
 
-from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+import socket
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import ClientCreator, Factory, Protocol
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from pywatt_twisted._transport.framed import (
     COALESCE_LIMIT,
@@ -475,10 +482,11 @@ class GroupCoalescingTests(SynchronousTestCase):
         self.assertFalse(source.group.reading)  # type: ignore[union-attr]
         self.assertEqual(source.group.written, [])  # type: ignore[union-attr]
 
-    def test_a_read_of_one_frame_forwards_it_at_once(self) -> None:
+    def test_a_read_of_one_frame(self) -> None:
         """
-        A read of one frame has nothing to coalesce on the other connections: what it
-        sends them is written at once (no batch, no cost at one request in flight).
+        A read of one frame: what it forwards is handed over when the read is
+        dispatched, like a larger read's (one C{write}; on a plain socket transport
+        that is sent at once, see L{DirectSendTests}).
         """
         source, target, _, target_transport = self.pair()
         seen: list[int] = []
@@ -490,7 +498,7 @@ class GroupCoalescingTests(SynchronousTestCase):
 
         target.transmit = transmit  # type: ignore[method-assign]
         source.dataReceived(self.replies(1))
-        self.assertEqual(seen, [1])
+        self.assertEqual(seen, [0])
         self.assertEqual(target_transport.calls, [("write", b"<0>")])
 
     def test_replies_on_the_reading_connection_too(self) -> None:
@@ -556,3 +564,377 @@ class GroupCoalescingTests(SynchronousTestCase):
         self.assertIsNone(target._batch)
         target.transmit(b"after")
         self.assertEqual(target_transport.calls[-1], ("write", b"after"))
+
+
+class PushingTransport(CountingTransport):
+    """
+    A L{CountingTransport} with the socket transport's C{doWrite}, recorded as
+    C{("push", bytes handed over so far)}.
+    """
+
+    def doWrite(self) -> None:
+        self.calls.append(("push", len(self.value())))
+
+
+class PushEveryTests(SynchronousTestCase):
+    """
+    L{FramedProtocol.push_every}: a large read is dispatched in slices, and what each
+    slice transmitted is handed over and sent (C{doWrite}) before the next one.
+    """
+
+    def connect(self, protocol: FramedProtocol, every: int = 16) -> PushingTransport:
+        protocol.push_every = every
+        transport = PushingTransport()
+        protocol.makeConnection(transport)
+        return transport
+
+    def frames(self, n: int) -> bytes:
+        return b"".join(encode_frame(b"%d" % i) for i in range(n))
+
+    def shape(self, transport: CountingTransport) -> list[tuple[str, object]]:
+        return [
+            (name, len(data) if name == "writeSequence" else data)  # type: ignore[arg-type]
+            for name, data in transport.calls
+        ]
+
+    def test_off_by_default(self) -> None:
+        """
+        By default a read is one slice: one C{writeSequence}, no push.
+        """
+        self.assertEqual(FramedProtocol.push_every, 0)
+        p = Recorder()
+        p.reply = b"r"
+        transport = PushingTransport()
+        p.makeConnection(transport)
+        p.dataReceived(self.frames(40))
+        self.assertEqual(self.shape(transport), [("writeSequence", 40)])
+
+    def test_slices_are_handed_over_and_pushed_in_order(self) -> None:
+        """
+        40 frames, 16 at a time: after the first and the second slice, their replies
+        are handed over and pushed before the next frame is dispatched; the last slice
+        is handed over at the end of the read and left to the reactor. Nothing is
+        reordered.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport = self.connect(p)
+        seen: list[int] = []
+        original = p.frameReceived
+
+        def frameReceived(frame: Frame) -> None:
+            seen.append(len(transport.calls))
+            p.reply = b"<" + frame.payload + b">"
+            original(frame)
+
+        p.frameReceived = frameReceived  # type: ignore[method-assign]
+        p.dataReceived(self.frames(40))
+        self.assertEqual(seen, [0] * 16 + [2] * 16 + [4] * 8)
+        sent16 = len(b"".join(b"<%d>" % i for i in range(16)))
+        sent32 = len(b"".join(b"<%d>" % i for i in range(32)))
+        self.assertEqual(
+            self.shape(transport),
+            [
+                ("writeSequence", 16),
+                ("push", sent16),
+                ("writeSequence", 16),
+                ("push", sent32),
+                ("writeSequence", 8),
+            ],
+        )
+        self.assertEqual(transport.value(), b"".join(b"<%d>" % i for i in range(40)))
+        self.assertEqual(p.frames, [b"%d" % i for i in range(40)])
+
+    def test_a_read_of_one_slice_is_not_pushed(self) -> None:
+        p = Recorder()
+        p.reply = b"r"
+        transport = self.connect(p)
+        p.dataReceived(self.frames(16))
+        self.assertEqual(self.shape(transport), [("writeSequence", 16)])
+
+    def test_nothing_transmitted_nothing_pushed(self) -> None:
+        """
+        A slice that transmitted nothing sends nothing (a push would be an empty
+        C{send()}).
+        """
+        p = Recorder()
+        transport = self.connect(p, every=2)
+        p.dataReceived(self.frames(5))
+        self.assertEqual(p.frames, [b"%d" % i for i in range(5)])
+        self.assertEqual(transport.calls, [])
+
+    def test_no_push_without_do_write_or_while_disconnecting(self) -> None:
+        """
+        A transport without C{doWrite} (in memory) gets the slices handed over without
+        a push; a socket transport being closed is left to the reactor.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        p.push_every = 2
+        plain = CountingTransport()
+        p.makeConnection(plain)
+        p.dataReceived(self.frames(5))
+        self.assertEqual(self.shape(plain), [("writeSequence", 2)] * 2 + [("write", b"r")])
+
+        q = Recorder()
+        q.reply = b"r"
+        closing = self.connect(q, every=2)
+        closing.disconnecting = True
+        q.dataReceived(self.frames(5))
+        self.assertEqual(self.shape(closing), [("writeSequence", 2)] * 2 + [("write", b"r")])
+
+    def test_held_frames_stay_in_order(self) -> None:
+        """
+        When the outbox passes the high-water mark in one slice, the frames of that
+        slice and of the later ones are held, in order, until it drains.
+        """
+        p = Recorder(high_water=8)
+        p.reply = b"r" * 5
+        p.push_every = 2
+        transport = BufferedTransport(4)
+        p.makeConnection(transport)
+        p.registerAsProducer()
+        p.dataReceived(self.frames(7))
+        self.assertTrue(p.reading_paused)
+        self.assertEqual(p.frames, [b"0", b"1", b"2"])
+        while p.reading_paused or p.buffered:
+            transport.drain()
+        self.assertEqual(p.frames, [b"%d" % i for i in range(7)])
+        self.assertEqual(transport.delivered + transport.value(), b"r" * 35)
+
+    def test_group_slices_are_pushed_on_each_connection_written(self) -> None:
+        """
+        In a group (pywatt dev), the frames forwarded during each slice are handed
+        over and pushed on each connection they went to; the reading connection,
+        given nothing, is not pushed.
+        """
+        group = CoalesceGroup()
+        source, target = Relay(), Relay()
+        source.group = target.group = group
+        source.target = target
+        source_transport = self.connect(source, every=2)
+        target_transport = self.connect(target, every=2)
+        source.dataReceived(self.frames(5))
+        self.assertEqual(source_transport.calls, [])
+        self.assertEqual(
+            self.shape(target_transport),
+            [
+                ("writeSequence", 2),
+                ("push", 6),
+                ("writeSequence", 2),
+                ("push", 12),
+                ("write", b"<4>"),
+            ],
+        )
+        self.assertFalse(group.reading)
+        self.assertEqual(group.written, [])
+        self.assertIsNone(target._batch)
+
+
+class _Collector(Protocol):
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= self.expected and not self.done.called:
+            self.done.callback(self.received)
+
+
+class PushOverSocketTests(TestCase):
+    """
+    L{FramedProtocol.push_every} on a real TCP transport: each slice's replies are sent
+    (a C{send()}) while the read is still being dispatched.
+    """
+
+    async def test_each_slice_is_sent_during_the_read(self) -> None:
+        servers: list[Recorder] = []
+        sends_seen: list[int] = []
+        reads: list[int] = []
+
+        class Server(Recorder):
+            push_every = 2
+
+            def connectionMade(self) -> None:
+                servers.append(self)
+                transport: Any = self.transport
+                self.sends = 0
+                original = transport.writeSomeData
+
+                def writeSomeData(data: bytes) -> object:
+                    self.sends += 1
+                    return original(data)
+
+                transport.writeSomeData = writeSomeData
+
+            def dataReceived(self, data: bytes) -> None:
+                reads.append(len(data))
+                super().dataReceived(data)
+
+            def frameReceived(self, frame: Frame) -> None:
+                sends_seen.append(self.sends)
+                self.transmit(b"r" + frame.payload)
+
+        factory = Factory.forProtocol(Server)
+        port: Any = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        client: Any = await ClientCreator(reactor, _Collector, 10).connectTCP(
+            "127.0.0.1", port.getHost().port
+        )
+        self.addCleanup(client.transport.loseConnection)
+        client.transport.write(b"".join(encode_frame(b"%d" % i) for i in range(5)))
+        received = await client.done
+        self.addCleanup(servers[0].transport.loseConnection)  # type: ignore[union-attr]
+        if len(reads) != 1:
+            raise SkipTest(f"the 5 frames came in {len(reads)} reads, not 1")
+        self.assertEqual(received, b"r0r1r2r3r4")
+        self.assertEqual(sends_seen, [0, 0, 1, 1, 2])
+
+
+class DirectSendTests(SynchronousTestCase):
+    """
+    On Twisted's own TCP and Unix-socket transports, with nothing buffered, the frames
+    handed over at the end of a read are sent at once (C{writeSomeData}) instead of on
+    the reactor's next turn; anything else takes the transport's C{write}.
+    """
+
+    def connect(
+        self, protocol: FramedProtocol, kind: type | None = None
+    ) -> tuple[Any, socket.socket, MemoryReactor]:
+        from twisted.internet import tcp
+
+        ours, peer = socket.socketpair()
+        ours.setblocking(False)
+        peer.setblocking(False)
+        self.addCleanup(ours.close)
+        self.addCleanup(peer.close)
+        fds = MemoryReactor()
+        transport = (kind or tcp.Server)(ours, protocol, ("127.0.0.1", 1), None, 1, fds)
+        protocol.makeConnection(transport)
+        return transport, peer, fds
+
+    def replies(self, n: int) -> bytes:
+        return b"".join(encode_frame(b"%d" % i) for i in range(n))
+
+    def test_sent_at_once(self) -> None:
+        """
+        The replies to a read are on the socket when the read is dispatched: the
+        transport buffers nothing and does not wait for the socket to be writable.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p)
+        p.dataReceived(self.replies(3))
+        self.assertEqual(peer.recv(100), b"rrr")
+        self.assertEqual(transport.dataBuffer, b"")
+        self.assertEqual(transport._tempDataBuffer, [])
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_unix_socket(self) -> None:
+        from twisted.internet import unix
+
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p, unix.Server)
+        p.dataReceived(self.replies(1))
+        self.assertEqual(peer.recv(100), b"r")
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_forwarded_to_another_connection_of_the_group(self) -> None:
+        """
+        A relay's read of one frame: the frame it forwards goes out on the other
+        connection's socket when the read is dispatched.
+        """
+        group = CoalesceGroup()
+        source, target = Relay(), Relay()
+        source.group = target.group = group
+        source.target = target
+        source.makeConnection(StringTransport())
+        transport, peer, fds = self.connect(target)
+        source.dataReceived(self.replies(1))
+        self.assertEqual(peer.recv(100), b"<0>")
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_behind_buffered_bytes(self) -> None:
+        """
+        While the transport holds bytes written before, the batch goes behind them
+        through C{write}: nothing is sent out of order.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p)
+        transport.write(b"early")
+        p.dataReceived(self.replies(2))
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        self.assertIn(transport, fds.getWriters())
+        transport.doWrite()
+        self.assertEqual(peer.recv(100), b"earlyrr")
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_what_the_socket_does_not_take_is_buffered(self) -> None:
+        """
+        When the kernel takes part of the batch, the rest waits in the transport (sent
+        when the socket is writable, as a C{write} would), in order.
+        """
+        p = Recorder()
+        p.reply = b"x" * 50_000
+        transport, peer, fds = self.connect(p)
+        p.dataReceived(self.replies(20))  # 1 MB: more than a socket pair buffers
+        self.assertIn(transport, fds.getWriters())
+        received = []
+        while True:
+            try:
+                chunk = peer.recv(1 << 20)
+            except BlockingIOError:
+                if transport not in fds.getWriters():
+                    break
+                transport.doWrite()
+                continue
+            received.append(chunk)
+        self.assertEqual(b"".join(received), b"x" * 1_000_000)
+
+    def test_an_error_is_left_to_the_transport(self) -> None:
+        """
+        A send that fails (the peer is gone) hands the bytes to C{write}: the
+        transport reports the loss on its next write attempt, as before.
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p)
+        peer.close()
+        p.dataReceived(self.replies(1))
+        self.assertEqual(transport._tempDataBuffer, [b"r"])
+        self.assertIn(transport, fds.getWriters())
+        self.assertIsInstance(transport.doWrite(), ConnectionLost)
+
+    def test_not_after_lose_connection(self) -> None:
+        """
+        Once the transport is closing, what is handed over takes its C{write} (which
+        sends it before the close).
+        """
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, _ = self.connect(p)
+        transport.loseConnection()
+        p.dataReceived(self.replies(1))
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        self.assertEqual(transport._tempDataBuffer, [b"r"])
+
+    def test_not_a_subclass(self) -> None:
+        """
+        A subclass of Twisted's transports may do more in C{write}: it gets the
+        bytes through C{write}.
+        """
+        from twisted.internet import tcp
+
+        class Subclass(tcp.Server):
+            pass
+
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer, fds = self.connect(p, Subclass)
+        p.dataReceived(self.replies(1))
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        self.assertIn(transport, fds.getWriters())

@@ -63,7 +63,7 @@ class ModuleLinks:
         self.channels = ChannelServer(
             reactor,
             on_message=self.received,
-            on_frame=None if on_routed is None else self.frame_received,
+            on_json=None if on_routed is None else self.json_received,
             record=False,
         )
         self.tcp_address: str | None = None
@@ -116,8 +116,15 @@ class ModuleLinks:
         """
         if frame.format != FORMAT_JSON:
             return False
+        return self.json_received(connection, frame.payload)
+
+    def json_received(self, connection: Any, payload: bytes) -> bool:
+        """
+        L{frame_received} for a JSON frame's payload (what the channels hand over: no
+        frame object is made for it).
+        """
         try:
-            header = read_routing(frame.payload)
+            header = read_routing(payload)
         except ProtocolError as e:
             connection.bad_frames.append(e)  # as the full decode would
             return True

@@ -51,12 +51,13 @@ class Pending:
     @ivar waiters: the callers' Deferreds (one, unless they share it: L{CorrelationTable.join}).
     @ivar deadline: when it times out (clock seconds).
     @ivar context: whatever the caller stored with it (used to decode the reply).
-    @ivar describe: the text of its timeout error.
+    @ivar describe: the text of its timeout error, or C{None}: the table's
+        C{timeout_text} writes it from the key and the context if it times out.
     """
 
     __slots__ = ("context", "deadline", "describe", "seq", "waiters")
 
-    def __init__(self, deadline: float, context: Any, describe: str, seq: int) -> None:
+    def __init__(self, deadline: float, context: Any, describe: str | None, seq: int) -> None:
         self.waiters: list[Deferred[Any]] = []
         self.deadline = deadline
         self.context = context
@@ -118,11 +119,14 @@ class _Deadlines(Generic[K]):
         Make sure the timer runs by C{deadline}.
         """
         timer = self._timer
-        delay = max(0.0, deadline - self.clock.seconds())
+        # The clock is read only when the timer moves: with requests of one timeout in
+        # flight, a new deadline is the latest and the timer stays (issue 17).
         if timer is None:
-            self._timer = self.clock.callLater(delay, self._fire)
+            self._timer = self.clock.callLater(
+                max(0.0, deadline - self.clock.seconds()), self._fire
+            )
         elif deadline < timer.getTime():
-            timer.reset(delay)
+            timer.reset(max(0.0, deadline - self.clock.seconds()))
 
     def _fire(self) -> None:
         self._timer = None
@@ -198,6 +202,9 @@ class CorrelationTable(Generic[K]):
         C{None} to let the entry time out.
     @param abandoned: makes the error of the waiters that L{stop} fails, from the key,
         the context and the reason.
+    @param timeout_text: writes the text of a timed-out entry's error from its key and
+        context, for the entries added without a C{describe} text (so that a request
+        that is answered, as nearly all are, never formats one).
     """
 
     def __init__(
@@ -208,8 +215,10 @@ class CorrelationTable(Generic[K]):
         timeout_error: Callable[[str], BaseException] = RequestTimeout,
         retry: Callable[[K, Pending], float | None] | None = None,
         abandoned: Callable[[K, Any, str], BaseException] = _abandoned,
+        timeout_text: Callable[[K, Any], str] | None = None,
     ) -> None:
         self.clock = clock
+        self._timeout_text = timeout_text
         self._on_discard = on_discard
         self._timeout_error = timeout_error
         self._retry = retry
@@ -259,12 +268,21 @@ class CorrelationTable(Generic[K]):
 
     # -- waiting --------------------------------------------------------------------------
 
-    def add(self, key: K, timeout: float, describe: str, context: Any = None) -> Deferred[Any]:
+    def add(
+        self,
+        key: K,
+        timeout: float,
+        describe: str | None,
+        context: Any = None,
+        now: float | None = None,
+    ) -> Deferred[Any]:
         """
         Wait for a reply under C{key} for at most C{timeout} seconds.
 
         @param describe: the message of the error the Deferred fails with when no reply
-            came in time (say what was asked, and what to do).
+            came in time (say what was asked, and what to do); C{None} when the table
+            has a C{timeout_text} to write it only then.
+        @param now: the clock's time, when the caller just read it (not read again).
         @raise KeyError: if something already waits under C{key}.
         @return: a Deferred that fires with what L{resolve}'s caller gives it, or fails
             with the timeout error (L{RequestTimeout} unless told otherwise).
@@ -275,7 +293,7 @@ class CorrelationTable(Generic[K]):
             raise KeyError(f"a request already waits under {key!r}")
         if self._stop_reason is not None:
             return fail(self._abandoned(key, context, self._stop_reason))
-        deadline = self.clock.seconds() + timeout
+        deadline = (self.clock.seconds() if now is None else now) + timeout
         entry = self._entries[key] = Pending(deadline, context, describe, 0)
         entry.seq = self._deadlines.push(key, deadline)
         self._deadlines.compact_if_stale()
@@ -387,7 +405,14 @@ class CorrelationTable(Generic[K]):
         deadlines.rearm()
         self.timeouts += len(expired)
         for key, entry in expired:
-            entry.errback(self._timeout_error(entry.describe))
+            text = entry.describe
+            if text is None:
+                text = (
+                    self._timeout_text(key, entry.context)
+                    if self._timeout_text is not None
+                    else f"no reply to {key!r} within the timeout"
+                )
+            entry.errback(self._timeout_error(text))
             if self._on_discard is not None:
                 self._on_discard(key)
 

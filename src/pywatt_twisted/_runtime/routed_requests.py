@@ -43,8 +43,24 @@ __all__ = ["DEFAULT_REQUEST_TIMEOUT", "RoutedRequests"]
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
-def _abandoned_request(key: uuid.UUID, context: tuple[str, str, Any], reason: str) -> NotAvailable:
-    return NotAvailable(f"the request to {context[0]}/{context[1]} ({key}) was abandoned: {reason}")
+# The correlation table's keys are the request ids' numbers (C{uuid.UUID.int}): an
+# int hashes and compares in C, a uuid.UUID through its Python __hash__ and __eq__
+# (issue 17: three such calls per request). Its context is the request's L{_Call}.
+
+
+def _abandoned_request(key: int, call: _Call, reason: str) -> NotAvailable:
+    return NotAvailable(
+        f"the request to {call.target}/{call.endpoint} ({uuid.UUID(int=key)}) was "
+        f"abandoned: {reason}"
+    )
+
+
+def _timeout_text(key: int, call: _Call) -> str:
+    return (
+        f"no reply from module {call.target!r} to {call.endpoint!r} (request "
+        f"{uuid.UUID(int=key)}) within {call.wait:g} s; the module may be slow, busy or "
+        "gone: retry, or pass a longer timeout"
+    )
 
 
 def _observe(slo: Any, target: str, channel: str | None, outcome: object, started: float) -> None:
@@ -56,10 +72,11 @@ def _observe(slo: Any, target: str, channel: str | None, outcome: object, starte
         outcome = "timeout" if isinstance(outcome.value, RequestTimeout) else "error"
     else:
         outcome = "ok"
-    seconds = slo.clock.seconds() - started
-    slo.observe("target", target, outcome, seconds)
+    now = slo.clock.seconds()  # one reading for both windows
+    seconds = now - started
+    slo.observe("target", target, outcome, seconds, now)
     if channel is not None:
-        slo.observe("channel", channel, outcome, seconds)
+        slo.observe("channel", channel, outcome, seconds, now)
 
 
 class _Call:
@@ -85,6 +102,7 @@ class _Call:
         "span",
         "started",
         "target",
+        "wait",
     )
 
     def __init__(
@@ -97,6 +115,7 @@ class _Call:
         route: str | Route | None,
         retry: RetryPolicy | None,
         span: Any = None,
+        started: float | None = None,
     ) -> None:
         self.span = span
         self.messaging = messaging
@@ -107,7 +126,9 @@ class _Call:
         self.route = route
         self.retry = retry
         self.attempts = 0
-        self.started = messaging.clock.seconds()
+        self.started = messaging.clock.seconds() if started is None else started
+        #: the seconds the last attempt waits for its reply
+        self.wait = 0.0
         #: the channel the last attempt was written to (for the SLO windows)
         self.channel: str | None = None
         self.result: Deferred[Any] = Deferred(self._cancel)
@@ -133,11 +154,14 @@ class _Call:
             else:
                 self.result.callback(outcome)
 
-    def attempt(self) -> None:
+    def attempt(self, now: float | None = None) -> None:
+        """
+        Send one attempt (C{now}: the clock's time, when the caller just read it).
+        """
         self._timer = None
         m = self.messaging
-        clock = m.clock
-        now = clock.seconds()
+        if now is None:
+            now = m.clock.seconds()
         remaining = self.deadline - now
         if remaining <= 0:
             self._finish(
@@ -165,20 +189,23 @@ class _Call:
         request_id = random_uuid4()
         try:
             frame, op = m._request_frame(
-                self.target, self.endpoint, self.payload, request_id, False, now + wait, self.span
+                self.target,
+                self.endpoint,
+                self.payload,
+                request_id,
+                False,
+                now + wait,
+                self.span,
+                now,
             )
         except (PayloadError, ChannelError) as e:
             breaker.released(permit)
             self._finish(Failure(e))
             return
-        d = m.pending.add(
-            request_id,
-            wait,
-            f"no reply from module {self.target!r} to {self.endpoint!r} (request "
-            f"{request_id}) within {wait:g} s; the module may be slow, busy or gone: "
-            "retry, or pass a longer timeout",
-            context=(self.target, self.endpoint, self.span),
-        )
+        self.wait = wait
+        key = request_id.int
+        # (the timeout's text is written only if it times out: _timeout_text)
+        d = m.pending.add(key, wait, None, self, now)
         self._attempt_d = d
         m.requests_sent += 1
         channels = m.channels
@@ -199,7 +226,7 @@ class _Call:
                 # Queued until a channel comes up: forget the queued frame once nobody
                 # waits.
                 d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
-            sent.addErrback(m._send_failed, request_id)
+            sent.addErrback(m._send_failed, key)
             channel = channels.channel(written[0]) if written else None
         if channel is not None:
             channel.in_flight += 1
@@ -228,7 +255,8 @@ class _Call:
         if not isinstance(outcome, Failure):
             breaker.succeeded(permit)
             if channel is not None:
-                channel.latency.record(m.clock.seconds() - started)
+                now = m.clock.seconds()
+                channel.latency.record(now - started, now)
             self._finish(outcome)
             return
         error = outcome.value
@@ -306,8 +334,11 @@ class RoutedRequests:
         self.slo = slo
         #: attempts sent again under a retry policy
         self.retries = 0
-        self.pending: CorrelationTable[uuid.UUID] = CorrelationTable(
-            clock, abandoned=_abandoned_request, timeout_error=Timeout
+        self.pending: CorrelationTable[int] = CorrelationTable(
+            clock,
+            abandoned=_abandoned_request,
+            timeout_error=Timeout,
+            timeout_text=_timeout_text,
         )
         self.stopping = False
         #: counters, for /health
@@ -324,13 +355,14 @@ class RoutedRequests:
         no_reply: bool,
         deadline: float | None = None,
         span: Any = None,
+        now: float | None = None,
     ) -> tuple[bytes, str]:
         encoded = request_payload(
             payload,
             endpoint,
             self.module_id,
             no_reply,
-            int(self.clock.seconds()),
+            int(self.clock.seconds() if now is None else now),
             None if deadline is None else int(deadline * 1000),
             extra_properties=None if span is None else tracing.properties_to_send(span),
         )
@@ -449,17 +481,19 @@ class RoutedRequests:
         except ValueError as e:
             return self._refused(target_module_id, e)
         span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
+        now = self.clock.seconds()  # one reading: the start, the deadline, the attempt
         call = _Call(
             self,
             target_module_id,
             endpoint,
             payload,
-            self.clock.seconds() + timeout,
+            now + timeout,
             route,
             retry,
             span,
+            now,
         )
-        call.attempt()
+        call.attempt(now)
         return tracing.traced(span, call.result)
 
     def _refused(self, target: str, error: Exception) -> Deferred[Any]:
@@ -475,10 +509,10 @@ class RoutedRequests:
             _observe(slo, target, channel, Failure(error), slo.clock.seconds())
         return fail(error)
 
-    def _send_failed(self, failure: Failure, request_id: uuid.UUID) -> None:
+    def _send_failed(self, failure: Failure, key: int) -> None:
         if failure.check(CancelledError):
             return
-        self.pending.fail(request_id, failure.value)
+        self.pending.fail(key, failure.value)
 
     def send_message(
         self,
@@ -528,7 +562,7 @@ class RoutedRequests:
         A C{routed_module_response} arrived: fire the request it answers. Replies to
         unknown, expired or already answered requests are logged and ignored.
         """
-        entry = self.pending.pop(message.request_id)
+        entry = self.pending.pop(message.request_id.int)
         if entry is None:
             self.replies_ignored += 1
             self.log.warn(
@@ -539,7 +573,8 @@ class RoutedRequests:
             )
             return
         self.replies_received += 1
-        target, endpoint, span = entry.context
+        call: _Call = entry.context
+        target, endpoint, span = call.target, call.endpoint, call.span
         if span is not None:
             tracing.reply_received(span, message.payload)  # X3: the callee's context
         try:

@@ -33,11 +33,33 @@ It owns what every framed connection must do the same way:
     channel} compares both). Connections that share a L{CoalesceGroup} (a relay's
     connections: C{pywatt dev} forwards a frame read on one module's connection to
     another's) also collect the frames transmitted on each other while one of them
-    dispatches a read of more than one frame: each connection written to gets its
-    batch, all handed over when that read is dispatched, so the frames a relay
-    forwards from one read to one target go out in one call too (a read of one frame
-    forwards it at once: nothing to coalesce it with, and no cost added at one
-    request in flight).
+    dispatches a read: each connection written to gets its batch, all handed over
+    when that read is dispatched, so the frames a relay forwards from one read to one
+    target go out in one call too.
+  - B{Pushing slices of a large read} (L{FramedProtocol.push_every}, off by default): a
+    read of more than C{push_every} frames is dispatched C{push_every} frames at a time,
+    and the frames transmitted during each slice (on this connection and on the others
+    of its group) are handed over I{and sent} before the next slice is dispatched.
+    Handing them over is not always enough: a Twisted socket transport only buffers
+    what is written and sends it once the reactor finds the socket writable after the
+    read (unless the batch was sent at once, see below), so each connection written to
+    that still holds bytes is pushed (its C{doWrite}, what the reactor would call next;
+    transports without one, such as in-memory ones, are not pushed). The point is
+    overlap between processes: at 64 requests in flight a module reads 64 replies at
+    once and without it sends the 64 requests they lead to in one wave, so the peer
+    process idles until the whole read is dispatched and then this one idles while
+    the peer works through the wave (issue 17). Pushed in slices, the peer starts on
+    the first slice while this process dispatches the next.
+  - B{Sending at once}: a batch handed over to a plain TCP or Unix-socket transport
+    that holds nothing yet is sent there and then (the transport's C{writeSomeData},
+    one C{send}) rather than on the reactor's next turn, which is where the
+    transport's C{write} would send it; the rest, if the kernel takes only part, and
+    any error go to C{write} as before. Each message a process writes after a read
+    costs one reactor turn less (C{epoll_ctl} to watch for writability,
+    C{epoll_wait}, C{epoll_ctl} again, and the reactor's Python work for that turn):
+    at one request in flight that is most of what a wake-up costs besides the
+    message itself. Frames written outside a read still take C{write}, so what is
+    written in one turn still goes in one C{send}.
 
 Subclasses say when their connection is gone (L{FramedProtocol.outputClosed}) and
 react to writability changes (L{FramedProtocol.writabilityChanged}) and to the high
@@ -86,17 +108,85 @@ above 64 KiB buffered; a transport with a smaller C{bufferSize} lowers it).
 """
 
 
+def _direct_types() -> frozenset[type]:
+    """
+    The transports L{_hand_over} may send on at once: Twisted's own TCP and Unix-socket
+    connections (not a subclass, not a wrapper such as TLS: their C{write} may do more).
+    """
+    from twisted.internet import tcp
+
+    types: set[type] = {tcp.Server, tcp.Client}
+    try:
+        from twisted.internet import unix
+    except ImportError:  # pragma: no cover (no Unix sockets on this platform)
+        pass
+    else:
+        types.update((unix.Server, unix.Client))
+    return frozenset(types)
+
+
+_DIRECT_TYPES: frozenset[type] = _direct_types()
+
+
 def _hand_over(transport: Any, batch: list[bytes]) -> None:
     """
-    Coalesced frames to their transport: one C{write} for one frame, one
-    C{writeSequence} for more (nothing once the connection has no transport).
+    Coalesced frames to their transport (nothing once the connection has no
+    transport).
+
+    On a plain TCP or Unix-socket transport with nothing buffered, they are sent at
+    once, with the transport's own C{writeSomeData} (one C{send}, as its C{doWrite}
+    would make on the next reactor turn): what the kernel does not take, and any
+    error, goes to C{write} as before (buffered, sent when the socket is writable, an
+    error seen there). At one message in flight this saves each process a reactor
+    turn per message written: the C{epoll_ctl} that C{write} makes to watch for
+    writability, the C{epoll_wait} that reports it, the C{epoll_ctl} that stops
+    watching, and the reactor's own work for that turn. Otherwise one C{write} for
+    one frame, one C{writeSequence} for more.
     """
     if transport is None:
+        return
+    if type(transport) in _DIRECT_TYPES:
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        if not (
+            transport.dataBuffer
+            or transport._tempDataBuffer
+            or transport.disconnecting
+            or transport._writeDisconnecting
+            or transport._writeDisconnected
+            or transport.TLS
+            or not transport.connected
+        ):
+            sent = transport.writeSomeData(data)
+            if type(sent) is int and sent > 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        transport.write(data)
         return
     if len(batch) == 1:
         transport.write(batch[0])
     else:
         transport.writeSequence(batch)
+
+
+def _push(transport: Any) -> None:
+    """
+    Send what C{transport} holds now, as the reactor would once its socket is writable
+    (see L{FramedProtocol.push_every}). Only a socket transport can (C{doWrite}, the
+    reactor's own call); a connection being closed is left to the reactor (its
+    C{doWrite} would then close it). A send error is the reactor's to find as well: the
+    bytes stay buffered and its own C{doWrite} reports the loss. A socket transport that
+    holds nothing (L{_hand_over} sent the batch at once) is not pushed: its C{doWrite}
+    would make a C{send} of nothing.
+    """
+    push = getattr(transport, "doWrite", None)
+    if push is None or not getattr(transport, "connected", False):
+        return
+    if transport.disconnecting or getattr(transport, "_writeDisconnecting", False):
+        return
+    if type(transport) in _DIRECT_TYPES and not (transport.dataBuffer or transport._tempDataBuffer):
+        return
+    push()
 
 
 class CoalesceGroup:
@@ -231,9 +321,13 @@ class FramedProtocol(Protocol):
         L{frameReceived}: the decoder builds no L{Frame} object for them. A subclass
         that sets it must define C{jsonReceived}.
     @ivar group: the L{CoalesceGroup} this connection shares with others, or C{None}.
+    @cvar push_every: with C{coalesce} on, dispatch a read of more frames than this in
+        slices of this many, and send what each slice transmitted before dispatching
+        the next (see the module docstring); C{0}: off, a read is one slice.
     """
 
     coalesce = True
+    push_every = 0
     json_payloads = False
     group: CoalesceGroup | None = None
 
@@ -364,30 +458,28 @@ class FramedProtocol(Protocol):
             self._reader.read(data)
             return
         group = self.group
-        if group is None:
-            self._batch = []
-            try:
-                self._reader.read(data)
-            finally:
-                self._flush_batch()
-                self._batch = None
-            return
         reader = self._reader
         items = reader.decode(data)
         self._batch = []
-        if group.reading or len(items) < 2:
-            # A read of another connection of the group being dispatched (delivered by
-            # a synchronous peer: that read hands over what goes to the others), or
-            # one frame (nothing to coalesce with on the other connections).
+        if group is None or group.reading:
+            # No group; or a read of another connection of the group being dispatched
+            # (delivered by a synchronous peer: that read hands over what goes to the
+            # others).
             try:
-                reader.dispatch(items)
+                if self.push_every and len(items) > self.push_every and group is None:
+                    _dispatch_in_slices(self, items)
+                else:
+                    reader.dispatch(items)
             finally:
                 self._flush_batch()
                 self._batch = None
             return
         group.reading = True
         try:
-            reader.dispatch(items)
+            if self.push_every and len(items) > self.push_every:
+                _dispatch_in_slices(self, items)
+            else:
+                reader.dispatch(items)
         finally:
             group.reading = False
             self._flush_batch()
@@ -489,3 +581,31 @@ class FramedProtocol(Protocol):
 
     def stopProducing(self) -> None:
         pass
+
+
+def _dispatch_in_slices(protocol: FramedProtocol, items: list[Frame | FrameError | bytes]) -> None:
+    """
+    Dispatch C{items} (of one read of C{protocol}) L{FramedProtocol.push_every} at a
+    time, handing over and sending what each slice transmitted before the next (see the
+    module docstring). The order of frames is kept: each batch goes to its transport in
+    order, and frames held for flow control stay behind the ones before them.
+    """
+    reader = protocol._reader
+    step = protocol.push_every
+    group = protocol.group
+    end = len(items)
+    start = 0
+    while True:
+        reader.dispatch(items[start : start + step])
+        start += step
+        if start >= end:
+            return  # the last slice: handed over by the caller, sent by the reactor
+        # (only the connections given frames in this slice: an empty push is a
+        # send() of nothing)
+        pushed = [protocol] if protocol._batch else []
+        if group is not None and group.written:
+            pushed.extend(group.written)
+            group.flush()
+        protocol._flush_batch()
+        for connection in pushed:
+            _push(connection.transport)

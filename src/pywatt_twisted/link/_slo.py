@@ -243,16 +243,25 @@ class SloMonitor:
 
     # -- observations ---------------------------------------------------------------------
 
-    def observe(self, kind: str, name: str, outcome: str, seconds: float | None) -> None:
+    def observe(
+        self,
+        kind: str,
+        name: str,
+        outcome: str,
+        seconds: float | None,
+        now: float | None = None,
+    ) -> None:
         """
         One round trip on path C{(kind, name)} ended with C{outcome} (C{"ok"},
         C{"error"}, C{"timeout"}) after C{seconds} (C{None}: unknown, not counted in the
-        latencies).
+        latencies), at C{now} (this monitor's clock, read here when not given: a caller
+        that counts one round trip on two paths reads it once).
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
         path = self._paths.get((kind, name)) or self._path(kind, name)
-        now = self.clock.seconds()
+        if now is None:
+            now = self.clock.seconds()
         path.observe(now, outcome, seconds)
         # The rates are O(1) to evaluate; the latency percentiles (a sort) wait for
         # the next tick.

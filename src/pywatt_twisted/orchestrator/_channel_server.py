@@ -118,6 +118,25 @@ class ModuleConnection(FramedProtocol):
     def outputClosed(self) -> bool:
         return self.lost
 
+    #: JSON frames (format 1) come as their payload (L{jsonReceived}): no L{Frame}
+    #: object for them unless an C{on_frame} hook wants one
+    json_payloads = True
+
+    def jsonReceived(self, payload: bytes) -> None:
+        server = self.server
+        json_hook = server.on_json
+        if json_hook is not None and json_hook(self, payload):
+            return
+        if server.on_frame is not None:
+            self.frameReceived(Frame(FORMAT_JSON, payload))
+            return
+        try:
+            envelope = decode_envelope_from_module(payload)
+        except (ProtocolError, ValueError) as e:
+            self.bad_frames.append(e)
+            return
+        self._deliver(envelope)
+
     def frameReceived(self, frame: Frame) -> None:
         raw_hook = self.server.on_frame
         if raw_hook is not None and raw_hook(self, frame):
@@ -296,8 +315,11 @@ class ChannelServer:
     @param on_message: C{hook(connection, envelope) -> bool}, called for every message
         before waiters see it; returning C{True} consumes it (the dev orchestrator's
         dispatch).
+    @param on_json: C{hook(connection, payload) -> bool}, called with the payload of
+        every JSON frame (format 1) before it is decoded, before C{on_frame}; returning
+        C{True} consumes it (pywatt dev's forwarding: no L{Frame} object is made).
     @param on_frame: C{hook(connection, frame) -> bool}, called for every frame before
-        it is decoded; returning C{True} consumes it (forwarding, benchmarks).
+        it is decoded; returning C{True} consumes it (benchmarks).
     @param coalesce_group: the L{CoalesceGroup} of this server's connections: the
         frames sent on any of them while one of them dispatches a read are written when
         that read is (one call per connection); by default the group every
@@ -315,6 +337,7 @@ class ChannelServer:
         record: bool = True,
         on_message: Callable[[ModuleConnection, Envelope], bool] | None = None,
         on_frame: Callable[[ModuleConnection, Frame], bool] | None = None,
+        on_json: Callable[[ModuleConnection, bytes], bool] | None = None,
         coalesce_group: CoalesceGroup | None = None,
     ) -> None:
         self.reactor = reactor
@@ -328,6 +351,7 @@ class ChannelServer:
         self.record = record
         self.on_message = on_message
         self.on_frame = on_frame
+        self.on_json = on_json
         self.ports: list[IListeningPort] = []
         self.connections: list[ModuleConnection] = []
         self.accepted = 0
