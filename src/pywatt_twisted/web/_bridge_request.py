@@ -116,12 +116,7 @@ def copy_headers(web_request: Any, headers: Mapping[str, str] | None) -> str | N
             continue
         if canonical is _SKIPPED:
             continue
-        if (
-            raw is not None
-            and value.__class__ is str
-            and "\r" not in value
-            and "\n" not in value
-        ):
+        if raw is not None and value.__class__ is str and "\r" not in value and "\n" not in value:
             values = raw.get(canonical)
             if values is None:
                 raw[canonical] = [value.encode("utf-8")]
