@@ -128,6 +128,12 @@ class ReadRoutingTests(SynchronousTestCase):
                 b'"format":"Json"}', b'"format":"Json"},"p\\u0061yload":0'
             ),
             "a second payload key": plain.replace(b'"metadata":{}', b'"metadata":{"payload":1}'),
+            "a payload key before it": plain.replace(
+                b'"op":"route_to_module",', b'"op":"route_to_module","payload":1,'
+            ),
+            "a payload key right after it": plain.replace(
+                b'"format":"Json"}', b'"format":"Json"},"payload":0'
+            ),
             "a space": plain.replace(b'"payload":{', b'"payload": {'),
             "another format spelling": plain.replace(b'"format":"Json"', b'"format":"json"'),
             "another key order": plain.replace(b'"payload":{"data"', b'"payload":{"dat"'),
@@ -219,3 +225,32 @@ class FrameTests(SynchronousTestCase):
             decode_from_orchestrator(expected[5:]),
             RoutedModuleResponse("inventory", REQUEST_ID, payload),
         )
+
+    def test_many_names(self) -> None:
+        """
+        The frames' starts are kept per module id and endpoint, a bounded number of
+        them: made-up names keep giving the encoder's bytes.
+        """
+        from pywatt_twisted.wire import _forward
+
+        payload = EncodedPayload.from_json({"n": 1})
+        header = read_routing(body(request(payload)))
+        assert header is not None
+        for i in range(_forward._HEADS_LIMIT + 10):
+            source = f"m{i}"
+            expected = encode_frame(
+                encode(RoutedModuleMessage(source, REQUEST_ID, payload, f"e{i}")),
+                FORMAT_JSON,
+                1 << 32,
+            )
+            self.assertEqual(
+                routed_message_frame(source, REQUEST_ID, header.payload_json, f"e{i}"), expected
+            )
+            expected = encode_frame(
+                encode(RoutedModuleResponse(source, REQUEST_ID, payload)), FORMAT_JSON, 1 << 32
+            )
+            self.assertEqual(
+                routed_response_frame(source, REQUEST_ID, header.payload_json), expected
+            )
+        self.assertLessEqual(len(_forward._message_heads), _forward._HEADS_LIMIT)
+        self.assertLessEqual(len(_forward._response_heads), _forward._HEADS_LIMIT)

@@ -233,6 +233,38 @@ def _string(value: str) -> bytes:
     return _json.dumps(value)
 
 
+#: the start of a frame's JSON text up to its request id, per message kind and module
+#: id (and endpoint): module ids and endpoints are few; the dicts are emptied when they
+#: reach L{_HEADS_LIMIT} entries, should something make up names without end
+_message_heads: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
+_response_heads: dict[str, bytes] = {}
+_HEADS_LIMIT: Final = 1024
+
+
+def _message_head(source_module_id: str, endpoint: str | None) -> tuple[bytes, bytes]:
+    if len(_message_heads) >= _HEADS_LIMIT:
+        _message_heads.clear()
+    head = (
+        b'{"op":"routed_module_message","source_module_id":'
+        + _string(source_module_id)
+        + b',"original_request_id":"'
+    )
+    tail = b"}" if endpoint is None else b',"target_endpoint":' + _string(endpoint) + b"}"
+    parts = _message_heads[(source_module_id, endpoint)] = (head, tail)
+    return parts
+
+
+def _response_head(source_module_id: str) -> bytes:
+    if len(_response_heads) >= _HEADS_LIMIT:
+        _response_heads.clear()
+    head = _response_heads[source_module_id] = (
+        b'{"op":"routed_module_response","source_module_id":'
+        + _string(source_module_id)
+        + b',"request_id":"'
+    )
+    return head
+
+
 def routed_message_frame(
     source_module_id: str, request_id: uuid.UUID, payload_json: bytes, endpoint: str | None
 ) -> bytes:
@@ -242,19 +274,9 @@ def routed_message_frame(
     RoutedModuleMessage(source_module_id, request_id, payload, endpoint)))} gives for the
     payload that text decodes to.
     """
-    parts = [
-        b'{"op":"routed_module_message","source_module_id":',
-        _string(source_module_id),
-        b',"original_request_id":"',
-        str(request_id).encode("ascii"),
-        b'","payload":',
-        payload_json,
-    ]
-    if endpoint is not None:
-        parts.append(b',"target_endpoint":')
-        parts.append(_string(endpoint))
-    parts.append(b"}")
-    body = b"".join(parts)
+    parts = _message_heads.get((source_module_id, endpoint))
+    head, tail = parts if parts is not None else _message_head(source_module_id, endpoint)
+    body = b"".join((head, str(request_id).encode("ascii"), b'","payload":', payload_json, tail))
     return _pack_header(len(body), FORMAT_JSON) + body
 
 
@@ -268,9 +290,7 @@ def routed_response_frame(
     """
     body = b"".join(
         (
-            b'{"op":"routed_module_response","source_module_id":',
-            _string(source_module_id),
-            b',"request_id":"',
+            _response_heads.get(source_module_id) or _response_head(source_module_id),
             str(request_id).encode("ascii"),
             b'","payload":',
             payload_json,
