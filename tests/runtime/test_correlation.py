@@ -16,6 +16,23 @@ from pywatt_twisted._runtime.correlation import CorrelationTable, FifoCalls, Pen
 from pywatt_twisted.errors import NotAvailable, RequestTimeout, SecretError
 
 
+class _Waiter:
+    """
+    A waiter that records its outcomes (what L{CorrelationTable.wait} fires).
+    """
+
+    called = False
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, object]] = []
+
+    def callback(self, value: object) -> None:
+        self.outcomes.append(("callback", value))
+
+    def errback(self, error: object) -> None:
+        self.outcomes.append(("errback", error))
+
+
 class _TableTestCase(SynchronousTestCase):
     """
     A table on a clock that records the keys it discards.
@@ -165,6 +182,48 @@ class CorrelationTableTests(_TableTestCase):
         self.assertNoResult(d)
         self.clock.advance(0.1)
         self.failureResultOf(d, RequestTimeout)
+
+    def test_wait_fires_the_waiter_itself(self) -> None:
+        """
+        L{CorrelationTable.wait}: the waiter's own callback or errback is called, once,
+        with no Deferred; a timed-out one gets the table's timeout text.
+        """
+        table: CorrelationTable[str] = CorrelationTable(
+            self.clock, timeout_text=lambda key, context: f"{key}/{context} timed out"
+        )
+        answered, late = _Waiter(), _Waiter()
+        self.assertIsNone(table.wait("a", 5, answered, "ctx"))
+        self.assertIsNone(table.wait("b", 5, late, "ctx", now=0.0))
+        self.assertRaises(KeyError, table.wait, "a", 5, _Waiter())
+        self.assertTrue(table.resolve("a", 42))
+        self.assertEqual(answered.outcomes, [("callback", 42)])
+        self.clock.advance(5)
+        [(how, error)] = late.outcomes
+        self.assertEqual(
+            (how, type(error), str(error)), ("errback", RequestTimeout, "b/ctx timed out")
+        )
+        self.assertEqual(len(table), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_forget_leaves_without_firing(self) -> None:
+        waiter = _Waiter()
+        self.assertIsNone(self.table.wait("a", 5, waiter))
+        self.assertTrue(self.table.forget("a"))
+        self.assertFalse(self.table.forget("a"))
+        self.assertEqual(self.discarded, ["a"])
+        self.assertNotIn("a", self.table)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertEqual(waiter.outcomes, [])
+
+    def test_wait_on_a_stopped_table_returns_the_error(self) -> None:
+        self.table.stop("closing")
+        waiter = _Waiter()
+        error = self.table.wait("a", 5, waiter, "ctx")
+        self.assertIsInstance(error, NotAvailable)
+        self.assertIn("closing", str(error))
+        self.assertEqual(waiter.outcomes, [])
+        self.assertNotIn("a", self.table)
 
     def test_oldest(self) -> None:
         self.assertIsNone(self.table.oldest())

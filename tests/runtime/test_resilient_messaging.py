@@ -23,6 +23,7 @@ from pywatt_twisted.errors import (
     DeadlineExceeded,
     HandlerError,
     NoHandler,
+    NotAvailable,
     Overloaded,
     RemoteError,
     RequestTimeout,
@@ -420,6 +421,23 @@ class RetryTests(SynchronousTestCase):
         r.clock.advance(0.1)
         r.answer(r.last(), 5)
         self.assertEqual(self.successResultOf(d), 5)
+
+    def test_retry_after_stop_is_abandoned(self) -> None:
+        """
+        A retry whose backoff ends after the requester stopped is abandoned (the table
+        takes no new request), and counts nothing in flight.
+        """
+        r = Requester(self)
+        r.messaging.requests.random = lambda: 0.0
+        policy = RetryPolicy(attempts=3, backoff=0.1)
+        d = r.state.send_request("inventory", "x", {}, timeout=10, retry=policy, idempotent=True)
+        r.refuse(r.last(), "unavailable")
+        r.messaging.requests.stop("stopping")
+        self.assertNoResult(d)
+        r.clock.advance(0.1)
+        self.assertIn("was abandoned: stopping", str(self.failureResultOf(d, NotAvailable).value))
+        self.assertEqual(r.state.channels["tcp"]["in_flight"], 0)
+        self.assertEqual(len(r.messaging.pending), 0)
 
     def test_cancel_during_backoff(self) -> None:
         r = Requester(self)

@@ -224,6 +224,21 @@ class RoutedEnvelopeTests(SynchronousTestCase):
         payload = EncodedPayload.from_json([1])
         self.assertEqual(unwrap_routed_request(payload, "top"), ([1], "top", False))
 
+    def test_payload_is_a_plain_json_payload(self) -> None:
+        """
+        The payload (built through its slots) equals the one C{EncodedPayload.from_json}
+        makes of the same envelope; content only the standard library writes exactly
+        (an integer over 64 bits) is written exactly.
+        """
+        payload = routed_request_payload({"n": 1}, "ep", "me", timestamp=5)
+        self.assertIs(type(payload), EncodedPayload)
+        self.assertEqual(payload.format, "Json")
+        envelope = payload.json()
+        self.assertEqual(envelope["content"], {"n": 1})
+        self.assertEqual(payload, EncodedPayload.from_json(envelope))
+        big = routed_request_payload({"big": 2**70}, "ep")
+        self.assertIn(b'"content":{"big":%d}' % 2**70, big.data)
+
     def test_not_serialisable(self) -> None:
         error = self.assertRaises(PayloadError, routed_request_payload, object(), "ep")
         self.assertIsInstance(error, ValueError)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -41,14 +41,32 @@ from pywatt_twisted.errors import NotAvailable, RequestTimeout
 K = TypeVar("K", bound=Hashable)
 L = TypeVar("L", bound=Hashable)
 
-__all__ = ["CorrelationTable", "FifoCalls", "Pending"]
+__all__ = ["CorrelationTable", "FifoCalls", "Pending", "Waiter"]
+
+
+class Waiter(Protocol):
+    """
+    What waits for an entry's outcome: a caller's L{Deferred}, or an object that handles
+    the outcome itself (L{CorrelationTable.wait}) with the same three members.
+    """
+
+    @property
+    def called(self) -> bool:
+        """Whether it has its outcome already."""
+
+    def callback(self, value: Any) -> Any:
+        """The reply."""
+
+    def errback(self, error: Any) -> Any:
+        """The failure (an exception or a L{Failure})."""
 
 
 class Pending:
     """
     One waiting request, and the callers waiting for its reply.
 
-    @ivar waiters: the callers' Deferreds (one, unless they share it: L{CorrelationTable.join}).
+    @ivar waiters: the callers' Deferreds (one, unless they share it: L{CorrelationTable.join}),
+        or the one L{Waiter} given to L{CorrelationTable.wait}.
     @ivar deadline: when it times out (clock seconds).
     @ivar context: whatever the caller stored with it (used to decode the reply).
     @ivar describe: the text of its timeout error, or C{None}: the table's
@@ -58,7 +76,7 @@ class Pending:
     __slots__ = ("context", "deadline", "describe", "seq", "waiters")
 
     def __init__(self, deadline: float, context: Any, describe: str | None, seq: int) -> None:
-        self.waiters: list[Deferred[Any]] = []
+        self.waiters: list[Waiter] = []
         self.deadline = deadline
         self.context = context
         self.describe = describe
@@ -298,6 +316,44 @@ class CorrelationTable(Generic[K]):
         entry.seq = self._deadlines.push(key, deadline)
         self._deadlines.compact_if_stale()
         return self._waiter(key, entry)
+
+    def wait(
+        self, key: K, timeout: float, waiter: Waiter, context: Any = None, now: float | None = None
+    ) -> BaseException | None:
+        """
+        L{add} for a caller that handles the outcome itself, without a Deferred: the
+        table fires C{waiter.callback(value)} or C{waiter.errback(error)} once, as it
+        would fire a Deferred. The text of its timeout error comes from the table's
+        C{timeout_text}. To give up waiting, the caller calls L{forget} (its waiter is
+        not fired then).
+
+        @param now: the clock's time, when the caller just read it.
+        @raise KeyError: if something already waits under C{key}.
+        @return: C{None} once it waits; the C{abandoned} error (and nothing waits) when
+            the table is stopped.
+        """
+        if key in self._entries:
+            raise KeyError(f"a request already waits under {key!r}")
+        if self._stop_reason is not None:
+            return self._abandoned(key, context, self._stop_reason)
+        deadline = (self.clock.seconds() if now is None else now) + timeout
+        entry = self._entries[key] = Pending(deadline, context, None, 0)
+        entry.seq = self._deadlines.push(key, deadline)
+        self._deadlines.compact_if_stale()
+        entry.waiters.append(waiter)
+        return None
+
+    def forget(self, key: K) -> bool:
+        """
+        The caller of L{wait} gives up (it was cancelled): the entry under C{key} leaves
+        the table without firing its waiter, as a cancelled Deferred's entry does.
+        C{False} if nothing waits under C{key}.
+        """
+        if self.pop(key) is None:
+            return False
+        if self._on_discard is not None:
+            self._on_discard(key)
+        return True
 
     def join(
         self, key: K, timeout: float, describe: str, context: Any = None

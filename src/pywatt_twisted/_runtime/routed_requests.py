@@ -84,12 +84,23 @@ class _Call:
     One C{send_request}: its attempts (one, or more under a retry policy), each asking
     the target's breaker first, each waiting on the correlation table until the time
     left to the deadline (or its share of it) runs out.
+
+    The call is its attempt's waiter in the correlation table (L{CorrelationTable.wait}):
+    the table fires L{callback} or L{errback} with the attempt's outcome, with no
+    Deferred of its own in between (issue 17: one Deferred, its canceller and its
+    callback chain less per request). The attempt's state is kept on the call (one
+    attempt waits at a time).
     """
 
     __slots__ = (
-        "_attempt_d",
         "_breaker",
+        "_key",
+        "_link",
+        "_permit",
+        "_queued",
+        "_sent_at",
         "_timer",
+        "_written",
         "attempts",
         "channel",
         "deadline",
@@ -132,17 +143,43 @@ class _Call:
         #: the channel the last attempt was written to (for the SLO windows)
         self.channel: str | None = None
         self.result: Deferred[Any] = Deferred(self._cancel)
-        self._attempt_d: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
         self._breaker = messaging.breakers.get(target)
+        # The attempt waiting for its reply: its key in the correlation table (None:
+        # none waits), its breaker permit, when it was sent, the channel it was written
+        # to (_link, when written at once) or the list its queued write names the
+        # channel in (_written), and its queued send (_queued) while not written.
+        self._key: int | None = None
+        self._permit: tuple[int, bool] = (0, False)
+        self._sent_at = 0.0
+        self._link: Any = None
+        self._written: Any = ()
+        self._queued: Deferred[None] | None = None
+
+    #: (the correlation table's waiter protocol: fired at most once per attempt)
+    called = False
+
+    def callback(self, value: object) -> None:
+        """
+        The attempt's reply (from the correlation table).
+        """
+        self._ended(value)
+
+    def errback(self, error: BaseException | Failure) -> None:
+        """
+        The attempt failed (from the correlation table: timed out, not sent, abandoned).
+        """
+        self._ended(error if isinstance(error, Failure) else Failure(error))
 
     def _cancel(self, result: Deferred[Any]) -> None:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
-        attempt, self._attempt_d = self._attempt_d, None
-        if attempt is not None:
-            attempt.cancel()  # leaves the correlation table; the breaker permit is released
+        key = self._key
+        if key is not None:
+            # It leaves the correlation table; the breaker permit is released.
+            self.messaging.pending.forget(key)
+            self._ended(Failure(CancelledError()))
 
     def _finish(self, outcome: object) -> None:
         if not self.result.called:
@@ -204,19 +241,27 @@ class _Call:
             return
         self.wait = wait
         key = request_id.int
-        # (the timeout's text is written only if it times out: _timeout_text)
-        d = m.pending.add(key, wait, None, self, now)
-        self._attempt_d = d
+        # The call waits for the reply itself (see the class docstring); the timeout's
+        # text is written only if it times out (_timeout_text). A stopped table refuses
+        # it: the attempt then ends with that error once it was sent, as before.
+        refused = m.pending.wait(key, wait, self, self, now)
+        if refused is None:
+            self._key = key
+        self._permit = permit
+        self._sent_at = now
+        self._link = None
+        self._written = ()
+        self._queued = None
         m.requests_sent += 1
         channels = m.channels
         route = self.route
-        written: Any
         channel = channels.write_now(frame, route)
-        if channel is not None:
-            written = (channel.name,)
-        else:
+        if channel is None:
             # No channel takes it at once: queue it, and learn the channel it goes on.
-            written = []
+            # (The state is in place first: a send that fails at once ends the attempt
+            # within send_frame.)
+            written: list[str] = []
+            self._written = written
             if isinstance(route, Route):
                 route = Route(route.prefer, route.only, written.append)
             else:
@@ -224,25 +269,35 @@ class _Call:
             sent = channels.send_frame(frame, op, route)
             if not sent.called:
                 # Queued until a channel comes up: forget the queued frame once nobody
-                # waits.
-                d.addBoth(lambda result: (sent.called or sent.cancel(), result)[1])
+                # waits (_ended).
+                self._queued = sent
             sent.addErrback(m._send_failed, key)
+            if refused is None and self._key != key:
+                return  # it ended already (the send failed at once)
             channel = channels.channel(written[0]) if written else None
         if channel is not None:
             channel.in_flight += 1
             self.channel = channel.name
-        d.addBoth(self._ended, permit, now, written, channel)
+            self._link = channel
+        if refused is not None:
+            self._ended(Failure(refused))
 
-    def _ended(
-        self,
-        outcome: object,
-        permit: tuple[int, bool],
-        started: float,
-        written: list[str],
-        channel: Any,
-    ) -> None:
+    def _ended(self, outcome: object) -> None:
+        """
+        The attempt's outcome: count it (breaker, channel, latency), then retry or
+        finish the call.
+        """
         m = self.messaging
-        self._attempt_d = None
+        self._key = None
+        queued = self._queued
+        if queued is not None:
+            self._queued = None
+            if not queued.called:
+                queued.cancel()
+        permit = self._permit
+        started = self._sent_at
+        channel = self._link
+        written = self._written
         if channel is None and written:
             channel = m.channels.channel(written[0])
             self.channel = written[0]

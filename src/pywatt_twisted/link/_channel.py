@@ -41,15 +41,14 @@ class LinkOwner(Protocol):
 
     clock: IReactorTime
     stopping: bool
+    #: called as C{receiver(message, protocol)} for each decoded message
+    receiver: Callable[[object, ChannelProtocol], object]
 
     @property
     def log(self) -> Logger: ...
 
     def channel_state(self, name: str, state: ChannelState) -> None:
         """A channel changed state (for the metrics)."""
-
-    def receive(self, message: object, protocol: ChannelProtocol) -> None:
-        """A decoded message arrived on C{protocol}."""
 
     def usable(self, changed: LinkChannel) -> None:
         """C{changed} may take sends now (or is gone): flush the queue."""
@@ -198,7 +197,8 @@ class LinkChannel:
             self.owner.usable(self)
 
     def channel_message(self, protocol: ChannelProtocol, message: object) -> None:
-        self.owner.receive(message, protocol)
+        # Straight to the owner's receiver: once per message received (issue 20).
+        self.owner.receiver(message, protocol)
 
     def channel_problem(self, protocol: ChannelProtocol, error: Exception) -> None:
         self.error(f"skipped a frame: {error}", type(error).__name__)

@@ -313,6 +313,9 @@ class ChannelManager(MultiService):
             self.metrics.channel_state(name, state.value)
 
     def receive(self, message: object, protocol: ChannelProtocol) -> None:
+        """
+        Hand C{message} to the receiver (the channels call the receiver directly).
+        """
         self.receiver(message, protocol)
 
     def usable(self, changed: LinkChannel) -> None:

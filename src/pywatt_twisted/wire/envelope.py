@@ -31,6 +31,8 @@ from pywatt_twisted.wire._ops import op_name
 from pywatt_twisted.wire.codec import (
     _CONTENT_JSON,
     _ENCODERS,
+    _set_payload_data,
+    _set_payload_format,
     encode_stream_chunk_parts,
     to_json_object,
 )
@@ -60,6 +62,7 @@ __all__ = [
 
 _dumps = _json.dumps
 _backend_dumps = _json.backend_dumps
+_new_payload = object.__new__
 _join = b"".join
 
 # Envelope ids: a random prefix drawn once per process (and again in a forked child)
@@ -363,15 +366,27 @@ def routed_request_payload(
     if source is not None:
         metadata["source"] = source
     metadata["properties"] = properties
+    # EncodedPayload.from_json, inline (once per request sent, issue 17): the JSON, and
+    # the value built through its slots as the codec builds the payloads it decodes.
+    envelope = {
+        "id": _envelope_id_bytes().decode("ascii"),
+        "content": content,
+        "metadata": metadata,
+    }
     try:
-        return EncodedPayload.from_json(
-            {"id": envelope_id(), "content": content, "metadata": metadata}
-        )
+        try:
+            data = _backend_dumps(envelope)
+        except TypeError:
+            data = _dumps(envelope)  # (its fallback: big integers, odd keys)
     except (TypeError, ValueError) as e:
         raise PayloadError(
             f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
             f"numbers, booleans, None); got {type(content).__name__}: {e}"
         ) from None
+    payload = _new_payload(EncodedPayload)
+    _set_payload_data(payload, data)
+    _set_payload_format(payload, "Json")
+    return payload
 
 
 def _is_envelope(value: object) -> bool:
