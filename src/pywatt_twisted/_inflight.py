@@ -59,7 +59,8 @@ class InFlight(Generic[T]):
         last one.
         """
         self._items.discard(item)
-        self.check()
+        if self._waiters:  # (check() would find none to wake)
+            self.check()
 
     def track(self: InFlight[Deferred[R]], d: Deferred[R]) -> Deferred[R]:
         """

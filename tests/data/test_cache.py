@@ -677,6 +677,40 @@ class MemcachedCacheTests(CacheSuiteMixin, TestCase):
         self.assertEqual(await self.cache.get("k"), b"v")
         self.assertIsNot(self.cache._store._protocol, proto)
 
+    async def test_calls_the_protocol_itself(self) -> None:
+        """
+        The store calls the connected L{MemCacheProtocol} itself, not the proxy
+        L{ClientService} hands out (each attribute read through it is a Python call),
+        and forgets it when its connection is lost.
+        """
+        from twisted.protocols.memcache import MemCacheProtocol
+
+        await self.cache.set("k", b"v")
+        store = self.cache._store
+        proto = store._protocol
+        self.assertIs(type(proto), MemCacheProtocol)
+        proto.transport.abortConnection()
+        await task.deferLater(reactor, 0, lambda: None)
+        self.assertIsNone(store._protocol)
+        self.assertEqual(await self.cache.get("k"), b"v")
+
+    async def test_known_keys_follow_the_namespace_version(self) -> None:
+        """
+        Checked keys are remembered under the versioned namespace prefix in use (so
+        get and set skip the key check), and forgotten when a clear changes it.
+        """
+        await self.cache.set("k", b"v")  # reads the namespace's version first
+        self.assertEqual(await self.cache.get("k"), b"v")
+        prefix = self.cache._known_prefix
+        self.assertTrue(prefix.startswith(f"{self.ns}."))
+        self.assertEqual(self.cache._known, {"k": prefix + "k"})
+        await self.cache.clear()
+        self.assertIsNone(await self.cache.get("k"))
+        self.assertNotEqual(self.cache._known_prefix, prefix)
+        self.assertEqual(self.cache._known, {"k": self.cache._known_prefix + "k"})
+        await self.cache.set("k", b"w")
+        self.assertEqual(await self.cache.get("k"), b"w")
+
     async def test_clear_seen_by_other_process(self) -> None:
         other = Cache.from_url(
             require_service("memcached"), namespace=self.ns, namespace_check_interval=0.1

@@ -583,6 +583,35 @@ class HeaderTests(BridgeTestCase):
         headers.addRawHeader(b"Keep-Alive", b"timeout=5")
         headers.addRawHeader(b"X-Latin", b"caf\xe9")
         self.assertEqual(response_headers(headers), {"x-thing": "1, 2", "x-latin": "caf\u00e9"})
+        # the second time the names come from the memo of wire names: the same answer
+        self.assertEqual(response_headers(headers), {"x-thing": "1, 2", "x-latin": "caf\u00e9"})
+
+    def test_copy_headers_function(self) -> None:
+        """
+        Request headers are copied under Twisted's canonical names, without the
+        message's Content-Length (returned) and Transfer-Encoding, and a value with a
+        line break is sanitised by Twisted, every time (the names are memoised).
+        """
+        from pywatt_twisted.web._bridge_request import copy_headers
+
+        for _ in range(2):
+            target: Any = type("R", (), {})()
+            target.requestHeaders = Headers()
+            length = copy_headers(
+                target,
+                {
+                    "x-trace": "t",
+                    "Content-Length": "3",
+                    "transfer-encoding": "chunked",
+                    "X-Trace": "u",
+                    "x-folded": "a\r\n b",
+                },
+            )
+            self.assertEqual(length, "3")
+            self.assertEqual(
+                sorted(target.requestHeaders.getAllRawHeaders()),
+                [(b"X-Folded", [b"a  b"]), (b"X-Trace", [b"t", b"u"])],
+            )
 
 
 class DirectEquivalenceInMemoryTests(BridgeTestCase):

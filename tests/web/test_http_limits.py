@@ -23,6 +23,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from pywatt_twisted.web.site import REFUSAL_LINGER, PyWattHTTPChannel, PyWattSite
@@ -284,6 +285,44 @@ class HeaderSizeTests(SynchronousTestCase):
         self.assertEqual(parse_response(transport.value())[0], 200)
 
 
+class PipelinedLimitsTests(SynchronousTestCase):
+    """
+    The channel checks the header limits in its own line loop (issue 20): a request
+    that follows another in the same piece of data is held to them too.
+    """
+
+    def test_second_request_over_the_header_limit_gets_431(self) -> None:
+        site, resource = make_site(Clock(), max_header_size=1024)
+        transport, channel = connect(site)
+        headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 40) for i in range(40))
+        channel.dataReceived(
+            b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\n" + headers + b"\r\n"
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertIn(b"HTTP/1.1 431 Request Header Fields", transport.value())
+        self.assertEqual(len(resource.seen), 1)
+
+    def test_second_request_folded_gets_400(self) -> None:
+        site, resource = make_site(Clock())
+        transport, channel = connect(site)
+        channel.dataReceived(
+            b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /second HTTP/1.1\r\nX-Folded: one\r\n\ttwo\r\n\r\n"
+            b"GET /third HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.assertIn(b"HTTP/1.1 400 Bad Request", transport.value())
+        self.assertEqual(len(resource.seen), 1)
+
+    def test_nothing_read_after_a_refusal_in_the_same_data(self) -> None:
+        site, resource = make_site(Clock())
+        transport, channel = connect(site)
+        channel.dataReceived(
+            b"GET / HTTP/1.1\r\nX-Folded: one\r\n two\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.assertEqual(transport.value().count(b"HTTP/1.1 "), 1)
+        self.assertEqual(resource.seen, [])
+
+
 class FoldingTests(SynchronousTestCase):
     def test_obsolete_line_folding_gets_400(self) -> None:
         site, resource = make_site(Clock())
@@ -429,6 +468,79 @@ class TimeoutTests(SynchronousTestCase):
         code, _, body = error_of(transport.value())
         self.assertEqual(code, 408)
         self.assertIn("stalled", body["error"]["message"])
+
+    def test_idle_timeout_counts_from_the_last_data(self) -> None:
+        site, _ = make_site(self.clock, header_timeout=None)
+        transport, channel = connect(site)
+        self.clock.advance(50)
+        channel.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        channel.dataReceived(b"Host: x\r\n")
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_idle_timeout_counts_from_the_end_of_the_last_response(self) -> None:
+        transport, channel = connect(self.site)
+        self.clock.advance(30)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"ok 0", transport.value())
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_one_idle_timer_for_a_keep_alive_connection(self) -> None:
+        """
+        The idle timeout is off while each request is handled and on again after it,
+        without a timer cancelled and another scheduled for each request (issue 20).
+        """
+        site, _ = make_site(self.clock, header_timeout=None)
+        transport, channel = connect(site)
+        [timer] = self.clock.getDelayedCalls()
+        for _ in range(5):
+            self.clock.advance(10)
+            channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(self.clock.getDelayedCalls(), [timer])
+        self.assertEqual(transport.value().count(b"ok 0"), 5)
+        self.clock.advance(59)  # 109 s after the connection, 59 after the last request
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_shorter_timeout_moves_the_timer(self) -> None:
+        transport, channel = connect(self.site)
+        self.assertEqual(channel.setTimeout(5), 60)
+        self.clock.advance(5)
+        self.assertTrue(transport.disconnecting)
+
+    def test_timeout_off_while_a_request_is_handled(self) -> None:
+        """
+        A route that takes longer than the idle timeout is not cut, and the idle
+        timeout runs again from its end.
+        """
+        pending: list[Any] = []
+
+        class Slow(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> Any:
+                pending.append(request)
+                return NOT_DONE_YET
+
+        site = PyWattSite(Slow(), reactor=self.clock, access_log=False)
+        transport, channel = connect(site)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(200)
+        self.assertFalse(transport.disconnecting)
+        pending[0].write(b"done")
+        pending[0].finish()
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
 
     def test_no_timers_left_after_the_connection_closes(self) -> None:
         _transport, channel = connect(self.site)

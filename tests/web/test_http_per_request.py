@@ -137,6 +137,33 @@ class SameBytesAsTwistedTests(SynchronousTestCase):
         self.assertEqual(ours_seen.peers, theirs_seen.peers)
         self.assertEqual(ours_seen.secure, [False, False])
 
+    def test_pieces_and_pipelines(self) -> None:
+        """
+        The channel splits lines itself (issue 20): requests in one piece of data,
+        split anywhere, or after an HTTP/1.0 request that closes the connection, get
+        Twisted's bytes.
+        """
+        one = b"GET /a HTTP/1.1\r\nHost: module\r\nX-A: 1\r\n\r\n"
+        for pieces in (
+            [one * 3],
+            [one[:5], one[5:17], one[17:] + one[:20], one[20:] + one],
+            [bytes([b]) for b in one * 2],
+            [b"GET /a HTTP/1.0\r\nHost: module\r\n\r\n" + one, one],
+            [b"\r\n" + one],
+        ):
+            answers = []
+            for site in (
+                Site(Echo(), reactor=Clock()),
+                PyWattSite(Echo(), reactor=Clock(), access_log=False),
+            ):
+                transport = CountingTransport()
+                protocol = site.buildProtocol(PEER)
+                protocol.makeConnection(transport)
+                for piece in pieces:
+                    protocol.dataReceived(piece)
+                answers.append((without_date(transport.value())[0], transport.disconnecting))
+            self.assertEqual(answers[1], answers[0], pieces)
+
     def test_date_header(self) -> None:
         before = datetimeToString()
         _, ours, _, _ = self.responses(TWO_GETS)

@@ -174,6 +174,40 @@ class ReadRoutingTests(SynchronousTestCase):
             error = self.assertRaises(ProtocolError, read_routing, data)
             self.assertEqual(str(error), str(expected))
 
+    def test_envelope_ids(self) -> None:
+        """
+        The envelope's id is accepted and refused exactly as the full decoder does: the
+        canonical form (either case) without parsing, any other form through the full
+        decoder's check.
+        """
+        plain = body(request())
+        envelope_id = plain[plain.index(b'"id":"') + 6 : plain.index(b'"id":"') + 42]
+        accepted = [
+            envelope_id.upper(),
+            b"{" + envelope_id + b"}",
+            b"urn:uuid:" + envelope_id,
+            envelope_id.replace(b"-", b""),
+        ]
+        for value in accepted:
+            data = plain.replace(envelope_id, value, 1)
+            decode_envelope_from_module(data)
+            self.assertIsNotNone(read_routing(data), value)
+        refused = [b"g" + envelope_id[1:], envelope_id[:-1], envelope_id + b"0", b""]
+        for value in refused:
+            data = plain.replace(envelope_id, value, 1)
+            expected = self.assertRaises(ProtocolError, decode_envelope_from_module, data)
+            error = self.assertRaises(ProtocolError, read_routing, data)
+            self.assertEqual(str(error), str(expected))
+        for value in (b"7", b"null", b"[]"):
+            data = plain.replace(b'"' + envelope_id + b'"', value, 1)
+            try:
+                decode_envelope_from_module(data)
+            except ProtocolError as e:
+                error = self.assertRaises(ProtocolError, read_routing, data)
+                self.assertEqual(str(error), str(e))
+            else:
+                self.assertIsNotNone(read_routing(data))
+
     def test_values_that_are_not_bytes(self) -> None:
         """
         Byte values are not decoded: an array of digits and commas that is not bytes is

@@ -140,11 +140,22 @@ def response_headers(headers: Headers, *, request_id: str = "") -> dict[str, str
     were dropped (names only, never values).
     """
     flat: dict[str, str] = {}
+    names = _WIRE_NAMES
     for raw_name, values in headers.getAllRawHeaders():
-        name = raw_name.lower()
-        if name in _HOP_BY_HOP or not values:
+        wire_name = names.get(raw_name)
+        if wire_name is None:
+            wire_name = _wire_name(raw_name)
+        if not wire_name or not values:
             continue
-        if name == b"set-cookie" and len(values) > 1:
+        if len(values) == 1:
+            # the common case, inline: one value, UTF-8 (or Latin-1, as _decode)
+            value = values[0]
+            try:
+                flat[wire_name] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                flat[wire_name] = value.decode("latin-1")
+            continue
+        if wire_name == "set-cookie":
             dropped = [_decode(value.split(b"=", 1)[0]).strip() for value in values[:-1]]
             _log.warn(
                 "HTTP-over-IPC response {request_id} set {count} cookies; the wire carries "
@@ -155,5 +166,21 @@ def response_headers(headers: Headers, *, request_id: str = "") -> dict[str, str
                 dropped=dropped,
             )
             values = values[-1:]
-        flat[_decode(name)] = ", ".join(_decode(value) for value in values)
+        flat[wire_name] = ", ".join(_decode(value) for value in values)
     return flat
+
+
+#: Response header names as the wire carries them (lower-cased text), by the name
+#: Twisted holds; C{""} for a hop-by-hop header, which is dropped. Responses use the
+#: same few names: bounded (past L{_WIRE_NAMES_MAX} names, new ones are worked out
+#: each time: correct, only slower).
+_WIRE_NAMES: dict[bytes, str] = {}
+_WIRE_NAMES_MAX = 1024
+
+
+def _wire_name(raw_name: bytes) -> str:
+    name = raw_name.lower()
+    wire_name = "" if name in _HOP_BY_HOP else _decode(name)
+    if len(_WIRE_NAMES) < _WIRE_NAMES_MAX:
+        _WIRE_NAMES[raw_name] = wire_name
+    return wire_name

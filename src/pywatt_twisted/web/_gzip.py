@@ -74,14 +74,19 @@ def maybe_gzip(request: Any, first: bytes) -> None:
     """
     if request.method == b"HEAD" or request.code in NO_BODY_CODES:
         return
-    headers = request.responseHeaders
-    if headers.hasHeader(b"content-encoding"):
+    # The response's Headers (twisted.web's own class: a Request always makes one)
+    # keeps a dict of canonical name -> values: read it directly rather than through
+    # four methods that each canonicalize the name again (issue 20); the same lookups.
+    raw: dict[bytes, list[bytes]] = request.responseHeaders._rawHeaders
+    if b"Content-Encoding" in raw:
         return
-    types = headers.getRawHeaders(b"content-type")
-    if not compressible(types[-1] if types else getattr(request, "defaultContentType", None)):
+    types = raw.get(b"Content-Type")
+    content_type = types[-1] if types else getattr(request, "defaultContentType", None)
+    known = _known.get(content_type) if type(content_type) is bytes else None
+    if not (known if known is not None else compressible(content_type)):
         return
-    headers.addRawHeader(b"Vary", b"Accept-Encoding")
-    lengths = headers.getRawHeaders(b"content-length")
+    raw.setdefault(b"Vary", []).append(b"Accept-Encoding")
+    lengths = raw.get(b"Content-Length")
     size = len(first)
     if lengths:
         try:

@@ -133,7 +133,91 @@ class _LeanChannel(HTTPChannel):
         self.transport.write(b"".join(parts))  # type: ignore[union-attr]
 
 
-class PyWattHTTPChannel(_LeanChannel):
+class _IdleClockChannel(_LeanChannel):
+    """
+    L{HTTPChannel} with its idle timeout (L{TimeoutMixin}'s, which HTTPChannel turns
+    off while a request is handled and on again after it, and resets with every piece
+    of data) kept as a deadline behind one timer per connection, re-armed when it
+    fires early (issue 20): turning it off and on again cancelled a timer and
+    scheduled a new one for every request, and each piece of data moved the timer in
+    the reactor's queue.
+    """
+
+    #: the clock of the deadlines (its C{seconds()}); the site sets its reactor, the
+    #: global reactor otherwise (as L{TimeoutMixin.callLater} uses).
+    clock: IReactorTime | None = None
+
+    def _now(self) -> float:
+        """
+        C{seconds()} of the clock of the deadlines: the site's reactor, or the global
+        reactor (as L{TimeoutMixin.callLater} uses) when no site set one.
+        """
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = self.clock = reactor  # type: ignore[assignment]
+        return clock.seconds()  # type: ignore[union-attr]
+
+    #: when the connection times out if nothing happens first (the clock's seconds), or
+    #: C{None} while the timeout is off
+    _idleDeadline: float | None = None
+    _idleCall: IDelayedCall | None = None
+    #: when L{_idleCall} is due
+    _idleCallDue = 0.0
+
+    def setTimeout(self, period: float | None) -> float | None:
+        """
+        L{TimeoutMixin.setTimeout}: time out C{period} seconds from now (unless data
+        comes first), or never (C{None}); return the previous period.
+        """
+        previous: float | None = self.timeOut
+        self.timeOut = period  # type: ignore[assignment]
+        if period is None:
+            self._idleDeadline = None  # the timer, if armed, finds nothing to do
+            return previous
+        deadline = self._idleDeadline = self._now() + period
+        call = self._idleCall
+        if call is None:
+            self._idleCall = self.callLater(period, self._idleClockFired)
+            self._idleCallDue = deadline
+        elif self._idleCallDue > deadline:  # a shorter period than the timer's
+            call.reset(period)
+            self._idleCallDue = deadline
+        return previous
+
+    def resetTimeout(self) -> None:
+        """
+        L{TimeoutMixin.resetTimeout}: start the period again, unless the timeout is
+        off or has already fired.
+        """
+        timeout = self.timeOut
+        if self._idleDeadline is not None and timeout is not None:
+            self._idleDeadline = self._now() + timeout
+
+    def _idleClockFired(self) -> None:
+        self._idleCall = None
+        deadline = self._idleDeadline
+        if deadline is None:  # off (a request is being handled), or closed
+            return
+        left = deadline - self._now()
+        if left > 0:
+            self._idleCall = self.callLater(left, self._idleClockFired)
+            self._idleCallDue = deadline
+            return
+        self._idleDeadline = None
+        self.timeoutConnection()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._idleDeadline = None
+        if self._idleCall is not None:
+            if self._idleCall.active():
+                self._idleCall.cancel()
+            self._idleCall = None
+        super().connectionLost(reason)
+
+
+class PyWattHTTPChannel(_IdleClockChannel):
     """
     The HTTP/1.1 connection behind the listening port: L{HTTPChannel} with bounds on
     what one client can make the module hold, each answered with a status and a JSON
@@ -168,10 +252,6 @@ class PyWattHTTPChannel(_LeanChannel):
     totalHeadersSize = DEFAULT_MAX_HEADER_SIZE
     MAX_LENGTH = DEFAULT_MAX_HEADER_SIZE
 
-    #: the clock of the header deadlines (its C{seconds()}); the site sets its reactor,
-    #: the global reactor otherwise (as L{TimeoutMixin.callLater} uses).
-    clock: IReactorTime | None = None
-
     _refused = False
     #: when the headers of the request being read must be in (C{clock.seconds()}), or
     #: C{None} between requests
@@ -182,6 +262,13 @@ class PyWattHTTPChannel(_LeanChannel):
     # -- reading ------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        L{HTTPChannel.dataReceived} (the idle timer reset, then L{LineReceiver}'s
+        split into lines) with the header clock started at a request's first byte and
+        L{lineReceived}'s limits checked in the loop itself: a header line costs no
+        call of ours (issue 20: three per small GET, with Twisted's two frames above
+        them).
+        """
         if self._refused:
             # Lingering after a refusal: read and drop, without resetting any timer.
             return
@@ -193,8 +280,59 @@ class PyWattHTTPChannel(_LeanChannel):
             and not self._handlingRequest
         ):
             # The first byte of a request: its headers must all be in by the deadline.
-            self._startHeaderClock(self.headerTimeout)
-        super().dataReceived(data)
+            clock = self.clock
+            if clock is not None and self._headerCall is not None:
+                self._headerDeadline = clock.seconds() + self.headerTimeout
+            else:
+                self._startHeaderClock(self.headerTimeout)
+        # resetTimeout(), inline
+        timeout = self.timeOut
+        if self._idleDeadline is not None and timeout is not None:
+            clock = self.clock
+            now = clock.seconds() if clock is not None else self._now()
+            self._idleDeadline = now + timeout
+        # LineReceiver.dataReceived, step for step, but for the limits of lineReceived
+        # checked before each line goes to HTTPChannel.lineReceived.
+        if self._busyReceiving:
+            self._buffer += data
+            return None
+        delimiter = self.delimiter
+        try:
+            self._busyReceiving = True
+            self._buffer += data
+            while self._buffer and not self.paused:
+                if self.line_mode:
+                    try:
+                        line, self._buffer = self._buffer.split(delimiter, 1)
+                    except ValueError:
+                        if len(self._buffer) >= (self.MAX_LENGTH + len(delimiter)):
+                            line, self._buffer = self._buffer, b""
+                            return self.lineLengthExceeded(line)
+                        return None
+                    else:
+                        if len(line) > self.MAX_LENGTH:
+                            exceeded = line + delimiter + self._buffer
+                            self._buffer = b""
+                            return self.lineLengthExceeded(exceeded)
+                        if (
+                            self._receivedHeaderSize + len(line) > self.totalHeadersSize
+                            or line[:1] in _FOLD
+                            or self._refused
+                        ) and self._lineRefused(line):
+                            return None
+                        why = _httpLineReceived(self, line)
+                        transport: Any = self.transport
+                        if why or (transport and transport.disconnecting):
+                            return why
+                else:
+                    data = self._buffer
+                    self._buffer = b""
+                    why = self.rawDataReceived(data)  # type: ignore[func-returns-value]
+                    if why:
+                        return why
+        finally:
+            self._busyReceiving = False
+        return None
 
     def _startHeaderClock(self, timeout: float) -> None:
         """
@@ -204,12 +342,7 @@ class PyWattHTTPChannel(_LeanChannel):
         for the deadline of the request then being read, if any. A request costs a
         clock reading, not a timer scheduled and cancelled.
         """
-        clock = self.clock
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = self.clock = reactor  # type: ignore[assignment]
-        self._headerDeadline = clock.seconds() + timeout  # type: ignore[union-attr]
+        self._headerDeadline = self._now() + timeout
         if self._headerCall is None:
             self._headerCall = self.callLater(timeout, self._headerClockFired)
 
@@ -218,7 +351,7 @@ class PyWattHTTPChannel(_LeanChannel):
         deadline = self._headerDeadline
         if deadline is None or self._refused:  # no request's headers are being read
             return
-        left = deadline - self.clock.seconds()  # type: ignore[union-attr]
+        left = deadline - self._now()
         if left > 0:
             self._headerCall = self.callLater(left, self._headerClockFired)
             return
@@ -232,12 +365,24 @@ class PyWattHTTPChannel(_LeanChannel):
         return hasattr(self, "_command")
 
     def lineReceived(self, line: bytes) -> None:
-        if self._refused:
+        # (dataReceived checks the limits in its own loop; this is for direct callers)
+        if self._lineRefused(line):
             return
+        super().lineReceived(line)
+
+    def _lineRefused(self, line: bytes) -> bool:
+        """
+        Whether C{line} of the request being read is refused (and answered): it takes
+        the request line and headers past C{totalHeadersSize} (431), or it is a header
+        line folded onto the one before (400). C{True} once the connection has refused
+        a request: what follows is dropped.
+        """
+        if self._refused:
+            return True
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self._headersTooLarge()
-            return
-        if line[:1] in (b" ", b"\t") and self._inHeaders():
+            return True
+        if line[:1] in _FOLD and self._inHeaders():
             self._refuse(
                 400,
                 b"Bad Request",
@@ -245,8 +390,8 @@ class PyWattHTTPChannel(_LeanChannel):
                 "a header line starts with a space or tab (obsolete line folding); "
                 "send each header on a single line",
             )
-            return
-        super().lineReceived(line)
+            return True
+        return False
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._headersTooLarge()
@@ -401,6 +546,13 @@ class PyWattHTTPChannel(_LeanChannel):
                 self._lingerCall.cancel()
             self._lingerCall = None
         super().connectionLost(reason)
+
+
+#: what a folded header line starts with
+_FOLD = (b" ", b"\t")
+
+#: the line parser of the request line and headers that PyWattHTTPChannel's loop calls
+_httpLineReceived = HTTPChannel.lineReceived
 
 
 def _peer(transport: Any) -> str:

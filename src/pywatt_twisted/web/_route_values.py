@@ -10,16 +10,19 @@ sent. Re-exported from L{pywatt_twisted.web.site}.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import orjson
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
+from twisted.python import log as _twisted_log
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRenderable
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET
-from twisted.web.template import Element, Tag, TagLoader
+from twisted.web.template import Element, Tag, TagLoader, renderElement
+from werkzeug.exceptions import HTTPException
 
 from pywatt_twisted.errors import RouteReturnError
 from pywatt_twisted.web.discovery import announced_path
@@ -36,12 +39,18 @@ _log = Logger(namespace="pywatt_twisted.web")
 
 try:
     from klein import Response as KleinResponse
+    from klein._resource import StandInResource as _StandInResource
+    from klein._resource import URLDecodeError as _URLDecodeError
+    from klein._resource import ensure_utf8_bytes
+    from klein._resource import extractURLparts as _extractURLparts
     from klein.interfaces import IKleinRequest
     from klein.resource import KleinResource
 except ImportError:  # pragma: no cover - klein is a dependency
     IKleinRequest = None  # type: ignore[assignment,misc]
     KleinResource = None  # type: ignore[assignment,misc]
     KleinResponse = None  # type: ignore[assignment,misc]
+
+_KleinBase: Any = object if KleinResource is None else KleinResource
 
 
 # -- what a route returns --------------------------------------------------------------
@@ -74,19 +83,12 @@ class _RouteValues:
         return getattr(self._pywatt_app, name)
 
     # What KleinResource reads on every request, forwarded without the failed normal
-    # lookup that reaching __getattr__ costs (about 0.5 us each, three per request).
+    # lookup that reaching __getattr__ costs (about 0.5 us each, three per request),
+    # by an attrgetter: the property's getter is then a C call, not a Python frame.
 
-    @property
-    def url_map(self) -> Any:
-        return self._pywatt_app.url_map
-
-    @property
-    def endpoints(self) -> Any:
-        return self._pywatt_app.endpoints
-
-    @property
-    def _error_handlers(self) -> Any:
-        return self._pywatt_app._error_handlers
+    url_map = property(attrgetter("_pywatt_app.url_map"))
+    endpoints = property(attrgetter("_pywatt_app.endpoints"))
+    _error_handlers = property(attrgetter("_pywatt_app._error_handlers"))
 
     def _note_rule(self, endpoint: str, request: Any) -> None:
         """
@@ -120,6 +122,8 @@ class _RouteValues:
     def execute_endpoint(self, endpoint: str, request: Any, *args: Any, **kwargs: Any) -> Any:
         self._note_rule(endpoint, request)
         result = self._pywatt_app.execute_endpoint(endpoint, request, *args, **kwargs)
+        if type(result) is bytes:  # the common case: as it is, no closure made for it
+            return result
         return _when_ready(result, request, lambda: _describe_route(request, endpoint))
 
     def execute_error_handler(self, handler: Any, request: Any, failure: Failure) -> Any:
@@ -154,8 +158,153 @@ def klein_resource(app: Any) -> IResource:
 
     @param app: a C{klein.Klein} app (bound or not).
     """
-    resource: IResource = KleinResource(_RouteValues(app))  # type: ignore[arg-type]
+    resource: IResource = _KleinResource(_RouteValues(app))  # type: ignore[arg-type]
     return resource
+
+
+def _gone(request: Any) -> bool:
+    """
+    Whether C{request} has finished or lost its connection: what Klein's render
+    learns from a C{notifyFinish} Deferred it registers just before the route runs
+    (both are false when a request is rendered, and each is set just before those
+    Deferreds fire).
+    """
+    return bool(request.finished or request._disconnected)
+
+
+class _KleinResource(_KleinBase):  # type: ignore[misc,valid-type]
+    """
+    C{KleinResource}, with a route that returns its body at once (C{bytes} or
+    C{str}: most routes, and the dicts and lists L{_RouteValues} turns into JSON) sent
+    at once, without the Deferreds Klein builds for every request (issue 20: about a
+    tenth of a small GET). What Klein does with anything else (a Deferred, a
+    coroutine, a resource, an element, an exception, a 404) is unchanged: the rest of
+    L{render} is Klein 24.8's C{KleinResource.render} (MIT licence), step for step,
+    with its "request finished" flag read from the request (L{_gone}) rather than
+    from a C{notifyFinish} Deferred.
+    """
+
+    def render(self, request: Any) -> Any:
+        if getattr(request, "finished", True) or getattr(request, "_disconnected", True):
+            # not a twisted.web request being rendered for the first time: Klein's own
+            return KleinResource.render(self, request)
+        try:
+            (
+                url_scheme,
+                server_name,
+                _server_port,
+                path_info,
+                script_name,
+            ) = _extractURLparts(request)
+        except _URLDecodeError as e:
+            for what, fail_ in e.errors:
+                _twisted_log.err(fail_, f"Invalid encoding in {what}.")
+            request.setResponseCode(400)
+            return b"Non-UTF-8 encoding in URL."
+
+        app = self._app
+        mapper = app.url_map.bind(
+            server_name,
+            script_name,
+            path_info=path_info,
+            default_method=request.method.decode("utf-8"),
+            url_scheme=url_scheme,
+        )
+        IKleinRequest(request).mapper = mapper
+
+        # whether Klein would watch for the request's end (a notifyFinish Deferred
+        # registered once the URL matched, just before the route runs)
+        watching = False
+        d: Deferred[Any]
+        try:
+            (rule, kwargs) = mapper.match(return_rule=True)
+            endpoint = rule.endpoint
+            segment_count = app.endpoints[endpoint].segment_count
+            request.prepath.extend(request.postpath[:segment_count])
+            request.postpath = request.postpath[segment_count:]
+        except BaseException:
+            d = fail(Failure(captureVars=Deferred.debug))
+        else:
+            watching = True
+            try:
+                result = app.execute_endpoint(endpoint, request, **kwargs)
+            except BaseException:
+                d = fail(Failure(captureVars=Deferred.debug))
+            else:
+                kind = type(result)
+                if (kind is bytes or kind is str) and not (
+                    request.finished or request._disconnected  # (_gone, inline)
+                ):
+                    # Klein's process() passes a body through, and its write_response()
+                    # writes it and finishes the request.
+                    try:
+                        request.write(result if kind is bytes else result.encode("utf-8"))
+                        if not (request.finished or request._disconnected):
+                            request.finish()
+                    except BaseException:
+                        _twisted_log.err(Failure(), "Unhandled Error writing response")
+                    return NOT_DONE_YET
+                d = maybeDeferred(lambda: result)
+            endpoint_d = d
+            request.notifyFinish().addErrback(lambda _: endpoint_d.cancel())
+
+        def finished() -> bool:
+            # Klein's "request finished" flag, set by that Deferred
+            return watching and _gone(request)
+
+        def process(r: object) -> Any:
+            if isinstance(r, KleinResponse):
+                r = r._applyToRequest(request)
+            if IResource.providedBy(r):
+                request.render(getChildForRequest(r, request))
+                return _StandInResource
+            if IRenderable.providedBy(r):
+                renderElement(request, r)
+                return _StandInResource
+            return r
+
+        d.addCallback(process)
+
+        def processing_failed(failure: Failure, error_handlers: Any) -> Deferred[Any] | None:
+            if finished():
+                if not failure.check(CancelledError):
+                    _twisted_log.err(failure, "Unhandled Error Processing Request.")
+                return None
+            if len(error_handlers) == 0:
+                if failure.check(HTTPException):
+                    he = failure.value
+                    request.setResponseCode(he.code)
+                    resp = he.get_response({})
+                    for header, value in resp.headers:
+                        request.setHeader(ensure_utf8_bytes(header), ensure_utf8_bytes(value))
+                    encoded = resp.iter_encoded()
+                    return succeed(ensure_utf8_bytes(b"".join(encoded)))
+                request.processingFailed(failure)
+                return None
+            error_handler = error_handlers[0]
+            if failure.check(*error_handler[0]):
+                handler_d = maybeDeferred(
+                    app.execute_error_handler, error_handler[1], request, failure
+                )
+                handler_d.addCallback(process)
+                return handler_d.addErrback(processing_failed, error_handlers[1:])
+            return processing_failed(failure, error_handlers[1:])
+
+        d.addErrback(processing_failed, app._error_handlers)
+
+        def write_response(r: Any) -> None:
+            if r is _StandInResource:
+                return
+            if isinstance(r, str):
+                r = r.encode("utf-8")
+            if isinstance(r, bytes):
+                request.write(r)
+            if not finished():
+                request.finish()
+
+        d.addCallback(write_response)
+        d.addErrback(_twisted_log.err, _why="Unhandled Error writing response")
+        return NOT_DONE_YET
 
 
 def _with_route_values(resource: IResource) -> IResource:

@@ -447,6 +447,8 @@ class ModuleMetrics:
         )
         self.registry.register(self.http_in_flight)
         self._request_counts = self.http_requests.counts
+        self._latency_series = self.http_latency.series
+        self._latency_bounds = self.http_latency.upper_bounds
         self.channel_states = Gauge(
             "pywatt_channel_state",
             "1 for the current state of each channel, 0 for states it was in before.",
@@ -524,7 +526,16 @@ class ModuleMetrics:
             self.http_requests.inc(key)
         else:
             entry[0] += 1
-        self.http_latency.observe((route,), seconds if seconds > 0.0 else 0.0)
+        if not seconds > 0.0:  # (a clock stepped back; NaN)
+            seconds = 0.0
+        # http_latency.observe((route,), seconds), without the call once the route has
+        # its series
+        series = self._latency_series.get((route,))
+        if series is None:
+            self.http_latency.observe((route,), seconds)
+        else:
+            series[0][bisect_left(self._latency_bounds, seconds)] += 1
+            series[1] += seconds
 
     # Channels and messages
 

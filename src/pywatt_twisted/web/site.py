@@ -61,7 +61,7 @@ from pywatt_twisted.web._route_values import (
 )
 from pywatt_twisted.web._version import VERSION_ATTRIBUTE, prefixed, versioned
 from pywatt_twisted.web.discovery import METRICS_PATH, announced_path
-from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, ModuleMetrics
+from pywatt_twisted.web.metrics import METRICS_CONTENT_TYPE, STANDARD_METHODS, ModuleMetrics
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
@@ -326,9 +326,10 @@ class PyWattRequest(Request):
         # request.args. A type that does not even contain "form" is neither
         # application/x-www-form-urlencoded nor multipart/form-data: skip the parse for
         # it (JSON and binary bodies); forms are read exactly as before.
-        ctype = self.requestHeaders.getRawHeaders(b"content-type")
-        if ctype and b"form" not in ctype[0].lower():
-            self._parsePOSTFormSubmission = False
+        if command == b"POST":  # (Twisted looks for a form in a POST only)
+            ctype = self.requestHeaders.getRawHeaders(b"content-type")
+            if ctype and b"form" not in ctype[0].lower():
+                self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
 
     def write(self, data: bytes) -> None:
@@ -350,52 +351,55 @@ class PyWattRequest(Request):
         super().write(data)
 
     def process(self) -> None:
+        """
+        L{twisted.web.server.Request.process}, step for step, with the C{Date}
+        header's text made once a second (L{_http_date}) rather than for every
+        request (the C{*} request goes to Twisted's own), the request reported to its
+        site first (in flight, metrics) and, when tracing is on, its SERVER span
+        current while the resource runs.
+        """
         channel: Any = self.channel
         site = channel.site
         track = getattr(site, "_request_started", None)
         if track is not None:
             track(self)
-        if not tracing.switch.on:
-            self._process()
-            return
-        # tracing: the request's SERVER span is current while the resource runs
-        # (coroutine routes keep it); it ends when the request finishes (in _finished,
-        # with the route label the metrics use, or on its own notifyFinish callback).
+        token = self._start_span(channel, track is not None) if tracing.switch.on else None
+        try:
+            path = self.path
+            if path == b"*":
+                super().process()
+                return
+            self.site = site
+            self.setHeader(b"Server", _server.version)
+            self.setHeader(b"Date", _http_date())
+            self.prepath = []
+            self.postpath = list(map(unquote, path[1:].split(b"/")))
+            try:
+                resrc = site.getResourceFor(self)
+                if _IEncodingResource.providedBy(resrc):
+                    encoder = resrc.getEncoder(self)
+                    if encoder is not None:
+                        self._encoder = encoder
+                self.render(resrc)
+            except BaseException:
+                self.processingFailed(Failure())
+        finally:
+            if token is not None:
+                tracing.detach(token)
+
+    def _start_span(self, channel: Any, tracked: bool) -> object:
+        """
+        Start the request's SERVER span and make it current (coroutine routes keep
+        it); return the token for L{tracing.detach}. The span ends when the request
+        finishes: in L{_finished}, with the route label the metrics use, when the
+        site tracks the request, or else on its own L{notifyFinish} callback.
+        """
         span = tracing.http_server_span(self, getattr(channel, "pywatt_transport", "http"))
-        if track is not None:
+        if tracked:
             self._pywatt_span = span
         else:
             self.notifyFinish().addBoth(self._end_span, span)
-        token = tracing.attach(span)
-        try:
-            self._process()
-        finally:
-            tracing.detach(token)
-
-    def _process(self) -> None:
-        """
-        L{twisted.web.server.Request.process}, step for step, with the C{Date}
-        header's text made once a second (L{_http_date}) rather than for every
-        request; the C{*} request goes to Twisted's own.
-        """
-        path = self.path
-        if path == b"*":
-            super().process()
-            return
-        self.site = site = self.channel.site  # type: ignore[attr-defined]
-        self.setHeader(b"Server", _server.version)
-        self.setHeader(b"Date", _http_date())
-        self.prepath = []
-        self.postpath = list(map(unquote, path[1:].split(b"/")))
-        try:
-            resrc = site.getResourceFor(self)
-            if _IEncodingResource.providedBy(resrc):
-                encoder = resrc.getEncoder(self)
-                if encoder is not None:
-                    self._encoder = encoder
-            self.render(resrc)
-        except BaseException:
-            self.processingFailed(Failure())
+        return tracing.attach(span)
 
     def _end_span(self, result: object, span: Any) -> None:
         tracing.end_http_server_span(result, span, self, route_label(self))
@@ -506,6 +510,9 @@ class PyWattRequest(Request):
             self._pywatt_track = None
             self._finished(reason, *track)
 
+    #: the SERVER span of the request, when tracing is on and its site tracks it
+    _pywatt_span: Any = None
+
     def _finished(
         self, result: object, site: PyWattSite, metrics: ModuleMetrics | None, started: float
     ) -> None:
@@ -513,22 +520,37 @@ class PyWattRequest(Request):
         try:
             if metrics is not None:
                 status = "aborted" if isinstance(result, Failure) else str(self.code)
-                method = self.method.decode("ascii", "replace").upper()
+                method = _METHOD_LABELS.get(self.method)
+                if method is None:
+                    method = self.method.decode("ascii", "replace").upper()
                 seconds = site.reactor.seconds() - started
-                label = route_label(self)
+                # route_label(self), without a call for the common cases: a built-in's
+                # label, or the rule Klein matched outside a versioned app
+                label = self.pywatt_route
+                if not label:
+                    label = self._pywatt_matched_rule
+                    if label is None or self.pywatt_route_version is not None:
+                        label = route_label(self)
+                elif type(label) is not str:
+                    label = route_label(self)
                 metrics.request_finished(label, method, status, seconds)
         except Exception:
             _log.failure("recording metrics for {uri} failed", uri=_path_of(self))
         finally:
-            span = self.__dict__.pop("_pywatt_span", None)
+            span = self._pywatt_span
             if span is not None:
+                self._pywatt_span = None
                 try:
                     tracing.end_http_server_span(
                         result, span, self, route_label(self) if label is None else label
                     )
                 except Exception:
                     _log.failure("ending the span of {uri} failed", uri=_path_of(self))
-            site._request_finished(self)
+            site._in_flight.discard(self)
+
+
+#: the method label of the standard methods' tokens (as C{_finished} would decode them)
+_METHOD_LABELS = {m.encode("ascii"): m for m in STANDARD_METHODS}
 
 
 class PyWattSite(Site):
@@ -655,18 +677,30 @@ class PyWattSite(Site):
         # PyWattRequest.finish and connectionLost), without a notifyFinish Deferred
         request._pywatt_track = (self, self.metrics, started)
 
-    def _request_finished(self, request: PyWattRequest) -> None:
-        self._in_flight.discard(request)
-
     def getResourceFor(self, request: Any) -> Any:
         """
         L{Site.getResourceFor}, with the site path copied as the list it is (Twisted
-        goes through C{copy.copy}).
+        goes through C{copy.copy}) and, when the root is the built-ins in front of the
+        user's resource (L{build_root_resource}), the user's resource traversed from
+        its root directly.
         """
         request.site = self
         prepath = request.prepath
         request.sitepath = prepath[:] if type(prepath) is list else copy.copy(prepath)
-        return getChildForRequest(self.resource, request)
+        root = self.resource
+        if type(root) is _RootResource and request.postpath:
+            # The built-ins in front of the user's resource: what the first traversal
+            # step (_RootResource.getChildWithDefault) would do, without taking the
+            # step and undoing it for every request that is not a built-in.
+            if request.method in (b"GET", b"HEAD"):
+                builtin = root._builtins.get(request.path)
+                if builtin is not None:
+                    prepath.append(request.postpath.pop(0))
+                    label, resource = builtin
+                    request.pywatt_route = label
+                    return resource
+            return getChildForRequest(root._app, request)
+        return getChildForRequest(root, request)
 
     def startFactory(self) -> None:
         # No log file and no once-a-second timer for the cached log date: the access

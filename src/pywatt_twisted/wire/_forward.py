@@ -19,6 +19,7 @@ gives C{None}: decode it in full.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Final
 
@@ -63,6 +64,10 @@ _FORMAT_TAILS: Final = {
 _TAIL_PREFIX: Final = b'],"format":"'
 # the payload's place in the rest of the frame: an integer no payload can be
 _PLACEHOLDER: Final = b"0"
+# a UUID in its canonical text form (every such string is one the full decoder accepts)
+_canonical_uuid: Final = re.compile(
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
 
 #: The largest frame L{read_routing} reads; a larger one (a stream chunk, a large routed
 #: body) is decoded in full. The searches below each pass over the whole text, and a
@@ -221,8 +226,13 @@ def read_routing(data: bytes) -> RoutingHeader | None:
     else:
         return None
     # The envelope's id and metadata: validated as the full decode does (a relay has
-    # no use for them).
-    _envelope_id(obj)
+    # no use for them). An id in the canonical form is a UUID without parsing it into
+    # one (a third of the cost); anything else gets the full decoder's check and error.
+    envelope_id = obj.get("id")
+    if envelope_id is not None and (
+        type(envelope_id) is not str or _canonical_uuid(envelope_id) is None
+    ):
+        _envelope_id(obj)
     metadata = obj.get("metadata")
     if metadata is not None and (type(metadata) is not dict or metadata):
         _metadata(metadata)

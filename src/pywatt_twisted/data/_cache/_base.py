@@ -301,10 +301,14 @@ class StoreCache:
             store, "set_now", None
         )
         self._availability: Availability | None = getattr(store, "availability", None)
-        # full stored keys of recently checked keys, for a static prefix only: get and
-        # set read this instead of checking the same key again (at most KNOWN_KEYS
-        # entries; when full it is emptied and refills with the keys in use)
+        # full stored keys of recently checked keys, under _known_prefix: get and set
+        # read this instead of checking the same key again (at most KNOWN_KEYS entries;
+        # when full it is emptied and refills with the keys in use)
         self._known: dict[str, str] = {}
+        # the prefix the keys in _known were checked under: the static prefix, or the
+        # last prefix a store with namespace versions (Memcached) gave, which is the
+        # same object until its versions are read again (then the memo is emptied)
+        self._known_prefix: str | None = self._static
         # the synchronous read and write of a store with a static prefix and no
         # availability guard: get and set call these directly for a known key
         sync = self._static is not None and self._availability is None
@@ -447,7 +451,10 @@ class StoreCache:
                         return defer.fail()
         if _switch.on:
             return tracing.traced(self._span("get"), self._get_guarded(key, timeout))
-        return self._get_guarded(key, timeout)
+        avail = self._availability
+        if timeout is None and (avail is None or avail.down is None):
+            return self._get(key)
+        return self._guarded(self._get, timeout, key)
 
     def _get_guarded(self, key: str, timeout: float | None) -> Deferred[object | None]:
         avail = self._availability
@@ -463,10 +470,15 @@ class StoreCache:
         prefix = self._static
         if prefix is None:
             prefix = self._store.prefix(self._parts)
-            if isinstance(prefix, Deferred):
+            # (a str is never a Deferred: no ABC instance check for the common case)
+            if prefix.__class__ is not str and isinstance(prefix, Deferred):
                 return prefix.addCallback(self._get_under, key)
         try:
-            full = self._known.get(key) if key.__class__ is str else None
+            full = (
+                self._known.get(key)
+                if prefix is self._known_prefix and key.__class__ is str
+                else None
+            )
             if full is None:
                 full = self._check(key, prefix)
             get_now = self._get_now
@@ -484,13 +496,19 @@ class StoreCache:
 
     def _check(self, key: str, prefix: str) -> str:
         """
-        The full stored key of C{key} (L{validate_key}), remembered when the prefix is
-        static.
+        The full stored key of C{key} (L{validate_key}), remembered under C{prefix}.
         """
         full = validate_key(key, prefix)
-        if prefix is self._static and key.__class__ is str:
+        if key.__class__ is str:
             known = self._known
-            if len(known) >= KNOWN_KEYS:
+            if prefix is not self._known_prefix:
+                if self._static is not None:
+                    # (a static prefix never changes: only its keys are remembered)
+                    return full
+                # a store's namespace prefix was read again: its keys from now on
+                known.clear()
+                self._known_prefix = prefix
+            elif len(known) >= KNOWN_KEYS:
                 known.clear()
             known[key] = full
         return full
@@ -512,7 +530,10 @@ class StoreCache:
                     return _succeed(None)
         if _switch.on:
             return tracing.traced(self._span("set"), self._set_guarded(key, value, ttl, timeout))
-        return self._set_guarded(key, value, ttl, timeout)
+        avail = self._availability
+        if timeout is None and (avail is None or avail.down is None):
+            return self._set(key, value, ttl)
+        return self._guarded(self._set, timeout, key, value, ttl)
 
     def _set_guarded(
         self, key: str, value: object, ttl: float | None, timeout: float | None
@@ -533,10 +554,14 @@ class StoreCache:
         prefix = self._static
         if prefix is None:
             prefix = self._store.prefix(self._parts)
-            if isinstance(prefix, Deferred):
+            if prefix.__class__ is not str and isinstance(prefix, Deferred):
                 return prefix.addCallback(self._set_under, key, data, ttl)
         try:
-            full = self._known.get(key) if key.__class__ is str else None
+            full = (
+                self._known.get(key)
+                if prefix is self._known_prefix and key.__class__ is str
+                else None
+            )
             if full is None:
                 full = self._check(key, prefix)
             set_now = self._set_now

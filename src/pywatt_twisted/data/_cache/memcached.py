@@ -41,12 +41,14 @@ from twisted.protocols.memcache import MemCacheProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pywatt_twisted import tracing
 from pywatt_twisted.data._cache._availability import (
     Availability,
     ReportingEndpoint,
     report_failure,
 )
 from pywatt_twisted.data._cache._base import ICacheStore, StoreCache
+from pywatt_twisted.data._cache._codec import decode_value
 from pywatt_twisted.data._cache._errors import CacheError, CacheUnavailable, InvalidKey
 from pywatt_twisted.data._resources import track
 
@@ -59,6 +61,22 @@ _value = itemgetter(1)
 
 def _none(_: object) -> None:
     return None
+
+
+def _stored_value(reply: tuple[int, bytes | None]) -> object | None:
+    """
+    The value of a (flags, value) reply of C{MemCacheProtocol.get}, decoded
+    (L{decode_value}; bytes, the common case, inline).
+    """
+    data = reply[1]
+    if data is None:
+        return None
+    if data[:1] == b"b":
+        return data[1:]
+    return decode_value(data)
+
+
+_switch = tracing.switch
 
 
 #: defaults of the C{connect_timeout} and C{timeout} options, in seconds
@@ -157,7 +175,11 @@ class MemcachedStore:
 
     def _connected(self, proto: MemCacheProtocol) -> None:
         self._connect_error = None
-        self._protocol = proto
+        # ClientService hands out a proxy whose every attribute read is a Python
+        # __getattr__ call; it only adds the disconnection notice, which reaches
+        # ClientService whoever calls the protocol: get and set call the protocol.
+        real = getattr(proto, "_protocol", None)
+        self._protocol = real if isinstance(real, MemCacheProtocol) else proto
         self.availability.connected()
         waiters, self._waiters = self._waiters, []
         for d in waiters:
@@ -457,4 +479,63 @@ class MemcachedCache(StoreCache):
             reactor=reactor,
         )
         super().__init__(store, (namespace,) if namespace else ())
+        self._memcached = store
         track(self)
+
+    def _live_key(self, key: str) -> tuple[MemCacheProtocol, bytes] | None:
+        """
+        For the hot paths: the connected protocol and the stored key of C{key}, when
+        C{key} was checked before under the namespace prefix in use (its versions
+        still fresh), the connection is up and the cache is not marked down; else
+        C{None} (the caller takes L{StoreCache}'s way, which does each step).
+        """
+        store = self._memcached
+        proto = store._protocol
+        if proto is None or proto._disconnected or store.availability.down is not None:
+            return None
+        parts = self._parts
+        if parts:
+            cached = store._prefixes.get(parts)
+            if (
+                cached is None
+                or cached[0] is not self._known_prefix
+                or cached[1] <= store.clock.seconds()
+            ):
+                return None
+        elif self._known_prefix != "":
+            return None
+        full = self._known.get(key)
+        if full is None:
+            return None
+        # (a checked key is at most MAX_KEY_BYTES = MemCacheProtocol.MAX_KEY_LENGTH)
+        return proto, full.encode("utf-8")
+
+    # get and set are the hot paths (as MemoryCache's): a key checked before, a live
+    # connection, tracing off, no timeout: straight to the protocol, with one callback
+    # pair on its Deferred; anything else takes StoreCache's way.
+
+    def get(self, key: str, *, timeout: float | None = None) -> Deferred[object | None]:
+        if timeout is None and not _switch.on and key.__class__ is str:
+            live = self._live_key(key)
+            if live is not None:
+                return live[0].get(live[1]).addCallbacks(_stored_value, self._memcached._fail)
+        return StoreCache.get(self, key, timeout=timeout)
+
+    def set(
+        self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
+    ) -> Deferred[None]:
+        if (
+            timeout is None
+            and ttl is None
+            and not _switch.on
+            and value.__class__ is bytes
+            and key.__class__ is str
+        ):
+            live = self._live_key(key)
+            if live is not None:
+                return (
+                    live[0]
+                    .set(live[1], b"b" + value, 0, 0)
+                    .addCallbacks(_none, self._memcached._fail)
+                )
+        return StoreCache.set(self, key, value, ttl, timeout=timeout)
