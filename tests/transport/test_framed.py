@@ -941,3 +941,32 @@ class DirectSendTests(SynchronousTestCase):
         p.dataReceived(self.replies(1))
         self.assertRaises(BlockingIOError, peer.recv, 100)
         self.assertIn(transport, fds.getWriters())
+
+
+class _TransportWithoutTwistedFields(StringTransport):
+    """
+    A transport the framed layer takes for one of Twisted's socket transports (the
+    test puts its type among them) but without their buffer and write-side fields, as
+    in a Twisted that keeps them otherwise.
+    """
+
+    def writeSomeData(self, data: bytes) -> int:
+        raise AssertionError("sent directly although the fields could not be read")
+
+
+class HandOverFallbackTests(SynchronousTestCase):
+    """
+    L{_hand_over} sends at once only on a transport whose Twisted fields it can read;
+    otherwise it writes, and stops trying direct sends for every transport.
+    """
+
+    def test_fields_missing(self) -> None:
+        from pywatt_twisted._transport import framed
+
+        self.patch(framed, "_DIRECT_TYPES", frozenset({_TransportWithoutTwistedFields}))
+        transport = _TransportWithoutTwistedFields()
+        framed._hand_over(transport, [b"one", b"two"])
+        self.assertEqual(transport.value(), b"onetwo")
+        self.assertEqual(framed._DIRECT_TYPES, frozenset())
+        framed._hand_over(transport, [b"three"])
+        self.assertEqual(transport.value(), b"onetwothree")

@@ -101,3 +101,55 @@ class CompressibleCacheTests(SynchronousTestCase):
             self.assertTrue(_gzip.compressible(b"text/x-%d" % i))
         self.assertEqual(len(_gzip._known), _gzip._KNOWN_LIMIT)
         self.assertTrue(_gzip.compressible(bytearray(b"text/plain")))
+
+
+class _OtherHeaders:
+    """
+    Response headers with Twisted's public methods but no C{_rawHeaders} dict, as a
+    Twisted that keeps them otherwise would have.
+    """
+
+    def __init__(self) -> None:
+        from twisted.web.http_headers import Headers
+
+        self._kept = Headers()
+        for name in ("hasHeader", "getRawHeaders", "addRawHeader", "setRawHeaders"):
+            setattr(self, name, getattr(self._kept, name))
+        self.getAllRawHeaders = self._kept.getAllRawHeaders
+
+
+class MaybeGzipWithoutRawHeadersTests(SynchronousTestCase):
+    """
+    L{maybe_gzip} reads Twisted's C{Headers._rawHeaders} directly; with headers that
+    keep them otherwise it makes the same decision through their public methods.
+    """
+
+    def request(self, content_type: bytes, size: int) -> object:
+        from twisted.web.test.requesthelper import DummyRequest
+
+        request = DummyRequest([b""])
+        request.code = 200
+        request.requestHeaders.setRawHeaders(b"accept-encoding", [b"gzip"])
+        request.responseHeaders = _OtherHeaders()  # type: ignore[assignment]
+        request.responseHeaders.setRawHeaders(b"content-type", [content_type])
+        request.responseHeaders.setRawHeaders(b"content-length", [str(size).encode()])
+        return request
+
+    def test_compressible(self) -> None:
+        from pywatt_twisted.web._gzip import maybe_gzip
+
+        request = self.request(b"text/plain", 4096)
+        maybe_gzip(request, b"x")
+        self.assertIsNotNone(getattr(request, "_encoder", None))
+        self.assertEqual(
+            request.responseHeaders.getRawHeaders(b"vary"),
+            [b"Accept-Encoding"],  # type: ignore[attr-defined]
+        )
+
+    def test_not_compressible(self) -> None:
+        from pywatt_twisted.web._gzip import maybe_gzip
+
+        for content_type, size in ((b"image/png", 4096), (b"text/plain", 10)):
+            request = self.request(content_type, size)
+            maybe_gzip(request, b"x")
+            self.assertIsNone(getattr(request, "_encoder", None))

@@ -128,6 +128,32 @@ def _direct_types() -> frozenset[type]:
 _DIRECT_TYPES: frozenset[type] = _direct_types()
 
 
+def _holds_nothing(transport: Any, to_send: bool) -> bool:
+    """
+    Whether C{transport}, of one of L{_DIRECT_TYPES}, holds no bytes unsent (and, with
+    C{to_send}, whether it may be sent on now: connected, not closing, not TLS).
+
+    This reads Twisted's own fields of its socket transports (C{FileDescriptor}'s
+    buffers and write-side flags): a Twisted that keeps them otherwise raises
+    AttributeError here once, and from then on no transport is sent on directly
+    (everything takes C{write}, as before).
+    """
+    global _DIRECT_TYPES
+    try:
+        if transport.dataBuffer or transport._tempDataBuffer:
+            return False
+        return not to_send or not (
+            transport.disconnecting
+            or transport._writeDisconnecting
+            or transport._writeDisconnected
+            or transport.TLS
+            or not transport.connected
+        )
+    except AttributeError:
+        _DIRECT_TYPES = frozenset()
+        return False
+
+
 def _hand_over(transport: Any, batch: list[bytes]) -> None:
     """
     Coalesced frames to their transport (nothing once the connection has no
@@ -147,15 +173,7 @@ def _hand_over(transport: Any, batch: list[bytes]) -> None:
         return
     if type(transport) in _DIRECT_TYPES:
         data = batch[0] if len(batch) == 1 else b"".join(batch)
-        if not (
-            transport.dataBuffer
-            or transport._tempDataBuffer
-            or transport.disconnecting
-            or transport._writeDisconnecting
-            or transport._writeDisconnected
-            or transport.TLS
-            or not transport.connected
-        ):
+        if _holds_nothing(transport, True):
             sent = transport.writeSomeData(data)
             if type(sent) is int and sent > 0:
                 if sent == len(data):
@@ -184,7 +202,7 @@ def _push(transport: Any) -> None:
         return
     if transport.disconnecting or getattr(transport, "_writeDisconnecting", False):
         return
-    if type(transport) in _DIRECT_TYPES and not (transport.dataBuffer or transport._tempDataBuffer):
+    if type(transport) in _DIRECT_TYPES and _holds_nothing(transport, False):
         return
     push()
 

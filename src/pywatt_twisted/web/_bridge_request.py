@@ -105,7 +105,9 @@ def copy_headers(web_request: Any, headers: Mapping[str, str] | None) -> str | N
     # header. Names are the same few on every request: their canonical form is worked
     # out once, through addRawHeader itself (_header_name), and a value without CR or
     # LF (all of them, after validate()) has nothing to split.
-    raw = target._rawHeaders if target.__class__ is Headers else None
+    raw = getattr(target, "_rawHeaders", None) if target.__class__ is Headers else None
+    if raw.__class__ is not dict:
+        raw = None  # a Twisted that keeps them otherwise: addRawHeader for every header
     content_length: str | None = None
     for name, value in (headers or {}).items():
         canonical = _HEADER_NAMES.get(name)

@@ -77,7 +77,13 @@ def maybe_gzip(request: Any, first: bytes) -> None:
     # The response's Headers (twisted.web's own class: a Request always makes one)
     # keeps a dict of canonical name -> values: read it directly rather than through
     # four methods that each canonicalize the name again (issue 20); the same lookups.
-    raw: dict[bytes, list[bytes]] = request.responseHeaders._rawHeaders
+    headers = request.responseHeaders
+    raw = getattr(headers, "_rawHeaders", None)
+    copied = raw.__class__ is not dict
+    if copied:
+        # Not the Headers this reads directly (a Twisted that keeps them otherwise):
+        # the same decision on a copy of them, and Vary added through its method.
+        raw = {name: list(values) for name, values in headers.getAllRawHeaders()}
     if b"Content-Encoding" in raw:
         return
     types = raw.get(b"Content-Type")
@@ -85,7 +91,10 @@ def maybe_gzip(request: Any, first: bytes) -> None:
     known = _known.get(content_type) if type(content_type) is bytes else None
     if not (known if known is not None else compressible(content_type)):
         return
-    raw.setdefault(b"Vary", []).append(b"Accept-Encoding")
+    if copied:
+        headers.addRawHeader(b"Vary", b"Accept-Encoding")
+    else:
+        raw.setdefault(b"Vary", []).append(b"Accept-Encoding")
     lengths = raw.get(b"Content-Length")
     size = len(first)
     if lengths:
