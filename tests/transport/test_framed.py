@@ -970,3 +970,54 @@ class HandOverFallbackTests(SynchronousTestCase):
         self.assertEqual(framed._DIRECT_TYPES, frozenset())
         framed._hand_over(transport, [b"three"])
         self.assertEqual(transport.value(), b"onetwothree")
+
+
+class _FakeTLS:
+    """
+    Stands for Twisted's TLS protocol: what is written to it lands in the socket
+    transport underneath, which the reactor would send on its next turn.
+    """
+
+    def __init__(self) -> None:
+        self.transport = _PushableTransport()
+
+    def write(self, data: bytes) -> None:
+        self.transport.held.append(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.transport.held.extend(data)
+
+
+class _PushableTransport:
+    connected = True
+    disconnecting = False
+
+    def __init__(self) -> None:
+        self.held: list[bytes] = []
+        self.sent: list[bytes] = []
+
+    def doWrite(self) -> None:
+        self.sent.extend(self.held)
+        del self.held[:]
+
+
+class HandOverTLSTests(SynchronousTestCase):
+    """
+    Over TLS, L{_hand_over} sends what the TLS layer passed to the socket transport
+    at once, as on a plain socket.
+    """
+
+    def test_pushed(self) -> None:
+        from pywatt_twisted._transport import framed
+
+        self.patch(framed, "_TLS_TYPE", _FakeTLS)
+        tls = _FakeTLS()
+        framed._hand_over(tls, [b"one", b"two"])
+        self.assertEqual((tls.transport.held, tls.transport.sent), ([], [b"one", b"two"]))
+
+    def test_other_wrappers_not_pushed(self) -> None:
+        from pywatt_twisted._transport import framed
+
+        tls = _FakeTLS()  # not Twisted's TLS protocol
+        framed._hand_over(tls, [b"one"])
+        self.assertEqual((tls.transport.held, tls.transport.sent), ([b"one"], []))

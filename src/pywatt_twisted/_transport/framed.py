@@ -128,6 +128,21 @@ def _direct_types() -> frozenset[type]:
 _DIRECT_TYPES: frozenset[type] = _direct_types()
 
 
+def _tls_type() -> type | None:
+    """
+    Twisted's TLS protocol (the transport a TLS connection's protocol writes to), or
+    C{None} without pyOpenSSL.
+    """
+    try:
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+    except ImportError:  # pragma: no cover (twisted[tls] is a dependency)
+        return None
+    return TLSMemoryBIOProtocol
+
+
+_TLS_TYPE: type | None = _tls_type()
+
+
 def _holds_nothing(transport: Any, to_send: bool) -> bool:
     """
     Whether C{transport}, of one of L{_DIRECT_TYPES}, holds no bytes unsent (and, with
@@ -185,6 +200,10 @@ def _hand_over(transport: Any, batch: list[bytes]) -> None:
         transport.write(batch[0])
     else:
         transport.writeSequence(batch)
+    if type(transport) is _TLS_TYPE:
+        # Over TLS the encrypted bytes wait in the socket transport underneath for the
+        # reactor's next turn: send them now, as on a plain socket.
+        _push(transport.transport)
 
 
 def _push(transport: Any) -> None:
