@@ -203,7 +203,7 @@ def _hand_over(transport: Any, batch: list[bytes]) -> None:
     if type(transport) is _TLS_TYPE:
         # Over TLS the encrypted bytes wait in the socket transport underneath for the
         # reactor's next turn: send them now, as on a plain socket.
-        _push(transport.transport)
+        _push(getattr(transport, "transport", None))
 
 
 def _push(transport: Any) -> None:

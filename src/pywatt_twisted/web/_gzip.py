@@ -78,7 +78,7 @@ def maybe_gzip(request: Any, first: bytes) -> None:
     # keeps a dict of canonical name -> values: read it directly rather than through
     # four methods that each canonicalize the name again (issue 20); the same lookups.
     headers = request.responseHeaders
-    raw = getattr(headers, "_rawHeaders", None)
+    raw: dict[bytes, list[bytes]] = getattr(headers, "_rawHeaders", None)  # type: ignore[assignment]
     copied = raw.__class__ is not dict
     if copied:
         # Not the Headers this reads directly (a Twisted that keeps them otherwise):
