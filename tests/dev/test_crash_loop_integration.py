@@ -11,6 +11,12 @@ from twisted.trial.unittest import TestCase
 
 from tests.dev.process import start_dev, stop_dev
 
+WINDOW = 100
+"""
+The crash window given to C{pywatt dev} and the longest wait for the crash: well within
+the test's timeout, and independent of how fast the machine starts processes.
+"""
+
 
 class CrashLoopIntegrationTests(TestCase):
     timeout = 120
@@ -22,10 +28,16 @@ class CrashLoopIntegrationTests(TestCase):
         "crashed" with the error and the hint; the status JSON says C{crashed}; Ctrl-C
         exits 0.
         """
+        # The window and the wait are wide: three Python starts and the restart delays
+        # (1 + 2 s) took more than the default 30 s on a loaded two-core machine, so the
+        # loop was never detected within the window, nor the line seen within the wait.
         proto, base = await start_dev(
-            self, "--module=bad=tests.runtime.modules:failing_start", "--crash-limit=3"
+            self,
+            "--module=bad=tests.runtime.modules:failing_start",
+            "--crash-limit=3",
+            f"--crash-window={WINDOW}",
         )
-        await proto.wait_for(r"bad crashed: it failed 3 times within 30 s")
+        await proto.wait_for(rf"bad crashed: it failed 3 times within {WINDOW} s", timeout=WINDOW)
         await proto.wait_for(r"hint: fix the error")
         response = await treq.get(f"{base}/_pywatt/modules", persistent=False)
         (info,) = json.loads(await response.content())
@@ -56,9 +68,13 @@ class CrashLoopIntegrationTests(TestCase):
         With C{--debug} the traceback of the failed start is shown, once.
         """
         proto, _ = await start_dev(
-            self, "--module=bad=tests.runtime.modules:failing_start", "--crash-limit=2", "--debug"
+            self,
+            "--module=bad=tests.runtime.modules:failing_start",
+            "--crash-limit=2",
+            f"--crash-window={WINDOW}",
+            "--debug",
         )
-        await proto.wait_for(r"bad crashed")
+        await proto.wait_for(r"bad crashed", timeout=WINDOW)
         await stop_dev(proto)
         self.assertEqual(proto.exit_code, 0)
         self.assertEqual(proto.output.count("Traceback (most recent call last)"), 1)
