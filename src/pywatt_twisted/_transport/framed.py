@@ -503,25 +503,30 @@ class FramedProtocol(Protocol):
             # (delivered by a synchronous peer: that read hands over what goes to the
             # others).
             try:
-                if self.push_every and len(items) > self.push_every and group is None:
-                    _dispatch_in_slices(self, items)
-                else:
-                    reader.dispatch(items)
+                self._dispatch_read(items, sliced=group is None)
             finally:
                 self._flush_batch()
                 self._batch = None
             return
         group.reading = True
         try:
-            if self.push_every and len(items) > self.push_every:
-                _dispatch_in_slices(self, items)
-            else:
-                reader.dispatch(items)
+            self._dispatch_read(items, sliced=True)
         finally:
             group.reading = False
             self._flush_batch()
             self._batch = None
             group.flush()
+
+    def _dispatch_read(self, items: list[Frame | FrameError | bytes], sliced: bool) -> None:
+        """
+        Dispatch the items of one read: in slices of L{push_every} when C{sliced} and
+        the read holds more (not for a read nested in another connection's), else at once.
+        """
+        step = self.push_every
+        if sliced and step and len(items) > step:
+            _dispatch_in_slices(self, items)
+        else:
+            self._reader.dispatch(items)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -565,9 +570,10 @@ class FramedProtocol(Protocol):
 
     def _flush_batch(self) -> None:
         """
-        Hand the coalesced frames to the transport: one C{write} for one frame, one
-        C{writeSequence} for more. (The transport may pause us as it takes them; the
-        frames transmitted after that wait in the outbox, behind these.)
+        Hand the coalesced frames to the transport (L{_hand_over}: sent at once on an
+        idle socket, else one C{write} or C{writeSequence}). (The transport may pause us
+        as it takes them; the frames transmitted after that wait in the outbox, behind
+        these.)
         """
         batch = self._batch
         if not batch:
