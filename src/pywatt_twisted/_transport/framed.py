@@ -503,30 +503,19 @@ class FramedProtocol(Protocol):
             # (delivered by a synchronous peer: that read hands over what goes to the
             # others).
             try:
-                self._dispatch_read(items, sliced=group is None)
+                _dispatch_read(self, items, sliced=group is None)
             finally:
                 self._flush_batch()
                 self._batch = None
             return
         group.reading = True
         try:
-            self._dispatch_read(items, sliced=True)
+            _dispatch_read(self, items, sliced=True)
         finally:
             group.reading = False
             self._flush_batch()
             self._batch = None
             group.flush()
-
-    def _dispatch_read(self, items: list[Frame | FrameError | bytes], sliced: bool) -> None:
-        """
-        Dispatch the items of one read: in slices of L{push_every} when C{sliced} and
-        the read holds more (not for a read nested in another connection's), else at once.
-        """
-        step = self.push_every
-        if sliced and step and len(items) > step:
-            _dispatch_in_slices(self, items)
-        else:
-            self._reader.dispatch(items)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -624,6 +613,21 @@ class FramedProtocol(Protocol):
 
     def stopProducing(self) -> None:
         pass
+
+
+def _dispatch_read(
+    protocol: FramedProtocol, items: list[Frame | FrameError | bytes], sliced: bool
+) -> None:
+    """
+    Dispatch the items of one read of C{protocol}: in slices of
+    L{FramedProtocol.push_every} when C{sliced} and the read holds more (not for a read
+    nested in another connection's), else at once.
+    """
+    step = protocol.push_every
+    if sliced and step and len(items) > step:
+        _dispatch_in_slices(protocol, items)
+    else:
+        protocol._reader.dispatch(items)
 
 
 def _dispatch_in_slices(protocol: FramedProtocol, items: list[Frame | FrameError | bytes]) -> None:
