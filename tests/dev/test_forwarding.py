@@ -84,6 +84,34 @@ class ForwardTests(SynchronousTestCase):
         self.assertEqual((links.routed_in["tcp"], links.messages_in["tcp"]), (1, 1))
         self.assertEqual(links.last_routed_on, "tcp")
 
+    def test_request_ids_correlate_in_any_form_and_path(self) -> None:
+        """
+        A reply finds its request's route whatever the form of the id each carries
+        (the route is keyed by the id's canonical text) and whichever path each took:
+        forwarded undecoded, or decoded in full (L{DevOrchestrator.route}).
+        """
+        dev, _, _ = orchestrator()
+        orders = attach(dev, "orders", "tcp")
+        inventory = attach(dev, "inventory", "ipc")
+        message = request()
+        text = str(message.request_id).encode()
+        data = frame(message).payload.replace(text, text.upper())
+        self.assertTrue(dev.supervisors["orders"].links.frame_received(orders, Frame(1, data)))
+        (forwarded,) = inventory.raw
+        self.assertIn(text, forwarded)  # (the encoder's form)
+        payload = EncodedPayload.from_json({"in_stock": 7})
+        reply = RoutedModuleReply("inventory", message.request_id, "orders", payload)
+        dev.route(dev.supervisors["inventory"], reply, inventory.send)
+        self.assertEqual(
+            orders.sent, [RoutedModuleResponse("inventory", message.request_id, payload)]
+        )
+        dev.route(dev.supervisors["orders"], message, orders.send)
+        self.assertTrue(receive(dev, "inventory", inventory, reply))
+        self.assertEqual(
+            orders.raw, [bare(RoutedModuleResponse("inventory", message.request_id, payload))]
+        )
+        self.assertEqual(dev._routes, {})
+
     def test_preferred_channel(self) -> None:
         dev, _, _ = orchestrator()
         orders = attach(dev, "orders", "tcp")

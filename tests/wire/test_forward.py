@@ -31,6 +31,7 @@ from pywatt_twisted.wire.messages import (
 )
 
 REQUEST_ID = uuid.UUID("58dae9c5-3442-4c6f-a277-50e4d8371c5d")
+REQUEST_ID_TEXT = b"58dae9c5-3442-4c6f-a277-50e4d8371c5d"
 
 
 def request(payload: EncodedPayload | None = None, target: str = "inventory") -> RouteToModule:
@@ -61,10 +62,31 @@ class ReadRoutingTests(SynchronousTestCase):
             (header.target_module_id, header.target_endpoint, header.source_module_id),
             ("inventory", "get_stock", None),
         )
-        self.assertEqual(header.request_id, REQUEST_ID)
+        self.assertEqual(header.request_id, REQUEST_ID_TEXT)
+        self.assertEqual(header.request_uuid(), REQUEST_ID)
         self.assertTrue(header.payload_json.startswith(b'{"data":[123,'))
         self.assertEqual(header.payload(), message.payload)
         self.assertEqual(header.message(), decode_envelope_from_module(data).content)
+
+    def test_request_id_forms(self) -> None:
+        """
+        A request id in any form the full decoder accepts is read as its canonical
+        lowercase text (the key a relay correlates by, and what the forwarded frame
+        carries, as the encoder writes it); one it refuses raises its error.
+        """
+        plain = body(request())
+        text = str(REQUEST_ID)
+        for value in (text.upper(), "{" + text + "}", "urn:uuid:" + text, REQUEST_ID.hex):
+            data = plain.replace(text.encode(), value.encode())
+            header = read_routing(data)
+            assert header is not None
+            self.assertEqual(header.request_id, REQUEST_ID_TEXT, value)
+            self.assertEqual(header.message(), decode_envelope_from_module(data).content)
+        for value in ("é" + text[1:], text[:-1] + "g"):
+            data = plain.replace(text.encode(), value.encode())
+            expected = self.assertRaises(ProtocolError, decode_envelope_from_module, data)
+            error = self.assertRaises(ProtocolError, read_routing, data)
+            self.assertEqual(str(error), str(expected))
 
     def test_large_frames_are_decoded_in_full(self) -> None:
         """
@@ -241,7 +263,7 @@ class FrameTests(SynchronousTestCase):
                 1 << 32,
             )
             self.assertEqual(
-                routed_message_frame(source, REQUEST_ID, header.payload_json, endpoint), expected
+                routed_message_frame(source, REQUEST_ID_TEXT, header.payload_json, endpoint), expected
             )
 
     def test_routed_response_frame(self) -> None:
@@ -253,7 +275,7 @@ class FrameTests(SynchronousTestCase):
             encode(RoutedModuleResponse("inventory", REQUEST_ID, payload)), FORMAT_JSON, 1 << 32
         )
         self.assertEqual(
-            routed_response_frame("inventory", REQUEST_ID, header.payload_json), expected
+            routed_response_frame("inventory", REQUEST_ID_TEXT, header.payload_json), expected
         )
         self.assertEqual(
             decode_from_orchestrator(expected[5:]),
@@ -278,13 +300,13 @@ class FrameTests(SynchronousTestCase):
                 1 << 32,
             )
             self.assertEqual(
-                routed_message_frame(source, REQUEST_ID, header.payload_json, f"e{i}"), expected
+                routed_message_frame(source, REQUEST_ID_TEXT, header.payload_json, f"e{i}"), expected
             )
             expected = encode_frame(
                 encode(RoutedModuleResponse(source, REQUEST_ID, payload)), FORMAT_JSON, 1 << 32
             )
             self.assertEqual(
-                routed_response_frame(source, REQUEST_ID, header.payload_json), expected
+                routed_response_frame(source, REQUEST_ID_TEXT, header.payload_json), expected
             )
         self.assertLessEqual(len(_forward._message_heads), _forward._HEADS_LIMIT)
         self.assertLessEqual(len(_forward._response_heads), _forward._HEADS_LIMIT)

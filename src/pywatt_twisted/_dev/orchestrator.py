@@ -5,6 +5,7 @@ L{DevOrchestrator}: the local orchestrator behind C{pywatt dev}.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -74,6 +75,19 @@ def module_ids(specs: Iterable[str]) -> list[tuple[str, str]]:
     return result
 
 
+def _route_key(request_id: uuid.UUID) -> bytes:
+    """
+    The key of a route: the request id's canonical text (what
+    L{RoutingHeader.request_id <pywatt_twisted.wire._forward.RoutingHeader.request_id>}
+    holds for a forwarded frame).
+    """
+    return str(request_id).encode("ascii")
+
+
+def _request_uuid(key: bytes) -> uuid.UUID:
+    return uuid.UUID(key.decode("ascii"))
+
+
 class DevOrchestrator(Service):
     """
     Spawns modules, serves them secrets, proxies HTTP from a front port, forwards their
@@ -130,8 +144,9 @@ class DevOrchestrator(Service):
         # request id -> (requester, target module id, expiry time), oldest first: every
         # route lives ROUTE_TIMEOUT, so insertion order is expiry order and one timer
         # (for the oldest) sweeps them all, instead of a DelayedCall per request. It
-        # runs until a sweep finds no route left.
-        self._routes: dict[Any, tuple[ModuleSupervisor, str, float]] = {}
+        # runs until a sweep finds no route left. The id is keyed by its canonical text
+        # (_route_key): a forwarded frame carries it as text, and needs no UUID made.
+        self._routes: dict[bytes, tuple[ModuleSupervisor, str, float]] = {}
         self._route_sweep: Any = None
         self._unsubscribe = secrets.subscribe(self.secrets_changed)
 
@@ -226,7 +241,7 @@ class DevOrchestrator(Service):
         """
         if isinstance(message, RouteToModule):
             connection = self._route_request(
-                source, message.target_module_id, message.request_id, reply
+                source, message.target_module_id, _route_key(message.request_id), reply
             )
             if connection is not None:
                 connection.send(
@@ -238,7 +253,7 @@ class DevOrchestrator(Service):
                     )
                 )
         elif isinstance(message, RoutedModuleReply):
-            requester = self._route_reply(source, message.request_id)
+            requester = self._route_reply(source, _route_key(message.request_id))
             if requester is not None:
                 self._deliver(
                     requester,
@@ -288,21 +303,25 @@ class DevOrchestrator(Service):
                 "pywatt-dev", f"{source.module_id} sent an unreadable reply payload: {e}", "warn"
             )
             return
-        self._deliver(requester, RoutedModuleResponse(source.module_id, header.request_id, payload))
+        self._deliver(
+            requester, RoutedModuleResponse(source.module_id, header.request_uuid(), payload)
+        )
 
     def _route_request(
-        self, source: ModuleSupervisor, target_id: str, request_id: Any, reply: Any
+        self, source: ModuleSupervisor, target_id: str, request_id: bytes, reply: Any
     ) -> Any:
         """
         The target's channel connection to send a request to, its route remembered for
         the reply; or C{None}, the requester answered with an error.
+
+        @param request_id: the request id's canonical text (L{_route_key}).
         """
         target = self.supervisors.get(target_id)
         if target is None:
             reply(
                 routing_error(
                     target_id,
-                    request_id,
+                    _request_uuid(request_id),
                     "unknown_module",
                     f"no module {target_id!r} runs under pywatt dev "
                     f"(modules: {', '.join(sorted(self.supervisors))})",
@@ -314,7 +333,7 @@ class DevOrchestrator(Service):
             reply(
                 routing_error(
                     target_id,
-                    request_id,
+                    _request_uuid(request_id),
                     "unavailable",
                     f"module {target.module_id!r} has no channel connected ({target.status})",
                 )
@@ -327,7 +346,7 @@ class DevOrchestrator(Service):
             self._route_sweep = self.reactor.callLater(ROUTE_TIMEOUT, self._sweep_routes)
         return connection
 
-    def _route_reply(self, source: ModuleSupervisor, request_id: Any) -> ModuleSupervisor | None:
+    def _route_reply(self, source: ModuleSupervisor, request_id: bytes) -> ModuleSupervisor | None:
         """
         The requester a reply goes back to (its route forgotten), or C{None} for a reply
         to an unknown or expired request (said on the console).
@@ -336,7 +355,8 @@ class DevOrchestrator(Service):
         if entry is None:
             self.console.say(
                 "pywatt-dev",
-                f"{source.module_id} replied to unknown or expired request {request_id}",
+                f"{source.module_id} replied to unknown or expired request "
+                f"{request_id.decode('ascii')}",
                 "warn",
             )
             return None
@@ -426,7 +446,7 @@ class DevOrchestrator(Service):
                 requester,
                 routing_error(
                     target_id,
-                    request_id,
+                    _request_uuid(request_id),
                     "target_exited",
                     f"module {target_id!r} exited before replying",
                 ),

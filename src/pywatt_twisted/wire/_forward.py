@@ -68,6 +68,10 @@ _PLACEHOLDER: Final = b"0"
 _canonical_uuid: Final = re.compile(
     "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 ).fullmatch
+# the same, lowercase only, as bytes: the text str(uuid.UUID(text)) gives back unchanged
+_lower_uuid: Final = re.compile(
+    rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
 
 #: The largest frame L{read_routing} reads; a larger one (a stream chunk, a large routed
 #: body) is decoded in full. The searches below each pass over the whole text, and a
@@ -87,7 +91,9 @@ class RoutingHeader:
     @ivar target_endpoint: the endpoint (a request), or C{None} (a reply).
     @ivar source_module_id: the module the reply says it comes from, or C{None} (a
         request).
-    @ivar request_id: the request id.
+    @ivar request_id: the request id, in its canonical text form (lowercase, as
+        C{str(uuid.UUID)} writes it) and as ASCII bytes: the key a relay correlates a
+        reply by, and the bytes the forwarded frame carries (L{request_uuid} parses it).
     @ivar payload_json: the payload object's JSON text, C{{"data":[...],"format":...}}:
         the byte values are checked to be digits and commas only, not decoded.
     """
@@ -107,7 +113,7 @@ class RoutingHeader:
         target_module_id: str,
         target_endpoint: str | None,
         source_module_id: str | None,
-        request_id: uuid.UUID,
+        request_id: bytes,
         payload_json: bytes,
     ) -> None:
         self.op = op
@@ -116,6 +122,12 @@ class RoutingHeader:
         self.source_module_id = source_module_id
         self.request_id = request_id
         self.payload_json = payload_json
+
+    def request_uuid(self) -> uuid.UUID:
+        """
+        The request id as a L{uuid.UUID} (for the rare paths that need the message).
+        """
+        return uuid.UUID(self.request_id.decode("ascii"))
 
     def payload(self) -> EncodedPayload:
         """
@@ -139,11 +151,11 @@ class RoutingHeader:
         if self.op == ROUTE_TO_MODULE:
             assert self.target_endpoint is not None
             return RouteToModule(
-                self.target_module_id, self.target_endpoint, self.request_id, self.payload()
+                self.target_module_id, self.target_endpoint, self.request_uuid(), self.payload()
             )
         assert self.source_module_id is not None
         return RoutedModuleReply(
-            self.source_module_id, self.request_id, self.target_module_id, self.payload()
+            self.source_module_id, self.request_uuid(), self.target_module_id, self.payload()
         )
 
 
@@ -216,11 +228,11 @@ def read_routing(data: bytes) -> RoutingHeader | None:
     if op == ROUTE_TO_MODULE:
         target = _str(content, "target_module_id", op)
         endpoint: str | None = _str(content, "target_endpoint", op)
-        request_id = _uuid(content, "request_id", op)
+        request_id = _request_id_text(content, op)
         source = None
     elif op == ROUTED_REPLY:
         source = _str(content, "source_module_id", op)
-        request_id = _uuid(content, "request_id", op)
+        request_id = _request_id_text(content, op)
         target = _str(content, "target_module_id", op)
         endpoint = None
     else:
@@ -237,6 +249,20 @@ def read_routing(data: bytes) -> RoutingHeader | None:
     if metadata is not None and (type(metadata) is not dict or metadata):
         _metadata(metadata)
     return RoutingHeader(op, target, endpoint, source, request_id, payload_json)
+
+
+def _request_id_text(content: dict[str, object], op: str) -> bytes:
+    """
+    The request id of C{content} in its canonical lowercase text form: as it is when
+    it is in that form, else parsed (and refused) as the full decoder does, and written
+    in that form.
+    """
+    value = content.get("request_id")
+    if type(value) is str and value.isascii():
+        text = value.encode("ascii")
+        if _lower_uuid(text) is not None:
+            return text
+    return str(_uuid(content, "request_id", op)).encode("ascii")
 
 
 def _string(value: str) -> bytes:
@@ -276,32 +302,36 @@ def _response_head(source_module_id: str) -> bytes:
 
 
 def routed_message_frame(
-    source_module_id: str, request_id: uuid.UUID, payload_json: bytes, endpoint: str | None
+    source_module_id: str, request_id: bytes, payload_json: bytes, endpoint: str | None
 ) -> bytes:
     """
     The frame (header and payload) of a bare C{routed_module_message} carrying
     C{payload_json} as its payload object: the bytes C{encode_frame(encode(
-    RoutedModuleMessage(source_module_id, request_id, payload, endpoint)))} gives for the
-    payload that text decodes to.
+    RoutedModuleMessage(source_module_id, uuid.UUID(request_id), payload, endpoint)))}
+    gives for the payload that text decodes to.
+
+    @param request_id: the request id's canonical text (L{RoutingHeader.request_id}).
     """
     parts = _message_heads.get((source_module_id, endpoint))
     head, tail = parts if parts is not None else _message_head(source_module_id, endpoint)
-    body = b"".join((head, str(request_id).encode("ascii"), b'","payload":', payload_json, tail))
+    body = b"".join((head, request_id, b'","payload":', payload_json, tail))
     return _pack_header(len(body), FORMAT_JSON) + body
 
 
 def routed_response_frame(
-    source_module_id: str, request_id: uuid.UUID, payload_json: bytes
+    source_module_id: str, request_id: bytes, payload_json: bytes
 ) -> bytes:
     """
     The frame of a bare C{routed_module_response} carrying C{payload_json}: the bytes
-    C{encode_frame(encode(RoutedModuleResponse(source_module_id, request_id, payload)))}
-    gives.
+    C{encode_frame(encode(RoutedModuleResponse(source_module_id, uuid.UUID(request_id),
+    payload)))} gives.
+
+    @param request_id: the request id's canonical text (L{RoutingHeader.request_id}).
     """
     body = b"".join(
         (
             _response_heads.get(source_module_id) or _response_head(source_module_id),
-            str(request_id).encode("ascii"),
+            request_id,
             b'","payload":',
             payload_json,
             b"}",
