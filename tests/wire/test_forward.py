@@ -6,11 +6,14 @@ against the full decoder and encoder.
 
 from __future__ import annotations
 
+import random
 import uuid
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.wire import _forward
 from pywatt_twisted.wire._forward import (
     MAX_READ_SIZE,
     ROUTE_TO_MODULE,
@@ -263,7 +266,8 @@ class FrameTests(SynchronousTestCase):
                 1 << 32,
             )
             self.assertEqual(
-                routed_message_frame(source, REQUEST_ID_TEXT, header.payload_json, endpoint), expected
+                routed_message_frame(source, REQUEST_ID_TEXT, header.payload_json, endpoint),
+                expected,
             )
 
     def test_routed_response_frame(self) -> None:
@@ -287,8 +291,6 @@ class FrameTests(SynchronousTestCase):
         The frames' starts are kept per module id and endpoint, a bounded number of
         them: made-up names keep giving the encoder's bytes.
         """
-        from pywatt_twisted.wire import _forward
-
         payload = EncodedPayload.from_json({"n": 1})
         header = read_routing(body(request(payload)))
         assert header is not None
@@ -300,7 +302,8 @@ class FrameTests(SynchronousTestCase):
                 1 << 32,
             )
             self.assertEqual(
-                routed_message_frame(source, REQUEST_ID_TEXT, header.payload_json, f"e{i}"), expected
+                routed_message_frame(source, REQUEST_ID_TEXT, header.payload_json, f"e{i}"),
+                expected,
             )
             expected = encode_frame(
                 encode(RoutedModuleResponse(source, REQUEST_ID, payload)), FORMAT_JSON, 1 << 32
@@ -310,3 +313,117 @@ class FrameTests(SynchronousTestCase):
             )
         self.assertLessEqual(len(_forward._message_heads), _forward._HEADS_LIMIT)
         self.assertLessEqual(len(_forward._response_heads), _forward._HEADS_LIMIT)
+
+
+def fields(data: bytes, read: Any = read_routing) -> object:
+    """
+    What C{read} makes of C{data}: the header's fields, C{None}, or the error's text.
+    """
+    try:
+        header = read(data)
+    except ProtocolError as e:
+        return f"error: {e}"
+    if header is None:
+        return None
+    return (
+        header.op,
+        header.target_module_id,
+        header.target_endpoint,
+        header.source_module_id,
+        header.request_id,
+        header.payload_json,
+    )
+
+
+class KnownShapeTests(SynchronousTestCase):
+    """
+    A frame whose shape was read before is read from what that gave, checking only its
+    ids and byte values (C{_read_known}): the result is always the one of reading it
+    in full (C{_read_plain}).
+    """
+
+    def setUp(self) -> None:
+        _forward._shapes.clear()
+
+    def test_same_result(self) -> None:
+        """
+        Requests and replies, with each payload format and names that need no escape,
+        read the same the first time (the shape learnt) and the next (known).
+        """
+        messages: list[object] = [
+            request(),
+            request(EncodedPayload(b"", "Json")),
+            request(EncodedPayload(b"\x00\xff", "Binary")),
+            request(target="ünï/ç"),
+            RoutedModuleReply("inventory", REQUEST_ID, "orders", EncodedPayload(b"[1]")),
+        ]
+        for message in messages:
+            data = body(message)
+            expected = fields(data, _forward._read_plain)
+            self.assertIsInstance(expected, tuple, message)
+            self.assertEqual(fields(data), expected)
+            self.assertEqual(fields(data), expected)
+            other = data.replace(str(REQUEST_ID).encode(), b"0123abcd-ef45-4678-9abc-def012345678")
+            self.assertEqual(fields(other), fields(other, _forward._read_plain))
+        known = _forward._read_known(body(request()))
+        assert known is not None
+        self.assertEqual(known.request_id, REQUEST_ID_TEXT)
+
+    def test_another_request_id_key_first(self) -> None:
+        """
+        A C{"request_id"} key before the content's own is not taken for it: the shape
+        reads another request id than the sample's, so it is not known.
+        """
+        other = b"0123abcd-ef45-4678-9abc-def012345678"
+        data = body(request()).replace(
+            b'"target_endpoint":"get_stock",',
+            b'"target_endpoint":"get_stock","x":{"request_id":"' + other + b'"},',
+        )
+        for _ in range(2):
+            self.assertIsNone(_forward._read_known(data))
+            header = read_routing(data)
+            assert header is not None
+            self.assertEqual(header.request_id, REQUEST_ID_TEXT)
+
+    def test_errors_are_not_known(self) -> None:
+        """
+        A shape the full read refuses raises its error every time.
+        """
+        data = body(request()).replace(b'"target_endpoint":"get_stock"', b'"target_endpoint":7')
+        expected = self.assertRaises(ProtocolError, decode_envelope_from_module, data)
+        for _ in range(2):
+            error = self.assertRaises(ProtocolError, read_routing, data)
+            self.assertEqual(str(error), str(expected))
+
+    def test_mutations(self) -> None:
+        """
+        Any one byte of a request or a reply changed (to one that matters to JSON or to
+        the shape), and the frame read again after that: the result is the full read's.
+        """
+        rng = random.Random(17)
+        plains = [
+            body(request(EncodedPayload.from_json([1, 2]))),
+            body(RoutedModuleReply("inventory", REQUEST_ID, "orders", EncodedPayload(b"12"))),
+        ]
+        for plain in plains:
+            fields(plain)
+        for _ in range(3000):
+            plain = rng.choice(plains)
+            at = rng.randrange(len(plain))
+            data = (
+                plain[:at]
+                + rng.choice(b'"\\,:{}[]0aA-_ x\x00\xc3').to_bytes(1, "big")
+                + plain[at + 1 :]
+            )
+            expected = fields(data, _forward._read_plain)
+            self.assertEqual(fields(data), expected, data)
+            self.assertEqual(fields(data), expected, data)
+
+    def test_bounded(self) -> None:
+        """
+        The shapes are kept up to a bound: made-up names keep being read right.
+        """
+        for i in range(_forward._HEADS_LIMIT + 10):
+            data = body(request(target=f"m{i}"))
+            self.assertEqual(fields(data), fields(data, _forward._read_plain))
+        self.assertLessEqual(len(_forward._shapes), _forward._HEADS_LIMIT)
