@@ -40,7 +40,6 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "UnknownFrameFormat",
-    "build_frame",
     "encode_frame",
     "frame_header",
     "frame_json",
@@ -110,6 +109,7 @@ _UnfrozenFrame = unfrozen(Frame)
 
 def build_frame(fmt: int, payload: bytes) -> Frame:
     """
+    (Internal: for the library's own readers, not part of the public API.)
     C{Frame(fmt, payload)}, built as an unfrozen twin switched to L{Frame}
     (L{unfrozen}): the decoder makes one per frame, and the frozen class's generated
     C{__init__} costs about three times as much (4.0k against 1.4k instructions; it has
