@@ -850,7 +850,7 @@ def _d_routed_response(obj: _Obj, ctx: str) -> RoutedModuleResponse:
         if len(digits) == 32 and type(data) is list and fmt == "Json":
             try:
                 number = int(digits, 16)
-                raw = bytes(data)
+                raw = bytes(bytearray(data))  # (see _bytes_value)
             except (ValueError, TypeError):
                 pass
             else:
