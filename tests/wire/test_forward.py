@@ -365,7 +365,7 @@ class KnownShapeTests(SynchronousTestCase):
             self.assertEqual(fields(data), expected)
             other = data.replace(str(REQUEST_ID).encode(), b"0123abcd-ef45-4678-9abc-def012345678")
             self.assertEqual(fields(other), fields(other, _forward._read_plain))
-        known = _forward._read_known(body(request()))
+        known = _forward._read_known(body(request()), None)
         assert known is not None
         self.assertEqual(known.request_id, REQUEST_ID_TEXT)
 
@@ -380,7 +380,7 @@ class KnownShapeTests(SynchronousTestCase):
             b'"target_endpoint":"get_stock","x":{"request_id":"' + other + b'"},',
         )
         for _ in range(2):
-            self.assertIsNone(_forward._read_known(data))
+            self.assertIsNone(_forward._read_known(data, None))
             header = read_routing(data)
             assert header is not None
             self.assertEqual(header.request_id, REQUEST_ID_TEXT)
@@ -405,10 +405,15 @@ class KnownShapeTests(SynchronousTestCase):
             body(request(EncodedPayload.from_json([1, 2]))),
             body(RoutedModuleReply("inventory", REQUEST_ID, "orders", EncodedPayload(b"12"))),
         ]
+        lasts: list[_forward.LastShape] = []
         for plain in plains:
-            fields(plain)
+            last: _forward.LastShape = [None]
+            fields(plain, lambda data: read_routing(data, last))  # noqa: B023
+            self.assertIsNotNone(last[0])
+            lasts.append(last)
         for _ in range(3000):
-            plain = rng.choice(plains)
+            kind = rng.randrange(len(plains))
+            plain = plains[kind]
             at = rng.randrange(len(plain))
             data = (
                 plain[:at]
@@ -418,6 +423,28 @@ class KnownShapeTests(SynchronousTestCase):
             expected = fields(data, _forward._read_plain)
             self.assertEqual(fields(data), expected, data)
             self.assertEqual(fields(data), expected, data)
+            # ... and with the unchanged frame's shape as the sender's last one
+            last = list(lasts[kind])
+            self.assertEqual(fields(data, lambda data: read_routing(data, last)), expected)  # noqa: B023
+
+    def test_last_shape(self) -> None:
+        """
+        The sender's last shape is kept in C{last} and followed while frames have it;
+        a frame of another shape is read all the same, and its shape kept instead.
+        """
+        last: _forward.LastShape = [None]
+        reply = RoutedModuleReply("inventory", REQUEST_ID, "orders", EncodedPayload(b"[1]"))
+        frames = [body(request()), body(request(target="other")), body(reply)]
+        for data in frames + frames:
+            self.assertEqual(
+                fields(data, lambda data: read_routing(data, last)),
+                fields(data, _forward._read_plain),
+            )
+            shape = last[0]
+            assert shape is not None
+            self.assertEqual(fields(data, _forward._read_plain)[0], shape[2][0])  # type: ignore[index]
+            self.assertIn(shape[0], data)
+        self.assertIsNone(read_routing(b"{}", last))
 
     def test_bounded(self) -> None:
         """

@@ -15,7 +15,7 @@ from typing import Any
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.orchestrator._channel_server import ChannelServer
-from pywatt_twisted.wire._forward import RoutingHeader, read_routing
+from pywatt_twisted.wire._forward import LastShape, RoutingHeader, read_routing
 from pywatt_twisted.wire.framing import FORMAT_JSON
 from pywatt_twisted.wire.messages import Identify, RoutedModuleReply, RouteToModule
 
@@ -73,6 +73,8 @@ class ModuleLinks:
         self.routed_in: dict[str, int] = {"tcp": 0, "ipc": 0}
         self.last_routed_on: str | None = None
         self.channel_preference: tuple[str, ...] | None = None
+        # the shape of the module's last module-to-module frame (see read_routing)
+        self._last_shape: LastShape = [None]
 
     async def listen(self) -> None:
         """
@@ -124,7 +126,7 @@ class ModuleLinks:
         frame object is made for it).
         """
         try:
-            header = read_routing(payload)
+            header = read_routing(payload, self._last_shape)
         except ProtocolError as e:
             connection.bad_frames.append(e)  # as the full decode would
             return True

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Final
+from typing import Final, NamedTuple
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.wire import _json
@@ -47,6 +47,7 @@ from pywatt_twisted.wire.messages import (
 __all__ = [
     "ROUTED_REPLY",
     "ROUTE_TO_MODULE",
+    "LastShape",
     "RoutingHeader",
     "read_routing",
     "routed_message_frame",
@@ -86,10 +87,13 @@ _lower_uuid: Final = re.compile(
 MAX_READ_SIZE: Final = 64 * 1024
 
 
-class RoutingHeader:
+class RoutingHeader(NamedTuple):
     """
     The routing fields of a C{route_to_module} or C{routed_module_response} from a
     module, and its payload's JSON text, undecoded.
+
+    (A named tuple: L{_read_known} makes one with C{tuple.__new__}, several times
+    cheaper than a class's C{__init__}, and its fields are read as fast as slots.)
 
     @ivar op: L{ROUTE_TO_MODULE} or L{ROUTED_REPLY}.
     @ivar target_module_id: the module the message goes to (for a reply: the requester).
@@ -103,30 +107,12 @@ class RoutingHeader:
         the byte values are checked to be digits and commas only, not decoded.
     """
 
-    __slots__ = (
-        "op",
-        "payload_json",
-        "request_id",
-        "source_module_id",
-        "target_endpoint",
-        "target_module_id",
-    )
-
-    def __init__(
-        self,
-        op: str,
-        target_module_id: str,
-        target_endpoint: str | None,
-        source_module_id: str | None,
-        request_id: bytes,
-        payload_json: bytes,
-    ) -> None:
-        self.op = op
-        self.target_module_id = target_module_id
-        self.target_endpoint = target_endpoint
-        self.source_module_id = source_module_id
-        self.request_id = request_id
-        self.payload_json = payload_json
+    op: str
+    target_module_id: str
+    target_endpoint: str | None
+    source_module_id: str | None
+    request_id: bytes
+    payload_json: bytes
 
     def request_uuid(self) -> uuid.UUID:
         """
@@ -196,7 +182,12 @@ def _cut_payload(data: bytes) -> tuple[bytes, bytes] | None:
     )
 
 
-def read_routing(data: bytes) -> RoutingHeader | None:
+#: C{[None]}, or C{[(text before the request id, text after it, routing fields)]}: the
+#: shape of the last frame from one sender (see L{read_routing})
+LastShape = list[tuple[bytes, bytes, tuple[str, str, str | None, str | None]] | None]
+
+
+def read_routing(data: bytes, last: LastShape | None = None) -> RoutingHeader | None:
     """
     The routing header of a module's C{route_to_module} or C{routed_module_response}
     frame (the JSON text of a format-1 frame), with its payload left undecoded; C{None}
@@ -206,12 +197,17 @@ def read_routing(data: bytes) -> RoutingHeader | None:
     Everything but the payload's byte values is validated as the full decoder does;
     those are checked to be digits and commas, and the module they go to decodes them.
 
+    @param last: C{[None]} at first, then given back with each frame from the same
+        sender (a module): it keeps the shape of the sender's last frame, which the
+        next one mostly has (a module sends its requests to a peer in one shape), so
+        that it is not searched for (the result is the same either way).
+
     @raise ProtocolError: if the frame is in the plain shape and a routing field (or
         the envelope's id or metadata) is invalid, as the full decoder raises it.
     """
     if len(data) > MAX_READ_SIZE:
         return None
-    return _read_known(data) or _read_plain(data)
+    return _read_known(data, last) or _read_plain(data)
 
 
 def _read_plain(data: bytes) -> RoutingHeader | None:
@@ -286,60 +282,84 @@ _ZERO_ID: Final = b"00000000-0000-0000-0000-000000000000"
 #: per frame shape: the frame's text between its envelope id and its request id, and
 #: between its request id and its byte values. Modules, endpoints and so shapes are few;
 #: emptied at L{_HEADS_LIMIT} entries, should something make them up without end.
-_shapes: dict[tuple[bytes, bytes], tuple[str, str, str | None, str | None] | None] = {}
+_Fields = tuple[str, str, str | None, str | None]
+_shapes: dict[tuple[bytes, bytes], _Fields | None] = {}
 # what _shapes.get gives for a shape not read yet (a shape's fields are never these)
-_UNREAD: Final[tuple[str, str, str | None, str | None]] = ("", "", None, None)
+_UNREAD: Final[_Fields] = ("", "", None, None)
 
 
-def _read_known(data: bytes) -> RoutingHeader | None:
+def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
     """
     L{read_routing} for a frame in the shape this library's modules write (see
     L{_ENVELOPE_START}), with both ids in the canonical lowercase form, whose text but
     for its ids and byte values was read before: its routing fields are taken from
     what reading that text gave (L{_shapes}), and only the ids and byte values are
-    checked. C{None} for any other frame (L{_read_plain} reads it).
+    checked. C{None} for any other frame (L{_read_plain} reads it). A frame of the
+    shape in C{last} (see L{read_routing}) is not even searched for its request id and
+    byte values: they are where they were in the last one.
 
     The result is L{_read_plain}'s: a frame of a known shape differs from the one
     that was read (L{_learn}) in its ids, canonical as those were, and in its byte
     values, digits and commas as those were, and those are all L{_read_plain} reads of
     them (an escape or a second C{"payload"} key cannot be in them).
     """
+    # (slices compared, not startswith and endswith: their argument parsing costs more)
     if (
-        not data.startswith(_ENVELOPE_START)
-        or not data.endswith(_ENVELOPE_END)
+        data[:_ID_AT] != _ENVELOPE_START
+        or data[-len(_ENVELOPE_END) :] != _ENVELOPE_END
         or data[_ID_AT:_ID_END].translate(_HEX_TO_ZERO) != _ZERO_ID
     ):
         return None
-    id_at = data.find(_REQUEST_ID_KEY, _ID_END) + len(_REQUEST_ID_KEY)
-    id_end = id_at + 36
-    values_at = data.find(_PAYLOAD_START, id_end) + len(_PAYLOAD_START)
+    known = None if last is None else last[0]
+    if known is not None:
+        # The sender's last shape, where it would be in this frame (no search).
+        head, middle, fields = known
+        id_at = _ID_END + len(head)
+        id_end = id_at + 36
+        values_at = id_end + len(middle)
+        if data[_ID_END:id_at] != head or data[id_end:values_at] != middle:
+            known = None
+    if known is None:
+        id_at = data.find(_REQUEST_ID_KEY, _ID_END) + len(_REQUEST_ID_KEY)
+        id_end = id_at + 36
+        values_at = data.find(_PAYLOAD_START, id_end) + len(_PAYLOAD_START)
+        if id_at < len(_REQUEST_ID_KEY) or values_at < len(_PAYLOAD_START):
+            return None
+        head = data[_ID_END:id_at]
+        middle = data[id_end:values_at]
+        found = _shapes.get((head, middle), _UNREAD)
+        if found is _UNREAD:
+            found = _learn((head, middle))
+        if found is None:
+            return None
+        fields = found
+        if last is not None:
+            last[0] = (head, middle, fields)
     close = len(data) - len(_ENVELOPE_END)
     if (
-        id_at < len(_REQUEST_ID_KEY)
-        or values_at < len(_PAYLOAD_START)
-        or values_at > close
+        values_at > close
         or data[id_at:id_end].translate(_HEX_TO_ZERO) != _ZERO_ID
         or data[values_at:close].translate(None, _DIGITS_AND_COMMAS)
     ):
         return None
-    shape = (data[_ID_END:id_at], data[id_end:values_at])
-    fields = _shapes.get(shape, _UNREAD)
-    if fields is _UNREAD:
-        fields = _learn(shape)
-    if fields is None:
-        return None
     op, target, endpoint, source = fields
-    return RoutingHeader(
-        op,
-        target,
-        endpoint,
-        source,
-        data[id_at:id_end],
-        data[values_at - len(_PAYLOAD_START) + len(_PAYLOAD_KEY) + 1 : close + _PAYLOAD_END],
+    return _new_header(
+        RoutingHeader,
+        (
+            op,
+            target,
+            endpoint,
+            source,
+            data[id_at:id_end],
+            data[values_at - len(_PAYLOAD_START) + len(_PAYLOAD_KEY) + 1 : close + _PAYLOAD_END],
+        ),
     )
 
 
-def _learn(shape: tuple[bytes, bytes]) -> tuple[str, str, str | None, str | None] | None:
+_new_header: Final = tuple.__new__
+
+
+def _learn(shape: tuple[bytes, bytes]) -> _Fields | None:
     """
     The routing fields of frames of C{shape} (see L{_shapes}), read by L{_read_plain}
     from a sample frame of that shape; C{None} if it does not read it (or reads a
