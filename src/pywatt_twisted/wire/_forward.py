@@ -182,9 +182,10 @@ def _cut_payload(data: bytes) -> tuple[bytes, bytes] | None:
     )
 
 
-#: C{[None]}, or C{[(text before the request id, text after it, routing fields)]}: the
-#: shape of the last frame from one sender (see L{read_routing})
-LastShape = list[tuple[bytes, bytes, tuple[str, str, str | None, str | None]] | None]
+#: C{[None]}, or C{[(text before the request id, text after it, routing fields, where
+#: the request id starts, where the byte values start)]}: the shape of the last frame
+#: from one sender (see L{read_routing})
+LastShape = list[tuple[bytes, bytes, tuple[str, str, str | None, str | None], int, int] | None]
 
 
 def read_routing(data: bytes, last: LastShape | None = None) -> RoutingHeader | None:
@@ -271,6 +272,12 @@ _ID_AT: Final = len(_ENVELOPE_START)
 _ID_END: Final = _ID_AT + 36
 # the payload object's JSON text ends this far past the end of its byte values
 _PAYLOAD_END: Final = len(b'],"format":"Json"}')
+# (lengths as constants: a len() call per use is a builtin call per frame)
+_END_LEN: Final = len(_ENVELOPE_END)
+_KEY_LEN: Final = len(_REQUEST_ID_KEY)
+_START_LEN: Final = len(_PAYLOAD_START)
+# the payload object starts this far before its byte values
+_OBJECT_BEFORE: Final = len(b'{"data":[')
 #: the ids put in a sample frame (L{_learn}): any canonical id reads the same
 _SAMPLE_ID: Final = b"00000000-0000-4000-8000-000000000000"
 # An id is in the canonical lowercase form when this table turns it into _ZERO_ID
@@ -306,24 +313,22 @@ def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
     # (slices compared, not startswith and endswith: their argument parsing costs more)
     if (
         data[:_ID_AT] != _ENVELOPE_START
-        or data[-len(_ENVELOPE_END) :] != _ENVELOPE_END
+        or data[-_END_LEN:] != _ENVELOPE_END
         or data[_ID_AT:_ID_END].translate(_HEX_TO_ZERO) != _ZERO_ID
     ):
         return None
     known = None if last is None else last[0]
     if known is not None:
         # The sender's last shape, where it would be in this frame (no search).
-        head, middle, fields = known
-        id_at = _ID_END + len(head)
+        head, middle, fields, id_at, values_at = known
         id_end = id_at + 36
-        values_at = id_end + len(middle)
         if data[_ID_END:id_at] != head or data[id_end:values_at] != middle:
             known = None
     if known is None:
-        id_at = data.find(_REQUEST_ID_KEY, _ID_END) + len(_REQUEST_ID_KEY)
+        id_at = data.find(_REQUEST_ID_KEY, _ID_END) + _KEY_LEN
         id_end = id_at + 36
-        values_at = data.find(_PAYLOAD_START, id_end) + len(_PAYLOAD_START)
-        if id_at < len(_REQUEST_ID_KEY) or values_at < len(_PAYLOAD_START):
+        values_at = data.find(_PAYLOAD_START, id_end) + _START_LEN
+        if id_at < _KEY_LEN or values_at < _START_LEN:
             return None
         head = data[_ID_END:id_at]
         middle = data[id_end:values_at]
@@ -334,8 +339,8 @@ def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
             return None
         fields = found
         if last is not None:
-            last[0] = (head, middle, fields)
-    close = len(data) - len(_ENVELOPE_END)
+            last[0] = (head, middle, fields, id_at, values_at)
+    close = len(data) - _END_LEN
     if (
         values_at > close
         or data[id_at:id_end].translate(_HEX_TO_ZERO) != _ZERO_ID
@@ -351,7 +356,7 @@ def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
             endpoint,
             source,
             data[id_at:id_end],
-            data[values_at - len(_PAYLOAD_START) + len(_PAYLOAD_KEY) + 1 : close + _PAYLOAD_END],
+            data[values_at - _OBJECT_BEFORE : close + _PAYLOAD_END],
         ),
     )
 
