@@ -256,6 +256,19 @@ class RoutedEnvelopeTests(SynchronousTestCase):
             routed_reply_content(EncodedPayload.from_json({"id": "x", "content": 2})), 2
         )
 
+    def test_reply_content_base64_and_invalid_json(self) -> None:
+        """
+        A C{"Base64"} reply is decoded first (a C{"Json"} one is read directly); one that
+        is not JSON raises a C{ValueError} with the text L{EncodedPayload.json} gives.
+        """
+        value = {"id": "x", "content": [3]}
+        encoded = base64.b64encode(json.dumps(value).encode())
+        self.assertEqual(routed_reply_content(EncodedPayload(encoded, "Base64")), [3])
+        bad = EncodedPayload(b"{nope", "Json")
+        expected = self.assertRaises(ValueError, bad.json)
+        error = self.assertRaises(ValueError, routed_reply_content, bad)
+        self.assertEqual(str(error), str(expected))
+
 
 class DeadlineTests(SynchronousTestCase):
     """

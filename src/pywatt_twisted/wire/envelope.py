@@ -545,8 +545,10 @@ def routed_reply_content(payload: EncodedPayload) -> Any:
 
     @raise ValueError: if the payload is not JSON.
     """
-    value = payload.json()
-    if _is_envelope(value):
+    # payload.json(), inline for a "Json" payload (once per reply, issue 17): the
+    # backend decoder's error is a ValueError too, with the same text
+    value = _backend_loads(payload.data) if payload.format == "Json" else payload.json()
+    if type(value) is dict and "content" in value and "id" in value:  # _is_envelope
         return value["content"]
     return value
 
