@@ -11,6 +11,8 @@ import json
 import os
 import uuid
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ChannelError, FrameTooLarge, MessageTooLarge, PayloadError
@@ -22,13 +24,16 @@ from pywatt_twisted.wire.envelope import (
     identify_metadata,
     op_name,
     random_uuid4,
+    random_uuid4_int,
+    route_to_module_frame,
     routed_reply_content,
+    routed_request_json,
     routed_request_parts,
     routed_request_payload,
     unwrap_routed_request,
 )
 from pywatt_twisted.wire.framing import FORMAT_JSON, Frame, FrameDecoder
-from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck, Identify
+from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck, Identify, RouteToModule
 
 
 def decode(frame: bytes) -> dict[str, object]:
@@ -253,6 +258,19 @@ class RoutedEnvelopeTests(SynchronousTestCase):
             routed_reply_content(EncodedPayload.from_json({"id": "x", "content": 2})), 2
         )
 
+    def test_reply_content_base64_and_invalid_json(self) -> None:
+        """
+        A C{"Base64"} reply is decoded first (a C{"Json"} one is read directly); one that
+        is not JSON raises a C{ValueError} with the text L{EncodedPayload.json} gives.
+        """
+        value = {"id": "x", "content": [3]}
+        encoded = base64.b64encode(json.dumps(value).encode())
+        self.assertEqual(routed_reply_content(EncodedPayload(encoded, "Base64")), [3])
+        bad = EncodedPayload(b"{nope", "Json")
+        expected = self.assertRaises(ValueError, bad.json)
+        error = self.assertRaises(ValueError, routed_reply_content, bad)
+        self.assertEqual(str(error), str(expected))
+
 
 class DeadlineTests(SynchronousTestCase):
     """
@@ -300,3 +318,50 @@ class DeadlineTests(SynchronousTestCase):
         value = {"id": "x", "content": 1, "metadata": {"properties": {"deadline_ms": 12.9}}}
         payload = EncodedPayload.from_json(value)
         self.assertEqual(routed_request_parts(payload, "t")[3], 12)
+
+
+class RouteToModuleFrameTests(SynchronousTestCase):
+    """
+    L{route_to_module_frame} is the frame L{encode_channel_frame} builds for the same
+    L{RouteToModule}, byte for byte (but for the envelope id, fresh in each).
+    """
+
+    def _generic(self, target: str, endpoint: str, number: int, data: bytes, cap: int) -> bytes:
+        message = RouteToModule(
+            target, endpoint, uuid.UUID(int=number), EncodedPayload(data, "Json")
+        )
+        return encode_channel_frame(message, cap)
+
+    @given(
+        st.text(max_size=20),
+        st.text(max_size=20),
+        st.integers(min_value=0, max_value=2**128 - 1),
+        st.binary(max_size=300),
+    )
+    def test_same_bytes(self, target: str, endpoint: str, number: int, data: bytes) -> None:
+        spliced = route_to_module_frame(target, endpoint, number, data, 1 << 20)
+        generic = self._generic(target, endpoint, number, data, 1 << 20)
+        ids = [str(decode(frame)["id"]).encode() for frame in (spliced, generic)]
+        self.assertNotEqual(ids[0], ids[1])
+        self.assertEqual(spliced.replace(ids[0], b"ID", 1), generic.replace(ids[1], b"ID", 1))
+
+    def test_too_large(self) -> None:
+        """
+        The frame cap is checked as L{encode_channel_frame} checks it, to the byte.
+        """
+        data = routed_request_json({"n": 1}, "ep", "me", timestamp=5)
+        size = len(self._generic("t", "ep", 5, data, 1 << 20)) - 5  # (less the header)
+        self.assertEqual(len(route_to_module_frame("t", "ep", 5, data, size)), size + 5)
+        for build in (route_to_module_frame, self._generic):
+            error = self.assertRaises(MessageTooLarge, build, "t", "ep", 5, data, size - 1)
+            self.assertEqual((error.op, error.limit), ("route_to_module", size - 1))
+
+    def test_random_uuid4_int(self) -> None:
+        """
+        L{random_uuid4_int} gives the numbers of distinct version-4 UUIDs.
+        """
+        numbers = [random_uuid4_int() for _ in range(300)]
+        self.assertEqual(len(set(numbers)), 300)
+        for number in numbers:
+            value = uuid.UUID(int=number)
+            self.assertEqual((value.version, value.variant), (4, uuid.RFC_4122))

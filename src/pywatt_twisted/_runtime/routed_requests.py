@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from pywatt_twisted import tracing
 from pywatt_twisted._runtime.correlation import CorrelationTable
 from pywatt_twisted._runtime.resilience import Breakers, BreakerState, RetryPolicy
-from pywatt_twisted._runtime.routed_envelopes import decode_reply, request_payload
+from pywatt_twisted._runtime.routed_envelopes import decode_reply
 from pywatt_twisted.errors import (
     ChannelError,
     CircuitOpen,
@@ -33,7 +33,12 @@ from pywatt_twisted.errors import (
     Timeout,
 )
 from pywatt_twisted.link._choice import Route
-from pywatt_twisted.wire.envelope import encode_channel_frame, error_object, random_uuid4
+from pywatt_twisted.wire.envelope import (
+    error_object,
+    random_uuid4_int,
+    route_to_module_frame,
+    routed_request_json,
+)
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.messages import RoutedModuleResponse, RouteToModule
 
@@ -223,13 +228,13 @@ class _Call:
             if retry is not None
             else remaining
         )
-        request_id = random_uuid4()
+        key = random_uuid4_int()
         try:
             frame, op = m._request_frame(
                 self.target,
                 self.endpoint,
                 self.payload,
-                request_id,
+                key,
                 False,
                 now + wait,
                 self.span,
@@ -240,7 +245,6 @@ class _Call:
             self._finish(Failure(e))
             return
         self.wait = wait
-        key = request_id.int
         # The call waits for the reply itself (see the class docstring); the timeout's
         # text is written only if it times out (_timeout_text). A stopped table refuses
         # it: the attempt then ends with that error once it was sent, as before.
@@ -406,13 +410,13 @@ class RoutedRequests:
         target_module_id: str,
         endpoint: str,
         payload: Any,
-        request_id: uuid.UUID,
+        request_id: int,
         no_reply: bool,
         deadline: float | None = None,
         span: Any = None,
         now: float | None = None,
     ) -> tuple[bytes, str]:
-        encoded = request_payload(
+        encoded = routed_request_json(
             payload,
             endpoint,
             self.module_id,
@@ -421,13 +425,10 @@ class RoutedRequests:
             None if deadline is None else int(deadline * 1000),
             extra_properties=None if span is None else tracing.properties_to_send(span),
         )
-        message = RouteToModule(
-            target_module_id=target_module_id,
-            target_endpoint=endpoint,
-            request_id=request_id,
-            payload=encoded,
+        frame = route_to_module_frame(
+            target_module_id, endpoint, request_id, encoded, self.max_frame_length
         )
-        return encode_channel_frame(message, self.max_frame_length), RouteToModule.op
+        return frame, RouteToModule.op
 
     def _unavailable(self, what: str) -> NotAvailable | None:
         if self.channels is None:
@@ -601,7 +602,7 @@ class RoutedRequests:
                 target_module_id,
                 endpoint,
                 payload,
-                random_uuid4(),
+                random_uuid4_int(),
                 True,
                 self.clock.seconds() + timeout,
                 span,

@@ -45,7 +45,7 @@ from pywatt_twisted.wire.framing import (
     _pack_header,
     frame_header,
 )
-from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck, StreamChunk
+from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck, RouteToModule, StreamChunk
 
 __all__ = [
     "correlated_metadata",
@@ -56,8 +56,11 @@ __all__ = [
     "identify_metadata",
     "op_name",
     "random_uuid4",
+    "random_uuid4_int",
+    "route_to_module_frame",
     "routed_reply_content",
     "routed_reply_payload",
+    "routed_request_json",
     "routed_request_parts",
     "routed_request_payload",
     "routed_request_properties",
@@ -169,6 +172,17 @@ def random_uuid4() -> uuid.UUID:
     value.is_safe = _SAFE_UNKNOWN
     value.__class__ = _UUID
     return value  # type: ignore[no-any-return]
+
+
+def random_uuid4_int() -> int:
+    """
+    The 128-bit number of a L{random_uuid4}, from the same pool, without the
+    L{uuid.UUID} (issue 17: a request id that is only keyed and written needs none).
+    """
+    try:
+        return _pool_pop()
+    except IndexError:
+        return _refill_and_pop()
 
 
 def _refill_and_pop() -> int:
@@ -361,6 +375,41 @@ def routed_request_payload(
 
     @raise PayloadError: if C{content} is not JSON-serialisable.
     """
+    # EncodedPayload.from_json, inline (once per request sent, issue 17): the value
+    # built through its slots as the codec builds the payloads it decodes.
+    payload = _new_payload(EncodedPayload)
+    _set_payload_data(
+        payload,
+        routed_request_json(
+            content,
+            endpoint,
+            source,
+            no_reply,
+            timestamp,
+            deadline_ms,
+            extra_properties=extra_properties,
+        ),
+    )
+    _set_payload_format(payload, "Json")
+    return payload
+
+
+def routed_request_json(
+    content: Any,
+    endpoint: str,
+    source: str | None = None,
+    no_reply: bool = False,
+    timestamp: int | None = None,
+    deadline_ms: int | None = None,
+    *,
+    extra_properties: Mapping[str, object] | None = None,
+) -> bytes:
+    """
+    The JSON of L{routed_request_payload}'s payload (the C{"Json"} data of the
+    C{route_to_module} that L{route_to_module_frame} frames).
+
+    @raise PayloadError: if C{content} is not JSON-serialisable.
+    """
     properties: dict[str, object] = dict(extra_properties) if extra_properties else {}
     properties["target_endpoint"] = endpoint
     if no_reply:
@@ -373,8 +422,6 @@ def routed_request_payload(
     if source is not None:
         metadata["source"] = source
     metadata["properties"] = properties
-    # EncodedPayload.from_json, inline (once per request sent, issue 17): the JSON, and
-    # the value built through its slots as the codec builds the payloads it decodes.
     envelope = {
         "id": _envelope_id_bytes().decode("ascii"),
         "content": content,
@@ -382,18 +429,90 @@ def routed_request_payload(
     }
     try:
         try:
-            data = _backend_dumps(envelope)
+            return _backend_dumps(envelope)
         except TypeError:
-            data = _dumps(envelope)  # (its fallback: big integers, odd keys)
+            return _dumps(envelope)  # (its fallback: big integers, odd keys)
     except (TypeError, ValueError) as e:
         raise PayloadError(
             f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
             f"numbers, booleans, None); got {type(content).__name__}: {e}"
         ) from None
-    payload = _new_payload(EncodedPayload)
-    _set_payload_data(payload, data)
-    _set_payload_format(payload, "Json")
-    return payload
+
+
+def route_to_module_frame(
+    target_module_id: str,
+    endpoint: str,
+    request_id: int,
+    payload_json: bytes,
+    max_frame_length: int,
+) -> bytes:
+    """
+    The frame C{encode_channel_frame(RouteToModule(target_module_id, endpoint,
+    uuid.UUID(int=request_id), EncodedPayload(payload_json, "Json")),
+    max_frame_length)} gives, byte for byte, spliced from the start of the content kept
+    per target and endpoint, the request id's hex digits and the payload's byte array
+    (issue 17: no message value, no UUID, no content object to encode, per request).
+
+    @raise MessageTooLarge: if the payload is longer than C{max_frame_length}.
+    """
+    head = _route_heads.get((target_module_id, endpoint))
+    if head is None:
+        head = _route_head(target_module_id, endpoint)
+    digits = b"%032x" % request_id
+    data = _backend_dumps(list(payload_json))
+    length = _ROUTE_FIXED + len(head) + len(data)
+    if length > max_frame_length:
+        raise MessageTooLarge(RouteToModule.op, length, max_frame_length)
+    n = _next_low()  # _envelope_id_bytes, inline
+    if n < _LOW_END:
+        id_head, low = _id_head, b"%x" % n
+    else:
+        id_head, low = b"", _envelope_id_bytes()
+    return _join(
+        (
+            _pack_header(length, FORMAT_JSON),
+            _ENVELOPE_HEAD,
+            id_head,
+            low,
+            head,
+            digits[:8],
+            b"-",
+            digits[8:12],
+            b"-",
+            digits[12:16],
+            b"-",
+            digits[16:20],
+            b"-",
+            digits[20:],
+            _ROUTE_DATA,
+            data,
+            _ROUTE_TAIL,
+        )
+    )
+
+
+def _route_head(target_module_id: str, endpoint: str) -> bytes:
+    if len(_route_heads) >= 256:
+        _route_heads.clear()  # (a module calls a few targets: this bounds the rest)
+    head = _route_heads[(target_module_id, endpoint)] = b"".join(
+        (
+            _CONTENT,
+            b'{"op":"route_to_module","target_module_id":',
+            _dumps(target_module_id),
+            b',"target_endpoint":',
+            _dumps(endpoint),
+            b',"request_id":"',
+        )
+    )
+    return head
+
+
+_route_heads: dict[tuple[str, str], bytes] = {}
+_ROUTE_DATA: Final = b'","payload":{"data":'
+_ROUTE_TAIL: Final = b',"format":"Json"}}' + _NO_METADATA
+# The payload's length less the content's start and the byte array: the envelope's
+# fragments, its 36-byte id, the request id's 36 characters and the payload's keys.
+_ROUTE_FIXED: Final = len(_ENVELOPE_HEAD) + 36 + 36 + len(_ROUTE_DATA) + len(_ROUTE_TAIL)
 
 
 def _is_envelope(value: object) -> bool:
@@ -432,8 +551,10 @@ def routed_reply_content(payload: EncodedPayload) -> Any:
 
     @raise ValueError: if the payload is not JSON.
     """
-    value = payload.json()
-    if _is_envelope(value):
+    # payload.json(), inline for a "Json" payload (once per reply, issue 17): the
+    # backend decoder's error is a ValueError too, with the same text
+    value = _backend_loads(payload.data) if payload.format == "Json" else payload.json()
+    if type(value) is dict and "content" in value and "id" in value:  # _is_envelope
         return value["content"]
     return value
 
