@@ -26,6 +26,7 @@ from pywatt_twisted._runtime.routed_envelopes import RoutedHandler, error_payloa
 from pywatt_twisted.errors import MessageTooLarge, RemoteError
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
+    json_payload,
     routed_request_parts,
     routed_request_properties,
 )
@@ -215,7 +216,7 @@ class _Answers:
         if no_reply:
             return
         try:
-            payload = EncodedPayload.from_json(result)
+            payload = json_payload(result)  # EncodedPayload.from_json, cheaper
         except (TypeError, ValueError) as e:
             self.refuse(
                 message,
@@ -517,7 +518,8 @@ class RoutedHandlers:
         self.requests_handled += 1
         try:
             result = handler(message.source_module_id, content)
-            work = _as_deferred(result)
+            # (a plain JSON value, the common answer, without the call)
+            work = None if type(result) in _PLAIN_TYPES else _as_deferred(result)
         except Exception as e:
             self.answers.failed(message, link, no_reply, endpoint, e, Failure())
             return None

@@ -50,6 +50,7 @@ __all__ = [
     "error_object",
     "heartbeat_ack_frame",
     "identify_metadata",
+    "json_payload",
     "op_name",
     "random_uuid4",
     "routed_reply_content",
@@ -384,6 +385,26 @@ def routed_request_payload(
             f"the payload for {endpoint!r} must be JSON-serialisable (dicts, lists, strings, "
             f"numbers, booleans, None); got {type(content).__name__}: {e}"
         ) from None
+    payload = _new_payload(EncodedPayload)
+    _set_payload_data(payload, data)
+    _set_payload_format(payload, "Json")
+    return payload
+
+
+def json_payload(value: Any) -> EncodedPayload:
+    """
+    C{EncodedPayload.from_json(value)}: the C{"Json"} payload of C{value}, with the
+    backend's encoder called directly (its fallback for what it refuses) and the value
+    built through its slots (once per routed reply, issue 17: 6.8 k -> 2.6 k
+    instructions).
+
+    @raise TypeError: if C{value} is not JSON-serialisable.
+    @raise ValueError: likewise (the standard library's refusals).
+    """
+    try:
+        data = _backend_dumps(value)
+    except TypeError:
+        data = _dumps(value)  # (its fallback: big integers, odd keys; raises the same)
     payload = _new_payload(EncodedPayload)
     _set_payload_data(payload, data)
     _set_payload_format(payload, "Json")
