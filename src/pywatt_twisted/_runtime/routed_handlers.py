@@ -58,6 +58,14 @@ async def _await(value: Any) -> Any:
     return await value
 
 
+# A reply is built through its slots (the same value as RoutedModuleReply(...), which
+# has no validator or converter to skip): once per request answered (issue 17).
+_new_reply = object.__new__
+_set_reply_source = RoutedModuleReply.__dict__["source_module_id"].__set__  # type: ignore[index]
+_set_reply_id = RoutedModuleReply.__dict__["request_id"].__set__  # type: ignore[index]
+_set_reply_target = RoutedModuleReply.__dict__["target_module_id"].__set__  # type: ignore[index]
+_set_reply_payload = RoutedModuleReply.__dict__["payload"].__set__  # type: ignore[index]
+
 #: the types of the plain values a handler returns most (JSON's): not awaitable, so
 #: L{_as_deferred} answers for them without the three checks below (a tenth of the cost
 #: of answering a routed request, issue 17)
@@ -183,9 +191,11 @@ class _Answers:
                 request_id=str(message.original_request_id),
             )
             return
-        reply = RoutedModuleReply(
-            owner.module_id, message.original_request_id, message.source_module_id, payload
-        )
+        reply = _new_reply(RoutedModuleReply)
+        _set_reply_source(reply, owner.module_id)
+        _set_reply_id(reply, message.original_request_id)
+        _set_reply_target(reply, message.source_module_id)
+        _set_reply_payload(reply, payload)
         # (an array-encoded byte takes at most 4 bytes: most replies need no check)
         if 4 * len(payload.data) + 4096 > owner.max_frame_length:
             reply = self._fitting(reply, message)

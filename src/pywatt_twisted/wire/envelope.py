@@ -50,7 +50,6 @@ __all__ = [
     "error_object",
     "heartbeat_ack_frame",
     "identify_metadata",
-    "json_payload",
     "op_name",
     "random_uuid4",
     "routed_reply_content",
