@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import struct
 
+import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,6 +24,7 @@ from pywatt_twisted.wire.framing import (
     Frame,
     FrameDecoder,
     UnknownFrameFormat,
+    build_frame,
     encode_frame,
     frame_header,
     frame_json,
@@ -267,6 +269,34 @@ class DecoderTests(SynchronousTestCase):
         )
         out = feed_all(FrameDecoder(), data.draw(chunkings(encoded)))
         self.assertEqual(comparable(out), expected)
+
+
+class BuiltFrameTests(SynchronousTestCase):
+    """
+    The frames the decoder makes (L{build_frame}, and its inline form in the decoder's
+    scan) are the objects C{Frame(fmt, payload)} makes: exactly of class L{Frame},
+    frozen, equal, hashed and shown alike.
+    """
+
+    def assertLikeConstructed(self, frame: object, fmt: int, payload: bytes) -> None:
+        made = Frame(fmt, payload)
+        self.assertIs(type(frame), Frame)
+        self.assertEqual(frame, made)
+        self.assertEqual(hash(frame), hash(made))
+        self.assertEqual(repr(frame), repr(made))
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, frame, "payload", b"")
+
+    def test_build_frame(self) -> None:
+        self.assertLikeConstructed(build_frame(FORMAT_BINARY, b"abc"), FORMAT_BINARY, b"abc")
+
+    def test_decoded(self) -> None:
+        decoder = FrameDecoder()
+        # whole frames in one read (the scan), then one spanning two reads
+        encoded = raw(HEARTBEAT) + raw(b"abc", FORMAT_BINARY) + raw(b"xyz", FORMAT_BASE64)
+        one, two, three = decoder.feed(encoded[:-2]) + decoder.feed(encoded[-2:])
+        self.assertLikeConstructed(one, FORMAT_JSON, HEARTBEAT)
+        self.assertLikeConstructed(two, FORMAT_BINARY, b"abc")
+        self.assertLikeConstructed(three, FORMAT_BASE64, b"xyz")
 
 
 class JsonPayloadsTests(SynchronousTestCase):
