@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -24,6 +24,7 @@ from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted._runtime.routed_envelopes import RoutedHandler, error_payload, unwrap_request
 from pywatt_twisted.errors import MessageTooLarge, RemoteError
+from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
     json_payload,
@@ -58,13 +59,10 @@ async def _await(value: Any) -> Any:
     return await value
 
 
-# A reply is built through its slots (the same value as RoutedModuleReply(...), which
-# has no validator or converter to skip): once per request answered (issue 17).
-_new_reply = object.__new__
-_set_reply_source = RoutedModuleReply.__dict__["source_module_id"].__set__  # type: ignore[index]
-_set_reply_id = RoutedModuleReply.__dict__["request_id"].__set__  # type: ignore[index]
-_set_reply_target = RoutedModuleReply.__dict__["target_module_id"].__set__  # type: ignore[index]
-_set_reply_payload = RoutedModuleReply.__dict__["payload"].__set__  # type: ignore[index]
+# A reply is built as an unfrozen twin whose class is then switched
+# (wire._value.unfrozen): the same value as RoutedModuleReply(...), which has no
+# validator or converter to skip; once per request answered (issue 17).
+_UnfrozenReply: Final = unfrozen(RoutedModuleReply)
 
 #: the types of the plain values a handler returns most (JSON's): not awaitable, so
 #: L{_as_deferred} answers for them without the three checks below (a tenth of the cost
@@ -191,11 +189,12 @@ class _Answers:
                 request_id=str(message.original_request_id),
             )
             return
-        reply = _new_reply(RoutedModuleReply)
-        _set_reply_source(reply, owner.module_id)
-        _set_reply_id(reply, message.original_request_id)
-        _set_reply_target(reply, message.source_module_id)
-        _set_reply_payload(reply, payload)
+        reply = _UnfrozenReply()
+        reply.source_module_id = owner.module_id
+        reply.request_id = message.original_request_id
+        reply.target_module_id = message.source_module_id
+        reply.payload = payload
+        reply.__class__ = RoutedModuleReply
         # (an array-encoded byte takes at most 4 bytes: most replies need no check)
         if 4 * len(payload.data) + 4096 > owner.max_frame_length:
             reply = self._fitting(reply, message)

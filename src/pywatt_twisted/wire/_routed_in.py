@@ -14,24 +14,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
+from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.messages import EncodedPayload, RoutedModuleMessage
 
 __all__ = ["with_fast_path"]
 
 _UUID: Final = uuid.UUID
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
-_new_object = object.__new__
-# The values are built through their slot descriptors, as the codec's hot decoders
-# build theirs: the same objects the constructors make (they have no validator or
-# converter to skip).
-_set_uuid_int = _UUID.__dict__["int"].__set__
-_set_uuid_safe = _UUID.__dict__["is_safe"].__set__
-_set_data = EncodedPayload.__dict__["data"].__set__  # type: ignore[index]
-_set_format = EncodedPayload.__dict__["format"].__set__  # type: ignore[index]
-_set_source = RoutedModuleMessage.__dict__["source_module_id"].__set__  # type: ignore[index]
-_set_id = RoutedModuleMessage.__dict__["original_request_id"].__set__  # type: ignore[index]
-_set_payload = RoutedModuleMessage.__dict__["payload"].__set__  # type: ignore[index]
-_set_endpoint = RoutedModuleMessage.__dict__["target_endpoint"].__set__  # type: ignore[index]
+# The values are built as unfrozen twins whose class is then switched
+# (wire._value.unfrozen), as the codec's hot decoders build theirs: the same objects
+# the constructors make (they have no validator or converter to skip).
+_UnfrozenUUID: Final = unfrozen(_UUID)
+_UnfrozenPayload: Final = unfrozen(EncodedPayload)
+_UnfrozenMessage: Final = unfrozen(RoutedModuleMessage)
 
 _Decoder = Callable[[Any, str], Any]
 
@@ -70,17 +65,20 @@ def with_fast_path(general: _Decoder) -> _Decoder:
                 except (ValueError, TypeError):
                     pass  # not hex, not all bytes: the general decoder says which field
                 else:
-                    request_id = _new_object(_UUID)
-                    _set_uuid_int(request_id, number)
-                    _set_uuid_safe(request_id, _SAFE_UNKNOWN)
-                    payload = _new_object(EncodedPayload)
-                    _set_data(payload, raw)
-                    _set_format(payload, "Json")
-                    message = _new_object(RoutedModuleMessage)
-                    _set_source(message, source)
-                    _set_id(message, request_id)
-                    _set_payload(message, payload)
-                    _set_endpoint(message, endpoint)
+                    request_id = _UnfrozenUUID()
+                    request_id.int = number
+                    request_id.is_safe = _SAFE_UNKNOWN
+                    request_id.__class__ = _UUID
+                    payload = _UnfrozenPayload()
+                    payload.data = raw
+                    payload.format = "Json"
+                    payload.__class__ = EncodedPayload
+                    message = _UnfrozenMessage()
+                    message.source_module_id = source
+                    message.original_request_id = request_id
+                    message.payload = payload
+                    message.target_endpoint = endpoint
+                    message.__class__ = RoutedModuleMessage
                     return message
         return general(obj, ctx)
 
