@@ -690,6 +690,38 @@ class DecodingTests(SynchronousTestCase):
         self.assertEqual(unwrap_request(payload, None), (3, None, False))
 
 
+class ReplyValueTests(SynchronousTestCase):
+    """
+    The reply a handler's plain result becomes (built through its slots) is the value
+    C{RoutedModuleReply(...)} makes, with the payload C{EncodedPayload.from_json} makes.
+    """
+
+    def test_same_value(self) -> None:
+        from twisted.internet.task import Clock
+
+        from pywatt_twisted._runtime.routed_handlers import RoutedHandlers
+
+        sent: list[object] = []
+
+        class Link:
+            name = "tcp"
+            send = sent.append
+
+        handlers = RoutedHandlers(module_id="inv", clock=Clock())
+        handlers.handlers["get"] = lambda source, payload: {"sku": payload["sku"], "n": 7}
+        request_id = uuid.uuid4()
+        message = RoutedModuleMessage("orders", request_id, envelope({"sku": "A1"}, "get"))
+        handlers.message_received(message, Link())
+        expected = RoutedModuleReply(
+            "inv", request_id, "orders", EncodedPayload.from_json({"sku": "A1", "n": 7})
+        )
+        self.assertEqual(sent, [expected])
+        [reply] = sent
+        self.assertIs(type(reply), RoutedModuleReply)
+        self.assertEqual(repr(reply), repr(expected))
+        self.assertEqual(hash(reply), hash(expected))
+
+
 class ConfigTests(SynchronousTestCase):
     def test_routed_replies_setting(self) -> None:
         from pywatt_twisted.errors import ConfigurationError

@@ -22,6 +22,7 @@ from pywatt_twisted.wire.envelope import (
     envelope_id,
     heartbeat_ack_frame,
     identify_metadata,
+    json_payload,
     op_name,
     random_uuid4,
     random_uuid4_int,
@@ -270,6 +271,39 @@ class RoutedEnvelopeTests(SynchronousTestCase):
         expected = self.assertRaises(ValueError, bad.json)
         error = self.assertRaises(ValueError, routed_reply_content, bad)
         self.assertEqual(str(error), str(expected))
+
+
+class JsonPayloadTests(SynchronousTestCase):
+    """
+    L{json_payload} makes what C{EncodedPayload.from_json} makes, and refuses what it
+    refuses with the same exceptions.
+    """
+
+    def test_same_as_from_json(self) -> None:
+        for value in [
+            {"a": [1, 2.5, None, True], "b": "\u00e9"},
+            [],
+            "text",
+            0,
+            None,
+            2**70,  # only the standard library writes it exactly
+            {1: "a"},  # a key orjson refuses and the standard library writes
+            float("nan"),
+        ]:
+            payload = json_payload(value)
+            self.assertIs(type(payload), EncodedPayload)
+            self.assertEqual(payload, EncodedPayload.from_json(value))
+            self.assertEqual(payload.format, "Json")
+
+    def test_refused(self) -> None:
+        for value in [object(), {"a": {1, 2}}, {(1, 2): "a"}]:
+            try:
+                EncodedPayload.from_json(value)
+            except (TypeError, ValueError) as e:
+                expected: type[Exception] = type(e)
+            else:
+                self.fail(f"from_json accepted {value!r}")
+            self.assertRaises(expected, json_payload, value)
 
 
 class DeadlineTests(SynchronousTestCase):

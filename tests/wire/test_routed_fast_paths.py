@@ -1,9 +1,10 @@
 """
 The codec's fast paths for the routed request path (issue 20): a C{route_to_module}
 or C{routed_module_response} (module reply) enveloped with its content JSON from one
-backend call (L{codec._CONTENT_JSON}), and a C{routed_module_response} read with its
-id and payload readers inline. Each gives exactly what the general path gives, on
-valid and odd inputs, and falls back to it when it cannot be sure.
+backend call (L{codec._CONTENT_JSON}), and a C{routed_module_response} (issue 20) or
+C{routed_module_message} (issue 17) read with its id and payload readers inline. Each
+gives exactly what the general path gives, on valid and odd inputs, and falls back to it
+when it cannot be sure.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pywatt_twisted.wire.framing import FORMAT_JSON, Frame, FrameDecoder
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
     HeartbeatAck,
+    RoutedModuleMessage,
     RoutedModuleReply,
     RoutedModuleResponse,
     RouteToModule,
@@ -290,6 +292,163 @@ class RoutedResponseDecodeTests(SynchronousTestCase):
             payload["format"] = fmt
         self.assertSameAsGeneral(
             self.reply(source_module_id=source, request_id=request_id, payload=payload)
+        )
+
+
+def reference_message(obj: dict[str, Any]) -> RoutedModuleMessage:
+    """
+    What the general decoder makes of a routed_module_message object.
+    """
+    return codec._d_routed_message(obj, "routed_module_message")
+
+
+class RoutedMessageDecodeTests(SynchronousTestCase):
+    """
+    C{routed_module_message} (the request a module answers) read inline
+    (L{pywatt_twisted.wire._routed_in}): what the general decoder gives, or the same
+    error naming the same field.
+    """
+
+    def assertSameAsGeneral(self, obj: dict[str, Any]) -> None:
+        decoder = codec._ORCHESTRATOR_DECODERS["routed_module_message"]
+        self.assertIsNot(decoder, codec._d_routed_message)
+        fast = outcome(lambda o: decoder(o, "routed_module_message"), obj)
+        self.assertEqual(fast, outcome(reference_message, obj))
+        if fast[0] == "ok":
+            message = fast[1]
+            self.assertIs(type(message), RoutedModuleMessage)
+            self.assertIs(type(message.original_request_id), uuid.UUID)
+            self.assertIs(type(message.payload), EncodedPayload)
+            self.assertIs(type(message.payload.data), bytes)
+            self.assertEqual(decode_from_orchestrator(_json.dumps(obj)), message)
+
+    def request(self, **changes: Any) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "op": "routed_module_message",
+            "source_module_id": "orders",
+            "original_request_id": "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f",
+            "payload": {"data": list(b'{"a":1}'), "format": "Json"},
+            "target_endpoint": "get",
+        }
+        obj.update(changes)
+        return obj
+
+    def test_canonical(self) -> None:
+        obj = self.request()
+        message = decode_from_orchestrator(_json.dumps(obj))
+        self.assertEqual(
+            message,
+            RoutedModuleMessage(
+                "orders",
+                uuid.UUID("3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f"),
+                EncodedPayload(b'{"a":1}'),
+                "get",
+            ),
+        )
+        self.assertSameAsGeneral(obj)
+        no_endpoint = self.request()
+        del no_endpoint["target_endpoint"]
+        self.assertSameAsGeneral(no_endpoint)
+        self.assertSameAsGeneral(self.request(target_endpoint=None))
+
+    def test_odd_fields(self) -> None:
+        for changes in [
+            {"source_module_id": 5},
+            {"source_module_id": None},
+            {"target_endpoint": 3},
+            {"target_endpoint": ["get"]},
+            {"target_endpoint": ""},
+        ]:
+            self.assertSameAsGeneral(self.request(**changes))
+        for key in ["source_module_id", "original_request_id", "payload"]:
+            missing = self.request()
+            del missing[key]
+            self.assertSameAsGeneral(missing)
+
+    def test_odd_ids(self) -> None:
+        for request_id in [
+            "3F2C8A6E-5B1D-4C7A-9E2F-0A1B2C3D4E5F",
+            "+f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f",
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5g",
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e-f",
+            "3f2c8a6e5-b1d-4c7a-9e2f-0a1b2c3d4e5f",
+            "-3f2c8a6e5b1d-4c7a-9e2f0a1b2c3d4e5f-",
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e_f",
+            "3f2c8a6e5b1d4c7a9e2f0a1b2c3d4e5f",
+            "{3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f}",
+            "",
+            5,
+            None,
+        ]:
+            self.assertSameAsGeneral(self.request(original_request_id=request_id))
+
+    def test_odd_payloads(self) -> None:
+        for payload in [
+            {"data": [], "format": "Json"},
+            {"data": [0, 255]},
+            {"data": [1, 2], "format": "json"},
+            {"data": [1, 2], "format": "Binary"},
+            {"data": [1, 256], "format": "Json"},
+            {"data": [1, -1], "format": "Json"},
+            {"data": [1, 2**70], "format": "Json"},
+            {"data": [1, "a"], "format": "Json"},
+            {"data": [1.0], "format": "Json"},
+            {"data": [True], "format": "Json"},
+            {"data": [None], "format": "Json"},
+            {"data": "AQI=", "format": "Json"},
+            {"data": [1], "format": "Yaml"},
+            {"data": [1], "format": 3},
+            {"format": "Json"},
+            [1, 2],
+            None,
+        ]:
+            self.assertSameAsGeneral(self.request(payload=payload))
+
+    def test_str_subclass(self) -> None:
+        """
+        Values that compare equal to the expected strings but are not C{str} (from a
+        mapping handed to the decoder, not from JSON) are left to the general decoder.
+        """
+
+        class Text(str):
+            pass
+
+        self.assertSameAsGeneral(self.request(source_module_id=Text("orders")))
+        self.assertSameAsGeneral(self.request(target_endpoint=Text("get")))
+        self.assertSameAsGeneral(self.request(payload={"data": [1], "format": Text("Json")}))
+
+    @settings(max_examples=300)
+    @given(
+        source=st.one_of(st.text(max_size=8), st.integers(), st.none()),
+        request_id=st.one_of(
+            st.uuids().map(str),
+            st.uuids().map(lambda u: str(u).upper()),
+            st.text(alphabet="0123456789abcdef-+_ ", min_size=30, max_size=40),
+            st.integers(),
+        ),
+        data=st.one_of(
+            st.binary(max_size=20).map(list),
+            st.lists(st.integers(min_value=-2, max_value=300), max_size=5),
+            st.text(max_size=5),
+        ),
+        fmt=st.one_of(
+            st.sampled_from(["Json", "json", "Binary", "Base64", "Auto", "x"]), st.none()
+        ),
+        endpoint=st.one_of(st.none(), st.text(max_size=5), st.integers()),
+    )
+    def test_same_as_general(
+        self, source: Any, request_id: Any, data: Any, fmt: Any, endpoint: Any
+    ) -> None:
+        payload: dict[str, Any] = {"data": data}
+        if fmt is not None:
+            payload["format"] = fmt
+        self.assertSameAsGeneral(
+            self.request(
+                source_module_id=source,
+                original_request_id=request_id,
+                payload=payload,
+                target_endpoint=endpoint,
+            )
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -24,8 +24,10 @@ from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted._runtime.routed_envelopes import RoutedHandler, error_payload, unwrap_request
 from pywatt_twisted.errors import MessageTooLarge, RemoteError
+from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
+    json_payload,
     routed_request_parts,
     routed_request_properties,
 )
@@ -56,6 +58,11 @@ OVERLOAD_LOG_INTERVAL = 1.0
 async def _await(value: Any) -> Any:
     return await value
 
+
+# A reply is built as an unfrozen twin whose class is then switched
+# (wire._value.unfrozen): the same value as RoutedModuleReply(...), which has no
+# validator or converter to skip; once per request answered (issue 17).
+_UnfrozenReply: Final = unfrozen(RoutedModuleReply)
 
 #: the types of the plain values a handler returns most (JSON's): not awaitable, so
 #: L{_as_deferred} answers for them without the three checks below (a tenth of the cost
@@ -182,9 +189,12 @@ class _Answers:
                 request_id=str(message.original_request_id),
             )
             return
-        reply = RoutedModuleReply(
-            owner.module_id, message.original_request_id, message.source_module_id, payload
-        )
+        reply = _UnfrozenReply()
+        reply.source_module_id = owner.module_id
+        reply.request_id = message.original_request_id
+        reply.target_module_id = message.source_module_id
+        reply.payload = payload
+        reply.__class__ = RoutedModuleReply
         # (an array-encoded byte takes at most 4 bytes: most replies need no check)
         if 4 * len(payload.data) + 4096 > owner.max_frame_length:
             reply = self._fitting(reply, message)
@@ -215,7 +225,7 @@ class _Answers:
         if no_reply:
             return
         try:
-            payload = EncodedPayload.from_json(result)
+            payload = json_payload(result)  # EncodedPayload.from_json, cheaper
         except (TypeError, ValueError) as e:
             self.refuse(
                 message,
@@ -517,7 +527,8 @@ class RoutedHandlers:
         self.requests_handled += 1
         try:
             result = handler(message.source_module_id, content)
-            work = _as_deferred(result)
+            # (a plain JSON value, the common answer, without the call)
+            work = None if type(result) in _PLAIN_TYPES else _as_deferred(result)
         except Exception as e:
             self.answers.failed(message, link, no_reply, endpoint, e, Failure())
             return None

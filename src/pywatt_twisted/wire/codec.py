@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.wire import _json
+from pywatt_twisted.wire._routed_in import with_fast_path
 from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.init import (
     InitBlob,
@@ -890,7 +891,7 @@ _ORCHESTRATOR_DECODERS: Final[dict[str, Callable[[_Obj, str], OrchestratorMessag
     "service_operation_result": _d_service_operation_result,
     "http_request": _d_http_request,
     "port_response": _d_port_response,
-    "routed_module_message": _d_routed_message,
+    "routed_module_message": with_fast_path(_d_routed_message),  # (the common shape inline)
     "routed_module_response": _d_routed_response,
     "heartbeat": _d_heartbeat,
     "stream_chunk": _d_stream_chunk,

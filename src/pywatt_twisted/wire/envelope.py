@@ -515,6 +515,26 @@ _ROUTE_TAIL: Final = b',"format":"Json"}}' + _NO_METADATA
 _ROUTE_FIXED: Final = len(_ENVELOPE_HEAD) + 36 + 36 + len(_ROUTE_DATA) + len(_ROUTE_TAIL)
 
 
+def json_payload(value: Any) -> EncodedPayload:
+    """
+    C{EncodedPayload.from_json(value)}: the C{"Json"} payload of C{value}, with the
+    backend's encoder called directly (its fallback for what it refuses) and the value
+    built through its slots (once per routed reply, issue 17: 6.8 k -> 2.6 k
+    instructions).
+
+    @raise TypeError: if C{value} is not JSON-serialisable.
+    @raise ValueError: likewise (the standard library's refusals).
+    """
+    try:
+        data = _backend_dumps(value)
+    except TypeError:
+        data = _dumps(value)  # (its fallback: big integers, odd keys; raises the same)
+    payload = _new_payload(EncodedPayload)
+    _set_payload_data(payload, data)
+    _set_payload_format(payload, "Json")
+    return payload
+
+
 def _is_envelope(value: object) -> bool:
     return type(value) is dict and "content" in value and "id" in value
 
