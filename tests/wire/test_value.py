@@ -471,3 +471,42 @@ class RouteToModuleInitTests(SynchronousTestCase):
         self.assertIs(type(value), Sub)
         self.assertEqual(value.target_endpoint, "get")
         self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, value, "payload", None)
+
+
+class RoutedModuleReplyInitTests(SynchronousTestCase):
+    """
+    L{messages.RoutedModuleReply}'s own C{__init__}, as L{RouteToModuleInitTests}.
+    """
+
+    def test_signature(self) -> None:
+        parameters = list(inspect.signature(messages.RoutedModuleReply).parameters.values())
+        self.assertEqual(
+            [p.name for p in parameters],
+            [a.name for a in attrs.fields(messages.RoutedModuleReply)],
+        )
+        for p in parameters:
+            self.assertEqual(p.kind, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            self.assertIs(p.default, inspect.Parameter.empty)
+
+    def test_same_as_attrs(self) -> None:
+        request_id = uuid.UUID(int=9)
+        payload = messages.EncodedPayload(b"{}")
+        made = messages.RoutedModuleReply("me", request_id, "caller", payload)
+        by_name = messages.RoutedModuleReply(
+            payload=payload, target_module_id="caller", request_id=request_id, source_module_id="me"
+        )
+        self.assertIs(type(made), messages.RoutedModuleReply)
+        self.assertEqual(made, by_name)
+        self.assertEqual(attrs.astuple(made, recurse=False), ("me", request_id, "caller", payload))
+        self.assertEqual(hash(made), hash(by_name))
+        self.assertEqual(attrs.evolve(made, target_module_id="x").target_module_id, "x")
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, made, "payload", None)
+
+    def test_subclass(self) -> None:
+        @attrs.frozen(eq=False, repr=False, init=False)
+        class Sub(messages.RoutedModuleReply):
+            pass
+
+        value = Sub("me", uuid.UUID(int=1), "caller", messages.EncodedPayload(b"1"))
+        self.assertIs(type(value), Sub)
+        self.assertEqual(value.target_module_id, "caller")

@@ -414,7 +414,7 @@ class Identify(Value):
     module_id: str
 
 
-@frozen(eq=False, repr=False)
+@frozen(eq=False, repr=False, init=False)
 class RoutedModuleReply(Value):
     """
     The reply of a module to a L{RoutedModuleMessage}: op C{"routed_module_response"}
@@ -432,6 +432,31 @@ class RoutedModuleReply(Value):
     target_module_id: str
     payload: EncodedPayload
 
+    def __init__(
+        self,
+        source_module_id: str,
+        request_id: uuid.UUID,
+        target_module_id: str,
+        payload: EncodedPayload,
+    ) -> None:
+        # As RouteToModule's: a responder makes one per reply (issue 17).
+        this: Any = self
+        if this.__class__ is RoutedModuleReply:
+            _set_class(this, "__class__", _UnfrozenRoutedModuleReply)
+            this.source_module_id = source_module_id  # type: ignore[misc]
+            this.request_id = request_id  # type: ignore[misc]
+            this.target_module_id = target_module_id  # type: ignore[misc]
+            this.payload = payload  # type: ignore[misc]
+            this.__class__ = RoutedModuleReply
+            return
+        # A subclass: as attrs does it.
+        _set_class(this, "source_module_id", source_module_id)
+        _set_class(this, "request_id", request_id)
+        _set_class(this, "target_module_id", target_module_id)
+        _set_class(this, "payload", payload)
+
+
+_UnfrozenRoutedModuleReply: Final = unfrozen(RoutedModuleReply)
 
 # ---------------------------------------------------------------------------------------
 # Orchestrator -> module
