@@ -92,3 +92,35 @@ class LatencyTrackerTests(SynchronousTestCase):
         self.assertLessEqual(p["p90"], p["p99"])
         self.assertGreaterEqual(t.ewma or 0, min(samples) - 1e-9)
         self.assertLessEqual(t.ewma or 0, max(samples) + 1e-9)
+
+    @given(
+        st.integers(min_value=1, max_value=8),
+        st.lists(
+            st.lists(
+                st.one_of(
+                    st.floats(min_value=0, max_value=10),
+                    st.sampled_from([-1.0, float("nan"), float("inf")]),
+                ),
+                max_size=20,
+            ),
+            max_size=6,
+        ),
+    )
+    def test_record_many_is_record_in_order(self, size: int, batches: list[list[float]]) -> None:
+        """
+        L{LatencyTracker.record_many} leaves the tracker as L{LatencyTracker.record} of
+        each sample in order does: the average, the counts and the reservoir, slot for
+        slot (batches longer than the reservoir, partly filled ones, bad samples).
+        """
+        one, many = LatencyTracker(Clock(), size=size), LatencyTracker(Clock(), size=size)
+        at = 0.0
+        for batch in batches:
+            times = [at + i for i in range(len(batch))]
+            at += len(batch)
+            for seconds, now in zip(batch, times, strict=True):
+                one.record(seconds, now)
+            many.record_many(batch, times)
+            self.assertEqual(
+                (many.ewma, many.count, many.last_at, many._values, many._times, many._next),
+                (one.ewma, one.count, one.last_at, one._values, one._times, one._next),
+            )

@@ -5,12 +5,15 @@ L{Clock}; its metrics parsed from the text format.
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted.link import _slo
 from pywatt_twisted.link._slo import (
     CHANNEL_DOWN,
     ERROR_RATE,
@@ -164,3 +167,106 @@ class SloMonitorTests(SynchronousTestCase):
             if s.name.endswith("_total")
         }
         self.assertEqual(trips, {"ok": 8.0, "error": 1.0, "timeout": 1.0})
+
+
+def _observe_at_once(
+    monitor: SloMonitor, kind: str, name: str, outcome: str, seconds: float
+) -> None:
+    """
+    What L{SloMonitor.observe} did before it kept C{ok} round trips aside: each one
+    added to the window, the latencies and the histogram at once, then the checks.
+    """
+    path = monitor._path(kind, name)
+    now = monitor.clock.seconds()
+    path.observe(now, outcome, seconds)
+    if path.active or path.down_since is not None:
+        monitor._evaluate(kind, name, path, latency=False)
+    else:
+        monitor._check_error_rate(kind, name, path, now)
+    if monitor._call is None:
+        monitor._schedule()
+
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["ok"] * 12 + ["error", "timeout", "down", "up", "tick"]),
+        st.sampled_from(["tcp", "tcp", "ipc"]),
+        st.one_of(
+            st.floats(min_value=0, max_value=2),
+            st.sampled_from([-1.0, 45.0, float("nan"), float("inf")]),
+        ),
+        st.sampled_from([0.0, 0.0, 0.0, 0.5, 7.0]),
+    ),
+    min_size=10,
+    max_size=80,
+)
+
+
+class FoldTests(SynchronousTestCase):
+    """
+    The C{ok} round trips a path keeps aside (L{_slo.FOLD_EVERY} at most) end up where
+    observing each at once put them.
+    """
+
+    def setUp(self) -> None:
+        self.patch(_slo, "FOLD_EVERY", 5)
+
+    def _monitor(self, alerts: list[Alert]) -> SloMonitor:
+        return SloMonitor(
+            Clock(),
+            SloThresholds(
+                latency_p99=0.5, error_rate=0.2, channel_down=3, window=10, min_samples=4
+            ),
+            on_alert=alerts.append,
+            max_samples=4,  # (fewer than FOLD_EVERY: a fold may drop some of its own)
+        )
+
+    def _state(self, monitor: SloMonitor) -> list[object]:
+        out: list[object] = [_exposition(monitor), monitor.health()]
+        for key, path in sorted(monitor._paths.items()):
+            path.fold()
+            t = path.latency
+            out.append((key, list(path.outcomes), path.counts, path.totals, path.buckets, path.sum))
+            out.append((t.ewma, t.count, t.last_at, t._values, t._times, t._next))
+        return out
+
+    @given(_steps)
+    def test_same_as_observing_at_once(self, steps: list[tuple[str, str, float, float]]) -> None:
+        folded: list[Alert] = []
+        at_once: list[Alert] = []
+        a, b = self._monitor(folded), self._monitor(at_once)
+        for what, name, seconds, later in steps:
+            for monitor in (a, b):
+                monitor.clock.advance(later)  # type: ignore[attr-defined]
+                if what in ("down", "up"):
+                    monitor.channel_up(name, what == "up")
+                elif what == "tick":
+                    monitor.tick()
+                elif monitor is a:
+                    monitor.observe("channel", name, what, seconds)
+                else:
+                    _observe_at_once(monitor, "channel", name, what, seconds)
+            self.assertEqual(folded, at_once)
+        self.assertEqual(self._state(a), self._state(b))
+
+    def test_bounded(self) -> None:
+        """
+        At most L{_slo.FOLD_EVERY} round trips wait: the next one folds them.
+        """
+        monitor = self._monitor([])
+        for _ in range(5):  # (the first one makes the path)
+            monitor.observe("target", "orders", "ok", 0.01)
+        path = monitor._paths[("target", "orders")]
+        self.assertEqual((len(path.pending_times), len(path.outcomes)), (4, 1))
+        monitor.observe("target", "orders", "ok", 0.01)
+        self.assertEqual((len(path.pending_times), len(path.outcomes)), (0, 4))
+        for _ in range(20):  # more than max_samples (4): the oldest leave the window
+            monitor.observe("target", "orders", "ok", 0.01)
+        snapshot = monitor.snapshot("target", "orders")
+        self.assertEqual((snapshot["requests"], path.totals["ok"]), (4, 26))
+
+
+def _exposition(monitor: SloMonitor) -> str:
+    registry = CollectorRegistry()
+    registry.register(Collect(monitor.collect))  # type: ignore[arg-type]
+    return generate_latest(registry).decode()

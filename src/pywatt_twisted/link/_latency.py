@@ -19,7 +19,7 @@ whole window. Recording is O(1); reading percentiles sorts at most C{size} value
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -92,6 +92,51 @@ class LatencyTracker:
             self._values[i] = seconds
             self._times[i] = now
             self._next = (i + 1) % self.size
+
+    def record_many(self, values: Sequence[float], times: Sequence[float]) -> None:
+        """
+        L{record} C{values[i]} ended at C{times[i]} for each C{i}, in order, with the
+        same results (the SLO windows fold the round trips they kept aside this way,
+        issue 17: the reservoir is written by slices).
+        """
+        if not values:
+            return
+        if not (min(values) >= 0 and sum(values) < math.inf):  # (NaN: not < inf)
+            for seconds, now in zip(values, times, strict=True):
+                self.record(seconds, now)
+            return
+        alpha, ewma = self.alpha, self.ewma
+        if ewma is None:
+            ewma = values[0]
+            rest = values[1:]
+        else:
+            rest = values
+        for seconds in rest:
+            ewma = ewma + alpha * (seconds - ewma)
+        self.ewma = ewma
+        self.count += len(values)
+        self.last_at = times[-1]
+        kept, stamps, size = self._values, self._times, self.size
+        room = size - len(kept)
+        if room > 0:  # the reservoir fills up first
+            kept.extend(values[:room])
+            stamps.extend(times[:room])
+            values, times = values[room:], times[room:]
+        n, i = len(values), self._next
+        if n > size:  # the first ones would be overwritten within this batch
+            i = (i + n - size) % size
+            values, times, n = values[n - size :], times[n - size :], size
+        end = i + n
+        if end <= size:
+            kept[i:end] = values
+            stamps[i:end] = times
+        else:
+            first = size - i
+            kept[i:] = values[:first]
+            stamps[i:] = times[:first]
+            kept[: end - size] = values[first:]
+            stamps[: end - size] = times[first:]
+        self._next = end % size
 
     def recent(self) -> list[float]:
         """

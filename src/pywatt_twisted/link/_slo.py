@@ -22,16 +22,19 @@ a rate or latency alert needs C{min_samples} round trips in the window (one fail
 request out of one is not an outage).
 
 Memory is bounded: at most C{max_samples} outcomes and latencies per path (the oldest go
-first, so at high rates the window is the last C{max_samples} round trips) and at most
-C{max_paths} paths; round trips of further targets count under the target C{"other"}.
+first, so at high rates the window is the last C{max_samples} round trips), and
+C{FOLD_EVERY} good round trips kept aside until the window is read (see C{_PathState}),
+and at most C{max_paths} paths; round trips of further targets count under the target
+C{"other"}.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 from attrs import field, frozen
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -152,22 +155,86 @@ class Alert(Value):
         return f"{state} {self.kind} on {self.path_kind} {self.name}: {what}"
 
 
+#: C{ok} round trips a path keeps aside before it folds them into its window
+FOLD_EVERY = 256
+
+
 class _PathState:
     """
     The window of one path: outcomes in time order with running counts, so the rates
     cost O(1) per round trip (entries leave the window from the left).
+
+    An C{ok} round trip that cannot fire an alert (nothing firing, the channel up, no
+    error or timeout in the window) is only kept aside (C{pending_times} and
+    C{pending_seconds}; issue 17: observing the two paths of each reply was a tenth of
+    the requester's CPU per request). L{fold} adds them, in order, to the window, the
+    latencies and the histogram, with the results observing each at once would have
+    had; whatever reads those folds first, and at most L{FOLD_EVERY} wait.
     """
 
     def __init__(self, clock: IReactorTime, window: float, max_samples: int) -> None:
         self.latency = LatencyTracker(clock, size=max_samples, window=window)
         self.max_samples = max_samples
-        self.outcomes: deque[tuple[float, str]] = deque()
+        # (bounded: observe and fold drop the oldest first and count what they drop)
+        self.outcomes: deque[tuple[float, str]] = deque(maxlen=max_samples)
         self.counts = dict.fromkeys(OUTCOMES, 0)
         self.totals = dict.fromkeys(OUTCOMES, 0)
         self.buckets = [0] * (len(ROUND_TRIP_BUCKETS) + 1)
         self.sum = 0.0
         self.down_since: float | None = None
         self.active: dict[str, Alert] = {}
+        self.pending_times: list[float] = []
+        self.pending_seconds: list[float | None] = []
+
+    def fold(self) -> None:
+        """
+        Add the C{ok} round trips kept aside as L{observe} would have, one by one.
+        """
+        times = self.pending_times
+        if not times:
+            return
+        # (a None among them, a round trip of unknown length, fails the sum below)
+        seconds = cast("list[float]", self.pending_seconds)
+        self.pending_times, self.pending_seconds = [], []
+        n = len(times)
+        outcomes, counts = self.outcomes, self.counts
+        self.totals["ok"] += n
+        kept = min(n, self.max_samples)
+        drop = len(outcomes) + kept - self.max_samples
+        if drop > 0 and (counts["error"] or counts["timeout"]):
+            for _ in range(drop):
+                counts[outcomes.popleft()[1]] -= 1
+        elif drop > 0:
+            counts["ok"] -= drop  # (oks only: the deque drops them as it is extended)
+        counts["ok"] += kept
+        outcomes.extend(zip(times, repeat("ok")))
+        total = self.sum
+        try:
+            for value in seconds:
+                total += value
+            plain = min(seconds) >= 0 and total == total
+        except TypeError:
+            plain = False
+        if not plain:  # (None, negative or NaN among them)
+            for now, value in zip(times, seconds, strict=True):
+                self._add_latency(now, value)
+            return
+        self.sum = total
+        self.latency.record_many(seconds, times)
+        # the bucket of each: the first whose bound is >= it (the last: above them all)
+        ordered, buckets, below = sorted(seconds), self.buckets, 0
+        for index, bound in enumerate(ROUND_TRIP_BUCKETS):
+            upto = bisect_right(ordered, bound)
+            buckets[index] += upto - below
+            below = upto
+        buckets[-1] += n - below
+
+    def _add_latency(self, now: float, seconds: float | None) -> None:
+        if seconds is not None and seconds >= 0:
+            self.latency.record(seconds, now)
+            self.sum += seconds
+            # the first bucket whose bound is >= seconds (the last one: above them all)
+            self.buckets[bisect_left(ROUND_TRIP_BUCKETS, seconds)] += 1
 
     def observe(self, now: float, outcome: str, seconds: float | None) -> None:
         if len(self.outcomes) >= self.max_samples:
@@ -176,13 +243,10 @@ class _PathState:
         self.outcomes.append((now, outcome))
         self.counts[outcome] += 1
         self.totals[outcome] += 1
-        if seconds is not None and seconds >= 0:
-            self.latency.record(seconds, now)
-            self.sum += seconds
-            # the first bucket whose bound is >= seconds (the last one: above them all)
-            self.buckets[bisect_left(ROUND_TRIP_BUCKETS, seconds)] += 1
+        self._add_latency(now, seconds)
 
     def recent(self, since: float) -> dict[str, int]:
+        self.fold()
         outcomes, counts = self.outcomes, self.counts
         while outcomes and outcomes[0][0] < since:
             _, old = outcomes.popleft()
@@ -257,11 +321,27 @@ class SloMonitor:
         latencies), at C{now} (this monitor's clock, read here when not given: a caller
         that counts one round trip on two paths reads it once).
         """
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
-        path = self._paths.get((kind, name)) or self._path(kind, name)
+        path = self._paths.get((kind, name))
         if now is None:
             now = self.clock.seconds()
+        if outcome == "ok" and path is not None and not path.active and path.down_since is None:
+            counts = path.counts
+            if not (counts["error"] or counts["timeout"]):
+                # It cannot fire an alert (a good round trip added to a window with no
+                # bad one): kept aside until the window is read (see _PathState).
+                times = path.pending_times
+                times.append(now)
+                path.pending_seconds.append(seconds)
+                if len(times) >= FOLD_EVERY:
+                    path.fold()
+                if self._call is None:
+                    self._schedule()
+                return
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+        if path is None:
+            path = self._path(kind, name)
+        path.fold()
         path.observe(now, outcome, seconds)
         # The rates are O(1) to evaluate; the latency percentiles (a sort) wait for
         # the next tick.
@@ -486,6 +566,7 @@ class SloMonitor:
         )
         now = self.clock.seconds()
         for (kind, name), path in list(self._paths.items()):
+            path.fold()
             cumulative, buckets = 0, []
             for bound, count in zip(
                 (*(str(b) for b in ROUND_TRIP_BUCKETS), "+Inf"), path.buckets, strict=True

@@ -32,8 +32,20 @@ V1 = {
 }
 
 
+def command_environment() -> dict[str, str]:
+    """
+    The environment of a C{pywatt db} child: this one without C{DATABASE_URL}, and
+    without C{PYTHONDONTWRITEBYTECODE} (as C{bench/bench_startup.py} does), so that the
+    package's compiled bytecode is written once and read by the next children: with it,
+    every child compiled the package's sources again, 1.60 G instructions per command
+    instead of 1.15 G, in tests that start up to five commands one after another.
+    """
+    drop = ("DATABASE_URL", "PYTHONDONTWRITEBYTECODE")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environment = command_environment()
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "pywatt_twisted._cli", "db", *args],

@@ -47,23 +47,13 @@ from pywatt_twisted.data.models._introspect import (
 )
 from pywatt_twisted.data.models._model import Field, Model, Schema
 from pywatt_twisted.errors import ConfigurationError
+from tests.data.models.test_cli import run
 from tests.data.models.test_live import deferred_test, everything
 from tests.services import require_service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVERYTHING = os.path.join(HERE, "everything.yaml")
 _counter = itertools.count()
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run(
-        [sys.executable, "-m", "pywatt_twisted._cli", "db", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment,
-    )
 
 
 def column(name: str, kind: str, **kw: Any) -> ColumnInfo:
@@ -388,6 +378,14 @@ class RoundTripMixin:
     """
     The live round trip; subclasses open the databases.
     """
+
+    #: The round trip starts five commands one after another, each a new Python (1.15 G
+    #: instructions: Twisted's imports alone are 0.9 G). They took 6-7 s together on a
+    #: quiet machine, 44-53 s at load 16 on two cores (SQLite as long as the servers:
+    #: waiting for a CPU, not for a database), so trial's default 120 s was exceeded
+    #: under heavier load. A command that hangs still fails on its own 120 s timeout,
+    #: naming the command, well within this one.
+    timeout = 300
 
     def source_url(self) -> str:
         raise NotImplementedError

@@ -6,7 +6,9 @@ machine. File I/O runs in the reactor's thread pool, never on the reactor thread
 
 File format: one JSON header line C{{"k": key, "e": expiry or null}} (expiry in seconds
 since the epoch, from the clock), then the encoded value. File names are the SHA-256 of
-the key, so any valid key maps to a safe name.
+the key, so any valid key maps to a safe name. The name and the header's start of the
+keys in use are remembered (L{NAMES} of them), and a header that says "this key, no
+expiry" is recognised by its bytes, without parsing it.
 
 Atomicity across processes: C{set_nx}, C{increment} and C{compare_delete} hold an
 exclusive C{fcntl.flock} on C{DIR/.lock} while they read and write; plain C{set} and
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -37,6 +40,21 @@ from pywatt_twisted.data._resources import track
 T = TypeVar("T")
 
 _SUFFIX = ".entry"
+
+#: the header's JSON, as C{json.dumps(..., separators=(",", ":"))} writes it (one
+#: encoder for every call: C{json.dumps} with separators builds a new one each time)
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+#: how many keys' file names and header starts a store remembers (when full, it forgets
+#: them all and remembers the keys in use again)
+NAMES = 1024
+
+#: the flags C{tempfile.mkstemp} opens a temporary file with (created here, never
+#: followed through a link, not inherited by child processes)
+_TEMPORARY = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: numbers of temporary file names, shared by the stores of this process
+_numbers = itertools.count()
 
 
 def _prefix(parts: tuple[str, ...]) -> str:
@@ -65,6 +83,8 @@ class FileStore:
         self.fsync = fsync
         self.inflight: dict[Any, Any] = {}
         self._lock = threading.Lock()
+        # key -> (path of its file, start of its header): see _name
+        self._names: dict[str, tuple[str, bytes]] = {}
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as e:
@@ -84,10 +104,41 @@ class FileStore:
         now = self.clock.seconds()
         return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, now, *args)
 
+    def _name(self, key: str) -> tuple[str, bytes]:
+        """
+        The path of C{key}'s file and the start of its header, up to the expiry
+        (C{{"k":KEY,"e":}}), remembered for the keys in use.
+        """
+        names = self._names
+        found = names.get(key)
+        if found is None:
+            if len(names) >= NAMES:
+                names.clear()
+            digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+            found = names[key] = (
+                os.path.join(self.directory, digest + _SUFFIX),
+                b'{"k":' + _encode(key).encode() + b',"e":',
+            )
+        return found
+
     def _path(self, key: str) -> str:
-        return os.path.join(
-            self.directory, hashlib.sha256(key.encode("utf-8")).hexdigest() + _SUFFIX
-        )
+        return self._name(key)[0]
+
+    def _temporary(self) -> tuple[int, str]:
+        """
+        Create a new temporary file in the directory, as C{tempfile.mkstemp} does
+        (C{O_EXCL}, mode 0600) but named by this process's id and a counter instead of
+        random letters: an existing file of that name (a crashed process's leftover, or
+        another store's) is skipped for the next number.
+        """
+        pid = os.getpid()
+        for _ in range(100):
+            path = f"{self.directory}/.tmp-{pid}-{next(_numbers)}"
+            try:
+                return os.open(path, _TEMPORARY, 0o600), path
+            except FileExistsError:
+                continue
+        return tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -104,6 +155,13 @@ class FileStore:
                 raw = f.read()
         except FileNotFoundError:
             return None
+        return self._parse(path, raw, now)
+
+    def _parse(self, path: str, raw: bytes, now: float) -> tuple[str, float | None, bytes] | None:
+        """
+        The key, expiry and value of the file at C{path} read as C{raw}; None for a
+        torn or foreign file, or an expired one (which is removed).
+        """
         header, sep, data = raw.partition(b"\n")
         try:
             meta = json.loads(header) if sep else None
@@ -120,15 +178,17 @@ class FileStore:
         return meta.get("k", ""), expires, data
 
     def _write(self, key: str, data: bytes, expires: float | None) -> None:
-        header = json.dumps({"k": key, "e": expires}, separators=(",", ":")).encode()
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        path, start = self._name(key)
+        # the bytes of json.dumps({"k": key, "e": expires}, separators=(",", ":"))
+        header = start + (b"null}" if expires is None else _encode(expires).encode() + b"}")
+        fd, tmp = self._temporary()
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(header + b"\n" + data)
                 if self.fsync:
                     f.flush()
                     os.fsync(f.fileno())
-            os.replace(tmp, self._path(key))
+            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -139,7 +199,17 @@ class FileStore:
         return None if ttl is None else now + ttl
 
     def _get(self, now: float, key: str) -> bytes | None:
-        entry = self._read(self._path(key), now)
+        path, start = self._name(key)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        plain = start + b"null}\n"
+        if raw.startswith(plain):
+            # the header this store writes for this key and no expiry
+            return raw[len(plain) :]
+        entry = self._parse(path, raw, now)
         return None if entry is None or entry[0] != key else entry[2]
 
     def _get_many(self, now: float, keys: list[str]) -> dict[str, bytes]:
@@ -149,6 +219,9 @@ class FileStore:
             if data is not None:
                 found[key] = data
         return found
+
+    def _set(self, now: float, key: str, data: bytes, ttl: float | None) -> None:
+        self._write(key, data, self._expiry(now, ttl))
 
     def _set_many(self, now: float, items: dict[str, bytes], ttl: float | None) -> None:
         for key, data in items.items():
@@ -215,7 +288,7 @@ class FileStore:
         return self._run(self._get_many, keys)
 
     def set(self, key: str, data: bytes, ttl: float | None) -> Deferred[None]:
-        return self._run(self._set_many, {key: data}, ttl)
+        return self._run(self._set, key, data, ttl)
 
     def set_many(self, items: dict[str, bytes], ttl: float | None) -> Deferred[None]:
         return self._run(self._set_many, items, ttl)
