@@ -88,8 +88,10 @@ class ChannelEnvelopeTests(SynchronousTestCase):
         values = [random_uuid4() for _ in range(3 * 256 + 7)]
         self.assertEqual(len(set(values)), len(values))
         for value in values[:20] + values[250:260] + values[-20:]:
-            self.assertIsInstance(value, uuid.UUID)
+            self.assertIs(type(value), uuid.UUID)
             self.assertEqual((value.version, value.variant), (4, uuid.RFC_4122))
+            self.assertEqual(value.is_safe, uuid.uuid4().is_safe)
+            self.assertRaises(TypeError, setattr, value, "int", 1)  # immutable, as any UUID
             self.assertEqual(uuid.UUID(str(value)), value)
             self.assertEqual(hash(uuid.UUID(str(value))), hash(value))
         # 122 random bits each: no bit position (other than the fixed ones) is constant

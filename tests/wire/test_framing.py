@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import struct
 
+import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,6 +24,7 @@ from pywatt_twisted.wire.framing import (
     Frame,
     FrameDecoder,
     UnknownFrameFormat,
+    build_frame,
     encode_frame,
     frame_header,
     frame_json,
@@ -61,6 +63,20 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(frame_header(70000), struct.pack(">IB", 70000, 1))
         self.assertEqual(HEADER_LENGTH, 5)
         self.assertEqual(DEFAULT_MAX_FRAME_LENGTH, 16 * 1024 * 1024)
+
+    def test_header_table(self) -> None:
+        """
+        The headers of short JSON frames come from a table filled on first use: the same
+        bytes as packing them, twice; anything else is packed (and refused) as before.
+        """
+        for length in (0, 1, 254, 255, 256, 4095, 4096, 4097, 70000, 2**32 - 1):
+            expected = struct.pack(">IB", length, FORMAT_JSON)
+            self.assertEqual(frame_header(length), expected)
+            self.assertEqual(frame_header(length), expected)  # (from the table if short)
+            self.assertEqual(frame_header(length, FORMAT_BINARY), struct.pack(">IB", length, 2))
+        self.assertEqual(frame_header(True), struct.pack(">IB", 1, FORMAT_JSON))
+        for bad in (-1, 2**32, 1.0, "1"):
+            self.assertRaises(struct.error, frame_header, bad)
 
     def test_cap(self) -> None:
         """
@@ -267,6 +283,34 @@ class DecoderTests(SynchronousTestCase):
         )
         out = feed_all(FrameDecoder(), data.draw(chunkings(encoded)))
         self.assertEqual(comparable(out), expected)
+
+
+class BuiltFrameTests(SynchronousTestCase):
+    """
+    The frames the decoder makes (L{build_frame}, and its inline form in the decoder's
+    scan) are the objects C{Frame(fmt, payload)} makes: exactly of class L{Frame},
+    frozen, equal, hashed and shown alike.
+    """
+
+    def assertLikeConstructed(self, frame: object, fmt: int, payload: bytes) -> None:
+        made = Frame(fmt, payload)
+        self.assertIs(type(frame), Frame)
+        self.assertEqual(frame, made)
+        self.assertEqual(hash(frame), hash(made))
+        self.assertEqual(repr(frame), repr(made))
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, frame, "payload", b"")
+
+    def test_build_frame(self) -> None:
+        self.assertLikeConstructed(build_frame(FORMAT_BINARY, b"abc"), FORMAT_BINARY, b"abc")
+
+    def test_decoded(self) -> None:
+        decoder = FrameDecoder()
+        # whole frames in one read (the scan), then one spanning two reads
+        encoded = raw(HEARTBEAT) + raw(b"abc", FORMAT_BINARY) + raw(b"xyz", FORMAT_BASE64)
+        one, two, three = decoder.feed(encoded[:-2]) + decoder.feed(encoded[-2:])
+        self.assertLikeConstructed(one, FORMAT_JSON, HEARTBEAT)
+        self.assertLikeConstructed(two, FORMAT_BINARY, b"abc")
+        self.assertLikeConstructed(three, FORMAT_BASE64, b"xyz")
 
 
 class JsonPayloadsTests(SynchronousTestCase):

@@ -12,6 +12,7 @@ import json
 import uuid
 from typing import Any
 
+import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -194,8 +195,15 @@ class RoutedResponseDecodeTests(SynchronousTestCase):
         self.assertEqual(fast, outcome(reference_response, obj))
         if fast[0] == "ok":
             message = fast[1]
+            self.assertIs(type(message), RoutedModuleResponse)
             self.assertIs(type(message.request_id), uuid.UUID)
             self.assertIs(type(message.payload), EncodedPayload)
+            # built as unfrozen twins: frozen again, all the way down
+            self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, message, "payload", 1)
+            self.assertRaises(
+                attrs.exceptions.FrozenInstanceError, setattr, message.payload, "data", b""
+            )
+            self.assertRaises(TypeError, setattr, message.request_id, "int", 1)
             self.assertEqual(decode_from_orchestrator(_json.dumps(obj)), message)
 
     def reply(self, **changes: Any) -> dict[str, Any]:

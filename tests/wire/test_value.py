@@ -6,7 +6,9 @@ protocol's value classes behave as the methods attrs would have generated.
 from __future__ import annotations
 
 import copy
+import inspect
 import threading
+import uuid
 from typing import Any
 
 import attrs
@@ -22,7 +24,7 @@ from pywatt_twisted.testing.strategies import (
     orchestrator_messages,
 )
 from pywatt_twisted.wire import init, messages
-from pywatt_twisted.wire._value import MutableValue, Value, fields_of
+from pywatt_twisted.wire._value import MutableValue, Value, fields_of, unfrozen
 
 
 def _pairs() -> tuple[type, type]:
@@ -352,3 +354,120 @@ class RuntimeClassesTests(SynchronousTestCase):
         self.assertNotEqual(config, other)
         self.assertEqual(config == other, _twin(config) == _twin(other))
         self.assertEqual(repr(SETTINGS[0]), repr(_twin(SETTINGS[0])))
+
+
+class UnfrozenTests(SynchronousTestCase):
+    """
+    L{unfrozen}: a twin whose instances, filled and switched to the frozen class, are the
+    objects the constructor makes.
+    """
+
+    def test_same_as_constructed(self) -> None:
+        twin = unfrozen(messages.RoutedModuleResponse)
+        payload_twin = unfrozen(messages.EncodedPayload)
+        payload = payload_twin()
+        payload.data = b"[1]"
+        payload.format = "Json"
+        payload.__class__ = messages.EncodedPayload
+        value = twin()
+        value.source_module_id = "inv"
+        value.request_id = uuid.UUID(int=7)
+        value.payload = payload
+        value.__class__ = messages.RoutedModuleResponse
+        made = messages.RoutedModuleResponse(
+            "inv", uuid.UUID(int=7), messages.EncodedPayload(b"[1]", "Json")
+        )
+        self.assertIs(type(value), messages.RoutedModuleResponse)
+        self.assertEqual(value, made)
+        self.assertEqual(hash(value), hash(made))
+        self.assertEqual(repr(value), repr(made))
+        self.assertEqual(attrs.asdict(value), attrs.asdict(made))
+        self.assertEqual(copy.deepcopy(value), made)
+        self.assertEqual(attrs.evolve(value, source_module_id="x").source_module_id, "x")
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, value, "payload", None)
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, delattr, value, "payload")
+
+    def test_uuid(self) -> None:
+        twin = unfrozen(uuid.UUID)
+        value = twin()
+        value.int = 0x3F2C8A6E5B1D4C7A9E2F0A1B2C3D4E5F
+        value.is_safe = uuid.SafeUUID.unknown
+        value.__class__ = uuid.UUID
+        made = uuid.UUID("3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f")
+        self.assertIs(type(value), uuid.UUID)
+        self.assertEqual(value, made)
+        self.assertEqual(hash(value), hash(made))
+        self.assertEqual(str(value), str(made))
+        self.assertEqual(value.is_safe, made.is_safe)
+        self.assertRaises(TypeError, setattr, value, "int", 1)
+
+    def test_twin_takes_stores(self) -> None:
+        """
+        Before the switch the twin is an ordinary object (stores on the fast path);
+        it adds no slot and no C{__dict__}.
+        """
+        twin = unfrozen(messages.EncodedPayload)
+        self.assertTrue(issubclass(twin, messages.EncodedPayload))
+        self.assertEqual(twin.__dict__["__slots__"], ())
+        value = twin()
+        value.data = b"x"
+        del value.data
+        self.assertFalse(hasattr(value, "__dict__"))
+
+    def test_refused_layout(self) -> None:
+        """
+        A class whose instances cannot switch to it (a built-in type) is refused when
+        the twin is made, not when a value is built.
+        """
+        self.assertRaises(TypeError, unfrozen, int)
+
+
+class RouteToModuleInitTests(SynchronousTestCase):
+    """
+    L{messages.RouteToModule}'s own C{__init__} (the stores of an L{unfrozen} twin)
+    makes what attrs' generated one made.
+    """
+
+    def test_signature(self) -> None:
+        """
+        One positional-or-keyword parameter per field, in field order, none with a
+        default: attrs' signature for these fields.
+        """
+        parameters = list(inspect.signature(messages.RouteToModule).parameters.values())
+        self.assertEqual(
+            [p.name for p in parameters], [a.name for a in attrs.fields(messages.RouteToModule)]
+        )
+        for p in parameters:
+            self.assertEqual(p.kind, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            self.assertIs(p.default, inspect.Parameter.empty)
+        self.assertRaises(TypeError, messages.RouteToModule, "inv", "get", uuid.UUID(int=1))
+
+    def test_same_as_attrs(self) -> None:
+        request_id = uuid.UUID(int=9)
+        payload = messages.EncodedPayload(b"{}")
+        made = messages.RouteToModule("inv", "get", request_id, payload)
+        by_name = messages.RouteToModule(
+            payload=payload, request_id=request_id, target_endpoint="get", target_module_id="inv"
+        )
+        self.assertIs(type(made), messages.RouteToModule)
+        self.assertEqual(made, by_name)
+        self.assertEqual(attrs.astuple(made, recurse=False), ("inv", "get", request_id, payload))
+        self.assertEqual(repr(made), repr(by_name))
+        self.assertEqual(hash(made), hash(by_name))
+        self.assertEqual(attrs.evolve(made, target_endpoint="put").target_endpoint, "put")
+        self.assertEqual(copy.copy(made), made)
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, made, "payload", None)
+
+    def test_subclass(self) -> None:
+        """
+        A subclass keeps its class (its values are stored as attrs stores them).
+        """
+
+        @attrs.frozen(eq=False, repr=False, init=False)
+        class Sub(messages.RouteToModule):
+            pass
+
+        value = Sub("inv", "get", uuid.UUID(int=1), messages.EncodedPayload(b"1"))
+        self.assertIs(type(value), Sub)
+        self.assertEqual(value.target_endpoint, "get")
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, value, "payload", None)

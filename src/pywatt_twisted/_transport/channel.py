@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from attrs import define, frozen
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, IReactorTime
@@ -239,6 +239,13 @@ class ConnectionPhase(Enum):
     """The connection is gone (whether or not it was ever ready)."""
 
 
+# The phases the per-message code compares with, as globals: reading an Enum member
+# through its class goes through EnumType's __getattr__ hook (about 1k instructions
+# where a global is a few dozen: issue 20).
+_READY: Final = ConnectionPhase.READY
+_LOST: Final = ConnectionPhase.LOST
+_SETTLING: Final = ConnectionPhase.SETTLING
+
 PHASE_STEPS: Mapping[ConnectionPhase, frozenset[ConnectionPhase]] = {
     ConnectionPhase.CONNECTING: frozenset(
         {ConnectionPhase.HANDSHAKING, ConnectionPhase.READY, ConnectionPhase.LOST}
@@ -355,7 +362,7 @@ class _ChannelOutput:
 
         @raise ChannelClosed: if the connection is gone or not ready yet.
         """
-        if self.phase is not ConnectionPhase.READY:
+        if self.phase is not _READY:
             raise ChannelClosed(f"the {self.name} channel connection is not up")
         counters = self.counters  # _write, inline: once per message sent
         counters.frames_out += 1
@@ -384,7 +391,7 @@ class _ChannelOutput:
             self.log.error("{channel}: {error}", channel=self.name, error=str(e))
 
     def send_heartbeat_ack(self) -> None:
-        if self.phase is not ConnectionPhase.READY:  # lost, or not up yet
+        if self.phase is not _READY:  # lost, or not up yet
             self.log.debug(
                 "{channel}: heartbeat ack not sent: its connection is gone", channel=self.name
             )
@@ -530,17 +537,17 @@ class ChannelProtocol(_ChannelOutput, FramedProtocol):
         """
         The connection is usable (connected, TLS done, identify written).
         """
-        return self.phase is ConnectionPhase.READY
+        return self.phase is _READY
 
     @property
     def lost(self) -> bool:
         """
         The connection is gone.
         """
-        return self.phase is ConnectionPhase.LOST
+        return self.phase is _LOST
 
     def outputClosed(self) -> bool:
-        return self.phase is ConnectionPhase.LOST
+        return self.phase is _LOST
 
     # -- connection -------------------------------------------------------------------
 
@@ -648,7 +655,7 @@ class ChannelProtocol(_ChannelOutput, FramedProtocol):
             return
         if self._liveness.pending:
             self._liveness.last_in = self.clock.seconds()
-        if self.phase is ConnectionPhase.SETTLING:
+        if self.phase is _SETTLING:
             # Over TLS: the peer's first bytes prove it accepted the connection.
             self._settle.cancel()
             self._enter(ConnectionPhase.READY)
@@ -682,7 +689,7 @@ class ChannelProtocol(_ChannelOutput, FramedProtocol):
             self._undecodable(len(payload), e)
             return
         if not self.exchanged:
-            self.exchanged = self.phase is ConnectionPhase.READY
+            self.exchanged = self.phase is _READY
         try:
             self.listener.channel_message(self, message)
         except Exception:

@@ -38,6 +38,7 @@ from pywatt_twisted.wire.framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     FORMAT_JSON,
     Frame,
+    build_frame,
     encode_frame,
     frame_header,
     frame_json,
@@ -128,7 +129,7 @@ class ModuleConnection(FramedProtocol):
         if json_hook is not None and json_hook(self, payload):
             return
         if server.on_frame is not None:
-            self.frameReceived(Frame(FORMAT_JSON, payload))
+            self.frameReceived(build_frame(FORMAT_JSON, payload))
             return
         try:
             envelope = decode_envelope_from_module(payload)

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.wire import _json
+from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.init import (
     InitBlob,
     IpcChannelConfig,
@@ -296,18 +297,28 @@ def _base64(obj: _Obj, key: str, ctx: str) -> bytes:
 
 _UUID: Final = uuid.UUID
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
-_new_object = object.__new__
-_set_slot = object.__setattr__
-# The hot decoders build a few immutable values by setting their slots through the slot
-# descriptors: the same object as the constructor makes (none of these has a validator
-# or converter to skip), at about two thirds of the cost of a frozen __init__.
-_set_uuid_int = _UUID.__dict__["int"].__set__
-_set_uuid_safe = _UUID.__dict__["is_safe"].__set__
+# The hot decoders build a few immutable values as unfrozen twins whose class is then
+# switched (wire._value.unfrozen): the same object as the constructor makes (none of
+# these has a validator or converter to skip), at about a third of the cost of a frozen
+# __init__. A request id is a uuid.UUID as uuid.UUID(int=...) makes it.
+_UnfrozenUUID: Final = unfrozen(_UUID)
+_UnfrozenPayload: Final = unfrozen(EncodedPayload)
+_UnfrozenResponse: Final = unfrozen(RoutedModuleResponse)
+# (setting a slot through its descriptor: what envelope.py still uses)
 _set_payload_data = EncodedPayload.__dict__["data"].__set__  # type: ignore[index]
 _set_payload_format = EncodedPayload.__dict__["format"].__set__  # type: ignore[index]
-_set_response_source = RoutedModuleResponse.__dict__["source_module_id"].__set__  # type: ignore[index]
-_set_response_id = RoutedModuleResponse.__dict__["request_id"].__set__  # type: ignore[index]
-_set_response_payload = RoutedModuleResponse.__dict__["payload"].__set__  # type: ignore[index]
+
+
+def _uuid_of(number: int) -> uuid.UUID:
+    """
+    C{uuid.UUID(int=number)} for a C{number} known to fit in 128 bits, without the
+    constructor's checks.
+    """
+    parsed = _UnfrozenUUID()
+    parsed.int = number
+    parsed.is_safe = _SAFE_UNKNOWN
+    parsed.__class__ = _UUID
+    return parsed  # type: ignore[no-any-return]
 
 
 def _uuid_value(value: object, path: str) -> uuid.UUID:
@@ -324,10 +335,7 @@ def _uuid_value(value: object, path: str) -> uuid.UUID:
                 except ValueError:
                     pass
                 else:
-                    parsed = _new_object(_UUID)
-                    _set_slot(parsed, "int", number)
-                    _set_slot(parsed, "is_safe", _SAFE_UNKNOWN)
-                    return parsed
+                    return _uuid_of(number)
         try:
             return uuid.UUID(value)
         except ValueError:
@@ -352,10 +360,7 @@ def _uuid(obj: _Obj, key: str, ctx: str) -> uuid.UUID:
             except ValueError:
                 pass
             else:
-                parsed = _new_object(_UUID)
-                _set_uuid_int(parsed, number)
-                _set_uuid_safe(parsed, _SAFE_UNKNOWN)
-                return parsed
+                return _uuid_of(number)
     return _uuid_value(value, _path(ctx, key))
 
 
@@ -420,10 +425,11 @@ def _payload(obj: _Obj, key: str, ctx: str) -> EncodedPayload:
                 except (ValueError, TypeError):
                     pass  # not all bytes: the full reader below says which field
                 else:
-                    payload = _new_object(EncodedPayload)  # EncodedPayload(raw, name)
-                    _set_payload_data(payload, raw)
-                    _set_payload_format(payload, name)
-                    return payload
+                    payload = _UnfrozenPayload()  # EncodedPayload(raw, name)
+                    payload.data = raw
+                    payload.format = name
+                    payload.__class__ = EncodedPayload
+                    return payload  # type: ignore[no-any-return]
     path = _path(ctx, key)
     value = _object(value, path)
     data = _bytes_value(value.get("data", _MISSING), f"{path}.data")
@@ -844,28 +850,33 @@ def _d_routed_response(obj: _Obj, ctx: str) -> RoutedModuleResponse:
         if len(digits) == 32 and type(data) is list and fmt == "Json":
             try:
                 number = int(digits, 16)
-                raw = bytes(data)
+                raw = bytes(bytearray(data))  # (see _bytes_value)
             except (ValueError, TypeError):
                 pass
             else:
-                request_id = _new_object(_UUID)
-                _set_uuid_int(request_id, number)
-                _set_uuid_safe(request_id, _SAFE_UNKNOWN)
-                payload = _new_object(EncodedPayload)
-                _set_payload_data(payload, raw)
-                _set_payload_format(payload, "Json")
-                response = _new_object(RoutedModuleResponse)
-                _set_response_source(response, source)
-                _set_response_id(response, request_id)
-                _set_response_payload(response, payload)
-                return response
+                # (_uuid_of and the payload, inline: the twins of wire._value.unfrozen)
+                request_id = _UnfrozenUUID()
+                request_id.int = number
+                request_id.is_safe = _SAFE_UNKNOWN
+                request_id.__class__ = _UUID
+                payload = _UnfrozenPayload()
+                payload.data = raw
+                payload.format = "Json"
+                payload.__class__ = EncodedPayload
+                response = _UnfrozenResponse()
+                response.source_module_id = source
+                response.request_id = request_id
+                response.payload = payload
+                response.__class__ = RoutedModuleResponse
+                return response  # type: ignore[no-any-return]
     request_id = _uuid(obj, "request_id", ctx)
     payload = _payload(obj, "payload", ctx)
-    response = _new_object(RoutedModuleResponse)  # RoutedModuleResponse(...), see above
-    _set_response_source(response, source)
-    _set_response_id(response, request_id)
-    _set_response_payload(response, payload)
-    return response
+    response = _UnfrozenResponse()  # RoutedModuleResponse(...), see above
+    response.source_module_id = source
+    response.request_id = request_id
+    response.payload = payload
+    response.__class__ = RoutedModuleResponse
+    return response  # type: ignore[no-any-return]
 
 
 _ORCHESTRATOR_DECODERS: Final[dict[str, Callable[[_Obj, str], OrchestratorMessage]]] = {

@@ -33,12 +33,16 @@ from pywatt_twisted.wire.codec import (
     _ENCODERS,
     _set_payload_data,
     _set_payload_format,
+    _UnfrozenUUID,
     encode_stream_chunk_parts,
     to_json_object,
 )
 from pywatt_twisted.wire.framing import (
+    _JSON_HEADERS,  # the header, without a call
+    _JSON_HEADERS_SIZE,
     FORMAT_JSON,
-    _pack_header,  # the header, without a call
+    _json_header,
+    _pack_header,
     frame_header,
 )
 from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck, StreamChunk
@@ -130,9 +134,7 @@ _pool_pop = _pool.pop
 _pool_lock: threading.Lock
 _V4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
 _V4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
-_new_uuid = object.__new__
-_set_uuid_int = uuid.UUID.__dict__["int"].__set__  # (through the slot: no __init__)
-_set_uuid_safe = uuid.UUID.__dict__["is_safe"].__set__
+_UUID: Final = uuid.UUID
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
 
 
@@ -162,10 +164,11 @@ def random_uuid4() -> uuid.UUID:
         number = _pool_pop()
     except IndexError:
         number = _refill_and_pop()
-    value = _new_uuid(uuid.UUID)
-    _set_uuid_int(value, number)
-    _set_uuid_safe(value, _SAFE_UNKNOWN)
-    return value
+    value = _UnfrozenUUID()  # codec._uuid_of(number), inline
+    value.int = number
+    value.is_safe = _SAFE_UNKNOWN
+    value.__class__ = _UUID
+    return value  # type: ignore[no-any-return]
 
 
 def _refill_and_pop() -> int:
@@ -245,9 +248,12 @@ def encode_channel_frame(
         head, low = _id_head, b"%x" % n
     else:
         head, low = b"", _envelope_id_bytes()
+    header = _JSON_HEADERS[length] if length < _JSON_HEADERS_SIZE else None  # frame_header
+    if header is None:
+        header = _json_header(length)
     return _join(
         (
-            _pack_header(length, FORMAT_JSON),
+            header,
             _ENVELOPE_HEAD,
             head,
             low,
