@@ -143,3 +143,47 @@ class FileStoreTests(SynchronousTestCase):
         self.assertEqual(
             os.listdir(self.store.directory), [os.path.basename(self.store._path("k"))]
         )
+
+    def test_large_value(self) -> None:
+        """
+        A value longer than one read comes back whole, with or without an expiry.
+        """
+        big = bytes(range(256)) * (3 * file_module._CHUNK // 256 + 7)
+        for expires in (None, 100.0):
+            self.store._write("big", big, expires)
+            self.assertEqual(self.store._get(0.0, "big"), big)
+
+    def test_short_writes(self) -> None:
+        """
+        A file that C{os.write} takes a few bytes at a time is written whole.
+        """
+        write = os.write
+        calls = []
+
+        def short(fd: int, data: bytes) -> int:
+            calls.append(fd)
+            return write(fd, bytes(data[:7]))
+
+        self.patch(file_module.os, "write", short)
+        self.store._write("k", b"a value of some length", None)
+        self.assertGreater(len(calls), 3)
+        self.assertEqual(self.contents("k"), old_header("k", None) + b"\na value of some length")
+
+    def test_fsync(self) -> None:
+        """
+        With C{fsync}, the temporary file is synced before it replaces the key's file.
+        """
+        synced: list[bytes] = []
+        fsync = os.fsync
+
+        def recording(fd: int) -> None:
+            with open(f"/proc/self/fd/{fd}", "rb") as f:
+                synced.append(f.read())
+            fsync(fd)
+
+        self.patch(file_module.os, "fsync", recording)
+        self.store._write("k", b"v", None)
+        self.assertEqual(synced, [])
+        self.store.fsync = True
+        self.store._write("k", b"v2", None)
+        self.assertEqual(synced, [old_header("k", None) + b"\nv2"])

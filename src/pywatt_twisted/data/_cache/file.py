@@ -56,6 +56,36 @@ _TEMPORARY = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: numbers of temporary file names, shared by the stores of this process
 _numbers = itertools.count()
 
+#: how much one read asks for (a cache file is read whole, usually in one read)
+_CHUNK = 1 << 16
+
+
+def _contents(path: str) -> bytes | None:
+    """
+    The whole file at C{path}; None when there is none. Plain system calls: C{open()}'s
+    buffered file adds an C{fstat}, an C{lseek} and an C{ioctl} to every file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """
+    Write all of C{data} to C{fd} (C{os.write} may write less than it is given).
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
 
 def _prefix(parts: tuple[str, ...]) -> str:
     return "".join(p + ":" for p in parts)
@@ -150,12 +180,8 @@ class FileStore:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _read(self, path: str, now: float) -> tuple[str, float | None, bytes] | None:
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            return None
-        return self._parse(path, raw, now)
+        raw = _contents(path)
+        return None if raw is None else self._parse(path, raw, now)
 
     def _parse(self, path: str, raw: bytes, now: float) -> tuple[str, float | None, bytes] | None:
         """
@@ -183,11 +209,12 @@ class FileStore:
         header = start + (b"null}" if expires is None else _encode(expires).encode() + b"}")
         fd, tmp = self._temporary()
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header + b"\n" + data)
+            try:
+                _write_all(fd, header + b"\n" + data)
                 if self.fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -200,10 +227,8 @@ class FileStore:
 
     def _get(self, now: float, key: str) -> bytes | None:
         path, start = self._name(key)
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
+        raw = _contents(path)
+        if raw is None:
             return None
         plain = start + b"null}\n"
         if raw.startswith(plain):
