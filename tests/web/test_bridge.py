@@ -246,7 +246,10 @@ class RoutingTests(BridgeTestCase):
         self.holds.release("push")
         self.assertEqual(self.successResultOf(d).body, b"abc")
         self.assertEqual(calls, [])
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # nothing left behind but the bridge's one route-timeout timer
+        self.assertEqual(
+            [c.func for c in self.clock.getDelayedCalls()], [self.bridge._deadlines._sweep]
+        )
 
 
 class AsynchronousRouteTests(BridgeTestCase):
@@ -301,10 +304,30 @@ class AsynchronousRouteTests(BridgeTestCase):
         self.assertEqual(self.ipc_count("stdio", "completed"), 20)
 
     def test_timer_cancelled_when_done(self) -> None:
-        d = self.bridge.handle(request("GET", "/held/t"))
+        """
+        One timer serves every request's timeout (not one per request); it does not
+        outlive its last deadline, nor a stopped bridge with nothing in flight.
+        """
+        held = [self.bridge.handle(request("GET", f"/held/t{n}")) for n in range(3)]
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
-        self.holds.release("t")
+        for n, d in enumerate(held):
+            self.holds.release(f"t{n}")
+            self.successResultOf(d)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(DEFAULT_TIMEOUT)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.ipc_count("stdio", "timeout"), 0)
+        d = self.bridge.handle(request("GET", "/held/u"))
+        self.bridge.stop_accepting()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.holds.release("u")
         self.successResultOf(d)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_accepting_when_idle_cancels_the_timer(self) -> None:
+        self.successResultOf(self.bridge.handle(request("GET", "/")))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.bridge.stop_accepting()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
@@ -349,6 +372,67 @@ class LimitTests(BridgeTestCase):
             {"route": "/held/:key", "method": "GET", "status": "aborted"},
         )
         self.assertEqual(aborted, 1.0)
+
+    def test_each_request_times_out_at_its_own_deadline(self) -> None:
+        """
+        Requests started at different times time out exactly C{timeout} seconds after
+        each started, whether the ones before them finished or not.
+        """
+        first = self.bridge.handle(request("GET", "/held/a", request_id="a"))
+        self.clock.advance(10)
+        second = self.bridge.handle(request("GET", "/held/b", request_id="b"))
+        self.clock.advance(5)
+        third = self.bridge.handle(request("GET", "/held/c", request_id="c"))
+        self.holds.release("b")
+        self.assertEqual(self.successResultOf(second).status_code, 200)
+        self.clock.advance(DEFAULT_TIMEOUT - 15 - 0.5)
+        self.assertNoResult(first)
+        self.clock.advance(0.5)
+        self.assertEqual(self.successResultOf(first).status_code, 504)
+        self.clock.advance(15 - 0.5)
+        self.assertNoResult(third)
+        self.clock.advance(0.5)
+        self.assertEqual(self.successResultOf(third).status_code, 504)
+        self.assertEqual(self.ipc_count("stdio", "timeout"), 2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_timeouts_in_one_advance_keep_their_order(self) -> None:
+        answered: list[str] = []
+        for name in ("a", "b", "c"):
+            d = self.bridge.handle(request("GET", f"/held/{name}", request_id=name))
+            d.addCallback(lambda r: answered.append(r.request_id))
+            self.clock.advance(1)
+        self.clock.advance(DEFAULT_TIMEOUT)
+        self.assertEqual(answered, ["a", "b", "c"])
+
+    def test_lowered_timeout_is_still_exact(self) -> None:
+        """
+        A deadline earlier than one already waiting (the timeout was lowered) is kept
+        exactly too.
+        """
+        slow = self.bridge.handle(request("GET", "/held/s", request_id="s"))
+        self.bridge.timeout = 2
+        quick = self.bridge.handle(request("GET", "/held/q", request_id="q"))
+        self.clock.advance(2)
+        self.assertEqual(self.successResultOf(quick).status_code, 504)
+        self.assertNoResult(slow)
+        self.clock.advance(DEFAULT_TIMEOUT - 2)
+        self.assertEqual(self.successResultOf(slow).status_code, 504)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_finished_requests_behind_a_slow_one_are_dropped(self) -> None:
+        """
+        Requests that finished while an older one is still running do not pile up
+        in the deadline queue.
+        """
+        bridge = HttpBridge(self.site, reactor=self.clock, max_concurrent=1000)
+        slow = bridge.handle(request("GET", "/held/slow"))
+        for _ in range(500):
+            self.successResultOf(bridge.handle(request("GET", "/")))
+        self.assertLessEqual(len(bridge._deadlines._queue), 65)
+        self.clock.advance(DEFAULT_TIMEOUT)
+        self.assertEqual(self.successResultOf(slow).status_code, 504)
+        self.assertEqual(len(bridge._deadlines._queue), 0)
 
     def test_custom_timeout_and_none(self) -> None:
         quick = HttpBridge(self.site, reactor=self.clock, timeout=2)

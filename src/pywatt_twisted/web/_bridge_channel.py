@@ -240,6 +240,7 @@ class Pending:
     __slots__ = (
         "answered",
         "channel",
+        "deadline",
         "receiver",
         "request",
         "request_id",
@@ -263,5 +264,8 @@ class Pending:
         self.answered = False
         self.channel: BridgeChannel | None = None
         self.request: Any = None
+        #: its route timer: a C{DelayedCall}, C{QUEUED} (its C{deadline} waits in the
+        #: bridge's queue), or C{None}
         self.timer: Any = None
+        self.deadline = 0.0
         self.receiver: StreamReceiver | None = None

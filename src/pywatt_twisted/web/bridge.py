@@ -52,6 +52,7 @@ from pywatt_twisted._inflight import InFlight
 from pywatt_twisted.errors import PyWattError
 from pywatt_twisted.streaming import StreamLink, StreamState
 from pywatt_twisted.web._bridge_channel import BridgeChannel, Pending
+from pywatt_twisted.web._bridge_deadlines import BridgeDeadlines
 from pywatt_twisted.web._bridge_reply import (
     error_response,
     error_text,
@@ -171,6 +172,8 @@ class HttpBridge:
         self.peer = peer if peer is not None else IPv4Address("TCP", "127.0.0.1", 0)
         self.accepting = True
         self._in_flight: InFlight[Pending] = InFlight()
+        #: the route timeouts of its requests (one timer for all)
+        self._deadlines = BridgeDeadlines(reactor, self._timed_out)
         #: the streamed bodies of its requests
         self.streams = BridgeStreams(self)
 
@@ -191,9 +194,13 @@ class HttpBridge:
     def stop_accepting(self) -> None:
         """
         Answer every new request with 503 (C{"stopping"}) from now on; requests
-        already in flight run to completion. Used for a graceful stop.
+        already in flight run to completion. Used for a graceful stop. The bridge's
+        one route-timeout timer (it outlives idle moments) goes once nothing is in
+        flight.
         """
         self.accepting = False
+        if not self._in_flight:
+            self._deadlines.stop()
 
     def handle(
         self,
@@ -349,7 +356,7 @@ class HttpBridge:
         request_id = pending.request_id
         web_request = pending.request
         if self.timeout is not None:
-            pending.timer = self.reactor.callLater(self.timeout, self._timed_out, pending)
+            self._deadlines.watch(pending, self.timeout)
         try:
             web_request.requestReceived(
                 message.method.encode("ascii"), message.uri.encode("ascii"), b"HTTP/1.1"
@@ -374,9 +381,7 @@ class HttpBridge:
         assert channel is not None
         if channel.stream is not None:
             # The route finished writing; the stream ends once the last chunk is acked.
-            if pending.timer is not None and pending.timer.active():
-                pending.timer.cancel()
-            pending.timer = None
+            self._deadlines.unwatch(pending)
             channel.stream.finish()
             return
         headers = channel.headers if channel.headers is not None else {}
@@ -470,11 +475,11 @@ class HttpBridge:
         receiver, pending.receiver = pending.receiver, None
         if receiver is not None and receiver.state is StreamState.OPEN:
             receiver.cancel("the request was answered before its body arrived")
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
-        pending.timer = None
+        self._deadlines.unwatch(pending)
         self._count(pending.transport, outcome)
         self._in_flight.discard(pending)
+        if not self.accepting and not self._in_flight:
+            self._deadlines.stop()
 
     def _abort_request(self, pending: Pending, reason: Exception) -> None:
         """
