@@ -44,8 +44,6 @@ class DirectVersusBridgeTests(TestCase):
         self.addCleanup(self.pool.closeCachedConnections)
         self.client = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
         self.bridge = HttpBridge(self.site, reactor=reactor)
-        # (its one route-timeout timer goes once it stops accepting with nothing in flight)
-        self.addCleanup(self.bridge.stop_accepting)
         self.base = f"http://127.0.0.1:{self.port.getHost().port}"
 
     async def direct(

@@ -7,7 +7,10 @@ Every request of a bridge gets the same timeout, so deadlines come in the order 
 requests start: they wait in a queue, and one timer, set for the earliest deadline
 still waiting, expires them. A request that finishes is only marked (L{Pending.timer}
 no longer L{QUEUED}) and dropped from the queue when it reaches the front, or when
-finished entries pile up behind a slow one. A deadline earlier than the last queued
+finished entries pile up behind a slow one; when no request waits any more, the queue
+is emptied and the timer cancelled, so an idle bridge holds no timer (with one request
+in flight that is a C{callLater} and a cancel per request, as before; under load the
+one timer serves them all). A deadline earlier than the last queued
 one (the timeout was lowered, or the clock went back) gets a C{callLater} of its own,
 as every request did before: the timeouts stay exact either way.
 """
@@ -69,6 +72,13 @@ class BridgeDeadlines:
         if timer is QUEUED:
             self._waiting -= 1
             queue = self._queue
+            if not self._waiting:
+                # nothing waits: no timer outlives the bridge's idle moments
+                queue.clear()
+                if self.timer is not None and self.timer is not QUEUED:
+                    self.timer.cancel()
+                    self.timer = None
+                return
             while queue and queue[0].timer is not QUEUED:
                 queue.popleft()
             if len(queue) > 64 and len(queue) > 2 * self._waiting:
@@ -78,15 +88,6 @@ class BridgeDeadlines:
                 queue.extend(waiting)
         elif timer is not None and timer.active():
             timer.cancel()
-
-    def stop(self) -> None:
-        """
-        Cancel the timer if no deadline is queued (the bridge stopped accepting and
-        has nothing in flight: it leaves no timer behind).
-        """
-        if self.timer is not None and not self._queue:
-            self.timer.cancel()
-            self.timer = None
 
     def _sweep(self) -> None:
         self.timer = QUEUED  # (while sweeping, watch() sets no timer: it is set below)

@@ -194,13 +194,9 @@ class HttpBridge:
     def stop_accepting(self) -> None:
         """
         Answer every new request with 503 (C{"stopping"}) from now on; requests
-        already in flight run to completion. Used for a graceful stop. The bridge's
-        one route-timeout timer (it outlives idle moments) goes once nothing is in
-        flight.
+        already in flight run to completion. Used for a graceful stop.
         """
         self.accepting = False
-        if not self._in_flight:
-            self._deadlines.stop()
 
     def handle(
         self,
@@ -478,8 +474,6 @@ class HttpBridge:
         self._deadlines.unwatch(pending)
         self._count(pending.transport, outcome)
         self._in_flight.discard(pending)
-        if not self.accepting and not self._in_flight:
-            self._deadlines.stop()
 
     def _abort_request(self, pending: Pending, reason: Exception) -> None:
         """
