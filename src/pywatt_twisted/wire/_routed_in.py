@@ -17,7 +17,7 @@ from typing import Any, Final
 from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.messages import EncodedPayload, RoutedModuleMessage
 
-__all__ = ["with_fast_path"]
+__all__ = ["id_and_json_payload", "with_fast_path"]
 
 _UUID: Final = uuid.UUID
 _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
@@ -29,6 +29,33 @@ _UnfrozenPayload: Final = unfrozen(EncodedPayload)
 _UnfrozenMessage: Final = unfrozen(RoutedModuleMessage)
 
 _Decoder = Callable[[Any, str], Any]
+
+
+def id_and_json_payload(digits: str, data: list[Any]) -> tuple[uuid.UUID, EncodedPayload] | None:
+    """
+    The request id whose 32 hex C{digits} are given and the C{"Json"} payload of the
+    byte values C{data}, as C{_uuid} and C{_payload} read them from a well-formed
+    message: the C{routed_module_message} here and the codec's
+    C{routed_module_response} share it. C{None} if the digits are not hex or a value
+    is not a byte: the general reader then names the field at fault.
+    """
+    try:
+        number = int(digits, 16)
+        # bytearray() reads a list of ints at about half the cost of bytes() (one index
+        # conversion per int instead of three calls: 222 bytes, 17.4 k -> 9.2 k
+        # instructions); the copy to bytes is one memcpy
+        raw = bytes(bytearray(data))
+    except (ValueError, TypeError):
+        return None
+    request_id = _UnfrozenUUID()
+    request_id.int = number
+    request_id.is_safe = _SAFE_UNKNOWN
+    request_id.__class__ = _UUID
+    payload = _UnfrozenPayload()
+    payload.data = raw
+    payload.format = "Json"
+    payload.__class__ = EncodedPayload
+    return request_id, payload
 
 
 def with_fast_path(general: _Decoder) -> _Decoder:
@@ -56,27 +83,11 @@ def with_fast_path(general: _Decoder) -> _Decoder:
             data = body.get("data")
             fmt = body.get("format", "Json")
             if len(digits) == 32 and type(data) is list and type(fmt) is str and fmt == "Json":
-                try:
-                    number = int(digits, 16)
-                    # bytearray() reads a list of ints at about half the cost of bytes()
-                    # (one index conversion per int instead of three calls: 222 bytes,
-                    # 17.4 k -> 9.2 k instructions); the copy to bytes is one memcpy
-                    raw = bytes(bytearray(data))
-                except (ValueError, TypeError):
-                    pass  # not hex, not all bytes: the general decoder says which field
-                else:
-                    request_id = _UnfrozenUUID()
-                    request_id.int = number
-                    request_id.is_safe = _SAFE_UNKNOWN
-                    request_id.__class__ = _UUID
-                    payload = _UnfrozenPayload()
-                    payload.data = raw
-                    payload.format = "Json"
-                    payload.__class__ = EncodedPayload
+                read = id_and_json_payload(digits, data)
+                if read is not None:
                     message = _UnfrozenMessage()
                     message.source_module_id = source
-                    message.original_request_id = request_id
-                    message.payload = payload
+                    message.original_request_id, message.payload = read
                     message.target_endpoint = endpoint
                     message.__class__ = RoutedModuleMessage
                     return message
