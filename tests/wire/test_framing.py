@@ -64,20 +64,6 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(HEADER_LENGTH, 5)
         self.assertEqual(DEFAULT_MAX_FRAME_LENGTH, 16 * 1024 * 1024)
 
-    def test_header_table(self) -> None:
-        """
-        The headers of short JSON frames come from a table filled on first use: the same
-        bytes as packing them, twice; anything else is packed (and refused) as before.
-        """
-        for length in (0, 1, 254, 255, 256, 4095, 4096, 4097, 70000, 2**32 - 1):
-            expected = struct.pack(">IB", length, FORMAT_JSON)
-            self.assertEqual(frame_header(length), expected)
-            self.assertEqual(frame_header(length), expected)  # (from the table if short)
-            self.assertEqual(frame_header(length, FORMAT_BINARY), struct.pack(">IB", length, 2))
-        self.assertEqual(frame_header(True), struct.pack(">IB", 1, FORMAT_JSON))
-        for bad in (-1, 2**32, 1.0, "1"):
-            self.assertRaises(struct.error, frame_header, bad)
-
     def test_cap(self) -> None:
         """
         A payload over the cap raises L{FrameTooLarge}; one at the cap is fine.

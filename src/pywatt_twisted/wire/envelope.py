@@ -38,11 +38,8 @@ from pywatt_twisted.wire.codec import (
     to_json_object,
 )
 from pywatt_twisted.wire.framing import (
-    _JSON_HEADERS,  # the header, without a call
-    _JSON_HEADERS_SIZE,
     FORMAT_JSON,
-    _json_header,
-    _pack_header,
+    _pack_header,  # the header, without a call
     frame_header,
 )
 from pywatt_twisted.wire.messages import EncodedPayload, HeartbeatAck, RouteToModule, StreamChunk
@@ -262,12 +259,9 @@ def encode_channel_frame(
         head, low = _id_head, b"%x" % n
     else:
         head, low = b"", _envelope_id_bytes()
-    header = _JSON_HEADERS[length] if length < _JSON_HEADERS_SIZE else None  # frame_header
-    if header is None:
-        header = _json_header(length)
     return _join(
         (
-            header,
+            _pack_header(length, FORMAT_JSON),
             _ENVELOPE_HEAD,
             head,
             low,

@@ -122,33 +122,11 @@ def build_frame(fmt: int, payload: bytes) -> Frame:
     return frame  # type: ignore[no-any-return]
 
 
-#: The headers of JSON frames whose payload is shorter than this are packed once each,
-#: on first use, and then read from L{_JSON_HEADERS}: packing costs ~650 instructions,
-#: reading the list ~50 (issue 20). At most 4096 five-byte objects.
-_JSON_HEADERS_SIZE: Final = 4096
-_JSON_HEADERS: Final[list[bytes | None]] = [None] * _JSON_HEADERS_SIZE
-
-
-def _json_header(length: int) -> bytes:
-    """
-    The header of a JSON frame of C{length} payload bytes, kept in L{_JSON_HEADERS}
-    when it is short (a list item is stored atomically: two threads at once store
-    equal bytes).
-    """
-    header = _pack_header(length, FORMAT_JSON)
-    if 0 <= length < _JSON_HEADERS_SIZE:
-        _JSON_HEADERS[length] = header
-    return header
-
-
 def frame_header(length: int, format: int = FORMAT_JSON) -> bytes:
     """
     The 5 header bytes of a frame with a C{length}-byte payload, for writing a header and
     a large payload separately (C{transport.writeSequence}) without concatenating them.
     """
-    if format == FORMAT_JSON and type(length) is int and 0 <= length < _JSON_HEADERS_SIZE:
-        header = _JSON_HEADERS[length]
-        return header if header is not None else _json_header(length)
     return _pack_header(length, format)
 
 
