@@ -6,7 +6,6 @@ protocol's value classes behave as the methods attrs would have generated.
 from __future__ import annotations
 
 import copy
-import inspect
 import threading
 import uuid
 from typing import Any
@@ -420,93 +419,3 @@ class UnfrozenTests(SynchronousTestCase):
         the twin is made, not when a value is built.
         """
         self.assertRaises(TypeError, unfrozen, int)
-
-
-class RouteToModuleInitTests(SynchronousTestCase):
-    """
-    L{messages.RouteToModule}'s own C{__init__} (the stores of an L{unfrozen} twin)
-    makes what attrs' generated one made.
-    """
-
-    def test_signature(self) -> None:
-        """
-        One positional-or-keyword parameter per field, in field order, none with a
-        default: attrs' signature for these fields.
-        """
-        parameters = list(inspect.signature(messages.RouteToModule).parameters.values())
-        self.assertEqual(
-            [p.name for p in parameters], [a.name for a in attrs.fields(messages.RouteToModule)]
-        )
-        for p in parameters:
-            self.assertEqual(p.kind, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            self.assertIs(p.default, inspect.Parameter.empty)
-        self.assertRaises(TypeError, messages.RouteToModule, "inv", "get", uuid.UUID(int=1))
-
-    def test_same_as_attrs(self) -> None:
-        request_id = uuid.UUID(int=9)
-        payload = messages.EncodedPayload(b"{}")
-        made = messages.RouteToModule("inv", "get", request_id, payload)
-        by_name = messages.RouteToModule(
-            payload=payload, request_id=request_id, target_endpoint="get", target_module_id="inv"
-        )
-        self.assertIs(type(made), messages.RouteToModule)
-        self.assertEqual(made, by_name)
-        self.assertEqual(attrs.astuple(made, recurse=False), ("inv", "get", request_id, payload))
-        self.assertEqual(repr(made), repr(by_name))
-        self.assertEqual(hash(made), hash(by_name))
-        self.assertEqual(attrs.evolve(made, target_endpoint="put").target_endpoint, "put")
-        self.assertEqual(copy.copy(made), made)
-        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, made, "payload", None)
-
-    def test_subclass(self) -> None:
-        """
-        A subclass keeps its class (its values are stored as attrs stores them).
-        """
-
-        @attrs.frozen(eq=False, repr=False, init=False)
-        class Sub(messages.RouteToModule):
-            pass
-
-        value = Sub("inv", "get", uuid.UUID(int=1), messages.EncodedPayload(b"1"))
-        self.assertIs(type(value), Sub)
-        self.assertEqual(value.target_endpoint, "get")
-        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, value, "payload", None)
-
-
-class RoutedModuleReplyInitTests(SynchronousTestCase):
-    """
-    L{messages.RoutedModuleReply}'s own C{__init__}, as L{RouteToModuleInitTests}.
-    """
-
-    def test_signature(self) -> None:
-        parameters = list(inspect.signature(messages.RoutedModuleReply).parameters.values())
-        self.assertEqual(
-            [p.name for p in parameters],
-            [a.name for a in attrs.fields(messages.RoutedModuleReply)],
-        )
-        for p in parameters:
-            self.assertEqual(p.kind, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            self.assertIs(p.default, inspect.Parameter.empty)
-
-    def test_same_as_attrs(self) -> None:
-        request_id = uuid.UUID(int=9)
-        payload = messages.EncodedPayload(b"{}")
-        made = messages.RoutedModuleReply("me", request_id, "caller", payload)
-        by_name = messages.RoutedModuleReply(
-            payload=payload, target_module_id="caller", request_id=request_id, source_module_id="me"
-        )
-        self.assertIs(type(made), messages.RoutedModuleReply)
-        self.assertEqual(made, by_name)
-        self.assertEqual(attrs.astuple(made, recurse=False), ("me", request_id, "caller", payload))
-        self.assertEqual(hash(made), hash(by_name))
-        self.assertEqual(attrs.evolve(made, target_module_id="x").target_module_id, "x")
-        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, made, "payload", None)
-
-    def test_subclass(self) -> None:
-        @attrs.frozen(eq=False, repr=False, init=False)
-        class Sub(messages.RoutedModuleReply):
-            pass
-
-        value = Sub("me", uuid.UUID(int=1), "caller", messages.EncodedPayload(b"1"))
-        self.assertIs(type(value), Sub)
-        self.assertEqual(value.target_module_id, "caller")

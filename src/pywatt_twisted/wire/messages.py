@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Final
 from attrs import field, frozen
 
 from pywatt_twisted.wire import _json
-from pywatt_twisted.wire._value import Value, unfrozen
+from pywatt_twisted.wire._value import Value
 from pywatt_twisted.wire.init import InitBlob
 
 __all__ = [
@@ -346,7 +346,7 @@ class PortRequest(Value):
     specific_port: int | None = None
 
 
-@frozen(eq=False, repr=False, init=False)
+@frozen(eq=False, repr=False)
 class RouteToModule(Value):
     """
     C{route_to_module}: send a request to another module through the orchestrator.
@@ -359,36 +359,6 @@ class RouteToModule(Value):
     target_endpoint: str
     request_id: uuid.UUID
     payload: EncodedPayload
-
-    def __init__(
-        self,
-        target_module_id: str,
-        target_endpoint: str,
-        request_id: uuid.UUID,
-        payload: EncodedPayload,
-    ) -> None:
-        # The constructor attrs would write (the four fields stored as given, nothing
-        # checked), with the plain stores of an unfrozen twin (wire._value.unfrozen)
-        # instead of a slot-wrapper call per field: a requester makes one per request
-        # (issues 17, 20: 5.8k -> 3.9k instructions).
-        this: Any = self
-        if this.__class__ is RouteToModule:
-            _set_class(this, "__class__", _UnfrozenRouteToModule)
-            this.target_module_id = target_module_id  # type: ignore[misc]
-            this.target_endpoint = target_endpoint  # type: ignore[misc]
-            this.request_id = request_id  # type: ignore[misc]
-            this.payload = payload  # type: ignore[misc]
-            this.__class__ = RouteToModule
-            return
-        # A subclass: as attrs does it.
-        _set_class(this, "target_module_id", target_module_id)
-        _set_class(this, "target_endpoint", target_endpoint)
-        _set_class(this, "request_id", request_id)
-        _set_class(this, "payload", payload)
-
-
-_set_class = object.__setattr__
-_UnfrozenRouteToModule: Final = unfrozen(RouteToModule)
 
 
 @frozen(eq=False, repr=False)
@@ -414,7 +384,7 @@ class Identify(Value):
     module_id: str
 
 
-@frozen(eq=False, repr=False, init=False)
+@frozen(eq=False, repr=False)
 class RoutedModuleReply(Value):
     """
     The reply of a module to a L{RoutedModuleMessage}: op C{"routed_module_response"}
@@ -432,31 +402,6 @@ class RoutedModuleReply(Value):
     target_module_id: str
     payload: EncodedPayload
 
-    def __init__(
-        self,
-        source_module_id: str,
-        request_id: uuid.UUID,
-        target_module_id: str,
-        payload: EncodedPayload,
-    ) -> None:
-        # As RouteToModule's: a responder makes one per reply (issue 17).
-        this: Any = self
-        if this.__class__ is RoutedModuleReply:
-            _set_class(this, "__class__", _UnfrozenRoutedModuleReply)
-            this.source_module_id = source_module_id  # type: ignore[misc]
-            this.request_id = request_id  # type: ignore[misc]
-            this.target_module_id = target_module_id  # type: ignore[misc]
-            this.payload = payload  # type: ignore[misc]
-            this.__class__ = RoutedModuleReply
-            return
-        # A subclass: as attrs does it.
-        _set_class(this, "source_module_id", source_module_id)
-        _set_class(this, "request_id", request_id)
-        _set_class(this, "target_module_id", target_module_id)
-        _set_class(this, "payload", payload)
-
-
-_UnfrozenRoutedModuleReply: Final = unfrozen(RoutedModuleReply)
 
 # ---------------------------------------------------------------------------------------
 # Orchestrator -> module
