@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,6 +19,7 @@ from pywatt_twisted.streaming import (
     StreamState,
     StreamTable,
 )
+from pywatt_twisted.streaming._machine import _Timer
 from pywatt_twisted.wire.stream import (
     StreamAck,
     StreamCancel,
@@ -353,3 +356,149 @@ class ReentrancyTests(SynchronousTestCase):
         sender.finish()
         self.assertEqual(self.successResultOf(sender.done), 50000)
         self.assertEqual(b"".join(sink.data), b"0123456789" * 5000)
+
+
+class _FreshCallTimer:
+    """
+    The general form of a restartable timeout, which L{_Timer} must equal: every
+    restart cancels the pending call and schedules a new one, every stop cancels it.
+    """
+
+    def __init__(self, clock: Clock, seconds: float, fire: Any) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.fire = fire
+        self.call: Any = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.call = self.clock.callLater(self.seconds, self._expired)
+
+    def stop(self) -> None:
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+
+    def _expired(self) -> None:
+        self.call = None
+        self.fire()
+
+
+_timer_steps = st.lists(
+    st.one_of(
+        st.just("restart"),
+        st.just("stop"),
+        st.floats(min_value=0, max_value=25, allow_nan=False),
+    ),
+    max_size=40,
+)
+
+
+class TimerTests(SynchronousTestCase):
+    """
+    L{_Timer} (a restart moves the pending call, a stop only disarms it) against a
+    fresh delayed call per restart.
+    """
+
+    @given(_timer_steps)
+    def test_same_as_a_fresh_call_per_restart(self, steps: list[Any]) -> None:
+        """
+        Any sequence of restarts, stops and clock advances fires both at the same
+        times.
+        """
+        clock = Clock()
+        fired: list[tuple[str, float]] = []
+        timer = _Timer(clock, 10.0, lambda: fired.append(("timer", clock.seconds())))
+        fresh = _FreshCallTimer(clock, 10.0, lambda: fired.append(("fresh", clock.seconds())))
+        for step in [*steps, 100.0]:
+            if step == "restart":
+                timer.restart()
+                fresh.restart()
+            elif step == "stop":
+                timer.stop()
+                fresh.stop()
+            else:
+                clock.advance(step)
+        self.assertEqual(
+            [at for who, at in fired if who == "timer"],
+            [at for who, at in fired if who == "fresh"],
+        )
+
+    def test_restart_moves_the_pending_call(self) -> None:
+        """
+        A restart while the call is pending reuses it: one delayed call, fired
+        C{seconds} after the last restart.
+        """
+        clock = Clock()
+        fired: list[float] = []
+        timer = _Timer(clock, 10.0, lambda: fired.append(clock.seconds()))
+        timer.restart()
+        clock.advance(6)
+        timer.restart()
+        timer.stop()
+        timer.restart()
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(9)
+        self.assertEqual(fired, [])
+        clock.advance(1)
+        self.assertEqual(fired, [16.0])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_cancel_drops_the_call(self) -> None:
+        """
+        L{_Timer.cancel} leaves nothing scheduled; a stop alone leaves a call that
+        does nothing when it comes due.
+        """
+        clock = Clock()
+        fired: list[float] = []
+        timer = _Timer(clock, 10.0, lambda: fired.append(clock.seconds()))
+        timer.restart()
+        timer.stop()
+        clock.advance(20)
+        self.assertEqual((fired, clock.getDelayedCalls()), ([], []))
+        timer.restart()
+        timer.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(20)
+        self.assertEqual(fired, [])
+
+    def test_none_never_schedules(self) -> None:
+        clock = Clock()
+        timer = _Timer(clock, None, lambda: None)
+        timer.restart()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_ended_streams_leave_nothing_scheduled(self) -> None:
+        """
+        A stream that ended, either way and on either side, leaves no delayed call.
+        """
+        clock = Clock()
+        to_receiver: list[Any] = []
+        to_sender: list[Any] = []
+        sink = Sink()
+        receivers = StreamTable(to_sender.append)
+        senders = StreamTable(to_receiver.append)
+        receivers.add_receiver(StreamReceiver("s", to_sender.append, sink, clock, max_size=10**6))
+        sender = StreamSender("s", to_receiver.append, StreamOptions(4, 2), clock)
+        senders.add_sender(sender)
+        sender.write(b"0123456789")
+        sender.finish()
+        while to_receiver or to_sender:
+            for message in to_receiver[:]:
+                to_receiver.remove(message)
+                receivers.received(message)
+            for message in to_sender[:]:
+                to_sender.remove(message)
+                senders.received(message)
+        self.assertEqual(self.successResultOf(sender.done), 10)
+        self.assertEqual(b"".join(sink.data), b"0123456789")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+        failing = StreamSender("f", to_receiver.append, StreamOptions(4, 2), clock)
+        failing.write(b"abcdefgh")
+        failing.cancel("gone")
+        self.failureResultOf(failing.done, StreamFailed)
+        receiver = StreamReceiver("r", to_sender.append, Sink(), clock, max_size=10)
+        receiver.pauseProducing()
+        receiver.cancel("gone")
+        self.assertEqual(clock.getDelayedCalls(), [])
