@@ -28,6 +28,7 @@ from pywatt_twisted.wire.stream import (
     StreamCancel,
     StreamChunk,
     StreamOptions,
+    make_chunk,
     open_chunk,
 )
 
@@ -385,3 +386,71 @@ class FrontStreamingTests(SynchronousTestCase):
         self.feed(body[:1000])
         self.channel.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(self.transport.bufferSize, 65536)  # type: ignore[attr-defined]
+
+
+class _ClientTransport:
+    # (as Twisted's TCP transport: the send limit is a class attribute)
+    SEND_LIMIT = 128 * 1024
+
+
+class _RelayedRequest:
+    """
+    What L{ResponseRelay} uses of a twisted.web request.
+    """
+
+    def __init__(self) -> None:
+        self.transport = _ClientTransport()
+        self.written: list[bytes] = []
+        self.producer: Any = None
+        self.finished = False
+        self.lost = False
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def finish(self) -> None:
+        self.finished = True
+
+    def loseConnection(self) -> None:
+        self.lost = True
+
+
+class ResponseRelayTests(SynchronousTestCase):
+    """
+    L{ResponseRelay}: the client's connection sends up to L{ResponseRelay.send_limit}
+    at once while a streamed response is relayed, its own limit again after.
+    """
+
+    def relay(self) -> tuple[DevStreams, Any, list[Any]]:
+        streams = DevStreams(MemoryReactorClock(), StreamOptions(CHUNK, WINDOW))
+        sent: list[Any] = []
+        relay = streams.response_started(
+            HttpResponse("r", 200, {}, b"", "s-9"), "stdio", sent.append
+        )
+        return streams, relay, sent
+
+    def test_send_limit_while_relaying(self) -> None:
+        streams, relay, sent = self.relay()
+        request = _RelayedRequest()
+        relay.attach(request)
+        self.assertEqual(request.transport.SEND_LIMIT, relay.send_limit)
+        streams.received(make_chunk("s-9", 0, b"abc"), "stdio", sent.append)
+        streams.received(make_chunk("s-9", 1, b"def", is_final=True), "stdio", sent.append)
+        self.assertEqual((request.written, request.finished), ([b"abc", b"def"], True))
+        self.assertEqual(request.transport.SEND_LIMIT, 128 * 1024)
+
+    def test_send_limit_restored_when_the_client_goes(self) -> None:
+        streams, relay, sent = self.relay()
+        request = _RelayedRequest()
+        relay.attach(request)
+        streams.received(make_chunk("s-9", 0, b"abc"), "stdio", sent.append)
+        relay.stopProducing()
+        self.assertIsInstance(sent[-1], StreamCancel)
+        self.assertTrue(request.lost)
+        self.assertEqual(request.transport.SEND_LIMIT, 128 * 1024)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted._transport._read_size import ReadSize
+from pywatt_twisted._transport._read_size import ReadSize, SendLimit
 
 
 class _Transport:
@@ -51,3 +51,31 @@ class ReadSizeTests(SynchronousTestCase):
         size.restore()
         self.assertIsNone(transport.bufferSize)
         self.assertIsNone(size.normal)
+
+
+class _Sender:
+    # (as Twisted's socket transports: the limit is a class attribute)
+    SEND_LIMIT = 128 * 1024
+
+
+class SendLimitTests(SynchronousTestCase):
+    def test_raised_and_restored(self) -> None:
+        """
+        L{SendLimit} raises C{SEND_LIMIT}, not the read size, and puts it back.
+        """
+        transport = _Sender()
+        limit = SendLimit()
+        limit.raise_to(transport, 1 << 20)
+        self.assertEqual((transport.SEND_LIMIT, limit.normal), (1 << 20, 128 * 1024))
+        self.assertEqual(_Sender.SEND_LIMIT, 128 * 1024)
+        limit.restore()
+        self.assertEqual((transport.SEND_LIMIT, limit.normal), (128 * 1024, None))
+
+    def test_transport_without_a_send_limit(self) -> None:
+        # (an in-memory transport, TLS's: left as it is)
+        transport = _Transport(65536)
+        limit = SendLimit()
+        limit.raise_to(transport, 1 << 20)
+        limit.restore()
+        self.assertFalse(hasattr(transport, "SEND_LIMIT"))
+        self.assertEqual(transport.bufferSize, 65536)

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pywatt_twisted._transport._read_size import ReadSize
+from pywatt_twisted._transport._read_size import ReadSize, SendLimit
 from pywatt_twisted.streaming import (
     StreamFailed,
     StreamReceiver,
@@ -48,12 +48,18 @@ class ResponseRelay:
     is buffered) until the front port attaches the HTTP request, then written to it.
     """
 
+    #: The most bytes handed to the client's connection in one C{send} while the body
+    #: is relayed (L{SendLimit}; Twisted's is 128 KiB, so each 256 KiB chunk went out
+    #: in two or three sends, a reactor turn each: now one, when the kernel takes it).
+    send_limit = 1024 * 1024
+
     def __init__(self) -> None:
         self.receiver: StreamReceiver | None = None
         self.request: Any = None
         self.done = False
         self.failed: StreamFailed | None = None
         self._held: list[bytes] = []
+        self._send_limit = SendLimit()
 
     def attach(self, request: Any) -> None:
         """
@@ -61,6 +67,7 @@ class ResponseRelay:
         are set) from now on; finish it when the body ends.
         """
         self.request = request
+        self._send_limit.raise_to(getattr(request, "transport", None), self.send_limit)
         request.registerProducer(self, True)
         for piece in self._held:
             request.write(piece)
@@ -90,6 +97,7 @@ class ResponseRelay:
             self._end()
 
     def _end(self) -> None:
+        self._send_limit.restore()
         request, self.request = self.request, None
         if request is None or request.finished or getattr(request, "_disconnected", False):
             return

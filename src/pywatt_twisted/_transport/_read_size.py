@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.transport.test_read_size -*-
 """
-A transport's read size raised while a large body arrives, and put back after.
+A transport's read size raised while a large body arrives, and put back after; and
+its send limit, raised the same way while a large body goes out (L{SendLimit}).
 
 Twisted's TCP and Unix transports read at most C{bufferSize} bytes (64 KiB) per reactor
 turn. A connection that is about to receive hundreds of KiB in one piece (a stream
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ReadSize"]
+__all__ = ["ReadSize", "SendLimit"]
 
 
 class ReadSize:
@@ -25,6 +26,9 @@ class ReadSize:
     """
 
     __slots__ = ("_transport", "normal")
+
+    #: The transport's attribute this raises.
+    attribute = "bufferSize"
 
     def __init__(self) -> None:
         self._transport: Any = None
@@ -38,17 +42,35 @@ class ReadSize:
         """
         if self.normal is not None or transport is None:
             return
-        normal = getattr(transport, "bufferSize", None)
+        normal = getattr(transport, self.attribute, None)
         if type(normal) is int and normal < size:
             self._transport = transport
             self.normal = normal
-            transport.bufferSize = size
+            setattr(transport, self.attribute, size)
 
     def restore(self) -> None:
         """
         Put the transport's own read size back (nothing when it is not raised).
         """
         if self.normal is not None:
-            self._transport.bufferSize = self.normal
+            setattr(self._transport, self.attribute, self.normal)
             self._transport = None
             self.normal = None
+
+
+class SendLimit(ReadSize):
+    """
+    One transport's send limit (C{SEND_LIMIT}: the most bytes Twisted's TCP and Unix
+    transports hand to one C{send}, 128 KiB), raised and put back like L{ReadSize}.
+
+    Each C{send} is a reactor turn of its own (the transport sends again only when the
+    socket is reported writable): a 256 KiB piece takes two or three of them at the
+    default limit, one when the limit is above its size and the kernel's send buffer
+    takes it all (a loopback TCP connection's grows to megabytes). The limit only
+    bounds what is offered to the kernel; what it does not take stays buffered as
+    before, and nothing else about the transport changes.
+    """
+
+    __slots__ = ()
+
+    attribute = "SEND_LIMIT"
