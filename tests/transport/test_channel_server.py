@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -27,7 +31,8 @@ from pywatt_twisted.link import (
     ChannelState,
 )
 from pywatt_twisted.orchestrator import ChannelServer, ModuleConnection
-from pywatt_twisted.wire.framing import frame_header
+from pywatt_twisted.wire.codec import encode
+from pywatt_twisted.wire.framing import FORMAT_JSON, frame_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
     HeartbeatAck,
@@ -303,3 +308,53 @@ class SlowOrchestratorTests(TestCase):
         self.assertEqual(manager.channels["ipc"].state, ChannelState.CONNECTED)
         ack = await connection.heartbeat()
         self.assertEqual(ack.content, HeartbeatAck())
+
+
+class _Collect(Protocol):
+    def __init__(self, size: int, done: Deferred[bytes]) -> None:
+        self.size = size
+        self.done = done
+        self.data = bytearray()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= self.size and not self.done.called:
+            self.done.callback(bytes(self.data))
+
+
+class UnixChunkSendTests(TestCase):
+    """
+    Over a real Unix socket, a module connection has room in the kernel for stream
+    chunks (L{raise_send_buffer <pywatt_twisted._transport.framed.raise_send_buffer>}):
+    a 256 KiB chunk's frame goes to the socket whole when it is sent, nothing left in
+    the transport's buffer, and arrives as C{encode} makes it.
+    """
+
+    timeout = 30
+
+    async def test_chunk_sent_whole(self) -> None:
+        directory = tempfile.mkdtemp(prefix="pwch")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "o.sock")
+        server = ChannelServer(reactor)
+        self.addCleanup(server.stop)
+        await server.listen_unix(path)
+        chunk = StreamChunk("s", 0, os.urandom(256 * 1024), False, 1, False)
+        payload = encode(chunk)
+        expected = frame_header(len(payload), FORMAT_JSON) + payload
+        received: Deferred[bytes] = Deferred()
+        client = await UNIXClientEndpoint(reactor, path).connect(
+            Factory.forProtocol(lambda: _Collect(len(expected), received))
+        )
+        self.addCleanup(client.transport.loseConnection)
+        connection = await server.next_connection("ipc")
+        default_pair = socket.socketpair()
+        default = default_pair[0].getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        for s in default_pair:
+            s.close()
+        own = connection.transport.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.assertGreater(own, default)
+        connection.send(chunk)
+        transport = connection.transport
+        self.assertEqual((transport.dataBuffer, transport._tempDataBuffer), (b"", []))
+        self.assertEqual(await received, expected)

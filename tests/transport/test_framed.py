@@ -8,6 +8,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
@@ -19,8 +21,11 @@ from pywatt_twisted._transport.framed import (
     COALESCE_LIMIT,
     LARGE_PAYLOAD,
     LARGE_READ_SIZE,
+    UNIX_SEND_BUFFER,
     CoalesceGroup,
     FramedProtocol,
+    raise_send_buffer,
+    write_parts,
 )
 from pywatt_twisted.errors import FrameError, FrameTooLarge
 from pywatt_twisted.wire.framing import Frame, encode_frame, frame_header
@@ -941,6 +946,144 @@ class DirectSendTests(SynchronousTestCase):
         p.dataReceived(self.replies(1))
         self.assertRaises(BlockingIOError, peer.recv, 100)
         self.assertIn(transport, fds.getWriters())
+
+
+def _drain(transport: Any, peer: socket.socket, fds: MemoryReactor) -> bytes:
+    """
+    Everything the peer socket receives until C{transport} holds nothing more to send
+    (its C{doWrite} called as the reactor would, while it waits for writability).
+    """
+    received = []
+    while True:
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            if transport not in fds.getWriters():
+                return b"".join(received)
+            transport.doWrite()
+            continue
+        received.append(chunk)
+
+
+class WritePartsTests(SynchronousTestCase):
+    """
+    L{write_parts}: a large frame's pieces go to the kernel in one C{sendmsg}, only
+    the rest joined and buffered; the same bytes as C{writeSequence} in every case.
+    """
+
+    connect = DirectSendTests.connect
+
+    def test_sent_at_once(self) -> None:
+        transport, peer, fds = self.connect(Recorder())
+        write_parts(transport, [b"head", b"data", b"tail"])
+        self.assertEqual(peer.recv(100), b"headdatatail")
+        self.assertEqual((transport.dataBuffer, transport._tempDataBuffer), (b"", []))
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_unix_socket(self) -> None:
+        from twisted.internet import unix
+
+        transport, peer, fds = self.connect(Recorder(), unix.Server)
+        write_parts(transport, [b"head", b"data"])
+        self.assertEqual(peer.recv(100), b"headdata")
+        self.assertNotIn(transport, fds.getWriters())
+
+    def test_rest_is_joined_once_and_buffered(self) -> None:
+        """
+        What the kernel does not take waits in the transport as one piece, from the
+        middle of the piece the send stopped in.
+        """
+        transport, peer, fds = self.connect(Recorder())
+        parts = [b"<", b"a" * 3_000_000, b"b" * 1000, b">"]
+        write_parts(transport, parts)
+        self.assertIn(transport, fds.getWriters())
+        (rest,) = transport._tempDataBuffer
+        self.assertTrue(rest.endswith(b"a" + b"b" * 1000 + b">"))
+        self.assertEqual(_drain(transport, peer, fds), b"".join(parts))
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(st.binary(max_size=40_000), min_size=1, max_size=5),
+        st.integers(min_value=1024, max_value=65536),
+        st.booleans(),
+    )
+    def test_same_bytes_as_write_sequence(
+        self, parts: list[bytes], send_buffer: int, buffered_before: bool
+    ) -> None:
+        """
+        Whatever the pieces, the socket's buffer and what the transport held before,
+        the peer reads what C{writeSequence} would have sent, in order.
+        """
+        transport, peer, fds = self.connect(Recorder())
+        transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        before = b"early" if buffered_before else b""
+        if before:
+            transport.write(before)
+        write_parts(transport, parts)
+        self.assertEqual(_drain(transport, peer, fds), before + b"".join(parts))
+
+    def test_behind_buffered_bytes(self) -> None:
+        # (nothing is sent ahead of what the transport holds)
+        transport, peer, _fds = self.connect(Recorder())
+        transport.write(b"early")
+        write_parts(transport, [b"head", b"tail"])
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        self.assertEqual(transport._tempDataBuffer, [b"early", b"head", b"tail"])
+
+    def test_an_error_is_left_to_the_transport(self) -> None:
+        transport, peer, _fds = self.connect(Recorder())
+        peer.close()
+        write_parts(transport, [b"head", b"tail"])
+        self.assertEqual(transport._tempDataBuffer, [b"head", b"tail"])
+        self.assertIsInstance(transport.doWrite(), ConnectionLost)
+
+    def test_other_transports_write_sequence(self) -> None:
+        transport = StringTransport()
+        write_parts(transport, [b"head", b"data", b"tail"])
+        self.assertEqual(transport.value(), b"headdatatail")
+
+
+class RaiseSendBufferTests(SynchronousTestCase):
+    """
+    L{raise_send_buffer}: a larger kernel send buffer for Unix sockets only.
+    """
+
+    connect = DirectSendTests.connect
+
+    def test_unix_socket(self) -> None:
+        from twisted.internet import unix
+
+        transport, _peer, _fds = self.connect(Recorder(), unix.Server)
+        before = transport.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.assertLess(before, UNIX_SEND_BUFFER)
+        raise_send_buffer(transport)
+        after = transport.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.assertGreater(after, before)
+
+    def test_tcp_left_to_the_kernel(self) -> None:
+        """
+        A TCP socket's buffer is not set: the kernel sizes it itself, and would stop
+        once it is set.
+        """
+        from twisted.internet import tcp
+
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        ours = socket.create_connection(listener.getsockname())
+        peer, _ = listener.accept()
+        self.addCleanup(peer.close)
+        self.addCleanup(ours.close)
+        ours.setblocking(False)
+        transport = tcp.Server(ours, Recorder(), ("127.0.0.1", 1), None, 1, MemoryReactor())
+        before = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        raise_send_buffer(transport)
+        self.assertEqual(ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), before)
+
+    def test_other_transports(self) -> None:
+        raise_send_buffer(StringTransport())  # (no socket: nothing to do, no error)
+        raise_send_buffer(None)
 
 
 class _TransportWithoutTwistedFields(StringTransport):

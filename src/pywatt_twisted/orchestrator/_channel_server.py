@@ -26,7 +26,12 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pywatt_twisted._transport.framed import CoalesceGroup, FramedProtocol
+from pywatt_twisted._transport.framed import (
+    CoalesceGroup,
+    FramedProtocol,
+    raise_send_buffer,
+    write_parts,
+)
 from pywatt_twisted.errors import FrameError, FrameTooLarge, ProtocolError, RequestTimeout
 from pywatt_twisted.orchestrator._pki import EphemeralPKI, server_tls_options
 from pywatt_twisted.wire.codec import (
@@ -100,6 +105,8 @@ class ModuleConnection(FramedProtocol):
         size = getattr(self.transport, "bufferSize", None)
         if type(size) is int and size < self.read_size:
             self.transport.bufferSize = self.read_size  # type: ignore[union-attr]
+        # (room in the kernel for a window of stream chunks: they go out whole, uncopied)
+        raise_send_buffer(self.transport)
         setter = getattr(self.transport, "setTcpNoDelay", None)
         if setter is not None:
             try:
@@ -228,14 +235,15 @@ class ModuleConnection(FramedProtocol):
         Send a bare orchestrator -> module message in a JSON frame.
         """
         if type(message) is StreamChunk:
-            # (its base64 written as it came from the encoder: no copy into the JSON)
+            # (its base64 written as it came from the encoder: no copy into the JSON,
+            # nor into one frame, write_parts)
             head, data, tail = encode_stream_chunk_parts(message)
             length = len(head) + len(data) + len(tail)
             if length > 1 << 32:
                 raise FrameTooLarge(length, 1 << 32)
             assert self.transport is not None
             self._flush_batch()  # (what was sent before goes first)
-            self.transport.writeSequence([frame_header(length, FORMAT_JSON), head, data, tail])
+            write_parts(self.transport, [frame_header(length, FORMAT_JSON), head, data, tail])
             return
         self.send_raw(encode_frame(encode(message), FORMAT_JSON, 1 << 32))
 
