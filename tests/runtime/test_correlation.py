@@ -12,19 +12,24 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted._runtime.correlation import CorrelationTable, FifoCalls, Pending
+from pywatt_twisted._runtime.correlation import CorrelationTable, FifoCalls, Pending, Waiting
 from pywatt_twisted.errors import NotAvailable, RequestTimeout, SecretError
 
 
-class _Waiter:
+class _Waiter(Waiting):
     """
-    A waiter that records its outcomes (what L{CorrelationTable.wait} fires).
+    An entry of its own that records its outcomes (what L{CorrelationTable.wait}
+    fires).
     """
 
-    called = False
+    __slots__ = ("name", "outcomes")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "ctx") -> None:
+        self.name = name
         self.outcomes: list[tuple[str, object]] = []
+
+    def __repr__(self) -> str:
+        return self.name
 
     def callback(self, value: object) -> None:
         self.outcomes.append(("callback", value))
@@ -87,6 +92,30 @@ class CorrelationTableTests(_TableTestCase):
         self.assertEqual(len(self.table), 0)
         self.assertEqual(self.table.timeouts, 2)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_an_earlier_deadline_moves_the_timer_after_expiry_and_idle(self) -> None:
+        """
+        The table knows when its timer runs without asking it: after the timer fired
+        (and was set again) or stopped (nothing waited), a shorter timeout still moves
+        it earlier.
+        """
+        expired = self.table.add("a", 10, "x")
+        self.clock.advance(10)
+        self.failureResultOf(expired, RequestTimeout)
+        late = self.table.add("late", 10, "x")
+        early = self.table.add("early", 2, "x")
+        self.clock.advance(2)
+        self.failureResultOf(early, RequestTimeout)
+        self.assertNoResult(late)
+        self.table.resolve("late", 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        again = self.table.add("again", 30, "x")
+        sooner = self.table.add("sooner", 1, "x")
+        self.clock.advance(1)
+        self.failureResultOf(sooner, RequestTimeout)
+        self.assertNoResult(again)
+        [timer] = self.clock.getDelayedCalls()
+        self.assertEqual(timer.getTime(), 12 + 30)
 
     def test_answered_head_does_not_time_out_the_rest_early(self) -> None:
         first = self.table.add("first", 5, "x")
@@ -189,12 +218,14 @@ class CorrelationTableTests(_TableTestCase):
         with no Deferred; a timed-out one gets the table's timeout text.
         """
         table: CorrelationTable[str] = CorrelationTable(
-            self.clock, timeout_text=lambda key, context: f"{key}/{context} timed out"
+            self.clock, timeout_text=lambda key, context: f"{key}/{context.name} timed out"
         )
         answered, late = _Waiter(), _Waiter()
-        self.assertIsNone(table.wait("a", 5, answered, "ctx"))
-        self.assertIsNone(table.wait("b", 5, late, "ctx", now=0.0))
+        self.assertIsNone(table.wait("a", 5, answered))
+        self.assertIsNone(table.wait("b", 5, late, now=0.0))
         self.assertRaises(KeyError, table.wait, "a", 5, _Waiter())
+        self.assertIs(table.context("b"), late, "the entry is its own context")
+        self.assertRaises(KeyError, table.join, "b", 5, "shared?")
         self.assertTrue(table.resolve("a", 42))
         self.assertEqual(answered.outcomes, [("callback", 42)])
         self.clock.advance(5)
@@ -219,7 +250,7 @@ class CorrelationTableTests(_TableTestCase):
     def test_wait_on_a_stopped_table_returns_the_error(self) -> None:
         self.table.stop("closing")
         waiter = _Waiter()
-        error = self.table.wait("a", 5, waiter, "ctx")
+        error = self.table.wait("a", 5, waiter)
         self.assertIsInstance(error, NotAvailable)
         self.assertIn("closing", str(error))
         self.assertEqual(waiter.outcomes, [])

@@ -167,6 +167,20 @@ class BreakerTransitionTests(SynchronousTestCase):
         self.assertIs(later.state, S.OPEN)
         self.assertLessEqual(len(later._buckets), 11)
 
+    def test_success_counted_at_the_given_now(self) -> None:
+        """
+        A success reported with C{now} (the caller read the clock already) is counted
+        in the window at that time, not at the clock's.
+        """
+        self.clock.advance(100)
+        for now, expected in ((85.0, S.OPEN), (None, S.CLOSED)):
+            breaker = CircuitBreaker("x", self.clock, BreakerPolicy(failures=100))
+            for _ in range(30):  # 15 s ago (out of the 10 s window), or now
+                breaker.succeeded(breaker.acquire(), now)
+            for _ in range(20):
+                breaker.record(breaker.acquire(), Timeout("t"))
+            self.assertIs(breaker.state, expected, now)
+
     def test_policy_validation(self) -> None:
         self.assertRaises(ValueError, BreakerPolicy, failures=0)
         self.assertRaises(ValueError, BreakerPolicy, error_rate=1.5)

@@ -247,6 +247,27 @@ def _uuid() -> Any:
     return uuid.uuid4()
 
 
+class SloClockTests(SynchronousTestCase):
+    def test_slo_windows_on_their_own_clock(self) -> None:
+        """
+        A reply is counted in the SLO windows at their own clock's time when it is not
+        the requests' clock (the requests' own reading serves only when it is).
+        """
+        from twisted.internet.task import Clock
+
+        from pywatt_twisted.link import SloMonitor
+
+        r = Requester(self)
+        slo_clock = Clock()
+        slo_clock.advance(1000)
+        r.messaging.requests.slo = slo = SloMonitor(slo_clock)
+        d = r.state.send_request("inventory", "get_stock", {})
+        r.answer(r.last(), {"in_stock": 1})
+        self.successResultOf(d)
+        self.assertEqual(slo.snapshot("target", "inventory")["requests"], 1)
+        slo.stop()
+
+
 class BreakerTests(SynchronousTestCase):
     def test_opens_after_five_timeouts_then_fails_fast_without_sending(self) -> None:
         r = Requester(self)

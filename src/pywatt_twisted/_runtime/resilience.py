@@ -245,9 +245,10 @@ class CircuitBreaker:
             retry_after=after,
         )
 
-    def succeeded(self, permit: tuple[int, bool]) -> None:
+    def succeeded(self, permit: tuple[int, bool], now: float | None = None) -> None:
         """
-        The call of C{permit} got an answer from the target.
+        The call of C{permit} got an answer from the target (C{now}: the breaker's
+        clock's time, when the caller just read it).
         """
         generation, probe = permit
         if generation != self._generation:
@@ -257,7 +258,7 @@ class CircuitBreaker:
             return
         if self._state is _CLOSED:
             self._consecutive = 0
-            self._tally(False)  # (the window's sums only matter after a failure)
+            self._tally(False, now)  # (the window's sums only matter after a failure)
 
     def failed(self, permit: tuple[int, bool], reason: str = "failure") -> None:
         """
@@ -307,11 +308,13 @@ class CircuitBreaker:
         else:
             self.released(permit)
 
-    def _tally(self, failed: bool) -> float:
+    def _tally(self, failed: bool, now: float | None = None) -> float:
         """
-        Count one ended call in the window (its bucket); the time now.
+        Count one ended call in the window (its bucket), at C{now} (read from the
+        clock when not given); the time now.
         """
-        now = self.clock.seconds()
+        if now is None:
+            now = self.clock.seconds()
         buckets = self._buckets
         if buckets:
             bucket = buckets[-1]

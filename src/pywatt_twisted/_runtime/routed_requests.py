@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted import tracing
-from pywatt_twisted._runtime.correlation import CorrelationTable
+from pywatt_twisted._runtime.correlation import CorrelationTable, Waiting
 from pywatt_twisted._runtime.resilience import Breakers, BreakerState, RetryPolicy
 from pywatt_twisted._runtime.routed_envelopes import decode_reply
 from pywatt_twisted.errors import (
@@ -68,33 +68,44 @@ def _timeout_text(key: int, call: _Call) -> str:
     )
 
 
-def _observe(slo: Any, target: str, channel: str | None, outcome: object, started: float) -> None:
+def _observe(
+    slo: Any,
+    target: str,
+    channel: str | None,
+    outcome: object,
+    started: float,
+    now: float | None = None,
+) -> None:
     """
     Count a request's outcome and round trip in the SLO windows of its target and of the
     channel it went on (a request the caller cancelled is not counted: no call here).
+    C{now}: the SLO clock's time, when the caller just read it.
     """
     if isinstance(outcome, Failure):
         outcome = "timeout" if isinstance(outcome.value, RequestTimeout) else "error"
     else:
         outcome = "ok"
-    now = slo.clock.seconds()  # one reading for both windows
+    if now is None:
+        now = slo.clock.seconds()  # one reading for both windows
     seconds = now - started
     slo.observe("target", target, outcome, seconds, now)
     if channel is not None:
         slo.observe("channel", channel, outcome, seconds, now)
 
 
-class _Call:
+class _Call(Waiting):
     """
     One C{send_request}: its attempts (one, or more under a retry policy), each asking
     the target's breaker first, each waiting on the correlation table until the time
     left to the deadline (or its share of it) runs out.
 
-    The call is its attempt's waiter in the correlation table (L{CorrelationTable.wait}):
+    The call is its attempt's entry in the correlation table (L{CorrelationTable.wait}):
     the table fires L{callback} or L{errback} with the attempt's outcome, with no
-    Deferred of its own in between (issue 17: one Deferred, its canceller and its
-    callback chain less per request). The attempt's state is kept on the call (one
-    attempt waits at a time).
+    Deferred or entry object of its own in between (issue 17: one Deferred, its
+    canceller and its callback chain less per request, then the table's L{Pending}
+    too). The attempt's state is kept on the call (one attempt waits at a time); the
+    table keeps the attempt's deadline in C{deadline}, the call's own is
+    C{call_deadline}.
     """
 
     __slots__ = (
@@ -107,8 +118,8 @@ class _Call:
         "_timer",
         "_written",
         "attempts",
+        "call_deadline",
         "channel",
-        "deadline",
         "endpoint",
         "messaging",
         "payload",
@@ -138,7 +149,7 @@ class _Call:
         self.target = target
         self.endpoint = endpoint
         self.payload = payload
-        self.deadline = deadline
+        self.call_deadline = deadline
         self.route = route
         self.retry = retry
         self.attempts = 0
@@ -160,9 +171,6 @@ class _Call:
         self._link: Any = None
         self._written: Any = ()
         self._queued: Deferred[None] | None = None
-
-    #: (the correlation table's waiter protocol: fired at most once per attempt)
-    called = False
 
     def callback(self, value: object) -> None:
         """
@@ -186,11 +194,18 @@ class _Call:
             self.messaging.pending.forget(key)
             self._ended(Failure(CancelledError()))
 
-    def _finish(self, outcome: object) -> None:
+    def _finish(self, outcome: object, now: float | None = None) -> None:
+        """
+        The call's outcome, to its caller (C{now}: the call's clock's time, when just
+        read).
+        """
         if not self.result.called:
-            slo = self.messaging.slo
+            m = self.messaging
+            slo = m.slo
             if slo is not None:
-                _observe(slo, self.target, self.channel, outcome, self.started)
+                if slo.clock is not m.clock:
+                    now = None  # (read from the SLO windows' own clock)
+                _observe(slo, self.target, self.channel, outcome, self.started, now)
             if isinstance(outcome, Failure):
                 self.result.errback(outcome)
             else:
@@ -204,7 +219,7 @@ class _Call:
         m = self.messaging
         if now is None:
             now = m.clock.seconds()
-        remaining = self.deadline - now
+        remaining = self.call_deadline - now
         if remaining <= 0:
             self._finish(
                 Failure(
@@ -248,7 +263,7 @@ class _Call:
         # The call waits for the reply itself (see the class docstring); the timeout's
         # text is written only if it times out (_timeout_text). A stopped table refuses
         # it: the attempt then ends with that error once it was sent, as before.
-        refused = m.pending.wait(key, wait, self, self, now)
+        refused = m.pending.wait(key, wait, self, now)
         if refused is None:
             self._key = key
         self._permit = permit
@@ -312,11 +327,13 @@ class _Call:
             channel.in_flight -= 1
         breaker = self._breaker
         if not isinstance(outcome, Failure):
-            breaker.succeeded(permit)
+            # One reading of the clock for the breaker's window, the channel's latency
+            # and the SLO windows (issue 17: it was read three times per reply).
+            now = m.clock.seconds()
+            breaker.succeeded(permit, now if breaker.clock is m.clock else None)
             if channel is not None:
-                now = m.clock.seconds()
                 channel.latency.record(now - started, now)
-            self._finish(outcome)
+            self._finish(outcome, now)
             return
         error = outcome.value
         if outcome.check(CancelledError):
@@ -339,7 +356,7 @@ class _Call:
             and breaker.state is BreakerState.CLOSED
         ):
             delay = retry.delay(self.attempts, m.random)
-            if m.clock.seconds() + delay < self.deadline:
+            if m.clock.seconds() + delay < self.call_deadline:
                 m.retries += 1
                 self._timer = m.clock.callLater(delay, self.attempt)
                 return
@@ -618,8 +635,8 @@ class RoutedRequests:
         A C{routed_module_response} arrived: fire the request it answers. Replies to
         unknown, expired or already answered requests are logged and ignored.
         """
-        entry = self.pending.pop(message.request_id.int)
-        if entry is None:
+        call = self.pending.pop(message.request_id.int)
+        if call is None:
             self.replies_ignored += 1
             self.log.warn(
                 "ignoring routed_module_response {request_id} from {source}: no request waits "
@@ -629,14 +646,14 @@ class RoutedRequests:
             )
             return
         self.replies_received += 1
-        call: _Call = entry.context
+        assert isinstance(call, _Call)  # (the table holds only calls)
         target, endpoint, span = call.target, call.endpoint, call.span
         if span is not None:
             tracing.reply_received(span, message.payload)  # X3: the callee's context
         try:
             value = decode_reply(message.payload)
         except ValueError as e:
-            entry.errback(
+            call.errback(
                 ProtocolError(
                     f"the reply of module {message.source_module_id!r} to {endpoint!r} is not "
                     f"JSON ({e}); expected the bare reply JSON or an envelope"
@@ -646,11 +663,11 @@ class RoutedRequests:
         error = error_object(value)
         if error is not None:
             kind, text = error
-            entry.errback(
+            call.errback(
                 RemoteError.from_kind(kind, f"{target}/{endpoint} failed ({kind}): {text}")
             )
             return
-        entry.callback(value)
+        call.callback(value)
 
     def stop(self, reason: str = "the module is stopping") -> None:
         """
