@@ -10,6 +10,8 @@ import random
 import uuid
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
@@ -1035,3 +1037,91 @@ class HandlerLimitTests(SynchronousTestCase):
             (4096, 2.5, 8),
         )
         self.assertEqual(RuntimeConfig().handler_queue_bytes, 64 * 1024 * 1024)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+class ReplyPathTests(SynchronousTestCase):
+    """
+    A reply taken by L{RoutedRequests.response_received} (L{_Call.replied}, one call)
+    leaves the caller, the breaker, the channel and the SLO windows as the correlation
+    table's L{_Call.callback} path (L{_Call._ended}, L{_Call._finish}) does.
+    """
+
+    def _module(self, slo_clock: bool) -> tuple[FakeOrchestrator, Any]:
+        orch = FakeOrchestrator(
+            module_id="orders",
+            channels=("tcp", "ipc"),
+            config=RuntimeConfig(channel_preference=("tcp", "ipc")),
+        )
+        module = self.successResultOf(orch.start(plain_app))
+        self.addCleanup(lambda: orch.shutdown())
+        if slo_clock:  # SLO windows on a clock of their own
+            from twisted.internet.task import Clock
+
+            from pywatt_twisted.link import SloMonitor
+
+            clock = Clock()
+            clock.advance(1234.5)
+            module.service.messaging.requests.slo = SloMonitor(clock)
+        return orch, module
+
+    def _state(self, orch: FakeOrchestrator, module: Any) -> list[object]:
+        requests = module.service.messaging.requests
+        out: list[object] = [requests.health(), requests.breakers.snapshot()]
+        for breaker in requests.breakers:
+            out.append([list(b) for b in breaker._buckets])
+        channels = requests.channels.channels
+        for name in sorted(channels):
+            channel = channels[name]
+            t = channel.latency
+            out.append((name, channel.in_flight, channel.request_errors, t.ewma, t.count))
+            out.append((t.last_at, t._values, t._times))
+        slo = requests.slo
+        for kind, name in sorted(slo._paths):
+            path = slo._paths[(kind, name)]
+            path.fold()
+            out.append((kind, name, list(path.outcomes), path.counts, path.buckets, path.sum))
+            out.append(path.latency._values)
+        return out
+
+    @settings(max_examples=25, deadline=None)
+    @given(
+        st.lists(st.tuples(_json_values, st.sampled_from([0.0, 0.01, 0.25, 3.0])), max_size=5),
+        st.booleans(),
+    )
+    def test_same_as_callback(self, replies: list[tuple[Any, float]], slo_clock: bool) -> None:
+        orch_a, a = self._module(slo_clock)
+        orch_b, b = self._module(slo_clock)
+        for value, later in replies:
+            if type(value) is dict and "error" in value:
+                continue  # (an error object: not a reply value)
+            results: list[object] = []
+            for orch, module in ((orch_a, a), (orch_b, b)):
+                d = module.state.send_request("inventory", "get", {"sku": "A1"})
+                d.addBoth(results.append)
+                connection = orch.connection("tcp")
+                assert connection is not None
+                request = connection.received[-1].content
+                assert isinstance(request, RouteToModule)
+                orch.reactor.advance(later)
+                if module is a:
+                    orch.send(
+                        RoutedModuleResponse(
+                            "inventory", request.request_id, EncodedPayload.from_json(value)
+                        ),
+                        via="tcp",
+                    )
+                else:
+                    pending = module.service.messaging.requests.pending
+                    module.service.messaging.requests.replies_received += 1
+                    self.assertTrue(pending.resolve(request.request_id.int, value))
+            self.assertEqual(results, [value, value])
+            self.assertEqual(self._state(orch_a, a), self._state(orch_b, b))

@@ -353,6 +353,48 @@ class SloMonitor:
         if self._call is None:
             self._schedule()
 
+    def observe_ok(self, target: str, channel: str | None, seconds: float, now: float) -> None:
+        """
+        A request to module C{target} got a good answer after C{seconds}, at C{now} (this
+        monitor's clock), on C{channel} (C{None}: not known): L{observe} of C{("target",
+        target)} then of C{("channel", channel)}, with the same results, in one call (a
+        routed request's reply counts on both paths; issue 17: the requester's two calls
+        per reply). A round trip that cannot fire an alert is kept aside inline; any
+        other goes through L{observe}.
+        """
+        paths = self._paths
+        path = paths.get(("target", target))
+        if path is not None and not path.active and path.down_since is None:
+            counts = path.counts
+            if not (counts["error"] or counts["timeout"]):
+                times = path.pending_times
+                times.append(now)
+                path.pending_seconds.append(seconds)
+                if len(times) >= FOLD_EVERY:
+                    path.fold()
+                if self._call is None:
+                    self._schedule()
+            else:
+                self.observe("target", target, "ok", seconds, now)
+        else:
+            self.observe("target", target, "ok", seconds, now)
+        if channel is not None:
+            path = paths.get(("channel", channel))
+            if path is not None and not path.active and path.down_since is None:
+                counts = path.counts
+                if not (counts["error"] or counts["timeout"]):
+                    times = path.pending_times
+                    times.append(now)
+                    path.pending_seconds.append(seconds)
+                    if len(times) >= FOLD_EVERY:
+                        path.fold()
+                    if self._call is None:
+                        self._schedule()
+                else:
+                    self.observe("channel", channel, "ok", seconds, now)
+            else:
+                self.observe("channel", channel, "ok", seconds, now)
+
     def _check_error_rate(self, kind: str, name: str, path: _PathState, now: float) -> None:
         """
         L{_evaluate}'s error-rate check, for a path with no alert firing: the same
