@@ -10,12 +10,14 @@ import itertools
 import json
 import os
 import uuid
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ChannelError, FrameTooLarge, MessageTooLarge, PayloadError
+from pywatt_twisted.wire import envelope
 from pywatt_twisted.wire.envelope import (
     correlated_metadata,
     encode_channel_frame,
@@ -28,6 +30,7 @@ from pywatt_twisted.wire.envelope import (
     random_uuid4_int,
     route_to_module_frame,
     routed_reply_content,
+    routed_request_frame,
     routed_request_json,
     routed_request_parts,
     routed_request_payload,
@@ -399,3 +402,100 @@ class RouteToModuleFrameTests(SynchronousTestCase):
         for number in numbers:
             value = uuid.UUID(int=number)
             self.assertEqual((value.version, value.variant), (4, uuid.RFC_4122))
+
+
+_contents = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)  # (past 64 bits: the standard library's fallback)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+class RoutedRequestFrameTests(SynchronousTestCase):
+    """
+    L{routed_request_frame} is C{route_to_module_frame(..., routed_request_json(...))},
+    byte for byte, envelope ids included (the id counter started at the same place for
+    both), or fails with the same error.
+    """
+
+    def _ids_from(self, low: int) -> None:
+        # the same id state for both builds (and back to the real one after the test)
+        for name, value in self._start:
+            self.patch(envelope, name, value)
+        self.patch(envelope, "_next_low", itertools.count(low).__next__)
+
+    def _both(self, low: int, *args: Any, cap: int = 1 << 20) -> list[object]:
+        (target, endpoint, number, content, source, timestamp, deadline, extra) = args
+        out: list[object] = []
+        self._start = [(name, getattr(envelope, name)) for name in ("_id_block", "_id_head")]
+        for fast in (True, False):
+            self._ids_from(low)
+            try:
+                if fast:
+                    frame = routed_request_frame(
+                        target, endpoint, number, content, source, timestamp, deadline, cap, extra
+                    )
+                else:
+                    data = routed_request_json(
+                        content,
+                        endpoint,
+                        source,
+                        False,
+                        timestamp,
+                        deadline,
+                        extra_properties=extra,
+                    )
+                    frame = route_to_module_frame(target, endpoint, number, data, cap)
+            except (PayloadError, MessageTooLarge) as e:
+                out.append((type(e), str(e)))
+            else:
+                out.append((frame, envelope._next_low()))
+        return out
+
+    @given(
+        st.text(max_size=12),
+        st.text(max_size=12),
+        st.integers(min_value=0, max_value=2**128 - 1),
+        _contents,
+        st.text(max_size=12),
+        st.integers(-(2**40), 2**70),
+        st.integers(-(2**40), 2**70),
+        st.sampled_from([None, {}, {"traceparent": "00-ab-cd-01"}]),
+        st.sampled_from([0, 1, 2]),
+    )
+    def test_same_bytes(
+        self,
+        target: str,
+        endpoint: str,
+        number: int,
+        content: Any,
+        source: str,
+        timestamp: int,
+        deadline: int,
+        extra: dict[str, str] | None,
+        near_end: int,
+    ) -> None:
+        low = (envelope._LOW_END - near_end) if near_end else envelope._LOW_START
+        parts = (target, endpoint, number, content, source, timestamp, deadline, extra)
+        fast, general = self._both(low, *parts)
+        self.assertEqual(fast, general)
+
+    def test_not_json_and_too_large(self) -> None:
+        """
+        A payload that is not JSON-serialisable, or a frame over the cap, fails as the
+        general path fails.
+        """
+        parts = ("t", "ep", 5, {"n": object()}, "me", 1, 2, None)
+        fast, general = self._both(envelope._LOW_START, *parts)
+        self.assertEqual(fast, general)
+        self.assertIs(fast[0], PayloadError)  # type: ignore[index]
+        parts = ("t", "ep", 5, {"n": "x" * 50}, "me", 1, 2, None)
+        for cap in (100, 300, 400):
+            fast, general = self._both(envelope._LOW_START, *parts, cap=cap)
+            self.assertEqual(fast, general)

@@ -37,6 +37,7 @@ from pywatt_twisted.wire.envelope import (
     error_object,
     random_uuid4_int,
     route_to_module_frame,
+    routed_request_frame,
     routed_request_json,
 )
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
@@ -284,16 +285,19 @@ class _Call(Waiting):
             else remaining
         )
         key = random_uuid4_int()
+        span = self.span
         try:
-            frame, op = m._request_frame(
+            # (m._request_frame, in one call)
+            frame = routed_request_frame(
                 self.target,
                 self.endpoint,
-                self.payload,
                 key,
-                False,
-                now + wait,
-                self.span,
-                now,
+                self.payload,
+                m.module_id,
+                int(now),
+                int((now + wait) * 1000),
+                m.max_frame_length,
+                None if span is None else tracing.properties_to_send(span),
             )
         except (PayloadError, ChannelError) as e:
             breaker.released(permit)
@@ -325,7 +329,7 @@ class _Call(Waiting):
                 route = Route(route.prefer, route.only, written.append)
             else:
                 route = Route(route, None, written.append)
-            sent = channels.send_frame(frame, op, route)
+            sent = channels.send_frame(frame, RouteToModule.op, route)
             if not sent.called:
                 # Queued until a channel comes up: forget the queued frame once nobody
                 # waits (_ended).
@@ -589,10 +593,13 @@ class RoutedRequests:
             )
         if retry is None and idempotent:
             retry = self.target_retries.get(target_module_id)
-        try:
-            route = self._route(prefer, channel)
-        except ValueError as e:
-            return self._refused(target_module_id, e)
+        if prefer is None and channel is None:
+            route = None  # (_route's answer, without the call)
+        else:
+            try:
+                route = self._route(prefer, channel)
+            except ValueError as e:
+                return self._refused(target_module_id, e)
         span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
         now = self.clock.seconds()  # one reading: the start, the deadline, the attempt
         call = _Call(
@@ -607,6 +614,8 @@ class RoutedRequests:
             now,
         )
         call.attempt(now)
+        if span is None:
+            return call.result  # (tracing.traced's answer, without the call)
         return tracing.traced(span, call.result)
 
     def _refused(self, target: str, error: Exception) -> Deferred[Any]:
