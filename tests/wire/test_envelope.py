@@ -468,6 +468,7 @@ class RoutedRequestFrameTests(SynchronousTestCase):
         st.integers(-(2**40), 2**70),
         st.sampled_from([None, {}, {"traceparent": "00-ab-cd-01"}]),
         st.sampled_from([0, 1, 2]),
+        st.integers(min_value=0, max_value=envelope._LOW_END - envelope._LOW_START - 3),
     )
     def test_same_bytes(
         self,
@@ -480,8 +481,9 @@ class RoutedRequestFrameTests(SynchronousTestCase):
         deadline: int,
         extra: dict[str, str] | None,
         near_end: int,
+        offset: int,
     ) -> None:
-        low = (envelope._LOW_END - near_end) if near_end else envelope._LOW_START
+        low = (envelope._LOW_END - near_end) if near_end else envelope._LOW_START + offset
         parts = (target, endpoint, number, content, source, timestamp, deadline, extra)
         fast, general = self._both(low, *parts)
         self.assertEqual(fast, general)
@@ -498,4 +500,26 @@ class RoutedRequestFrameTests(SynchronousTestCase):
         parts = ("t", "ep", 5, {"n": "x" * 50}, "me", 1, 2, None)
         for cap in (100, 300, 400):
             fast, general = self._both(envelope._LOW_START, *parts, cap=cap)
+            self.assertEqual(fast, general)
+
+    def test_timestamps_and_deadlines(self) -> None:
+        """
+        The same timestamp again (its array kept), another one, one over 64 bits, and
+        booleans or floats where numbers go: the general path's bytes each time.
+        """
+        for timestamp, deadline in (
+            (5, 7),
+            (5, 8),
+            (6, -9),
+            (6, 2**64),
+            (2**64, 1),
+            (6, 1),
+            (True, 1),
+            (6, False),
+            (1.5, 2),
+            (7, 2.5),
+            (7, 2**63 - 1),
+        ):
+            parts = ("t", "ep", 5, {"n": 1}, "me", timestamp, deadline, None)
+            fast, general = self._both(envelope._LOW_START + 13 * 16**3, *parts)
             self.assertEqual(fast, general)
