@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,6 +26,7 @@ from pywatt_twisted._runtime.messaging import (
     error_payload,
     unwrap_request,
 )
+from pywatt_twisted._transport.channel import ChannelProtocol, ChannelSettings
 from pywatt_twisted.errors import (
     ChannelError,
     NotAvailable,
@@ -41,6 +42,7 @@ from pywatt_twisted.wire.messages import (
     RoutedModuleResponse,
     RouteToModule,
 )
+from tests.transport.fakes import frames_of
 
 
 def plain_app(state: Any) -> Klein:
@@ -722,6 +724,208 @@ class ReplyValueTests(SynchronousTestCase):
         self.assertIs(type(reply), RoutedModuleReply)
         self.assertEqual(repr(reply), repr(expected))
         self.assertEqual(hash(reply), hash(expected))
+
+
+class _Sending(ChannelProtocol):
+    """
+    A channel connection whose C{send} is its own: its replies take the general path.
+    """
+
+    def send(self, message: object) -> None:
+        super().send(message)
+
+
+def _blank_ids(data: bytes) -> bytes:
+    """
+    The frames in C{data} with their envelope ids blanked (each frame gets a fresh one).
+    """
+    from pywatt_twisted.wire.framing import FrameDecoder
+
+    out = []
+    for item in FrameDecoder(1 << 30).feed(data):
+        payload = item.payload  # type: ignore[union-attr]
+        out.append(payload[:7] + b"?" * 36 + payload[43:])
+    return b"|".join(out)
+
+
+class ChannelReplyTests(SynchronousTestCase):
+    """
+    A reply on a channel connection that is up is spliced and written as its frame
+    (L{pywatt_twisted.wire._forward.routed_reply_frame}): the same bytes, counts and
+    flow control as sending the reply through the connection's C{send}, which a link
+    class overriding C{send} still gets, for every answer.
+    """
+
+    def connections(self, **settings: Any) -> tuple[Any, Any]:
+        from twisted.internet.testing import StringTransportWithDisconnection
+
+        from tests.transport.fakes import RecordingListener
+
+        made = []
+        for kind in (ChannelProtocol, _Sending):
+            protocol = kind(
+                ChannelSettings("tcp", "a", "demo", identify=False, **settings),
+                RecordingListener(),
+                Clock(),
+            )
+            transport = StringTransportWithDisconnection()
+            transport.protocol = protocol
+            protocol.makeConnection(transport)
+            transport.clear()
+            made.append(protocol)
+        return made[0], made[1]
+
+    def handlers(self, max_frame_length: int = 1 << 20) -> Any:
+        from pywatt_twisted._runtime.routed_handlers import RoutedHandlers
+
+        clock = Clock()
+        clock.advance(1_000_000)
+        handlers = RoutedHandlers(
+            module_id="inv",
+            clock=clock,
+            max_frame_length=max_frame_length,
+            redact=lambda text: text.replace("sekrit", "[REDACTED]"),
+        )
+        handlers.handlers["echo"] = lambda source, payload: payload
+        handlers.handlers["boom"] = lambda source, payload: 1 / 0
+        handlers.handlers["secret"] = lambda source, payload: (_ for _ in ()).throw(
+            ValueError("sekrit")
+        )
+        handlers.handlers["weird"] = lambda source, payload: object()
+        handlers.handlers["remote"] = lambda source, payload: (_ for _ in ()).throw(
+            OutOfStock("none left", kind="out_of_stock")
+        )
+        return handlers
+
+    def answer_both(
+        self,
+        messages: list[RoutedModuleMessage],
+        max_frame_length: int = 1 << 20,
+        channel_cap: int = 1 << 20,
+    ) -> tuple[Any, Any]:
+        direct, general = self.connections(max_frame_length=channel_cap)
+        answered = []
+        for link in (direct, general):
+            handlers = self.handlers(max_frame_length)
+            for message in messages:
+                handlers.message_received(message, link)
+            answered.append(handlers)
+        self.flushLoggedErrors(ZeroDivisionError, ValueError)
+        from pywatt_twisted._runtime import routed_handlers
+
+        # (the first connection's replies were spliced, the second's sent)
+        self.assertIsNotNone(routed_handlers._FRAME_LINKS[type(direct)])
+        self.assertIsNone(routed_handlers._FRAME_LINKS[type(general)])
+        self.assertEqual(answered[0].health(), answered[1].health())
+        self.assertEqual(direct.counters, general.counters)
+        self.assertEqual(direct.buffered, general.buffered)
+        return direct, general
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        contents=st.lists(
+            st.recursive(
+                st.none() | st.booleans() | st.integers(-(1 << 63), 1 << 63) | st.text(),
+                lambda inner: (
+                    st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+                ),
+                max_leaves=12,
+            ),
+            min_size=1,
+            max_size=5,
+        ),
+        endpoint=st.sampled_from(["echo", "boom", "secret", "weird", "remote", "nope"]),
+        source=st.text(max_size=10),
+        bare=st.booleans(),
+    )
+    def test_same_frames(self, contents: list[Any], endpoint: str, source: str, bare: bool) -> None:
+        """
+        Results, errors (redacted), unknown endpoints and expired deadlines give the
+        frames the general path writes, from any requester.
+        """
+        messages = []
+        for i, content in enumerate(contents):
+            deadline = 1_000_000_000 + (-5 if i % 3 == 2 else 60_000)
+            payload = (
+                EncodedPayload.from_json(content)
+                if bare
+                else envelope(content, endpoint, deadline_ms=deadline)
+            )
+            messages.append(RoutedModuleMessage(source, uuid.uuid4(), payload, endpoint))
+        direct, general = self.answer_both(messages)
+        written = direct.transport.value()
+        self.assertEqual(len(frames_of(written)), len(messages))
+        self.assertEqual(_blank_ids(written), _blank_ids(general.transport.value()))
+
+    def test_large_and_capped(self) -> None:
+        """
+        A reply too large for the handlers' frame cap becomes C{bad_reply}; one within
+        it but above the connection's cap is logged and not written, as before.
+        """
+        big = envelope("x" * 3000, "echo")
+        direct, general = self.answer_both(
+            [RoutedModuleMessage("orders", uuid.uuid4(), big, "echo")], max_frame_length=8000
+        )
+        [reply] = frames_of(direct.transport.value())
+        self.assertEqual(_decoded_error(reply)["kind"], "bad_reply")
+        self.assertEqual(
+            _blank_ids(direct.transport.value()), _blank_ids(general.transport.value())
+        )
+        small = envelope("x" * 1000, "echo")
+        logged = Captured()
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        direct, general = self.answer_both(
+            [RoutedModuleMessage("orders", uuid.uuid4(), small, "echo")], channel_cap=4000
+        )
+        self.assertEqual(direct.transport.value(), b"")
+        self.assertEqual(general.transport.value(), b"")
+        too_large = [t for t in logged.texts() if "routed_module_response" in t]
+        self.assertEqual(len(too_large), 2, logged.texts())
+
+    def test_paused_and_lost(self) -> None:
+        """
+        A paused transport: the replies wait in the outbox, counted, as written
+        replies do; a lost connection: each reply goes to the listener as
+        undeliverable, not to the frame.
+        """
+        messages = [
+            RoutedModuleMessage("orders", uuid.uuid4(), envelope(n, "echo"), "echo")
+            for n in range(3)
+        ]
+        direct, general = self.connections()
+        for link in (direct, general):
+            link.pauseProducing()
+            handlers = self.handlers()
+            for message in messages:
+                handlers.message_received(message, link)
+        self.assertEqual(direct.buffered, general.buffered)
+        self.assertGreater(direct.buffered, 0)
+        self.assertEqual(direct.transport.value(), b"")
+        direct.resumeProducing()
+        general.resumeProducing()
+        self.assertEqual(
+            _blank_ids(direct.transport.value()), _blank_ids(general.transport.value())
+        )
+        self.assertEqual(len(frames_of(direct.transport.value())), 3)
+
+        direct, general = self.connections()
+        for link in (direct, general):
+            link.transport.loseConnection()
+            handlers = self.handlers()
+            for message in messages:
+                handlers.message_received(message, link)
+        self.assertEqual(direct.listener.undeliverable, general.listener.undeliverable)
+        self.assertEqual(len(direct.listener.undeliverable), 3)
+        self.assertEqual(direct.transport.value(), b"")
+
+
+def _decoded_error(frame: dict[str, Any]) -> dict[str, Any]:
+    data = bytes(frame["content"]["payload"]["data"])
+    return json.loads(data)["error"]  # type: ignore[no-any-return]
 
 
 class ConfigTests(SynchronousTestCase):

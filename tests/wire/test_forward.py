@@ -10,9 +10,11 @@ import random
 import uuid
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pywatt_twisted.errors import ProtocolError
+from pywatt_twisted.errors import MessageTooLarge, ProtocolError
 from pywatt_twisted.wire import _forward
 from pywatt_twisted.wire._forward import (
     MAX_READ_SIZE,
@@ -20,6 +22,7 @@ from pywatt_twisted.wire._forward import (
     ROUTED_REPLY,
     read_routing,
     routed_message_frame,
+    routed_reply_frame,
     routed_response_frame,
 )
 from pywatt_twisted.wire.codec import decode_envelope_from_module, decode_from_orchestrator, encode
@@ -313,6 +316,97 @@ class FrameTests(SynchronousTestCase):
             )
         self.assertLessEqual(len(_forward._message_heads), _forward._HEADS_LIMIT)
         self.assertLessEqual(len(_forward._response_heads), _forward._HEADS_LIMIT)
+
+
+def without_envelope_id(frame: bytes) -> bytes:
+    """
+    C{frame} (a module's enveloped frame) with its 36-character envelope id blanked:
+    each frame gets a fresh one.
+    """
+    at = 5 + len(b'{"id":"')
+    return frame[:at] + b"?" * 36 + frame[at + 36 :]
+
+
+class ReplyFrameTests(SynchronousTestCase):
+    """
+    L{routed_reply_frame}: a module's C{routed_module_response} spliced, against the
+    encoder's frame of the same L{RoutedModuleReply}.
+    """
+
+    def encoded(self, reply: RoutedModuleReply, limit: int = 1 << 24) -> bytes:
+        return without_envelope_id(encode_channel_frame(reply, limit))
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        source=st.text(max_size=20),
+        target=st.text(max_size=20),
+        number=st.integers(0, (1 << 128) - 1),
+        data=st.binary(max_size=300),
+    )
+    def test_encoder_bytes(self, source: str, target: str, number: int, data: bytes) -> None:
+        """
+        Any module ids (quotes, backslashes, non-ASCII, lone surrogates), request id
+        and payload bytes give the encoder's frame.
+        """
+        request_id = uuid.UUID(int=number)
+        payload = EncodedPayload(data, "Json")
+        frame = routed_reply_frame(source, request_id, target, payload, 1 << 24)
+        assert frame is not None
+        reply = RoutedModuleReply(source, request_id, target, payload)
+        self.assertEqual(without_envelope_id(frame), self.encoded(reply))
+        # a fresh envelope id each time, as the encoder gives
+        again = routed_reply_frame(source, request_id, target, payload, 1 << 24)
+        self.assertNotEqual(frame, again)
+
+    def test_frame_cap(self) -> None:
+        """
+        A frame of exactly the cap is given; one byte over, C{None}, where the encoder
+        raises L{MessageTooLarge}.
+        """
+        request_id = uuid.uuid4()
+        payload = EncodedPayload.from_json({"n": "x" * 100})
+        reply = RoutedModuleReply("inventory", request_id, "orders", payload)
+        length = len(encode_channel_frame(reply, 1 << 24)) - 5
+        frame = routed_reply_frame("inventory", request_id, "orders", payload, length)
+        assert frame is not None
+        self.assertEqual(without_envelope_id(frame), self.encoded(reply, length))
+        self.assertIsNone(
+            routed_reply_frame("inventory", request_id, "orders", payload, length - 1)
+        )
+        self.assertRaises(MessageTooLarge, encode_channel_frame, reply, length - 1)
+
+    def test_other_shapes(self) -> None:
+        """
+        A payload in another format, a request id that is not exactly a L{uuid.UUID}:
+        C{None} (the encoder's general path writes those).
+        """
+
+        class Id(uuid.UUID):
+            pass
+
+        request_id = uuid.uuid4()
+        self.assertIsNone(
+            routed_reply_frame("a", request_id, "b", EncodedPayload(b"xy", "Binary"), 1 << 20)
+        )
+        self.assertIsNone(
+            routed_reply_frame(
+                "a", Id(int=request_id.int), "b", EncodedPayload(b"1", "Json"), 1 << 20
+            )
+        )
+
+    def test_many_names(self) -> None:
+        """
+        The starts kept per module id are bounded: made-up names keep giving the
+        encoder's bytes.
+        """
+        payload = EncodedPayload.from_json({"n": 1})
+        for i in range(_forward._HEADS_LIMIT + 10):
+            reply = RoutedModuleReply(f"s{i}", REQUEST_ID, f"t{i}", payload)
+            frame = routed_reply_frame(f"s{i}", REQUEST_ID, f"t{i}", payload, 1 << 20)
+            assert frame is not None
+            self.assertEqual(without_envelope_id(frame), self.encoded(reply))
+        self.assertLessEqual(len(_forward._reply_heads), _forward._HEADS_LIMIT)
+        self.assertLessEqual(len(_forward._reply_middles), _forward._HEADS_LIMIT)
 
 
 def fields(data: bytes, read: Any = read_routing) -> object:

@@ -10,6 +10,7 @@ L{pywatt_twisted._runtime.messaging}.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -68,6 +69,54 @@ _UnfrozenReply: Final = unfrozen(RoutedModuleReply)
 #: L{_as_deferred} answers for them without the three checks below (a tenth of the cost
 #: of answering a routed request, issue 17)
 _PLAIN_TYPES: frozenset[type] = frozenset({dict, list, str, int, float, bool, type(None)})
+
+
+#: link class -> the phase in which its connections take frames (C{ConnectionPhase.READY})
+#: when it is a channel connection whose C{send} is L{ChannelProtocol.send
+#: <pywatt_twisted._transport.channel.ChannelProtocol.send>}, else C{None} (see
+#: L{_frame_link})
+_FRAME_LINKS: dict[type, object] = {}
+_UNSEEN: Final = object()
+
+
+def _no_frame(*args: object) -> bytes | None:
+    return None
+
+
+#: L{routed_reply_frame<pywatt_twisted.wire._forward.routed_reply_frame>}, imported
+#: with the first channel link seen (a module that answers no channel never loads it)
+_reply_frame: Callable[[str, Any, str, EncodedPayload, int], bytes | None] = _no_frame
+
+
+def _frame_link(kind: Any) -> object:
+    """
+    The C{_FRAME_LINKS} entry of links of class C{kind}: a channel connection whose
+    C{send}, C{write_message} and C{write_frame} are L{ChannelProtocol
+    <pywatt_twisted._transport.channel.ChannelProtocol>}'s sends a message, while its
+    phase is C{READY}, as C{write_frame(encode_channel_frame(message, max_frame_length))}
+    with its settings' frame cap: a reply whose frame is spliced can be written so. Any
+    other link (stdio, a test's, a subclass that sends otherwise) is sent replies.
+    """
+    # The channel code is loaded on first use (a module with no channel never imports
+    # it): while it is not loaded, no link is a channel connection.
+    global _reply_frame
+    channel: Any = sys.modules.get("pywatt_twisted._transport.channel")
+    ready = None
+    if channel is not None and issubclass(kind, channel.ChannelProtocol):
+        from pywatt_twisted.wire._forward import routed_reply_frame
+
+        _reply_frame = routed_reply_frame
+        base = channel.ChannelProtocol
+        if (
+            kind.send is base.send
+            and kind.write_message is base.write_message
+            and kind.write_frame is base.write_frame
+        ):
+            ready = channel.ConnectionPhase.READY
+    if len(_FRAME_LINKS) >= 64:
+        _FRAME_LINKS.clear()
+    _FRAME_LINKS[kind] = ready
+    return ready
 
 
 def _as_deferred(value: Any) -> Deferred[Any] | None:
@@ -189,14 +238,33 @@ class _Answers:
                 request_id=str(message.original_request_id),
             )
             return
+        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
+        fits = 4 * len(payload.data) + 4096 <= owner.max_frame_length
+        ready = _FRAME_LINKS.get(type(link), _UNSEEN)
+        if ready is _UNSEEN:
+            ready = _frame_link(type(link))
+        if fits and ready is not None and link.phase is ready:
+            # A channel connection that is up: the reply's frame spliced and written as
+            # its send would write the encoded reply (issue 17: no reply value, no
+            # general encoder, no send and write_message calls). What the splice does
+            # not handle goes the general way below.
+            frame = _reply_frame(
+                owner.module_id,
+                message.original_request_id,
+                message.source_module_id,
+                payload,
+                link.settings.max_frame_length,
+            )
+            if frame is not None:
+                link.write_frame(frame)
+                return
         reply = _UnfrozenReply()
         reply.source_module_id = owner.module_id
         reply.request_id = message.original_request_id
         reply.target_module_id = message.source_module_id
         reply.payload = payload
         reply.__class__ = RoutedModuleReply
-        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
-        if 4 * len(payload.data) + 4096 > owner.max_frame_length:
+        if not fits:
             reply = self._fitting(reply, message)
         link.send(reply)
 

@@ -37,6 +37,7 @@ from pywatt_twisted.wire.codec import (
     _str,
     _uuid,
 )
+from pywatt_twisted.wire.envelope import _envelope_id_bytes
 from pywatt_twisted.wire.framing import FORMAT_JSON, _pack_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
@@ -51,6 +52,7 @@ __all__ = [
     "RoutingHeader",
     "read_routing",
     "routed_message_frame",
+    "routed_reply_frame",
     "routed_response_frame",
 ]
 
@@ -474,3 +476,88 @@ def routed_response_frame(source_module_id: str, request_id: bytes, payload_json
         )
     )
     return _pack_header(len(body), FORMAT_JSON) + body
+
+
+# -- a module's own replies ---------------------------------------------------------------
+
+#: the start of a reply's content up to its request id, per replying module, and its
+#: text from the request id to the byte values, per requester (bounded as above)
+_reply_heads: dict[str, bytes] = {}
+_reply_middles: dict[str, bytes] = {}
+_REPLY_ENVELOPE_HEAD: Final = b'{"id":"'
+_REPLY_TAIL: Final = b',"format":"Json"}},"metadata":{}}'
+# The payload's length less the per-module fragments and the byte array: the envelope's
+# fragments, its 36-byte id, the request id's 36 characters with their quotes.
+_REPLY_FIXED: Final = len(_REPLY_ENVELOPE_HEAD) + 36 + 38 + len(_REPLY_TAIL)
+_ORJSON: Final = _json.BACKEND == "orjson"
+_backend_dumps: Final = _json.backend_dumps
+_UUID: Final = uuid.UUID
+
+
+def _reply_head(source_module_id: str) -> bytes:
+    if len(_reply_heads) >= _HEADS_LIMIT:
+        _reply_heads.clear()
+    head = _reply_heads[source_module_id] = (
+        b'","content":{"op":"routed_module_response","source_module_id":'
+        + _string(source_module_id)
+        + b',"request_id":'
+    )
+    return head
+
+
+def _reply_middle(target_module_id: str) -> bytes:
+    if len(_reply_middles) >= _HEADS_LIMIT:
+        _reply_middles.clear()
+    middle = _reply_middles[target_module_id] = (
+        b',"target_module_id":' + _string(target_module_id) + b',"payload":{"data":'
+    )
+    return middle
+
+
+def routed_reply_frame(
+    source_module_id: str,
+    request_id: uuid.UUID,
+    target_module_id: str,
+    payload: EncodedPayload,
+    max_frame_length: int,
+) -> bytes | None:
+    """
+    The frame C{encode_channel_frame(RoutedModuleReply(source_module_id, request_id,
+    target_module_id, payload), max_frame_length)} gives, byte for byte but for the
+    envelope id (a fresh one, as every frame gets), spliced from the starts kept per
+    module id, the request id and the payload's byte array: what a module answering a
+    C{routed_module_message} writes, with no reply value, content object or general
+    encoder per reply.
+
+    C{None} when it cannot say so cheaply: a request id that is not exactly a
+    L{uuid.UUID}, a payload that is not a C{"Json"} L{EncodedPayload}, a JSON backend
+    other than orjson, or a frame longer than C{max_frame_length}. Then encode the
+    message (which raises L{MessageTooLarge<pywatt_twisted.errors.MessageTooLarge>}
+    for the last).
+    """
+    if (
+        type(request_id) is not _UUID
+        or type(payload) is not EncodedPayload
+        or payload.format != "Json"
+        or not _ORJSON
+    ):
+        return None
+    head = _reply_heads.get(source_module_id) or _reply_head(source_module_id)
+    middle = _reply_middles.get(target_module_id) or _reply_middle(target_module_id)
+    data = _backend_dumps(list(payload.data))
+    length = _REPLY_FIXED + len(head) + len(middle) + len(data)
+    if length > max_frame_length:
+        return None
+    return b"".join(
+        (
+            _pack_header(length, FORMAT_JSON),
+            _REPLY_ENVELOPE_HEAD,
+            _envelope_id_bytes(),
+            head,
+            # (orjson writes a uuid.UUID as str() does, in quotes, as the encoder does)
+            _backend_dumps(request_id),
+            middle,
+            data,
+            _REPLY_TAIL,
+        )
+    )
