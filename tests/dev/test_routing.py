@@ -7,9 +7,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pywatt_twisted._dev._links import ModuleLinks
 from pywatt_twisted._dev._status import SupervisorStatus
 from pywatt_twisted._dev.orchestrator import ROUTE_TIMEOUT, DevOrchestrator
 from pywatt_twisted._dev.supervisor import Console
@@ -260,3 +263,88 @@ class PreferredChannelTests(SynchronousTestCase):
         self.assertEqual(info["routed_in"], {"tcp": 0, "ipc": 3})
         self.assertEqual(info["messages_in"]["ipc"], 3)
         self.assertEqual(info["channel_preference"], ["ipc", "tcp"])
+
+
+#: what can happen to a module's links between two deliveries (see DeliveryChoiceTests)
+_link_events = st.lists(
+    st.one_of(
+        st.tuples(st.just("connect"), st.sampled_from(["tcp", "ipc", "tls", ""])),
+        st.tuples(st.just("lose"), st.integers(0, 7)),
+        st.tuples(st.just("lose_and_remove"), st.integers(0, 7)),
+        st.tuples(st.just("remove"), st.integers(0, 7)),
+        st.tuples(
+            st.just("prefer"),
+            st.one_of(
+                st.none(),
+                st.lists(st.sampled_from(["auto", "tcp", "ipc"]), max_size=4).map(tuple),
+            ),
+        ),
+        st.tuples(st.just("routed_on"), st.sampled_from([None, "tcp", "ipc", "tls"])),
+        st.tuples(st.just("deliver"), st.none()),
+    ),
+    max_size=40,
+)
+
+
+class DeliveryChoiceTests(SynchronousTestCase):
+    """
+    L{ModuleLinks.delivery} remembers its choice, and always chooses what
+    C{connection(preferred())} chooses.
+    """
+
+    @settings(max_examples=300)
+    @given(_link_events)
+    def test_same_choice_as_choosing_anew(self, events: list[tuple[str, Any]]) -> None:
+        links = ModuleLinks(Clock(), "inventory", lambda *a: None)
+        connections: list[Any] = links.channels.connections
+        made: list[FakeConnection] = []
+        for event, value in events:
+            if event == "connect":
+                made.append(FakeConnection(value))
+                connections.append(made[-1])
+            elif event == "prefer":
+                links.channel_preference = value
+            elif event == "routed_on":
+                links.last_routed_on = value
+            elif event != "deliver" and made:
+                connection = made[value % len(made)]
+                if event != "remove":
+                    connection.lost = True  # (as connectionLost: lost, then unlisted)
+                if event != "lose" and connection in connections:
+                    connections.remove(connection)
+            self.assertIs(links.delivery(), links.connection(links.preferred()))
+
+    def test_a_new_connection_is_chosen_when_preferred(self) -> None:
+        """
+        Once a connection of a kind preferred over the chosen one connects, it is
+        chosen; when it is lost, the one before is chosen again.
+        """
+        links = ModuleLinks(Clock(), "inventory", lambda *a: None)
+        tcp = FakeConnection("tcp")
+        links.channels.connections.append(tcp)  # type: ignore[arg-type]
+        self.assertIs(links.delivery(), tcp)
+        self.assertIs(links.delivery(), tcp)
+        ipc = FakeConnection("ipc")
+        links.channels.connections.append(ipc)  # type: ignore[arg-type]
+        self.assertIs(links.delivery(), ipc)
+        ipc.lost = True
+        self.assertIs(links.delivery(), tcp)
+        links.channel_preference = ("tcp", "ipc")
+        tcp.lost = True
+        self.assertIsNone(links.delivery())
+
+    def test_auto_follows_the_last_channel_used(self) -> None:
+        """
+        Under C{auto}, the choice follows the channel the module last sent a
+        module-to-module message on, remembered or not.
+        """
+        links = ModuleLinks(Clock(), "inventory", lambda *a: None)
+        tcp, ipc = FakeConnection("tcp"), FakeConnection("ipc")
+        links.channels.connections.extend([tcp, ipc])  # type: ignore[list-item]
+        links.channel_preference = ("auto", "ipc", "tcp")
+        self.assertIs(links.delivery(), ipc)
+        links.last_routed_on = "tcp"
+        self.assertIs(links.delivery(), tcp)
+        self.assertIs(links.delivery(), tcp)
+        links.last_routed_on = "ipc"
+        self.assertIs(links.delivery(), ipc)

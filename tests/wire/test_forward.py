@@ -521,6 +521,25 @@ class KnownShapeTests(SynchronousTestCase):
             last = list(lasts[kind])
             self.assertEqual(fields(data, lambda data: read_routing(data, last)), expected)  # noqa: B023
 
+    def test_every_byte_in_the_values(self) -> None:
+        """
+        Each of the 256 byte values, in place of or next to a digit of a known frame's
+        byte values: read as the full read reads it (only digits and commas are
+        forwarded undecoded).
+        """
+        plain = body(request(EncodedPayload.from_json([1, 2])))
+        last: _forward.LastShape = [None]
+        self.assertIsNotNone(read_routing(plain, last))
+        at = plain.index(b'"data":[') + len(b'"data":[') + 1
+        for value in range(256):
+            byte = bytes([value])
+            for data in (plain[:at] + byte + plain[at + 1 :], plain[:at] + byte + plain[at:]):
+                expected = fields(data, _forward._read_plain)
+                if value in b"0123456789,":
+                    self.assertIsInstance(expected, tuple)
+                self.assertEqual(fields(data, lambda d: read_routing(d, list(last))), expected)
+                self.assertEqual(fields(data), expected)
+
     def test_last_shape(self) -> None:
         """
         The sender's last shape is kept in C{last} and followed while frames have it;

@@ -289,7 +289,7 @@ class DevOrchestrator(Service):
         requester = self._route_reply(source, header.request_id)
         if requester is None:
             return
-        out = requester.links.connection(requester.links.preferred())
+        out = requester.links.delivery()
         if out is not None:
             out.send_raw(
                 routed_response_frame(source.module_id, header.request_id, header.payload_json)
@@ -328,7 +328,7 @@ class DevOrchestrator(Service):
                 )
             )
             return None
-        connection = target.links.connection(target.links.preferred())
+        connection = target.links.delivery()
         if connection is None:
             reply(
                 routing_error(

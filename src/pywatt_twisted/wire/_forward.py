@@ -283,6 +283,12 @@ _SAMPLE_ID: Final = b"00000000-0000-4000-8000-000000000000"
 # cost of a regular expression's match here).
 _HEX_TO_ZERO: Final = bytes.maketrans(b"0123456789abcdef", b"0" * 16)
 _ZERO_ID: Final = b"00000000-0000-0000-0000-000000000000"
+# Byte values are digits and commas only when this table leaves them unchanged (it
+# turns any other byte into a digit). A translation by a table alone runs one loop;
+# one that deletes bytes (translate(None, _DIGITS_AND_COMMAS), as _cut_payload checks)
+# first fills a table of 256 entries, ~550 instructions more per frame. (An unchanged
+# text is given back as it is, and compared with itself at once.)
+_NOT_DIGITS: Final = bytes(c if c in _DIGITS_AND_COMMAS else ord("0") for c in range(256))
 
 #: the routing fields, or C{None} (not a routing frame, or one L{_read_plain} refuses),
 #: per frame shape: the frame's text between its envelope id and its request id, and
@@ -340,10 +346,11 @@ def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
         if last is not None:
             last[0] = (head, middle, fields, id_at, values_at)
     close = len(data) - _END_LEN
+    request_id = data[id_at:id_end]
     if (
         values_at > close
-        or data[id_at:id_end].translate(_HEX_TO_ZERO) != _ZERO_ID
-        or data[values_at:close].translate(None, _DIGITS_AND_COMMAS)
+        or request_id.translate(_HEX_TO_ZERO) != _ZERO_ID
+        or (values := data[values_at:close]).translate(_NOT_DIGITS) != values
     ):
         return None
     op, target, endpoint, source = fields
@@ -354,7 +361,7 @@ def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
             target,
             endpoint,
             source,
-            data[id_at:id_end],
+            request_id,
             data[values_at - _OBJECT_BEFORE : close + _PAYLOAD_END],
         ),
     )
