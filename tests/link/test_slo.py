@@ -211,7 +211,7 @@ class FoldTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.patch(_slo, "FOLD_EVERY", 5)
 
-    def _monitor(self, alerts: list[Alert]) -> SloMonitor:
+    def _monitor(self, alerts: list[Alert], max_paths: int = 256) -> SloMonitor:
         return SloMonitor(
             Clock(),
             SloThresholds(
@@ -219,6 +219,7 @@ class FoldTests(SynchronousTestCase):
             ),
             on_alert=alerts.append,
             max_samples=4,  # (fewer than FOLD_EVERY: a fold may drop some of its own)
+            max_paths=max_paths,
         )
 
     def _state(self, monitor: SloMonitor) -> list[object]:
@@ -249,9 +250,18 @@ class FoldTests(SynchronousTestCase):
             self.assertEqual(folded, at_once)
         self.assertEqual(self._state(a), self._state(b))
 
-    @given(_steps, st.sampled_from(["tcp", "ipc", None]))
+    @given(
+        _steps,
+        st.sampled_from(["tcp", "ipc", None]),
+        st.sampled_from([1, 2, 256]),
+        st.sampled_from(["ipc", "other"]),
+    )
     def test_observe_ok_same_as_observe(
-        self, steps: list[tuple[str, str, float, float]], channel: str | None
+        self,
+        steps: list[tuple[str, str, float, float]],
+        channel: str | None,
+        max_paths: int,
+        other: str,
     ) -> None:
         """
         L{SloMonitor.observe_ok} counts a good round trip on its target's path and its
@@ -260,8 +270,11 @@ class FoldTests(SynchronousTestCase):
         """
         alerts_a: list[Alert] = []
         alerts_b: list[Alert] = []
-        a, b = self._monitor(alerts_a), self._monitor(alerts_b)
-        for what, name, seconds, later in steps:
+        a = self._monitor(alerts_a, max_paths)
+        b = self._monitor(alerts_b, max_paths)
+        for what, step_name, seconds, later in steps:
+            # (as a target: "ipc", or "other", the name the targets past max_paths share)
+            name = other if step_name == "ipc" and what not in ("down", "up") else step_name
             for monitor in (a, b):
                 monitor.clock.advance(later)  # type: ignore[attr-defined]
                 now = monitor.clock.seconds()

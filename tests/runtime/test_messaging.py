@@ -1329,3 +1329,46 @@ class ReplyPathTests(SynchronousTestCase):
                     self.assertTrue(pending.resolve(request.request_id.int, value))
             self.assertEqual(results, [value, value])
             self.assertEqual(self._state(orch_a, a), self._state(orch_b, b))
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        _json_values,
+        st.sampled_from(["json", "envelope", "base64", "broken", "error", "content", "id"]),
+    )
+    def test_reply_decoded_as_decode_reply(self, value: Any, form: str) -> None:
+        """
+        The value a caller gets is L{decode_reply}'s (an envelope's content; a base64
+        payload decoded), a payload that is not JSON fails with L{ProtocolError}, and
+        an error object with L{RemoteError}, whatever the form of the payload.
+        """
+        import base64
+
+        orch, module = self._module(False)
+        payload = {
+            "json": lambda: EncodedPayload.from_json(value),
+            "envelope": lambda: envelope(value),
+            "base64": lambda: EncodedPayload(
+                base64.b64encode(json.dumps(value).encode()), "Base64"
+            ),
+            "broken": lambda: EncodedPayload(b"{" + json.dumps(value).encode(), "Json"),
+            "content": lambda: EncodedPayload.from_json({"content": value}),
+            "id": lambda: EncodedPayload.from_json({"id": "x", "content": value, "more": 1}),
+            "error": lambda: EncodedPayload.from_json(
+                {"error": {"kind": "overloaded", "message": str(value)}}
+            ),
+        }[form]()
+        d = module.state.send_request("inventory", "get", {"sku": "A1"})
+        connection = orch.connection("tcp")
+        assert connection is not None
+        request = connection.received[-1].content
+        assert isinstance(request, RouteToModule)
+        orch.send(RoutedModuleResponse("inventory", request.request_id, payload), via="tcp")
+        try:
+            expected = decode_reply(payload)
+        except ValueError:
+            self.failureResultOf(d, ProtocolError)
+            return
+        if type(expected) is dict and list(expected) == ["error"] and form == "error":
+            self.assertEqual(self.failureResultOf(d, RemoteError).value.kind, "overloaded")
+            return
+        self.assertEqual(self.successResultOf(d), expected)

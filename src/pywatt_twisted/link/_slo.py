@@ -289,6 +289,11 @@ class SloMonitor:
         self.max_samples = max_samples
         self.max_paths = max_paths
         self._paths: dict[Path, _PathState] = {}
+        # The "target" and "channel" paths of _paths again, by name (observe_ok: a str
+        # key is hashed once, a (kind, name) tuple at each lookup).
+        self._targets: dict[str, _PathState] = {}
+        self._channels: dict[str, _PathState] = {}
+        self._by_kind = {"target": self._targets, "channel": self._channels}
         self.alerts_total: dict[str, int] = dict.fromkeys(
             (LATENCY_P99, ERROR_RATE, CHANNEL_DOWN), 0
         )
@@ -303,6 +308,9 @@ class SloMonitor:
             if state is None:
                 state = _PathState(self.clock, self.thresholds.window, self.max_samples)
                 self._paths[key] = state
+                by_name = self._by_kind.get(key[0])
+                if by_name is not None:
+                    by_name[key[1]] = state
         return state
 
     # -- observations ---------------------------------------------------------------------
@@ -362,8 +370,7 @@ class SloMonitor:
         per reply). A round trip that cannot fire an alert is kept aside inline; any
         other goes through L{observe}.
         """
-        paths = self._paths
-        path = paths.get(("target", target))
+        path = self._targets.get(target)
         if path is not None and not path.active and path.down_since is None:
             counts = path.counts
             if not (counts["error"] or counts["timeout"]):
@@ -379,7 +386,7 @@ class SloMonitor:
         else:
             self.observe("target", target, "ok", seconds, now)
         if channel is not None:
-            path = paths.get(("channel", channel))
+            path = self._channels.get(channel)
             if path is not None and not path.active and path.down_since is None:
                 counts = path.counts
                 if not (counts["error"] or counts["timeout"]):
