@@ -6,6 +6,7 @@ routes, errors and bytes as decoding and encoding them (L{DevOrchestrator.route}
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Any
 
@@ -13,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.testing import FakeOrchestrator
-from pywatt_twisted.wire.codec import encode
+from pywatt_twisted.wire._forward import MAX_READ_SIZE
+from pywatt_twisted.wire.codec import decode_envelope_from_module, encode
 from pywatt_twisted.wire.envelope import encode_channel_frame, routed_request_payload
 from pywatt_twisted.wire.framing import FORMAT_AUTO, FORMAT_JSON, Frame, encode_frame
 from pywatt_twisted.wire.messages import (
@@ -188,6 +190,82 @@ class ForwardTests(SynchronousTestCase):
             inventory.sent,
             [RoutedModuleMessage("orders", message.request_id, message.payload, "get_stock")],
         )
+
+
+class SameAsRoutingTests(SynchronousTestCase):
+    """
+    Frames forwarded undecoded (a module's frames of one shape after the first are read
+    from that shape) give what decoding them and routing the messages gives, whatever
+    comes in which order: the bytes each module gets, the routes, the console.
+    """
+
+    def modules(self, forward: bool) -> tuple[Any, dict[str, RawConnection], list[str]]:
+        dev, _, lines = orchestrator()
+        if not forward:
+            for supervisor in dev.supervisors.values():
+                supervisor.forwarder = None
+        connections = {}
+        for name, kind in (("orders", "tcp"), ("inventory", "ipc")):
+            connection = connections[name] = RawConnection(kind)
+            # (messages and frames in the order they were sent, as the bytes they are)
+            connection.send = lambda m, c=connection: c.raw.append(bare(m))  # type: ignore[method-assign]
+            dev.supervisors[name].channels.connections.append(connection)
+        return dev, connections, lines
+
+    def test_random_traffic(self) -> None:
+        rng = random.Random(11)
+        ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(6)]
+        payloads = [routed_request_payload({"n": n}, "get_stock", "orders") for n in range(3)]
+        sides = [self.modules(forward) for forward in (True, False)]
+        for step in range(600):
+            choice = rng.randrange(10)
+            if choice == 0:
+                # the inventory's channel drops, or comes back
+                for dev, connections, _ in sides:
+                    channels = dev.supervisors["inventory"].channels.connections
+                    if channels:
+                        channels.clear()
+                    else:
+                        channels.append(connections["inventory"])
+                continue
+            if choice < 6:
+                sender, target = "orders", rng.choice(["inventory", "inventory", "nobody"])
+                message: Any = RouteToModule(
+                    target, "get_stock", rng.choice(ids), rng.choice(payloads)
+                )
+            else:
+                sender = "inventory"
+                payload = EncodedPayload.from_json({"in_stock": rng.randrange(3)})
+                message = RoutedModuleReply("inventory", rng.choice(ids), "orders", payload)
+            data = frame(message).payload
+            for dev, connections, _ in sides:
+                links = dev.supervisors[sender].links
+                if not links.json_received(connections[sender], data):
+                    decoded = decode_envelope_from_module(data)
+                    links.received(connections[sender], decoded)
+            (fast, fast_out, fast_lines), (slow, slow_out, slow_lines) = sides
+            for name in ("orders", "inventory"):
+                self.assertEqual(fast_out[name].raw, slow_out[name].raw, (step, name))
+                links = [d.supervisors[name].links for d in (fast, slow)]
+                self.assertEqual(*[(n.messages_in, n.routed_in, n.last_routed_on) for n in links])
+            self.assertEqual(list(fast._routes), list(slow._routes), step)
+            self.assertEqual(fast_lines, slow_lines, step)
+        # (each module's frames read from a known shape on the forwarding side)
+        for name in ("orders", "inventory"):
+            self.assertGreater(len(sides[0][1][name].raw), 50)
+            self.assertIsNotNone(sides[0][0].supervisors[name].links._last_shape[0])
+
+    def test_large_frames_are_decoded(self) -> None:
+        """
+        A frame over L{MAX_READ_SIZE} is left to the full decode, even of a shape read
+        before.
+        """
+        dev, connections, _ = self.modules(True)
+        links = dev.supervisors["orders"].links
+        self.assertTrue(links.json_received(connections["orders"], frame(request()).payload))
+        payload = EncodedPayload.from_json({"x": "y" * MAX_READ_SIZE})
+        large = RouteToModule("inventory", "get_stock", uuid.uuid4(), payload)
+        self.assertFalse(links.json_received(connections["orders"], frame(large).payload))
 
 
 class CalleeTests(SynchronousTestCase):
