@@ -488,23 +488,16 @@ def routed_request_frame(
     extra_properties: Mapping[str, object] | None = None,
 ) -> bytes:
     """
-    The frame of a request (one that wants a reply) to C{endpoint} of module
-    C{target_module_id}: C{route_to_module_frame(target_module_id, endpoint,
-    request_id, routed_request_json(content, endpoint, source, False, timestamp,
-    deadline_ms, extra_properties=extra_properties), max_frame_length)}, byte for
-    byte, in one call.
+    C{route_to_module_frame(target_module_id, endpoint, request_id,
+    routed_request_json(content, endpoint, source, False, timestamp, deadline_ms,
+    extra_properties=extra_properties), max_frame_length)}, byte for byte, in one call.
 
-    The payload travels as a JSON array of its byte values, and writing that array
-    (C{list()} of the bytes and the backend's writing of the numbers, ~100
-    instructions a byte) was the largest cost of a request (issue 17). Of a request's
-    ~220 payload bytes, only the content, the envelope id's 12 counter digits, the
-    timestamp and the deadline change from one request to the next: the arrays of the
-    rest (the envelope's keys, the id's head, the source and endpoint) are kept, the
-    timestamp's for its second, and the three other parts are written as one array
-    and cut where each ends (their lengths are known from their characters). A request
-    with extra properties (a trace context), or whose content or deadline the backend
-    cannot write (the standard library's fallback, or its error), is built the general
-    way.
+    Writing the payload's JSON array of byte values was a request's largest cost
+    (issue 17: ~100 instructions a byte). Only the content, the id's 12 counter digits,
+    the timestamp and the deadline change between requests: the arrays of the rest are
+    kept (the timestamp's for its second), and the three others are written as one
+    array, cut where each ends. A request with extra properties, or whose content or
+    numbers the backend cannot write, is built the general way.
 
     @raise PayloadError: if C{content} is not JSON-serialisable.
     @raise MessageTooLarge: if the payload is longer than C{max_frame_length}.
@@ -525,9 +518,8 @@ def routed_request_frame(
                 _next_block()
                 n = _next_low()
             low = b"%x" % n
-            # One array for the parts that change: the deadline's (each character, a
-            # digit or "-", is written "dd,"), the id's counter digits ("dd," for 0-9
-            # and a-c, "ddd," for d-f) and the content's, cut at those lengths.
+            # One array for what changes, cut by its characters: the deadline's digits
+            # (and "-") are "dd," each, the id's hex digits "dd," (0-9, a-c) or "ddd,".
             parts = _backend_dumps(list(deadline_json + low + content_json))
             cut = 3 * len(deadline_json)
             cut_low = cut + 3 * len(low) + len(low.translate(None, _TWO_DIGIT_HEX))
@@ -550,8 +542,7 @@ def routed_request_frame(
                     _REQUEST_END_ARRAY,
                 )
             )
-            # route_to_module_frame(target_module_id, endpoint, request_id, <the JSON
-            # whose array data is>, max_frame_length), inline
+            # (route_to_module_frame, inline, from the array)
             head = _route_heads.get((target_module_id, endpoint))
             if head is None:
                 head = _route_head(target_module_id, endpoint)
@@ -586,29 +577,19 @@ def routed_request_frame(
                 )
             )
     payload_json = routed_request_json(
-        content,
-        endpoint,
-        source,
-        False,
-        timestamp,
-        deadline_ms,
-        extra_properties=extra_properties,
+        content, endpoint, source, False, timestamp, deadline_ms, extra_properties=extra_properties
     )
     return route_to_module_frame(
         target_module_id, endpoint, request_id, payload_json, max_frame_length
     )
 
 
-def _array(data: bytes) -> bytes:
-    """
-    The JSON array of C{data}'s byte values, without its brackets.
-    """
+def _array(data: bytes) -> bytes:  # (the JSON array of data's byte values, no brackets)
     return _backend_dumps(list(data))[1:-1]
 
 
-# The arrays of a request payload's fixed parts (routed_request_frame), each with the
-# commas that join it to its neighbours.
-#: the characters of the hex digits whose byte values have two decimal digits
+# The arrays of a request payload's fixed parts (routed_request_frame), with the commas
+# to their neighbours; the hex digits whose byte values have two decimal digits.
 _TWO_DIGIT_HEX: Final = b"0123456789abc"
 _CONTENT_ARRAY: Final = b"," + _array(b'","content":') + b","
 _TIMESTAMP_ARRAY: Final = b"," + _array(b',"metadata":{"timestamp":') + b","
@@ -629,23 +610,15 @@ def _id_head_array(id_head: bytes) -> bytes:
 
 
 def _request_tail(source: str, endpoint: str) -> bytes:
-    tail = (
-        b',"source":'
-        + _backend_dumps(source)
-        + b',"properties":{"target_endpoint":'
-        + _backend_dumps(endpoint)
-        + b',"deadline_ms":'
-    )
+    fields = (_backend_dumps(source), _backend_dumps(endpoint))
+    tail = b',"source":%s,"properties":{"target_endpoint":%s,"deadline_ms":' % fields
     if len(_request_tails) >= 256:
         _request_tails.clear()
     array = _request_tails[(source, endpoint)] = b"," + _array(tail) + b","
     return array
 
 
-def _timestamp_array(timestamp: int) -> bytes:
-    """
-    @raise TypeError: if the backend cannot write C{timestamp} (over 64 bits).
-    """
+def _timestamp_array(timestamp: int) -> bytes:  # (TypeError: over 64 bits)
     global _last_timestamp
     array = _array(_backend_dumps(timestamp))
     _last_timestamp = (timestamp, array)
