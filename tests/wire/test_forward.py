@@ -540,6 +540,26 @@ class KnownShapeTests(SynchronousTestCase):
                 self.assertEqual(fields(data, lambda d: read_routing(d, list(last))), expected)
                 self.assertEqual(fields(data), expected)
 
+    def test_every_byte_in_the_start_and_ids(self) -> None:
+        """
+        Each of the 256 byte values in place of each byte of a known frame's start, its
+        envelope id, the text up to its request id and that id (read together, in one
+        translation, when the frame has the sender's last shape): read as the full read
+        reads it.
+        """
+        reply = RoutedModuleReply("inventory", REQUEST_ID, "orders", EncodedPayload(b"12"))
+        plain = body(reply)
+        last: _forward.LastShape = [None]
+        self.assertIsNotNone(read_routing(plain, last))
+        end = plain.index(REQUEST_ID_TEXT) + len(REQUEST_ID_TEXT)
+        for at in range(end):
+            for value in range(256):
+                data = plain[:at] + bytes([value]) + plain[at + 1 :]
+                expected = fields(data, _forward._read_plain)
+                self.assertEqual(
+                    fields(data, lambda d: read_routing(d, list(last))), expected, (at, value)
+                )
+
     def test_last_shape(self) -> None:
         """
         The sender's last shape is kept in C{last} and followed while frames have it;
