@@ -474,6 +474,107 @@ class BackpressureTests(SynchronousTestCase):
         self.assertEqual(ChannelSettings("tcp", "a", "d", high_water=100).resume_below, 25)
 
 
+class LoggedTransport(BufferedTransport):
+    """
+    A L{BufferedTransport} that logs each call handing it bytes.
+    """
+
+    def __init__(self, bufferSize: int) -> None:
+        super().__init__(bufferSize)
+        self.calls: list[tuple[str, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+        super().write(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        joined = b"".join(data)
+        self.calls.append(("writeSequence", joined))
+        BufferedTransport.write(self, joined)  # (as its writeSequence, logged once)
+
+
+class SizedReplies(RecordingListener):
+    """
+    Answers each HTTP request with a reply of the next size given.
+    """
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        self.sizes = sizes
+
+    def channel_message(self, protocol: ChannelProtocol, message: object) -> None:
+        super().channel_message(protocol, message)
+        assert isinstance(message, HttpRequest)
+        n = int(message.request_id[4:])
+        protocol.write_frame(reply(n, self.sizes[n % len(self.sizes)]))
+
+
+class WriteFrameTests(SynchronousTestCase):
+    """
+    L{ChannelProtocol.write_frame} adds a frame to the read's batch itself (the common
+    case) and leaves the rest to L{FramedProtocol.transmit}: whatever the reads, the
+    reply sizes, the transport's buffer (the batch limit) and the peer's reading, it
+    does what counting the frame and calling C{transmit} does.
+    """
+
+    def run_script(
+        self, general: bool, buffer: int, sizes: list[int], script: list[int]
+    ) -> tuple[object, ...]:
+        settings = ChannelSettings("tcp", "a", "demo", identify=False, high_water=3000)
+        listener = SizedReplies(sizes)
+        protocol = ChannelFactory(settings, listener, Clock()).buildProtocol(None)
+        if general:
+            protocol.write_frame = protocol._write  # type: ignore[method-assign]
+        transport = LoggedTransport(buffer)
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        n = 0
+        for step in script:
+            if step == 0:
+                transport.drain()
+                continue
+            protocol.dataReceived(b"".join(request(n + i) for i in range(step)))
+            n += step
+        c = protocol.counters
+        return (
+            transport.calls,
+            transport.value(),
+            transport.delivered,
+            (c.frames_out, c.bytes_out, c.read_pauses),
+            (protocol.buffered, protocol.paused, protocol.reading_paused),
+            list(protocol._outbox),
+            len(listener.messages),
+        )
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        buffer=st.integers(min_value=50, max_value=5000),
+        sizes=st.lists(st.integers(min_value=0, max_value=1500), min_size=1, max_size=6),
+        script=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=12),
+    )
+    def test_same_as_transmit(self, buffer: int, sizes: list[int], script: list[int]) -> None:
+        self.assertEqual(
+            self.run_script(False, buffer, sizes, script),
+            self.run_script(True, buffer, sizes, script),
+        )
+
+    def test_batched_and_split(self) -> None:
+        """
+        Replies written during a read go out in one call when they fit under the
+        limit, and are handed over as soon as the batch passes it (here the
+        transport's buffer of 400 bytes: it then pauses us, and the third reply
+        waits in the outbox).
+        """
+        calls, *_ = self.run_script(False, 100_000, [10], [5])
+        self.assertEqual([kind for kind, _ in calls], ["writeSequence"])
+        calls, _, _, _, (_, paused, _), outbox, _ = self.run_script(False, 400, [300], [3])
+        self.assertEqual(
+            [(kind, len(data)) for kind, data in calls], [("writeSequence", len(reply(0, 300)) * 2)]
+        )
+        self.assertTrue(paused)
+        self.assertEqual(outbox, [reply(2, 300)])
+
+
 class HealthyTests(SynchronousTestCase):
     """
     Whether a connection proved usable (the manager resets its backoff only then).

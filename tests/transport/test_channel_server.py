@@ -32,7 +32,7 @@ from pywatt_twisted.link import (
 )
 from pywatt_twisted.orchestrator import ChannelServer, ModuleConnection
 from pywatt_twisted.wire.codec import encode
-from pywatt_twisted.wire.framing import FORMAT_JSON, frame_header
+from pywatt_twisted.wire.framing import FORMAT_BINARY, FORMAT_JSON, Frame, frame_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
     HeartbeatAck,
@@ -145,6 +145,27 @@ class RawHookTests(SynchronousTestCase):
         connection.dataReceived(encode_channel_frame(HeartbeatAck(), 1 << 20))
         self.assertEqual(order, ["json", "frame 1"])
         self.assertEqual([e.content for e in connection.received], [HeartbeatAck()])
+
+    def test_on_frame_gets_the_decoders_frame(self) -> None:
+        """
+        The frame C{on_frame} is given for a JSON frame (built by the connection from
+        its payload) is the L{Frame} the decoder builds for a frame of another format:
+        the same type, fields, equality and hash as C{Frame(format, payload)}.
+        """
+        seen: list[Any] = []
+        server = ChannelServer(None, clock=Clock(), on_frame=lambda c, f: seen.append(f) or True)
+        connection, _ = wired(server)
+        data = encode_channel_frame(HeartbeatAck(), 1 << 20)
+        connection.dataReceived(data)
+        connection.dataReceived(data[:4] + b"\x02" + data[5:])
+        json_frame, binary_frame = seen
+        for built, fmt in ((json_frame, FORMAT_JSON), (binary_frame, FORMAT_BINARY)):
+            self.assertIs(type(built), Frame)
+            self.assertEqual((built.format, built.payload), (fmt, data[5:]))
+            self.assertEqual(built, Frame(fmt, data[5:]))
+            self.assertEqual(hash(built), hash(Frame(fmt, data[5:])))
+            self.assertEqual(repr(built), repr(Frame(fmt, data[5:])))
+        self.assertEqual(connection.received, [])
 
     def test_other_formats_skip_on_json(self) -> None:
         seen: list[bytes] = []
