@@ -358,6 +358,36 @@ class ReplyFrameTests(SynchronousTestCase):
         again = routed_reply_frame(source, request_id, target, payload, 1 << 24)
         self.assertNotEqual(frame, again)
 
+    def test_envelope_ids_across_counter_blocks(self) -> None:
+        """
+        The envelope ids of spliced replies go on across the end of a counter block
+        as the encoder's do (see
+        L{tests.wire.test_envelope.ChannelEnvelopeTests.test_envelope_ids_across_counter_blocks}),
+        and the frames stay the encoder's.
+        """
+        import itertools
+        import json
+
+        from pywatt_twisted.wire import envelope
+
+        self.addCleanup(envelope._reseed_ids)
+        envelope._start_block(0x8000)
+        self.patch(envelope, "_next_low", itertools.count(envelope._LOW_END - 1).__next__)
+        payload = EncodedPayload.from_json({"n": 1})
+        ids = []
+        for _ in range(3):
+            frame = routed_reply_frame("inventory", REQUEST_ID, "orders", payload, 1 << 20)
+            assert frame is not None
+            reply = RoutedModuleReply("inventory", REQUEST_ID, "orders", payload)
+            self.assertEqual(without_envelope_id(frame), self.encoded(reply))
+            ids.append(json.loads(frame[5:])["id"])
+        self.assertEqual(ids[0][19:], "8000-ffffffffffff")
+        # (the encoder's frames take ids from the same counter in between)
+        self.assertEqual(ids[1][19:], "8001-100000000001")
+        self.assertEqual(ids[2][19:], "8001-100000000003")
+        self.assertEqual(len(set(ids)), 3)
+        self.assertEqual({i[:19] for i in ids}, {envelope._id_prefix.decode()})
+
     def test_frame_cap(self) -> None:
         """
         A frame of exactly the cap is given; one byte over, C{None}, where the encoder

@@ -376,6 +376,14 @@ class RoutedMessageDecodeTests(SynchronousTestCase):
             "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e_f",
             "3f2c8a6e5b1d4c7a9e2f0a1b2c3d4e5f",
             "{3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f}",
+            # (the hyphens' places are not checked by the fast path: uuid.UUID, the
+            # general reader's fallback, reads these as the same numbers or refuses them)
+            "3f2c-8a6e5b1d4c7a9e2f-0a1b2c3d-4e5f",
+            "----3f2c8a6e5b1d4c7a9e2f0a1b2c3d4e5f",
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5 ",
+            " 3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5",
+            "0x2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f",
+            "3f2c8a6e-5b1d-4c7a-9e2f-0a1b2c3d4e5f-",
             "",
             5,
             None,

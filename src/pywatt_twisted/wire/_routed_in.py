@@ -75,22 +75,38 @@ def with_fast_path(general: _Decoder) -> _Decoder:
             type(source) is str
             and type(value) is str
             and len(value) == 36
-            and value[8] == value[13] == value[18] == value[23] == "-"
             and type(body) is dict
             and (endpoint is None or type(endpoint) is str)
         ):
+            # (Where the four hyphens are is not checked, as the codec's reader of
+            # routed_module_response does not: 36 characters of which four are hyphens
+            # and the rest hex is read by uuid.UUID, the general reader's fallback, as
+            # the same number wherever the hyphens are; 1.5 k instructions per message.)
             digits = value.replace("-", "")
             data = body.get("data")
             fmt = body.get("format", "Json")
             if len(digits) == 32 and type(data) is list and type(fmt) is str and fmt == "Json":
-                read = id_and_json_payload(digits, data)
-                if read is not None:
-                    message = _UnfrozenMessage()
-                    message.source_module_id = source
-                    message.original_request_id, message.payload = read
-                    message.target_endpoint = endpoint
-                    message.__class__ = RoutedModuleMessage
-                    return message
+                # id_and_json_payload, inline (once per routed message)
+                try:
+                    number = int(digits, 16)
+                    raw = bytes(bytearray(data))
+                except (ValueError, TypeError):
+                    return general(obj, ctx)
+                request_id = _UnfrozenUUID()
+                request_id.int = number
+                request_id.is_safe = _SAFE_UNKNOWN
+                request_id.__class__ = _UUID
+                payload = _UnfrozenPayload()
+                payload.data = raw
+                payload.format = "Json"
+                payload.__class__ = EncodedPayload
+                message = _UnfrozenMessage()
+                message.source_module_id = source
+                message.original_request_id = request_id
+                message.payload = payload
+                message.target_endpoint = endpoint
+                message.__class__ = RoutedModuleMessage
+                return message
         return general(obj, ctx)
 
     return decode
