@@ -5,17 +5,21 @@ connection.
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import reactor
+from twisted.internet import error, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IFileDescriptorReceiver
 from twisted.internet.protocol import ClientCreator, Factory, Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from zope.interface import classImplements
 
 from pywatt_twisted._transport.framed import (
     COALESCE_LIMIT,
@@ -1164,3 +1168,102 @@ class HandOverTLSTests(SynchronousTestCase):
         tls = _FakeTLS()  # not Twisted's TLS protocol
         framed._hand_over(tls, [b"one"])
         self.assertEqual((tls.transport.held, tls.transport.sent), ([b"one"], []))
+
+
+class _DescriptorReceiver(Recorder):
+    """
+    A framed connection that receives file descriptors (none of ours does).
+    """
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        os.close(descriptor)
+
+
+classImplements(_DescriptorReceiver, IFileDescriptorReceiver)
+
+
+class PlainUnixTests(SynchronousTestCase):
+    """
+    On a Unix socket a framed connection reads with C{recv} and sends at once with
+    C{send}, as on a TCP socket, unless its protocol receives file descriptors.
+    """
+
+    def connect(self, protocol: FramedProtocol, kind: type) -> tuple[Any, socket.socket]:
+        ours, peer = socket.socketpair()
+        ours.setblocking(False)
+        peer.setblocking(False)
+        self.addCleanup(ours.close)
+        self.addCleanup(peer.close)
+        transport = kind(ours, protocol, ("127.0.0.1", 1), None, 1, MemoryReactor())
+        protocol.makeConnection(transport)
+        return transport, peer
+
+    def test_read_plainly(self) -> None:
+        """
+        Frames read through the transport's C{doRead} arrive as with Twisted's own,
+        which is not called; the plain read answers a closed peer the same way.
+        """
+        from twisted.internet import tcp, unix
+
+        from pywatt_twisted._transport import framed
+
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer = self.connect(p, unix.Server)
+        self.patch(unix.Server, "doRead", lambda self: self.fail("recvmsg read"))
+        peer.send(encode_frame(b"one") + encode_frame(b"two"))
+        self.assertIsNone(transport.doRead())
+        self.assertEqual(p.frames, [b"one", b"two"])
+        self.assertEqual(peer.recv(100), b"rr")
+        self.assertIsNone(transport.doRead())  # nothing to read: EWOULDBLOCK
+        peer.close()
+        self.assertIsInstance(transport.doRead(), error.ConnectionDone)
+        # a client connection (made by connectUNIX) is read the same way
+        self.assertEqual(
+            framed._PLAIN_UNIX[unix.Client], (tcp.Connection.doRead, tcp.Connection.writeSomeData)
+        )
+
+    def test_descriptor_receiver_keeps_recvmsg(self) -> None:
+        """
+        A framed connection that receives file descriptors keeps Twisted's read.
+        """
+        from twisted.internet import unix
+
+        transport, _peer = self.connect(_DescriptorReceiver(), unix.Server)
+        self.assertNotIn("doRead", vars(transport))
+
+    def test_descriptor_queued_takes_the_transport_send(self) -> None:
+        """
+        With a file descriptor queued to pass, a direct send goes through the
+        transport's own C{writeSomeData}, which passes it.
+        """
+        from twisted.internet import unix
+
+        p = Recorder()
+        p.reply = b"r"
+        transport, peer = self.connect(p, unix.Server)
+        readable, writable = os.pipe()
+        self.addCleanup(os.close, readable)
+        self.addCleanup(os.close, writable)
+        transport._sendmsgQueue.append(writable)
+        p.dataReceived(encode_frame(b"x"))
+        data, ancillary, _flags, _address = peer.recvmsg(100, socket.CMSG_SPACE(4))
+        self.assertEqual(data, b"r")
+        self.assertEqual(len(ancillary), 1)
+        for _level, _type, payload in ancillary:
+            os.close(int.from_bytes(payload[:4], sys.byteorder))
+        self.assertEqual(transport._sendmsgQueue, [])
+
+    def test_sent_plainly(self) -> None:
+        """
+        Without a descriptor queued, the direct send is the plain socket's: the
+        transport's own C{writeSomeData} is not called.
+        """
+        from twisted.internet import unix
+
+        p = Recorder()
+        p.reply = b"r"
+        _transport, peer = self.connect(p, unix.Server)
+        self.patch(unix.Server, "writeSomeData", lambda self, data: self.fail("sendmsg"))
+        p.dataReceived(encode_frame(b"x") + encode_frame(b"y"))
+        self.assertEqual(peer.recv(100), b"rr")
