@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.wire import _json
-from pywatt_twisted.wire._routed_in import with_fast_path
+from pywatt_twisted.wire._routed_in import id_and_json_payload, with_fast_path
 from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.init import (
     InitBlob,
@@ -849,26 +849,11 @@ def _d_routed_response(obj: _Obj, ctx: str) -> RoutedModuleResponse:
         data = body.get("data")
         fmt = body.get("format", "Json")
         if len(digits) == 32 and type(data) is list and fmt == "Json":
-            # _routed_in.id_and_json_payload(digits, data), inline (once per reply: a
-            # call and its tuple less); the same reads and the same objects.
-            try:
-                number = int(digits, 16)
-                raw = bytes(bytearray(data))
-            except (ValueError, TypeError):
-                pass
-            else:
-                request_id = _UnfrozenUUID()
-                request_id.int = number
-                request_id.is_safe = _SAFE_UNKNOWN
-                request_id.__class__ = _UUID
-                payload = _UnfrozenPayload()
-                payload.data = raw
-                payload.format = "Json"
-                payload.__class__ = EncodedPayload
+            read = id_and_json_payload(digits, data)
+            if read is not None:
                 response = _UnfrozenResponse()
                 response.source_module_id = source
-                response.request_id = request_id
-                response.payload = payload
+                response.request_id, response.payload = read
                 response.__class__ = RoutedModuleResponse
                 return response  # type: ignore[no-any-return]
     request_id = _uuid(obj, "request_id", ctx)
