@@ -79,13 +79,9 @@ _FRAME_LINKS: dict[type, object] = {}
 _UNSEEN: Final = object()
 
 
-def _no_frame(*args: object) -> bytes | None:
-    return None
-
-
 #: L{routed_reply_frame<pywatt_twisted.wire._forward.routed_reply_frame>}, imported
 #: with the first channel link seen (a module that answers no channel never loads it)
-_reply_frame: Callable[[str, Any, str, EncodedPayload, int], bytes | None] = _no_frame
+_reply_frame: Any = None
 
 
 def _frame_link(kind: Any) -> object:
@@ -97,8 +93,7 @@ def _frame_link(kind: Any) -> object:
     with its settings' frame cap: a reply whose frame is spliced can be written so. Any
     other link (stdio, a test's, a subclass that sends otherwise) is sent replies.
     """
-    # The channel code is loaded on first use (a module with no channel never imports
-    # it): while it is not loaded, no link is a channel connection.
+    # (The channel code is loaded on first use: until it is, no link is a channel's.)
     global _reply_frame
     channel: Any = sys.modules.get("pywatt_twisted._transport.channel")
     ready = None
