@@ -86,27 +86,14 @@ def with_fast_path(general: _Decoder) -> _Decoder:
             data = body.get("data")
             fmt = body.get("format", "Json")
             if len(digits) == 32 and type(data) is list and type(fmt) is str and fmt == "Json":
-                # id_and_json_payload, inline (once per routed message)
-                try:
-                    number = int(digits, 16)
-                    raw = bytes(bytearray(data))
-                except (ValueError, TypeError):
-                    return general(obj, ctx)
-                request_id = _UnfrozenUUID()
-                request_id.int = number
-                request_id.is_safe = _SAFE_UNKNOWN
-                request_id.__class__ = _UUID
-                payload = _UnfrozenPayload()
-                payload.data = raw
-                payload.format = "Json"
-                payload.__class__ = EncodedPayload
-                message = _UnfrozenMessage()
-                message.source_module_id = source
-                message.original_request_id = request_id
-                message.payload = payload
-                message.target_endpoint = endpoint
-                message.__class__ = RoutedModuleMessage
-                return message
+                read = id_and_json_payload(digits, data)
+                if read is not None:
+                    message = _UnfrozenMessage()
+                    message.source_module_id = source
+                    message.original_request_id, message.payload = read
+                    message.target_endpoint = endpoint
+                    message.__class__ = RoutedModuleMessage
+                    return message
         return general(obj, ctx)
 
     return decode
