@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from pywatt_twisted import tracing
 from pywatt_twisted._runtime.correlation import CorrelationTable, Waiting
 from pywatt_twisted._runtime.resilience import Breakers, BreakerState, RetryPolicy
+from pywatt_twisted._runtime.routed_envelopes import decode_reply
 from pywatt_twisted.errors import (
     ChannelError,
     CircuitOpen,
@@ -32,7 +33,6 @@ from pywatt_twisted.errors import (
     Timeout,
 )
 from pywatt_twisted.link._choice import Route
-from pywatt_twisted.wire._json import backend_loads as _backend_loads
 from pywatt_twisted.wire.envelope import (
     error_object,
     random_uuid4_int,
@@ -704,15 +704,8 @@ class RoutedRequests:
         span = call.span
         if span is not None:
             tracing.reply_received(span, message.payload)  # X3: the callee's context
-        payload = message.payload
         try:
-            # decode_reply(payload), inline (one call less per reply)
-            if payload.format == "Json":
-                value = _backend_loads(payload.data)
-            else:
-                value = payload.json()
-            if type(value) is dict and "content" in value and "id" in value:
-                value = value["content"]  # (an envelope: its content)
+            value = decode_reply(message.payload)
         except ValueError as e:
             call.errback(
                 ProtocolError(
