@@ -10,7 +10,6 @@ import random
 import uuid
 from typing import Any
 
-from twisted.internet.defer import getDebugging, setDebugging, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -424,44 +423,6 @@ class FailoverTests(SynchronousTestCase):
         link.send_http_response(HttpResponse("req-1", 200, {}, b"ok"))
         [reply] = tcp.new()
         self.assertEqual(reply["content"]["request_id"], "req-1")
-        rig.stop()
-
-
-class SentDeferredTests(SynchronousTestCase):
-    """
-    A send written at once returns the fired Deferred C{succeed(None)} builds (the
-    manager builds it inline).
-    """
-
-    def test_same_as_succeed(self) -> None:
-        rig = Rig(TCP).start()
-        rig.up("tcp").new()
-        sent = rig.manager.send(route(1))
-        reference = succeed(None)
-        self.assertIs(type(sent), type(reference))
-        self.assertEqual(vars(sent), vars(reference))
-        self.assertIsNot(sent._callbacks, reference._callbacks)
-        # fired with None: a callback runs at once and may change the result
-        seen: list[object] = []
-        sent.addCallback(lambda result: seen.append(result) or 7)
-        self.assertEqual(seen, [None])
-        self.assertEqual(self.successResultOf(sent), 7)
-        self.assertIsNone(self.successResultOf(rig.manager.send(route(2))))
-        rig.stop()
-
-    def test_debugging(self) -> None:
-        """
-        With Deferred debugging on, the Deferred records where it was made, as any.
-        """
-        self.addCleanup(setDebugging, getDebugging())
-        setDebugging(True)
-        rig = Rig(TCP).start()
-        rig.up("tcp").new()
-        sent = rig.manager.send(route(1))
-        self.assertIsNotNone(sent._debugInfo)
-        self.assertIsNotNone(sent._debugInfo.creator)
-        self.assertEqual(sent.result, None)
-        self.assertTrue(sent.called)
         rig.stop()
 
 
