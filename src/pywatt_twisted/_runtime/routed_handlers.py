@@ -490,15 +490,7 @@ class RoutedHandlers:
         and reply on the same link.
         """
         if len(self._in_flight) < self.max_concurrent and not self._queue:
-            if tracing.switch.on:
-                self._start(message, link)
-                return
-            # _start without tracing, inline (once per request: one call less)
-            started = self._begin(message, link)
-            if started is not None:
-                d = Deferred.fromCoroutine(self._complete(message, link, *started))
-                if not d.called:
-                    self._in_flight.track(d).addBoth(self._next)
+            self._start(message, link)
             return
         size = len(message.payload.data)
         if len(self._queue) >= self.queue_size:
