@@ -440,11 +440,28 @@ def route_to_module_frame(
 
     @raise MessageTooLarge: if the payload is longer than C{max_frame_length}.
     """
+    return _route_frame(
+        target_module_id,
+        endpoint,
+        request_id,
+        _backend_dumps(list(payload_json)),
+        max_frame_length,
+    )
+
+
+def _route_frame(
+    target_module_id: str, endpoint: str, request_id: int, data: bytes, max_frame_length: int
+) -> bytes:
+    """
+    L{route_to_module_frame}'s frame, from the payload's byte array C{data} (the JSON
+    array of its byte values, as written).
+
+    @raise MessageTooLarge: if the frame's payload is longer than C{max_frame_length}.
+    """
     head = _route_heads.get((target_module_id, endpoint))
     if head is None:
         head = _route_head(target_module_id, endpoint)
     digits = b"%032x" % request_id
-    data = _backend_dumps(list(payload_json))
     length = _ROUTE_FIXED + len(head) + len(data)
     if length > max_frame_length:
         raise MessageTooLarge(RouteToModule.op, length, max_frame_length)
@@ -542,40 +559,7 @@ def routed_request_frame(
                     _REQUEST_END_ARRAY,
                 )
             )
-            # (route_to_module_frame, inline, from the array)
-            head = _route_heads.get((target_module_id, endpoint))
-            if head is None:
-                head = _route_head(target_module_id, endpoint)
-            digits = b"%032x" % request_id
-            length = _ROUTE_FIXED + len(head) + len(data)
-            if length > max_frame_length:
-                raise MessageTooLarge(RouteToModule.op, length, max_frame_length)
-            n = _next_low()
-            if n < _LOW_END:
-                id_head, low = _id_head, b"%x" % n
-            else:
-                id_head, low = b"", _envelope_id_bytes()
-            return _join(
-                (
-                    _pack_header(length, FORMAT_JSON),
-                    _ENVELOPE_HEAD,
-                    id_head,
-                    low,
-                    head,
-                    digits[:8],
-                    b"-",
-                    digits[8:12],
-                    b"-",
-                    digits[12:16],
-                    b"-",
-                    digits[16:20],
-                    b"-",
-                    digits[20:],
-                    _ROUTE_DATA,
-                    data,
-                    _ROUTE_TAIL,
-                )
-            )
+            return _route_frame(target_module_id, endpoint, request_id, data, max_frame_length)
     payload_json = routed_request_json(
         content, endpoint, source, False, timestamp, deadline_ms, extra_properties=extra_properties
     )
