@@ -370,23 +370,13 @@ class SloMonitor:
         per reply). A round trip that cannot fire an alert is kept aside inline; any
         other goes through L{observe}.
         """
-        path = self._targets.get(target)
-        if path is not None and not path.active and path.down_since is None:
-            counts = path.counts
-            if not (counts["error"] or counts["timeout"]):
-                times = path.pending_times
-                times.append(now)
-                path.pending_seconds.append(seconds)
-                if len(times) >= FOLD_EVERY:
-                    path.fold()
-                if self._call is None:
-                    self._schedule()
-            else:
-                self.observe("target", target, "ok", seconds, now)
-        else:
-            self.observe("target", target, "ok", seconds, now)
-        if channel is not None:
-            path = self._channels.get(channel)
+        for by_name, kind, name in (
+            (self._targets, "target", target),
+            (self._channels, "channel", channel),
+        ):
+            if name is None:
+                continue  # (the channel is not known)
+            path = by_name.get(name)
             if path is not None and not path.active and path.down_since is None:
                 counts = path.counts
                 if not (counts["error"] or counts["timeout"]):
@@ -397,10 +387,8 @@ class SloMonitor:
                         path.fold()
                     if self._call is None:
                         self._schedule()
-                else:
-                    self.observe("channel", channel, "ok", seconds, now)
-            else:
-                self.observe("channel", channel, "ok", seconds, now)
+                    continue
+            self.observe(kind, name, "ok", seconds, now)
 
     def _check_error_rate(self, kind: str, name: str, path: _PathState, now: float) -> None:
         """
