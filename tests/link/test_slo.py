@@ -250,52 +250,6 @@ class FoldTests(SynchronousTestCase):
             self.assertEqual(folded, at_once)
         self.assertEqual(self._state(a), self._state(b))
 
-    @given(
-        _steps,
-        st.sampled_from(["tcp", "ipc", None]),
-        st.sampled_from([1, 2, 256]),
-        st.sampled_from(["ipc", "other"]),
-    )
-    def test_observe_ok_same_as_observe(
-        self,
-        steps: list[tuple[str, str, float, float]],
-        channel: str | None,
-        max_paths: int,
-        other: str,
-    ) -> None:
-        """
-        L{SloMonitor.observe_ok} counts a good round trip on its target's path and its
-        channel's as L{SloMonitor.observe} of each does, in that order, whatever the
-        paths' state (new, firing, down, with errors in the window).
-        """
-        alerts_a: list[Alert] = []
-        alerts_b: list[Alert] = []
-        a = self._monitor(alerts_a, max_paths)
-        b = self._monitor(alerts_b, max_paths)
-        for what, step_name, seconds, later in steps:
-            # (as a target: "ipc", or "other", the name the targets past max_paths share)
-            name = other if step_name == "ipc" and what not in ("down", "up") else step_name
-            for monitor in (a, b):
-                monitor.clock.advance(later)  # type: ignore[attr-defined]
-                now = monitor.clock.seconds()
-                if what in ("down", "up"):
-                    monitor.channel_up(name, what == "up")
-                elif what == "tick":
-                    monitor.tick()
-                elif what != "ok":
-                    monitor.observe("target", name, what, seconds, now)
-                    if channel is not None:
-                        monitor.observe("channel", channel, what, seconds, now)
-                elif monitor is a:
-                    monitor.observe_ok(name, channel, seconds, now)
-                else:
-                    monitor.observe("target", name, "ok", seconds, now)
-                    if channel is not None:
-                        monitor.observe("channel", channel, "ok", seconds, now)
-            self.assertEqual(alerts_a, alerts_b)
-            self.assertEqual(a._call is None, b._call is None)
-        self.assertEqual(self._state(a), self._state(b))
-
     def test_bounded(self) -> None:
         """
         At most L{_slo.FOLD_EVERY} round trips wait: the next one folds them.

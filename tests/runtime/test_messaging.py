@@ -1254,9 +1254,7 @@ _json_values = st.recursive(
 
 class ReplyPathTests(SynchronousTestCase):
     """
-    A reply taken by L{RoutedRequests.response_received} (L{_Call.replied}, one call)
-    leaves the caller, the breaker, the channel and the SLO windows as the correlation
-    table's L{_Call.callback} path (L{_Call._ended}, L{_Call._finish}) does.
+    What a caller of L{RoutedRequests.send_request} gets for each form of reply payload.
     """
 
     def _module(self, slo_clock: bool) -> tuple[FakeOrchestrator, Any]:
@@ -1276,59 +1274,6 @@ class ReplyPathTests(SynchronousTestCase):
             clock.advance(1234.5)
             module.service.messaging.requests.slo = SloMonitor(clock)
         return orch, module
-
-    def _state(self, orch: FakeOrchestrator, module: Any) -> list[object]:
-        requests = module.service.messaging.requests
-        out: list[object] = [requests.health(), requests.breakers.snapshot()]
-        for breaker in requests.breakers:
-            out.append([list(b) for b in breaker._buckets])
-        channels = requests.channels.channels
-        for name in sorted(channels):
-            channel = channels[name]
-            t = channel.latency
-            out.append((name, channel.in_flight, channel.request_errors, t.ewma, t.count))
-            out.append((t.last_at, t._values, t._times))
-        slo = requests.slo
-        for kind, name in sorted(slo._paths):
-            path = slo._paths[(kind, name)]
-            path.fold()
-            out.append((kind, name, list(path.outcomes), path.counts, path.buckets, path.sum))
-            out.append(path.latency._values)
-        return out
-
-    @settings(max_examples=25, deadline=None)
-    @given(
-        st.lists(st.tuples(_json_values, st.sampled_from([0.0, 0.01, 0.25, 3.0])), max_size=5),
-        st.booleans(),
-    )
-    def test_same_as_callback(self, replies: list[tuple[Any, float]], slo_clock: bool) -> None:
-        orch_a, a = self._module(slo_clock)
-        orch_b, b = self._module(slo_clock)
-        for value, later in replies:
-            if type(value) is dict and "error" in value:
-                continue  # (an error object: not a reply value)
-            results: list[object] = []
-            for orch, module in ((orch_a, a), (orch_b, b)):
-                d = module.state.send_request("inventory", "get", {"sku": "A1"})
-                d.addBoth(results.append)
-                connection = orch.connection("tcp")
-                assert connection is not None
-                request = connection.received[-1].content
-                assert isinstance(request, RouteToModule)
-                orch.reactor.advance(later)
-                if module is a:
-                    orch.send(
-                        RoutedModuleResponse(
-                            "inventory", request.request_id, EncodedPayload.from_json(value)
-                        ),
-                        via="tcp",
-                    )
-                else:
-                    pending = module.service.messaging.requests.pending
-                    module.service.messaging.requests.replies_received += 1
-                    self.assertTrue(pending.resolve(request.request_id.int, value))
-            self.assertEqual(results, [value, value])
-            self.assertEqual(self._state(orch_a, a), self._state(orch_b, b))
 
     @settings(max_examples=40, deadline=None)
     @given(

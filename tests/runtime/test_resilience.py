@@ -5,8 +5,6 @@ clock, the registry of breakers, and the retry policy.
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -182,59 +180,6 @@ class BreakerTransitionTests(SynchronousTestCase):
             for _ in range(20):
                 breaker.record(breaker.acquire(), Timeout("t"))
             self.assertIs(breaker.state, expected, now)
-
-    @given(
-        st.lists(
-            st.tuples(
-                st.sampled_from(["ok", "ok", "ok", "fail", "given"]),
-                st.sampled_from([0.0, 0.0, 0.3, 0.99, 1.0, 1.01, 4.0, 12.0]),
-            ),
-            max_size=60,
-        )
-    )
-    def test_success_window_same_as_tally(self, steps: list[tuple[str, float]]) -> None:
-        """
-        A success counted in the window by L{CircuitBreaker.succeeded} (in its newest
-        bucket inline while that bucket is open) leaves the breaker as counting it with
-        C{_tally} does: buckets, state and transitions alike.
-        """
-        clock = Clock()
-        policy = BreakerPolicy(failures=4, min_calls=6, error_rate=0.5)
-        a = CircuitBreaker("x", clock, policy)
-        b = CircuitBreaker("x", clock, policy)
-
-        def tallied(permit: tuple[int, bool], now: float | None = None) -> None:
-            generation, probe = permit
-            if generation != b._generation:
-                return
-            if probe:
-                b._enter(S.CLOSED)
-                return
-            if b._state is S.CLOSED:
-                b._consecutive = 0
-                b._tally(False, now)
-
-        for what, later in steps:
-            clock.advance(later)
-            for breaker in (a, b):
-                try:
-                    permit = breaker.acquire()
-                except CircuitOpen:
-                    continue
-                if what == "fail":
-                    breaker.record(permit, Timeout("t"))
-                else:
-                    now = clock.seconds() - 0.5 if what == "given" else None
-                    if breaker is a:
-                        a.succeeded(permit, now)
-                    else:
-                        tallied(permit, now)
-            self.assertEqual(
-                [list(bucket) for bucket in a._buckets], [list(bucket) for bucket in b._buckets]
-            )
-            self.assertEqual(
-                (a.state, a._consecutive, a.transitions), (b.state, b._consecutive, b.transitions)
-            )
 
     def test_policy_validation(self) -> None:
         self.assertRaises(ValueError, BreakerPolicy, failures=0)

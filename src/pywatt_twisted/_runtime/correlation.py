@@ -41,8 +41,6 @@ from twisted.python.failure import Failure
 
 from pywatt_twisted.errors import NotAvailable, RequestTimeout
 
-_heappush = heapq.heappush
-
 K = TypeVar("K", bound=Hashable)
 L = TypeVar("L", bound=Hashable)
 
@@ -383,13 +381,8 @@ class CorrelationTable(Generic[K]):
         entry.deadline = deadline = (self.clock.seconds() if now is None else now) + timeout
         entries[key] = entry
         deadlines = self._deadlines
-        # (deadlines.push, inline: one call less per request)
-        deadlines._seq = entry.seq = seq = deadlines._seq + 1
-        heap = deadlines.heap
-        _heappush(heap, (deadline, seq, key))
-        if deadline < deadlines._due:
-            deadlines.arm(deadline)
-        if len(heap) > 2 * len(entries) + 64:  # (compact_if_stale, inline)
+        entry.seq = deadlines.push(key, deadline)
+        if len(deadlines.heap) > 2 * len(entries) + 64:  # (compact_if_stale, inline)
             deadlines.compact_if_stale()
         return None
 

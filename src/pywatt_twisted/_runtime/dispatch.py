@@ -120,15 +120,7 @@ class OpDispatcher:
         op = _CLASS_OPS.get(kind)
         if op is None:
             op = UNKNOWN_OP_LABEL if kind is UnknownMessage else op_name(message)
-        parts = self.parts
-        parts.metrics.message_in(link.name, op)
-        if kind is RoutedModuleResponse:
-            # A reply to one of the module's own requests: _on_routed_response, inline
-            # (one call less per reply)
-            messaging = parts.messaging
-            if messaging is not None:
-                messaging.response_received(message)  # type: ignore[arg-type]
-                return
+        self.parts.metrics.message_in(link.name, op)
         handler = self._handlers.get(kind)
         if handler is None:
             self.log.warn(

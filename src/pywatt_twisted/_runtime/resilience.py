@@ -260,17 +260,7 @@ class CircuitBreaker:
             return
         if self._state is _CLOSED:
             self._consecutive = 0
-            # (the window's sums only matter after a failure)
-            if now is None:
-                now = self.clock.seconds()
-            buckets = self._buckets
-            if buckets:
-                # _tally, inline while the newest bucket is open (nearly every reply)
-                bucket = buckets[-1]
-                if now < bucket[0] + self.policy.window / WINDOW_BUCKETS:
-                    bucket[1] += 1
-                    return
-            self._tally(False, now)
+            self._tally(False, now)  # (the window's sums only matter after a failure)
 
     def failed(self, permit: tuple[int, bool], reason: str = "failure") -> None:
         """

@@ -179,46 +179,6 @@ class _Call(Waiting):
         """
         self._ended(value)
 
-    def replied(self, value: object) -> None:
-        """
-        The attempt's reply, a value that is not a L{Failure} (from
-        L{RoutedRequests.response_received}, the call already out of the correlation
-        table): what L{callback}, L{_ended} and L{_finish} do with it, in one call
-        (issue 17: four Python calls and the SLO windows' two per reply).
-        """
-        m = self.messaging
-        self._key = None
-        queued = self._queued
-        if queued is not None:
-            self._queued = None
-            if not queued.called:
-                queued.cancel()
-        channel = self._link
-        if channel is not None:
-            channel.in_flight -= 1
-        else:
-            written = self._written
-            if written:
-                channel = m.channels.channel(written[0])
-                self.channel = written[0]
-        # One reading of the clock for the breaker's window, the channel's latency and
-        # the SLO windows.
-        clock = m.clock
-        now = clock.seconds()
-        breaker = self._breaker
-        breaker.succeeded(self._permit, now if breaker.clock is clock else None)
-        if channel is not None:
-            channel.latency.record(now - self._sent_at, now)
-        result = self.result
-        if not result.called:
-            slo = m.slo
-            if slo is not None:
-                if slo.clock is clock:
-                    slo.observe_ok(self.target, self.channel, now - self.started, now)
-                else:  # (read from the SLO windows' own clock)
-                    _observe(slo, self.target, self.channel, value, self.started)
-            result.callback(value)
-
     def errback(self, error: BaseException | Failure) -> None:
         """
         The attempt failed (from the correlation table: timed out, not sent, abandoned).
@@ -593,13 +553,10 @@ class RoutedRequests:
             )
         if retry is None and idempotent:
             retry = self.target_retries.get(target_module_id)
-        if prefer is None and channel is None:
-            route = None  # (_route's answer, without the call)
-        else:
-            try:
-                route = self._route(prefer, channel)
-            except ValueError as e:
-                return self._refused(target_module_id, e)
+        try:
+            route = self._route(prefer, channel)
+        except ValueError as e:
+            return self._refused(target_module_id, e)
         span = tracing.rpc_client_span(target_module_id, endpoint) if tracing.switch.on else None
         now = self.clock.seconds()  # one reading: the start, the deadline, the attempt
         call = _Call(
@@ -614,8 +571,6 @@ class RoutedRequests:
             now,
         )
         call.attempt(now)
-        if span is None:
-            return call.result  # (tracing.traced's answer, without the call)
         return tracing.traced(span, call.result)
 
     def _refused(self, target: str, error: Exception) -> Deferred[Any]:
@@ -684,12 +639,7 @@ class RoutedRequests:
         A C{routed_module_response} arrived: fire the request it answers. Replies to
         unknown, expired or already answered requests are logged and ignored.
         """
-        # (self.pending.pop, inline: one call less per reply)
-        pending = self.pending
-        entries = pending._entries
-        call = entries.pop(message.request_id.int, None)
-        if call is not None and not entries:
-            pending._deadlines.idle()
+        call = self.pending.pop(message.request_id.int)
         if call is None:
             self.replies_ignored += 1
             self.log.warn(
@@ -701,7 +651,7 @@ class RoutedRequests:
             return
         self.replies_received += 1
         assert isinstance(call, _Call)  # (the table holds only calls)
-        span = call.span
+        target, endpoint, span = call.target, call.endpoint, call.span
         if span is not None:
             tracing.reply_received(span, message.payload)  # X3: the callee's context
         try:
@@ -709,23 +659,19 @@ class RoutedRequests:
         except ValueError as e:
             call.errback(
                 ProtocolError(
-                    f"the reply of module {message.source_module_id!r} to {call.endpoint!r} is not "
+                    f"the reply of module {message.source_module_id!r} to {endpoint!r} is not "
                     f"JSON ({e}); expected the bare reply JSON or an envelope"
                 )
             )
             return
-        # (error_object's answer is None for anything but an object with one key)
-        if type(value) is dict and len(value) == 1:
-            error = error_object(value)
-            if error is not None:
-                kind, text = error
-                call.errback(
-                    RemoteError.from_kind(
-                        kind, f"{call.target}/{call.endpoint} failed ({kind}): {text}"
-                    )
-                )
-                return
-        call.replied(value)
+        error = error_object(value)
+        if error is not None:
+            kind, text = error
+            call.errback(
+                RemoteError.from_kind(kind, f"{target}/{endpoint} failed ({kind}): {text}")
+            )
+            return
+        call.callback(value)
 
     def stop(self, reason: str = "the module is stopping") -> None:
         """

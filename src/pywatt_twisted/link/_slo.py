@@ -289,11 +289,6 @@ class SloMonitor:
         self.max_samples = max_samples
         self.max_paths = max_paths
         self._paths: dict[Path, _PathState] = {}
-        # The "target" and "channel" paths of _paths again, by name (observe_ok: a str
-        # key is hashed once, a (kind, name) tuple at each lookup).
-        self._targets: dict[str, _PathState] = {}
-        self._channels: dict[str, _PathState] = {}
-        self._by_kind = {"target": self._targets, "channel": self._channels}
         self.alerts_total: dict[str, int] = dict.fromkeys(
             (LATENCY_P99, ERROR_RATE, CHANNEL_DOWN), 0
         )
@@ -308,9 +303,6 @@ class SloMonitor:
             if state is None:
                 state = _PathState(self.clock, self.thresholds.window, self.max_samples)
                 self._paths[key] = state
-                by_name = self._by_kind.get(key[0])
-                if by_name is not None:
-                    by_name[key[1]] = state
         return state
 
     # -- observations ---------------------------------------------------------------------
@@ -360,35 +352,6 @@ class SloMonitor:
             self._check_error_rate(kind, name, path, now)
         if self._call is None:
             self._schedule()
-
-    def observe_ok(self, target: str, channel: str | None, seconds: float, now: float) -> None:
-        """
-        A request to module C{target} got a good answer after C{seconds}, at C{now} (this
-        monitor's clock), on C{channel} (C{None}: not known): L{observe} of C{("target",
-        target)} then of C{("channel", channel)}, with the same results, in one call (a
-        routed request's reply counts on both paths; issue 17: the requester's two calls
-        per reply). A round trip that cannot fire an alert is kept aside inline; any
-        other goes through L{observe}.
-        """
-        for by_name, kind, name in (
-            (self._targets, "target", target),
-            (self._channels, "channel", channel),
-        ):
-            if name is None:
-                continue  # (the channel is not known)
-            path = by_name.get(name)
-            if path is not None and not path.active and path.down_since is None:
-                counts = path.counts
-                if not (counts["error"] or counts["timeout"]):
-                    times = path.pending_times
-                    times.append(now)
-                    path.pending_seconds.append(seconds)
-                    if len(times) >= FOLD_EVERY:
-                        path.fold()
-                    if self._call is None:
-                        self._schedule()
-                    continue
-            self.observe(kind, name, "ok", seconds, now)
 
     def _check_error_rate(self, kind: str, name: str, path: _PathState, now: float) -> None:
         """
