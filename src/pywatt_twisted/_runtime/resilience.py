@@ -225,8 +225,6 @@ class CircuitBreaker:
 
         @raise CircuitOpen: while open, or half-open with the probe already out.
         """
-        if self._state is _CLOSED:  # (self.state's answer when closed, without the call)
-            return (self._generation, False)
         state = self.state
         if state is _CLOSED:
             return (self._generation, False)

@@ -596,15 +596,7 @@ class RoutedHandlers:
             self.answers.failed(message, link, no_reply, endpoint, e, Failure())
             return None
         if work is None:
-            if no_reply:
-                return None
-            # _Answers.result, inline for a value the encoder takes (once per request)
-            try:
-                payload = json_payload(result)
-            except (TypeError, ValueError):
-                self.answers.result(message, link, no_reply, endpoint, result)
-                return None
-            self.answers.reply(link, message, payload)
+            self.answers.result(message, link, no_reply, endpoint, result)
             return None
         return work, endpoint, no_reply, timeout, by_deadline
 

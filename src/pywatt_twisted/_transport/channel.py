@@ -41,7 +41,6 @@ back on the connection it came from.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -304,10 +303,6 @@ class _ChannelOutput:
     log: Logger
     _max: int
     _warned_high_water: bool
-    _batch: list[bytes] | None
-    _batch_bytes: int
-    _outbox: deque[bytes]
-    _coalesce_limit: int
     transmit: Callable[[bytes], None]
 
     if TYPE_CHECKING:
@@ -370,20 +365,8 @@ class _ChannelOutput:
         if self.phase is not _READY:
             raise ChannelClosed(f"the {self.name} channel connection is not up")
         counters = self.counters  # _write, inline: once per message sent
-        size = len(frame)
         counters.frames_out += 1
-        counters.bytes_out += size
-        # transmit(frame), inline for the common case: a frame written while a read is
-        # dispatched (a reply, or the request a reply's callback sends next) joins the
-        # read's batch, nothing waiting and the batch under its limit. Anything else
-        # (paused, an outbox, no batch, a batch to hand over) is transmit's.
-        batch = self._batch
-        if batch is not None and not self.paused and not self._outbox:
-            batched = self._batch_bytes + size
-            if batched <= self._coalesce_limit:
-                batch.append(frame)
-                self._batch_bytes = batched
-                return
+        counters.bytes_out += len(frame)
         self.transmit(frame)
 
     def write_message(self, message: object) -> None:
