@@ -15,13 +15,7 @@ from typing import Any
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.orchestrator._channel_server import ChannelServer
-from pywatt_twisted.wire._forward import (
-    MAX_READ_SIZE,
-    LastShape,
-    RoutingHeader,
-    _read_known,
-    _read_plain,
-)
+from pywatt_twisted.wire._forward import LastShape, RoutingHeader, read_routing
 from pywatt_twisted.wire.framing import FORMAT_JSON
 from pywatt_twisted.wire.messages import Identify, RoutedModuleReply, RouteToModule
 
@@ -133,19 +127,13 @@ class ModuleLinks:
         L{frame_received} for a JSON frame's payload (what the channels hand over: no
         frame object is made for it).
         """
-        # read_routing, inline (a call less per frame): a frame of a shape the module
-        # sent before is read from that shape, any other in full
-        if len(payload) > MAX_READ_SIZE:
-            return False
-        header = _read_known(payload, self._last_shape)
+        try:
+            header = read_routing(payload, self._last_shape)
+        except ProtocolError as e:
+            connection.bad_frames.append(e)  # as the full decode would
+            return True
         if header is None:
-            try:
-                header = _read_plain(payload)
-            except ProtocolError as e:
-                connection.bad_frames.append(e)  # as the full decode would
-                return True
-            if header is None:
-                return False
+            return False
         link = connection.listener
         self.messages_in[link] = self.messages_in.get(link, 0) + 1
         self.last_routed_on = link

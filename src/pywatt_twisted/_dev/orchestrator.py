@@ -272,30 +272,28 @@ class DevOrchestrator(Service):
         module it goes to decodes and validates it). The same routing, the same
         errors, the same bytes on the wire.
         """
-        # (_route_request and _route_reply inline for a request to a module with a
-        # channel and a reply to a known request: two calls less per round trip; they
-        # answer anything else, looking again.)
-        op, target_id, endpoint, _, request_id, payload_json = header
-        if op == ROUTE_TO_MODULE:
-            target = self.supervisors.get(target_id)
-            if target is None or (out := target.links.delivery()) is None:
-                self._route_request(source, target_id, request_id, connection.send)
-                return
-            routes = self._routes
-            routes.pop(request_id, None)  # (a reused id goes to the end)
-            routes[request_id] = (source, target.module_id, self.reactor.seconds() + ROUTE_TIMEOUT)
-            if self._route_sweep is None:
-                self._route_sweep = self.reactor.callLater(ROUTE_TIMEOUT, self._sweep_routes)
-            out.send_raw(routed_message_frame(source.module_id, request_id, payload_json, endpoint))
+        if header.op == ROUTE_TO_MODULE:
+            target = self._route_request(
+                source, header.target_module_id, header.request_id, connection.send
+            )
+            if target is not None:
+                target.send_raw(
+                    routed_message_frame(
+                        source.module_id,
+                        header.request_id,
+                        header.payload_json,
+                        header.target_endpoint,
+                    )
+                )
             return
-        entry = self._routes.pop(request_id, None)
-        if entry is None:
-            self._route_reply(source, request_id)  # (says so)
+        requester = self._route_reply(source, header.request_id)
+        if requester is None:
             return
-        requester = entry[0]
         out = requester.links.delivery()
         if out is not None:
-            out.send_raw(routed_response_frame(source.module_id, request_id, payload_json))
+            out.send_raw(
+                routed_response_frame(source.module_id, header.request_id, header.payload_json)
+            )
             return
         # No channel (stdin takes messages, not frames): decode it after all.
         try:
@@ -317,9 +315,6 @@ class DevOrchestrator(Service):
         the reply; or C{None}, the requester answered with an error.
 
         @param request_id: the request id's canonical text (L{_route_key}).
-
-        (L{forward} routes a request to a module with a channel itself, the same way:
-        keep the two alike.)
         """
         target = self.supervisors.get(target_id)
         if target is None:
@@ -354,8 +349,7 @@ class DevOrchestrator(Service):
     def _route_reply(self, source: ModuleSupervisor, request_id: bytes) -> ModuleSupervisor | None:
         """
         The requester a reply goes back to (its route forgotten), or C{None} for a reply
-        to an unknown or expired request (said on the console). (L{forward} takes a
-        known request's route itself.)
+        to an unknown or expired request (said on the console).
         """
         entry = self._routes.pop(request_id, None)
         if entry is None:

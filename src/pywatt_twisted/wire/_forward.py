@@ -207,9 +207,6 @@ def read_routing(data: bytes, last: LastShape | None = None) -> RoutingHeader | 
 
     @raise ProtocolError: if the frame is in the plain shape and a routing field (or
         the envelope's id or metadata) is invalid, as the full decoder raises it.
-
-    (pywatt dev's channels do what this does without calling it, a call less per frame:
-    L{ModuleLinks.json_received <pywatt_twisted._dev._links.ModuleLinks.json_received>}.)
     """
     if len(data) > MAX_READ_SIZE:
         return None
