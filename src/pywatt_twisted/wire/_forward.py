@@ -30,7 +30,6 @@ from typing import Final, NamedTuple
 
 from pywatt_twisted.errors import ProtocolError
 from pywatt_twisted.wire import _json
-from pywatt_twisted.wire import envelope as _ids
 from pywatt_twisted.wire.codec import (
     _envelope_id,
     _metadata,
@@ -38,7 +37,7 @@ from pywatt_twisted.wire.codec import (
     _str,
     _uuid,
 )
-from pywatt_twisted.wire.envelope import _LOW_END, _envelope_id_bytes
+from pywatt_twisted.wire.envelope import _envelope_id_bytes
 from pywatt_twisted.wire.framing import FORMAT_JSON, _pack_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
@@ -593,17 +592,11 @@ def routed_reply_frame(
     length = _REPLY_FIXED + len(head) + len(middle) + len(data)
     if length > max_frame_length:
         return None
-    n = _ids._next_low()  # _envelope_id_bytes, inline (its state is the module's)
-    if n < _LOW_END:
-        id_head, low = _ids._id_head, b"%x" % n
-    else:
-        id_head, low = b"", _envelope_id_bytes()
     return b"".join(
         (
             _pack_header(length, FORMAT_JSON),
             _REPLY_ENVELOPE_HEAD,
-            id_head,
-            low,
+            _envelope_id_bytes(),
             head,
             # (orjson writes a uuid.UUID as str() does, in quotes, as the encoder does)
             _backend_dumps(request_id),
