@@ -264,6 +264,26 @@ class PreferredChannelTests(SynchronousTestCase):
         self.assertEqual(info["messages_in"]["ipc"], 3)
         self.assertEqual(info["channel_preference"], ["ipc", "tcp"])
 
+    def test_messages_in_counts_every_message_once(self) -> None:
+        """
+        C{messages_in} counts the module-to-module messages (kept in C{routed_in}) and
+        every other message, per link, a link only routed messages came on included.
+        """
+        dev, _, _ = orchestrator()
+        ipc = attach(dev, "orders", "ipc")
+        tls = attach(dev, "orders", "tls")
+        attach(dev, "inventory", "ipc")
+        links = dev.supervisors["orders"].links
+        links.received(ipc, Envelope(None, request()))
+        links.received(ipc, Envelope(None, Identify("orders"), Metadata(source="orders")))
+        links.received(tls, Envelope(None, request()))
+        links.count("stdio")
+        self.assertEqual(links.routed_in, {"tcp": 0, "ipc": 1, "tls": 1})
+        self.assertEqual(links.messages_in, {"stdio": 1, "tcp": 0, "ipc": 2, "tls": 1})
+        # (a fresh dict each time: changing one changes no count)
+        links.messages_in["ipc"] = 10
+        self.assertEqual(links.messages_in["ipc"], 2)
+
 
 #: what can happen to a module's links between two deliveries (see DeliveryChoiceTests)
 _link_events = st.lists(

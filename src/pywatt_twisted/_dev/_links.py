@@ -38,7 +38,6 @@ class ModuleLinks:
     @ivar channels: the L{ChannelServer} holding the listeners and connections.
     @ivar tcp_address: C{host:port} of the TCP listener once L{listen} ran.
     @ivar ipc_path: the Unix socket's path once L{listen} ran.
-    @ivar messages_in: messages the module sent, per link (stdio, tcp, ipc).
     @ivar routed_in: module-to-module messages (requests and replies) the module sent,
         per channel.
     @ivar last_routed_on: the channel the module last sent a module-to-module message on.
@@ -69,7 +68,11 @@ class ModuleLinks:
         self.tcp_address: str | None = None
         self.ipc_path: str | None = None
         self._socket_dir: str | None = None
-        self.messages_in: dict[str, int] = {"stdio": 0, "tcp": 0, "ipc": 0}
+        # The messages that are not module-to-module ones, per link: a module-to-module
+        # message is counted once, in routed_in, and messages_in adds the two up (one
+        # count per forwarded frame instead of two: ~2k of 80k instructions per round
+        # trip).
+        self._other_in: dict[str, int] = {"stdio": 0, "tcp": 0, "ipc": 0}
         self.routed_in: dict[str, int] = {"tcp": 0, "ipc": 0}
         self.last_routed_on: str | None = None
         self.channel_preference: tuple[str, ...] | None = None
@@ -77,6 +80,23 @@ class ModuleLinks:
         self._last_shape: LastShape = [None]
         # what delivery() chose, and what it chose from (see there)
         self._chosen: tuple[Any, str | None, list[Any], Any] | None = None
+
+    @property
+    def messages_in(self) -> dict[str, int]:
+        """
+        The messages the module sent, per link (stdio, tcp, ipc): a fresh dict.
+        """
+        counts = dict(self._other_in)
+        for link, routed in self.routed_in.items():
+            counts[link] = counts.get(link, 0) + routed
+        return counts
+
+    def count(self, link: str) -> None:
+        """
+        Count a message the module sent on C{link} that is not a module-to-module one
+        (L{received} and L{json_received} count what comes on the channels).
+        """
+        self._other_in[link] = self._other_in.get(link, 0) + 1
 
     async def listen(self) -> None:
         """
@@ -101,13 +121,14 @@ class ModuleLinks:
         identify states, and hand the message on with a reply on the same connection.
         """
         link = str(connection.listener)
-        self.messages_in[link] = self.messages_in.get(link, 0) + 1
         content = envelope.content
-        if isinstance(content, Identify):
-            self._learn_preference(envelope)
-        elif isinstance(content, RouteToModule | RoutedModuleReply):
+        if isinstance(content, RouteToModule | RoutedModuleReply):
             self.last_routed_on = link
             self.routed_in[link] = self.routed_in.get(link, 0) + 1
+        else:
+            self.count(link)
+            if isinstance(content, Identify):
+                self._learn_preference(envelope)
         self._on_message(content, connection.send, link)
         return True
 
@@ -135,9 +156,9 @@ class ModuleLinks:
         if header is None:
             return False
         link = connection.listener
-        self.messages_in[link] = self.messages_in.get(link, 0) + 1
         self.last_routed_on = link
-        self.routed_in[link] = self.routed_in.get(link, 0) + 1
+        routed_in = self.routed_in
+        routed_in[link] = routed_in.get(link, 0) + 1
         assert self._on_routed is not None
         self._on_routed(header, connection, link)
         return True

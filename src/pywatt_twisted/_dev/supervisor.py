@@ -412,7 +412,7 @@ class ModuleSupervisor:
         except PyWattError as e:
             self.console.say(self.module_id, f"invalid protocol line on stdout: {e}", "warn")
             return
-        self.links.messages_in["stdio"] += 1
+        self.links.count("stdio")
         self._from_module(message, self._send_stdio)
 
     def _send_stdio(self, message: Any) -> None:
