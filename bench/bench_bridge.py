@@ -126,6 +126,7 @@ def bench_bridge_wire(
     bridge: HttpBridge, workload: tuple[str, str, bytes], in_flight: int, seconds: float
 ) -> float:
     from pywatt_twisted.wire.codec import decode_from_orchestrator, encode_stdout_http_response
+    from pywatt_twisted.wire.envelope import envelope_id
 
     method, uri, body = workload
     lines = [
@@ -153,7 +154,9 @@ def bench_bridge_wire(
     while time.perf_counter() < deadline:
         pending = [bridge.handle(decode_from_orchestrator(line)) for line in lines]
         for d in pending:
-            written += len(encode_stdout_http_response(_collect(d), "bench-module"))
+            # as the stdio transport writes it (StdioProtocol.send_http_response)
+            response = _collect(d)
+            written += len(encode_stdout_http_response(response, "bench-module", envelope_id()))
         count += in_flight
     assert written > 0
     return count / (time.process_time() - started)

@@ -35,6 +35,7 @@ from pywatt_twisted.wire.codec import (
     encode_line,
     encode_stdout_http_response,
 )
+from pywatt_twisted.wire.envelope import envelope_id
 from pywatt_twisted.wire.framing import DEFAULT_MAX_FRAME_LENGTH
 from pywatt_twisted.wire.lines import DEFAULT_MAX_INIT_LENGTH, LineDecoder, http_request_id
 from pywatt_twisted.wire.messages import HeartbeatAck, HttpResponse, OversizedHttpRequest
@@ -376,7 +377,9 @@ class StdioProtocol(Protocol):
         # Each body byte takes at least two bytes in the array encoding ("0,").
         if 2 * len(body) - 1 > limit:
             raise MessageTooLarge(response.op, 2 * len(body) - 1, limit)
-        line = encode_stdout_http_response(response, source=self.source)
+        # metadata.id is an envelope id (PROTOCOL.md 4.3: a valid UUID string; it only
+        # correlates), not a fresh uuid4: 0.4 us against 3.7 us per response (issue 20)
+        line = encode_stdout_http_response(response, source=self.source, message_id=envelope_id())
         if len(line) > limit:
             raise MessageTooLarge(response.op, len(line), limit)
         self._write(line + b"\n")
