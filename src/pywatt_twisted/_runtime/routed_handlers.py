@@ -25,10 +25,11 @@ from pywatt_twisted import tracing
 from pywatt_twisted._inflight import InFlight
 from pywatt_twisted._runtime.routed_envelopes import RoutedHandler, error_payload, unwrap_request
 from pywatt_twisted.errors import MessageTooLarge, RemoteError
+from pywatt_twisted.wire._json import dumps
 from pywatt_twisted.wire._value import unfrozen
 from pywatt_twisted.wire.envelope import (
     encode_channel_frame,
-    json_payload,
+    json_payload_of,
     routed_request_parts,
     routed_request_properties,
 )
@@ -112,6 +113,15 @@ def _frame_link(kind: Any) -> object:
         _FRAME_LINKS.clear()
     _FRAME_LINKS[kind] = ready
     return ready
+
+
+def _surely_fits(size: int, max_frame_length: int) -> bool:
+    """
+    Whether a reply whose payload holds C{size} bytes fits in a frame of
+    C{max_frame_length} bytes for sure: an array-encoded byte takes at most 4 bytes,
+    and the rest of the frame less than 4096 (most replies need no check).
+    """
+    return 4 * size + 4096 <= max_frame_length
 
 
 def _as_deferred(value: Any) -> Deferred[Any] | None:
@@ -233,35 +243,52 @@ class _Answers:
                 request_id=str(message.original_request_id),
             )
             return
-        # (an array-encoded byte takes at most 4 bytes: most replies need no check)
-        fits = 4 * len(payload.data) + 4096 <= owner.max_frame_length
-        ready = _FRAME_LINKS.get(type(link), _UNSEEN)
-        if ready is _UNSEEN:
-            ready = _frame_link(type(link))
-        if fits and ready is not None and link.phase is ready:
-            # A channel connection that is up: the reply's frame spliced and written as
-            # its send would write the encoded reply (issue 17: no reply value, no
-            # general encoder, no send and write_message calls). What the splice does
-            # not handle goes the general way below.
-            frame = _reply_frame(
-                owner.module_id,
-                message.original_request_id,
-                message.source_module_id,
-                payload,
-                link.settings.max_frame_length,
-            )
-            if frame is not None:
-                link.write_frame(frame)
-                return
+        if (
+            type(payload) is EncodedPayload
+            and payload.format == "Json"
+            and self._spliced(link, message, payload.data)
+        ):
+            return
         reply = _UnfrozenReply()
         reply.source_module_id = owner.module_id
         reply.request_id = message.original_request_id
         reply.target_module_id = message.source_module_id
         reply.payload = payload
         reply.__class__ = RoutedModuleReply
-        if not fits:
+        if not _surely_fits(len(payload.data), owner.max_frame_length):
             reply = self._fitting(reply, message)
         link.send(reply)
+
+    def _spliced(self, link: Any, message: RoutedModuleMessage, data: bytes) -> bool:
+        """
+        Write the reply to C{message} whose payload is the C{"Json"} text C{data} as
+        its frame, spliced (issue 17: no reply value, no general encoder, no C{send}
+        and C{write_message} calls), when C{link} is a channel connection that is up
+        and writes replies so (L{_frame_link}) and the reply surely fits in a frame:
+        C{True}. C{False}, with nothing written, for anything else: send the reply
+        value then.
+        """
+        ready = _FRAME_LINKS.get(type(link), _UNSEEN)
+        if ready is _UNSEEN:
+            ready = _frame_link(type(link))
+        owner = self._owner
+        if (
+            ready is None
+            or link.phase is not ready
+            or not _surely_fits(len(data), owner.max_frame_length)
+        ):
+            return False
+        frame = _reply_frame(
+            owner.module_id,
+            message.original_request_id,
+            message.source_module_id,
+            data,
+            link.settings.max_frame_length,
+        )
+        if frame is None:
+            return False
+        link.write_frame(frame)
+        return True
 
     def refuse(self, message: RoutedModuleMessage, link: Any, kind: str, text: str) -> None:
         """
@@ -288,7 +315,7 @@ class _Answers:
         if no_reply:
             return
         try:
-            payload = json_payload(result)  # EncodedPayload.from_json, cheaper
+            data = dumps(result)  # json_payload's text
         except (TypeError, ValueError) as e:
             self.refuse(
                 message,
@@ -298,7 +325,14 @@ class _Answers:
                 f"not JSON-serialisable ({e})",
             )
             return
-        self.reply(link, message, payload)
+        # The common answer is spliced from the value's text, with no payload value
+        # and no reply call (the responder's path, callgrind: 117.9 k -> 115.6 k
+        # instructions per reply), when nothing in reply would change or stop it: no
+        # tracing (which wraps the payload), replies on. Anything else goes through
+        # reply, with the payload json_payload makes.
+        owner = self._owner
+        if tracing.switch.on or not owner.replies or not self._spliced(link, message, data):
+            self.reply(link, message, json_payload_of(data))
 
     def failed(
         self,
