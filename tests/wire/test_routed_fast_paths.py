@@ -510,3 +510,42 @@ class RandomUUIDPoolTests(SynchronousTestCase):
         values = [v for o in out for v in o]
         self.assertEqual(len(values), 8000)
         self.assertEqual(len(set(values)), 8000)
+
+
+class JsonPayloadTests(SynchronousTestCase):
+    """
+    L{envelope.json_payload} (and the payload builder it shares with the routed request
+    payloads): the very value C{EncodedPayload.from_json} makes.
+    """
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        value=st.recursive(
+            st.none() | st.booleans() | st.integers(-(1 << 63), 1 << 63) | st.text(),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+            ),
+            max_leaves=12,
+        )
+    )
+    def test_same_as_from_json(self, value: Any) -> None:
+        payload = envelope.json_payload(value)
+        expected = EncodedPayload.from_json(value)
+        self.assertIs(type(payload), EncodedPayload)
+        self.assertEqual(payload, expected)
+        self.assertEqual((payload.data, payload.format), (expected.data, expected.format))
+        self.assertEqual(hash(payload), hash(expected))
+        self.assertEqual(repr(payload), repr(expected))
+        # frozen, as the constructor's value is
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, payload, "data", b"1")
+        self.assertEqual(attrs.evolve(payload, format="Binary").format, "Binary")
+
+    def test_request_payload(self) -> None:
+        """
+        A routed request's payload is the constructor's C{"Json"} payload of its text.
+        """
+        payload = envelope.routed_request_payload({"sku": "A1"}, "get", "orders")
+        self.assertIs(type(payload), EncodedPayload)
+        self.assertEqual(payload, EncodedPayload(payload.data, "Json"))
+        self.assertEqual(json.loads(payload.data)["content"], {"sku": "A1"})

@@ -562,34 +562,29 @@ def routed_reply_frame(
     source_module_id: str,
     request_id: uuid.UUID,
     target_module_id: str,
-    payload: EncodedPayload,
+    data: bytes,
     max_frame_length: int,
 ) -> bytes | None:
     """
     The frame C{encode_channel_frame(RoutedModuleReply(source_module_id, request_id,
-    target_module_id, payload), max_frame_length)} gives, byte for byte but for the
-    envelope id (a fresh one, as every frame gets), spliced from the starts kept per
-    module id, the request id and the payload's byte array: what a module answering a
-    C{routed_module_message} writes, with no reply value, content object or general
-    encoder per reply.
+    target_module_id, EncodedPayload(data, "Json")), max_frame_length)} gives, byte for
+    byte but for the envelope id (a fresh one, as every frame gets), spliced from the
+    starts kept per module id, the request id and the byte array of C{data} (the JSON
+    text of a C{"Json"} payload): what a module answering a C{routed_module_message}
+    writes, with no reply value, content object or general encoder per reply, and no
+    payload value for a handler's plain answer.
 
     C{None} when it cannot say so cheaply: a request id that is not exactly a
-    L{uuid.UUID}, a payload that is not a C{"Json"} L{EncodedPayload}, a JSON backend
-    other than orjson, or a frame longer than C{max_frame_length}. Then encode the
-    message (which raises L{MessageTooLarge<pywatt_twisted.errors.MessageTooLarge>}
-    for the last).
+    L{uuid.UUID}, a JSON backend other than orjson, or a frame longer than
+    C{max_frame_length}. Then encode the message (which raises
+    L{MessageTooLarge<pywatt_twisted.errors.MessageTooLarge>} for the last).
     """
-    if (
-        type(request_id) is not _UUID
-        or type(payload) is not EncodedPayload
-        or payload.format != "Json"
-        or not _ORJSON
-    ):
+    if type(request_id) is not _UUID or not _ORJSON:
         return None
     head = _reply_heads.get(source_module_id) or _reply_head(source_module_id)
     middle = _reply_middles.get(target_module_id) or _reply_middle(target_module_id)
-    data = _backend_dumps(list(payload.data))
-    length = _REPLY_FIXED + len(head) + len(middle) + len(data)
+    array = _backend_dumps(list(data))
+    length = _REPLY_FIXED + len(head) + len(middle) + len(array)
     if length > max_frame_length:
         return None
     return b"".join(
@@ -601,7 +596,7 @@ def routed_reply_frame(
             # (orjson writes a uuid.UUID as str() does, in quotes, as the encoder does)
             _backend_dumps(request_id),
             middle,
-            data,
+            array,
             _REPLY_TAIL,
         )
     )
