@@ -305,9 +305,6 @@ _SAFE_UNKNOWN: Final = uuid.SafeUUID.unknown
 _UnfrozenUUID: Final = unfrozen(_UUID)
 _UnfrozenPayload: Final = unfrozen(EncodedPayload)
 _UnfrozenResponse: Final = unfrozen(RoutedModuleResponse)
-# (setting a slot through its descriptor: what envelope.py still uses)
-_set_payload_data = EncodedPayload.__dict__["data"].__set__  # type: ignore[index]
-_set_payload_format = EncodedPayload.__dict__["format"].__set__  # type: ignore[index]
 
 
 def _uuid_of(number: int) -> uuid.UUID:
