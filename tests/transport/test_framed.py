@@ -609,10 +609,10 @@ class PushEveryTests(SynchronousTestCase):
 
     def test_default_and_off(self) -> None:
         """
-        By default reads go 16 frames at a time; with C{push_every} 0 a read is one
+        By default reads go 32 frames at a time; with C{push_every} 0 a read is one
         slice: one C{writeSequence}, no push.
         """
-        self.assertEqual(FramedProtocol.push_every, 16)
+        self.assertEqual(FramedProtocol.push_every, 32)
         p = Recorder()
         p.reply = b"r"
         p.push_every = 0
