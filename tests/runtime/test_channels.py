@@ -29,6 +29,7 @@ from pywatt_twisted.link import (
     RequiredChannelFailed,
     backoff_policy,
 )
+from pywatt_twisted.link._choice import Route
 from pywatt_twisted.web.metrics import ModuleMetrics
 from pywatt_twisted.wire.codec import decode_init
 from pywatt_twisted.wire.framing import frame_header
@@ -387,6 +388,28 @@ class FailoverTests(SynchronousTestCase):
         self.successResultOf(rig.manager.send(route(2), prefer="ipc"))
         self.assertEqual([endpoint_of(m) for m in tcp.new()], ["ep1"])
         self.assertEqual([endpoint_of(m) for m in ipc.new()], ["ep2"])
+        rig.stop()
+
+    def test_route_is_told_the_channel(self) -> None:
+        """
+        A L{Route}'s C{written} callback is told the channel its frame went on, whether
+        C{send} wrote it at once or it waited in the queue until a channel came up.
+        """
+        rig = Rig(TCP, IPC, options=ChannelOptions(preference=("tcp",))).start()
+        tcp, ipc = rig.up("tcp"), rig.up("ipc")
+        told: list[str] = []
+        self.successResultOf(rig.manager.send(route(1), Route(prefer="ipc", written=told.append)))
+        self.successResultOf(rig.manager.send(route(2), Route(written=told.append)))
+        self.assertEqual(told, ["ipc", "tcp"])
+        tcp.drop()
+        ipc.drop()
+        d = rig.manager.send(route(3), Route(written=told.append))
+        self.assertNoResult(d)
+        self.assertEqual(told, ["ipc", "tcp"])
+        rig.clock.advance(0.1)
+        rig.up("tcp")
+        self.successResultOf(d)
+        self.assertEqual(told, ["ipc", "tcp", "tcp"])
         rig.stop()
 
     def test_paused_channel_is_skipped(self) -> None:

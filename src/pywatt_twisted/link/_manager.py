@@ -237,16 +237,11 @@ class ChannelManager(MultiService):
             frame = encode_channel_frame(message, self._max_frame_length)
         except MessageTooLarge as e:
             return fail(e)
-        # write_now, inline (once per message sent, issue 20).
-        if not self.stopping and not self.queue._items:
-            channel = self.choice.pick(prefer)
-            if channel is not None:
-                assert channel.protocol is not None
-                channel.protocol.write_frame(frame)
-                self.sent_direct += 1
-                if prefer is not None and isinstance(prefer, Route) and prefer.written is not None:
-                    prefer.written(channel.name)
-                return succeed(None)
+        channel = self.write_now(frame, prefer)
+        if channel is not None:
+            if isinstance(prefer, Route) and prefer.written is not None:
+                prefer.written(channel.name)
+            return succeed(None)
         # Named only when the frame has to wait or fail (issue 20: not per message).
         return self.send_frame(frame, getattr(message, "op", type(message).__name__), prefer)
 
@@ -273,7 +268,7 @@ class ChannelManager(MultiService):
         route's C{written} callback is not called (the caller has the channel).
         """
         # The deque itself, not len(queue): this runs for every message (issue 20).
-        if self.stopping or self.queue._items:
+        if self.stopping or self.queue.waiting:
             return None
         channel = self.choice.pick(prefer)
         if channel is None:

@@ -82,7 +82,9 @@ class OutboundQueue:
         self._pick = pick
         self._describe = describe
         self.log = log
-        self._items: deque[_Queued] = deque()
+        #: the frames waiting for a channel, oldest first: read it (its truth value says
+        #: whether any waits); change it only through the queue's methods
+        self.waiting: deque[_Queued] = deque()
         self.bytes = 0
         self._full_logged = False
         self._flushing = False
@@ -91,7 +93,7 @@ class OutboundQueue:
         self.sent = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.waiting)
 
     def put(self, frame: bytes, op: str, prefer: Any) -> Deferred[None]:
         """
@@ -100,10 +102,10 @@ class OutboundQueue:
         @return: fires once the frame was written; fails at once with
             L{ChannelQueueFull}, or later with L{ChannelUnavailable}.
         """
-        if len(self._items) >= self.size:
+        if len(self.waiting) >= self.size:
             return self._full(
                 f"cannot send {op}: no channel is up ({self._describe()}) and "
-                f"{len(self._items)} messages already wait for one (queue size "
+                f"{len(self.waiting)} messages already wait for one (queue size "
                 f"{self.size}); retry later or raise PYWATT_CHANNEL_QUEUE_SIZE "
                 "/ --channel-queue-size"
             )
@@ -118,7 +120,7 @@ class OutboundQueue:
         d: Deferred[None] = Deferred(lambda _: self._cancel(item))
         item.deferred = d
         item.timer = self.clock.callLater(self.deadline, self._expire, item)
-        self._items.append(item)
+        self.waiting.append(item)
         self.bytes += len(frame)
         self.flush()
         return d
@@ -139,7 +141,7 @@ class OutboundQueue:
 
     def _taken(self, item: _Queued) -> None:
         self.bytes -= len(item.frame)
-        if not self._items:
+        if not self.waiting:
             self.bytes = 0
             self._full_logged = False
 
@@ -151,7 +153,7 @@ class OutboundQueue:
             return
         self._flushing = True
         try:
-            items = self._items
+            items = self.waiting
             while items:
                 item = items[0]
                 write = self._pick(item.prefer)
@@ -170,7 +172,7 @@ class OutboundQueue:
     def _expire(self, item: _Queued) -> None:
         item.timer = None
         try:
-            self._items.remove(item)
+            self.waiting.remove(item)
         except ValueError:
             return
         self._taken(item)
@@ -187,7 +189,7 @@ class OutboundQueue:
 
     def _cancel(self, item: _Queued) -> None:
         try:
-            self._items.remove(item)
+            self.waiting.remove(item)
         except ValueError:
             return
         self._taken(item)
@@ -197,7 +199,7 @@ class OutboundQueue:
         """
         Fail every queued message with C{make_error(op)} (the module is stopping).
         """
-        items, self._items = self._items, deque()
+        items, self.waiting = self.waiting, deque()
         self.bytes = 0
         self._full_logged = False
         for item in items:
@@ -213,7 +215,7 @@ class OutboundQueue:
         Depth, limits and how many sends it failed, for C{/health}.
         """
         return {
-            "queued": len(self._items),
+            "queued": len(self.waiting),
             "limit": self.size,
             "bytes": self.bytes,
             "bytes_limit": self.max_bytes,
