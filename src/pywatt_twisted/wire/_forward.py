@@ -37,7 +37,7 @@ from pywatt_twisted.wire.codec import (
     _str,
     _uuid,
 )
-from pywatt_twisted.wire.envelope import _envelope_id_bytes
+from pywatt_twisted.wire.envelope import envelope_id_bytes
 from pywatt_twisted.wire.framing import FORMAT_JSON, _pack_header
 from pywatt_twisted.wire.messages import (
     EncodedPayload,
@@ -332,27 +332,9 @@ def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
             # the text between them is compared above): translated, the start reads
             # {"i0":", so its d is checked on its own (data[3] is there: the text
             # compared above is past it).
-            close = len(data) - _END_LEN
-            if (
-                data[3] != _D
-                or data[:id_end].translate(_HEX_TO_ZERO) != start
-                or data[close:] != _ENVELOPE_END
-                or values_at > close
-                or (values := data[values_at:close]).translate(_NOT_DIGITS) != values
-            ):
+            if data[3] != _D or data[:id_end].translate(_HEX_TO_ZERO) != start:
                 return None
-            op, target, endpoint, source = fields
-            return _new_header(
-                RoutingHeader,
-                (
-                    op,
-                    target,
-                    endpoint,
-                    source,
-                    data[id_at:id_end],
-                    data[values_at - _OBJECT_BEFORE : close + _PAYLOAD_END],
-                ),
-            )
+            return _header(fields, data, id_at, values_at)
     # (slices compared, not startswith and endswith: their argument parsing costs more)
     if (
         data[:_ID_AT] != _ENVELOPE_START
@@ -376,20 +358,25 @@ def _read_known(data: bytes, last: LastShape | None) -> RoutingHeader | None:
     if last is not None:
         start = b"".join((_ZERO_START, head.translate(_HEX_TO_ZERO), _ZERO_ID))
         last[0] = (head, middle, fields, id_at, values_at, start)
+    if data[id_at:id_end].translate(_HEX_TO_ZERO) != _ZERO_ID:
+        return None
+    return _header(fields, data, id_at, values_at)
+
+
+def _header(fields: _Fields, data: bytes, id_at: int, values_at: int) -> RoutingHeader | None:
+    """
+    The routing header of C{data}, a frame of a known shape whose start and ids were
+    checked, with the routing C{fields} of that shape, its request id at C{id_at} and
+    its byte values from C{values_at}: C{None} unless the frame ends as such a frame
+    ends and its byte values are digits and commas (both branches of L{_read_known}).
+    """
     close = len(data) - _END_LEN
-    request_id = data[id_at:id_end]
     if (
         values_at > close
-        or request_id.translate(_HEX_TO_ZERO) != _ZERO_ID
+        or data[close:] != _ENVELOPE_END
         or (values := data[values_at:close]).translate(_NOT_DIGITS) != values
     ):
         return None
-    return _header(fields, request_id, data, values_at, close)
-
-
-def _header(
-    fields: _Fields, request_id: bytes, data: bytes, values_at: int, close: int
-) -> RoutingHeader:
     op, target, endpoint, source = fields
     return _new_header(
         RoutingHeader,
@@ -398,7 +385,7 @@ def _header(
             target,
             endpoint,
             source,
-            request_id,
+            data[id_at : id_at + 36],
             data[values_at - _OBJECT_BEFORE : close + _PAYLOAD_END],
         ),
     )
@@ -591,7 +578,7 @@ def routed_reply_frame(
         (
             _pack_header(length, FORMAT_JSON),
             _REPLY_ENVELOPE_HEAD,
-            _envelope_id_bytes(),
+            envelope_id_bytes(),
             head,
             # (orjson writes a uuid.UUID as str() does, in quotes, as the encoder does)
             _backend_dumps(request_id),
