@@ -125,7 +125,7 @@ class ChannelFrameTests(SynchronousTestCase):
     )
     def test_same_bytes(self, stream_id: str, sequence: int, data: bytes, is_final: bool) -> None:
         chunk = StreamChunk(stream_id, sequence, data, False, 77, is_final)
-        self.patch(envelope, "_envelope_id_bytes", lambda: b"0123abcd-0000-4000-8000-000000000001")
+        self.patch(envelope, "envelope_id_bytes", lambda: b"0123abcd-0000-4000-8000-000000000001")
         frame = encode_channel_frame(chunk, 1 << 32)
         self.assertEqual(frame, self.general(chunk, b"0123abcd-0000-4000-8000-000000000001"))
         self.assertEqual(decode_envelope_from_module(frame[5:]).content, chunk)

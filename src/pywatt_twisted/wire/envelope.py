@@ -144,12 +144,26 @@ _reseed_ids()
 os.register_at_fork(after_in_child=_reseed_ids)
 
 
-def _envelope_id_bytes() -> bytes:
+def _id_parts() -> tuple[bytes, bytes]:
+    """
+    The next envelope id in its two parts: the head (the prefix and the block, with
+    their hyphens) and the 12 hex digits of the low counter. Framers that keep the
+    head's encoded form (L{routed_request_frame}) take the parts; the rest join them
+    (L{envelope_id_bytes}).
+    """
     n = _next_low()
     if n >= _LOW_END:  # once in 2.6e14 ids: the next block
         _next_block()
-        return _envelope_id_bytes()
-    return _id_head + b"%x" % n
+        return _id_parts()
+    return _id_head, b"%x" % n
+
+
+def envelope_id_bytes() -> bytes:
+    """
+    L{envelope_id} as ASCII bytes, for the framers that write it into a frame.
+    """
+    head, low = _id_parts()
+    return head + low
 
 
 def random_uuid4() -> uuid.UUID:
@@ -214,7 +228,7 @@ def envelope_id() -> str:
     only if they draw the same 60-bit prefix). Where the protocol asks for a random
     uuid4 (request ids), the callers use C{uuid.uuid4()}.
     """
-    return _envelope_id_bytes().decode("ascii")
+    return envelope_id_bytes().decode("ascii")
 
 
 def encode_channel_frame(
@@ -254,11 +268,7 @@ def encode_channel_frame(
     length = _ENVELOPE_FIXED + len(content_json)
     if length > max_frame_length:
         raise MessageTooLarge(op_name(message), length, max_frame_length)
-    n = _next_low()  # _envelope_id_bytes, inline
-    if n < _LOW_END:
-        head, low = _id_head, b"%x" % n
-    else:
-        head, low = b"", _envelope_id_bytes()
+    head, low = _id_parts()
     return _join(
         (
             _pack_header(length, FORMAT_JSON),
@@ -277,7 +287,7 @@ def _stream_chunk_frame(chunk: StreamChunk, max_frame_length: int) -> bytes:
     # (codec.encode_stream_chunk_parts): no str of it, no JSON encoder scanning and
     # copying it, no second concatenation for the header. 256 KiB chunk: 64 -> 24 us.
     head, data, tail = encode_stream_chunk_parts(chunk)
-    id_bytes = _envelope_id_bytes()
+    id_bytes = envelope_id_bytes()
     length = _CHUNK_FIXED + len(id_bytes) + len(head) + len(data) + len(tail)
     if length > max_frame_length:
         raise MessageTooLarge(op_name(chunk), length, max_frame_length)
@@ -324,7 +334,7 @@ def heartbeat_ack_frame() -> bytes:
     only the envelope id differs from one ack to the next. (It is 92 bytes: it fits
     any frame cap a channel accepts.)
     """
-    return _ACK_HEAD + _envelope_id_bytes() + _ACK_TAIL
+    return _ACK_HEAD + envelope_id_bytes() + _ACK_TAIL
 
 
 def identify_metadata(
@@ -411,7 +421,7 @@ def routed_request_json(
         metadata["source"] = source
     metadata["properties"] = properties
     envelope = {
-        "id": _envelope_id_bytes().decode("ascii"),
+        "id": envelope_id_bytes().decode("ascii"),
         "content": content,
         "metadata": metadata,
     }
@@ -465,11 +475,7 @@ def _route_frame(
     length = _ROUTE_FIXED + len(head) + len(data)
     if length > max_frame_length:
         raise MessageTooLarge(RouteToModule.op, length, max_frame_length)
-    n = _next_low()  # _envelope_id_bytes, inline
-    if n < _LOW_END:
-        id_head, low = _id_head, b"%x" % n
-    else:
-        id_head, low = b"", _envelope_id_bytes()
+    id_head, low = _id_parts()
     return _join(
         (
             _pack_header(length, FORMAT_JSON),
@@ -530,19 +536,15 @@ def routed_request_frame(
         except TypeError:
             pass  # the general way below: the standard library writes it, or fails
         else:
-            n = _next_low()  # _envelope_id_bytes, inline
-            if n >= _LOW_END:  # (the next block, as _envelope_id_bytes moves on)
-                _next_block()
-                n = _next_low()
-            low = b"%x" % n
+            id_head, low = _id_parts()
             # One array for what changes, cut by its characters: the deadline's digits
             # (and "-") are "dd," each, the id's hex digits "dd," (0-9, a-c) or "ddd,".
             parts = _backend_dumps(list(deadline_json + low + content_json))
             cut = 3 * len(deadline_json)
             cut_low = cut + 3 * len(low) + len(low.translate(None, _TWO_DIGIT_HEX))
-            head_array = _id_head_arrays.get(_id_head)
+            head_array = _id_head_arrays.get(id_head)
             if head_array is None:
-                head_array = _id_head_array(_id_head)
+                head_array = _id_head_array(id_head)
             tail = _request_tails.get((source, endpoint))
             if tail is None:
                 tail = _request_tail(source, endpoint)
@@ -678,7 +680,7 @@ def routed_reply_payload(
     data = b"".join(
         (
             b'{"id":"',
-            _envelope_id_bytes(),
+            envelope_id_bytes(),
             b'","content":',
             payload.data,
             b',"metadata":{"properties":',
