@@ -247,7 +247,8 @@ class _Call(Waiting):
         key = random_uuid4_int()
         span = self.span
         try:
-            # (m._request_frame, in one call)
+            # (what m._request_frame builds, in one call; send_message, which has no
+            # deadline, still builds it the general way)
             frame = routed_request_frame(
                 self.target,
                 self.endpoint,
