@@ -36,6 +36,7 @@ parsers, so a misspelt or removed option fails. Other languages are not checked.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import io
 import os
@@ -175,6 +176,25 @@ def typecheck_source(block: Block) -> str:
 _mypy_results: dict[str, list[str]] | None = None
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """
+    Hold an exclusive lock on C{lock} (created if missing) for the block.
+
+    Every trial worker (C{--jobs}) that runs a docs test type-checks the blocks once, and
+    they share one mypy cache: two mypy runs writing the same cache at once can crash
+    mypy (CI saw an INTERNAL ERROR from exactly that). The lock makes them take turns; the
+    second run then finds the cache warm.
+    """
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
 def _mypy_all() -> dict[str, list[str]]:
     """
     Type-check every C{typecheck} block in one mypy run; map each block's C{where} to
@@ -191,27 +211,30 @@ def _mypy_all() -> dict[str, list[str]]:
             name = os.path.join(tmp, f"docs_block_{n}.py")
             Path(name).write_text(typecheck_source(block), encoding="utf-8")
             files[name] = block
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mypy",
-                "--config-file",
-                str(REPO / "pyproject.toml"),
-                "--cache-dir",
-                str(REPO / ".mypy_cache"),
-                "--check-untyped-defs",
-                "--no-error-summary",
-                "--show-error-codes",
-                # samples stay short: no "assert x is not None" before using an Optional
-                "--disable-error-code=union-attr",
-                *files,
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        cache = REPO / ".mypy_cache"
+        with _exclusive(cache / "pywatt-docs.lock"):
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mypy",
+                    "--config-file",
+                    str(REPO / "pyproject.toml"),
+                    "--cache-dir",
+                    str(cache),
+                    "--check-untyped-defs",
+                    "--no-error-summary",
+                    "--show-error-codes",
+                    "--show-traceback",
+                    # samples stay short: no "assert x is not None" before using an Optional
+                    "--disable-error-code=union-attr",
+                    *files,
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         if run.returncode not in (0, 1):
             raise AssertionError(f"mypy crashed:\n{run.stdout}\n{run.stderr}")
         for line in run.stdout.splitlines():
@@ -447,6 +470,16 @@ class ExtractionTests(SynchronousTestCase):
         self.assertEqual(source[_HEADER_LINES], "    y = 1")
         self.assertIn("state: AppState", source[_HEADER_LINES - 1])
         self.assertIn("x: Any", source[_HEADER_LINES - 1])
+
+    def test_mypy_runs_take_turns(self) -> None:
+        # while one worker's mypy run holds the cache lock, another cannot take it
+        lock = Path(self.mktemp()) / "cache" / "pywatt-docs.lock"
+        with _exclusive(lock):
+            with lock.open("a") as other:
+                with self.assertRaises(BlockingIOError):
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with lock.open("a") as other:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def test_every_block_is_reached(self) -> None:
         # a sanity bound: the docs have dozens of blocks, and each gets a test
