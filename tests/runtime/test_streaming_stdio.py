@@ -323,6 +323,28 @@ class StreamedResponseTests(SynchronousTestCase):
         self.assertTrue(o.bodies["p"].done)
         self.assertEqual(o.bodies["p"].size, MiB)
 
+    def test_route_timeout_ends_when_the_route_finishes(self) -> None:
+        """
+        The route's timeout (C{request_timeout}) covers the route, not the streaming
+        of what it wrote: a route that finished at once streams on past it, for as long
+        as the reader keeps the stream alive.
+        """
+        o = self.ready(window=2, request_timeout=5, stream_stall_timeout=3600)
+        o.paused = True
+        o.h.feed(encode_line(HttpRequest("late", "GET", f"/blob?size={MiB}", {})))
+        o.pump()
+        o.h.reactor.advance(10)
+        o.pump()
+        self.assertEqual(o.bodies["late"].size, 0)
+        self.assertIsNone(o.bodies["late"].failed)
+        o.receivers["late"].resumeProducing()
+        o.pump()
+        self.assertTrue(o.bodies["late"].done)
+        self.assertEqual(
+            o.bodies["late"].digest.hexdigest(), hashlib.sha256(pattern(MiB)).hexdigest()
+        )
+        self.assertEqual(o.h.service.parts.bridge.in_flight, 0)
+
     def test_stall_cancels_the_response(self) -> None:
         o = self.ready(window=2, stream_stall_timeout=60)
         o.paused = True

@@ -13,6 +13,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -452,6 +454,62 @@ class LimitTests(BridgeTestCase):
         self.holds.release("p")
         self.assertEqual(self.successResultOf(d).status_code, 200)
 
+    def test_synchronous_route_sets_no_timer(self) -> None:
+        """
+        A route that answers while the bridge runs it never needs its deadline: no
+        C{callLater} (and no cancel) is paid for it.
+        """
+        scheduled: list[float] = []
+        call_later = self.clock.callLater
+
+        def counting(delay: float, *args: Any, **kwargs: Any) -> Any:
+            scheduled.append(delay)
+            return call_later(delay, *args, **kwargs)
+
+        self.clock.callLater = counting  # type: ignore[method-assign]
+        for n in range(3):
+            self.assertEqual(self.answer(request("GET", f"/items/{n}")).status_code, 200)
+        self.assertEqual(scheduled, [])
+        held = self.bridge.handle(request("GET", "/held/h"))
+        self.assertEqual(scheduled, [DEFAULT_TIMEOUT])
+        self.holds.release("h")
+        self.assertEqual(self.successResultOf(held).status_code, 200)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_deadline_counts_from_before_the_route_ran(self) -> None:
+        """
+        Time the route spends before it returns unfinished counts against its timeout:
+        the timer is set late, for the deadline it would have had.
+        """
+        app = Klein()
+        waiting: Deferred[bytes] = Deferred()
+
+        @app.route("/slow-start")
+        def slow_start(request: Any) -> Deferred[bytes]:
+            self.clock.rightNow += 10  # ten seconds of work before it returns
+            return waiting
+
+        bridge = HttpBridge(build_site(app, self.clock), reactor=self.clock)
+        d = bridge.handle(request("GET", "/slow-start"))
+        self.clock.advance(DEFAULT_TIMEOUT - 10 - 0.5)
+        self.assertNoResult(d)
+        self.clock.advance(0.5)
+        self.assertEqual(self.successResultOf(d).status_code, 504)
+
+    def test_deadline_already_past_when_the_route_returns(self) -> None:
+        app = Klein()
+
+        @app.route("/stuck")
+        def stuck(request: Any) -> Deferred[bytes]:
+            self.clock.rightNow += DEFAULT_TIMEOUT + 5
+            return Deferred()
+
+        bridge = HttpBridge(build_site(app, self.clock), reactor=self.clock)
+        d = bridge.handle(request("GET", "/stuck"))
+        self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d).status_code, 504)
+
     def test_late_finish_after_timeout_is_harmless(self) -> None:
         d = self.bridge.handle(request("GET", "/stream"))
         self.clock.advance(DEFAULT_TIMEOUT)
@@ -580,6 +638,8 @@ class MalformedRequestTests(BridgeTestCase):
             "could not be parsed",
         )
         self.assertEqual(self.bridge.in_flight, 0)
+        # answered before its route ran: no route timer is left behind
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_valid_multipart_body(self) -> None:
         body = b'--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--xyz--\r\n'

@@ -13,6 +13,10 @@ in flight that is a C{callLater} and a cancel per request, as before; under load
 one timer serves them all). A deadline earlier than the last queued
 one (the timeout was lowered, or the clock went back) gets a C{callLater} of its own,
 as every request did before: the timeouts stay exact either way.
+
+The bridge watches a request only once its route has returned unfinished (a route
+that answered synchronously never waits here), with the deadline counted from before
+the route ran.
 """
 
 from __future__ import annotations
@@ -47,22 +51,25 @@ class BridgeDeadlines:
         self._waiting = 0
         self.timer: Any = None
 
-    def watch(self, pending: Any, timeout: float) -> None:
+    def watch(self, pending: Any, deadline: float) -> None:
         """
-        Call C{expired(pending)} in C{timeout} seconds unless L{unwatch} is called first.
+        Call C{expired(pending)} at C{deadline} (the reactor's C{seconds()}; at once,
+        on the next turn, when that has passed) unless L{unwatch} is called first.
         """
-        deadline = self._reactor.seconds() + timeout
         queue = self._queue
         if queue and queue[-1].deadline > deadline:
             # out of order: a timer of its own (what every request had before)
-            pending.timer = self._reactor.callLater(timeout, self._expired, pending)
+            pending.timer = self._reactor.callLater(self._delay(deadline), self._expired, pending)
             return
         pending.deadline = deadline
         pending.timer = QUEUED
         queue.append(pending)
         self._waiting += 1
         if self.timer is None:
-            self.timer = self._reactor.callLater(timeout, self._sweep)
+            self.timer = self._reactor.callLater(self._delay(deadline), self._sweep)
+
+    def _delay(self, deadline: float) -> float:
+        return max(0.0, deadline - self._reactor.seconds())
 
     def unwatch(self, pending: Any) -> None:
         """

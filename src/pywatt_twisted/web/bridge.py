@@ -347,12 +347,17 @@ class HttpBridge:
 
     def _run(self, pending: Pending, message: HttpRequest) -> None:
         """
-        Start the route timer and hand the request to the resource tree.
+        Hand the request to the resource tree, and start its route timer if the route
+        is still running when the tree returns.
+
+        The deadline counts from here, before the route runs; a route that finished
+        while it ran (a plain synchronous one: most are) never needs the timer, so it
+        costs no C{callLater} and no cancel.
         """
         request_id = pending.request_id
         web_request = pending.request
-        if self.timeout is not None:
-            self._deadlines.watch(pending, self.timeout)
+        timeout = self.timeout
+        started = self.reactor.seconds() if timeout is not None else 0.0
         try:
             web_request.requestReceived(
                 message.method.encode("ascii"), message.uri.encode("ascii"), b"HTTP/1.1"
@@ -369,6 +374,9 @@ class HttpBridge:
                 "error",
                 abort=True,
             )
+            return
+        if timeout is not None and not pending.answered and not web_request.finished:
+            self._deadlines.watch(pending, started + timeout)
 
     # outcomes
 
