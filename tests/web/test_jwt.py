@@ -18,6 +18,8 @@ import jwt as pyjwt
 import treq
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given
+from hypothesis import strategies as st
 from klein import Klein
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -869,3 +871,181 @@ class LoadedKeyCacheTests(SynchronousTestCase):
             guard.verify_token(rs_token(claims(iss=None, aud=None)))
         self.assertIn("cannot be verified", str(caught.exception))
         self.assertEqual(guard._loaded[1], {})
+
+
+class TokenCacheTests(SynchronousTestCase):
+    """
+    A token that verified is remembered: the same token again costs a check of its time
+    claims, not of its signature, until the key changes or its time is up.
+    """
+
+    def setUp(self) -> None:
+        from pywatt_twisted._runtime.secret import Secret
+
+        self.key = KEY
+        self.now = time.time()
+        self.decoded = 0
+        decode = pyjwt.decode
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.decoded += 1
+            return decode(*args, **kwargs)
+
+        self.patch(pyjwt, "decode", counting)
+
+        def guard(config: JwtConfig) -> JwtGuard:
+            return JwtGuard(config, lambda: Secret("JWT_SECRET", self.key), now=lambda: self.now)
+
+        self.guard_for = guard
+        self.guard = guard(JwtConfig())
+
+    def test_same_token_verified_once(self) -> None:
+        token = hs_token(claims(iss=None, aud=None, roles=["a"]))
+        first = self.guard.verify_token(token)
+        second = self.guard.verify_token(token)
+        self.assertEqual(self.decoded, 1)
+        self.assertEqual(first, second)
+        self.assertEqual(second["roles"], ["a"])
+        # each request gets its own claims: a view that changes them changes only its own
+        self.assertIsNot(first, second)
+        second["roles"].append("admin")
+        self.assertEqual(self.guard.verify_token(token)["roles"], ["a"])
+
+    def test_other_token_verified(self) -> None:
+        self.guard.verify_token(hs_token(claims(iss=None, aud=None, sub="a")))
+        self.assertEqual(
+            self.guard.verify_token(hs_token(claims(iss=None, aud=None)))["sub"], "alice"
+        )
+        self.assertEqual(self.decoded, 2)
+
+    def test_rotation_forgets_every_token(self) -> None:
+        token = hs_token(claims(iss=None, aud=None))
+        self.guard.verify_token(token)
+        self.key = NEW_KEY
+        with self.assertRaises(JwtRejected) as raised:
+            self.guard.verify_token(token)
+        self.assertEqual(raised.exception.description, "the token's signature does not verify")
+        fresh = hs_token(claims(iss=None, aud=None), key=NEW_KEY)
+        self.guard.verify_token(fresh)
+        self.guard.verify_token(fresh)
+        self.assertEqual(self.decoded, 3)
+        # and back: the token signed with the first key is verified again, not taken
+        # from before the rotation
+        self.key = KEY
+        self.guard.verify_token(token)
+        self.assertEqual(self.decoded, 4)
+
+    def test_tokens_of_the_old_key_stay_forgotten(self) -> None:
+        """
+        Once a token of the new key is remembered, none remembered under the old key is
+        taken as verified (they are all dropped at the rotation).
+        """
+        old = [hs_token(claims(iss=None, aud=None, sub=s)) for s in "ab"]
+        for token in old:
+            self.guard.verify_token(token)
+        self.key = NEW_KEY
+        self.guard.verify_token(hs_token(claims(iss=None, aud=None), key=NEW_KEY))
+        for token in old:
+            self.assertRaises(JwtRejected, self.guard.verify_token, token)
+        self.assertEqual(self.decoded, 5)
+
+    def test_refused_tokens_are_not_remembered(self) -> None:
+        token = hs_token(claims(iss=None, aud=None), key=OTHER_KEY)
+        for _ in range(2):
+            self.assertRaises(JwtRejected, self.guard.verify_token, token)
+        self.assertEqual(self.decoded, 2)
+
+    def test_expired_while_remembered_is_verified_again(self) -> None:
+        exp = int(self.now) + 100
+        token = hs_token(claims(iss=None, aud=None, exp=exp))
+        self.guard.verify_token(token)
+        self.now = exp - 0.5
+        self.guard.verify_token(token)
+        self.assertEqual(self.decoded, 1)
+        # past exp on the guard's clock: not answered from memory; PyJWT's own check
+        # (on the real clock, where the token is still good) decides
+        self.now = exp
+        self.guard.verify_token(token)
+        self.assertEqual(self.decoded, 2)
+
+    def test_leeway_counts_for_remembered_tokens(self) -> None:
+        guard = self.guard_for(JwtConfig(leeway=10))
+        exp = int(self.now) + 100
+        token = hs_token(claims(iss=None, aud=None, exp=exp))
+        guard.verify_token(token)
+        self.now = exp + 9.5
+        guard.verify_token(token)
+        self.assertEqual(self.decoded, 1)
+        self.now = exp + 10
+        guard.verify_token(token)
+        self.assertEqual(self.decoded, 2)
+
+    def test_not_before_while_remembered(self) -> None:
+        nbf = int(self.now) - 5
+        token = hs_token(claims(iss=None, aud=None, nbf=nbf, iat=None))
+        self.guard.verify_token(token)
+        self.now = nbf - 1  # the clock went back
+        self.guard.verify_token(token)
+        self.assertEqual(self.decoded, 2)
+
+    def test_bounded_least_recently_used(self) -> None:
+        guard = self.guard_for(JwtConfig(token_cache=2))
+        a, b, c = (hs_token(claims(iss=None, aud=None, sub=s)) for s in "abc")
+        guard.verify_token(a)
+        guard.verify_token(b)
+        guard.verify_token(a)  # remembered; a is now the most recently used
+        guard.verify_token(c)  # drops b
+        self.assertEqual(self.decoded, 3)
+        guard.verify_token(a)
+        self.assertEqual(self.decoded, 3)
+        guard.verify_token(b)
+        self.assertEqual(self.decoded, 4)
+
+    def test_cache_off(self) -> None:
+        guard = self.guard_for(JwtConfig(token_cache=0))
+        token = hs_token(claims(iss=None, aud=None))
+        guard.verify_token(token)
+        guard.verify_token(token)
+        self.assertEqual(self.decoded, 2)
+
+    def test_long_tokens_are_not_remembered(self) -> None:
+        token = hs_token(claims(iss=None, aud=None, pad="x" * 9000))
+        self.guard.verify_token(token)
+        self.guard.verify_token(token)
+        self.assertEqual(self.decoded, 2)
+
+    def test_token_cache_bounds(self) -> None:
+        self.assertEqual(JwtConfig().token_cache, 1024)
+        for bad in (-1, 1_000_001, 1.5, "10", True, None):
+            self.assertRaises(ConfigurationError, JwtConfig, token_cache=bad)
+
+    @given(
+        exp=st.integers(-(10**6), 10**6) | st.floats(-(10**6), 10**6),
+        nbf=st.none() | st.integers(-(10**6), 10**6) | st.floats(-(10**6), 10**6),
+        iat=st.none() | st.integers(-(10**6), 10**6) | st.floats(-(10**6), 10**6),
+        now=st.floats(-(10**6), 10**6),
+        leeway=st.sampled_from([0.0, 0.5, 1.0, 10.0, MAX_LEEWAY]),
+    )
+    def test_time_check_is_pyjwts(
+        self, exp: float, nbf: float | None, iat: float | None, now: float, leeway: float
+    ) -> None:
+        """
+        A remembered token holds at C{now} exactly when PyJWT's own checks of its time
+        claims pass at C{now}.
+        """
+        from pywatt_twisted.web._jwt import _Verified
+
+        payload: dict[str, Any] = {"exp": exp}
+        if nbf is not None:
+            payload["nbf"] = nbf
+        if iat is not None:
+            payload["iat"] = iat
+        checker = pyjwt.PyJWT()
+        try:
+            for name in ("iat", "nbf", "exp"):
+                if name in payload:
+                    getattr(checker, f"_validate_{name}")(payload, now, leeway)
+            accepted = True
+        except (pyjwt.ExpiredSignatureError, pyjwt.ImmatureSignatureError):
+            accepted = False
+        self.assertEqual(_Verified.of(payload).holds(now, leeway), accepted)

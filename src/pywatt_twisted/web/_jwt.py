@@ -31,6 +31,10 @@ Rules (RFC 8725 in short):
     are required and compared exactly when configured; a small leeway (at most
     L{MAX_LEEWAY} seconds) absorbs clock skew;
   - a token with a C{crit} header is refused: no extension is understood here;
+  - a token that verified is remembered (L{JwtConfig.token_cache} of them, the least
+    recently used dropped first): the same token again is only checked against the
+    clock (C{exp}, C{nbf}, C{iat} with the leeway, exactly as PyJWT compares them), and
+    a change of key forgets them all;
   - every failure answers C{401} with a JSON body
     C{{"error": "invalid_token", "error_description": "..."}} and
     C{WWW-Authenticate: Bearer error="invalid_token"} (C{Bearer} alone when no token
@@ -44,6 +48,8 @@ import functools
 import json
 import math
 import sys
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -87,6 +93,15 @@ _ASYMMETRIC = (
     "ES512",
     "EdDSA",
 )
+
+#: How many verified tokens a guard remembers by default (L{JwtConfig.token_cache}).
+DEFAULT_TOKEN_CACHE = 1024
+
+#: The largest L{JwtConfig.token_cache}.
+MAX_TOKEN_CACHE = 1_000_000
+
+#: Tokens longer than this (characters) are verified every time, never remembered.
+MAX_CACHED_TOKEN_LENGTH = 8192
 
 #: Algorithms a L{JwtConfig} may name.
 SUPPORTED_ALGORITHMS: tuple[str, ...] = _HMAC + _ASYMMETRIC
@@ -188,6 +203,19 @@ def _leeway(value: Any) -> float:
     return leeway
 
 
+def _token_cache(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(
+            f"JwtConfig.token_cache must be a whole number of tokens, got {value!r}"
+        )
+    if not 0 <= value <= MAX_TOKEN_CACHE:
+        raise ConfigurationError(
+            f"JwtConfig.token_cache must be between 0 (verify every token every time) and "
+            f"{MAX_TOKEN_CACHE}, got {value!r}"
+        )
+    return value
+
+
 @frozen
 class JwtConfig:
     """
@@ -202,6 +230,9 @@ class JwtConfig:
     @ivar issuer: when set, the token's C{iss} must be exactly this string.
     @ivar leeway: seconds of clock skew allowed on C{exp}, C{nbf} and C{iat}
         (0 to L{MAX_LEEWAY}).
+    @ivar token_cache: how many tokens that verified are remembered, so that a client
+        sending the same token again costs a clock check instead of a signature check
+        (the least recently used is dropped beyond it; 0: verify every time).
     """
 
     secret: str = field(default="JWT_SECRET", converter=_secret_name)
@@ -209,6 +240,7 @@ class JwtConfig:
     audience: str | None = field(default=None, converter=_audience)
     issuer: str | None = field(default=None, converter=_issuer)
     leeway: float = field(default=0, converter=_leeway)
+    token_cache: int = field(default=DEFAULT_TOKEN_CACHE, converter=_token_cache)
 
     @property
     def symmetric(self) -> bool:
@@ -308,13 +340,27 @@ class JwtGuard:
 
     log = Logger()
 
-    def __init__(self, config: JwtConfig, key: Callable[[], Secret]) -> None:
+    def __init__(
+        self,
+        config: JwtConfig,
+        key: Callable[[], Secret],
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        """
+        @param now: the clock a remembered token's time claims are checked against
+            (PyJWT's own is the system clock too).
+        """
         if not isinstance(config, JwtConfig):
             raise ConfigurationError(
                 f"@pywatt_module(jwt=...) expects a JwtConfig, got {type(config).__name__}"
             )
         self.config = config
         self._key = key
+        self._now = now
+        #: token -> its time claims and its claims as JSON text, for the tokens that
+        #: verified with C{_verified_key}, least recently used first
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._verified_key: str | None = None
         # Kept per key value, so a rotation is seen at the next request: the last key
         # that passed check_key, and the asymmetric keys loaded from their PEM (per
         # algorithm; parsing a PEM public key is most of an RS256 check).
@@ -371,9 +417,44 @@ class JwtGuard:
 
     def verify_token(self, token: str) -> dict[str, Any]:
         """
-        Verify C{token} and return its claims.
+        Verify C{token} and return its claims (a new C{dict} each time).
+
+        A token that verified with the current key before is not verified again while
+        its time claims still hold (see L{JwtConfig.token_cache}).
 
         @raise JwtRejected: with the reason, when it is not accepted.
+        """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if self.current_key() == self._verified_key and remembered.holds(
+                self._now(), self.config.leeway
+            ):
+                self._verified.move_to_end(token)
+                claims: dict[str, Any] = json.loads(remembered.claims)
+                return claims
+            # the key changed (every token is verified again) or the token's time is up
+            # (verified again, for PyJWT's exact reason)
+            del self._verified[token]
+        key, claims = self._verify(token)
+        self._remember(token, key, claims)
+        return claims
+
+    def _remember(self, token: str, key: str, claims: dict[str, Any]) -> None:
+        size = self.config.token_cache
+        if not size or len(token) > MAX_CACHED_TOKEN_LENGTH:
+            return
+        verified = self._verified
+        if key != self._verified_key:
+            # a rotation: what verified with the old key must verify again
+            verified.clear()
+            self._verified_key = key
+        verified[token] = _Verified.of(claims)
+        if len(verified) > size:
+            verified.popitem(last=False)
+
+    def _verify(self, token: str) -> tuple[str, dict[str, Any]]:
+        """
+        Verify C{token} with the current key, fully; return the key and the claims.
         """
         config = self.config
         header = _unverified_header(token)
@@ -430,7 +511,7 @@ class JwtGuard:
             auds = [aud] if isinstance(aud, str) else aud
             if not isinstance(auds, list) or config.audience not in auds:
                 raise JwtRejected(_reason(pyjwt.InvalidAudienceError()))
-        return claims
+        return key, claims
 
     def _verifying_key(self, key: str, alg: str) -> Any:
         """
@@ -515,6 +596,50 @@ class JwtGuard:
         return json.dumps(
             {"error": "invalid_token", "error_description": rejected.description}
         ).encode("utf-8")
+
+
+class _Verified:
+    """
+    What a guard remembers of a token that verified: its time claims (as PyJWT reads
+    them: C{int()} of the number) and its claims as JSON text (parsed anew for each
+    request, so a view that changes its claims changes only its own copy).
+    """
+
+    __slots__ = ("claims", "exp", "iat", "nbf")
+
+    def __init__(self, exp: int, nbf: int | None, iat: int | None, claims: str) -> None:
+        self.exp = exp
+        self.nbf = nbf
+        self.iat = iat
+        self.claims = claims
+
+    @classmethod
+    def of(cls, claims: dict[str, Any]) -> _Verified:
+        """
+        Remember C{claims}, which verified (so C{exp} is there, and every time claim
+        present is a finite number).
+        """
+        nbf = claims.get("nbf")
+        iat = claims.get("iat")
+        return cls(
+            int(claims["exp"]),
+            None if nbf is None else int(nbf),
+            None if iat is None else int(iat),
+            json.dumps(claims),
+        )
+
+    def holds(self, now: float, leeway: float) -> bool:
+        """
+        Whether the time claims still hold at C{now}: PyJWT's own comparisons
+        (C{exp <= now - leeway} is expired; C{nbf} or C{iat} C{> now + leeway} is
+        not valid yet).
+        """
+        if self.exp <= now - leeway:
+            return False
+        late = now + leeway
+        if self.nbf is not None and self.nbf > late:
+            return False
+        return self.iat is None or self.iat <= late
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
