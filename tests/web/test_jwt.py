@@ -887,8 +887,12 @@ class TokenCacheTests(SynchronousTestCase):
         self.decoded = 0
         decode = pyjwt.decode
 
+        self.expired = False  # PyJWT's clock agrees that the token expired
+
         def counting(*args: Any, **kwargs: Any) -> Any:
             self.decoded += 1
+            if self.expired:
+                raise pyjwt.ExpiredSignatureError("Signature has expired")
             return decode(*args, **kwargs)
 
         self.patch(pyjwt, "decode", counting)
@@ -955,30 +959,38 @@ class TokenCacheTests(SynchronousTestCase):
             self.assertRaises(JwtRejected, self.guard.verify_token, token)
         self.assertEqual(self.decoded, 2)
 
-    def test_expired_while_remembered_is_verified_again(self) -> None:
+    def assert_remembered_until(self, guard: JwtGuard, leeway: float) -> None:
+        """
+        A token whose C{exp} is 100 s away is answered from memory by C{guard} until
+        C{leeway} seconds past its C{exp}, and verified again from then on (PyJWT's own
+        check, on the real clock where the token is still good, decides).
+        """
         exp = int(self.now) + 100
         token = hs_token(claims(iss=None, aud=None, exp=exp))
-        self.guard.verify_token(token)
-        self.now = exp - 0.5
-        self.guard.verify_token(token)
+        guard.verify_token(token)
+        self.now = exp + leeway - 0.5
+        guard.verify_token(token)
         self.assertEqual(self.decoded, 1)
-        # past exp on the guard's clock: not answered from memory; PyJWT's own check
-        # (on the real clock, where the token is still good) decides
-        self.now = exp
-        self.guard.verify_token(token)
+        self.now = exp + leeway
+        guard.verify_token(token)
         self.assertEqual(self.decoded, 2)
 
+    def test_expired_while_remembered_is_verified_again(self) -> None:
+        self.assert_remembered_until(self.guard, 0)
+
     def test_leeway_counts_for_remembered_tokens(self) -> None:
-        guard = self.guard_for(JwtConfig(leeway=10))
+        self.assert_remembered_until(self.guard_for(JwtConfig(leeway=10)), 10)
+
+    def test_expired_token_is_dropped_from_memory(self) -> None:
         exp = int(self.now) + 100
         token = hs_token(claims(iss=None, aud=None, exp=exp))
-        guard.verify_token(token)
-        self.now = exp + 9.5
-        guard.verify_token(token)
-        self.assertEqual(self.decoded, 1)
-        self.now = exp + 10
-        guard.verify_token(token)
-        self.assertEqual(self.decoded, 2)
+        self.guard.verify_token(token)
+        self.now = exp
+        self.expired = True
+        with self.assertRaises(JwtRejected) as raised:
+            self.guard.verify_token(token)
+        self.assertEqual(raised.exception.description, "the token has expired")
+        self.assertNotIn(token, self.guard._verified)
 
     def test_not_before_while_remembered(self) -> None:
         nbf = int(self.now) - 5

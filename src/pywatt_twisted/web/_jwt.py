@@ -424,30 +424,38 @@ class JwtGuard:
 
         @raise JwtRejected: with the reason, when it is not accepted.
         """
-        remembered = self._verified.get(token)
+        verified = self._verified
+        remembered = verified.get(token)
         if remembered is not None:
-            if self.current_key() == self._verified_key and remembered.holds(
-                self._now(), self.config.leeway
-            ):
-                self._verified.move_to_end(token)
+            key = self.current_key()
+            if key != self._verified_key:
+                self._forget_all(key)
+            elif remembered.holds(self._now(), self.config.leeway):
+                verified.move_to_end(token)
                 claims: dict[str, Any] = json.loads(remembered.claims)
                 return claims
-            # the key changed (every token is verified again) or the token's time is up
-            # (verified again, for PyJWT's exact reason)
-            del self._verified[token]
+            else:
+                # its time is up: verified again, for PyJWT's exact reason
+                del verified[token]
         key, claims = self._verify(token)
         self._remember(token, key, claims)
         return claims
+
+    def _forget_all(self, key: str) -> None:
+        """
+        The key is now C{key} (a rotation): every token remembered under the old one
+        must be verified again.
+        """
+        self._verified.clear()
+        self._verified_key = key
 
     def _remember(self, token: str, key: str, claims: dict[str, Any]) -> None:
         size = self.config.token_cache
         if not size or len(token) > MAX_CACHED_TOKEN_LENGTH:
             return
-        verified = self._verified
         if key != self._verified_key:
-            # a rotation: what verified with the old key must verify again
-            verified.clear()
-            self._verified_key = key
+            self._forget_all(key)
+        verified = self._verified
         verified[token] = _Verified.of(claims)
         if len(verified) > size:
             verified.popitem(last=False)
