@@ -657,11 +657,15 @@ class _ThreadlessReactor(MemoryReactorClock):
 
 class _InlineThreadPool:
     """
-    Runs the work handed to C{callInThreadWithCallback} at once, in the calling thread.
+    Runs the work handed to C{callInThread} or C{callInThreadWithCallback} at once, in
+    the calling thread.
     """
 
     name = "inline"
     joined = False
+
+    def callInThread(self, f: Any, *args: Any, **kw: Any) -> None:
+        f(*args, **kw)
 
     def callInThreadWithCallback(self, onResult: Any, f: Any, *args: Any, **kw: Any) -> None:
         try:

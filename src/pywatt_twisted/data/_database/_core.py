@@ -20,7 +20,9 @@ run again, once, on a new connection, after a lost connection.
 
 C{twisted.enterprise.adbapi} provides only the thread pool and the per-thread
 connections here (C{connect}/C{disconnect}); its C{runInteraction} and C{cp_reconnect}
-machinery are not used, so nothing below this module re-runs work either.
+machinery are not used, so nothing below this module re-runs work either. Work reaches the
+pool's threads through L{ConnectionPool.run_in_thread} (C{_pool.py}), which hands calls
+over in bursts instead of one C{ThreadPool} task each.
 """
 
 from __future__ import annotations
@@ -33,11 +35,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-from twisted.enterprise import adbapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
@@ -53,6 +53,7 @@ from pywatt_twisted.data._database._errors import (
     TransactionClosed,
 )
 from pywatt_twisted.data._database._params import ParameterError, translate
+from pywatt_twisted.data._database._pool import ConnectionPool
 
 T = TypeVar("T")
 
@@ -288,7 +289,7 @@ class SyncTransaction:
         db: Database,
         *,
         single: bool = False,
-        pool: adbapi.ConnectionPool | None = None,
+        pool: ConnectionPool | None = None,
         timeout: float | None = None,
     ) -> None:
         self._db = db
@@ -523,9 +524,7 @@ class AsyncTransaction:
         self._state = "open"
         self._db._open_transactions.add(self)
         pool = self._db._pool
-        self._finished = self._db._track(
-            deferToThreadPool(self._db._reactor, pool.threadpool, self._loop, ready, pool), pool
-        )
+        self._finished = self._db._track(pool.run_in_thread(self._loop, ready, pool), pool)
         try:
             await self._db._count(ready)
         except BaseException:
@@ -543,7 +542,7 @@ class AsyncTransaction:
             await self.rollback()
         return False
 
-    def _loop(self, ready: Deferred[None], pool: adbapi.ConnectionPool) -> None:
+    def _loop(self, ready: Deferred[None], pool: ConnectionPool) -> None:
         """
         Runs in a pool thread: open the transaction, then serve statements until a
         commit or rollback arrives.
@@ -691,7 +690,7 @@ class Database:
         #: reactor time before which calls fail at once); None while it is reachable
         self._down: tuple[float, float] | None = None
         # old pools closing once their calls finish (after use_url)
-        self._retiring: set[adbapi.ConnectionPool] = set()
+        self._retiring: set[ConnectionPool] = set()
         self._open_transactions: set[AsyncTransaction] = set()
         self._lock = threading.Lock()
         self.calls = 0
@@ -705,7 +704,7 @@ class Database:
 
         track(self)
 
-    def _make_pool(self, config: DatabaseConfig) -> adbapi.ConnectionPool:
+    def _make_pool(self, config: DatabaseConfig) -> ConnectionPool:
         """
         A connection pool for C{config}; its connections get the statement timeout.
         """
@@ -715,7 +714,7 @@ class Database:
         if config.dialect == "sqlite" and config.database == MEMORY:
             # every sqlite3 connection to :memory: is its own empty database: keep one
             min_pool = max_pool = 1
-        pool = adbapi.ConnectionPool(
+        pool = ConnectionPool(
             DRIVERS[config.dialect],
             cp_min=min_pool,
             cp_max=max_pool,
@@ -785,7 +784,7 @@ class Database:
 
     # bookkeeping ---------------------------------------------------------------------
 
-    def _track(self, d: Deferred[T], pool: adbapi.ConnectionPool) -> Deferred[T]:
+    def _track(self, d: Deferred[T], pool: ConnectionPool) -> Deferred[T]:
         self._in_flight += 1
         key = id(pool)
         self._pool_in_flight[key] = self._pool_in_flight.get(key, 0) + 1
@@ -805,7 +804,7 @@ class Database:
 
         return d.addBoth(done)
 
-    def _pool_drained(self, pool: adbapi.ConnectionPool) -> Deferred[None]:
+    def _pool_drained(self, pool: ConnectionPool) -> Deferred[None]:
         """
         Fires once no call submitted to C{pool} is running or queued.
         """
@@ -1050,7 +1049,7 @@ class Database:
 
     def _in_thread(
         self,
-        pool: adbapi.ConnectionPool,
+        pool: ConnectionPool,
         timeout: float | None,
         doing: str,
         idempotent: bool,
@@ -1081,7 +1080,7 @@ class Database:
 
     def _attempt(
         self,
-        pool: adbapi.ConnectionPool,
+        pool: ConnectionPool,
         timeout: float | None,
         doing: str,
         single: bool,
@@ -1121,7 +1120,7 @@ class Database:
         idempotent: bool = False,
         single: bool = True,
         timeout: float | None = None,
-        pool: adbapi.ConnectionPool | None = None,
+        pool: ConnectionPool | None = None,
     ) -> Deferred[T]:
         if self._closed:
             return defer.fail(self._closed_error())
@@ -1144,9 +1143,7 @@ class Database:
             token = tracing.attach(span)
             run = partial(contextvars.copy_context().run, self._in_thread)  # type: ignore[arg-type]
             tracing.detach(token)
-        d = deferToThreadPool(
-            self._reactor,
-            pool.threadpool,
+        d = pool.run_in_thread(
             run,
             pool,
             timeout,
@@ -1338,7 +1335,7 @@ class Database:
         )
         self._retire(old_pool)
 
-    def _retire(self, pool: adbapi.ConnectionPool) -> None:
+    def _retire(self, pool: ConnectionPool) -> None:
         """
         Close a pool no longer in use once the calls submitted to it have finished.
         """
