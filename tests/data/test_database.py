@@ -289,6 +289,24 @@ class DatabaseSuiteMixin:
         with self.assertRaises(TransactionClosed):
             await self.db.query("SELECT 1")
 
+    async def test_pool_stopped_under_the_database(self) -> None:
+        """
+        A pool whose threads were stopped without L{Database.close} (adbapi's own
+        shutdown trigger runs after ours, but a module may close it) fails calls and
+        new transactions at once, saying so, instead of leaving them waiting forever.
+        """
+        db = Database.from_url(self.url(), **self.pool)
+        self.addCleanup(db.close)
+        await db.ping()
+        db._pool.close()
+        with self.assertRaises(TransactionClosed) as caught:
+            await db.query("SELECT 1")
+        self.assertIn("already closed", str(caught.exception))
+        with self.assertRaises(TransactionClosed):
+            async with db.transaction():
+                pass
+        self.assertEqual(db.health()["pool"]["in_flight"], 0)
+
     async def test_close_rolls_back_open_transaction(self) -> None:
         tx = self.db.transaction()
         await tx.__aenter__()

@@ -18,6 +18,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pywatt_twisted.data._database._errors import TransactionClosed
 from pywatt_twisted.data._database._pool import ConnectionPool
 
 
@@ -169,7 +170,7 @@ class RunInThreadTests(SynchronousTestCase):
         queued (it would wait forever).
         """
         self.threads.joined = True
-        failure = self.failureResultOf(self.pool.run_in_thread(lambda: 1), RuntimeError)
+        failure = self.failureResultOf(self.pool.run_in_thread(lambda: 1), TransactionClosed)
         self.assertIn("already closed", str(failure.value))
         self.assertIn("recording", str(failure.value))
         self.assertEqual(self.threads.tasks, [])

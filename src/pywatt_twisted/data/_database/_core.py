@@ -524,7 +524,18 @@ class AsyncTransaction:
         self._state = "open"
         self._db._open_transactions.add(self)
         pool = self._db._pool
-        self._finished = self._db._track(pool.run_in_thread(self._loop, ready, pool), pool)
+
+        def unstarted(failure: Failure) -> object:
+            # the loop never fired ready (the pool refused it: closed), so nothing else
+            # would end the wait below
+            if not ready.called:
+                ready.errback(failure)
+                return None
+            return failure
+
+        started = pool.run_in_thread(self._loop, ready, pool)
+        started.addErrback(unstarted)
+        self._finished = self._db._track(started, pool)
         try:
             await self._db._count(ready)
         except BaseException:

@@ -31,6 +31,8 @@ from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
+from pywatt_twisted.data._database._errors import TransactionClosed
+
 T = TypeVar("T")
 
 _Call = tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]
@@ -65,9 +67,9 @@ class ConnectionPool(adbapi.ConnectionPool):
             # (stopped: by close(), or by adbapi's own shutdown trigger) a call queued
             # now would wait forever
             return fail(
-                RuntimeError(
+                TransactionClosed(
                     f"expected an open connection pool, got {self.threadpool.name!r} "
-                    "already closed; nothing was run"
+                    "already closed (the reactor is shutting down?); nothing was run"
                 )
             )
         d: Deferred[T] = Deferred()
