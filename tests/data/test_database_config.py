@@ -118,6 +118,18 @@ class FromUrlTests(SynchronousTestCase):
             ConfigurationError, DatabaseConfig.from_url, "sqlite:x", connect_timeout=0
         )
 
+    def test_max_waiting(self) -> None:
+        """
+        C{max_waiting} defaults to 1000 and must be an int from 1 to 1,000,000.
+        """
+        self.assertEqual(DatabaseConfig.from_url("sqlite:x").max_waiting, 1000)
+        self.assertEqual(DatabaseConfig.from_url("sqlite:x", max_waiting=7).max_waiting, 7)
+        for bad in (0, -1, True, 1.5, "10", 1_000_001):
+            with self.assertRaises(ConfigurationError) as c:
+                DatabaseConfig.from_url("sqlite:x", max_waiting=bad)
+            self.assertIn("max_waiting", str(c.exception))
+            self.assertIn(repr(bad), str(c.exception))
+
     def test_repr_hides_password(self) -> None:
         c = DatabaseConfig.from_url("postgresql://u:hunter2@h/d")
         self.assertNotIn("hunter2", repr(c))

@@ -9,12 +9,14 @@ real threads under the real reactor.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -58,9 +60,17 @@ class _RecordingReactor(MemoryReactorClock):
             call()
 
 
-def _pool(reactor: Any, cp_max: int) -> tuple[ConnectionPool, _RecordingThreadPool]:
+def _pool(
+    reactor: Any, cp_max: int, max_waiting: int | None = None
+) -> tuple[ConnectionPool, _RecordingThreadPool]:
     pool = ConnectionPool(
-        "sqlite3", ":memory:", check_same_thread=False, cp_min=1, cp_max=cp_max, cp_reactor=reactor
+        "sqlite3",
+        ":memory:",
+        check_same_thread=False,
+        cp_min=1,
+        cp_max=cp_max,
+        cp_reactor=reactor,
+        max_waiting=max_waiting,
     )
     threads = _RecordingThreadPool()
     pool.threadpool = threads  # type: ignore[assignment]
@@ -164,6 +174,49 @@ class RunInThreadTests(SynchronousTestCase):
         self.assertIn("boom", failure.getTraceback())
         self.assertEqual(self.successResultOf(good), "ok")
 
+    def test_full(self) -> None:
+        """
+        The pool is full once a loop is started on every thread and C{max_waiting}
+        calls wait beyond those the loops are about to take (or are running); it is
+        not any more once a loop took them.
+        """
+        pool, threads = _pool(self.reactor, cp_max=2, max_waiting=3)
+        for _ in range(5):
+            self.assertFalse(pool.full())
+            pool.run_in_thread(str)
+        self.assertTrue(pool.full())
+        threads.run_next()
+        self.assertFalse(pool.full())
+
+    def test_full_counts_running_calls(self) -> None:
+        """
+        A call a loop is running does not wait; the calls behind it do.
+        """
+        pool, threads = _pool(self.reactor, cp_max=1, max_waiting=2)
+        seen: list[bool] = []
+
+        def first() -> None:
+            # running: one loop, busy with this call; two calls wait behind it
+            seen.append(pool.full())
+
+        pool.run_in_thread(first)
+        pool.run_in_thread(str)
+        self.assertFalse(pool.full())
+        pool.run_in_thread(str)
+        # (not run yet: the loop is about to take the first call, two wait behind)
+        self.assertTrue(pool.full())
+        threads.run_next()
+        self.assertEqual(seen, [True])
+        self.assertFalse(pool.full())
+
+    def test_unbounded(self) -> None:
+        """
+        Without C{max_waiting} the pool is never full.
+        """
+        for _ in range(100):
+            self.pool.run_in_thread(str)
+        self.assertFalse(self.pool.full())
+
     def test_closed_pool_refuses_at_once(self) -> None:
         """
         After its thread pool was stopped, a call fails at once, saying so, and is not
@@ -209,3 +262,68 @@ class RealThreadsTests(TestCase):
             self.assertLessEqual(len(seen), 3)
 
         return d.addCallback(check)
+
+
+class WaitingBoundTests(TestCase):
+    """
+    L{Database} with C{max_waiting}: once every connection is busy and that many calls
+    wait, further calls and transactions fail at once (real threads, a SQLite file).
+    """
+
+    def setUp(self) -> None:
+        from twisted.logger import globalLogPublisher
+
+        from pywatt_twisted.data import Database
+
+        path = os.path.abspath(self.mktemp()) + ".db"
+        self.db = Database.from_url(f"sqlite:///{path}", max_pool=1, max_waiting=2)
+        self.addCleanup(self.db.close)
+        self.gate = threading.Event()
+        # (cleanups run last first: the held thread is let go before the close)
+        self.addCleanup(self.gate.set)
+        self.log: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.log.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.log.append)
+
+    async def test_refused_beyond_max_waiting(self) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from pywatt_twisted.data import DatabaseCollector, DatabaseUnavailable
+
+        started = threading.Event()
+
+        def hold(tx: Any) -> str:
+            started.set()
+            self.gate.wait(30)
+            return "held"
+
+        held = self.db.run_interaction(hold)
+        self.assertTrue(await deferToThread(started.wait, 30))
+        waiting = [self.db.query_one("SELECT :n AS n", {"n": n}) for n in (1, 2)]
+        refused = [self.db.query_one("SELECT 3 AS n"), self.db.execute("SELECT 4")]
+        for d in refused:
+            error = self.failureResultOf(d, DatabaseUnavailable).value
+            self.assertIn("max_waiting=2", str(error))
+            self.assertIn("not run", str(error))
+        with self.assertRaises(DatabaseUnavailable):
+            async with self.db.transaction():
+                pass
+        health = self.db.health()
+        self.assertEqual(health["refused"], 3)
+        self.assertEqual(health["errors"], 3)
+        warnings = [e for e in self.log if "refusing calls" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+
+        self.gate.set()
+        self.assertEqual(await held, "held")
+        self.assertEqual([await d for d in waiting], [{"n": 1}, {"n": 2}])
+        self.assertEqual(await self.db.query_one("SELECT 5 AS n"), {"n": 5})
+        again = [e for e in self.log if "accepting calls again" in e.get("log_format", "")]
+        self.assertEqual(len(again), 1)
+        self.assertEqual(again[0]["count"], 3)
+        registry = CollectorRegistry()
+        registry.register(DatabaseCollector(self.db))
+        refused_total = registry.get_sample_value(
+            "pywatt_db_refused_total", {"database": self.db.name, "dialect": "sqlite"}
+        )
+        self.assertEqual(refused_total, 3.0)

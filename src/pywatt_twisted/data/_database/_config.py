@@ -23,6 +23,9 @@ SCHEMES = {
     "sqlite": "sqlite",
 }
 
+#: the largest max_waiting accepted (calls waiting hold their arguments in memory)
+MAX_WAITING_LIMIT = 1_000_000
+
 #: dialect -> DB-API module name handed to adbapi
 DRIVERS = {"postgresql": "psycopg", "mysql": "pymysql", "sqlite": "sqlite3"}
 
@@ -60,6 +63,9 @@ class DatabaseConfig:
         (C{sslmode}, C{application_name}, C{charset}, C{unix_socket}...), as strings.
     @ivar min_pool: connections (threads) kept ready.
     @ivar max_pool: most connections open at once; extra calls queue.
+    @ivar max_waiting: most calls waiting for a connection while all C{max_pool} are
+        busy (1000 by default); one more fails at once with L{DatabaseUnavailable}
+        instead of queueing without bound.
     @ivar connect_timeout: seconds allowed to open a connection (5 by default; URL
         option C{?connect_timeout=N}). A server that does not answer in time makes the
         call fail with L{DatabaseUnavailable}.
@@ -80,6 +86,7 @@ class DatabaseConfig:
     options: dict[str, str] = attrs.field(factory=dict)
     min_pool: int = 1
     max_pool: int = 5
+    max_waiting: int = 1000
     connect_timeout: float = 5.0
     statement_timeout: float | None = 30.0
 
@@ -88,6 +95,11 @@ class DatabaseConfig:
             raise ConfigurationError(
                 "expected 0 <= min_pool <= max_pool and max_pool >= 1, got "
                 f"min_pool={self.min_pool}, max_pool={self.max_pool}"
+            )
+        if self.max_waiting.__class__ is not int or not 1 <= self.max_waiting <= MAX_WAITING_LIMIT:
+            raise ConfigurationError(
+                f"expected max_waiting as an int from 1 to {MAX_WAITING_LIMIT:,}, got "
+                f"{self.max_waiting!r}"
             )
         if not self.connect_timeout > 0:
             raise ConfigurationError(

@@ -520,10 +520,15 @@ class AsyncTransaction:
             raise TransactionClosed("expected a new transaction, got one already used")
         if self._db._closed:
             raise self._db._closed_error()
+        pool = self._db._pool
+        if pool.full():
+            self._state = "done"
+            self._db.calls += 1
+            self._db.errors += 1
+            raise self._db._refused()
         ready: Deferred[None] = Deferred()
         self._state = "open"
         self._db._open_transactions.add(self)
-        pool = self._db._pool
 
         def unstarted(failure: Failure) -> object:
             # the loop never fired ready (the pool refused it: closed), so nothing else
@@ -658,6 +663,7 @@ class Database:
     @ivar config: the L{DatabaseConfig} in use.
     @ivar interrupted: calls that failed with L{StatementInterrupted}.
     @ivar retries: C{idempotent=True} calls run again after a lost connection.
+    @ivar refused: calls failed at once because C{max_waiting} calls already waited.
     """
 
     _log = Logger()
@@ -709,6 +715,10 @@ class Database:
         self.reconnects = 0
         self.interrupted = 0
         self.retries = 0
+        #: calls refused because max_waiting calls already waited
+        self.refused = 0
+        # refusing since the last accepted call (what was logged), and how many
+        self._refusing = 0
         self.last_error: str | None = None
         self._shutdown_id = reactor.addSystemEventTrigger("before", "shutdown", self.close)
         from pywatt_twisted.data._resources import track
@@ -734,6 +744,7 @@ class Database:
             # never re-open a cursor on a new connection in the middle of work
             cp_reconnect=False,
             cp_openfun=lambda conn: _on_connect(config, conn),
+            max_waiting=config.max_waiting,
             **config.connect_kwargs(),
         )
         pool.threadpool.name = f"pywatt-db-{self.name}"
@@ -749,6 +760,7 @@ class Database:
         *,
         min_pool: int = 1,
         max_pool: int = 5,
+        max_waiting: int = 1000,
         connect_timeout: float | None = None,
         statement_timeout: float | None = None,
         reactor: Any = None,
@@ -759,13 +771,19 @@ class Database:
         C{DATABASE_URL} secret). Connections open lazily, on first use: a server that
         is down does not stop this, the calls fail with L{DatabaseUnavailable}.
 
+        @param max_waiting: most calls waiting for a connection while all C{max_pool}
+            are busy; one more fails at once with L{DatabaseUnavailable}.
         @param connect_timeout: seconds to open a connection; default: the URL's
             C{?connect_timeout=}, else 5.
         @param statement_timeout: seconds a statement may run; default: the URL's
             C{?statement_timeout=} (C{0} for no limit), else 30.
         @raise pywatt_twisted.errors.ConfigurationError: on a malformed URL.
         """
-        overrides: dict[str, Any] = {"min_pool": min_pool, "max_pool": max_pool}
+        overrides: dict[str, Any] = {
+            "min_pool": min_pool,
+            "max_pool": max_pool,
+            "max_waiting": max_waiting,
+        }
         if connect_timeout is not None:
             overrides["connect_timeout"] = connect_timeout
         if statement_timeout is not None:
@@ -881,6 +899,39 @@ class Database:
             address=self.config.address,
             seconds=self._reactor.seconds() - since,
         )
+
+    def _refused(self) -> DatabaseUnavailable:
+        """
+        The error for a call made while C{max_waiting} calls already wait for a
+        connection (the first of a run of refusals is logged as a WARNING; the next
+        accepted call logs how many were refused).
+        """
+        self.refused += 1
+        self._refusing += 1
+        config = self.config
+        if self._refusing == 1:
+            self._log.warn(
+                "Database {name}: all {max_pool} connections are busy and {max_waiting} "
+                "calls already wait; refusing calls until one of them starts",
+                name=self.name,
+                max_pool=self._max_pool,
+                max_waiting=config.max_waiting,
+            )
+        return DatabaseUnavailable(
+            f"expected room among the calls waiting for the {self.dialect} database "
+            f"{self.url_redacted}, but all {self._max_pool} connections are busy and "
+            f"max_waiting={config.max_waiting} calls already wait; this call was not run "
+            "(retry later, or raise max_pool or max_waiting)",
+            dialect=self.dialect,
+        )
+
+    def _accepting_again(self) -> None:
+        self._log.info(
+            "Database {name}: accepting calls again; {count} were refused while the pool was full",
+            name=self.name,
+            count=self._refusing,
+        )
+        self._refusing = 0
 
     def _fail_fast(self) -> DatabaseUnavailable | None:
         """
@@ -1141,10 +1192,14 @@ class Database:
         if pool is None:
             pool = self._pool
             fast = self._fail_fast()
+            if fast is None and pool.full():
+                fast = self._refused()
             if fast is not None:
                 self.calls += 1
                 self.errors += 1
                 return defer.fail(fast)
+            if self._refusing:
+                self._accepting_again()
         span = None
         run: Callable[..., T] = self._in_thread
         if tracing.switch.on and not probe and doing != "ping":
@@ -1306,6 +1361,7 @@ class Database:
             url,
             min_pool=old_config.min_pool,
             max_pool=old_config.max_pool,
+            max_waiting=old_config.max_waiting,
             connect_timeout=old_config.connect_timeout,
             statement_timeout=old_config.statement_timeout,
         )
@@ -1370,7 +1426,9 @@ class Database:
         C{unavailable_seconds}; C{"closed"}), C{dialect}, C{url} (redacted), C{pool}
         (C{min}, C{max}, C{open} connections, C{in_flight} calls, C{transactions}
         open), C{calls}, C{errors}, C{reconnects}, C{interrupted} (calls failed with
-        L{StatementInterrupted}), C{retries} (C{idempotent=True} calls run again), C{last_error}.
+        L{StatementInterrupted}), C{retries} (C{idempotent=True} calls run again),
+        C{refused} (calls failed at once because C{max_waiting} calls already waited),
+        C{last_error}.
         """
         if self._closed:
             status = "closed"
@@ -1395,6 +1453,7 @@ class Database:
             "reconnects": self.reconnects,
             "interrupted": self.interrupted,
             "retries": self.retries,
+            "refused": self.refused,
             "last_error": self.last_error,
             **(
                 {"unavailable_seconds": round(self._reactor.seconds() - self._down[0], 3)}

@@ -22,7 +22,9 @@ class DatabaseCollector(Collector):
     C{pywatt_db_pool_in_flight} (calls running or queued), C{pywatt_db_open_transactions},
     C{pywatt_db_calls_total}, C{pywatt_db_errors_total}, C{pywatt_db_reconnects_total},
     C{pywatt_db_interrupted_total} (calls failed with C{StatementInterrupted}),
-    C{pywatt_db_retries_total} (C{idempotent=True} calls run again).
+    C{pywatt_db_retries_total} (C{idempotent=True} calls run again),
+    C{pywatt_db_refused_total} (calls failed at once because C{max_waiting} calls
+    already waited for a connection).
     """
 
     def __init__(self, db: Any) -> None:
@@ -59,6 +61,11 @@ class DatabaseCollector(Collector):
             h["interrupted"],
         )
         yield counter("pywatt_db_retries", "idempotent=True database calls run again", h["retries"])
+        yield counter(
+            "pywatt_db_refused",
+            "Database calls refused because max_waiting calls already waited",
+            h["refused"],
+        )
 
     def describe(self) -> Iterator[Metric]:
         # collect() touches no I/O, so registering may call it; describe() lets

@@ -42,20 +42,40 @@ _Result = tuple[Deferred[Any], bool, Any]
 class ConnectionPool(adbapi.ConnectionPool):
     """
     An C{adbapi.ConnectionPool} whose L{run_in_thread} is the way L{Database} runs work
-    in it. The waiting calls are bounded by the callers (a L{Database} call waits here
-    until a thread is free, as it waited in the C{ThreadPool}'s queue before).
+    in it. A call waits here until a thread is free; L{full} says when C{max_waiting}
+    calls already wait (L{Database} then refuses the call instead of queueing it).
     """
 
-    def __init__(self, dbapiName: str, *args: Any, **kw: Any) -> None:
+    def __init__(
+        self, dbapiName: str, *args: Any, max_waiting: int | None = None, **kw: Any
+    ) -> None:
         super().__init__(dbapiName, *args, **kw)
+        #: see L{full}; None: no bound
+        self.max_waiting = max_waiting
         self._lock = threading.Lock()
         # calls not started yet, oldest first
         self._waiting: deque[_Call] = deque()
-        # drain loops handed to the ThreadPool and not ended (at most self.max)
+        # drain loops handed to the ThreadPool and not ended (at most self.max), and
+        # how many of them are running a call (the others are about to take one)
         self._loops = 0
+        self._running = 0
         # results not handed back yet, and whether a _deliver is on its way
         self._finished: list[_Result] = []
         self._delivering = False
+
+    def full(self) -> bool:
+        """
+        Whether C{max_waiting} calls already wait for a thread (a drain loop is
+        started on every thread, and the calls beyond those the loops are about to
+        take number C{max_waiting}): the caller should refuse the next call rather
+        than queue it. Reactor thread only (a loop ending meanwhile makes the answer
+        cautious, never wrong the other way: only this thread adds calls).
+        """
+        bound = self.max_waiting
+        if bound is None or self._loops < self.max:
+            return False
+        # (the calls a started loop is about to take do not wait for a thread)
+        return len(self._waiting) - (self._loops - self._running) >= bound
 
     def run_in_thread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """
@@ -94,11 +114,13 @@ class ConnectionPool(adbapi.ConnectionPool):
                     self._loops -= 1
                     return
                 d, fn, args = waiting.popleft()
+                self._running += 1
             try:
                 result: _Result = (d, True, fn(*args))
             except BaseException:
                 result = (d, False, Failure())
             with lock:
+                self._running -= 1
                 self._finished.append(result)
                 wake = not self._delivering
                 self._delivering = True

@@ -235,9 +235,13 @@ class ProxyDatabase:
 
     @ivar interrupted: calls failed with L{StatementInterrupted}.
     @ivar retries: C{idempotent=True} calls sent again after a lost reply.
+    @ivar refused: always 0 (kept for the shape of L{Database.health}): a proxied
+        database's calls wait at the orchestrator, which bounds its own queue
+        (C{pywatt dev --service-queue-size}), not in this process.
     """
 
     _log = Logger()
+    refused = 0
 
     def __init__(
         self,
@@ -471,6 +475,7 @@ class ProxyDatabase:
             "reconnects": self.reconnects,
             "interrupted": self.interrupted,
             "retries": self.retries,
+            "refused": self.refused,
             "last_error": self.last_error,
             "service": self._link.health(),
         }
