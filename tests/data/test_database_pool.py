@@ -156,6 +156,20 @@ class RunInThreadTests(SynchronousTestCase):
         self.reactor.deliver()
         self.assertEqual(self.successResultOf(then), 2)
 
+    def test_result_delivered_after_a_bad_one(self) -> None:
+        """
+        A result whose L{Deferred} was fired meanwhile (by someone else) is logged; the
+        results after it in the same batch are still delivered.
+        """
+        first = self.pool.run_in_thread(lambda: 1)
+        second = self.pool.run_in_thread(lambda: 2)
+        self.threads.run_next()
+        first.callback("fired elsewhere")
+        self.reactor.deliver()
+        self.assertEqual(self.successResultOf(first), "fired elsewhere")
+        self.assertEqual(self.successResultOf(second), 2)
+        self.assertEqual(len(self.flushLoggedErrors(defer.AlreadyCalledError)), 1)
+
     def test_exception_becomes_failure_with_traceback(self) -> None:
         """
         An exception raised by the call fails its L{Deferred} with a L{Failure} made in

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pywatt_twisted.data._database._errors import TransactionClosed
@@ -37,6 +38,8 @@ T = TypeVar("T")
 
 _Call = tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]
 _Result = tuple[Deferred[Any], bool, Any]
+
+_log = Logger()
 
 
 class ConnectionPool(adbapi.ConnectionPool):
@@ -135,10 +138,15 @@ class ConnectionPool(adbapi.ConnectionPool):
             finished, self._finished = self._finished, []
             self._delivering = False
         for d, ok, value in finished:
-            if ok:
-                d.callback(value)
-            else:
-                d.errback(value)
+            try:
+                if ok:
+                    d.callback(value)
+                else:
+                    d.errback(value)
+            except Exception:
+                # (AlreadyCalledError: someone fired the Deferred meanwhile) the other
+                # results of the batch are still delivered
+                _log.failure("Could not deliver the result of a database call")
 
 
 __all__ = ["ConnectionPool"]
