@@ -341,3 +341,29 @@ class WaitingBoundTests(TestCase):
             "pywatt_db_refused_total", {"database": self.db.name, "dialect": "sqlite"}
         )
         self.assertEqual(refused_total, 3.0)
+
+    async def test_transaction_accepted_after_refusals(self) -> None:
+        """
+        A transaction accepted after refusals logs the INFO with their count, as a call
+        does.
+        """
+        from pywatt_twisted.data import DatabaseUnavailable
+
+        started = threading.Event()
+
+        def hold(tx: Any) -> None:
+            started.set()
+            self.gate.wait(30)
+
+        held = self.db.run_interaction(hold)
+        self.assertTrue(await deferToThread(started.wait, 30))
+        waiting = [self.db.execute("SELECT 1") for _ in range(2)]
+        self.failureResultOf(self.db.execute("SELECT 2"), DatabaseUnavailable)
+        self.gate.set()
+        await held
+        for d in waiting:
+            await d
+        async with self.db.transaction() as tx:
+            self.assertEqual(await tx.query_one("SELECT 3 AS n"), {"n": 3})
+        again = [e for e in self.log if "accepting calls again" in e.get("log_format", "")]
+        self.assertEqual([e["count"] for e in again], [1])

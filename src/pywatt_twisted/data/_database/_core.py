@@ -526,6 +526,8 @@ class AsyncTransaction:
             self._db.calls += 1
             self._db.errors += 1
             raise self._db._refused()
+        if self._db._refusing:
+            self._db._accepting_again()
         ready: Deferred[None] = Deferred()
         self._state = "open"
         self._db._open_transactions.add(self)
