@@ -50,6 +50,32 @@ class RegressionTests(SynchronousTestCase):
         (line,) = record.regressions(old, new)
         self.assertIn("ratio 1.26", line)
 
+    def test_far_beyond_target_not_compared(self) -> None:
+        """
+        A ratio still 10x better than its target is not compared (there it measures the
+        baseline's noise); below that it is, and targets about our own number never
+        count.
+        """
+
+        def row(ratio: float, target: str, better: str = "higher") -> Row:
+            return Row("w", "m", ratio, 1.0, "MB/s", ratio, target, better, "m")
+
+        self.assertEqual(record.regressions([row(99.0, ">= 3")], [row(60.0, ">= 3")]), [])
+        (line,) = record.regressions([row(99.0, ">= 3")], [row(29.0, ">= 3")])
+        self.assertIn("ratio 29.00", line)
+        self.assertEqual(
+            record.regressions([row(0.05, "<= 1.3", "lower")], [row(0.12, "<= 1.3", "lower")]),
+            [],
+        )
+        self.assertEqual(
+            len(record.regressions([row(0.1, "<= 1.3", "lower")], [row(0.2, "<= 1.3", "lower")])), 1
+        )
+        # about our own number (ends with the unit): compared as before
+        self.assertEqual(
+            len(record.regressions([row(99.0, ">= 3 MB/s")], [row(60.0, ">= 3 MB/s")])), 1
+        )
+        self.assertEqual(len(record.regressions([row(99.0, "-")], [row(60.0, "-")])), 1)
+
     def test_new_and_missing_metrics_are_not_compared(self) -> None:
         self.assertEqual(record.regressions([_row("a", 1.0)], [_row("z", 0.1)]), [])
 
