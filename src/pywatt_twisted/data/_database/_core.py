@@ -521,13 +521,10 @@ class AsyncTransaction:
         if self._db._closed:
             raise self._db._closed_error()
         pool = self._db._pool
-        if pool.full():
+        refused = self._db._admit(pool)
+        if refused is not None:
             self._state = "done"
-            self._db.calls += 1
-            self._db.errors += 1
-            raise self._db._refused()
-        if self._db._refusing:
-            self._db._accepting_again()
+            raise refused
         ready: Deferred[None] = Deferred()
         self._state = "open"
         self._db._open_transactions.add(self)
@@ -902,38 +899,43 @@ class Database:
             seconds=self._reactor.seconds() - since,
         )
 
-    def _refused(self) -> DatabaseUnavailable:
+    def _admit(self, pool: ConnectionPool) -> DatabaseUnavailable | None:
         """
-        The error for a call made while C{max_waiting} calls already wait for a
-        connection (the first of a run of refusals is logged as a WARNING; the next
-        accepted call logs how many were refused).
+        None when a call (or a transaction) may wait for a connection of C{pool}; else
+        the error that refuses it, counted as a failed call, because C{max_waiting}
+        calls already wait. The first refusal of a run is logged as a WARNING, and the
+        next call admitted logs how many were refused.
         """
+        if not pool.full():
+            if self._refusing:
+                self._log.info(
+                    "Database {name}: accepting calls again; {count} were refused while "
+                    "the pool was full",
+                    name=self.name,
+                    count=self._refusing,
+                )
+                self._refusing = 0
+            return None
+        self.calls += 1
+        self.errors += 1
         self.refused += 1
         self._refusing += 1
-        config = self.config
+        max_waiting = self.config.max_waiting
         if self._refusing == 1:
             self._log.warn(
                 "Database {name}: all {max_pool} connections are busy and {max_waiting} "
                 "calls already wait; refusing calls until one of them starts",
                 name=self.name,
                 max_pool=self._max_pool,
-                max_waiting=config.max_waiting,
+                max_waiting=max_waiting,
             )
         return DatabaseUnavailable(
             f"expected room among the calls waiting for the {self.dialect} database "
             f"{self.url_redacted}, but all {self._max_pool} connections are busy and "
-            f"max_waiting={config.max_waiting} calls already wait; this call was not run "
+            f"max_waiting={max_waiting} calls already wait; this call was not run "
             "(retry later, or raise max_pool or max_waiting)",
             dialect=self.dialect,
         )
-
-    def _accepting_again(self) -> None:
-        self._log.info(
-            "Database {name}: accepting calls again; {count} were refused while the pool was full",
-            name=self.name,
-            count=self._refusing,
-        )
-        self._refusing = 0
 
     def _fail_fast(self) -> DatabaseUnavailable | None:
         """
@@ -1194,14 +1196,13 @@ class Database:
         if pool is None:
             pool = self._pool
             fast = self._fail_fast()
-            if fast is None and pool.full():
-                fast = self._refused()
             if fast is not None:
                 self.calls += 1
                 self.errors += 1
                 return defer.fail(fast)
-            if self._refusing:
-                self._accepting_again()
+            refused = self._admit(pool)
+            if refused is not None:
+                return defer.fail(refused)
         span = None
         run: Callable[..., T] = self._in_thread
         if tracing.switch.on and not probe and doing != "ping":
