@@ -99,6 +99,24 @@ async def _rate(
     return n / (timer() - start)
 
 
+async def _medians(
+    ops: list[Callable[[int], Coroutine[Any, Any, Any]]],
+    n: int,
+    concurrency: int,
+    timer: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """
+    The median rate of each of C{ops} over L{ROUNDS} measurements, taken in turn (all
+    of them once, then again) so that machine noise falls on every side; one outlier
+    (a raw client that once reads twice its usual rate) does not move a median.
+    """
+    rates: list[list[float]] = [[] for _ in ops]
+    for _ in range(ROUNDS):
+        for op, measured in zip(ops, rates, strict=True):
+            measured.append(await _rate(op, n, concurrency, timer))
+    return [statistics.median(measured) for measured in rates]
+
+
 def _row(label: str, ours: float, raw: float, raw_name: str, metric: str | None = None) -> None:
     """
     Print a line; with C{metric}, also report it as a row of the record (the ratio is
@@ -189,20 +207,12 @@ async def _bench_cache(
     raw_pair = pair(raw_set, raw_get)
     ref_pair = None if reference is None else pair(reference[1], reference[2])
     for concurrency in CONCURRENCY:
-        # alternate to spread machine noise over all of them; the median of three
-        # measurements per side (one outlier, a raw client that once reads twice its
-        # usual rate, does not move it as the best of two did)
-        raws, oursl, refs = [], [], []
-        for _ in range(ROUNDS):
-            raws.append(await _rate(raw_pair, n, concurrency, timer))
-            oursl.append(await _rate(our_pair, n, concurrency, timer))
-            if ref_pair is not None:
-                refs.append(await _rate(ref_pair, n, concurrency, timer))
-        ours_rate = statistics.median(oursl)
+        sides = [raw_pair, our_pair] if ref_pair is None else [raw_pair, our_pair, ref_pair]
+        raw_rate, ours_rate, *ref_rate = await _medians(sides, n, concurrency, timer)
         _row(
             f"set+get pairs, {concurrency} in flight",
             ours_rate,
-            statistics.median(raws),
+            raw_rate,
             "raw",
             metric=f"cache {name.split()[0]} set+get, {concurrency} in flight, raw/ours",
         )
@@ -210,7 +220,7 @@ async def _bench_cache(
             _row(
                 f"  (ref.) {concurrency} in flight",
                 ours_rate,
-                statistics.median(refs),
+                ref_rate[0],
                 reference[0],
             )
     await ours.clear()
@@ -321,14 +331,11 @@ async def _bench_database(name: str, url: str, n: int) -> None:
         return await raw_pool.runQuery(raw_sql, arg)
 
     for concurrency in CONCURRENCY:
-        raws, oursl = [], []
-        for _ in range(ROUNDS):  # alternated; the median of each side (see _bench_cache)
-            raws.append(await _rate(raw, n, concurrency))
-            oursl.append(await _rate(ours, n, concurrency))
+        raw_rate, ours_rate = await _medians([raw, ours], n, concurrency)
         _row(
             f"SELECT round trips, {concurrency} in flight",
-            statistics.median(oursl),
-            statistics.median(raws),
+            ours_rate,
+            raw_rate,
             "adbapi",
             metric=f"database {name} ({driver}) SELECT, {concurrency} in flight, adbapi/ours",
         )

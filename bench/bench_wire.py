@@ -120,7 +120,7 @@ def _rate(count: int, size: int, seconds: float) -> str:
     return f"{count / seconds:>12,.0f} frames/s {count * size / seconds / MiB:>9,.1f} MB/s"
 
 
-def bench_frames(quick: bool) -> dict[int, float]:
+def bench_frames() -> dict[int, float]:
     # The same frames, best of 3, in a quick run (about 3 s): the rates of the large
     # frames depend on what ran before them (after 200,000 small frames the 1 MiB ratio
     # reads about half what it reads after 20,000), and make bench-check compares a quick
@@ -235,7 +235,7 @@ def bench_codec(quick: bool) -> None:
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     start = time.perf_counter()
-    bench_frames(quick)
+    bench_frames()
     bench_codec(quick)
     print(f"total {time.perf_counter() - start:.1f} s")
     return 0
