@@ -828,8 +828,55 @@ class KnownKeyFastPathTests(SynchronousTestCase):
             self._get(cache.set("a", value))
             self._get(cache.set("bb", b"q" * 7))
         data = cache.store._data
-        self.assertEqual(cache.store.bytes, sum(len(k) + len(v[0]) for k, v in data.items()))
+        self.assertEqual(
+            cache.store.bytes, sum(cache.store._size(k, v[0]) for k, v in data.items())
+        )
+        # (the size of an entry is its key's and its codec form's: b"bw" is 2 bytes)
         self.assertEqual(cache.store.bytes, len("n:a") + 2 + len("n:bb") + 8)
+        # a key checked before whose entry is gone
+        self.assertTrue(self._get(cache.delete("a")))
+        self._get(cache.set("a", b"xyz"))
+        self.assertEqual(cache.store.bytes, len("n:a") + 4 + len("n:bb") + 8)
+
+    def test_bytes_kept_as_given(self) -> None:
+        """
+        A bytes value is stored and read back as the very object given, without a
+        copy, whether set on the short path, with a ttl, or on a bounded store; the
+        store's own interface still reads and writes the codec form.
+        """
+        big = b"v" * 100_000
+        for cache in (
+            MemoryCache(clock=task.Clock()),
+            MemoryCache(clock=task.Clock(), max_entries=10, max_bytes=1 << 20),
+        ):
+            for ttl in (None, 60):
+                for _ in range(2):  # the first use checks the key, the second is remembered
+                    self._get(cache.set("k", big, ttl=ttl))
+                    self.assertIs(self._get(cache.get("k")), big)
+                self.assertEqual(cache.store.get_now("k"), b"b" + big)
+                self.assertEqual(cache.store.bytes, len("k") + 1 + len(big))
+        cache = MemoryCache(clock=task.Clock())
+        self._get(cache.store.set("s", b"braw", None))  # the codec form, as a backend gets it
+        self.assertEqual(self._get(cache.get("s")), b"raw")
+        self.assertEqual(self._get(cache.store.get_many(["s"])), {"s": b"braw"})
+
+    def test_bytes_of_digits_are_not_a_counter(self) -> None:
+        """
+        A bytes value that reads as a number is still bytes: increment refuses it, as
+        on every backend (only an int value is stored as bare digits).
+        """
+        cache = MemoryCache(clock=task.Clock())
+        for _ in range(2):
+            self._get(cache.set("n", b"42"))
+            self.failureResultOf(cache.increment("n"), CacheError)
+            self.assertEqual(self._get(cache.get("n")), b"42")
+        self._get(cache.set("n", 42))
+        self.assertEqual(self._get(cache.increment("n", 2)), 44)
+        self.assertEqual(self._get(cache.get("n")), 44)
+        self.assertEqual(cache.store.get_now("n"), b"44")
+        self._get(cache.set("j", "text"))
+        self.assertEqual(self._get(cache.get("j")), "text")
+        self.assertTrue(self._get(cache.store.compare_delete("j", b'j"text"')))
 
     def test_bounded(self) -> None:
         from pywatt_twisted.data._cache._base import KNOWN_KEYS

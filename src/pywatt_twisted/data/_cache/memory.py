@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from pywatt_twisted import tracing
 from pywatt_twisted.data._cache._base import ICacheStore, StoreCache
+from pywatt_twisted.data._cache._codec import validate_ttl
 from pywatt_twisted.data._cache._errors import CacheError
 from pywatt_twisted.data._resources import track
 
@@ -26,11 +27,32 @@ def _prefix(parts: tuple[str, ...]) -> str:
     return "".join(p + ":" for p in parts)
 
 
+class _Coded(bytes):
+    """
+    A stored value in the cache codec's form (L{encode_value}): JSON or an integer.
+    """
+
+    __slots__ = ()
+
+
+def _coded(stored: bytes) -> bytes:
+    """
+    The codec form (what L{ICacheStore} reads and writes) of a stored value.
+    """
+    return b"b" + stored if stored.__class__ is bytes else stored
+
+
 @implementer(ICacheStore)
 class MemoryStore:
     """
-    The storage behind L{MemoryCache}: an C{OrderedDict} of key -> (bytes, expiry).
+    The storage behind L{MemoryCache}: an C{OrderedDict} of key -> (value, expiry).
     Expired entries are dropped when read, and first when room is needed.
+
+    A bytes value is kept as the very object given (exactly C{bytes}): nothing is
+    copied on the way in or out, as with a plain dict. Any other value is kept in the
+    cache codec's form as a L{_Coded}. The store's interface (L{ICacheStore}) reads
+    and writes the codec form all the same (C{b"b"} before a bytes value), and an
+    entry's size is that form's length plus its key's, as on every backend.
     """
 
     #: prefix() depends only on the namespace path (see L{ICacheStore})
@@ -58,22 +80,30 @@ class MemoryStore:
         return f"<MemoryStore entries={len(self._data)} bytes={self.bytes}>"
 
     @staticmethod
-    def _size(key: str, data: bytes) -> int:
-        return len(key) + len(data)
+    def _size(key: str, stored: bytes) -> int:
+        # (a bytes value's codec form is one byte longer: its tag)
+        return len(key) + len(stored) + (stored.__class__ is bytes)
 
     def prefix(self, parts: tuple[str, ...]) -> str:
         return _prefix(parts)
 
-    def _live(self, key: str) -> bytes | None:
+    def _stored(self, key: str) -> bytes | None:
+        """
+        The stored value of a live C{key} (see the class docstring), or None.
+        """
         entry = self._data.get(key)
         if entry is None:
             return None
-        data, expires = entry
+        stored, expires = entry
         if expires is not None and expires <= self.clock.seconds():
             self._remove(key)
             return None
         self._data.move_to_end(key)
-        return data
+        return stored
+
+    def _live(self, key: str) -> bytes | None:
+        stored = self._stored(key)
+        return None if stored is None else _coded(stored)
 
     #: the synchronous read L{StoreCache} uses (see L{ICacheStore})
     get_now = _live
@@ -82,12 +112,25 @@ class MemoryStore:
         entry = self._data.pop(key, None)
         if entry is None:
             return False
-        self.bytes -= len(key) + len(entry[0])
+        self.bytes -= self._size(key, entry[0])
         return True
 
     def _store(self, key: str, data: bytes, ttl: float | None) -> None:
+        # data in the codec form: a bytes value is kept without its tag
+        self.store_value(key, data[1:] if data[:1] == b"b" else _Coded(data), ttl)
+
+    #: the synchronous write L{StoreCache} uses (see L{ICacheStore})
+    set_now = _store
+
+    def store_value(self, key: str, stored: bytes, ttl: float | None) -> None:
+        """
+        Keep C{stored} (a bytes value as given, or a L{_Coded}) under C{key}, evicting
+        what the bounds require.
+
+        @raise CacheError: when the entry alone is larger than C{max_bytes}.
+        """
         # the hot path of every set: the size rules of _size and _remove written inline
-        size = len(key) + len(data)
+        size = len(key) + len(stored) + (stored.__class__ is bytes)
         max_bytes = self.max_bytes
         if max_bytes is not None and size > max_bytes:
             raise CacheError(
@@ -97,17 +140,15 @@ class MemoryStore:
         entries = self._data
         old = entries.pop(key, None)
         if old is not None:
-            self.bytes -= len(key) + len(old[0])
-        entries[key] = (data, None if ttl is None else self.clock.seconds() + ttl)
+            old_stored = old[0]
+            self.bytes -= len(key) + len(old_stored) + (old_stored.__class__ is bytes)
+        entries[key] = (stored, None if ttl is None else self.clock.seconds() + ttl)
         self.bytes += size
         max_entries = self.max_entries
         if (max_entries is not None and len(entries) > max_entries) or (
             max_bytes is not None and self.bytes > max_bytes
         ):
             self._shrink()
-
-    #: the synchronous write L{StoreCache} uses (see L{ICacheStore})
-    set_now = _store
 
     def _over(self) -> bool:
         return (self.max_entries is not None and len(self._data) > self.max_entries) or (
@@ -229,46 +270,56 @@ class MemoryCache(StoreCache):
     def get(self, key: str, *, timeout: float | None = None) -> Deferred[object | None]:
         # The hottest path of an in-process cache, written out in full: a key checked
         # before (StoreCache remembers it), tracing off, no timeout: the store's read
-        # (MemoryStore._live) and the bytes decoding inline. Anything else takes
-        # StoreCache.get.
+        # (MemoryStore._stored) inline, and a bytes value returned as it was stored.
+        # Anything else takes StoreCache.get.
         if timeout is None and not _switch.on and key.__class__ is str:
             full = self._known.get(key)
             if full is not None:
                 entry = self._entries.get(full)
                 if entry is None:
                     return _succeed(None)
-                data, expires = entry
-                if expires is None or expires > self._store.clock.seconds():
+                stored, expires = entry
+                if stored.__class__ is bytes and (
+                    expires is None or expires > self._store.clock.seconds()
+                ):
                     self._entries.move_to_end(full)
-                    if data[:1] == b"b":
-                        return _succeed(data[1:])
+                    return _succeed(stored)
         return StoreCache.get(self, key, timeout=timeout)
 
     def set(
         self, key: str, value: object, ttl: float | None = None, *, timeout: float | None = None
     ) -> Deferred[None]:
-        # The same for a write of bytes without a ttl to a key checked before, on a
-        # store without bounds (MemoryStore._store written inline: nothing to evict);
-        # anything else (a bounded store included) takes StoreCache.set.
-        if (
-            timeout is None
-            and ttl is None
-            and not _switch.on
-            and value.__class__ is bytes
-            and key.__class__ is str
-        ):
-            full = self._known.get(key)
+        # The same for a write of bytes: the value is kept as given
+        # (MemoryStore.store_value); for a key checked before, on a store without
+        # bounds and without a ttl, store_value is written inline (nothing to evict).
+        # Anything else takes StoreCache.set.
+        if timeout is None and not _switch.on and value.__class__ is bytes and key.__class__ is str:
             store = self._store
-            if full is not None and store.max_entries is None and store.max_bytes is None:
+            full = self._known.get(key)
+            if (
+                full is not None
+                and ttl is None
+                and store.max_entries is None
+                and store.max_bytes is None
+            ):
                 entries = self._entries
-                data = b"b" + value
                 old = entries.pop(full, None)
-                entries[full] = (data, None)
+                entries[full] = (value, None)
                 if old is None:
-                    store.bytes += len(full) + len(data)
+                    store.bytes += len(full) + len(value) + 1
                 else:
-                    store.bytes += len(data) - len(old[0])
+                    old_stored = old[0]
+                    store.bytes += (
+                        len(value) + 1 - len(old_stored) - (old_stored.__class__ is bytes)
+                    )
                 return _succeed(None)
+            try:
+                if full is None:
+                    full = self._check(key, self._static)  # type: ignore[arg-type]
+                store.store_value(full, value, validate_ttl(ttl))
+            except CacheError:
+                return defer.fail()
+            return _succeed(None)
         return StoreCache.set(self, key, value, ttl, timeout=timeout)
 
     @property
