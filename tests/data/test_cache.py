@@ -889,6 +889,89 @@ class KnownKeyFastPathTests(SynchronousTestCase):
         self.assertEqual(self._get(cache.get(f"k{KNOWN_KEYS + 9}")), b"x")
 
 
+class FileCacheWaitingBoundTests(SynchronousTestCase):
+    """
+    A L{FileCache} runs its calls in the reactor's thread pool through a L{BurstRunner}:
+    at most C{threads} at once, at most C{max_waiting} waiting beyond those; a call
+    made then fails at once with L{CacheUnavailable} and touches no file. (A thread
+    pool and a reactor that only record what they are asked to run.)
+    """
+
+    def setUp(self) -> None:
+        from twisted.logger import globalLogPublisher
+
+        from tests.data.test_database_pool import _RecordingReactor, _RecordingThreadPool
+
+        self.threads = _RecordingThreadPool()
+        self.reactor = _RecordingReactor()
+        self.reactor.getThreadPool = lambda: self.threads  # type: ignore[method-assign]
+        self.directory = os.path.abspath(self.mktemp())
+        self.cache = FileCache(self.directory, reactor=self.reactor, threads=1, max_waiting=2)
+        self.log: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.log.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.log.append)
+
+    def _logged(self, text: str) -> list[dict[str, Any]]:
+        return [e for e in self.log if text in e.get("log_format", "")]
+
+    def test_refused_beyond_max_waiting(self) -> None:
+        # one call the single loop is about to take, then two waiting: all accepted
+        accepted = [self.cache.set("a", b"1"), self.cache.set("b", b"2"), self.cache.get("a")]
+        self.assertEqual(len(self.threads.tasks), 1)  # one drain loop: threads=1
+        refused = [self.cache.set("c", b"3"), self.cache.get("b"), self.cache.delete("a")]
+        for d in refused:
+            error = self.failureResultOf(d, CacheUnavailable).value
+            self.assertIn("max_waiting=2", str(error))
+            self.assertIn("not run", str(error))
+        self.assertEqual(self.cache.health()["refused"], 3)
+        self.assertEqual(len(self._logged("refusing calls")), 1)
+
+        self.threads.run_next()  # the loop runs the three accepted calls, in order
+        self.reactor.deliver()
+        self.assertEqual([self.successResultOf(d) for d in accepted], [None, None, b"1"])
+        self.assertFalse(os.path.exists(self.cache._store._path("c")))
+        self.assertEqual(self._logged("accepting calls again"), [])
+
+        d = self.cache.get("b")
+        again = self._logged("accepting calls again")
+        self.assertEqual([e["count"] for e in again], [3])
+        self.threads.run_next()
+        self.reactor.deliver()
+        self.assertEqual(self.successResultOf(d), b"2")
+        self.assertEqual(self.threads.tasks, [])
+
+    def test_stopped_pool(self) -> None:
+        """
+        Once the reactor's thread pool has stopped, a call fails at once instead of
+        waiting forever.
+        """
+        self.threads.joined = True
+        error = self.failureResultOf(self.cache.get("a"), CacheUnavailable).value
+        self.assertIn("stopped", str(error))
+        self.assertEqual(self.threads.tasks, [])
+
+    def test_bounds_validated(self) -> None:
+        from pywatt_twisted.errors import ConfigurationError
+
+        for bad in (0, -1, 1.5, "4", True, 1_000_001):
+            with self.assertRaises(CacheError) as c:
+                FileCache(self.directory, reactor=self.reactor, max_waiting=bad)  # type: ignore[arg-type]
+            self.assertIn("max_waiting", str(c.exception))
+        with self.assertRaises(CacheError):
+            FileCache(self.directory, reactor=self.reactor, threads=0)
+        cache = Cache.from_url(
+            f"file://{self.directory}?threads=2&max_waiting=5", reactor=self.reactor
+        )
+        self.assertEqual((cache._store.max, cache._store.max_waiting), (2, 5))
+        for query in ("max_waiting=0", "threads=x", "threads=65"):
+            self.assertRaises(
+                ConfigurationError, Cache.from_url, f"file://{self.directory}?{query}"
+            )
+        default = FileCache(self.directory, reactor=self.reactor)
+        self.assertEqual((default._store.max, default._store.max_waiting), (4, 1000))
+        self.assertEqual(default.health()["refused"], 0)
+
+
 class FileCacheRestartTests(TestCase):
     async def test_survives_restart(self) -> None:
         directory = self.mktemp()

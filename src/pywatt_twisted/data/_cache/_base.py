@@ -142,7 +142,8 @@ class ICache(Interface):
         """
         For C{/health}: C{status} (C{"ok"}; C{"unavailable"}, with
         C{unavailable_seconds}, while the server cannot be reached; C{"closed"}),
-        C{backend}, C{url} (no password), C{namespace}, C{last_error}.
+        C{backend}, C{url} (no password), C{namespace}, C{last_error}; for the file
+        cache, C{refused} (calls failed at once because C{max_waiting} calls waited).
         """
 
 
@@ -777,10 +778,15 @@ class StoreCache:
             state = avail.health()
         else:
             state = {"status": "closed" if getattr(store, "closed", False) else "ok"}
-        return {
+        health = {
             "status": state.pop("status"),
             "backend": getattr(store, "backend", type(store).__name__),
             "url": self._name(),
             "namespace": ":".join(self._parts) or None,
             **state,
         }
+        refused = getattr(store, "refused", None)
+        if refused is not None:
+            # (a store with a bound on its waiting calls: the file cache)
+            health["refused"] = refused
+        return health

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from pywatt_twisted.data._cache._base import StoreCache
+from pywatt_twisted.data._cache._errors import CacheError
 from pywatt_twisted.data._database._config import redact_url
 from pywatt_twisted.errors import ConfigurationError
 
@@ -90,7 +91,17 @@ def _file(url: _Parsed, reactor: Any, clock: Any, namespace: str | None) -> Stor
     if url.parts.netloc or not path:
         raise ConfigurationError(f"expected file:///absolute/directory, got {url.text!r}")
     fsync = str(url.query.get("fsync", "false")).lower() in ("1", "true", "yes")
-    return FileCache(path, clock=clock, reactor=reactor, namespace=namespace, fsync=fsync)
+    bounds = {
+        name: value
+        for name in ("threads", "max_waiting")
+        if (value := _opt_int(url.query, name)) is not None
+    }
+    try:
+        return FileCache(
+            path, clock=clock, reactor=reactor, namespace=namespace, fsync=fsync, **bounds
+        )
+    except CacheError as e:
+        raise ConfigurationError(f"{e} (cache URL {url.text!r})") from None
 
 
 def _redis(url: _Parsed, reactor: Any, clock: Any, namespace: str | None) -> StoreCache:
@@ -194,7 +205,8 @@ class Cache:
 
             - C{memory://} (options C{max_entries}, C{max_bytes}, in the query string
               or as keywords): L{MemoryCache}
-            - C{file:///absolute/dir} (option C{fsync}): L{FileCache}
+            - C{file:///absolute/dir} (options C{fsync}, C{threads} (4), C{max_waiting}
+              (1000)): L{FileCache}
             - C{redis://[user:password@]host:port/db} (options C{poolsize},
               C{connect_timeout} (5 s), C{reply_timeout} (5 s, 0 for no limit)):
               L{RedisCache}

@@ -10,6 +10,12 @@ the key, so any valid key maps to a safe name. The name and the header's start o
 keys in use are remembered (L{NAMES} of them), and a header that says "this key, no
 expiry" is recognised by its bytes, without parsing it.
 
+Threads: a store's calls run in the reactor's thread pool through a L{BurstRunner}, at
+most C{threads} (L{THREADS}) at a time, so the pool keeps threads for the rest of the
+process (name resolution uses it too); at most C{max_waiting} (L{MAX_WAITING}) calls
+wait beyond those, and a call made then fails at once with L{CacheUnavailable} (nothing
+was read or written).
+
 Atomicity across processes: C{set_nx}, C{increment} and C{compare_delete} hold an
 exclusive C{fcntl.flock} on C{DIR/.lock} while they read and write; plain C{set} and
 C{get} need none (C{os.replace} is atomic).
@@ -30,12 +36,13 @@ from typing import Any, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from pywatt_twisted.data._cache._base import ICacheStore, StoreCache
-from pywatt_twisted.data._cache._errors import CacheError
+from pywatt_twisted.data._cache._errors import CacheError, CacheUnavailable
 from pywatt_twisted.data._resources import track
+from pywatt_twisted.data._threads import BurstRunner
 
 T = TypeVar("T")
 
@@ -55,6 +62,18 @@ _TEMPORARY = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: numbers of temporary file names, shared by the stores of this process
 _numbers = itertools.count()
+
+#: the most calls of one store running at once in the reactor's thread pool (its
+#: default size is 10)
+THREADS = 4
+
+#: the most calls of one store waiting for one of its threads, by default
+MAX_WAITING = 1000
+
+#: the largest max_waiting accepted (a waiting call holds its arguments in memory)
+MAX_WAITING_LIMIT = 1_000_000
+
+_log = Logger()
 
 #: how much one read asks for (a cache file is read whole, usually in one read)
 _CHUNK = 1 << 16
@@ -92,21 +111,40 @@ def _prefix(parts: tuple[str, ...]) -> str:
 
 
 @implementer(ICacheStore)
-class FileStore:
+def _bound(name: str, value: object, limit: int) -> int:
+    if value.__class__ is not int or not 1 <= value <= limit:  # type: ignore[operator]
+        raise CacheError(f"expected {name} as an int from 1 to {limit:,}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+class FileStore(BurstRunner):
     """
     The storage behind L{FileCache}.
+
+    @ivar refused: calls failed at once because C{max_waiting} calls already waited.
     """
 
     #: prefix() depends only on the namespace path (see L{ICacheStore})
     static_prefix = True
     backend = "file"
+    what = "file cache call"
 
     def __init__(
-        self, directory: str, clock: Any = None, reactor: Any = None, fsync: bool = False
+        self,
+        directory: str,
+        clock: Any = None,
+        reactor: Any = None,
+        fsync: bool = False,
+        threads: int = THREADS,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
-        self.reactor = reactor
+        self.reactor = self._reactor = reactor
+        self.max = _bound("threads", threads, 64)
+        self._init_runner(_bound("max_waiting", max_waiting, MAX_WAITING_LIMIT))
+        self.refused = 0
+        self._refusing = 0
         self.clock = clock if clock is not None else reactor
         self.directory = os.path.abspath(directory)
         self.url_redacted = f"file://{self.directory}"
@@ -130,9 +168,51 @@ class FileStore:
 
     # helpers (pool threads) ------------------------------------------------------------
 
+    @property
+    def threadpool(self) -> Any:
+        # (the reactor makes its pool on first use, and stops it at shutdown)
+        return self.reactor.getThreadPool()
+
+    def _closed(self) -> BaseException:
+        return CacheUnavailable(
+            f"expected the reactor's thread pool to run the file cache {self.url_redacted}, "
+            "but it is stopped (the reactor is shutting down?); nothing was read or written"
+        )
+
     def _run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        now = self.clock.seconds()
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, now, *args)
+        if self.full():
+            return defer.fail(self._refuse())
+        if self._refusing:
+            _log.info(
+                "File cache {url}: accepting calls again; {count} were refused while "
+                "{max_waiting} calls waited",
+                url=self.url_redacted,
+                count=self._refusing,
+                max_waiting=self.max_waiting,
+            )
+            self._refusing = 0
+        return self.run_in_thread(fn, self.clock.seconds(), *args)
+
+    def _refuse(self) -> CacheUnavailable:
+        """
+        The error of a call refused because C{max_waiting} calls already wait; the
+        first refusal of a run logs a WARNING (the next call accepted logs how many).
+        """
+        self.refused += 1
+        self._refusing += 1
+        if self._refusing == 1:
+            _log.warn(
+                "File cache {url}: {threads} calls are running and {max_waiting} already "
+                "wait; refusing calls until one of them starts",
+                url=self.url_redacted,
+                threads=self.max,
+                max_waiting=self.max_waiting,
+            )
+        return CacheUnavailable(
+            f"expected room among the calls waiting for the file cache {self.url_redacted}, "
+            f"but {self.max} are running and max_waiting={self.max_waiting} already wait; "
+            "this call was not run (retry later, or raise max_waiting)"
+        )
 
     def _name(self, key: str) -> tuple[str, bytes]:
         """
@@ -345,6 +425,11 @@ class FileCache(StoreCache):
     An L{ICache} in a directory (see the module docstring). C{clock} gives the time
     TTLs are measured on (default: the reactor, i.e. wall-clock time, which is what a
     cache that survives restarts needs).
+
+    @param threads: the most calls running at once in the reactor's thread pool (1 to
+        64, default L{THREADS}).
+    @param max_waiting: the most calls waiting beyond those (1 to 1,000,000, default
+        L{MAX_WAITING}); a call made then fails at once with L{CacheUnavailable}.
     """
 
     def __init__(
@@ -354,7 +439,16 @@ class FileCache(StoreCache):
         reactor: Any = None,
         namespace: str | None = None,
         fsync: bool = False,
+        threads: int = THREADS,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
-        store = FileStore(directory, clock=clock, reactor=reactor, fsync=fsync)
+        store = FileStore(
+            directory,
+            clock=clock,
+            reactor=reactor,
+            fsync=fsync,
+            threads=threads,
+            max_waiting=max_waiting,
+        )
         super().__init__(store, (namespace,) if namespace else ())
         track(self)
