@@ -566,6 +566,52 @@ class SQLiteMemoryTests(DatabaseSuiteMixin, TestCase):
         return "sqlite://:memory:"
 
 
+class SQLiteStatementsSentTests(TestCase):
+    """
+    What reaches SQLite: a single statement (C{execute}, C{query}, C{query_one}) runs
+    alone in autocommit mode, atomic on its own; a transaction is opened with C{BEGIN}
+    and ends with C{COMMIT} or C{ROLLBACK}.
+    """
+
+    async def test_statements(self) -> None:
+        path = os.path.abspath(self.mktemp()) + ".db"
+        db = Database.from_url(f"sqlite:///{path}", max_pool=1)
+        self.addCleanup(db.close)
+        sent: list[str] = []
+        await db.run_interaction(lambda tx: db._pool.connect().set_trace_callback(sent.append))
+        sent.clear()
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        await db.execute("INSERT INTO t VALUES (:x)", {"x": 1})
+        self.assertEqual(await db.query_one("SELECT x FROM t"), {"x": 1})
+        self.assertEqual(
+            sent,
+            ["CREATE TABLE t (x INTEGER)", "INSERT INTO t VALUES (1)", "SELECT x FROM t"],
+        )
+        sent.clear()
+
+        def two(tx: Any) -> None:
+            tx.execute("INSERT INTO t VALUES (2)")
+            tx.execute("INSERT INTO t VALUES (3)")
+
+        await db.run_interaction(two)
+        self.assertEqual(
+            sent, ["BEGIN", "INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (3)", "COMMIT"]
+        )
+
+        def half(tx: Any) -> None:
+            tx.execute("INSERT INTO t VALUES (4)")
+            tx.execute("INSERT INTO nowhere VALUES (5)")
+
+        with self.assertRaises(DatabaseError):
+            await db.run_interaction(half)
+        self.assertEqual(
+            await db.query("SELECT x FROM t ORDER BY x"), [{"x": n} for n in (1, 2, 3)]
+        )
+        with self.assertRaises(DatabaseError):
+            await db.execute("INSERT INTO t VALUES ('not', 'one column')")
+        self.assertEqual(len(await db.query("SELECT x FROM t")), 3)
+
+
 class PostgreSQLTests(DatabaseSuiteMixin, TestCase):
     server = True
     pool = {"max_pool": 4, "connect_timeout": 5}

@@ -228,6 +228,9 @@ def _known_dead(dialect: str, conn: Any) -> bool:
 REPLY_GRACE = 5.0
 
 
+_get_ident = threading.get_ident
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -341,6 +344,11 @@ class SyncTransaction:
         This thread's connection, opened (within C{connect_timeout}) if needed; a
         driver error becomes L{DatabaseUnavailable} with C{connecting} set.
         """
+        # (adbapi's connect() finds it by threading.current_thread().ident, which is
+        # this; its lookup is most of the cost of taking an open connection)
+        conn = self._pool.connections.get(_get_ident())
+        if conn is not None:
+            return conn
         try:
             return self._pool.connect()
         except self._db._driver.Error as e:
@@ -350,9 +358,15 @@ class SyncTransaction:
         """
         Start the transaction (SQLite) and apply a per-call statement timeout
         (PostgreSQL: C{SET LOCAL}, undone when the transaction ends).
+
+        A single statement on SQLite (C{execute}, C{query}, C{query_one}) gets no
+        C{BEGIN}: its connection is in autocommit mode, where one statement is atomic
+        on its own, so a transaction around it would change nothing but cost a
+        statement more per call.
         """
         if self._dialect == "sqlite":
-            self._cursor.execute("BEGIN")
+            if not self._single:
+                self._cursor.execute("BEGIN")
         elif self._dialect == "postgresql" and self._timeout is not None:
             self._cursor.execute(f"SET LOCAL statement_timeout = {_ms(self._timeout)}")
 
