@@ -134,7 +134,7 @@ def _rate(count: int, size: int, seconds: float) -> str:
 
 
 def bench_frames() -> dict[int, float]:
-    # The same frames in a quick run (about 8 s: see _best): the rates of the large
+    # The same frames in a quick run (about 5 s: see _best): the rates of the large
     # frames depend on what ran before them (after 200,000 small frames the 1 MiB ratio
     # reads about half what it reads after 20,000), and make bench-check compares a quick
     # run with the full run's record.
