@@ -823,14 +823,14 @@ class KnownKeyFastPathTests(SynchronousTestCase):
         self.assertEqual(cache._known, {"k": "k"})
 
     def test_byte_accounting_on_the_short_path(self) -> None:
+        from pywatt_twisted.data._cache.memory import entry_size
+
         cache = MemoryCache(clock=task.Clock(), namespace="n")
         for value in (b"x" * 10, b"y" * 3, b"z" * 50, "text", b"w"):
             self._get(cache.set("a", value))
             self._get(cache.set("bb", b"q" * 7))
         data = cache.store._data
-        self.assertEqual(
-            cache.store.bytes, sum(cache.store._size(k, v[0]) for k, v in data.items())
-        )
+        self.assertEqual(cache.store.bytes, sum(entry_size(k, v[0]) for k, v in data.items()))
         # (the size of an entry is its key's and its codec form's: b"bw" is 2 bytes)
         self.assertEqual(cache.store.bytes, len("n:a") + 2 + len("n:bb") + 8)
         # a key checked before whose entry is gone

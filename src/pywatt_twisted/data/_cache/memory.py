@@ -42,6 +42,14 @@ def _coded(stored: bytes) -> bytes:
     return b"b" + stored if stored.__class__ is bytes else stored
 
 
+def entry_size(key: str, stored: bytes) -> int:
+    """
+    The size of an entry for C{max_bytes}: its key and its value's codec form (a bytes
+    value's is one byte longer: its tag).
+    """
+    return len(key) + len(stored) + (stored.__class__ is bytes)
+
+
 @implementer(ICacheStore)
 class MemoryStore:
     """
@@ -79,17 +87,12 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"<MemoryStore entries={len(self._data)} bytes={self.bytes}>"
 
-    @staticmethod
-    def _size(key: str, stored: bytes) -> int:
-        # (a bytes value's codec form is one byte longer: its tag)
-        return len(key) + len(stored) + (stored.__class__ is bytes)
-
     def prefix(self, parts: tuple[str, ...]) -> str:
         return _prefix(parts)
 
-    def _stored(self, key: str) -> bytes | None:
+    def _live(self, key: str) -> bytes | None:
         """
-        The stored value of a live C{key} (see the class docstring), or None.
+        The codec form of the value of a live C{key}, or None.
         """
         entry = self._data.get(key)
         if entry is None:
@@ -99,11 +102,7 @@ class MemoryStore:
             self._remove(key)
             return None
         self._data.move_to_end(key)
-        return stored
-
-    def _live(self, key: str) -> bytes | None:
-        stored = self._stored(key)
-        return None if stored is None else _coded(stored)
+        return _coded(stored)
 
     #: the synchronous read L{StoreCache} uses (see L{ICacheStore})
     get_now = _live
@@ -112,7 +111,7 @@ class MemoryStore:
         entry = self._data.pop(key, None)
         if entry is None:
             return False
-        self.bytes -= self._size(key, entry[0])
+        self.bytes -= entry_size(key, entry[0])
         return True
 
     def _store(self, key: str, data: bytes, ttl: float | None) -> None:
@@ -129,7 +128,7 @@ class MemoryStore:
 
         @raise CacheError: when the entry alone is larger than C{max_bytes}.
         """
-        # the hot path of every set: the size rules of _size and _remove written inline
+        # the hot path of every set: the size rules of entry_size and _remove inline
         size = len(key) + len(stored) + (stored.__class__ is bytes)
         max_bytes = self.max_bytes
         if max_bytes is not None and size > max_bytes:
@@ -270,7 +269,7 @@ class MemoryCache(StoreCache):
     def get(self, key: str, *, timeout: float | None = None) -> Deferred[object | None]:
         # The hottest path of an in-process cache, written out in full: a key checked
         # before (StoreCache remembers it), tracing off, no timeout: the store's read
-        # (MemoryStore._stored) inline, and a bytes value returned as it was stored.
+        # (MemoryStore._live) inline, and a bytes value returned as it was stored.
         # Anything else takes StoreCache.get.
         if timeout is None and not _switch.on and key.__class__ is str:
             full = self._known.get(key)
