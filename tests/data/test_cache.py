@@ -889,6 +889,25 @@ class KnownKeyFastPathTests(SynchronousTestCase):
         self.assertEqual(self._get(cache.get(f"k{KNOWN_KEYS + 9}")), b"x")
 
 
+class StoreInterfaceTests(SynchronousTestCase):
+    def test_every_store_declares_and_implements_icachestore(self) -> None:
+        """
+        Every backend's store class declares L{ICacheStore} and has its methods.
+        """
+        from zope.interface.verify import verifyClass
+
+        from pywatt_twisted.data._cache._base import ICacheStore
+        from pywatt_twisted.data._cache._proxy import ProxyCacheStore
+        from pywatt_twisted.data._cache.file import FileStore
+        from pywatt_twisted.data._cache.memcached import MemcachedStore
+        from pywatt_twisted.data._cache.memory import MemoryStore
+        from pywatt_twisted.data._cache.redis import RedisStore
+
+        for store in (FileStore, MemcachedStore, MemoryStore, ProxyCacheStore, RedisStore):
+            self.assertTrue(ICacheStore.implementedBy(store), store)
+            verifyClass(ICacheStore, store)
+
+
 class FileCacheWaitingBoundTests(SynchronousTestCase):
     """
     A L{FileCache} runs its calls in the reactor's thread pool through a L{BurstRunner}:

@@ -110,13 +110,13 @@ def _prefix(parts: tuple[str, ...]) -> str:
     return "".join(p + ":" for p in parts)
 
 
-@implementer(ICacheStore)
 def _bound(name: str, value: object, limit: int) -> int:
     if value.__class__ is not int or not 1 <= value <= limit:  # type: ignore[operator]
         raise CacheError(f"expected {name} as an int from 1 to {limit:,}, got {value!r}")
     return value  # type: ignore[return-value]
 
 
+@implementer(ICacheStore)
 class FileStore(BurstRunner):
     """
     The storage behind L{FileCache}.
