@@ -367,3 +367,41 @@ class WaitingBoundTests(TestCase):
             self.assertEqual(await tx.query_one("SELECT 3 AS n"), {"n": 3})
         again = [e for e in self.log if "accepting calls again" in e.get("log_format", "")]
         self.assertEqual([e["count"] for e in again], [1])
+
+
+class DrainedTests(TestCase):
+    """
+    L{Database._pool_drained} (what a rotation waits for before it closes the old pool)
+    fires once no call submitted to that pool is running or waiting, whether the last
+    one succeeded or failed.
+    """
+
+    async def test_fires_when_the_last_call_ends(self) -> None:
+        from pywatt_twisted.data import Database, DatabaseError
+
+        path = os.path.abspath(self.mktemp()) + ".db"
+        db = Database.from_url(f"sqlite:///{path}", max_pool=1)
+        self.addCleanup(db.close)
+        pool = db._pool
+        self.assertIsNone(self.successResultOf(db._pool_drained(pool)))
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        started = threading.Event()
+
+        def hold(tx: Any) -> str:
+            started.set()
+            gate.wait(30)
+            return "held"
+
+        held = db.run_interaction(hold)
+        failing = db.execute("SELECT * FROM nowhere")
+        self.assertTrue(await deferToThread(started.wait, 30))
+        drained = db._pool_drained(pool)
+        self.assertNoResult(drained)
+        gate.set()
+        self.assertEqual(await held, "held")
+        with self.assertRaises(DatabaseError):
+            await failing
+        self.assertIsNone(self.successResultOf(drained))
+        self.assertEqual(db._pool_in_flight, {})
+        self.assertEqual(db.health()["errors"], 1)

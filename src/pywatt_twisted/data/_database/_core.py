@@ -827,24 +827,48 @@ class Database:
     # bookkeeping ---------------------------------------------------------------------
 
     def _track(self, d: Deferred[T], pool: ConnectionPool) -> Deferred[T]:
-        self._in_flight += 1
+        """
+        Count C{d} as a call in flight on C{pool} until it fires.
+        """
         key = id(pool)
+        self._enter(key)
+        return d.addBoth(self._leave, key)
+
+    def _enter(self, key: int) -> None:
+        self._in_flight += 1
         self._pool_in_flight[key] = self._pool_in_flight.get(key, 0) + 1
 
-        def done(result: object) -> object:
-            self._in_flight -= 1
-            self._pool_in_flight[key] -= 1
-            if self._pool_in_flight[key] == 0:
-                del self._pool_in_flight[key]
-                for w in self._pool_idle.pop(key, []):
-                    w.callback(None)
-            if self._in_flight == 0:
-                waiters, self._idle = self._idle, []
-                for w in waiters:
-                    w.callback(None)
-            return result
+    def _leave(self, result: T, key: int) -> T:
+        self._in_flight -= 1
+        left = self._pool_in_flight[key] - 1
+        if left:
+            self._pool_in_flight[key] = left
+        else:
+            del self._pool_in_flight[key]
+            for w in self._pool_idle.pop(key, []):
+                w.callback(None)
+        if self._in_flight == 0:
+            waiters, self._idle = self._idle, []
+            for w in waiters:
+                w.callback(None)
+        return result
 
-        return d.addBoth(done)
+    def _track_and_count(self, d: Deferred[T], pool: ConnectionPool) -> Deferred[T]:
+        """
+        L{_count} of L{_track}, in one callback pair (once per call: no closures).
+        """
+        key = id(pool)
+        self._enter(key)
+        self.calls += 1
+        return d.addCallbacks(
+            self._left_ok, self._left_failed, callbackArgs=(key,), errbackArgs=(key,)
+        )
+
+    def _left_ok(self, result: T, key: int) -> T:
+        return self._succeeded(self._leave(result, key))
+
+    def _left_failed(self, f: Failure, key: int) -> Failure:
+        return self._failed(self._leave(f, key))
 
     def _pool_drained(self, pool: ConnectionPool) -> Deferred[None]:
         """
@@ -858,24 +882,26 @@ class Database:
         return waiter
 
     def _count(self, d: Deferred[T]) -> Deferred[T]:
+        """
+        Count C{d} as a call, and its failure as an error (see L{_failed}).
+        """
         self.calls += 1
+        return d.addCallbacks(self._succeeded, self._failed)
 
-        def succeeded(result: T) -> T:
-            if self._down is not None:
-                self._up()
-            return result
+    def _succeeded(self, result: T) -> T:
+        if self._down is not None:
+            self._up()
+        return result
 
-        def failed(f: Failure) -> Failure:
-            self.errors += 1
-            self.last_error = str(f.value)
-            if isinstance(f.value, StatementInterrupted):
-                self.interrupted += 1
-                self._log.warn("Database {name}: {error}", name=self.name, error=str(f.value))
-            elif isinstance(f.value, DatabaseUnavailable) and f.value.connecting:
-                self._went_down(f.value)
-            return f
-
-        return d.addCallbacks(succeeded, failed)
+    def _failed(self, f: Failure) -> Failure:
+        self.errors += 1
+        self.last_error = str(f.value)
+        if isinstance(f.value, StatementInterrupted):
+            self.interrupted += 1
+            self._log.warn("Database {name}: {error}", name=self.name, error=str(f.value))
+        elif isinstance(f.value, DatabaseUnavailable) and f.value.connecting:
+            self._went_down(f.value)
+        return f
 
     # availability ----------------------------------------------------------------------
 
@@ -1240,7 +1266,7 @@ class Database:
         if probe:
             # a pool not in use yet (use_url): its failure says nothing about this one
             return self._track(d, pool)
-        return tracing.traced(span, self._count(self._track(d, pool)))
+        return tracing.traced(span, self._track_and_count(d, pool))
 
     def execute(
         self,
