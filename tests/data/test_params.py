@@ -84,6 +84,28 @@ class TranslateTests(SynchronousTestCase):
     def test_bind_none_is_empty_dict(self) -> None:
         self.assertEqual(translate("SELECT 1", "mysql").bind(None), {})
 
+    def test_bind_returns_a_dict_copy(self) -> None:
+        """
+        Whatever mapping is given (a dict, a subclass, any Mapping), the driver gets a
+        new plain dict with every given value, extra names included; the caller's
+        mapping is never the one handed on.
+        """
+        from collections import OrderedDict
+        from types import MappingProxyType
+
+        t = translate("SELECT :a, :b, :a", "postgresql")
+        for mapping in (
+            {"a": 1, "b": 2, "extra": 3},
+            OrderedDict(a=1, b=2, extra=3),
+            MappingProxyType({"a": 1, "b": 2, "extra": 3}),
+        ):
+            bound = t.bind(mapping)
+            self.assertIs(type(bound), dict)
+            self.assertIsNot(bound, mapping)
+            self.assertEqual(bound, {"a": 1, "b": 2, "extra": 3})
+        with self.assertRaises(ParameterError):
+            t.bind({"b": 2})
+
 
 # hypothesis: build statements from fragments whose translation is known
 

@@ -217,6 +217,8 @@ def _known_dead(dialect: str, conn: Any) -> bool:
     the server sends nothing unasked, so input there is the server closing the
     connection (or announcing so); at worst a healthy connection is replaced.
     """
+    if dialect == "sqlite":
+        return conn is None  # (a file: no socket, nothing the server could have said)
     if _is_broken(dialect, conn):
         return True
     fd = _socket_fd(dialect, conn)

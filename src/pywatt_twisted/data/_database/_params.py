@@ -54,6 +54,13 @@ class TranslatedStatement:
 
         @raise ParameterError: when C{params} is not a mapping or lacks a name.
         """
+        if params.__class__ is dict:
+            # (the common case, checked without the ABC and without building a set)
+            for name in self.names:
+                if name not in params:  # type: ignore[operator]
+                    break
+            else:
+                return dict(params)  # type: ignore[arg-type]
         if params is None:
             params = {}
         elif not isinstance(params, Mapping):
