@@ -952,6 +952,7 @@ class FileCacheWaitingBoundTests(SynchronousTestCase):
         self.assertEqual(self._logged("accepting calls again"), [])
 
         d = self.cache.get("b")
+        self.cache.get("a")  # (the run of refusals ended: logged once)
         again = self._logged("accepting calls again")
         self.assertEqual([e["count"] for e in again], [3])
         self.threads.run_next()

@@ -37,6 +37,47 @@ _Result = tuple[Deferred[Any], bool, Any]
 
 _log = Logger()
 
+#: the largest C{max_waiting} a runner's owner accepts (a waiting call holds its
+#: arguments in memory)
+MAX_WAITING_LIMIT = 1_000_000
+
+
+def checked_bound(name: str, value: object, limit: int, error: type[Exception]) -> int:
+    """
+    C{value} if it is an C{int} from 1 to C{limit} (a C{bool} is not), else raise
+    C{error} naming C{name}.
+    """
+    if value.__class__ is not int or not 1 <= value <= limit:  # type: ignore[operator]
+        raise error(f"expected {name} as an int from 1 to {limit:,}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+class Refusals:
+    """
+    The calls an owner of a bounded queue refused: C{total} in all, and the current run.
+    The first refusal of a run logs a WARNING (C{refusing}); the next call accepted
+    logs one INFO (C{accepting}) with how many the run refused (C{count}), and ends it.
+    """
+
+    def __init__(self, log: Logger, refusing: str, accepting: str) -> None:
+        self._log = log
+        self._refusing = refusing
+        self._accepting = accepting
+        self.total = 0
+        #: refused since the last call accepted
+        self.run = 0
+
+    def refuse(self, **fields: object) -> None:
+        self.total += 1
+        self.run += 1
+        if self.run == 1:
+            self._log.warn(self._refusing, **fields)
+
+    def accept(self, **fields: object) -> None:
+        if self.run:
+            self._log.info(self._accepting, count=self.run, **fields)
+            self.run = 0
+
 
 class BurstRunner:
     """
@@ -152,4 +193,4 @@ class BurstRunner:
                 _log.failure("Could not deliver the result of a {what}", what=self.what)
 
 
-__all__ = ["BurstRunner"]
+__all__ = ["MAX_WAITING_LIMIT", "BurstRunner", "Refusals", "checked_bound"]

@@ -42,7 +42,12 @@ from zope.interface import implementer
 from pywatt_twisted.data._cache._base import ICacheStore, StoreCache
 from pywatt_twisted.data._cache._errors import CacheError, CacheUnavailable
 from pywatt_twisted.data._resources import track
-from pywatt_twisted.data._threads import BurstRunner
+from pywatt_twisted.data._threads import (
+    MAX_WAITING_LIMIT,
+    BurstRunner,
+    Refusals,
+    checked_bound,
+)
 
 T = TypeVar("T")
 
@@ -69,9 +74,6 @@ THREADS = 4
 
 #: the most calls of one store waiting for one of its threads, by default
 MAX_WAITING = 1000
-
-#: the largest max_waiting accepted (a waiting call holds its arguments in memory)
-MAX_WAITING_LIMIT = 1_000_000
 
 _log = Logger()
 
@@ -110,12 +112,6 @@ def _prefix(parts: tuple[str, ...]) -> str:
     return "".join(p + ":" for p in parts)
 
 
-def _bound(name: str, value: object, limit: int) -> int:
-    if value.__class__ is not int or not 1 <= value <= limit:  # type: ignore[operator]
-        raise CacheError(f"expected {name} as an int from 1 to {limit:,}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
 @implementer(ICacheStore)
 class FileStore(BurstRunner):
     """
@@ -141,10 +137,15 @@ class FileStore(BurstRunner):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = self._reactor = reactor
-        self.max = _bound("threads", threads, 64)
-        self._init_runner(_bound("max_waiting", max_waiting, MAX_WAITING_LIMIT))
-        self.refused = 0
-        self._refusing = 0
+        self.max = checked_bound("threads", threads, 64, CacheError)
+        self._init_runner(checked_bound("max_waiting", max_waiting, MAX_WAITING_LIMIT, CacheError))
+        self._refusals = Refusals(
+            _log,
+            "File cache {url}: {threads} calls are running and {max_waiting} already wait; "
+            "refusing calls until one of them starts",
+            "File cache {url}: accepting calls again; {count} were refused while "
+            "{max_waiting} calls waited",
+        )
         self.clock = clock if clock is not None else reactor
         self.directory = os.path.abspath(directory)
         self.url_redacted = f"file://{self.directory}"
@@ -179,40 +180,25 @@ class FileStore(BurstRunner):
             "but it is stopped (the reactor is shutting down?); nothing was read or written"
         )
 
-    def _run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
-        if self.full():
-            return defer.fail(self._refuse())
-        if self._refusing:
-            _log.info(
-                "File cache {url}: accepting calls again; {count} were refused while "
-                "{max_waiting} calls waited",
-                url=self.url_redacted,
-                count=self._refusing,
-                max_waiting=self.max_waiting,
-            )
-            self._refusing = 0
-        return self.run_in_thread(fn, self.clock.seconds(), *args)
+    @property
+    def refused(self) -> int:
+        return self._refusals.total
 
-    def _refuse(self) -> CacheUnavailable:
-        """
-        The error of a call refused because C{max_waiting} calls already wait; the
-        first refusal of a run logs a WARNING (the next call accepted logs how many).
-        """
-        self.refused += 1
-        self._refusing += 1
-        if self._refusing == 1:
-            _log.warn(
-                "File cache {url}: {threads} calls are running and {max_waiting} already "
-                "wait; refusing calls until one of them starts",
-                url=self.url_redacted,
-                threads=self.max,
-                max_waiting=self.max_waiting,
+    def _run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        refusals = self._refusals
+        if self.full():
+            refusals.refuse(url=self.url_redacted, threads=self.max, max_waiting=self.max_waiting)
+            return defer.fail(
+                CacheUnavailable(
+                    f"expected room among the calls waiting for the file cache "
+                    f"{self.url_redacted}, but {self.max} are running and "
+                    f"max_waiting={self.max_waiting} already wait; this call was not run "
+                    "(retry later, or raise max_waiting)"
+                )
             )
-        return CacheUnavailable(
-            f"expected room among the calls waiting for the file cache {self.url_redacted}, "
-            f"but {self.max} are running and max_waiting={self.max_waiting} already wait; "
-            "this call was not run (retry later, or raise max_waiting)"
-        )
+        if refusals.run:
+            refusals.accept(url=self.url_redacted, max_waiting=self.max_waiting)
+        return self.run_in_thread(fn, self.clock.seconds(), *args)
 
     def _name(self, key: str) -> tuple[str, bytes]:
         """

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
 
+from pywatt_twisted.data._threads import MAX_WAITING_LIMIT, checked_bound
 from pywatt_twisted.errors import ConfigurationError
 
 #: URL scheme -> dialect
@@ -22,9 +23,6 @@ SCHEMES = {
     "mariadb": "mysql",
     "sqlite": "sqlite",
 }
-
-#: the largest max_waiting accepted (calls waiting hold their arguments in memory)
-MAX_WAITING_LIMIT = 1_000_000
 
 #: dialect -> DB-API module name handed to adbapi
 DRIVERS = {"postgresql": "psycopg", "mysql": "pymysql", "sqlite": "sqlite3"}
@@ -96,11 +94,7 @@ class DatabaseConfig:
                 "expected 0 <= min_pool <= max_pool and max_pool >= 1, got "
                 f"min_pool={self.min_pool}, max_pool={self.max_pool}"
             )
-        if self.max_waiting.__class__ is not int or not 1 <= self.max_waiting <= MAX_WAITING_LIMIT:
-            raise ConfigurationError(
-                f"expected max_waiting as an int from 1 to {MAX_WAITING_LIMIT:,}, got "
-                f"{self.max_waiting!r}"
-            )
+        checked_bound("max_waiting", self.max_waiting, MAX_WAITING_LIMIT, ConfigurationError)
         if not self.connect_timeout > 0:
             raise ConfigurationError(
                 f"expected connect_timeout > 0 seconds, got {self.connect_timeout!r}"

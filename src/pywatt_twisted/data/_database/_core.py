@@ -54,6 +54,7 @@ from pywatt_twisted.data._database._errors import (
 )
 from pywatt_twisted.data._database._params import ParameterError, translate
 from pywatt_twisted.data._database._pool import ConnectionPool
+from pywatt_twisted.data._threads import Refusals
 
 T = TypeVar("T")
 
@@ -730,10 +731,13 @@ class Database:
         self.reconnects = 0
         self.interrupted = 0
         self.retries = 0
-        #: calls refused because max_waiting calls already waited
-        self.refused = 0
-        # refusing since the last accepted call (what was logged), and how many
-        self._refusing = 0
+        # calls refused because max_waiting calls already waited (see _admit)
+        self._refusals = Refusals(
+            self._log,
+            "Database {name}: all {max_pool} connections are busy and {max_waiting} calls "
+            "already wait; refusing calls until one of them starts",
+            "Database {name}: accepting calls again; {count} were refused while the pool was full",
+        )
         self.last_error: str | None = None
         self._shutdown_id = reactor.addSystemEventTrigger("before", "shutdown", self.close)
         from pywatt_twisted.data._resources import track
@@ -941,6 +945,10 @@ class Database:
             seconds=self._reactor.seconds() - since,
         )
 
+    @property
+    def refused(self) -> int:
+        return self._refusals.total
+
     def _admit(self, pool: ConnectionPool) -> DatabaseUnavailable | None:
         """
         None when a call (or a transaction) may wait for a connection of C{pool}; else
@@ -948,29 +956,15 @@ class Database:
         calls already wait. The first refusal of a run is logged as a WARNING, and the
         next call admitted logs how many were refused.
         """
+        refusals = self._refusals
         if not pool.full():
-            if self._refusing:
-                self._log.info(
-                    "Database {name}: accepting calls again; {count} were refused while "
-                    "the pool was full",
-                    name=self.name,
-                    count=self._refusing,
-                )
-                self._refusing = 0
+            if refusals.run:
+                refusals.accept(name=self.name)
             return None
         self.calls += 1
         self.errors += 1
-        self.refused += 1
-        self._refusing += 1
         max_waiting = self.config.max_waiting
-        if self._refusing == 1:
-            self._log.warn(
-                "Database {name}: all {max_pool} connections are busy and {max_waiting} "
-                "calls already wait; refusing calls until one of them starts",
-                name=self.name,
-                max_pool=self._max_pool,
-                max_waiting=max_waiting,
-            )
+        refusals.refuse(name=self.name, max_pool=self._max_pool, max_waiting=max_waiting)
         return DatabaseUnavailable(
             f"expected room among the calls waiting for the {self.dialect} database "
             f"{self.url_redacted}, but all {self._max_pool} connections are busy and "
